@@ -1,0 +1,1 @@
+"""Incidents and notifications: findings become incidents, delivered through a persistent log."""

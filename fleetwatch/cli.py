@@ -1,0 +1,89 @@
+"""The `fleetwatch` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from fleetwatch import __version__
+from fleetwatch.config import ConfigError, load_config
+from fleetwatch.config.loader import reference_markdown
+from fleetwatch.store import StoreError, open_store
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleetwatch", description="Observability and alerting for AWS serverless fleets.")
+    parser.add_argument("--version", action="version", version=f"fleetwatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    config = sub.add_parser("config", help="validate and show configuration")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_sub.add_parser("check", help="validate FILE and print the effective configuration, secrets redacted")
+    check.add_argument("file")
+    config_sub.add_parser("docs", help="print the configuration reference (Markdown) generated from the settings table")
+
+    store = sub.add_parser("store", help="inspect or create the store")
+    store_sub = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    info = store_sub.add_parser("info", help="open (migrating if needed) the store and print its schema and row counts")
+    info.add_argument("--config", help="configuration file (TOML)")
+
+    emulate = sub.add_parser("emulate", help="serve an emulated AWS fleet on loopback")
+    _emulator_args(emulate)
+    demo = sub.add_parser("demo", help="start the emulated fleet and show what it serves")
+    _emulator_args(demo, default_scenario="tour")
+    return parser
+
+
+def _emulator_args(p: argparse.ArgumentParser, default_scenario: str = "healthy") -> None:
+    p.add_argument("--scenario", default=default_scenario, help=f"scenario name (default {default_scenario}); see --list-scenarios")
+    p.add_argument("--port", type=int, default=4590, help="loopback port to serve on (default 4590; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    p.add_argument("--functions", type=int, default=0, help="add this many generated Lambda functions to the fleet")
+    p.add_argument("--anchor", default=None, help="ISO-8601 UTC time the scenario's offsets count from (default: now)")
+    p.add_argument("--fake-clock", action="store_true", help="freeze time at the anchor; move it with POST /__fleet__/clock")
+    p.add_argument("--list-scenarios", action="store_true", help="list the scenarios and exit")
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "config":
+            if args.config_command == "docs":
+                sys.stdout.write(reference_markdown())
+                return 0
+            cfg = load_config(args.file, environ=environ)
+            sys.stdout.write(f"# effective configuration from {args.file} (secrets redacted)\n")
+            sys.stdout.write(cfg.render())
+            return 0
+        if args.command == "store":
+            cfg = load_config(args.config, environ=environ)
+            with open_store(cfg["store.path"]) as store:
+                print(f"store {store.path}: schema {store.schema_version}")
+                for name in store.applied_migrations():
+                    print(f"  migration {name}")
+                for table in sorted(store.db.table_names()):
+                    print(f"  {table}: {store.db[table].count} rows")
+            return 0
+        if args.command in ("emulate", "demo"):
+            try:
+                from simulator.cli import run_emulator
+            except ImportError as exc:
+                print(f"fleetwatch: the emulated fleet needs the emulator extra ({exc.name} is missing); "
+                      "install it with: pip install 'fleetwatch[emulator]'", file=sys.stderr)
+                return 2
+            return run_emulator(args, demo=args.command == "demo")
+    except ConfigError as exc:
+        print(f"fleetwatch: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"fleetwatch: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""One clock, injected everywhere time matters.
+
+Everything that needs "now" takes a Clock, so tests drive time with FakeClock instead of
+sleeping, and the emulated fleet can replay any moment.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the Unix epoch, UTC."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+
+class FakeClock:
+    """A clock that moves only when told to. Safe to share between threads."""
+
+    def __init__(self, start: float) -> None:
+        self._now = float(start)
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> float:
+        if seconds < 0:
+            raise ValueError("a clock does not go backwards; advance by zero or more seconds")
+        with self._lock:
+            self._now += seconds
+            return self._now
+
+    def set(self, epoch_seconds: float) -> float:
+        with self._lock:
+            if epoch_seconds < self._now:
+                raise ValueError("a clock does not go backwards; set a time at or after now")
+            self._now = float(epoch_seconds)
+            return self._now

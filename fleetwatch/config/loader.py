@@ -1,0 +1,287 @@
+"""Load, validate and print configuration.
+
+Precedence: defaults < the TOML file < FLEETWATCH_* environment variables. Every problem is
+collected (not just the first) and reported with the file, the key, what was expected and, where
+it can be guessed, the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleetwatch.config.settings import SETTINGS, Setting, all_keys, format_duration, parse_duration
+
+REDACTED = "********"
+
+
+@dataclass(frozen=True)
+class Problem:
+    source: str
+    key: str
+    message: str
+    suggestion: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.source}: {self.key}: {self.message}" if self.key else f"{self.source}: {self.message}"
+        return text + (f" ({self.suggestion})" if self.suggestion else "")
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = [f"configuration is not valid ({len(problems)} problem{'s' if len(problems) != 1 else ''}):"]
+        lines += [f"  - {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+class Config:
+    """The effective configuration: a value and its source for every setting."""
+
+    def __init__(self, values: dict[str, Any], sources: dict[str, str], path: Path | None) -> None:
+        self._values = values
+        self.sources = sources
+        self.path = path
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._values:
+            raise KeyError(f"{key!r} is not a fleetwatch setting; add it to fleetwatch/config/settings.py")
+        return self._values[key]
+
+    def redacted(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for s in SETTINGS:
+            value = self._values[s.key]
+            out[s.key] = REDACTED if (s.secret and value) else value
+        return out
+
+    def render(self) -> str:
+        """The effective configuration as TOML, secrets redacted, each line marked with its source."""
+        lines: list[str] = []
+        section = None
+        redacted = self.redacted()
+        for s in SETTINGS:
+            head, _, leaf = s.key.rpartition(".")
+            if head != section:
+                if lines:
+                    lines.append("")
+                lines.append(f"[{head}]")
+                section = head
+            value = redacted[s.key]
+            if s.kind == "duration":
+                value = format_duration(value)
+            lines.append(f"{leaf} = {_toml_value(value)}  # {self.sources[s.key]}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and not any(s.key == key for s in SETTINGS):
+            if not v:
+                out[key] = v
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _suggest(key: str) -> str:
+    keys = all_keys()
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    if not close:
+        leaf = key.rpartition(".")[2]
+        close = [k for k in keys if k.rpartition(".")[2] == leaf]
+    if close:
+        return f"did you mean '{close[0]}'?"
+    sections = sorted({k.partition(".")[0] for k in keys})
+    return "known sections are " + ", ".join(f"[{s}]" for s in sections)
+
+
+def _coerce(s: Setting, raw: Any, from_env: bool) -> Any:
+    """Return the typed value or raise ValueError with a message naming what was expected."""
+    kind = s.kind
+    if from_env and isinstance(raw, str):
+        raw = _from_env_text(s, raw)
+    if kind == "str" or kind == "choice":
+        if not isinstance(raw, str):
+            raise ValueError(f"got {_describe(raw)}")
+        if kind == "choice" and raw not in s.choices:
+            upper = raw.upper()
+            if upper in s.choices:
+                return upper
+            raise ValueError(f"got {raw!r}")
+        if s.pattern and not re.match(s.pattern, raw):
+            raise ValueError(f"got {raw!r}")
+        return raw
+    if kind == "int":
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ValueError(f"got {_describe(raw)}")
+        value = raw
+    elif kind == "duration":
+        try:
+            value = parse_duration(raw)
+        except ValueError:
+            raise ValueError(f"got {_describe(raw)}") from None
+    elif kind == "bool":
+        if not isinstance(raw, bool):
+            raise ValueError(f"got {_describe(raw)}")
+        return raw
+    elif kind == "list[str]":
+        if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+            raise ValueError(f"got {_describe(raw)}")
+        if s.pattern:
+            bad = [v for v in raw if not re.match(s.pattern, v)]
+            if bad:
+                raise ValueError(f"{bad[0]!r} is not valid")
+        return list(raw)
+    else:  # pragma: no cover - the settings table is checked by a test
+        raise ValueError(f"unknown setting kind {kind}")
+    if s.minimum is not None and value < s.minimum:
+        raise ValueError(f"{_show(s, value)} is below the minimum {_show(s, s.minimum)}")
+    if s.maximum is not None and value > s.maximum:
+        raise ValueError(f"{_show(s, value)} is above the maximum {_show(s, s.maximum)}")
+    return value
+
+
+def _show(s: Setting, value: int) -> str:
+    return format_duration(value) if s.kind == "duration" else str(value)
+
+
+def _from_env_text(s: Setting, text: str) -> Any:
+    if s.kind == "int":
+        try:
+            return int(text.strip())
+        except ValueError:
+            return text
+    if s.kind == "bool":
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        return text
+    if s.kind == "duration" and text.strip().isdigit():
+        return int(text.strip())
+    if s.kind == "list[str]":
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def _describe(raw: Any) -> str:
+    if isinstance(raw, bool):
+        return f"a boolean ({str(raw).lower()})"
+    if isinstance(raw, (int, float)):
+        return f"a number ({raw})"
+    if isinstance(raw, str):
+        return f"a string ({raw!r})"
+    if isinstance(raw, list):
+        return "a list"
+    if isinstance(raw, dict):
+        return "a table"
+    return type(raw).__name__
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), "", "file not found", "check the path, or run without --config to use the defaults")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([Problem(str(path), "", "is not UTF-8 text", "save the file as UTF-8")]) from None
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot be read: {exc.strerror}", "check its permissions")]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([Problem(str(path), "", f"is not valid TOML: {exc}", "fix the syntax at that line and column")]) from None
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Build the effective configuration, or raise ConfigError listing every problem."""
+    environ = environ if environ is not None else {}
+    file_path = Path(path) if path is not None else None
+    source_name = str(file_path) if file_path else "configuration"
+    values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
+    sources: dict[str, str] = {s.key: "default" for s in SETTINGS}
+    problems: list[Problem] = []
+
+    if file_path is not None:
+        flat = _flatten(_read_toml(file_path))
+        by_key = {s.key: s for s in SETTINGS}
+        for key, raw in flat.items():
+            s = by_key.get(key)
+            if s is None:
+                problems.append(Problem(source_name, key, "unknown setting", _suggest(key)))
+                continue
+            try:
+                values[key] = _coerce(s, raw, from_env=False)
+                sources[key] = "file"
+            except ValueError as exc:
+                problems.append(Problem(source_name, key, f"{exc}; expected {s.expected()}", _example(s)))
+
+    known_env = {s.env: s for s in SETTINGS}
+    for name, raw in environ.items():
+        if not name.startswith("FLEETWATCH_"):
+            continue
+        s = known_env.get(name)
+        if s is None:
+            close = difflib.get_close_matches(name, list(known_env), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "environment overrides are FLEETWATCH_<SECTION>_<KEY>, e.g. FLEETWATCH_STORE_PATH"
+            problems.append(Problem("environment", name, "unknown setting", hint))
+            continue
+        try:
+            values[s.key] = _coerce(s, raw, from_env=True)
+            sources[s.key] = f"env {name}"
+        except ValueError as exc:
+            problems.append(Problem("environment", name, f"{exc}; expected {s.expected()}", _example(s)))
+
+    if problems:
+        raise ConfigError(problems)
+    return Config(values, sources, file_path)
+
+
+def _example(s: Setting) -> str:
+    if s.kind == "duration":
+        return f"for example {s.key.rpartition('.')[2]} = \"{format_duration(s.default)}\""
+    if s.secret:
+        return ""
+    return f"for example {s.key.rpartition('.')[2]} = {_toml_value(s.default) if s.default != [] else _toml_value(['...'])}"
+
+
+def reference_markdown() -> str:
+    """The configuration reference, generated from the settings table (docs/configuration.md)."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `fleetwatch/config/settings.py` by `fleetwatch config docs`; do not edit by hand.",
+        "",
+        "Settings live in one TOML file (`fleetwatch config check FILE` validates it and prints the",
+        "effective values with secrets redacted). Each can be overridden by an environment variable.",
+        "",
+        "| key | environment | default | expected | description |",
+        "|---|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        default = format_duration(s.default) if s.kind == "duration" else s.default
+        shown = "(empty)" if default in ("", []) else f"`{_toml_value(default)}`"
+        desc = s.help + (" **Secret.**" if s.secret else "")
+        lines.append(f"| `{s.key}` | `{s.env}` | {shown} | {s.expected()} | {desc} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,319 @@
+"""Opening the store safely, and the typed writes and reads the rest of fleetwatch uses.
+
+Before anything is written, the file is inspected read-only: a file that is not SQLite, a SQLite
+database that is not a fleetwatch store, and a store from a newer fleetwatch are all refused with
+a message saying what to do, and left byte-for-byte untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from fleetwatch.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+MIGRATIONS_TABLE = "fleetwatch_migrations"
+
+
+class StoreError(Exception):
+    """A store problem with a message an operator can act on."""
+
+
+@dataclass(frozen=True)
+class SeriesKey:
+    resource_id: str | None
+    namespace: str
+    metric: str
+    dimensions: tuple[tuple[str, str], ...]
+    stat: str
+    period: int
+    unit: str = ""
+
+    @property
+    def key(self) -> str:
+        dims = ",".join(f"{k}={v}" for k, v in sorted(self.dimensions))
+        return f"{self.namespace}|{self.metric}|{dims}|{self.stat}|{self.period}"
+
+
+def _inspect(path: Path) -> tuple[int, int, list[str]]:
+    """Read (application_id, user_version, recorded migrations) without writing anything."""
+    with path.open("rb") as fh:
+        header = fh.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise StoreError(
+            f"{path} is not a SQLite database, so it is not a fleetwatch store. fleetwatch has not "
+            "touched it. Set store.path to a new file name, or to an existing fleetwatch store."
+        )
+    uri = f"file:{path.resolve()}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path} cannot be opened read-only to check it: {exc}") from exc
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        recorded: list[str] = []
+        if MIGRATIONS_TABLE in tables:
+            recorded = [r[0] for r in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY id")]
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"{path} looks like SQLite but cannot be read ({exc}). It may be damaged; fleetwatch "
+            "has not touched it. Restore it from a backup or set store.path to a new file."
+        ) from exc
+    finally:
+        conn.close()
+    if app_id != APPLICATION_ID and tables:
+        raise StoreError(
+            f"{path} is a SQLite database but not a fleetwatch store (it has tables "
+            f"{', '.join(sorted(tables)[:5])}{'…' if len(tables) > 5 else ''}). fleetwatch has not "
+            "touched it. Set store.path to a new file name, or to an existing fleetwatch store."
+        )
+    return app_id, version, recorded
+
+
+class Store:
+    """A fleetwatch store. Writes go through `transaction()`, so a failure never leaves half."""
+
+    def __init__(self, path: Path, db: sqlite_utils.Database) -> None:
+        self.path = path
+        self.db = db
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def applied_migrations(self) -> list[str]:
+        return [r[0] for r in self.db.execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY id")]
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any error; disk-full and read-only errors
+        are turned into a StoreError that says what to do. Nothing already stored is lost."""
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _explain(self.path, exc) from exc
+        try:
+            yield self.db
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise _explain(self.path, exc) from exc
+            raise
+
+    # -- resources -----------------------------------------------------------------------------
+
+    def upsert_resource(
+        self, *, id: str, account: str, region: str, kind: str, name: str, arn: str = "",
+        facts: dict[str, Any] | None = None, tags: dict[str, str] | None = None, seen_at: int,
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO resources (id, account, region, kind, name, arn, facts, tags, first_seen, last_seen, gone_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
+                "ON CONFLICT(id) DO UPDATE SET arn=excluded.arn, facts=excluded.facts, tags=excluded.tags, "
+                "last_seen=excluded.last_seen, gone_at=NULL",
+                [id, account, region, kind, name, arn, json.dumps(facts or {}, sort_keys=True),
+                 json.dumps(tags or {}, sort_keys=True), seen_at, seen_at],
+            )
+
+    def mark_gone(self, ids: Iterable[str], at: int) -> int:
+        ids = list(ids)
+        if not ids:
+            return 0
+        with self.transaction() as db:
+            cur = db.execute(
+                f"UPDATE resources SET gone_at=? WHERE gone_at IS NULL AND id IN ({','.join('?' * len(ids))})",
+                [at, *ids],
+            )
+            return cur.rowcount
+
+    def resource(self, id: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM resources WHERE id = ?", [id]))
+        if not rows:
+            return None
+        row = rows[0]
+        row["facts"] = json.loads(row["facts"])
+        row["tags"] = json.loads(row["tags"])
+        return row
+
+    # -- series and samples --------------------------------------------------------------------
+
+    def ensure_series(self, key: SeriesKey) -> int:
+        existing = self.db.execute("SELECT id FROM series WHERE key = ?", [key.key]).fetchone()
+        if existing:
+            return int(existing[0])
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO series (key, resource_id, namespace, metric, dimensions, stat, period, unit) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING",
+                [key.key, key.resource_id, key.namespace, key.metric,
+                 json.dumps(dict(sorted(key.dimensions))), key.stat, key.period, key.unit],
+            )
+            if cur.rowcount:
+                return int(cur.lastrowid)
+        return int(self.db.execute("SELECT id FROM series WHERE key = ?", [key.key]).fetchone()[0])
+
+    def upsert_samples(self, series_id: int, points: Sequence[tuple[int, float]]) -> int:
+        """Insert or replace (ts, value) points; re-reading a window is idempotent. A missing
+        datapoint is simply absent: never pass a zero for it."""
+        if not points:
+            return 0
+        with self.transaction() as db:
+            db.conn.executemany(
+                "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) "
+                "ON CONFLICT(series_id, ts) DO UPDATE SET value = excluded.value",
+                [(series_id, int(ts), float(v)) for ts, v in points],
+            )
+        return len(points)
+
+    def samples(self, series_id: int, start: int, end: int) -> list[tuple[int, float]]:
+        rows = self.db.execute(
+            "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
+            [series_id, start, end],
+        ).fetchall()
+        return [(int(ts), float(v)) for ts, v in rows]
+
+    def rollups(self, series_id: int, start: int, end: int) -> list[dict[str, Any]]:
+        return list(self.db.query(
+            "SELECT ts, count, sum, min, max FROM rollups WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
+            [series_id, start, end],
+        ))
+
+    # -- retention -----------------------------------------------------------------------------
+
+    def prune(self, now: int, raw_retention: int, rollup_retention: int) -> dict[str, int]:
+        """Roll raw samples older than raw_retention into hourly rollups, delete them, and delete
+        rollups older than rollup_retention; one transaction, so a crash loses nothing."""
+        raw_cutoff = (now - raw_retention) // 3600 * 3600
+        rollup_cutoff = now - rollup_retention
+        with self.transaction() as db:
+            rolled = db.execute(
+                "INSERT INTO rollups (series_id, ts, count, sum, min, max) "
+                "SELECT series_id, (ts / 3600) * 3600, COUNT(*), SUM(value), MIN(value), MAX(value) "
+                "FROM samples WHERE ts < ? GROUP BY series_id, ts / 3600 "
+                "ON CONFLICT(series_id, ts) DO UPDATE SET count = count + excluded.count, "
+                "sum = sum + excluded.sum, min = MIN(min, excluded.min), max = MAX(max, excluded.max)",
+                [raw_cutoff],
+            ).rowcount
+            deleted = db.execute("DELETE FROM samples WHERE ts < ?", [raw_cutoff]).rowcount
+            expired = db.execute("DELETE FROM rollups WHERE ts < ?", [rollup_cutoff]).rowcount
+        return {"rollup_rows_written": rolled, "samples_deleted": deleted, "rollups_deleted": expired}
+
+    # -- poll log ------------------------------------------------------------------------------
+
+    def record_poll(self, **row: Any) -> int:
+        with self.transaction() as db:
+            return int(db["poll_log"].insert(row).last_pk)
+
+
+def _explain(path: Path, exc: sqlite3.OperationalError) -> StoreError:
+    text = str(exc)
+    if "disk is full" in text or "disk I/O" in text:
+        return StoreError(
+            f"cannot write to the store {path}: the disk is full. Nothing already stored was lost "
+            "and this write was rolled back; free some space (or lower store.raw_retention) and "
+            "fleetwatch will carry on."
+        )
+    if "readonly" in text or "read-only" in text:
+        return StoreError(
+            f"cannot write to the store {path}: the file or its folder is read-only. Nothing was "
+            "changed; make the file and its folder writable by this user."
+        )
+    if "locked" in text or "busy" in text:
+        return StoreError(
+            f"the store {path} is locked by another process (another fleetwatch agent?). Stop the "
+            "other process or give this one its own store.path."
+        )
+    return StoreError(f"store {path}: {text}")
+
+
+def _connect(path: Path) -> sqlite_utils.Database:
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+    db = sqlite_utils.Database(conn)
+    db.execute("PRAGMA foreign_keys=ON")
+    mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StoreError(f"the store {path} could not be switched to WAL mode (got {mode}); is it on a network filesystem?")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+def open_store(path: str | Path, *, upto: int | None = None) -> Store:
+    """Open (creating if needed) and migrate a fleetwatch store.
+
+    `upto` stops after that many migrations; it exists so tests can build an old store."""
+    path = Path(path)
+    target = SCHEMA_VERSION if upto is None else upto
+    if path.exists() and path.stat().st_size > 0:
+        app_id, version, recorded = _inspect(path)
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} was written by a newer fleetwatch (store schema {version}; this version "
+                f"knows up to {SCHEMA_VERSION}). It has not been touched. Upgrade fleetwatch, or set "
+                "store.path to a different file."
+            )
+        known = [m.name for m in MIGRATIONS]
+        if recorded != known[: len(recorded)]:
+            raise StoreError(
+                f"{path} records migrations {recorded} that this fleetwatch does not know in that "
+                "order. It has not been touched. Use the fleetwatch version that wrote it."
+            )
+    elif not path.parent.exists():
+        raise StoreError(f"cannot create the store {path}: the folder {path.parent} does not exist. Create it, or change store.path.")
+    try:
+        db = _connect(path)
+    except sqlite3.OperationalError as exc:
+        raise _explain(path, exc) from exc
+    store = Store(path, db)
+    try:
+        _migrate(store, target)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _migrate(store: Store, target: int) -> None:
+    db = store.db
+    if MIGRATIONS_TABLE not in db.table_names():
+        with store.transaction():
+            db.execute(
+                f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+                "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))"
+            )
+            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    done = store.applied_migrations()
+    for index, migration in enumerate(MIGRATIONS[:target]):
+        if index < len(done):
+            continue
+        try:
+            with store.transaction():
+                migration.apply(db)
+                db.execute(f"INSERT INTO {MIGRATIONS_TABLE} (id, name) VALUES (?, ?)", [index + 1, migration.name])
+                db.execute(f"PRAGMA user_version={index + 1}")
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"migration {migration.name} failed and was rolled back: {exc}") from exc

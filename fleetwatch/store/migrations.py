@@ -1,0 +1,118 @@
+"""Named, ordered migrations. Each runs in its own transaction together with the row that
+records it and the schema version in the file header, so a crash leaves either the old schema
+or the new one, never half of it.
+
+Append only: never edit or reorder a migration that has shipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlite_utils
+
+# PRAGMA application_id marks the file as ours ("FWAT"), so we can refuse files that are not.
+APPLICATION_ID = 0x46574154
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    apply: Callable[[sqlite_utils.Database], None]
+
+
+def _initial(db: sqlite_utils.Database) -> None:
+    db["resources"].create(
+        {
+            "id": str, "account": str, "region": str, "kind": str, "name": str, "arn": str,
+            "facts": str, "tags": str, "first_seen": int, "last_seen": int, "gone_at": int,
+        },
+        pk="id", not_null={"account", "region", "kind", "name", "first_seen", "last_seen"},
+        defaults={"facts": "{}", "tags": "{}"},
+    )
+    db["resources"].create_index(["kind"])
+    db["resources"].create_index(["account", "region"])
+    db["series"].create(
+        {
+            "id": int, "key": str, "resource_id": str, "namespace": str, "metric": str,
+            "dimensions": str, "stat": str, "period": int, "unit": str,
+        },
+        pk="id", not_null={"key", "namespace", "metric", "stat", "period"},
+        foreign_keys=[("resource_id", "resources", "id")],
+    )
+    db["series"].create_index(["key"], unique=True)
+    db["series"].create_index(["resource_id"])
+    # Keyed by (series, timestamp) so re-reading a window upserts instead of duplicating.
+    db.execute(
+        "CREATE TABLE samples (series_id INTEGER NOT NULL REFERENCES series(id), ts INTEGER NOT NULL, "
+        "value REAL NOT NULL, PRIMARY KEY (series_id, ts)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX samples_ts ON samples(ts)")
+    db["poll_log"].create(
+        {
+            "id": int, "started_at": int, "finished_at": int, "source": str, "account": str,
+            "region": str, "status": str, "error": str, "api_calls": int,
+            "metrics_requested": int, "cost_usd": float, "samples_written": int,
+        },
+        pk="id", not_null={"started_at", "source", "status"},
+        defaults={"api_calls": 0, "metrics_requested": 0, "cost_usd": 0.0, "samples_written": 0},
+    )
+    db["poll_log"].create_index(["started_at"])
+
+
+def _alerting(db: sqlite_utils.Database) -> None:
+    db["findings"].create(
+        {
+            "id": int, "ts": int, "detector": str, "resource_id": str, "severity": str,
+            "title": str, "fingerprint": str, "evidence": str, "labels": str,
+        },
+        pk="id", not_null={"ts", "detector", "severity", "title", "fingerprint"},
+        defaults={"evidence": "{}", "labels": "{}"},
+    )
+    db["findings"].create_index(["fingerprint", "ts"])
+    db["incidents"].create(
+        {
+            "id": int, "fingerprint": str, "state": str, "severity": str, "title": str,
+            "cause": str, "labels": str, "started_at": int, "updated_at": int,
+            "resolved_at": int, "acked_by": str, "acked_at": int,
+        },
+        pk="id", not_null={"fingerprint", "state", "severity", "title", "started_at", "updated_at"},
+        defaults={"labels": "{}"},
+    )
+    db["incidents"].create_index(["fingerprint"], unique=True)
+    db["incidents"].create_index(["state"])
+    # The notification log: a row is written only after a send succeeded.
+    db["notifications"].create(
+        {
+            "id": int, "incident_id": int, "channel": str, "kind": str, "sent_at": int,
+            "digest": str, "external_id": str,
+        },
+        pk="id", not_null={"incident_id", "channel", "kind", "sent_at"},
+        foreign_keys=[("incident_id", "incidents", "id")],
+    )
+    db["notifications"].create_index(["incident_id", "channel"])
+    db["silences"].create(
+        {
+            "id": int, "matchers": str, "starts_at": int, "ends_at": int, "author": str,
+            "comment": str, "created_at": int, "expired_at": int,
+        },
+        pk="id", not_null={"matchers", "starts_at", "ends_at", "author", "created_at"},
+    )
+
+
+def _rollups(db: sqlite_utils.Database) -> None:
+    db.execute(
+        "CREATE TABLE rollups (series_id INTEGER NOT NULL REFERENCES series(id), ts INTEGER NOT NULL, "
+        "count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, "
+        "PRIMARY KEY (series_id, ts)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX rollups_ts ON rollups(ts)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("0001_resources_series_samples_poll_log", _initial),
+    Migration("0002_findings_incidents_notifications_silences", _alerting),
+    Migration("0003_hourly_rollups", _rollups),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
