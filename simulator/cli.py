@@ -1,0 +1,120 @@
+"""`fleetwatch emulate` and `fleetwatch demo`: start the emulated fleet and say what it serves."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Any
+
+from fleetwatch.clock import Clock, FakeClock, SystemClock
+from simulator.fleet import FleetError, Fleet, load_fleet
+from simulator.model import FleetModel
+from simulator.provision import provision
+from simulator.scenario import load_scenario, scenario_names
+from simulator.server import Emulator
+
+DEMO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIAFLEETWATCHDEMO01", "AWS_SECRET_ACCESS_KEY": "emulated-secret-key"}
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def start_emulator(scenario: str, *, port: int = 0, host: str = "127.0.0.1", seed: int | None = None,
+                   functions: int = 0, anchor: float | None = None, clock: Clock | None = None,
+                   progress: Any = lambda _: None) -> Emulator:
+    """Load, serve and provision a fleet; returns the running Emulator (call .stop())."""
+    scen = load_scenario(scenario)
+    fleet = load_fleet(scen.fleet_name, extra_functions=functions)
+    scen = load_scenario(scenario, fleet)
+    clock = clock or SystemClock()
+    model = FleetModel(fleet, scen, int(anchor if anchor is not None else clock.now()), clock, seed)
+    emulator = Emulator(model, host=host, port=port)
+    emulator.start()
+    try:
+        provision(emulator.endpoint, fleet, progress)
+    except BaseException:
+        emulator.stop()
+        raise
+    emulator.usage.reset()
+    return emulator
+
+
+def run_emulator(args: argparse.Namespace, demo: bool) -> int:
+    if args.list_scenarios:
+        for name in scenario_names():
+            scen = load_scenario(name)
+            print(f"{name:28} {len(scen.incidents):2} incident(s)  {scen.description}")
+        return 0
+    try:
+        anchor = datetime.fromisoformat(args.anchor.replace("Z", "+00:00")).timestamp() if args.anchor else None
+    except ValueError:
+        print(f"fleetwatch: --anchor {args.anchor!r} is not an ISO-8601 time such as 2026-11-22T12:00:00Z", file=sys.stderr)
+        return 2
+    clock: Clock = FakeClock(anchor if anchor is not None else time.time()) if args.fake_clock else SystemClock()
+    started = time.monotonic()
+    try:
+        emulator = start_emulator(args.scenario, port=args.port, host=args.host, seed=args.seed, functions=args.functions,
+                                  anchor=anchor, clock=clock, progress=lambda msg: print(f"  creating {msg}", file=sys.stderr))
+    except FleetError as exc:
+        print(f"fleetwatch: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"fleetwatch: port {args.port} on {args.host} is already in use; pick another with --port, "
+                  "or --port 0 for any free one", file=sys.stderr)
+            return 2
+        raise
+    print(describe(emulator, demo, time.monotonic() - started), flush=True)
+    try:
+        emulator.serve_forever()
+    except KeyboardInterrupt:
+        print("\nstopping the emulated fleet", file=sys.stderr)
+    finally:
+        emulator.stop()
+    return 0
+
+
+def describe(emulator: Emulator, full: bool, seconds: float) -> str:
+    info = emulator.info()
+    fleet: Fleet = emulator.model.fleet
+    lines = [
+        f"fleetwatch emulated AWS fleet {info['fleet']!r}, scenario {info['scenario']!r} (seed {info['seed']})",
+        f"  {info['description']}" if info["description"] else "",
+        f"  ready in {seconds:.1f} s; clock {'frozen (fake)' if info['fake_clock'] else 'real'}, now {iso(info['now'])}, "
+        f"scenario anchor {iso(info['anchor'])}",
+        "",
+        f"endpoint: {info['endpoint']}",
+        f"  export AWS_ENDPOINT_URL={info['endpoint']}",
+        f"  export AWS_ACCESS_KEY_ID={DEMO_CREDENTIALS['AWS_ACCESS_KEY_ID']} "
+        f"AWS_SECRET_ACCESS_KEY={DEMO_CREDENTIALS['AWS_SECRET_ACCESS_KEY']} AWS_DEFAULT_REGION=us-east-1",
+        "  (any access key works; other accounts are reached with sts assume-role on the roles below)",
+        "",
+        "accounts:",
+    ]
+    for acct in info["accounts"]:
+        lines.append(f"  {acct['id']} {acct['name']}: regions {', '.join(acct['regions'])}; Lambda concurrency limit "
+                     f"{acct['concurrency_limit']}; reader role {acct['reader_role_arn']}")
+    lines += ["", "resources:"]
+    grouped: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for res in fleet.resources:
+        grouped[(res.account, res.region)][res.kind].append(res.name)
+    for (account, region), kinds in grouped.items():
+        lines.append(f"  {account} {region}:")
+        for kind, names in sorted(kinds.items()):
+            shown = names if full or len(names) <= 12 else [*names[:10], f"… and {len(names) - 10} more"]
+            lines.append(f"    {kind:10} {len(names):5}  {', '.join(shown)}")
+    lines += ["", f"incidents in scenario {info['scenario']!r}:"]
+    if not info["incidents"]:
+        lines.append("  none: a healthy fleet")
+    for inc in sorted(info["incidents"], key=lambda i: i["start"]):
+        where = "ongoing" if inc["start"] <= info["now"] < inc["end"] else ("past" if inc["end"] <= info["now"] else "upcoming")
+        lines.append(f"  {inc['id']:30} {inc['kind']:24} {iso(inc['start'])} → {iso(inc['end'])} ({where})")
+        lines.append(f"      at {inc['resource']}{' → users feel it at ' + inc['outcome'] if inc['outcome'] else ''}: {inc['summary']}")
+    lines += ["", "control: GET /__fleet__/info, /__fleet__/usage (calls and CloudWatch cost), POST /__fleet__/scenario",
+              "serving until Ctrl-C"]
+    return "\n".join(line for line in lines if line is not None)

@@ -1,0 +1,331 @@
+"""The emulator's single loopback endpoint.
+
+A request is identified by its SigV4 credential scope (service, region) and its protocol's
+operation name. The simulator answers what moto lacks or gets wrong for the fleet; everything
+else is passed to moto's WSGI app in the same process. Every call is counted, so the cost of a
+poll can be read back from /__fleet__/usage.
+
+Control endpoints (never part of any AWS API) live under /__fleet__/.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from fleetwatch.clock import FakeClock
+from simulator import cloudwatch, services, xray
+from simulator.errors import ApiError
+from simulator.model import FleetModel
+from simulator.scenario import load_scenario
+
+COST_PER_METRIC = 0.01 / 1000  # GetMetricData and GetInsightRuleReport: $0.01 per 1,000 metrics requested
+_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
+_PROVISIONED = re.compile(r"^/2019-09-30/functions/([^/]+)/provisioned-concurrency/?$")
+
+Handler = Callable[["Call"], Any]
+
+
+class Call:
+    """One incoming AWS request, decoded enough to route and answer it."""
+
+    def __init__(self, environ: dict[str, Any], body: bytes) -> None:
+        self.environ = environ
+        self.body = body
+        self.method = environ.get("REQUEST_METHOD", "GET")
+        self.path = environ.get("PATH_INFO", "/")
+        self.query = parse_qs(environ.get("QUERY_STRING", ""))
+        scope = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        self.access_key, self.region, self.service = scope.groups() if scope else ("", "us-east-1", "")
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        content_type = environ.get("CONTENT_TYPE", "")
+        self.form: dict[str, list[str]] = {}
+        if target:
+            self.protocol, self.operation = "json", target.rsplit(".", 1)[-1]
+        elif "x-www-form-urlencoded" in content_type:
+            self.form = parse_qs(body.decode("utf-8", "replace"))
+            self.protocol, self.operation = "query", self.form.get("Action", ["?"])[0]
+        else:
+            self.protocol, self.operation = "rest", self._rest_operation()
+        self.account = self._account()
+
+    def _rest_operation(self) -> str:
+        if self.service == "lambda" and self.method == "GET":
+            if self.path.rstrip("/") == "/2016-08-19/account-settings":
+                return "GetAccountSettings"
+            if _PROVISIONED.match(self.path):
+                return "ListProvisionedConcurrencyConfigs"
+        if self.service == "ses" and self.method == "GET" and self.path.rstrip("/") == "/v2/email/account":
+            return "GetAccount"
+        if self.service == "xray" and self.method == "POST":
+            return {"/TraceSummaries": "GetTraceSummaries", "/Traces": "BatchGetTraces"}.get(self.path, f"POST {self.path}")
+        parts = [p for p in self.path.split("/") if p][:2]
+        return f"{self.method} /{'/'.join(parts)}"
+
+    def _account(self) -> str:
+        if "MOTO_ACCOUNT_ID" in os.environ:
+            return os.environ["MOTO_ACCOUNT_ID"]
+        header = self.environ.get("HTTP_X_MOTO_ACCOUNT_ID")
+        if header:
+            return header
+        from moto.iam.models import get_account_id_from  # the same mapping moto applies
+
+        return get_account_id_from(self.access_key or "AKIAEXAMPLE")
+
+    def json(self) -> dict[str, Any]:
+        if not self.body:
+            return {}
+        try:
+            data = json.loads(self.body)
+        except ValueError:
+            raise ApiError("SerializationException", "The request body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise ApiError("SerializationException", "The request body must be a JSON object.")
+        return data
+
+
+class Usage:
+    """What the fleet has been asked: calls by operation, and CloudWatch metrics requested."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls: Counter[tuple[str, str, str, str]] = Counter()
+            self.metrics: Counter[tuple[str, str]] = Counter()
+            self.traces: Counter[tuple[str, str]] = Counter()
+
+    def count(self, call: Call, metrics: int = 0, traces: int = 0) -> None:
+        with self._lock:
+            self.calls[(call.account, call.region, call.service, call.operation)] += 1
+            if metrics:
+                self.metrics[(call.account, call.region)] += metrics
+            if traces:
+                self.traces[(call.account, call.region)] += traces
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            metrics = sum(self.metrics.values())
+            return {
+                "total_calls": sum(self.calls.values()),
+                "calls": [{"account": a, "region": r, "service": s, "operation": o, "count": n}
+                          for (a, r, s, o), n in sorted(self.calls.items())],
+                "cloudwatch_metrics_requested": metrics,
+                "cloudwatch_cost_usd": round(metrics * COST_PER_METRIC, 6),
+                "xray_traces_retrieved": sum(self.traces.values()),
+                "by_place": [{"account": a, "region": r, "cloudwatch_metrics_requested": n,
+                              "cloudwatch_cost_usd": round(n * COST_PER_METRIC, 6)} for (a, r), n in sorted(self.metrics.items())],
+            }
+
+
+class Emulator:
+    def __init__(self, model: FleetModel, host: str = "127.0.0.1", port: int = 0, log_requests: bool = False) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        self.model = model
+        self.registry = cloudwatch.Registry(model)
+        self.usage = Usage()
+        self.moto_app = DomainDispatcherApplication(create_backend_app)
+        self.host, self.port = host, port
+        self.log_requests = log_requests
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._handlers: dict[tuple[str, str], Handler] = {
+            ("monitoring", "GetMetricData"): lambda c: cloudwatch.get_metric_data(self.model, self.registry, c.account, c.region, c.json()),
+            ("monitoring", "ListMetrics"): lambda c: cloudwatch.list_metrics(self.registry, c.account, c.region, c.json()),
+            ("monitoring", "GetInsightRuleReport"): lambda c: cloudwatch.get_insight_rule_report(self.model, c.account, c.region, c.json()),
+            ("ses", "GetAccount"): lambda c: services.sesv2_get_account(self.model, self.registry, c.account, c.region),
+            ("ses", "GetSendQuota"): lambda c: services.ses_v1_xml("GetSendQuota", self.model, self.registry, c.account, c.region),
+            ("ses", "GetAccountSendingEnabled"): lambda c: services.ses_v1_xml("GetAccountSendingEnabled", self.model, self.registry, c.account, c.region),
+            ("lambda", "GetAccountSettings"): lambda c: services.lambda_account_settings(self.model, c.account, c.region),
+            ("lambda", "ListProvisionedConcurrencyConfigs"): lambda c: services.lambda_provisioned_configs(
+                self.model, c.account, c.region, _PROVISIONED.match(c.path).group(1)),  # type: ignore[union-attr]
+            ("xray", "GetTraceSummaries"): lambda c: xray.get_trace_summaries(self.model, c.account, c.region, c.json()),
+            ("xray", "BatchGetTraces"): lambda c: xray.batch_get_traces(self.model, c.account, c.region, c.json()),
+            ("dynamodb", "DescribeContributorInsights"): lambda c: services.describe_contributor_insights(self.model, c.account, c.region, c.json()),
+            ("dynamodb", "ListContributorInsights"): lambda c: services.list_contributor_insights(self.model, c.account, c.region, c.json()),
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> str:
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+        quiet = not self.log_requests
+
+        class Handler(MotoRequestHandler):
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                if not quiet:
+                    super().log_request(*args, **kwargs)
+
+        self._server = make_server(self.host, self.port, self, threaded=True, request_handler=Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fleet-emulator", daemon=True)
+        self._thread.start()
+        return self.endpoint
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def serve_forever(self) -> None:
+        assert self._thread is not None
+        self._thread.join()
+
+    # -- WSGI ------------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        path = environ.get("PATH_INFO", "/")
+        if path.startswith("/__fleet__/"):
+            status, payload = self._control(environ.get("REQUEST_METHOD", "GET"), path, body)
+            return _respond(start_response, status, {"Content-Type": "application/json"}, json.dumps(payload, default=str).encode())
+        call = Call(environ, body)
+        handler = self._handlers.get((call.service, call.operation))
+        if call.service == "monitoring" and call.protocol == "query" and handler is not None:
+            self.usage.count(call)
+            return self._error(start_response, call, ApiError(
+                "InvalidAction", "The fleetwatch emulator serves CloudWatch over the AWS JSON protocol that botocore "
+                "1.37+ uses; upgrade the SDK or use boto3 from fleetwatch's environment."))
+        if handler is None:
+            self.usage.count(call)
+            return self._to_moto(environ, body, start_response, call)
+        try:
+            result = handler(call)
+        except ApiError as exc:
+            self.usage.count(call)
+            return self._error(start_response, call, exc)
+        self.usage.count(call, **_billable(call, result))
+        if isinstance(result, str):
+            return _respond(start_response, 200, {"Content-Type": "text/xml"}, result.encode())
+        content_type = "application/x-amz-json-1.0" if call.protocol == "json" else "application/json"
+        return _respond(start_response, 200, {"Content-Type": content_type}, json.dumps(result).encode())
+
+    def _to_moto(self, environ: dict[str, Any], body: bytes, start_response: Callable[..., Any], call: Call) -> Iterable[bytes]:
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        if not (call.service == "sqs" and call.operation == "GetQueueAttributes"):
+            return self.moto_app(environ, start_response)
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        chunks = self.moto_app(environ, capture)
+        raw = b"".join(chunks)
+        if hasattr(chunks, "close"):
+            chunks.close()
+        if captured["status"].startswith("200"):
+            raw = services.patch_queue_attributes(self.model, call.account, call.region, call.json(), raw)
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"] + [("Content-Length", str(len(raw)))]
+        start_response(captured["status"], headers)
+        return [raw]
+
+    def _error(self, start_response: Callable[..., Any], call: Call, exc: ApiError) -> Iterable[bytes]:
+        request_id = str(uuid.uuid4())
+        if call.protocol == "query":
+            body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{exc.code}</Code><Message>{_xml(exc.message)}</Message>"
+                    f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>").encode()
+            return _respond(start_response, exc.status, {"Content-Type": "text/xml"}, body)
+        headers = {"Content-Type": "application/x-amz-json-1.0" if call.protocol == "json" else "application/json",
+                   "x-amzn-ErrorType": exc.code, "x-amzn-RequestId": request_id}
+        if call.service == "monitoring":
+            headers["x-amzn-query-error"] = f"{exc.code};Sender"  # CloudWatch's JSON is query-compatible
+        return _respond(start_response, exc.status, headers, json.dumps({"__type": exc.code, "message": exc.message}).encode())
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        model = self.model
+        by_kind: Counter[str] = Counter(r.kind for r in model.fleet.resources)
+        return {
+            "endpoint": self.endpoint, "fleet": model.fleet.name, "scenario": model.scenario.name,
+            "description": model.scenario.description, "seed": model.seed, "anchor": model.anchor, "now": model.now(),
+            "fake_clock": isinstance(model.clock, FakeClock),
+            "accounts": [{"id": a.id, "name": a.name, "regions": a.regions, "concurrency_limit": a.concurrency_limit,
+                          "reader_role_arn": a.reader_role_arn} for a in model.fleet.accounts],
+            "resources": dict(sorted(by_kind.items())),
+            "incidents": model.incident_labels(),
+        }
+
+    def _control(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        try:
+            data = json.loads(body) if body else {}
+        except ValueError:
+            return 400, {"error": "body must be JSON"}
+        if path == "/__fleet__/info":
+            return 200, self.info()
+        if path == "/__fleet__/resources":
+            return 200, [{"uid": r.uid, "kind": r.kind, "name": r.name, "account": r.account, "region": r.region,
+                          "arn": r.arn, "tags": r.tags, "facts": r.facts} for r in self.model.fleet.resources]
+        if path == "/__fleet__/usage":
+            if method == "POST":
+                self.usage.reset()
+            return 200, self.usage.snapshot()
+        if path == "/__fleet__/clock":
+            clock = self.model.clock
+            if method == "POST":
+                if not isinstance(clock, FakeClock):
+                    return 409, {"error": "the emulator runs on the real clock; start it with --fake-clock to move time"}
+                try:
+                    if "advance" in data:
+                        clock.advance(float(data["advance"]))
+                    elif "set" in data:
+                        clock.set(float(data["set"]))
+                    else:
+                        return 400, {"error": "POST {\"advance\": seconds} or {\"set\": epoch_seconds}"}
+                except (TypeError, ValueError) as exc:
+                    return 400, {"error": str(exc)}
+            return 200, {"now": clock.now()}
+        if path == "/__fleet__/scenario" and method == "POST":
+            try:
+                scenario = load_scenario(str(data.get("name", "")), self.model.fleet)
+            except ValueError as exc:
+                return 400, {"error": str(exc)}
+            if scenario.fleet_name != self.model.scenario.fleet_name:
+                return 400, {"error": f"scenario {scenario.name} uses fleet {scenario.fleet_name}; this emulator serves {self.model.scenario.fleet_name}"}
+            self.model.set_scenario(scenario, data.get("seed"))
+            return 200, self.info()
+        return 404, {"error": f"no control endpoint {method} {path}"}
+
+
+def _billable(call: Call, result: Any) -> dict[str, int]:
+    """What a successful call is billed by: CloudWatch metrics requested, X-Ray traces retrieved."""
+    if call.operation == "GetMetricData":
+        return {"metrics": sum(1 for q in call.json()["MetricDataQueries"] if "MetricStat" in q)}
+    if call.operation == "GetInsightRuleReport":
+        return {"metrics": 1}
+    if call.service == "xray" and isinstance(result, dict):
+        return {"traces": len(result.get("TraceSummaries", result.get("Traces", [])))}
+    return {}
+
+
+def _respond(start_response: Callable[..., Any], status: int, headers: dict[str, str], body: bytes) -> list[bytes]:
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}.get(status, "")
+    start_response(f"{status} {reason}", [*headers.items(), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,147 @@
+"""Account-level state that moto does not serve or serves out of step with the fleet: SESv2
+GetAccount (and SES v1 quota), Lambda GetAccountSettings and provisioned concurrency, DynamoDB
+Contributor Insights status, and live SQS depth in GetQueueAttributes."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from xml.sax.saxutils import escape
+
+from simulator.cloudwatch import Registry, insight_rule_names, series_values
+from simulator.errors import ApiError
+from simulator.fleet import Resource
+from simulator.model import FleetModel
+
+CODE_SIZE = 4_718_592  # the zip size moto reports for the fleet's functions, roughly
+
+
+def _ses(model: FleetModel, account: str, region: str) -> Resource | None:
+    found = model.fleet.of_kind("ses", account, region)
+    return found[0] if found else None
+
+
+def ses_quota(model: FleetModel, registry: Registry, account: str, region: str) -> dict[str, Any]:
+    res = _ses(model, account, region)
+    now = model.now()
+    if res is None:  # a region nobody configured: a fresh sandbox account
+        return {"production": False, "max24": 200.0, "rate": 1.0, "sent": 0.0, "enforcement": "HEALTHY", "enabled": True}
+    facts = model.facts_at(res, now)
+    _, index = registry.place(account, region)
+    sdef = index[("AWS/SES", "Send", ())]
+    _, values = series_values(model, sdef, "Sum", 60, now - 86400, now)
+    sent = min(float(sum(values)), float(facts["max_24h"]))
+    return {"production": bool(facts["production_access"]), "max24": float(facts["max_24h"]), "rate": float(facts["max_rate"]),
+            "sent": sent, "enforcement": str(facts.get("EnforcementStatus", "HEALTHY")),
+            "enabled": bool(facts.get("SendingEnabled", True))}
+
+
+def sesv2_get_account(model: FleetModel, registry: Registry, account: str, region: str) -> dict[str, Any]:
+    q = ses_quota(model, registry, account, region)
+    out: dict[str, Any] = {
+        "DedicatedIpAutoWarmupEnabled": False,
+        "EnforcementStatus": q["enforcement"],
+        "ProductionAccessEnabled": q["production"],
+        "SendQuota": {"Max24HourSend": q["max24"], "MaxSendRate": q["rate"], "SentLast24Hours": q["sent"]},
+        "SendingEnabled": q["enabled"],
+        "SuppressionAttributes": {"SuppressedReasons": ["BOUNCE", "COMPLAINT"]},
+    }
+    if q["production"]:
+        out["Details"] = {"MailType": "TRANSACTIONAL", "WebsiteURL": "https://shop.example.com", "ContactLanguage": "EN",
+                          "ReviewDetails": {"Status": "GRANTED", "CaseId": "1234567890"}}
+    return out
+
+
+def ses_v1_xml(action: str, model: FleetModel, registry: Registry, account: str, region: str) -> str:
+    q = ses_quota(model, registry, account, region)
+    if action == "GetSendQuota":
+        result = (f"<Max24HourSend>{q['max24']}</Max24HourSend><MaxSendRate>{q['rate']}</MaxSendRate>"
+                  f"<SentLast24Hours>{q['sent']}</SentLast24Hours>")
+    else:  # GetAccountSendingEnabled
+        result = f"<Enabled>{'true' if q['enabled'] else 'false'}</Enabled>"
+    return (f'<{action}Response xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><{action}Result>{result}</{action}Result>'
+            f"<ResponseMetadata><RequestId>{escape(str(int(time.time() * 1000)))}</RequestId></ResponseMetadata></{action}Response>")
+
+
+def lambda_account_settings(model: FleetModel, account: str, region: str) -> dict[str, Any]:
+    limit = model.account_concurrency_limit(account)
+    count = len(model.fleet.of_kind("lambda", account, region))
+    return {
+        "AccountLimit": {"TotalCodeSize": 80_530_636_800, "CodeSizeUnzipped": 262_144_000, "CodeSizeZipped": 52_428_800,
+                         "ConcurrentExecutions": limit,
+                         "UnreservedConcurrentExecutions": limit - model.reserved_total(account, region)},
+        "AccountUsage": {"TotalCodeSize": count * CODE_SIZE, "FunctionCount": count},
+    }
+
+
+def _function(model: FleetModel, account: str, region: str, name: str) -> Resource:
+    name = name.rsplit(":", 1)[-1] if name.startswith("arn:") else name
+    res = model.fleet.by_uid.get(f"lambda:{name}")
+    if res is None or res.account != account or res.region != region:
+        raise ApiError("ResourceNotFoundException", f"Function not found: arn:aws:lambda:{region}:{account}:function:{name}", 404)
+    return res
+
+
+def lambda_provisioned_configs(model: FleetModel, account: str, region: str, name: str) -> dict[str, Any]:
+    fn = _function(model, account, region, name)
+    configs = []
+    if fn["provisioned"]:
+        n = int(fn["provisioned"])
+        configs.append({"FunctionArn": f"{fn.arn}:live", "RequestedProvisionedConcurrentExecutions": n,
+                        "AvailableProvisionedConcurrentExecutions": n, "AllocatedProvisionedConcurrentExecutions": n,
+                        "Status": "READY", "LastModified": "2026-01-01T00:00:00.000+0000"})
+    return {"ProvisionedConcurrencyConfigs": configs}
+
+
+def _table(model: FleetModel, account: str, region: str, name: str) -> Resource:
+    res = model.fleet.by_uid.get(f"dynamodb:{name}")
+    if res is None or res.account != account or res.region != region:
+        raise ApiError("ResourceNotFoundException", f"Requested resource not found: Table: {name} not found")
+    return res
+
+
+def describe_contributor_insights(model: FleetModel, account: str, region: str, body: dict[str, Any]) -> dict[str, Any]:
+    table = _table(model, account, region, body.get("TableName", ""))
+    enabled = table["contributor_insights"] != "off"
+    out: dict[str, Any] = {"TableName": table.name, "ContributorInsightsStatus": "ENABLED" if enabled else "DISABLED",
+                           "ContributorInsightsRuleList": insight_rule_names(table)}
+    if enabled:
+        out["ContributorInsightsMode"] = table["contributor_insights"]
+        out["LastUpdateDateTime"] = table.facts.get("insights_created_ms", 1767225600000) / 1000
+    return out
+
+
+def list_contributor_insights(model: FleetModel, account: str, region: str, body: dict[str, Any]) -> dict[str, Any]:
+    tables = model.fleet.of_kind("dynamodb", account, region)
+    if body.get("TableName"):
+        tables = [_table(model, account, region, body["TableName"])]
+    return {"ContributorInsightsSummaries": [
+        {"TableName": t.name, "ContributorInsightsStatus": "ENABLED" if t["contributor_insights"] != "off" else "DISABLED",
+         **({"ContributorInsightsMode": t["contributor_insights"]} if t["contributor_insights"] != "off" else {})}
+        for t in tables]}
+
+
+def patch_queue_attributes(model: FleetModel, account: str, region: str, request: dict[str, Any], response: bytes) -> bytes:
+    """moto's queues are empty; the fleet's are not. Overwrite the live depth with the model's."""
+    name = str(request.get("QueueUrl", "")).rstrip("/").rsplit("/", 1)[-1]
+    res = model.fleet.by_uid.get(f"sqs:{name}")
+    if res is None or res.account != account or res.region != region:
+        return response
+    try:
+        data = json.loads(response)
+    except ValueError:
+        return response
+    attrs = data.get("Attributes")
+    if not isinstance(attrs, dict):
+        return response
+    import numpy as np
+
+    minute = int(model.now() // 60) - 1
+    d = model.drivers(res, np.array([minute], dtype=np.int64))
+    live = {"ApproximateNumberOfMessages": d["backlog"][0], "ApproximateNumberOfMessagesNotVisible": d["inflight"][0],
+            "ApproximateNumberOfMessagesDelayed": 0.0}
+    for attr, value in live.items():
+        if attr in attrs:
+            attrs[attr] = str(int(round(float(value))))
+    return json.dumps(data).encode()
