@@ -1,0 +1,55 @@
+"""Every scenario's labelled incidents are visible in the signals they should move, through plain
+boto3; and the same checks do not hold on the healthy fleet, so they cannot pass vacuously."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from simulator.scenario import load_scenario, scenario_names
+from tests.conftest import control
+from tests.scenario_checks import run_check
+
+SCENARIOS = [n for n in scenario_names() if load_scenario(n).incidents and n != "tour"]
+
+
+def test_every_failure_mode_has_a_scenario() -> None:
+    kinds = {inc.kind for n in SCENARIOS for inc in load_scenario(n).incidents}
+    assert kinds == {"cold_start", "hot_partition", "table_capacity", "connection_exhaustion", "queue_growth",
+                     "queue_consumer_stopped", "dlq", "ses_sandbox", "ses_reputation", "lambda_concurrency",
+                     "schedule_missed", "schedule_failed"}
+    causes = {inc.id: inc.summary for n in SCENARIOS for inc in load_scenario(n).incidents if inc.kind == "cold_start"}
+    assert {"feed-cold-after-idle", "checkout-cold-after-deploy", "feed-cold-on-burst"} <= set(causes)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_labelled_incidents_are_visible(fleet: Any, name: str) -> None:
+    info = control(fleet, "/__fleet__/scenario", {"name": name})
+    assert info["scenario"] == name and info["incidents"]
+    scenario = load_scenario(name)
+    for label, inc in zip(info["incidents"], scenario.incidents):
+        assert label["id"] == inc.id and label["start"] == fleet.model.anchor + inc.start
+        assert inc.visible, f"{inc.id} has no visible checks"
+        for check in inc.visible:
+            ok, detail = run_check(fleet, label, check)
+            assert ok, f"{name}/{inc.id}: {detail}"
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_checks_fail_on_the_healthy_fleet(fleet: Any, name: str) -> None:
+    scenario = load_scenario(name)
+    labels = [inc.label(fleet.model.anchor) for inc in scenario.incidents]
+    control(fleet, "/__fleet__/scenario", {"name": "healthy"})
+    for label, inc in zip(labels, scenario.incidents):
+        results = [run_check(fleet, label, check) for check in inc.visible]
+        assert not all(ok for ok, _ in results), f"{name}/{inc.id}: every check also holds on a healthy fleet: {results}"
+
+
+def test_tour_includes_every_scenario_staggered() -> None:
+    tour = load_scenario("tour")
+    assert {inc.id for inc in tour.incidents} == {inc.id for n in SCENARIOS for inc in load_scenario(n).incidents}
+    storm = next(i for i in tour.incidents if i.id == "orders-db-connection-storm")
+    hot = next(i for i in tour.incidents if i.id == "posts-hot-like-counter")
+    assert hot.start == load_scenario("hot-partition").incidents[0].start - 2 * 3600
+    assert storm.start == load_scenario("connection-storm").incidents[0].start
