@@ -106,10 +106,12 @@ def series_values(model: FleetModel, sdef: SeriesDef, stat: str, period: int, st
     grid = np.arange(m0 - lookback, m0 + total, dtype=np.int64)
     if sdef.res is None:
         d = model.lambda_account(sdef.account, sdef.region, grid)
-        round_key = key(model.seed, sdef.account, sdef.region, "account", sdef.name)
+        round_key = key(model.seed, sdef.account, sdef.region, "account:round")
     else:
         d = model.drivers(sdef.res, grid)
-        round_key = model.noise_key(sdef.res, f"round:{sdef.name}:{sdef.dims}")
+        # One rounding noise per resource, so every metric counting the same events agrees
+        # (Invocations Sum == Duration SampleCount == Errors SampleCount).
+        round_key = model.noise_key(sdef.res, "round")
     inputs = sdef.spec.extract(d, sdef.res)  # type: ignore[arg-type]
     inputs = {name: (v[lookback:] if isinstance(v, np.ndarray) and v.shape == grid.shape else v) for name, v in inputs.items()}
     m = grid[lookback:]
