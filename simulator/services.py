@@ -9,6 +9,8 @@ import time
 from typing import Any
 from xml.sax.saxutils import escape
 
+import numpy as np
+
 from simulator.cloudwatch import Registry, insight_rule_names, series_values
 from simulator.errors import ApiError
 from simulator.fleet import Resource
@@ -135,8 +137,6 @@ def patch_queue_attributes(model: FleetModel, account: str, region: str, request
     attrs = data.get("Attributes")
     if not isinstance(attrs, dict):
         return response
-    import numpy as np
-
     minute = int(model.now() // 60) - 1
     d = model.drivers(res, np.array([minute], dtype=np.int64))
     live = {"ApproximateNumberOfMessages": d["backlog"][0], "ApproximateNumberOfMessagesNotVisible": d["inflight"][0],
