@@ -213,27 +213,19 @@ LAMBDA_ACCOUNT_SPECS = [
 ]
 
 
+# The one dimension each kind's metrics are published under (SES: account-wide, no dimension).
+_DIMENSION = {"lambda": "FunctionName", "sqs": "QueueName", "dynamodb": "TableName", "rds": "DBInstanceIdentifier",
+              "rds_proxy": "ProxyName", "schedule": "RuleName"}
+
+
 def _dims(res: Resource) -> list[tuple[tuple[str, str], ...]]:
-    if res.kind == "lambda":
-        return [(("FunctionName", res.name),)]
-    if res.kind == "sqs":
-        return [(("QueueName", res.name),)]
-    if res.kind == "dynamodb":
-        return [(("TableName", res.name),)]
-    if res.kind == "rds":
-        return [(("DBInstanceIdentifier", res.name),)]
-    if res.kind == "rds_proxy":
-        return [(("ProxyName", res.name),)]
-    if res.kind == "schedule":
-        return [(("RuleName", res.name),)]
+    if res.kind == "api":
+        # REST APIs publish by ApiName; HTTP APIs by the ApiId assigned when they are created.
+        name, value = ("ApiName", res.name) if res["type"] == "REST" else ("ApiId", res.facts.get("api_id", res.name))
+        return [((name, value),), ((name, value), ("Stage", res["stage"]))]
     if res.kind == "ses":
         return [()]
-    if res.kind == "api":
-        if res["type"] == "REST":
-            return [(("ApiName", res.name),), (("ApiName", res.name), ("Stage", res["stage"]))]
-        api_id = res.facts.get("api_id", res.name)
-        return [(("ApiId", api_id),), (("ApiId", api_id), ("Stage", res["stage"]))]
-    return []
+    return [((_DIMENSION[res.kind], res.name),)]
 
 
 _SPECS: dict[str, Callable[[Resource], list[Spec]]] = {
