@@ -14,7 +14,7 @@ from fleetwatch.clock import Clock, FakeClock, SystemClock
 from simulator.fleet import FleetError, Fleet, load_fleet
 from simulator.model import FleetModel
 from simulator.provision import provision
-from simulator.scenario import load_scenario, scenario_names
+from simulator.scenario import load_scenario, scenario_fleet, scenario_names
 from simulator.server import Emulator
 
 DEMO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIAFLEETWATCHDEMO01", "AWS_SECRET_ACCESS_KEY": "emulated-secret-key"}
@@ -28,8 +28,7 @@ def start_emulator(scenario: str, *, port: int = 0, host: str = "127.0.0.1", see
                    functions: int = 0, anchor: float | None = None, clock: Clock | None = None,
                    progress: Any = lambda _: None) -> Emulator:
     """Load, serve and provision a fleet; returns the running Emulator (call .stop())."""
-    scen = load_scenario(scenario)
-    fleet = load_fleet(scen.fleet_name, extra_functions=functions)
+    fleet = load_fleet(scenario_fleet(scenario), extra_functions=functions)
     scen = load_scenario(scenario, fleet)
     clock = clock or SystemClock()
     model = FleetModel(fleet, scen, int(anchor if anchor is not None else clock.now()), clock, seed)
@@ -84,7 +83,7 @@ def describe(emulator: Emulator, full: bool, seconds: float) -> str:
     fleet: Fleet = emulator.model.fleet
     lines = [
         f"fleetwatch emulated AWS fleet {info['fleet']!r}, scenario {info['scenario']!r} (seed {info['seed']})",
-        f"  {info['description']}" if info["description"] else "",
+        *([f"  {info['description']}"] if info["description"] else []),
         f"  ready in {seconds:.1f} s; clock {'frozen (fake)' if info['fake_clock'] else 'real'}, now {iso(info['now'])}, "
         f"scenario anchor {iso(info['anchor'])}",
         "",
@@ -117,4 +116,4 @@ def describe(emulator: Emulator, full: bool, seconds: float) -> str:
         lines.append(f"      at {inc['resource']}{' → users feel it at ' + inc['outcome'] if inc['outcome'] else ''}: {inc['summary']}")
     lines += ["", "control: GET /__fleet__/info, /__fleet__/usage (calls and CloudWatch cost), POST /__fleet__/scenario",
               "serving until Ctrl-C"]
-    return "\n".join(line for line in lines if line is not None)
+    return "\n".join(lines)

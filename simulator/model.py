@@ -60,20 +60,23 @@ class FleetModel:
 
     # -- drivers --------------------------------------------------------------------------------
 
-    def drivers(self, res: Resource, m: np.ndarray) -> dict[str, np.ndarray]:
-        """Driver arrays of one resource over a contiguous run of epoch minutes (cached)."""
-        cache_key = (res.uid, int(m[0]), len(m))
+    def _memo(self, cache_key: tuple[str, int, int], compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """A bounded LRU of evaluated windows: the many queries of one call share their work."""
         with self._lock:
             hit = self._cache.get(cache_key)
             if hit is not None:
                 self._cache.move_to_end(cache_key)
                 return hit
-        value = drv.evaluate(self, res, m)
+        value = compute()
         with self._lock:
             self._cache[cache_key] = value
             while len(self._cache) > 4096:
                 self._cache.popitem(last=False)
         return value
+
+    def drivers(self, res: Resource, m: np.ndarray) -> dict[str, np.ndarray]:
+        """Driver arrays of one resource over a contiguous run of epoch minutes (cached)."""
+        return self._memo((res.uid, int(m[0]), len(m)), lambda: drv.evaluate(self, res, m))
 
     def apply_effects(self, res: Resource, d: dict[str, np.ndarray], m: np.ndarray, which: Callable[[str], bool]) -> None:
         t = m.astype(np.float64) * 60.0
@@ -124,13 +127,11 @@ class FleetModel:
 
     def lambda_account(self, account: str, region: str, m: np.ndarray) -> dict[str, np.ndarray]:
         """Account-wide Lambda figures: the sums AWS publishes with no dimension."""
-        cache_key = (f"lambda_account:{account}/{region}", int(m[0]), len(m))
-        with self._lock:
-            hit = self._cache.get(cache_key)
-            if hit is not None:
-                return hit
+        return self._memo((f"lambda_account:{account}/{region}", int(m[0]), len(m)),
+                          lambda: self._lambda_account(account, region, m))
+
+    def _lambda_account(self, account: str, region: str, m: np.ndarray) -> dict[str, np.ndarray]:
         total = {name: np.zeros(m.shape) for name in LAMBDA_ACCOUNT_DRIVERS}
-        reserved_total = 0.0
         provisioned_total = 0.0
         for fn in self.fleet.of_kind("lambda", account, region):
             d = self.drivers(fn, m)
@@ -140,13 +141,9 @@ class FleetModel:
             total["throttles"] += d["throttles"]
             if fn["reserved"] is None:
                 total["unreserved_concurrency"] += d["concurrency"]
-            else:
-                reserved_total += float(fn["reserved"])
             provisioned_total += float(fn["provisioned"])
         # ClaimedAccountConcurrency = unreserved in use + all reserved + all provisioned.
-        total["claimed"] = total["unreserved_concurrency"] + reserved_total + provisioned_total
-        with self._lock:
-            self._cache[cache_key] = total
+        total["claimed"] = total["unreserved_concurrency"] + self.reserved_total(account, region) + provisioned_total
         return total
 
     def reserved_total(self, account: str, region: str) -> int:

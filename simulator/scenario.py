@@ -81,16 +81,25 @@ def scenario_names() -> list[str]:
     return sorted(p.stem for p in SCENARIOS_DIR.glob("*.toml"))
 
 
-def load_scenario(name: str, fleet: Fleet | None = None, _shift: int = 0, _stack: tuple[str, ...] = ()) -> Scenario:
+def _read(name: str) -> tuple[Path, dict[str, Any]]:
     path = SCENARIOS_DIR / f"{name}.toml"
     if not path.exists():
         raise FleetError(f"no scenario {name!r}; known scenarios: {', '.join(scenario_names())}")
-    if name in _stack:
-        raise FleetError(f"{path}: scenario includes itself through {' -> '.join(_stack)}")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise FleetError(f"{path}: not valid TOML: {exc}") from None
+
+
+def scenario_fleet(name: str) -> str:
+    """The fleet a scenario runs on, without loading that fleet."""
+    return str(_read(name)[1].get("fleet", "shop"))
+
+
+def load_scenario(name: str, fleet: Fleet | None = None, _shift: int = 0, _stack: tuple[str, ...] = ()) -> Scenario:
+    if name in _stack:
+        raise FleetError(f"scenario {name!r} includes itself through {' -> '.join(_stack)}")
+    path, data = _read(name)
     fleet_name = data.get("fleet", "shop")
     fleet = fleet or load_fleet(fleet_name)
     incidents: list[Incident] = []

@@ -42,6 +42,7 @@ class Call:
     def __init__(self, environ: dict[str, Any], body: bytes) -> None:
         self.environ = environ
         self.body = body
+        self._json: dict[str, Any] | None = None
         self.method = environ.get("REQUEST_METHOD", "GET")
         self.path = environ.get("PATH_INFO", "/")
         self.query = parse_qs(environ.get("QUERY_STRING", ""))
@@ -83,15 +84,17 @@ class Call:
         return get_account_id_from(self.access_key or "AKIAEXAMPLE")
 
     def json(self) -> dict[str, Any]:
-        if not self.body:
-            return {}
-        try:
-            data = json.loads(self.body)
-        except ValueError:
-            raise ApiError("SerializationException", "The request body is not valid JSON.") from None
-        if not isinstance(data, dict):
-            raise ApiError("SerializationException", "The request body must be a JSON object.")
-        return data
+        """The JSON body, parsed once (a 500-query GetMetricData body is read by the handler
+        and again for billing)."""
+        if self._json is None:
+            try:
+                data = json.loads(self.body) if self.body else {}
+            except ValueError:
+                raise ApiError("SerializationException", "The request body is not valid JSON.") from None
+            if not isinstance(data, dict):
+                raise ApiError("SerializationException", "The request body must be a JSON object.")
+            self._json = data
+        return self._json
 
 
 class Usage:

@@ -148,9 +148,23 @@ def test_accounts_and_regions_are_isolated(fleet: Any) -> None:
     assert settings["AccountUsage"]["FunctionCount"] == len(client(fleet, "lambda", **creds).list_functions()["Functions"]) == 1
     prod = client(fleet, "lambda").get_account_settings()
     assert prod["AccountLimit"]["ConcurrentExecutions"] == 1000
+    assert prod["AccountLimit"]["UnreservedConcurrentExecutions"] == 1000 - 5  # report-fn reserves 5
     assert prod["AccountUsage"]["FunctionCount"] == len(client(fleet, "lambda").list_functions()["Functions"])
     assert client(fleet, "sesv2", "eu-west-1").get_account()["ProductionAccessEnabled"] is True
     assert client(fleet, "sesv2").get_account()["ProductionAccessEnabled"] is False
+
+
+def test_claimed_account_concurrency_counts_reserved_and_provisioned(fleet: Any) -> None:
+    cw = client(fleet, "cloudwatch")
+    v = values(cw.get_metric_data(MetricDataQueries=[
+        q("claimed", "ClaimedAccountConcurrency", {}, "Maximum"),
+        q("unreserved", "UnreservedConcurrentExecutions", {}, "Maximum"),
+        q("all", "ConcurrentExecutions", {}, "Maximum"),
+    ], StartTime=ANCHOR - 1800, EndTime=ANCHOR))
+    assert len(v["claimed"]) == 30
+    # report-fn reserves 5 and search-fn has 5 provisioned: both are claimed whether used or not.
+    assert [c - u for c, u in zip(v["claimed"], v["unreserved"])] == [10.0] * 30
+    assert all(a >= u for a, u in zip(v["all"], v["unreserved"]))
 
 
 def test_xray_traces_carry_initialization_only_on_cold_starts(fleet: Any) -> None:
@@ -240,4 +254,5 @@ def test_fleet_control_plane_is_in_moto(fleet: Any) -> None:
     assert client(fleet, "rds").describe_db_proxies()["DBProxies"][0]["DBProxyName"] == "catalog-proxy"
     rules = client(fleet, "events").list_rules()["Rules"]
     assert {r["Name"]: r["ScheduleExpression"] for r in rules}["cleanup-every-5m"] == "rate(5 minutes)"
+    assert lam.get_function_concurrency(FunctionName="report-fn")["ReservedConcurrentExecutions"] == 5
     assert lam.get_function_concurrency(FunctionName="checkout-fn").get("ReservedConcurrentExecutions") is None
