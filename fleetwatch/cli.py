@@ -29,10 +29,22 @@ def _parser() -> argparse.ArgumentParser:
     info = store_sub.add_parser("info", help="open (migrating if needed) the store and print its schema and row counts")
     info.add_argument("--config", help="configuration file (TOML)")
 
+    plan = sub.add_parser("plan", help="discover the fleet and print the query plan, calls per poll and monthly cost")
+    plan.add_argument("--config", help="configuration file (TOML)")
+    plan.add_argument("--no-discover", action="store_true", help="use the resources already in the store")
+
+    collect = sub.add_parser("collect", help="poll the fleet into the store (backfilling history on first start)")
+    collect.add_argument("--config", help="configuration file (TOML)")
+    collect.add_argument("--once", action="store_true", help="run one poll, print what it did, and exit")
+    collect.add_argument("--polls", type=int, default=None, help="stop after this many polls (default: run until Ctrl-C)")
+
     emulate = sub.add_parser("emulate", help="serve an emulated AWS fleet on loopback")
     _emulator_args(emulate)
-    demo = sub.add_parser("demo", help="start the emulated fleet and show what it serves")
+    demo = sub.add_parser("demo", help="start the emulated fleet, collect it into a store and print each poll")
     _emulator_args(demo, default_scenario="tour")
+    demo.add_argument("--store", default="demo/fleetwatch.db", help="store to collect into (default demo/fleetwatch.db)")
+    demo.add_argument("--polls", type=int, default=5, help="polls to run after the backfill, one emulated minute apart (default 5)")
+    demo.add_argument("--serve", action="store_true", help="keep serving the emulated fleet after the demo polls")
     return parser
 
 
@@ -68,6 +80,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 for table in sorted(store.db.table_names()):
                     print(f"  {table}: {store.db[table].count} rows")
             return 0
+        if args.command in ("plan", "collect"):
+            from collector.aws import Aws
+            from fleetwatch.clock import SystemClock
+            from fleetwatch.collect_cmd import collect_command, plan_command
+
+            cfg = load_config(args.config, environ=environ)
+            with open_store(cfg["store.path"]) as store:
+                aws = Aws.from_config(cfg)
+                if args.command == "plan":
+                    return plan_command(cfg, store, aws, SystemClock(), discover=not args.no_discover)
+                return collect_command(cfg, store, aws, polls=1 if args.once else args.polls)
         if args.command in ("emulate", "demo"):
             try:
                 from simulator.cli import run_emulator

@@ -8,6 +8,7 @@ import sys
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from fleetwatch.clock import Clock, FakeClock, SystemClock
@@ -25,10 +26,10 @@ def iso(epoch: float) -> str:
 
 
 def start_emulator(scenario: str, *, port: int = 0, host: str = "127.0.0.1", seed: int | None = None,
-                   functions: int = 0, anchor: float | None = None, clock: Clock | None = None,
+                   functions: int = 0, extra: dict[str, int] | None = None, anchor: float | None = None, clock: Clock | None = None,
                    progress: Any = lambda _: None) -> Emulator:
     """Load, serve and provision a fleet; returns the running Emulator (call .stop())."""
-    fleet = load_fleet(scenario_fleet(scenario), extra_functions=functions)
+    fleet = load_fleet(scenario_fleet(scenario), extra={**(extra or {}), "lambda": functions})
     scen = load_scenario(scenario, fleet)
     clock = clock or SystemClock()
     model = FleetModel(fleet, scen, int(anchor if anchor is not None else clock.now()), clock, seed)
@@ -54,7 +55,9 @@ def run_emulator(args: argparse.Namespace, demo: bool) -> int:
     except ValueError:
         print(f"fleetwatch: --anchor {args.anchor!r} is not an ISO-8601 time such as 2026-11-22T12:00:00Z", file=sys.stderr)
         return 2
-    clock: Clock = FakeClock(anchor if anchor is not None else time.time()) if args.fake_clock else SystemClock()
+    # The demo runs on emulated time, so its polls come a minute apart without waiting a minute.
+    fake = args.fake_clock or demo
+    clock: Clock = FakeClock(anchor if anchor is not None else time.time() // 60 * 60) if fake else SystemClock()
     started = time.monotonic()
     try:
         emulator = start_emulator(args.scenario, port=args.port, host=args.host, seed=args.seed, functions=args.functions,
@@ -69,13 +72,60 @@ def run_emulator(args: argparse.Namespace, demo: bool) -> int:
             return 2
         raise
     print(describe(emulator, demo, time.monotonic() - started), flush=True)
+    if demo:
+        try:
+            status = demo_collect(emulator, args.store, args.polls)
+        except BaseException:
+            emulator.stop()
+            raise
+        if not args.serve:
+            emulator.stop()
+            return status
     try:
+        print("serving until Ctrl-C", flush=True)
         emulator.serve_forever()
     except KeyboardInterrupt:
         print("\nstopping the emulated fleet", file=sys.stderr)
     finally:
         emulator.stop()
     return 0
+
+
+def demo_config(emulator: Emulator, store_path: str) -> dict[str, str]:
+    """The environment a fleetwatch pointed at this emulator would be configured with."""
+    fleet = emulator.model.fleet
+    regions = sorted({r for a in fleet.accounts for r in a.regions})
+    return {"FLEETWATCH_STORE_PATH": store_path, "FLEETWATCH_AWS_ENDPOINT_URL": emulator.endpoint,
+            "FLEETWATCH_AWS_REGIONS": ",".join(regions),
+            "FLEETWATCH_AWS_ROLE_ARNS": ",".join(a.reader_role_arn for a in fleet.accounts)}
+
+
+def demo_collect(emulator: Emulator, store_path: str, polls: int) -> int:
+    """Collect the emulated fleet into a store: backfill (with a progress bar), then `polls`
+    polls one emulated minute apart, printing each poll's summary."""
+    import boto3
+
+    from collector.aws import Aws
+    from fleetwatch.collect_cmd import collect_command, plan_command
+    from fleetwatch.config import load_config
+    from fleetwatch.store import open_store
+
+    Path(store_path).parent.mkdir(parents=True, exist_ok=True)
+    env = demo_config(emulator, store_path)
+    cfg = load_config(None, environ=env)
+    session = boto3.session.Session(aws_access_key_id=DEMO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                                    aws_secret_access_key=DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    clock = emulator.model.clock
+    print(f"\ncollecting into {store_path} (configured as: {' '.join(f'{k}={v}' for k, v in env.items())})\n", flush=True)
+    with open_store(cfg["store.path"]) as store:
+        aws = Aws.from_config(cfg, session=session)
+        plan_command(cfg, store, aws, clock, discover=True)
+        print(flush=True)
+        status = collect_command(cfg, store, aws, clock, polls=polls + 1,
+                                 between=lambda: clock.advance(60))  # type: ignore[attr-defined]
+        print(f"\nstore {store_path}: {store.db['samples'].count} samples of {store.db['series'].count} series, "
+              f"{store.db['resources'].count} resources; run again to see it resume where it ended", flush=True)
+    return status
 
 
 def describe(emulator: Emulator, full: bool, seconds: float) -> str:
@@ -114,6 +164,6 @@ def describe(emulator: Emulator, full: bool, seconds: float) -> str:
         where = "ongoing" if inc["start"] <= info["now"] < inc["end"] else ("past" if inc["end"] <= info["now"] else "upcoming")
         lines.append(f"  {inc['id']:30} {inc['kind']:24} {iso(inc['start'])} → {iso(inc['end'])} ({where})")
         lines.append(f"      at {inc['resource']}{' → users feel it at ' + inc['outcome'] if inc['outcome'] else ''}: {inc['summary']}")
-    lines += ["", "control: GET /__fleet__/info, /__fleet__/usage (calls and CloudWatch cost), POST /__fleet__/scenario",
-              "serving until Ctrl-C"]
+    lines += ["", "control: GET /__fleet__/info, /__fleet__/usage (calls and CloudWatch cost), POST /__fleet__/scenario, "
+              "/__fleet__/faults"]
     return "\n".join(lines)

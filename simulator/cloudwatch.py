@@ -116,11 +116,21 @@ def series_values(model: FleetModel, sdef: SeriesDef, stat: str, period: int, st
     inputs = {name: (v[lookback:] if isinstance(v, np.ndarray) and v.shape == grid.shape else v) for name, v in inputs.items()}
     m = grid[lookback:]
     ms = minute_stats(sdef.spec, inputs, uniform(round_key, m))
-    # A minute's datapoint exists once the minute is over; the future does not exist yet.
-    ms.present = ms.present & ((m + 1) * 60 <= now)
+    # A minute's datapoint exists once the minute is over, and about one in ten arrives one to
+    # three minutes late, as CloudWatch's do while they settle; the future does not exist yet.
+    ms.present = ms.present & ((m + 1) * 60 + late_seconds(round_key, m) <= now)
     values, present = aggregate(ms, k, stat)
     keep = present & np.isfinite(values)
     return [int(t) for t in ts[keep]], [float(v) for v in values[keep]]
+
+
+LATE_SHARE = 0.1
+
+
+def late_seconds(round_key: np.uint64, m: np.ndarray) -> np.ndarray:
+    """How long after its minute ends each datapoint of a resource becomes visible."""
+    u = uniform(key(int(round_key), "late"), m)
+    return np.where(u < LATE_SHARE, 60 * (1 + np.floor(u / LATE_SHARE * 3)), 0).astype(np.int64)
 
 
 def _token(request_digest: str, offset: int) -> str:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collector.limits import default_max_connections
+
 FLEETS_DIR = Path(__file__).parent / "fleets"
 DEFAULT_ACCOUNT = "123456789012"  # moto's default account: plain credentials land here
 
@@ -51,32 +53,8 @@ KIND_PARAMS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Nominal memory (GiB) of the instance classes the fleet may use, for the engines' documented
-# default max_connections formulas (see SIGNALS.md §3).
-INSTANCE_MEMORY_GIB = {
-    "db.t3.micro": 1, "db.t3.small": 2, "db.t3.medium": 4, "db.t3.large": 8,
-    "db.t4g.micro": 1, "db.t4g.small": 2, "db.t4g.medium": 4, "db.t4g.large": 8,
-    "db.m6g.large": 8, "db.m6g.xlarge": 16, "db.m6g.2xlarge": 32,
-    "db.r6g.large": 16, "db.r6g.xlarge": 32, "db.r6g.2xlarge": 64,
-}
-
-
 class FleetError(ValueError):
     """A fleet or scenario file that does not make sense, with the file and the fix."""
-
-
-def instance_class_memory(instance_class: str) -> int:
-    """DBInstanceClassMemory: the nominal memory less what the OS and RDS keep (~10%)."""
-    return int(INSTANCE_MEMORY_GIB[instance_class] * (1 << 30) * 0.9)
-
-
-def default_max_connections(engine: str, instance_class: str) -> int:
-    memory = instance_class_memory(instance_class)
-    if engine in ("postgres", "aurora-postgresql"):
-        return min(memory // 9531392, 5000)
-    if engine == "mariadb":
-        return min(memory // 25165760, 12000)
-    return memory // 12582880  # mysql
 
 
 @dataclass
@@ -152,10 +130,12 @@ class Fleet:
         return [(a.id, r) for a in self.accounts for r in a.regions]
 
     def max_connections(self, db: Resource) -> int:
-        return db["max_connections"] or default_max_connections(db["engine"], db["instance_class"])
+        return int(db["max_connections"] or default_max_connections(db["engine"], db["instance_class"]) or 100)
 
 
-def load_fleet(name_or_path: str, extra_functions: int = 0) -> Fleet:
+def load_fleet(name_or_path: str, extra: dict[str, int] | None = None) -> Fleet:
+    """Load a fleet file; `extra` pads it with generated resources per kind (benchmarks), e.g.
+    {"lambda": 1000, "sqs": 200, "dynamodb": 50, "rds": 5}."""
     path = Path(name_or_path)
     if not path.suffix:
         path = FLEETS_DIR / f"{name_or_path}.toml"
@@ -167,8 +147,9 @@ def load_fleet(name_or_path: str, extra_functions: int = 0) -> Fleet:
     except tomllib.TOMLDecodeError as exc:
         raise FleetError(f"{path}: not valid TOML: {exc}") from None
     fleet = _build(data, str(path))
-    if extra_functions:
-        add_generated_functions(fleet, extra_functions)
+    for kind, count in (extra or {}).items():
+        if count:
+            add_generated(fleet, kind, count)
     return fleet
 
 
@@ -251,18 +232,33 @@ def _check_references(fleet: Fleet) -> None:
             res.params["max_rate"] = res["max_rate"] or (1 if sandbox else 14)
 
 
-def add_generated_functions(fleet: Fleet, count: int) -> None:
-    """Pad the fleet with `count` plain functions in the first account and region (benchmarks)."""
-    rng = random.Random(count)
+def _generated_params(kind: str, rng: random.Random) -> dict[str, Any]:
+    if kind == "lambda":
+        return {"rate": round(rng.lognormvariate(3.0, 1.2), 2), "duration_ms": round(rng.lognormvariate(4.5, 0.8), 1),
+                "init_ms": round(rng.lognormvariate(6.0, 0.6), 1), "memory": rng.choice([128, 256, 512, 1024, 2048])}
+    if kind == "sqs":
+        return {"rate": round(rng.lognormvariate(2.0, 1.0), 2), "retention": rng.choice([86400, 345600, 1209600])}
+    if kind == "dynamodb":
+        return {"read_capacity": rng.choice([50, 100, 400]), "write_capacity": rng.choice([25, 50, 200]),
+                "read_units": round(rng.uniform(2, 30), 1), "write_units": round(rng.uniform(1, 15), 1)}
+    if kind == "rds":
+        return {"instance_class": rng.choice(["db.t3.medium", "db.r6g.large", "db.m6g.large"]),
+                "connections": round(rng.uniform(10, 60), 1)}
+    raise FleetError(f"cannot generate resources of kind {kind!r}; generated kinds: lambda, sqs, dynamodb, rds")
+
+
+GENERATED_PREFIX = {"lambda": "fn", "sqs": "queue", "dynamodb": "table", "rds": "db"}
+
+
+def add_generated(fleet: Fleet, kind: str, count: int) -> None:
+    """Pad the fleet with `count` plain resources of one kind in the first account and region."""
+    rng = random.Random(f"{kind}:{count}")
     acct = fleet.accounts[0]
     width = max(5, len(str(count)))
+    prefix = GENERATED_PREFIX.get(kind, kind)
     for i in range(count):
-        params = {**KIND_PARAMS["lambda"],
-                  "rate": round(rng.lognormvariate(3.0, 1.2), 2),
-                  "duration_ms": round(rng.lognormvariate(4.5, 0.8), 1),
-                  "init_ms": round(rng.lognormvariate(6.0, 0.6), 1),
-                  "memory": rng.choice([128, 256, 512, 1024, 2048])}
-        res = Resource("lambda", f"fn-{i:0{width}d}", acct.id, acct.regions[0],
+        params = {**KIND_PARAMS[kind], **_generated_params(kind, rng)}
+        res = Resource(kind, f"{prefix}-{i:0{width}d}", acct.id, acct.regions[0],
                        {"service": f"svc-{i % 50:02d}", "generated": "true"}, params)
         fleet.resources.append(res)
         fleet.by_uid[res.uid] = res

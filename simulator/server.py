@@ -15,6 +15,7 @@ import json
 import os
 import re
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -32,6 +33,14 @@ from simulator.scenario import load_scenario
 COST_PER_METRIC = 0.01 / 1000  # GetMetricData and GetInsightRuleReport: $0.01 per 1,000 metrics requested
 _SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 _PROVISIONED = re.compile(r"^/2019-09-30/functions/([^/]+)/provisioned-concurrency/?$")
+LIST_FUNCTIONS_PAGE = 50  # Lambda ListFunctions returns at most 50 functions a page
+MAX_FAULT_DELAY = 30.0
+# What each service answers when it throttles: (error code, HTTP status).
+_THROTTLE = {"monitoring": ("Throttling", 400), "lambda": ("TooManyRequestsException", 429),
+             "xray": ("ThrottledException", 429), "sqs": ("RequestThrottled", 400),
+             "dynamodb": ("ThrottlingException", 400), "ses": ("Throttling", 400), "rds": ("Throttling", 400),
+             "apigateway": ("TooManyRequestsException", 429), "events": ("ThrottlingException", 400),
+             "sts": ("Throttling", 400)}
 
 Handler = Callable[["Call"], Any]
 
@@ -143,6 +152,7 @@ class Emulator:
         self.moto_app = DomainDispatcherApplication(create_backend_app)
         self.host, self.port = host, port
         self.log_requests = log_requests
+        self.faults = Faults()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._handlers: dict[tuple[str, str], Handler] = {
@@ -204,6 +214,13 @@ class Emulator:
             status, payload = self._control(environ.get("REQUEST_METHOD", "GET"), path, body)
             return _respond(start_response, status, {"Content-Type": "application/json"}, json.dumps(payload, default=str).encode())
         call = Call(environ, body)
+        fault = self.faults.take(call)
+        if fault is not None:
+            self.usage.count(call)
+            if fault.get("mode") == "delay":
+                time.sleep(min(float(fault.get("seconds", 1.0)), MAX_FAULT_DELAY))
+            else:
+                return self._error(start_response, call, _fault_error(call, fault))
         handler = self._handlers.get((call.service, call.operation))
         if call.service == "monitoring" and call.protocol == "query" and handler is not None:
             self.usage.count(call)
@@ -227,8 +244,17 @@ class Emulator:
     def _to_moto(self, environ: dict[str, Any], body: bytes, start_response: Callable[..., Any], call: Call) -> Iterable[bytes]:
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-        if not (call.service == "sqs" and call.operation == "GetQueueAttributes"):
+        list_functions = call.service == "lambda" and call.method == "GET" and call.path.rstrip("/") == "/2015-03-31/functions"
+        if not (call.service == "sqs" and call.operation == "GetQueueAttributes") and not list_functions:
             return self.moto_app(environ, start_response)
+        if list_functions:
+            # moto returns every function on one page and ignores Marker; AWS pages by 50.
+            try:
+                offset = int(call.query.get("Marker", ["0"])[0] or 0)
+                size = min(int(call.query.get("MaxItems", [LIST_FUNCTIONS_PAGE])[0]), LIST_FUNCTIONS_PAGE)
+            except ValueError:
+                return self._error(start_response, call, ApiError("InvalidParameterValueException", "Marker and MaxItems must be numbers."))
+            environ["QUERY_STRING"] = ""
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
@@ -239,7 +265,15 @@ class Emulator:
         raw = b"".join(chunks)
         if hasattr(chunks, "close"):
             chunks.close()
-        if captured["status"].startswith("200"):
+        if captured["status"].startswith("200") and list_functions:
+            page = json.loads(raw)
+            functions = page.get("Functions", [])
+            page["Functions"] = functions[offset:offset + max(size, 1)]
+            page.pop("NextMarker", None)
+            if offset + max(size, 1) < len(functions):
+                page["NextMarker"] = str(offset + max(size, 1))
+            raw = json.dumps(page).encode()
+        elif captured["status"].startswith("200"):
             raw = services.patch_queue_attributes(self.model, call.account, call.region, call.json(), raw)
         headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"] + [("Content-Length", str(len(raw)))]
         start_response(captured["status"], headers)
@@ -253,7 +287,7 @@ class Emulator:
             return _respond(start_response, exc.status, {"Content-Type": "text/xml"}, body)
         headers = {"Content-Type": "application/x-amz-json-1.0" if call.protocol == "json" else "application/json",
                    "x-amzn-ErrorType": exc.code, "x-amzn-RequestId": request_id}
-        if call.service == "monitoring":
+        if call.service in ("monitoring", "sqs"):
             headers["x-amzn-query-error"] = f"{exc.code};Sender"  # CloudWatch's JSON is query-compatible
         return _respond(start_response, exc.status, headers, json.dumps({"__type": exc.code, "message": exc.message}).encode())
 
@@ -282,6 +316,13 @@ class Emulator:
         if path == "/__fleet__/resources":
             return 200, [{"uid": r.uid, "kind": r.kind, "name": r.name, "account": r.account, "region": r.region,
                           "arn": r.arn, "tags": r.tags, "facts": r.facts} for r in self.model.fleet.resources]
+        if path == "/__fleet__/faults":
+            if method == "POST":
+                try:
+                    self.faults.set(data if isinstance(data, list) else data.get("rules", []))
+                except ValueError as exc:
+                    return 400, {"error": str(exc)}
+            return 200, {"rules": self.faults.rules()}
         if path == "/__fleet__/usage":
             if method == "POST":
                 self.usage.reset()
@@ -313,6 +354,52 @@ class Emulator:
         return 404, {"error": f"no control endpoint {method} {path}"}
 
 
+class Faults:
+    """Injected failures, for chaos and resilience tests: each rule matches calls by service,
+    operation, account and region (all optional) and answers `times` of them (or all, if
+    absent) with a throttle, an error, or a delay before the normal answer."""
+
+    MODES = ("throttle", "error", "delay")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[dict[str, Any]] = []
+
+    def set(self, rules: list[dict[str, Any]]) -> None:
+        checked = []
+        for i, rule in enumerate(rules):
+            if not isinstance(rule, dict) or rule.get("mode") not in self.MODES:
+                raise ValueError(f"fault rule {i}: mode must be one of {', '.join(self.MODES)}")
+            unknown = set(rule) - {"service", "operation", "account", "region", "mode", "times", "code", "status", "message", "seconds"}
+            if unknown:
+                raise ValueError(f"fault rule {i}: unknown keys {sorted(unknown)}")
+            checked.append(dict(rule))
+        with self._lock:
+            self._rules = checked
+
+    def rules(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._rules]
+
+    def take(self, call: Call) -> dict[str, Any] | None:
+        with self._lock:
+            for rule in self._rules:
+                if all(rule.get(k) in (None, getattr(call, k)) for k in ("service", "operation", "account", "region")):
+                    if rule.get("times") is not None:
+                        if rule["times"] <= 0:
+                            continue
+                        rule["times"] -= 1
+                    return dict(rule)
+        return None
+
+
+def _fault_error(call: Call, fault: dict[str, Any]) -> ApiError:
+    if fault["mode"] == "throttle":
+        code, status = _THROTTLE.get(call.service, ("ThrottlingException", 400))
+        return ApiError(code, fault.get("message", "Rate exceeded"), status)
+    return ApiError(fault.get("code", "InternalFailure"), fault.get("message", "injected failure"), int(fault.get("status", 500)))
+
+
 def _billable(call: Call, result: Any) -> dict[str, int]:
     """What a successful call is billed by: CloudWatch metrics requested, X-Ray traces retrieved."""
     if call.operation == "GetMetricData":
@@ -325,7 +412,8 @@ def _billable(call: Call, result: Any) -> dict[str, int]:
 
 
 def _respond(start_response: Callable[..., Any], status: int, headers: dict[str, str], body: bytes) -> list[bytes]:
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}.get(status, "")
+    reason = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 429: "Too Many Requests",
+              500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "")
     start_response(f"{status} {reason}", [*headers.items(), ("Content-Length", str(len(body)))])
     return [body]
 

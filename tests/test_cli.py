@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from fleetwatch import cli
+from fleetwatch.store import SCHEMA_VERSION
 
 
 def test_list_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
@@ -30,7 +31,7 @@ def test_store_info_creates_and_reports(tmp_path: Path, capsys: pytest.CaptureFi
     db = tmp_path / "fw.db"
     assert cli.main(["store", "info"], environ={"FLEETWATCH_STORE_PATH": str(db)}) == 0
     out = capsys.readouterr().out
-    assert "schema 3" in out and "samples: 0 rows" in out and db.exists()
+    assert f"schema {SCHEMA_VERSION}" in out and "samples: 0 rows" in out and db.exists()
     bogus = tmp_path / "notes.txt"
     bogus.write_text("hello")
     assert cli.main(["store", "info"], environ={"FLEETWATCH_STORE_PATH": str(bogus)}) == 2

@@ -123,6 +123,51 @@ SETTINGS: tuple[Setting, ...] = (
         "default credential chain (environment, profile, instance role).",
     ),
     Setting(
+        "aws.connect_timeout", "duration", 5,
+        "Timeout for opening a connection to an AWS endpoint.",
+        minimum=1, maximum=60,
+    ),
+    Setting(
+        "aws.read_timeout", "duration", 30,
+        "Timeout for an AWS response once the request is sent. A call that times out is retried, "
+        "then its source is recorded as errored and polled again next time.",
+        minimum=1, maximum=600,
+    ),
+    Setting(
+        "aws.max_attempts", "int", 5,
+        "Attempts per AWS call, first try included, with botocore's adaptive retry mode: "
+        "throttling slows fleetwatch's own request rate down instead of failing the poll.",
+        minimum=1, maximum=10,
+    ),
+    Setting(
+        "scope.include_tags", "list[str]", [],
+        "Watch only resources carrying one of these tags. Each entry is 'key' (any value) or "
+        "'key=value'. Empty watches everything. The SES account and Lambda account limits are "
+        "always watched.",
+        pattern=r"^[^=]+(=.*)?$", pattern_hint="'key' or 'key=value'",
+    ),
+    Setting(
+        "scope.exclude_tags", "list[str]", [],
+        "Ignore resources carrying any of these tags ('key' or 'key=value'); wins over include.",
+        pattern=r"^[^=]+(=.*)?$", pattern_hint="'key' or 'key=value'",
+    ),
+    Setting(
+        "scope.include_names", "list[str]", [],
+        "Watch only resources whose name matches one of these shell-style patterns, e.g. "
+        "'checkout-*'. Empty watches every name.",
+    ),
+    Setting(
+        "scope.exclude_names", "list[str]", [],
+        "Ignore resources whose name matches any of these shell-style patterns, e.g. '*-test'; "
+        "wins over include.",
+    ),
+    Setting(
+        "discovery.interval", "duration", 3600,
+        "How often the fleet is re-discovered: new resources start being polled, vanished ones "
+        "are marked gone (their history is kept).",
+        minimum=300, maximum=7 * 86400,
+    ),
+    Setting(
         "poll.fast_interval", "duration", 60,
         "How often limits and user-visible outcomes (API errors and latency, throttles, queue "
         "age, connections) are polled.",
@@ -143,6 +188,12 @@ SETTINGS: tuple[Setting, ...] = (
         "poll.backfill", "duration", 86400,
         "History fetched on the very first start, before regular polling begins.",
         minimum=0, maximum=15 * 86400,
+    ),
+    Setting(
+        "poll.xray_max_traces", "int", 100,
+        "At most this many sampled X-Ray traces are fetched per function and poll, and only for "
+        "functions whose duration or concurrency jumped (X-Ray retrieval is billed per trace).",
+        minimum=5, maximum=5000,
     ),
     Setting(
         "log.level", "choice", "INFO",

@@ -39,8 +39,10 @@ class SeriesKey:
 
     @property
     def key(self) -> str:
+        # The resource id carries account and region: the same function name in two accounts
+        # is two series.
         dims = ",".join(f"{k}={v}" for k, v in sorted(self.dimensions))
-        return f"{self.namespace}|{self.metric}|{dims}|{self.stat}|{self.period}"
+        return f"{self.resource_id or ''}|{self.namespace}|{self.metric}|{dims}|{self.stat}|{self.period}"
 
 
 def _inspect(path: Path) -> tuple[int, int, list[str]]:
@@ -86,6 +88,7 @@ class Store:
     def __init__(self, path: Path, db: sqlite_utils.Database) -> None:
         self.path = path
         self.db = db
+        self._series_ids: dict[str, int] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -138,6 +141,64 @@ class Store:
                  json.dumps(tags or {}, sort_keys=True), seen_at, seen_at],
             )
 
+    def upsert_resources(self, rows: Sequence[dict[str, Any]], seen_at: int) -> None:
+        """Insert or refresh many discovered resources in one transaction; a resource seen again
+        after being marked gone comes back (gone_at cleared)."""
+        with self.transaction() as db:
+            db.conn.executemany(
+                "INSERT INTO resources (id, account, region, kind, name, arn, facts, tags, first_seen, last_seen, gone_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
+                "ON CONFLICT(id) DO UPDATE SET arn=excluded.arn, facts=excluded.facts, tags=excluded.tags, "
+                "last_seen=excluded.last_seen, gone_at=NULL",
+                [(r["id"], r["account"], r["region"], r["kind"], r["name"], r.get("arn", ""),
+                  json.dumps(r.get("facts") or {}, sort_keys=True, default=str), json.dumps(r.get("tags") or {}, sort_keys=True),
+                  seen_at, seen_at) for r in rows],
+            )
+
+    def resources(self, *, account: str | None = None, region: str | None = None, kinds: Iterable[str] | None = None,
+                  include_gone: bool = False) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM resources WHERE 1=1", []
+        if account is not None:
+            sql, args = sql + " AND account = ?", [*args, account]
+        if region is not None:
+            sql, args = sql + " AND region = ?", [*args, region]
+        if kinds is not None:
+            kinds = list(kinds)
+            sql, args = sql + f" AND kind IN ({','.join('?' * len(kinds))})", [*args, *kinds]
+        if not include_gone:
+            sql += " AND gone_at IS NULL"
+        rows = list(self.db.query(sql + " ORDER BY id", args))
+        for row in rows:
+            row["facts"] = json.loads(row["facts"])
+            row["tags"] = json.loads(row["tags"])
+        return rows
+
+    def update_facts(self, id: str, patch: dict[str, Any], seen_at: int) -> None:
+        """Merge `patch` into a resource's facts (probes refresh facts between discoveries)."""
+        with self.transaction() as db:
+            row = db.execute("SELECT facts FROM resources WHERE id = ?", [id]).fetchone()
+            if row is None:
+                return
+            facts = {**json.loads(row[0]), **patch}
+            db.execute("UPDATE resources SET facts = ?, last_seen = MAX(last_seen, ?) WHERE id = ?",
+                       [json.dumps(facts, sort_keys=True, default=str), seen_at, id])
+
+    def recent_values(self, resource_ids: Sequence[str], metrics: Sequence[str], since: int) -> dict[tuple[str, str, str], list[tuple[int, float]]]:
+        """Samples since `since` of the named metrics of these resources, by (resource, metric, stat)."""
+        if not resource_ids or not metrics:
+            return {}
+        out: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
+        ids = list(resource_ids)
+        for i in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+            chunk = ids[i:i + 500]
+            rows = self.db.execute(
+                f"SELECT s.resource_id, s.metric, s.stat, m.ts, m.value FROM series s JOIN samples m ON m.series_id = s.id "
+                f"WHERE s.resource_id IN ({','.join('?' * len(chunk))}) AND s.metric IN ({','.join('?' * len(metrics))}) "
+                f"AND m.ts >= ? ORDER BY m.ts", [*chunk, *metrics, since]).fetchall()
+            for rid, metric, stat, ts, value in rows:
+                out.setdefault((rid, metric, stat), []).append((int(ts), float(value)))
+        return out
+
     def mark_gone(self, ids: Iterable[str], at: int) -> int:
         ids = list(ids)
         if not ids:
@@ -174,6 +235,45 @@ class Store:
             if cur.rowcount:
                 return int(cur.lastrowid)
         return int(self.db.execute("SELECT id FROM series WHERE key = ?", [key.key]).fetchone()[0])
+
+    def write_samples(self, batch: Sequence[tuple[SeriesKey, Sequence[tuple[int, float]]]]) -> int:
+        """Upsert the points of many series in one transaction (a poll's worth); series rows are
+        created as needed. Returns the number of points written."""
+        rows: list[tuple[int, int, float]] = []
+        try:
+            with self.transaction() as db:
+                for key, points in batch:
+                    if not points:
+                        continue
+                    sid = self._series_ids.get(key.key)
+                    if sid is None:
+                        sid = self._series_id_in(db, key)
+                    rows.extend((sid, int(ts), float(v)) for ts, v in points)
+                db.conn.executemany(
+                    "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT(series_id, ts) DO UPDATE SET value = excluded.value", rows)
+        except BaseException:
+            self._series_ids.clear()  # ids created in the rolled-back transaction do not exist
+            raise
+        return len(rows)
+
+    def _series_id_in(self, db: sqlite_utils.Database, key: SeriesKey) -> int:
+        found = db.execute("SELECT id FROM series WHERE key = ?", [key.key]).fetchone()
+        if found is None:
+            cur = db.execute(
+                "INSERT INTO series (key, resource_id, namespace, metric, dimensions, stat, period, unit) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [key.key, key.resource_id, key.namespace, key.metric, json.dumps(dict(sorted(key.dimensions))),
+                 key.stat, key.period, key.unit])
+            sid = int(cur.lastrowid)
+        else:
+            sid = int(found[0])
+        self._series_ids[key.key] = sid
+        return sid
+
+    def series_samples(self, key: SeriesKey, start: int, end: int) -> list[tuple[int, float]]:
+        row = self.db.execute("SELECT id FROM series WHERE key = ?", [key.key]).fetchone()
+        return self.samples(int(row[0]), start, end) if row else []
 
     def upsert_samples(self, series_id: int, points: Sequence[tuple[int, float]]) -> int:
         """Insert or replace (ts, value) points; re-reading a window is idempotent. A missing
@@ -226,6 +326,37 @@ class Store:
     def record_poll(self, **row: Any) -> int:
         with self.transaction() as db:
             return int(db["poll_log"].insert(row).last_pk)
+
+    def last_poll(self, source: str, account: str, region: str, status: str = "ok") -> int | None:
+        row = self.db.execute("SELECT MAX(started_at) FROM poll_log WHERE source = ? AND account = ? AND region = ? AND status = ?",
+                              [source, account, region, status]).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    def record_polls(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            with self.transaction() as db:
+                db["poll_log"].insert_all(rows, alter=False)
+
+    # -- collector cursors ---------------------------------------------------------------------
+
+    def cursor(self, account: str, region: str, tier: str) -> int | None:
+        row = self.db.execute("SELECT covered_until FROM cursors WHERE account = ? AND region = ? AND tier = ?",
+                              [account, region, tier]).fetchone()
+        return int(row[0]) if row else None
+
+    def write_chunk(self, batch: Sequence[tuple[SeriesKey, Sequence[tuple[int, float]]]],
+                    cursors: Sequence[tuple[str, str, str, int]], at: int) -> int:
+        """Samples, then the cursors they advance, each committed: the cursor is written only
+        after its samples are stored, so after a crash it may lag (and the window is fetched
+        again, harmlessly upserted) but never claims data that is not there."""
+        written = self.write_samples(batch) if batch else 0
+        if cursors:
+            with self.transaction() as db:
+                db.conn.executemany(
+                    "INSERT INTO cursors (account, region, tier, covered_until, updated_at) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT(account, region, tier) DO UPDATE SET covered_until = MAX(covered_until, excluded.covered_until), "
+                    "updated_at = excluded.updated_at", [(a, r, t, until, at) for a, r, t, until in cursors])
+        return written
 
 
 def _explain(path: Path, exc: sqlite3.OperationalError) -> StoreError:

@@ -110,9 +110,22 @@ def _rollups(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX rollups_ts ON rollups(ts)")
 
 
+def _cursors(db: sqlite_utils.Database) -> None:
+    # How far each place's tier is collected: the next start resumes here, without a gap and
+    # without fetching again what is stored. A backfill chunk and its cursor commit together.
+    db["cursors"].create(
+        {"account": str, "region": str, "tier": str, "covered_until": int, "updated_at": int},
+        pk=("account", "region", "tier"), not_null={"covered_until", "updated_at"},
+    )
+    db["poll_log"].add_column("detail", str)
+    db["poll_log"].add_column("poll_id", str)
+    db["poll_log"].create_index(["poll_id"])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_resources_series_samples_poll_log", _initial),
     Migration("0002_findings_incidents_notifications_silences", _alerting),
     Migration("0003_hourly_rollups", _rollups),
+    Migration("0004_collector_cursors", _cursors),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

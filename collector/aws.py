@@ -1,0 +1,237 @@
+"""Sessions and clients for every account and region in scope, and the record of every call.
+
+Clients are created here and handed to discovery, polling and probes (never created deep
+inside them). Each one has connect and read timeouts and botocore's adaptive retry mode, so
+throttling slows fleetwatch down instead of failing a poll. Every call is recorded by its IAM
+action, which is what the poll summary, the cost figures and the least-privilege test read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
+
+from fleetwatch import __version__
+
+_ROLE_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/")
+# IAM's prefix where it differs from the SDK's signing name.
+_IAM_PREFIX = {"monitoring": "cloudwatch"}
+SESSION_NAME = "fleetwatch"
+
+# Called with (account, region, iam_action) for every call any collector client makes; the
+# test suite registers one to check every call against the shipped IAM policy.
+OBSERVERS: list[Callable[[str, str, str], None]] = []
+
+
+def iam_action(signing_name: str, operation: str, http_method: str) -> str:
+    if signing_name == "apigateway":
+        return f"apigateway:{http_method}"  # API Gateway's IAM actions are HTTP verbs on paths
+    return f"{_IAM_PREFIX.get(signing_name, signing_name)}:{operation}"
+
+
+@dataclass(frozen=True)
+class Place:
+    account: str
+    region: str
+
+    def __str__(self) -> str:
+        return f"{self.account}/{self.region}"
+
+
+@dataclass
+class CallTally:
+    """The calls made since the tally was started: by IAM action, HTTP attempts (retries
+    included), CloudWatch metrics requested and X-Ray traces retrieved."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    attempts: int = 0
+    metrics: int = 0
+    traces: int = 0
+
+    def add(self, other: CallTally) -> None:
+        self.calls.update(other.calls)
+        self.attempts += other.attempts
+        self.metrics += other.metrics
+        self.traces += other.traces
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+class CallLog:
+    """Thread-safe tallies per (place, source); the source is whatever the calling thread set
+    with `source()`. `take()` hands over what was counted and starts afresh."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_place: dict[tuple[Place, str], CallTally] = {}
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def source(self, name: str) -> Iterator[None]:
+        previous = getattr(self._local, "source", "")
+        self._local.source = name
+        try:
+            yield
+        finally:
+            self._local.source = previous
+
+    def _tally(self, place: Place) -> CallTally:
+        return self._by_place.setdefault((place, getattr(self._local, "source", "")), CallTally())
+
+    def call(self, place: Place, action: str, metrics: int = 0) -> None:
+        with self._lock:
+            t = self._tally(place)
+            t.calls[action] += 1
+            t.metrics += metrics
+        for observer in list(OBSERVERS):
+            observer(place.account, place.region, action)
+
+    def attempt(self, place: Place) -> None:
+        with self._lock:
+            self._tally(place).attempts += 1
+
+    def traces(self, place: Place, n: int) -> None:
+        with self._lock:
+            self._tally(place).traces += n
+
+    def take(self) -> dict[tuple[Place, str], CallTally]:
+        with self._lock:
+            out, self._by_place = self._by_place, {}
+        return out
+
+
+class AssumeRoleError(Exception):
+    pass
+
+
+class Aws:
+    """boto3 clients per (place, service), built once and shared by threads (boto3 clients are
+    thread-safe; sessions are not, so they are only touched under the lock)."""
+
+    def __init__(self, *, regions: list[str], role_arns: list[str], endpoint_url: str = "", profile: str = "",
+                 connect_timeout: int = 5, read_timeout: int = 30, max_attempts: int = 5,
+                 log: CallLog | None = None, session: boto3.session.Session | None = None) -> None:
+        self.regions = list(regions)
+        self.role_arns = list(role_arns)
+        self.endpoint_url = endpoint_url or None
+        self.log = log or CallLog()
+        self._base = session or boto3.session.Session(profile_name=profile or None)
+        self._config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                              retries={"mode": "adaptive", "max_attempts": max_attempts},
+                              user_agent_extra=f"fleetwatch/{__version__}", max_pool_connections=16)
+        self._lock = threading.Lock()
+        self._sessions: dict[str, boto3.session.Session] = {}
+        self._clients: dict[tuple[Place, str], Any] = {}
+        self._home: str | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Any, log: CallLog | None = None, session: boto3.session.Session | None = None) -> Aws:
+        return cls(regions=cfg["aws.regions"], role_arns=cfg["aws.role_arns"], endpoint_url=cfg["aws.endpoint_url"],
+                   profile=cfg["aws.profile"], connect_timeout=cfg["aws.connect_timeout"],
+                   read_timeout=cfg["aws.read_timeout"], max_attempts=cfg["aws.max_attempts"], log=log, session=session)
+
+    # -- accounts --------------------------------------------------------------------------------
+
+    def home_account(self) -> str:
+        """The account of the credentials fleetwatch runs with (STS GetCallerIdentity)."""
+        if self._home is None:
+            sts = self._instrument(self._base.client("sts", region_name=self.regions[0], endpoint_url=self.endpoint_url,
+                                                     config=self._config), Place("?", self.regions[0]))
+            self._home = str(sts.get_caller_identity()["Account"])
+        return self._home
+
+    def accounts(self) -> list[tuple[str, str | None]]:
+        """(account id, role ARN or None for the home account), in configuration order."""
+        if not self.role_arns:
+            return [(self.home_account(), None)]
+        out = []
+        for arn in self.role_arns:
+            match = _ROLE_ACCOUNT.match(arn)
+            if not match:
+                raise ValueError(f"aws.role_arns: {arn!r} is not a role ARN such as arn:aws:iam::123456789012:role/fleetwatch-reader")
+            out.append((match.group(1), arn))
+        return out
+
+    def places(self) -> list[Place]:
+        return [Place(account, region) for account, _ in self.accounts() for region in self.regions]
+
+    def _session(self, account: str) -> boto3.session.Session:
+        with self._lock:
+            found = self._sessions.get(account)
+        if found is not None:
+            return found
+        role = dict(self.accounts()).get(account)
+        session = self._base if role is None else self._assumed(account, role)
+        with self._lock:
+            self._sessions.setdefault(account, session)
+            return self._sessions[account]
+
+    def _assumed(self, account: str, role_arn: str) -> boto3.session.Session:
+        place = Place(account, self.regions[0])
+        sts = self._instrument(self._base.client("sts", region_name=self.regions[0], endpoint_url=self.endpoint_url,
+                                                 config=self._config), place)
+
+        def fetch() -> dict[str, str]:
+            try:
+                creds = sts.assume_role(RoleArn=role_arn, RoleSessionName=SESSION_NAME, DurationSeconds=3600)["Credentials"]
+            except Exception as exc:  # noqa: BLE001 - reported as the account's error, with the role
+                raise AssumeRoleError(f"cannot assume {role_arn}: {exc}. Check that the role exists, trusts this "
+                                      "principal, and that this principal may call sts:AssumeRole on it.") from exc
+            return {"access_key": creds["AccessKeyId"], "secret_key": creds["SecretAccessKey"],
+                    "token": creds["SessionToken"], "expiry_time": creds["Expiration"].isoformat()}
+
+        # Refreshable: a long-running agent re-assumes the role before the credentials expire.
+        credentials = RefreshableCredentials.create_from_metadata(metadata=fetch(), refresh_using=fetch,
+                                                                  method="sts-assume-role")
+        core = botocore.session.get_session()
+        core._credentials = credentials  # the documented way to hand refreshable credentials to a session
+        return boto3.session.Session(botocore_session=core)
+
+    # -- clients ---------------------------------------------------------------------------------
+
+    def client(self, place: Place, service: str) -> Any:
+        key = (place, service)
+        with self._lock:
+            found = self._clients.get(key)
+        if found is not None:
+            return found
+        session = self._session(place.account)
+        with self._lock:
+            if key not in self._clients:
+                raw = session.client(service, region_name=place.region, endpoint_url=self.endpoint_url, config=self._config)
+                self._clients[key] = self._instrument(raw, place)
+            return self._clients[key]
+
+    def _instrument(self, client: Any, place: Place) -> Any:
+        model = client.meta.service_model
+        signing = model.signing_name
+        log = self.log
+
+        def before_build(params: dict[str, Any], model: Any, **_: Any) -> None:
+            # Fires once per API call (each NextToken page is a call, and is billed as one).
+            metrics = 0
+            if model.name == "GetMetricData":
+                metrics = sum(1 for q in params.get("MetricDataQueries", []) if "MetricStat" in q)
+            elif model.name == "GetInsightRuleReport":
+                metrics = 1
+            log.call(place, iam_action(signing, model.name, model.http.get("method", "GET")), metrics)
+
+        def before_send(**_: Any) -> None:
+            log.attempt(place)
+
+        events = client.meta.events
+        events.register(f"before-parameter-build.{model.service_id.hyphenize()}", before_build)
+        events.register(f"before-send.{model.service_id.hyphenize()}", before_send)
+        return client

@@ -1,0 +1,137 @@
+"""The metric catalog: for each resource kind, which CloudWatch metric, statistic and period
+fleetwatch reads, and in which tier (see SIGNALS.md for why each one is here).
+
+- fast:   limits and user-visible outcomes, every poll.fast_interval (1 minute by default);
+- slow:   the slower-moving context, every poll.slow_interval;
+- detail: costly or only occasionally useful, fetched only while a cheaper signal in the store
+          says it is needed (see `collector.triggers`).
+
+CloudWatch bills GetMetricData per metric requested, not per datapoint, so the tier is what
+sets the bill; the window length is free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+FAST, SLOW, DETAIL = "fast", "slow", "detail"
+TIERS = (FAST, SLOW, DETAIL)
+PERIOD = 60
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    namespace: str
+    metric: str
+    stat: str
+    tier: str
+    why: str
+    only_if: str = ""  # a resource fact that must be truthy for the metric to exist
+
+    def applies(self, facts: dict[str, Any]) -> bool:
+        return not self.only_if or bool(facts.get(self.only_if))
+
+
+def _m(ns: str, metric: str, stat: str, tier: str, why: str, only_if: str = "") -> MetricSpec:
+    return MetricSpec(ns, metric, stat, tier, why, only_if)
+
+
+L, Q, D, R, A, E, S = "AWS/Lambda", "AWS/SQS", "AWS/DynamoDB", "AWS/RDS", "AWS/ApiGateway", "AWS/Events", "AWS/SES"
+
+CATALOG: dict[str, tuple[MetricSpec, ...]] = {
+    "lambda_account": (
+        _m(L, "ClaimedAccountConcurrency", "Maximum", FAST, "account concurrency in use vs the account limit"),
+        _m(L, "ConcurrentExecutions", "Maximum", FAST, "regional concurrency"),
+        _m(L, "Throttles", "Sum", FAST, "requests rejected for concurrency, region-wide"),
+        _m(L, "UnreservedConcurrentExecutions", "Maximum", SLOW, "concurrency of functions without reservations"),
+        _m(L, "Invocations", "Sum", SLOW, "region-wide traffic, the denominator of throttle and error rates"),
+        _m(L, "Errors", "Sum", SLOW, "region-wide function errors"),
+    ),
+    "lambda": (
+        _m(L, "Invocations", "Sum", SLOW, "traffic; cold-start and error rates are shares of it"),
+        _m(L, "Errors", "Sum", SLOW, "function errors"),
+        _m(L, "Throttles", "Sum", SLOW, "invocations rejected for concurrency"),
+        _m(L, "Duration", "p95", SLOW, "latency the caller waits for"),
+        _m(L, "Duration", "p99", SLOW, "tail latency; cold starts show here first"),
+        _m(L, "ConcurrentExecutions", "Maximum", SLOW, "scale-out, the cause of cold starts and connection storms"),
+        _m(L, "ProvisionedConcurrencySpilloverInvocations", "Sum", SLOW, "all provisioned concurrency in use: cold starts",
+           only_if="provisioned_concurrency"),
+    ),
+    "sqs": (
+        _m(Q, "ApproximateAgeOfOldestMessage", "Maximum", FAST, "messages are deleted at the retention period"),
+        _m(Q, "ApproximateNumberOfMessagesVisible", "Maximum", FAST, "backlog, and DLQ depth: jobs that did not run"),
+        _m(Q, "ApproximateNumberOfMessagesNotVisible", "Maximum", SLOW, "in flight, against the in-flight quota"),
+        _m(Q, "NumberOfMessagesSent", "Sum", SLOW, "inflow"),
+        _m(Q, "NumberOfMessagesDeleted", "Sum", SLOW, "outflow: a stopped consumer deletes nothing"),
+    ),
+    "dynamodb": (
+        _m(D, "ReadThrottleEvents", "Sum", FAST, "reads rejected"),
+        _m(D, "WriteThrottleEvents", "Sum", FAST, "writes rejected"),
+        _m(D, "ConsumedReadCapacityUnits", "Sum", SLOW, "read load against provisioned capacity"),
+        _m(D, "ConsumedWriteCapacityUnits", "Sum", SLOW, "write load against provisioned capacity"),
+        _m(D, "ProvisionedReadCapacityUnits", "Maximum", SLOW, "the read capacity (auto scaling moves it)", only_if="read_capacity"),
+        _m(D, "ProvisionedWriteCapacityUnits", "Maximum", SLOW, "the write capacity", only_if="write_capacity"),
+        *(_m(D, f"{op}{reason}ThrottleEvents", "Sum", DETAIL, why)
+          for reason, why in (("KeyRangeThroughput", "a hot partition key, not missing capacity"),
+                              ("ProvisionedThroughput", "provisioned capacity exceeded or auto scaling lagging"),
+                              ("AccountLimit", "the account's per-table quota"),
+                              ("MaxOnDemandThroughput", "the table's configured on-demand maximum"))
+          for op in ("Read", "Write")),
+    ),
+    "rds": (
+        _m(R, "DatabaseConnections", "Maximum", FAST, "connections vs max_connections"),
+        _m(R, "CPUUtilization", "Average", SLOW, "database load"),
+    ),
+    "rds_proxy": (
+        _m(R, "DatabaseConnections", "Sum", FAST, "pooled connections vs MaxDatabaseConnectionsAllowed"),
+        _m(R, "MaxDatabaseConnectionsAllowed", "Sum", FAST, "the pool's ceiling"),
+        _m(R, "DatabaseConnectionsSetupFailed", "Sum", FAST, "the database refused new connections"),
+        _m(R, "ClientConnections", "Sum", SLOW, "clients (functions) connected to the proxy"),
+        _m(R, "DatabaseConnectionsBorrowLatency", "p95", SLOW, "waiting for a pooled connection"),
+        _m(R, "DatabaseConnectionsCurrentlySessionPinned", "Sum", SLOW, "pinning defeats multiplexing"),
+    ),
+    "api": (
+        _m(A, "{5xx}", "Average", FAST, "share of requests failing: the Average of 5XXError is the error rate"),
+        _m(A, "Count", "Sum", FAST, "requests"),
+        _m(A, "Latency", "p95", FAST, "latency users feel"),
+        _m(A, "{4xx}", "Average", SLOW, "share of requests rejected as client errors"),
+        _m(A, "IntegrationLatency", "p95", SLOW, "the backend's share of the latency"),
+    ),
+    "schedule": (
+        _m(E, "TriggeredRules", "Sum", FAST, "the schedule ran (sent only when non-zero: missing is 'did not run')"),
+        _m(E, "FailedInvocations", "Sum", FAST, "the target could not be invoked"),
+        _m(E, "Invocations", "Sum", SLOW, "targets invoked"),
+    ),
+    "ses": (
+        _m(S, "Bounce", "Sum", FAST, "mail not delivered"),
+        _m(S, "Reject", "Sum", FAST, "mail SES refused to send"),
+        _m(S, "Send", "Sum", SLOW, "mail sent, against the 24-hour quota"),
+        _m(S, "Delivery", "Sum", SLOW, "mail delivered"),
+        _m(S, "Complaint", "Sum", SLOW, "recipients marking mail as spam"),
+        _m(S, "Reputation.BounceRate", "Maximum", SLOW, "review at 5%, pause at 10%"),
+        _m(S, "Reputation.ComplaintRate", "Maximum", SLOW, "review at 0.1%, pause at 0.5%"),
+    ),
+}
+
+_DIMENSION = {"lambda": "FunctionName", "sqs": "QueueName", "dynamodb": "TableName", "rds": "DBInstanceIdentifier",
+              "rds_proxy": "ProxyName", "schedule": "RuleName"}
+
+
+def dimension_sets(kind: str, name: str, facts: dict[str, Any]) -> list[tuple[tuple[str, str], ...]]:
+    """The dimension sets a resource's metrics are read under."""
+    if kind in ("ses", "lambda_account"):
+        return [()]
+    if kind == "api":
+        key, value = ("ApiName", name) if facts.get("type") == "REST" else ("ApiId", str(facts.get("api_id", name)))
+        return [((key, value), ("Stage", stage)) for stage in facts.get("stages", [])]
+    return [((_DIMENSION[kind], name),)]
+
+
+def metric_name(spec: MetricSpec, facts: dict[str, Any]) -> str:
+    """REST APIs publish 5XXError / 4XXError; HTTP APIs publish 5xx / 4xx."""
+    if spec.metric == "{5xx}":
+        return "5XXError" if facts.get("type") == "REST" else "5xx"
+    if spec.metric == "{4xx}":
+        return "4XXError" if facts.get("type") == "REST" else "4xx"
+    return spec.metric

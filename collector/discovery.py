@@ -1,0 +1,319 @@
+"""Discovery: what the fleet is made of, per account and region, as facts the detectors need.
+
+Each kind is discovered on its own; a kind that fails is reported as an errored source and its
+resources are left as they were (not marked gone), while the other kinds carry on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from collector.aws import Place
+from collector.limits import max_connections
+
+Clients = Callable[[str], Any]
+# Per-resource detail calls (tags, concurrency) overlap a few at a time; the adaptive retry
+# mode slows them if AWS throttles the control plane.
+DETAIL_THREADS = 4
+
+
+@dataclass
+class Found:
+    kind: str
+    name: str
+    arn: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def resource_id(kind: str, place: Place, name: str) -> str:
+    return f"{kind}/{place.account}/{place.region}/{name}"
+
+
+def _pages(client: Any, operation: str, key: str, **params: Any) -> Iterator[Any]:
+    if client.can_paginate(operation):
+        for page in client.get_paginator(operation).paginate(**params):
+            yield from page.get(key, [])
+    else:
+        yield from getattr(client, operation)(**params).get(key, [])
+
+
+def _parallel(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=DETAIL_THREADS) as pool:
+        return list(pool.map(fn, items))
+
+
+def _tag_list(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in tags or []}
+
+
+def _error_code(exc: Exception) -> str:
+    return exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+
+
+# -- Lambda -------------------------------------------------------------------------------------
+
+def lambdas(clients: Clients, place: Place) -> list[Found]:
+    client = clients("lambda")
+    functions = list(_pages(client, "list_functions", "Functions"))
+    mappings: dict[str, list[dict[str, Any]]] = {}
+    for m in _pages(client, "list_event_source_mappings", "EventSourceMappings"):
+        fn_name = str(m.get("FunctionArn", "")).split(":function:")[-1].split(":")[0]
+        mappings.setdefault(fn_name, []).append({"source_arn": m.get("EventSourceArn", ""), "state": m.get("State", ""),
+                                                 "batch_size": m.get("BatchSize")})
+
+    def detail(fn: dict[str, Any]) -> Found:
+        name = fn["FunctionName"]
+        got = client.get_function(FunctionName=name)  # tags and reserved concurrency in one call
+        provisioned = [c for c in _pages(client, "list_provisioned_concurrency_configs", "ProvisionedConcurrencyConfigs",
+                                         FunctionName=name)]
+        facts = {
+            "memory": fn.get("MemorySize"), "timeout": fn.get("Timeout"), "runtime": fn.get("Runtime", ""),
+            "code_sha256": fn.get("CodeSha256", ""), "last_modified": fn.get("LastModified", ""),
+            "version": fn.get("Version", ""), "revision_id": fn.get("RevisionId", ""),
+            "reserved_concurrency": got.get("Concurrency", {}).get("ReservedConcurrentExecutions"),
+            "provisioned_concurrency": sum(int(c.get("RequestedProvisionedConcurrentExecutions", 0)) for c in provisioned),
+            "provisioned_configs": [{"qualifier": str(c.get("FunctionArn", "")).rsplit(":", 1)[-1],
+                                     "requested": c.get("RequestedProvisionedConcurrentExecutions"),
+                                     "status": c.get("Status")} for c in provisioned],
+            "event_sources": mappings.get(name, []),
+        }
+        return Found("lambda", name, fn.get("FunctionArn", ""), dict(got.get("Tags") or {}), facts)
+
+    return _parallel(detail, functions)
+
+
+# -- SQS ----------------------------------------------------------------------------------------
+
+def queues(clients: Clients, place: Place, consumers: dict[str, list[str]] | None = None) -> list[Found]:
+    client = clients("sqs")
+    urls = list(_pages(client, "list_queues", "QueueUrls", MaxResults=1000))
+
+    def detail(url: str) -> Found:
+        attrs = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        tags = client.list_queue_tags(QueueUrl=url).get("Tags", {})
+        arn = attrs.get("QueueArn", "")
+        redrive = json.loads(attrs["RedrivePolicy"]) if attrs.get("RedrivePolicy") else None
+        facts: dict[str, Any] = {
+            "url": url, "retention": int(attrs.get("MessageRetentionPeriod", 345600)),
+            "visibility_timeout": int(attrs.get("VisibilityTimeout", 30)), "fifo": url.endswith(".fifo"),
+            "dlq": redrive["deadLetterTargetArn"].rsplit(":", 1)[-1] if redrive else None,
+            "max_receive_count": int(redrive["maxReceiveCount"]) if redrive else None,
+            "dlq_of": [], "consumers": (consumers or {}).get(arn, []),
+        }
+        return Found("sqs", url.rstrip("/").rsplit("/", 1)[-1], arn, dict(tags), facts)
+
+    found = _parallel(detail, urls)
+    by_name = {f.name: f for f in found}
+    for f in found:
+        dlq = by_name.get(f.facts["dlq"] or "")
+        if dlq is not None:
+            dlq.facts["dlq_of"].append(f.name)
+            dlq.facts["is_dlq"] = True
+            # Expiry counts from the original enqueue time, so a DLQ must outlive its source.
+            dlq.facts["retention_shorter_than_source"] = dlq.facts["retention"] <= f.facts["retention"]
+    return found
+
+
+# -- DynamoDB -------------------------------------------------------------------------------------
+
+def tables(clients: Clients, place: Place) -> list[Found]:
+    client = clients("dynamodb")
+    names = list(_pages(client, "list_tables", "TableNames"))
+    insights = {c["TableName"]: c for c in _pages(client, "list_contributor_insights", "ContributorInsightsSummaries")
+                if not c.get("IndexName")}
+
+    def detail(name: str) -> Found:
+        t = client.describe_table(TableName=name)["Table"]
+        tags = {x["Key"]: x["Value"] for x in _pages(client, "list_tags_of_resource", "Tags", ResourceArn=t["TableArn"])}
+        billing = t.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
+        throughput = t.get("ProvisionedThroughput", {})
+        ci = insights.get(name, {})
+        if ci.get("ContributorInsightsStatus") == "ENABLED":
+            # The list call does not name the rules; GetInsightRuleReport needs them.
+            ci = {**ci, **client.describe_contributor_insights(TableName=name)}
+        facts = {
+            "billing": billing,
+            "read_capacity": throughput.get("ReadCapacityUnits") if billing == "PROVISIONED" else None,
+            "write_capacity": throughput.get("WriteCapacityUnits") if billing == "PROVISIONED" else None,
+            "sort_key": any(k["KeyType"] == "RANGE" for k in t.get("KeySchema", [])),
+            "indexes": [g["IndexName"] for g in t.get("GlobalSecondaryIndexes", [])],
+            "contributor_insights": ci.get("ContributorInsightsStatus", "DISABLED"),
+            "contributor_insights_mode": ci.get("ContributorInsightsMode", "") if ci.get("ContributorInsightsStatus") == "ENABLED" else "",
+            "contributor_insights_rules": ci.get("ContributorInsightsRuleList", []),
+        }
+        return Found("dynamodb", name, t["TableArn"], tags, facts)
+
+    return _parallel(detail, names)
+
+
+# -- RDS ----------------------------------------------------------------------------------------
+
+def databases(clients: Clients, place: Place) -> list[Found]:
+    client = clients("rds")
+    instances = list(_pages(client, "describe_db_instances", "DBInstances"))
+    group_values: dict[str, str | None] = {}
+
+    def group_max_connections(group: str) -> str | None:
+        if group not in group_values:
+            value = None
+            try:
+                for p in _pages(client, "describe_db_parameters", "Parameters", DBParameterGroupName=group):
+                    if p.get("ParameterName") == "max_connections":
+                        value = p.get("ParameterValue")
+            except ClientError as exc:
+                if _error_code(exc) not in ("DBParameterGroupNotFound", "DBParameterGroupNotFoundFault"):
+                    raise
+            group_values[group] = value
+        return group_values[group]
+
+    found = []
+    for db in instances:
+        groups = [g["DBParameterGroupName"] for g in db.get("DBParameterGroups", [])]
+        parameter = next((v for v in (group_max_connections(g) for g in groups) if v), None)
+        value, estimated, how = max_connections(db.get("Engine", ""), db.get("DBInstanceClass", ""), parameter)
+        facts = {
+            "engine": db.get("Engine"), "engine_version": db.get("EngineVersion"), "instance_class": db.get("DBInstanceClass"),
+            "status": db.get("DBInstanceStatus"), "parameter_groups": groups, "cluster": db.get("DBClusterIdentifier"),
+            "max_connections": value, "max_connections_estimated": estimated, "max_connections_source": how,
+        }
+        found.append(Found("rds", db["DBInstanceIdentifier"], db.get("DBInstanceArn", ""), _tag_list(db.get("TagList")), facts))
+    return found
+
+
+def proxies(clients: Clients, place: Place) -> list[Found]:
+    client = clients("rds")
+    found = []
+    for proxy in _pages(client, "describe_db_proxies", "DBProxies"):
+        name = proxy["DBProxyName"]
+        targets = list(_pages(client, "describe_db_proxy_targets", "Targets", DBProxyName=name))
+        groups = list(_pages(client, "describe_db_proxy_target_groups", "TargetGroups", DBProxyName=name))
+        pool = next((g.get("ConnectionPoolConfig", {}) for g in groups if g.get("IsDefault", True)), {})
+        tags = _tag_list(client.list_tags_for_resource(ResourceName=proxy["DBProxyArn"]).get("TagList"))
+        facts = {
+            "engine_family": proxy.get("EngineFamily"), "status": proxy.get("Status"),
+            "targets": [t.get("RdsResourceId") for t in targets if t.get("Type") in ("RDS_INSTANCE", None)],
+            "max_connections_percent": pool.get("MaxConnectionsPercent"),
+            "max_idle_connections_percent": pool.get("MaxIdleConnectionsPercent"),
+            "connection_borrow_timeout": pool.get("ConnectionBorrowTimeout"),
+        }
+        found.append(Found("rds_proxy", name, proxy["DBProxyArn"], tags, facts))
+    return found
+
+
+# -- EventBridge schedules ------------------------------------------------------------------------
+
+def schedules(clients: Clients, place: Place) -> list[Found]:
+    client = clients("events")
+    rules = [r for r in _pages(client, "list_rules", "Rules") if r.get("ScheduleExpression")]
+
+    def detail(rule: dict[str, Any]) -> Found:
+        targets = list(_pages(client, "list_targets_by_rule", "Targets", Rule=rule["Name"]))
+        tags = _tag_list(client.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags"))
+        facts = {
+            "expression": rule["ScheduleExpression"], "state": rule.get("State"), "event_bus": rule.get("EventBusName", "default"),
+            "targets": [t["Arn"] for t in targets],
+            "target_functions": [t["Arn"].split(":function:")[-1].split(":")[0] for t in targets if ":function:" in t["Arn"]],
+        }
+        return Found("schedule", rule["Name"], rule["Arn"], tags, facts)
+
+    return _parallel(detail, rules)
+
+
+# -- API Gateway ----------------------------------------------------------------------------------
+
+def _function_of(uri: str) -> str | None:
+    if ":function:" not in uri:
+        return None
+    return uri.split(":function:")[-1].split("/")[0].split(":")[0]
+
+
+def apis(clients: Clients, place: Place) -> list[Found]:
+    found = []
+    rest = clients("apigateway")
+    for api in _pages(rest, "get_rest_apis", "items"):
+        stages = [s["stageName"] for s in rest.get_stages(restApiId=api["id"]).get("item", [])]
+        functions = set()
+        for res in _pages(rest, "get_resources", "items", restApiId=api["id"], embed=["methods"]):
+            for method in (res.get("resourceMethods") or {}).values():
+                fn = _function_of(str((method.get("methodIntegration") or {}).get("uri", "")))
+                if fn:
+                    functions.add(fn)
+        arn = f"arn:aws:apigateway:{place.region}::/restapis/{api['id']}"
+        found.append(Found("api", api["name"], arn, dict(api.get("tags") or {}),
+                           {"type": "REST", "api_id": api["id"], "stages": stages, "functions": sorted(functions)}))
+    http = clients("apigatewayv2")
+    for api in _pages(http, "get_apis", "Items"):
+        if api.get("ProtocolType") != "HTTP":
+            continue
+        stages = [s["StageName"] for s in _pages(http, "get_stages", "Items", ApiId=api["ApiId"])]
+        functions = {fn for i in _pages(http, "get_integrations", "Items", ApiId=api["ApiId"])
+                     if (fn := _function_of(str(i.get("IntegrationUri", ""))))}
+        arn = f"arn:aws:apigateway:{place.region}::/apis/{api['ApiId']}"
+        found.append(Found("api", api["Name"], arn, dict(api.get("Tags") or {}),
+                           {"type": "HTTP", "api_id": api["ApiId"], "stages": stages, "functions": sorted(functions)}))
+    return found
+
+
+# -- account-level --------------------------------------------------------------------------------
+
+def accounts(clients: Clients, place: Place) -> list[Found]:
+    """The SES account and the Lambda account limits of this place; their facts are refreshed by
+    the probes on every fast poll."""
+    return [Found("ses", "account", f"arn:aws:ses:{place.region}:{place.account}:account"),
+            Found("lambda_account", "account", f"arn:aws:lambda:{place.region}:{place.account}:account")]
+
+
+KINDS: dict[str, Callable[[Clients, Place], list[Found]]] = {
+    "lambda": lambdas, "sqs": queues, "dynamodb": tables, "rds": databases, "rds_proxy": proxies,
+    "schedule": schedules, "api": apis, "account": accounts,
+}
+# Which resource kinds each discoverer owns, for marking what vanished as gone.
+OWNS = {"lambda": ("lambda",), "sqs": ("sqs",), "dynamodb": ("dynamodb",), "rds": ("rds",), "rds_proxy": ("rds_proxy",),
+        "schedule": ("schedule",), "api": ("api",), "account": ("ses", "lambda_account")}
+
+
+def discover_place(clients: Clients, place: Place) -> tuple[list[Found], dict[str, str]]:
+    """Every kind in one place. Returns what was found and, per failed discoverer, its error."""
+    found: list[Found] = []
+    errors: dict[str, str] = {}
+    lambda_found: list[Found] = []
+    for name, discover in KINDS.items():
+        try:
+            if name == "sqs":
+                consumers: dict[str, list[str]] = {}
+                for fn in lambda_found:
+                    for src in fn.facts["event_sources"]:
+                        consumers.setdefault(src["source_arn"], []).append(fn.name)
+                got = queues(clients, place, consumers)
+            else:
+                got = discover(clients, place)
+        except (ClientError, BotoCoreError) as exc:
+            errors[name] = describe_error(exc)
+            continue
+        if name == "lambda":
+            lambda_found = got
+        found.extend(got)
+    return found, errors
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        op = exc.operation_name
+        code = err.get("Code", "Error")
+        hint = ""
+        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"):
+            hint = " Grant it with the policy in iam/fleetwatch-readonly-policy.json."
+        elif code in ("Throttling", "ThrottlingException", "TooManyRequestsException", "RequestThrottled", "ThrottledException"):
+            hint = " AWS kept throttling after every retry; this source is tried again next poll."
+        return f"{op}: {code}: {err.get('Message', '')}{hint}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,166 @@
+"""The query plan: which metric queries a poll asks, in which tier, over which window, in how
+many GetMetricData calls; which costly detail a cheaper signal has asked for; and what that
+costs a month.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector.aws import Place
+from collector.catalog import CATALOG, DETAIL, FAST, PERIOD, SLOW, MetricSpec, dimension_sets, metric_name
+from fleetwatch.store import SeriesKey
+
+MAX_QUERIES = 500  # GetMetricData: at most 500 queries a call
+MAX_DATAPOINTS = 100_800  # and at most 100,800 datapoints a page
+PRICE_PER_METRIC = 0.01 / 1000  # GetMetricData: $0.01 per 1,000 metrics requested, never free
+PRICE_PER_TRACE = 0.50 / 1_000_000  # X-Ray retrieved traces, beyond the free tier
+MONTH = 30 * 86400
+MAX_HISTORY = 15 * 86400  # CloudWatch keeps 1-minute data for 15 days
+
+
+@dataclass(frozen=True)
+class Query:
+    key: SeriesKey
+    tier: str
+
+    def request(self, qid: str) -> dict[str, Any]:
+        return {"Id": qid, "ReturnData": True, "MetricStat": {
+            "Metric": {"Namespace": self.key.namespace, "MetricName": self.key.metric,
+                       "Dimensions": [{"Name": k, "Value": v} for k, v in self.key.dimensions]},
+            "Period": self.key.period, "Stat": self.key.stat}}
+
+
+@dataclass
+class PlacePlan:
+    place: Place
+    queries: list[Query] = field(default_factory=list)
+    xray_functions: list[tuple[str, str]] = field(default_factory=list)  # (resource id, function name)
+    insight_rules: list[tuple[str, str]] = field(default_factory=list)  # (resource id, rule name)
+    queues: list[tuple[str, str]] = field(default_factory=list)  # (resource id, queue URL) for live depth
+
+    def by_tier(self) -> dict[str, int]:
+        out = {FAST: 0, SLOW: 0, DETAIL: 0}
+        for q in self.queries:
+            out[q.tier] += 1
+        return out
+
+
+def resource_queries(resource: dict[str, Any], tiers: Iterable[str]) -> list[Query]:
+    kind, facts = resource["kind"], resource["facts"]
+    wanted = set(tiers)
+    out = []
+    for spec in CATALOG.get(kind, ()):
+        if spec.tier not in wanted or not spec.applies(facts):
+            continue
+        for dims in dimension_sets(kind, resource["name"], facts):
+            key = SeriesKey(resource["id"], spec.namespace, metric_name(spec, facts), tuple(sorted(dims)), spec.stat, PERIOD)
+            out.append(Query(key, spec.tier))
+    return out
+
+
+def build(place: Place, resources: list[dict[str, Any]], tiers: Iterable[str], triggered: Triggered | None = None) -> PlacePlan:
+    tiers = list(tiers)
+    plan = PlacePlan(place)
+    triggered = triggered or Triggered()
+    for res in resources:
+        plan.queries.extend(resource_queries(res, tiers))
+        if res["id"] in triggered.detail:
+            plan.queries.extend(resource_queries(res, [DETAIL]))
+        if SLOW in tiers and res["kind"] == "sqs" and res["facts"].get("url"):
+            plan.queues.append((res["id"], res["facts"]["url"]))
+    plan.xray_functions = [(r["id"], r["name"]) for r in resources if r["id"] in triggered.xray]
+    plan.insight_rules = [(r["id"], rule) for r in resources if r["id"] in triggered.insights
+                          for rule in r["facts"].get("contributor_insights_rules", []) if "-PKT-" in rule or "-SKT-" in rule]
+    return plan
+
+
+def calls_for(queries: int, minutes: int) -> int:
+    """GetMetricData calls for `queries` over `minutes` one-minute points when nothing pages."""
+    if queries == 0:
+        return 0
+    return math.ceil(queries / MAX_QUERIES) * math.ceil(minutes / chunk_minutes(min(queries, MAX_QUERIES)))
+
+
+def chunk_minutes(batch: int) -> int:
+    """The longest window a batch of queries can read without NextToken pages."""
+    return max(1, MAX_DATAPOINTS // max(batch, 1))
+
+
+# -- triggers: cheap signals that ask for costly detail -------------------------------------------
+
+@dataclass
+class Triggered:
+    detail: set[str] = field(default_factory=set)  # tables whose per-reason throttle metrics are needed
+    insights: set[str] = field(default_factory=set)  # tables whose hot keys should be named
+    xray: set[str] = field(default_factory=set)  # functions whose cold starts should be counted
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+def _latest_jump(points: list[tuple[int, float]], ratio: float, floor: float) -> bool:
+    """The newest value is `ratio` × the median of the ones before it, and `floor` above it."""
+    if len(points) < 4:
+        return False
+    *before, (_, last) = points
+    base = statistics.median(v for _, v in before)
+    return last >= base * ratio and last >= base + floor
+
+
+def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: int) -> Triggered:
+    out = Triggered()
+    tables = [r for r in resources if r["kind"] == "dynamodb"]
+    functions = [r for r in resources if r["kind"] == "lambda"]
+    since = now - lookback
+    recent = store.recent_values([r["id"] for r in tables],
+                                 ["ReadThrottleEvents", "WriteThrottleEvents", "ReadKeyRangeThroughputThrottleEvents",
+                                  "WriteKeyRangeThroughputThrottleEvents"], since)
+    for t in tables:
+        throttled = sum(v for m in ("ReadThrottleEvents", "WriteThrottleEvents") for _, v in recent.get((t["id"], m, "Sum"), []))
+        if throttled > 0:
+            out.detail.add(t["id"])
+            out.reasons[t["id"]] = f"{throttled:.0f} throttle events in the last {lookback // 60} min"
+        hot = sum(v for m in ("ReadKeyRangeThroughputThrottleEvents", "WriteKeyRangeThroughputThrottleEvents")
+                  for _, v in recent.get((t["id"], m, "Sum"), []))
+        if hot > 0 and t["facts"].get("contributor_insights") == "ENABLED":
+            out.insights.add(t["id"])
+    recent = store.recent_values([r["id"] for r in functions],
+                                 ["Duration", "ConcurrentExecutions", "ProvisionedConcurrencySpilloverInvocations"], now - 3600)
+    for fn in functions:
+        rid = fn["id"]
+        why = ""
+        if _latest_jump(recent.get((rid, "Duration", "p99"), []), 2.0, 50.0):
+            why = "p99 duration doubled"
+        elif _latest_jump(recent.get((rid, "ConcurrentExecutions", "Maximum"), []), 1.5, 5.0):
+            why = "concurrency jumped"
+        elif any(v > 0 and ts >= since for ts, v in recent.get((rid, "ProvisionedConcurrencySpilloverInvocations", "Sum"), [])):
+            why = "provisioned concurrency spilled over"
+        elif int(fn["facts"].get("deployed_at") or 0) >= since:
+            why = "new code deployed"
+        if why:
+            out.xray.add(rid)
+            out.reasons[rid] = why
+    return out
+
+
+# -- cost -----------------------------------------------------------------------------------------
+
+def monthly_cost(fast_queries: int, slow_queries: int, fast_interval: int, slow_interval: int) -> float:
+    return (fast_queries * MONTH / fast_interval + slow_queries * MONTH / slow_interval) * PRICE_PER_METRIC
+
+
+def naive_monthly_cost(resources: list[dict[str, Any]]) -> float:
+    """Every metric of the catalog, detail included, polled every minute."""
+    every = len(resource_queries_all(resources))
+    return every * MONTH / 60 * PRICE_PER_METRIC
+
+
+def resource_queries_all(resources: list[dict[str, Any]]) -> list[Query]:
+    return [q for r in resources for q in resource_queries(r, (FAST, SLOW, DETAIL))]
+
+
+def spec_table() -> list[tuple[str, MetricSpec]]:
+    return [(kind, spec) for kind, specs in CATALOG.items() for spec in specs]

@@ -1,0 +1,412 @@
+"""One poll: discover what is due, plan the queries, fetch them in as few GetMetricData calls
+as the limits allow, run the state probes, and store it all, with a poll-log row per source.
+
+Each place (account, region) is collected on its own thread. A source that fails (an account
+whose role cannot be assumed, a throttled CloudWatch, a service that errors) gets an errored
+row with its message and is tried again next poll; its cursor does not move, so the window it
+missed is fetched then. Nothing else is held up.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from collector import discovery, plan, probes
+from collector.aws import AssumeRoleError, Aws, CallTally, Place
+from collector.catalog import DETAIL, FAST, SLOW
+from collector.scope import Scope
+from fleetwatch.clock import Clock
+from fleetwatch.store import SeriesKey, Store
+
+Progress = Callable[[int, int, str], None]  # (done, total, what) for long backfills
+FAILURES = (ClientError, BotoCoreError, AssumeRoleError, probes.ProbeError)
+PLACE_THREADS = 4
+
+
+@dataclass
+class SourceResult:
+    source: str
+    place: Place
+    status: str = "ok"
+    error: str = ""
+    samples: int = 0
+    note: str = ""
+    tally: CallTally = field(default_factory=CallTally)
+
+    @property
+    def cost(self) -> float:
+        return self.tally.metrics * plan.PRICE_PER_METRIC
+
+
+@dataclass
+class PollReport:
+    poll_id: str
+    started_at: int
+    seconds: float
+    tiers: dict[str, list[str]]  # place -> tiers polled
+    sources: list[SourceResult]
+    queries: int = 0
+    windows: list[str] = field(default_factory=list)
+
+    @property
+    def calls(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for s in self.sources:
+            out.update(s.tally.calls)
+        return out
+
+    @property
+    def metrics(self) -> int:
+        return sum(s.tally.metrics for s in self.sources)
+
+    @property
+    def cost(self) -> float:
+        return self.metrics * plan.PRICE_PER_METRIC
+
+    @property
+    def samples(self) -> int:
+        return sum(s.samples for s in self.sources)
+
+    @property
+    def errors(self) -> list[SourceResult]:
+        return [s for s in self.sources if s.status != "ok"]
+
+    def summary(self) -> str:
+        calls = self.calls
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at))
+        lines = [f"poll {stamp} ({self.poll_id[:8]}): {sum(calls.values())} API calls, {self.metrics} metrics requested "
+                 f"(${self.cost:.4f}), {self.samples} samples stored, {len(self.errors)} errored source(s), {self.seconds:.1f} s"]
+        if calls:
+            lines.append("  calls: " + ", ".join(f"{op} {n}" for op, n in sorted(calls.items(), key=lambda kv: (-kv[1], kv[0]))))
+        for place, tiers in sorted(self.tiers.items()):
+            lines.append(f"  {place}: tiers {'+'.join(tiers) or 'none'}")
+        for s in self.sources:
+            if s.note and s.status == "ok":
+                lines.append(f"  {s.place} {s.source}: {s.note}")
+        for s in self.errors:
+            lines.append(f"  ERROR {s.place} {s.source}: {s.error}")
+        return "\n".join(lines)
+
+
+class Collector:
+    def __init__(self, store: Store, aws: Aws, clock: Clock, *, lookback: int = 900, backfill: int = 86400,
+                 slow_interval: int = 300, discovery_interval: int = 3600, xray_max_traces: int = 100,
+                 scope: Scope | None = None, progress: Progress | None = None) -> None:
+        self.store, self.aws, self.clock = store, aws, clock
+        self.lookback, self.backfill = lookback, backfill
+        self.slow_interval, self.discovery_interval = slow_interval, discovery_interval
+        self.xray_max_traces = xray_max_traces
+        self.scope = scope or Scope()
+        self.progress = progress
+        self._db = threading.Lock()  # one SQLite connection: store calls are serialised
+        self._done = 0
+        self._total = 0
+        self._xray_until: dict[str, int] = {}  # function -> end of its last trace read (traces do not settle)
+
+    @classmethod
+    def from_config(cls, cfg: Any, store: Store, aws: Aws, clock: Clock, progress: Progress | None = None) -> Collector:
+        return cls(store, aws, clock, lookback=cfg["poll.lookback"], backfill=cfg["poll.backfill"],
+                   slow_interval=cfg["poll.slow_interval"], discovery_interval=cfg["discovery.interval"],
+                   xray_max_traces=cfg["poll.xray_max_traces"], scope=Scope.from_config(cfg), progress=progress)
+
+    # -- the poll --------------------------------------------------------------------------------
+
+    def poll(self, *, force_discovery: bool = False, tiers: tuple[str, ...] | None = None) -> PollReport:
+        """One poll of every place. `tiers` forces which tiers run (default: fast, plus slow when due)."""
+        started = time.perf_counter()
+        now = int(self.clock.now())
+        poll_id = uuid.uuid4().hex
+        self.aws.log.take()
+        places, failed = self._places()
+        results: list[SourceResult] = list(failed)
+
+        due = [p for p in places if force_discovery or self._discovery_due(p, now)]
+        results += self._each(due, lambda p: [self._discover(p, now)])
+
+        plans = {}
+        for place in places:
+            if any(r.place == place and r.source == "discovery" and r.status != "ok" for r in results) and not self._resources(place):
+                continue  # never discovered: nothing to poll yet
+            plans[place] = self._plan(place, now, tiers)
+        self._done = 0
+        # Progress is reported only when a window spans several calls: a backfill or a resume.
+        self._total = sum(len(chunks) for _, chunks in plans.values()) if any(len(c) > 1 for _, c in plans.values()) else 0
+        results += self._each(list(plans), lambda p: self._collect(p, plans[p][0], plans[p][1], now))
+
+        tallies = self.aws.log.take()
+        for r in results:
+            tally = tallies.pop((r.place, r.source), None)
+            if tally is not None:
+                r.tally.add(tally)
+        for (place, source), tally in tallies.items():  # calls made outside any source (AssumeRole)
+            results.append(SourceResult(source or "sts", place, tally=tally))
+        report = PollReport(poll_id, now, time.perf_counter() - started,
+                            {str(p): pp.tiers for p, (pp, _) in plans.items()}, results,
+                            queries=sum(len(pp.plan.queries) for pp, _ in plans.values()))
+        self._record(report, now)
+        return report
+
+    def discover(self) -> list[SourceResult]:
+        now = int(self.clock.now())
+        self.aws.log.take()
+        places, failed = self._places()
+        results = failed + self._each(places, lambda p: [self._discover(p, now)])
+        tallies = self.aws.log.take()
+        for r in results:
+            r.tally.add(tallies.get((r.place, r.source), CallTally()))
+        self._record(PollReport(uuid.uuid4().hex, now, 0.0, {}, results), now)
+        return results
+
+    def _places(self) -> tuple[list[Place], list[SourceResult]]:
+        try:
+            return self.aws.places(), []
+        except FAILURES as exc:
+            return [], [SourceResult("sts", Place("?", r), "error", discovery.describe_error(exc)) for r in self.aws.regions]
+
+    def _each(self, places: list[Place], work: Callable[[Place], list[SourceResult]]) -> list[SourceResult]:
+        if len(places) <= 1:
+            return [r for p in places for r in work(p)]
+        with ThreadPoolExecutor(max_workers=min(PLACE_THREADS, len(places))) as pool:
+            return [r for rs in pool.map(work, places) for r in rs]
+
+    def _resources(self, place: Place) -> list[dict[str, Any]]:
+        with self._db:
+            return self.store.resources(account=place.account, region=place.region)
+
+    # -- discovery -------------------------------------------------------------------------------
+
+    def _discovery_due(self, place: Place, now: int) -> bool:
+        with self._db:
+            last = self.store.last_poll("discovery", place.account, place.region)
+        return last is None or now - last >= self.discovery_interval
+
+    def _discover(self, place: Place, now: int) -> SourceResult:
+        result = SourceResult("discovery", place)
+        with self.aws.log.source("discovery"):
+            try:
+                found, errors = discovery.discover_place(lambda svc: self.aws.client(place, svc), place)
+            except FAILURES as exc:
+                result.status, result.error = "error", discovery.describe_error(exc)
+                return result
+        kept = [f for f in found if self.scope.admits(f.kind, f.name, f.tags)]
+        with self._db:
+            known = {r["id"]: r for r in self.store.resources(account=place.account, region=place.region)}
+            rows = []
+            for f in kept:
+                rid = discovery.resource_id(f.kind, place, f.name)
+                facts = dict(f.facts)
+                old = known.get(rid, {}).get("facts", {})
+                for probed in ("ses", "lambda_account"):  # keep what the probes learnt
+                    if f.kind == probed:
+                        facts = {**old, **facts}
+                if f.kind == "lambda":
+                    changed = old.get("code_sha256") and old.get("code_sha256") != facts.get("code_sha256")
+                    facts["deployed_at"] = now if changed else old.get("deployed_at")
+                rows.append({"id": rid, "account": place.account, "region": place.region, "kind": f.kind, "name": f.name,
+                             "arn": f.arn, "facts": facts, "tags": f.tags})
+            self.store.upsert_resources(rows, now)
+            failed_kinds = {k for name in errors for k in discovery.OWNS[name]}
+            seen = {r["id"] for r in rows}
+            gone = [rid for rid, r in known.items() if rid not in seen and r["kind"] not in failed_kinds]
+            self.store.mark_gone(gone, now)
+        result.samples = 0
+        result.note = f"{len(kept)} resources ({len(found) - len(kept)} out of scope, {len(gone)} gone)"
+        if errors:
+            result.status = "error"
+            result.error = "; ".join(f"{k}: {v}" for k, v in errors.items())
+        return result
+
+    # -- planning --------------------------------------------------------------------------------
+
+    def _plan(self, place: Place, now: int, forced: tuple[str, ...] | None) -> tuple[_PlacePoll, list[_Chunk]]:
+        end = now // 60 * 60
+        resources = self._resources(place)
+        with self._db:
+            cursors = {t: self.store.cursor(place.account, place.region, t) for t in (FAST, SLOW)}
+            triggered = plan.triggers(self.store, resources, end, self.lookback)
+        if forced is not None:
+            tiers = [t for t in (FAST, SLOW) if t in forced]
+        else:
+            slow_cursor = cursors[SLOW]
+            tiers = [FAST] + ([SLOW] if slow_cursor is None or end - slow_cursor >= self.slow_interval - 30 else [])
+        if forced is not None and DETAIL not in forced:
+            triggered = plan.Triggered()
+        place_plan = plan.build(place, resources, tiers, triggered)
+
+        starts: dict[str, int] = {}
+        for tier in tiers:
+            cursor = cursors[tier]
+            start = end - max(self.backfill, self.lookback) if cursor is None else min(cursor, end - self.lookback)
+            starts[tier] = max(start, end - plan.MAX_HISTORY)
+        starts[DETAIL] = end - self.lookback
+        by_start: dict[int, list[plan.Query]] = {}
+        for q in place_plan.queries:
+            by_start.setdefault(starts[q.tier], []).append(q)
+        chunks: list[_Chunk] = []
+        for start, queries in sorted(by_start.items()):
+            step = plan.chunk_minutes(min(len(queries), plan.MAX_QUERIES)) * 60
+            t = start
+            while t < end:
+                chunk_end = min(t + step, end)
+                last = chunk_end == end
+                advances = sorted({q.tier for q in queries if q.tier != DETAIL})
+                chunks.append(_Chunk(t, chunk_end, queries, advances, last))
+                t = chunk_end
+        return _PlacePoll(place_plan, tiers, triggered), chunks
+
+    # -- collection ------------------------------------------------------------------------------
+
+    def _collect(self, place: Place, pp: _PlacePoll, chunks: list[_Chunk], now: int) -> list[SourceResult]:
+        clients = lambda svc: self.aws.client(place, svc)  # noqa: E731
+        end = now // 60 * 60
+        results = [self._metrics(place, chunks, clients, now)]
+        if pp.triggered.reasons:
+            results[0].note += "; detail: " + ", ".join(f"{rid.rsplit('/', 1)[-1]} ({why})" for rid, why in sorted(pp.triggered.reasons.items()))
+        probes_due: list[tuple[str, Callable[[], probes.ProbeResult]]] = []
+        by_kind = {r["kind"]: r for r in self._resources(place) if r["kind"] in ("ses", "lambda_account")}
+        if "ses" in by_kind:
+            probes_due.append(("probe:ses", lambda: probes.ses_account(clients, by_kind["ses"]["id"], end)))
+        if "lambda_account" in by_kind:
+            probes_due.append(("probe:lambda", lambda: probes.lambda_account(clients, by_kind["lambda_account"]["id"], end)))
+        if pp.plan.queues:
+            probes_due.append(("probe:sqs", lambda: self._queues(clients, pp.plan.queues, end)))
+        if pp.plan.xray_functions:
+            probes_due.append(("xray", lambda: self._xray(place, clients, pp.plan.xray_functions, end)))
+        if pp.plan.insight_rules:
+            probes_due.append(("insights", lambda: probes.hot_keys(clients, pp.plan.insight_rules, end - self.lookback, end)))
+        for source, run in probes_due:
+            result = SourceResult(source, place)
+            with self.aws.log.source(source):
+                try:
+                    got = run()
+                except FAILURES as exc:
+                    result.status, result.error = "error", discovery.describe_error(exc)
+                    results.append(result)
+                    continue
+            with self._db:
+                for rid, facts in got.facts.items():
+                    self.store.update_facts(rid, facts, now)
+                result.samples = self.store.write_samples(got.points)
+            result.note = got.note
+            results.append(result)
+        return results
+
+    def _queues(self, clients: Any, queues: list[tuple[str, str]], ts: int) -> probes.ProbeResult:
+        got, errors = probes.queue_depth(clients, queues, ts)
+        if errors and len(errors) == len(queues):
+            raise probes.ProbeError("; ".join(errors[:3]))
+        got.note = f"{len(queues) - len(errors)} queues; failed: {'; '.join(errors[:3])}" if errors else f"{len(queues)} queues"
+        return got
+
+    def _xray(self, place: Place, clients: Any, functions: list[tuple[str, str]], end: int) -> probes.ProbeResult:
+        got = probes.ProbeResult()
+        read = 0
+        for rid, name in functions:
+            start = max(end - self.lookback, self._xray_until.get(rid, 0))
+            if start >= end:
+                continue
+            one, n = probes.cold_starts(clients, [(rid, name)], start, end, self.xray_max_traces)
+            got.points.extend(one.points)
+            read += n
+            self._xray_until[rid] = end
+        self.aws.log.traces(place, read)
+        got.note = f"{read} traces of {len(functions)} function(s)"
+        return got
+
+    def _metrics(self, place: Place, chunks: list[_Chunk], clients: Any, now: int) -> SourceResult:
+        result = SourceResult("cloudwatch", place)
+        with self.aws.log.source("cloudwatch"):
+            try:
+                cw = clients("cloudwatch")
+                for chunk in chunks:
+                    batch_points: list[tuple[SeriesKey, list[tuple[int, float]]]] = []
+                    partial: list[str] = []
+                    for i in range(0, len(chunk.queries), plan.MAX_QUERIES):
+                        batch = chunk.queries[i:i + plan.MAX_QUERIES]
+                        points, problems = fetch(cw, batch, chunk.start, chunk.end)
+                        batch_points.extend(points)
+                        partial.extend(problems)
+                        self._advance(f"{place} {_span(chunk.start, chunk.end)}")
+                    with self._db:
+                        result.samples += self.store.write_chunk(
+                            batch_points, [(place.account, place.region, t, chunk.end) for t in chunk.advances], now)
+                    if partial:
+                        result.note = f"{len(partial)} queries not complete: {'; '.join(partial[:3])}"
+            except FAILURES as exc:
+                result.status, result.error = "error", discovery.describe_error(exc)
+        return result
+
+    def _advance(self, what: str) -> None:
+        with self._db:
+            self._done += 1
+            done, total = self._done, self._total
+        if self.progress is not None and total:
+            self.progress(done, total, what)
+
+    # -- the poll log ----------------------------------------------------------------------------
+
+    def _record(self, report: PollReport, now: int) -> None:
+        finished = int(self.clock.now())
+        rows = [{"poll_id": report.poll_id, "started_at": now, "finished_at": finished, "source": s.source,
+                 "account": s.place.account, "region": s.place.region, "status": s.status, "error": s.error or None,
+                 "api_calls": s.tally.total, "metrics_requested": s.tally.metrics, "cost_usd": round(s.cost, 6),
+                 "samples_written": s.samples,
+                 "detail": json.dumps({"calls": dict(s.tally.calls), "attempts": s.tally.attempts, "traces": s.tally.traces,
+                                       "note": s.note}, sort_keys=True)} for s in report.sources]
+        with self._db:
+            self.store.record_polls(rows)
+
+
+@dataclass
+class _Chunk:
+    start: int
+    end: int
+    queries: list[plan.Query]
+    advances: list[str]
+    last: bool
+
+
+@dataclass
+class _PlacePoll:
+    plan: plan.PlacePlan
+    tiers: list[str]
+    triggered: plan.Triggered
+
+
+def _span(start: int, end: int) -> str:
+    return f"{time.strftime('%m-%d %H:%M', time.gmtime(start))}–{time.strftime('%H:%M', time.gmtime(end))}"
+
+
+def fetch(cw: Any, queries: list[plan.Query], start: int, end: int) -> tuple[list[tuple[SeriesKey, list[tuple[int, float]]]], list[str]]:
+    """One GetMetricData call (plus NextToken pages) for up to 500 queries. Datapoints that are
+    missing stay missing: a series with no data in the window gets no samples at all."""
+    requests = [q.request(f"q{i}") for i, q in enumerate(queries)]
+    collected: dict[str, list[tuple[int, float]]] = {}
+    problems: list[str] = []
+    token = None
+    while True:
+        args: dict[str, Any] = {"MetricDataQueries": requests, "StartTime": start, "EndTime": end, "ScanBy": "TimestampAscending"}
+        if token:
+            args["NextToken"] = token
+        page = cw.get_metric_data(**args)
+        for r in page.get("MetricDataResults", []):
+            got = collected.setdefault(r["Id"], [])
+            got.extend((int(ts.timestamp()), float(v)) for ts, v in zip(r.get("Timestamps", []), r.get("Values", [])))
+            if r.get("StatusCode") not in ("Complete", "PartialData"):
+                idx = int(r["Id"][1:])
+                msg = "; ".join(m.get("Value", "") for m in r.get("Messages", []))
+                problems.append(f"{queries[idx].key.metric} {r.get('StatusCode')}: {msg}")
+        token = page.get("NextToken")
+        if not token:
+            break
+    return [(queries[int(qid[1:])].key, pts) for qid, pts in collected.items() if pts], problems

@@ -1,0 +1,195 @@
+"""State that is not a CloudWatch metric: the SES account (SESv2 GetAccount, or SES v1 where v2
+is unavailable), Lambda account limits (GetAccountSettings), live SQS depth (GetQueueAttributes),
+cold starts from X-Ray traces, and the hottest keys from Contributor Insights.
+
+Each probe returns facts to merge into a resource and samples to store; it never writes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from fleetwatch.store import SeriesKey
+
+Clients = Callable[[str], Any]
+
+
+class ProbeError(Exception):
+    """A probe that found nothing it could report (every queue failed, say)."""
+
+Points = list[tuple[SeriesKey, list[tuple[int, float]]]]
+PROBE_NS = "fleetwatch/Probe"
+XRAY_NS = "fleetwatch/XRay"
+BATCH_GET_TRACES = 5  # X-Ray BatchGetTraces takes at most 5 trace ids
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,140}$")
+
+
+@dataclass
+class ProbeResult:
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)  # resource id -> facts to merge
+    points: Points = field(default_factory=list)
+    note: str = ""
+
+    def gauge(self, rid: str, metric: str, ts: int, value: float, namespace: str = PROBE_NS, stat: str = "Value") -> None:
+        self.points.append((SeriesKey(rid, namespace, metric, (), stat, 60), [(ts, float(value))]))
+
+
+# -- SES ------------------------------------------------------------------------------------------
+
+def ses_account(clients: Clients, rid: str, ts: int) -> ProbeResult:
+    out = ProbeResult()
+    try:
+        acct = clients("sesv2").get_account()
+        quota = acct.get("SendQuota", {})
+        facts = {"source": "sesv2", "production_access": bool(acct.get("ProductionAccessEnabled")),
+                 "sending_enabled": bool(acct.get("SendingEnabled", True)),
+                 "enforcement_status": acct.get("EnforcementStatus", "HEALTHY"),
+                 "max_24h_send": quota.get("Max24HourSend"), "max_send_rate": quota.get("MaxSendRate"),
+                 "sent_last_24h": quota.get("SentLast24Hours"),
+                 "review_status": (acct.get("Details") or {}).get("ReviewDetails", {}).get("Status")}
+    except (ClientError, BotoCoreError) as v2_error:
+        facts = _ses_v1(clients, v2_error)
+    out.facts[rid] = facts
+    for metric, key in (("SentLast24Hours", "sent_last_24h"), ("Max24HourSend", "max_24h_send"), ("MaxSendRate", "max_send_rate")):
+        if facts.get(key) is not None:
+            out.gauge(rid, f"SES.{metric}", ts, facts[key])
+    return out
+
+
+def _ses_v1(clients: Clients, v2_error: BaseException) -> dict[str, Any]:
+    """SES v1: the quota, whether sending is enabled, and two weeks of send statistics. v1 has
+    no production-access flag; the sandbox's fixed quota (200 a day, 1 a second) gives it away."""
+    ses = clients("ses")
+    quota = ses.get_send_quota()
+    try:
+        enabled = bool(ses.get_account_sending_enabled().get("Enabled", True))
+    except ClientError:
+        enabled = None
+    points = ses.get_send_statistics().get("SendDataPoints", [])
+    attempts = sum(p.get("DeliveryAttempts", 0) for p in points)
+    sandbox = quota.get("Max24HourSend") == 200 and quota.get("MaxSendRate") == 1
+    return {"source": "ses-v1", "v2_error": str(v2_error)[:300], "production_access": not sandbox,
+            "production_access_inferred": True, "sending_enabled": enabled, "enforcement_status": None,
+            "max_24h_send": quota.get("Max24HourSend"), "max_send_rate": quota.get("MaxSendRate"),
+            "sent_last_24h": quota.get("SentLast24Hours"),
+            "bounces_14d": sum(p.get("Bounces", 0) for p in points), "complaints_14d": sum(p.get("Complaints", 0) for p in points),
+            "delivery_attempts_14d": attempts, "rejects_14d": sum(p.get("Rejects", 0) for p in points)}
+
+
+# -- Lambda account -------------------------------------------------------------------------------
+
+def lambda_account(clients: Clients, rid: str, ts: int) -> ProbeResult:
+    out = ProbeResult()
+    got = clients("lambda").get_account_settings()
+    limit, usage = got.get("AccountLimit", {}), got.get("AccountUsage", {})
+    out.facts[rid] = {"concurrency_limit": limit.get("ConcurrentExecutions"),
+                      "unreserved_concurrency_limit": limit.get("UnreservedConcurrentExecutions"),
+                      "function_count": usage.get("FunctionCount"), "total_code_size": usage.get("TotalCodeSize"),
+                      "code_size_limit": limit.get("TotalCodeSize")}
+    for metric, value in (("AccountLimit.ConcurrentExecutions", limit.get("ConcurrentExecutions")),
+                          ("AccountLimit.UnreservedConcurrentExecutions", limit.get("UnreservedConcurrentExecutions"))):
+        if value is not None:
+            out.gauge(rid, metric, ts, value)
+    return out
+
+
+# -- SQS live depth -------------------------------------------------------------------------------
+
+LIVE_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
+
+
+def queue_depth(clients: Clients, queues: list[tuple[str, str]], ts: int) -> tuple[ProbeResult, list[str]]:
+    """Live depth per queue, without CloudWatch's lag. A queue that fails is reported and skipped."""
+    out, errors = ProbeResult(), []
+    sqs = clients("sqs")
+    for rid, url in queues:
+        try:
+            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(LIVE_ATTRIBUTES))["Attributes"]
+        except (ClientError, BotoCoreError) as exc:
+            errors.append(f"{url}: {exc}")
+            continue
+        for name in LIVE_ATTRIBUTES:
+            if name in attrs:
+                out.gauge(rid, f"SQS.{name}", ts, float(attrs[name]))
+    return out, errors
+
+
+# -- X-Ray cold starts ----------------------------------------------------------------------------
+
+def cold_starts(clients: Clients, functions: list[tuple[str, str]], start: int, end: int, max_traces: int) -> tuple[ProbeResult, int]:
+    """Per function and minute: sampled invocations, cold starts among them, and the longest
+    Initialization. Summaries come newest first; when `max_traces` stops the read, the oldest
+    minute reached is dropped because it was only partly read. Returns (result, traces read)."""
+    out, read = ProbeResult(), 0
+    xray = clients("xray")
+    for rid, name in functions:
+        if not _FUNCTION_NAME.match(name):
+            continue  # not a Lambda function name; never put it into a filter expression
+        ids: list[str] = []
+        truncated = False
+        for page in xray.get_paginator("get_trace_summaries").paginate(
+                StartTime=start, EndTime=end, FilterExpression=f'service("{name}")', Sampling=False):
+            for summary in page.get("TraceSummaries", []):
+                if len(ids) >= max_traces:
+                    truncated = True
+                    break
+                ids.append(summary["Id"])
+            if truncated:
+                break
+        per_minute: dict[int, list[float]] = defaultdict(list)  # minute -> init durations (0 for warm)
+        for i in range(0, len(ids), BATCH_GET_TRACES):
+            for trace in xray.batch_get_traces(TraceIds=ids[i:i + BATCH_GET_TRACES]).get("Traces", []):
+                minute, init = _function_segment(trace)
+                if minute is not None:
+                    per_minute[minute].append(init)
+        read += len(ids)
+        if truncated and per_minute:
+            per_minute.pop(min(per_minute))
+        rows = sorted(per_minute.items())
+        out.points.append((SeriesKey(rid, XRAY_NS, "SampledInvocations", (), "Sum", 60), [(m, float(len(v))) for m, v in rows]))
+        out.points.append((SeriesKey(rid, XRAY_NS, "ColdStarts", (), "Sum", 60),
+                           [(m, float(sum(1 for x in v if x > 0))) for m, v in rows]))
+        out.points.append((SeriesKey(rid, XRAY_NS, "InitDuration", (), "Maximum", 60),
+                           [(m, max(v)) for m, v in rows if max(v) > 0]))
+    return out, read
+
+
+def _function_segment(trace: dict[str, Any]) -> tuple[int | None, float]:
+    """(minute of the invocation, Initialization milliseconds or 0) from a trace's documents."""
+    for seg in trace.get("Segments", []):
+        try:
+            doc = json.loads(seg["Document"])
+        except (KeyError, ValueError):
+            continue
+        if doc.get("origin") != "AWS::Lambda::Function":
+            continue
+        minute = int(float(doc["start_time"]) // 60 * 60)
+        for sub in doc.get("subsegments", []):
+            if sub.get("name") == "Initialization":
+                return minute, (float(sub["end_time"]) - float(sub["start_time"])) * 1000.0
+        return minute, 0.0
+    return None, 0.0
+
+
+# -- Contributor Insights -------------------------------------------------------------------------
+
+def hot_keys(clients: Clients, rules: list[tuple[str, str]], start: int, end: int) -> ProbeResult:
+    """The most throttled partition keys of tables whose key-range throttles fired."""
+    out = ProbeResult()
+    cw = clients("cloudwatch")
+    for rid, rule in rules:
+        report = cw.get_insight_rule_report(RuleName=rule, StartTime=start, EndTime=end, Period=60, MaxContributorCount=5,
+                                            Metrics=["MaxContributorValue", "UniqueContributors"], OrderBy="Sum")
+        keys = [{"key": "|".join(c.get("Keys", [])), "value": c.get("ApproximateAggregateValue")} for c in report.get("Contributors", [])]
+        out.facts.setdefault(rid, {})["hot_keys"] = {"rule": rule, "window": [start, end], "top": keys}
+        out.points.append((SeriesKey(rid, "fleetwatch/ContributorInsights", "MaxContributorValue", (("Rule", rule),), "Maximum", 60),
+                           [(int(d["Timestamp"].timestamp()), float(d["MaxContributorValue"]))
+                            for d in report.get("MetricDatapoints", []) if "MaxContributorValue" in d]))
+    return out

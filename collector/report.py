@@ -1,0 +1,85 @@
+"""What `fleetwatch plan` prints: the plan per kind and tier, the calls a poll makes, and the
+projected monthly CloudWatch bill next to polling the whole catalog every minute."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from collector import plan
+from collector.catalog import CATALOG, DETAIL, FAST, SLOW
+
+
+@dataclass
+class Projection:
+    places: int
+    resources: int
+    fast_queries: int
+    slow_queries: int
+    detail_queries: int
+    fast_poll_calls: int  # GetMetricData calls of a poll that runs only the fast tier
+    slow_poll_calls: int  # ... of a poll that runs both tiers
+    monthly_cost_usd: float
+    naive_monthly_cost_usd: float
+    probe_calls: dict[str, float]  # per poll, by operation
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def project(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_interval: int) -> Projection:
+    fast = slow = detail = fast_calls = slow_calls = 0
+    naive = 0.0
+    probe_calls: Counter[str] = Counter()
+    resources = 0
+    for resources_here in by_place.values():
+        resources += len(resources_here)
+        f = sum(len(plan.resource_queries(r, [FAST])) for r in resources_here)
+        s = sum(len(plan.resource_queries(r, [SLOW])) for r in resources_here)
+        d = sum(len(plan.resource_queries(r, [DETAIL])) for r in resources_here)
+        fast, slow, detail = fast + f, slow + s, detail + d
+        fast_calls += math.ceil(f / plan.MAX_QUERIES)
+        slow_calls += math.ceil((f + s) / plan.MAX_QUERIES)
+        naive += plan.naive_monthly_cost(resources_here)
+        kinds = Counter(r["kind"] for r in resources_here)
+        probe_calls["ses:GetAccount (every poll)"] += kinds["ses"]
+        probe_calls["lambda:GetAccountSettings (every poll)"] += kinds["lambda_account"]
+        probe_calls["sqs:GetQueueAttributes (slow polls)"] += kinds["sqs"]
+    cost = plan.monthly_cost(fast, slow, fast_interval, slow_interval)
+    return Projection(len(by_place), resources, fast, slow, detail, fast_calls, slow_calls, cost, naive, dict(probe_calls))
+
+
+def render(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_interval: int) -> str:
+    p = project(by_place, fast_interval, slow_interval)
+    kinds: dict[str, int] = defaultdict(int)
+    for rs in by_place.values():
+        for r in rs:
+            kinds[r["kind"]] += 1
+    lines = [f"query plan for {p.resources} resources in {p.places} account/region place(s)", ""]
+    lines.append(f"{'kind':15} {'count':>6}  {'metric':46} {'stat':8} tier")
+    for kind, specs in CATALOG.items():
+        if not kinds.get(kind):
+            continue
+        for i, spec in enumerate(specs):
+            label = f"{kind:15} {kinds[kind]:6}" if i == 0 else " " * 22
+            cond = f" (if {spec.only_if})" if spec.only_if else ""
+            lines.append(f"{label}  {spec.namespace + ' ' + spec.metric:46} {spec.stat:8} {spec.tier}{cond}")
+    per_month_fast = 30 * 86400 / fast_interval
+    per_month_slow = 30 * 86400 / slow_interval
+    lines += [
+        "",
+        f"metrics per poll: {p.fast_queries} fast (every {fast_interval}s), {p.slow_queries} slow (every {slow_interval}s), "
+        f"up to {p.detail_queries} detail (only while a cheaper signal asks for them)",
+        f"GetMetricData calls per poll: {p.fast_poll_calls} on fast-only polls, {p.slow_poll_calls} when the slow tier is due "
+        f"(500 queries a call, one call per account and region at least)",
+        "other calls per poll: " + ", ".join(f"{op} {n:g}" for op, n in p.probe_calls.items()),
+        "",
+        f"projected CloudWatch GetMetricData cost: ${p.monthly_cost_usd:,.2f} a month "
+        f"({p.fast_queries} × {per_month_fast:,.0f} + {p.slow_queries} × {per_month_slow:,.0f} metrics at $0.01 per 1,000)",
+        f"the whole catalog every minute would cost ${p.naive_monthly_cost_usd:,.2f} a month "
+        f"({p.monthly_cost_usd / p.naive_monthly_cost_usd:.0%} of it)" if p.naive_monthly_cost_usd else "",
+        "detail fetches (DynamoDB throttle reasons, Contributor Insights, X-Ray traces) add cost only while they run.",
+    ]
+    return "\n".join(line for line in lines if line is not None)

@@ -1,0 +1,88 @@
+"""`fleetwatch plan` and `fleetwatch collect`: the collector from the command line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from collector.aws import Aws
+from collector.poll import Collector, PollReport
+from collector.report import render
+from fleetwatch.clock import Clock, SystemClock
+from fleetwatch.store import Store
+
+
+class Bar:
+    """A terminal progress bar (tqdm) for long backfills; silent for the usual one-call polls."""
+
+    def __init__(self, stream: TextIO = sys.stderr, minimum: int = 2) -> None:
+        self.stream, self.minimum = stream, minimum
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if total < self.minimum:
+            return
+        if self._bar is None or self._bar.total != total:
+            from tqdm import tqdm
+
+            self.close()
+            self._bar = tqdm(total=total, desc="backfill", unit="call", file=self.stream, leave=True,
+                             dynamic_ncols=True, mininterval=0.5)
+        self._bar.set_postfix_str(what, refresh=False)
+        self._bar.update(done - self._bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def plan_command(cfg: Any, store: Store, aws: Aws, clock: Clock, discover: bool, out: TextIO = sys.stdout) -> int:
+    collector = Collector.from_config(cfg, store, aws, clock)
+    if discover:
+        results = collector.discover()
+        for r in results:
+            line = f"discovery {r.place}: {r.note or r.status}"
+            print(line + (f" ERROR {r.error}" if r.status != "ok" else ""), file=out)
+        print(file=out)
+    by_place: dict[str, list[dict[str, Any]]] = {}
+    for row in store.resources():
+        by_place.setdefault(f"{row['account']}/{row['region']}", []).append(row)
+    if not by_place:
+        print("no resources discovered yet; run without --no-discover, or check aws.regions and aws.role_arns", file=out)
+        return 1
+    print(render(by_place, cfg["poll.fast_interval"], cfg["poll.slow_interval"]), file=out)
+    return 0
+
+
+def collect_command(cfg: Any, store: Store, aws: Aws, clock: Clock | None = None, *, polls: int | None = 1,
+                    out: TextIO = sys.stdout, between: Callable[[], None] | None = None) -> int:
+    """Run `polls` polls (None: until interrupted), printing each summary. Exit status 1 if the
+    last poll had errored sources, so scripts notice."""
+    clock = clock or SystemClock()
+    bar = Bar()
+    collector = Collector.from_config(cfg, store, aws, clock, progress=bar)
+    report: PollReport | None = None
+    n = 0
+    try:
+        while polls is None or n < polls:
+            started = clock.now()
+            report = collector.poll()
+            bar.close()
+            print(report.summary(), file=out, flush=True)
+            n += 1
+            if polls is not None and n >= polls:
+                break
+            if between is not None:
+                between()
+            else:
+                time.sleep(max(0.0, cfg["poll.fast_interval"] - (clock.now() - started)))
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        bar.close()
+    return 1 if report is not None and report.errors else 0
