@@ -44,11 +44,25 @@ def _pages(client: Any, operation: str, key: str, **params: Any) -> Iterator[Any
         yield from getattr(client, operation)(**params).get(key, [])
 
 
+_VANISHED = {"ResourceNotFoundException", "ResourceNotFound", "AWS.SimpleQueueService.NonExistentQueue",
+             "QueueDoesNotExist", "NotFoundException", "DBInstanceNotFound", "DBProxyNotFoundFault"}
+
+
 def _parallel(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """Detail per listed resource. One deleted between the list and its detail call is skipped
+    (it will be marked gone), not an error of the whole kind."""
+    def one(item: Any) -> Any:
+        try:
+            return fn(item)
+        except ClientError as exc:
+            if _error_code(exc) in _VANISHED:
+                return None
+            raise
+
     if len(items) <= 1:
-        return [fn(i) for i in items]
+        return [r for r in map(one, items) if r is not None]
     with ThreadPoolExecutor(max_workers=DETAIL_THREADS) as pool:
-        return list(pool.map(fn, items))
+        return [r for r in pool.map(one, items) if r is not None]
 
 
 def _tag_list(tags: list[dict[str, str]] | None) -> dict[str, str]:

@@ -117,7 +117,7 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
     since = now - lookback
     recent = store.recent_values([r["id"] for r in tables],
                                  ["ReadThrottleEvents", "WriteThrottleEvents", "ReadKeyRangeThroughputThrottleEvents",
-                                  "WriteKeyRangeThroughputThrottleEvents"], since)
+                                  "WriteKeyRangeThroughputThrottleEvents"], since, now)
     for t in tables:
         throttled = sum(v for m in ("ReadThrottleEvents", "WriteThrottleEvents") for _, v in recent.get((t["id"], m, "Sum"), []))
         if throttled > 0:
@@ -128,7 +128,7 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
         if hot > 0 and t["facts"].get("contributor_insights") == "ENABLED":
             out.insights.add(t["id"])
     recent = store.recent_values([r["id"] for r in functions],
-                                 ["Duration", "ConcurrentExecutions", "ProvisionedConcurrencySpilloverInvocations"], now - 3600)
+                                 ["Duration", "ConcurrentExecutions", "ProvisionedConcurrencySpilloverInvocations"], now - 3600, now)
     for fn in functions:
         rid = fn["id"]
         why = ""

@@ -17,8 +17,8 @@ from fleetwatch.store import Store
 class Bar:
     """A terminal progress bar (tqdm) for long backfills; silent for the usual one-call polls."""
 
-    def __init__(self, stream: TextIO = sys.stderr, minimum: int = 2) -> None:
-        self.stream, self.minimum = stream, minimum
+    def __init__(self, stream: TextIO | None = None, minimum: int = 2) -> None:
+        self.stream, self.minimum = stream or sys.stderr, minimum
         self._bar: Any = None
 
     def __call__(self, done: int, total: int, what: str) -> None:
@@ -41,7 +41,8 @@ class Bar:
             self._bar = None
 
 
-def plan_command(cfg: Any, store: Store, aws: Aws, clock: Clock, discover: bool, out: TextIO = sys.stdout) -> int:
+def plan_command(cfg: Any, store: Store, aws: Aws, clock: Clock, discover: bool, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     collector = Collector.from_config(cfg, store, aws, clock)
     if discover:
         results = collector.discover()
@@ -60,9 +61,10 @@ def plan_command(cfg: Any, store: Store, aws: Aws, clock: Clock, discover: bool,
 
 
 def collect_command(cfg: Any, store: Store, aws: Aws, clock: Clock | None = None, *, polls: int | None = 1,
-                    out: TextIO = sys.stdout, between: Callable[[], None] | None = None) -> int:
+                    out: TextIO | None = None, between: Callable[[], None] | None = None) -> int:
     """Run `polls` polls (None: until interrupted), printing each summary. Exit status 1 if the
     last poll had errored sources, so scripts notice."""
+    out = out or sys.stdout
     clock = clock or SystemClock()
     bar = Bar()
     collector = Collector.from_config(cfg, store, aws, clock, progress=bar)

@@ -85,8 +85,24 @@ def _function(model: FleetModel, account: str, region: str, name: str) -> Resour
     return res
 
 
+def _in_moto(account: str, region: str, name: str) -> bool:
+    """A function created in moto directly (not part of the fleet) still exists."""
+    from moto.awslambda.models import lambda_backends
+
+    try:
+        lambda_backends[account][region].get_function(name.rsplit(":", 1)[-1] if name.startswith("arn:") else name)
+    except Exception:  # noqa: BLE001 - moto raises its own not-found types
+        return False
+    return True
+
+
 def lambda_provisioned_configs(model: FleetModel, account: str, region: str, name: str) -> dict[str, Any]:
-    fn = _function(model, account, region, name)
+    try:
+        fn = _function(model, account, region, name)
+    except ApiError:
+        if _in_moto(account, region, name):
+            return {"ProvisionedConcurrencyConfigs": []}
+        raise
     configs = []
     if fn["provisioned"]:
         n = int(fn["provisioned"])

@@ -46,3 +46,47 @@ def control(emulator: Any, path: str, body: dict[str, Any] | None = None) -> Any
 
 def client(emulator: Any, service: str, region: str = "us-east-1", **creds: str) -> Any:
     return boto3.client(service, endpoint_url=emulator.endpoint, region_name=region, config=NO_RETRY, **(creds or CREDS))
+
+
+ROLES = ["arn:aws:iam::123456789012:role/fleetwatch-reader", "arn:aws:iam::210987654321:role/fleetwatch-reader"]
+REGIONS = ["us-east-1", "eu-west-1"]
+
+
+def set_clock(emulator: Any, t: float) -> None:
+    """Put the shared fake clock anywhere, backwards included (only tests may; the `fleet`
+    fixture puts it back at the anchor afterwards)."""
+    emulator.model.clock._now = float(t)
+
+
+def make_collector(emulator: Any, store: Any, *, regions: list[str] | None = None, roles: list[str] | None = None,
+                   max_attempts: int = 3, read_timeout: int = 60, **kw: Any) -> Any:
+    """A collector against the emulated fleet, on the emulator's own fake clock."""
+    from collector.aws import Aws
+    from collector.poll import Collector
+
+    session = boto3.session.Session(**CREDS)
+    aws = Aws(regions=regions or REGIONS, role_arns=ROLES if roles is None else roles, endpoint_url=emulator.endpoint,
+              session=session, max_attempts=max_attempts, read_timeout=read_timeout, connect_timeout=5)
+    kw.setdefault("backfill", 3600)
+    return Collector(store, aws, emulator.model.clock, **kw)
+
+
+# -- least privilege: every AWS call any test makes through the collector is checked against the
+# shipped policy when the session ends (tests/test_iam_policy.py checks it per call as well).
+RECORDED: set[str] = set()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from collector import aws
+
+    aws.OBSERVERS.append(lambda account, region, action: RECORDED.add(action))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from collector.policy import allowed, load_policy
+
+    policy = load_policy()
+    denied = sorted(a for a in RECORDED if not allowed(policy, a))
+    if denied:
+        print(f"\nIAM policy check: the tests made calls iam/fleetwatch-readonly-policy.json does not allow: {denied}")
+        session.exitstatus = 1

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fleetwatch import cli
 from fleetwatch.store import SCHEMA_VERSION
+from tests.conftest import ROLES, control
 
 
 def test_list_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
@@ -36,3 +39,39 @@ def test_store_info_creates_and_reports(tmp_path: Path, capsys: pytest.CaptureFi
     bogus.write_text("hello")
     assert cli.main(["store", "info"], environ={"FLEETWATCH_STORE_PATH": str(bogus)}) == 2
     assert "not a SQLite database" in capsys.readouterr().err
+
+
+def _env(emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    # boto3 takes credentials from the process environment, as it would in production.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATESTFLEETWATCH01")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return {"FLEETWATCH_STORE_PATH": str(tmp_path / "fw.db"), "FLEETWATCH_AWS_ENDPOINT_URL": emulator.endpoint,
+            "FLEETWATCH_AWS_REGIONS": "us-east-1,eu-west-1", "FLEETWATCH_AWS_ROLE_ARNS": ",".join(ROLES),
+            "FLEETWATCH_POLL_BACKFILL": "1h"}
+
+
+def test_plan_prints_the_plan_calls_and_cost(fleet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["plan"], environ=_env(fleet, tmp_path, monkeypatch)) == 0
+    out = capsys.readouterr().out
+    assert "discovery 210987654321/us-east-1:" in out and "AWS/DynamoDB WriteKeyRangeThroughputThrottleEvents" in out
+    match = re.search(r"projected CloudWatch GetMetricData cost: \$([\d,.]+) a month", out)
+    naive = re.search(r"whole catalog every minute would cost \$([\d,.]+) a month", out)
+    # (a third or less at the benchmark's fleet size; this small fleet's limits and outcomes weigh more)
+    assert match and naive and float(match.group(1).replace(",", "")) < float(naive.group(1).replace(",", "")) / 2
+    assert re.search(r"GetMetricData calls per poll: 4 on fast-only polls", out)  # one per account and region
+
+
+def test_collect_once_prints_the_poll_and_fails_on_errored_sources(fleet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    env = _env(fleet, tmp_path, monkeypatch)
+    assert cli.main(["collect", "--once"], environ=env) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"poll \S+ \(\w+\): \d+ API calls, \d+ metrics requested \(\$[\d.]+\), \d+ samples stored, 0 errored", out)
+    control(fleet, "/__fleet__/faults", [{"account": "210987654321", "mode": "error", "code": "AccessDeniedException", "status": 403}])
+    try:
+        assert cli.main(["collect", "--once"], environ=env) == 1
+    finally:
+        control(fleet, "/__fleet__/faults", [])
+    assert "ERROR 210987654321/us-east-1 cloudwatch: GetMetricData: AccessDeniedException" in capsys.readouterr().out

@@ -183,8 +183,10 @@ class Store:
             db.execute("UPDATE resources SET facts = ?, last_seen = MAX(last_seen, ?) WHERE id = ?",
                        [json.dumps(facts, sort_keys=True, default=str), seen_at, id])
 
-    def recent_values(self, resource_ids: Sequence[str], metrics: Sequence[str], since: int) -> dict[tuple[str, str, str], list[tuple[int, float]]]:
-        """Samples since `since` of the named metrics of these resources, by (resource, metric, stat)."""
+    def recent_values(self, resource_ids: Sequence[str], metrics: Sequence[str], since: int,
+                      until: int | None = None) -> dict[tuple[str, str, str], list[tuple[int, float]]]:
+        """Samples in [since, until) of the named metrics of these resources, by (resource, metric, stat)."""
+        until = 2**62 if until is None else until
         if not resource_ids or not metrics:
             return {}
         out: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
@@ -194,7 +196,7 @@ class Store:
             rows = self.db.execute(
                 f"SELECT s.resource_id, s.metric, s.stat, m.ts, m.value FROM series s JOIN samples m ON m.series_id = s.id "
                 f"WHERE s.resource_id IN ({','.join('?' * len(chunk))}) AND s.metric IN ({','.join('?' * len(metrics))}) "
-                f"AND m.ts >= ? ORDER BY m.ts", [*chunk, *metrics, since]).fetchall()
+                f"AND m.ts >= ? AND m.ts < ? ORDER BY m.ts", [*chunk, *metrics, since, until]).fetchall()
             for rid, metric, stat, ts, value in rows:
                 out.setdefault((rid, metric, stat), []).append((int(ts), float(value)))
         return out

@@ -1,0 +1,45 @@
+"""The shipped IAM policy covers exactly what fleetwatch calls: every call is allowed, and
+nothing is granted that fleetwatch never calls. (conftest.py also checks every call any test
+made, when the session ends.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from collector import aws as aws_module
+from collector import probes
+from collector.aws import Place
+from collector.policy import IMPLIED, allowed, load_policy
+from fleetwatch.store import open_store
+from tests.conftest import ANCHOR, control, make_collector
+
+
+def test_policy_allows_every_call_and_grants_nothing_unused(fleet: Any, tmp_path: Path) -> None:
+    made: set[str] = set()
+    observer = lambda account, region, action: made.add(action)  # noqa: E731
+    aws_module.OBSERVERS.append(observer)
+    try:
+        with open_store(tmp_path / "fw.db") as store:
+            collector = make_collector(fleet, store)
+            collector.poll()
+            control(fleet, "/__fleet__/faults", [{"operation": "GetAccount", "mode": "error", "code": "UnknownOperationException",
+                                                  "status": 404}])
+            try:
+                collector.poll(tiers=("fast",))  # the SES v1 fallback
+            finally:
+                control(fleet, "/__fleet__/faults", [])
+            # The detail probes, called as the collector calls them when a trigger fires.
+            place = Place("123456789012", "us-east-1")
+            clients = lambda svc: collector.aws.client(place, svc)  # noqa: E731
+            posts = store.resource("dynamodb/123456789012/us-east-1/posts")
+            rule = next(r for r in posts["facts"]["contributor_insights_rules"] if "-PKT-" in r)
+            probes.hot_keys(clients, [(posts["id"], rule)], ANCHOR - 900, ANCHOR)
+            probes.cold_starts(clients, [("lambda/123456789012/us-east-1/feed-fn", "feed-fn")], ANCHOR - 300, ANCHOR, 10)
+    finally:
+        aws_module.OBSERVERS.remove(observer)
+
+    policy = load_policy()
+    assert sorted(a for a in made if not allowed(policy, a)) == []
+    unused = sorted(p for p in policy if p not in made and p not in IMPLIED)
+    assert unused == [], f"the policy grants actions fleetwatch never calls: {unused}"
