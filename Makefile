@@ -23,6 +23,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/emulator.py --functions 10000
+	$(PY) bench/collector.py --functions 1000 --queues 200 --tables 50 --databases 5
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -127,8 +127,9 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
                   for _, v in recent.get((t["id"], m, "Sum"), []))
         if hot > 0 and t["facts"].get("contributor_insights") == "ENABLED":
             out.insights.add(t["id"])
+    # Half an hour of the slow-tier signals is enough history for "the newest value jumped".
     recent = store.recent_values([r["id"] for r in functions],
-                                 ["Duration", "ConcurrentExecutions", "ProvisionedConcurrencySpilloverInvocations"], now - 3600, now)
+                                 ["Duration", "ConcurrentExecutions", "ProvisionedConcurrencySpilloverInvocations"], now - 1800, now)
     for fn in functions:
         rid = fn["id"]
         why = ""

@@ -101,13 +101,14 @@ class PollReport:
 class Collector:
     def __init__(self, store: Store, aws: Aws, clock: Clock, *, lookback: int = 900, backfill: int = 86400,
                  slow_interval: int = 300, discovery_interval: int = 3600, xray_max_traces: int = 100,
-                 scope: Scope | None = None, progress: Progress | None = None) -> None:
+                 scope: Scope | None = None, progress: Progress | None = None, probes: bool = True) -> None:
         self.store, self.aws, self.clock = store, aws, clock
         self.lookback, self.backfill = lookback, backfill
         self.slow_interval, self.discovery_interval = slow_interval, discovery_interval
         self.xray_max_traces = xray_max_traces
         self.scope = scope or Scope()
         self.progress = progress
+        self.run_probes = probes  # off only to time the metric path alone (bench/collector.py)
         self._db = threading.Lock()  # one SQLite connection: store calls are serialised
         self._done = 0
         self._total = 0
@@ -270,6 +271,8 @@ class Collector:
         clients = lambda svc: self.aws.client(place, svc)  # noqa: E731
         end = now // 60 * 60
         results = [self._metrics(place, chunks, clients, now)]
+        if not self.run_probes:
+            return results
         if pp.triggered.reasons:
             results[0].note += "; detail: " + ", ".join(f"{rid.rsplit('/', 1)[-1]} ({why})" for rid, why in sorted(pp.triggered.reasons.items()))
         probes_due: list[tuple[str, Callable[[], probes.ProbeResult]]] = []
@@ -324,27 +327,33 @@ class Collector:
         return got
 
     def _metrics(self, place: Place, chunks: list[_Chunk], clients: Any, now: int) -> SourceResult:
+        """Fetch chunk by chunk, batch by batch. Each batch's samples are stored on a writer
+        thread while the next batch is fetched; a chunk's cursor moves only once all of its
+        batches are stored."""
         result = SourceResult("cloudwatch", place)
-        with self.aws.log.source("cloudwatch"):
+        partial: list[str] = []
+        with self.aws.log.source("cloudwatch"), ThreadPoolExecutor(max_workers=1) as writer:
             try:
                 cw = clients("cloudwatch")
                 for chunk in chunks:
-                    batch_points: list[tuple[SeriesKey, list[tuple[int, float]]]] = []
-                    partial: list[str] = []
+                    pending = []
                     for i in range(0, len(chunk.queries), plan.MAX_QUERIES):
-                        batch = chunk.queries[i:i + plan.MAX_QUERIES]
-                        points, problems = fetch(cw, batch, chunk.start, chunk.end)
-                        batch_points.extend(points)
+                        points, problems = fetch(cw, chunk.queries[i:i + plan.MAX_QUERIES], chunk.start, chunk.end)
                         partial.extend(problems)
+                        pending.append(writer.submit(self._write, points))
                         self._advance(f"{place} {_span(chunk.start, chunk.end)}")
+                    result.samples += sum(f.result() for f in pending)
                     with self._db:
-                        result.samples += self.store.write_chunk(
-                            batch_points, [(place.account, place.region, t, chunk.end) for t in chunk.advances], now)
-                    if partial:
-                        result.note = f"{len(partial)} queries not complete: {'; '.join(partial[:3])}"
+                        self.store.write_chunk([], [(place.account, place.region, t, chunk.end) for t in chunk.advances], now)
             except FAILURES as exc:
                 result.status, result.error = "error", discovery.describe_error(exc)
+        if partial:
+            result.note = f"{len(partial)} queries not complete: {'; '.join(partial[:3])}"
         return result
+
+    def _write(self, points: list[tuple[SeriesKey, list[tuple[int, float]]]]) -> int:
+        with self._db:
+            return self.store.write_samples(points)
 
     def _advance(self, what: str) -> None:
         with self._db:

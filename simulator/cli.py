@@ -60,7 +60,8 @@ def run_emulator(args: argparse.Namespace, demo: bool) -> int:
     clock: Clock = FakeClock(anchor if anchor is not None else time.time() // 60 * 60) if fake else SystemClock()
     started = time.monotonic()
     try:
-        emulator = start_emulator(args.scenario, port=args.port, host=args.host, seed=args.seed, functions=args.functions,
+        extra = {"sqs": args.queues, "dynamodb": args.tables, "rds": args.databases}
+        emulator = start_emulator(args.scenario, port=args.port, host=args.host, seed=args.seed, functions=args.functions, extra=extra,
                                   anchor=anchor, clock=clock, progress=lambda msg: print(f"  creating {msg}", file=sys.stderr))
     except FleetError as exc:
         print(f"fleetwatch: {exc}", file=sys.stderr)

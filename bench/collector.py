@@ -1,0 +1,177 @@
+"""What a full poll costs: GetMetricData calls against the minimum, the collector's time against
+bare boto3 making the same calls, samples stored per second, and the monthly CloudWatch bill
+against polling the whole catalog every minute.
+
+    python bench/collector.py --functions 1000 --queues 200 --tables 50 --databases 5
+
+Starts the emulated fleet in its own process (as AWS would be), padded with generated
+resources in one account and region, discovers it, then --repeats times: moves the emulated
+clock on five minutes (so both tiers are due) and times (a) the collector's poll of every metric
+(plan, fetch, parse, store; the state probes are off so both sides make the same calls) and (b)
+bare boto3 sending the very same GetMetricData requests with no planning or storing. The two
+alternate in order each repeat. Prints each repeat and, last, one JSON line; quote its medians.
+Targets: get_metric_data_calls == min_calls, overhead_ratio <= 1.3, monthly cost <= a third of
+naive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import boto3  # noqa: E402
+from botocore.config import Config  # noqa: E402
+
+from collector.aws import Aws  # noqa: E402
+from collector.plan import MAX_QUERIES  # noqa: E402
+from collector.poll import Collector  # noqa: E402
+from collector.report import project  # noqa: E402
+from fleetwatch.clock import Clock  # noqa: E402
+from fleetwatch.store import open_store  # noqa: E402
+
+CREDS = {"aws_access_key_id": "AKIABENCHFLEETWATCH1", "aws_secret_access_key": "bench"}
+START_TIMEOUT = 900  # seconds to wait for the emulator to provision the padded fleet
+
+
+class RemoteClock(Clock):
+    """The emulator's fake clock, read over its control endpoint, so both sides agree on now."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+    def now(self) -> float:
+        with urllib.request.urlopen(f"{self.endpoint}/__fleet__/clock", timeout=10) as resp:
+            return float(json.loads(resp.read())["now"])
+
+    def advance(self, seconds: float) -> None:
+        req = urllib.request.Request(f"{self.endpoint}/__fleet__/clock", data=json.dumps({"advance": seconds}).encode(), method="POST")
+        urllib.request.urlopen(req, timeout=10).close()
+
+
+def start(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
+    anchor = time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime())
+    cmd = [sys.executable, "-m", "fleetwatch.cli", "emulate", "--port", "0", "--fake-clock", "--anchor", anchor,
+           "--scenario", args.scenario, "--functions", str(args.functions), "--queues", str(args.queues),
+           "--tables", str(args.tables), "--databases", str(args.databases)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + START_TIMEOUT
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        match = re.match(r"^endpoint: (http://\S+)", line)
+        if match:
+            return proc, match.group(1)
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    raise SystemExit("the emulator did not start; run `fleetwatch emulate` with the same options to see why")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--functions", type=int, default=1000)
+    parser.add_argument("--queues", type=int, default=200)
+    parser.add_argument("--tables", type=int, default=50)
+    parser.add_argument("--databases", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--scenario", default="healthy")
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    proc, endpoint = start(args)
+    print(f"emulated fleet ready at {endpoint} in {time.perf_counter() - t0:.0f} s", flush=True)
+    try:
+        run(args, endpoint)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def run(args: argparse.Namespace, endpoint: str) -> None:
+    clock = RemoteClock(endpoint)
+    session = boto3.session.Session(**CREDS)
+    aws = Aws(regions=["us-east-1"], role_arns=[], endpoint_url=endpoint, session=session, read_timeout=300, max_attempts=1)
+    bare = session.client("cloudwatch", region_name="us-east-1", endpoint_url=endpoint,
+                          config=Config(read_timeout=300, retries={"max_attempts": 1}))
+    with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "bench.db") as store:
+        collector = Collector(store, aws, clock, backfill=0, probes=False)
+        t = time.perf_counter()
+        collector.discover()
+        print(f"discovered {len(store.resources())} resources in {time.perf_counter() - t:.1f} s", flush=True)
+        collector.poll(tiers=("fast", "slow"))  # warm-up: series rows created, caches filled
+
+        place = aws.places()[0]
+        polls, sdks, calls, samples, queries = [], [], [], [], 0
+        for i in range(args.repeats):
+            clock.advance(300)
+            now = int(clock.now())
+            pp, chunks = collector._plan(place, now, ("fast", "slow"))
+            queries = len(pp.plan.queries)
+            requests = [[q.request(f"q{j}") for j, q in enumerate(c.queries[k:k + MAX_QUERIES])]
+                        for c in chunks for k in range(0, len(c.queries), MAX_QUERIES)]
+            window = (chunks[0].start, chunks[-1].end)
+
+            def sdk() -> float:
+                started = time.perf_counter()
+                for batch in requests:
+                    token = None
+                    while True:
+                        extra = {"NextToken": token} if token else {}
+                        page = bare.get_metric_data(MetricDataQueries=batch, StartTime=window[0], EndTime=window[1],
+                                                    ScanBy="TimestampAscending", **extra)
+                        token = page.get("NextToken")
+                        if not token:
+                            break
+                return time.perf_counter() - started
+
+            def poll() -> float:
+                started = time.perf_counter()
+                report = collector.poll(tiers=("fast", "slow"))
+                elapsed = time.perf_counter() - started
+                assert not report.errors, report.summary()
+                calls.append(report.calls["cloudwatch:GetMetricData"])
+                samples.append(report.samples)
+                return elapsed
+
+            if i % 2:
+                sdks.append(sdk())
+                polls.append(poll())
+            else:
+                polls.append(poll())
+                sdks.append(sdk())
+            print(f"repeat {i + 1}: {queries} queries, {calls[-1]} calls, poll {polls[-1]:.2f} s, bare boto3 {sdks[-1]:.2f} s, "
+                  f"ratio {polls[-1] / sdks[-1]:.2f}, {samples[-1]} samples", flush=True)
+
+        by_place: dict[str, list[dict[str, Any]]] = {}
+        for r in store.resources():
+            by_place.setdefault(f"{r['account']}/{r['region']}", []).append(r)
+        p = project(by_place, 60, 300)
+        poll_s, sdk_s = statistics.median(polls), statistics.median(sdks)
+        result = {
+            "functions": args.functions, "queues": args.queues, "tables": args.tables, "databases": args.databases,
+            "queries": queries, "fast_queries": p.fast_queries, "slow_queries": p.slow_queries,
+            "get_metric_data_calls": int(statistics.median(calls)), "min_calls": math.ceil(queries / MAX_QUERIES),
+            "poll_seconds": round(poll_s, 3), "sdk_seconds": round(sdk_s, 3), "overhead_ratio": round(poll_s / sdk_s, 3),
+            "samples": int(statistics.median(samples)), "samples_per_second": round(statistics.median(samples) / poll_s),
+            "monthly_cost_usd": round(p.monthly_cost_usd, 2), "naive_monthly_cost_usd": round(p.naive_monthly_cost_usd, 2),
+            "cost_ratio": round(p.monthly_cost_usd / p.naive_monthly_cost_usd, 3), "repeats": args.repeats,
+        }
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
