@@ -350,3 +350,38 @@ def test_costly_detail_only_when_a_cheaper_signal_asks(fleet: Any, store: Any, t
     assert sum(v for _, v in store.series_samples(sampled, 0, ANCHOR)) > sum(v for _, v in store.series_samples(cold, 0, ANCHOR))
     init = SeriesKey(cold.resource_id, cold.namespace, "InitDuration", (), "Maximum", 60)
     assert all(v > 100 for _, v in store.series_samples(init, 0, ANCHOR))
+
+
+def test_next_token_pages_are_followed_and_each_page_is_a_billed_call(fleet: Any, store: Any) -> None:
+    from collector.aws import Place
+    from collector.plan import Query
+    from collector.poll import fetch
+
+    collector = make_collector(fleet, store, regions=["us-east-1"], roles=[])
+    place = Place(PROD, "us-east-1")
+    functions = ["checkout-fn", "orders-fn", "feed-fn", "catalog-fn", "likes-fn"]
+    # 100 distinct series (the same metric under several statistics and series ids).
+    queries = [Query(SeriesKey(f"lambda/{PROD}/us-east-1/{fn}#{i}", "AWS/Lambda", "Invocations", (("FunctionName", fn),), stat, 60), "slow")
+               for i in range(5) for fn in functions for stat in ("Sum", "SampleCount", "Maximum", "Minimum")]
+    seen = _watch_calls(collector, place)
+    with collector.aws.log.source("test"):
+        points, problems = fetch(collector.aws.client(place, "cloudwatch"), queries, ANCHOR - 1200 * 60, ANCHOR - 300)
+    # 100 queries × 1195 minutes = 119,500 datapoints: more than the 100,800 a page holds.
+    assert len(seen) == 2 and problems == []
+    assert sum(len(p) for _, p in points) == 100 * 1195
+    assert all([ts for ts, _ in p] == sorted({ts for ts, _ in p}) for _, p in points)
+    assert control(fleet, "/__fleet__/usage")["cloudwatch_metrics_requested"] == 200
+    assert collector.aws.log.take()[(place, "test")].metrics == 200
+
+
+def test_a_call_that_times_out_is_an_errored_source(fleet: Any, store: Any) -> None:
+    collector = make_collector(fleet, store, regions=["us-east-1"], read_timeout=1, max_attempts=1)
+    collector.discover()
+    control(fleet, "/__fleet__/faults", [{"account": STAGING, "operation": "GetMetricData", "mode": "delay", "seconds": 2}])
+    try:
+        report = collector.poll()
+    finally:
+        control(fleet, "/__fleet__/faults", [])
+    timed_out = [e for e in report.errors if e.place.account == STAGING and e.source == "cloudwatch"]
+    assert timed_out and "timeout" in timed_out[0].error.lower()
+    assert all(r.status == "ok" for r in report.sources if r.place.account == PROD)
