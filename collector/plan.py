@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector.aws import Place
-from collector.catalog import CATALOG, DETAIL, FAST, PERIOD, SLOW, MetricSpec, dimension_sets, metric_name
+from collector.catalog import CATALOG, DETAIL, FAST, PERIOD, SLOW, dimension_sets, metric_name
 from fleetwatch.store import SeriesKey
 
 MAX_QUERIES = 500  # GetMetricData: at most 500 queries a call
@@ -162,6 +162,3 @@ def naive_monthly_cost(resources: list[dict[str, Any]]) -> float:
 def resource_queries_all(resources: list[dict[str, Any]]) -> list[Query]:
     return [q for r in resources for q in resource_queries(r, (FAST, SLOW, DETAIL))]
 
-
-def spec_table() -> list[tuple[str, MetricSpec]]:
-    return [(kind, spec) for kind, specs in CATALOG.items() for spec in specs]

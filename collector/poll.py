@@ -56,7 +56,6 @@ class PollReport:
     tiers: dict[str, list[str]]  # place -> tiers polled
     sources: list[SourceResult]
     queries: int = 0
-    windows: list[str] = field(default_factory=list)
 
     @property
     def calls(self) -> Counter[str]:
@@ -207,9 +206,8 @@ class Collector:
                 rid = discovery.resource_id(f.kind, place, f.name)
                 facts = dict(f.facts)
                 old = known.get(rid, {}).get("facts", {})
-                for probed in ("ses", "lambda_account"):  # keep what the probes learnt
-                    if f.kind == probed:
-                        facts = {**old, **facts}
+                if f.kind in ("ses", "lambda_account"):  # keep what the probes learnt
+                    facts = {**old, **facts}
                 if f.kind == "lambda":
                     changed = old.get("code_sha256") and old.get("code_sha256") != facts.get("code_sha256")
                     facts["deployed_at"] = now if changed else old.get("deployed_at")
@@ -220,7 +218,6 @@ class Collector:
             seen = {r["id"] for r in rows}
             gone = [rid for rid, r in known.items() if rid not in seen and r["kind"] not in failed_kinds]
             self.store.mark_gone(gone, now)
-        result.samples = 0
         result.note = f"{len(kept)} resources ({len(found) - len(kept)} out of scope, {len(gone)} gone)"
         if errors:
             result.status = "error"
@@ -259,9 +256,8 @@ class Collector:
             t = start
             while t < end:
                 chunk_end = min(t + step, end)
-                last = chunk_end == end
                 advances = sorted({q.tier for q in queries if q.tier != DETAIL})
-                chunks.append(_Chunk(t, chunk_end, queries, advances, last))
+                chunks.append(_Chunk(t, chunk_end, queries, advances))
                 t = chunk_end
         return _PlacePoll(place_plan, tiers, triggered), chunks
 
@@ -344,7 +340,7 @@ class Collector:
                         self._advance(f"{place} {_span(chunk.start, chunk.end)}")
                     result.samples += sum(f.result() for f in pending)
                     with self._db:
-                        self.store.write_chunk([], [(place.account, place.region, t, chunk.end) for t in chunk.advances], now)
+                        self.store.advance_cursors([(place.account, place.region, t, chunk.end) for t in chunk.advances], now)
             except FAILURES as exc:
                 result.status, result.error = "error", discovery.describe_error(exc)
         if partial:
@@ -382,7 +378,6 @@ class _Chunk:
     end: int
     queries: list[plan.Query]
     advances: list[str]
-    last: bool
 
 
 @dataclass

@@ -346,19 +346,17 @@ class Store:
                               [account, region, tier]).fetchone()
         return int(row[0]) if row else None
 
-    def write_chunk(self, batch: Sequence[tuple[SeriesKey, Sequence[tuple[int, float]]]],
-                    cursors: Sequence[tuple[str, str, str, int]], at: int) -> int:
-        """Samples, then the cursors they advance, each committed: the cursor is written only
-        after its samples are stored, so after a crash it may lag (and the window is fetched
-        again, harmlessly upserted) but never claims data that is not there."""
-        written = self.write_samples(batch) if batch else 0
-        if cursors:
-            with self.transaction() as db:
-                db.conn.executemany(
-                    "INSERT INTO cursors (account, region, tier, covered_until, updated_at) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT(account, region, tier) DO UPDATE SET covered_until = MAX(covered_until, excluded.covered_until), "
-                    "updated_at = excluded.updated_at", [(a, r, t, until, at) for a, r, t, until in cursors])
-        return written
+    def advance_cursors(self, cursors: Sequence[tuple[str, str, str, int]], at: int) -> None:
+        """Move (account, region, tier) cursors forward to `covered_until` (never back). Call it
+        only after the samples it covers are committed: after a crash a cursor may lag (and the
+        window is fetched again, harmlessly upserted) but never claims data that is not there."""
+        if not cursors:
+            return
+        with self.transaction() as db:
+            db.conn.executemany(
+                "INSERT INTO cursors (account, region, tier, covered_until, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(account, region, tier) DO UPDATE SET covered_until = MAX(covered_until, excluded.covered_until), "
+                "updated_at = excluded.updated_at", [(a, r, t, until, at) for a, r, t, until in cursors])
 
 
 def _explain(path: Path, exc: sqlite3.OperationalError) -> StoreError:
