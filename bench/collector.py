@@ -105,8 +105,10 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
     clock = RemoteClock(endpoint)
     session = boto3.session.Session(**CREDS)
     aws = Aws(regions=["us-east-1"], role_arns=[], endpoint_url=endpoint, session=session, read_timeout=300, max_attempts=1)
-    bare = session.client("cloudwatch", region_name="us-east-1", endpoint_url=endpoint,
-                          config=Config(read_timeout=300, retries={"max_attempts": 1}))
+    # Its own session: the collector tunes how its sessions parse timestamps; bare boto3 must
+    # run with every default.
+    bare = boto3.session.Session(**CREDS).client("cloudwatch", region_name="us-east-1", endpoint_url=endpoint,
+                                                 config=Config(read_timeout=300, retries={"max_attempts": 1}))
     with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "bench.db") as store:
         collector = Collector(store, aws, clock, backfill=0, probes=False)
         t = time.perf_counter()

@@ -4,6 +4,12 @@ Clients are created here and handed to discovery, polling and probes (never crea
 inside them). Each one has connect and read timeouts and botocore's adaptive retry mode, so
 throttling slows fleetwatch down instead of failing a poll. Every call is recorded by its IAM
 action, which is what the poll summary, the cost figures and the least-privilege test read.
+
+Timestamps that AWS sends as epoch numbers (the JSON protocols: CloudWatch, X-Ray, DynamoDB)
+are kept as numbers rather than turned into datetime objects; ISO strings (the XML protocols,
+e.g. STS credentials' Expiration) still become datetimes. A full poll of a 1,000-function fleet
+returns ~100,000 timestamps, and building a datetime for each was half the poll's CPU, only for
+the store to turn it back into an integer.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
+from botocore.utils import parse_timestamp
 
 from fleetwatch import __version__
 
@@ -31,6 +38,22 @@ SESSION_NAME = "fleetwatch"
 # Called with (account, region, iam_action) for every call any collector client makes; the
 # test suite registers one to check every call against the shipped IAM policy.
 OBSERVERS: list[Callable[[str, str, str], None]] = []
+
+
+def _timestamp(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return parse_timestamp(value)
+
+
+def epoch_seconds(value: Any) -> int:
+    """A timestamp from a response, number or datetime, as whole epoch seconds."""
+    return int(value) if isinstance(value, (int, float)) else int(value.timestamp())
+
+
+def _keep_epoch_numbers(core: botocore.session.Session) -> None:
+    # botocore's documented hook for how its parsers read timestamps (the AWS CLI uses it too).
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
 
 
 def iam_action(signing_name: str, operation: str, http_method: str) -> str:
@@ -128,6 +151,7 @@ class Aws:
         self.endpoint_url = endpoint_url or None
         self.log = log or CallLog()
         self._base = session or boto3.session.Session(profile_name=profile or None)
+        _keep_epoch_numbers(self._base._session)
         self._config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
                               retries={"mode": "adaptive", "max_attempts": max_attempts},
                               user_agent_extra=f"fleetwatch/{__version__}", max_pool_connections=16)
@@ -196,7 +220,8 @@ class Aws:
         credentials = RefreshableCredentials.create_from_metadata(metadata=fetch(), refresh_using=fetch,
                                                                   method="sts-assume-role")
         core = botocore.session.get_session()
-        core._credentials = credentials  # the documented way to hand refreshable credentials to a session
+        core._credentials = credentials  # how botocore's own assume-role provider hands them to a session
+        _keep_epoch_numbers(core)
         return boto3.session.Session(botocore_session=core)
 
     # -- clients ---------------------------------------------------------------------------------

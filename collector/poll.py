@@ -22,7 +22,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from collector import discovery, plan, probes
-from collector.aws import AssumeRoleError, Aws, CallTally, Place
+from collector.aws import AssumeRoleError, Aws, CallTally, Place, epoch_seconds
 from collector.catalog import DETAIL, FAST, SLOW
 from collector.scope import Scope
 from fleetwatch.clock import Clock
@@ -405,7 +405,7 @@ def fetch(cw: Any, queries: list[plan.Query], start: int, end: int) -> tuple[lis
         page = cw.get_metric_data(**args)
         for r in page.get("MetricDataResults", []):
             got = collected.setdefault(r["Id"], [])
-            got.extend((int(ts.timestamp()), float(v)) for ts, v in zip(r.get("Timestamps", []), r.get("Values", [])))
+            got.extend((epoch_seconds(ts), float(v)) for ts, v in zip(r.get("Timestamps", []), r.get("Values", [])))
             if r.get("StatusCode") not in ("Complete", "PartialData"):
                 idx = int(r["Id"][1:])
                 msg = "; ".join(m.get("Value", "") for m in r.get("Messages", []))

@@ -16,6 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from collector.aws import epoch_seconds
 from fleetwatch.store import SeriesKey
 
 Clients = Callable[[str], Any]
@@ -190,6 +191,6 @@ def hot_keys(clients: Clients, rules: list[tuple[str, str]], start: int, end: in
         keys = [{"key": "|".join(c.get("Keys", [])), "value": c.get("ApproximateAggregateValue")} for c in report.get("Contributors", [])]
         out.facts.setdefault(rid, {})["hot_keys"] = {"rule": rule, "window": [start, end], "top": keys}
         out.points.append((SeriesKey(rid, "fleetwatch/ContributorInsights", "MaxContributorValue", (("Rule", rule),), "Maximum", 60),
-                           [(int(d["Timestamp"].timestamp()), float(d["MaxContributorValue"]))
+                           [(epoch_seconds(d["Timestamp"]), float(d["MaxContributorValue"]))
                             for d in report.get("MetricDatapoints", []) if "MaxContributorValue" in d]))
     return out

@@ -27,7 +27,10 @@ _READER_TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
 def _code() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("handler.py", "def handler(event, context):\n    return {'ok': True}\n")
+        # A fixed timestamp: the same code gives the same CodeSha256 on every start, so a
+        # restarted emulator does not look like a deploy of every function.
+        info = zipfile.ZipInfo("handler.py", date_time=(2026, 1, 1, 0, 0, 0))
+        zf.writestr(info, "def handler(event, context):\n    return {'ok': True}\n")
     return buf.getvalue()
 
 
