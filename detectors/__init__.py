@@ -1,4 +1,9 @@
 """Detectors: pure functions of series, resource facts and a clock, returning findings.
 
-No boto3, no SQL and no wall clock in here.
+No boto3, no SQL and no wall clock in here. Importing the package registers every detector.
 """
+
+from detectors import connections, limits, queues  # noqa: F401  (registration)
+from detectors.base import REGISTRY
+
+__all__ = ["REGISTRY"]

@@ -38,12 +38,16 @@ def _parser() -> argparse.ArgumentParser:
     collect.add_argument("--once", action="store_true", help="run one poll, print what it did, and exit")
     collect.add_argument("--polls", type=int, default=None, help="stop after this many polls (default: run until Ctrl-C)")
 
+    det = sub.add_parser("detect", help="run one detection pass over the store and print the findings")
+    det.add_argument("--config", help="configuration file (TOML)")
+    det.add_argument("--detector", action="append", help="run only this detector (repeatable)")
+
     emulate = sub.add_parser("emulate", help="serve an emulated AWS fleet on loopback")
     _emulator_args(emulate)
     demo = sub.add_parser("demo", help="start the emulated fleet, collect it into a store and print each poll")
     _emulator_args(demo, default_scenario="tour")
     demo.add_argument("--store", default="demo/fleetwatch.db", help="store to collect into (default demo/fleetwatch.db)")
-    demo.add_argument("--polls", type=int, default=5, help="polls to run after the backfill, one emulated minute apart (default 5)")
+    demo.add_argument("--polls", type=int, default=60, help="polls to run after the backfill, one emulated minute apart (default 60)")
     demo.add_argument("--serve", action="store_true", help="keep serving the emulated fleet after the demo polls")
     return parser
 
@@ -94,6 +98,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 if args.command == "plan":
                     return plan_command(cfg, store, aws, SystemClock(), discover=not args.no_discover)
                 return collect_command(cfg, store, aws, polls=1 if args.once else args.polls)
+        if args.command == "detect":
+            from fleetwatch.clock import SystemClock
+            from fleetwatch.detection import detect
+
+            cfg = load_config(args.config, environ=environ)
+            with open_store(cfg["store.path"]) as store:
+                detection = detect(store, int(SystemClock().now()), names=args.detector)
+            print(detection.summary())
+            return 1 if any(r.status != "ok" for r in detection.runs) else 0
         if args.command in ("emulate", "demo"):
             try:
                 from simulator.cli import run_emulator

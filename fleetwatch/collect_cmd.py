@@ -61,9 +61,11 @@ def plan_command(cfg: Any, store: Store, aws: Aws, clock: Clock, discover: bool,
 
 
 def collect_command(cfg: Any, store: Store, aws: Aws, clock: Clock | None = None, *, polls: int | None = 1,
-                    out: TextIO | None = None, between: Callable[[], None] | None = None) -> int:
+                    out: TextIO | None = None, between: Callable[[], None] | None = None,
+                    after: Callable[[PollReport], None] | None = None, brief: bool = False) -> int:
     """Run `polls` polls (None: until interrupted), printing each summary. Exit status 1 if the
-    last poll had errored sources, so scripts notice."""
+    last poll had errored sources, so scripts notice. `brief` prints one line per poll after the
+    first (errors still in full)."""
     out = out or sys.stdout
     clock = clock or SystemClock()
     bar = Bar()
@@ -75,7 +77,12 @@ def collect_command(cfg: Any, store: Store, aws: Aws, clock: Clock | None = None
             started = clock.now()
             report = collector.poll()
             bar.close()
-            print(report.summary(), file=out, flush=True)
+            text = report.summary()
+            if brief and n > 0:
+                text = "\n".join(line for i, line in enumerate(text.splitlines()) if i == 0 or "ERROR" in line)
+            print(text, file=out, flush=True)
+            if after is not None:
+                after(report)
             n += 1
             if polls is not None and n >= polls:
                 break

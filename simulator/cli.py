@@ -18,6 +18,7 @@ from simulator.provision import provision
 from simulator.scenario import load_scenario, scenario_fleet, scenario_names
 from simulator.server import Emulator
 
+DEMO_LEAD = 3600
 DEMO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIAFLEETWATCHDEMO01", "AWS_SECRET_ACCESS_KEY": "emulated-secret-key"}
 
 
@@ -57,7 +58,11 @@ def run_emulator(args: argparse.Namespace, demo: bool) -> int:
         return 2
     # The demo runs on emulated time, so its polls come a minute apart without waiting a minute.
     fake = args.fake_clock or demo
-    clock: Clock = FakeClock(anchor if anchor is not None else time.time() // 60 * 60) if fake else SystemClock()
+    if anchor is None and fake:
+        anchor = time.time() // 60 * 60
+    # The demo starts an emulated hour before the anchor, so the scenario's latest incidents
+    # unfold while it polls.
+    clock: Clock = FakeClock(anchor - (DEMO_LEAD if demo else 0)) if fake and anchor is not None else SystemClock()
     started = time.monotonic()
     try:
         extra = {"sqs": args.queues, "dynamodb": args.tables, "rds": args.databases}
@@ -103,12 +108,14 @@ def demo_config(emulator: Emulator, store_path: str) -> dict[str, str]:
 
 def demo_collect(emulator: Emulator, store_path: str, polls: int) -> int:
     """Collect the emulated fleet into a store: backfill (with a progress bar), then `polls`
-    polls one emulated minute apart, printing each poll's summary."""
+    polls one emulated minute apart, printing each poll's summary line and each finding as it
+    first appears."""
     import boto3
 
     from collector.aws import Aws
     from fleetwatch.collect_cmd import collect_command, plan_command
     from fleetwatch.config import load_config
+    from fleetwatch.detection import detect
     from fleetwatch.store import open_store
 
     Path(store_path).parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +129,17 @@ def demo_collect(emulator: Emulator, store_path: str, polls: int) -> int:
         aws = Aws.from_config(cfg, session=session)
         plan_command(cfg, store, aws, clock, discover=True)
         print(flush=True)
-        status = collect_command(cfg, store, aws, clock, polls=polls + 1,
+        seen: set[str] = set()
+
+        def findings(report: Any) -> None:
+            # Print each finding once, when it first appears, as the incidents unfold.
+            detection = detect(store, report.started_at)
+            new = [f for f in detection.findings if f.fingerprint not in seen]
+            seen.update(f.fingerprint for f in new)
+            for f in new:
+                print(f"  FINDING {f.severity.upper():8} {f.title}" + (f"\n          cause: {f.cause}" if f.cause else ""), flush=True)
+
+        status = collect_command(cfg, store, aws, clock, polls=polls + 1, after=findings, brief=True,
                                  between=lambda: clock.advance(60))  # type: ignore[attr-defined]
         print(f"\nstore {store_path}: {store.db['samples'].count} samples of {store.db['series'].count} series, "
               f"{store.db['resources'].count} resources; run again to see it resume where it ended", flush=True)

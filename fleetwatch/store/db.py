@@ -201,6 +201,12 @@ class Store:
                 out.setdefault((rid, metric, stat), []).append((int(ts), float(value)))
         return out
 
+    def window_samples(self, start: int, end: int) -> Iterator[tuple[str, str, str, int, float]]:
+        """(resource id, metric, stat, ts, value) of every sample in [start, end), by series then time."""
+        yield from self.db.execute(
+            "SELECT s.resource_id, s.metric, s.stat, m.ts, m.value FROM samples m JOIN series s ON s.id = m.series_id "
+            "WHERE m.ts >= ? AND m.ts < ? ORDER BY m.series_id, m.ts", [start, end])
+
     def mark_gone(self, ids: Iterable[str], at: int) -> int:
         ids = list(ids)
         if not ids:
@@ -338,6 +344,13 @@ class Store:
         if rows:
             with self.transaction() as db:
                 db["poll_log"].insert_all(rows, alter=False)
+
+    def record_detection(self, findings: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]) -> None:
+        with self.transaction() as db:
+            if findings:
+                db["findings"].insert_all(findings, alter=False)
+            if runs:
+                db["detector_runs"].insert_all(runs, alter=False)
 
     # -- collector cursors ---------------------------------------------------------------------
 

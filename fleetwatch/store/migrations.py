@@ -122,10 +122,25 @@ def _cursors(db: sqlite_utils.Database) -> None:
     db["poll_log"].create_index(["poll_id"])
 
 
+def _detector_runs(db: sqlite_utils.Database) -> None:
+    db["findings"].add_column("started_at", int)
+    db["findings"].add_column("cause", str)
+    db["findings"].add_column("fix", str)
+    db["findings"].add_column("pass_id", str)
+    # One row per detector and pass: ok or errored (with the message), and its NoData resources.
+    db["detector_runs"].create(
+        {"id": int, "pass_id": str, "ts": int, "detector": str, "status": str, "error": str, "findings": int,
+         "nodata": str, "seconds": float},
+        pk="id", not_null={"pass_id", "ts", "detector", "status"}, defaults={"findings": 0, "nodata": "[]"},
+    )
+    db["detector_runs"].create_index(["ts"])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_resources_series_samples_poll_log", _initial),
     Migration("0002_findings_incidents_notifications_silences", _alerting),
     Migration("0003_hourly_rollups", _rollups),
     Migration("0004_collector_cursors", _cursors),
+    Migration("0005_detector_runs", _detector_runs),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

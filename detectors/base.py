@@ -1,0 +1,168 @@
+"""What every detector shares: the inputs it is handed (resources with their facts, windows of
+series, the time), the finding it returns, and the registry that names it.
+
+A detector is a function `(inputs) -> list[Finding]`. It may also return `NoData(resource_id,
+why)` entries: a resource whose signals are absent is its own state, not an alarm.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# info: a risk worth showing (a misconfiguration, a low limit) that pages nobody.
+INFO, WARNING, CRITICAL = "info", "warning", "critical"
+Point = tuple[int, float]
+
+
+@dataclass(frozen=True)
+class Series:
+    """Points of one metric of one resource, ascending by time; missing minutes are absent."""
+
+    points: tuple[Point, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.points)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def since(self, t: int) -> Series:
+        return Series(tuple(p for p in self.points if p[0] >= t))
+
+    def before(self, t: int) -> Series:
+        return Series(tuple(p for p in self.points if p[0] < t))
+
+    @property
+    def values(self) -> list[float]:
+        return [v for _, v in self.points]
+
+    @property
+    def latest(self) -> Point | None:
+        return self.points[-1] if self.points else None
+
+    def sum(self) -> float:
+        return sum(v for _, v in self.points)
+
+    def max(self) -> float | None:
+        return max(self.values) if self.points else None
+
+    def median(self) -> float | None:
+        return statistics.median(self.values) if self.points else None
+
+    def slope_per_minute(self) -> tuple[float, float]:
+        """Least-squares slope (per minute) and R² of the points; (0, 0) with fewer than 3."""
+        n = len(self.points)
+        if n < 3:
+            return 0.0, 0.0
+        xs = [t / 60.0 for t, _ in self.points]
+        ys = self.values
+        mx, my = sum(xs) / n, sum(ys) / n
+        sxx = sum((x - mx) ** 2 for x in xs)
+        syy = sum((y - my) ** 2 for y in ys)
+        sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+        if sxx == 0:
+            return 0.0, 0.0
+        slope = sxy / sxx
+        r2 = (sxy * sxy) / (sxx * syy) if syy else 0.0
+        return slope, r2
+
+    def run_start(self, holds: Callable[[float], bool]) -> int | None:
+        """When the newest unbroken run of points for which `holds` is true began (None if the
+        newest point does not hold)."""
+        start = None
+        for t, v in reversed(self.points):
+            if not holds(v):
+                break
+            start = t
+        return start
+
+
+@dataclass(frozen=True)
+class Resource:
+    id: str
+    kind: str
+    name: str
+    account: str
+    region: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Inputs:
+    """Everything a detector may look at. Built by the spine from the store; built by hand in
+    the table tests."""
+
+    now: int
+    resources: Sequence[Resource]
+    series: dict[tuple[str, str, str], Series]  # (resource id, metric, stat) -> points
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def of_kind(self, kind: str) -> list[Resource]:
+        return [r for r in self.resources if r.kind == kind]
+
+    def get(self, resource_id: str, metric: str, stat: str) -> Series:
+        return self.series.get((resource_id, metric, stat), Series())
+
+    def resource(self, resource_id: str) -> Resource | None:
+        return next((r for r in self.resources if r.id == resource_id), None)
+
+    def place(self, res: Resource, kind: str) -> Resource | None:
+        """The account-level resource of `kind` in the same account and region."""
+        return next((r for r in self.resources if r.kind == kind and r.account == res.account and r.region == res.region), None)
+
+
+@dataclass
+class Finding:
+    detector: str
+    resource_id: str
+    severity: str
+    title: str
+    started_at: int
+    evidence: dict[str, Any]
+    cause: str = ""
+    fix: str = ""
+    key: str = ""  # what about the resource: several findings of one detector on one resource
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.detector}:{self.resource_id}:{self.key}"
+
+
+@dataclass(frozen=True)
+class NoData:
+    resource_id: str
+    why: str
+
+
+Detector = Callable[[Inputs], Iterable[Finding | NoData]]
+REGISTRY: dict[str, Detector] = {}
+
+
+def detector(name: str) -> Callable[[Detector], Detector]:
+    """Register a detector under `name`; a second detector with the same name fails loudly."""
+
+    def register(fn: Detector) -> Detector:
+        if name in REGISTRY:
+            raise ValueError(f"detector {name!r} is registered twice ({REGISTRY[name].__module__} and {fn.__module__})")
+        REGISTRY[name] = fn
+        return fn
+
+    return register
+
+
+def evidence(limit: float | None = None, baseline: float | None = None, **series: Series) -> dict[str, Any]:
+    """The points that decided a finding, and what they were held against."""
+    out: dict[str, Any] = {"series": {name: [list(p) for p in s.points[-30:]] for name, s in series.items()}}
+    if limit is not None:
+        out["limit"] = limit
+    if baseline is not None:
+        out["baseline"] = baseline
+    return out
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:.0f}%" if x >= 0.1 else f"{x * 100:.1f}%"

@@ -1,0 +1,119 @@
+"""Account limits that reject work: the SES sandbox, quota and reputation; Lambda account
+concurrency. Thresholds from SIGNALS.md §5 and §1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Resource, detector, evidence, pct
+
+RECENT = 5 * 60
+QUOTA_WARN, QUOTA_CRIT = 0.80, 0.95
+BOUNCE_WARN, BOUNCE_REVIEW, BOUNCE_PAUSE = 0.025, 0.05, 0.10
+COMPLAINT_WARN, COMPLAINT_REVIEW, COMPLAINT_PAUSE = 0.0005, 0.001, 0.005
+DEFAULT_CONCURRENCY = 1000
+HEADROOM_WARN, HEADROOM_CRIT = 0.80, 0.90
+
+PRODUCTION_FIX = ("Request production access for SES in this region (SES console → Account dashboard → Request "
+                  "production access); until then only verified recipients and 200 mails a day are allowed.")
+
+
+@detector("ses_account")
+def ses_account(inp: Inputs) -> Iterator[Finding | NoData]:
+    for res in inp.of_kind("ses"):
+        f = res.facts
+        if f.get("max_24h_send") is None:
+            yield NoData(res.id, "the SES account has not been probed yet")
+            continue
+        where = f"SES {res.region} ({res.account})"
+        sandbox = f.get("production_access") is False
+        sent, quota = float(f.get("sent_last_24h") or 0), float(f["max_24h_send"] or 0)
+        used = sent / quota if quota else 0.0
+        sent_series = inp.get(res.id, "SES.SentLast24Hours", "Value")
+        if used >= QUOTA_WARN:
+            severity = CRITICAL if used >= QUOTA_CRIT or sandbox else WARNING
+            title = (f"{where}: {sent:.0f} of {quota:.0f} daily sends used ({pct(used)})"
+                     + (" — still in the SES sandbox" if sandbox else ""))
+            yield Finding("ses_account", res.id, severity, title,
+                          sent_series.run_start(lambda v: v / quota >= QUOTA_WARN) or inp.now,
+                          evidence(limit=quota, sent_last_24h=sent_series),
+                          cause="the account never left the SES sandbox" if sandbox else "sending volume near the 24-hour quota",
+                          fix=PRODUCTION_FIX if sandbox else "Ask AWS for a higher sending quota, or spread sends over the day.",
+                          key="quota")
+        rejects = inp.get(res.id, "Reject", "Sum").since(inp.now - 3600)
+        if sandbox and rejects.sum() > 0:
+            yield Finding("ses_account", res.id, CRITICAL, f"{where}: {rejects.sum():.0f} mails rejected in the last hour while in the sandbox",
+                          rejects.points[0][0], evidence(reject=rejects), cause="the SES sandbox rejects unverified recipients",
+                          fix=PRODUCTION_FIX, key="sandbox-rejects")
+        status = f.get("enforcement_status")
+        if status and status != "HEALTHY":
+            yield Finding("ses_account", res.id, CRITICAL, f"{where}: account {status.lower()} (enforcement status {status})",
+                          inp.now, evidence(), cause="AWS placed the account under review or paused sending",
+                          fix="Open the SES reputation dashboard, find the cause (bounces, complaints) and answer AWS's case.",
+                          key="enforcement")
+        if f.get("sending_enabled") is False:
+            yield Finding("ses_account", res.id, CRITICAL, f"{where}: sending is disabled", inp.now, evidence(),
+                          cause="sending was paused for the account", fix="Re-enable sending once the cause is fixed.", key="disabled")
+        yield from _reputation(inp, res.id, where)
+
+
+def _reputation(inp: Inputs, rid: str, where: str) -> Iterator[Finding]:
+    for metric, warn, review, pause, label in (
+            ("Reputation.BounceRate", BOUNCE_WARN, BOUNCE_REVIEW, BOUNCE_PAUSE, "bounce"),
+            ("Reputation.ComplaintRate", COMPLAINT_WARN, COMPLAINT_REVIEW, COMPLAINT_PAUSE, "complaint")):
+        series = inp.get(rid, metric, "Maximum").since(inp.now - 3600)
+        latest = series.latest
+        if latest is None or latest[1] < warn:
+            continue
+        rate = latest[1]
+        severity = CRITICAL if rate >= review else WARNING
+        yield Finding("ses_account", rid, severity,
+                      f"{where}: {label} rate {pct(rate)} (review at {pct(review)}, sending paused at {pct(pause)})",
+                      series.run_start(lambda v, w=warn: v >= w) or latest[0], evidence(limit=review, rate=series),
+                      cause=f"{label}s above what AWS tolerates",
+                      fix=("Stop sending to addresses that bounced (use the suppression list) and clean the list."
+                           if label == "bounce" else "Send only to people who asked for the mail; make unsubscribing easy."),
+                      key=label)
+
+
+@detector("lambda_account")
+def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
+    for res in inp.of_kind("lambda_account"):
+        limit = res.facts.get("concurrency_limit")
+        claimed = inp.get(res.id, "ClaimedAccountConcurrency", "Maximum").since(inp.now - 3600)
+        if not limit:
+            yield NoData(res.id, "the Lambda account settings have not been probed yet")
+            continue
+        where = f"Lambda {res.region} ({res.account})"
+        recent = claimed.since(inp.now - RECENT)
+        peak = recent.max()
+        if peak is not None and peak / limit >= HEADROOM_WARN:
+            severity = CRITICAL if peak / limit >= HEADROOM_CRIT else WARNING
+            yield Finding("lambda_account", res.id, severity,
+                          f"{where}: {peak:.0f} of {limit} account concurrency claimed ({pct(peak / limit)})",
+                          claimed.run_start(lambda v: v / limit >= HEADROOM_WARN) or inp.now,
+                          evidence(limit=limit, claimed=claimed), cause="account concurrency nearly used up",
+                          fix="Request a higher concurrent-executions quota (Service Quotas, L-B99A9384), or cap the "
+                              "busiest functions with reserved concurrency.", key="headroom")
+        throttles = _unreserved_throttles(inp, res)
+        if throttles > 0:
+            yield Finding("lambda_account", res.id, CRITICAL, f"{where}: {throttles:.0f} invocations throttled in 5 min",
+                          inp.now - RECENT, evidence(limit=limit, claimed=claimed,
+                                                     throttles=inp.get(res.id, "Throttles", "Sum").since(inp.now - 3600)),
+                          cause="the account's concurrency is exhausted", key="throttles",
+                          fix="Raise the account's concurrency quota, or reserve concurrency for critical functions.")
+        if limit < DEFAULT_CONCURRENCY:
+            yield Finding("lambda_account", res.id, INFO,
+                          f"{where}: account concurrency limit is {limit}, far below the default {DEFAULT_CONCURRENCY}",
+                          inp.now, evidence(limit=limit, claimed=claimed), cause="a new account's low default quota",
+                          fix="Request the default 1,000 (Service Quotas, L-B99A9384).", key="low-limit")
+
+
+def _unreserved_throttles(inp: Inputs, res: Resource) -> float:
+    """Account-wide throttles in the last 5 minutes, less those of functions that have reserved
+    concurrency (they throttle inside their own reservation, by design)."""
+    total = inp.get(res.id, "Throttles", "Sum").since(inp.now - RECENT).sum()
+    reserved = sum(inp.get(fn.id, "Throttles", "Sum").since(inp.now - RECENT).sum()
+                   for fn in inp.of_kind("lambda")
+                   if fn.account == res.account and fn.region == res.region and fn.facts.get("reserved_concurrency"))
+    return total - reserved

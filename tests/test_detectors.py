@@ -1,0 +1,283 @@
+"""Table tests for the detectors: each case is a fleet of a few resources with hand-made series,
+and what the detector must (or must not) say about it, quiet cases included."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Resource, Series
+from detectors.connections import connections
+from detectors.limits import lambda_account, ses_account
+from detectors.queues import queues
+from fleetwatch.detection import run
+
+NOW = 1_800_000_000 // 60 * 60
+M = 60
+
+
+def ramp(start: float, end: float, minutes: int, every: int = 1) -> Series:
+    """A series ending at NOW - 1 min, linear from start to end over `minutes`."""
+    n = minutes // every
+    return Series(tuple((NOW - (n - i) * every * M, start + (end - start) * i / max(n - 1, 1)) for i in range(n)))
+
+
+def flat(value: float, minutes: int, every: int = 1) -> Series:
+    return ramp(value, value, minutes, every)
+
+
+def join(*parts: Series) -> Series:
+    points: dict[int, float] = {}
+    for part in parts:
+        points.update(dict(part.points))
+    return Series(tuple(sorted(points.items())))
+
+
+def shift(s: Series, minutes: int) -> Series:
+    return Series(tuple((t - minutes * M, v) for t, v in s.points))
+
+
+def res(kind: str, name: str, facts: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
+        account: str = "111111111111") -> Resource:
+    return Resource(f"{kind}/{account}/us-east-1/{name}", kind, name, account, "us-east-1", facts or {}, tags or {})
+
+
+def inputs(resources: list[Resource], series: dict[tuple[str, str, str], Series]) -> Inputs:
+    by_name = {r.name: r.id for r in resources}
+    return Inputs(NOW, resources, {(by_name[n], m, s): v for (n, m, s), v in series.items()})
+
+
+def results(detect: Callable[[Inputs], Any], inp: Inputs) -> tuple[list[Finding], list[NoData]]:
+    out = list(detect(inp))
+    return [f for f in out if isinstance(f, Finding)], [n for n in out if isinstance(n, NoData)]
+
+
+def keys(findings: list[Finding]) -> set[tuple[str, str]]:
+    return {(f.key, f.severity) for f in findings}
+
+
+# -- queues -----------------------------------------------------------------------------------------
+
+QUEUE = {"retention": 3600, "consumers": ["worker-fn"]}
+WORKER = res("lambda", "worker-fn")
+
+QUEUE_CASES = [
+    ("backlog rising, inflow above outflow, age rising", {
+        ("q", "ApproximateNumberOfMessagesVisible", "Maximum"): ramp(10, 400, 20),
+        ("q", "ApproximateAgeOfOldestMessage", "Maximum"): ramp(10, 600, 20),
+        ("q", "NumberOfMessagesSent", "Sum"): flat(100, 20, every=5),
+        ("q", "NumberOfMessagesDeleted", "Sum"): flat(60, 20, every=5)}, {("growth", WARNING)}),
+    ("a bursty queue that drains: quiet", {
+        ("q", "ApproximateNumberOfMessagesVisible", "Maximum"): join(shift(ramp(0, 300, 10), 10), ramp(300, 100, 10)),
+        ("q", "ApproximateAgeOfOldestMessage", "Maximum"): join(shift(ramp(5, 120, 10), 10), ramp(120, 30, 10)),
+        ("q", "NumberOfMessagesSent", "Sum"): flat(500, 20, every=5),
+        ("q", "NumberOfMessagesDeleted", "Sum"): flat(520, 20, every=5)}, set()),
+    ("backlog and age rising while deletes keep up with sends (metrics lag a burst): quiet", {
+        ("q", "ApproximateNumberOfMessagesVisible", "Maximum"): ramp(0, 300, 15),
+        ("q", "ApproximateAgeOfOldestMessage", "Maximum"): ramp(5, 60, 15),
+        ("q", "NumberOfMessagesSent", "Sum"): flat(500, 15, every=5),
+        ("q", "NumberOfMessagesDeleted", "Sum"): flat(520, 15, every=5)}, set()),
+    ("a busy queue at a steady depth: quiet", {
+        ("q", "ApproximateNumberOfMessagesVisible", "Maximum"): flat(5000, 30),
+        ("q", "ApproximateAgeOfOldestMessage", "Maximum"): flat(40, 30),
+        ("q", "NumberOfMessagesSent", "Sum"): flat(90000, 30, every=5),
+        ("q", "NumberOfMessagesDeleted", "Sum"): flat(90000, 30, every=5)}, set()),
+    ("consumer stopped: sends, no deletes", {
+        ("q", "ApproximateNumberOfMessagesVisible", "Maximum"): ramp(0, 900, 15),
+        ("q", "ApproximateAgeOfOldestMessage", "Maximum"): ramp(0, 900, 15),
+        ("q", "NumberOfMessagesSent", "Sum"): flat(300, 15, every=5),
+        ("q", "NumberOfMessagesDeleted", "Sum"): flat(0, 15, every=5)}, {("stopped", CRITICAL)}),
+    ("oldest message at 85% of retention", {
+        ("q", "ApproximateNumberOfMessagesVisible", "Maximum"): flat(30, 15),
+        ("q", "ApproximateAgeOfOldestMessage", "Maximum"): ramp(2800, 3060, 15)}, {("loss-risk", CRITICAL)}),
+    ("oldest message at 55% of retention", {
+        ("q", "ApproximateNumberOfMessagesVisible", "Maximum"): flat(30, 15),
+        ("q", "ApproximateAgeOfOldestMessage", "Maximum"): flat(2000, 15)}, {("loss-risk", WARNING)}),
+]
+
+
+@pytest.mark.parametrize(("label", "series", "expected"), QUEUE_CASES, ids=[c[0] for c in QUEUE_CASES])
+def test_queue_cases(label: str, series: dict[tuple[str, str, str], Series], expected: set[tuple[str, str]]) -> None:
+    findings, _ = results(queues, inputs([res("sqs", "q", QUEUE), WORKER], series))
+    assert keys(findings) == expected
+
+
+def test_queue_growth_names_the_erroring_consumer_and_time_to_drain() -> None:
+    series = {("q", "ApproximateNumberOfMessagesVisible", "Maximum"): ramp(10, 400, 20),
+              ("q", "ApproximateAgeOfOldestMessage", "Maximum"): ramp(10, 600, 20),
+              ("q", "NumberOfMessagesSent", "Sum"): flat(100, 20, every=5),
+              ("q", "NumberOfMessagesDeleted", "Sum"): flat(60, 20, every=5),
+              ("worker-fn", "Errors", "Sum"): flat(3, 15)}
+    (finding,), _ = results(queues, inputs([res("sqs", "q", QUEUE), WORKER], series))
+    assert "worker-fn erroring" in finding.cause and "time to drain never" in finding.title
+    assert finding.evidence["series"]["visible"][-1][1] == 400
+
+
+def test_an_inactive_queue_is_nodata_not_an_empty_queue() -> None:
+    findings, nodata = results(queues, inputs([res("sqs", "q", QUEUE)], {}))
+    assert findings == [] and [n.resource_id for n in nodata] == ["sqs/111111111111/us-east-1/q"]
+
+
+DLQ = {"retention": 1209600, "is_dlq": True, "dlq_of": ["q"]}
+
+
+@pytest.mark.parametrize(("label", "visible", "expected"), [
+    ("inactive, then 40 messages", shift(ramp(10, 40, 4), 0), {("dlq", WARNING)}),
+    ("had 5, now 45", join(shift(flat(5, 30), 20), ramp(5, 45, 10)), {("dlq", WARNING)}),
+    ("steady at 5 for an hour: already known, quiet", flat(5, 60), set()),
+    ("10,000 and growing", join(shift(flat(9000, 30), 15), ramp(9000, 12000, 10)), {("dlq", CRITICAL)}),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_dlq_cases(label: str, visible: Series, expected: set[tuple[str, str]]) -> None:
+    findings, _ = results(queues, inputs([res("sqs", "dlq", DLQ)], {("dlq", "ApproximateNumberOfMessagesVisible", "Maximum"): visible}))
+    assert keys(findings) == expected
+
+
+def test_dlq_retention_shorter_than_its_source_is_info() -> None:
+    findings, _ = results(queues, inputs([res("sqs", "dlq", {**DLQ, "retention": 3600, "retention_shorter_than_source": True})], {}))
+    assert keys(findings) == {("dlq-retention", INFO)}
+
+
+# -- connections ------------------------------------------------------------------------------------
+
+DB = {"max_connections": 500, "max_connections_estimated": False}
+
+
+def db_inputs(conns: Series, caller: Series | None = None, facts: dict[str, Any] | None = None) -> Inputs:
+    resources = [res("rds", "orders-db", facts or DB, {"service": "orders"}), res("lambda", "orders-fn", tags={"service": "orders"}),
+                 res("lambda", "other-fn", tags={"service": "web"})]
+    series = {("orders-db", "DatabaseConnections", "Maximum"): conns,
+              ("other-fn", "ConcurrentExecutions", "Maximum"): join(flat(2, 90), ramp(2, 900, 10))}
+    if caller is not None:
+        series[("orders-fn", "ConcurrentExecutions", "Maximum")] = caller
+    return inputs(resources, series)
+
+
+def test_connection_storm_names_the_caller_that_scaled() -> None:
+    conns = join(shift(flat(40, 60), 10), ramp(40, 490, 10))
+    caller = join(shift(flat(3, 60, every=5), 10), ramp(3, 600, 10, every=5))
+    (finding,), _ = results(connections, db_inputs(conns, caller))
+    assert finding.severity == CRITICAL and finding.key == "utilisation"
+    assert "orders-db at 98% of max_connections (490/500) since orders-fn scaled to 600 concurrent" == finding.title
+    assert "other-fn" not in finding.cause  # another service's function scaled too, but does not use this database
+    assert finding.evidence["limit"] == 500
+
+
+@pytest.mark.parametrize(("label", "conns", "expected"), [
+    ("steady at half: quiet", flat(250, 60), set()),
+    ("85%, flat", flat(425, 30), {("utilisation", WARNING)}),
+    ("65% and climbing 20 a minute: forecast", join(shift(flat(200, 30), 10), ramp(200, 330, 10)), {("forecast", WARNING)}),
+    ("65% but falling: quiet", ramp(400, 330, 10), set()),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_connection_cases(label: str, conns: Series, expected: set[tuple[str, str]]) -> None:
+    findings, _ = results(connections, db_inputs(conns))
+    assert keys(findings) == expected
+
+
+def test_estimated_max_connections_says_so_and_unknown_is_nodata() -> None:
+    (finding,), _ = results(connections, db_inputs(flat(290, 10), facts={"max_connections": 307, "max_connections_estimated": True}))
+    assert "(290/307 (estimated))" in finding.title
+    findings, nodata = results(connections, db_inputs(flat(290, 10), facts={"max_connections": None}))
+    assert findings == [] and "max_connections unknown" in nodata[0].why
+
+
+def proxy_inputs(**series: Series) -> Inputs:
+    names = {"used": "DatabaseConnections", "allowed": "MaxDatabaseConnectionsAllowed", "failed": "DatabaseConnectionsSetupFailed",
+             "borrow": "DatabaseConnectionsBorrowLatency"}
+    stat = {"borrow": "p95"}
+    return inputs([res("rds_proxy", "p")], {("p", names[k], stat.get(k, "Sum")): v for k, v in series.items()})
+
+
+@pytest.mark.parametrize(("label", "series", "expected"), [
+    ("pool at 50%: quiet", {"used": flat(75, 30), "allowed": flat(150, 30)}, set()),
+    ("pool at 75%: below AWS's 30% headroom", {"used": flat(112, 30), "allowed": flat(150, 30)}, {("pool", WARNING)}),
+    ("pool full", {"used": flat(148, 30), "allowed": flat(150, 30)}, {("pool", CRITICAL)}),
+    ("setup failures", {"used": flat(75, 30), "allowed": flat(150, 30), "failed": flat(2, 3)}, {("setup-failed", CRITICAL)}),
+    ("borrow latency 20× its usual", {"used": flat(75, 30), "allowed": flat(150, 30),
+                                      "borrow": join(shift(flat(300, 60), 10), flat(6000, 10))}, {("borrow-latency", WARNING)}),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_proxy_cases(label: str, series: dict[str, Series], expected: set[tuple[str, str]]) -> None:
+    findings, _ = results(connections, proxy_inputs(**series))
+    assert keys(findings) == expected
+
+
+# -- account limits -------------------------------------------------------------------------------
+
+def account_inputs(limit: int, claimed: Series, throttles: Series | None = None, reserved_throttles: Series | None = None) -> Inputs:
+    resources = [res("lambda_account", "account", {"concurrency_limit": limit}),
+                 res("lambda", "report-fn", {"reserved_concurrency": 5})]
+    series = {("account", "ClaimedAccountConcurrency", "Maximum"): claimed}
+    if throttles is not None:
+        series[("account", "Throttles", "Sum")] = throttles
+    if reserved_throttles is not None:
+        series[("report-fn", "Throttles", "Sum")] = reserved_throttles
+    return inputs(resources, series)
+
+
+@pytest.mark.parametrize(("label", "inp", "expected"), [
+    ("half the limit: quiet", account_inputs(1000, flat(500, 30)), set()),
+    ("85% claimed", account_inputs(1000, flat(850, 30)), {("headroom", WARNING)}),
+    ("92% claimed", account_inputs(1000, flat(920, 30)), {("headroom", CRITICAL)}),
+    ("throttles only inside a reserved function: quiet",
+     account_inputs(1000, flat(300, 30), throttles=flat(4, 10), reserved_throttles=flat(4, 10)), set()),
+    ("throttles outside reservations", account_inputs(1000, flat(300, 30), throttles=flat(30, 10), reserved_throttles=flat(4, 10)),
+     {("throttles", CRITICAL)}),
+    ("a limit of 10 is a risk to show, not to page", account_inputs(10, flat(1, 30)), {("low-limit", INFO)}),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_lambda_account_cases(label: str, inp: Inputs, expected: set[tuple[str, str]]) -> None:
+    findings, _ = results(lambda_account, inp)
+    assert keys(findings) == expected
+
+
+def ses_inputs(facts: dict[str, Any], **series: Series) -> Inputs:
+    base = {"max_24h_send": 200.0, "max_send_rate": 1.0, "sent_last_24h": 50.0, "production_access": False,
+            "sending_enabled": True, "enforcement_status": "HEALTHY"}
+    names = {"bounce": ("Reputation.BounceRate", "Maximum"), "complaint": ("Reputation.ComplaintRate", "Maximum"),
+             "reject": ("Reject", "Sum")}
+    return inputs([res("ses", "account", {**base, **facts})], {("account", *names[k]): v for k, v in series.items()})
+
+
+@pytest.mark.parametrize(("label", "inp", "expected"), [
+    ("sandbox, a quarter of the quota used: quiet", ses_inputs({}), set()),
+    ("sandbox, 97% of the daily quota", ses_inputs({"sent_last_24h": 194.0}), {("quota", CRITICAL)}),
+    ("production, 85% of the quota", ses_inputs({"production_access": True, "max_24h_send": 50000.0, "sent_last_24h": 42500.0}),
+     {("quota", WARNING)}),
+    ("sandbox rejecting mail", ses_inputs({}, reject=flat(3, 10)), {("sandbox-rejects", CRITICAL)}),
+    ("bounce rate 3%", ses_inputs({"production_access": True}, bounce=flat(0.03, 30)), {("bounce", WARNING)}),
+    ("bounce rate 6%: under review", ses_inputs({"production_access": True}, bounce=flat(0.06, 30)), {("bounce", CRITICAL)}),
+    ("complaints 0.2%", ses_inputs({"production_access": True}, complaint=flat(0.002, 30)), {("complaint", CRITICAL)}),
+    ("on probation", ses_inputs({"production_access": True, "enforcement_status": "PROBATION"}), {("enforcement", CRITICAL)}),
+    ("sending disabled", ses_inputs({"production_access": True, "sending_enabled": False}), {("disabled", CRITICAL)}),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_ses_cases(label: str, inp: Inputs, expected: set[tuple[str, str]]) -> None:
+    findings, _ = results(ses_account, inp)
+    assert keys(findings) == expected
+
+
+def test_sandbox_quota_title_and_fix() -> None:
+    (finding,), _ = results(ses_account, ses_inputs({"sent_last_24h": 194.0}))
+    assert finding.title == "SES us-east-1 (111111111111): 194 of 200 daily sends used (97%) — still in the SES sandbox"
+    assert "production access" in finding.fix
+
+
+def test_an_unprobed_account_is_nodata() -> None:
+    findings, nodata = results(ses_account, inputs([res("ses", "account")], {}))
+    assert findings == [] and nodata
+    findings, nodata = results(lambda_account, inputs([res("lambda_account", "account")], {}))
+    assert findings == [] and nodata
+
+
+# -- the pass ------------------------------------------------------------------------------------
+
+def test_a_detector_that_throws_is_errored_and_the_others_still_run() -> None:
+    def broken(inp: Inputs) -> list[Finding]:
+        raise ZeroDivisionError("division by zero")
+
+    def fine(inp: Inputs) -> list[Finding]:
+        return [Finding("fine", "r", WARNING, "something", inp.now, {})]
+
+    detection = run(inputs([], {}), detectors={"broken": broken, "fine": fine})
+    by_name = {r.name: r for r in detection.runs}
+    assert by_name["broken"].status == "error" and "ZeroDivisionError: division by zero" in by_name["broken"].error
+    assert by_name["fine"].status == "ok" and [f.title for f in detection.findings] == ["something"]
