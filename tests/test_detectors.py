@@ -281,3 +281,49 @@ def test_a_detector_that_throws_is_errored_and_the_others_still_run() -> None:
     by_name = {r.name: r for r in detection.runs}
     assert by_name["broken"].status == "error" and "ZeroDivisionError: division by zero" in by_name["broken"].error
     assert by_name["fine"].status == "ok" and [f.title for f in detection.findings] == ["something"]
+
+
+# -- hot partitions ---------------------------------------------------------------------------------
+
+from detectors.tables import tables  # noqa: E402
+
+TABLE = {"billing": "PROVISIONED", "read_capacity": 400, "write_capacity": 1000,
+         "hot_keys": {"window": [NOW - 900, NOW], "top": [{"key": "post#1#likes", "value": 900.0}]}}
+
+
+def table_inputs(facts: dict[str, Any] | None = None, **series: Series) -> Inputs:
+    stat = {"ProvisionedWriteCapacityUnits": "Maximum"}
+    return inputs([res("dynamodb", "posts", TABLE if facts is None else facts)],
+                  {("posts", metric, stat.get(metric, "Sum")): s for metric, s in series.items()})
+
+
+@pytest.mark.parametrize(("label", "inp", "expected"), [
+    ("busy but under capacity, no throttles: quiet", table_inputs(ConsumedWriteCapacityUnits=flat(500 * 60, 10)), set()),
+    ("key-range throttles at 30% of capacity: hot partition",
+     table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(300, 5), ConsumedWriteCapacityUnits=flat(300 * 60, 10)),
+     {("hot-write", CRITICAL)}),
+    ("two minutes of key-range throttles: not yet", table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(300, 2)), set()),
+    ("key-range throttles while the table is at capacity: capacity, not a hot key",
+     table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(50, 5), WriteProvisionedThroughputThrottleEvents=flat(50, 5),
+                  ConsumedWriteCapacityUnits=flat(1000 * 60, 10)), {("capacity-write", WARNING)}),
+    ("a throttle during an auto-scaling step: quiet",
+     table_inputs(WriteProvisionedThroughputThrottleEvents=flat(20, 3),
+                  ProvisionedWriteCapacityUnits=join(shift(flat(1000, 10), 5), flat(1500, 5)),
+                  ConsumedWriteCapacityUnits=flat(1100 * 60, 10)), set()),
+    ("sustained provisioned throttling", table_inputs(WriteProvisionedThroughputThrottleEvents=flat(400, 5),
+                                                      ConsumedWriteCapacityUnits=flat(1000 * 60, 10)), {("capacity-write", CRITICAL)}),
+    ("account limit", table_inputs(WriteAccountLimitThrottleEvents=flat(10, 5)), {("account-limit-write", WARNING)}),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_table_cases(label: str, inp: Inputs, expected: set[tuple[str, str]]) -> None:
+    findings, _ = results(tables, inp)
+    assert keys(findings) == expected
+
+
+def test_hot_partition_names_the_key_and_suggests_sharding() -> None:
+    (finding,), _ = results(tables, table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(300, 5),
+                                                 ConsumedWriteCapacityUnits=flat(300 * 60, 10)))
+    assert "hottest key post#1#likes" in finding.title and "30% of its 1000 WCU" in finding.title
+    assert "sharded counter" in finding.fix and finding.evidence["limit"] == 1000
+    stale = {**TABLE, "hot_keys": {"window": [NOW - 7200, NOW - 3600], "top": [{"key": "old#key", "value": 1.0}]}}
+    (finding,), _ = results(tables, table_inputs(stale, WriteKeyRangeThroughputThrottleEvents=flat(300, 5)))
+    assert "old#key" not in finding.title

@@ -1,0 +1,88 @@
+"""Hot partitions (SIGNALS.md §2): key-range throttling while the table as a whole is under its
+capacity, told apart from provisioned-capacity, account-limit and on-demand-maximum throttling;
+the hot keys named from Contributor Insights; write sharding suggested."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series, detector, evidence, pct
+
+RECENT = 5 * 60
+UNDER_CAPACITY = 0.8
+LOUD = 1000  # throttle events in 5 minutes that make it critical
+
+REASONS = {
+    "ProvisionedThroughput": ("capacity", "provisioned capacity exceeded",
+                              "Raise the table's provisioned capacity or its auto-scaling maximum, or switch to on-demand."),
+    "AccountLimit": ("account-limit", "the account's per-table throughput quota",
+                     "Request a higher DynamoDB table-level quota for the account."),
+    "MaxOnDemandThroughput": ("on-demand-max", "the table's configured on-demand maximum",
+                              "Raise the table's MaxReadRequestUnits / MaxWriteRequestUnits."),
+}
+
+
+def _minutes_with(series: Series) -> int:
+    return sum(1 for _, v in series.points if v > 0)
+
+
+@detector("tables")
+def tables(inp: Inputs) -> Iterator[Finding]:
+    for t in inp.of_kind("dynamodb"):
+        for op, unit in (("Read", "RCU"), ("Write", "WCU")):
+            yield from _table_op(inp, t, op, unit)
+
+
+def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]:
+    since = inp.now - RECENT
+    key_range = inp.get(t.id, f"{op}KeyRangeThroughputThrottleEvents", "Sum")
+    # Consumed capacity is a slow-tier signal: look back two polls of it.
+    consumed = inp.get(t.id, f"Consumed{op}CapacityUnits", "Sum").since(inp.now - 600)
+    capacity = t.facts.get(f"{op.lower()}_capacity")
+    provisioned = inp.get(t.id, f"Provisioned{op}CapacityUnits", "Maximum")
+    if provisioned.latest:
+        capacity = provisioned.latest[1]
+    used = (consumed.max() or 0.0) / 60.0  # per-minute Sum → units per second
+    share = used / capacity if capacity else None
+    others = {reason: inp.get(t.id, f"{op}{reason}ThrottleEvents", "Sum") for reason in REASONS}
+    hot = key_range.since(since)
+    if _minutes_with(hot) >= 3 and (share is None or share < UNDER_CAPACITY) and not any(
+            s.since(since).sum() for r, s in others.items() if r != "ProvisionedThroughput"):
+        keys = _hot_keys(t, inp.now)
+        named = f"; hottest key {keys[0]}" if keys else ""
+        load = f"while the table uses {pct(share)} of its {capacity:.0f} {unit}" if share is not None else "on an on-demand table"
+        yield Finding("tables", t.id, CRITICAL if hot.sum() >= LOUD else WARNING,
+                      f"{t.name}: hot partition — {hot.sum():.0f} {op.lower()} throttles in 5 min {load}{named}",
+                      key_range.run_start(lambda v: v > 0) or hot.points[0][0],
+                      evidence(limit=3000 if op == "Read" else 1000, key_range_throttles=key_range, consumed=consumed),
+                      cause=f"one partition key takes more than the per-partition {'3,000 RCU' if op == 'Read' else '1,000 WCU'}"
+                            + (f" ({', '.join(keys[:3])})" if keys else ""),
+                      fix=("Shard the hot key: write to key#0…key#N (a sharded counter) and sum on read, or cache the "
+                           "hot item's reads." if op == "Write" else "Cache the hot item (DAX or an in-process cache), or "
+                           "replicate it under several keys."),
+                      key=f"hot-{op.lower()}")
+    for reason, (key, cause, fix) in REASONS.items():
+        series = others[reason]
+        recent = series.since(since)
+        if _minutes_with(recent) < 2:
+            continue
+        if reason == "ProvisionedThroughput" and _scaling_step(provisioned, inp.now) and _minutes_with(recent) <= 3:
+            continue  # auto scaling just raised capacity: a few minutes of throttling is expected
+        yield Finding("tables", t.id, CRITICAL if recent.sum() >= LOUD else WARNING,
+                      f"{t.name}: {recent.sum():.0f} {op.lower()} throttles in 5 min — {cause}"
+                      + (f" ({pct(share)} of {capacity:.0f} {unit} used)" if share is not None else ""),
+                      series.run_start(lambda v: v > 0) or recent.points[0][0], evidence(limit=capacity, throttles=series, consumed=consumed),
+                      cause=cause, fix=fix, key=f"{key}-{op.lower()}")
+
+
+def _scaling_step(provisioned: Series, now: int) -> bool:
+    recent = provisioned.since(now - 600)
+    return len(recent) >= 2 and recent.values[-1] > recent.values[0]
+
+
+def _hot_keys(t: Resource, now: int) -> list[str]:
+    report = t.facts.get("hot_keys") or {}
+    window = report.get("window") or [0, 0]
+    if window[1] < now - 1800:
+        return []
+    return [k["key"] for k in report.get("top", []) if k.get("key")]
