@@ -100,11 +100,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 return collect_command(cfg, store, aws, polls=1 if args.once else args.polls)
         if args.command == "detect":
             from fleetwatch.clock import SystemClock
-            from fleetwatch.detection import detect
+            from fleetwatch.detection import detect, detector_settings
 
             cfg = load_config(args.config, environ=environ)
             with open_store(cfg["store.path"]) as store:
-                detection = detect(store, int(SystemClock().now()), names=args.detector)
+                detection = detect(store, int(SystemClock().now()), names=args.detector, settings=detector_settings(cfg))
             print(detection.summary())
             return 1 if any(r.status != "ok" for r in detection.runs) else 0
         if args.command in ("emulate", "demo"):

@@ -51,6 +51,13 @@ class DetectionPass:
         return "\n".join(lines) if lines else "  no findings"
 
 
+def detector_settings(cfg: Any) -> dict[str, Any]:
+    """The settings detectors read (objectives), from a loaded configuration."""
+    from fleetwatch.config.settings import SETTINGS
+
+    return {s.key: cfg[s.key] for s in SETTINGS if s.key.startswith("objectives.")}
+
+
 def load_inputs(store: Store, now: int, window: int = WINDOW, settings: dict[str, Any] | None = None) -> Inputs:
     resources = [Resource(r["id"], r["kind"], r["name"], r["account"], r["region"], r["facts"], r["tags"])
                  for r in store.resources()]
@@ -82,8 +89,8 @@ def run(inputs: Inputs, detectors: dict[str, Detector] | None = None, names: Ite
     return DetectionPass(uuid.uuid4().hex, inputs.now, runs)
 
 
-def detect(store: Store, now: int, names: Iterable[str] | None = None) -> DetectionPass:
-    detection = run(load_inputs(store, now), names=names)
+def detect(store: Store, now: int, names: Iterable[str] | None = None, settings: dict[str, Any] | None = None) -> DetectionPass:
+    detection = run(load_inputs(store, now, settings=settings), names=names)
     record(store, detection)
     return detection
 

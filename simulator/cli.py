@@ -115,7 +115,7 @@ def demo_collect(emulator: Emulator, store_path: str, polls: int) -> int:
     from collector.aws import Aws
     from fleetwatch.collect_cmd import collect_command, plan_command
     from fleetwatch.config import load_config
-    from fleetwatch.detection import detect
+    from fleetwatch.detection import detect, detector_settings
     from fleetwatch.store import open_store
 
     Path(store_path).parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +133,7 @@ def demo_collect(emulator: Emulator, store_path: str, polls: int) -> int:
 
         def findings(report: Any) -> None:
             # Print each finding once, when it first appears, as the incidents unfold.
-            detection = detect(store, report.started_at)
+            detection = detect(store, report.started_at, settings=detector_settings(cfg))
             new = [f for f in detection.findings if f.fingerprint not in seen]
             seen.update(f.fingerprint for f in new)
             for f in new:

@@ -327,3 +327,77 @@ def test_hot_partition_names_the_key_and_suggests_sharding() -> None:
     stale = {**TABLE, "hot_keys": {"window": [NOW - 7200, NOW - 3600], "top": [{"key": "old#key", "value": 1.0}]}}
     (finding,), _ = results(tables, table_inputs(stale, WriteKeyRangeThroughputThrottleEvents=flat(300, 5)))
     assert "old#key" not in finding.title
+
+
+# -- outcomes ---------------------------------------------------------------------------------------
+
+from detectors.outcomes import expected_interval, outcomes  # noqa: E402
+
+REST = {"type": "REST", "stages": ["prod"], "functions": ["checkout-fn"]}
+
+
+def api_inputs(rate: Series, count: Series, latency: Series | None = None, **settings: Any) -> Inputs:
+    series = {("api", "5XXError", "Average"): rate, ("api", "Count", "Sum"): count}
+    if latency is not None:
+        series[("api", "Latency", "p95")] = latency
+    inp = inputs([res("api", "api", REST)], series)
+    inp.settings.update(settings)
+    return inp
+
+
+@pytest.mark.parametrize(("label", "inp", "expected"), [
+    ("0.1% errors: quiet", api_inputs(flat(0.001, 60), flat(120, 60)), set()),
+    ("12% errors for 5 min", api_inputs(join(shift(flat(0.001, 55), 5), flat(0.12, 5)), flat(120, 60)), {("errors", CRITICAL)}),
+    ("2% errors against a 1% objective", api_inputs(join(shift(flat(0.001, 55), 5), flat(0.02, 5)), flat(120, 60)),
+     {("errors", WARNING)}),
+    ("50% errors on 4 requests: too few to page", api_inputs(join(shift(flat(0.0, 55), 5), flat(0.5, 5)), flat(0.8, 60)), set()),
+    ("a noisy API at 2.5%, usually 2%: quiet under a 5% objective",
+     api_inputs(join(shift(flat(0.02, 55), 5), flat(0.025, 5)), flat(120, 60), **{"objectives.api_error_rate": 0.05}), set()),
+    ("latency doubled", api_inputs(flat(0.001, 60), flat(120, 60), join(shift(flat(80, 55), 5), flat(200, 5))), {("latency", WARNING)}),
+    ("latency doubled but within a 500 ms objective: quiet",
+     api_inputs(flat(0.001, 60), flat(120, 60), join(shift(flat(80, 55), 5), flat(200, 5)), **{"objectives.api_latency_ms": 500}), set()),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_api_cases(label: str, inp: Inputs, expected: set[tuple[str, str]]) -> None:
+    findings, _ = results(outcomes, inp)
+    assert keys(findings) == expected
+
+
+@pytest.mark.parametrize(("label", "errors", "invocations", "expected"), [
+    ("usual 0.1%", flat(1, 60), flat(1000, 60), set()),
+    ("8% failing", join(shift(flat(1, 50), 10), flat(80, 10)), flat(1000, 60), {("errors", WARNING)}),
+    ("30% failing", join(shift(flat(1, 50), 10), flat(300, 10)), flat(1000, 60), {("errors", CRITICAL)}),
+    ("half of 10 invocations: too few", join(shift(flat(0, 50), 10), flat(1, 10)), flat(2, 60), set()),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_function_error_cases(label: str, errors: Series, invocations: Series, expected: set[tuple[str, str]]) -> None:
+    findings, _ = results(outcomes, inputs([res("lambda", "fn")], {("fn", "Errors", "Sum"): errors,
+                                                                    ("fn", "Invocations", "Sum"): invocations}))
+    assert keys(findings) == expected
+
+
+def every(minutes: int, until: int, span: int = 120) -> Series:
+    """A run every `minutes`, the last one `until` minutes before now, over `span` minutes."""
+    return Series(tuple((NOW - m * M, 1.0) for m in range(span, until - 1, -1) if (m - until) % minutes == 0))
+
+
+@pytest.mark.parametrize(("label", "facts", "series", "expected"), [
+    ("ran 3 min ago: quiet", {"expression": "rate(5 minutes)"}, {"TriggeredRules": every(5, 3)}, set()),
+    ("no run for 12 min on a 5-minute rate", {"expression": "rate(5 minutes)"}, {"TriggeredRules": every(5, 12)}, {("missed", CRITICAL)}),
+    ("a new rule with no run yet: quiet", {"expression": "rate(5 minutes)"}, {}, set()),
+    ("hourly cron, last run 40 min ago: quiet", {"expression": "cron(15 * * * ? *)"}, {"TriggeredRules": every(60, 40)}, set()),
+    ("hourly cron, last run 100 min ago", {"expression": "cron(15 * * * ? *)"}, {"TriggeredRules": every(60, 100)},
+     {("missed", CRITICAL)}),
+    ("target failing", {"expression": "rate(15 minutes)"}, {"TriggeredRules": every(15, 4), "FailedInvocations": every(15, 4)},
+     {("failed", CRITICAL)}),
+    ("a disabled rule: quiet", {"expression": "rate(5 minutes)", "state": "DISABLED"}, {"TriggeredRules": every(5, 60)}, set()),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_schedule_cases(label: str, facts: dict[str, Any], series: dict[str, Series], expected: set[tuple[str, str]]) -> None:
+    findings, _ = results(outcomes, inputs([res("schedule", "job", facts)], {("job", m, "Sum"): s for m, s in series.items()}))
+    assert keys(findings) == expected
+
+
+@pytest.mark.parametrize(("expression", "seconds"), [
+    ("rate(1 minute)", 60), ("rate(5 minutes)", 300), ("rate(2 hours)", 7200), ("rate(1 day)", 86400),
+    ("cron(0 * * * ? *)", 3600), ("cron(30 4 * * ? *)", 86400), ("cron(0/5 * * * ? *)", None), ("at(2026-01-01T00:00:00)", None),
+])
+def test_expected_interval(expression: str, seconds: int | None) -> None:
+    assert expected_interval(expression) == seconds

@@ -135,6 +135,10 @@ def _coerce(s: Setting, raw: Any, from_env: bool) -> Any:
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise ValueError(f"got {_describe(raw)}")
         value = raw
+    elif kind == "float":
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise ValueError(f"got {_describe(raw)}")
+        value = float(raw)
     elif kind == "duration":
         try:
             value = parse_duration(raw)
@@ -161,14 +165,14 @@ def _coerce(s: Setting, raw: Any, from_env: bool) -> Any:
     return value
 
 
-def _show(s: Setting, value: int) -> str:
-    return format_duration(value) if s.kind == "duration" else str(value)
+def _show(s: Setting, value: float) -> str:
+    return format_duration(int(value)) if s.kind == "duration" else f"{value:g}"
 
 
 def _from_env_text(s: Setting, text: str) -> Any:
-    if s.kind == "int":
+    if s.kind in ("int", "float"):
         try:
-            return int(text.strip())
+            return (int if s.kind == "int" else float)(text.strip())
         except ValueError:
             return text
     if s.kind == "bool":

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("str", "int", "bool", "duration", "list[str]", "choice")
+KINDS = ("str", "int", "float", "bool", "duration", "list[str]", "choice")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -44,8 +44,8 @@ class Setting:
     default: Any
     help: str
     secret: bool = False
-    minimum: int | None = None
-    maximum: int | None = None
+    minimum: float | None = None
+    maximum: float | None = None
     choices: tuple[str, ...] = ()
     pattern: str | None = None
     pattern_hint: str = ""
@@ -63,6 +63,8 @@ class Setting:
             text = "a duration (seconds, or '90s', '5m', '2h', '14d')"
         elif self.kind == "int":
             text = "a whole number"
+        elif self.kind == "float":
+            text = "a number"
         elif self.kind == "bool":
             text = "true or false"
         elif self.kind == "list[str]":
@@ -194,6 +196,18 @@ SETTINGS: tuple[Setting, ...] = (
         "At most this many sampled X-Ray traces are fetched per function and poll, and only for "
         "functions whose duration or concurrency jumped (X-Ray retrieval is billed per trace).",
         minimum=5, maximum=5000,
+    ),
+    Setting(
+        "objectives.api_error_rate", "float", 0.01,
+        "Share of an API's requests that may fail with a 5XX before it is a finding, whatever the "
+        "API's own baseline (0.01 = 1%). A rate three times the API's usual also counts.",
+        minimum=0.0, maximum=1.0,
+    ),
+    Setting(
+        "objectives.api_latency_ms", "int", 0,
+        "API latency objective for the p95, in milliseconds; 0 means none, and only a doubling against the "
+        "API's own recent latency is a finding.",
+        minimum=0, maximum=600000,
     ),
     Setting(
         "log.level", "choice", "INFO",
