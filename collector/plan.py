@@ -42,6 +42,7 @@ class PlacePlan:
     xray_functions: list[tuple[str, str]] = field(default_factory=list)  # (resource id, function name)
     insight_rules: list[tuple[str, str]] = field(default_factory=list)  # (resource id, rule name)
     queues: list[tuple[str, str]] = field(default_factory=list)  # (resource id, queue URL) for live depth
+    functions: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (resource id, last modified): deploy watch
 
     def by_tier(self) -> dict[str, int]:
         out = {FAST: 0, SLOW: 0, DETAIL: 0}
@@ -73,6 +74,8 @@ def build(place: Place, resources: list[dict[str, Any]], tiers: Iterable[str], t
             plan.queries.extend(resource_queries(res, [DETAIL]))
         if SLOW in tiers and res["kind"] == "sqs" and res["facts"].get("url"):
             plan.queues.append((res["id"], res["facts"]["url"]))
+        if SLOW in tiers and res["kind"] == "lambda":
+            plan.functions[res["name"]] = (res["id"], str(res["facts"].get("last_modified", "")))
     plan.xray_functions = [(r["id"], r["name"]) for r in resources if r["id"] in triggered.xray]
     plan.insight_rules = [(r["id"], rule) for r in resources if r["id"] in triggered.insights
                           for rule in r["facts"].get("contributor_insights_rules", []) if "-PKT-" in rule or "-SKT-" in rule]
@@ -129,7 +132,9 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
             out.insights.add(t["id"])
     # Half an hour of the slow-tier signals is enough history for "the newest value jumped".
     recent = store.recent_values([r["id"] for r in functions],
-                                 ["Duration", "ConcurrentExecutions", "ProvisionedConcurrencySpilloverInvocations"], now - 1800, now)
+                                 ["Duration", "ConcurrentExecutions", "ProvisionedConcurrencySpilloverInvocations", "Invocations"],
+                                 now - 3600, now)
+    slow_apis = _slow_apis(store, [r for r in resources if r["kind"] == "api"], now)
     for fn in functions:
         rid = fn["id"]
         why = ""
@@ -141,10 +146,38 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
             why = "provisioned concurrency spilled over"
         elif int(fn["facts"].get("deployed_at") or 0) >= since:
             why = "new code deployed"
+        elif fn["name"] in slow_apis:
+            why = f"{slow_apis[fn['name']]}'s latency jumped"
+        elif _woke(recent.get((rid, "Invocations", "Sum"), []), now):
+            why = "invoked again after 30 min idle"
         if why:
             out.xray.add(rid)
             out.reasons[rid] = why
     return out
+
+
+def _slow_apis(store: Any, apis: list[dict[str, Any]], now: int) -> dict[str, str]:
+    """Function name -> API, for APIs whose p95 latency just jumped (users feel it; a cold start
+    hides in init time that the function's own Duration does not count)."""
+    recent = store.recent_values([a["id"] for a in apis], ["Latency"], now - 1800, now)
+    out = {}
+    for api in apis:
+        if _latest_jump(recent.get((api["id"], "Latency", "p95"), []), 1.5, 20.0):
+            for fn in api["facts"].get("functions", []):
+                out[fn] = api["name"]
+    return out
+
+
+def _woke(points: list[tuple[int, float]], now: int) -> bool:
+    """Invoked in the last 10 minutes after 30 minutes or more without an invocation (an idle
+    function's Invocations has no datapoints at all; the window read is an hour)."""
+    active = [t for t, v in points if v > 0]
+    recent = [t for t in active if t >= now - 600]
+    if not recent:
+        return False
+    earlier = [t for t in active if t < recent[0]]
+    quiet_since = earlier[-1] if earlier else now - 3600
+    return recent[0] - quiet_since >= 1800
 
 
 # -- cost -----------------------------------------------------------------------------------------

@@ -209,8 +209,9 @@ class Collector:
                 if f.kind in ("ses", "lambda_account"):  # keep what the probes learnt
                     facts = {**old, **facts}
                 if f.kind == "lambda":
-                    changed = old.get("code_sha256") and old.get("code_sha256") != facts.get("code_sha256")
-                    facts["deployed_at"] = now if changed else old.get("deployed_at")
+                    # LastModified moves on every code or configuration update: both recycle
+                    # the function's environments, so both count as a deploy.
+                    facts["deployed_at"] = probes.modified_at(str(facts.get("last_modified", "")))
                 rows.append({"id": rid, "account": place.account, "region": place.region, "kind": f.kind, "name": f.name,
                              "arn": f.arn, "facts": facts, "tags": f.tags})
             self.store.upsert_resources(rows, now)
@@ -279,6 +280,8 @@ class Collector:
             probes_due.append(("probe:lambda", lambda: probes.lambda_account(clients, by_kind["lambda_account"]["id"], end)))
         if pp.plan.queues:
             probes_due.append(("probe:sqs", lambda: self._queues(clients, pp.plan.queues, end)))
+        if pp.plan.functions:
+            probes_due.append(("probe:deploys", lambda: probes.deploys(clients, pp.plan.functions)))
         if pp.plan.xray_functions:
             probes_due.append(("xray", lambda: self._xray(place, clients, pp.plan.xray_functions, end)))
         if pp.plan.insight_rules:

@@ -101,6 +101,37 @@ def lambda_account(clients: Clients, rid: str, ts: int) -> ProbeResult:
     return out
 
 
+# -- deploys ---------------------------------------------------------------------------------------
+
+def modified_at(stamp: str) -> int | None:
+    """Epoch seconds of Lambda's LastModified ("2026-11-18T14:15:00.000+0000", or moto's
+    "...Z" with nanoseconds); the first 19 characters are the UTC time to the second."""
+    import calendar
+    import time as _time
+
+    try:
+        return calendar.timegm(_time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+    except (ValueError, TypeError):
+        return None
+
+
+def deploys(clients: Clients, known: dict[str, tuple[str, str]]) -> ProbeResult:
+    """Updates since discovery: ListFunctions (50 a page) against the stored LastModified of
+    each function, so a deploy is seen within a slow poll, not an hour later. `known` maps
+    function name to (resource id, last modified)."""
+    out = ProbeResult()
+    changed = []
+    for page in clients("lambda").get_paginator("list_functions").paginate():
+        for fn in page.get("Functions", []):
+            rid, last = known.get(fn["FunctionName"], ("", ""))
+            if rid and fn.get("LastModified") and fn["LastModified"] != last:
+                out.facts[rid] = {"code_sha256": fn["CodeSha256"], "last_modified": fn.get("LastModified", ""),
+                                  "deployed_at": modified_at(fn.get("LastModified", ""))}
+                changed.append(fn["FunctionName"])
+    out.note = f"deployed: {', '.join(changed)}" if changed else ""
+    return out
+
+
 # -- SQS live depth -------------------------------------------------------------------------------
 
 LIVE_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
@@ -124,10 +155,15 @@ def queue_depth(clients: Clients, queues: list[tuple[str, str]], ts: int) -> tup
 
 # -- X-Ray cold starts ----------------------------------------------------------------------------
 
+SUMMARIES_PER_TRACE = 20  # summaries scanned per trace read, at most
+
+
 def cold_starts(clients: Clients, functions: list[tuple[str, str]], start: int, end: int, max_traces: int) -> tuple[ProbeResult, int]:
-    """Per function and minute: sampled invocations, cold starts among them, and the longest
-    Initialization. Summaries come newest first; when `max_traces` stops the read, the oldest
-    minute reached is dropped because it was only partly read. Returns (result, traces read)."""
+    """Per function and minute: sampled invocations read, cold starts among them, and the
+    longest Initialization. At most `max_traces` traces are read per function, spread evenly
+    over the window's summaries (so the cold share stays unbiased when a busy function has more);
+    if even the summaries had to stop early, the oldest minute reached is dropped as partly read.
+    Returns (result, traces read)."""
     out, read = ProbeResult(), 0
     xray = clients("xray")
     for rid, name in functions:
@@ -137,21 +173,20 @@ def cold_starts(clients: Clients, functions: list[tuple[str, str]], start: int, 
         truncated = False
         for page in xray.get_paginator("get_trace_summaries").paginate(
                 StartTime=start, EndTime=end, FilterExpression=f'service("{name}")', Sampling=False):
-            for summary in page.get("TraceSummaries", []):
-                if len(ids) >= max_traces:
-                    truncated = True
-                    break
-                ids.append(summary["Id"])
-            if truncated:
+            ids.extend(s["Id"] for s in page.get("TraceSummaries", []))
+            if len(ids) >= max_traces * SUMMARIES_PER_TRACE:
+                truncated = True
                 break
+        step = max(1, -(-len(ids) // max_traces))  # ceil: an even spread of at most max_traces
+        chosen = ids[::step][:max_traces]
         per_minute: dict[int, list[float]] = defaultdict(list)  # minute -> init durations (0 for warm)
-        for i in range(0, len(ids), BATCH_GET_TRACES):
-            for trace in xray.batch_get_traces(TraceIds=ids[i:i + BATCH_GET_TRACES]).get("Traces", []):
+        for i in range(0, len(chosen), BATCH_GET_TRACES):
+            for trace in xray.batch_get_traces(TraceIds=chosen[i:i + BATCH_GET_TRACES]).get("Traces", []):
                 minute, init = _function_segment(trace)
                 if minute is not None:
                     per_minute[minute].append(init)
-        read += len(ids)
-        if truncated and per_minute:
+        read += len(chosen)
+        if truncated and len(per_minute) > 1:
             per_minute.pop(min(per_minute))
         rows = sorted(per_minute.items())
         out.points.append((SeriesKey(rid, XRAY_NS, "SampledInvocations", (), "Sum", 60), [(m, float(len(v))) for m, v in rows]))

@@ -118,6 +118,12 @@ class FleetModel:
                 out[eff.fact] = eff.value
         return out
 
+    def deployed(self, res: Resource, t: float) -> tuple[str, float] | None:
+        """(version, when) of the newest code deployed by a scenario and live at time t."""
+        live = [(str(e.value), float(self.anchor + e.start)) for e in self._effects.get(res.uid, ())
+                if e.fact == "version" and self.anchor + e.start <= t < self.anchor + e.end]
+        return max(live, key=lambda v: v[1]) if live else None
+
     def proxy_max_allowed(self, proxy: Resource) -> int:
         return int(proxy.facts["max_allowed"])
 

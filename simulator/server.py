@@ -10,6 +10,8 @@ Control endpoints (never part of any AWS API) live under /__fleet__/.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import os
@@ -33,6 +35,7 @@ from simulator.scenario import load_scenario
 COST_PER_METRIC = 0.01 / 1000  # GetMetricData and GetInsightRuleReport: $0.01 per 1,000 metrics requested
 _SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 _PROVISIONED = re.compile(r"^/2019-09-30/functions/([^/]+)/provisioned-concurrency/?$")
+CODE_AGE = 30 * 86400  # how long before the scenario anchor the fleet's code was last deployed
 LIST_FUNCTIONS_PAGE = 50  # Lambda ListFunctions returns at most 50 functions a page
 MAX_FAULT_DELAY = 30.0
 # What each service answers when it throttles: (error code, HTTP status).
@@ -267,7 +270,7 @@ class Emulator:
             chunks.close()
         if captured["status"].startswith("200") and list_functions:
             page = json.loads(raw)
-            functions = page.get("Functions", [])
+            functions = [self._deployed(call, fn) for fn in page.get("Functions", [])]
             page["Functions"] = functions[offset:offset + max(size, 1)]
             page.pop("NextMarker", None)
             if offset + max(size, 1) < len(functions):
@@ -278,6 +281,22 @@ class Emulator:
         headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"] + [("Content-Length", str(len(raw)))]
         start_response(captured["status"], headers)
         return [raw]
+
+    def _deployed(self, call: Call, fn: dict[str, Any]) -> dict[str, Any]:
+        """A scenario's deploy shows as AWS shows one: new CodeSha256 and LastModified."""
+        res = self.model.fleet.by_uid.get(f"lambda:{fn.get('FunctionName')}")
+        if res is None or res.account != call.account or res.region != call.region:
+            return fn
+        deploy = self.model.deployed(res, self.model.now())
+        if deploy is None:
+            # The fleet's functions were last changed long before the scenario, not when the
+            # emulator happened to create them in moto.
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(self.model.anchor - CODE_AGE))
+            return {**fn, "LastModified": stamp}
+        version, when = deploy
+        digest = base64.b64encode(hashlib.sha256(f"{res.name}:{version}".encode()).digest()).decode()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(when))
+        return {**fn, "CodeSha256": digest, "LastModified": stamp}
 
     def _error(self, start_response: Callable[..., Any], call: Call, exc: ApiError) -> Iterable[bytes]:
         request_id = str(uuid.uuid4())

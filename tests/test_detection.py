@@ -29,6 +29,9 @@ def incident(fleet: Any, scenario: str) -> dict[str, Any]:
     ("table-capacity", 6, "tables", "dynamodb/123456789012/us-east-1/inventory", "critical", ["provisioned capacity exceeded"]),
     ("schedule-missed", 11, "outcomes", "schedule/123456789012/us-east-1/cleanup-every-5m", "critical", ["no run for"]),
     ("schedule-failed", 16, "outcomes", "schedule/123456789012/us-east-1/report-every-15m", "critical", ["failed to invoke report-fn"]),
+    ("cold-start-deploy", 3, "coldstarts", "lambda/123456789012/us-east-1/checkout-fn", "critical", ["started cold", "deploy"]),
+    ("cold-start-idle", 4, "coldstarts", "lambda/123456789012/us-east-1/feed-fn", "critical", ["started cold", "idle gap"]),
+    ("cold-start-burst", 4, "coldstarts", "lambda/123456789012/us-east-1/feed-fn", "warning", ["started cold"]),
     ("lambda-concurrency", 8, "lambda_account", "lambda_account/123456789012/us-east-1/account", "critical", ["throttled"]),
 ], ids=lambda x: x if isinstance(x, str) and "-" in x and "/" not in x else "")
 def test_labelled_incidents_are_found_with_their_cause(fleet: Any, tmp_path: Path, scenario: str, minutes_in: int, detector: str,
@@ -45,7 +48,7 @@ def test_labelled_incidents_are_found_with_their_cause(fleet: Any, tmp_path: Pat
         assert found, detection.summary()
         assert label["start"] - 900 <= found[0].started_at <= label["start"] + minutes_in * 60
         rows = store.db.execute("SELECT detector, status FROM detector_runs WHERE pass_id = ?", [detection.pass_id]).fetchall()
-        assert {d for d, _ in rows} >= {"connections", "queues", "lambda_account", "ses_account", "tables", "outcomes"}
+        assert {d for d, _ in rows} >= {"connections", "queues", "lambda_account", "ses_account", "tables", "outcomes", "coldstarts"}
         assert {s for _, s in rows} == {"ok"}
         stored = store.db.execute("SELECT title, cause, started_at FROM findings WHERE pass_id = ? AND resource_id = ?",
                                   [detection.pass_id, resource]).fetchall()

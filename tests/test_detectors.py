@@ -401,3 +401,47 @@ def test_schedule_cases(label: str, facts: dict[str, Any], series: dict[str, Ser
 ])
 def test_expected_interval(expression: str, seconds: int | None) -> None:
     assert expected_interval(expression) == seconds
+
+
+# -- cold starts ------------------------------------------------------------------------------------
+
+from detectors.coldstarts import coldstarts  # noqa: E402
+
+
+def cold_inputs(cold: Series, sampled: Series, init: Series | None = None, facts: dict[str, Any] | None = None,
+                **extra: Series) -> Inputs:
+    series = {("fn", "ColdStarts", "Sum"): cold, ("fn", "SampledInvocations", "Sum"): sampled}
+    if init is not None:
+        series[("fn", "InitDuration", "Maximum")] = init
+    stats = {"ConcurrentExecutions": "Maximum"}
+    series.update({("fn", m, stats.get(m, "Sum")): s for m, s in extra.items()})
+    return inputs([res("lambda", "fn", facts or {})], series)
+
+
+SPIKE = join(shift(flat(0, 30), 5), flat(4, 5))  # 4 of 20 sampled a minute, for 5 minutes
+
+
+@pytest.mark.parametrize(("label", "inp", "expected_cause"), [
+    ("burst", cold_inputs(SPIKE, flat(20, 35), flat(900, 5),
+                          ConcurrentExecutions=join(shift(flat(10, 60), 6), flat(60, 6)), Invocations=flat(400, 60)), "burst"),
+    ("deploy", cold_inputs(SPIKE, flat(20, 35), flat(1200, 5), {"deployed_at": NOW - 6 * M}, Invocations=flat(400, 60)), "deploy"),
+    ("spillover", cold_inputs(SPIKE, flat(20, 35), flat(900, 5), ProvisionedConcurrencySpilloverInvocations=flat(30, 5),
+                              Invocations=flat(400, 60)), "provisioned concurrency spillover"),
+    ("idle", cold_inputs(SPIKE, flat(20, 35), flat(2800, 5), Invocations=flat(400, 5)), "idle gap"),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_cold_start_causes(label: str, inp: Inputs, expected_cause: str) -> None:
+    (finding,), _ = results(coldstarts, inp)
+    assert finding.cause.startswith(expected_cause) and finding.severity == WARNING
+    assert "20% of sampled invocations started cold" in finding.title
+
+
+@pytest.mark.parametrize(("label", "inp", "expected"), [
+    ("a busy, healthy function: 1 cold in 100 a minute", cold_inputs(flat(1, 30), flat(100, 30)), set()),
+    ("a handful of invocations, all cold: too few to page", cold_inputs(flat(1, 5), flat(1, 5)), set()),
+    ("a function that is always 30% cold: its own baseline", cold_inputs(flat(6, 60), flat(20, 60)), set()),
+    ("init near the 10 s limit", cold_inputs(SPIKE, flat(20, 35), flat(8500, 5)), {("spike", CRITICAL)}),
+    ("no traces read at all", cold_inputs(Series(), Series()), set()),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_cold_start_cases(label: str, inp: Inputs, expected: set[tuple[str, str]]) -> None:
+    findings, _ = results(coldstarts, inp)
+    assert keys(findings) == expected
