@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     det.add_argument("--config", help="configuration file (TOML)")
     det.add_argument("--detector", action="append", help="run only this detector (repeatable)")
 
+    rep = sub.add_parser("replay", help="score a CSV of timestamp,value with the anomaly layer; CSV with score and anomaly out")
+    rep.add_argument("file", help="CSV with a header row; first column time (ISO 8601 or epoch s), second value ('-' for stdin)")
+    rep.add_argument("--detector", default="anomaly", help="anomaly (both directions, default), spike (rises only), dip (drops only)")
+    rep.add_argument("--threshold", type=float, default=6.0, help="robust score that counts as anomalous (default 6)")
+
     emulate = sub.add_parser("emulate", help="serve an emulated AWS fleet on loopback")
     _emulator_args(emulate)
     demo = sub.add_parser("demo", help="start the emulated fleet, collect it into a store and print each poll")
@@ -98,6 +103,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                 if args.command == "plan":
                     return plan_command(cfg, store, aws, SystemClock(), discover=not args.no_discover)
                 return collect_command(cfg, store, aws, polls=1 if args.once else args.polls)
+        if args.command == "replay":
+            from fleetwatch.replay import main as replay_main
+
+            return replay_main(args.file, args.detector, args.threshold)
         if args.command == "detect":
             from fleetwatch.clock import SystemClock
             from fleetwatch.detection import detect, detector_settings
