@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector.aws import Place
-from collector.catalog import CATALOG, DETAIL, FAST, PERIOD, SLOW, dimension_sets, metric_name
+from collector.catalog import CATALOG, DETAIL, FAST, PERIODS, SLOW, dimension_sets, metric_name
 from fleetwatch.store import SeriesKey
 
 MAX_QUERIES = 500  # GetMetricData: at most 500 queries a call
@@ -59,7 +59,8 @@ def resource_queries(resource: dict[str, Any], tiers: Iterable[str]) -> list[Que
         if spec.tier not in wanted or not spec.applies(facts):
             continue
         for dims in dimension_sets(kind, resource["name"], facts):
-            key = SeriesKey(resource["id"], spec.namespace, metric_name(spec, facts), tuple(sorted(dims)), spec.stat, PERIOD)
+            key = SeriesKey(resource["id"], spec.namespace, metric_name(spec, facts), tuple(sorted(dims)), spec.stat,
+                            PERIODS[spec.tier])
             out.append(Query(key, spec.tier))
     return out
 

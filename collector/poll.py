@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from collector import discovery, plan, probes
 from collector.aws import AssumeRoleError, Aws, CallTally, Place, epoch_seconds
-from collector.catalog import DETAIL, FAST, SLOW
+from collector.catalog import ALIGN, DETAIL, FAST, SLOW
 from collector.scope import Scope
 from fleetwatch.clock import Clock
 from fleetwatch.store import SeriesKey, Store
@@ -246,8 +246,8 @@ class Collector:
         for tier in tiers:
             cursor = cursors[tier]
             start = end - max(self.backfill, self.lookback) if cursor is None else min(cursor, end - self.lookback)
-            starts[tier] = max(start, end - plan.MAX_HISTORY)
-        starts[DETAIL] = end - self.lookback
+            starts[tier] = max(start, end - plan.MAX_HISTORY) // ALIGN * ALIGN
+        starts[DETAIL] = (end - self.lookback) // ALIGN * ALIGN
         by_start: dict[int, list[plan.Query]] = {}
         for q in place_plan.queries:
             by_start.setdefault(starts[q.tier], []).append(q)

@@ -22,6 +22,7 @@ class Series:
     """Points of one metric of one resource, ascending by time; missing minutes are absent."""
 
     points: tuple[Point, ...] = ()
+    period: int = 60  # seconds each point covers (the statistic's period)
 
     def __bool__(self) -> bool:
         return bool(self.points)
@@ -30,10 +31,10 @@ class Series:
         return len(self.points)
 
     def since(self, t: int) -> Series:
-        return Series(tuple(p for p in self.points if p[0] >= t))
+        return Series(tuple(p for p in self.points if p[0] >= t), self.period)
 
     def before(self, t: int) -> Series:
-        return Series(tuple(p for p in self.points if p[0] < t))
+        return Series(tuple(p for p in self.points if p[0] < t), self.period)
 
     @property
     def values(self) -> list[float]:
@@ -100,11 +101,16 @@ class Inputs:
     resources: Sequence[Resource]
     series: dict[tuple[str, str, str], Series]  # (resource id, metric, stat) -> points
     settings: dict[str, Any] = field(default_factory=dict)
+    # The (metric, stat) pairs that were loaded; reading any other is a bug in a detector's
+    # READS declaration, so it fails loudly (None: everything was given, as in table tests).
+    loaded: frozenset[tuple[str, str]] | None = None
 
     def of_kind(self, kind: str) -> list[Resource]:
         return [r for r in self.resources if r.kind == kind]
 
     def get(self, resource_id: str, metric: str, stat: str) -> Series:
+        if self.loaded is not None and (metric, stat) not in self.loaded:
+            raise KeyError(f"{metric} {stat} was not loaded: add it to the detector module's READS")
         return self.series.get((resource_id, metric, stat), Series())
 
     def resource(self, resource_id: str) -> Resource | None:

@@ -12,6 +12,10 @@ from collections.abc import Iterator
 
 from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series, detector, evidence, pct
 
+# The (metric, statistic) series this detector reads; the pass loads only declared series.
+READS = {("ColdStarts", "Sum"), ("SampledInvocations", "Sum"), ("InitDuration", "Maximum"), ("ConcurrentExecutions", "Maximum"),
+         ("ProvisionedConcurrencySpilloverInvocations", "Sum"), ("Invocations", "Sum")}
+
 RECENT = 5 * 60
 FLOOR_SHARE = 0.01
 MIN_COLD = 5  # sampled cold starts in 5 minutes

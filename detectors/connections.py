@@ -9,6 +9,10 @@ from collections.abc import Iterator
 
 from detectors.base import CRITICAL, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, pct
 
+# The (metric, statistic) series this detector reads; the pass loads only declared series.
+READS = {("DatabaseConnections", "Maximum"), ("DatabaseConnections", "Sum"), ("MaxDatabaseConnectionsAllowed", "Sum"),
+         ("DatabaseConnectionsSetupFailed", "Sum"), ("DatabaseConnectionsBorrowLatency", "p95"), ("ConcurrentExecutions", "Maximum")}
+
 RECENT = 5 * 60
 DB_WARN, DB_CRIT = 0.80, 0.90
 PROXY_WARN, PROXY_CRIT = 0.70, 0.90  # AWS asks for 30% headroom above recent peak use

@@ -7,6 +7,10 @@ from collections.abc import Iterator
 
 from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Resource, detector, evidence, pct
 
+# The (metric, statistic) series this detector reads; the pass loads only declared series.
+READS = {("SES.SentLast24Hours", "Value"), ("Reject", "Sum"), ("Reputation.BounceRate", "Maximum"),
+         ("Reputation.ComplaintRate", "Maximum"), ("ClaimedAccountConcurrency", "Maximum"), ("Throttles", "Sum")}
+
 RECENT = 5 * 60
 QUOTA_WARN, QUOTA_CRIT = 0.80, 0.95
 BOUNCE_WARN, BOUNCE_REVIEW, BOUNCE_PAUSE = 0.025, 0.05, 0.10

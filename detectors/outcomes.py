@@ -9,6 +9,10 @@ from collections.abc import Iterator
 
 from detectors.base import CRITICAL, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, pct
 
+# The (metric, statistic) series this detector reads; the pass loads only declared series.
+READS = {("5XXError", "Average"), ("5xx", "Average"), ("Count", "Sum"), ("Latency", "p95"), ("Errors", "Sum"),
+         ("Invocations", "Sum"), ("TriggeredRules", "Sum"), ("FailedInvocations", "Sum")}
+
 RECENT = 5 * 60
 BASELINE = 3600
 MIN_REQUESTS = 50  # in 5 minutes: fewer cannot page

@@ -11,8 +11,12 @@ from collections.abc import Iterator
 
 from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, pct
 
+# The (metric, statistic) series this detector reads; the pass loads only declared series.
+READS = {("ApproximateNumberOfMessagesVisible", "Maximum"), ("ApproximateAgeOfOldestMessage", "Maximum"),
+         ("NumberOfMessagesSent", "Sum"), ("NumberOfMessagesDeleted", "Sum"), ("Errors", "Sum")}
+
 TREND = 15 * 60
-STOPPED = 10 * 60
+STOPPED = 15 * 60  # three slow-tier (5-minute) points of sends and deletes
 LOSS_WARN, LOSS_CRIT = 0.5, 0.8
 MIN_BACKLOG = 20  # messages: below this a "growing" backlog is noise
 
@@ -83,7 +87,7 @@ def _growth(inp: Inputs, q: Resource, visible: Series, age: Series) -> Iterator[
     if recent_sent > 0 and len(recent_deleted) >= 2 and recent_deleted.sum() == 0 and latest[1] > 0:
         who = ", ".join(c.name for c in consumers) or "its consumer"
         yield Finding("queues", q.id, CRITICAL,
-                      f"{q.name}: {recent_sent:.0f} messages sent and none deleted in 10 min — {who} stopped consuming; "
+                      f"{q.name}: {recent_sent:.0f} messages sent and none deleted in 15 min — {who} stopped consuming; "
                       f"{latest[1]:.0f} waiting", recent_deleted.points[0][0], evidence(sent=sent, deleted=deleted, visible=vis),
                       cause=f"{who} is not deleting messages (disabled trigger, crashed poller, or every batch failing)",
                       fix=f"Check {who}'s event source mapping state and errors; re-enable or fix it.", key="stopped")
@@ -95,7 +99,7 @@ def _growth(inp: Inputs, q: Resource, visible: Series, age: Series) -> Iterator[
         return
     if sent and deleted and outflow >= inflow:
         return  # bursty but draining
-    net = (outflow - inflow) / max(len(deleted), 1)
+    net = (outflow - inflow) / (TREND / 60)  # messages a minute
     drain = "never at this rate" if net <= 0 else f"~{_fmt_duration(latest[1] / net * 60)}"
     errors = sum(inp.get(c.id, "Errors", "Sum").since(start).sum() for c in consumers)
     cause = (f"consumer {', '.join(c.name for c in consumers)} erroring ({errors:.0f} errors in 15 min)" if errors > 0

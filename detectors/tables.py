@@ -8,6 +8,12 @@ from collections.abc import Iterator
 
 from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series, detector, evidence, pct
 
+# The (metric, statistic) series this detector reads; the pass loads only declared series.
+READS = {(f"{op}{what}", stat) for op in ("Read", "Write") for what, stat in (
+    ("KeyRangeThroughputThrottleEvents", "Sum"), ("ProvisionedThroughputThrottleEvents", "Sum"), ("AccountLimitThrottleEvents", "Sum"),
+    ("MaxOnDemandThroughputThrottleEvents", "Sum"))} | {(f"Consumed{op}CapacityUnits", "Sum") for op in ("Read", "Write")} | {
+    (f"Provisioned{op}CapacityUnits", "Maximum") for op in ("Read", "Write")}
+
 RECENT = 5 * 60
 UNDER_CAPACITY = 0.8
 LOUD = 1000  # throttle events in 5 minutes that make it critical
@@ -42,7 +48,7 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
     provisioned = inp.get(t.id, f"Provisioned{op}CapacityUnits", "Maximum")
     if provisioned.latest:
         capacity = provisioned.latest[1]
-    used = (consumed.max() or 0.0) / 60.0  # per-minute Sum → units per second
+    used = (consumed.max() or 0.0) / consumed.period  # Sum per period → units per second
     share = used / capacity if capacity else None
     others = {reason: inp.get(t.id, f"{op}{reason}ThrottleEvents", "Sum") for reason in REASONS}
     hot = key_range.since(since)

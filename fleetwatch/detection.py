@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors import REGISTRY
+from detectors import READS, REGISTRY
 from detectors.base import Detector, Finding, Inputs, NoData, Resource, Series
 from fleetwatch.store import Store
 
-WINDOW = 2 * 3600  # what the detectors see: trends, run starts and short baselines
+WINDOW = 90 * 60  # what the detectors see: trends, run starts and hour-long baselines
 
 
 @dataclass
@@ -61,11 +61,9 @@ def detector_settings(cfg: Any) -> dict[str, Any]:
 def load_inputs(store: Store, now: int, window: int = WINDOW, settings: dict[str, Any] | None = None) -> Inputs:
     resources = [Resource(r["id"], r["kind"], r["name"], r["account"], r["region"], r["facts"], r["tags"])
                  for r in store.resources()]
-    grouped: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
-    for rid, metric, stat, ts, value in store.window_samples(now - window, now):
-        grouped.setdefault((rid, metric, stat), []).append((ts, value))
-    series = {k: Series(tuple(v)) for k, v in grouped.items()}
-    return Inputs(now, resources, series, settings or {})
+    points, periods = store.window(now - window, now, READS)
+    series = {k: Series(tuple(v), periods.get(k, 60)) for k, v in points.items()}
+    return Inputs(now, resources, series, settings or {}, loaded=READS)
 
 
 def run(inputs: Inputs, detectors: dict[str, Detector] | None = None, names: Iterable[str] | None = None) -> DetectionPass:

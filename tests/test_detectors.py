@@ -21,7 +21,7 @@ M = 60
 def ramp(start: float, end: float, minutes: int, every: int = 1) -> Series:
     """A series ending at NOW - 1 min, linear from start to end over `minutes`."""
     n = minutes // every
-    return Series(tuple((NOW - (n - i) * every * M, start + (end - start) * i / max(n - 1, 1)) for i in range(n)))
+    return Series(tuple((NOW - (n - i) * every * M, start + (end - start) * i / max(n - 1, 1)) for i in range(n)), every * M)
 
 
 def flat(value: float, minutes: int, every: int = 1) -> Series:
@@ -32,11 +32,11 @@ def join(*parts: Series) -> Series:
     points: dict[int, float] = {}
     for part in parts:
         points.update(dict(part.points))
-    return Series(tuple(sorted(points.items())))
+    return Series(tuple(sorted(points.items())), parts[0].period if parts else 60)
 
 
 def shift(s: Series, minutes: int) -> Series:
-    return Series(tuple((t - minutes * M, v) for t, v in s.points))
+    return Series(tuple((t - minutes * M, v) for t, v in s.points), s.period)
 
 
 def res(kind: str, name: str, facts: dict[str, Any] | None = None, tags: dict[str, str] | None = None,

@@ -201,11 +201,30 @@ class Store:
                 out.setdefault((rid, metric, stat), []).append((int(ts), float(value)))
         return out
 
-    def window_samples(self, start: int, end: int) -> Iterator[tuple[str, str, str, int, float]]:
-        """(resource id, metric, stat, ts, value) of every sample in [start, end), by series then time."""
-        yield from self.db.execute(
-            "SELECT s.resource_id, s.metric, s.stat, m.ts, m.value FROM samples m JOIN series s ON s.id = m.series_id "
-            "WHERE m.ts >= ? AND m.ts < ? ORDER BY m.series_id, m.ts", [start, end])
+    def window(self, start: int, end: int, reads: Iterable[tuple[str, str]]
+               ) -> tuple[dict[tuple[str, str, str], list[tuple[int, float]]], dict[tuple[str, str, str], int]]:
+        """Samples in [start, end) of the series whose (metric, stat) is in `reads`, keyed by
+        (resource id, metric, stat), ascending in time; and each series' period."""
+        wanted = set(reads)
+        keys, periods = {}, {}
+        for sid, rid, metric, stat, period in self.db.execute("SELECT id, resource_id, metric, stat, period FROM series"):
+            if (metric, stat) in wanted:
+                keys[sid] = (rid, metric, stat)
+                periods[(rid, metric, stat)] = int(period)
+        out: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
+        ids = sorted(keys)
+        for i in range(0, len(ids), 500):  # each chunk reads its series' primary-key ranges
+            chunk = ids[i:i + 500]
+            rows = self.db.execute(
+                f"SELECT series_id, ts, value FROM samples WHERE series_id IN ({','.join('?' * len(chunk))}) "
+                "AND ts >= ? AND ts < ? ORDER BY series_id, ts", [*chunk, start, end]).fetchall()
+            for sid, ts, value in rows:
+                key = keys[sid]
+                points = out.get(key)
+                if points is None:
+                    points = out[key] = []
+                points.append((ts, value))
+        return out, periods
 
     def mark_gone(self, ids: Iterable[str], at: int) -> int:
         ids = list(ids)
