@@ -61,12 +61,17 @@ def main() -> None:
     parser.add_argument("--functions", type=int, default=10000)
     parser.add_argument("--hours", type=float, default=48.0)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--store", help="build the store here and reuse it on later runs with the same sizes (it is large)")
     args = parser.parse_args()
     now = 1_800_000_000 // 60 * 60
-    with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "speed.db") as store:
+    with tempfile.TemporaryDirectory() as tmp, open_store(Path(args.store or Path(tmp) / "speed.db")) as store:
         t = time.perf_counter()
-        samples = build(store, args.functions, args.hours, now)
-        print(f"store of {samples:,} samples built in {time.perf_counter() - t:.0f} s", flush=True)
+        samples = store.db["samples"].count if len(store.resources()) == args.functions + 1 else 0
+        if samples:
+            print(f"reusing the store at {args.store}: {samples:,} samples", flush=True)
+        else:
+            samples = build(store, args.functions, args.hours, now)
+            print(f"store of {samples:,} samples built in {time.perf_counter() - t:.0f} s", flush=True)
         loads, detects, totals = [], [], []
         for i in range(args.repeats):
             t0 = time.perf_counter()

@@ -16,7 +16,7 @@ from detectors import READS, REGISTRY
 from detectors.base import Detector, Finding, Inputs, NoData, Resource, Series
 from fleetwatch.store import Store
 
-WINDOW = 90 * 60  # what the detectors see: trends, run starts and hour-long baselines
+WINDOW = 75 * 60  # what the detectors see: trends, run starts and hour-long baselines
 
 
 @dataclass

@@ -8,7 +8,9 @@ a message saying what to do, and left byte-for-byte untouched.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import operator
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -218,12 +220,8 @@ class Store:
             rows = self.db.execute(
                 f"SELECT series_id, ts, value FROM samples WHERE series_id IN ({','.join('?' * len(chunk))}) "
                 "AND ts >= ? AND ts < ? ORDER BY series_id, ts", [*chunk, start, end]).fetchall()
-            for sid, ts, value in rows:
-                key = keys[sid]
-                points = out.get(key)
-                if points is None:
-                    points = out[key] = []
-                points.append((ts, value))
+            for sid, group in itertools.groupby(rows, key=operator.itemgetter(0)):
+                out[keys[sid]] = [(ts, value) for _, ts, value in group]
         return out, periods
 
     def mark_gone(self, ids: Iterable[str], at: int) -> int:
