@@ -23,6 +23,8 @@ MIN_SAMPLED = 20  # sampled invocations in 5 minutes
 INIT_LIMIT_MS = 10_000
 INIT_NEAR_MS = 8_000
 XRAY = "fleetwatch/XRay"
+IDLE = 1800  # no invocation for this long: environments are likely reclaimed
+IDLE_SEEN = 40 * 60  # how far back per-function series reach (see fleetwatch.detection)
 
 
 @detector("coldstarts")
@@ -67,15 +69,17 @@ def _cause(inp: Inputs, fn: Resource, started: int) -> str:
     if spill.sum() > 0:
         return f"provisioned concurrency spillover: {spill.sum():.0f} invocations ran on on-demand environments"
     conc = inp.get(fn.id, "ConcurrentExecutions", "Maximum")
-    before = conc.before(started - 120).since(started - 3600).median()
+    before = conc.before(started - 120).since(started - 1800).median()
     peak = conc.since(started - 300).max()
     if before is not None and peak is not None and peak >= max(2 * before, before + 5):
         return f"burst: concurrency rose from {before:.0f} to {peak:.0f}; each new environment starts cold"
     invocations = inp.get(fn.id, "Invocations", "Sum")
     earlier = [t for t, v in invocations.before(started - 60).points if v > 0]
+    seen_from = invocations.points[0][0] if invocations else started
     idle_since = earlier[-1] if earlier else None
-    if idle_since is None or started - idle_since >= 1800:
-        gap = "at least 2 h" if idle_since is None else f"{(started - idle_since) // 60} min"
+    quiet = started - (idle_since if idle_since is not None else min(seen_from, inp.now - IDLE_SEEN))
+    if quiet >= IDLE:
+        gap = f"{quiet // 60} min" if idle_since is not None else f"at least {quiet // 60} min"
         return f"idle gap: no invocations for {gap}; its environments were reclaimed"
     return "cold starts above the function's usual share"
 

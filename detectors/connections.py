@@ -29,7 +29,7 @@ def _callers(inp: Inputs, db: Resource, since: int) -> list[tuple[Resource, floa
         if fn.account != db.account or fn.region != db.region or (service and fn.tags.get("service") != service):
             continue
         conc = inp.get(fn.id, "ConcurrentExecutions", "Maximum")
-        before = conc.before(since).since(since - 3600).median()
+        before = conc.before(since).since(since - 1800).median()
         now = conc.since(since).max()
         if before is not None and now is not None and now >= max(before * SCALE_OUT, before + 20):
             out.append((fn, before, now))

@@ -15,6 +15,7 @@ READS = {("5XXError", "Average"), ("5xx", "Average"), ("Count", "Sum"), ("Latenc
 
 RECENT = 5 * 60
 BASELINE = 3600
+FUNCTION_BASELINE = 2400  # per-function series are loaded for 45 minutes
 MIN_REQUESTS = 50  # in 5 minutes: fewer cannot page
 MIN_INVOCATIONS = 30  # in 10 minutes
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
@@ -77,8 +78,8 @@ def _function_errors(inp: Inputs, fn: Resource) -> Iterator[Finding]:
     if n < MIN_INVOCATIONS:
         return
     rate = errors.since(window).sum() / n
-    base_n = invocations.before(window).since(inp.now - BASELINE).sum()
-    base = errors.before(window).since(inp.now - BASELINE).sum() / base_n if base_n else 0.0
+    base_n = invocations.before(window).since(inp.now - FUNCTION_BASELINE).sum()
+    base = errors.before(window).since(inp.now - FUNCTION_BASELINE).sum() / base_n if base_n else 0.0
     if rate >= max(0.05, 5 * base):
         yield Finding("outcomes", fn.id, CRITICAL if rate >= 0.2 else WARNING,
                       f"{fn.name}: {pct(rate)} of {n:.0f} invocations failed in 10 min, usually {pct(base)}",

@@ -17,6 +17,10 @@ from detectors.base import Detector, Finding, Inputs, NoData, Resource, Series
 from fleetwatch.store import Store
 
 WINDOW = 75 * 60  # what the detectors see: trends, run starts and hour-long baselines
+# Per-function series are most of a large fleet's points; the detectors need 40 minutes of them.
+FUNCTION_WINDOW = 45 * 60
+FUNCTION_SERIES = frozenset({("Invocations", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum"), ("ConcurrentExecutions", "Maximum"),
+                             ("ProvisionedConcurrencySpilloverInvocations", "Sum")})
 
 
 @dataclass
@@ -61,7 +65,10 @@ def detector_settings(cfg: Any) -> dict[str, Any]:
 def load_inputs(store: Store, now: int, window: int = WINDOW, settings: dict[str, Any] | None = None) -> Inputs:
     resources = [Resource(r["id"], r["kind"], r["name"], r["account"], r["region"], r["facts"], r["tags"])
                  for r in store.resources()]
-    points, periods = store.window(now - window, now, READS)
+    points, periods = store.window(now - window, now, READS - FUNCTION_SERIES)
+    short, short_periods = store.window(now - min(window, FUNCTION_WINDOW), now, READS & FUNCTION_SERIES)
+    points.update(short)
+    periods.update(short_periods)
     series = {k: Series(tuple(v), periods.get(k, 60)) for k, v in points.items()}
     return Inputs(now, resources, series, settings or {}, loaded=READS)
 
