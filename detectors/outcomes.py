@@ -18,6 +18,7 @@ BASELINE = 3600
 FUNCTION_BASELINE = 2400  # per-function series are loaded for 45 minutes
 MIN_REQUESTS = 50  # in 5 minutes: fewer cannot page
 MIN_INVOCATIONS = 30  # in 10 minutes
+MIN_ERRORS = 5  # failed requests or invocations: two failures of thirty are noise, not an outage
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 _CRON = re.compile(r"^cron\((\S+) (\S+) \S+ \S+ \S+(?: \S+)?\)$")
 GRACE = 5 * 60  # EventBridge metrics are best-effort and may lag
@@ -50,7 +51,7 @@ def _api(inp: Inputs, api: Resource) -> Iterator[Finding]:
     count = inp.get(api.id, "Count", "Sum")
     now_rate, requests = _weighted_rate(rate.since(inp.now - RECENT), count.since(inp.now - RECENT))
     base_rate, _ = _weighted_rate(rate.before(inp.now - RECENT).since(inp.now - BASELINE), count.before(inp.now - RECENT))
-    if requests >= MIN_REQUESTS and now_rate >= max(objective, 3 * base_rate):
+    if requests >= MIN_REQUESTS and now_rate * requests >= MIN_ERRORS and now_rate >= max(objective, 3 * base_rate):
         since = rate.run_start(lambda v: v >= objective) or inp.now - RECENT
         yield Finding("outcomes", api.id, CRITICAL if now_rate >= 5 * objective else WARNING,
                       f"{api.name}: {pct(now_rate)} of requests failing (5XX) over 5 min, usually {pct(base_rate)}",
@@ -77,7 +78,10 @@ def _function_errors(inp: Inputs, fn: Resource) -> Iterator[Finding]:
     n = invocations.since(window).sum()
     if n < MIN_INVOCATIONS:
         return
-    rate = errors.since(window).sum() / n
+    failed = errors.since(window).sum()
+    if failed < MIN_ERRORS:
+        return
+    rate = failed / n
     base_n = invocations.before(window).since(inp.now - FUNCTION_BASELINE).sum()
     base = errors.before(window).since(inp.now - FUNCTION_BASELINE).sum() / base_n if base_n else 0.0
     if rate >= max(0.05, 5 * base):

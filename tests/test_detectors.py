@@ -351,6 +351,8 @@ def api_inputs(rate: Series, count: Series, latency: Series | None = None, **set
     ("2% errors against a 1% objective", api_inputs(join(shift(flat(0.001, 55), 5), flat(0.02, 5)), flat(120, 60)),
      {("errors", WARNING)}),
     ("50% errors on 4 requests: too few to page", api_inputs(join(shift(flat(0.0, 55), 5), flat(0.5, 5)), flat(0.8, 60)), set()),
+    ("1.5% of 130 requests, usually none: two failures are noise",
+     api_inputs(join(shift(flat(0.0, 55), 5), flat(0.015, 5)), flat(26, 60)), set()),
     ("a noisy API at 2.5%, usually 2%: quiet under a 5% objective",
      api_inputs(join(shift(flat(0.02, 55), 5), flat(0.025, 5)), flat(120, 60), **{"objectives.api_error_rate": 0.05}), set()),
     ("latency doubled", api_inputs(flat(0.001, 60), flat(120, 60), join(shift(flat(80, 55), 5), flat(200, 5))), {("latency", WARNING)}),
@@ -367,6 +369,7 @@ def test_api_cases(label: str, inp: Inputs, expected: set[tuple[str, str]]) -> N
     ("8% failing", join(shift(flat(1, 50), 10), flat(80, 10)), flat(1000, 60), {("errors", WARNING)}),
     ("30% failing", join(shift(flat(1, 50), 10), flat(300, 10)), flat(1000, 60), {("errors", CRITICAL)}),
     ("half of 10 invocations: too few", join(shift(flat(0, 50), 10), flat(1, 10)), flat(2, 60), set()),
+    ("2 of 30 invocations: noise, not an outage", join(shift(flat(0, 50), 10), shift(flat(1, 2), 3)), flat(3, 60), set()),
 ], ids=lambda x: x if isinstance(x, str) else "")
 def test_function_error_cases(label: str, errors: Series, invocations: Series, expected: set[tuple[str, str]]) -> None:
     findings, _ = results(outcomes, inputs([res("lambda", "fn")], {("fn", "Errors", "Sum"): errors,
