@@ -189,10 +189,6 @@ def monthly_cost(fast_queries: int, slow_queries: int, fast_interval: int, slow_
 
 def naive_monthly_cost(resources: list[dict[str, Any]]) -> float:
     """Every metric of the catalog, detail included, polled every minute."""
-    every = len(resource_queries_all(resources))
+    every = sum(len(resource_queries(r, (FAST, SLOW, DETAIL))) for r in resources)
     return every * MONTH / 60 * PRICE_PER_METRIC
-
-
-def resource_queries_all(resources: list[dict[str, Any]]) -> list[Query]:
-    return [q for r in resources for q in resource_queries(r, (FAST, SLOW, DETAIL))]
 

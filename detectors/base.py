@@ -116,10 +116,6 @@ class Inputs:
     def resource(self, resource_id: str) -> Resource | None:
         return next((r for r in self.resources if r.id == resource_id), None)
 
-    def place(self, res: Resource, kind: str) -> Resource | None:
-        """The account-level resource of `kind` in the same account and region."""
-        return next((r for r in self.resources if r.kind == kind and r.account == res.account and r.region == res.region), None)
-
 
 @dataclass
 class Finding:

@@ -348,10 +348,6 @@ class Store:
 
     # -- poll log ------------------------------------------------------------------------------
 
-    def record_poll(self, **row: Any) -> int:
-        with self.transaction() as db:
-            return int(db["poll_log"].insert(row).last_pk)
-
     def last_poll(self, source: str, account: str, region: str, status: str = "ok") -> int | None:
         row = self.db.execute("SELECT MAX(started_at) FROM poll_log WHERE source = ? AND account = ? AND region = ? AND status = ?",
                               [source, account, region, status]).fetchone()
