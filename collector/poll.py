@@ -135,9 +135,11 @@ class Collector:
 
         plans = {}
         for place in places:
-            if any(r.place == place and r.source == "discovery" and r.status != "ok" for r in results) and not self._resources(place):
+            planned = self._plan(place, now, tiers)
+            failed = any(r.place == place and r.source == "discovery" and r.status != "ok" for r in results)
+            if failed and not planned[0].resources:
                 continue  # never discovered: nothing to poll yet
-            plans[place] = self._plan(place, now, tiers)
+            plans[place] = planned
         self._done = 0
         # Progress is reported only when a window spans several calls: a backfill or a resume.
         self._total = sum(len(chunks) for _, chunks in plans.values()) if any(len(c) > 1 for _, c in plans.values()) else 0
@@ -260,7 +262,7 @@ class Collector:
                 advances = sorted({q.tier for q in queries if q.tier != DETAIL})
                 chunks.append(_Chunk(t, chunk_end, queries, advances))
                 t = chunk_end
-        return _PlacePoll(place_plan, tiers, triggered), chunks
+        return _PlacePoll(place_plan, tiers, triggered, resources), chunks
 
     # -- collection ------------------------------------------------------------------------------
 
@@ -273,7 +275,7 @@ class Collector:
         if pp.triggered.reasons:
             results[0].note += "; detail: " + ", ".join(f"{rid.rsplit('/', 1)[-1]} ({why})" for rid, why in sorted(pp.triggered.reasons.items()))
         probes_due: list[tuple[str, Callable[[], probes.ProbeResult]]] = []
-        by_kind = {r["kind"]: r for r in self._resources(place) if r["kind"] in ("ses", "lambda_account")}
+        by_kind = {r["kind"]: r for r in pp.resources if r["kind"] in ("ses", "lambda_account")}
         if "ses" in by_kind:
             probes_due.append(("probe:ses", lambda: probes.ses_account(clients, by_kind["ses"]["id"], end)))
         if "lambda_account" in by_kind:
@@ -388,6 +390,7 @@ class _PlacePoll:
     plan: plan.PlacePlan
     tiers: list[str]
     triggered: plan.Triggered
+    resources: list[dict[str, Any]]  # read once per poll: a 10,000-function place is a large read
 
 
 def _span(start: int, end: int) -> str:

@@ -65,10 +65,8 @@ def detector_settings(cfg: Any) -> dict[str, Any]:
 def load_inputs(store: Store, now: int, window: int = WINDOW, settings: dict[str, Any] | None = None) -> Inputs:
     resources = [Resource(r["id"], r["kind"], r["name"], r["account"], r["region"], r["facts"], r["tags"])
                  for r in store.resources()]
-    points, periods = store.window(now - window, now, READS - FUNCTION_SERIES)
-    short, short_periods = store.window(now - min(window, FUNCTION_WINDOW), now, READS & FUNCTION_SERIES)
-    points.update(short)
-    periods.update(short_periods)
+    starts = {read: now - (min(window, FUNCTION_WINDOW) if read in FUNCTION_SERIES else window) for read in READS}
+    points, periods = store.window(now, starts)
     series = {k: Series(tuple(v), periods.get(k, 60)) for k, v in points.items()}
     return Inputs(now, resources, series, settings or {}, loaded=READS)
 

@@ -203,25 +203,28 @@ class Store:
                 out.setdefault((rid, metric, stat), []).append((int(ts), float(value)))
         return out
 
-    def window(self, start: int, end: int, reads: Iterable[tuple[str, str]]
+    def window(self, end: int, starts: dict[tuple[str, str], int]
                ) -> tuple[dict[tuple[str, str, str], list[tuple[int, float]]], dict[tuple[str, str, str], int]]:
-        """Samples in [start, end) of the series whose (metric, stat) is in `reads`, keyed by
-        (resource id, metric, stat), ascending in time; and each series' period."""
-        wanted = set(reads)
+        """Samples up to `end` of the series whose (metric, stat) is in `starts`, each from its
+        own start, keyed by (resource id, metric, stat), ascending in time; and each series' period."""
+        by_start: dict[int, list[int]] = {}
         keys, periods = {}, {}
         for sid, rid, metric, stat, period in self.db.execute("SELECT id, resource_id, metric, stat, period FROM series"):
-            if (metric, stat) in wanted:
+            start = starts.get((metric, stat))
+            if start is not None:
                 keys[sid] = (rid, metric, stat)
                 periods[(rid, metric, stat)] = int(period)
+                by_start.setdefault(start, []).append(sid)
         out: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
-        ids = sorted(keys)
-        for i in range(0, len(ids), 500):  # each chunk reads its series' primary-key ranges
-            chunk = ids[i:i + 500]
-            rows = self.db.execute(
-                f"SELECT series_id, ts, value FROM samples WHERE series_id IN ({','.join('?' * len(chunk))}) "
-                "AND ts >= ? AND ts < ? ORDER BY series_id, ts", [*chunk, start, end]).fetchall()
-            for sid, group in itertools.groupby(rows, key=operator.itemgetter(0)):
-                out[keys[sid]] = [(ts, value) for _, ts, value in group]
+        for start, ids in by_start.items():
+            ids.sort()
+            for i in range(0, len(ids), 500):  # each chunk reads its series' primary-key ranges
+                chunk = ids[i:i + 500]
+                rows = self.db.execute(
+                    f"SELECT series_id, ts, value FROM samples WHERE series_id IN ({','.join('?' * len(chunk))}) "
+                    "AND ts >= ? AND ts < ? ORDER BY series_id, ts", [*chunk, start, end]).fetchall()
+                for sid, group in itertools.groupby(rows, key=operator.itemgetter(0)):
+                    out[keys[sid]] = [(ts, value) for _, ts, value in group]
         return out, periods
 
     def mark_gone(self, ids: Iterable[str], at: int) -> int:
