@@ -7,6 +7,9 @@ from detectors import coldstarts, connections, limits, outcomes, queues, tables 
 from detectors.base import REGISTRY
 
 # Every series some detector reads: the pass loads these and nothing else.
-READS: frozenset[tuple[str, str]] = frozenset().union(*(m.READS for m in (coldstarts, connections, limits, outcomes, queues, tables)))
+_MODULES = (coldstarts, connections, limits, outcomes, queues, tables)
+READS: frozenset[tuple[str, str]] = frozenset().union(*(m.READS for m in _MODULES))
+# Series some detector holds against the same hour of the week in earlier weeks.
+WEEKLY: frozenset[tuple[str, str]] = frozenset().union(*(getattr(m, "WEEKLY", frozenset()) for m in _MODULES))
 
-__all__ = ["READS", "REGISTRY"]
+__all__ = ["READS", "REGISTRY", "WEEKLY"]

@@ -104,6 +104,9 @@ class Inputs:
     # The (metric, stat) pairs that were loaded; reading any other is a bug in a detector's
     # READS declaration, so it fails loudly (None: everything was given, as in table tests).
     loaded: frozenset[tuple[str, str]] | None = None
+    # The same clock hour of the week in earlier weeks: (resource id, metric, stat) -> (sum of
+    # the values over those hours, how many of the hours had data). Declared by WEEKLY.
+    weekly: dict[tuple[str, str, str], tuple[float, int]] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Resource]:
         return [r for r in self.resources if r.kind == kind]
@@ -112,6 +115,10 @@ class Inputs:
         if self.loaded is not None and (metric, stat) not in self.loaded:
             raise KeyError(f"{metric} {stat} was not loaded: add it to the detector module's READS")
         return self.series.get((resource_id, metric, stat), Series())
+
+    def same_hour(self, resource_id: str, metric: str, stat: str) -> float:
+        """The sum of a series over the same clock hour of the week in earlier weeks (0 if none)."""
+        return self.weekly.get((resource_id, metric, stat), (0.0, 0))[0]
 
     def resource(self, resource_id: str) -> Resource | None:
         return next((r for r in self.resources if r.id == resource_id), None)

@@ -16,6 +16,11 @@ from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series,
 READS = {("ColdStarts", "Sum"), ("SampledInvocations", "Sum"), ("InitDuration", "Maximum"), ("ConcurrentExecutions", "Maximum"),
          ("ProvisionedConcurrencySpilloverInvocations", "Sum"), ("Invocations", "Sum")}
 
+# Held against the same hour of the week in earlier weeks (a Monday-morning wake-up is normal
+# for Monday morning), else against the last 40 minutes, and never below the floor.
+WEEKLY = {("ColdStarts", "Sum"), ("SampledInvocations", "Sum")}
+MIN_BASELINE_SAMPLED = 50
+
 RECENT = 5 * 60
 FLOOR_SHARE = 0.01
 MIN_COLD = 5  # sampled cold starts in 5 minutes
@@ -39,8 +44,7 @@ def coldstarts(inp: Inputs) -> Iterator[Finding]:
         if n_cold < MIN_COLD or n < MIN_SAMPLED:
             continue
         share = n_cold / n
-        base_cold, base_n = cold.before(since).sum(), sampled.before(since).sum()
-        baseline = base_cold / base_n if base_n >= 50 else FLOOR_SHARE
+        baseline, usual = _baseline(inp, fn, cold.before(since), sampled.before(since))
         if share < max(FLOOR_SHARE, 3 * baseline):
             continue
         init = inp.get(fn.id, "InitDuration", "Maximum")
@@ -48,11 +52,20 @@ def coldstarts(inp: Inputs) -> Iterator[Finding]:
         started = _spike_start(cold, sampled, max(FLOOR_SHARE, 3 * baseline)) or since
         cause = _cause(inp, fn, started)
         near = worst >= INIT_NEAR_MS
-        title = (f"{fn.name}: {pct(share)} of sampled invocations started cold in 5 min (usually {pct(baseline)}), "
+        title = (f"{fn.name}: {pct(share)} of sampled invocations started cold in 5 min ({usual} {pct(baseline)}), "
                  f"init up to {worst / 1000:.1f} s" + (f" — near the {INIT_LIMIT_MS // 1000} s init limit" if near else ""))
         yield Finding("coldstarts", fn.id, CRITICAL if near or share >= 0.25 else WARNING, title, started,
                       evidence(baseline=baseline, limit=INIT_LIMIT_MS, cold_starts=cold, sampled=sampled, init_ms=init),
                       cause=cause, fix=_fix(cause, near), key="spike")
+
+
+def _baseline(inp: Inputs, fn: Resource, cold: Series, sampled: Series) -> tuple[float, str]:
+    week_n = inp.same_hour(fn.id, "SampledInvocations", "Sum")
+    if week_n >= MIN_BASELINE_SAMPLED:
+        return inp.same_hour(fn.id, "ColdStarts", "Sum") / week_n, "this hour of the week usually"
+    if sampled.sum() >= MIN_BASELINE_SAMPLED:
+        return cold.sum() / sampled.sum(), "usually"
+    return FLOOR_SHARE, "no baseline yet; floor"
 
 
 def _spike_start(cold: Series, sampled: Series, threshold: float) -> int | None:

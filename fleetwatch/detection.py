@@ -12,13 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors import READS, REGISTRY
+from detectors import READS, REGISTRY, WEEKLY
 from detectors.base import Detector, Finding, Inputs, NoData, Resource, Series
 from fleetwatch.store import Store
 
 WINDOW = 75 * 60  # what the detectors see: trends, run starts and hour-long baselines
 # Per-function series are most of a large fleet's points; the detectors need 40 minutes of them.
 FUNCTION_WINDOW = 45 * 60
+WEEK, WEEKS_BACK = 7 * 86400, 4  # "same hour of the week": the last four weeks, from raw samples or rollups
 FUNCTION_SERIES = frozenset({("Invocations", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum"), ("ConcurrentExecutions", "Maximum"),
                              ("ProvisionedConcurrencySpilloverInvocations", "Sum")})
 
@@ -68,7 +69,9 @@ def load_inputs(store: Store, now: int, window: int = WINDOW, settings: dict[str
     starts = {read: now - (min(window, FUNCTION_WINDOW) if read in FUNCTION_SERIES else window) for read in READS}
     points, periods = store.window(now, starts)
     series = {k: Series(tuple(v), periods.get(k, 60)) for k, v in points.items()}
-    return Inputs(now, resources, series, settings or {}, loaded=READS)
+    hour = now // 3600 * 3600
+    weekly = store.hour_sums(WEEKLY, [hour - k * WEEK for k in range(1, WEEKS_BACK + 1)]) if WEEKLY else {}
+    return Inputs(now, resources, series, settings or {}, loaded=READS, weekly=weekly)
 
 
 def run(inputs: Inputs, detectors: dict[str, Detector] | None = None, names: Iterable[str] | None = None) -> DetectionPass:

@@ -448,3 +448,25 @@ def test_cold_start_causes(label: str, inp: Inputs, expected_cause: str) -> None
 def test_cold_start_cases(label: str, inp: Inputs, expected: set[tuple[str, str]]) -> None:
     findings, _ = results(coldstarts, inp)
     assert keys(findings) == expected
+
+
+def weekly(inp: Inputs, cold: float, sampled: float) -> Inputs:
+    fn = inp.resources[0].id
+    inp.weekly = {(fn, "ColdStarts", "Sum"): (cold, 4), (fn, "SampledInvocations", "Sum"): (sampled, 4)}
+    return inp
+
+
+@pytest.mark.parametrize(("label", "inp", "expected"), [
+    # 20% cold now; 10% cold for the last 40 minutes, which alone would hide it (20% < 3 x 10%).
+    ("usually 1% at this hour, elevated for 40 minutes: still a spike",
+     weekly(cold_inputs(join(shift(flat(2, 30), 5), flat(4, 5)), flat(20, 35)), cold=48, sampled=4800), {("spike", WARNING)}),
+    ("a Monday-morning wake-up that is 30% cold every week at this hour",
+     weekly(cold_inputs(SPIKE, flat(20, 35)), cold=1200, sampled=4000), set()),
+    ("too few sampled at this hour in earlier weeks: the recent share and the floor decide",
+     weekly(cold_inputs(SPIKE, flat(20, 35)), cold=20, sampled=40), {("spike", WARNING)}),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_cold_start_same_hour_of_the_week(label: str, inp: Inputs, expected: set[tuple[str, str]]) -> None:
+    findings, _ = results(coldstarts, inp)
+    assert keys(findings) == expected
+    if findings and inp.weekly[(inp.resources[0].id, "SampledInvocations", "Sum")][0] >= 50:
+        assert "(this hour of the week usually 1.0%)" in findings[0].title

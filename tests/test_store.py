@@ -144,3 +144,25 @@ def test_read_only_store_gives_clear_error_and_keeps_data(tmp_path: Path) -> Non
             store.upsert_samples(sid, [(120, 2.0)])
     with open_store(path) as store:
         assert store.samples(sid, 0, 1000) == [(60, 1.0)]
+
+
+def test_same_hour_of_the_week_reads_raw_samples_and_rollups(tmp_path: Path) -> None:
+    from fleetwatch.detection import WEEK, load_inputs
+
+    fn = "lambda/111111111111/us-east-1/fn"
+    now = 1_800_000_000 // 3600 * 3600 + 1500  # 25 minutes into an hour
+    hour = now // 3600 * 3600
+    with open_store(tmp_path / "s.db") as store:
+        store.upsert_resources([{"id": fn, "account": "111111111111", "region": "us-east-1", "kind": "lambda", "name": "fn",
+                                 "facts": {}, "tags": {}}], now)
+        cold = SeriesKey(fn, "fleetwatch/XRay", "ColdStarts", (("FunctionName", "fn"),), "Sum", 60)
+        sampled = SeriesKey(fn, "fleetwatch/XRay", "SampledInvocations", (("FunctionName", "fn"),), "Sum", 60)
+        one_week = [(hour - WEEK + m * 60, 1.0) for m in range(60)]
+        outside = [(hour - WEEK - 60, 99.0), (hour - WEEK + 3600, 99.0)]  # the minutes either side of that hour
+        three_weeks = [(hour - 3 * WEEK + m * 60, 2.0) for m in range(60)]
+        store.write_samples([(cold, one_week + outside + three_weeks), (sampled, [(t, 10.0) for t, _ in one_week + three_weeks])])
+        store.prune(now=hour - 2 * WEEK, raw_retention=86400, rollup_retention=400 * 86400)  # three weeks ago: rollups only
+        inp = load_inputs(store, now)
+    assert inp.weekly[(fn, "ColdStarts", "Sum")] == (60.0 + 120.0, 2)
+    assert inp.weekly[(fn, "SampledInvocations", "Sum")] == (1200.0, 2)
+    assert inp.same_hour(fn, "ColdStarts", "Sum") == 180.0

@@ -227,6 +227,31 @@ class Store:
                     out[keys[sid]] = [(ts, value) for _, ts, value in group]
         return out, periods
 
+    def hour_sums(self, reads: Iterable[tuple[str, str]], hours: Iterable[int]) -> dict[tuple[str, str, str], tuple[float, int]]:
+        """For each series whose (metric, stat) is in `reads`: the sum of its values over the clock
+        hours starting at `hours`, from raw samples or, once those are pruned, the hourly
+        rollups; and how many of those hours had any data. Keyed by (resource id, metric, stat)."""
+        wanted = set(reads)
+        keys = {sid: (rid, metric, stat) for sid, rid, metric, stat in
+                self.db.execute("SELECT id, resource_id, metric, stat FROM series") if (metric, stat) in wanted}
+        ids = sorted(keys)
+        out: dict[tuple[str, str, str], tuple[float, int]] = {}
+        for hour in sorted(set(hours)):
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self.db.execute(
+                    f"SELECT series_id, SUM(value) FROM samples WHERE series_id IN ({marks}) AND ts >= ? AND ts < ? GROUP BY series_id "
+                    f"UNION ALL SELECT series_id, sum FROM rollups WHERE series_id IN ({marks}) AND ts = ?",
+                    [*chunk, hour, hour + 3600, *chunk, hour]).fetchall()
+                seen: dict[int, float] = {}
+                for sid, value in rows:
+                    seen[sid] = seen.get(sid, 0.0) + float(value)
+                for sid, value in seen.items():
+                    total, hours_seen = out.get(keys[sid], (0.0, 0))
+                    out[keys[sid]] = (total + value, hours_seen + 1)
+        return out
+
     def mark_gone(self, ids: Iterable[str], at: int) -> int:
         ids = list(ids)
         if not ids:
