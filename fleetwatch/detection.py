@@ -68,7 +68,7 @@ def load_inputs(store: Store, now: int, window: int = WINDOW, settings: dict[str
                  for r in store.resources()]
     starts = {read: now - (min(window, FUNCTION_WINDOW) if read in FUNCTION_SERIES else window) for read in READS}
     points, periods = store.window(now, starts)
-    series = {k: Series(tuple(v), periods.get(k, 60)) for k, v in points.items()}
+    series = {k: Series(v, periods.get(k, 60)) for k, v in points.items()}
     hour = now // 3600 * 3600
     weekly = store.hour_sums(WEEKLY, [hour - k * WEEK for k in range(1, WEEKS_BACK + 1)]) if WEEKLY else {}
     return Inputs(now, resources, series, settings or {}, loaded=READS, weekly=weekly)

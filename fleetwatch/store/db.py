@@ -204,27 +204,33 @@ class Store:
         return out
 
     def window(self, end: int, starts: dict[tuple[str, str], int]
-               ) -> tuple[dict[tuple[str, str, str], list[tuple[int, float]]], dict[tuple[str, str, str], int]]:
+               ) -> tuple[dict[tuple[str, str, str], tuple[tuple[int, float], ...]], dict[tuple[str, str, str], int]]:
         """Samples up to `end` of the series whose (metric, stat) is in `starts`, each from its
         own start, keyed by (resource id, metric, stat), ascending in time; and each series' period."""
         by_start: dict[int, list[int]] = {}
         keys, periods = {}, {}
-        for sid, rid, metric, stat, period in self.db.execute("SELECT id, resource_id, metric, stat, period FROM series"):
+        metrics = sorted({m for m, _ in starts})
+        for sid, rid, metric, stat, period in self.db.execute(
+                f"SELECT id, resource_id, metric, stat, period FROM series WHERE metric IN ({','.join('?' * len(metrics))})", metrics):
             start = starts.get((metric, stat))
             if start is not None:
                 keys[sid] = (rid, metric, stat)
                 periods[(rid, metric, stat)] = int(period)
                 by_start.setdefault(start, []).append(sid)
-        out: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
+        out: dict[tuple[str, str, str], tuple[tuple[int, float], ...]] = {}
         for start, ids in by_start.items():
             ids.sort()
             for i in range(0, len(ids), 500):  # each chunk reads its series' primary-key ranges
                 chunk = ids[i:i + 500]
-                rows = self.db.execute(
-                    f"SELECT series_id, ts, value FROM samples WHERE series_id IN ({','.join('?' * len(chunk))}) "
-                    "AND ts >= ? AND ts < ? ORDER BY series_id, ts", [*chunk, start, end]).fetchall()
-                for sid, group in itertools.groupby(rows, key=operator.itemgetter(0)):
-                    out[keys[sid]] = [(ts, value) for _, ts, value in group]
+                where = f"WHERE series_id IN ({','.join('?' * len(chunk))}) AND ts >= ? AND ts < ?"
+                # Counts first, then bare (ts, value) rows sliced per series: no per-row Python work.
+                counts = self.db.execute(f"SELECT series_id, COUNT(*) FROM samples {where} GROUP BY series_id ORDER BY series_id",
+                                         [*chunk, start, end]).fetchall()
+                rows = self.db.execute(f"SELECT ts, value FROM samples {where} ORDER BY series_id, ts", [*chunk, start, end]).fetchall()
+                at = 0
+                for sid, n in counts:
+                    out[keys[sid]] = tuple(rows[at:at + n])
+                    at += n
         return out, periods
 
     def hour_sums(self, reads: Iterable[tuple[str, str]], hours: Iterable[int]) -> dict[tuple[str, str, str], tuple[float, int]]:
@@ -232,8 +238,10 @@ class Store:
         hours starting at `hours`, from raw samples or, once those are pruned, the hourly
         rollups; and how many of those hours had any data. Keyed by (resource id, metric, stat)."""
         wanted = set(reads)
-        keys = {sid: (rid, metric, stat) for sid, rid, metric, stat in
-                self.db.execute("SELECT id, resource_id, metric, stat FROM series") if (metric, stat) in wanted}
+        metrics = sorted({m for m, _ in wanted})
+        keys = {sid: (rid, metric, stat) for sid, rid, metric, stat in self.db.execute(
+                f"SELECT id, resource_id, metric, stat FROM series WHERE metric IN ({','.join('?' * len(metrics))})", metrics)
+                if (metric, stat) in wanted}
         ids = sorted(keys)
         out: dict[tuple[str, str, str], tuple[float, int]] = {}
         for hour in sorted(set(hours)):
