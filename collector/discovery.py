@@ -7,6 +7,7 @@ resources are left as they were (not marked gone), while the other kinds carry o
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -75,6 +76,31 @@ def _error_code(exc: Exception) -> str:
 
 # -- Lambda -------------------------------------------------------------------------------------
 
+_RDS_HOST = re.compile(r"\b([a-z][a-z0-9-]{0,62})\.(proxy-)?[a-z0-9]+\.[a-z0-9-]+\.rds\.amazonaws\.com\b")
+_SQS_URL = re.compile(r"^https://sqs\.[a-z0-9-]+\.amazonaws\.com/\d{12}/([\w-]{1,80}(?:\.fifo)?)$")
+_ARN = re.compile(r"^arn:aws[a-z-]*:(dynamodb|sqs):[a-z0-9-]+:\d{12}:(?:table/)?([\w.-]{1,255})")
+_NAME = re.compile(r"^[\w.-]{3,255}$")
+
+
+def uses_from_environment(env: dict[str, str]) -> list[str]:
+    """What a function calls, as `kind:name`, read from its environment variables: RDS and RDS
+    Proxy endpoints (also inside connection strings), SQS URLs, table and queue ARNs, and plain
+    names under *TABLE*/*QUEUE* keys. Only those names are kept, never a value: environments
+    carry secrets."""
+    uses = set()
+    for key, value in env.items():
+        value = str(value)
+        for host in _RDS_HOST.finditer(value):
+            uses.add(f"{'rds_proxy' if host.group(2) else 'rds'}:{host.group(1)}")
+        if m := _SQS_URL.match(value):
+            uses.add(f"sqs:{m.group(1)}")
+        elif m := _ARN.match(value):
+            uses.add(f"{m.group(1)}:{m.group(2)}")
+        elif _NAME.match(value) and ("TABLE" in key.upper() or "QUEUE" in key.upper()):
+            uses.add(f"{'dynamodb' if 'TABLE' in key.upper() else 'sqs'}:{value}")
+    return sorted(uses)
+
+
 def lambdas(clients: Clients, place: Place) -> list[Found]:
     client = clients("lambda")
     functions = list(_pages(client, "list_functions", "Functions"))
@@ -99,6 +125,7 @@ def lambdas(clients: Clients, place: Place) -> list[Found]:
                                      "requested": c.get("RequestedProvisionedConcurrentExecutions"),
                                      "status": c.get("Status")} for c in provisioned],
             "event_sources": mappings.get(name, []),
+            "uses": uses_from_environment((fn.get("Environment") or {}).get("Variables") or {}),
         }
         return Found("lambda", name, fn.get("FunctionArn", ""), dict(got.get("Tags") or {}), facts)
 

@@ -42,6 +42,29 @@ def _parser() -> argparse.ArgumentParser:
     det.add_argument("--config", help="configuration file (TOML)")
     det.add_argument("--detector", action="append", help="run only this detector (repeatable)")
 
+    det.add_argument("--alert", action="store_true", help="also turn the findings into incidents and send what is owed")
+
+    inc = sub.add_parser("incidents", help="list incidents (open ones unless --all)")
+    inc.add_argument("--config", help="configuration file (TOML)")
+    inc.add_argument("--all", action="store_true", help="include resolved and merged incidents")
+    ack = sub.add_parser("ack", help="acknowledge an open incident: no more repeats (changes and resolution are still sent)")
+    ack.add_argument("id", type=int)
+    ack.add_argument("--by", required=True, help="who acknowledges")
+    ack.add_argument("--config", help="configuration file (TOML)")
+    sil = sub.add_parser("silence", help="add, list or expire silences")
+    sil_sub = sil.add_subparsers(dest="silence_command", required=True)
+    sil_add = sil_sub.add_parser("add", help='mute incidents whose alerts match, e.g. \'service="orders" detector=queues\'')
+    sil_add.add_argument("matchers")
+    sil_add.add_argument("--duration", default="2h", help="how long (default 2h), e.g. 30m, 4h, 1d")
+    sil_add.add_argument("--author", required=True)
+    sil_add.add_argument("--comment", default="")
+    sil_add.add_argument("--config", help="configuration file (TOML)")
+    sil_list = sil_sub.add_parser("list", help="active and future silences")
+    sil_list.add_argument("--config", help="configuration file (TOML)")
+    sil_exp = sil_sub.add_parser("expire", help="end a silence now")
+    sil_exp.add_argument("id", type=int)
+    sil_exp.add_argument("--config", help="configuration file (TOML)")
+
     rep = sub.add_parser("replay", help="score a CSV of timestamp,value with the anomaly layer; CSV with score and anomaly out")
     rep.add_argument("file", help="CSV with a header row; first column time (ISO 8601 or epoch s), second value ('-' for stdin)")
     rep.add_argument("--detector", default="anomaly", help="anomaly (both directions, default), spike (rises only), dip (drops only)")
@@ -114,8 +137,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             cfg = load_config(args.config, environ=environ)
             with open_store(cfg["store.path"]) as store:
                 detection = detect(store, int(SystemClock().now()), names=args.detector, settings=detector_settings(cfg))
-            print(detection.summary())
+                print(detection.summary())
+                if args.alert:
+                    from fleetwatch.alerting import alert, build_pipeline
+
+                    print(alert(build_pipeline(cfg, store, SystemClock()), store, detection).summary())
             return 1 if any(r.status != "ok" for r in detection.runs) else 0
+        if args.command in ("incidents", "ack", "silence"):
+            from fleetwatch.incident_cmd import incident_command
+
+            cfg = load_config(args.config, environ=environ)
+            with open_store(cfg["store.path"]) as store:
+                return incident_command(args, store)
         if args.command in ("emulate", "demo"):
             try:
                 from simulator.cli import run_emulator

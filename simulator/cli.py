@@ -118,32 +118,71 @@ def demo_collect(emulator: Emulator, store_path: str, polls: int) -> int:
     from fleetwatch.detection import detect, detector_settings
     from fleetwatch.store import open_store
 
-    Path(store_path).parent.mkdir(parents=True, exist_ok=True)
+    from fleetwatch.alerting import alert, build_pipeline
+    from simulator.mail import SmtpSink
+    from simulator.slack import TOKEN, SlackStandIn
+
+    out_dir = Path(store_path).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    slack, smtp = SlackStandIn().__enter__(), SmtpSink().__enter__()
     env = demo_config(emulator, store_path)
+    shown = " ".join(f"{k}={v}" for k, v in env.items())
+    env.update({"FLEETWATCH_SLACK_BOT_TOKEN": TOKEN, "FLEETWATCH_SLACK_API_URL": slack.api_url, "FLEETWATCH_SLACK_CHANNEL": "C0DEMO",
+                "FLEETWATCH_SMTP_HOST": "127.0.0.1", "FLEETWATCH_SMTP_PORT": str(smtp.port), "FLEETWATCH_SMTP_SECURITY": "none",
+                "FLEETWATCH_EMAIL_TO": "oncall@example.com"})
     cfg = load_config(None, environ=env)
+    print(f"notifications go to a Slack stand-in at {slack.api_url} (channel C0DEMO) and an SMTP server on 127.0.0.1:{smtp.port}",
+          flush=True)
     session = boto3.session.Session(aws_access_key_id=DEMO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                                     aws_secret_access_key=DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
     clock = emulator.model.clock
-    print(f"\ncollecting into {store_path} (configured as: {' '.join(f'{k}={v}' for k, v in env.items())})\n", flush=True)
+    print(f"\ncollecting into {store_path} (configured as: {shown})\n", flush=True)
     with open_store(cfg["store.path"]) as store:
         aws = Aws.from_config(cfg, session=session)
         plan_command(cfg, store, aws, clock, discover=True)
         print(flush=True)
         seen: set[str] = set()
 
+        pipeline = build_pipeline(cfg, store, clock, sleep=clock.advance)  # type: ignore[attr-defined]
+
         def findings(report: Any) -> None:
-            # Print each finding once, when it first appears, as the incidents unfold.
+            # Print each finding once, when it first appears, as the incidents unfold, and each
+            # notification as it is sent.
             detection = detect(store, report.started_at, settings=detector_settings(cfg))
             new = [f for f in detection.findings if f.fingerprint not in seen]
             seen.update(f.fingerprint for f in new)
             for f in new:
                 print(f"  FINDING {f.severity.upper():8} {f.title}" + (f"\n          cause: {f.cause}" if f.cause else ""), flush=True)
+            for o in alert(pipeline, store, detection).outcomes:
+                inc = pipeline.store.incident(o.incident_id)
+                status = "NOTIFY " if o.ok else "FAILED "
+                print(f"  {status} {o.kind:8} {o.target:26} #{o.incident_id} {inc.title if inc else ''}"
+                      + ("" if o.ok else f"\n          {o.error}"), flush=True)
 
         status = collect_command(cfg, store, aws, clock, polls=polls + 1, after=findings, brief=True,
                                  between=lambda: clock.advance(60))  # type: ignore[attr-defined]
         print(f"\nstore {store_path}: {store.db['samples'].count} samples of {store.db['series'].count} series, "
               f"{store.db['resources'].count} resources; run again to see it resume where it ended", flush=True)
+    _keep_notifications(out_dir, slack, smtp)
     return status
+
+
+def _keep_notifications(out_dir: Path, slack: Any, smtp: Any) -> None:
+    """Write what the stand-ins received next to the store, so it can be read after the demo."""
+    import json
+
+    slack_file = out_dir / "slack-messages.json"
+    slack_file.write_text(json.dumps(slack.messages(), indent=2))
+    mail_dir = out_dir / "mail"
+    mail_dir.mkdir(exist_ok=True)
+    for old in mail_dir.glob("*.eml"):
+        old.unlink()
+    for i, (_, msg) in enumerate(smtp.messages(), 1):
+        (mail_dir / f"{i:03d}.eml").write_bytes(msg.as_bytes())
+    print(f"notifications: {len(slack.messages())} Slack messages in {slack_file}, {len(smtp.messages())} mails in {mail_dir}/",
+          flush=True)
+    slack.__exit__(None, None, None)
+    smtp.__exit__(None, None, None)
 
 
 def describe(emulator: Emulator, full: bool, seconds: float) -> str:

@@ -39,7 +39,7 @@ class _Place:
 
     def __init__(self, endpoint: str, creds: dict[str, str], region: str) -> None:
         self.session = boto3.session.Session(region_name=region, **creds)
-        self.endpoint = endpoint
+        self.endpoint, self.region = endpoint, region
         self._clients: dict[str, Any] = {}
 
     def __call__(self, service: str) -> Any:
@@ -77,6 +77,20 @@ def provision(endpoint: str, fleet: Fleet, progress: Callable[[str], None] = lam
             _create_region(place, here, fleet, exec_role, code, progress)
 
 
+def _environment(fn: Resource, fleet: Fleet, region: str) -> dict[str, str]:
+    """What a real function's configuration carries about what it calls: the database's endpoint
+    (as RDS and RDS Proxy name them), the table, the queue it sends to; and a secret-looking value
+    that discovery must never keep."""
+    env = {"LOG_LEVEL": "INFO", "PAYMENT_API_KEY": "sk_live_do_not_store_me"}
+    if fn["database"]:
+        proxy = fleet.by_uid.get(f"rds_proxy:{fn['database']}") is not None
+        host = f"{fn['database']}.{'proxy-' if proxy else ''}c9akciq32.{region}.rds.amazonaws.com"
+        env["DATABASE_URL"] = f"postgresql://app:hunter2@{host}:5432/app"
+    if fn["table"]:
+        env["TABLE_NAME"] = fn["table"]
+    return env
+
+
 def _create_region(place: _Place, here: list[Resource], fleet: Fleet, exec_role: str, code: bytes,
                    progress: Callable[[str], None]) -> None:
     kinds = {k: [r for r in here if r.kind == k] for k in ("lambda", "sqs", "dynamodb", "rds", "rds_proxy", "ses", "schedule", "api")}
@@ -85,7 +99,8 @@ def _create_region(place: _Place, here: list[Resource], fleet: Fleet, exec_role:
     def make_function(fn: Resource) -> None:
         client = place("lambda")
         client.create_function(FunctionName=fn.name, Runtime=fn["runtime"], Role=exec_role, Handler="handler.handler",
-                               Code={"ZipFile": code}, MemorySize=fn["memory"], Timeout=fn["timeout"], Tags=fn.tags)
+                               Code={"ZipFile": code}, MemorySize=fn["memory"], Timeout=fn["timeout"], Tags=fn.tags,
+                               Environment={"Variables": _environment(fn, fleet, place.region)})
         if fn["reserved"] is not None:
             client.put_function_concurrency(FunctionName=fn.name, ReservedConcurrentExecutions=int(fn["reserved"]))
 

@@ -130,6 +130,8 @@ def _coerce(s: Setting, raw: Any, from_env: bool) -> Any:
             raise ValueError(f"got {raw!r}")
         if s.pattern and not re.match(s.pattern, raw):
             raise ValueError(f"got {raw!r}")
+        if s.check and raw:
+            s.check(raw)
         return raw
     if kind == "int":
         if isinstance(raw, bool) or not isinstance(raw, int):
@@ -155,6 +157,9 @@ def _coerce(s: Setting, raw: Any, from_env: bool) -> Any:
             bad = [v for v in raw if not re.match(s.pattern, v)]
             if bad:
                 raise ValueError(f"{bad[0]!r} is not valid")
+        if s.check:
+            for item in raw:
+                s.check(item)
         return list(raw)
     else:  # pragma: no cover - the settings table is checked by a test
         raise ValueError(f"unknown setting kind {kind}")
@@ -267,7 +272,8 @@ def _example(s: Setting) -> str:
         return f"for example {s.key.rpartition('.')[2]} = \"{format_duration(s.default)}\""
     if s.secret:
         return ""
-    return f"for example {s.key.rpartition('.')[2]} = {_toml_value(s.default) if s.default != [] else _toml_value(['...'])}"
+    sample = s.default if s.default != [] else (list(s.examples[:1]) or ["..."])
+    return f"for example {s.key.rpartition('.')[2]} = {_toml_value(sample)}"
 
 
 def reference_markdown() -> str:

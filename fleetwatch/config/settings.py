@@ -8,8 +8,11 @@ setting lacks help or the generated reference is stale.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from alerts.rules import check_target, check_zone, parse_route, parse_window, parse_wire
 
 KINDS = ("str", "int", "float", "bool", "duration", "list[str]", "choice")
 
@@ -50,6 +53,8 @@ class Setting:
     pattern: str | None = None
     pattern_hint: str = ""
     examples: tuple[str, ...] = field(default=())
+    # Parses a str value (each item of a list[str]) and raises ValueError saying what to write.
+    check: Callable[[str], Any] | None = field(default=None, compare=False)
 
     @property
     def env(self) -> str:
@@ -215,6 +220,104 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
     ),
     Setting(
+        "alerts.for", "duration", 120,
+        "How long a finding must persist before its incident fires and pages (the rule's `for`). "
+        "Until then the incident is pending and shows on the dashboard only.",
+        minimum=0, maximum=86400,
+    ),
+    Setting(
+        "alerts.keep_firing_for", "duration", 300,
+        "How long an incident keeps firing after its findings stop, so a flapping signal is one "
+        "incident rather than many; it is recovering meanwhile and resolves at the end.",
+        minimum=0, maximum=86400,
+    ),
+    Setting(
+        "alerts.group_wait", "duration", 30,
+        "How long a new incident waits before its first notification, so findings that arrive "
+        "together are sent together.",
+        minimum=0, maximum=3600,
+    ),
+    Setting(
+        "alerts.cause_wait", "duration", 300,
+        "How long a cause (a connection storm, a hot partition) that could hurt a user-facing entry "
+        "point waits before paging on its own: if the symptom appears meanwhile, one incident is "
+        "sent, titled by the symptom and naming the cause.",
+        minimum=0, maximum=3600,
+    ),
+    Setting(
+        "alerts.group_interval", "duration", 300,
+        "Least time between two notifications of the same incident when it changes (severity, "
+        "new findings, cause joined).",
+        minimum=0, maximum=86400,
+    ),
+    Setting(
+        "alerts.repeat_interval", "duration", 4 * 3600,
+        "How often an unchanged, unacknowledged firing incident is notified again.",
+        minimum=60, maximum=30 * 86400,
+    ),
+    Setting(
+        "alerts.notify_nodata", "bool", False,
+        "Also page on NoData (a resource whose signals are absent). NoData always shows on the "
+        "dashboard.",
+    ),
+    Setting(
+        "alerts.notify_errors", "bool", False,
+        "Also page when a detector errors. Errored detectors always show on the dashboard.",
+    ),
+    Setting(
+        "alerts.routes", "list[str]", [],
+        "Where incidents go: 'MATCHERS -> TARGETS', e.g. 'severity=critical service=checkout -> "
+        "slack:#checkout-oncall email:payments@example.com'. Matchers are Alertmanager-style on the "
+        "labels severity, service, account, region, detector, kind and name ('*' matches all). Every "
+        "matching route adds its targets; an incident no route matches goes to slack.channel and "
+        "email.to.",
+        check=parse_route, pattern_hint="'MATCHERS -> slack:#channel email:address'",
+        examples=("severity=critical -> slack:#oncall email:oncall@example.com",),
+    ),
+    Setting(
+        "alerts.maintenance", "list[str]", [],
+        "Recurring maintenance windows in which matching incidents do not notify: 'DAYS "
+        "HH:MM-HH:MM ZONE [MATCHERS]', e.g. 'sun 02:00-04:00 Europe/London service=orders'. What "
+        "still fires when the window ends is notified then.",
+        check=parse_window, pattern_hint="'DAYS HH:MM-HH:MM ZONE [MATCHERS]'",
+        examples=("sun 02:00-04:00 UTC service=orders",),
+    ),
+    Setting(
+        "alerts.wiring", "list[str]", [],
+        "Explicit cause -> effect links added to the topology discovered from API integrations, "
+        "event source mappings, schedule targets, function environment and service tags, e.g. "
+        "'rds:orders-db -> api:checkout-api'.",
+        check=parse_wire, pattern_hint="'kind:name -> kind:name'",
+        examples=("rds:orders-db -> api:checkout-api",),
+    ),
+    Setting(
+        "alerts.max_attempts", "int", 6,
+        "Attempts per notification and channel before the failure is recorded and shown (it is "
+        "tried again on the next evaluation); backoff with jitter between attempts, honouring "
+        "Retry-After on 429.",
+        minimum=1, maximum=20,
+    ),
+    Setting(
+        "alerts.timeout", "duration", 10,
+        "Timeout of one Slack or mail request.",
+        minimum=1, maximum=120,
+    ),
+    Setting(
+        "web.public_url", "str", "http://127.0.0.1:8000",
+        "Address of the dashboard as people reach it; notifications link to incidents under it.",
+        pattern=r"^https?://\S+$", pattern_hint="an http(s) URL",
+    ),
+    Setting(
+        "slack.channel", "str", "",
+        "Default Slack channel (name such as '#alerts' or an ID) for incidents no route names.",
+        check=lambda v: v == "" or check_target("slack:" + v),
+    ),
+    Setting(
+        "slack.api_url", "str", "https://slack.com/api/",
+        "Base URL of the Slack Web API; change it only for a proxy or a stand-in.",
+        pattern=r"^https?://\S+$", pattern_hint="an http(s) URL",
+    ),
+    Setting(
         "slack.bot_token", "str", "",
         "Slack bot token (xoxb-...) with chat:write, used to post and update incident messages. "
         "Never printed: shown redacted everywhere.",
@@ -227,10 +330,66 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "email.transport", "choice", "smtp",
+        "How mail is sent: 'smtp' (smtp.* settings) or 'ses' (SES SendRawEmail with fleetwatch's "
+        "AWS credentials, which then also need ses:SendRawEmail).",
+        choices=("smtp", "ses"),
+    ),
+    Setting(
+        "email.from", "str", "fleetwatch@localhost",
+        "Sender address of incident mail and the digest.",
+        check=lambda v: check_target("email:" + v),
+    ),
+    Setting(
+        "email.to", "list[str]", [],
+        "Default recipients of incidents no route names, and of the weekly digest.",
+        check=lambda v: check_target("email:" + v),
+    ),
+    Setting(
+        "smtp.host", "str", "",
+        "SMTP server; empty disables mail by SMTP.",
+    ),
+    Setting(
+        "smtp.port", "int", 587,
+        "SMTP port: 587 for STARTTLS, 465 for TLS, 25 for neither.",
+        minimum=1, maximum=65535,
+    ),
+    Setting(
+        "smtp.security", "choice", "starttls",
+        "'starttls' (upgrade after connecting), 'tls' (TLS from the start) or 'none' (loopback "
+        "and test servers only).",
+        choices=("starttls", "tls", "none"),
+    ),
+    Setting(
+        "smtp.username", "str", "",
+        "SMTP user name; empty sends without authentication.",
+    ),
+    Setting(
         "smtp.password", "str", "",
         "Password for the SMTP server that sends incident mail and the weekly digest. Never "
         "printed: shown redacted everywhere.",
         secret=True,
+    ),
+    Setting(
+        "digest.day", "choice", "mon",
+        "Day of the week the health digest is sent.",
+        choices=("mon", "tue", "wed", "thu", "fri", "sat", "sun"),
+    ),
+    Setting(
+        "digest.hour", "int", 9,
+        "Local hour (0-23) at which the digest is sent on digest.day.",
+        minimum=0, maximum=23,
+    ),
+    Setting(
+        "digest.timezone", "str", "UTC",
+        "IANA time zone of digest.day and digest.hour, e.g. 'Europe/London'.",
+        check=check_zone,
+    ),
+    Setting(
+        "digest.targets", "list[str]", [],
+        "Where the digest goes, as route targets ('slack:#channel', 'email:address'). Empty sends "
+        "it to email.to.",
+        check=check_target,
     ),
 )
 

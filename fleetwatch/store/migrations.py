@@ -136,11 +136,68 @@ def _detector_runs(db: sqlite_utils.Database) -> None:
     db["detector_runs"].create_index(["ts"])
 
 
+def _incidents(db: sqlite_utils.Database) -> None:
+    # 0002 sketched incidents and notifications before anything wrote them; they are empty, and
+    # replaced here by the shapes the alert pipeline uses.
+    for table in ("notifications", "incidents"):
+        db[table].drop(ignore=True)
+    # One row per alert: a finding's identity (detector, resource, key) and its state machine.
+    db["alerts"].create(
+        {"fingerprint": str, "detector": str, "resource_id": str, "key": str, "kind": str, "labels": str, "state": str,
+         "severity": str, "title": str, "cause": str, "fix": str, "evidence": str, "started_at": int,
+         "active_since": int, "firing_since": int, "recovering_since": int, "last_seen": int, "resolved_at": int,
+         "flaps": int, "incident_id": int, "updated_at": int},
+        pk="fingerprint", not_null={"detector", "state", "severity", "title", "updated_at"},
+        defaults={"labels": "{}", "evidence": "{}", "flaps": 0, "kind": "finding"},
+    )
+    db["alerts"].create_index(["state"])
+    # One row per incident episode; its fingerprint is the hash of its group's labels, and only
+    # one episode per fingerprint is open at a time.
+    db["incidents"].create(
+        {"id": int, "fingerprint": str, "group_key": str, "state": str, "severity": str, "title": str, "symptom": str,
+         "cause": str, "fix": str, "labels": str, "members": str, "version": str, "started_at": int, "firing_at": int,
+         "updated_at": int, "resolved_at": int, "acked_by": str, "acked_at": int, "absorbed_into": int, "joinable": int},
+        pk="id", not_null={"fingerprint", "group_key", "state", "severity", "title", "started_at", "updated_at"},
+        defaults={"labels": "{}", "members": "[]", "joinable": 0},
+    )
+    db.execute("CREATE UNIQUE INDEX incidents_open ON incidents(fingerprint) WHERE resolved_at IS NULL")
+    db["incidents"].create_index(["state"])
+    db["incidents"].create_index(["resolved_at"])
+    db["incident_events"].create(
+        {"id": int, "incident_id": int, "ts": int, "event": str, "detail": str},
+        pk="id", not_null={"incident_id", "ts", "event"}, foreign_keys=[("incident_id", "incidents", "id")],
+    )
+    db["incident_events"].create_index(["incident_id", "ts"])
+    # The notification log. A row is written as 'sending' just before a send and becomes 'sent'
+    # only after the send succeeded; a failed send deletes it. What is owed is computed from the
+    # incidents and the 'sent' rows, so a restart neither repeats nor drops anything.
+    db["notifications"].create(
+        {"id": int, "key": str, "incident_id": int, "target": str, "kind": str, "version": str, "status": str,
+         "sent_at": int, "external_id": str, "thread_id": str},
+        pk="id", not_null={"key", "incident_id", "target", "kind", "status", "sent_at"},
+        foreign_keys=[("incident_id", "incidents", "id")],
+    )
+    db["notifications"].create_index(["key"], unique=True)
+    db["notifications"].create_index(["incident_id", "target"])
+    db["notification_failures"].create(
+        {"id": int, "incident_id": int, "target": str, "kind": str, "attempts": int, "error": str, "failed_at": int},
+        pk="id", not_null={"target", "kind", "attempts", "error", "failed_at"},
+    )
+    db["notification_failures"].create_index(["failed_at"])
+    db["silences"].create_index(["ends_at"])
+    db["digests"].create(
+        {"id": int, "period": str, "due_at": int, "sent_at": int, "targets": str, "status": str, "error": str},
+        pk="id", not_null={"period", "due_at", "status"},
+    )
+    db["digests"].create_index(["period"], unique=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_resources_series_samples_poll_log", _initial),
     Migration("0002_findings_incidents_notifications_silences", _alerting),
     Migration("0003_hourly_rollups", _rollups),
     Migration("0004_collector_cursors", _cursors),
     Migration("0005_detector_runs", _detector_runs),
+    Migration("0006_alert_pipeline", _incidents),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,98 @@
+"""What each incident owes each target, from its state, the timers and the notification log
+(Alertmanager's route -> silence -> dedupe). Pure: nothing here sends or stores.
+
+- first (`firing`): once the incident fires and `group_wait` has passed (`cause_wait` for a cause
+  that may yet be joined by its symptom);
+- `changed`: its severity or its firing alerts changed, at most once per `group_interval`;
+- `repeat`: unchanged and unacknowledged for `repeat_interval`;
+- `resolved` (or `absorbed` into another incident): once, if anything was sent before.
+A silenced or maintenance-muted incident owes nothing new while muted; what it still owes when
+the mute ends is sent then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from alerts.incidents import ABSORBED, Incident
+from alerts.rules import Route, Window, matches_all
+from alerts.state import ERROR, FIRING, NODATA, RESOLVED
+
+
+@dataclass(frozen=True)
+class Timers:
+    group_wait: int = 30
+    cause_wait: int = 300
+    group_interval: int = 300
+    repeat_interval: int = 4 * 3600
+    notify_nodata: bool = False
+    notify_errors: bool = False
+
+
+@dataclass(frozen=True)
+class Sent:
+    kind: str
+    version: str
+    sent_at: int
+    external_id: str = ""
+    thread_id: str = ""
+
+
+@dataclass(frozen=True)
+class Silence:
+    id: int
+    matchers: tuple
+    starts_at: int
+    ends_at: int
+
+    def active(self, now: int) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+
+def targets(inc: Incident, routes: Sequence[Route], defaults: Sequence[str]) -> list[str]:
+    """Every matching route adds its targets; an incident no route matches goes to the defaults."""
+    out: list[str] = []
+    for route in routes:
+        if matches_all(route.matchers, inc.labels):
+            out += [t for t in route.targets if t not in out]
+    return out or list(defaults)
+
+
+def muted(member_labels: Sequence[dict[str, str]], silences: Sequence[Silence], windows: Sequence[Window], now: int) -> str:
+    """Why the incident is muted ('' if not): every firing member is silenced or in maintenance."""
+    if not member_labels:
+        return ""
+    reasons = []
+    for labels in member_labels:
+        silence = next((s for s in silences if s.active(now) and matches_all(s.matchers, labels)), None)
+        if silence:
+            reasons.append(f"silence #{silence.id}")
+            continue
+        window = next((w for w in windows if matches_all(w.matchers, labels) and w.active(now)), None)
+        if window is None:
+            return ""
+        reasons.append("maintenance window")
+    return sorted(set(reasons))[0]
+
+
+def owed(inc: Incident, history: Sequence[Sent], now: int, timers: Timers, mute: str = "") -> str | None:
+    """The kind of notification this incident owes one target now, or None."""
+    last = history[-1] if history else None
+    done = inc.state in (RESOLVED, ABSORBED)
+    if done:
+        if last is not None and last.kind not in (RESOLVED, ABSORBED):
+            return ABSORBED if inc.state == ABSORBED else RESOLVED
+        return None
+    pages = inc.state == FIRING or (inc.state == NODATA and timers.notify_nodata) or (inc.state == ERROR and timers.notify_errors)
+    if not pages or mute:
+        return None
+    if last is None or last.kind in (RESOLVED, ABSORBED):
+        since = inc.firing_at if inc.state == FIRING and inc.firing_at is not None else inc.started_at
+        wait = timers.cause_wait if inc.joinable else timers.group_wait
+        return FIRING if now - since >= wait else None
+    if last.version != inc.version and now - last.sent_at >= timers.group_interval:
+        return "changed"
+    if inc.acked_at is None and now - last.sent_at >= timers.repeat_interval:
+        return "repeat"
+    return None

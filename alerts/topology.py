@@ -1,0 +1,94 @@
+"""Which user-facing entry points each resource can hurt: the graph that joins causes to outcomes.
+
+Edges run from cause to effect and come from what discovery found: an API's Lambda
+integrations (function -> API), a schedule's targets (function -> schedule), a queue's consumers
+(function -> queue: a failing consumer is a backlog), what a function's environment names
+(database, proxy, table -> function), the account's Lambda concurrency (account -> every function
+in it), and explicit wiring from the configuration. A resource that reaches no entry point that
+way reaches the entry points sharing its `service` tag in its account and region.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+from detectors.base import Resource
+
+# Where users feel a problem: requests that fail, jobs that do not run, mail not delivered.
+ENTRY_KINDS = frozenset({"api", "schedule", "sqs", "ses"})
+
+
+class Topology:
+    def __init__(self, resources: Sequence[Resource], wiring: Iterable[tuple[str, str]] = ()) -> None:
+        self.resources = {r.id: r for r in resources}
+        self.edges: dict[str, set[str]] = {}
+        place: dict[tuple[str, str, str, str], str] = {}  # (account, region, kind, name) -> id
+        by_name: dict[str, list[str]] = {}
+        for r in resources:
+            place[(r.account, r.region, r.kind, r.name)] = r.id
+            by_name.setdefault(r.name, []).append(r.id)
+            by_name.setdefault(f"{r.kind}:{r.name}", []).append(r.id)
+
+        def local(r: Resource, kind: str, name: str) -> str | None:
+            return place.get((r.account, r.region, kind, name))
+
+        for r in resources:
+            if r.kind == "api":
+                for fn in r.facts.get("functions") or []:
+                    self._link(local(r, "lambda", fn), r.id)
+            elif r.kind == "schedule":
+                for fn in r.facts.get("target_functions") or []:
+                    self._link(local(r, "lambda", fn), r.id)
+            elif r.kind == "sqs":
+                for fn in r.facts.get("consumers") or []:
+                    self._link(local(r, "lambda", fn), r.id)
+            elif r.kind == "lambda":
+                for ref in r.facts.get("uses") or []:
+                    kind, _, name = ref.partition(":")
+                    self._link(local(r, kind, name), r.id)
+                self._link(local(r, "lambda_account", "account"), r.id)
+        for cause, effect in wiring:
+            for c in by_name.get(cause, []):
+                for e in by_name.get(effect, []):
+                    self._link(c, e)
+        self._cache: dict[str, tuple[str, ...]] = {}
+
+    def _link(self, cause: str | None, effect: str | None) -> None:
+        if cause and effect and cause != effect:
+            self.edges.setdefault(cause, set()).add(effect)
+
+    def is_entry(self, resource_id: str) -> bool:
+        r = self.resources.get(resource_id)
+        return r is not None and r.kind in ENTRY_KINDS
+
+    def entries(self, resource_id: str) -> tuple[str, ...]:
+        """The entry points a problem on this resource can reach, nearest first (ties by id)."""
+        if resource_id in self._cache:
+            return self._cache[resource_id]
+        found: list[str] = []
+        seen, queue = {resource_id}, deque([(resource_id, 0)])
+        hops: dict[str, int] = {}
+        while queue:
+            node, depth = queue.popleft()
+            for nxt in sorted(self.edges.get(node, ())):
+                if nxt in seen:
+                    continue
+                seen.add(nxt)
+                if self.is_entry(nxt):
+                    found.append(nxt)
+                    hops[nxt] = depth + 1
+                queue.append((nxt, depth + 1))
+        if not found:
+            found = self._same_service(resource_id)
+        out = tuple(sorted(found, key=lambda e: (hops.get(e, 99), e)))
+        self._cache[resource_id] = out
+        return out
+
+    def _same_service(self, resource_id: str) -> list[str]:
+        r = self.resources.get(resource_id)
+        service = r.tags.get("service") if r else None
+        if not r or not service or r.kind in ENTRY_KINDS:
+            return []
+        return sorted(o.id for o in self.resources.values() if o.kind in ENTRY_KINDS and o.tags.get("service") == service
+                      and o.account == r.account and o.region == r.region)

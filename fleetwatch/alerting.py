@@ -1,0 +1,79 @@
+"""The spine's side of alerting: build the pipeline from the configuration (settings, channels),
+and turn a detection pass into what the pipeline observes."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from alerts.delivery import Channel, Pacer, Ses, SlackBot, SlackWebhook, Smtp
+from alerts.notify import Timers
+from alerts.pipeline import AlertSettings, DeliveryReport, Pipeline
+from alerts.rules import parse_route, parse_window, parse_wire
+from alerts.state import Observation, Policy
+from detectors.base import Resource
+from fleetwatch.clock import Clock
+from fleetwatch.detection import DetectionPass
+from fleetwatch.store import Store
+from fleetwatch.store.alerting import AlertStore
+
+
+def alert_settings(cfg: Any) -> AlertSettings:
+    defaults = ([f"slack:{cfg['slack.channel']}"] if cfg["slack.channel"] else []) + [f"email:{a}" for a in cfg["email.to"]]
+    return AlertSettings(
+        policy=Policy(cfg["alerts.for"], cfg["alerts.keep_firing_for"]),
+        timers=Timers(cfg["alerts.group_wait"], cfg["alerts.cause_wait"], cfg["alerts.group_interval"], cfg["alerts.repeat_interval"],
+                      cfg["alerts.notify_nodata"], cfg["alerts.notify_errors"]),
+        routes=tuple(parse_route(r) for r in cfg["alerts.routes"]),
+        windows=tuple(parse_window(w) for w in cfg["alerts.maintenance"]),
+        wiring=tuple(parse_wire(w) for w in cfg["alerts.wiring"]),
+        defaults=tuple(defaults), public_url=cfg["web.public_url"], max_attempts=cfg["alerts.max_attempts"],
+    )
+
+
+def channels(cfg: Any, clock: Clock, sleep: Callable[[float], None], ses_client: Any = None) -> dict[str, Channel]:
+    out: dict[str, Channel] = {}
+    pacer = Pacer(clock.now, sleep)
+    if cfg["slack.bot_token"]:
+        out["slack"] = SlackBot(cfg["slack.bot_token"], cfg["slack.api_url"], cfg["alerts.timeout"], pacer)
+    elif cfg["slack.webhook_url"]:
+        out["slack"] = SlackWebhook(cfg["slack.webhook_url"], cfg["alerts.timeout"], pacer)
+    if cfg["email.transport"] == "ses" and ses_client is not None:
+        out["email"] = Ses(ses_client, cfg["email.from"])
+    elif cfg["email.transport"] == "smtp" and cfg["smtp.host"]:
+        out["email"] = Smtp(cfg["smtp.host"], cfg["smtp.port"], cfg["smtp.security"], cfg["smtp.username"], cfg["smtp.password"],
+                            cfg["email.from"], cfg["alerts.timeout"])
+    return out
+
+
+def build_pipeline(cfg: Any, store: Store, clock: Clock, sleep: Callable[[float], None] = time.sleep,
+                   ses_client: Any = None, rng: random.Random | None = None) -> Pipeline:
+    return Pipeline(AlertStore(store), alert_settings(cfg), channels(cfg, clock, sleep, ses_client), clock.now, sleep, rng)
+
+
+def observations(detection: DetectionPass) -> tuple[list[Observation], set[str]]:
+    """A pass's findings, NoData entries and errored detectors, and which detectors ran cleanly."""
+    out = []
+    for run in detection.runs:
+        if run.status != "ok":
+            out.append(Observation(run.name, "", "", "error", "warning", f"detector {run.name} failed: {run.error}"))
+            continue
+        for f in run.findings:
+            out.append(Observation(f.detector, f.resource_id, f.key, "finding", f.severity, f.title, f.cause, f.fix, f.evidence,
+                                   f.started_at))
+        for n in run.nodata:
+            out.append(Observation(run.name, n.resource_id, "", "nodata", "info", f"no data: {n.why}"))
+    return out, {r.name for r in detection.runs if r.status == "ok"}
+
+
+def resources(store: Store) -> list[Resource]:
+    return [Resource(r["id"], r["kind"], r["name"], r["account"], r["region"], r["facts"], r["tags"]) for r in store.resources()]
+
+
+def alert(pipeline: Pipeline, store: Store, detection: DetectionPass) -> DeliveryReport:
+    """Observe one detection pass and deliver what is owed."""
+    observed, ran_ok = observations(detection)
+    pipeline.observe(observed, ran_ok, resources(store), detection.at)
+    return pipeline.deliver()

@@ -1,0 +1,61 @@
+"""The agent killed at random points while incidents open, change and resolve: after each
+restart every notification owed is delivered, and none twice."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from simulator.mail import SmtpSink
+from simulator.slack import SlackStandIn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(tmp: Path, slack: SlackStandIn, smtp: SmtpSink, crash: bool, seed: int) -> int:
+    """Run the timeline to the end; with `crash`, runs are killed at a random one of their next
+    ten pipeline steps, up to 20 times. Returns how many runs were killed."""
+    rng = random.Random(seed)
+    killed = 0
+    for _ in range(40):
+        crash_at = rng.randint(1, 10) if crash and killed < 20 else 0
+        proc = subprocess.run([sys.executable, "-m", "tests.crash_driver", str(tmp / "alerts.db"), slack.api_url, str(smtp.port),
+                               str(crash_at)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        if proc.returncode == 0:
+            return killed
+        assert proc.returncode == -9, proc.stderr[-2000:]
+        killed += 1
+    raise AssertionError("the timeline never finished")
+
+
+def delivered(slack: SlackStandIn, smtp: SmtpSink) -> tuple[Counter, Counter]:
+    slack_keys = Counter(m["metadata"]["event_payload"]["key"] for m in slack.messages())
+    mail_ids = Counter(m["Message-ID"] for _, m in smtp.messages())
+    return slack_keys, mail_ids
+
+
+@pytest.mark.slow
+def test_killed_at_random_points_nothing_lost_nothing_twice(tmp_path: Path) -> None:
+    (tmp_path / "calm").mkdir()
+    (tmp_path / "crashy").mkdir()
+    with SlackStandIn() as slack, SmtpSink() as smtp:
+        assert run(tmp_path / "calm", slack, smtp, crash=False, seed=0) == 0
+        expected_slack, expected_mail = delivered(slack, smtp)
+    assert len(expected_slack) >= 5 and len(expected_mail) >= 5, "the timeline opens, changes and resolves several incidents"
+    with SlackStandIn() as slack, SmtpSink() as smtp:
+        killed = run(tmp_path / "crashy", slack, smtp, crash=True, seed=7)
+        got_slack, got_mail = delivered(slack, smtp)
+    where = Counter((tmp_path / "crashy" / "alerts.crashes").read_text().splitlines())
+    assert killed >= 12 and sum(where.values()) == killed
+    assert where["after send"] >= 1 and where["before save"] >= 1 and where["before begin_send"] >= 1, where
+    assert set(got_slack) == set(expected_slack), "every Slack notification owed was delivered"
+    assert max(got_slack.values()) == 1, "no Slack notification twice: an interrupted send is found by its key"
+    assert set(got_mail) == set(expected_mail), "every mail owed was delivered"
+    # Mail cannot be looked up after a crash: one interrupted after the server took it is sent
+    # again with the same Message-ID, which mail clients show once.
+    assert all(n <= 2 for n in got_mail.values())

@@ -1,0 +1,253 @@
+"""Timelines on a fake clock through the real pipeline: store on disk, slack_sdk talking to the
+Slack stand-in over HTTP. Each test plays a sequence of detection passes a minute apart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from alerts.rules import parse_matchers, parse_route, parse_window
+from alerts.state import ERROR, FIRING, NODATA, PENDING, RECOVERING, RESOLVED, Observation
+from simulator.slack import SlackStandIn
+from tests.alerting_kit import T0, World, api_errors, queue_growth, rid, storm
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> Iterator[World]:
+    with SlackStandIn() as slack:
+        w = World(tmp_path, slack)
+        yield w
+        w.close()
+
+
+def top(world: World) -> list[dict]:
+    return world.slack.messages(top_level_only=True)
+
+
+def test_pending_then_firing_after_for_then_group_wait(world: World) -> None:
+    states = []
+    for minute in range(5):
+        world.tick(api_errors())
+        states.append((minute, world.incidents()[0].state, len(world.slack.messages())))
+    # for = 2 min: pending at 0 and 1, firing from 2; group_wait 30 s: the page goes at minute 3.
+    assert states == [(0, PENDING, 0), (1, PENDING, 0), (2, FIRING, 0), (3, FIRING, 1), (4, FIRING, 1)]
+    (msg,) = top(world)
+    assert msg["channel"] == "C0ALERTS" and "checkout-api: 12% of requests failing" in msg["text"]
+    assert msg["metadata"]["event_type"] == "fleetwatch_notification"
+
+
+def test_a_finding_gone_before_for_never_pages(world: World) -> None:
+    world.tick(api_errors())
+    world.tick(api_errors())
+    for _ in range(10):
+        world.tick()
+    assert world.slack.messages() == []
+    assert world.incidents()[0].state == RESOLVED
+
+
+def test_flapping_is_held_back_then_resolves_once(world: World) -> None:
+    for _ in range(4):
+        world.tick(api_errors())
+    assert len(top(world)) == 1
+    for pattern in ("off", "on", "off", "off", "on"):  # gaps shorter than keep_firing_for (5 min)
+        world.tick(*([api_errors()] if pattern == "on" else []))
+        assert world.incidents()[0].state in (FIRING, RECOVERING)
+    alert = next(iter(world.alerts.alerts().values()))
+    assert alert.flaps == 2
+    assert len(world.slack.messages()) == 1, "a flap is not a new page, nor a resolution"
+    for _ in range(6):
+        world.tick()
+    inc = world.incidents()[0]
+    assert inc.state == RESOLVED and len(world.incidents()) == 1
+    (first,) = top(world)
+    replies = [m for m in world.slack.messages() if m.get("thread_ts") == first["ts"]]
+    assert [("RESOLVED" in m["text"]) for m in replies] == [True]
+    assert "RESOLVED" in first["updates"][-1]["text"], "the original message is updated in place"
+
+
+def test_repeat_interval_until_acknowledged(world: World) -> None:
+    for _ in range(4):
+        world.tick(api_errors())
+    for _ in range(61):  # repeat_interval is an hour
+        world.tick(api_errors())
+    repeats = [m for m in world.slack.messages() if "STILL FIRING" in m["text"]]
+    assert len(repeats) == 1
+    assert world.alerts.acknowledge(world.incidents()[0].id, "alice", int(world.clock.now()))
+    for _ in range(121):
+        world.tick(api_errors())
+    assert len([m for m in world.slack.messages() if "STILL FIRING" in m["text"]]) == 1, "acknowledged: no more repeats"
+    assert world.alerts.events(world.incidents()[0].id)[-1]["event"] == "acknowledged"
+
+
+def test_silence_mutes_until_it_expires_then_the_owed_page_goes(world: World) -> None:
+    now = int(world.clock.now())
+    sid = world.alerts.add_silence('service="checkout"', now, now + 600, "bob", "deploying", now)
+    for _ in range(10):
+        world.tick(api_errors())
+    assert world.slack.messages() == []
+    assert world.incidents()[0].state == FIRING, "silenced incidents still fire and show"
+    world.tick(api_errors())
+    assert len(top(world)) == 1, "the silence ended at +10 min: the page that was owed goes now"
+    assert sid == 1
+
+
+def test_expiring_a_silence_early(world: World) -> None:
+    now = int(world.clock.now())
+    sid = world.alerts.add_silence('detector=~"outcomes|queues"', now, now + 86400, "bob", "", now)
+    for _ in range(5):
+        world.tick(api_errors())
+    assert world.slack.messages() == []
+    assert world.alerts.expire_silence(sid, int(world.clock.now()))
+    world.tick(api_errors())
+    assert len(top(world)) == 1
+
+
+def test_a_silence_that_does_not_match_mutes_nothing(world: World) -> None:
+    now = int(world.clock.now())
+    world.alerts.add_silence('service="payments"', now, now + 86400, "bob", "", now)
+    for _ in range(4):
+        world.tick(api_errors())
+    assert len(top(world)) == 1
+
+
+def test_maintenance_window_mutes_and_releases(world: World) -> None:
+    # T0 is 08:00 UTC on a Friday; the window covers 08:00-08:10 on Fridays.
+    world.reconfigure(**{"alerts.maintenance": ["fri 08:00-08:10 UTC service=checkout"]})
+    for _ in range(10):
+        world.tick(api_errors())
+    assert world.slack.messages() == []
+    world.tick(api_errors())
+    assert len(top(world)) == 1
+
+
+def test_group_interval_spaces_changes_and_severity_change_is_sent(world: World) -> None:
+    for _ in range(4):
+        world.tick(queue_growth())
+    assert len(top(world)) == 1
+    escalated = Observation("queues", rid("sqs", "jobs"), "growth", "finding", "critical", "jobs: backlog rising fast")
+    for _ in range(3):
+        world.tick(escalated)
+    assert not [m for m in world.slack.messages() if "UPDATED" in m["text"]], "group_interval (5 min) not yet passed"
+    for _ in range(3):
+        world.tick(escalated)
+    updates = [m for m in world.slack.messages() if "UPDATED" in m["text"]]
+    assert len(updates) == 1 and "CRITICAL" in updates[0]["text"]
+
+
+def test_findings_that_arrive_together_are_one_page_led_by_the_symptom(world: World) -> None:
+    for _ in range(4):
+        world.tick(api_errors(), storm())
+    (msg,) = top(world)
+    incidents = [i for i in world.incidents() if i.resolved_at is None]
+    assert len(incidents) == 1
+    assert msg["text"].startswith("[FIRING] CRITICAL: checkout-api: 12% of requests failing — orders-db at 98% of max_connections")
+    assert "storm: checkout-fn scaled to 600 concurrent" in msg["text"]
+    body = str(msg["blocks"])
+    assert "Put RDS Proxy" in body and "/incidents/" in body
+
+
+def test_a_cause_waits_for_its_symptom_and_is_absorbed(world: World) -> None:
+    for _ in range(4):  # the storm alone: firing, but it may yet hurt checkout-api
+        world.tick(storm())
+    assert world.slack.messages() == [], "cause_wait: no page for the cause alone yet"
+    for _ in range(4):
+        world.tick(storm(), api_errors())
+    (msg,) = top(world)
+    assert "checkout-api" in msg["text"] and "orders-db" in msg["text"]
+    absorbed = [i for i in world.incidents() if i.state == "absorbed"]
+    assert len(absorbed) == 1 and absorbed[0].group_key == rid("rds", "orders-db")
+    assert absorbed[0].absorbed_into == next(i.id for i in world.incidents() if i.resolved_at is None)
+
+
+def test_a_cause_alone_pages_after_cause_wait_naming_what_it_threatens(world: World) -> None:
+    for _ in range(9):
+        world.tick(storm())
+    (msg,) = top(world)
+    assert "orders-db at 98% of max_connections (upstream of checkout-api)" in msg["text"]
+
+
+def test_cause_paged_alone_then_joined_by_symptom_is_merged(world: World) -> None:
+    for _ in range(9):
+        world.tick(storm())
+    for _ in range(4):
+        world.tick(storm(), api_errors())
+    first, second = top(world)
+    assert "upstream of checkout-api" in first["text"] and second["text"].startswith("[FIRING] CRITICAL: checkout-api")
+    merged = [m for m in world.slack.messages() if m.get("thread_ts") == first["ts"]]
+    assert merged and "MERGED" in merged[0]["text"], "the cause's own page says where it went"
+
+
+def test_nodata_and_errors_show_but_do_not_page_by_default(world: World) -> None:
+    nodata = Observation("queues", rid("sqs", "jobs"), "", "nodata", "info", "no data: inactive queue")
+    error = Observation("tables", "", "", "error", "warning", "detector tables failed: ZeroDivisionError")
+    for _ in range(10):
+        world.tick(nodata, error, ran_ok=set())
+    states = sorted(i.state for i in world.incidents())
+    assert states == [ERROR, NODATA] and world.slack.messages() == []
+    world.reconfigure(**{"alerts.notify_errors": True})
+    world.tick(nodata, error, ran_ok=set())
+    (msg,) = top(world)
+    assert "detector tables failed" in msg["text"]
+
+
+def test_an_errored_detector_does_not_resolve_its_alerts(world: World) -> None:
+    for _ in range(4):
+        world.tick(api_errors())
+    for _ in range(10):  # outcomes errors: its alerts keep their state
+        world.tick(Observation("outcomes", "", "", "error", "warning", "detector outcomes failed"),
+                   ran_ok={"connections", "queues"})
+    assert any(i.state == FIRING and i.group_key == rid("api", "checkout-api") for i in world.incidents())
+    assert not [m for m in world.slack.messages() if "RESOLVED" in m["text"]]
+
+
+def test_identity_is_the_labels_not_the_text(world: World) -> None:
+    for rate in (0.12, 0.15, 0.2, 0.3):
+        world.tick(api_errors(rate))
+    assert len(world.incidents()) == 1 and len(world.alerts.alerts()) == 1
+
+
+def test_routes_send_by_labels_and_fall_back_to_defaults(world: World) -> None:
+    world.reconfigure(**{"alerts.routes": ['service="checkout" severity="critical" -> slack:C0CHECKOUT slack:#payments']})
+    for _ in range(4):
+        world.tick(api_errors(), queue_growth())
+    channels = sorted(m["channel"] for m in top(world))
+    assert channels == ["C0ALERTS", "C0CHECKOUT", "CPAYMENTS"], "checkout to its two routes; the queue to the default"
+
+
+def test_rule_languages_give_clear_errors() -> None:
+    assert parse_matchers('service="checkout", severity!=info')[1].matches({"severity": "critical"})
+    with pytest.raises(ValueError, match="unknown label 'sevrity'"):
+        parse_matchers("sevrity=critical")
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        parse_matchers('name=~"("')
+    with pytest.raises(ValueError, match="no '->'"):
+        parse_route("severity=critical slack:#x")
+    with pytest.raises(ValueError, match="time zone 'Mars/Base'"):
+        parse_window("sun 02:00-04:00 Mars/Base")
+    window = parse_window("sat 23:00-01:00 UTC")  # across midnight: Saturday 23:30 and Sunday 00:30
+    sat_2330 = T0 + 86400 + 15 * 3600 + 1800
+    assert window.active(sat_2330) and window.active(sat_2330 + 3600) and not window.active(sat_2330 + 7200)
+
+
+def test_cli_lists_acknowledges_and_silences(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    from fleetwatch.cli import main
+
+    for _ in range(4):
+        world.tick(api_errors(), storm())
+    env = {"FLEETWATCH_STORE_PATH": str(world.store.path)}
+    assert main(["incidents"], environ=env) == 0
+    listed = capsys.readouterr().out
+    assert "firing" in listed and "checkout-api: 12% of requests failing — orders-db" in listed
+    inc = next(i for i in world.incidents() if i.resolved_at is None)
+    assert main(["ack", str(inc.id), "--by", "carol"], environ=env) == 0
+    assert main(["ack", str(inc.id), "--by", "carol"], environ=env) == 1, "already acknowledged"
+    assert main(["silence", "add", 'service="orders"', "--duration", "1h", "--author", "carol"], environ=env) == 0
+    assert main(["silence", "add", "nonsense", "--author", "carol"], environ=env) == 2
+    err = capsys.readouterr().err
+    assert "silence not added: cannot read a matcher" in err
+    assert main(["silence", "list"], environ=env) == 0
+    assert 'service="orders"' in capsys.readouterr().out
+    assert main(["silence", "expire", "1"], environ=env) == 0
+    assert world.alerts.incident(inc.id).acked_by == "carol"
