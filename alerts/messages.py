@@ -134,4 +134,4 @@ def email_message(n: Notice) -> tuple[str, str, str]:
 
 
 def render(name: str, **view: Any) -> str:
-    return _env.get_template(name).render(clean=clean, **view)
+    return _env.get_template(name).render(clean=clean, num=lambda v: "–" if v is None else _num(v), **view)

@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     sil_exp.add_argument("id", type=int)
     sil_exp.add_argument("--config", help="configuration file (TOML)")
 
+    dig = sub.add_parser("digest", help="render the weekly health digest to a file, or send it now")
+    dig.add_argument("--config", help="configuration file (TOML)")
+    dig.add_argument("--preview", metavar="FILE.html", help="write the digest of the week to now as HTML (and FILE.txt)")
+    dig.add_argument("--send", action="store_true", help="send the digest of the week to now to digest.targets")
+
     rep = sub.add_parser("replay", help="score a CSV of timestamp,value with the anomaly layer; CSV with score and anomaly out")
     rep.add_argument("file", help="CSV with a header row; first column time (ISO 8601 or epoch s), second value ('-' for stdin)")
     rep.add_argument("--detector", default="anomaly", help="anomaly (both directions, default), spike (rises only), dip (drops only)")
@@ -143,6 +148,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
                     print(alert(build_pipeline(cfg, store, SystemClock()), store, detection).summary())
             return 1 if any(r.status != "ok" for r in detection.runs) else 0
+        if args.command == "digest":
+            from fleetwatch.digest import digest_command
+
+            cfg = load_config(args.config, environ=environ)
+            with open_store(cfg["store.path"]) as store:
+                return digest_command(args, cfg, store)
         if args.command in ("incidents", "ack", "silence"):
             from fleetwatch.incident_cmd import incident_command
 

@@ -1,0 +1,273 @@
+"""The weekly health digest: gathered from the store, rendered by Jinja2 templates, sent through
+the alert channels, and scheduled by day, hour and time zone. The last send is recorded per week,
+so a restart neither repeats it nor skips it: a digest missed while the agent was down is sent on
+start."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from alerts.delivery import Channel, DeliveryFailed, deliver, message_id
+from alerts.messages import clean, mrkdwn_escape, render
+from alerts.rules import DAYS
+from fleetwatch.store import Store
+
+WEEK = 7 * 86400
+
+
+# -- schedule ---------------------------------------------------------------------------------
+
+def due_at(now: float, day: str, hour: int, zone: str) -> tuple[str, int]:
+    """The most recent scheduled send at or before `now`: (period name, when), e.g.
+    ("2026-W47", ...). The period names the ISO week of the local send day."""
+    tz = ZoneInfo(zone)
+    local = datetime.fromtimestamp(now, tz)
+    back = (local.weekday() - DAYS.index(day)) % 7
+    when = (local - timedelta(days=back)).replace(hour=hour, minute=0, second=0, microsecond=0)
+    if when > local:
+        when -= timedelta(days=7)
+    when = when.replace(tzinfo=None).replace(tzinfo=tz)  # the wall-clock hour in that zone, DST included
+    year, week, _ = when.isocalendar()
+    return f"{year}-W{week:02d}", int(when.timestamp())
+
+
+def owed_digest(store: Store, now: float, cfg: Any) -> tuple[str, int] | None:
+    """The digest period that is due and not yet sent, or None."""
+    period, when = due_at(now, cfg["digest.day"], cfg["digest.hour"], cfg["digest.timezone"])
+    row = store.db.execute("SELECT status FROM digests WHERE period = ?", [period]).fetchone()
+    return None if row and row[0] == "sent" else (period, when)
+
+
+# -- gathering --------------------------------------------------------------------------------
+
+@dataclass
+class Digest:
+    period: str
+    start: int
+    end: int
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    headroom: list[dict[str, Any]] = field(default_factory=list)
+    coldstarts: list[dict[str, Any]] = field(default_factory=list)
+    hygiene: list[str] = field(default_factory=list)
+    noise: dict[str, Any] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)
+
+
+def _stats(store: Store, metric: str, stat: str, start: int, end: int) -> dict[str, tuple[float, int, float]]:
+    """Per resource: (sum, count, max) of a series over [start, end), from raw samples and rollups."""
+    out: dict[str, tuple[float, int, float]] = {}
+    for sql in ("SELECT s.resource_id, SUM(x.value), COUNT(*), MAX(x.value) FROM samples x JOIN series s ON s.id = x.series_id "
+                "WHERE s.metric = ? AND s.stat = ? AND x.ts >= ? AND x.ts < ? GROUP BY s.resource_id",
+                "SELECT s.resource_id, SUM(x.sum), SUM(x.count), MAX(x.max) FROM rollups x JOIN series s ON s.id = x.series_id "
+                "WHERE s.metric = ? AND s.stat = ? AND x.ts >= ? AND x.ts < ? GROUP BY s.resource_id"):
+        for rid, total, n, peak in store.db.execute(sql, [metric, stat, start, end]):
+            if n:
+                a = out.get(rid, (0.0, 0, float("-inf")))
+                out[rid] = (a[0] + total, a[1] + n, max(a[2], peak))
+    return out
+
+
+def _mean(s: tuple[float, int, float] | None) -> float | None:
+    return s[0] / s[1] if s and s[1] else None
+
+
+def gather(store: Store, end: int, period: str = "") -> Digest:
+    start = end - WEEK
+    d = Digest(period or datetime.fromtimestamp(end, ZoneInfo("UTC")).strftime("%G-W%V"), start, end)
+    resources = {r["id"]: r for r in store.resources()}
+    windows = {"this": (start, end), "last": (start - WEEK, start), "avg8": (end - 8 * WEEK, end)}
+
+    def per_week(metric: str, stat: str, how: str) -> dict[str, dict[str, float | None]]:
+        got = {k: _stats(store, metric, stat, *w) for k, w in windows.items()}
+        out: dict[str, dict[str, float | None]] = {}
+        for rid in set().union(*got.values()):
+            row = {}
+            for k, stats in got.items():
+                s = stats.get(rid)
+                value = (s[0] if how == "sum" else _mean(s)) if s else None
+                row[k] = value / 8 if (k == "avg8" and how == "sum" and value is not None) else value
+            out[rid] = row
+        return out
+
+    for kind, rows in (("api", [("requests", "Count", "Sum", "sum"), ("5xx rate", "5XXError", "Average", "mean"),
+                                ("p95 latency ms", "Latency", "p95", "mean")]),
+                       ("schedule", [("runs", "TriggeredRules", "Sum", "sum"), ("failed invocations", "FailedInvocations", "Sum", "sum")]),
+                       ("ses", [("sent", "Send", "Sum", "sum"), ("bounced", "Bounce", "Sum", "sum"), ("rejected", "Reject", "Sum", "sum")])):
+        for label, metric, stat, how in rows:
+            for rid, row in sorted(per_week(metric, stat, how).items()):
+                r = resources.get(rid)
+                if r and r["kind"] == kind:
+                    d.outcomes.append({"resource": f"{r['kind']}:{r['name']}", "measure": label, **row})
+
+    incidents = list(store.db.query("SELECT * FROM incidents WHERE started_at >= ? AND started_at < ? AND state != 'absorbed'",
+                                    [start, end]))
+    by_detector: dict[str, list[dict[str, Any]]] = {}
+    for inc in incidents:
+        by_detector.setdefault(json.loads(inc["labels"]).get("detector", "?"), []).append(inc)
+    for det, items in sorted(by_detector.items()):
+        fired = [i for i in items if i["firing_at"]]
+        impact = sum(((i["resolved_at"] or end) - i["firing_at"]) for i in fired) / 60
+        ack = [(i["acked_at"] - i["firing_at"]) / 60 for i in fired if i["acked_at"]]
+        res = [(i["resolved_at"] - i["firing_at"]) / 60 for i in fired if i["resolved_at"]]
+        d.incidents.append({"detector": det, "incidents": len(items), "fired": len(fired), "impact_minutes": round(impact),
+                            "median_minutes_to_ack": round(statistics.median(ack), 1) if ack else None,
+                            "median_minutes_to_resolve": round(statistics.median(res), 1) if res else None})
+
+    def peak(metric: str, stat: str) -> dict[str, float]:
+        return {rid: s[2] for rid, s in _stats(store, metric, stat, start, end).items()}
+
+    claimed, conns, age = peak("ClaimedAccountConcurrency", "Maximum"), peak("DatabaseConnections", "Maximum"), \
+        peak("ApproximateAgeOfOldestMessage", "Maximum")
+    bounce, complaint = peak("Reputation.BounceRate", "Maximum"), peak("Reputation.ComplaintRate", "Maximum")
+    for rid, r in sorted(resources.items()):
+        f, name = r["facts"], f"{r['kind']}:{r['name']} ({r['account']} {r['region']})"
+        if r["kind"] == "lambda_account" and f.get("concurrency_limit"):
+            d.headroom.append(_room(name, "account concurrency", claimed.get(rid), f["concurrency_limit"]))
+        elif r["kind"] == "rds" and f.get("max_connections"):
+            d.headroom.append(_room(name, "connections", conns.get(rid), f["max_connections"]))
+        elif r["kind"] == "sqs" and f.get("retention"):
+            d.headroom.append(_room(name, "oldest message age s", age.get(rid), f["retention"]))
+        elif r["kind"] == "ses":
+            if f.get("max_24h_send"):
+                d.headroom.append(_room(name, "24-hour send quota", f.get("sent_last_24h"), f["max_24h_send"]))
+            d.headroom.append(_room(name, "bounce rate (review at 5%)", bounce.get(rid), 0.05))
+            d.headroom.append(_room(name, "complaint rate (review at 0.1%)", complaint.get(rid), 0.001))
+    for reason in ("KeyRangeThroughput", "ProvisionedThroughput", "AccountLimit", "MaxOnDemandThroughput"):
+        for op in ("Read", "Write"):
+            for rid, s in _stats(store, f"{op}{reason}ThrottleEvents", "Sum", start, end).items():
+                if s[0] > 0 and rid in resources:
+                    d.headroom.append({"resource": f"dynamodb:{resources[rid]['name']}", "limit": f"{op.lower()} throttles: {reason}",
+                                       "peak": s[0], "of": None, "used": None})
+
+    cold, sampled, init = (_stats(store, m, s, start, end) for m, s in
+                           (("ColdStarts", "Sum"), ("SampledInvocations", "Sum"), ("InitDuration", "Maximum")))
+    profile = [{"function": resources[rid]["name"] if rid in resources else rid, "cold_share": cold.get(rid, (0, 0, 0))[0] / s[0],
+                "sampled": int(s[0]), "max_init_ms": init[rid][2] if rid in init else None}
+               for rid, s in sampled.items() if s[0] >= 20]
+    d.coldstarts = sorted(profile, key=lambda p: -(p["max_init_ms"] or 0))[:5]
+
+    for rid, r in sorted(resources.items()):
+        f = r["facts"]
+        if r["kind"] == "sqs" and f.get("retention_shorter_than_source"):
+            d.hygiene.append(f"DLQ {r['name']} keeps messages no longer than its source ({', '.join(f.get('dlq_of') or [])}): "
+                             "a message can expire before anyone looks at it")
+        if r["kind"] == "sqs" and f.get("max_receive_count") == 1:
+            d.hygiene.append(f"queue {r['name']} has maxReceiveCount 1: one failed attempt sends a message to the DLQ")
+        if r["kind"] == "ses" and f.get("sandbox"):
+            d.hygiene.append(f"SES in account {r['account']} {r['region']} is still in the sandbox (200 mails a day, verified "
+                             "recipients only)")
+        if r["kind"] == "lambda" and f.get("reserved_concurrency") is None and \
+                any(u.startswith(("rds:", "rds_proxy:")) for u in f.get("uses") or []):
+            d.hygiene.append(f"function {r['name']} calls a database and has no reserved concurrency: a burst can become a "
+                             "connection storm")
+
+    sent = store.db.execute("SELECT COUNT(*) FROM notifications WHERE status = 'sent' AND sent_at >= ? AND sent_at < ?",
+                            [start, end]).fetchone()[0]
+    flaps = store.db.execute("SELECT COALESCE(SUM(flaps), 0) FROM alerts WHERE last_seen >= ?", [start]).fetchone()[0]
+    d.noise = {"notifications": sent, "incidents": len(incidents),
+               "per_incident": round(sent / len(incidents), 1) if incidents else 0.0, "flaps": flaps}
+    cost = store.db.execute("SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(api_calls), 0), COUNT(*) FROM poll_log "
+                            "WHERE started_at >= ? AND started_at < ?", [start, end]).fetchone()
+    d.cost = {"usd": round(cost[0], 2), "api_calls": cost[1], "polls": cost[2], "usd_per_month": round(cost[0] * 30 / 7, 2)}
+    return d
+
+
+def _room(resource: str, limit: str, used: float | None, of: float) -> dict[str, Any]:
+    return {"resource": resource, "limit": limit, "peak": used, "of": of, "used": (used / of) if used is not None and of else None}
+
+
+# -- rendering and sending ---------------------------------------------------------------------
+
+def render_html(d: Digest) -> str:
+    return render("digest.html", d=d)
+
+
+def render_text(d: Digest) -> str:
+    return render("digest.txt", d=d)
+
+
+def send_digest(store: Store, d: Digest, targets: list[str], channels: dict[str, Channel], sender: str, now: int,
+                sleep: Any, attempts: int) -> list[str]:
+    """Send to every target; record the period as sent only when all of them took it. Returns errors."""
+    errors = []
+    for target in targets:
+        kind, _, where = target.partition(":")
+        channel = channels.get(kind)
+        try:
+            if channel is None:
+                raise DeliveryFailed(0, f"no channel for {target}")
+            if kind == "email":
+                msg = EmailMessage()
+                msg["Subject"], msg["From"], msg["To"] = f"[fleetwatch] Weekly health digest {d.period}", sender, where
+                msg["Message-ID"] = message_id(f"digest/{d.period}/{target}")
+                msg.set_content(render_text(d))
+                msg.add_alternative(render_html(d), subtype="html")
+                deliver(lambda: channel.send_message(msg), attempts, sleep)  # type: ignore[attr-defined]
+            else:
+                text = mrkdwn_escape(clean(render_text(d), 3000))
+                deliver(lambda: channel.post_text(where, text), attempts, sleep)  # type: ignore[attr-defined]
+        except DeliveryFailed as exc:
+            errors.append(f"{target}: {exc}")
+    with store.transaction() as db:
+        db.execute("INSERT INTO digests (period, due_at, sent_at, targets, status, error) VALUES (?, ?, ?, ?, ?, ?) "
+                   "ON CONFLICT(period) DO UPDATE SET sent_at = excluded.sent_at, status = excluded.status, error = excluded.error",
+                   [d.period, d.end, now, json.dumps(targets), "failed" if errors else "sent", "; ".join(errors) or None])
+    return errors
+
+
+def digest_targets(cfg: Any) -> list[str]:
+    return list(cfg["digest.targets"]) or [f"email:{a}" for a in cfg["email.to"]]
+
+
+def send_due(cfg: Any, store: Store, clock: Any, sleep: Any) -> tuple[str, list[str]] | None:
+    """Send the digest if one is due and not sent (on schedule, or missed while stopped)."""
+    from fleetwatch.alerting import channels
+
+    owed = owed_digest(store, clock.now(), cfg)
+    if owed is None:
+        return None
+    period, when = owed
+    d = gather(store, when, period)
+    return period, send_digest(store, d, digest_targets(cfg), channels(cfg, clock, sleep), cfg["email.from"], int(clock.now()),
+                               sleep, cfg["alerts.max_attempts"])
+
+
+def digest_command(args: Any, cfg: Any, store: Store) -> int:
+    import sys
+    import time
+    from pathlib import Path
+
+    from fleetwatch.alerting import channels
+    from fleetwatch.clock import SystemClock
+
+    clock = SystemClock()
+    now = int(clock.now())
+    d = gather(store, now)
+    if not args.preview and not args.send:
+        print("fleetwatch digest: give --preview FILE.html or --send", file=sys.stderr)
+        return 2
+    if args.preview:
+        path = Path(args.preview)
+        path.write_text(render_html(d))
+        path.with_suffix(".txt").write_text(render_text(d))
+        print(f"digest {d.period} written to {path} and {path.with_suffix('.txt')}")
+    if args.send:
+        targets = digest_targets(cfg)
+        if not targets:
+            print("fleetwatch digest: nowhere to send it: set digest.targets or email.to", file=sys.stderr)
+            return 2
+        errors = send_digest(store, d, targets, channels(cfg, clock, time.sleep), cfg["email.from"], now, time.sleep,
+                             cfg["alerts.max_attempts"])
+        for e in errors:
+            print(f"fleetwatch digest: {e}", file=sys.stderr)
+        if errors:
+            return 1
+        print(f"digest {d.period} sent to {', '.join(targets)}")
+    return 0
