@@ -84,6 +84,8 @@ def owed(inc: Incident, history: Sequence[Sent], now: int, timers: Timers, mute:
         if last is not None and last.kind not in (RESOLVED, ABSORBED):
             return ABSORBED if inc.state == ABSORBED else RESOLVED
         return None
+    if inc.severity == "info":
+        return None  # a risk worth showing (a low limit, a DLQ that expires first) pages nobody
     pages = inc.state == FIRING or (inc.state == NODATA and timers.notify_nodata) or (inc.state == ERROR and timers.notify_errors)
     if not pages or mute:
         return None

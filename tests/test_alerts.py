@@ -251,3 +251,10 @@ def test_cli_lists_acknowledges_and_silences(world: World, capsys: pytest.Captur
     assert 'service="orders"' in capsys.readouterr().out
     assert main(["silence", "expire", "1"], environ=env) == 0
     assert world.alerts.incident(inc.id).acked_by == "carol"
+
+
+def test_info_findings_show_but_page_nobody(world: World) -> None:
+    info = Observation("queues", rid("sqs", "jobs"), "dlq-retention", "finding", "info", "jobs-dlq: expires before its source")
+    for _ in range(10):
+        world.tick(info)
+    assert world.incidents()[0].state == FIRING and world.slack.messages() == []
