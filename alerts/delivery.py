@@ -208,15 +208,28 @@ def build_email(sender: str, to: str, notice: Notice, key: str, first: Delivered
     return msg
 
 
-class Smtp:
-    def __init__(self, host: str, port: int, security: str, username: str, password: str, sender: str, timeout: int) -> None:
-        self.host, self.port, self.security = host, port, security
-        self.username, self.password, self.sender, self.timeout = username, password, sender, timeout
+class _Mail:
+    """Incident mail: built once, handed to the transport's `send_message`. Mail cannot be looked
+    up after a crash; it is sent again with the same Message-ID."""
+
+    sender: str
 
     def send(self, target: str, notice: Notice, key: str, first: Delivered | None) -> Delivered:
         msg = build_email(self.sender, target.partition(":")[2], notice, key, first)
         self.send_message(msg)
         return Delivered(msg["Message-ID"])
+
+    def send_message(self, msg: EmailMessage) -> None:
+        raise NotImplementedError
+
+    def find(self, target: str, key: str, first: Delivered | None, since: float) -> Delivered | None:
+        return None
+
+
+class Smtp(_Mail):
+    def __init__(self, host: str, port: int, security: str, username: str, password: str, sender: str, timeout: int) -> None:
+        self.host, self.port, self.security = host, port, security
+        self.username, self.password, self.sender, self.timeout = username, password, sender, timeout
 
     def send_message(self, msg: EmailMessage) -> None:
         try:
@@ -244,22 +257,12 @@ class Smtp:
         except (smtplib.SMTPException, OSError) as exc:
             raise _network(exc) from None
 
-    def find(self, target: str, key: str, first: Delivered | None, since: float) -> Delivered | None:
-        return None  # resent with the same Message-ID
 
-
-class Ses:
+class Ses(_Mail):
     """Mail through SES SendEmail (raw MIME), with an injected sesv2 client."""
 
     def __init__(self, client: Any, sender: str) -> None:
         self.client, self.sender = client, sender
-
-    def send(self, target: str, notice: Notice, key: str, first: Delivered | None) -> Delivered:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        msg = build_email(self.sender, target.partition(":")[2], notice, key, first)
-        self.send_message(msg)
-        return Delivered(msg["Message-ID"])
 
     def send_message(self, msg: EmailMessage) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -272,9 +275,6 @@ class Ses:
                             retry=code in ("Throttling", "TooManyRequestsException", "ServiceUnavailable", "InternalFailure")) from None
         except BotoCoreError as exc:
             raise _network(exc) from None
-
-    def find(self, target: str, key: str, first: Delivered | None, since: float) -> Delivered | None:
-        return None
 
 
 def _text(value: Any) -> str:

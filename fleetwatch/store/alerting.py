@@ -20,6 +20,12 @@ _INCIDENT_COLUMNS = ("id", "fingerprint", "group_key", "state", "severity", "tit
                      "started_at", "firing_at", "updated_at", "resolved_at", "acked_by", "acked_at", "absorbed_into")
 
 
+def _alert(row: dict[str, Any]) -> Alert:
+    a = Alert(**{c: row[c] for c in _ALERT_COLUMNS})
+    a.evidence, a.labels = json.loads(row["evidence"] or "{}"), json.loads(row["labels"] or "{}")
+    return a
+
+
 class AlertStore:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -33,23 +39,14 @@ class AlertStore:
         if include_resolved_since is not None:
             sql += " OR resolved_at >= ?"
             args.append(include_resolved_since)
-        out = {}
-        for row in self.db.query(sql, args):
-            a = Alert(**{c: row[c] for c in _ALERT_COLUMNS})
-            a.evidence, a.labels = json.loads(row["evidence"] or "{}"), json.loads(row["labels"] or "{}")
-            out[a.fingerprint] = a
-        return out
+        return {a.fingerprint: a for a in map(_alert, self.db.query(sql, args))}
 
     def alert_rows(self, fingerprints: Iterable[str]) -> list[Alert]:
         fps = list(fingerprints)
         if not fps:
             return []
         rows = self.db.query(f"SELECT * FROM alerts WHERE fingerprint IN ({','.join('?' * len(fps))})", fps)
-        out = []
-        for row in rows:
-            a = Alert(**{c: row[c] for c in _ALERT_COLUMNS})
-            a.evidence, a.labels = json.loads(row["evidence"] or "{}"), json.loads(row["labels"] or "{}")
-            out.append(a)
+        out = [_alert(row) for row in rows]
         order = {fp: i for i, fp in enumerate(fps)}
         return sorted(out, key=lambda a: order[a.fingerprint])
 
