@@ -29,9 +29,10 @@ BACKOFF_BASE, BACKOFF_CAP, RETRY_AFTER_CAP = 1.0, 60.0, 900.0
 
 
 class SendError(Exception):
-    def __init__(self, message: str, retry: bool = True, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry: bool = True, retry_after: float | None = None, unsure: bool = False) -> None:
         super().__init__(message)
-        self.retry, self.retry_after = retry, retry_after
+        # unsure: no answer came back (a timeout, a dropped connection), so the server may have it.
+        self.retry, self.retry_after, self.unsure = retry, retry_after, unsure
 
 
 class DeliveryFailed(Exception):
@@ -49,7 +50,7 @@ class Delivered:
 class Channel(Protocol):
     def send(self, target: str, notice: Notice, key: str, first: Delivered | None) -> Delivered: ...
 
-    def find(self, target: str, key: str, first: Delivered | None, since: float) -> Delivered | None:
+    def find(self, target: str, key: str, first: Delivered | None) -> Delivered | None:
         """A send whose outcome is unknown (the agent stopped mid-send): find it if the channel can."""
         ...
 
@@ -86,7 +87,7 @@ class Pacer:
 
 
 def _network(exc: BaseException) -> SendError:
-    return SendError(f"{type(exc).__name__}: {exc}", retry=True)
+    return SendError(f"{type(exc).__name__}: {exc}", retry=True, unsure=True)
 
 
 # -- Slack -------------------------------------------------------------------------------------
@@ -94,7 +95,8 @@ def _network(exc: BaseException) -> SendError:
 class SlackBot:
     """chat.postMessage for the first notification; later ones update that message (chat.update)
     and add to its thread. Each message carries its notification key as message metadata, so a
-    send cut short by a crash is found (conversations.history) instead of sent twice."""
+    send cut short by a crash, or one whose answer never came back, is found (conversations.history)
+    instead of sent twice."""
 
     def __init__(self, token: str, base_url: str, timeout: int, pacer: Pacer) -> None:
         from slack_sdk import WebClient
@@ -102,6 +104,7 @@ class SlackBot:
         # retry_handlers=[]: retries belong to `deliver`, one loop for every channel.
         self.client = WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
         self.pacer = pacer
+        self._unsure: set[str] = set()  # keys whose last attempt got no answer
 
     def _call(self, method: str, **kwargs: Any) -> Any:
         from slack_sdk.errors import SlackApiError
@@ -122,6 +125,19 @@ class SlackBot:
             raise _network(exc) from None
 
     def send(self, target: str, notice: Notice, key: str, first: Delivered | None) -> Delivered:
+        if key in self._unsure and (found := self.find(target, key, first)) is not None:
+            self._unsure.discard(key)
+            return found
+        try:
+            got = self._send(target, notice, key, first)
+        except SendError as exc:
+            if exc.unsure:
+                self._unsure.add(key)
+            raise
+        self._unsure.discard(key)
+        return got
+
+    def _send(self, target: str, notice: Notice, key: str, first: Delivered | None) -> Delivered:
         channel = target.partition(":")[2]
         message = slack_message(notice)
         metadata = {"event_type": "fleetwatch_notification", "event_payload": {"key": key}}
@@ -136,7 +152,7 @@ class SlackBot:
     def post_text(self, channel: str, text: str) -> None:
         self._call("chat_postMessage", channel=channel, text=text)
 
-    def find(self, target: str, key: str, first: Delivered | None, since: float) -> Delivered | None:
+    def find(self, target: str, key: str, first: Delivered | None) -> Delivered | None:
         channel = first.thread_id if first else target.partition(":")[2]
         if channel.startswith("#"):
             return None  # conversations.history needs the channel ID, learnt from the first reply
@@ -180,10 +196,10 @@ class SlackWebhook:
             return
         if got.status_code == 429:
             after = got.headers.get("Retry-After") or got.headers.get("retry-after") or "1"
-            raise SendError("Slack webhook: rate limited (429)", retry_after=float(after[0] if isinstance(after, list) else after))
+            raise SendError("Slack webhook: rate limited (429)", retry_after=float(after))
         raise SendError(f"Slack webhook: HTTP {got.status_code} {str(got.body)[:200]}", retry=got.status_code >= 500)
 
-    def find(self, target: str, key: str, first: Delivered | None, since: float) -> Delivered | None:
+    def find(self, target: str, key: str, first: Delivered | None) -> Delivered | None:
         return None
 
 
@@ -222,7 +238,7 @@ class _Mail:
     def send_message(self, msg: EmailMessage) -> None:
         raise NotImplementedError
 
-    def find(self, target: str, key: str, first: Delivered | None, since: float) -> Delivered | None:
+    def find(self, target: str, key: str, first: Delivered | None) -> Delivered | None:
         return None
 
 
@@ -259,14 +275,22 @@ class Smtp(_Mail):
 
 
 class Ses(_Mail):
-    """Mail through SES SendEmail (raw MIME), with an injected sesv2 client."""
+    """Mail through SES SendEmail (raw MIME), with an injected sesv2 client, or a factory that
+    makes it on first use (so missing credentials are a recorded delivery failure, not a crash
+    at start-up)."""
 
-    def __init__(self, client: Any, sender: str) -> None:
-        self.client, self.sender = client, sender
+    def __init__(self, client: Any, sender: str, factory: Callable[[], Any] | None = None) -> None:
+        self.client, self.sender, self.factory = client, sender, factory
 
     def send_message(self, msg: EmailMessage) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        if self.client is None and self.factory is not None:
+            try:
+                self.client = self.factory()
+            except (BotoCoreError, ClientError, ValueError) as exc:
+                raise SendError(f"SES: cannot make a client ({exc}); check the AWS credentials and aws.regions",
+                                retry=False) from None
         try:
             self.client.send_email(FromEmailAddress=self.sender, Content={"Raw": {"Data": msg.as_bytes()}})
         except ClientError as exc:

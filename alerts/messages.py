@@ -47,7 +47,6 @@ class Notice:
     kind: str
     alerts: list[Alert]
     url: str
-    mute: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -134,7 +134,7 @@ class Pipeline:
                 history = self.store.history(row["incident_id"], row["target"])
                 first = next((Delivered(h.external_id, h.thread_id) for h in history if h.external_id), None)
                 try:
-                    found = channel.find(row["target"], row["key"], first, float(row["sent_at"]) - 60)
+                    found = channel.find(row["target"], row["key"], first)
                 except SendError as exc:
                     log.warning("could not look up an interrupted send to %s: %s", row["target"], exc)
             if found is not None:

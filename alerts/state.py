@@ -64,10 +64,6 @@ class Alert:
     incident_id: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def is_cause(self) -> bool:
-        return self.kind == "finding"
-
 
 @dataclass(frozen=True)
 class Policy:

@@ -33,24 +33,34 @@ def alert_settings(cfg: Any) -> AlertSettings:
     )
 
 
-def channels(cfg: Any, clock: Clock, sleep: Callable[[float], None], ses_client: Any = None) -> dict[str, Channel]:
+def channels(cfg: Any, clock: Clock, sleep: Callable[[float], None], ses: Any = None) -> dict[str, Channel]:
     out: dict[str, Channel] = {}
     pacer = Pacer(clock.now, sleep)
     if cfg["slack.bot_token"]:
         out["slack"] = SlackBot(cfg["slack.bot_token"], cfg["slack.api_url"], cfg["alerts.timeout"], pacer)
     elif cfg["slack.webhook_url"]:
         out["slack"] = SlackWebhook(cfg["slack.webhook_url"], cfg["alerts.timeout"], pacer)
-    if cfg["email.transport"] == "ses" and ses_client is not None:
-        out["email"] = Ses(ses_client, cfg["email.from"])
+    if cfg["email.transport"] == "ses":
+        out["email"] = Ses(ses, cfg["email.from"], factory=lambda: ses_client(cfg))
     elif cfg["email.transport"] == "smtp" and cfg["smtp.host"]:
         out["email"] = Smtp(cfg["smtp.host"], cfg["smtp.port"], cfg["smtp.security"], cfg["smtp.username"], cfg["smtp.password"],
                             cfg["email.from"], cfg["alerts.timeout"])
     return out
 
 
+def ses_client(cfg: Any, session: Any = None) -> Any:
+    """A SESv2 client in the home account and first region, with the collector's timeouts and
+    retries (one STS call to learn the account). Sending needs ses:SendEmail, granted apart from
+    the read-only policy by iam/fleetwatch-ses-send-policy.json."""
+    from collector.aws import Aws, Place
+
+    aws = Aws.from_config(cfg, session=session)
+    return aws.client(Place(aws.home_account(), cfg["aws.regions"][0]), "sesv2")
+
+
 def build_pipeline(cfg: Any, store: Store, clock: Clock, sleep: Callable[[float], None] = time.sleep,
-                   ses_client: Any = None, rng: random.Random | None = None) -> Pipeline:
-    return Pipeline(AlertStore(store), alert_settings(cfg), channels(cfg, clock, sleep, ses_client), clock.now, sleep, rng)
+                   ses: Any = None, rng: random.Random | None = None) -> Pipeline:
+    return Pipeline(AlertStore(store), alert_settings(cfg), channels(cfg, clock, sleep, ses), clock.now, sleep, rng)
 
 
 def observations(detection: DetectionPass) -> tuple[list[Observation], set[str]]:

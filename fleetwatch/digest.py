@@ -29,10 +29,10 @@ def due_at(now: float, day: str, hour: int, zone: str) -> tuple[str, int]:
     tz = ZoneInfo(zone)
     local = datetime.fromtimestamp(now, tz)
     back = (local.weekday() - DAYS.index(day)) % 7
+    # Arithmetic on a zoned datetime keeps the wall clock, so this is `hour` local time, DST included.
     when = (local - timedelta(days=back)).replace(hour=hour, minute=0, second=0, microsecond=0)
     if when > local:
         when -= timedelta(days=7)
-    when = when.replace(tzinfo=None).replace(tzinfo=tz)  # the wall-clock hour in that zone, DST included
     year, week, _ = when.isocalendar()
     return f"{year}-W{week:02d}", int(when.timestamp())
 

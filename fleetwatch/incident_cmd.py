@@ -20,7 +20,7 @@ def incident_command(args: argparse.Namespace, store: Store) -> int:
     alerts = AlertStore(store)
     now = int(SystemClock().now())
     if args.command == "incidents":
-        rows = alerts._incidents("1 = 1" if args.all else "resolved_at IS NULL", [])  # noqa: SLF001
+        rows = alerts.incidents(open_only=not args.all)
         if not rows:
             print("no open incidents" if not args.all else "no incidents")
         for inc in rows:

@@ -2,8 +2,9 @@
 (chat.postMessage, chat.update, conversations.history, conversations.replies) and an incoming
 webhook, with Slack's response shapes; every message kept and readable at /__slack__/messages.
 
-Faults are queued with `fail(...)`: a 429 with Retry-After, a 500, or a slow answer, for the next
-N calls of a method, so retry and pacing are exercised over real HTTP.
+Faults are queued with `fail(...)`: a 429 with Retry-After, a 500, or a slow answer (the request is
+carried out, its answer comes late), for the next N calls of a method, so retry, pacing and
+timeouts are exercised over real HTTP.
 """
 
 from __future__ import annotations
@@ -85,28 +86,26 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.calls.append((time.time(), method))
         fault = self.state.fault_for(method)
+        if fault is not None and not fault.delay:
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            error = "ratelimited" if fault.status == 429 else "internal_error"
+            self._reply(fault.status, {"ok": False, "error": error} if method != "webhook" else error, headers)
+            return
+        answer = self._answer(method, body)
         if fault is not None:
-            if fault.delay:
-                time.sleep(fault.delay)  # a slow server, past the client's timeout
-            else:
-                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-                error = "ratelimited" if fault.status == 429 else "internal_error"
-                self._reply(fault.status, {"ok": False, "error": error} if method != "webhook" else error, headers)
-                return
+            time.sleep(fault.delay)  # the request is done, its answer slow: past the client's timeout, it never arrives
+        self._reply(200, answer)
+
+    def _answer(self, method: str, body: dict[str, Any]) -> Any:
         if method == "webhook":
             with self.state.lock:
                 self.state.messages.append({"via": "webhook", "channel": "webhook", "ts": self.state.next_ts(), **body})
-            self._reply(200, "ok")
-            return
+            return "ok"
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            self._reply(200, {"ok": False, "error": "invalid_auth"})
-            return
+            return {"ok": False, "error": "invalid_auth"}
         handler = {"chat.postMessage": self._post, "chat.update": self._update, "conversations.history": self._history,
                    "conversations.replies": self._replies}.get(method)
-        if handler is None:
-            self._reply(200, {"ok": False, "error": "unknown_method"})
-            return
-        self._reply(200, handler(body))
+        return handler(body) if handler else {"ok": False, "error": "unknown_method"}
 
     @staticmethod
     def _channel_id(name: str) -> str:

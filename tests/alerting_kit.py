@@ -57,6 +57,7 @@ class World:
     settings: dict[str, Any] = field(default_factory=dict)
     resources: list[Resource] = field(default_factory=lambda: list(RESOURCES))
     slept: list[float] = field(default_factory=list)
+    ses: Any = None  # a sesv2 client, for email.transport = "ses"
 
     def __post_init__(self) -> None:
         self.store = open_store(self.tmp / "alerts.db")
@@ -79,7 +80,7 @@ class World:
         path = self.tmp / "fleetwatch.toml"
         path.write_text("\n".join(lines) + "\n")
         self.cfg = load_config(path, environ={})
-        self.pipeline = build_pipeline(self.cfg, self.store, self.clock, sleep=self.sleep)
+        self.pipeline = build_pipeline(self.cfg, self.store, self.clock, sleep=self.sleep, ses=self.ses)
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
@@ -94,7 +95,7 @@ class World:
         return report
 
     def incidents(self) -> list[Any]:
-        return self.alerts._incidents("1 = 1", [])
+        return self.alerts.incidents()
 
     def close(self) -> None:
         self.store.close()

@@ -331,8 +331,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "email.transport", "choice", "smtp",
-        "How mail is sent: 'smtp' (smtp.* settings) or 'ses' (SES SendRawEmail with fleetwatch's "
-        "AWS credentials, which then also need ses:SendRawEmail).",
+        "How mail is sent: 'smtp' (smtp.* settings) or 'ses' (SESv2 SendEmail with raw MIME, from "
+        "fleetwatch's own account and first region; grant ses:SendEmail with "
+        "iam/fleetwatch-ses-send-policy.json).",
         choices=("smtp", "ses"),
     ),
     Setting(

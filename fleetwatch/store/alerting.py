@@ -33,12 +33,9 @@ class AlertStore:
 
     # -- alerts ------------------------------------------------------------------------------
 
-    def alerts(self, include_resolved_since: int | None = None) -> dict[str, Alert]:
-        sql = "SELECT * FROM alerts WHERE state != ?"
-        args: list[Any] = [RESOLVED]
-        if include_resolved_since is not None:
-            sql += " OR resolved_at >= ?"
-            args.append(include_resolved_since)
+    def alerts(self) -> dict[str, Alert]:
+        """Every alert that is not resolved."""
+        sql, args = "SELECT * FROM alerts WHERE state != ?", [RESOLVED]
         return {a.fingerprint: a for a in map(_alert, self.db.query(sql, args))}
 
     def alert_rows(self, fingerprints: Iterable[str]) -> list[Alert]:
@@ -51,6 +48,9 @@ class AlertStore:
         return sorted(out, key=lambda a: order[a.fingerprint])
 
     # -- incidents ---------------------------------------------------------------------------
+
+    def incidents(self, open_only: bool = False) -> list[Incident]:
+        return self._incidents("resolved_at IS NULL" if open_only else "1 = 1", [])
 
     def open_incidents(self) -> dict[str, Incident]:
         return {i.fingerprint: i for i in self._incidents("resolved_at IS NULL", [])}
