@@ -149,8 +149,9 @@ class SlackBot:
                          unfurl_links=False, **message)
         return Delivered(str(got["ts"]), first.thread_id)
 
-    def post_text(self, channel: str, text: str) -> None:
-        self._call("chat_postMessage", channel=channel, text=text)
+    def post_message(self, channel: str, message: dict[str, Any]) -> None:
+        """A message that is not a notification (the digest): no update, no thread."""
+        self._call("chat_postMessage", channel=channel, unfurl_links=False, **message)
 
     def find(self, target: str, key: str, first: Delivered | None) -> Delivered | None:
         channel = first.thread_id if first else target.partition(":")[2]
@@ -183,8 +184,8 @@ class SlackWebhook:
         self.post(slack_message(notice))
         return Delivered()
 
-    def post_text(self, channel: str, text: str) -> None:
-        self.post({"text": text})
+    def post_message(self, channel: str, message: dict[str, Any]) -> None:
+        self.post(message)
 
     def post(self, payload: dict[str, Any]) -> None:
         self.pacer.wait("webhook")
@@ -243,20 +244,25 @@ class _Mail:
 
 
 class Smtp(_Mail):
-    def __init__(self, host: str, port: int, security: str, username: str, password: str, sender: str, timeout: int) -> None:
+    def __init__(self, host: str, port: int, security: str, username: str, password: str, sender: str, timeout: int,
+                 ca_file: str = "") -> None:
         self.host, self.port, self.security = host, port, security
         self.username, self.password, self.sender, self.timeout = username, password, sender, timeout
+        self.ca_file = ca_file
+
+    def _tls(self) -> ssl.SSLContext:
+        """Certificate and host name checked always; an internal CA can be named by smtp.ca_file."""
+        return ssl.create_default_context(cafile=self.ca_file or None)
 
     def send_message(self, msg: EmailMessage) -> None:
         try:
             if self.security == "tls":
-                server: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
-                                                        context=ssl.create_default_context())
+                server: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._tls())
             else:
                 server = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             with server:
                 if self.security == "starttls":
-                    server.starttls(context=ssl.create_default_context())
+                    server.starttls(context=self._tls())
                 if self.username:
                     server.login(self.username, self.password)
                 server.send_message(msg)
@@ -268,6 +274,10 @@ class Smtp(_Mail):
                             retry=400 <= exc.smtp_code < 500) from None
         except smtplib.SMTPRecipientsRefused as exc:
             raise SendError(f"SMTP {self.host}:{self.port}: recipients refused {list(exc.recipients)}", retry=False) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise SendError(f"SMTP {self.host}:{self.port}: the server's certificate is not trusted ({exc.verify_message}); "
+                            "set smtp.ca_file to the authority that signed it, or fix smtp.host to the name on it",
+                            retry=False) from None
         except smtplib.SMTPNotSupportedError as exc:
             raise SendError(f"SMTP {self.host}:{self.port}: {exc}; set smtp.security to match the server", retry=False) from None
         except (smtplib.SMTPException, OSError) as exc:

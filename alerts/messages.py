@@ -115,6 +115,17 @@ def slack_message(n: Notice) -> dict[str, Any]:
     return {"text": text, "blocks": blocks[:BLOCKS_MAX]}
 
 
+def sections_message(title: str, text: str, sections: list[str], url: str = "", button: str = "") -> dict[str, Any]:
+    """A Block Kit message of a header and one plain_text section per part (the digest), within
+    Slack's limits, with `text` as the fallback."""
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": clean(title, HEADER_MAX)}}]
+    blocks += [_plain(s) for s in sections if s.strip()][:BLOCKS_MAX - 2]
+    if url:
+        blocks.append({"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text", "text": button},
+                                                         "url": url[:3000]}]})
+    return {"text": mrkdwn_escape(clean(text, TEXT_MAX)), "blocks": blocks}
+
+
 def _plain(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "plain_text", "text": clean(text, SECTION_MAX), "emoji": False}}
 

@@ -44,7 +44,7 @@ def channels(cfg: Any, clock: Clock, sleep: Callable[[float], None], ses: Any = 
         out["email"] = Ses(ses, cfg["email.from"], factory=lambda: ses_client(cfg))
     elif cfg["email.transport"] == "smtp" and cfg["smtp.host"]:
         out["email"] = Smtp(cfg["smtp.host"], cfg["smtp.port"], cfg["smtp.security"], cfg["smtp.username"], cfg["smtp.password"],
-                            cfg["email.from"], cfg["alerts.timeout"])
+                            cfg["email.from"], cfg["alerts.timeout"], ca_file=cfg["smtp.ca_file"])
     return out
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerts.delivery import Channel, DeliveryFailed, deliver, message_id
-from alerts.messages import clean, mrkdwn_escape, render
+from alerts.messages import render, sections_message
 from alerts.rules import DAYS
 from fleetwatch.store import Store
 
@@ -193,11 +193,28 @@ def render_text(d: Digest) -> str:
     return render("digest.txt", d=d)
 
 
+def slack_digest(d: Digest, public_url: str) -> dict[str, Any]:
+    """Block Kit: a header, then one section per part of the text digest (outcomes, incidents,
+    headroom, cold starts, hygiene, noise and cost), and a button to the dashboard's digest page."""
+    parts = render_text(d).split("\n\n")
+    summary = (f"fleetwatch weekly health digest {d.period}: {d.noise.get('incidents', 0)} incidents, "
+               f"{len(d.hygiene)} hygiene findings")
+    url = public_url.rstrip("/") + "/digest" if public_url else ""
+    return sections_message(f"Weekly health digest {d.period}", summary, parts[1:], url, "Open the digest")
+
+
 def send_digest(store: Store, d: Digest, targets: list[str], channels: dict[str, Channel], sender: str, now: int,
-                sleep: Any, attempts: int) -> list[str]:
-    """Send to every target; record the period as sent only when all of them took it. Returns errors."""
+                sleep: Any, attempts: int, public_url: str = "", scheduled: bool = True) -> list[str]:
+    """Send to every target that has not yet taken this period's digest; the period counts as
+    sent when all of them have, and a retry goes only to those that failed. Returns errors.
+    An unscheduled send (`fleetwatch digest --send`) goes to every target and records nothing,
+    so it never stands in for the scheduled one."""
+    row = store.db.execute("SELECT targets FROM digests WHERE period = ?", [d.period]).fetchone() if scheduled else None
+    took = set(json.loads(row[0]) if row and row[0] else [])
     errors = []
     for target in targets:
+        if target in took:
+            continue
         kind, _, where = target.partition(":")
         channel = channels.get(kind)
         try:
@@ -211,15 +228,27 @@ def send_digest(store: Store, d: Digest, targets: list[str], channels: dict[str,
                 msg.add_alternative(render_html(d), subtype="html")
                 deliver(lambda: channel.send_message(msg), attempts, sleep)  # type: ignore[attr-defined]
             else:
-                text = mrkdwn_escape(clean(render_text(d), 3000))
-                deliver(lambda: channel.post_text(where, text), attempts, sleep)  # type: ignore[attr-defined]
+                message = slack_digest(d, public_url)
+                deliver(lambda: channel.post_message(where, message), attempts, sleep)  # type: ignore[attr-defined]
         except DeliveryFailed as exc:
             errors.append(f"{target}: {exc}")
+            continue
+        took.add(target)
+        if scheduled:  # recorded per target as it goes: a crash between two does not resend to the first
+            _record(store, d, now, took, targets, errors)
+    if scheduled:
+        _record(store, d, now, took, targets, errors)
+    return errors
+
+
+def _record(store: Store, d: Digest, now: int, took: set[str], targets: list[str], errors: list[str]) -> None:
+    """`targets` holds the targets that took this period's digest; it is sent when all have."""
+    status = "sent" if took >= set(targets) else "failed" if errors else "sending"
     with store.transaction() as db:
         db.execute("INSERT INTO digests (period, due_at, sent_at, targets, status, error) VALUES (?, ?, ?, ?, ?, ?) "
-                   "ON CONFLICT(period) DO UPDATE SET sent_at = excluded.sent_at, status = excluded.status, error = excluded.error",
-                   [d.period, d.end, now, json.dumps(targets), "failed" if errors else "sent", "; ".join(errors) or None])
-    return errors
+                   "ON CONFLICT(period) DO UPDATE SET sent_at = excluded.sent_at, targets = excluded.targets, "
+                   "status = excluded.status, error = excluded.error",
+                   [d.period, d.end, now, json.dumps(sorted(took)), status, "; ".join(errors) or None])
 
 
 def digest_targets(cfg: Any) -> list[str]:
@@ -236,7 +265,7 @@ def send_due(cfg: Any, store: Store, clock: Any, sleep: Any) -> tuple[str, list[
     period, when = owed
     d = gather(store, when, period)
     return period, send_digest(store, d, digest_targets(cfg), channels(cfg, clock, sleep), cfg["email.from"], int(clock.now()),
-                               sleep, cfg["alerts.max_attempts"])
+                               sleep, cfg["alerts.max_attempts"], cfg["web.public_url"])
 
 
 def digest_command(args: Any, cfg: Any, store: Store) -> int:
@@ -264,7 +293,7 @@ def digest_command(args: Any, cfg: Any, store: Store) -> int:
             print("fleetwatch digest: nowhere to send it: set digest.targets or email.to", file=sys.stderr)
             return 2
         errors = send_digest(store, d, targets, channels(cfg, clock, time.sleep), cfg["email.from"], now, time.sleep,
-                             cfg["alerts.max_attempts"])
+                             cfg["alerts.max_attempts"], cfg["web.public_url"], scheduled=False)
         for e in errors:
             print(f"fleetwatch digest: {e}", file=sys.stderr)
         if errors:

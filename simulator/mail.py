@@ -1,11 +1,13 @@
 """A local SMTP server that keeps what it receives, for the demo and the tests (aiosmtpd): real
-SMTP on loopback, optionally with AUTH, and faults (a 451 or a 554) for the next N messages."""
+SMTP on loopback, optionally with AUTH, STARTTLS or TLS from the start, and faults (a 451 or a
+554) for the next N messages."""
 
 from __future__ import annotations
 
 import email
 import email.policy
 import socket
+import ssl
 import threading
 from email.message import EmailMessage
 from typing import Any
@@ -35,7 +37,10 @@ class _Handler:
 
 
 class SmtpSink:
-    def __init__(self, port: int = 0, username: str = "", password: str = "") -> None:
+    def __init__(self, port: int = 0, username: str = "", password: str = "", security: str = "none",
+                 cert: tuple[str, str] | None = None) -> None:
+        """security: 'none', 'starttls' (required before AUTH and mail) or 'tls' (TLS from the start),
+        the latter two with cert = (certificate PEM file, key PEM file)."""
         self.port = port or free_port()
         self.received: list[tuple[list[str], EmailMessage]] = []
         self.faults: list[int] = []
@@ -46,8 +51,18 @@ class SmtpSink:
                 ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == username \
                     and auth_data.password.decode() == password
                 return AuthResult(success=ok, handled=False)
-            # Loopback only: AUTH over plain SMTP is allowed here so the login path is exercised without a certificate.
-            kwargs = {"authenticator": authenticate, "auth_require_tls": False, "auth_required": True}
+            # Loopback only: AUTH over plain SMTP is allowed when security is 'none', so the login path
+            # is exercised without a certificate too. With TLS from the start the whole session is
+            # encrypted, but aiosmtpd counts only STARTTLS as TLS for AUTH, so it is not asked there.
+            kwargs = {"authenticator": authenticate, "auth_require_tls": security == "starttls", "auth_required": True}
+        if security != "none":
+            assert cert is not None, "STARTTLS and TLS need cert=(certificate file, key file)"
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*cert)
+            if security == "starttls":
+                kwargs.update(tls_context=context, require_starttls=True)
+            else:
+                kwargs.update(ssl_context=context)
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **kwargs)
 
     def fail(self, code: int, times: int = 1) -> None:

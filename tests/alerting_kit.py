@@ -60,6 +60,7 @@ class World:
     ses: Any = None  # a sesv2 client, for email.transport = "ses"
 
     def __post_init__(self) -> None:
+        self.tmp.mkdir(parents=True, exist_ok=True)
         self.store = open_store(self.tmp / "alerts.db")
         self.alerts = AlertStore(self.store)
         self.reconfigure()

@@ -65,6 +65,14 @@ def test_flapping_is_held_back_then_resolves_once(world: World) -> None:
     replies = [m for m in world.slack.messages() if m.get("thread_ts") == first["ts"]]
     assert [("RESOLVED" in m["text"]) for m in replies] == [True]
     assert "RESOLVED" in first["updates"][-1]["text"], "the original message is updated in place"
+    # The resolved alert and its flaps are kept for the weekly digest, then dropped.
+    flaps = "SELECT COALESCE(SUM(flaps), 0) FROM alerts"
+    world.clock.advance(6 * 86400)
+    world.tick()
+    assert world.store.db.execute(flaps).fetchone()[0] == 2
+    world.clock.advance(3 * 86400)
+    world.tick()
+    assert world.store.db.execute(flaps).fetchone()[0] == 0
 
 
 def test_repeat_interval_until_acknowledged(world: World) -> None:

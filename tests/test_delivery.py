@@ -12,6 +12,7 @@ import pytest
 from alerts.delivery import message_id
 from alerts.state import Observation
 from simulator.mail import SmtpSink
+from tests.certs import make_certs
 from simulator.slack import SlackStandIn
 from tests.alerting_kit import World, api_errors, queue_growth, rid
 
@@ -154,6 +155,36 @@ def test_smtp_authentication(tmp_path: Path) -> None:
         w.tick(api_errors(), step=60)
         w.tick(api_errors())
         assert len(smtp.messages()) == 1
+        w.close()
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_smtp_over_tls_with_authentication(tmp_path: Path, security: str) -> None:
+    ca, cert, key = make_certs(tmp_path)
+    with SlackStandIn() as slack, SmtpSink(username="fleet", password="s3cret", security=security, cert=(str(cert), str(key))) as smtp:
+        settings = {"smtp.security": security, "smtp.username": "fleet", "smtp.password": "s3cret"}
+        w = World(tmp_path / "untrusted", slack, smtp, settings=settings)
+        fire(w)
+        (failure,) = list(w.store.db.query("SELECT * FROM notification_failures WHERE target LIKE 'email:%'"))
+        assert "certificate is not trusted" in failure["error"] and "smtp.ca_file" in failure["error"]
+        assert failure["attempts"] == 1, "a certificate that is not trusted is not retried"
+        assert smtp.messages() == []
+        w.close()
+
+        w = World(tmp_path / "trusted", slack, smtp, settings={**settings, "smtp.ca_file": str(ca)})
+        fire(w)
+        ((rcpt, msg),) = smtp.messages()
+        assert rcpt == ["oncall@example.com"] and msg["Subject"].startswith("[fleetwatch]")
+        w.close()
+
+
+def test_smtp_refuses_mail_without_the_starttls_it_requires(tmp_path: Path) -> None:
+    ca, cert, key = make_certs(tmp_path)
+    with SlackStandIn() as slack, SmtpSink(security="starttls", cert=(str(cert), str(key))) as smtp:
+        w = World(tmp_path / "w", slack, smtp, settings={"smtp.security": "none"})
+        fire(w)
+        (failure,) = list(w.store.db.query("SELECT * FROM notification_failures WHERE target LIKE 'email:%'"))
+        assert "530" in failure["error"] and smtp.messages() == []
         w.close()
 
 

@@ -87,13 +87,33 @@ def test_a_restart_neither_repeats_nor_skips_the_digest(world: World) -> None:
     assert period2 != period and errors2 == [] and len(world.smtp.messages()) == 2
 
 
-def test_digest_that_fails_is_owed_again(world: World) -> None:
+def test_digest_that_fails_is_owed_again_only_where_it_failed(world: World) -> None:
     world.reconfigure(**{"digest.day": "fri", "digest.hour": 8, "digest.timezone": "UTC", "alerts.max_attempts": 1})
     world.smtp.fail(554)
     _, errors = send_due(world.cfg, world.store, world.clock, world.sleep)
     assert errors and "554" in errors[0]
+    assert len(world.slack.messages()) == 1, "Slack took it"
     _, errors = send_due(world.cfg, world.store, world.clock, world.sleep)
     assert errors == [] and len(world.smtp.messages()) == 1
+    assert len(world.slack.messages()) == 1, "the retry went only to the target that failed"
+    assert send_due(world.cfg, world.store, world.clock, world.sleep) is None
+
+
+def test_digest_in_slack_is_block_kit_with_names_escaped(world: World) -> None:
+    seed(world)
+    world.reconfigure(**{"digest.day": "fri", "digest.hour": 8, "digest.timezone": "UTC",
+                         "web.public_url": "https://fleetwatch.example.com"})
+    world.clock.advance(3600)
+    send_due(world.cfg, world.store, world.clock, world.sleep)
+    (msg,) = world.slack.messages()
+    blocks = msg["blocks"]
+    assert blocks[0]["type"] == "header" and blocks[0]["text"]["text"].startswith("Weekly health digest")
+    sections = [b["text"] for b in blocks if b["type"] == "section"]
+    assert all(s["type"] == "plain_text" and len(s["text"]) <= 3000 for s in sections)
+    assert any(s["text"].startswith("USER-VISIBLE OUTCOMES") for s in sections)
+    assert any("jobs-dlq<b>" in s["text"] for s in sections), "plain_text: shown as written, never parsed"
+    assert blocks[-1]["elements"][0]["url"] == "https://fleetwatch.example.com/digest"
+    assert msg["text"].startswith("fleetwatch weekly health digest 2027-W02") and "hygiene" in msg["text"]
 
 
 def test_cli_preview_writes_html_and_text(world: World, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ setting lacks help or the generated reference is stale.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -362,6 +363,13 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("starttls", "tls", "none"),
     ),
     Setting(
+        "smtp.ca_file", "str", "",
+        "PEM file of the certificate authority that signed the SMTP server's certificate, for a "
+        "server with an internal CA; empty trusts the system's authorities. The certificate and "
+        "its host name are always checked.",
+        check=lambda v: v if v == "" or os.path.isfile(v) else _missing(v),
+    ),
+    Setting(
         "smtp.username", "str", "",
         "SMTP user name; empty sends without authentication.",
     ),
@@ -403,3 +411,7 @@ def setting(key: str) -> Setting:
 
 def all_keys() -> list[str]:
     return list(_BY_KEY)
+
+
+def _missing(path: str) -> None:
+    raise ValueError(f"file {path!r} does not exist or is not a file: give the path of a PEM certificate")

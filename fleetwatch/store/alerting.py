@@ -26,6 +26,9 @@ def _alert(row: dict[str, Any]) -> Alert:
     return a
 
 
+KEEP_RESOLVED = 8 * 86400
+
+
 class AlertStore:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -99,8 +102,9 @@ class AlertStore:
                 rows.append(row)
             if rows:
                 db["alerts"].upsert_all(rows, pk="fingerprint", alter=False)
-            # Alerts resolved a day ago carry nothing a later pass needs.
-            db.execute("DELETE FROM alerts WHERE state = ? AND resolved_at < ?", [RESOLVED, now - 86400])
+            # Resolved alerts are kept eight days, so the weekly digest counts their flaps; older
+            # ones carry nothing a later pass or digest needs.
+            db.execute("DELETE FROM alerts WHERE state = ? AND resolved_at < ?", [RESOLVED, now - KEEP_RESOLVED])
 
     def acknowledge(self, incident_id: int, who: str, now: int) -> bool:
         with self.store.transaction() as db:
