@@ -4,10 +4,22 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The dashboard's end-to-end tests drive Debian's chromium (Playwright cannot download a
+# browser here); `make test` installs it when it is missing.
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench clean browser
 
 setup: $(STAMP)
+
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "make: $(CHROMIUM) is missing and there is no apt-get: install Chromium and run make CHROMIUM=/path/to/chromium test"; exit 1; }
+	@echo "installing Debian's chromium for the dashboard's browser tests"
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium
+	@test -x $(CHROMIUM) || { echo "make: chromium installed but $(CHROMIUM) is not there; set CHROMIUM=/path/to/chromium"; exit 1; }
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,8 +27,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[emulator,test]'
 	@touch $(STAMP)
 
-test: $(STAMP)
-	$(PY) -m pytest
+test: $(STAMP) $(CHROMIUM)
+	FLEETWATCH_CHROMIUM=$(CHROMIUM) $(PY) -m pytest
 
 demo: $(STAMP)
 	$(VENV)/bin/fleetwatch demo
@@ -24,6 +36,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/emulator.py --functions 10000
 	$(PY) bench/collector.py --functions 1000 --queues 200 --tables 50 --databases 5
+	$(PY) bench/dashboard.py --functions 10000 --incidents 200
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts

@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--detector", default="anomaly", help="anomaly (both directions, default), spike (rises only), dip (drops only)")
     rep.add_argument("--threshold", type=float, default=6.0, help="robust score that counts as anomalous (default 6)")
 
+    serve = sub.add_parser("serve", help="serve the dashboard and JSON API on web.host:web.port")
+    serve.add_argument("--config", help="configuration file (TOML)")
+    serve.add_argument("--host", default=None, help="address to bind (default web.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default web.port, 8000)")
+
     emulate = sub.add_parser("emulate", help="serve an emulated AWS fleet on loopback")
     _emulator_args(emulate)
     demo = sub.add_parser("demo", help="start the emulated fleet, collect it into a store and print each poll")
@@ -82,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--store", default="demo/fleetwatch.db", help="store to collect into (default demo/fleetwatch.db)")
     demo.add_argument("--polls", type=int, default=60, help="polls to run after the backfill, one emulated minute apart (default 60)")
     demo.add_argument("--serve", action="store_true", help="keep serving the emulated fleet after the demo polls")
+    demo.add_argument("--dashboard-port", type=int, default=8000,
+                      help="serve the dashboard on 127.0.0.1:PORT after the polls (default 8000; 0 skips it)")
     return parser
 
 
@@ -160,6 +167,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             cfg = load_config(args.config, environ=environ)
             with open_store(cfg["store.path"]) as store:
                 return incident_command(args, store)
+        if args.command == "serve":
+            from fleetwatch.clock import SystemClock
+            from web.server import serve_forever
+
+            cfg = load_config(args.config, environ=environ)
+            try:
+                return serve_forever(cfg, cfg["store.path"], SystemClock(), args.host, args.port)
+            except OSError as exc:
+                print(f"fleetwatch: {exc.strerror or exc}", file=sys.stderr)
+                return 2
         if args.command in ("emulate", "demo"):
             try:
                 from simulator.cli import run_emulator

@@ -86,7 +86,7 @@ def run_emulator(args: argparse.Namespace, demo: bool) -> int:
             raise
         if not args.serve:
             emulator.stop()
-            return status
+            return demo_dashboard(args.store, args.dashboard_port, emulator.model.clock) if args.dashboard_port else status
     try:
         print("serving until Ctrl-C", flush=True)
         emulator.serve_forever()
@@ -95,6 +95,25 @@ def run_emulator(args: argparse.Namespace, demo: bool) -> int:
     finally:
         emulator.stop()
     return 0
+
+
+def demo_dashboard(store_path: str, port: int, clock: Clock) -> int:
+    """Serve the dashboard over the demo's store until Ctrl-C, on the emulated clock the demo
+    ended at, with a password made for this run so the acknowledge and silence buttons work."""
+    import secrets
+
+    from fleetwatch.config import load_config
+    from web.server import serve_forever
+
+    password = secrets.token_urlsafe(9)
+    cfg = load_config(None, environ={"FLEETWATCH_STORE_PATH": store_path, "FLEETWATCH_WEB_USERNAME": "demo",
+                                     "FLEETWATCH_WEB_PASSWORD": password})
+    try:
+        return serve_forever(cfg, store_path, clock, "127.0.0.1", port,
+                             banner=f"— sign in as demo / {password} to acknowledge and silence")
+    except OSError as exc:
+        print(f"fleetwatch: {exc.strerror or exc}; or skip the dashboard with --dashboard-port 0", file=sys.stderr)
+        return 2
 
 
 def demo_config(emulator: Emulator, store_path: str) -> dict[str, str]:

@@ -93,3 +93,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if denied:
         print(f"\nIAM policy check: the tests made calls the policies in iam/ do not allow: {denied}")
         session.exitstatus = 1
+
+
+# -- the dashboard: one store built from the emulated fleet per session, copied for each test
+# that changes it.
+
+@pytest.fixture(scope="session")
+def web_store(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from tests.web_kit import build_web_store
+
+    return build_web_store(emulator, tmp_path_factory.mktemp("web"))
+
+
+@pytest.fixture()
+def web_copy(web_store: dict[str, Any], tmp_path: Any) -> dict[str, Any]:
+    import sqlite3
+
+    target = tmp_path / "web.db"
+    with sqlite3.connect(web_store["path"]) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    return {**web_store, "path": target}

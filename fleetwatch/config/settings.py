@@ -309,6 +309,59 @@ SETTINGS: tuple[Setting, ...] = (
         pattern=r"^https?://\S+$", pattern_hint="an http(s) URL",
     ),
     Setting(
+        "web.host", "str", "127.0.0.1",
+        "Address the dashboard listens on. Loopback by default; set '0.0.0.0' only behind a "
+        "proxy or on a trusted network, with web.token or web.password set for changes.",
+    ),
+    Setting(
+        "web.port", "int", 8000,
+        "Port of the dashboard and its JSON API.",
+        minimum=1, maximum=65535,
+    ),
+    Setting(
+        "web.token", "str", "",
+        "Bearer token that allows changes (acknowledge, silence) through the API: "
+        "'Authorization: Bearer TOKEN'. Never printed: shown redacted everywhere.",
+        secret=True,
+    ),
+    Setting(
+        "web.username", "str", "",
+        "User name for basic authentication of changes made in the browser.",
+    ),
+    Setting(
+        "web.password", "str", "",
+        "Password for basic authentication of changes made in the browser (with web.username). "
+        "Never printed: shown redacted everywhere.",
+        secret=True,
+    ),
+    Setting(
+        "web.user_header", "str", "",
+        "Header naming the signed-in user, set by a trusted authenticating proxy (for example "
+        "'X-Forwarded-User'); honoured only from the addresses in web.trusted_proxies.",
+        pattern=r"^([A-Za-z0-9-]+)?$", pattern_hint="a header name such as 'X-Forwarded-User'",
+    ),
+    Setting(
+        "web.trusted_proxies", "list[str]", ["127.0.0.1"],
+        "Client addresses whose web.user_header is believed.",
+    ),
+    Setting(
+        "web.refresh", "duration", 30,
+        "How often an open page refreshes its content.",
+        minimum=5, maximum=3600,
+    ),
+    Setting(
+        "web.cache", "duration", 2,
+        "How long the overview and the incident list are reused before being read again: with "
+        "many people (or wall screens) on the dashboard during an incident, each is computed at "
+        "most once in this time. 0 reads the store on every request. A change made on the "
+        "dashboard clears it.",
+        minimum=0, maximum=60,
+    ),
+    Setting(
+        "web.read_auth", "bool", False,
+        "Require authentication for reading too, not only for changes.",
+    ),
+    Setting(
         "slack.channel", "str", "",
         "Default Slack channel (name such as '#alerts' or an ID) for incidents no route names.",
         check=lambda v: v == "" or check_target("slack:" + v),

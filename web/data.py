@@ -1,0 +1,303 @@
+"""What the dashboard and the API show, read from the store over a read-only connection per
+thread (WAL lets them read while the agent writes). Every function takes that connection and
+the time, and returns plain dicts: the templates and the JSON API share them."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+ENTRY_KINDS = ("api", "schedule", "ses")
+# Signals shown first for an entry point: what its users feel.
+ENTRY_SIGNALS = {"api": (("5XXError", "Average", "5xx rate"), ("Latency", "p95", "p95 latency ms")),
+                 "schedule": (("FailedInvocations", "Sum", "failed runs"), ("TriggeredRules", "Sum", "runs")),
+                 "ses": (("Bounce", "Sum", "bounced"), ("Send", "Sum", "sent"))}
+MONTH = 30 * 86400
+PAGE = 100
+
+
+class Reader:
+    """A read-only SQLite connection per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=5.0)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+        return conn
+
+
+def _rows(conn: sqlite3.Connection, sql: str, args: Any = ()) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(sql, args)]
+
+
+def _loads(value: str | None, default: Any) -> Any:
+    try:
+        return json.loads(value) if value else default
+    except ValueError:
+        return default
+
+
+# -- incidents ---------------------------------------------------------------------------------
+
+INCIDENT_FILTERS = ("state", "severity", "service", "account", "detector")
+
+
+def _incident(row: dict[str, Any]) -> dict[str, Any]:
+    labels = _loads(row.get("labels"), {})
+    return {"id": row["id"], "state": row["state"], "severity": row["severity"], "title": row["title"] or "",
+            "symptom": row["symptom"] or "", "cause": row["cause"] or "", "fix": row["fix"] or "",
+            "detector": labels.get("detector", ""), "service": labels.get("service", ""), "account": labels.get("account", ""),
+            "resource": labels.get("resource", ""), "labels": labels,
+            "started_at": row["started_at"], "firing_at": row["firing_at"], "updated_at": row["updated_at"],
+            "resolved_at": row["resolved_at"], "acked_by": row["acked_by"], "acked_at": row["acked_at"],
+            "absorbed_into": row["absorbed_into"]}
+
+
+def incidents(conn: sqlite3.Connection, filters: dict[str, str] | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Newest first. `state` is a stored state, or 'open' (not resolved, not absorbed)."""
+    sql, args = "SELECT * FROM incidents WHERE 1=1", []
+    for key, value in (filters or {}).items():
+        if not value:
+            continue
+        if key == "state" and value == "open":
+            sql += " AND resolved_at IS NULL AND state != 'absorbed'"
+        elif key in ("state", "severity"):
+            sql, args = sql + f" AND {key} = ?", [*args, value]
+        elif key in ("service", "account", "detector"):
+            sql, args = sql + f" AND json_extract(labels, '$.{key}') = ?", [*args, value]
+    sql += " ORDER BY (resolved_at IS NULL) DESC, id DESC LIMIT ?"
+    return [_incident(r) for r in _rows(conn, sql, [*args, limit])]
+
+
+def incident_facets(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    """The values each filter can take, from the incidents stored."""
+    out: dict[str, list[str]] = {"state": ["open"], "severity": []}
+    out["state"] += [r[0] for r in conn.execute("SELECT DISTINCT state FROM incidents ORDER BY state")]
+    out["severity"] = [r[0] for r in conn.execute("SELECT DISTINCT severity FROM incidents ORDER BY severity")]
+    for key in ("service", "account", "detector"):
+        out[key] = [r[0] for r in conn.execute(f"SELECT DISTINCT json_extract(labels, '$.{key}') AS v FROM incidents "
+                                               "WHERE v IS NOT NULL AND v != '' ORDER BY v")]
+    return out
+
+
+def incident(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | None:
+    rows = _rows(conn, "SELECT * FROM incidents WHERE id = ?", [incident_id])
+    if not rows:
+        return None
+    inc = _incident(rows[0])
+    inc["events"] = _rows(conn, "SELECT ts, event, detail FROM incident_events WHERE incident_id = ? ORDER BY id", [incident_id])
+    inc["notifications"] = _rows(conn, "SELECT target, kind, status, sent_at FROM notifications WHERE incident_id = ? ORDER BY id",
+                                 [incident_id])
+    inc["failures"] = _rows(conn, "SELECT target, kind, attempts, error, failed_at FROM notification_failures "
+                                  "WHERE incident_id = ? ORDER BY id", [incident_id])
+    members = _loads(rows[0]["members"], [])
+    alerts = _rows(conn, f"SELECT * FROM alerts WHERE fingerprint IN ({','.join('?' * len(members))})", members) if members else []
+    inc["alerts"] = [{"detector": a["detector"], "resource": a["resource_id"], "state": a["state"], "severity": a["severity"],
+                      "title": a["title"] or "", "cause": a["cause"] or "", "evidence": _loads(a["evidence"], {})}
+                     for a in alerts]
+    return inc
+
+
+# -- findings ----------------------------------------------------------------------------------
+
+def findings(conn: sqlite3.Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """The findings of the latest detection pass that produced any, most severe first."""
+    last = conn.execute("SELECT MAX(ts) FROM findings").fetchone()[0]
+    if last is None:
+        return []
+    rows = _rows(conn, "SELECT ts, detector, resource_id, severity, title, evidence FROM findings WHERE ts = ? "
+                       "ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, id LIMIT ?", [last, limit])
+    for r in rows:
+        r["evidence"] = _loads(r["evidence"], {})
+    return rows
+
+
+# -- resources and series ----------------------------------------------------------------------
+
+def _resource(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "kind": row["kind"], "name": row["name"], "account": row["account"], "region": row["region"],
+            "arn": row.get("arn") or "", "facts": _loads(row.get("facts"), {}), "tags": _loads(row.get("tags"), {}),
+            "first_seen": row.get("first_seen"), "last_seen": row.get("last_seen")}
+
+
+def resource_kinds(conn: sqlite3.Connection) -> dict[str, int]:
+    return {r[0]: r[1] for r in conn.execute("SELECT kind, COUNT(*) FROM resources WHERE gone_at IS NULL GROUP BY kind ORDER BY kind")}
+
+
+def resources(conn: sqlite3.Connection, kind: str = "", q: str = "", page: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """One page of resources by kind and name search (a substring, matched literally), and the total."""
+    where, args = " WHERE gone_at IS NULL", []
+    if kind:
+        where, args = where + " AND kind = ?", [*args, kind]
+    if q:
+        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where, args = where + " AND (name LIKE ? ESCAPE '\\' OR id LIKE ? ESCAPE '\\')", [*args, f"%{escaped}%", f"%{escaped}%"]
+    total = conn.execute("SELECT COUNT(*) FROM resources" + where, args).fetchone()[0]
+    rows = _rows(conn, "SELECT * FROM resources" + where + " ORDER BY kind, name LIMIT ? OFFSET ?", [*args, PAGE, page * PAGE])
+    return [_resource(r) for r in rows], int(total)
+
+
+def resource(conn: sqlite3.Connection, resource_id: str) -> dict[str, Any] | None:
+    rows = _rows(conn, "SELECT * FROM resources WHERE id = ?", [resource_id])
+    if not rows:
+        return None
+    r = _resource(rows[0])
+    r["series"] = _rows(conn, "SELECT id, namespace, metric, stat, period, dimensions FROM series WHERE resource_id = ? "
+                              "ORDER BY metric, stat", [resource_id])
+    r["incidents"] = incidents_for(conn, resource_id)
+    return r
+
+
+def incidents_for(conn: sqlite3.Connection, resource_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    return [_incident(r) for r in _rows(conn, "SELECT * FROM incidents WHERE json_extract(labels, '$.resource') = ? "
+                                              "ORDER BY id DESC LIMIT ?", [resource_id, limit])]
+
+
+def series_points(conn: sqlite3.Connection, series_id: int, start: int, end: int) -> list[tuple[int, float]]:
+    """Raw samples in [start, end), and hourly rollup averages where raw samples were pruned."""
+    raw = [(int(t), float(v)) for t, v in conn.execute("SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? "
+                                                       "ORDER BY ts", [series_id, start, end])]
+    first = raw[0][0] if raw else end
+    rolled = [(int(t), float(s) / n) for t, s, n in conn.execute(
+        "SELECT ts, sum, count FROM rollups WHERE series_id = ? AND ts >= ? AND ts < ? AND count > 0 ORDER BY ts",
+        [series_id, start, min(first, end)])]
+    return rolled + raw
+
+
+def series_of(conn: sqlite3.Connection, resource_id: str, metric: str = "") -> list[dict[str, Any]]:
+    sql, args = "SELECT id, resource_id, namespace, metric, stat, period FROM series WHERE resource_id = ?", [resource_id]
+    if metric:
+        sql, args = sql + " AND metric = ?", [*args, metric]
+    return _rows(conn, sql + " ORDER BY metric, stat", args)
+
+
+# -- overview ----------------------------------------------------------------------------------
+
+def _latest(conn: sqlite3.Connection, reads: list[tuple[str, str, str]], since: int) -> dict[tuple[str, str, str], float]:
+    """The latest value since `since` of (resource, metric, stat) series, in one query."""
+    if not reads:
+        return {}
+    out: dict[tuple[str, str, str], float] = {}
+    for i in range(0, len(reads), 300):
+        chunk = reads[i:i + 300]
+        cond = " OR ".join("(s.resource_id = ? AND s.metric = ? AND s.stat = ?)" for _ in chunk)
+        args = [x for r in chunk for x in r]
+        sql = (f"SELECT s.resource_id, s.metric, s.stat, x.value, MAX(x.ts) FROM series s JOIN samples x ON x.series_id = s.id "
+               f"WHERE ({cond}) AND x.ts >= ? GROUP BY s.id")
+        for rid, metric, stat, value, _ in conn.execute(sql, [*args, since]):
+            out[(rid, metric, stat)] = float(value)
+    return out
+
+
+def _peaks(conn: sqlite3.Connection, kinds: tuple[str, ...], metric: str, stat: str, since: int) -> dict[str, float]:
+    sql = (f"SELECT s.resource_id, MAX(x.value) FROM series s JOIN resources r ON r.id = s.resource_id "
+           f"JOIN samples x ON x.series_id = s.id WHERE r.kind IN ({','.join('?' * len(kinds))}) AND r.gone_at IS NULL "
+           f"AND s.metric = ? AND s.stat = ? AND x.ts >= ? GROUP BY s.resource_id")
+    return {rid: float(v) for rid, v in conn.execute(sql, [*kinds, metric, stat, since])}
+
+
+def headroom(conn: sqlite3.Connection, now: int, top: int = 10) -> list[dict[str, Any]]:
+    """Use against every limit over the last hour, fullest first: account concurrency, SES quota
+    and reputation, database connections, queue age against retention."""
+    since = now - 3600
+    rows = _rows(conn, "SELECT id, kind, name, account, region, facts FROM resources WHERE gone_at IS NULL "
+                       "AND kind IN ('lambda_account', 'ses', 'rds', 'rds_proxy', 'sqs')")
+    claimed = _peaks(conn, ("lambda_account",), "ClaimedAccountConcurrency", "Maximum", since)
+    conns = _peaks(conn, ("rds", "rds_proxy"), "DatabaseConnections", "Maximum", since)
+    age = _peaks(conn, ("sqs",), "ApproximateAgeOfOldestMessage", "Maximum", since)
+    bounce = _peaks(conn, ("ses",), "Reputation.BounceRate", "Maximum", since)
+    complaint = _peaks(conn, ("ses",), "Reputation.ComplaintRate", "Maximum", since)
+    out: list[dict[str, Any]] = []
+
+    def add(r: dict[str, Any], limit: str, used: float | None, of: Any) -> None:
+        if of:
+            out.append({"resource": r["id"], "kind": r["kind"], "name": r["name"], "account": r["account"],
+                        "region": r["region"], "limit": limit, "value": used,
+                        "of": float(of), "used": (used / float(of)) if used is not None else None})
+
+    for r in rows:
+        f = _loads(r["facts"], {})
+        if r["kind"] == "lambda_account":
+            add(r, "account concurrency", claimed.get(r["id"]), f.get("concurrency_limit"))
+        elif r["kind"] == "ses":
+            add(r, "24-hour send quota", f.get("sent_last_24h"), f.get("max_24h_send"))
+            add(r, "bounce rate (review at 5%)", bounce.get(r["id"]), 0.05)
+            add(r, "complaint rate (review at 0.1%)", complaint.get(r["id"]), 0.001)
+        elif r["kind"] in ("rds", "rds_proxy"):
+            add(r, "database connections", conns.get(r["id"]), f.get("max_connections") or f.get("max_database_connections"))
+        elif r["kind"] == "sqs":
+            add(r, "oldest message age against retention (s)", age.get(r["id"]), f.get("retention"))
+    # Every account-wide limit, and the `top` fullest databases and queues; fullest first.
+    rest = sorted((h for h in out if h["kind"] not in ("lambda_account", "ses")), key=_fullest)[:top]
+    return sorted([h for h in out if h["kind"] in ("lambda_account", "ses")] + rest, key=_fullest)
+
+
+def _fullest(h: dict[str, Any]) -> float:
+    return -(h["used"] if h["used"] is not None else -1.0)
+
+
+def entries(conn: sqlite3.Connection, now: int, open_incidents: list[dict[str, Any]], limit: int = 50) -> list[dict[str, Any]]:
+    """The user-facing entry points and whether they hurt now: those with an open incident first."""
+    hurting = {}
+    for inc in open_incidents:
+        hurting.setdefault(inc["resource"], inc)
+    rows = _rows(conn, f"SELECT id, kind, name, account, region FROM resources WHERE gone_at IS NULL "
+                       f"AND kind IN ({','.join('?' * len(ENTRY_KINDS))}) ORDER BY kind, name", ENTRY_KINDS)
+    rows.sort(key=lambda r: (r["id"] not in hurting, r["kind"], r["name"]))
+    rows = rows[:limit]
+    reads = [(r["id"], m, s) for r in rows for m, s, _ in ENTRY_SIGNALS[r["kind"]]]
+    latest = _latest(conn, reads, now - 1800)
+    for r in rows:
+        inc = hurting.get(r["id"])
+        r["incident"] = {"id": inc["id"], "title": inc["title"], "severity": inc["severity"]} if inc else None
+        r["signals"] = [{"label": label, "value": latest.get((r["id"], m, s))} for m, s, label in ENTRY_SIGNALS[r["kind"]]]
+    return rows
+
+
+def agent_health(conn: sqlite3.Connection, now: int) -> dict[str, Any]:
+    last = conn.execute("SELECT MAX(finished_at) FROM poll_log").fetchone()[0]
+    errored = _rows(conn, "SELECT p.source, p.account, p.region, p.status, p.error, p.started_at FROM poll_log p "
+                          "JOIN (SELECT source, account, region, MAX(id) AS id FROM poll_log WHERE started_at >= ? "
+                          "GROUP BY source, account, region) l ON l.id = p.id WHERE p.status != 'ok' ORDER BY p.source",
+                    [now - 86400])
+    week = conn.execute("SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(api_calls), 0) FROM poll_log WHERE started_at >= ?",
+                        [now - 7 * 86400]).fetchone()
+    runs = _rows(conn, "SELECT detector, status, error, ts FROM detector_runs WHERE pass_id = "
+                       "(SELECT pass_id FROM detector_runs ORDER BY id DESC LIMIT 1) AND status != 'ok' ORDER BY detector")
+    return {"last_poll": last, "last_poll_age": (now - last) if last else None, "errored_sources": errored,
+            "errored_detectors": runs, "cost_per_month_usd": round(float(week[0]) * MONTH / (7 * 86400), 2),
+            "api_calls_last_7d": int(week[1])}
+
+
+def overview(conn: sqlite3.Connection, now: int) -> dict[str, Any]:
+    open_incs = incidents(conn, {"state": "open"}, limit=50)
+    return {"now": now, "entries": entries(conn, now, open_incs), "incidents": open_incs, "headroom": headroom(conn, now),
+            "agent": agent_health(conn, now)}
+
+
+# -- silences and digests ----------------------------------------------------------------------
+
+def silences(conn: sqlite3.Connection, now: int, include_expired: bool = False) -> list[dict[str, Any]]:
+    sql = "SELECT id, matchers, starts_at, ends_at, author, comment, created_at, expired_at FROM silences"
+    args: list[Any] = []
+    if not include_expired:
+        sql, args = sql + " WHERE ends_at > ?", [now]
+    rows = _rows(conn, sql + " ORDER BY ends_at DESC LIMIT 500", args)
+    for r in rows:
+        r["active"] = r["starts_at"] <= now < r["ends_at"]
+    return rows
+
+
+def last_digest(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    rows = _rows(conn, "SELECT period, due_at, sent_at, targets, status, error FROM digests ORDER BY due_at DESC LIMIT 1")
+    return rows[0] if rows else None
