@@ -103,8 +103,9 @@ class Dashboard:
                 return hit[1]
             t = time.monotonic()
             value = await run_in_threadpool(make)
-            if len(self._cache) > 256:  # filters make keys; keep the cache small
+            if len(self._cache) > 256:  # filters make keys; keep the cache and its locks small
                 self._cache.clear()
+                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
             self._cache[key] = (t, value)
         return value
 
