@@ -60,7 +60,7 @@ def parse_matchers(text: str) -> tuple[Matcher, ...]:
         name, op, raw = m.groups()
         if name not in LABELS and not name.startswith("tag_"):
             raise ValueError(f"unknown label {name!r}: match on {', '.join(LABELS)} or a tag as tag_<key>")
-        value = bytes(raw[1:-1], "utf-8").decode("unicode_escape") if raw.startswith('"') else raw
+        value = _unquote(raw[1:-1]) if raw.startswith('"') else raw
         if op in ("=~", "!~"):
             try:
                 re.compile(value)
@@ -69,6 +69,16 @@ def parse_matchers(text: str) -> tuple[Matcher, ...]:
         out.append(Matcher(name, op, value))
         pos = m.end()
     return tuple(out)
+
+
+def _unquote(body: str) -> str:
+    """A quoted value's escapes (\\, \", \n); any other character, non-ASCII included, as written."""
+    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), body)
+
+
+def quote(value: str) -> str:
+    """A label value as a quoted matcher value that parse_matchers reads back unchanged."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def matches_all(matchers: tuple[Matcher, ...], labels: Mapping[str, str]) -> bool:

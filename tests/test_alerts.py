@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts.rules import parse_matchers, parse_route, parse_window
+from alerts.rules import parse_matchers, parse_route, parse_window, quote
 from alerts.state import ERROR, FIRING, NODATA, PENDING, RECOVERING, RESOLVED, Observation
 from simulator.slack import SlackStandIn
 from tests.alerting_kit import T0, World, api_errors, queue_growth, rid, storm
@@ -237,6 +237,12 @@ def test_rule_languages_give_clear_errors() -> None:
     window = parse_window("sat 23:00-01:00 UTC")  # across midnight: Saturday 23:30 and Sunday 00:30
     sat_2330 = T0 + 86400 + 15 * 3600 + 1800
     assert window.active(sat_2330) and window.active(sat_2330 + 3600) and not window.active(sat_2330 + 7200)
+
+
+@pytest.mark.parametrize("value", ["café-ünï", 'a"b\\c', "x\ny", "<script>alert(1)</script>", "api/1/us-east-1/checkout"])
+def test_a_quoted_value_reads_back_unchanged(value: str) -> None:
+    (m,) = parse_matchers("resource=" + quote(value))
+    assert m.value == value and m.matches({"resource": value})
 
 
 def test_cli_lists_acknowledges_and_silences(world: World, capsys: pytest.CaptureFixture[str]) -> None:

@@ -55,6 +55,8 @@ def test_api_serves_the_fleet_incidents_resources_series(api: TestClient, web_co
     series = api.get("/api/series", params={"resource": db["id"], "metric": "DatabaseConnections"}).json()
     assert series and max(v for _, v in series[0]["points"]) >= 400
     assert api.get("/api/findings").json()
+    page_html = api.get("/", headers=HTML).text
+    assert "catalog-proxy" in page_html and "pooled connections" in page_html, "a proxy's headroom comes from its metrics"
     assert api.get("/api/resources/" + db["id"]).json()["series"]
     assert api.get("/api/incidents/99999").status_code == 404
 

@@ -22,6 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.messages import clean
+from alerts.rules import quote
 from fleetwatch.store import Store, open_store
 from fleetwatch.store.alerting import AlertStore
 from web import data
@@ -65,9 +66,9 @@ def _num(v: Any) -> str:
     return f"{f:,.0f}" if abs(f) >= 100 else f"{f:.3g}"
 
 
-def quote(value: str) -> str:
-    """A label value as an Alertmanager matcher string literal."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def silence_matchers(inc: dict[str, Any]) -> str:
+    """What the Silence button of an incident mutes: its resource and detector."""
+    return f"resource={quote(inc['resource'])} detector={quote(inc['detector'])}" if inc["resource"] else ""
 
 
 class Dashboard:
@@ -203,8 +204,7 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         dash.auth.require_reader(request)
         inc = incident_or_404(incident_id)
         charts = [(a, evidence_charts(a["evidence"])) for a in inc["alerts"]]
-        silence = f"resource={quote(inc['resource'])} detector={quote(inc['detector'])}" if inc["resource"] else ""
-        return page(request, "incident.html", inc=inc, charts=charts, silence=silence, durations=DURATIONS)
+        return page(request, "incident.html", inc=inc, charts=charts, silence=silence_matchers(inc), durations=DURATIONS)
 
     @app.post("/incidents/{incident_id}/ack", include_in_schema=False)
     def incident_ack_form(request: Request, incident_id: Id, csrf: str = Form("")) -> Response:
@@ -216,10 +216,9 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
     def incident_silence_form(request: Request, incident_id: Id, csrf: str = Form(""), duration: str = Form("1h"),
                               comment: str = Form("")) -> Response:
         who = dash.auth.require_writer(request, csrf)
-        inc = data.incident(conn(), incident_id)
-        if inc is None or not inc["resource"]:
-            raise HTTPException(404, f"there is no incident #{incident_id} to silence")
-        matchers = f"resource={quote(inc['resource'])} detector={quote(inc['detector'])}"
+        matchers = silence_matchers(incident_or_404(incident_id))
+        if not matchers:
+            raise HTTPException(404, f"incident #{incident_id} names no resource to silence")
         _silence(matchers, DURATIONS.get(duration, 3600), who.user, comment or f"from incident #{incident_id}")
         return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
 

@@ -213,7 +213,10 @@ def headroom(conn: sqlite3.Connection, now: int, top: int = 10) -> list[dict[str
     rows = _rows(conn, "SELECT id, kind, name, account, region, facts FROM resources WHERE gone_at IS NULL "
                        "AND kind IN ('lambda_account', 'ses', 'rds', 'rds_proxy', 'sqs')")
     claimed = _peaks(conn, ("lambda_account",), "ClaimedAccountConcurrency", "Maximum", since)
-    conns = _peaks(conn, ("rds", "rds_proxy"), "DatabaseConnections", "Maximum", since)
+    conns = _peaks(conn, ("rds",), "DatabaseConnections", "Maximum", since)
+    # A proxy reports its pool and the pool's ceiling as metrics (Sum per minute), not as facts.
+    pooled = _peaks(conn, ("rds_proxy",), "DatabaseConnections", "Sum", since)
+    ceiling = _peaks(conn, ("rds_proxy",), "MaxDatabaseConnectionsAllowed", "Sum", since)
     age = _peaks(conn, ("sqs",), "ApproximateAgeOfOldestMessage", "Maximum", since)
     bounce = _peaks(conn, ("ses",), "Reputation.BounceRate", "Maximum", since)
     complaint = _peaks(conn, ("ses",), "Reputation.ComplaintRate", "Maximum", since)
@@ -233,8 +236,10 @@ def headroom(conn: sqlite3.Connection, now: int, top: int = 10) -> list[dict[str
             add(r, "24-hour send quota", f.get("sent_last_24h"), f.get("max_24h_send"))
             add(r, "bounce rate (review at 5%)", bounce.get(r["id"]), 0.05)
             add(r, "complaint rate (review at 0.1%)", complaint.get(r["id"]), 0.001)
-        elif r["kind"] in ("rds", "rds_proxy"):
-            add(r, "database connections", conns.get(r["id"]), f.get("max_connections") or f.get("max_database_connections"))
+        elif r["kind"] == "rds":
+            add(r, "database connections", conns.get(r["id"]), f.get("max_connections"))
+        elif r["kind"] == "rds_proxy":
+            add(r, "pooled connections", pooled.get(r["id"]), ceiling.get(r["id"]))
         elif r["kind"] == "sqs":
             add(r, "oldest message age against retention (s)", age.get(r["id"]), f.get("retention"))
     # Every account-wide limit, and the `top` fullest databases and queues; fullest first.
