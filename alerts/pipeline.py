@@ -14,6 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
 from alerts.delivery import Channel, Delivered, DeliveryFailed, SendError, deliver
 from alerts.incidents import ABSORBED, Incident, alert_labels, reconcile
 from alerts.messages import Notice
@@ -64,9 +67,13 @@ class DeliveryReport:
 
 class Pipeline:
     def __init__(self, store: Any, settings: AlertSettings, channels: dict[str, Channel], now: Callable[[], float],
-                 sleep: Callable[[float], None], rng: random.Random | None = None) -> None:
+                 sleep: Callable[[float], None], rng: random.Random | None = None, *,
+                 stopping: Callable[[], bool] | None = None, tracer: trace.Tracer | None = None) -> None:
         self.store, self.settings, self.channels = store, settings, channels
         self.now, self.sleep, self.rng = now, sleep, rng or random.Random()
+        # Asked before each send: once the agent is stopping, what is left stays owed for the next start.
+        self.stopping = stopping or (lambda: False)
+        self.tracer = tracer or trace.NoOpTracer()
 
     # -- observe -----------------------------------------------------------------------------
 
@@ -99,7 +106,17 @@ class Pipeline:
                 failed_at = self.store.last_failure(inc.id, target)
                 if failed_at is not None and now - failed_at < FAILURE_BACKOFF and (not history or failed_at > history[-1].sent_at):
                     continue
-                report.outcomes.append(self._send(inc, target, kind, history, members))
+                if self.stopping():
+                    return report
+                with self.tracer.start_as_current_span("fleetwatch.notify", attributes={
+                        "fleetwatch.incident.id": inc.id, "fleetwatch.target": target, "fleetwatch.kind": kind}) as span:
+                    outcome = self._send(inc, target, kind, history, members)
+                    if not outcome.ok:
+                        span.set_status(Status(StatusCode.ERROR, outcome.error[:200]))
+                report.outcomes.append(outcome)
+                if outcome.ok:
+                    log.info("sent %s of incident %s to %s", kind, inc.id, target,
+                             extra={"incident_id": inc.id, "target": target, "kind": kind})
         return report
 
     def _send(self, inc: Incident, target: str, kind: str, history: list, members: list[Alert]) -> Outcome:
@@ -118,7 +135,8 @@ class Pipeline:
             got = deliver(lambda: channel.send(target, notice, key, first), self.settings.max_attempts, self.sleep, self.rng)
         except DeliveryFailed as exc:
             self.store.failed(key, inc.id, target, kind, exc.attempts, exc.error, int(self.now()))
-            log.warning("notification %s of incident %s to %s failed: %s", kind, inc.id, target, exc)
+            log.warning("notification %s of incident %s to %s failed: %s", kind, inc.id, target, exc,
+                        extra={"incident_id": inc.id, "target": target, "kind": kind})
             return Outcome(inc.id, target, kind, False, str(exc))
         self.store.sent(key, got.external_id, got.thread_id or (first.thread_id if first else ""), int(self.now()))
         return Outcome(inc.id, target, kind, True)

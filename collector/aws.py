@@ -27,6 +27,8 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 from botocore.utils import parse_timestamp
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from fleetwatch import __version__
 
@@ -34,6 +36,8 @@ _ROLE_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/")
 # IAM's prefix where it differs from the SDK's signing name.
 _IAM_PREFIX = {"monitoring": "cloudwatch"}
 SESSION_NAME = "fleetwatch"
+# Keys in botocore's per-request context: the call's span and its HTTP attempts (retries + 1).
+SPAN, ATTEMPTS = "fleetwatch_span", "fleetwatch_attempts"
 
 # Called with (account, region, iam_action) for every call any collector client makes; the
 # test suite registers one to check every call against the shipped IAM policy.
@@ -145,8 +149,11 @@ class Aws:
 
     def __init__(self, *, regions: list[str], role_arns: list[str], endpoint_url: str = "", profile: str = "",
                  connect_timeout: int = 5, read_timeout: int = 30, max_attempts: int = 5,
-                 log: CallLog | None = None, session: boto3.session.Session | None = None) -> None:
+                 log: CallLog | None = None, session: boto3.session.Session | None = None,
+                 tracer: trace.Tracer | None = None) -> None:
         self.regions = list(regions)
+        # A span per API call, child of whatever span is current on the calling thread (the poll).
+        self.tracer = tracer or trace.NoOpTracer()
         self.role_arns = list(role_arns)
         self.endpoint_url = endpoint_url or None
         self.log = log or CallLog()
@@ -161,10 +168,12 @@ class Aws:
         self._home: str | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any, log: CallLog | None = None, session: boto3.session.Session | None = None) -> Aws:
+    def from_config(cls, cfg: Any, log: CallLog | None = None, session: boto3.session.Session | None = None,
+                    tracer: trace.Tracer | None = None) -> Aws:
         return cls(regions=cfg["aws.regions"], role_arns=cfg["aws.role_arns"], endpoint_url=cfg["aws.endpoint_url"],
                    profile=cfg["aws.profile"], connect_timeout=cfg["aws.connect_timeout"],
-                   read_timeout=cfg["aws.read_timeout"], max_attempts=cfg["aws.max_attempts"], log=log, session=session)
+                   read_timeout=cfg["aws.read_timeout"], max_attempts=cfg["aws.max_attempts"], log=log, session=session,
+                   tracer=tracer)
 
     # -- accounts --------------------------------------------------------------------------------
 
@@ -253,10 +262,47 @@ class Aws:
                 metrics = 1
             log.call(place, iam_action(signing, model.name, model.http.get("method", "GET")), metrics)
 
-        def before_send(**_: Any) -> None:
+        def before_send(request: Any = None, **_: Any) -> None:
             log.attempt(place)
+            if request is not None and SPAN in request.context:
+                request.context[ATTEMPTS] = request.context.get(ATTEMPTS, 0) + 1
+
+        tracer, service = self.tracer, model.service_id
+
+        def before_call(model: Any, context: dict[str, Any], **_: Any) -> None:
+            # Named and attributed as OpenTelemetry's AWS SDK conventions have it (rpc.*).
+            context[SPAN] = tracer.start_span(f"{service}.{model.name}", kind=SpanKind.CLIENT, attributes={
+                "rpc.system": "aws-api", "rpc.service": str(service), "rpc.method": model.name,
+                "cloud.region": place.region, "cloud.account.id": place.account})
+
+        def after_call(context: dict[str, Any], http_response: Any = None, parsed: Any = None, **_: Any) -> None:
+            span = context.pop(SPAN, None)
+            if span is None:
+                return
+            meta = (parsed or {}).get("ResponseMetadata", {})
+            span.set_attribute("aws.retries", max(context.get(ATTEMPTS, 1) - 1, int(meta.get("RetryAttempts", 0))))
+            if meta.get("RequestId"):
+                span.set_attribute("aws.request_id", meta["RequestId"])
+            status = getattr(http_response, "status_code", 0)
+            span.set_attribute("http.response.status_code", status)
+            if status >= 300:
+                span.set_status(Status(StatusCode.ERROR, str((parsed or {}).get("Error", {}).get("Code", status))))
+            span.end()
+
+        def after_error(context: dict[str, Any], exception: BaseException, **_: Any) -> None:
+            span = context.pop(SPAN, None)
+            if span is None:
+                return
+            span.set_attribute("aws.retries", max(context.get(ATTEMPTS, 1) - 1, 0))
+            span.record_exception(exception)
+            span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
+            span.end()
 
         events = client.meta.events
-        events.register(f"before-parameter-build.{model.service_id.hyphenize()}", before_build)
-        events.register(f"before-send.{model.service_id.hyphenize()}", before_send)
+        hyphen = model.service_id.hyphenize()
+        events.register(f"before-parameter-build.{hyphen}", before_build)
+        events.register(f"before-send.{hyphen}", before_send)
+        events.register(f"before-call.{hyphen}", before_call)
+        events.register(f"after-call.{hyphen}", after_call)
+        events.register(f"after-call-error.{hyphen}", after_error)
         return client

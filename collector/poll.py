@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from opentelemetry import context as otel_context
 
 from collector import discovery, plan, probes
 from collector.aws import AssumeRoleError, Aws, CallTally, Place, epoch_seconds
@@ -31,6 +32,11 @@ from fleetwatch.store import SeriesKey, Store
 Progress = Callable[[int, int, str], None]  # (done, total, what) for long backfills
 FAILURES = (ClientError, BotoCoreError, AssumeRoleError, probes.ProbeError)
 PLACE_THREADS = 4
+
+
+class PollAbandoned(Exception):
+    """The agent is stopping: the poll stops between two calls. Cursors move only after their
+    window is stored, so what was not finished is fetched again by the next poll."""
 
 
 @dataclass
@@ -56,6 +62,7 @@ class PollReport:
     tiers: dict[str, list[str]]  # place -> tiers polled
     sources: list[SourceResult]
     queries: int = 0
+    abandoned: bool = False
 
     @property
     def calls(self) -> Counter[str]:
@@ -100,7 +107,8 @@ class PollReport:
 class Collector:
     def __init__(self, store: Store, aws: Aws, clock: Clock, *, lookback: int = 900, backfill: int = 86400,
                  slow_interval: int = 300, discovery_interval: int = 3600, xray_max_traces: int = 100,
-                 scope: Scope | None = None, progress: Progress | None = None, probes: bool = True) -> None:
+                 scope: Scope | None = None, progress: Progress | None = None, probes: bool = True,
+                 should_stop: Callable[[], bool] | None = None) -> None:
         self.store, self.aws, self.clock = store, aws, clock
         self.lookback, self.backfill = lookback, backfill
         self.slow_interval, self.discovery_interval = slow_interval, discovery_interval
@@ -108,31 +116,48 @@ class Collector:
         self.scope = scope or Scope()
         self.progress = progress
         self.run_probes = probes  # off only to time the metric path alone (bench/collector.py)
+        self.should_stop = should_stop or (lambda: False)  # asked between calls; True abandons the poll
         self._db = threading.Lock()  # one SQLite connection: store calls are serialised
         self._done = 0
         self._total = 0
         self._xray_until: dict[str, int] = {}  # function -> end of its last trace read (traces do not settle)
 
     @classmethod
-    def from_config(cls, cfg: Any, store: Store, aws: Aws, clock: Clock, progress: Progress | None = None) -> Collector:
+    def from_config(cls, cfg: Any, store: Store, aws: Aws, clock: Clock, progress: Progress | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> Collector:
         return cls(store, aws, clock, lookback=cfg["poll.lookback"], backfill=cfg["poll.backfill"],
                    slow_interval=cfg["poll.slow_interval"], discovery_interval=cfg["discovery.interval"],
-                   xray_max_traces=cfg["poll.xray_max_traces"], scope=Scope.from_config(cfg), progress=progress)
+                   xray_max_traces=cfg["poll.xray_max_traces"], scope=Scope.from_config(cfg), progress=progress,
+                   should_stop=should_stop)
 
     # -- the poll --------------------------------------------------------------------------------
 
-    def poll(self, *, force_discovery: bool = False, tiers: tuple[str, ...] | None = None) -> PollReport:
+    def poll(self, *, force_discovery: bool = False, tiers: tuple[str, ...] | None = None, poll_id: str | None = None) -> PollReport:
         """One poll of every place. `tiers` forces which tiers run (default: fast, plus slow when due)."""
         started = time.perf_counter()
         now = int(self.clock.now())
-        poll_id = uuid.uuid4().hex
+        poll_id = poll_id or uuid.uuid4().hex
         self.aws.log.take()
+        try:
+            return self._poll(poll_id, now, started, force_discovery, tiers)
+        except PollAbandoned:
+            self.aws.log.take()
+            report = PollReport(poll_id, now, time.perf_counter() - started, {}, [], abandoned=True)
+            with self._db:
+                self.store.record_polls([{"poll_id": poll_id, "started_at": now, "finished_at": int(self.clock.now()),
+                                          "source": "poll", "account": "", "region": "", "status": "abandoned",
+                                          "error": "the agent stopped during this poll; its window is fetched again next poll"}])
+            return report
+
+    def _poll(self, poll_id: str, now: int, started: float, force_discovery: bool, tiers: tuple[str, ...] | None) -> PollReport:
         places, failed = self._places()
         results: list[SourceResult] = list(failed)
 
         due = [p for p in places if force_discovery or self._discovery_due(p, now)]
         results += self._each(due, lambda p: [self._discover(p, now)])
 
+        if self.should_stop():
+            raise PollAbandoned
         plans = {}
         for place in places:
             planned = self._plan(place, now, tiers)
@@ -178,8 +203,17 @@ class Collector:
     def _each(self, places: list[Place], work: Callable[[Place], list[SourceResult]]) -> list[SourceResult]:
         if len(places) <= 1:
             return [r for p in places for r in work(p)]
+        parent = otel_context.get_current()  # the poll's span, so each call's span is its child
+
+        def traced(place: Place) -> list[SourceResult]:
+            token = otel_context.attach(parent)
+            try:
+                return work(place)
+            finally:
+                otel_context.detach(token)
+
         with ThreadPoolExecutor(max_workers=min(PLACE_THREADS, len(places))) as pool:
-            return [r for rs in pool.map(work, places) for r in rs]
+            return [r for rs in pool.map(traced, places) for r in rs]
 
     def _resources(self, place: Place) -> list[dict[str, Any]]:
         with self._db:
@@ -289,6 +323,8 @@ class Collector:
         if pp.plan.insight_rules:
             probes_due.append(("insights", lambda: probes.hot_keys(clients, pp.plan.insight_rules, end - self.lookback, end)))
         for source, run in probes_due:
+            if self.should_stop():
+                raise PollAbandoned
             result = SourceResult(source, place)
             with self.aws.log.source(source):
                 try:
@@ -339,6 +375,8 @@ class Collector:
                 for chunk in chunks:
                     pending = []
                     for i in range(0, len(chunk.queries), plan.MAX_QUERIES):
+                        if self.should_stop():
+                            raise PollAbandoned
                         points, problems = fetch(cw, chunk.queries[i:i + plan.MAX_QUERIES], chunk.start, chunk.end)
                         partial.extend(problems)
                         pending.append(writer.submit(self._write, points))

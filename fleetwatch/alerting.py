@@ -59,8 +59,9 @@ def ses_client(cfg: Any, session: Any = None) -> Any:
 
 
 def build_pipeline(cfg: Any, store: Store, clock: Clock, sleep: Callable[[float], None] = time.sleep,
-                   ses: Any = None, rng: random.Random | None = None) -> Pipeline:
-    return Pipeline(AlertStore(store), alert_settings(cfg), channels(cfg, clock, sleep, ses), clock.now, sleep, rng)
+                   ses: Any = None, rng: random.Random | None = None, **kw: Any) -> Pipeline:
+    """kw: the pipeline's `stopping` and `tracer`, for the agent."""
+    return Pipeline(AlertStore(store), alert_settings(cfg), channels(cfg, clock, sleep, ses), clock.now, sleep, rng, **kw)
 
 
 def observations(detection: DetectionPass) -> tuple[list[Observation], set[str]]:

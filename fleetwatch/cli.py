@@ -75,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--detector", default="anomaly", help="anomaly (both directions, default), spike (rises only), dip (drops only)")
     rep.add_argument("--threshold", type=float, default=6.0, help="robust score that counts as anomalous (default 6)")
 
+    run = sub.add_parser("run", help="run the agent: poll, detect, alert, send the digest and serve the dashboard until stopped")
+    run.add_argument("--config", help="configuration file (TOML)")
+    run.add_argument("--polls", type=int, default=None, help="stop after this many polls (default: run until SIGTERM or Ctrl-C)")
+    run.add_argument("--no-dashboard", action="store_true", help="do not serve the dashboard")
+    run.add_argument("--emulated-clock", action="store_true",
+                     help="follow the emulated fleet's frozen clock at aws.endpoint_url, moving it forward instead of "
+                          "waiting (the demo; never with real AWS)")
+
     serve = sub.add_parser("serve", help="serve the dashboard and JSON API on web.host:web.port")
     serve.add_argument("--config", help="configuration file (TOML)")
     serve.add_argument("--host", default=None, help="address to bind (default web.host, 127.0.0.1)")
@@ -167,6 +175,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             cfg = load_config(args.config, environ=environ)
             with open_store(cfg["store.path"]) as store:
                 return incident_command(args, store)
+        if args.command == "run":
+            from fleetwatch.run_cmd import run_command
+
+            if args.polls is not None and args.polls < 1:
+                print("fleetwatch: --polls must be 1 or more", file=sys.stderr)
+                return 2
+            cfg = load_config(args.config, environ=environ)
+            return run_command(cfg, environ, polls=args.polls, dashboard=not args.no_dashboard, emulated_clock=args.emulated_clock)
         if args.command == "serve":
             from fleetwatch.clock import SystemClock
             from web.server import serve_forever

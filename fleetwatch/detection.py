@@ -12,6 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
 from detectors import READS, REGISTRY, WEEKLY
 from detectors.base import Detector, Finding, Inputs, NoData, Resource, Series
 from fleetwatch.store import Store
@@ -74,30 +77,40 @@ def load_inputs(store: Store, now: int, window: int = WINDOW, settings: dict[str
     return Inputs(now, resources, series, settings or {}, loaded=READS, weekly=weekly)
 
 
-def run(inputs: Inputs, detectors: dict[str, Detector] | None = None, names: Iterable[str] | None = None) -> DetectionPass:
+def run(inputs: Inputs, detectors: dict[str, Detector] | None = None, names: Iterable[str] | None = None,
+        tracer: trace.Tracer | None = None) -> DetectionPass:
     chosen = detectors if detectors is not None else REGISTRY
     wanted = set(names) if names is not None else None
+    tracer = tracer or trace.NoOpTracer()
     runs = []
     for name, fn in chosen.items():
         if wanted is not None and name not in wanted:
             continue
         result = DetectorRun(name)
         started = time.perf_counter()
-        try:
-            for item in fn(inputs):
-                (result.nodata if isinstance(item, NoData) else result.findings).append(item)
-        except Exception as exc:  # noqa: BLE001 - one broken detector must not silence the others
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
-            result.status, result.error = "error", f"{type(exc).__name__}: {exc} (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
-            result.findings, result.nodata = [], []
+        with tracer.start_as_current_span("fleetwatch.detector", attributes={"fleetwatch.detector": name}) as span:
+            try:
+                for item in fn(inputs):
+                    (result.nodata if isinstance(item, NoData) else result.findings).append(item)
+            except Exception as exc:  # noqa: BLE001 - one broken detector must not silence the others
+                frame = traceback.extract_tb(exc.__traceback__)[-1]
+                result.status, result.error = "error", f"{type(exc).__name__}: {exc} (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
+                result.findings, result.nodata = [], []
+                span.set_status(Status(StatusCode.ERROR, result.error[:200]))
+            span.set_attribute("fleetwatch.findings", len(result.findings))
         result.seconds = time.perf_counter() - started
         runs.append(result)
     return DetectionPass(uuid.uuid4().hex, inputs.now, runs)
 
 
-def detect(store: Store, now: int, names: Iterable[str] | None = None, settings: dict[str, Any] | None = None) -> DetectionPass:
-    detection = run(load_inputs(store, now, settings=settings), names=names)
-    record(store, detection)
+def detect(store: Store, now: int, names: Iterable[str] | None = None, settings: dict[str, Any] | None = None,
+           tracer: trace.Tracer | None = None) -> DetectionPass:
+    tracer = tracer or trace.NoOpTracer()
+    with tracer.start_as_current_span("fleetwatch.detect") as span:
+        detection = run(load_inputs(store, now, settings=settings), names=names, tracer=tracer)
+        record(store, detection)
+        span.set_attribute("fleetwatch.pass.id", detection.pass_id)
+        span.set_attribute("fleetwatch.findings", len(detection.findings))
     return detection
 
 

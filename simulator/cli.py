@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import sys
 import time
 from collections import defaultdict
@@ -80,7 +81,7 @@ def run_emulator(args: argparse.Namespace, demo: bool) -> int:
     print(describe(emulator, demo, time.monotonic() - started), flush=True)
     if demo:
         try:
-            status = demo_collect(emulator, args.store, args.polls)
+            status = demo_run(emulator, args.store, args.polls, args.dashboard_port)
         except BaseException:
             emulator.stop()
             raise
@@ -125,71 +126,73 @@ def demo_config(emulator: Emulator, store_path: str) -> dict[str, str]:
             "FLEETWATCH_AWS_ROLE_ARNS": ",".join(a.reader_role_arn for a in fleet.accounts)}
 
 
-def demo_collect(emulator: Emulator, store_path: str, polls: int) -> int:
-    """Collect the emulated fleet into a store: backfill (with a progress bar), then `polls`
-    polls one emulated minute apart, printing each poll's summary line and each finding as it
-    first appears."""
-    import boto3
+def demo_run(emulator: Emulator, store_path: str, polls: int, dashboard_port: int) -> int:
+    """Run the agent as production runs it, `fleetwatch run`, against the emulated fleet: on its
+    clock (each wait moves it a minute), notifying a Slack stand-in and an SMTP sink, serving the
+    dashboard, and sending its own traces and metrics to an OTLP receiver standing in for an
+    OpenTelemetry Collector. Its logs stream through; a summary follows."""
+    import os
+    import subprocess
 
-    from collector.aws import Aws
-    from fleetwatch.collect_cmd import collect_command, plan_command
-    from fleetwatch.config import load_config
-    from fleetwatch.detection import detect, detector_settings
-    from fleetwatch.store import open_store
-
-    from fleetwatch.alerting import alert, build_pipeline
     from simulator.mail import SmtpSink
+    from simulator.otel_sink import OtelSink
     from simulator.slack import TOKEN, SlackStandIn
 
     out_dir = Path(store_path).parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    slack, smtp = SlackStandIn().__enter__(), SmtpSink().__enter__()
-    env = demo_config(emulator, store_path)
-    shown = " ".join(f"{k}={v}" for k, v in env.items())
-    env.update({"FLEETWATCH_SLACK_BOT_TOKEN": TOKEN, "FLEETWATCH_SLACK_API_URL": slack.api_url, "FLEETWATCH_SLACK_CHANNEL": "C0DEMO",
-                "FLEETWATCH_SMTP_HOST": "127.0.0.1", "FLEETWATCH_SMTP_PORT": str(smtp.port), "FLEETWATCH_SMTP_SECURITY": "none",
-                "FLEETWATCH_EMAIL_TO": "oncall@example.com"})
-    cfg = load_config(None, environ=env)
-    print(f"notifications go to a Slack stand-in at {slack.api_url} (channel C0DEMO) and an SMTP server on 127.0.0.1:{smtp.port}",
-          flush=True)
-    session = boto3.session.Session(aws_access_key_id=DEMO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                                    aws_secret_access_key=DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
-    clock = emulator.model.clock
-    print(f"\ncollecting into {store_path} (configured as: {shown})\n", flush=True)
-    with open_store(cfg["store.path"]) as store:
-        aws = Aws.from_config(cfg, session=session)
-        plan_command(cfg, store, aws, clock, discover=True)
-        print(flush=True)
-        seen: set[str] = set()
+    slack, smtp, sink = SlackStandIn().__enter__(), SmtpSink().__enter__(), OtelSink().__enter__()
+    try:
+        cfg_file = out_dir / "fleetwatch.toml"
+        cfg_file.write_text(demo_toml(emulator, store_path, slack.api_url, smtp.port, dashboard_port))
+        env = {**os.environ, **DEMO_CREDENTIALS, "FLEETWATCH_SLACK_BOT_TOKEN": TOKEN,
+               "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+               "OTEL_SERVICE_NAME": "fleetwatch-demo"}
+        command = [sys.executable, "-m", "fleetwatch.cli", "run", "--config", str(cfg_file), "--polls", str(polls + 1),
+                   "--emulated-clock"] + ([] if dashboard_port else ["--no-dashboard"])
+        print(f"notifications go to a Slack stand-in at {slack.api_url} (channel C0DEMO) and an SMTP server on "
+              f"127.0.0.1:{smtp.port};\nthe agent's traces and metrics go to an OTLP receiver at {sink.url}\n", flush=True)
+        print(f"$ OTEL_EXPORTER_OTLP_ENDPOINT={sink.url} fleetwatch run --config {cfg_file} --polls {polls + 1} --emulated-clock\n"
+              f"  (the first poll backfills a day; then {polls} polls one emulated minute apart"
+              + (f"; dashboard on http://127.0.0.1:{dashboard_port} meanwhile)" if dashboard_port else ")"), flush=True)
+        child = subprocess.Popen(command, env=env)
+        try:
+            status = child.wait()
+        except KeyboardInterrupt:  # the agent got the Ctrl-C too and is stopping; let it finish
+            status = child.wait()
+        from fleetwatch.store import open_store
 
-        pipeline = build_pipeline(cfg, store, clock, sleep=clock.advance)  # type: ignore[attr-defined]
-
-        def findings(report: Any) -> None:
-            # Print each finding once, when it first appears, as the incidents unfold, and each
-            # notification as it is sent.
-            detection = detect(store, report.started_at, settings=detector_settings(cfg))
-            new = [f for f in detection.findings if f.fingerprint not in seen]
-            seen.update(f.fingerprint for f in new)
-            for f in new:
-                print(f"  FINDING {f.severity.upper():8} {f.title}" + (f"\n          cause: {f.cause}" if f.cause else ""), flush=True)
-            for o in alert(pipeline, store, detection).outcomes:
-                inc = pipeline.store.incident(o.incident_id)
-                status = "NOTIFY " if o.ok else "FAILED "
-                print(f"  {status} {o.kind:8} {o.target:26} #{o.incident_id} {inc.title if inc else ''}"
-                      + ("" if o.ok else f"\n          {o.error}"), flush=True)
-
-        status = collect_command(cfg, store, aws, clock, polls=polls + 1, after=findings, brief=True,
-                                 between=lambda: clock.advance(60))  # type: ignore[attr-defined]
-        print(f"\nstore {store_path}: {store.db['samples'].count} samples of {store.db['series'].count} series, "
-              f"{store.db['resources'].count} resources; run again to see it resume where it ended", flush=True)
-    _keep_notifications(out_dir, slack, smtp)
+        with open_store(store_path) as store:
+            incidents = store.db.execute("SELECT COUNT(*), SUM(resolved_at IS NULL) FROM incidents").fetchone()
+            print(f"\nstore {store_path}: {store.db['samples'].count} samples of {store.db['series'].count} series, "
+                  f"{store.db['resources'].count} resources, {incidents[0]} incidents ({incidents[1] or 0} open); "
+                  "run again to see it resume where it ended", flush=True)
+        print(f"telemetry received from the agent: {sink.summary()}", flush=True)
+    finally:
+        sink.__exit__(None, None, None)
+        _keep_notifications(out_dir, slack, smtp)
     return status
+
+
+def demo_toml(emulator: Emulator, store_path: str, slack_url: str, smtp_port: int, dashboard_port: int) -> str:
+    """The demo's configuration file: what a fleetwatch pointed at this emulator is set up with
+    (the bot token comes from the environment, as secrets should)."""
+    env = demo_config(emulator, store_path)
+    lines = ["# Written by `fleetwatch demo`: the agent's configuration for the emulated fleet.",
+             "[store]", f"path = {json.dumps(str(Path(store_path).resolve()))}", "",
+             "[aws]", f"endpoint_url = {json.dumps(env['FLEETWATCH_AWS_ENDPOINT_URL'])}",
+             f"regions = {json.dumps(env['FLEETWATCH_AWS_REGIONS'].split(','))}",
+             f"role_arns = {json.dumps(env['FLEETWATCH_AWS_ROLE_ARNS'].split(','))}", "",
+             "[slack]", f"api_url = {json.dumps(slack_url)}", 'channel = "C0DEMO"', "",
+             "[smtp]", 'host = "127.0.0.1"', f"port = {smtp_port}", 'security = "none"', "",
+             "[email]", 'to = ["oncall@example.com"]', "",
+             "[log]", 'format = "text"', "",
+             "[web]", 'host = "127.0.0.1"', f"port = {dashboard_port or 8000}", f'public_url = "http://127.0.0.1:{dashboard_port or 8000}"',
+             ""]
+    return "\n".join(lines)
 
 
 def _keep_notifications(out_dir: Path, slack: Any, smtp: Any) -> None:
     """Write what the stand-ins received next to the store, so it can be read after the demo."""
-    import json
-
     slack_file = out_dir / "slack-messages.json"
     slack_file.write_text(json.dumps(slack.messages(), indent=2))
     mail_dir = out_dir / "mail"

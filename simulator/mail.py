@@ -38,7 +38,7 @@ class _Handler:
 
 class SmtpSink:
     def __init__(self, port: int = 0, username: str = "", password: str = "", security: str = "none",
-                 cert: tuple[str, str] | None = None) -> None:
+                 cert: tuple[str, str] | None = None, host: str = "127.0.0.1") -> None:
         """security: 'none', 'starttls' (required before AUTH and mail) or 'tls' (TLS from the start),
         the latter two with cert = (certificate PEM file, key PEM file)."""
         self.port = port or free_port()
@@ -63,7 +63,7 @@ class SmtpSink:
                 kwargs.update(tls_context=context, require_starttls=True)
             else:
                 kwargs.update(ssl_context=context)
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **kwargs)
+        self.controller = Controller(_Handler(self), hostname=host, port=self.port, **kwargs)
 
     def fail(self, code: int, times: int = 1) -> None:
         with self.lock:

@@ -173,6 +173,11 @@ class SlackStandIn:
         with self.state.lock:
             self.state.faults.append(Fault(method, status, retry_after, delay, times))
 
+    def heal(self) -> None:
+        """Drop every fault still pending: Slack is back."""
+        with self.state.lock:
+            self.state.faults.clear()
+
     def messages(self, top_level_only: bool = False) -> list[dict[str, Any]]:
         with self.state.lock:
             return [dict(m) for m in self.state.messages if not (top_level_only and m.get("thread_ts"))]

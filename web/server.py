@@ -3,8 +3,6 @@ thread (the tests, the benchmark, later the agent)."""
 
 from __future__ import annotations
 
-import errno
-import socket
 import threading
 import time
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 
 import uvicorn
 
+from fleetwatch.ports import check_port, free_port
 from web.app import create_app
 
 
@@ -57,26 +56,6 @@ class DashboardServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def check_port(host: str, port: int) -> None:
-    """A clear error before uvicorn would print its own and exit."""
-    if port == 0:
-        return
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise OSError(exc.errno, f"port {port} on {host} is already in use: set web.port (or --port) to another") from None
-            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}; check web.host") from None
 
 
 def serve_forever(cfg: Any, store_path: str | Path, clock: Any, host: str | None = None, port: int | None = None,

@@ -108,6 +108,33 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=86400, maximum=10 * 365 * 86400,
     ),
     Setting(
+        "store.history_retention", "duration", 30 * 86400,
+        "How long the agent's own records are kept: the poll log, findings, detector runs, "
+        "failed notifications and the agent's poll cycles. Older rows are deleted hourly.",
+        minimum=86400, maximum=400 * 86400,
+    ),
+    Setting(
+        "store.incident_retention", "duration", 180 * 86400,
+        "How long resolved incidents are kept, with their timeline and notification log. The "
+        "weekly digest needs at least a week.",
+        minimum=8 * 86400, maximum=10 * 365 * 86400,
+    ),
+    Setting(
+        "otlp.enabled", "bool", False,
+        "Accept OpenTelemetry traces and metrics over OTLP/HTTP (protobuf or JSON, POST "
+        "/v1/traces and /v1/metrics) from instrumented functions, and turn their cold starts, "
+        "errors and durations into the same series X-Ray and CloudWatch feed.",
+    ),
+    Setting(
+        "otlp.host", "str", "127.0.0.1",
+        "Address the OTLP receiver listens on.",
+    ),
+    Setting(
+        "otlp.port", "int", 4318,
+        "Port of the OTLP receiver (4318 is OTLP/HTTP's usual port); 0 picks a free one (the log says which).",
+        minimum=0, maximum=65535,
+    ),
+    Setting(
         "aws.regions", "list[str]", ["us-east-1"],
         "AWS regions to discover and poll.",
         pattern=_REGION, pattern_hint="region names such as 'us-east-1'",
@@ -216,6 +243,12 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0, maximum=600000,
     ),
     Setting(
+        "log.format", "choice", "json",
+        "How `fleetwatch run` logs to stderr: 'json' (one object per line, with the poll and "
+        "incident correlation ids and the trace id) for log collectors, or 'text' for a terminal.",
+        choices=("json", "text"),
+    ),
+    Setting(
         "log.level", "choice", "INFO",
         "Least severe log level written.",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -315,8 +348,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "web.port", "int", 8000,
-        "Port of the dashboard and its JSON API.",
-        minimum=1, maximum=65535,
+        "Port of the dashboard and its JSON API; 0 picks a free one (the log says which).",
+        minimum=0, maximum=65535,
     ),
     Setting(
         "web.token", "str", "",

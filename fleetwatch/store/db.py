@@ -47,6 +47,16 @@ class SeriesKey:
         return f"{self.resource_id or ''}|{self.namespace}|{self.metric}|{dims}|{self.stat}|{self.period}"
 
 
+# Which source of a (resource, metric, statistic) detectors read when several have samples:
+# AWS's own metrics, then OpenTelemetry spans sent to the agent (every invocation they report),
+# then X-Ray's sampled traces and the probes.
+OTEL_NAMESPACE = "fleetwatch/OTel"
+
+
+def source_rank(namespace: str) -> int:
+    return 0 if namespace.startswith("AWS/") else 1 if namespace == OTEL_NAMESPACE else 2
+
+
 def _inspect(path: Path) -> tuple[int, int, list[str]]:
     """Read (application_id, user_version, recorded migrations) without writing anything."""
     with path.open("rb") as fh:
@@ -206,18 +216,26 @@ class Store:
     def window(self, end: int, starts: dict[tuple[str, str], int]
                ) -> tuple[dict[tuple[str, str, str], tuple[tuple[int, float], ...]], dict[tuple[str, str, str], int]]:
         """Samples up to `end` of the series whose (metric, stat) is in `starts`, each from its
-        own start, keyed by (resource id, metric, stat), ascending in time; and each series' period."""
+        own start, keyed by (resource id, metric, stat), ascending in time; and each series' period.
+
+        Two sources can feed the same key: a function's cold starts come from X-Ray traces or
+        from its OpenTelemetry spans (fleetwatch/OTel), its errors from CloudWatch or from spans.
+        The first source by SOURCE_RANK with samples in the window wins; they are not added up,
+        since both count the same invocations."""
         by_start: dict[int, list[int]] = {}
-        keys, periods = {}, {}
+        keys, periods, ranks = {}, {}, {}
         metrics = sorted({m for m, _ in starts})
-        for sid, rid, metric, stat, period in self.db.execute(
-                f"SELECT id, resource_id, metric, stat, period FROM series WHERE metric IN ({','.join('?' * len(metrics))})", metrics):
+        for sid, rid, namespace, metric, stat, period in self.db.execute(
+                f"SELECT id, resource_id, namespace, metric, stat, period FROM series WHERE metric IN ({','.join('?' * len(metrics))})",
+                metrics):
             start = starts.get((metric, stat))
             if start is not None:
                 keys[sid] = (rid, metric, stat)
+                ranks[sid] = source_rank(namespace)
                 periods[(rid, metric, stat)] = int(period)
                 by_start.setdefault(start, []).append(sid)
         out: dict[tuple[str, str, str], tuple[tuple[int, float], ...]] = {}
+        chosen: dict[tuple[str, str, str], int] = {}
         for start, ids in by_start.items():
             ids.sort()
             for i in range(0, len(ids), 500):  # each chunk reads its series' primary-key ranges
@@ -229,7 +247,9 @@ class Store:
                 rows = self.db.execute(f"SELECT ts, value FROM samples {where} ORDER BY series_id, ts", [*chunk, start, end]).fetchall()
                 at = 0
                 for sid, n in counts:
-                    out[keys[sid]] = tuple(rows[at:at + n])
+                    key = keys[sid]
+                    if key not in chosen or ranks[sid] < chosen[key]:
+                        out[key], chosen[key] = tuple(rows[at:at + n]), ranks[sid]
                     at += n
         return out, periods
 
@@ -318,6 +338,28 @@ class Store:
             raise
         return len(rows)
 
+    MERGES = {"replace": "excluded.value", "add": "value + excluded.value", "max": "MAX(value, excluded.value)"}
+
+    def merge_samples(self, batch: Sequence[tuple[SeriesKey, Sequence[tuple[int, float]], str]]) -> int:
+        """Like write_samples, but each series says how a point meets one already stored at its
+        timestamp: 'replace' it, 'add' to it (counts arriving in pieces, as OTLP exports do) or
+        keep the 'max'. One transaction for the whole batch."""
+        by_merge: dict[str, list[tuple[int, int, float]]] = {}
+        try:
+            with self.transaction() as db:
+                for key, points, how in batch:
+                    if points:
+                        sid = self._series_ids.get(key.key) or self._series_id_in(db, key)
+                        by_merge.setdefault(how, []).extend((sid, int(ts), float(v)) for ts, v in points)
+                for how, rows in by_merge.items():
+                    db.conn.executemany(
+                        "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) "
+                        f"ON CONFLICT(series_id, ts) DO UPDATE SET value = {self.MERGES[how]}", rows)
+        except BaseException:
+            self._series_ids.clear()
+            raise
+        return sum(len(r) for r in by_merge.values())
+
     def _series_id_in(self, db: sqlite_utils.Database, key: SeriesKey) -> int:
         found = db.execute("SELECT id FROM series WHERE key = ?", [key.key]).fetchone()
         if found is None:
@@ -381,6 +423,33 @@ class Store:
             deleted = db.execute("DELETE FROM samples WHERE ts < ?", [raw_cutoff]).rowcount
             expired = db.execute("DELETE FROM rollups WHERE ts < ?", [rollup_cutoff]).rowcount
         return {"rollup_rows_written": rolled, "samples_deleted": deleted, "rollups_deleted": expired}
+
+    def prune_history(self, now: int, history_retention: int, incident_retention: int, gone_retention: int) -> dict[str, int]:
+        """Delete the agent's own records older than history_retention, resolved incidents (with
+        their timeline and notification log) older than incident_retention, and series and
+        resources gone for longer than gone_retention once no sample or rollup is left. One
+        transaction: a crash deletes all of it or none."""
+        cut, inc_cut, gone_cut = now - history_retention, now - incident_retention, now - gone_retention
+        out: dict[str, int] = {}
+        with self.transaction() as db:
+            for table, column in (("poll_log", "started_at"), ("findings", "ts"), ("detector_runs", "ts"),
+                                  ("notification_failures", "failed_at"), ("agent_cycles", "scheduled_at")):
+                out[table] = db.execute(f"DELETE FROM {table} WHERE {column} < ?", [cut]).rowcount
+            old = "SELECT id FROM incidents WHERE resolved_at IS NOT NULL AND resolved_at < ?"
+            out["notifications"] = db.execute(f"DELETE FROM notifications WHERE incident_id IN ({old})", [inc_cut]).rowcount
+            out["incident_events"] = db.execute(f"DELETE FROM incident_events WHERE incident_id IN ({old})", [inc_cut]).rowcount
+            out["incidents"] = db.execute(old.replace("SELECT id FROM", "DELETE FROM"), [inc_cut]).rowcount
+            out["digests"] = db.execute("DELETE FROM digests WHERE due_at < ?", [inc_cut]).rowcount
+            out["series"] = db.execute(
+                "DELETE FROM series WHERE resource_id IN (SELECT id FROM resources WHERE gone_at IS NOT NULL AND gone_at < ?) "
+                "AND NOT EXISTS (SELECT 1 FROM samples WHERE series_id = series.id) "
+                "AND NOT EXISTS (SELECT 1 FROM rollups WHERE series_id = series.id)", [gone_cut]).rowcount
+            out["resources"] = db.execute(
+                "DELETE FROM resources WHERE gone_at IS NOT NULL AND gone_at < ? "
+                "AND NOT EXISTS (SELECT 1 FROM series WHERE resource_id = resources.id)", [gone_cut]).rowcount
+        if out["series"]:
+            self._series_ids.clear()
+        return {k: v for k, v in out.items() if v}
 
     # -- poll log ------------------------------------------------------------------------------
 
@@ -450,6 +519,9 @@ def _connect(path: Path) -> sqlite_utils.Database:
     if str(mode).lower() != "wal":
         raise StoreError(f"the store {path} could not be switched to WAL mode (got {mode}); is it on a network filesystem?")
     db.execute("PRAGMA synchronous=NORMAL")
+    # The write-ahead log is truncated back to this after checkpoints, so a burst of writes
+    # (a backfill) does not leave a large -wal file behind for months.
+    db.execute("PRAGMA journal_size_limit=67108864")
     return db
 
 

@@ -192,6 +192,17 @@ def _incidents(db: sqlite_utils.Database) -> None:
     db["digests"].create_index(["period"], unique=True)
 
 
+def _agent_cycles(db: sqlite_utils.Database) -> None:
+    # One row per cycle of `fleetwatch run` (poll, detect, alert): when it was due, when it ran,
+    # how it ended, and whether it overran its interval (the next one then starts late).
+    db["agent_cycles"].create(
+        {"id": int, "poll_id": str, "scheduled_at": int, "started_at": int, "finished_at": int, "status": str, "error": str,
+         "lag": float, "seconds": float, "overrun": float, "skipped": int, "findings": int, "sent": int, "failed": int},
+        pk="id", not_null={"scheduled_at", "started_at", "status"}, defaults={"overrun": 0.0, "skipped": 0},
+    )
+    db["agent_cycles"].create_index(["scheduled_at"])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_resources_series_samples_poll_log", _initial),
     Migration("0002_findings_incidents_notifications_silences", _alerting),
@@ -199,5 +210,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0004_collector_cursors", _cursors),
     Migration("0005_detector_runs", _detector_runs),
     Migration("0006_alert_pipeline", _incidents),
+    Migration("0007_agent_cycles", _agent_cycles),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

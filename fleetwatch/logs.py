@@ -1,0 +1,82 @@
+"""Structured logs for `fleetwatch run`: one JSON object per line on stderr (or readable text),
+each carrying the correlation ids in force where it was written: the poll it belongs to, the
+incident it is about, and the OpenTelemetry trace and span, so a log line leads to its trace.
+
+Correlation ids are context variables: `with correlated(poll_id=...)` tags everything logged
+inside, on this thread and in the context copies handed to worker threads."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from opentelemetry import trace
+
+_IDS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("fleetwatch_log_ids", default={})
+# Attributes a LogRecord always has; anything else was passed with extra= and is logged as a field.
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
+ROOT = "fleetwatch"
+
+
+@contextlib.contextmanager
+def correlated(**ids: Any) -> Iterator[None]:
+    token = _IDS.set({**_IDS.get(), **{k: v for k, v in ids.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _IDS.reset(token)
+
+
+def fields(record: logging.LogRecord) -> dict[str, Any]:
+    out: dict[str, Any] = dict(_IDS.get())
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        out["trace_id"], out["span_id"] = f"{span.trace_id:032x}", f"{span.span_id:016x}"
+    out.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")})
+    return out
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
+        }
+        entry.update(fields(record))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """For a terminal: the message and the correlation ids, shortened; the JSON has the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ids = {**_IDS.get(), **{k: getattr(record, k) for k in ("poll_id", "incident_id") if hasattr(record, k)}}
+        tags = "".join(f" [{k.removesuffix('_id')} {str(v)[:8]}]" for k, v in ids.items())
+        text = time.strftime("%H:%M:%S", time.gmtime(record.created)) + f" {record.levelname:7} {record.getMessage()}{tags}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def setup(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> logging.Handler:
+    """Send the fleetwatch loggers to `stream` (stderr). Returns the handler, to remove it again."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    logger = logging.getLogger(ROOT)
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+    return handler
+
+
+def teardown(handler: logging.Handler) -> None:
+    logging.getLogger(ROOT).removeHandler(handler)
+    handler.flush()
