@@ -1,0 +1,96 @@
+"""The deployment files, checked without a Docker engine (this machine has none): the compose
+file against the Compose specification's JSON schema, every image it builds from this repository
+against a Dockerfile that exists and has the target named, every file it mounts, and the
+configuration files it ships against fleetwatch's own settings."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from fleetwatch.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _compose_schema() -> dict[str, Any]:
+    # The Compose specification's schema, as check-jsonschema ships it (vendored from compose-spec).
+    text = resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
+    return json.loads(text)
+
+
+def test_the_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+    schema = _compose_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(compose), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+
+
+def test_the_schema_check_would_catch_a_mistake(compose: dict[str, Any]) -> None:
+    schema = _compose_schema()
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["agent"]["restart_policy"] = "always"  # not a service key (it lives under deploy:)
+    assert not jsonschema.validators.validator_for(schema)(schema).is_valid(broken)
+
+
+def test_every_image_built_from_this_repository_has_its_dockerfile_and_target(compose: dict[str, Any]) -> None:
+    built = {name: svc["build"] for name, svc in compose["services"].items() if "build" in svc}
+    assert {"agent", "emulator"} <= set(built)
+    for name, build in built.items():
+        build = {"context": build} if isinstance(build, str) else build
+        context = (ROOT / build.get("context", ".")).resolve()
+        assert context.is_dir() and ROOT in (context, *context.parents), f"{name}: context {context} is not in the repository"
+        dockerfile = context / build.get("dockerfile", "Dockerfile")
+        assert dockerfile.is_file(), f"{name}: {dockerfile} does not exist"
+        stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile.read_text(), re.MULTILINE | re.IGNORECASE)
+        if "target" in build:
+            assert build["target"] in stages, f"{name}: target {build['target']} is not a stage of {dockerfile.name} ({stages})"
+        for src in re.findall(r"^COPY\s+(?:--\S+\s+)*(.+)\s+\S+$", dockerfile.read_text(), re.MULTILINE):
+            for path in src.split():
+                assert (context / path).exists(), f"{dockerfile.name} copies {path}, which does not exist"
+    # Services that run an image built here reference one of the built images.
+    images = {svc.get("image") for svc in compose["services"].values() if "build" in svc}
+    for name, svc in compose["services"].items():
+        if "build" not in svc and str(svc.get("image", "")).startswith("fleetwatch"):
+            assert svc["image"] in images, f"{name} runs {svc['image']}, which nothing here builds"
+
+
+def test_the_agent_keeps_its_store_on_a_volume_and_the_demo_profile_has_its_parts(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    agent = services["agent"]
+    assert "profiles" not in agent, "the agent runs in every profile"
+    assert any(v.startswith("fleetwatch-data:/var/lib/fleetwatch") for v in agent["volumes"])
+    assert "fleetwatch-data" in compose["volumes"]
+    assert all(p.startswith("127.0.0.1:") for p in agent["ports"]), "the dashboard is published on loopback only"
+    demo = {name for name, svc in services.items() if "demo" in svc.get("profiles", [])}
+    assert demo == {"emulator", "slack", "smtp", "otel-collector"}
+    assert re.fullmatch(r"otel/opentelemetry-collector(-contrib)?:\d+\.\d+\.\d+", services["otel-collector"]["image"])
+
+
+def test_every_mounted_file_exists_and_the_shipped_configurations_load(compose: dict[str, Any]) -> None:
+    for name, config in compose["configs"].items():
+        assert (ROOT / config["file"]).is_file(), f"config {name}: {config['file']} does not exist"
+    otel = yaml.safe_load((ROOT / "deploy/otel-collector.yaml").read_text())
+    for pipeline in otel["service"]["pipelines"].values():
+        assert set(pipeline["receivers"]) <= set(otel["receivers"]) and set(pipeline["exporters"]) <= set(otel["exporters"])
+    assert {"traces", "metrics"} <= set(otel["service"]["pipelines"])
+    for toml in ("deploy/fleetwatch.toml", "deploy/demo.toml"):
+        load_config(ROOT / toml, environ={})  # raises ConfigError naming the problem
+    demo = load_config(ROOT / "deploy/demo.toml", environ={})
+    assert demo["aws.endpoint_url"] == "http://emulator:4590" and demo["smtp.host"] == "smtp"
+    env = dict(line.split("=", 1) for line in (ROOT / "deploy/demo.env").read_text().splitlines()
+               if line and not line.startswith("#"))
+    assert env["COMPOSE_PROFILES"] == "demo" and env["FLEETWATCH_CONFIG_FILE"] == "demo.toml"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
