@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # browser here); `make test` installs it when it is missing.
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup test demo bench clean browser
+.PHONY: setup test soak demo bench docs clean browser
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP) $(CHROMIUM)
 	FLEETWATCH_CHROMIUM=$(CHROMIUM) $(PY) -m pytest
 
+# A simulated week of `fleetwatch run` (10,140 polls on a fake clock): memory and store size per day.
+soak: $(STAMP)
+	$(PY) -m pytest -m soak -s tests/test_soak.py
+
 demo: $(STAMP)
 	$(VENV)/bin/fleetwatch demo
 
@@ -37,6 +41,13 @@ bench: $(STAMP)
 	$(PY) bench/emulator.py --functions 10000
 	$(PY) bench/collector.py --functions 1000 --queues 200 --tables 50 --databases 5
 	$(PY) bench/dashboard.py --functions 10000 --incidents 200
+
+# The configuration reference, from the settings table: docs/configuration.md and the README's copy.
+docs: $(STAMP)
+	$(VENV)/bin/fleetwatch config docs > docs/configuration.md
+	$(PY) -c "import re, pathlib; from fleetwatch.config.loader import reference_table as t; p = pathlib.Path('README.md'); \
+	p.write_text(re.sub(r'(<!-- configuration reference: .*? -->\n).*?(<!-- end of configuration reference -->)', \
+	lambda m: m.group(1) + t() + m.group(2), p.read_text(), flags=re.S))"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts

@@ -140,12 +140,26 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from fleetwatch.clock import SystemClock
             from fleetwatch.collect_cmd import collect_command, plan_command
 
+            from fleetwatch.lock import LockHeld, StoreLock
+
             cfg = load_config(args.config, environ=environ)
-            with open_store(cfg["store.path"]) as store:
-                aws = Aws.from_config(cfg)
-                if args.command == "plan":
-                    return plan_command(cfg, store, aws, SystemClock(), discover=not args.no_discover)
-                return collect_command(cfg, store, aws, polls=1 if args.once else args.polls)
+            if args.command == "plan":
+                with open_store(cfg["store.path"]) as store:
+                    return plan_command(cfg, store, Aws.from_config(cfg), SystemClock(), discover=not args.no_discover)
+            try:
+                lock = StoreLock(cfg["store.path"], "fleetwatch collect").acquire()  # polling twice would double the cost
+            except LockHeld as exc:
+                print(f"fleetwatch: {exc}", file=sys.stderr)
+                return 3
+            except OSError as exc:
+                print(f"fleetwatch: cannot lock the store {cfg['store.path']}: {exc.strerror or exc}; check that its folder "
+                      "exists and is writable, or change store.path", file=sys.stderr)
+                return 2
+            try:
+                with open_store(cfg["store.path"]) as store:
+                    return collect_command(cfg, store, Aws.from_config(cfg), polls=1 if args.once else args.polls)
+            finally:
+                lock.release()
         if args.command == "replay":
             from fleetwatch.replay import main as replay_main
 

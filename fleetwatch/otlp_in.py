@@ -52,6 +52,7 @@ MAX_BODY = 8 * 1024 * 1024  # per request, compressed or not
 MAX_INFLATED = 32 * 1024 * 1024
 KEEP_MINUTES = 10  # durations kept in memory for percentiles: late spans rarely arrive later
 MAX_DURATIONS = 2000  # per function and minute: a reservoir sample beyond that
+MAX_STREAMS = 10_000  # cumulative streams remembered before the silent ones are forgotten
 _ARN = re.compile(r"^arn:aws[a-z-]*:lambda:([a-z0-9-]{1,30}):(\d{12}):function:([A-Za-z0-9_-]{1,140})(?::[A-Za-z0-9$_-]{1,129})?$")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,140}$")
 INVOCATION = ("faas.trigger", "faas.coldstart", "faas.invocation_id")
@@ -224,7 +225,7 @@ class Receiver:
                 continue
             value = float(dp.as_int if dp.WhichOneof("value") == "as_int" else dp.as_double)
             if cumulative:
-                value = self._delta((rid, metric.name, _point_key(dp)), dp.start_time_unix_nano, dp.time_unix_nano, value)
+                value = self._delta((rid, _instance(res), metric.name, _point_key(dp)), dp.start_time_unix_nano, dp.time_unix_nano, value)
                 if value is None:
                     continue
             self._from_metrics.add(rid)
@@ -246,7 +247,7 @@ class Receiver:
                 continue
             counts: list[float] | None = [float(c) for c in dp.bucket_counts]
             if cumulative:
-                counts = self._delta((rid, metric.name, _point_key(dp)), dp.start_time_unix_nano, dp.time_unix_nano, counts)
+                counts = self._delta((rid, _instance(res), metric.name, _point_key(dp)), dp.start_time_unix_nano, dp.time_unix_nano, counts)
                 if counts is None:
                     continue
             self._from_metrics.add(rid)
@@ -267,8 +268,13 @@ class Receiver:
         """A cumulative stream's increase since its last report (a number, or a histogram's
         bucket counts); None for the first report of a stream that began before this agent saw
         it (its total is not all new)."""
+        now = self.now()
+        if len(self._cumulative) > MAX_STREAMS:
+            # Execution environments come and go; a stream not heard from in an hour is gone.
+            for k in [k for k, v in self._cumulative.items() if v[2] < now - 3600]:
+                del self._cumulative[k]
         prev = self._cumulative.get(key)
-        self._cumulative[key] = (start, value)
+        self._cumulative[key] = (start, value, now)
         if prev is None:
             recent = start and (at - start) <= 120 * 1_000_000_000
             return value if recent else None
@@ -332,6 +338,12 @@ class Receiver:
             elif (j := self.rng.randrange(kept.seen)) < MAX_DURATIONS:
                 kept.durations[j] = d
         return kept.durations
+
+
+def _instance(res: dict[str, Any]) -> str:
+    """Which process reported: concurrent execution environments of one function each keep
+    their own cumulative totals."""
+    return str(res.get("faas.instance") or res.get("service.instance.id") or "")
 
 
 def _point_key(dp: Any) -> tuple[tuple[str, Any], ...]:

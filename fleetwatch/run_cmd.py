@@ -99,7 +99,11 @@ def _run(cfg: Any, environ: Mapping[str, str], polls: int | None, dashboard: boo
             if not cfg["aws.endpoint_url"]:
                 log.error("--emulated-clock follows the emulated fleet at aws.endpoint_url, which is not set")
                 return 2
-            clock = EmulatedClock(cfg["aws.endpoint_url"])
+            try:
+                clock = EmulatedClock(cfg["aws.endpoint_url"])
+            except (OSError, ValueError) as exc:
+                log.error("--emulated-clock: cannot follow the emulated fleet at %s: %s", cfg["aws.endpoint_url"], exc)
+                return 2
         else:
             clock = SystemClock()
         agent = Agent(cfg, store, Aws.from_config(cfg, tracer=telemetry.tracer), clock, telemetry=telemetry, polls=polls)

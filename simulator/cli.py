@@ -144,7 +144,10 @@ def demo_run(emulator: Emulator, store_path: str, polls: int, dashboard_port: in
     try:
         cfg_file = out_dir / "fleetwatch.toml"
         cfg_file.write_text(demo_toml(emulator, store_path, slack.api_url, smtp.port, dashboard_port))
-        env = {**os.environ, **DEMO_CREDENTIALS, "FLEETWATCH_SLACK_BOT_TOKEN": TOKEN,
+        # The demo's agent is configured by its file alone: FLEETWATCH_* and OTEL_* set in this
+        # shell for a real agent must not point it elsewhere.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("FLEETWATCH_", "OTEL_"))}
+        env = {**inherited, **DEMO_CREDENTIALS, "FLEETWATCH_SLACK_BOT_TOKEN": TOKEN,
                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_METRIC_EXPORT_INTERVAL": "5000",
                "OTEL_SERVICE_NAME": "fleetwatch-demo"}
         command = [sys.executable, "-m", "fleetwatch.cli", "run", "--config", str(cfg_file), "--polls", str(polls + 1),

@@ -8,6 +8,8 @@ move (the tests run every one of them against the emulator).
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -108,7 +110,9 @@ def load_scenario(name: str, fleet: Fleet | None = None, _shift: int = 0, _stack
         sub = load_scenario(inc["scenario"], fleet, _shift + shift, (*_stack, name))
         if sub.fleet_name != fleet_name:
             raise FleetError(f"{path}: included scenario {inc['scenario']!r} uses fleet {sub.fleet_name!r}, not {fleet_name!r}")
-        incidents.extend(sub.incidents)
+        # A scenario included more than once (a daily failure) tells its copies apart by a suffix.
+        suffix = str(inc.get("id_suffix", ""))
+        incidents.extend(dataclasses.replace(i, id=i.id + suffix) if suffix else i for i in sub.incidents)
     for i, raw in enumerate(data.get("incidents", [])):
         incidents.append(_incident(raw, fleet, f"{path}: incidents[{i}]", _shift))
     ids = [inc.id for inc in incidents]

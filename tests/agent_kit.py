@@ -46,7 +46,8 @@ def make_agent(emulator: Any, cfg: Any, *, boto_session: boto3.session.Session |
 
     telemetry = kw.get("telemetry")
     aws = Aws.from_config(cfg, session=boto_session or session(), tracer=telemetry.tracer if telemetry else None)
-    return Agent(cfg, kw.pop("store"), aws, emulator.model.clock, **kw)
+    clock = kw.pop("clock", None) or emulator.model.clock
+    return Agent(cfg, kw.pop("store"), aws, clock, **kw)
 
 
 def spawn_run(env: dict[str, str], *args: str) -> subprocess.Popen[str]:

@@ -64,6 +64,13 @@ def test_polls_never_overlap_and_an_overrun_starts_the_next_one_late_once(fleet:
         else:
             assert b["scheduled_at"] == a["scheduled_at"] + 60 and b["started_at"] == b["scheduled_at"]
     assert [r["skipped"] for r in rows] == [0, 0, 0, 1, 0, 0, 0, 0]
+    # The dashboard's agent health says so.
+    from web.data import agent_health
+
+    conn = sqlite3.connect(tmp_path / "fw.db")
+    health = agent_health(conn, int(clock.now()))
+    conn.close()
+    assert health["overruns_24h"] == 2 and health["worst_overrun_s"] == max(r["overrun"] for r in rows)
 
 
 def test_a_failing_cycle_is_recorded_and_the_loop_goes_on(fleet: Any, tmp_path: Path) -> None:
@@ -255,3 +262,14 @@ def test_fake_waiter_never_moves_the_clock_backwards() -> None:
     assert waiter.wait_until(1060) and clock.now() == 1060
     stop.set()
     assert not waiter.wait_until(2000) and clock.now() == 1060
+
+
+def test_collect_refuses_a_store_an_agent_holds(fleet: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fleetwatch import cli
+
+    db = tmp_path / "fw.db"
+    with StoreLock(db, "fleetwatch run"):
+        assert cli.main(["collect", "--once"], environ=agent_env(fleet, db)) == 3
+    assert "only one agent may run on a store" in capsys.readouterr().err.lower()
+    assert cli.main(["collect", "--once"], environ=agent_env(fleet, tmp_path / "missing" / "fw.db")) == 2
+    assert "check that its folder exists" in capsys.readouterr().err

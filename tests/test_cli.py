@@ -75,3 +75,24 @@ def test_collect_once_prints_the_poll_and_fails_on_errored_sources(fleet: Any, t
     finally:
         control(fleet, "/__fleet__/faults", [])
     assert "ERROR 210987654321/us-east-1 cloudwatch: GetMetricData: AccessDeniedException" in capsys.readouterr().out
+
+
+def test_demo_runs_the_agent_with_its_telemetry_on(tmp_path: Path) -> None:
+    """`make demo` in small: `fleetwatch demo` runs `fleetwatch run` against the emulated fleet,
+    with its traces and metrics going to the demo's OTLP receiver."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "FLEETWATCH_CHROMIUM": "ignored by the demo"}  # a stray setting must not break it
+    proc = subprocess.run([sys.executable, "-m", "fleetwatch.cli", "demo", "--port", "0", "--polls", "3", "--dashboard-port", "0",
+                           "--store", str(tmp_path / "demo" / "fleetwatch.db")], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "fleetwatch run --config" in proc.stdout and "--emulated-clock" in proc.stdout
+    assert proc.stderr.count("poll finished") == 4, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("telemetry received from the agent:"))
+    spans = int(line.split(":", 1)[1].split()[0])
+    assert spans > 50 and "fleetwatch.poll.duration" in line and "fleetwatch.aws.calls" in line
+    assert (tmp_path / "demo" / "fleetwatch.toml").is_file() and (tmp_path / "demo" / "slack-messages.json").is_file()

@@ -94,3 +94,44 @@ def test_every_mounted_file_exists_and_the_shipped_configurations_load(compose: 
                if line and not line.startswith("#"))
     assert env["COMPOSE_PROFILES"] == "demo" and env["FLEETWATCH_CONFIG_FILE"] == "demo.toml"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
+
+
+def test_the_demo_profiles_slack_and_smtp_stand_ins_run_as_processes_and_print_what_they_get() -> None:
+    import queue
+    import signal
+    import smtplib
+    import subprocess
+    import sys
+    import threading
+    from email.message import EmailMessage
+
+    from slack_sdk import WebClient
+
+    from simulator.slack import TOKEN
+
+    def start(what: str) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+        proc = subprocess.Popen([sys.executable, "-m", "simulator.standins", what, "--port", "0"], cwd=ROOT,
+                                stdout=subprocess.PIPE, text=True)
+        lines: queue.Queue[str] = queue.Queue()
+        assert proc.stdout is not None
+        out = proc.stdout
+        threading.Thread(target=lambda: [lines.put(line) for line in out], daemon=True).start()
+        return proc, lines
+
+    slack, slack_lines = start("slack")
+    smtp, smtp_lines = start("smtp")
+    try:
+        url = slack_lines.get(timeout=30).split(" on ", 1)[1].split()[0]
+        WebClient(token=TOKEN, base_url=url).chat_postMessage(channel="C0DEMO", text="orders-db at 98% of max_connections")
+        assert slack_lines.get(timeout=10).strip() == "slack C0DEMO: orders-db at 98% of max_connections"
+        port = int(smtp_lines.get(timeout=30).rsplit(":", 1)[1])
+        mail = EmailMessage()
+        mail["From"], mail["To"], mail["Subject"] = "fleetwatch@example.com", "oncall@example.com", "[fleetwatch] checkout-api"
+        mail.set_content("body")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.send_message(mail)
+        assert smtp_lines.get(timeout=10).strip() == "mail to oncall@example.com: [fleetwatch] checkout-api"
+    finally:
+        for proc in (slack, smtp):
+            proc.send_signal(signal.SIGTERM)
+    assert slack.wait(timeout=10) == 0 and smtp.wait(timeout=10) == 0

@@ -269,3 +269,22 @@ def test_the_receiver_refuses_what_it_cannot_read_with_the_reason(receiver: dict
     if says:
         assert says in json.loads(answer)["message"]
     assert receiver["store"].db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_concurrent_execution_environments_keep_their_own_cumulative_totals(receiver: dict[str, Any]) -> None:
+    providers = []
+    for env_id in ("2026/11/22/[$LATEST]aaaa", "2026/11/22/[$LATEST]bbbb"):
+        resource = Resource.create({"cloud.resource_id": ARN, "faas.instance": env_id})
+        reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{receiver['url']}/v1/metrics"),
+                                               export_interval_millis=3_600_000)
+        provider = MeterProvider(resource=resource, metric_readers=[reader])
+        providers.append((provider, provider.get_meter("checkout").create_counter("faas.invocations")))
+    for step in (10, 1, 1):  # interleaved reports from both environments: 12 each
+        for provider, counter in providers:
+            counter.add(step)
+            provider.force_flush()
+    for provider, _ in providers:
+        provider.shutdown()
+    total = receiver["store"].db.execute(
+        "SELECT SUM(m.value) FROM series s JOIN samples m ON m.series_id = s.id WHERE s.metric = 'Invocations'").fetchone()[0]
+    assert total == 24

@@ -11,7 +11,10 @@ from simulator.scenario import load_scenario, scenario_names
 from tests.conftest import control
 from tests.scenario_checks import run_check
 
-SCENARIOS = [n for n in scenario_names() if load_scenario(n).incidents and n != "tour"]
+# Scenarios made of others: `tour` (each once, over the last day) and `soak-week` (daily, over the
+# week after its anchor, for the soak); their parts are checked one by one.
+COMPOSITE = {"tour", "soak-week"}
+SCENARIOS = [n for n in scenario_names() if load_scenario(n).incidents and n not in COMPOSITE]
 
 
 def test_every_failure_mode_has_a_scenario() -> None:
@@ -44,6 +47,14 @@ def test_checks_fail_on_the_healthy_fleet(fleet: Any, name: str) -> None:
     for label, inc in zip(labels, scenario.incidents):
         results = [run_check(fleet, label, check) for check in inc.visible]
         assert not all(ok for ok, _ in results), f"{name}/{inc.id}: every check also holds on a healthy fleet: {results}"
+
+
+def test_the_soak_week_repeats_the_orders_failures_daily() -> None:
+    week = load_scenario("soak-week")
+    storm = load_scenario("connection-storm").incidents[0]
+    storms = sorted(i.start for i in week.incidents if i.id.startswith(storm.id))
+    assert storms == [storm.start + d * 86400 + 3 * 3600 for d in range(7)]
+    assert len({i.id for i in week.incidents}) == len(week.incidents) == 21
 
 
 def test_tour_includes_every_scenario_staggered() -> None:
