@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from opentelemetry.trace import Status, StatusCode
 
 from collector.aws import Aws
-from collector.poll import Collector, PollReport
+from collector.poll import Collector
 from fleetwatch.alerting import build_pipeline, observations, resources
 from fleetwatch.clock import Clock, FakeClock
 from fleetwatch.detection import detect, detector_settings
@@ -102,7 +102,6 @@ class Cycle:
     failed: int = 0
     overrun: float = 0.0
     skipped: int = 0
-    report: PollReport | None = None
 
     @property
     def lag(self) -> float:
@@ -131,7 +130,6 @@ class Agent:
         self.pipeline = build_pipeline(cfg, store, clock, sleep=self.waiter.sleep, ses=ses, stopping=self.stopping,
                                        tracer=self.telemetry.tracer)
         self.settings = detector_settings(cfg)
-        self.cycles: list[Cycle] = []  # the last few, for callers and tests; bounded
         self._pruned_at = 0.0
         self._digest_failed_at: float | None = None
 
@@ -189,12 +187,10 @@ class Agent:
             span.set_attribute("fleetwatch.poll.status", cycle.status)
         cycle.finished_at = self.clock.now()
         self._save(cycle)
-        self.cycles = [*self.cycles[-9:], cycle]
         return cycle
 
     def _cycle(self, cycle: Cycle) -> None:
         report = self.collector.poll(poll_id=cycle.poll_id)
-        cycle.report = report
         if report.abandoned:
             cycle.status, cycle.error = "abandoned", "the agent stopped during the poll; its window is fetched again next time"
             log.info("poll abandoned: the agent is stopping")

@@ -29,7 +29,6 @@ import logging
 import random
 import re
 import threading
-import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -43,7 +42,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (Export
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as SpanStatus
 
-from fleetwatch.ports import check_port, free_port
+from fleetwatch.serving import UvicornThread
 from fleetwatch.store import SeriesKey, Store
 from fleetwatch.store.db import OTEL_NAMESPACE
 
@@ -441,37 +440,13 @@ def app(receiver: Receiver) -> Any:
     return Starlette(routes=[Route("/v1/traces", export, methods=["POST"]), Route("/v1/metrics", export, methods=["POST"])])
 
 
-class OtlpServer:
-    """uvicorn on a thread, like the dashboard; `url` once started."""
+class OtlpServer(UvicornThread):
+    """The receiver served on its own port, like the dashboard."""
 
     def __init__(self, store: Store, now: Callable[[], float], host: str, port: int, counter: Any = None) -> None:
-        import uvicorn
-
-        self.host, self.port = host, port
         self.receiver = Receiver(store, now, counter)
-        self.server = uvicorn.Server(uvicorn.Config(app(self.receiver), host=host, port=port, log_level="warning",
-                                                    access_log=False, lifespan="off", timeout_graceful_shutdown=2))
-        self.thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        super().__init__(app(self.receiver), host, port, name="OTLP receiver", setting="otlp.port", grace=2)
 
     def start(self, timeout: float = 20.0) -> OtlpServer:
-        check_port(self.host, self.port, "otlp.port")
-        if self.port == 0:
-            self.port = free_port(self.host)
-            self.server.config.port = self.port
-        self.thread = threading.Thread(target=self.server.run, name="otlp-in", daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the OTLP receiver did not start on {self.url}")
-            time.sleep(0.02)  # waiting on a real server thread, not on the clock under test
+        super().start(timeout)
         return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        if self.thread is not None:
-            self.thread.join(timeout=5)

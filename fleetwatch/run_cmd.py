@@ -94,33 +94,35 @@ def _run(cfg: Any, environ: Mapping[str, str], polls: int | None, dashboard: boo
         except StoreError as exc:
             log.error("%s", exc)
             return 2
-        clock: Clock
-        if emulated_clock:
-            if not cfg["aws.endpoint_url"]:
-                log.error("--emulated-clock follows the emulated fleet at aws.endpoint_url, which is not set")
-                return 2
-            try:
-                clock = EmulatedClock(cfg["aws.endpoint_url"])
-            except (OSError, ValueError) as exc:
-                log.error("--emulated-clock: cannot follow the emulated fleet at %s: %s", cfg["aws.endpoint_url"], exc)
-                return 2
-        else:
-            clock = SystemClock()
-        agent = Agent(cfg, store, Aws.from_config(cfg, tracer=telemetry.tracer), clock, telemetry=telemetry, polls=polls)
         try:
-            services = _start_services(cfg, store, clock, telemetry, dashboard)
-        except (OSError, RuntimeError) as exc:
-            log.error("%s", exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
-            return 2
-        log.info("telemetry: %s", telemetry.plan.describe())
-        status = _supervise(agent)
-        if status is None:  # the loop did not stop in time; exit without touching the store
-            logging.getLogger("fleetwatch").handlers[0].flush()
-            os._exit(1)
-        for service in reversed(services):
-            service.stop()
-        store.close()
-        return status
+            clock: Clock
+            if emulated_clock:
+                if not cfg["aws.endpoint_url"]:
+                    log.error("--emulated-clock follows the emulated fleet at aws.endpoint_url, which is not set")
+                    return 2
+                try:
+                    clock = EmulatedClock(cfg["aws.endpoint_url"])
+                except (OSError, ValueError) as exc:
+                    log.error("--emulated-clock: cannot follow the emulated fleet at %s: %s", cfg["aws.endpoint_url"], exc)
+                    return 2
+            else:
+                clock = SystemClock()
+            agent = Agent(cfg, store, Aws.from_config(cfg, tracer=telemetry.tracer), clock, telemetry=telemetry, polls=polls)
+            try:
+                services = _start_services(cfg, store, clock, telemetry, dashboard)
+            except (OSError, RuntimeError) as exc:
+                log.error("%s", exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+                return 2
+            log.info("telemetry: %s", telemetry.plan.describe())
+            status = _supervise(agent)
+            if status is None:  # the loop did not stop in time; exit without touching the store
+                logging.getLogger("fleetwatch").handlers[0].flush()
+                os._exit(1)
+            for service in reversed(services):
+                service.stop()
+            return status
+        finally:
+            store.close()  # not reached after os._exit: a thread may still be writing
     finally:
         telemetry.shutdown()
         lock.release()
