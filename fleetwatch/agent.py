@@ -224,8 +224,9 @@ class Agent:
         cycle.sent = sum(1 for o in delivery.outcomes if o.ok)
         cycle.failed = len(delivery.outcomes) - cycle.sent
         self.telemetry.record_delivery(delivery.outcomes)
-        self.telemetry.record_detection([r.name for r in detection.runs], Counter(f.detector for f in detection.findings),
-                                        self._open_by_detector())
+        if self.telemetry.plan.metrics:  # the incident query only when someone receives the gauge
+            self.telemetry.record_detection([r.name for r in detection.runs], Counter(f.detector for f in detection.findings),
+                                            self._open_by_detector())
         if self.stopping():
             return
         self._digest()

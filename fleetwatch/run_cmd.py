@@ -87,7 +87,6 @@ def _run(cfg: Any, environ: Mapping[str, str], polls: int | None, dashboard: boo
     except OSError as exc:
         log.error("cannot lock the store %s: %s; check that its folder exists and is writable", store_path, exc.strerror or exc)
         return 2
-    services: list[Any] = []
     try:
         try:
             store = open_store(store_path)

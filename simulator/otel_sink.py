@@ -18,15 +18,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (Export
                                                                           ExportMetricsServiceResponse)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 
+from fleetwatch.otlp_in import attributes
+
 MAX_BODY = 16 * 1024 * 1024
-
-
-def _attrs(kvs: Any) -> dict[str, Any]:
-    out = {}
-    for kv in kvs:
-        kind = kv.value.WhichOneof("value")
-        out[kv.key] = getattr(kv.value, kind) if kind else None
-    return out
 
 
 @dataclass(frozen=True)
@@ -96,11 +90,11 @@ class OtelSink:
     def _take_spans(self, req: Any) -> None:
         got = []
         for rs in req.resource_spans:
-            res = _attrs(rs.resource.attributes)
+            res = attributes(rs.resource.attributes)
             for ss in rs.scope_spans:
                 for s in ss.spans:
                     got.append(ReceivedSpan(s.name, s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(),
-                                            _attrs(s.attributes), res, s.status.code))
+                                            attributes(s.attributes), res, s.status.code))
         with self._lock:
             self._spans.extend(got)
             self.requests["traces"] += 1
@@ -108,7 +102,7 @@ class OtelSink:
     def _take_points(self, req: Any) -> None:
         got = []
         for rm in req.resource_metrics:
-            res = _attrs(rm.resource.attributes)
+            res = attributes(rm.resource.attributes)
             for sm in rm.scope_metrics:
                 for m in sm.metrics:
                     kind = m.WhichOneof("data")
@@ -117,7 +111,7 @@ class OtelSink:
                             value = float(dp.as_int if dp.WhichOneof("value") == "as_int" else dp.as_double)
                         else:
                             value = float(dp.count)
-                        got.append(ReceivedPoint(m.name, _attrs(dp.attributes), value, res))
+                        got.append(ReceivedPoint(m.name, attributes(dp.attributes), value, res))
         with self._lock:
             self._points.extend(got)
             self.requests["metrics"] += 1
