@@ -76,12 +76,16 @@ def muted(member_labels: Sequence[dict[str, str]], silences: Sequence[Silence], 
     return sorted(set(reasons))[0]
 
 
-def owed(inc: Incident, history: Sequence[Sent], now: int, timers: Timers, mute: str = "") -> str | None:
-    """The kind of notification this incident owes one target now, or None."""
+def owed(inc: Incident, history: Sequence[Sent], now: int, timers: Timers, mute: str = "", missed: bool = False) -> str | None:
+    """The kind of notification this incident owes one target now, or None. `missed`: a page to
+    this target failed (the channel was down) and none has been delivered since."""
     last = history[-1] if history else None
     done = inc.state in (RESOLVED, ABSORBED)
     if done:
         if last is not None and last.kind not in (RESOLVED, ABSORBED):
+            return ABSORBED if inc.state == ABSORBED else RESOLVED
+        if last is None and missed:
+            # It fired and ended while the channel was down: the target still hears that it happened.
             return ABSORBED if inc.state == ABSORBED else RESOLVED
         return None
     if inc.severity == "info":

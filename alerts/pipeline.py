@@ -100,10 +100,10 @@ class Pipeline:
             mute = muted(firing, silences, self.settings.windows, now)
             for target in targets(inc, self.settings.routes, self.settings.defaults):
                 history = self.store.history(inc.id, target)
-                kind = owed(inc, history, now, self.settings.timers, mute)
+                failed_at = self.store.last_failure(inc.id, target)
+                kind = owed(inc, history, now, self.settings.timers, mute, missed=failed_at is not None)
                 if kind is None:
                     continue
-                failed_at = self.store.last_failure(inc.id, target)
                 if failed_at is not None and now - failed_at < FAILURE_BACKOFF and (not history or failed_at > history[-1].sent_at):
                     continue
                 if self.stopping():

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
     # Its own session: the collector tunes how its sessions parse timestamps; bare boto3 must
     # run with every default.
     bare = boto3.session.Session(**CREDS).client("cloudwatch", region_name="us-east-1", endpoint_url=endpoint,
-                                                 config=Config(read_timeout=300, retries={"max_attempts": 1}))
+                                                 config=Config(read_timeout=300, retries={"total_max_attempts": 1}))
     with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "bench.db") as store:
         collector = Collector(store, aws, clock, backfill=0, probes=False)
         t = time.perf_counter()

@@ -47,7 +47,7 @@ def main() -> None:
     try:
         cw = boto3.client("cloudwatch", endpoint_url=emulator.endpoint, region_name="us-east-1",
                           aws_access_key_id="AKIABENCHFLEETWATCH1", aws_secret_access_key="bench",
-                          config=Config(retries={"max_attempts": 1}, read_timeout=300))
+                          config=Config(retries={"total_max_attempts": 1}, read_timeout=300))
         generated = [r.name for r in emulator.model.fleet.resources if r.tags.get("generated")]
 
         def call(batch: int) -> tuple[float, int]:

@@ -160,7 +160,7 @@ class Aws:
         self._base = session or boto3.session.Session(profile_name=profile or None)
         _keep_epoch_numbers(self._base._session)
         self._config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                              retries={"mode": "adaptive", "max_attempts": max_attempts},
+                              retries={"mode": "adaptive", "total_max_attempts": max_attempts},
                               user_agent_extra=f"fleetwatch/{__version__}", max_pool_connections=16)
         self._lock = threading.Lock()
         self._sessions: dict[str, boto3.session.Session] = {}

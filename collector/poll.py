@@ -337,7 +337,11 @@ class Collector:
                 for rid, facts in got.facts.items():
                     self.store.update_facts(rid, facts, now)
                 result.samples = self.store.write_samples(got.points)
+            if got.stored is not None:
+                got.stored()
             result.note = got.note
+            if got.failure is not None:
+                result.status, result.error = "error", discovery.describe_error(got.failure)
             results.append(result)
         return results
 
@@ -350,17 +354,23 @@ class Collector:
 
     def _xray(self, place: Place, clients: Any, functions: list[tuple[str, str]], end: int) -> probes.ProbeResult:
         got = probes.ProbeResult()
-        read = 0
+        read, done = 0, []
         for rid, name in functions:
             start = max(end - self.lookback, self._xray_until.get(rid, 0))
             if start >= end:
                 continue
-            one, n = probes.cold_starts(clients, [(rid, name)], start, end, self.xray_max_traces)
+            try:
+                one, n = probes.cold_starts(clients, [(rid, name)], start, end, self.xray_max_traces)
+            except FAILURES as exc:
+                got.failure = exc  # the functions read so far are kept; this one and the rest are read next poll
+                break
             got.points.extend(one.points)
             read += n
-            self._xray_until[rid] = end
+            done.append(rid)
+        # A function's window moves on only once its minutes are stored.
+        got.stored = lambda: self._xray_until.update({rid: end for rid in done})
         self.aws.log.traces(place, read)
-        got.note = f"{read} traces of {len(functions)} function(s)"
+        got.note = f"{read} traces of {len(done)} of {len(functions)} function(s)"
         return got
 
     def _metrics(self, place: Place, chunks: list[_Chunk], clients: Any, now: int) -> SourceResult:

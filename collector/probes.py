@@ -37,6 +37,10 @@ class ProbeResult:
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)  # resource id -> facts to merge
     points: Points = field(default_factory=list)
     note: str = ""
+    # A probe that read part of what it was asked before a call failed: what it read is stored,
+    # then `stored()` runs (moving its windows on), and the source is reported with this error.
+    failure: Exception | None = None
+    stored: Callable[[], None] | None = None
 
     def gauge(self, rid: str, metric: str, ts: int, value: float, namespace: str = PROBE_NS, stat: str = "Value") -> None:
         self.points.append((SeriesKey(rid, namespace, metric, (), stat, 60), [(ts, float(value))]))

@@ -50,6 +50,7 @@ class OtelSink:
         self._spans: list[ReceivedSpan] = []
         self._points: list[ReceivedPoint] = []
         self.requests: Counter[str] = Counter()
+        self.bodies: list[bytes] = []  # every export as received (decompressed), for tests that search all of it
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,6 +65,8 @@ class OtelSink:
                 body = self.rfile.read(length)
                 if self.headers.get("Content-Encoding", "") == "gzip":
                     body = gzip.decompress(body)
+                with sink._lock:
+                    sink.bodies.append(body)
                 if self.path == "/v1/traces":
                     req, resp = ExportTraceServiceRequest(), ExportTraceServiceResponse()
                     req.ParseFromString(body)

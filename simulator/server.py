@@ -39,11 +39,11 @@ CODE_AGE = 30 * 86400  # how long before the scenario anchor the fleet's code wa
 LIST_FUNCTIONS_PAGE = 50  # Lambda ListFunctions returns at most 50 functions a page
 MAX_FAULT_DELAY = 30.0
 # What each service answers when it throttles: (error code, HTTP status).
-_THROTTLE = {"monitoring": ("Throttling", 400), "lambda": ("TooManyRequestsException", 429),
+THROTTLE = {"monitoring": ("Throttling", 400), "lambda": ("TooManyRequestsException", 429),
              "xray": ("ThrottledException", 429), "sqs": ("RequestThrottled", 400),
              "dynamodb": ("ThrottlingException", 400), "ses": ("Throttling", 400), "rds": ("Throttling", 400),
              "apigateway": ("TooManyRequestsException", 429), "events": ("ThrottlingException", 400),
-             "sts": ("Throttling", 400)}
+             "sts": ("Throttling", 400), "logs": ("ThrottlingException", 400), "tagging": ("ThrottledException", 400)}
 
 Handler = Callable[["Call"], Any]
 
@@ -299,16 +299,8 @@ class Emulator:
         return {**fn, "CodeSha256": digest, "LastModified": stamp}
 
     def _error(self, start_response: Callable[..., Any], call: Call, exc: ApiError) -> Iterable[bytes]:
-        request_id = str(uuid.uuid4())
-        if call.protocol == "query":
-            body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{exc.code}</Code><Message>{_xml(exc.message)}</Message>"
-                    f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>").encode()
-            return _respond(start_response, exc.status, {"Content-Type": "text/xml"}, body)
-        headers = {"Content-Type": "application/x-amz-json-1.0" if call.protocol == "json" else "application/json",
-                   "x-amzn-ErrorType": exc.code, "x-amzn-RequestId": request_id}
-        if call.service in ("monitoring", "sqs"):
-            headers["x-amzn-query-error"] = f"{exc.code};Sender"  # CloudWatch's JSON is query-compatible
-        return _respond(start_response, exc.status, headers, json.dumps({"__type": exc.code, "message": exc.message}).encode())
+        status, headers, body = error_reply(call, exc)
+        return _respond(start_response, status, headers, body)
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -412,10 +404,29 @@ class Faults:
         return None
 
 
+def throttle_error(call: Call, message: str = "Rate exceeded") -> ApiError:
+    """The error the call's service answers when it throttles, with its HTTP status."""
+    code, status = THROTTLE.get(call.service, ("ThrottlingException", 400))
+    return ApiError(code, message, status)
+
+
+def error_reply(call: Call, exc: ApiError) -> tuple[int, dict[str, str], bytes]:
+    """An AWS error as the call's protocol carries it: (HTTP status, headers, body)."""
+    request_id = str(uuid.uuid4())
+    if call.protocol == "query":
+        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{exc.code}</Code><Message>{_xml(exc.message)}</Message>"
+                f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>").encode()
+        return exc.status, {"Content-Type": "text/xml", "x-amzn-RequestId": request_id}, body
+    headers = {"Content-Type": "application/x-amz-json-1.0" if call.protocol == "json" else "application/json",
+               "x-amzn-ErrorType": exc.code, "x-amzn-RequestId": request_id}
+    if call.service in ("monitoring", "sqs"):
+        headers["x-amzn-query-error"] = f"{exc.code};Sender"  # CloudWatch's and SQS's JSON is query-compatible
+    return exc.status, headers, json.dumps({"__type": exc.code, "message": exc.message}).encode()
+
+
 def _fault_error(call: Call, fault: dict[str, Any]) -> ApiError:
     if fault["mode"] == "throttle":
-        code, status = _THROTTLE.get(call.service, ("ThrottlingException", 400))
-        return ApiError(code, fault.get("message", "Rate exceeded"), status)
+        return throttle_error(call, fault.get("message", "Rate exceeded"))
     return ApiError(fault.get("code", "InternalFailure"), fault.get("message", "injected failure"), int(fault.get("status", 500)))
 
 

@@ -37,6 +37,7 @@ class SlackState:
     calls: list[tuple[float, str]] = field(default_factory=list)  # (wall time, method) of every call
     faults: list[Fault] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    arrived: threading.Condition = field(default_factory=threading.Condition)
     _ts: Any = field(default_factory=lambda: itertools.count(1))
 
     def fault_for(self, method: str) -> Fault | None:
@@ -85,6 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
         method = "webhook" if self.path == WEBHOOK_PATH else self.path.rsplit("/", 1)[-1]
         with self.state.lock:
             self.state.calls.append((time.time(), method))
+        with self.state.arrived:
+            self.state.arrived.notify_all()
         fault = self.state.fault_for(method)
         if fault is not None and not fault.delay:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
@@ -177,6 +180,16 @@ class SlackStandIn:
         """Drop every fault still pending: Slack is back."""
         with self.state.lock:
             self.state.faults.clear()
+
+    def wait_for_calls(self, count: int, timeout: float) -> bool:
+        """Block until `count` calls have arrived in all (True) or `timeout` seconds pass (False)."""
+        deadline = time.monotonic() + timeout
+        with self.state.arrived:
+            while len(self.state.calls) < count:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.state.arrived.wait(left):
+                    return len(self.state.calls) >= count
+        return True
 
     def messages(self, top_level_only: bool = False) -> list[dict[str, Any]]:
         with self.state.lock:

@@ -3,9 +3,13 @@ emulator's fake clock, and `fleetwatch run` as a child process for the signal te
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +54,44 @@ def make_agent(emulator: Any, cfg: Any, *, boto_session: boto3.session.Session |
     return Agent(cfg, kw.pop("store"), aws, clock, **kw)
 
 
-def spawn_run(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    """`fleetwatch run` as its own process, as production runs it; stderr carries its JSON logs."""
+def spawn_run(env: dict[str, str], *args: str, stderr: Any = subprocess.PIPE, **popen: Any) -> subprocess.Popen[str]:
+    """`fleetwatch run` as its own process, as production runs it; stderr carries its JSON logs
+    (to a file, for a child that may log more than a pipe holds before it is read)."""
     full = {**os.environ, "AWS_ACCESS_KEY_ID": CREDS["aws_access_key_id"], "AWS_SECRET_ACCESS_KEY": CREDS["aws_secret_access_key"],
             "PYTHONPATH": str(ROOT), **env}
     for k in [k for k in full if k.startswith(("OTEL_", "FLEETWATCH_")) and k not in env]:
         del full[k]  # the developer's own settings (and the Makefile's FLEETWATCH_CHROMIUM) stay out of the agent under test
     return subprocess.Popen([sys.executable, "-m", "fleetwatch.cli", "run", *args], env=full, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=stderr, text=True, **popen)
+
+
+class LogLines:
+    """A child's stderr, line by line, read on a thread so waits are bounded."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        assert proc.stderr is not None
+        stream = proc.stderr
+        threading.Thread(target=lambda: [self.lines.put(line) for line in stream], daemon=True).start()
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            entry = json.loads(line)
+            self.seen.append(entry)
+            if text in entry["message"]:
+                return entry
+        raise AssertionError(f"no log line with {text!r} in {timeout} s; saw {[e['message'] for e in self.seen]}")
+
+    def rest(self) -> list[dict[str, Any]]:
+        out = []
+        while True:
+            try:
+                out.append(json.loads(self.lines.get(timeout=5)))
+            except queue.Empty:
+                return out

@@ -16,7 +16,7 @@ from fleetwatch.clock import FakeClock
 
 ANCHOR = int(datetime(2026, 11, 18, 15, 0, tzinfo=timezone.utc).timestamp())  # a Wednesday afternoon
 CREDS = {"aws_access_key_id": "AKIATESTFLEETWATCH01", "aws_secret_access_key": "test-secret"}
-NO_RETRY = Config(retries={"max_attempts": 1}, read_timeout=60)
+NO_RETRY = Config(retries={"total_max_attempts": 1}, read_timeout=60)
 
 
 @pytest.fixture(scope="session")
@@ -113,3 +113,13 @@ def web_copy(web_store: dict[str, Any], tmp_path: Any) -> dict[str, Any]:
     with sqlite3.connect(web_store["path"]) as src, sqlite3.connect(target) as dst:
         src.backup(dst)
     return {**web_store, "path": target}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The chaos table, when chaos tests ran (tests/chaos_kit.py)."""
+    from tests import chaos_kit
+
+    if chaos_kit.ROWS:
+        chaos_kit.write_artifact()
+        terminalreporter.write_sep("=", f"chaos ({'full' if chaos_kit.FULL else 'quick'}; {chaos_kit.ARTIFACT.name})")
+        terminalreporter.write_line(chaos_kit.table(chaos_kit.ROWS))

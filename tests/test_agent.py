@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import io
 import json
-import queue
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ from fleetwatch.lock import LockHeld, StoreLock, holder
 from fleetwatch.logs import setup, teardown
 from fleetwatch.store import open_store
 from simulator.slack import TOKEN as SLACK_TOKEN, SlackStandIn
-from tests.agent_kit import agent_config, agent_env, make_agent, session, spawn_run
+from tests.agent_kit import LogLines, agent_config, agent_env, make_agent, session, spawn_run
 from tests.conftest import control, set_clock
 
 
@@ -95,38 +93,6 @@ def test_a_failing_cycle_is_recorded_and_the_loop_goes_on(fleet: Any, tmp_path: 
 
 # -- stopping ---------------------------------------------------------------------------------------
 
-class _Lines:
-    """A child's stderr, line by line, read on a thread so waits are bounded."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[dict[str, Any]] = []
-        assert proc.stderr is not None
-        stream = proc.stderr
-        threading.Thread(target=lambda: [self.lines.put(line) for line in stream], daemon=True).start()
-
-    def wait_for(self, text: str, timeout: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            entry = json.loads(line)
-            self.seen.append(entry)
-            if text in entry["message"]:
-                return entry
-        raise AssertionError(f"no log line with {text!r} in {timeout} s; saw {[e['message'] for e in self.seen]}")
-
-    def rest(self) -> list[dict[str, Any]]:
-        out = []
-        while True:
-            try:
-                out.append(json.loads(self.lines.get(timeout=5)))
-            except queue.Empty:
-                return out
-
-
 def _metric_calls(fleet: Any) -> int:
     return sum(n for (_, _, _, op), n in fleet.usage.calls.items() if op == "GetMetricData")
 
@@ -138,7 +104,7 @@ def test_sigterm_mid_poll_abandons_it_within_seconds_and_the_next_start_carries_
     control(fleet, "/__fleet__/faults", [{"service": "monitoring", "operation": "GetMetricData", "mode": "delay", "seconds": 0.4}])
     try:
         proc = spawn_run(env, "--emulated-clock")
-        lines = _Lines(proc)
+        lines = LogLines(proc)
         lines.wait_for("agent started")
         deadline = time.monotonic() + 30
         while _metric_calls(fleet) < 2 and time.monotonic() < deadline:
@@ -213,7 +179,7 @@ def test_a_second_agent_refuses_and_names_the_holder_and_a_killed_holder_leaves_
     env = agent_env(fleet, db, FLEETWATCH_WEB_PORT="0")
     first = spawn_run(env, "--emulated-clock", "--no-dashboard")
     try:
-        _Lines(first).wait_for("agent started")
+        LogLines(first).wait_for("agent started")
         second = spawn_run(env, "--emulated-clock", "--no-dashboard")
         _, err = second.communicate(timeout=60)
         assert second.returncode == 3

@@ -8,6 +8,7 @@ it can be guessed, the fix.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -141,6 +142,8 @@ def _coerce(s: Setting, raw: Any, from_env: bool) -> Any:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise ValueError(f"got {_describe(raw)}")
         value = float(raw)
+        if math.isnan(value):
+            raise ValueError("got nan")
     elif kind == "duration":
         try:
             value = parse_duration(raw)
@@ -263,8 +266,19 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
             problems.append(Problem("environment", name, f"{exc}; expected {s.expected()}", _example(s)))
 
     if problems:
-        raise ConfigError(problems)
+        # A secret pasted into the wrong setting would be echoed by that setting's message.
+        secrets = {str(values[s.key]) for s in SETTINGS if s.secret and values[s.key]}
+        secrets |= {raw for name, raw in environ.items() if name in known_env and known_env[name].secret and raw}
+        raise ConfigError([_scrub(p, secrets) for p in problems])
     return Config(values, sources, file_path)
+
+
+def _scrub(problem: Problem, secrets: set[str]) -> Problem:
+    message = problem.message
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:
+            message = message.replace(secret, REDACTED).replace(repr(secret)[1:-1], REDACTED)
+    return Problem(problem.source, problem.key, message, problem.suggestion)
 
 
 def _example(s: Setting) -> str:

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import json
 import operator
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -511,6 +512,21 @@ def _explain(path: Path, exc: sqlite3.OperationalError) -> StoreError:
     return StoreError(f"store {path}: {text}")
 
 
+def _check_writable(path: Path) -> None:
+    """SQLite would open a read-only file read-only, silently, and fail at the first write; the
+    agent says so before it starts instead. The folder must be writable too: the write-ahead log,
+    its index and the lock file live beside the store."""
+    for part in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if part.exists() and not os.access(part, os.W_OK):
+            raise StoreError(
+                f"cannot write to the store {path}: {part.name} is read-only for this user. Nothing was changed; "
+                f"make it writable (chmod u+w {part}) or run fleetwatch as the user that owns the store.")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"cannot write beside the store {path}: its folder {path.parent} is read-only for this user, and the "
+            "store keeps its write-ahead log and lock file there. Make the folder writable, or change store.path.")
+
+
 def _connect(path: Path) -> sqlite_utils.Database:
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
     db = sqlite_utils.Database(conn)
@@ -531,6 +547,8 @@ def open_store(path: str | Path, *, upto: int | None = None) -> Store:
     `upto` stops after that many migrations; it exists so tests can build an old store."""
     path = Path(path)
     target = SCHEMA_VERSION if upto is None else upto
+    if path.parent.exists():
+        _check_writable(path)  # before anything opens it: a read-only open would leave a read-only -shm behind
     if path.exists() and path.stat().st_size > 0:
         app_id, version, recorded = _inspect(path)
         if version > SCHEMA_VERSION:
