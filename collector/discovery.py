@@ -337,13 +337,18 @@ def discover_place(clients: Clients, place: Place) -> tuple[list[Found], dict[st
                 got = queues(clients, place, consumers)
             else:
                 got = discover(clients, place)
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, *UNREADABLE) as exc:
             errors[name] = describe_error(exc)
             continue
         if name == "lambda":
             lambda_found = got
         found.extend(got)
     return found, errors
+
+
+# What reading an answer that does not have the shape AWS documents raises, in botocore's
+# parsers or in ours: the source is marked errored (and asked again next poll), the rest goes on.
+UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -357,4 +362,6 @@ def describe_error(exc: BaseException) -> str:
         elif code in ("Throttling", "ThrottlingException", "TooManyRequestsException", "RequestThrottled", "ThrottledException"):
             hint = " AWS kept throttling after every retry; this source is tried again next poll."
         return f"{op}: {code}: {err.get('Message', '')}{hint}"
+    if isinstance(exc, UNREADABLE):
+        return f"an answer from AWS could not be read ({type(exc).__name__}: {str(exc)[:200]}); this source is tried again next poll"
     return f"{type(exc).__name__}: {exc}"

@@ -10,6 +10,7 @@ missed is fetched then. Nothing else is held up.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import uuid
@@ -30,7 +31,11 @@ from fleetwatch.clock import Clock
 from fleetwatch.store import SeriesKey, Store
 
 Progress = Callable[[int, int, str], None]  # (done, total, what) for long backfills
-FAILURES = (ClientError, BotoCoreError, AssumeRoleError, probes.ProbeError)
+FAILURES = (ClientError, BotoCoreError, AssumeRoleError, probes.ProbeError, *discovery.UNREADABLE)
+MAX_PAGES = 100  # GetMetricData pages for one request; real answers need a handful
+# CloudWatch refuses to store values whose magnitude is above this (PutMetricData's documented
+# range), so a larger one in an answer is not a real datapoint.
+CLOUDWATCH_MAX = 1.174271e108
 PLACE_THREADS = 4
 
 
@@ -447,24 +452,64 @@ def _span(start: int, end: int) -> str:
 
 def fetch(cw: Any, queries: list[plan.Query], start: int, end: int) -> tuple[list[tuple[SeriesKey, list[tuple[int, float]]]], list[str]]:
     """One GetMetricData call (plus NextToken pages) for up to 500 queries. Datapoints that are
-    missing stay missing: a series with no data in the window gets no samples at all."""
+    missing stay missing: a series with no data in the window gets no samples at all.
+
+    The answer is checked, not trusted: a datapoint outside the window asked for, or not a
+    finite number within what CloudWatch can hold, is dropped and counted in the problems; a
+    result whose timestamps and values do not pair up is dropped whole; an answer that leaves a
+    query out altogether, or pages without end, raises ProbeError, so the window is not counted
+    as read and is asked again next poll."""
     requests = [q.request(f"q{i}") for i, q in enumerate(queries)]
+    asked = {f"q{i}": i for i in range(len(queries))}
     collected: dict[str, list[tuple[int, float]]] = {}
     problems: list[str] = []
-    token = None
-    while True:
+    dropped = 0
+    token, tokens = None, set()
+    for _ in range(MAX_PAGES):
         args: dict[str, Any] = {"MetricDataQueries": requests, "StartTime": start, "EndTime": end, "ScanBy": "TimestampAscending"}
         if token:
             args["NextToken"] = token
         page = cw.get_metric_data(**args)
-        for r in page.get("MetricDataResults", []):
+        for r in page.get("MetricDataResults") or []:
+            idx = asked.get(r.get("Id"))
+            if idx is None:
+                problems.append(f"an answer for a query not asked ({str(r.get('Id'))[:40]!r}) was ignored")
+                continue
             got = collected.setdefault(r["Id"], [])
-            got.extend((epoch_seconds(ts), float(v)) for ts, v in zip(r.get("Timestamps", []), r.get("Values", [])))
+            stamps, values = r.get("Timestamps") or [], r.get("Values") or []
+            if len(stamps) != len(values):
+                problems.append(f"{queries[idx].key.metric}: {len(stamps)} timestamps for {len(values)} values; dropped")
+                continue
+            for ts, v in zip(stamps, values):
+                point = _point(ts, v, start, end)
+                if point is None:
+                    dropped += 1
+                else:
+                    got.append(point)
             if r.get("StatusCode") not in ("Complete", "PartialData"):
-                idx = int(r["Id"][1:])
-                msg = "; ".join(m.get("Value", "") for m in r.get("Messages", []))
-                problems.append(f"{queries[idx].key.metric} {r.get('StatusCode')}: {msg}")
+                msg = "; ".join(str(m.get("Value", "")) for m in r.get("Messages") or [] if isinstance(m, dict))
+                problems.append(f"{queries[idx].key.metric} {str(r.get('StatusCode'))[:40]}: {msg[:200]}")
         token = page.get("NextToken")
         if not token:
             break
-    return [(queries[int(qid[1:])].key, pts) for qid, pts in collected.items() if pts], problems
+        if token in tokens:
+            raise probes.ProbeError("GetMetricData: the same NextToken came back twice; the answer was not used and is asked again next poll")
+        tokens.add(token)
+    else:
+        raise probes.ProbeError(f"GetMetricData: more than {MAX_PAGES} pages for one request; the answer was not used and is asked again next poll")
+    missing = len(asked) - len(collected)
+    if missing:
+        raise probes.ProbeError(f"GetMetricData: the answer left out {missing} of {len(asked)} queries; it was not used and is asked again next poll")
+    if dropped:
+        problems.append(f"{dropped} datapoints outside the window or not finite numbers were dropped")
+    return [(queries[asked[qid]].key, pts) for qid, pts in collected.items() if pts], problems
+
+
+def _point(ts: Any, value: Any, start: int, end: int) -> tuple[int, float] | None:
+    try:
+        t, v = epoch_seconds(ts), float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not start <= t <= end or not math.isfinite(v) or abs(v) > CLOUDWATCH_MAX:
+        return None
+    return t, v

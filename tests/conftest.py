@@ -59,13 +59,14 @@ def set_clock(emulator: Any, t: float) -> None:
 
 
 def make_collector(emulator: Any, store: Any, *, regions: list[str] | None = None, roles: list[str] | None = None,
-                   max_attempts: int = 3, read_timeout: int = 60, **kw: Any) -> Any:
-    """A collector against the emulated fleet, on the emulator's own fake clock."""
+                   max_attempts: int = 3, read_timeout: int = 60, endpoint: str = "", **kw: Any) -> Any:
+    """A collector against the emulated fleet (or `endpoint`, a proxy in front of it), on the
+    emulator's own fake clock."""
     from collector.aws import Aws
     from collector.poll import Collector
 
     session = boto3.session.Session(**CREDS)
-    aws = Aws(regions=regions or REGIONS, role_arns=ROLES if roles is None else roles, endpoint_url=emulator.endpoint,
+    aws = Aws(regions=regions or REGIONS, role_arns=ROLES if roles is None else roles, endpoint_url=endpoint or emulator.endpoint,
               session=session, max_attempts=max_attempts, read_timeout=read_timeout, connect_timeout=5)
     kw.setdefault("backfill", 3600)
     return Collector(store, aws, emulator.model.clock, **kw)

@@ -16,13 +16,23 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import HTTPException, Request
 
 CSRF_COOKIE = "fleetwatch_csrf"
+# Guessing credentials: after this many failed sign-ins from one address within the window, that
+# address's sign-ins are refused with 429 (right or wrong) until the window has passed. Reads
+# that need no sign-in are not affected.
+MAX_FAILURES, FAILURE_WINDOW = 10, 60.0
+MAX_TRACKED = 10_000  # addresses remembered at once; the oldest is forgotten first
 
 
 @dataclass
@@ -40,6 +50,9 @@ class Auth:
     trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
     read_auth: bool = False
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    _failures: dict[str, deque[float]] = field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def from_config(cls, cfg: Any) -> Auth:
@@ -52,6 +65,39 @@ class Auth:
 
     def who(self, request: Request) -> Who | None:
         header = request.headers.get("authorization", "")
+        if not header:
+            return self._proxied(request)
+        client = request.client.host if request.client else "?"
+        wait = self._locked_out(client)
+        if wait:
+            raise HTTPException(429, f"too many failed sign-ins from {client}; try again in {math.ceil(wait)} s",
+                                headers={"Retry-After": str(math.ceil(wait))})
+        who = self._credentials(header)
+        if who is None:
+            self._failed(client)
+            return self._proxied(request)
+        return who
+
+    def _locked_out(self, client: str) -> float:
+        """Seconds until this address may try to sign in again (0: it may now)."""
+        now = self.clock()
+        with self._lock:
+            seen = self._failures.get(client)
+            while seen and seen[0] <= now - FAILURE_WINDOW:
+                seen.popleft()
+            if not seen:
+                self._failures.pop(client, None)
+                return 0.0
+            return seen[0] + FAILURE_WINDOW - now if len(seen) >= MAX_FAILURES else 0.0
+
+    def _failed(self, client: str) -> None:
+        with self._lock:
+            if client not in self._failures and len(self._failures) >= MAX_TRACKED:
+                self._failures.pop(next(iter(self._failures)))
+            seen = self._failures.setdefault(client, deque(maxlen=MAX_FAILURES))
+            seen.append(self.clock())
+
+    def _credentials(self, header: str) -> Who | None:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and self.token and hmac.compare_digest(value.strip().encode(), self.token.encode()):
             return Who("api-token", ambient=False)
@@ -63,6 +109,9 @@ class Auth:
             ok_user = hmac.compare_digest(user.encode(), self.username.encode())
             ok_password = hmac.compare_digest(password.encode(), self.password.encode())
             return Who(user, ambient=True) if ok_user and ok_password else None
+        return None
+
+    def _proxied(self, request: Request) -> Who | None:
         if self.user_header and request.client and request.client.host in self.trusted_proxies:
             user = request.headers.get(self.user_header, "").strip()
             if user:

@@ -12,6 +12,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
            (b"x-frame-options", b"SAMEORIGIN"), (b"cross-origin-opener-policy", b"same-origin")]
 MAX_BODY = 64 * 1024
+TOO_LARGE = b"request body too large (at most 64 KiB)"
 
 
 class SecurityHeaders:
@@ -24,21 +25,31 @@ class SecurityHeaders:
             return
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            await _plain(send, 413, b"request body too large (at most 64 KiB)")
+            await _plain(send, 413, TOO_LARGE)
             return
-        seen = 0
+        seen, answered, rejected = 0, False, False
 
         async def limited() -> dict[str, Any]:
-            nonlocal seen
+            nonlocal seen, rejected
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > MAX_BODY:
-                    raise _TooLarge
+                if seen > MAX_BODY and not rejected:
+                    # A body streamed without a length grew past the cap: answer 413 now, and
+                    # tell the app the client has gone, so it stops reading; what it answers
+                    # after that is dropped.
+                    rejected = True
+                    if not answered:
+                        await _plain(send, 413, TOO_LARGE)
+                    return {"type": "http.disconnect"}
             return message
 
         async def with_headers(message: dict[str, Any]) -> None:
+            nonlocal answered
+            if rejected:
+                return
             if message["type"] == "http.response.start":
+                answered = True
                 headers = list(message.get("headers") or [])
                 names = {k.lower() for k, _ in headers}
                 if b"content-security-policy" not in names:
@@ -47,18 +58,14 @@ class SecurityHeaders:
                 message["headers"] = headers
             await send(message)
 
-        try:
-            await self.app(scope, limited, with_headers)
-        except _TooLarge:
-            await _plain(send, 413, b"request body too large (at most 64 KiB)")
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, limited, with_headers)
 
 
 async def _plain(send: Any, status: int, body: bytes) -> None:
+    # The rest of the body is never read, so the connection cannot carry another request: it is
+    # closed after this answer (kept open, the server would wait for a body that may never come).
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
 

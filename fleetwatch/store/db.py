@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import operator
 import os
 import sqlite3
@@ -330,7 +331,8 @@ class Store:
                     sid = self._series_ids.get(key.key)
                     if sid is None:
                         sid = self._series_id_in(db, key)
-                    rows.extend((sid, int(ts), float(v)) for ts, v in points)
+                    # A value that is not a finite number is no measurement (SQLite would store NaN as NULL).
+                    rows.extend((sid, int(ts), float(v)) for ts, v in points if math.isfinite(v))
                 db.conn.executemany(
                     "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) "
                     "ON CONFLICT(series_id, ts) DO UPDATE SET value = excluded.value", rows)
