@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # browser here); `make test` installs it when it is missing.
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup test soak demo bench docs clean browser
+.PHONY: setup test soak chaos demo bench docs clean browser
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ test: $(STAMP) $(CHROMIUM)
 # A simulated week of `fleetwatch run` (10,140 polls on a fake clock): memory and store size per day.
 soak: $(STAMP)
 	$(PY) -m pytest -m soak -s tests/test_soak.py
+
+# Faults, restarts and hostile input at full size (make test runs each at a quick size): prints
+# the chaos table and writes test-artifacts/chaos.json.
+chaos: $(STAMP)
+	CHAOS_FULL=1 $(PY) -m pytest tests/test_faultproxy.py tests/test_chaos_*.py
 
 demo: $(STAMP)
 	$(VENV)/bin/fleetwatch demo

@@ -35,6 +35,12 @@ def clean(text: Any, limit: int) -> str:
     return s if len(s) <= limit else s[:max(0, limit - 1)].rstrip() + "…"
 
 
+def one_line(text: Any, limit: int) -> str:
+    """clean(), and on one line: for subjects and headers (a line break in a mail subject would
+    start a header of its own)."""
+    return clean(re.sub(r"[\r\n]+", " ", str(text or "")), limit)
+
+
 def mrkdwn_escape(text: str) -> str:
     """Slack's three control characters; with them escaped, a name cannot become a link or a
     mention such as <!channel>."""
@@ -51,7 +57,7 @@ class Notice:
 
     @property
     def headline(self) -> str:
-        return f"[{LABEL.get(self.kind, self.kind.upper())}] {self.incident.severity.upper()}: {clean(self.incident.title, 400)}"
+        return f"[{LABEL.get(self.kind, self.kind.upper())}] {self.incident.severity.upper()}: {one_line(self.incident.title, 400)}"
 
     def evidence_lines(self) -> list[str]:
         """One line per alert: its title and the numbers it was held against."""
@@ -139,7 +145,7 @@ _env = Environment(loader=PackageLoader("alerts", "templates"), autoescape=selec
 def email_message(n: Notice) -> tuple[str, str, str]:
     """(subject, text body, HTML body)."""
     view = {"n": n, "inc": n.incident, "lines": n.evidence_lines(), "clean": clean, "label": LABEL.get(n.kind, n.kind)}
-    subject = clean(f"[fleetwatch] {n.headline}", 200)
+    subject = one_line(f"[fleetwatch] {n.headline}", 200)
     return subject, _env.get_template("incident.txt").render(view), _env.get_template("incident.html").render(view)
 
 

@@ -3,9 +3,12 @@ SMTP sink on loopback, a four-resource topology, and a `tick` that runs one eval
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from alerts.state import Observation
 from detectors.base import Resource
@@ -14,7 +17,8 @@ from fleetwatch.clock import FakeClock
 from fleetwatch.config import load_config
 from fleetwatch.store import open_store
 from fleetwatch.store.alerting import AlertStore
-from simulator.slack import TOKEN
+from simulator.mail import SmtpSink
+from simulator.slack import TOKEN, SlackStandIn
 
 T0 = 1_800_000_000 // 3600 * 3600
 ACCOUNT, REGION = "111111111111", "us-east-1"
@@ -110,3 +114,12 @@ def _toml(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> Iterator[World]:
+    """A World whose Slack and SMTP are the stand-ins (a fixture: import it into the test module)."""
+    with SlackStandIn() as slack, SmtpSink() as smtp:
+        w = World(tmp_path, slack, smtp)
+        yield w
+        w.close()

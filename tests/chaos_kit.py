@@ -26,14 +26,22 @@ def size(quick: Any, full: Any) -> Any:
     return full if FULL else quick
 
 
-def record(experiment: str, **figures: Any) -> None:
-    """One row of the chaos table; keys are COLUMNS with '_' for ' ' (others go to the JSON only)."""
-    ROWS.append({"experiment": experiment, "scale": "full" if FULL else "quick", **figures})
+def record(experiment: str, group: str = "", **figures: Any) -> None:
+    """One row of the chaos table; keys are COLUMNS with '_' for ' ' (others go to the JSON only).
+    Rows with the same `group` (one per case of a parametrised test) share a line of the table."""
+    ROWS.append({"experiment": experiment, "group": group or experiment, "scale": "full" if FULL else "quick", **figures})
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ["experiment", *COLUMNS]
-    body = [[r["experiment"], *(str(r.get(c.replace(" ", "_"), "")) for c in COLUMNS)] for r in rows]
+    merged: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        line = merged.setdefault(r["group"], {})
+        for c in COLUMNS:
+            key = c.replace(" ", "_")
+            if isinstance(r.get(key), int):
+                line[key] = line.get(key, 0) + r[key]
+    body = [[group, *(str(line.get(c.replace(" ", "_"), "")) for c in COLUMNS)] for group, line in merged.items()]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(b) for b in body)])
@@ -103,11 +111,11 @@ def target(emulator: Any, label: dict[str, Any]) -> str:
     return f"{kind}/{res.account}/{res.region}/{name}"
 
 
-def outcomes(path: Path, emulator: Any, labels: list[dict[str, Any]], slack_keys: set[str]) -> list[dict[str, Any]]:
+def outcomes(path: Path, emulator: Any, labels: list[dict[str, Any]], slack_keys: set[str], notify_within: int = 1200) -> list[dict[str, Any]]:
     """Per labelled incident: detected (a paging finding on its resource during it, or up to 20
     minutes after it ended) and notified (a notification about an incident holding that
-    resource's alert was delivered meanwhile, and the Slack stand-in received it; the incident
-    may be an earlier one the alert joined)."""
+    resource's alert was delivered by `notify_within` seconds after it ended, and the Slack
+    stand-in received it; the incident may be an earlier one the alert joined)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     out = []
     try:
@@ -120,7 +128,7 @@ def outcomes(path: Path, emulator: Any, labels: list[dict[str, Any]], slack_keys
                 "SELECT n.key FROM notifications n JOIN incidents i ON i.id = n.incident_id "
                 "WHERE n.status = 'sent' AND n.sent_at BETWEEN ? AND ? AND EXISTS (SELECT 1 FROM alerts a "
                 "WHERE a.resource_id = ? AND i.members LIKE '%' || a.fingerprint || '%')",
-                [label["start"] - 600, label["end"] + 1200, rid])}
+                [label["start"] - 600, label["end"] + notify_within, rid])}
             out.append({"id": label["id"], "resource": rid, "detected_at": detected,
                         "notified": bool(keys & slack_keys)})
     finally:

@@ -86,7 +86,7 @@ def test_disk_full_under_a_running_agent_a_clear_error_no_corruption_and_recover
     conn.close()
     assert statuses[-1] == "ok"
     chaos_kit.record("disk full under the agent", faults_injected=full_polls, samples_lost=len(gap - after),
-                     restarts_survived=0, failed_cycles_logged=len(errors), minutes_backfilled=len(gap))
+                     failed_cycles_logged=len(errors), minutes_backfilled=len(gap))
 
 
 def test_a_read_only_store_is_refused_at_start_untouched_and_used_once_writable(fleet: Any, tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ def test_slack_and_smtp_down_for_an_hour_everything_owed_arrives_once(fleet: Any
     assert len(mail_ids) == sum(1 for s in sent if s["target"].startswith("email"))
     assert max(slack_keys.values()) == 1 and max(mail_ids.values()) == 1
     assert leftover == []
-    (found,) = chaos_kit.outcomes(tmp_path / "fw.db", fleet, [label], set(slack_keys))
+    (found,) = chaos_kit.outcomes(tmp_path / "fw.db", fleet, [label], set(slack_keys), notify_within=2 * HOUR)
     assert found["detected_at"] and found["notified"]
     chaos_kit.record("Slack and SMTP down for an hour", faults_injected=sum(n for _, n in failures), incidents_expected=1,
                      detected=int(bool(found["detected_at"])), notified=int(found["notified"]), notifications_duplicated=0,

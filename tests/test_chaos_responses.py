@@ -108,5 +108,5 @@ def test_a_surprising_answer_costs_only_what_it_spoiled(fleet: Any, tmp_path: Pa
                        "OR ts > ? OR ts < ?", [NOW + 300, NOW - 40 * 86400]).fetchone()[0]
     conn.close()
     assert bad == 0, f"{bad} non-finite, absurd or misdated samples stored"
-    chaos_kit.record(f"AWS answer: {case}", bad_inputs_tried=1, handled=1, faults_injected=rewritten,
+    chaos_kit.record(f"AWS answer: {case}", group="malformed AWS answers", bad_inputs_tried=1, handled=1, faults_injected=rewritten,
                      errored_sources=sorted(k for k, s in by_source.items() if s.status == "error"))

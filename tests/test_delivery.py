@@ -3,7 +3,6 @@ webhook, with 429 + Retry-After, 500s and timeouts), and smtplib to an aiosmtpd 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +13,8 @@ from alerts.state import Observation
 from simulator.mail import SmtpSink
 from tests.certs import make_certs
 from simulator.slack import SlackStandIn
-from tests.alerting_kit import World, api_errors, queue_growth, rid
+from tests.alerting_kit import World, api_errors, queue_growth, rid, world  # noqa: F401 - world is a fixture
 
-
-@pytest.fixture()
-def world(tmp_path: Path) -> Iterator[World]:
-    with SlackStandIn() as slack, SmtpSink() as smtp:
-        w = World(tmp_path, slack, smtp)
-        yield w
-        w.close()
 
 
 def fire(world: World, *observed: Observation) -> None:
