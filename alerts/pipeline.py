@@ -101,7 +101,8 @@ class Pipeline:
             for target in targets(inc, self.settings.routes, self.settings.defaults):
                 history = self.store.history(inc.id, target)
                 failed_at = self.store.last_failure(inc.id, target)
-                kind = owed(inc, history, now, self.settings.timers, mute, missed=failed_at is not None)
+                missed = failed_at is not None or self.store.was_interrupted(inc.id, target)
+                kind = owed(inc, history, now, self.settings.timers, mute, missed=missed)
                 if kind is None:
                     continue
                 if failed_at is not None and now - failed_at < FAILURE_BACKOFF and (not history or failed_at > history[-1].sent_at):
@@ -121,7 +122,10 @@ class Pipeline:
 
     def _send(self, inc: Incident, target: str, kind: str, history: list, members: list[Alert]) -> Outcome:
         channel = self.channels.get(target.partition(":")[0])
-        key = f"{inc.id}/{target}/{len(history) + 1}"
+        # The kind is part of the key: after an interrupted send whose fate is unknown, what is
+        # owed next may be another kind (the incident ended meanwhile), and it must not carry the
+        # interrupted one's key (nor, by mail, its Message-ID, which clients show once).
+        key = f"{inc.id}/{target}/{len(history) + 1}/{kind}"
         if channel is None:
             error = (f"no channel for {target}: set slack.bot_token or slack.webhook_url" if target.startswith("slack:")
                      else f"no channel for {target}: set smtp.host, or email.transport = 'ses'")
@@ -159,4 +163,6 @@ class Pipeline:
                 self.store.sent(row["key"], found.external_id, found.thread_id, row["sent_at"])
                 report.recovered += 1
             else:
-                self.store.forget_send(row["key"])
+                # Not there, or this channel cannot be asked (mail): owed again, and kept as
+                # 'unknown', so that if the incident ends before it goes, its end is still told.
+                self.store.interrupted(row["key"])

@@ -96,7 +96,8 @@ def test_the_overview_keeps_answering_under_a_flood_of_bad_requests(web_store: d
         results: Counter[tuple[str, int]] = Counter()
         lock, stop = threading.Lock(), threading.Event()
         counter = iter(range(requests))
-        deadline = time.monotonic() + limit_s
+        began = time.monotonic()
+        deadline = began + limit_s
 
         def flood(seed: int) -> None:
             rng, client = random.Random(seed), Client(host, port)
@@ -121,6 +122,7 @@ def test_the_overview_keeps_answering_under_a_flood_of_bad_requests(web_store: d
             for j in jobs:
                 j.result(timeout=limit_s + 60)
             stop.set()
+        elapsed = time.monotonic() - began
         # The right password, from the address that has been guessing: refused too, until the window passes.
         locked = Client(host, port).request("POST", f"/api/incidents/{web_store['storm']}/ack", b"{}",
                                             {"Authorization": f"Bearer {TOKEN}"})
@@ -135,8 +137,11 @@ def test_the_overview_keeps_answering_under_a_flood_of_bad_requests(web_store: d
     assert statuses == Counter({200: len(latencies)}), statuses
     p95 = sorted(latencies)[int(len(latencies) * 0.95) - 1]
     assert p95 < 2.0, f"the overview took {p95:.2f} s (95th percentile) under the flood"
+    # Ten guesses a minute get an answer; the rest 429. Guesses already in flight when the tenth
+    # failed (one per connection at most) still get their 401.
     guesses = by_kind.get("password", Counter()) + by_kind.get("token", Counter())
-    assert guesses[429] >= guesses.total() - 2 * MAX_FAILURES and not guesses[200], guesses
+    allowed = MAX_FAILURES * (elapsed / FAILURE_WINDOW + 1) + workers
+    assert guesses[401] <= allowed and guesses[429] and not guesses[200], (guesses, allowed)
     assert locked == 429, "a locked-out address cannot confirm a right guess"
     for kind in ("declared huge", "streamed huge"):
         assert set(by_kind.get(kind, {})) <= {413, 0}, (kind, by_kind.get(kind))
@@ -145,7 +150,7 @@ def test_the_overview_keeps_answering_under_a_flood_of_bad_requests(web_store: d
     assert unanswered == 0, by_kind
     chaos_kit.record("dashboard flood from loopback", bad_inputs_tried=sent, handled=sent - unanswered,
                      overview_requests=len(latencies), overview_median_s=round(statistics.median(latencies), 3),
-                     overview_p95_s=round(p95, 3), by_kind={k: dict(v) for k, v in by_kind.items()})
+                     overview_p95_s=round(p95, 3), seconds=round(elapsed, 1), by_kind={k: dict(v) for k, v in by_kind.items()})
 
 
 def _request(auth_header: str, client: str = "127.0.0.1") -> Request:

@@ -127,7 +127,7 @@ def test_mail_is_multipart_threaded_and_stable(world: World) -> None:
     assert "checkout-api: 12% of requests failing" in first.get_body(("plain",)).get_content()
     assert resolved["In-Reply-To"] == first["Message-ID"]
     inc = world.incidents()[0]
-    assert first["Message-ID"] == message_id(f"{inc.id}/email:oncall@example.com/1"), "a resend would carry the same id"
+    assert first["Message-ID"] == message_id(f"{inc.id}/email:oncall@example.com/1/firing"), "a resend would carry the same id"
 
 
 def test_smtp_transient_error_is_retried(world: World) -> None:

@@ -138,9 +138,15 @@ class AlertStore:
             db.execute("UPDATE notifications SET status = 'sent', sent_at = ?, external_id = ?, thread_id = ? WHERE key = ?",
                        [now, external_id, thread_id, key])
 
-    def forget_send(self, key: str) -> None:
+    def interrupted(self, key: str) -> None:
+        """A send the agent stopped in the middle of, not found delivered: kept as 'unknown' (not in
+        the history, so it is owed again) to say the target may have missed it."""
         with self.store.transaction() as db:
-            db.execute("DELETE FROM notifications WHERE key = ? AND status = 'sending'", [key])
+            db.execute("UPDATE notifications SET status = 'unknown' WHERE key = ? AND status = 'sending'", [key])
+
+    def was_interrupted(self, incident_id: int, target: str) -> bool:
+        return self.db.execute("SELECT 1 FROM notifications WHERE incident_id = ? AND target = ? AND status = 'unknown' LIMIT 1",
+                               [incident_id, target]).fetchone() is not None
 
     def failed(self, key: str, incident_id: int, target: str, kind: str, attempts: int, error: str, now: int) -> None:
         with self.store.transaction() as db:
