@@ -190,6 +190,7 @@ class Agent:
         return cycle
 
     def _cycle(self, cycle: Cycle) -> None:
+        log.debug("polling")
         report = self.collector.poll(poll_id=cycle.poll_id)
         if report.abandoned:
             cycle.status, cycle.error = "abandoned", "the agent stopped during the poll; its window is fetched again next time"
@@ -205,6 +206,7 @@ class Agent:
         if self.stopping():
             return
 
+        log.debug("detecting")
         detection = detect(self.store, report.started_at, settings=self.settings, tracer=self.telemetry.tracer)
         cycle.findings = len(detection.findings)
         for r in detection.runs:
@@ -219,6 +221,7 @@ class Agent:
                 "JOIN incidents i ON i.id = e.incident_id WHERE e.id > ? ORDER BY e.id", [seen]):
             with correlated(incident_id=inc_id):
                 log.info("incident %s %s: %s", inc_id, event, title, extra={"state": state, "detail": detail})
+        log.debug("delivering")
         with self.telemetry.tracer.start_as_current_span("fleetwatch.deliver"):
             delivery = self.pipeline.deliver()
         cycle.sent = sum(1 for o in delivery.outcomes if o.ok)
