@@ -35,7 +35,7 @@ soak: $(STAMP)
 	$(PY) -m pytest -m soak -s tests/test_soak.py
 
 # Faults, restarts and hostile input at full size (make test runs each at a quick size): prints
-# the chaos table and writes test-artifacts/chaos.json.
+# the chaos table and writes test-artifacts/chaos-full.json.
 chaos: $(STAMP)
 	CHAOS_FULL=1 $(PY) -m pytest tests/test_faultproxy.py tests/test_chaos_*.py
 

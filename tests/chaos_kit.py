@@ -2,7 +2,8 @@
 `make chaos` sets), the table of figures they report, and the comparisons they assert with.
 
 Each chaos test calls `record(...)` with what it injected and what it found; the session's
-terminal summary prints the table, and test-artifacts/chaos.json keeps it (conftest.py)."""
+terminal summary prints the table, and test-artifacts/chaos.json (chaos-full.json at full size)
+keeps it (conftest.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 
 FULL = os.environ.get("CHAOS_FULL") == "1"
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACT = ROOT / "test-artifacts" / "chaos.json"
+ARTIFACT = ROOT / "test-artifacts" / ("chaos-full.json" if FULL else "chaos.json")  # a quick run never overwrites a full one
 COLUMNS = ("faults injected", "incidents expected", "detected", "notified", "notifications duplicated", "samples lost",
            "restarts survived", "bad inputs tried", "handled")
 ROWS: list[dict[str, Any]] = []
