@@ -131,7 +131,9 @@ def test_killed_a_hundred_times_nothing_lost_nothing_sent_twice(fleet: Any, tmp_
     unrecorded = set(mail_ids) - mail_sent
     assert max(mail_ids.values()) <= 2 and len(unrecorded) <= kills
     assert all(o["detected_at"] and o["notified"] for o in found), found
-    assert where["sending (message at Slack, not yet recorded)"] >= kills // 4 and where["polling and storing"] >= 1
+    # The kills did land inside sends and inside polls (a third are aimed at sends; an aimed one
+    # falls back to a random moment when nothing is sent for 20 s).
+    assert where["sending (message at Slack, not yet recorded)"] >= kills // 10 and where["polling and storing"] >= 1
     chaos_kit.record("agent SIGKILLed at random", faults_injected=kills, incidents_expected=len(seen),
                      detected=sum(bool(o["detected_at"]) for o in found), notified=sum(o["notified"] for o in found),
                      notifications_duplicated=sum(v - 1 for v in slack_keys.values()), samples_lost=0,
