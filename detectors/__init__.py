@@ -11,5 +11,7 @@ _MODULES = (coldstarts, connections, limits, outcomes, queues, tables)
 READS: frozenset[tuple[str, str]] = frozenset().union(*(m.READS for m in _MODULES))
 # Series some detector holds against the same hour of the week in earlier weeks.
 WEEKLY: frozenset[tuple[str, str]] = frozenset().union(*(getattr(m, "WEEKLY", frozenset()) for m in _MODULES))
+# Series whose newest point some detector needs however old it is (a schedule's last run).
+LAST_SEEN: frozenset[tuple[str, str]] = frozenset().union(*(getattr(m, "LAST_SEEN", frozenset()) for m in _MODULES))
 
-__all__ = ["READS", "REGISTRY", "WEEKLY"]
+__all__ = ["LAST_SEEN", "READS", "REGISTRY", "WEEKLY"]

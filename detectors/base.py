@@ -107,6 +107,15 @@ class Inputs:
     # The same clock hour of the week in earlier weeks: (resource id, metric, stat) -> (sum of
     # the values over those hours, how many of the hours had data). Declared by WEEKLY.
     weekly: dict[tuple[str, str, str], tuple[float, int]] = field(default_factory=dict)
+    # When the newest point of each series declared by LAST_SEEN was, however long ago (raw
+    # samples or hourly rollups): (resource id, metric, stat) -> time. A schedule whose last run
+    # left the window is still known to have last run then.
+    last_seen: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # When fleetwatch first discovered each resource (resource id -> time).
+    first_seen: dict[str, int] = field(default_factory=dict)
+    # What open alerts were decided against, by finding fingerprint: {"baseline": x, "since": t}.
+    # "Usually" means before the incident: a detector holds the baseline of an open alert.
+    held: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Resource]:
         return [r for r in self.resources if r.kind == kind]
@@ -174,4 +183,13 @@ def evidence(limit: float | None = None, baseline: float | None = None, **series
 
 
 def pct(x: float) -> str:
-    return f"{x * 100:.0f}%" if x >= 0.1 else f"{x * 100:.1f}%"
+    """A ratio as a percentage: whole above 10 %, one decimal above 1 %, two significant figures
+    below (0.00055 is "0.055%", not "0.1%" beside a 0.1 % limit)."""
+    p = x * 100
+    if p == 0:
+        return "0%"
+    if abs(p) >= 10:
+        return f"{p:.0f}%"
+    if abs(p) >= 1:
+        return f"{p:.1f}%"
+    return f"{p:.2g}%"

@@ -4,14 +4,18 @@ did not run when their expression says they should have, or whose target failed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
 
+from detectors import schedule_times
 from detectors.base import CRITICAL, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, pct
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {("5XXError", "Average"), ("5xx", "Average"), ("Count", "Sum"), ("Latency", "p95"), ("Errors", "Sum"),
          ("Invocations", "Sum"), ("TriggeredRules", "Sum"), ("FailedInvocations", "Sum")}
+# Series whose newest point the pass looks up however old it is: a schedule's last run.
+LAST_SEEN = {("TriggeredRules", "Sum")}
 
 RECENT = 5 * 60
 BASELINE = 3600
@@ -19,9 +23,13 @@ FUNCTION_BASELINE = 2400  # per-function series are loaded for 45 minutes
 MIN_REQUESTS = 50  # in 5 minutes: fewer cannot page
 MIN_INVOCATIONS = 30  # in 10 minutes
 MIN_ERRORS = 5  # failed requests or invocations: two failures of thirty are noise, not an outage
-_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
-_CRON = re.compile(r"^cron\((\S+) (\S+) \S+ \S+ \S+(?: \S+)?\)$")
-GRACE = 5 * 60  # EventBridge metrics are best-effort and may lag
+GRACE = 5 * 60  # a missed run is reported this long after it was due: EventBridge metrics are best-effort and may lag
+LAG = 2 * 60  # a due run's TriggeredRules point is expected in the store this long after it (CloudWatch latency, poll)
+_REFERENCE = 1_800_000_000  # any fixed time, for a cron expression's usual interval
+# Baselines: a finding enters at ENTER× the recent baseline and, once an alert holds the
+# pre-incident baseline, stays while the rate is at least HOLD× that baseline (and the objective).
+ENTER, HOLD = 3.0, 2.0
+LATENCY_ENTER, LATENCY_HOLD = 2.0, 1.5
 
 
 def _weighted_rate(rate: Series, count: Series) -> tuple[float, float]:
@@ -43,6 +51,20 @@ def outcomes(inp: Inputs) -> Iterator[Finding | NoData]:
         yield from _schedule(inp, rule)
 
 
+def _held(inp: Inputs, resource_id: str, key: str) -> dict[str, Any] | None:
+    """The baseline an open alert of this finding was decided with, if any (see Inputs.held)."""
+    got = inp.held.get(f"outcomes:{resource_id}:{key}")
+    return got if got and isinstance(got.get("baseline"), (int, float)) else None
+
+
+def _frozen(ev: dict[str, Any], baseline: float, since: int, unit: str) -> dict[str, Any]:
+    """Evidence that carries the baseline and when it was decided, so the alert store hands it back
+    next pass (Inputs.held) and "usually" stays what it was before the incident."""
+    ev["baseline"], ev["baseline_since"] = baseline, since
+    ev.setdefault("units", {})["baseline"] = unit
+    return ev
+
+
 def _api(inp: Inputs, api: Resource) -> Iterator[Finding]:
     error_metric = "5XXError" if api.facts.get("type") == "REST" else "5xx"
     objective = float(inp.settings.get("objectives.api_error_rate", 0.01))
@@ -50,24 +72,40 @@ def _api(inp: Inputs, api: Resource) -> Iterator[Finding]:
     rate = inp.get(api.id, error_metric, "Average")
     count = inp.get(api.id, "Count", "Sum")
     now_rate, requests = _weighted_rate(rate.since(inp.now - RECENT), count.since(inp.now - RECENT))
-    base_rate, _ = _weighted_rate(rate.before(inp.now - RECENT).since(inp.now - BASELINE), count.before(inp.now - RECENT))
-    if requests >= MIN_REQUESTS and now_rate * requests >= MIN_ERRORS and now_rate >= max(objective, 3 * base_rate):
-        since = rate.run_start(lambda v: v >= objective) or inp.now - RECENT
+    held = _held(inp, api.id, "errors")
+    if held:
+        # Hysteresis against the pre-incident rate: the last hour now holds the failure itself.
+        base_rate, threshold, since = float(held["baseline"]), max(objective, HOLD * float(held["baseline"])), held.get("since")
+    else:
+        base_rate, _ = _weighted_rate(rate.before(inp.now - RECENT).since(inp.now - BASELINE), count.before(inp.now - RECENT))
+        threshold, since = max(objective, ENTER * base_rate), None
+    if requests >= MIN_REQUESTS and now_rate * requests >= MIN_ERRORS and now_rate >= threshold:
+        since = int(since) if since else (rate.run_start(lambda v: v >= objective) or inp.now - RECENT)
+        failed = now_rate * requests
         yield Finding("outcomes", api.id, CRITICAL if now_rate >= 5 * objective else WARNING,
-                      f"{api.name}: {pct(now_rate)} of requests failing (5XX) over 5 min, usually {pct(base_rate)}",
-                      since, evidence(limit=objective, baseline=base_rate, error_rate=rate, requests=count),
+                      f"{api.name}: {pct(now_rate)} of requests failing (5XX) over 5 min ({failed:,.0f} of {requests:,.0f}), "
+                      f"usually {pct(base_rate)}",
+                      since, _frozen({**evidence(limit=objective, error_rate=rate, requests=count),
+                                      "now": {"error_rate": now_rate, "failed": round(failed), "requests": round(requests),
+                                              "minutes": RECENT // 60}}, base_rate, since, "ratio"),
                       cause="", fix="Look at the causes fleetwatch found at the same time; then at the integrated functions "
                       f"({', '.join(api.facts.get('functions', [])) or 'its backends'}).", key="errors")
     latency = inp.get(api.id, "Latency", "p95")
     recent, before = latency.since(inp.now - RECENT), latency.before(inp.now - RECENT).since(inp.now - BASELINE)
-    if len(recent) >= 3 and len(before) >= 15:
-        now_p95, base_p95 = recent.median() or 0.0, before.median() or 0.0
+    held = _held(inp, api.id, "latency")
+    if len(recent) >= 3 and (held or len(before) >= 15):
+        now_p95 = recent.median() or 0.0
+        base_p95 = float(held["baseline"]) if held else before.median() or 0.0
+        factor = LATENCY_HOLD if held else LATENCY_ENTER
         over_objective = latency_objective and now_p95 > latency_objective
-        if base_p95 and now_p95 >= 2 * base_p95 and (over_objective or not latency_objective):
+        if base_p95 and now_p95 >= factor * base_p95 and (over_objective or not latency_objective):
+            since = int(held["since"]) if held and held.get("since") else (
+                latency.run_start(lambda v: v >= factor * base_p95) or recent.points[0][0])
             yield Finding("outcomes", api.id, WARNING,
-                          f"{api.name}: p95 latency {now_p95:.0f} ms, {now_p95 / base_p95:.1f}× its usual {base_p95:.0f} ms",
-                          latency.run_start(lambda v: v >= 2 * base_p95) or recent.points[0][0],
-                          evidence(limit=latency_objective or None, baseline=base_p95, latency_p95=latency),
+                          f"{api.name}: p95 latency {now_p95:.0f} ms over 5 min, {now_p95 / base_p95:.1f}× its usual {base_p95:.0f} ms",
+                          since, _frozen({**evidence(limit=latency_objective or None, latency_p95=latency),
+                                          "now": {"latency_p95_ms": round(now_p95, 1), "minutes": RECENT // 60}},
+                                         base_p95, since, "ms"),
                           fix="Look for cold starts, throttling or a slow dependency behind the API.", key="latency")
 
 
@@ -82,55 +120,122 @@ def _function_errors(inp: Inputs, fn: Resource) -> Iterator[Finding]:
     if failed < MIN_ERRORS:
         return
     rate = failed / n
-    base_n = invocations.before(window).since(inp.now - FUNCTION_BASELINE).sum()
-    base = errors.before(window).since(inp.now - FUNCTION_BASELINE).sum() / base_n if base_n else 0.0
-    if rate >= max(0.05, 5 * base):
+    held = _held(inp, fn.id, "errors")
+    if held:
+        base, threshold = float(held["baseline"]), max(0.05, HOLD * float(held["baseline"]))
+    else:
+        base_n = invocations.before(window).since(inp.now - FUNCTION_BASELINE).sum()
+        base = errors.before(window).since(inp.now - FUNCTION_BASELINE).sum() / base_n if base_n else 0.0
+        threshold = max(0.05, 5 * base)
+    if rate >= threshold:
+        since = int(held["since"]) if held and held.get("since") else (errors.run_start(lambda v: v > 0) or window)
         yield Finding("outcomes", fn.id, CRITICAL if rate >= 0.2 else WARNING,
-                      f"{fn.name}: {pct(rate)} of {n:.0f} invocations failed in 10 min, usually {pct(base)}",
-                      errors.run_start(lambda v: v > 0) or window, evidence(baseline=base, errors=errors, invocations=invocations),
+                      f"{fn.name}: {pct(rate)} of invocations failed in 10 min ({failed:,.0f} of {n:,.0f}), usually {pct(base)}",
+                      since, _frozen({**evidence(errors=errors, invocations=invocations),
+                                      "now": {"error_rate": rate, "failed": round(failed), "invocations": round(n), "minutes": 10}},
+                                     base, since, "ratio"),
                       fix=f"Read {fn.name}'s recent error logs; roll back if a deploy preceded this.", key="errors")
 
 
-def expected_interval(expression: str) -> int | None:
-    """Seconds between runs of a rate() or simple cron() expression (minute fixed, hour fixed or
-    every hour); None for expressions this cannot reason about."""
-    match = _RATE.match(expression.strip())
-    if match:
-        unit = match.group(2).rstrip("s")
-        return int(match.group(1)) * {"minute": 60, "hour": 3600, "day": 86400}[unit]
-    match = _CRON.match(expression.strip())
-    if match and match.group(1).isdigit():
-        return 3600 if match.group(2) == "*" else 86400 if match.group(2).isdigit() else None
-    return None
+def expected_interval(expression: str, at: int | None = None) -> int | None:
+    """Seconds between runs of a rate() or cron() expression (for cron, the gap between the two
+    due times before `at`); None for expressions that cannot be evaluated."""
+    schedule = schedule_times.parse(expression)
+    if schedule is None:
+        return None
+    return schedule.interval(at if at is not None else _REFERENCE)
+
+
+def _ago(seconds: int) -> str:
+    """A duration as a person says it: "45 min", "3 h 10 min", "2 d 4 h"."""
+    minutes = max(0, seconds) // 60
+    if minutes < 120:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h" if not minutes else f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d" if not hours else f"{days} d {hours} h"
+
+
+def _every(interval: int) -> str:
+    if interval % 86400 == 0:
+        return "day" if interval == 86400 else f"{interval // 86400} days"
+    if interval % 3600 == 0:
+        return "hour" if interval == 3600 else f"{interval // 3600} h"
+    return f"{interval // 60} min"
+
+
+def _at(t: int, now: int) -> str:
+    """A due time in UTC (the zone scheduled rules run in), with its date once it is a day old."""
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%H:%M UTC" if now - t < 86400 else "%b %d %H:%M UTC")
+
+
+def _known_since(inp: Inputs, rule: Resource) -> int | None:
+    """Since when the schedule is known to exist: its creation time where the API gives one, else
+    when fleetwatch first discovered it. EventBridge rules have no creation time (DescribeRule
+    returns none), so a rule found already dead is reported from its first due time after that."""
+    created = rule.facts.get("created_at")
+    if isinstance(created, (int, float)):
+        return int(created)
+    return inp.first_seen.get(rule.id)
 
 
 def _schedule(inp: Inputs, rule: Resource) -> Iterator[Finding | NoData]:
-    if rule.facts.get("state", "ENABLED") != "ENABLED":
+    if str(rule.facts.get("state", "ENABLED")).upper() != "ENABLED":
+        return  # disabled on purpose: a state shown on the resource, not an incident
+    expression = str(rule.facts.get("expression", ""))
+    schedule = schedule_times.parse(expression)
+    interval = schedule.interval(inp.now) if schedule is not None else None
+    if schedule is None or interval is None:
+        yield NoData(rule.id, f"cannot tell when {expression or 'its schedule'} should run")
         return
-    interval = expected_interval(str(rule.facts.get("expression", "")))
     triggered = inp.get(rule.id, "TriggeredRules", "Sum")
     failed = inp.get(rule.id, "FailedInvocations", "Sum")
-    if interval is None:
-        yield NoData(rule.id, f"cannot tell when {rule.facts.get('expression')} should run")
-        return
+    targets = ", ".join(rule.facts.get("target_functions", [])) or "its target"
     recent_failed = failed.since(inp.now - max(interval, RECENT) - GRACE)
     if recent_failed.sum() > 0:
         runs = triggered.since(inp.now - max(interval, RECENT) - GRACE).sum()
         yield Finding("outcomes", rule.id, CRITICAL,
                       f"{rule.name}: {recent_failed.sum():.0f} of {max(runs, recent_failed.sum()):.0f} scheduled runs failed to invoke "
-                      f"{', '.join(rule.facts.get('target_functions', [])) or 'its target'}",
-                      recent_failed.points[0][0], evidence(failed=failed, triggered=triggered),
+                      f"{targets}", recent_failed.points[0][0], evidence(failed=failed, triggered=triggered),
                       cause="the target rejected or could not receive the invocation",
                       fix="Check the target's resource policy (events.amazonaws.com may invoke it), its existence and its errors.",
                       key="failed")
-    overdue = interval + max(GRACE, interval // 2)
-    last = triggered.latest
-    seen_for = inp.now - triggered.points[0][0] if triggered else 0
-    if interval < 3600 and (last is None and seen_for == 0):
-        return  # nothing known yet: the window holds no run at all (new rule, or history still filling)
-    if last is not None and inp.now - last[0] >= overdue:
-        yield Finding("outcomes", rule.id, CRITICAL,
-                      f"{rule.name}: no run for {(inp.now - last[0]) // 60} min; {rule.facts.get('expression')} should run every "
-                      f"{interval // 60} min", last[0] + interval, evidence(limit=interval, triggered=triggered),
-                      cause="the schedule stopped triggering (rule disabled, deleted target, or an EventBridge problem)",
-                      fix=f"Check {rule.name} is ENABLED and its target exists; run the job by hand if it is overdue.", key="missed")
+    yield from _missed(inp, rule, schedule, interval, triggered, targets)
+
+
+def _missed(inp: Inputs, rule: Resource, schedule: schedule_times.Schedule, interval: int, triggered: Series,
+            targets: str) -> Iterator[Finding]:
+    """A run is missed when its due time has passed and no TriggeredRules point came after the
+    run before it. The last run is known however old it is (Inputs.last_seen), so the finding
+    stays every pass while the job is dead — that keeps its incident open — and starts at the
+    first missed due time, the same every pass. It ends when a run is seen."""
+    latest = triggered.latest
+    last = max(inp.last_seen.get((rule.id, "TriggeredRules", "Sum"), 0), latest[0] if latest else 0) or None
+    reference = last if last is not None else _known_since(inp, rule)
+    if reference is None:
+        return  # nothing known yet
+    first_due = schedule.next_after(reference)
+    if first_due is None or inp.now < first_due + GRACE:
+        return
+    # Due times whose datapoint should have landed by now (EventBridge metrics lag; best-effort).
+    missed = schedule.count_due(first_due, inp.now - LAG)
+    # A single lost datapoint of a frequent schedule is not a dead job: two missed runs are.
+    if missed < (2 if interval < 30 * 60 else 1):
+        return
+    runs = f"{f'{missed}+' if missed >= 100 else missed} scheduled run{'s' if missed != 1 else ''} missed since {_at(first_due, inp.now)}"
+    every = (f"{schedule.expression} should run every {_every(interval)}" if schedule.rate is not None
+             else f"{schedule.expression} is due about every {_every(interval)} (UTC)")
+    if last is not None:
+        title = f"{rule.name}: no run for {_ago(inp.now - last)}, {runs}; {every}"
+    else:
+        title = f"{rule.name}: {runs}, none seen since it was found {_ago(inp.now - reference)} ago; {every}"
+    ev = evidence(triggered=triggered)
+    ev["schedule"] = {"expression": schedule.expression, "every_minutes": interval / 60, "last_run": last,
+                      "first_missed": first_due, "missed_runs": missed,
+                      "quiet_minutes": (inp.now - (last if last is not None else reference)) // 60}
+    yield Finding("outcomes", rule.id, CRITICAL, title, first_due, ev,
+                  cause="the schedule stopped triggering (rule disabled, deleted target, or an EventBridge problem)",
+                  fix=f"Check {rule.name} is ENABLED and its target {targets} exists; run the job by hand if it is overdue.",
+                  key="missed")

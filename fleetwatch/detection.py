@@ -5,6 +5,7 @@ and each detector's state."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import traceback
 import uuid
@@ -15,7 +16,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from detectors import READS, REGISTRY, WEEKLY
+from detectors import LAST_SEEN, READS, REGISTRY, WEEKLY
 from detectors.base import Detector, Finding, Inputs, NoData, Resource, Series
 from fleetwatch.store import Store
 
@@ -67,14 +68,60 @@ def detector_settings(cfg: Any) -> dict[str, Any]:
 
 
 def load_inputs(store: Store, now: int, window: int = WINDOW, settings: dict[str, Any] | None = None) -> Inputs:
-    resources = [Resource(r["id"], r["kind"], r["name"], r["account"], r["region"], r["facts"], r["tags"])
-                 for r in store.resources()]
+    rows = store.resources()
+    resources = [Resource(r["id"], r["kind"], r["name"], r["account"], r["region"], r["facts"], r["tags"]) for r in rows]
     starts = {read: now - (min(window, FUNCTION_WINDOW) if read in FUNCTION_SERIES else window) for read in READS}
     points, periods = store.window(now, starts)
     series = {k: Series(v, periods.get(k, 60)) for k, v in points.items()}
     hour = now // 3600 * 3600
     weekly = store.hour_sums(WEEKLY, [hour - k * WEEK for k in range(1, WEEKS_BACK + 1)]) if WEEKLY else {}
-    return Inputs(now, resources, series, settings or {}, loaded=READS, weekly=weekly)
+    return Inputs(now, resources, series, settings or {}, loaded=READS, weekly=weekly,
+                  last_seen=last_seen(store, LAST_SEEN, now), first_seen={r["id"]: int(r["first_seen"]) for r in rows},
+                  held=held_baselines(store))
+
+
+def last_seen(store: Store, reads: frozenset[tuple[str, str]] | set[tuple[str, str]], now: int) -> dict[tuple[str, str, str], int]:
+    """When the newest point up to `now` of each series whose (metric, stat) is in `reads` was, from
+    raw samples or (once those are pruned) hourly rollups, however old. One query: each
+    correlated MAX is a seek on the (series_id, ts) primary key, so it costs a few page reads per
+    series whatever the history holds."""
+    wanted = set(reads)
+    if not wanted:
+        return {}
+    metrics = sorted({m for m, _ in wanted})
+    rows = store.db.execute(
+        "SELECT s.resource_id, s.metric, s.stat, "
+        "(SELECT MAX(ts) FROM samples WHERE series_id = s.id AND ts <= ?), "
+        "(SELECT MAX(ts) FROM rollups WHERE series_id = s.id AND ts <= ?) "
+        f"FROM series s WHERE s.metric IN ({','.join('?' * len(metrics))})", [now, now, *metrics]).fetchall()
+    out: dict[tuple[str, str, str], int] = {}
+    for rid, metric, stat, raw, rolled in rows:
+        if (metric, stat) not in wanted or (raw is None and rolled is None):
+            continue
+        t = max(int(raw or 0), int(rolled or 0))
+        key = (rid, metric, stat)
+        out[key] = max(out.get(key, 0), t)  # several sources of one series: the newest
+    return out
+
+
+def held_baselines(store: Store) -> dict[str, dict[str, Any]]:
+    """The baselines open alerts were decided with, by fingerprint, from their stored evidence
+    ({"baseline": x, "since": t}): "usually" stays what it was before the incident. Read-only;
+    the alerts table belongs to the alert pipeline (an older store without it holds nothing)."""
+    try:
+        rows = store.db.execute("SELECT fingerprint, evidence, started_at FROM alerts WHERE state != 'resolved' "
+                                "AND evidence LIKE '%\"baseline_since\"%'").fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for fingerprint, raw, started_at in rows:
+        try:
+            ev = json.loads(raw or "{}")
+        except ValueError:
+            continue
+        if isinstance(ev, dict) and isinstance(ev.get("baseline"), (int, float)):
+            out[fingerprint] = {"baseline": float(ev["baseline"]), "since": ev.get("baseline_since") or started_at}
+    return out
 
 
 def run(inputs: Inputs, detectors: dict[str, Detector] | None = None, names: Iterable[str] | None = None,

@@ -400,7 +400,8 @@ def test_schedule_cases(label: str, facts: dict[str, Any], series: dict[str, Ser
 
 @pytest.mark.parametrize(("expression", "seconds"), [
     ("rate(1 minute)", 60), ("rate(5 minutes)", 300), ("rate(2 hours)", 7200), ("rate(1 day)", 86400),
-    ("cron(0 * * * ? *)", 3600), ("cron(30 4 * * ? *)", 86400), ("cron(0/5 * * * ? *)", None), ("at(2026-01-01T00:00:00)", None),
+    ("cron(0 * * * ? *)", 3600), ("cron(30 4 * * ? *)", 86400), ("cron(0/5 * * * ? *)", 300), ("at(2026-01-01T00:00:00)", None),
+    ("rate(1 minutes)", None), ("rate(5 minute)", None), ("cron(0 * * * *)", None), ("cron(0 * * * * *)", None),
 ])
 def test_expected_interval(expression: str, seconds: int | None) -> None:
     assert expected_interval(expression) == seconds
