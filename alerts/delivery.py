@@ -1,5 +1,6 @@
 """One retry loop for every channel, and the channels: Slack (bot token or incoming webhook,
-through slack_sdk), mail by SMTP or by SES.
+through slack_sdk), mail by SMTP or by SES. PagerDuty (alerts/pagerduty.py) and generic webhooks
+(alerts/webhook.py) are channels too, through the same loop.
 
 A channel's `send` raises `SendError`, saying whether trying again can help and, for a 429,
 how long Slack asked us to wait. `deliver` retries with exponential backoff and full jitter,
@@ -145,8 +146,9 @@ class SlackBot:
             got = self._call("chat_postMessage", channel=channel, metadata=metadata, unfurl_links=False, **message)
             return Delivered(str(got["ts"]), str(got["channel"]))
         self._call("chat_update", channel=first.thread_id, ts=first.external_id, **message)
+        # The thread gets the short form where there is one ("Acknowledged by X").
         got = self._call("chat_postMessage", channel=first.thread_id, thread_ts=first.external_id, metadata=metadata,
-                         unfurl_links=False, **message)
+                         unfurl_links=False, **slack_message(notice, reply=True))
         return Delivered(str(got["ts"]), first.thread_id)
 
     def post_message(self, channel: str, message: dict[str, Any]) -> None:
@@ -181,7 +183,7 @@ class SlackWebhook:
         self.pacer = pacer
 
     def send(self, target: str, notice: Notice, key: str, first: Delivered | None) -> Delivered:
-        self.post(slack_message(notice))
+        self.post(slack_message(notice, reply=notice.kind == "acknowledged"))
         return Delivered()
 
     def post_message(self, channel: str, message: dict[str, Any]) -> None:

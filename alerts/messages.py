@@ -17,14 +17,22 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from alerts.incidents import Incident
 from alerts.state import Alert
+from alerts.units import duration_words, human, unit_of
 
 # Slack's documented limits: header text 150 characters, section text 3,000, 50 blocks a message;
 # `text` is truncated past 40,000 and Slack advises keeping it far shorter.
 HEADER_MAX, SECTION_MAX, TEXT_MAX, BLOCKS_MAX = 150, 3000, 3000, 50
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 LABEL = {"firing": "FIRING", "changed": "UPDATED", "repeat": "STILL FIRING", "resolved": "RESOLVED",
-         "absorbed": "MERGED", "nodata": "NO DATA", "error": "DETECTOR ERROR"}
+         "absorbed": "MERGED", "acknowledged": "ACKNOWLEDGED", "nodata": "NO DATA", "error": "DETECTOR ERROR"}
 EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
+# An ended incident is no longer its severity: RESOLVED is green whatever it was.
+KIND_EMOJI = {"resolved": ":large_green_circle:", "absorbed": ":white_circle:", "acknowledged": ":eyes:"}
+# Mail: the colour of the heading, as the Slack circle.
+COLOUR = {"critical": "#c62828", "warning": "#ef6c00", "info": "#1565c0", "resolved": "#2e7d32", "absorbed": "#616161",
+          "acknowledged": "#6a1b9a"}
+FIRING_KINDS = ("firing", "changed", "repeat")
+SUBJECT_MAX = 99  # mail subjects under 100 characters: the rest is in the body
 
 
 def clean(text: Any, limit: int) -> str:
@@ -39,6 +47,18 @@ def one_line(text: Any, limit: int) -> str:
     """clean(), and on one line: for subjects and headers (a line break in a mail subject would
     start a header of its own)."""
     return clean(re.sub(r"[\r\n]+", " ", str(text or "")), limit)
+
+
+def cut_words(text: str, limit: int) -> str:
+    """One line of at most `limit` characters, cut at a word boundary with an ellipsis."""
+    s = one_line(text, 10 * limit)
+    if len(s) <= limit:
+        return s
+    head = s[:limit - 1]
+    space = head.rfind(" ")
+    if space >= limit // 2:
+        head = head[:space]
+    return head.rstrip(" ,;:—-") + "…"
 
 
 def mrkdwn_escape(text: str) -> str:
@@ -56,22 +76,61 @@ class Notice:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def label(self) -> str:
+        return LABEL.get(self.kind, self.kind.upper())
+
+    @property
     def headline(self) -> str:
-        return f"[{LABEL.get(self.kind, self.kind.upper())}] {self.incident.severity.upper()}: {one_line(self.incident.title, 400)}"
+        title = one_line(self.incident.title, 400)
+        if self.kind == "resolved":
+            return f"[RESOLVED] {title}" + (f" — resolved after {self.lasted}" if self.lasted else "")
+        if self.kind == "absorbed":
+            into = self.extra.get("into")
+            return f"[MERGED] {title}" + (f" — now part of incident #{into}" if into else "")
+        return f"[{self.label}] {self.incident.severity.upper()}: {title}"
+
+    @property
+    def lasted(self) -> str:
+        """How long the incident lasted, from its first finding to its end ('' while open)."""
+        inc = self.incident
+        if inc.resolved_at is None or inc.started_at is None:
+            return ""
+        return duration_words(inc.resolved_at - inc.started_at)
+
+    @property
+    def emoji(self) -> str:
+        return KIND_EMOJI.get(self.kind) or EMOJI.get(self.incident.severity, "")
+
+    @property
+    def colour(self) -> str:
+        return COLOUR.get(self.kind) or COLOUR.get(self.incident.severity, "#333333")
+
+    @property
+    def ack_url(self) -> str:
+        """Where to acknowledge: the dashboard's incident page, at its Acknowledge button; only
+        while it is firing and nobody has acknowledged it yet."""
+        if self.kind not in FIRING_KINDS or self.incident.acked_at is not None:
+            return ""
+        return f"{self.url}#ack"
+
+    @property
+    def into_url(self) -> str:
+        return str(self.extra.get("into_url") or "") if self.kind == "absorbed" else ""
 
     def evidence_lines(self) -> list[str]:
-        """One line per alert: its title and the numbers it was held against."""
+        """One line per alert: its title and the numbers it was held against, in the units a
+        person reads (12%, 34 min, 1,234)."""
         out = []
         for a in self.alerts[:8]:
             ev = a.evidence or {}
             parts = []
             for name, points in (ev.get("series") or {}).items():
                 if points:
-                    parts.append(f"{name} {_num(points[-1][1])}")
+                    parts.append(f"{clean(name, 60).replace('_', ' ')} {human(points[-1][1], unit_of(ev, name))}")
             if "limit" in ev:
-                parts.append(f"limit {_num(ev['limit'])}")
+                parts.append(f"limit {human(ev['limit'], unit_of(ev, 'limit'))}")
             if "baseline" in ev:
-                parts.append(f"baseline {_num(ev['baseline'])}")
+                parts.append(f"usually {human(ev['baseline'], unit_of(ev, 'baseline'))}")
             line = clean(a.title, 300)
             if parts:
                 line += " — " + clean(", ".join(parts[:6]), 300)
@@ -89,16 +148,24 @@ def _num(v: Any) -> str:
 
 # -- Slack -------------------------------------------------------------------------------------
 
-def slack_message(n: Notice) -> dict[str, Any]:
+def slack_message(n: Notice, reply: bool = False) -> dict[str, Any]:
+    """The incident's message. `reply`: the shorter form posted in its thread, where it differs
+    (an acknowledgement is one line there; the top message still shows everything)."""
     inc = n.incident
+    if reply and n.kind == "acknowledged":
+        return slack_ack_reply(n)
     text = mrkdwn_escape(clean(n.headline, TEXT_MAX))
     if inc.cause:
         text += "\nCause: " + mrkdwn_escape(clean(inc.cause, 600))
     text = clean(text, TEXT_MAX)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": clean(f"{EMOJI.get(inc.severity, '')} {n.headline}", HEADER_MAX),
+        {"type": "header", "text": {"type": "plain_text", "text": clean(f"{n.emoji} {n.headline}", HEADER_MAX),
                                     "emoji": True}},
     ]
+    if n.kind == "resolved" and n.lasted:
+        blocks.append(_plain(f"Resolved after {n.lasted}."))
+    if n.kind == "acknowledged" and inc.acked_by:
+        blocks.append(_plain(f"Acknowledged by {inc.acked_by}."))
     if inc.symptom:
         blocks.append(_plain("What users feel: " + inc.symptom))
     if inc.cause:
@@ -109,16 +176,35 @@ def slack_message(n: Notice) -> dict[str, Any]:
     if inc.fix and n.kind not in ("resolved", "absorbed"):
         blocks.append(_plain("Fix: " + inc.fix))
     if n.kind == "absorbed" and n.extra.get("into"):
-        blocks.append(_plain(f"Now part of incident #{n.extra['into']}."))
+        blocks.append(_plain(f"Now part of incident #{n.extra['into']}" + (f": {n.into_url}" if n.into_url else ".")))
     context = [f"incident #{inc.id}", f"state {inc.state}", f"detector {inc.labels.get('detector', '')}"]
     if inc.labels.get("service"):
         context.append(f"service {inc.labels['service']}")
     if inc.acked_by:
         context.append(f"acknowledged by {inc.acked_by}")
     blocks.append({"type": "context", "elements": [{"type": "plain_text", "text": clean(" · ".join(context), 2000)}]})
-    blocks.append({"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text", "text": "Open incident"},
-                                                     "url": n.url[:3000]}]})
+    buttons = [_button("Open incident", n.url)]
+    if n.ack_url:
+        buttons.append(_button("Acknowledge", n.ack_url, style="primary"))
+    if n.into_url:
+        buttons.append(_button(f"Open incident #{n.extra.get('into')}", n.into_url))
+    blocks.append({"type": "actions", "elements": buttons})
     return {"text": text, "blocks": blocks[:BLOCKS_MAX]}
+
+
+def slack_ack_reply(n: Notice) -> dict[str, Any]:
+    """'Acknowledged by X' in the incident's thread."""
+    who = one_line(n.incident.acked_by or "someone", 200)
+    line = f"{KIND_EMOJI['acknowledged']} Acknowledged by {who}"
+    return {"text": mrkdwn_escape(clean(line, TEXT_MAX)), "blocks": [_plain(line)]}
+
+
+def _button(text: str, url: str, style: str = "") -> dict[str, Any]:
+    # Slack: button text 75 characters, url 3,000.
+    out: dict[str, Any] = {"type": "button", "text": {"type": "plain_text", "text": clean(text, 75)}, "url": url[:3000]}
+    if style:
+        out["style"] = style
+    return out
 
 
 def sections_message(title: str, text: str, sections: list[str], url: str = "", button: str = "") -> dict[str, Any]:
@@ -144,9 +230,22 @@ _env = Environment(loader=PackageLoader("alerts", "templates"), autoescape=selec
 
 def email_message(n: Notice) -> tuple[str, str, str]:
     """(subject, text body, HTML body)."""
-    view = {"n": n, "inc": n.incident, "lines": n.evidence_lines(), "clean": clean, "label": LABEL.get(n.kind, n.kind)}
-    subject = one_line(f"[fleetwatch] {n.headline}", 200)
+    view = {"n": n, "inc": n.incident, "lines": n.evidence_lines(), "clean": clean, "label": n.label}
+    subject = _subject(n)
     return subject, _env.get_template("incident.txt").render(view), _env.get_template("incident.html").render(view)
+
+
+def _subject(n: Notice) -> str:
+    """Under 100 characters, cut at a word: the label and what ended or merged it are kept, the
+    title gives way."""
+    inc = n.incident
+    if n.kind == "resolved":
+        head, tail = "[fleetwatch] [RESOLVED] ", f" — after {n.lasted}" if n.lasted else ""
+    elif n.kind == "absorbed":
+        head, tail = "[fleetwatch] [MERGED] ", f" — into #{n.extra['into']}" if n.extra.get("into") else ""
+    else:
+        head, tail = f"[fleetwatch] [{n.label}] {inc.severity.upper()}: ", ""
+    return head + cut_words(inc.title, SUBJECT_MAX - len(head) - len(tail)) + tail
 
 
 def render(name: str, **view: Any) -> str:

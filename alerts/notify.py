@@ -5,6 +5,8 @@
   that may yet be joined by its symptom);
 - `changed`: its severity or its firing alerts changed, at most once per `group_interval`;
 - `repeat`: unchanged and unacknowledged for `repeat_interval`;
+- `acknowledged`: once, when someone acknowledged it (on the dashboard, with `fleetwatch ack`, or
+  in PagerDuty) after a page reached this target and nothing has said so since;
 - `resolved` (or `absorbed` into another incident): once, if anything was sent before.
 A silenced or maintenance-muted incident owes nothing new while muted; what it still owes when
 the mute ends is sent then.
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from alerts.incidents import ABSORBED, Incident
 from alerts.rules import Route, Window, matches_all
 from alerts.state import ERROR, FIRING, NODATA, RESOLVED
+
+ACKNOWLEDGED = "acknowledged"
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,10 @@ def owed(inc: Incident, history: Sequence[Sent], now: int, timers: Timers, mute:
         return None
     if inc.severity == "info":
         return None  # a risk worth showing (a low limit, a DLQ that expires first) pages nobody
+    if (inc.acked_at is not None and last is not None and last.kind not in (RESOLVED, ABSORBED)
+            and not any(h.kind == ACKNOWLEDGED and h.sent_at >= inc.acked_at for h in history)):
+        # Told even while muted or recovering: whoever was paged learns someone is on it.
+        return ACKNOWLEDGED
     pages = inc.state == FIRING or (inc.state == NODATA and timers.notify_nodata) or (inc.state == ERROR and timers.notify_errors)
     if not pages or mute:
         return None

@@ -28,6 +28,12 @@ from alerts.topology import Topology
 log = logging.getLogger("fleetwatch.alerts")
 SETTLE_FOR = 7 * 86400  # how long after it ends an incident may still owe its resolved notice
 FAILURE_BACKOFF = 60  # after a target gave up, wait this long before the next evaluation tries it
+# What to set when a target names a channel that is not configured.
+NO_CHANNEL = {"slack": "set slack.bot_token or slack.webhook_url", "email": "set smtp.host, or email.transport = 'ses'",
+              "pagerduty": "set pagerduty.routing_key (environment FLEETWATCH_PAGERDUTY_ROUTING_KEY) to an Events API v2 "
+                           "integration key",
+              "webhook": "add 'NAME=URL' to webhook.urls"}
+
 
 
 @dataclass(frozen=True)
@@ -127,13 +133,16 @@ class Pipeline:
         # interrupted one's key (nor, by mail, its Message-ID, which clients show once).
         key = f"{inc.id}/{target}/{len(history) + 1}/{kind}"
         if channel is None:
-            error = (f"no channel for {target}: set slack.bot_token or slack.webhook_url" if target.startswith("slack:")
-                     else f"no channel for {target}: set smtp.host, or email.transport = 'ses'")
+            error = f"no channel for {target}: " + NO_CHANNEL.get(target.partition(":")[0], "it is none of slack:, email:, "
+                                                                  "pagerduty: or webhook:")
             self.store.failed(key, inc.id, target, kind, 0, error, int(self.now()))
             return Outcome(inc.id, target, kind, False, error)
         first = next((Delivered(h.external_id, h.thread_id) for h in history if h.external_id), None)
-        notice = Notice(inc, kind, members, f"{self.settings.public_url.rstrip('/')}/incidents/{inc.id}",
-                        extra={"into": inc.absorbed_into} if kind == ABSORBED else {})
+        base = self.settings.public_url.rstrip("/")
+        extra: dict[str, Any] = {}
+        if kind == ABSORBED:
+            extra = {"into": inc.absorbed_into, "into_url": f"{base}/incidents/{inc.absorbed_into}" if inc.absorbed_into else ""}
+        notice = Notice(inc, kind, members, f"{base}/incidents/{inc.id}", extra=extra)
         self.store.begin_send(key, inc.id, target, kind, inc.version, int(self.now()))
         try:
             got = deliver(lambda: channel.send(target, notice, key, first), self.settings.max_attempts, self.sleep, self.rng)

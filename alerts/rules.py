@@ -111,7 +111,10 @@ def check_target(target: str) -> None:
         return
     if kind == "email" and re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", where):
         return
-    raise ValueError(f"target {target!r} is neither slack:#channel nor email:address@example.com")
+    if kind in ("pagerduty", "webhook") and re.fullmatch(r"[\w.-]{1,80}", where):
+        return
+    raise ValueError(f"target {target!r} is none of slack:#channel, email:address@example.com, pagerduty:default, "
+                     "webhook:NAME")
 
 
 # -- maintenance windows --------------------------------------------------------------------------

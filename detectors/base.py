@@ -172,13 +172,47 @@ def detector(name: str) -> Callable[[Detector], Detector]:
     return register
 
 
-def evidence(limit: float | None = None, baseline: float | None = None, **series: Series) -> dict[str, Any]:
-    """The points that decided a finding, and what they were held against."""
+# Units a person reads evidence in (alerts/units.py formats them): "ratio" (0.12 -> 12 %),
+# "percent" (already 0-100), "s", "ms", "us" (durations), "count" (thousands separated).
+UNITS = ("ratio", "percent", "s", "ms", "us", "count")
+
+
+def unit_for(name: str) -> str:
+    """The unit a series is in, guessed from its name when the detector did not say: *_rate,
+    *_ratio, *_share -> ratio; age, *_age, *_seconds, *_s -> s; *_ms, latency* -> ms; else count."""
+    n = name.lower()
+    if n in ("rate", "ratio", "share") or n.endswith(("_rate", "_ratio", "_share")):
+        return "ratio"
+    if n == "age" or n.endswith(("_age", "_seconds", "_s")):
+        return "s"
+    if n.endswith("_ms") or n.startswith("latency"):
+        return "ms"
+    if n.endswith("_us"):
+        return "us"
+    return "count"
+
+
+def evidence(limit: float | None = None, baseline: float | None = None, units: dict[str, str] | None = None,
+             **series: Series) -> dict[str, Any]:
+    """The points that decided a finding, what they were held against, and the unit of each.
+
+    `units` names the unit of a series, of "limit" or of "baseline" (one of UNITS), e.g.
+    evidence(limit=retention, age=age, units={"age": "s", "limit": "s"}). Series left out are
+    guessed from their names (unit_for); limit and baseline take the unit of the first series, the
+    one held against them."""
+    given = dict(units or {})
+    bad = {k: v for k, v in given.items() if v not in UNITS}
+    if bad:
+        raise ValueError(f"unknown unit(s) {bad}: use one of {', '.join(UNITS)}")
     out: dict[str, Any] = {"series": {name: [list(p) for p in s.points[-30:]] for name, s in series.items()}}
-    if limit is not None:
-        out["limit"] = limit
-    if baseline is not None:
-        out["baseline"] = baseline
+    shown = {name: given.get(name) or unit_for(name) for name in series}
+    primary = next(iter(shown.values()), None)
+    for key, value in (("limit", limit), ("baseline", baseline)):
+        if value is not None:
+            out[key] = value
+            if key in given or primary is not None:
+                shown[key] = given.get(key) or primary
+    out["units"] = shown
     return out
 
 

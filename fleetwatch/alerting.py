@@ -10,9 +10,11 @@ from typing import Any
 
 from alerts.delivery import Channel, Pacer, Ses, SlackBot, SlackWebhook, Smtp
 from alerts.notify import Timers
+from alerts.pagerduty import PagerDuty, installation_id
 from alerts.pipeline import AlertSettings, DeliveryReport, Pipeline
 from alerts.rules import parse_route, parse_window, parse_wire
 from alerts.state import Observation, Policy
+from alerts.webhook import Webhook
 from detectors.base import Resource
 from fleetwatch.clock import Clock
 from fleetwatch.detection import DetectionPass
@@ -20,8 +22,22 @@ from fleetwatch.store import Store
 from fleetwatch.store.alerting import AlertStore
 
 
+def webhook_urls(cfg: Any) -> dict[str, str]:
+    """webhook.urls as {NAME: URL}."""
+    return {name.strip(): url.strip() for name, _, url in (e.partition("=") for e in cfg["webhook.urls"])}
+
+
+def default_targets(cfg: Any) -> list[str]:
+    """Where an incident no route names goes: slack.channel, email.to, PagerDuty when a routing key
+    is set (someone who gave fleetwatch a routing key expects to be paged), and every webhook."""
+    out = ([f"slack:{cfg['slack.channel']}"] if cfg["slack.channel"] else []) + [f"email:{a}" for a in cfg["email.to"]]
+    if cfg["pagerduty.routing_key"]:
+        out.append("pagerduty:default")
+    return out + [f"webhook:{name}" for name in webhook_urls(cfg)]
+
+
 def alert_settings(cfg: Any) -> AlertSettings:
-    defaults = ([f"slack:{cfg['slack.channel']}"] if cfg["slack.channel"] else []) + [f"email:{a}" for a in cfg["email.to"]]
+    defaults = default_targets(cfg)
     return AlertSettings(
         policy=Policy(cfg["alerts.for"], cfg["alerts.keep_firing_for"]),
         timers=Timers(cfg["alerts.group_wait"], cfg["alerts.cause_wait"], cfg["alerts.group_interval"], cfg["alerts.repeat_interval"],
@@ -33,8 +49,13 @@ def alert_settings(cfg: Any) -> AlertSettings:
     )
 
 
-def channels(cfg: Any, clock: Clock, sleep: Callable[[float], None], ses: Any = None) -> dict[str, Channel]:
+def channels(cfg: Any, clock: Clock, sleep: Callable[[float], None], ses: Any = None, installation: str = "") -> dict[str, Channel]:
     out: dict[str, Channel] = {}
+    if cfg["pagerduty.routing_key"]:
+        out["pagerduty"] = PagerDuty({"default": cfg["pagerduty.routing_key"]}, cfg["pagerduty.url"], cfg["alerts.timeout"],
+                                     installation or installation_id(None, cfg["web.public_url"]))
+    if cfg["webhook.urls"]:
+        out["webhook"] = Webhook(webhook_urls(cfg), cfg["webhook.token"], cfg["alerts.timeout"], cfg["web.public_url"])
     pacer = Pacer(clock.now, sleep)
     if cfg["slack.bot_token"]:
         out["slack"] = SlackBot(cfg["slack.bot_token"], cfg["slack.api_url"], cfg["alerts.timeout"], pacer)
@@ -61,7 +82,8 @@ def ses_client(cfg: Any, session: Any = None) -> Any:
 def build_pipeline(cfg: Any, store: Store, clock: Clock, sleep: Callable[[float], None] = time.sleep,
                    ses: Any = None, rng: random.Random | None = None, **kw: Any) -> Pipeline:
     """kw: the pipeline's `stopping` and `tracer`, for the agent."""
-    return Pipeline(AlertStore(store), alert_settings(cfg), channels(cfg, clock, sleep, ses), clock.now, sleep, rng, **kw)
+    return Pipeline(AlertStore(store), alert_settings(cfg), channels(cfg, clock, sleep, ses, installation_id(store, cfg["web.public_url"])),
+                    clock.now, sleep, rng, **kw)
 
 
 def observations(detection: DetectionPass) -> tuple[list[Observation], set[str]]:

@@ -5,6 +5,7 @@ and silences, each as the signed-in user (see web/auth.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from alerts import pagerduty
 from alerts.messages import clean
 from alerts.rules import quote
 from fleetwatch.store import Store, open_store
@@ -376,6 +378,37 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         if not _expire(silence_id):
             raise HTTPException(404, f"silence #{silence_id} is not active")
         return Response(status_code=204)
+
+    @app.post("/hooks/pagerduty", tags=["integrations"], responses={
+        400: {"description": "no X-PagerDuty-Signature"}, 403: {"description": "a signature that does not match"},
+        404: {"description": "pagerduty.webhook_secret is not set"}})
+    async def pagerduty_webhook(request: Request) -> Any:
+        """A PagerDuty V3 webhook (subscribe it to incident.acknowledged): an incident fleetwatch
+        opened in PagerDuty and acknowledged there is acknowledged here, by "NAME (PagerDuty)".
+        Authenticated by its X-PagerDuty-Signature (HMAC-SHA256 with pagerduty.webhook_secret),
+        not by the dashboard's sign-in."""
+        secret = dash.cfg["pagerduty.webhook_secret"]
+        if not secret:
+            raise HTTPException(404, "the PagerDuty webhook is off: set pagerduty.webhook_secret "
+                                     "(FLEETWATCH_PAGERDUTY_WEBHOOK_SECRET) to the subscription's signing secret")
+        body = await request.body()
+        header = request.headers.get("x-pagerduty-signature", "")
+        if not header:
+            raise HTTPException(400, "no X-PagerDuty-Signature header")
+        if not pagerduty.signature_valid(body, header, secret):
+            raise HTTPException(403, "the X-PagerDuty-Signature does not match: check pagerduty.webhook_secret")
+        try:
+            got = pagerduty.acknowledgement(json.loads(body))
+        except ValueError:
+            raise HTTPException(400, "the body is not JSON") from None
+        if got is None:
+            return JSONResponse({"acknowledged": False, "reason": "not an incident.acknowledged event"}, status_code=202)
+        key, who = got
+        incident_id = pagerduty.incident_of(key, pagerduty.installation_id(dash.store, dash.cfg["web.public_url"]))
+        if incident_id is None:
+            return JSONResponse({"acknowledged": False, "reason": "not an incident of this fleetwatch"}, status_code=202)
+        done = await run_in_threadpool(_acknowledge, incident_id, who)
+        return {"acknowledged": done, "incident_id": incident_id, "by": who}
 
     # -- writes --------------------------------------------------------------------------------
 

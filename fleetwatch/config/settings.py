@@ -303,9 +303,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Where incidents go: 'MATCHERS -> TARGETS', e.g. 'severity=critical service=checkout -> "
         "slack:#checkout-oncall email:payments@example.com'. Matchers are Alertmanager-style on the "
         "labels severity, service, account, region, detector, kind and name ('*' matches all). Every "
-        "matching route adds its targets; an incident no route matches goes to slack.channel and "
-        "email.to.",
-        check=parse_route, pattern_hint="'MATCHERS -> slack:#channel email:address'",
+        "matching route adds its targets; an incident no route matches goes to the defaults: "
+        "slack.channel, email.to, 'pagerduty:default' when pagerduty.routing_key is set, and every "
+        "receiver in webhook.urls. Targets are 'slack:#channel', 'email:address', 'pagerduty:default' "
+        "and 'webhook:NAME'.",
+        check=parse_route, pattern_hint="'MATCHERS -> slack:#channel email:address pagerduty:default webhook:NAME'",
         examples=("severity=critical -> slack:#oncall email:oncall@example.com",),
     ),
     Setting(
@@ -466,6 +468,43 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "pagerduty.routing_key", "str", "",
+        "Integration key of a PagerDuty Events API v2 integration: incidents are triggered, "
+        "acknowledged and resolved on it as target 'pagerduty:default', which joins the default "
+        "targets when this is set. Put it in the environment (FLEETWATCH_PAGERDUTY_ROUTING_KEY), "
+        "not in the file. Never printed: shown redacted everywhere.",
+        secret=True,
+    ),
+    Setting(
+        "pagerduty.url", "str", "https://events.pagerduty.com/v2/enqueue",
+        "Events API v2 endpoint; change it only for PagerDuty's EU service region "
+        "('https://events.eu.pagerduty.com/v2/enqueue'), a proxy or a stand-in.",
+        pattern=r"^https?://\S+$", pattern_hint="an http(s) URL",
+    ),
+    Setting(
+        "pagerduty.webhook_secret", "str", "",
+        "Signing secret of a PagerDuty V3 webhook subscription pointed at the dashboard's "
+        "/hooks/pagerduty: an incident acknowledged in PagerDuty is then acknowledged here too "
+        "(and said in the Slack thread). Empty turns the endpoint off. Never printed: shown "
+        "redacted everywhere.",
+        secret=True,
+    ),
+    Setting(
+        "webhook.urls", "list[str]", [],
+        "Generic webhook receivers, as 'NAME=URL' (target 'webhook:NAME'): each notification is "
+        "POSTed as JSON in Prometheus Alertmanager's webhook format (version 4), so anything that "
+        "takes Alertmanager's webhook takes fleetwatch's. Every receiver listed here joins the "
+        "default targets. A URL may carry a token, so the list is treated as a secret.",
+        check=lambda v: _webhook_url(v), pattern_hint="'NAME=https://...'",
+        examples=("oncall-bot=https://hooks.example.com/fleetwatch",), secret=True,
+    ),
+    Setting(
+        "webhook.token", "str", "",
+        "Bearer token sent to every webhook receiver ('Authorization: Bearer TOKEN'); empty sends "
+        "none. Never printed: shown redacted everywhere.",
+        secret=True,
+    ),
+    Setting(
         "digest.day", "choice", "mon",
         "Day of the week the health digest is sent.",
         choices=("mon", "tue", "wed", "thu", "fri", "sat", "sun"),
@@ -484,7 +523,7 @@ SETTINGS: tuple[Setting, ...] = (
         "digest.targets", "list[str]", [],
         "Where the digest goes, as route targets ('slack:#channel', 'email:address'). Empty sends "
         "it to email.to.",
-        check=check_target,
+        check=lambda v: _digest_target(v),
     ),
 )
 
@@ -497,6 +536,20 @@ def setting(key: str) -> Setting:
 
 def all_keys() -> list[str]:
     return list(_BY_KEY)
+
+
+def _digest_target(target: str) -> None:
+    check_target(target)
+    if not target.startswith(("slack:", "email:")):
+        raise ValueError(f"the digest goes to slack:#channel or email:address, not {target!r}")
+
+
+def _webhook_url(entry: str) -> None:
+    # The entry is not echoed: its URL may carry a token.
+    name, sep, url = entry.partition("=")
+    if not sep or not re.fullmatch(r"[\w.-]{1,80}", name.strip()) or not re.match(r"^https?://\S+$", url.strip()):
+        raise ValueError("an entry is not 'NAME=URL': write e.g. 'oncall-bot=https://hooks.example.com/fleetwatch' "
+                         "(NAME of letters, digits, '.', '_' or '-')")
 
 
 def _missing(path: str) -> None:
