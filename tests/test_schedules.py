@@ -256,3 +256,24 @@ def test_held_baselines_come_from_open_alerts_only(world: World) -> None:  # noq
         db.execute("INSERT INTO alerts (fingerprint, detector, state, severity, title, evidence, started_at, updated_at) "
                    "VALUES (?, 'x', ?, 'critical', 't', ?, 90, 0)", [fp, state, json.dumps(ev)])
     assert held_baselines(world.store) == {"outcomes:a:errors": {"baseline": 0.002, "since": 100}}
+
+
+# -- the emulator publishes a cron schedule's TriggeredRules only at its due minutes ----------
+
+@pytest.mark.parametrize(("rule_name", "hours", "minute_of_day"), [
+    ("export-hourly", 6, lambda t: t % H == 0),
+    ("backup-daily", 50, lambda t: t % D == 3 * H + 30 * M),
+])
+def test_the_emulator_triggers_cron_rules_only_when_due(fleet: Any, rule_name: str, hours: int, minute_of_day: Any) -> None:
+    # EventBridge sends TriggeredRules for the minutes a rule fired; nothing in between (SIGNALS.md §6).
+    from tests.conftest import ANCHOR, client
+
+    cw = client(fleet, "cloudwatch", "us-east-1")
+    got = cw.get_metric_data(
+        MetricDataQueries=[{"Id": "q", "MetricStat": {"Metric": {"Namespace": "AWS/Events", "MetricName": "TriggeredRules",
+                                                              "Dimensions": [{"Name": "RuleName", "Value": rule_name}]},
+                                                   "Period": 60, "Stat": "Sum"}}],
+        StartTime=ANCHOR - hours * H, EndTime=ANCHOR)["MetricDataResults"][0]
+    stamps = [int(t.timestamp()) for t in got["Timestamps"]]
+    assert stamps and all(minute_of_day(t) for t in stamps), stamps
+    assert len(stamps) == (hours if rule_name == "export-hourly" else 2)
