@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from collector import probes
 from collector.aws import Place
 from collector.catalog import CATALOG, DETAIL, FAST, PERIODS, SLOW, dimension_sets, metric_name
 from fleetwatch.store import SeriesKey
@@ -136,6 +137,7 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
                                  ["Duration", "ConcurrentExecutions", "ProvisionedConcurrencySpilloverInvocations", "Invocations"],
                                  now - 3600, now)
     slow_apis = _slow_apis(store, [r for r in resources if r["kind"] == "api"], now)
+    traced = store.recent_values([r["id"] for r in functions], ["ColdStarts", "SampledInvocations"], now - 900, now)
     for fn in functions:
         rid = fn["id"]
         why = ""
@@ -151,6 +153,8 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
             why = f"{slow_apis[fn['name']]}'s latency jumped"
         elif _woke(recent.get((rid, "Invocations", "Sum"), []), now):
             why = "invoked again after 30 min idle"
+        elif probes.still_cold(traced.get((rid, "ColdStarts", "Sum"), []), traced.get((rid, "SampledInvocations", "Sum"), []), now):
+            why = "cold starts still elevated"
         if why:
             out.xray.add(rid)
             out.reasons[rid] = why

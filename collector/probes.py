@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -182,7 +183,11 @@ def cold_starts(clients: Clients, functions: list[tuple[str, str]], start: int, 
                 truncated = True
                 break
         step = max(1, -(-len(ids) // max_traces))  # ceil: an even spread of at most max_traces
-        chosen = ids[::step][:max_traces]
+        # From an offset that varies with the window: a fixed stride from the first summary reads
+        # the same position of every minute, and where order follows coldness (environments
+        # started first are cold) that reads cold starts far above their share.
+        offset = zlib.crc32(f"{name}:{start}:{end}".encode()) % step
+        chosen = ids[offset::step][:max_traces]
         per_minute: dict[int, list[float]] = defaultdict(list)  # minute -> init durations (0 for warm)
         for i in range(0, len(chosen), BATCH_GET_TRACES):
             for trace in xray.batch_get_traces(TraceIds=chosen[i:i + BATCH_GET_TRACES]).get("Traces", []):
@@ -216,6 +221,21 @@ def _function_segment(trace: dict[str, Any]) -> tuple[int | None, float]:
                 return minute, (float(sub["end_time"]) - float(sub["start_time"])) * 1000.0
         return minute, 0.0
     return None, 0.0
+
+
+STILL_COLD_WINDOW = 10 * 60
+STILL_COLD_SHARE = 0.02  # twice the cold-start detector's 1 % floor: a normal function stays well below
+STILL_COLD_MIN = 3
+
+
+def still_cold(cold: list[tuple[int, float]], sampled: list[tuple[int, float]], now: int) -> bool:
+    """Whether the traces read in the last 10 minutes still show an elevated cold-start share,
+    so they go on being read while an episode lasts (a trigger such as "concurrency jumped"
+    holds for one poll; the spike it started can last much longer)."""
+    since = now - STILL_COLD_WINDOW
+    c = sum(v for t, v in cold if t >= since)
+    n = sum(v for t, v in sampled if t >= since)
+    return c >= STILL_COLD_MIN and n > 0 and c / n >= STILL_COLD_SHARE
 
 
 # -- Contributor Insights -------------------------------------------------------------------------
