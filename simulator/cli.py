@@ -136,24 +136,27 @@ def demo_run(emulator: Emulator, store_path: str, polls: int, dashboard_port: in
 
     from simulator.mail import SmtpSink
     from simulator.otel_sink import OtelSink
+    from simulator.pagerduty import ROUTING_KEY, PagerDutyStandIn
     from simulator.slack import TOKEN, SlackStandIn
 
     out_dir = Path(store_path).parent
     out_dir.mkdir(parents=True, exist_ok=True)
     slack, smtp, sink = SlackStandIn().__enter__(), SmtpSink().__enter__(), OtelSink().__enter__()
+    pager = PagerDutyStandIn().__enter__()
     try:
         cfg_file = out_dir / "fleetwatch.toml"
-        cfg_file.write_text(demo_toml(emulator, store_path, slack.api_url, smtp.port, dashboard_port))
+        cfg_file.write_text(demo_toml(emulator, store_path, slack.api_url, smtp.port, dashboard_port, pager.url))
         # The demo's agent is configured by its file alone: FLEETWATCH_* and OTEL_* set in this
         # shell for a real agent must not point it elsewhere.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("FLEETWATCH_", "OTEL_"))}
-        env = {**inherited, **DEMO_CREDENTIALS, "FLEETWATCH_SLACK_BOT_TOKEN": TOKEN,
+        env = {**inherited, **DEMO_CREDENTIALS, "FLEETWATCH_SLACK_BOT_TOKEN": TOKEN, "FLEETWATCH_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
                "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_METRIC_EXPORT_INTERVAL": "5000",
                "OTEL_SERVICE_NAME": "fleetwatch-demo"}
         command = [sys.executable, "-m", "fleetwatch.cli", "run", "--config", str(cfg_file), "--polls", str(polls + 1),
                    "--emulated-clock"] + ([] if dashboard_port else ["--no-dashboard"])
-        print(f"notifications go to a Slack stand-in at {slack.api_url} (channel C0DEMO) and an SMTP server on "
-              f"127.0.0.1:{smtp.port};\nthe agent's traces and metrics go to an OTLP receiver at {sink.url}\n", flush=True)
+        print(f"notifications go to a Slack stand-in at {slack.api_url} (channel C0DEMO), an SMTP server on "
+              f"127.0.0.1:{smtp.port} and a PagerDuty stand-in at {pager.url};\nthe agent's traces and metrics go to an "
+              f"OTLP receiver at {sink.url}\n", flush=True)
         print(f"$ OTEL_EXPORTER_OTLP_ENDPOINT={sink.url} fleetwatch run --config {cfg_file} --polls {polls + 1} --emulated-clock\n"
               f"  (the first poll backfills a day; then {polls} polls one emulated minute apart"
               + (f"; dashboard on http://127.0.0.1:{dashboard_port} meanwhile)" if dashboard_port else ")"), flush=True)
@@ -172,13 +175,13 @@ def demo_run(emulator: Emulator, store_path: str, polls: int, dashboard_port: in
         print(f"telemetry received from the agent: {sink.summary()}", flush=True)
     finally:
         sink.__exit__(None, None, None)
-        _keep_notifications(out_dir, slack, smtp)
+        _keep_notifications(out_dir, slack, smtp, pager)
     return status
 
 
-def demo_toml(emulator: Emulator, store_path: str, slack_url: str, smtp_port: int, dashboard_port: int) -> str:
+def demo_toml(emulator: Emulator, store_path: str, slack_url: str, smtp_port: int, dashboard_port: int, pagerduty_url: str = "") -> str:
     """The demo's configuration file: what a fleetwatch pointed at this emulator is set up with
-    (the bot token comes from the environment, as secrets should)."""
+    (the bot token and the PagerDuty routing key come from the environment, as secrets should)."""
     env = demo_config(emulator, store_path)
     lines = ["# Written by `fleetwatch demo`: the agent's configuration for the emulated fleet.",
              "[store]", f"path = {json.dumps(str(Path(store_path).resolve()))}", "",
@@ -188,16 +191,23 @@ def demo_toml(emulator: Emulator, store_path: str, slack_url: str, smtp_port: in
              "[slack]", f"api_url = {json.dumps(slack_url)}", 'channel = "C0DEMO"', "",
              "[smtp]", 'host = "127.0.0.1"', f"port = {smtp_port}", 'security = "none"', "",
              "[email]", 'to = ["oncall@example.com"]', "",
+             *(["[pagerduty]", f"url = {json.dumps(pagerduty_url)}", ""] if pagerduty_url else []),
              "[log]", 'format = "text"', "",
              "[web]", 'host = "127.0.0.1"', f"port = {dashboard_port or 8000}", f'public_url = "http://127.0.0.1:{dashboard_port or 8000}"',
              ""]
     return "\n".join(lines)
 
 
-def _keep_notifications(out_dir: Path, slack: Any, smtp: Any) -> None:
+def _keep_notifications(out_dir: Path, slack: Any, smtp: Any, pager: Any = None) -> None:
     """Write what the stand-ins received next to the store, so it can be read after the demo."""
     slack_file = out_dir / "slack-messages.json"
     slack_file.write_text(json.dumps(slack.messages(), indent=2))
+    if pager is not None:
+        pager_file = out_dir / "pagerduty-events.json"
+        got = pager.snapshot()
+        pager_file.write_text(json.dumps(got, indent=2))
+        print(f"PagerDuty: {len(got['events'])} events, {len(got['incidents'])} incidents in {pager_file}", flush=True)
+        pager.__exit__(None, None, None)
     mail_dir = out_dir / "mail"
     mail_dir.mkdir(exist_ok=True)
     for old in mail_dir.glob("*.eml"):

@@ -1,6 +1,7 @@
-"""`python -m simulator.standins slack|smtp`: the Slack stand-in or the SMTP sink as a process of
-its own, for the compose file's demo profile. Each prints what it receives, one line per
-message, so `docker compose logs slack` shows the notifications; both stop on SIGTERM."""
+"""`python -m simulator.standins slack|smtp|pagerduty|webhook`: the Slack stand-in, the SMTP sink,
+the PagerDuty Events API v2 stand-in or a webhook receiver as a process of its own, for the
+compose file's demo profile. Each prints what it receives, one line per message, so `docker
+compose logs slack` shows the notifications; all stop on SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulator.standins", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("slack", "smtp"))
+    parser.add_argument("what", choices=("slack", "smtp", "pagerduty", "webhook"))
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=0, help="port (default: any free one)")
     args = parser.parse_args(argv)
@@ -30,6 +31,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def seen() -> list[str]:
             return [f"slack {m.get('channel')}: {m.get('text', '')[:200]}" for m in server.messages()]
+    elif args.what == "pagerduty":
+        from simulator.pagerduty import ROUTING_KEY, PagerDutyStandIn
+
+        server = PagerDutyStandIn(host=args.host, port=args.port).__enter__()
+        print(f"PagerDuty Events API v2 stand-in on {server.url} (routing key {ROUTING_KEY})", flush=True)
+
+        def seen() -> list[str]:
+            return [f"pagerduty {e['event_action']} {e.get('dedup_key', '')}: {(e.get('payload') or {}).get('summary', '')[:200]}"
+                    for e in server.snapshot()["events"]]
+    elif args.what == "webhook":
+        from simulator.webhook import WebhookReceiver
+
+        server = WebhookReceiver(host=args.host, port=args.port).__enter__()
+        print(f"webhook receiver on {server.url('/')}", flush=True)
+
+        def seen() -> list[str]:
+            return [f"webhook {p.get('receiver')} {p.get('status')}: "
+                    f"{(p.get('commonAnnotations') or {}).get('incident_title', '')[:200]}" for p in server.payloads()]
     else:
         from simulator.mail import SmtpSink
 

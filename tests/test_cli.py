@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import re
 from pathlib import Path
 from typing import Any
@@ -96,3 +98,7 @@ def test_demo_runs_the_agent_with_its_telemetry_on(tmp_path: Path) -> None:
     spans = int(line.split(":", 1)[1].split()[0])
     assert spans > 50 and "fleetwatch.poll.duration" in line and "fleetwatch.aws.calls" in line
     assert (tmp_path / "demo" / "fleetwatch.toml").is_file() and (tmp_path / "demo" / "slack-messages.json").is_file()
+    pager = json.loads((tmp_path / "demo" / "pagerduty-events.json").read_text())
+    assert set(pager) == {"events", "incidents"}, "what the PagerDuty stand-in received is kept"
+    assert 'url = "http://127.0.0.1:' in (tmp_path / "demo" / "fleetwatch.toml").read_text(), "PagerDuty points at the stand-in"
+    assert "routing_key" not in (tmp_path / "demo" / "fleetwatch.toml").read_text(), "the key comes from the environment"

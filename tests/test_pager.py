@@ -306,3 +306,32 @@ def test_the_pagerduty_webhook_ignores_what_is_not_ours_and_is_off_without_a_sec
     body, headers = pd.webhook(key_of(world, inc.id), "Bob")
     got = off.post("/hooks/pagerduty", content=body, headers=headers)
     assert got.status_code == 404 and "pagerduty.webhook_secret" in got.json()["detail"]
+
+
+def test_the_pagerduty_stand_in_runs_as_a_process_and_prints_what_it_gets() -> None:
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from alerts.http import post_json
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "simulator.standins", "pagerduty", "--port", "0"], cwd=root,
+                            stdout=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    out = proc.stdout
+    threading.Thread(target=lambda: [lines.put(line) for line in out], daemon=True).start()
+    try:
+        url = lines.get(timeout=30).split(" on ", 1)[1].split()[0]
+        event = {"routing_key": ROUTING_KEY, "event_action": "trigger", "dedup_key": "fleetwatch-0123abcd-1",
+                 "payload": {"summary": "orders-db at 98% of max_connections", "source": "rds/orders-db", "severity": "critical"}}
+        got = post_json(url, event, 10)
+        assert got.status == 202 and got.json() == {"status": "success", "message": "Event processed",
+                                                    "dedup_key": "fleetwatch-0123abcd-1"}
+        assert lines.get(timeout=10).strip() == "pagerduty trigger fleetwatch-0123abcd-1: orders-db at 98% of max_connections"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
