@@ -1,10 +1,22 @@
-"""Alerts grouped into incidents: one incident per problem, led by what users feel.
+"""Alerts grouped into incidents: one incident per problem, kept for its whole life.
 
-An alert on a user-facing entry point (an API, a schedule, a queue, the SES account) is a
-symptom and is grouped by its resource. Any other alert is a cause: it joins the incident of an
-active symptom it can reach in the topology (so a connection storm that makes the checkout API
-fail is one incident, titled by the failing API and naming the storm), and otherwise forms an
-incident of its own, which waits `cause_wait` before paging in case the symptom follows.
+The rules (the README draws them as a state diagram):
+- An alert joins an incident when it becomes active and keeps that incident until it resolves;
+  nothing is re-parented after the fact and incidents never merge, so an incident keeps its
+  number, its Slack thread and its mail thread from the first page to RESOLVED.
+- A new alert joins the open incident it is related to — on the same resource, or linked in the
+  topology (one reaches the other, or both reach the same user-facing entry point) — the oldest
+  such incident if several are; otherwise it opens an incident of its own. So the incident is
+  keyed by its cause or its symptom, whichever appeared first: a cause that arrives later joins
+  the symptom's incident, a symptom that arrives later joins the cause's, and a symptom that
+  outlives its cause keeps the incident.
+- The incident leads with what users feel: its title is the worst symptom's (an alert on an
+  entry point: an API, a schedule, a queue, the SES account) followed by its causes; a cause
+  with no symptom yet is titled by itself and, while it can still be joined by a symptom, waits
+  `cause_wait` before paging (a critical cause pages at once).
+- It resolves when none of its alerts is active any more (a recovering alert still counts).
+- NoData is a state shown on the resource, not an incident, unless `alerts.notify_nodata` asks
+  for it; a detector error is an incident of its own per detector.
 Pure: alerts, open incidents, topology and time in; incidents out.
 """
 
@@ -15,11 +27,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerts.state import ACTIVE, ERROR, FIRING, NODATA, PENDING, RECOVERING, RESOLVED, SEVERITY_RANK, Alert, fingerprint
+from alerts.state import ACTIVE, ERROR, FIRING, NODATA, PENDING, RECOVERING, RESOLVED, SEVERITY_RANK, Alert
 from alerts.topology import Topology
 
 STATE_ORDER = (FIRING, RECOVERING, PENDING, NODATA, ERROR)
-ABSORBED = "absorbed"
+ABSORBED = "absorbed"  # incidents merged by earlier versions; no longer made, still read and told
 
 
 @dataclass
@@ -44,9 +56,11 @@ class Incident:
     acked_at: int | None = None
     absorbed_into: int | None = None
     joinable: bool = False
+    cause_title: str = ""  # the title of the cause it named, kept after that cause ended
     # Set by reconcile for the caller to record: (event, detail) in order.
     events: list[tuple[str, str]] = field(default_factory=list)
-    absorbed_by_key: str | None = None
+    # The alerts that are in this incident now (by fingerprint); set by reconcile.
+    live: list[str] = field(default_factory=list)
 
 
 def resource_labels(resource: Any, resource_id: str) -> dict[str, str]:
@@ -70,68 +84,111 @@ def _rank(a: Alert) -> tuple[int, int, int]:
     return (STATE_ORDER.index(a.state) if a.state in STATE_ORDER else 9, SEVERITY_RANK.get(a.severity, 3), a.active_since or 0)
 
 
-def group_key(alert: Alert, alerts: dict[str, Alert], topo: Topology) -> tuple[str, bool]:
-    """(the group this alert belongs to, whether that group could still join a symptom's)."""
-    if alert.kind == "error":
-        return f"detector:{alert.detector}", False
-    if alert.kind == "nodata" or topo.is_entry(alert.resource_id):
-        return alert.resource_id, False
-    entries = topo.entries(alert.resource_id)
-    if not entries:
-        return alert.resource_id, False
-    order = {e: i for i, e in enumerate(entries)}
-    symptoms = [a for a in alerts.values() if a.kind == "finding" and a.state in ACTIVE and a.resource_id in order]
-    if symptoms:
-        best = min(symptoms, key=lambda a: (*_rank(a), order[a.resource_id]))
-        return best.resource_id, False
-    return alert.resource_id, True
-
-
 def _describe_cause(a: Alert) -> str:
     return a.title + (f" ({a.cause})" if a.cause else "")
 
 
-def reconcile(alerts: dict[str, Alert], open_incidents: dict[str, Incident], topo: Topology, now: int) -> list[Incident]:
-    """Regroup the live alerts and return every incident that exists or changed: the open ones,
-    new ones, and those that resolved or were absorbed into another this pass."""
-    groups: dict[str, list[Alert]] = {}
-    joinable: dict[str, bool] = {}
-    for a in alerts.values():
-        if a.state == RESOLVED:
+class _Links:
+    """Whether two resources' problems are one problem, from the topology: the same resource, one
+    reaching the other along cause -> effect edges, or both reaching the same entry point."""
+
+    def __init__(self, topo: Topology) -> None:
+        self.topo = topo
+        self._reach: dict[str, frozenset[str]] = {}
+
+    def reach(self, resource_id: str) -> frozenset[str]:
+        if resource_id not in self._reach:
+            seen, todo = {resource_id}, [resource_id]
+            while todo:
+                for nxt in self.topo.edges.get(todo.pop(), ()):
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        todo.append(nxt)
+            self._reach[resource_id] = frozenset(seen)
+        return self._reach[resource_id]
+
+    def related(self, a: str, b: str) -> bool:
+        if a == b or b in self.reach(a) or a in self.reach(b):
+            return True
+        return bool(set(self.entries(a)) & set(self.entries(b)))
+
+    def entries(self, resource_id: str) -> tuple[str, ...]:
+        return (resource_id,) if self.topo.is_entry(resource_id) else self.topo.entries(resource_id)
+
+
+def _groups(a: Alert, nodata_pages: bool) -> bool:
+    """Whether this alert belongs in an incident at all."""
+    if a.state == RESOLVED:
+        return False
+    if a.kind == "nodata":
+        return nodata_pages
+    return a.kind == "error" or a.state in ACTIVE
+
+
+def reconcile(alerts: dict[str, Alert], open_incidents: dict[int, Incident], topo: Topology, now: int,
+              nodata_pages: bool = False) -> list[Incident]:
+    """Put every live alert in an incident (its own if it already has one) and return every
+    incident that is open or changed this pass: the open ones, new ones, and those that ended.
+    New incidents have no id yet; their alerts are tied to them by `Incident.live`."""
+    links = _Links(topo)
+    incidents = {inc_id: inc for inc_id, inc in open_incidents.items()}
+    for inc in incidents.values():
+        inc.live = []
+    new: list[Incident] = []
+    pending = sorted((a for a in alerts.values() if _groups(a, nodata_pages)), key=lambda a: (a.active_since or now, a.fingerprint))
+    for a in pending:
+        if a.incident_id in incidents:
+            incidents[a.incident_id].live.append(a.fingerprint)
+    for a in pending:
+        if a.incident_id in incidents:
             continue
-        key, can_join = group_key(a, alerts, topo)
-        groups.setdefault(key, []).append(a)
-        joinable[key] = joinable.get(key, True) and can_join
+        home = _home(a, [*incidents.values(), *new], alerts, links)
+        if home is None:
+            home = Incident(_incident_fingerprint(a, now), _group_key(a), PENDING, a.severity, "", now, now)
+            home.events.append(("opened", a.title[:500]))
+            new.append(home)
+        elif a.fingerprint not in home.members:
+            home.events.append(("joined", a.title[:500]))
+        home.live.append(a.fingerprint)
+        a.incident_id = home.id
     out: list[Incident] = []
-    moved_to: dict[str, str] = {}  # alert fingerprint -> the group it is in now
-    for key, members in groups.items():
-        for a in members:
-            moved_to[a.fingerprint] = key
-    for key, members in sorted(groups.items()):
-        fp = fingerprint({"group": key})
-        inc = open_incidents.get(fp)
-        if inc is None:
-            inc = Incident(fp, key, PENDING, "info", "", now, now)
-            inc.events.append(("opened", ", ".join(sorted(a.title for a in members))[:500]))
-        _fill(inc, members, topo, now, joinable.get(key, False))
-        out.append(inc)
-    live = {fingerprint({"group": k}) for k in groups}
-    for fp, inc in open_incidents.items():
-        if fp in live:
-            continue
-        targets = {moved_to[m] for m in inc.members if m in moved_to}
-        inc.updated_at, inc.resolved_at = now, now
-        if targets:
-            inc.state, inc.absorbed_by_key = ABSORBED, sorted(targets)[0]
-            inc.events.append((ABSORBED, f"joined the incident of {inc.absorbed_by_key}"))
-        else:
-            inc.state = RESOLVED
+    for inc in [*incidents.values(), *new]:
+        members = [alerts[fp] for fp in inc.live]
+        if not members:
+            inc.state, inc.updated_at, inc.resolved_at = RESOLVED, now, now
             inc.events.append((RESOLVED, ""))
+        else:
+            _fill(inc, members, topo, now)
         out.append(inc)
     return out
 
 
-def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int, joinable: bool) -> None:
+def _group_key(a: Alert) -> str:
+    return f"detector:{a.detector}" if a.kind == "error" else a.resource_id
+
+
+def _incident_fingerprint(a: Alert, now: int) -> str:
+    return hashlib.sha256(json.dumps([_group_key(a), a.fingerprint, now]).encode()).hexdigest()[:16]
+
+
+def _home(a: Alert, candidates: list[Incident], alerts: dict[str, Alert], links: _Links) -> Incident | None:
+    """The open incident a new alert belongs to: the oldest related one (None: a new problem)."""
+    key = _group_key(a)
+    best = None
+    for inc in candidates:
+        if inc.resolved_at is not None:
+            continue
+        others = [alerts[fp] for fp in inc.live if fp in alerts] or []
+        if a.kind == "error" or inc.group_key.startswith("detector:"):
+            hit = inc.group_key == key
+        else:
+            hit = inc.group_key == key or any(o.kind != "error" and links.related(a.resource_id, o.resource_id) for o in others)
+        if hit and (best is None or (inc.started_at, inc.id or 1 << 62) < (best.started_at, best.id or 1 << 62)):
+            best = inc
+    return best
+
+
+def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int) -> None:
     members = sorted(members, key=_rank)
     state = next((s for s in STATE_ORDER if any(a.state == s for a in members)), RESOLVED)
     symptoms = [a for a in members if a.kind == "finding" and topo.is_entry(a.resource_id)]
@@ -139,22 +196,29 @@ def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int, joinabl
     lead = symptoms[0] if symptoms else members[0]
     paging = [a for a in members if a.state in (FIRING, RECOVERING, PENDING)] or members
     severity = min((a.severity for a in paging), key=lambda s: SEVERITY_RANK.get(s, 3))
-    if symptoms and causes:
+    # What users felt and what caused it stay in the title for the incident's life, also once
+    # that alert has ended: the thread's head keeps saying what the incident was about.
+    symptom_title = symptoms[0].title if symptoms else inc.symptom
+    cause_title = causes[0].title if causes and symptom_title else inc.cause_title if symptom_title else ""
+    if symptom_title and causes:
         cause = "; ".join(_describe_cause(c) for c in causes[:3])
+    elif symptom_title:
+        cause = lead.cause or inc.cause
     else:
         cause = lead.cause or "; ".join(_describe_cause(c) for c in causes[1:3])
-    title = lead.title if not (symptoms and causes) else f"{lead.title} — {causes[0].title}"
-    if not symptoms and causes and joinable:
-        entry = topo.resources.get(topo.entries(causes[0].resource_id)[0])
-        title += f" (upstream of {entry.name if entry else topo.entries(causes[0].resource_id)[0]})"
-    before = (inc.state, inc.severity, inc.title, inc.cause, inc.members)
-    inc.state, inc.severity, inc.symptom = state, severity, lead.title if symptoms else ""
+    title = f"{symptom_title} — {cause_title}" if symptom_title and cause_title else symptom_title or lead.title
+    # A cause that could still be joined by what users feel waits `cause_wait` before paging.
+    joinable = not symptoms and bool(causes) and severity != "critical" and any(topo.entries(c.resource_id) for c in causes)
+    before = (inc.state, inc.severity, inc.title, inc.cause, list(inc.members))
+    inc.state, inc.severity, inc.symptom, inc.cause_title = state, severity, symptom_title, cause_title
     inc.title, inc.cause = title, cause
     inc.fix = (causes[0].fix if causes and causes[0].fix else lead.fix)
-    inc.members = [a.fingerprint for a in members]
+    inc.members = list(dict.fromkeys([*inc.members, *(a.fingerprint for a in members)]))
     inc.joinable = joinable
-    labels = resource_labels(topo.resources.get(inc.group_key), inc.group_key) if not inc.group_key.startswith("detector:") \
-        else {"resource": inc.group_key, "name": inc.group_key, "kind": "detector"}
+    if lead.kind == "error":
+        labels = {"resource": inc.group_key, "name": inc.group_key, "kind": "detector"}
+    else:
+        labels = resource_labels(topo.resources.get(lead.resource_id), lead.resource_id)
     labels.update(detector=lead.detector, severity=severity, state=state)
     inc.labels = labels
     inc.version = hashlib.sha256(json.dumps(
@@ -166,8 +230,5 @@ def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int, joinabl
         inc.events.append((state, ""))
     if before[1] != severity and before[2]:
         inc.events.append(("severity", f"{before[1]} -> {severity}"))
-    added = set(inc.members) - set(before[4])
-    if before[2] and added:
-        inc.events.append(("joined", "; ".join(a.title for a in members if a.fingerprint in added)[:500]))
     if (inc.state, inc.severity, inc.title, inc.cause, inc.members) != before:
         inc.updated_at = now

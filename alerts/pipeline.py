@@ -35,7 +35,6 @@ NO_CHANNEL = {"slack": "set slack.bot_token or slack.webhook_url", "email": "set
               "webhook": "add 'NAME=URL' to webhook.urls"}
 
 
-
 @dataclass(frozen=True)
 class AlertSettings:
     policy: Policy = Policy()
@@ -89,7 +88,7 @@ class Pipeline:
         topo = Topology(resources, self.settings.wiring)
         for a in alerts.values():
             a.labels = alert_labels(a, topo)
-        incidents = reconcile(alerts, self.store.open_incidents(), topo, at)
+        incidents = reconcile(alerts, self.store.open_incidents(), topo, at, nodata_pages=self.settings.timers.notify_nodata)
         self.store.save(alerts, incidents, at)
         return incidents
 

@@ -4,6 +4,9 @@ or after they reach the server) and sends recorded. Restarted, it resumes from t
 finished. Used by test_alert_crash.py; progress is a file next to the store.
 
     python -m tests.crash_driver STORE SLACK_API_URL SMTP_PORT CRASH_AT
+
+CRASH_AT is a number (the Nth step; 0 never) or a step's name such as "after send" (the first
+step of that kind this run reaches), so a test can aim a kill at each kind of step once.
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ def observed(step: int) -> list:
 
 
 def main() -> None:
-    store_path, api_url, smtp_port, crash_at = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    store_path, api_url, smtp_port = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    crash_at: int | str = int(sys.argv[4]) if sys.argv[4].isdigit() else sys.argv[4]
     progress = store_path.with_suffix(".progress")
     calls = {"n": 0}
 
     def point(when: str) -> None:
         calls["n"] += 1
-        if calls["n"] == crash_at:
+        if calls["n"] == crash_at or when == crash_at:
             with open(store_path.with_suffix(".crashes"), "a") as f:
                 f.write(f"{when}\n")
             os.kill(os.getpid(), signal.SIGKILL)

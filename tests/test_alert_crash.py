@@ -18,14 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(tmp: Path, slack: SlackStandIn, smtp: SmtpSink, crash: bool, seed: int) -> int:
-    """Run the timeline to the end; with `crash`, runs are killed at a random one of their next
-    ten pipeline steps, up to 20 times. Returns how many runs were killed."""
+    """Run the timeline to the end; with `crash`, the first runs are killed at the first step of
+    each kind (a send the server has but our log does not, an evaluation not yet saved, a send
+    not yet begun), then at a random one of their next ten pipeline steps, up to 20 kills in all.
+    Returns how many runs were killed."""
     rng = random.Random(seed)
     killed = 0
+    aimed = ["after send", "before save", "before begin_send"] if crash else []
     for _ in range(40):
-        crash_at = rng.randint(1, 10) if crash and killed < 20 else 0
+        crash_at = (aimed.pop(0) if aimed else str(rng.randint(1, 10))) if crash and killed < 20 else "0"
         proc = subprocess.run([sys.executable, "-m", "tests.crash_driver", str(tmp / "alerts.db"), slack.api_url, str(smtp.port),
-                               str(crash_at)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                               crash_at], cwd=ROOT, capture_output=True, text=True, timeout=120)
         if proc.returncode == 0:
             return killed
         assert proc.returncode == -9, proc.stderr[-2000:]

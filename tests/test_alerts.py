@@ -156,35 +156,108 @@ def test_findings_that_arrive_together_are_one_page_led_by_the_symptom(world: Wo
     assert "Put RDS Proxy" in body and "/incidents/" in body
 
 
-def test_a_cause_waits_for_its_symptom_and_is_absorbed(world: World) -> None:
+def thread(world: World, top_message: dict) -> list[dict]:
+    return [m for m in world.slack.messages() if m.get("thread_ts") == top_message["ts"]]
+
+
+def test_a_warning_cause_waits_for_its_symptom_and_they_are_one_incident(world: World) -> None:
     for _ in range(4):  # the storm alone: firing, but it may yet hurt checkout-api
-        world.tick(storm())
+        world.tick(storm("warning"))
     assert world.slack.messages() == [], "cause_wait: no page for the cause alone yet"
     for _ in range(4):
-        world.tick(storm(), api_errors())
+        world.tick(storm("warning"), api_errors())
     (msg,) = top(world)
-    assert "checkout-api" in msg["text"] and "orders-db" in msg["text"]
-    absorbed = [i for i in world.incidents() if i.state == "absorbed"]
-    assert len(absorbed) == 1 and absorbed[0].group_key == rid("rds", "orders-db")
-    assert absorbed[0].absorbed_into == next(i.id for i in world.incidents() if i.resolved_at is None)
+    assert msg["text"].startswith("[FIRING] CRITICAL: checkout-api: 12% of requests failing — orders-db at 98% of max_connections")
+    (inc,) = world.incidents()
+    assert inc.group_key == rid("rds", "orders-db"), "keyed by the cause: it came first"
+    assert sorted(world.alerts.alert_rows(inc.members), key=lambda a: a.detector)[0].incident_id == inc.id
 
 
-def test_a_cause_alone_pages_after_cause_wait_naming_what_it_threatens(world: World) -> None:
+def test_a_cause_alone_pages_after_cause_wait_titled_by_itself(world: World) -> None:
     for _ in range(9):
-        world.tick(storm())
+        world.tick(storm("warning"))
     (msg,) = top(world)
-    assert "orders-db at 98% of max_connections (upstream of checkout-api)" in msg["text"]
+    assert msg["text"].startswith("[FIRING] WARNING: orders-db at 98% of max_connections")
+    assert "upstream of" not in msg["text"], "a cause alone is not pinned on an entry point it has not hurt"
 
 
-def test_cause_paged_alone_then_joined_by_symptom_is_merged(world: World) -> None:
-    for _ in range(9):
-        world.tick(storm())
+def test_a_critical_cause_pages_at_once_and_its_symptom_joins_the_same_thread(world: World) -> None:
     for _ in range(4):
+        world.tick(storm())
+    (first,) = top(world)
+    assert first["text"].startswith("[FIRING] CRITICAL: orders-db at 98% of max_connections")
+    for _ in range(8):
         world.tick(storm(), api_errors())
-    first, second = top(world)
-    assert "upstream of checkout-api" in first["text"] and second["text"].startswith("[FIRING] CRITICAL: checkout-api")
-    merged = [m for m in world.slack.messages() if m.get("thread_ts") == first["ts"]]
-    assert merged and "MERGED" in merged[0]["text"], "the cause's own page says where it went"
+    (first,) = top(world)
+    assert first["updates"][-1]["text"].startswith("[UPDATED] CRITICAL: checkout-api: 12% of requests failing — orders-db"), \
+        "the thread's head now leads with what users feel"
+    assert [m for m in thread(world, first) if "UPDATED" in m["text"]]
+    for _ in range(8):
+        world.tick()
+    replies = thread(world, first)
+    assert "RESOLVED" in replies[-1]["text"] and len(top(world)) == 1
+    assert not [m for m in world.slack.messages() if "MERGED" in m["text"]]
+
+
+def test_a_cause_returning_after_it_ended_does_not_take_the_page_away(world: World) -> None:
+    """The connection storm as it failed: the checkout-api page was merged into a new orders-db
+    incident three minutes after the storm had ended, which resolved silently, so the thread
+    users saw ended at MERGED."""
+    for _ in range(8):
+        world.tick(api_errors(), storm())
+    for _ in range(3):
+        world.tick(api_errors())  # the storm ended; users still fail
+    for _ in range(2):
+        world.tick(storm())  # a blip of the cause as the symptom ends
+    for _ in range(12):
+        world.tick()
+    (first,) = top(world)
+    assert "RESOLVED" in thread(world, first)[-1]["text"]
+    assert not [m for m in world.slack.messages() if "MERGED" in m["text"]]
+    assert [i.state for i in world.incidents()] == [RESOLVED]
+
+
+def test_a_symptom_that_outlives_its_cause_keeps_the_incident(world: World) -> None:
+    for _ in range(6):
+        world.tick(storm(), api_errors())
+    for _ in range(30):
+        world.tick(api_errors())
+    (inc,) = world.incidents()
+    assert inc.state == FIRING and inc.resolved_at is None
+    assert not [m for m in world.slack.messages() if "RESOLVED" in m["text"]]
+    assert inc.title.startswith("checkout-api: 12% of requests failing")
+
+
+def test_staggered_findings_of_one_problem_are_one_thread_that_resolves(world: World) -> None:
+    """The cold-start deploy as it failed: five findings of one problem opened and ended within
+    eight minutes, were absorbed into each other, and nothing was sent at all."""
+    latency = Observation("outcomes", rid("api", "checkout-api"), "latency", "finding", "warning", "checkout-api: p95 latency 2.1× usual")
+    cold = Observation("coldstarts", rid("lambda", "checkout-fn"), "coldstarts", "finding", "critical", "checkout-fn: 40% started cold")
+    errors = Observation("outcomes", rid("lambda", "checkout-fn"), "errors", "finding", "warning", "checkout-fn: 6% failed")
+    timeline = [[cold], [cold], [cold, latency], [cold, latency, errors], [latency, errors], [latency], [cold, latency],
+                [cold, latency], [latency], [latency], [latency], [], [], [], [], [], [], [], [], [], []]
+    for observed in timeline:
+        world.tick(*observed)
+    (first,) = top(world)
+    assert "checkout-api: p95 latency" in first["text"] and "checkout-fn: 40% started cold" in first["text"]
+    assert "RESOLVED" in thread(world, first)[-1]["text"]
+    assert len(world.incidents()) == 1
+
+
+def test_a_second_finding_on_the_same_resource_joins_its_incident(world: World) -> None:
+    """The hot partition as it failed: a second top-level page for the same problem."""
+    capacity = Observation("connections", rid("rds", "orders-db"), "cpu", "finding", "critical", "orders-db CPU at 99%")
+    for _ in range(4):
+        world.tick(storm())
+    for _ in range(6):
+        world.tick(storm(), capacity)
+    assert len(top(world)) == 1 and len(world.incidents()) == 1
+
+
+def test_unrelated_problems_at_once_are_two_incidents(world: World) -> None:
+    for _ in range(4):
+        world.tick(api_errors(), queue_growth())
+    assert len(top(world)) == 2 and len(world.incidents()) == 2
 
 
 def test_nodata_and_errors_show_but_do_not_page_by_default(world: World) -> None:
@@ -193,7 +266,8 @@ def test_nodata_and_errors_show_but_do_not_page_by_default(world: World) -> None
     for _ in range(10):
         world.tick(nodata, error, ran_ok=set())
     states = sorted(i.state for i in world.incidents())
-    assert states == [ERROR, NODATA] and world.slack.messages() == []
+    assert states == [ERROR] and world.slack.messages() == [], "NoData is a state of the resource, not an incident"
+    assert any(a.state == NODATA for a in world.alerts.alerts().values())
     world.reconfigure(**{"alerts.notify_errors": True})
     world.tick(nodata, error, ran_ok=set())
     (msg,) = top(world)

@@ -62,7 +62,7 @@ def build_web_store(emulator: Any, folder: Path) -> dict[str, Any]:
                 pipeline.observe([*observed, hostile], ran_ok, resources(store), now)
                 pipeline.deliver()
             incs = pipeline.store.incidents()
-            storm = next(i.id for i in incs if i.state != "absorbed" and "orders-db" in i.cause)
+            storm = next(i.id for i in incs if "orders-db" in i.title)
             hostile_id = next(i.id for i in incs if i.labels.get("resource") == HOSTILE_ID)
             return {"path": path, "now": now, "storm": storm, "hostile": hostile_id, "label": label}
     finally:

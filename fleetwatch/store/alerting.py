@@ -17,7 +17,8 @@ _ALERT_COLUMNS = ("fingerprint", "detector", "resource_id", "key", "kind", "stat
                   "started_at", "active_since", "firing_since", "recovering_since", "last_seen", "resolved_at", "flaps",
                   "incident_id")
 _INCIDENT_COLUMNS = ("id", "fingerprint", "group_key", "state", "severity", "title", "symptom", "cause", "fix", "version",
-                     "started_at", "firing_at", "updated_at", "resolved_at", "acked_by", "acked_at", "absorbed_into")
+                     "started_at", "firing_at", "updated_at", "resolved_at", "acked_by", "acked_at", "absorbed_into",
+                     "cause_title")
 
 
 def _alert(row: dict[str, Any]) -> Alert:
@@ -55,8 +56,8 @@ class AlertStore:
     def incidents(self, open_only: bool = False) -> list[Incident]:
         return self._incidents("resolved_at IS NULL" if open_only else "1 = 1", [])
 
-    def open_incidents(self) -> dict[str, Incident]:
-        return {i.fingerprint: i for i in self._incidents("resolved_at IS NULL", [])}
+    def open_incidents(self) -> dict[int, Incident]:
+        return {i.id: i for i in self._incidents("resolved_at IS NULL", []) if i.id is not None}
 
     def incidents_to_settle(self, since: int) -> list[Incident]:
         """Open incidents, and those that ended since `since` (they may still owe a resolved)."""
@@ -76,27 +77,23 @@ class AlertStore:
 
     def save(self, alerts: dict[str, Alert], incidents: Sequence[Incident], now: int) -> None:
         """Alerts and incidents of one evaluation, with the incidents' new timeline events, in one
-        transaction. New incidents get their ids here; absorbed ones point at their new home."""
+        transaction. New incidents get their ids here, and so do the alerts that opened them."""
         with self.store.transaction() as db:
-            by_key: dict[str, int] = {}
-            for inc in sorted(incidents, key=lambda i: i.resolved_at is not None):  # open (and new) ones first
+            for inc in incidents:
                 row = {c: getattr(inc, c) for c in _INCIDENT_COLUMNS if c != "id"}
                 row.update(labels=json.dumps(inc.labels, sort_keys=True), members=json.dumps(inc.members), joinable=int(inc.joinable))
-                if inc.absorbed_by_key is not None:
-                    row["absorbed_into"] = inc.absorbed_into = by_key.get(inc.absorbed_by_key)
                 if inc.id is None:
                     inc.id = int(db["incidents"].insert(row).last_pk)
                 else:
                     db["incidents"].update(inc.id, row)
-                if inc.resolved_at is None:
-                    by_key[inc.group_key] = inc.id
+                for fp in inc.live:
+                    if fp in alerts:
+                        alerts[fp].incident_id = inc.id
                 for event, detail in inc.events:
                     db["incident_events"].insert({"incident_id": inc.id, "ts": now, "event": event, "detail": detail})
                 inc.events = []
-            member_of = {fp: inc.id for inc in incidents if inc.resolved_at is None for fp in inc.members}
             rows = []
             for a in alerts.values():
-                a.incident_id = member_of.get(a.fingerprint, a.incident_id)
                 row = {c: getattr(a, c) for c in _ALERT_COLUMNS}
                 row.update(evidence=json.dumps(a.evidence), labels=json.dumps(a.labels, sort_keys=True), updated_at=now)
                 rows.append(row)

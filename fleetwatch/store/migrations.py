@@ -203,6 +203,12 @@ def _agent_cycles(db: sqlite_utils.Database) -> None:
     db["agent_cycles"].create_index(["scheduled_at"])
 
 
+def _incident_lead(db: sqlite_utils.Database) -> None:
+    # What the incident's title said of its cause, kept once that cause has ended, so the
+    # incident goes on naming it (its symptom is kept in `symptom` already).
+    db["incidents"].add_column("cause_title", str, not_null_default="")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_resources_series_samples_poll_log", _initial),
     Migration("0002_findings_incidents_notifications_silences", _alerting),
@@ -211,5 +217,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0005_detector_runs", _detector_runs),
     Migration("0006_alert_pipeline", _incidents),
     Migration("0007_agent_cycles", _agent_cycles),
+    Migration("0008_incident_cause_title", _incident_lead),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
