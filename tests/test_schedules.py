@@ -277,3 +277,20 @@ def test_the_emulator_triggers_cron_rules_only_when_due(fleet: Any, rule_name: s
     stamps = [int(t.timestamp()) for t in got["Timestamps"]]
     assert stamps and all(minute_of_day(t) for t in stamps), stamps
     assert len(stamps) == (hours if rule_name == "export-hourly" else 2)
+
+
+def test_an_hourly_job_dead_for_hours_is_found_through_the_collector(fleet: Any, tmp_path: Any) -> None:
+    # The last run is hours older than the detection window: the pass still knows when it was.
+    from fleetwatch.store import open_store
+    from tests.conftest import control, make_collector, set_clock
+
+    control(fleet, "/__fleet__/scenario", {"name": "schedule-missed-hourly"})
+    (label,) = fleet.model.incident_labels()
+    now = int(label["start"] + 3 * H + 10 * M)
+    with open_store(tmp_path / "fw.db") as store:
+        set_clock(fleet, now)
+        make_collector(fleet, store, backfill=6 * H).poll()
+        found = [f for f in detect(store, now).findings if f.key == "missed"]
+        assert [f.resource_id for f in found] == ["schedule/123456789012/us-east-1/export-hourly"]
+        first_missed = (int(label["start"]) + H - 1) // H * H
+        assert found[0].started_at == first_missed and "no run for" in found[0].title
