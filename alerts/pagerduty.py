@@ -95,6 +95,7 @@ class PagerDuty:
         if got.status == 202 or (200 <= got.status < 300):
             return Delivered(str(body.get("dedup_key") or dedup))
         detail = "; ".join(clean(e, 200) for e in (body.get("errors") or [])[:5]) or clean(body.get("message", ""), 200)
+        detail = detail.replace(routing_key, "********")  # should an answer ever quote the key
         if got.status == 400:
             hint = (" — check pagerduty.routing_key (FLEETWATCH_PAGERDUTY_ROUTING_KEY): it is the 32-character "
                     "Integration Key of an Events API v2 integration") if "routing_key" in detail else ""

@@ -335,3 +335,26 @@ def test_the_pagerduty_stand_in_runs_as_a_process_and_prints_what_it_gets() -> N
     finally:
         proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
+
+
+def test_an_acknowledge_on_the_dashboard_reaches_pagerduty_slack_mail_and_webhooks(world: World, pd: PagerDutyStandIn,
+                                                                                   hook: WebhookReceiver) -> None:
+    fire(world)
+    (inc,) = world.incidents()
+    world.reconfigure(**{"web.token": "dash-token-0123456789"})
+    client = _client(world)
+    got = client.post(f"/api/incidents/{inc.id}/ack", headers={"Authorization": "Bearer dash-token-0123456789"})
+    assert got.status_code == 200 and got.json()["acknowledged"] is True
+    world.tick(api_errors())
+    assert pd.incident(key_of(world, inc.id))["status"] == "acknowledged"
+    (first,) = world.slack.messages(top_level_only=True)
+    assert [m["text"] for m in world.slack.messages() if m.get("thread_ts") == first["ts"]] == [":eyes: Acknowledged by api-token"]
+    assert "[ACKNOWLEDGED]" in first["updates"][-1]["text"], "the top message shows it too"
+    mails = [m for _, m in world.smtp.messages()]
+    assert str(mails[-1]["Subject"]).strip().startswith("[fleetwatch] [ACKNOWLEDGED]") and mails[-1]["In-Reply-To"] == mails[0]["Message-ID"]
+    last = hook.payloads()[-1]
+    assert last["status"] == "firing" and last["commonAnnotations"]["notification"] == "acknowledged"
+    assert last["commonAnnotations"]["acknowledged_by"] == "api-token"
+    for _ in range(3):
+        world.tick(api_errors())
+    assert len(hook.payloads()) == 2 and len(world.smtp.messages()) == 2, "told once per target"

@@ -379,9 +379,10 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
             raise HTTPException(404, f"silence #{silence_id} is not active")
         return Response(status_code=204)
 
-    @app.post("/hooks/pagerduty", tags=["integrations"], responses={
-        400: {"description": "no X-PagerDuty-Signature"}, 403: {"description": "a signature that does not match"},
-        404: {"description": "pagerduty.webhook_secret is not set"}})
+    # PagerDuty's to call, not a reader's: kept out of the API's schema. Answers: 200 acknowledged
+    # (or already was), 202 understood but not ours or not an acknowledgement, 400 no signature or
+    # no JSON, 403 a signature that does not match, 404 pagerduty.webhook_secret not set.
+    @app.post("/hooks/pagerduty", include_in_schema=False)
     async def pagerduty_webhook(request: Request) -> Any:
         """A PagerDuty V3 webhook (subscribe it to incident.acknowledged): an incident fleetwatch
         opened in PagerDuty and acknowledged there is acknowledged here, by "NAME (PagerDuty)".
