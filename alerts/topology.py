@@ -2,9 +2,10 @@
 
 Edges run from cause to effect and come from what discovery found: an API's Lambda
 integrations (function -> API), a schedule's targets (function -> schedule), a queue's consumers
-(function -> queue: a failing consumer is a backlog), what a function's environment names
-(database, proxy, table -> function), the account's Lambda concurrency (account -> every function
-in it), and explicit wiring from the configuration. A resource that reaches no entry point that
+(function -> queue: a failing consumer is a backlog), a source queue's DLQ (queue -> DLQ), what a
+function's environment names (database, proxy, table, SES -> function), a proxy's target database
+(database -> proxy), the account's Lambda concurrency (account -> the functions holding most of
+it, from the collector's `concurrency_holders` fact), and explicit wiring from the configuration. A resource that reaches no entry point that
 way reaches the entry points sharing its `service` tag in its account and region.
 """
 
@@ -43,16 +44,37 @@ class Topology:
             elif r.kind == "sqs":
                 for fn in r.facts.get("consumers") or []:
                     self._link(local(r, "lambda", fn), r.id)
+                # A source queue's failing consumer fills its DLQ: one problem (RedrivePolicy).
+                if r.facts.get("dlq"):
+                    self._link(r.id, local(r, "sqs", r.facts["dlq"]))
             elif r.kind == "lambda":
                 for ref in r.facts.get("uses") or []:
                     kind, _, name = ref.partition(":")
                     self._link(local(r, kind, name), r.id)
-                self._link(local(r, "lambda_account", "account"), r.id)
+            elif r.kind == "rds_proxy":
+                # A proxy's target database: its callers use the database through it.
+                for db in r.facts.get("targets") or []:
+                    self._link(local(r, "rds", db), r.id)
+            elif r.kind == "lambda_account":
+                for fn in self._holders(r, [o for o in resources if o.kind == "lambda"]):
+                    self._link(r.id, local(r, "lambda", fn))
         for cause, effect in wiring:
             for c in by_name.get(cause, []):
                 for e in by_name.get(effect, []):
                     self._link(c, e)
         self._cache: dict[str, tuple[str, ...]] = {}
+
+    @staticmethod
+    def _holders(account: Resource, functions: list[Resource]) -> list[str]:
+        """The functions an account's concurrency problem reaches users through: those holding
+        the most of it now (facts from the collector: ConcurrentExecutions, Maximum), else those
+        that draw on the unreserved pool (a function with reserved concurrency has its own —
+        Lambda "Configuring reserved concurrency" docs) — never simply every function."""
+        holders = account.facts.get("concurrency_holders")
+        if holders is not None:
+            return [h["name"] for h in holders if isinstance(h, dict) and h.get("name")]
+        return [f.name for f in functions if f.account == account.account and f.region == account.region
+                and not f.facts.get("reserved_concurrency")]
 
     def _link(self, cause: str | None, effect: str | None) -> None:
         if cause and effect and cause != effect:

@@ -80,12 +80,17 @@ _RDS_HOST = re.compile(r"\b([a-z][a-z0-9-]{0,62})\.(proxy-)?[a-z0-9]+\.[a-z0-9-]
 _SQS_URL = re.compile(r"^https://sqs\.[a-z0-9-]+\.amazonaws\.com/\d{12}/([\w-]{1,80}(?:\.fifo)?)$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:(dynamodb|sqs):[a-z0-9-]+:\d{12}:(?:table/)?([\w.-]{1,255})")
 _NAME = re.compile(r"^[\w.-]{3,255}$")
+# Mail through SES: an SES ARN (identity, configuration set), or a key naming SES
+# (SES_CONFIGURATION_SET, SES_FROM_ADDRESS, ...). The account's SES resource is "ses:account".
+_SES_ARN = re.compile(r"^arn:aws[a-z-]*:ses:")
+_SES_KEY = re.compile(r"(^|_)SES(_|$)")
 
 
 def uses_from_environment(env: dict[str, str]) -> list[str]:
     """What a function calls, as `kind:name`, read from its environment variables: RDS and RDS
-    Proxy endpoints (also inside connection strings), SQS URLs, table and queue ARNs, and plain
-    names under *TABLE*/*QUEUE* keys. Only those names are kept, never a value: environments
+    Proxy endpoints (also inside connection strings), SQS URLs, table and queue ARNs, plain
+    names under *TABLE*/*QUEUE* keys, and SES (an SES ARN or a key naming SES: the account's
+    SES resource). Only those names are kept, never a value: environments
     carry secrets."""
     uses = set()
     for key, value in env.items():
@@ -98,6 +103,8 @@ def uses_from_environment(env: dict[str, str]) -> list[str]:
             uses.add(f"{m.group(1)}:{m.group(2)}")
         elif _NAME.match(value) and ("TABLE" in key.upper() or "QUEUE" in key.upper()):
             uses.add(f"{'dynamodb' if 'TABLE' in key.upper() else 'sqs'}:{value}")
+        if _SES_ARN.match(value) or _SES_KEY.search(key.upper()):
+            uses.add("ses:account")
     return sorted(uses)
 
 

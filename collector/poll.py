@@ -318,7 +318,8 @@ class Collector:
         if "ses" in by_kind:
             probes_due.append(("probe:ses", lambda: probes.ses_account(clients, by_kind["ses"]["id"], end)))
         if "lambda_account" in by_kind:
-            probes_due.append(("probe:lambda", lambda: probes.lambda_account(clients, by_kind["lambda_account"]["id"], end)))
+            probes_due.append(("probe:lambda", lambda: probes.lambda_account(clients, by_kind["lambda_account"]["id"], end,
+                                                                             self._concurrency(pp.resources, end))))
         if pp.plan.queues:
             probes_due.append(("probe:sqs", lambda: self._queues(clients, pp.plan.queues, end)))
         if pp.plan.functions:
@@ -349,6 +350,14 @@ class Collector:
                 result.status, result.error = "error", discovery.describe_error(got.failure)
             results.append(result)
         return results
+
+    def _concurrency(self, resources: list[dict[str, Any]], end: int) -> dict[str, tuple[str, int | None, list[tuple[int, float]]]]:
+        """The last 10 minutes of each function's stored ConcurrentExecutions (Maximum)."""
+        functions = {r["id"]: r for r in resources if r["kind"] == "lambda"}
+        with self._db:
+            got = self.store.recent_values(list(functions), ["ConcurrentExecutions"], end - 600, end + 60)
+        return {rid: (r["name"], r["facts"].get("reserved_concurrency"), got.get((rid, "ConcurrentExecutions", "Maximum"), []))
+                for rid, r in functions.items()}
 
     def _queues(self, clients: Any, queues: list[tuple[str, str]], ts: int) -> probes.ProbeResult:
         got, errors = probes.queue_depth(clients, queues, ts)

@@ -91,7 +91,14 @@ def _ses_v1(clients: Clients, v2_error: BaseException) -> dict[str, Any]:
 
 # -- Lambda account -------------------------------------------------------------------------------
 
-def lambda_account(clients: Clients, rid: str, ts: int) -> ProbeResult:
+HOLDERS = 5
+
+
+def lambda_account(clients: Clients, rid: str, ts: int,
+                   concurrency: dict[str, tuple[str, int | None, list[tuple[int, float]]]] | None = None) -> ProbeResult:
+    """The account's limits (GetAccountSettings) and, from the ConcurrentExecutions (Maximum)
+    already stored for its functions — `concurrency`: function id -> (name, reserved, points) —
+    the functions holding the most of it now, so an account-level cause is joined through them."""
     out = ProbeResult()
     got = clients("lambda").get_account_settings()
     limit, usage = got.get("AccountLimit", {}), got.get("AccountUsage", {})
@@ -99,6 +106,10 @@ def lambda_account(clients: Clients, rid: str, ts: int) -> ProbeResult:
                       "unreserved_concurrency_limit": limit.get("UnreservedConcurrentExecutions"),
                       "function_count": usage.get("FunctionCount"), "total_code_size": usage.get("TotalCodeSize"),
                       "code_size_limit": limit.get("TotalCodeSize")}
+    if concurrency is not None:
+        peaks = sorted(((max(v for _, v in pts), name, reserved) for name, reserved, pts in concurrency.values() if pts),
+                       key=lambda x: (-x[0], x[1]))
+        out.facts[rid]["concurrency_holders"] = [{"name": n, "peak": p, "reserved": r} for p, n, r in peaks[:HOLDERS] if p > 0]
     for metric, value in (("AccountLimit.ConcurrentExecutions", limit.get("ConcurrentExecutions")),
                           ("AccountLimit.UnreservedConcurrentExecutions", limit.get("UnreservedConcurrentExecutions"))):
         if value is not None:

@@ -21,13 +21,20 @@ SCALE_OUT = 2.0
 
 
 def _callers(inp: Inputs, db: Resource, since: int) -> list[tuple[Resource, float, float]]:
-    """Functions in the database's account and region (sharing its `service` tag when it has
-    one) whose concurrency rose at least twofold since `since`: (function, before, now)."""
-    service = db.tags.get("service")
+    """The database's callers whose concurrency rose at least twofold since `since`: (function,
+    before, now), the biggest first. Callers are the functions whose environment names it or a
+    proxy in front of it (`uses`); a database no function names falls back to the functions
+    sharing its `service` tag in its account and region."""
+    local = [fn for fn in inp.of_kind("lambda") if fn.account == db.account and fn.region == db.region]
+    names = {f"{db.kind}:{db.name}"} | {f"rds_proxy:{p.name}" for p in inp.of_kind("rds_proxy")
+                                        if db.kind == "rds" and db.name in (p.facts.get("targets") or [])
+                                        and p.account == db.account and p.region == db.region}
+    callers = [fn for fn in local if names & set(fn.facts.get("uses") or [])]
+    if not callers:
+        service = db.tags.get("service")
+        callers = [fn for fn in local if not service or fn.tags.get("service") == service]
     out = []
-    for fn in inp.of_kind("lambda"):
-        if fn.account != db.account or fn.region != db.region or (service and fn.tags.get("service") != service):
-            continue
+    for fn in callers:
         conc = inp.get(fn.id, "ConcurrentExecutions", "Maximum")
         before = conc.before(since).since(since - 1800).median()
         now = conc.since(since).max()
@@ -42,7 +49,8 @@ def _storm(inp: Inputs, db: Resource, since: int) -> tuple[str, str]:
     if not callers:
         return "", ""
     fn, before, now = callers[0]
-    return (f"{fn.name} scaled from {before:.0f} to {now:.0f} concurrent, each instance opening its own connection",
+    others = "".join(f"; {o.name} from {b:.0f} to {n:.0f}" for o, b, n in callers[1:3])
+    return (f"{fn.name} scaled from {before:.0f} to {now:.0f} concurrent{others}, each instance opening its own connection",
             f" since {fn.name} scaled to {now:.0f} concurrent")
 
 
@@ -80,7 +88,7 @@ def connections(inp: Inputs) -> Iterator[Finding | NoData]:
             since = conns.run_start(lambda v: v / limit >= DB_WARN) or inp.now
             cause, suffix = _storm(inp, db, since)
             yield Finding("connections", db.id, CRITICAL if share >= DB_CRIT else WARNING,
-                          f"{db.name} at {pct(share)} of max_connections ({peak:.0f}/{limit}{est}){suffix}",
+                          f"{db.name} at {pct(share)} of max_connections ({peak:.0f} of {limit}{est}){suffix}",
                           since, evidence(limit=limit, connections=conns), cause=cause or "connections near the database's limit",
                           fix=STORM_FIX, key="utilisation")
         elif share >= FORECAST_FROM and eta is not None and eta <= FORECAST_HORIZON:

@@ -9,7 +9,9 @@ from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Res
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {("SES.SentLast24Hours", "Value"), ("Reject", "Sum"), ("Reputation.BounceRate", "Maximum"),
-         ("Reputation.ComplaintRate", "Maximum"), ("ClaimedAccountConcurrency", "Maximum"), ("Throttles", "Sum")}
+         ("Reputation.ComplaintRate", "Maximum"), ("ClaimedAccountConcurrency", "Maximum"), ("Throttles", "Sum"),
+         ("ConcurrentExecutions", "Maximum"), ("Errors", "Sum")}
+TOP = 3  # consumers of account concurrency named in a finding
 
 RECENT = 5 * 60
 QUOTA_WARN, QUOTA_CRIT = 0.80, 0.95
@@ -17,6 +19,7 @@ BOUNCE_WARN, BOUNCE_REVIEW, BOUNCE_PAUSE = 0.025, 0.05, 0.10
 COMPLAINT_WARN, COMPLAINT_REVIEW, COMPLAINT_PAUSE = 0.0005, 0.001, 0.005
 DEFAULT_CONCURRENCY = 1000
 HEADROOM_WARN, HEADROOM_CRIT = 0.80, 0.90
+RECENT_MAIL, MIN_MAIL_ERRORS = 15 * 60, 3
 
 PRODUCTION_FIX = ("Request production access for SES in this region (SES console → Account dashboard → Request "
                   "production access); until then only verified recipients and 200 mails a day are allowed.")
@@ -58,7 +61,29 @@ def ses_account(inp: Inputs) -> Iterator[Finding | NoData]:
         if f.get("sending_enabled") is False:
             yield Finding("ses_account", res.id, CRITICAL, f"{where}: sending is disabled", inp.now, evidence(),
                           cause="sending was paused for the account", fix="Re-enable sending once the cause is fixed.", key="disabled")
+        failing = _mail_failing(inp, res)
+        if sandbox and failing and used < QUOTA_WARN and not rejects.sum():
+            names = ", ".join(f"{fn.name} ({n:.0f} errors)" for fn, n in failing)
+            yield Finding("ses_account", res.id, CRITICAL,
+                          f"{where}: still in the SES sandbox ({sent:.0f} of {quota:.0f} daily sends used) while {names} "
+                          f"fail to send in 15 min", inp.now - RECENT_MAIL,
+                          evidence(limit=quota, sent_last_24h=sent_series),
+                          cause="the SES sandbox accepts only verified recipients: mail to customers is refused",
+                          fix=PRODUCTION_FIX, key="sandbox-refusing")
         yield from _reputation(inp, res.id, where)
+
+
+def _mail_failing(inp: Inputs, ses: Resource) -> list[tuple[Resource, float]]:
+    """Functions in the SES account's place that send mail through it (`uses`, from their
+    environment) and failed at least MIN_MAIL_ERRORS times in the last 15 minutes."""
+    out = []
+    for fn in inp.of_kind("lambda"):
+        if fn.account != ses.account or fn.region != ses.region or not any(str(u).startswith("ses:") for u in fn.facts.get("uses") or []):
+            continue
+        errors = inp.get(fn.id, "Errors", "Sum").since(inp.now - RECENT_MAIL).sum()
+        if errors >= MIN_MAIL_ERRORS:
+            out.append((fn, errors))
+    return out
 
 
 def _reputation(inp: Inputs, rid: str, where: str) -> Iterator[Finding]:
@@ -91,17 +116,20 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
         where = f"Lambda {res.region} ({res.account})"
         recent = claimed.since(inp.now - RECENT)
         peak = recent.max()
+        holders = _holders(inp, res)
+        held_by = " — held by " + ", ".join(holders) if holders else ""
         if peak is not None and peak / limit >= HEADROOM_WARN:
             severity = CRITICAL if peak / limit >= HEADROOM_CRIT else WARNING
             yield Finding("lambda_account", res.id, severity,
-                          f"{where}: {peak:.0f} of {limit} account concurrency claimed ({pct(peak / limit)})",
+                          f"{where}: {peak:.0f} of {limit} account concurrency claimed ({pct(peak / limit)}){held_by}",
                           claimed.run_start(lambda v: v / limit >= HEADROOM_WARN) or inp.now,
-                          evidence(limit=limit, claimed=claimed), cause="account concurrency nearly used up",
+                          evidence(limit=limit, claimed=claimed),
+                          cause="account concurrency nearly used up" + (f" by {holders[0].split(' ')[0]}" if holders else ""),
                           fix="Request a higher concurrent-executions quota (Service Quotas, L-B99A9384), or cap the "
                               "busiest functions with reserved concurrency.", key="headroom")
         throttles = _unreserved_throttles(inp, res)
         if throttles > 0:
-            yield Finding("lambda_account", res.id, CRITICAL, f"{where}: {throttles:.0f} invocations throttled in 5 min",
+            yield Finding("lambda_account", res.id, CRITICAL, f"{where}: {throttles:.0f} invocations throttled in 5 min{held_by}",
                           inp.now - RECENT, evidence(limit=limit, claimed=claimed,
                                                      throttles=inp.get(res.id, "Throttles", "Sum").since(inp.now - 3600)),
                           cause="the account's concurrency is exhausted", key="throttles",
@@ -111,6 +139,25 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
                           f"{where}: account concurrency limit is {limit}, far below the default {DEFAULT_CONCURRENCY}",
                           inp.now, evidence(limit=limit, claimed=claimed), cause="a new account's low default quota",
                           fix="Request the default 1,000 (Service Quotas, L-B99A9384).", key="low-limit")
+
+
+def _holders(inp: Inputs, account: Resource) -> list[str]:
+    """The TOP functions holding the most concurrency in the last 5 minutes (ConcurrentExecutions,
+    Maximum — Lambda "Concurrency metrics" docs: use MAX), each with its reservation, e.g.
+    "thumbnail-fn 860 (unreserved)", "report-fn 5 (reserved 5)"."""
+    peaks = []
+    for fn in inp.of_kind("lambda"):
+        if fn.account != account.account or fn.region != account.region:
+            continue
+        peak = inp.get(fn.id, "ConcurrentExecutions", "Maximum").since(inp.now - RECENT).max()
+        if peak:
+            peaks.append((peak, fn))
+    peaks.sort(key=lambda x: (-x[0], x[1].name))
+    out = []
+    for peak, fn in peaks[:TOP]:
+        reserved = fn.facts.get("reserved_concurrency")
+        out.append(f"{fn.name} {peak:.0f} ({f'reserved {reserved}' if reserved else 'unreserved'})")
+    return out
 
 
 def _unreserved_throttles(inp: Inputs, res: Resource) -> float:

@@ -7,18 +7,29 @@ never a depth of zero."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
+from typing import Any
 
 from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, pct
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {("ApproximateNumberOfMessagesVisible", "Maximum"), ("ApproximateAgeOfOldestMessage", "Maximum"),
-         ("NumberOfMessagesSent", "Sum"), ("NumberOfMessagesDeleted", "Sum"), ("Errors", "Sum")}
+         ("NumberOfMessagesSent", "Sum"), ("NumberOfMessagesDeleted", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum")}
 
 TREND = 15 * 60
 STOPPED = 15 * 60  # three slow-tier (5-minute) points of sends and deletes
 LOSS_WARN, LOSS_CRIT = 0.5, 0.8
 MIN_BACKLOG = 20  # messages: below this a "growing" backlog is noise
+MIN_AGE = 120  # seconds: a backlog whose oldest message is younger is being worked through
+MIN_R2 = 0.6
+LEAK = 60 * 60
+LEAK_SPANS = (LEAK, 30 * 60)  # a slow leak: the longest span that shows it (30 min once an hour is not loaded)
+MIN_LEAK = 30  # messages the backlog grew by over the span
+DRAINING = 5 * 60
+DRAIN_FROM = 10 * 60
+SURGE, KEEPING_UP = 1.5, 0.97  # sends up half again; deletes within SQS's count noise of sends
+SES_QUOTA_USED = 0.95
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -72,43 +83,153 @@ def _consumers(inp: Inputs, q: Resource) -> list[Resource]:
     return [r for r in inp.of_kind("lambda") if r.name in names and r.account == q.account and r.region == q.region]
 
 
+def _ses_refusing(inp: Inputs, q: Resource, consumers: list[Resource]) -> tuple[str, str] | None:
+    """(cause, fix) when a consumer sends mail through SES (its `uses`, from its environment)
+    and the SES account in its place refuses mail: the sandbox (only verified recipients, 200 a
+    day — SES "Request production access" docs), the daily quota used up, sending disabled or
+    paused. Then the backlog is SES's doing, not a consumer that stopped."""
+    senders = [c for c in consumers if any(str(u).startswith("ses:") for u in c.facts.get("uses") or [])]
+    ses = next((r for r in inp.of_kind("ses") if r.account == q.account and r.region == q.region), None)
+    if not senders or ses is None:
+        return None
+    f = ses.facts
+    quota, sent = float(f.get("max_24h_send") or 0), float(f.get("sent_last_24h") or 0)
+    why = []
+    if f.get("production_access") is False:
+        why.append("still in the SES sandbox (verified recipients only)")
+    if quota and sent / quota >= SES_QUOTA_USED:
+        why.append(f"{sent:.0f} of {quota:.0f} daily sends used")
+    if f.get("sending_enabled") is False or f.get("enforcement_status") == "SHUTDOWN":
+        why.append("sending paused for the account")
+    if not why:
+        return None
+    names = ", ".join(c.name for c in senders)
+    errors = sum(inp.get(c.id, "Errors", "Sum").since(inp.now - TREND).sum() + inp.get(c.id, "Throttles", "Sum").since(inp.now - TREND).sum()
+                 for c in senders)
+    failing = f" ({errors:.0f} failed invocations in 15 min)" if errors else ""
+    return (f"SES {ses.region} refuses {names}'s mail{failing}: " + "; ".join(why),
+            "Request SES production access (or a higher sending quota) for this region; the queue drains once mail is "
+            f"accepted. Do not re-enable or scale {names}: it is working.")
+
+
+def _trend(vis: Series, age: Series, span: int, now: int) -> tuple[float, float] | None:
+    """(slope per minute, R²) of a backlog rising steadily over the last `span` seconds, with the
+    age of its oldest message rising too; None when it is not (too few points, falling, or
+    draining in its newest minutes)."""
+    v = vis.since(now - span)
+    if len(v) < 3 or v.points[-1][0] - v.points[0][0] < span * 0.8:
+        return None
+    slope, r2 = v.slope_per_minute()
+    a = age.since(now - span)
+    age_slope, _ = a.slope_per_minute()
+    # Draining now: the newest five minutes fall, whatever the window's trend says.
+    newest = v.since(now - DRAINING)
+    if slope <= 0 or r2 < MIN_R2 or age_slope <= 0 or (len(newest) >= 3 and newest.slope_per_minute()[0] < 0):
+        return None
+    return slope, r2
+
+
+def _per_minute(series: Series, start: int, end: int) -> float | None:
+    part = Series(tuple(p for p in series.points if start <= p[0] < end), series.period)
+    if not part:
+        return None
+    return part.sum() / (len(part) * part.period / 60)
+
+
+def _traffic_driven(sent: Series, deleted: Series, now: int) -> bool:
+    """A backlog from a surge in traffic that the consumer is keeping pace with: sends up at least
+    half again on the half hour before, and deletes up with them (within the ±few % that SQS's
+    service-side counts wobble by). It drains when the surge ends."""
+    before = _per_minute(sent, now - LEAK, now - TREND)
+    s_now, d_now = _per_minute(sent, now - TREND, now), _per_minute(deleted, now - TREND, now)
+    return bool(before and s_now and d_now is not None and s_now >= SURGE * before and d_now >= KEEPING_UP * s_now)
+
+
+def _drain(vis: Series, now: int) -> str:
+    """Time to drain from what the backlog itself did in its newest minutes (sent and deleted
+    counts include retries — SQS docs: do not use them for the queue's state)."""
+    recent = vis.since(now - DRAINING)
+    if len(recent) < 3:
+        recent = vis.since(now - DRAIN_FROM)
+    slope, _ = recent.slope_per_minute()
+    latest = recent.latest
+    if latest is None:
+        return "unknown"
+    if slope >= 0:
+        return "never at this rate"
+    return f"~{_fmt_duration(latest[1] / -slope * 60)}"
+
+
 def _growth(inp: Inputs, q: Resource, visible: Series, age: Series) -> Iterator[Finding]:
     start = inp.now - TREND
     vis = visible.since(start)
-    sent = inp.get(q.id, "NumberOfMessagesSent", "Sum").since(start)
-    deleted = inp.get(q.id, "NumberOfMessagesDeleted", "Sum").since(start)
+    sent_all = inp.get(q.id, "NumberOfMessagesSent", "Sum")
+    deleted_all = inp.get(q.id, "NumberOfMessagesDeleted", "Sum")
+    sent, deleted = sent_all.since(start), deleted_all.since(start)
     latest = vis.latest
     if latest is None:
         return
     consumers = _consumers(inp, q)
+    ses = _ses_refusing(inp, q, consumers)
     stopped_window = inp.now - STOPPED
     recent_sent = sent.since(stopped_window).sum()
     recent_deleted = deleted.since(stopped_window)
     if recent_sent > 0 and len(recent_deleted) >= 2 and recent_deleted.sum() == 0 and latest[1] > 0:
         who = ", ".join(c.name for c in consumers) or "its consumer"
-        yield Finding("queues", q.id, CRITICAL,
-                      f"{q.name}: {recent_sent:.0f} messages sent and none deleted in 15 min — {who} stopped consuming; "
-                      f"{latest[1]:.0f} waiting", recent_deleted.points[0][0], evidence(sent=sent, deleted=deleted, visible=vis),
-                      cause=f"{who} is not deleting messages (disabled trigger, crashed poller, or every batch failing)",
-                      fix=f"Check {who}'s event source mapping state and errors; re-enable or fix it.", key="stopped")
+        if ses is not None:
+            title = f"{q.name}: {recent_sent:.0f} messages sent and none deleted in 15 min — {ses[0]}; {latest[1]:.0f} waiting"
+            cause, fix = ses
+        else:
+            title = f"{q.name}: {recent_sent:.0f} messages sent and none deleted in 15 min — {who} stopped consuming; {latest[1]:.0f} waiting"
+            cause = f"{who} is not deleting messages (disabled trigger, crashed poller, or every batch failing)"
+            fix = f"Check {who}'s event source mapping state and errors; re-enable or fix it."
+        yield Finding("queues", q.id, CRITICAL, title, recent_deleted.points[0][0],
+                      _ev(sent=sent, deleted=deleted, visible=vis), cause=cause, fix=fix, key="stopped")
         return
-    slope, r2 = vis.slope_per_minute()
-    age_slope, _ = age.since(start).slope_per_minute()
-    inflow, outflow = sent.sum(), deleted.sum()
-    if len(vis) < 8 or slope <= 0 or r2 < 0.6 or latest[1] < MIN_BACKLOG or age_slope <= 0:
-        return
-    if sent and deleted and outflow >= inflow:
-        return  # bursty but draining
-    net = (outflow - inflow) / (TREND / 60)  # messages a minute
-    drain = "never at this rate" if net <= 0 else f"~{_fmt_duration(latest[1] / net * 60)}"
-    errors = sum(inp.get(c.id, "Errors", "Sum").since(start).sum() for c in consumers)
-    cause = (f"consumer {', '.join(c.name for c in consumers)} erroring ({errors:.0f} errors in 15 min)" if errors > 0
-             else "inflow above outflow with no errors anywhere: the consumer is too slow or too few")
+    # A sustained leak over the long window (inflow above outflow summed over it), else fast
+    # growth over the short one unless a traffic surge the consumer keeps pace with explains it.
+    found = None
+    for span in LEAK_SPANS:
+        trend = _trend(visible, age, span, inp.now)
+        if trend is None:
+            continue
+        s_in, s_out = sent_all.since(inp.now - span).sum(), deleted_all.since(inp.now - span).sum()
+        grew = trend[0] * span / 60
+        if (not sent_all or not deleted_all or s_in > s_out) and grew >= MIN_LEAK:
+            found = (span, trend)
+            break
+    if found is None:
+        trend = _trend(visible, age, TREND, inp.now)
+        old = age.latest[1] if age.latest else 0.0
+        if (trend is None or len(vis) < 8 or latest[1] < MIN_BACKLOG or old < MIN_AGE
+                or _traffic_driven(sent_all, deleted_all, inp.now)):
+            return
+        if sent and deleted and deleted.sum() >= sent.sum() * KEEPING_UP and ses is None:
+            return  # deletes keep pace with sends (within SQS's count noise): a burst the metrics lag
+        found = (TREND, trend)
+    span, (slope, _) = found
+    window = visible.since(inp.now - span)
+    errors = sum(inp.get(c.id, "Errors", "Sum").since(inp.now - span).sum() for c in consumers)
+    if ses is not None:
+        cause, fix = ses
+    else:
+        cause = (f"consumer {', '.join(c.name for c in consumers)} erroring ({errors:.0f} errors in {span // 60} min)" if errors > 0
+                 else "inflow above outflow with no errors anywhere: the consumer is too slow or too few")
+        fix = f"Scale {q.name}'s consumer (batch size, concurrency) or fix what slows it."
     yield Finding("queues", q.id, WARNING,
-                  f"{q.name}: backlog {latest[1]:.0f} and rising {slope:.1f}/min for 15 min, oldest message "
-                  f"{_fmt_duration(age.latest[1]) if age.latest else '?'}; time to drain {drain}",
-                  vis.points[0][0], evidence(visible=vis, age=age.since(start), sent=sent, deleted=deleted),
-                  cause=cause, fix=f"Scale {q.name}'s consumer (batch size, concurrency) or fix what slows it.", key="growth")
+                  f"{q.name}: backlog {latest[1]:.0f} and rising {slope:.1f}/min for {span // 60} min, oldest message "
+                  f"{_fmt_duration(age.latest[1]) if age.latest else '?'}; time to drain {_drain(visible, inp.now)}",
+                  window.run_start(lambda v: v >= window.points[0][1]) or window.points[0][0],
+                  _ev(visible=window, age=age.since(inp.now - span), sent=sent_all.since(inp.now - span),
+                      deleted=deleted_all.since(inp.now - span)),
+                  cause=cause, fix=fix, key="growth")
+
+
+def _ev(**series: Series) -> dict[str, Any]:
+    units = {"age": "s", "visible": "count", "sent": "count", "deleted": "count"}
+    if "units" in inspect.signature(evidence).parameters:
+        return evidence(units={k: v for k, v in units.items() if k in series}, **series)
+    return evidence(**series)
 
 
 def _dlq(inp: Inputs, q: Resource, visible: Series) -> Iterator[Finding]:

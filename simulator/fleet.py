@@ -23,7 +23,7 @@ KIND_PARAMS: dict[str, dict[str, Any]] = {
         "memory": 512, "timeout": 30, "runtime": "python3.12", "reserved": None, "provisioned": 0,
         "rate": 60.0, "duration_ms": 100.0, "duration_sigma": 0.4, "init_ms": 400.0,
         "cold_share": 0.003, "error_rate": 0.001, "daily_amp": 0.3, "weekly_amp": 0.2,
-        "schedule": None, "queue": None, "database": None, "table": None,
+        "schedule": None, "queue": None, "database": None, "table": None, "sends_mail": False,
     },
     "sqs": {
         "rate": 30.0, "retention": 345600, "visibility_timeout": 30, "dlq": None, "max_receive": 5,

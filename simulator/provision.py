@@ -79,7 +79,8 @@ def provision(endpoint: str, fleet: Fleet, progress: Callable[[str], None] = lam
 
 def _environment(fn: Resource, fleet: Fleet, region: str) -> dict[str, str]:
     """What a real function's configuration carries about what it calls: the database's endpoint
-    (as RDS and RDS Proxy name them), the table, the queue it sends to; and a secret-looking value
+    (as RDS and RDS Proxy name them), the table, the queue it sends to, the SES configuration set
+    it sends mail with; and a secret-looking value
     that discovery must never keep."""
     env = {"LOG_LEVEL": "INFO", "PAYMENT_API_KEY": "sk_live_do_not_store_me"}
     if fn["database"]:
@@ -88,6 +89,9 @@ def _environment(fn: Resource, fleet: Fleet, region: str) -> dict[str, str]:
         env["DATABASE_URL"] = f"postgresql://app:hunter2@{host}:5432/app"
     if fn["table"]:
         env["TABLE_NAME"] = fn["table"]
+    if fn["sends_mail"]:
+        env["SES_CONFIGURATION_SET"] = "transactional"
+        env["MAIL_FROM"] = "orders@shop.example.com"
     return env
 
 

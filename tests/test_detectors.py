@@ -159,7 +159,7 @@ def test_connection_storm_names_the_caller_that_scaled() -> None:
     caller = join(shift(flat(3, 60, every=5), 10), ramp(3, 600, 10, every=5))
     (finding,), _ = results(connections, db_inputs(conns, caller))
     assert finding.severity == CRITICAL and finding.key == "utilisation"
-    assert "orders-db at 98% of max_connections (490/500) since orders-fn scaled to 600 concurrent" == finding.title
+    assert "orders-db at 98% of max_connections (490 of 500) since orders-fn scaled to 600 concurrent" == finding.title
     assert "other-fn" not in finding.cause  # another service's function scaled too, but does not use this database
     assert finding.evidence["limit"] == 500
 
@@ -177,7 +177,7 @@ def test_connection_cases(label: str, conns: Series, expected: set[tuple[str, st
 
 def test_estimated_max_connections_says_so_and_unknown_is_nodata() -> None:
     (finding,), _ = results(connections, db_inputs(flat(290, 10), facts={"max_connections": 307, "max_connections_estimated": True}))
-    assert "(290/307 (estimated))" in finding.title
+    assert "(290 of 307 (estimated))" in finding.title
     findings, nodata = results(connections, db_inputs(flat(290, 10), facts={"max_connections": None}))
     assert findings == [] and "max_connections unknown" in nodata[0].why
 
