@@ -69,7 +69,8 @@ class Topology:
         """The functions an account's concurrency problem reaches users through: those holding
         the most of it now (facts from the collector: ConcurrentExecutions, Maximum), else those
         that draw on the unreserved pool (a function with reserved concurrency has its own —
-        Lambda "Configuring reserved concurrency" docs) — never simply every function."""
+        "Managing Lambda reserved concurrency",
+        docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html) — never simply every function."""
         holders = account.facts.get("concurrency_holders")
         if holders is not None:
             return [h["name"] for h in holders if isinstance(h, dict) and h.get("name")]
