@@ -29,9 +29,10 @@ def iso(epoch: float) -> str:
 
 def start_emulator(scenario: str, *, port: int = 0, host: str = "127.0.0.1", seed: int | None = None,
                    functions: int = 0, extra: dict[str, int] | None = None, anchor: float | None = None, clock: Clock | None = None,
-                   progress: Any = lambda _: None) -> Emulator:
-    """Load, serve and provision a fleet; returns the running Emulator (call .stop())."""
-    fleet = load_fleet(scenario_fleet(scenario), extra={**(extra or {}), "lambda": functions})
+                   progress: Any = lambda _: None, fleet_dirs: tuple[Path, ...] = ()) -> Emulator:
+    """Load, serve and provision a fleet; returns the running Emulator (call .stop()). The
+    scenario is a name or a file's path; `fleet_dirs` are searched for its fleet first."""
+    fleet = load_fleet(scenario_fleet(scenario), extra={**(extra or {}), "lambda": functions}, dirs=fleet_dirs)
     scen = load_scenario(scenario, fleet)
     clock = clock or SystemClock()
     model = FleetModel(fleet, scen, int(anchor if anchor is not None else clock.now()), clock, seed)

@@ -133,12 +133,14 @@ class Fleet:
         return int(db["max_connections"] or default_max_connections(db["engine"], db["instance_class"]) or 100)
 
 
-def load_fleet(name_or_path: str, extra: dict[str, int] | None = None) -> Fleet:
+def load_fleet(name_or_path: str, extra: dict[str, int] | None = None, dirs: tuple[Path, ...] = ()) -> Fleet:
     """Load a fleet file; `extra` pads it with generated resources per kind (benchmarks), e.g.
-    {"lambda": 1000, "sqs": 200, "dynamodb": 50, "rds": 5}."""
+    {"lambda": 1000, "sqs": 200, "dynamodb": 50, "rds": 5}. A bare name is looked up in `dirs`
+    first, then among the fleets shipped here."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = FLEETS_DIR / f"{name_or_path}.toml"
+        path = next((d / f"{name_or_path}.toml" for d in dirs if (d / f"{name_or_path}.toml").exists()),
+                    FLEETS_DIR / f"{name_or_path}.toml")
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in FLEETS_DIR.glob("*.toml")))
         raise FleetError(f"no fleet {name_or_path!r}; known fleets: {known}")

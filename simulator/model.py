@@ -30,9 +30,8 @@ class FleetModel:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         effects: dict[str, list[Effect]] = {}
-        for inc in scenario.incidents:
-            for eff in inc.effects:
-                effects.setdefault(eff.target, []).append(eff)
+        for eff in scenario.effects:
+            effects.setdefault(eff.target, []).append(eff)
         self._effects = effects
         self._keys: dict[tuple[str, str], np.uint64] = {}
         self._cache: OrderedDict[tuple[str, int, int], dict[str, np.ndarray]] = OrderedDict()

@@ -1,9 +1,14 @@
-"""Scenarios: a fleet, a seed and labelled incidents, from simulator/scenarios/*.toml.
+"""Scenarios: a fleet, a seed and labelled incidents, from simulator/scenarios/*.toml (or any
+scenario file, by path).
 
 An incident names its kind (the failure mode a detector should find), the resource at fault,
 optionally the outcome users feel, its start and end as offsets from the scenario's anchor, the
 effects it has on the resources' drivers, and `visible` checks stating which signals it must
 move (the tests run every one of them against the emulator).
+
+A look-alike (`[[lookalikes]]`) has the same shape without a kind: its effects play (a traffic
+surge that scales cleanly, a queue that bursts and drains) but it is not an incident, and
+nothing may page for it.
 """
 
 from __future__ import annotations
@@ -77,6 +82,12 @@ class Scenario:
     seed: int
     incidents: list[Incident]
     source: str = ""
+    lookalikes: list[Incident] = field(default_factory=list)
+
+    @property
+    def effects(self) -> list[Effect]:
+        """Every effect that plays: the incidents' and the look-alikes'."""
+        return [e for inc in (*self.incidents, *self.lookalikes) for e in inc.effects]
 
 
 def scenario_names() -> list[str]:
@@ -84,7 +95,7 @@ def scenario_names() -> list[str]:
 
 
 def _read(name: str) -> tuple[Path, dict[str, Any]]:
-    path = SCENARIOS_DIR / f"{name}.toml"
+    path = Path(name) if name.endswith(".toml") else SCENARIOS_DIR / f"{name}.toml"
     if not path.exists():
         raise FleetError(f"no scenario {name!r}; known scenarios: {', '.join(scenario_names())}")
     try:
@@ -105,26 +116,34 @@ def load_scenario(name: str, fleet: Fleet | None = None, _shift: int = 0, _stack
     fleet_name = data.get("fleet", "shop")
     fleet = fleet or load_fleet(fleet_name)
     incidents: list[Incident] = []
+    lookalikes: list[Incident] = []
     for inc in data.get("include", []):
         shift = parse_offset(inc.get("shift", 0))
-        sub = load_scenario(inc["scenario"], fleet, _shift + shift, (*_stack, name))
+        beside = path.parent / f"{inc['scenario']}.toml"  # a scenario in another folder includes its neighbours first
+        sub = load_scenario(str(beside) if beside.exists() else inc["scenario"], fleet, _shift + shift, (*_stack, name))
         if sub.fleet_name != fleet_name:
             raise FleetError(f"{path}: included scenario {inc['scenario']!r} uses fleet {sub.fleet_name!r}, not {fleet_name!r}")
         # A scenario included more than once (a daily failure) tells its copies apart by a suffix.
         suffix = str(inc.get("id_suffix", ""))
         incidents.extend(dataclasses.replace(i, id=i.id + suffix) if suffix else i for i in sub.incidents)
+        lookalikes.extend(dataclasses.replace(i, id=i.id + suffix) if suffix else i for i in sub.lookalikes)
     for i, raw in enumerate(data.get("incidents", [])):
         incidents.append(_incident(raw, fleet, f"{path}: incidents[{i}]", _shift))
-    ids = [inc.id for inc in incidents]
+    for i, raw in enumerate(data.get("lookalikes", [])):
+        if "kind" in raw:
+            raise FleetError(f"{path}: lookalikes[{i}] has a kind; a look-alike is not an incident (move it to [[incidents]])")
+        lookalikes.append(_incident({**raw, "kind": "lookalike"}, fleet, f"{path}: lookalikes[{i}]", _shift))
+    ids = [inc.id for inc in (*incidents, *lookalikes)]
     if len(ids) != len(set(ids)):
         raise FleetError(f"{path}: incident ids must be unique, got {ids}")
-    return Scenario(data.get("name", name), data.get("description", ""), fleet_name, int(data.get("seed", 1)), incidents, str(path))
+    return Scenario(data.get("name", path.stem), data.get("description", ""), fleet_name, int(data.get("seed", 1)), incidents,
+                    str(path), lookalikes)
 
 
 def _incident(raw: dict[str, Any], fleet: Fleet, where: str, shift: int) -> Incident:
     try:
         kind = raw["kind"]
-        if kind not in INCIDENT_KINDS:
+        if kind not in (*INCIDENT_KINDS, "lookalike"):
             raise FleetError(f"{where}: kind {kind!r} is not one of {INCIDENT_KINDS}")
         start = parse_offset(raw["start"]) + shift
         end = parse_offset(raw["end"]) + shift

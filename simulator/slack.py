@@ -39,6 +39,9 @@ class SlackState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     arrived: threading.Condition = field(default_factory=threading.Condition)
     _ts: Any = field(default_factory=lambda: itertools.count(1))
+    # When each message and update arrived, by the clock the caller runs on (an emulated one in
+    # the pages benchmark); wall time by default.
+    clock: Any = time.time
 
     def fault_for(self, method: str) -> Fault | None:
         with self.lock:
@@ -123,7 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             msg = {"via": "api", "channel": channel, "ts": self.state.next_ts(), "text": body.get("text", ""),
                    "blocks": body.get("blocks", []), "thread_ts": body.get("thread_ts"), "metadata": body.get("metadata"),
-                   "updates": []}
+                   "updates": [], "at": self.state.clock()}
             self.state.messages.append(msg)
         return {"ok": True, "channel": channel, "ts": msg["ts"], "message": {"text": msg["text"]}}
 
@@ -131,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             for msg in self.state.messages:
                 if msg["channel"] == body.get("channel") and msg["ts"] == body.get("ts"):
-                    msg["updates"].append({"text": body.get("text", ""), "blocks": body.get("blocks", [])})
+                    msg["updates"].append({"text": body.get("text", ""), "blocks": body.get("blocks", []), "at": self.state.clock()})
                     return {"ok": True, "channel": msg["channel"], "ts": msg["ts"]}
         return {"ok": False, "error": "message_not_found"}
 
@@ -157,8 +160,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class SlackStandIn:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, clock: Any = None) -> None:
         self.state = SlackState()
+        if clock is not None:
+            self.state.clock = clock
         handler = type("Handler", (_Handler,), {"state": self.state})
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True

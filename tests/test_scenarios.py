@@ -11,9 +11,10 @@ from simulator.scenario import load_scenario, scenario_names
 from tests.conftest import control
 from tests.scenario_checks import run_check
 
-# Scenarios made of others: `tour` (each once, over the last day) and `soak-week` (daily, over the
-# week after its anchor, for the soak); their parts are checked one by one.
-COMPOSITE = {"tour", "soak-week"}
+# Scenarios made of others: `tour` (each once, over the last day), `soak-week` (daily, over the
+# week after its anchor, for the soak) and the `overlap-*` pairs of the pages benchmark; their parts
+# are checked one by one.
+COMPOSITE = {"tour", "soak-week", *(n for n in scenario_names() if n.startswith("overlap-"))}
 SCENARIOS = [n for n in scenario_names() if load_scenario(n).incidents and n not in COMPOSITE]
 
 
@@ -55,6 +56,29 @@ def test_the_soak_week_repeats_the_orders_failures_daily() -> None:
     storms = sorted(i.start for i in week.incidents if i.id.startswith(storm.id))
     assert storms == [storm.start + d * 86400 + 3 * 3600 for d in range(7)]
     assert len({i.id for i in week.incidents}) == len(week.incidents) == 21
+
+
+def test_lookalikes_play_their_effects_but_are_not_incidents(fleet: Any) -> None:
+    surge = load_scenario("lookalike-queue-burst")
+    assert surge.incidents == [] and [i.id for i in surge.lookalikes] == ["orders-queue-burst"]
+    info = control(fleet, "/__fleet__/scenario", {"name": "lookalike-queue-burst"})
+    assert info["incidents"] == []
+    (burst,) = surge.lookalikes
+    label = burst.label(fleet.model.anchor)
+    ok, detail = run_check(fleet, label, {"type": "metric", "resource": "sqs:orders-queue", "metric": "ApproximateNumberOfMessagesVisible",
+                                          "stat": "Maximum", "rise": 3})
+    assert ok, detail
+    control(fleet, "/__fleet__/scenario", {"name": "healthy"})
+
+
+def test_a_lookalike_with_a_kind_is_refused(tmp_path: Any) -> None:
+    from simulator.fleet import FleetError
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('fleet = "shop"\n[[lookalikes]]\nid = "x"\nkind = "hot_partition"\nresource = "dynamodb:posts"\n'
+                   'start = "-10m"\nend = "-5m"\n')
+    with pytest.raises(FleetError, match="a look-alike is not an incident"):
+        load_scenario(str(bad))
 
 
 def test_tour_includes_every_scenario_staggered() -> None:
