@@ -32,6 +32,7 @@ from alerts.topology import Topology
 
 STATE_ORDER = (FIRING, RECOVERING, PENDING, NODATA, ERROR)
 ABSORBED = "absorbed"  # incidents merged by earlier versions; no longer made, still read and told
+ACCOUNT_WIDE = frozenset({"lambda_account", "ses"})
 
 
 @dataclass
@@ -110,7 +111,16 @@ class _Links:
     def related(self, a: str, b: str) -> bool:
         if a == b or b in self.reach(a) or a in self.reach(b):
             return True
+        # Two causes behind one entry point are one problem (a database and the function that
+        # scaled out), but an account-wide resource reaches so much that sharing an entry point
+        # with it says nothing: it joins only what it reaches or what reaches it.
+        if {self._kind(a), self._kind(b)} & ACCOUNT_WIDE:
+            return False
         return bool(set(self.entries(a)) & set(self.entries(b)))
+
+    def _kind(self, resource_id: str) -> str:
+        r = self.topo.resources.get(resource_id)
+        return r.kind if r else resource_id.split("/", 1)[0]
 
     def entries(self, resource_id: str) -> tuple[str, ...]:
         return (resource_id,) if self.topo.is_entry(resource_id) else self.topo.entries(resource_id)

@@ -18,6 +18,7 @@ from detectors.base import Resource
 
 # Where users feel a problem: requests that fail, jobs that do not run, mail not delivered.
 ENTRY_KINDS = frozenset({"api", "schedule", "sqs", "ses"})
+HOLDER_SHARE = 0.1  # of the concurrency the account's top functions hold between them
 
 
 class Topology:
@@ -73,7 +74,12 @@ class Topology:
         docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html) — never simply every function."""
         holders = account.facts.get("concurrency_holders")
         if holders is not None:
-            return [h["name"] for h in holders if isinstance(h, dict) and h.get("name")]
+            named = [h for h in holders if isinstance(h, dict) and h.get("name")]
+            # Only those holding a real share: the fifth-busiest function at 3 concurrent is not
+            # how an account at its limit reaches users, and joining through it would fold an
+            # unrelated problem on its queue into the account's incident.
+            total = sum(float(h.get("peak") or 0) for h in named)
+            return [h["name"] for i, h in enumerate(named) if i == 0 or float(h.get("peak") or 0) >= HOLDER_SHARE * total]
         return [f.name for f in functions if f.account == account.account and f.region == account.region
                 and not f.facts.get("reserved_concurrency")]
 

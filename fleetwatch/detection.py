@@ -109,12 +109,14 @@ def held_baselines(store: Store) -> dict[str, dict[str, Any]]:
     ({"baseline": x, "since": t}): "usually" stays what it was before the incident. Read-only;
     the alerts table belongs to the alert pipeline (an older store without it holds nothing)."""
     try:
-        rows = store.db.execute("SELECT fingerprint, evidence, started_at FROM alerts WHERE state != 'resolved' "
-                                "AND evidence LIKE '%\"baseline_since\"%'").fetchall()
+        rows = store.db.execute("SELECT detector, resource_id, key, evidence, started_at FROM alerts WHERE state != 'resolved' "
+                                "AND kind = 'finding' AND evidence LIKE '%\"baseline_since\"%'").fetchall()
     except sqlite3.OperationalError:
         return {}
     out: dict[str, dict[str, Any]] = {}
-    for fingerprint, raw, started_at in rows:
+    for detector, resource_id, key, raw, started_at in rows:
+        # Keyed as the detectors name their findings (Finding.fingerprint), not by the alert's hash.
+        fingerprint = f"{detector}:{resource_id}:{key or ''}"
         try:
             ev = json.loads(raw or "{}")
         except ValueError:

@@ -346,3 +346,30 @@ def test_info_findings_show_but_page_nobody(world: World) -> None:
     for _ in range(10):
         world.tick(info)
     assert world.incidents()[0].state == FIRING and world.slack.messages() == []
+
+
+def test_an_account_wide_cause_joins_only_what_it_reaches(world: World) -> None:
+    """Account concurrency held by thumbnail-fn and the SES sandbox behind email-queue are two
+    problems, though each account-wide resource reaches an entry point the other does."""
+    from detectors.base import Resource
+    from tests.alerting_kit import ACCOUNT, REGION
+
+    world.resources = [
+        Resource(rid("lambda_account", "account"), "lambda_account", "account", ACCOUNT, REGION,
+                 {"concurrency_holders": [{"name": "thumbnail-fn", "peak": 860, "reserved": None},
+                                          {"name": "email-fn", "peak": 3, "reserved": None}]}),
+        Resource(rid("ses", "account"), "ses", "account", ACCOUNT, REGION, {}),
+        Resource(rid("lambda", "thumbnail-fn"), "lambda", "thumbnail-fn", ACCOUNT, REGION, {}),
+        Resource(rid("lambda", "email-fn"), "lambda", "email-fn", ACCOUNT, REGION, {"uses": ["ses:account"]}),
+        Resource(rid("sqs", "images-queue"), "sqs", "images-queue", ACCOUNT, REGION, {"consumers": ["thumbnail-fn"]}),
+        Resource(rid("sqs", "email-queue"), "sqs", "email-queue", ACCOUNT, REGION, {"consumers": ["email-fn"]}),
+    ]
+    sandbox = Observation("ses_account", rid("ses", "account"), "quota", "finding", "critical", "SES: 89% of the sandbox quota")
+    backlog = Observation("queues", rid("sqs", "email-queue"), "growth", "finding", "warning", "email-queue: backlog rising")
+    throttles = Observation("lambda_account", rid("lambda_account", "account"), "throttles", "finding", "critical",
+                            "Lambda: 153 invocations throttled — held by thumbnail-fn")
+    for _ in range(4):
+        world.tick(sandbox, backlog)
+    for _ in range(4):
+        world.tick(sandbox, backlog, throttles)
+    assert len(world.incidents()) == 2 and len(top(world)) == 2

@@ -249,13 +249,25 @@ def test_a_steady_failure_stays_a_finding_for_hours_against_the_pre_incident_bas
 
 
 def test_held_baselines_come_from_open_alerts_only(world: World) -> None:  # noqa: F811
-    db = world.store.db
-    for fp, state, ev in (("outcomes:a:errors", "firing", {"baseline": 0.002, "baseline_since": 100}),
-                          ("outcomes:b:errors", "resolved", {"baseline": 0.5, "baseline_since": 100}),
-                          ("queues:c:growth", "firing", {"limit": 5})):
-        db.execute("INSERT INTO alerts (fingerprint, detector, state, severity, title, evidence, started_at, updated_at) "
-                   "VALUES (?, 'x', ?, 'critical', 't', ?, 90, 0)", [fp, state, json.dumps(ev)])
-    assert held_baselines(world.store) == {"outcomes:a:errors": {"baseline": 0.002, "since": 100}}
+    """Through the real pipeline: what a detector said last pass comes back under the name the
+    detector gives its finding (detector:resource:key), and only while its alert is open."""
+    from alerts.state import Observation
+    from tests.alerting_kit import rid
+
+    api, queue = rid("api", "checkout-api"), rid("sqs", "jobs")
+
+    def observed(rate_alert: bool = True) -> list[Observation]:
+        out = [Observation("queues", queue, "growth", "finding", "warning", "jobs: backlog rising", evidence={"limit": 5})]
+        if rate_alert:
+            out.append(Observation("outcomes", api, "errors", "finding", "critical", "checkout-api: 15% failing",
+                                   evidence={"baseline": 0.002, "baseline_since": 100}))
+        return out
+
+    world.tick(*observed())
+    assert held_baselines(world.store) == {f"outcomes:{api}:errors": {"baseline": 0.002, "since": 100}}
+    for _ in range(12):  # the rate alert stops, recovers for keep_firing_for, and resolves
+        world.tick(*observed(rate_alert=False))
+    assert held_baselines(world.store) == {}
 
 
 # -- the emulator publishes a cron schedule's TriggeredRules only at its due minutes ----------
