@@ -220,7 +220,10 @@ class Agent:
                 "SELECT e.incident_id, e.event, e.detail, i.title, i.state FROM incident_events e "
                 "JOIN incidents i ON i.id = e.incident_id WHERE e.id > ? ORDER BY e.id", [seen]):
             with correlated(incident_id=inc_id):
-                log.info("incident %s %s: %s", inc_id, event, title, extra={"state": state, "detail": detail})
+                if event == "joined":  # what joined, not the title again
+                    log.info("incident %s joined by: %s", inc_id, detail, extra={"state": state, "detail": detail})
+                else:
+                    log.info("incident %s %s: %s", inc_id, event, title, extra={"state": state, "detail": detail})
         log.debug("delivering")
         with self.telemetry.tracer.start_as_current_span("fleetwatch.deliver"):
             delivery = self.pipeline.deliver()

@@ -93,7 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start the emulated fleet, collect it into a store and print each poll")
     _emulator_args(demo, default_scenario="tour")
     demo.add_argument("--store", default="demo/fleetwatch.db", help="store to collect into (default demo/fleetwatch.db)")
-    demo.add_argument("--polls", type=int, default=60, help="polls to run after the backfill, one emulated minute apart (default 60)")
+    demo.add_argument("--polls", type=int, default=None,
+                      help="polls to run after the backfill, one emulated minute apart (default 270: from 4 h before the "
+                           "scenario's anchor, where the tour starts, to 30 min after it)")
     demo.add_argument("--serve", action="store_true", help="keep serving the emulated fleet after the demo polls")
     demo.add_argument("--dashboard-port", type=int, default=8000,
                       help="serve the dashboard on 127.0.0.1:PORT after the polls (default 8000; 0 skips it)")

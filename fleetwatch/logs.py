@@ -42,10 +42,27 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
     return out
 
 
-class JsonFormatter(logging.Formatter):
+class _Clocked(logging.Formatter):
+    # Under --emulated-clock (the demo), lines carry the emulated time the agent is living in.
+    clock: Any = None
+
+    def when(self, record: logging.LogRecord) -> tuple[time.struct_time, int]:
+        at = self.clock() if self.clock is not None else record.created
+        return time.gmtime(at), int((at % 1) * 1000)
+
+
+def follow_clock(now: Any) -> None:
+    """Stamp the fleetwatch log lines with `now()` instead of the wall clock (an emulated clock)."""
+    for handler in logging.getLogger(ROOT).handlers:
+        if isinstance(handler.formatter, _Clocked):
+            handler.formatter.clock = now
+
+
+class JsonFormatter(_Clocked):
     def format(self, record: logging.LogRecord) -> str:
+        at, ms = self.when(record)
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", at) + f".{ms:03d}Z",
             "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
         }
         entry.update(fields(record))
@@ -54,13 +71,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(_Clocked):
     """For a terminal: the message and the correlation ids, shortened; the JSON has the rest."""
 
     def format(self, record: logging.LogRecord) -> str:
         ids = {**_IDS.get(), **{k: getattr(record, k) for k in ("poll_id", "incident_id") if hasattr(record, k)}}
         tags = "".join(f" [{k.removesuffix('_id')} {str(v)[:8]}]" for k, v in ids.items())
-        text = time.strftime("%H:%M:%S", time.gmtime(record.created)) + f" {record.levelname:7} {record.getMessage()}{tags}"
+        stamp = "%H:%M:%S" if self.clock is None else "%a %H:%M"  # emulated time: the minute is what moves
+        text = time.strftime(stamp, self.when(record)[0]) + f" {record.levelname:7} {record.getMessage()}{tags}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text

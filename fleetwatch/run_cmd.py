@@ -22,7 +22,7 @@ from typing import Any
 
 from fleetwatch.clock import Clock, FakeClock, SystemClock
 from fleetwatch.lock import LockHeld, StoreLock
-from fleetwatch.logs import setup, teardown
+from fleetwatch.logs import follow_clock, setup, teardown
 from fleetwatch.store import StoreError, open_store
 from fleetwatch.telemetry import TelemetryError, from_environ
 
@@ -104,6 +104,7 @@ def _run(cfg: Any, environ: Mapping[str, str], polls: int | None, dashboard: boo
                 except (OSError, ValueError) as exc:
                     log.error("--emulated-clock: cannot follow the emulated fleet at %s: %s", cfg["aws.endpoint_url"], exc)
                     return 2
+                follow_clock(clock.now)
             else:
                 clock = SystemClock()
             agent = Agent(cfg, store, Aws.from_config(cfg, tracer=telemetry.tracer), clock, telemetry=telemetry, polls=polls)

@@ -19,7 +19,9 @@ from simulator.provision import provision
 from simulator.scenario import load_scenario, scenario_fleet, scenario_names
 from simulator.server import Emulator
 
-DEMO_LEAD = 3600
+# The demo starts 4 h before its anchor (on the hour) and polls until 30 min after it: the tour
+# stages every failure mode inside that, so each one opens, pages and resolves while it watches.
+DEMO_LEAD, DEMO_TAIL = 4 * 3600, 30 * 60
 DEMO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIAFLEETWATCHDEMO01", "AWS_SECRET_ACCESS_KEY": "emulated-secret-key"}
 
 
@@ -61,9 +63,9 @@ def run_emulator(args: argparse.Namespace, demo: bool) -> int:
     # The demo runs on emulated time, so its polls come a minute apart without waiting a minute.
     fake = args.fake_clock or demo
     if anchor is None and fake:
-        anchor = time.time() // 60 * 60
-    # The demo starts an emulated hour before the anchor, so the scenario's latest incidents
-    # unfold while it polls.
+        # On the hour, so hourly jobs fall where the scenario means them to.
+        anchor = time.time() // 3600 * 3600 if demo else time.time() // 60 * 60
+    # The demo starts DEMO_LEAD before the anchor, so the tour's incidents unfold while it polls.
     clock: Clock = FakeClock(anchor - (DEMO_LEAD if demo else 0)) if fake and anchor is not None else SystemClock()
     started = time.monotonic()
     try:
@@ -82,7 +84,8 @@ def run_emulator(args: argparse.Namespace, demo: bool) -> int:
     print(describe(emulator, demo, time.monotonic() - started), flush=True)
     if demo:
         try:
-            status = demo_run(emulator, args.store, args.polls, args.dashboard_port)
+            polls = args.polls if args.polls is not None else (DEMO_LEAD + DEMO_TAIL) // 60
+            status = demo_run(emulator, args.store, polls, args.dashboard_port)
         except BaseException:
             emulator.stop()
             raise

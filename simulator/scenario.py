@@ -123,6 +123,11 @@ def load_scenario(name: str, fleet: Fleet | None = None, _shift: int = 0, _stack
         sub = load_scenario(str(beside) if beside.exists() else inc["scenario"], fleet, _shift + shift, (*_stack, name))
         if sub.fleet_name != fleet_name:
             raise FleetError(f"{path}: included scenario {inc['scenario']!r} uses fleet {sub.fleet_name!r}, not {fleet_name!r}")
+        if "duration" in inc:  # cut short (the demo's tour): its effects that lasted to its end end with it
+            cut = parse_offset(inc["duration"])
+            if cut <= 0:
+                raise FleetError(f"{path}: include {inc['scenario']!r}: duration must be positive")
+            sub.incidents = [_cut(i, cut) for i in sub.incidents]
         # A scenario included more than once (a daily failure) tells its copies apart by a suffix.
         suffix = str(inc.get("id_suffix", ""))
         incidents.extend(dataclasses.replace(i, id=i.id + suffix) if suffix else i for i in sub.incidents)
@@ -138,6 +143,12 @@ def load_scenario(name: str, fleet: Fleet | None = None, _shift: int = 0, _stack
         raise FleetError(f"{path}: incident ids must be unique, got {ids}")
     return Scenario(data.get("name", path.stem), data.get("description", ""), fleet_name, int(data.get("seed", 1)), incidents,
                     str(path), lookalikes)
+
+
+def _cut(inc: Incident, duration: int) -> Incident:
+    end = min(inc.end, inc.start + duration)
+    effects = [dataclasses.replace(e, end=min(e.end, end)) if e.end == inc.end else e for e in inc.effects]
+    return dataclasses.replace(inc, end=end, effects=[e for e in effects if e.start < e.end])
 
 
 def _incident(raw: dict[str, Any], fleet: Fleet, where: str, shift: int) -> Incident:

@@ -239,3 +239,22 @@ def test_collect_refuses_a_store_an_agent_holds(fleet: Any, tmp_path: Path, caps
     assert "only one agent may run on a store" in capsys.readouterr().err.lower()
     assert cli.main(["collect", "--once"], environ=agent_env(fleet, tmp_path / "missing" / "fw.db")) == 2
     assert "check that its folder exists" in capsys.readouterr().err
+
+
+def test_log_lines_follow_an_emulated_clock() -> None:
+    """Under --emulated-clock (the demo) each line carries the emulated time, so the console tells
+    the story in the fleet's time, not the seconds the demo took."""
+    import io
+    import logging
+
+    from fleetwatch.logs import follow_clock
+
+    for fmt, expected in (("text", "Fri 08:17 INFO    incident 3 fired"), ("json", '"time": "2027-01-15T08:17:00.000Z"')):
+        stream = io.StringIO()
+        handler = setup(fmt, "info", stream)
+        try:
+            follow_clock(lambda: 1_800_000_000 // 3600 * 3600 + 17 * 60)
+            logging.getLogger("fleetwatch.agent").info("incident 3 fired")
+        finally:
+            teardown(handler)
+        assert expected in stream.getvalue(), stream.getvalue()
