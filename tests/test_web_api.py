@@ -168,3 +168,22 @@ def test_search_is_literal(api: TestClient) -> None:
     everything = api.get("/api/resources").json()["total"]
     assert api.get("/api/resources", params={"q": "%"}).json()["total"] < everything
     assert api.get("/api/resources", params={"q": "orders"}).json()["total"] >= 2
+
+
+def test_incidents_list_the_worst_open_ones_first(tmp_path: Any) -> None:
+    import sqlite3
+
+    from fleetwatch.store import open_store
+    from web import data
+
+    rows = [  # id: (state, severity, resolved)
+        (1, "firing", "info", None), (2, "firing", "critical", None), (3, "resolved", "critical", 500),
+        (4, "pending", "critical", None), (5, "firing", "warning", None), (6, "firing", "critical", None)]
+    with open_store(tmp_path / "order.db") as store:
+        for i, state, severity, resolved in rows:
+            store.db["incidents"].insert({"id": i, "fingerprint": f"fp{i}", "group_key": f"g{i}", "state": state, "severity": severity,
+                                          "title": f"incident {i}", "started_at": 100 + i, "updated_at": 100 + i,
+                                          "resolved_at": resolved})
+    conn = sqlite3.connect(tmp_path / "order.db")
+    conn.row_factory = sqlite3.Row
+    assert [i["id"] for i in data.incidents(conn)] == [6, 2, 4, 5, 1, 3]

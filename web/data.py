@@ -64,7 +64,9 @@ def _incident(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def incidents(conn: sqlite3.Connection, filters: dict[str, str] | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    """Newest first. `state` is a stored state, or 'open' (not resolved, not absorbed)."""
+    """Open ones first, the worst first (critical, warning, info; firing before pending), newest
+    first within that; then the ended ones, newest first. `state` is a stored state, or 'open'
+    (not resolved, not absorbed)."""
     sql, args = "SELECT * FROM incidents WHERE 1=1", []
     for key, value in (filters or {}).items():
         if not value:
@@ -75,7 +77,10 @@ def incidents(conn: sqlite3.Connection, filters: dict[str, str] | None = None, l
             sql, args = sql + f" AND {key} = ?", [*args, value]
         elif key in ("service", "account", "detector"):
             sql, args = sql + f" AND json_extract(labels, '$.{key}') = ?", [*args, value]
-    sql += " ORDER BY (resolved_at IS NULL) DESC, id DESC LIMIT ?"
+    sql += (" ORDER BY (resolved_at IS NULL) DESC,"
+            " CASE WHEN resolved_at IS NULL THEN CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END END,"
+            " CASE WHEN resolved_at IS NULL THEN CASE state WHEN 'firing' THEN 0 WHEN 'recovering' THEN 1 WHEN 'pending' THEN 2"
+            " ELSE 3 END END, id DESC LIMIT ?")
     return [_incident(r) for r in _rows(conn, sql, [*args, limit])]
 
 
