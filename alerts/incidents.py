@@ -57,7 +57,9 @@ class Incident:
     acked_at: int | None = None
     absorbed_into: int | None = None
     joinable: bool = False
-    cause_title: str = ""  # the title of the cause it named, kept after that cause ended
+    cause_title: str = ""  # the title of the cause it names, kept after that cause ended
+    symptom_alert: str = ""  # the alerts its title names (fingerprints), kept while they are live
+    cause_alert: str = ""
     # Set by reconcile for the caller to record: (event, detail) in order.
     events: list[tuple[str, str]] = field(default_factory=list)
     # The alerts that are in this incident now (by fingerprint); set by reconcile.
@@ -198,31 +200,56 @@ def _home(a: Alert, candidates: list[Incident], alerts: dict[str, Alert], links:
     return best
 
 
+def _pick(named: str, candidates: list[Alert], causes: bool) -> Alert | None:
+    """The alert an incident's title names among the live `candidates`: the best one, the first
+    time; then the same one, while it is live, unless a clearly better one is (more severe, or a
+    root cause where it named a function's own failure rate); None once it has ended (the title
+    keeps its last words)."""
+    def weight(a: Alert) -> tuple[int, int]:
+        return (int(causes and a.detector == "outcomes"), SEVERITY_RANK.get(a.severity, 3))
+
+    best = min(candidates, key=lambda a: (*weight(a), *_rank(a)), default=None)
+    if not named:
+        return best
+    current = next((a for a in candidates if a.fingerprint == named), None)
+    if current is None:
+        return None  # it ended: the title keeps its last words
+    return best if best is not None and weight(best) < weight(current) else current
+
+
 def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int) -> None:
     members = sorted(members, key=_rank)
     state = next((s for s in STATE_ORDER if any(a.state == s for a in members)), RESOLVED)
     symptoms = [a for a in members if a.kind == "finding" and topo.is_entry(a.resource_id)]
     causes = [a for a in members if a.kind == "finding" and not topo.is_entry(a.resource_id)]
-    lead = symptoms[0] if symptoms else members[0]
     paging = [a for a in members if a.state in (FIRING, RECOVERING, PENDING)] or members
     severity = min((a.severity for a in paging), key=lambda s: SEVERITY_RANK.get(s, 3))
-    # What users felt and what caused it stay in the title for the incident's life, also once
-    # that alert has ended: the thread's head keeps saying what the incident was about.
-    symptom_title = symptoms[0].title if symptoms else inc.symptom
-    cause_title = causes[0].title if causes and symptom_title else inc.cause_title if symptom_title else ""
-    if symptom_title and causes:
-        cause = "; ".join(_describe_cause(c) for c in causes[:3])
-    elif symptom_title:
-        cause = lead.cause or inc.cause
+    # The title names what users feel and what caused it, and keeps naming them for the incident's
+    # life — the same alerts while they are live (their numbers refreshed), and their last words
+    # once they have ended — so the thread's head says what the incident was about.
+    symptom = _pick(inc.symptom_alert, symptoms, causes=False)
+    named_cause = _pick(inc.cause_alert, causes, causes=True)
+    if symptom is not None:
+        inc.symptom_alert, inc.symptom = symptom.fingerprint, symptom.title
+    if named_cause is not None:
+        inc.cause_alert, inc.cause_title = named_cause.fingerprint, named_cause.title
+    lead = symptom or named_cause or members[0]
+    symptom_title, cause_title = inc.symptom, inc.cause_title
+    others = [c for c in causes if c is not named_cause]
+    if symptom_title:
+        cause = "; ".join(_describe_cause(c) for c in ([named_cause] if named_cause else []) + others[:2]) or inc.cause
     else:
-        cause = lead.cause or "; ".join(_describe_cause(c) for c in causes[1:3])
-    title = f"{symptom_title} — {cause_title}" if symptom_title and cause_title else symptom_title or lead.title
+        cause = lead.cause or "; ".join(_describe_cause(c) for c in others[:2])
+    if lead.kind != "finding":
+        title = lead.title
+    else:
+        title = f"{symptom_title} — {cause_title}" if symptom_title and cause_title else symptom_title or cause_title or lead.title
     # A cause that could still be joined by what users feel waits `cause_wait` before paging.
     joinable = not symptoms and bool(causes) and severity != "critical" and any(topo.entries(c.resource_id) for c in causes)
     before = (inc.state, inc.severity, inc.title, inc.cause, list(inc.members))
-    inc.state, inc.severity, inc.symptom, inc.cause_title = state, severity, symptom_title, cause_title
+    inc.state, inc.severity = state, severity
     inc.title, inc.cause = title, cause
-    inc.fix = (causes[0].fix if causes and causes[0].fix else lead.fix)
+    inc.fix = (named_cause.fix if named_cause and named_cause.fix else lead.fix) or inc.fix
     inc.members = list(dict.fromkeys([*inc.members, *(a.fingerprint for a in members)]))
     inc.joinable = joinable
     if lead.kind == "error":

@@ -373,3 +373,21 @@ def test_an_account_wide_cause_joins_only_what_it_reaches(world: World) -> None:
     for _ in range(4):
         world.tick(sandbox, backlog, throttles)
     assert len(world.incidents()) == 2 and len(top(world)) == 2
+
+
+def test_the_title_keeps_naming_the_cause_it_named_after_that_cause_ended(world: World) -> None:
+    """The connection storm as it read at the end: once orders-db recovered, the head named
+    checkout-fn's own error rate, a consequence, instead of the storm that caused it."""
+    fn_errors = Observation("outcomes", rid("lambda", "checkout-fn"), "errors", "finding", "warning", "checkout-fn: 6% failed")
+    for _ in range(6):
+        world.tick(api_errors(), storm(), fn_errors)
+    (inc,) = world.incidents()
+    assert inc.title == "checkout-api: 12% of requests failing — orders-db at 98% of max_connections"
+    for _ in range(10):
+        world.tick(api_errors(), fn_errors)  # the storm is over; its consequences linger
+    (inc,) = world.incidents()
+    assert inc.title == "checkout-api: 12% of requests failing — orders-db at 98% of max_connections"
+    for _ in range(10):
+        world.tick()
+    (first,) = top(world)
+    assert first["updates"][-1]["text"].startswith("[RESOLVED] checkout-api: 12% of requests failing — orders-db at 98%")

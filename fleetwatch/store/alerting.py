@@ -18,7 +18,7 @@ _ALERT_COLUMNS = ("fingerprint", "detector", "resource_id", "key", "kind", "stat
                   "incident_id")
 _INCIDENT_COLUMNS = ("id", "fingerprint", "group_key", "state", "severity", "title", "symptom", "cause", "fix", "version",
                      "started_at", "firing_at", "updated_at", "resolved_at", "acked_by", "acked_at", "absorbed_into",
-                     "cause_title")
+                     "cause_title", "symptom_alert", "cause_alert")
 
 
 def _alert(row: dict[str, Any]) -> Alert:

@@ -205,8 +205,11 @@ def _agent_cycles(db: sqlite_utils.Database) -> None:
 
 def _incident_lead(db: sqlite_utils.Database) -> None:
     # What the incident's title said of its cause, kept once that cause has ended, so the
-    # incident goes on naming it (its symptom is kept in `symptom` already).
+    # incident goes on naming it (its symptom's is kept in `symptom` already).
     db["incidents"].add_column("cause_title", str, not_null_default="")
+    # Which alerts the title names (so it keeps naming them while they are live).
+    db["incidents"].add_column("symptom_alert", str, not_null_default="")
+    db["incidents"].add_column("cause_alert", str, not_null_default="")
 
 
 MIGRATIONS: tuple[Migration, ...] = (
