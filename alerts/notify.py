@@ -27,7 +27,7 @@ ACKNOWLEDGED = "acknowledged"
 @dataclass(frozen=True)
 class Timers:
     group_wait: int = 30
-    cause_wait: int = 300
+    cause_wait: int = 120
     group_interval: int = 300
     repeat_interval: int = 4 * 3600
     notify_nodata: bool = False

@@ -14,6 +14,7 @@ READS = {("SES.SentLast24Hours", "Value"), ("Reject", "Sum"), ("Reputation.Bounc
 TOP = 3  # consumers of account concurrency named in a finding
 
 RECENT = 5 * 60
+HOLDERS_WINDOW = 15 * 60
 QUOTA_WARN, QUOTA_CRIT = 0.80, 0.95
 BOUNCE_WARN, BOUNCE_REVIEW, BOUNCE_PAUSE = 0.025, 0.05, 0.10
 COMPLAINT_WARN, COMPLAINT_REVIEW, COMPLAINT_PAUSE = 0.0005, 0.001, 0.005
@@ -149,7 +150,9 @@ def _holders(inp: Inputs, account: Resource) -> list[str]:
     for fn in inp.of_kind("lambda"):
         if fn.account != account.account or fn.region != account.region:
             continue
-        peak = inp.get(fn.id, "ConcurrentExecutions", "Maximum").since(inp.now - RECENT).max()
+        # Per-function concurrency is a slow-tier series (5-minute points that land a poll late):
+        # the last five minutes often hold none of it yet.
+        peak = inp.get(fn.id, "ConcurrentExecutions", "Maximum").since(inp.now - HOLDERS_WINDOW).max()
         if peak:
             peaks.append((peak, fn))
     peaks.sort(key=lambda x: (-x[0], x[1].name))

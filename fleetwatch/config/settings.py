@@ -272,10 +272,11 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0, maximum=3600,
     ),
     Setting(
-        "alerts.cause_wait", "duration", 300,
-        "How long a cause (a connection storm, a hot partition) that could hurt a user-facing entry "
-        "point waits before paging on its own: if the symptom appears meanwhile, one incident is "
-        "sent, titled by the symptom and naming the cause.",
+        "alerts.cause_wait", "duration", 120,
+        "How long a warning-level cause (a cold-start spike, a table near its capacity) that could "
+        "hurt a user-facing entry point waits before paging on its own: if the symptom appears "
+        "meanwhile, one page is sent, titled by the symptom and naming the cause. A critical cause "
+        "pages after group_wait; a symptom that follows it joins its thread.",
         minimum=0, maximum=3600,
     ),
     Setting(
