@@ -60,7 +60,8 @@ def scenario_files(folder: Path | None) -> list[Path]:
 
 # -- one run -------------------------------------------------------------------------------------
 
-def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, workdir: str | None = None) -> dict[str, Any]:
+def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, workdir: str | None = None,
+            overrides: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one scenario file through the agent; `days` > 0 runs that long from the anchor instead
     (the healthy fleet). Returns what the stand-ins received and the labels, scored."""
     import boto3
@@ -105,6 +106,7 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
                    "FLEETWATCH_SMTP_HOST": "127.0.0.1", "FLEETWATCH_SMTP_PORT": str(smtp.port), "FLEETWATCH_SMTP_SECURITY": "none",
                    "FLEETWATCH_EMAIL_TO": "oncall@example.com", "FLEETWATCH_LOG_FORMAT": "text"}
             env.update(pagerduty.env)
+            env.update(overrides or {})
             cfg = load_config(None, environ=env)
             polls = (end - start) // 60 + 1
             with open_store(cfg["store.path"]) as store:
@@ -244,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated scenario names to run (default: all)")
     ap.add_argument("--healthy-days", type=float, default=7.0, help="emulated days of the healthy fleet (0: skip; default 7)")
     ap.add_argument("--backfill", type=int, default=6 * 3600, help="seconds of history the first poll backfills (default 6 h)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting for the agent, e.g. --set alerts.for=60 (default: the defaults users get)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="scenarios run at once (default 2)")
     args = ap.parse_args(argv)
     files = scenario_files(args.scenarios)
@@ -262,19 +266,26 @@ def main(argv: list[str] | None = None) -> int:
     if not jobs:
         ap.error("nothing to run")
     fleets = str(args.fleets) if args.fleets else None
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            ap.error(f"--set {item!r}: write KEY=VALUE with a setting's name, e.g. alerts.for=60")
+        overrides["FLEETWATCH_" + key.replace(".", "_").upper()] = value
     runs: list[dict[str, Any]] = []
     started = time.perf_counter()
     print(f"running {len(jobs)} scenario(s) through the agent, {args.workers} at a time", file=sys.stderr, flush=True)
     # One scenario per process: the emulator's moto backends are process-wide.
     with ProcessPoolExecutor(max_workers=max(1, args.workers), mp_context=multiprocessing.get_context("spawn"),
                              max_tasks_per_child=1) as pool:
-        futures = {pool.submit(run_one, path, fleets, args.backfill, days): path for path, days in jobs}
+        futures = {pool.submit(run_one, path, fleets, args.backfill, days, None, overrides): path for path, days in jobs}
         for fut in as_completed(futures):
             run = fut.result()
             runs.append(run)
             print(json.dumps(run), flush=True)
     result = summary(runs)
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    result["settings"] = args.set
     print(json.dumps(result), flush=True)
     return 0
 
