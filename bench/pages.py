@@ -7,10 +7,11 @@ incident (with `poll.backfill` of history before that), and the production agent
 the default alerting settings, until 40 minutes after its last incident ended. Then, per
 labelled incident:
 
-- threads: top-level Slack threads about it (its resource or outcome named, first posted between
-  10 minutes before its start and 20 after its end) — must be 1;
+- threads: top-level Slack threads about it (a message in the thread names its resource or
+  outcome between 10 minutes before its start and 20 after its end: a page of its own, or an
+  update of a thread already open that it joined) — must be 1;
 - pagerduty: PagerDuty incidents (distinct dedup keys triggered) for those threads — must be 1;
-- delay: minutes from its labelled start to the first page;
+- delay: minutes from its labelled start to the first message about it;
 - title: whether the thread's head, as it reads at the end, names the outcome users feel and the
   cause resource;
 - resolved: minutes from its labelled end to RESOLVED in that same thread; premature if a
@@ -183,13 +184,17 @@ def score(labels: list[dict[str, Any]], received: dict[str, Any], notifications:
     pd = received["pagerduty"]
     for label in labels:
         names = [n for n in (_name(label["resource"]), _name(label.get("outcome"))) if n]
-        mine = [i for i, t in enumerate(threads)
-                if label["start"] - MATCH_BEFORE <= t["at"] <= label["end"] + MATCH_AFTER and any(n in t["text"] for n in names)]
+        # A thread is about this incident when a message in it names the incident's resource or
+        # outcome while the incident is on: its first page, or an update of a thread already open
+        # (a related problem joined the incident that was).
+        told = {i: min((at for at, text in t["events"] if label["start"] - MATCH_BEFORE <= at <= label["end"] + MATCH_AFTER
+                        and any(n in text for n in names)), default=None) for i, t in enumerate(threads)}
+        mine = [i for i, at in told.items() if at is not None]
         matched.update(mine)
         row: dict[str, Any] = {"id": label["id"], "kind": label["kind"], "threads": len(mine)}
         if mine:
             first = threads[mine[0]]
-            row["delay_min"] = round((first["at"] - label["start"]) / 60, 1)
+            row["delay_min"] = round((max(told[mine[0]], first["at"]) - label["start"]) / 60, 1)
             row["title_names_outcome"] = not label.get("outcome") or _name(label["outcome"]) in first["final"]
             row["title_names_cause"] = _name(label["resource"]) in first["final"]
             resolved = [at for at, text in first["events"] if text.startswith("[RESOLVED]")]

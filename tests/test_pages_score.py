@@ -55,3 +55,12 @@ def test_an_incident_nobody_was_paged_for_is_not_recalled() -> None:
     out = pages.score([LABEL], received([]), [], 0, 30, 1.0)
     assert out["labelled"][0]["threads"] == 0
     assert pages.summary([{**out, "healthy": False}])["recall"] == 0.0
+
+
+def test_a_problem_that_joined_an_open_thread_counts_from_when_the_thread_named_it() -> None:
+    dlq = msg("1.0", T - 1200, "[FIRING] WARNING: orders-dlq: 40 messages dead-lettered")
+    joined = msg("2.0", T + 420, "[UPDATED] CRITICAL: orders-queue: none deleted — orders-dlq filling", thread="1.0")
+    label = {"id": "stopped", "kind": "queue_consumer_stopped", "resource": "sqs:orders-queue", "outcome": None,
+             "start": T, "end": T + 1800}
+    (row,) = pages.score([label], received([dlq, joined]), [], 0, 30, 1.0)["labelled"]
+    assert row["threads"] == 1 and row["delay_min"] == 7.0
