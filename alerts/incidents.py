@@ -138,10 +138,11 @@ def _groups(a: Alert, nodata_pages: bool) -> bool:
 
 
 def reconcile(alerts: dict[str, Alert], open_incidents: dict[int, Incident], topo: Topology, now: int,
-              nodata_pages: bool = False) -> list[Incident]:
+              nodata_pages: bool = False, known: dict[str, str] | None = None) -> list[Incident]:
     """Put every live alert in an incident (its own if it already has one) and return every
     incident that is open or changed this pass: the open ones, new ones, and those that ended.
-    New incidents have no id yet; their alerts are tied to them by `Incident.live`."""
+    New incidents have no id yet; their alerts are tied to them by `Incident.live`. `known`:
+    the resource of each alert the open incidents held that has ended before this pass."""
     links = _Links(topo)
     incidents = {inc_id: inc for inc_id, inc in open_incidents.items()}
     for inc in incidents.values():
@@ -154,7 +155,7 @@ def reconcile(alerts: dict[str, Alert], open_incidents: dict[int, Incident], top
     for a in pending:
         if a.incident_id in incidents:
             continue
-        home = _home(a, [*incidents.values(), *new], alerts, links)
+        home = _home(a, [*incidents.values(), *new], alerts, links, known or {})
         if home is None:
             home = Incident(_incident_fingerprint(a, now), _group_key(a), PENDING, a.severity, "", now, now)
             home.events.append(("opened", a.title[:500]))
@@ -183,18 +184,20 @@ def _incident_fingerprint(a: Alert, now: int) -> str:
     return hashlib.sha256(json.dumps([_group_key(a), a.fingerprint, now]).encode()).hexdigest()[:16]
 
 
-def _home(a: Alert, candidates: list[Incident], alerts: dict[str, Alert], links: _Links) -> Incident | None:
-    """The open incident a new alert belongs to: the oldest related one (None: a new problem)."""
+def _home(a: Alert, candidates: list[Incident], alerts: dict[str, Alert], links: _Links, known: dict[str, str]) -> Incident | None:
+    """The open incident a new alert belongs to: the oldest related one (None: a new problem).
+    Related to anything the incident has held, not only what is live in it this very pass: the
+    alert that opened it may have ended as this one began."""
     key = _group_key(a)
     best = None
     for inc in candidates:
         if inc.resolved_at is not None:
             continue
-        others = [alerts[fp] for fp in inc.live if fp in alerts] or []
         if a.kind == "error" or inc.group_key.startswith("detector:"):
             hit = inc.group_key == key
         else:
-            hit = inc.group_key == key or any(o.kind != "error" and links.related(a.resource_id, o.resource_id) for o in others)
+            held = {inc.group_key} | {alerts[fp].resource_id if fp in alerts else known.get(fp, "") for fp in (*inc.members, *inc.live)}
+            hit = any(r and not r.startswith("detector:") and links.related(a.resource_id, r) for r in held)
         if hit and (best is None or (inc.started_at, inc.id or 1 << 62) < (best.started_at, best.id or 1 << 62)):
             best = inc
     return best

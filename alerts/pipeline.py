@@ -88,7 +88,10 @@ class Pipeline:
         topo = Topology(resources, self.settings.wiring)
         for a in alerts.values():
             a.labels = alert_labels(a, topo)
-        incidents = reconcile(alerts, self.store.open_incidents(), topo, at, nodata_pages=self.settings.timers.notify_nodata)
+        open_incidents = self.store.open_incidents()
+        ended = [fp for inc in open_incidents.values() for fp in inc.members if fp not in alerts]
+        known = {a.fingerprint: a.resource_id for a in self.store.alert_rows(ended)}
+        incidents = reconcile(alerts, open_incidents, topo, at, nodata_pages=self.settings.timers.notify_nodata, known=known)
         self.store.save(alerts, incidents, at)
         return incidents
 

@@ -11,7 +11,8 @@ labelled incident:
   outcome between 10 minutes before its start and 20 after its end: a page of its own, or an
   update of a thread already open that it joined) — must be 1;
 - pagerduty: PagerDuty incidents (distinct dedup keys triggered) for those threads — must be 1;
-- delay: minutes from its labelled start to the first message about it;
+- delay: minutes from its labelled start (for a schedule that stopped, its first missed run) to
+  the first message about it;
 - title: whether the thread's head, as it reads at the end, names the outcome users feel and the
   cause resource;
 - resolved: minutes from its labelled end to RESOLVED in that same thread; premature if a
@@ -116,11 +117,19 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
                 notifications = [dict(r) for r in store.db.query("SELECT incident_id, target, kind, status, sent_at FROM notifications")]
                 failures = store.db.execute("SELECT COUNT(*) FROM notification_failures").fetchone()[0]
                 incidents = [dict(r) for r in store.db.query("SELECT id, title, state, started_at, resolved_at FROM incidents")]
+                if os.environ.get("PAGES_DUMP"):
+                    Path(os.environ["PAGES_DUMP"]).mkdir(parents=True, exist_ok=True)
+                    store.db.execute(f"VACUUM INTO '{Path(os.environ['PAGES_DUMP']) / (scenario.name + '.db')}'")
             received = {"slack": slack.messages(), "mail": len(smtp.messages()), "pagerduty": pagerduty.snapshot()}
     finally:
         emulator.stop()
         pagerduty.__exit__(None, None, None)
-    labels = [i.label(ANCHOR) for i in scenario.incidents]
+    labels = [_as_users_see_it(i.label(ANCHOR), emulator.model.fleet) for i in scenario.incidents]
+    if os.environ.get("PAGES_DUMP"):  # what the stand-ins received, to read or score again
+        dump = Path(os.environ["PAGES_DUMP"]) / f"{scenario.name}.json"
+        dump.parent.mkdir(parents=True, exist_ok=True)
+        dump.write_text(json.dumps({"labels": labels, "received": received, "notifications": notifications, "failures": failures},
+                                   indent=1))
     out = score(labels, received, notifications, failures, len(emulator.model.fleet.resources), (end - start) / 86400)
     if os.environ.get("PAGES_DEBUG"):
         for t in _threads(received["slack"]):
@@ -176,6 +185,29 @@ def _name(resource: str | None) -> str:
     return (resource or "").split(":", 1)[-1]
 
 
+def _as_users_see_it(label: dict[str, Any], fleet: Any) -> dict[str, Any]:
+    """The names a page uses for the label's resources (account-wide ones are named by service
+    and region: "SES eu-west-1", "Lambda us-east-1"), and, for a schedule that stopped, the
+    onset a page can follow: its first run that did not happen."""
+    from detectors.schedule_times import parse
+
+    out = dict(label)
+    for field in ("resource", "outcome"):
+        uid = label.get(field)
+        if not uid:
+            continue
+        res = fleet.get(uid)
+        names = {"ses": [f"SES {res.region}"]}.get(res.kind, [res.name])
+        out[f"{field}_names"] = names
+    if label["kind"] == "schedule_missed":
+        res = fleet.get(label["resource"])
+        schedule = parse(str(res.params.get("expression", "")))
+        due = schedule.next_after(label["start"]) if schedule else None
+        if due is not None:
+            out["onset"] = due
+    return out
+
+
 def score(labels: list[dict[str, Any]], received: dict[str, Any], notifications: list[dict[str, Any]], failures: int,
           resources: int, days: float) -> dict[str, Any]:
     threads = _threads(received["slack"])
@@ -183,20 +215,35 @@ def score(labels: list[dict[str, Any]], received: dict[str, Any], notifications:
     per: list[dict[str, Any]] = []
     pd = received["pagerduty"]
     for label in labels:
-        names = [n for n in (_name(label["resource"]), _name(label.get("outcome"))) if n]
-        # A thread is about this incident when a message in it names the incident's resource or
-        # outcome while the incident is on: its first page, or an update of a thread already open
-        # (a related problem joined the incident that was).
-        told = {i: min((at for at, text in t["events"] if label["start"] - MATCH_BEFORE <= at <= label["end"] + MATCH_AFTER
-                        and any(n in text for n in names)), default=None) for i, t in enumerate(threads)}
-        mine = [i for i, at in told.items() if at is not None]
+        cause_names = label.get("resource_names") or [_name(label["resource"])]
+        outcome_names = label.get("outcome_names") or ([_name(label["outcome"])] if label.get("outcome") else [])
+        onset = label.get("onset", label["start"])
+
+        def told(names: list[str]) -> dict[int, int]:
+            # A thread is about this incident when a message in it names it while the incident is
+            # on: its first page, or an update of a thread already open (a related problem joined
+            # the incident that was).
+            found = {i: min((at for at, text in t["events"] if label["start"] - MATCH_BEFORE <= at <= label["end"] + MATCH_AFTER
+                             and any(n in text for n in names)), default=None) for i, t in enumerate(threads)}
+            return {i: at for i, at in found.items() if at is not None}
+
+        # By its cause; by its outcome only where the thread names no other incident's cause: an
+        # API is shared by every problem behind it, but a page about the API alone, beside the
+        # cause's own, is this problem paged twice.
+        others = [n for other in labels if other is not label
+                  for n in (other.get("resource_names") or [_name(other["resource"])])]
+        hits = told(cause_names)
+        for i, at in told(outcome_names).items():
+            if i not in hits and not any(n in threads[i]["text"] for n in others):
+                hits[i] = at
+        mine = sorted(hits)
         matched.update(mine)
         row: dict[str, Any] = {"id": label["id"], "kind": label["kind"], "threads": len(mine)}
         if mine:
             first = threads[mine[0]]
-            row["delay_min"] = round((max(told[mine[0]], first["at"]) - label["start"]) / 60, 1)
-            row["title_names_outcome"] = not label.get("outcome") or _name(label["outcome"]) in first["final"]
-            row["title_names_cause"] = _name(label["resource"]) in first["final"]
+            row["delay_min"] = round((max(hits[mine[0]], first["at"]) - onset) / 60, 1)
+            row["title_names_outcome"] = not outcome_names or any(n in first["final"] for n in outcome_names)
+            row["title_names_cause"] = any(n in first["final"] for n in cause_names)
             resolved = [at for at, text in first["events"] if text.startswith("[RESOLVED]")]
             row["resolved_in_thread"] = bool(resolved)
             row["resolved_after_end_min"] = round((resolved[0] - label["end"]) / 60, 1) if resolved else None

@@ -391,3 +391,15 @@ def test_the_title_keeps_naming_the_cause_it_named_after_that_cause_ended(world:
         world.tick()
     (first,) = top(world)
     assert first["updates"][-1]["text"].startswith("[RESOLVED] checkout-api: 12% of requests failing — orders-db at 98%")
+
+
+def test_a_symptom_joins_the_incident_whose_first_alert_ended_as_it_began(world: World) -> None:
+    """The connection storm in the tour: orders-db's forecast alert opened the incident and ended
+    in the pass checkout-api began failing; the API opened an incident of its own."""
+    forecast = Observation("connections", rid("rds", "orders-db"), "forecast", "finding", "warning",
+                           "orders-db at 78% of max_connections and rising")
+    for _ in range(2):
+        world.tick(forecast)  # pending: not yet held for `for`
+    for _ in range(6):  # the forecast ends (the limit is reached) just as users start to fail
+        world.tick(api_errors())
+    assert len(world.incidents()) == 1 and len(top(world)) == 1
