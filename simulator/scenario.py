@@ -146,8 +146,13 @@ def load_scenario(name: str, fleet: Fleet | None = None, _shift: int = 0, _stack
 
 
 def _cut(inc: Incident, duration: int) -> Incident:
+    """The incident ended `duration` after its start: what lasted to its end ends then, and what
+    began at its end (what ended it: access granted, a fix deployed) begins then."""
     end = min(inc.end, inc.start + duration)
-    effects = [dataclasses.replace(e, end=min(e.end, end)) if e.end == inc.end else e for e in inc.effects]
+    early = inc.end - end
+    effects = [dataclasses.replace(e, end=min(e.end, end)) if e.end == inc.end
+               else dataclasses.replace(e, start=e.start - early, end=e.end - early) if e.start == inc.end else e
+               for e in inc.effects]
     return dataclasses.replace(inc, end=end, effects=[e for e in effects if e.start < e.end])
 
 

@@ -98,3 +98,14 @@ def test_tour_stages_every_failure_mode_inside_the_demo() -> None:
     assert storm.start == load_scenario("connection-storm").incidents[0].start - 175 * 60
     cut = next(i for i in tour.incidents if i.id == "ses-sandbox-quota")
     assert cut.end - cut.start == 40 * 60, "cut to its duration"
+
+
+def test_a_cut_incident_ends_with_what_ended_it() -> None:
+    """ses-sandbox ends when AWS grants production access; cut short in the tour, the grant comes
+    at the cut end, and what lasted to the end ends there too."""
+    whole = next(i for i in load_scenario("ses-sandbox").incidents)
+    cut = next(i for i in load_scenario("tour").incidents if i.id == whole.id)
+    grant = [e for e in cut.effects if e.fact == "production_access"]
+    assert grant and grant[0].start == cut.end and grant[0].value is True
+    assert all(e.end <= cut.end for e in cut.effects if e.driver)
+    assert next(e for e in whole.effects if e.fact == "production_access").start == whole.end
