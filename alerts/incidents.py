@@ -193,6 +193,8 @@ def _home(a: Alert, candidates: list[Incident], alerts: dict[str, Alert], links:
     for inc in candidates:
         if inc.resolved_at is not None:
             continue
+        if inc.severity == "info" and a.severity != "info":
+            continue  # a standing risk (a low limit, a short DLQ retention) is no home for a page: it may be days old
         if a.kind == "error" or inc.group_key.startswith("detector:"):
             hit = inc.group_key == key
         else:

@@ -403,3 +403,17 @@ def test_a_symptom_joins_the_incident_whose_first_alert_ended_as_it_began(world:
     for _ in range(6):  # the forecast ends (the limit is reached) just as users start to fail
         world.tick(api_errors())
     assert len(world.incidents()) == 1 and len(top(world)) == 1
+
+
+def test_a_standing_info_incident_is_no_home_for_a_new_page(world: World) -> None:
+    """'email-dlq keeps messages no longer than its source' is open for as long as the setting
+    stays; a backlog on a related queue days later is a new incident, not that one's update."""
+    info = Observation("queues", rid("sqs", "jobs"), "dlq-retention", "finding", "info", "jobs-dlq: expires before its source")
+    for _ in range(10):
+        world.tick(info)
+    for _ in range(4):
+        world.tick(info, queue_growth())
+    incidents = world.incidents()
+    assert len(incidents) == 2 and len(top(world)) == 1
+    paged = next(i for i in incidents if i.severity == "warning")
+    assert paged.started_at > incidents[0].started_at
