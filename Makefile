@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/emulator.py --functions 10000
 	$(PY) bench/collector.py --functions 1000 --queues 200 --tables 50 --databases 5
 	$(PY) bench/dashboard.py --functions 10000 --incidents 200
+	$(PY) bench/pages.py
 
 # The configuration reference, from the settings table: docs/configuration.md and the README's copy.
 docs: $(STAMP)

@@ -15,8 +15,9 @@ labelled incident:
   the first message about it;
 - title: whether the thread's head, as it reads at the end, names the outcome users feel and the
   cause resource;
-- resolved: minutes from its labelled end to RESOLVED in that same thread; premature if a
-  RESOLVED for it arrived before the labelled end.
+- resolved: minutes from its labelled end (for a stopped schedule, its first run after it came
+  back) to RESOLVED in that same thread; premature if a RESOLVED for it arrived before the
+  labelled end.
 
 Threads that match no labelled incident are false pages; on the healthy fleet and the
 look-alikes every thread is one. Figures are per scenario (one JSON line each) and overall (the
@@ -84,8 +85,12 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
     from simulator.fleet import load_fleet
     from simulator.scenario import scenario_fleet
 
-    scenario = load_scenario(path, load_fleet(scenario_fleet(path), dirs=fleet_dirs))
-    spans = [(i.start, i.end) for i in (*scenario.incidents, *scenario.lookalikes)]
+    fleet = load_fleet(scenario_fleet(path), dirs=fleet_dirs)
+    scenario = load_scenario(path, fleet)
+    labels = [_as_users_see_it(i.label(ANCHOR), fleet) for i in scenario.incidents]
+    # Polled until the last incident can have been seen to end (a stopped daily job: its next run).
+    spans = [(i.start, i.end) for i in scenario.lookalikes] + [(lb["start"] - ANCHOR, lb.get("settles", lb["end"]) - ANCHOR)
+                                                              for lb in labels]
     if days:
         start, end = ANCHOR, ANCHOR + int(days * 86400)
     elif spans:
@@ -124,7 +129,6 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
     finally:
         emulator.stop()
         pagerduty.__exit__(None, None, None)
-    labels = [_as_users_see_it(i.label(ANCHOR), emulator.model.fleet) for i in scenario.incidents]
     if os.environ.get("PAGES_DUMP"):  # what the stand-ins received, to read or score again
         dump = Path(os.environ["PAGES_DUMP"]) / f"{scenario.name}.json"
         dump.parent.mkdir(parents=True, exist_ok=True)
@@ -202,9 +206,12 @@ def _as_users_see_it(label: dict[str, Any], fleet: Any) -> dict[str, Any]:
     if label["kind"] == "schedule_missed":
         res = fleet.get(label["resource"])
         schedule = parse(str(res.params.get("expression", "")))
-        due = schedule.next_after(label["start"]) if schedule else None
+        due = schedule.next_after(label["start"] - 1) if schedule else None
+        back = schedule.next_after(label["end"] - 1) if schedule else None
         if due is not None:
             out["onset"] = due
+        if back is not None:
+            out["settles"] = back  # its next run after it came back: no sooner can anyone see it did
     return out
 
 
@@ -246,7 +253,7 @@ def score(labels: list[dict[str, Any]], received: dict[str, Any], notifications:
             row["title_names_cause"] = any(n in first["final"] for n in cause_names)
             resolved = [at for at, text in first["events"] if text.startswith("[RESOLVED]")]
             row["resolved_in_thread"] = bool(resolved)
-            row["resolved_after_end_min"] = round((resolved[0] - label["end"]) / 60, 1) if resolved else None
+            row["resolved_after_end_min"] = round((resolved[0] - label.get("settles", label["end"])) / 60, 1) if resolved else None
             row["premature"] = any(at < label["end"] for i in mine for at, text in threads[i]["events"] if text.startswith("[RESOLVED]"))
             ours = {threads[i]["incident"] for i in mine}
             pages = [p for p in pd["incidents"] if incident_id(p["dedup_key"]) in ours]
