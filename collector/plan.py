@@ -150,7 +150,7 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
         elif int(fn["facts"].get("deployed_at") or 0) >= since:
             why = "new code deployed"
         elif fn["name"] in slow_apis:
-            why = f"{slow_apis[fn['name']]}'s latency jumped"
+            why = slow_apis[fn["name"]]
         elif _woke(recent.get((rid, "Invocations", "Sum"), []), now):
             why = "invoked again after 30 min idle"
         elif probes.still_cold(traced.get((rid, "ColdStarts", "Sum"), []), traced.get((rid, "SampledInvocations", "Sum"), []), now):
@@ -161,15 +161,37 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
     return out
 
 
+# A burst behind an API: its requests jumped within a minute while its latency rose, less than
+# a slowdown alone must. The functions behind it are scaling out now, and every new execution
+# environment starts cold; their own ConcurrentExecutions and Invocations are slow-tier series
+# that land five to ten minutes later, when a cold-start burst of a few minutes is already over.
+# API Gateway sends Count ("the total number API requests in a given period") and Latency every
+# minute (AWS, "Monitor CloudWatch metrics for HTTP APIs in API Gateway", .../apigateway/latest/
+# developerguide/http-api-metrics.html, and "Amazon API Gateway dimensions and metrics",
+# .../api-gateway-metrics-and-dimensions.html for REST APIs): both are fast-tier here, and the
+# trigger compares each with its own last half hour only. A surge that scales cleanly
+# (latency flat) reads no traces; the traces read are capped per function and poll
+# (poll.xray_max_traces), and go on only while the jump holds or cold starts stay elevated.
+BURST_REQUESTS, BURST_REQUESTS_FLOOR = 1.5, 60.0  # × the last half hour's median, and requests a minute above it
+BURST_LATENCY, BURST_LATENCY_FLOOR = 1.2, 10.0  # × the median p95, and milliseconds above it
+
+
 def _slow_apis(store: Any, apis: list[dict[str, Any]], now: int) -> dict[str, str]:
-    """Function name -> API, for APIs whose p95 latency just jumped (users feel it; a cold start
-    hides in init time that the function's own Duration does not count)."""
-    recent = store.recent_values([a["id"] for a in apis], ["Latency"], now - 1800, now)
+    """Function name -> why, for the functions behind APIs whose p95 latency just jumped (users
+    feel it; a cold start hides in init time that the function's own Duration does not count),
+    or whose requests jumped while their latency rose (a burst scaling them out)."""
+    recent = store.recent_values([a["id"] for a in apis], ["Latency", "Count"], now - 1800, now)
     out = {}
     for api in apis:
-        if _latest_jump(recent.get((api["id"], "Latency", "p95"), []), 1.5, 20.0):
-            for fn in api["facts"].get("functions", []):
-                out[fn] = api["name"]
+        latency = recent.get((api["id"], "Latency", "p95"), [])
+        why = ""
+        if _latest_jump(latency, 1.5, 20.0):
+            why = f"{api['name']}'s latency jumped"
+        elif (_latest_jump(recent.get((api["id"], "Count", "Sum"), []), BURST_REQUESTS, BURST_REQUESTS_FLOOR)
+              and _latest_jump(latency, BURST_LATENCY, BURST_LATENCY_FLOOR)):
+            why = f"{api['name']}'s requests jumped and its latency rose"
+        for fn in api["facts"].get("functions", []) if why else ():
+            out[fn] = why
     return out
 
 

@@ -386,3 +386,49 @@ def test_a_call_that_times_out_is_an_errored_source(fleet: Any, store: Any) -> N
     timed_out = [e for e in report.errors if e.place.account == STAGING and e.source == "cloudwatch"]
     assert timed_out and "timeout" in timed_out[0].error.lower()
     assert all(r.status == "ok" for r in report.sources if r.place.account == PROD)
+
+
+class _Recent:
+    """The store as `plan.triggers` reads it: samples by (resource, metric, stat)."""
+
+    def __init__(self, series: dict[tuple[str, str, str], list[tuple[int, float]]]) -> None:
+        self.series = series
+
+    def recent_values(self, ids: Any, metrics: Any, since: int, until: int | None = None) -> dict[tuple[str, str, str], list[tuple[int, float]]]:
+        until = 2**62 if until is None else until
+        return {k: [(t, v) for t, v in pts if since <= t < until] for k, pts in self.series.items()
+                if k[0] in ids and k[1] in metrics}
+
+
+@pytest.mark.parametrize("label, requests, latency, traced", [
+    # The cold-start-burst scenario at 1.4× latency, as the pages bench stored it: storefront-api's
+    # requests doubled in the burst's first minute and its p95 went 135 → 192 ms. Today the only
+    # trigger left is feed-fn's own ConcurrentExecutions, a 5-minute series that landed 6 minutes
+    # in, when the 5 minutes of cold starts were over (two findings, no page).
+    ("burst: requests ×2 and p95 ×1.4 in one minute", 3184.0, 192.0, True),
+    ("a surge that scales cleanly: requests ×3, latency flat", 4800.0, 138.0, False),
+    ("latency alone ×1.3, traffic flat", 1650.0, 176.0, False),
+])
+def test_a_burst_behind_an_api_asks_for_its_functions_traces_within_a_minute(label: str, requests: float, latency: float,
+                                                                              traced: bool) -> None:
+    from collector import plan
+
+    now = ANCHOR
+    api = {"id": "api/1/us-east-1/storefront-api", "kind": "api", "name": "storefront-api",
+           "facts": {"functions": ["feed-fn", "catalog-fn"]}}
+    fns = [{"id": f"lambda/1/us-east-1/{n}", "kind": "lambda", "name": n, "facts": {}} for n in ("feed-fn", "catalog-fn", "orders-fn")]
+    before = range(now - 1800, now - 60, 60)
+    wobble = [1.0, 0.93, 1.06, 0.97, 1.04]
+    series = {
+        (api["id"], "Count", "Sum"): [(t, 1620.0 * wobble[i % 5]) for i, t in enumerate(before)] + [(now - 60, requests)],
+        (api["id"], "Latency", "p95"): [(t, 136.0 * wobble[i % 5]) for i, t in enumerate(before)] + [(now - 60, latency)],
+        # feed-fn's slow-tier series have not moved yet: their 5-minute bucket lands later.
+        **{(f["id"], "ConcurrentExecutions", "Maximum"): [(t, 2.0) for t in range(now - 3600, now - 300, 300)] for f in fns},
+        **{(f["id"], "Invocations", "Sum"): [(t, 4800.0) for t in range(now - 3600, now - 300, 300)] for f in fns},
+    }
+    got = plan.triggers(_Recent(series), [api, *fns], now, 900)
+    if traced:
+        assert got.xray == {fns[0]["id"], fns[1]["id"]}, label
+        assert "requests jumped" in got.reasons[fns[0]["id"]]
+    else:
+        assert got.xray == set(), (label, got.reasons)
