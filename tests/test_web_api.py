@@ -187,3 +187,28 @@ def test_incidents_list_the_worst_open_ones_first(tmp_path: Any) -> None:
     conn = sqlite3.connect(tmp_path / "order.db")
     conn.row_factory = sqlite3.Row
     assert [i["id"] for i in data.incidents(conn)] == [6, 2, 4, 5, 1, 3]
+
+
+def test_a_resource_page_shows_its_nodata_state_and_the_incidents_it_took_part_in(tmp_path: Any) -> None:
+    from urllib.parse import quote
+
+    from fleetwatch.store import open_store
+
+    queue, api = "sqs/123456789012/us-east-1/jobs-dlq", "api/123456789012/us-east-1/checkout-api"
+    with open_store(tmp_path / "res.db") as store:
+        store.upsert_resources([{"id": queue, "account": "123456789012", "region": "us-east-1", "kind": "sqs", "name": "jobs-dlq",
+                                 "facts": {}, "tags": {}}], 1000)
+        store.db["incidents"].insert({"id": 4, "fingerprint": "fp4", "group_key": api, "state": "firing", "severity": "critical",
+                                      "title": "checkout-api failing — jobs-dlq filling", "started_at": 900, "updated_at": 900,
+                                      "labels": '{"resource": "%s"}' % api})
+        for fp, state, kind, title, inc in (("a1", "nodata", "nodata", "no data: an inactive queue", None),
+                                            ("a2", "firing", "finding", "jobs-dlq: 40 messages dead-lettered", 4)):
+            store.db["alerts"].insert({"fingerprint": fp, "detector": "queues", "resource_id": queue, "key": fp, "kind": kind,
+                                       "state": state, "severity": "info" if kind == "nodata" else "warning", "title": title,
+                                       "evidence": "{}", "labels": "{}", "last_seen": 1000, "incident_id": inc, "updated_at": 1000})
+    app = create_app(web_config(tmp_path / "res.db"), tmp_path / "res.db", FakeClock(1060), cache_ttl=0)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        page = client.get("/resources/" + quote(queue, safe=""), headers=HTML)
+    assert page.status_code == 200
+    assert "no data: an inactive queue" in page.text and "nodata" in page.text
+    assert "#4 checkout-api failing" in page.text, "an incident led by another resource that this one took part in"

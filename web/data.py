@@ -160,12 +160,19 @@ def resource(conn: sqlite3.Connection, resource_id: str) -> dict[str, Any] | Non
     r["series"] = _rows(conn, "SELECT id, namespace, metric, stat, period, dimensions FROM series WHERE resource_id = ? "
                               "ORDER BY metric, stat", [resource_id])
     r["incidents"] = incidents_for(conn, resource_id)
+    # Its state now, as each detector sees it: NoData (an idle queue publishes nothing) is shown
+    # here, on the resource, rather than as an incident.
+    r["alerts"] = _rows(conn, "SELECT detector, state, severity, title, last_seen FROM alerts WHERE resource_id = ? AND state != 'resolved' "
+                              "ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, detector", [resource_id])
     return r
 
 
 def incidents_for(conn: sqlite3.Connection, resource_id: str, limit: int = 20) -> list[dict[str, Any]]:
-    return [_incident(r) for r in _rows(conn, "SELECT * FROM incidents WHERE json_extract(labels, '$.resource') = ? "
-                                              "ORDER BY id DESC LIMIT ?", [resource_id, limit])]
+    """Incidents led by the resource, or that any of its alerts took part in."""
+    return [_incident(r) for r in _rows(
+        conn, "SELECT * FROM incidents WHERE json_extract(labels, '$.resource') = ? "
+              "OR id IN (SELECT incident_id FROM alerts WHERE resource_id = ? AND incident_id IS NOT NULL) "
+              "ORDER BY id DESC LIMIT ?", [resource_id, resource_id, limit])]
 
 
 def series_points(conn: sqlite3.Connection, series_id: int, start: int, end: int) -> list[tuple[int, float]]:
