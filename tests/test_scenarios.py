@@ -86,7 +86,8 @@ def test_tour_stages_every_failure_mode_inside_the_demo() -> None:
     starts and ends inside that, with time for its RESOLVED; parts on one path do not overlap."""
     tour = load_scenario("tour")
     # A daily job's miss cannot be seen to run again within the demo; it has a scenario of its own.
-    assert {inc.id for inc in tour.incidents} == {inc.id for n in SCENARIOS if n != "schedule-missed-daily"
+    # Subtler variants (-subtle) are for the pages benchmark; the tour has each failure mode once.
+    assert {inc.id for inc in tour.incidents} == {inc.id for n in SCENARIOS if n != "schedule-missed-daily" and not n.endswith("-subtle")
                                                   for inc in load_scenario(n).incidents}
     assert {i.kind for i in tour.incidents} == set(INCIDENT_KINDS)
     from simulator.cli import DEMO_LEAD
