@@ -152,6 +152,13 @@ def reconcile(alerts: dict[str, Alert], open_incidents: dict[int, Incident], top
     for a in pending:
         if a.incident_id in incidents:
             incidents[a.incident_id].live.append(a.fingerprint)
+    for inc in incidents.values():
+        # What paged is over when only standing risks (info) are left in it: they go on in an
+        # incident of their own, and this one ends with RESOLVED.
+        if inc.severity != "info" and inc.live and all(alerts[fp].severity == "info" for fp in inc.live):
+            for fp in inc.live:
+                alerts[fp].incident_id = None
+            inc.live = []
     for a in pending:
         if a.incident_id in incidents:
             continue
@@ -193,8 +200,10 @@ def _home(a: Alert, candidates: list[Incident], alerts: dict[str, Alert], links:
     for inc in candidates:
         if inc.resolved_at is not None:
             continue
-        if inc.severity == "info" and a.severity != "info":
-            continue  # a standing risk (a low limit, a short DLQ retention) is no home for a page: it may be days old
+        if (inc.severity == "info") != (a.severity == "info"):
+            # A standing risk (a low limit, a short DLQ retention) is no home for a page (it may be
+            # days old), nor a page for it (it would hold the page open as long as the risk stands).
+            continue
         if a.kind == "error" or inc.group_key.startswith("detector:"):
             hit = inc.group_key == key
         else:

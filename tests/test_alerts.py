@@ -417,3 +417,18 @@ def test_a_standing_info_incident_is_no_home_for_a_new_page(world: World) -> Non
     assert len(incidents) == 2 and len(top(world)) == 1
     paged = next(i for i in incidents if i.severity == "warning")
     assert paged.started_at > incidents[0].started_at
+
+
+def test_a_standing_risk_does_not_hold_a_page_open(world: World) -> None:
+    """The tour's SES sandbox: 'email-dlq expires before its source' (info, standing) was related
+    to the sandbox page and kept it open, at info, for ever after the sandbox ended."""
+    info = Observation("queues", rid("sqs", "jobs"), "dlq-retention", "finding", "info", "jobs-dlq: expires before its source")
+    for _ in range(4):
+        world.tick(queue_growth(), info)
+    for _ in range(12):
+        world.tick(info)
+    (first,) = top(world)
+    assert "[RESOLVED]" in first["updates"][-1]["text"]
+    paged = next(i for i in world.incidents() if "backlog" in i.title)
+    assert paged.state == RESOLVED and paged.severity == "warning"
+    assert [i.severity for i in world.incidents() if i.resolved_at is None] == ["info"], "the risk is still shown, on its own"
