@@ -169,6 +169,7 @@ def test_connection_storm_names_the_caller_that_scaled() -> None:
     ("85%, flat", flat(425, 30), {("utilisation", WARNING)}),
     ("65% and climbing 20 a minute: forecast", join(shift(flat(200, 30), 10), ramp(200, 330, 10)), {("forecast", WARNING)}),
     ("65% but falling: quiet", ramp(400, 330, 10), set()),
+    ("62% after climbing 10 a minute: full far off, quiet", join(shift(flat(210, 30), 10), ramp(210, 310, 10)), set()),
 ], ids=lambda x: x if isinstance(x, str) else "")
 def test_connection_cases(label: str, conns: Series, expected: set[tuple[str, str]]) -> None:
     findings, _ = results(connections, db_inputs(conns))
