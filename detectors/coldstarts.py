@@ -16,6 +16,8 @@ is not an episode: the share must be elevated in at least MIN_MINUTES separate m
 
 from __future__ import annotations
 
+import statistics
+
 import inspect
 from collections.abc import Iterator
 from typing import Any
@@ -106,7 +108,11 @@ def _baseline(inp: Inputs, fn: Resource, minutes: Minutes, onset: int | None) ->
     before = [(k, s) for t, k, s in minutes if onset is None or t < onset]
     n = sum(s for _, s in before)
     if n >= MIN_BASELINE_SAMPLED:
-        return sum(k for k, _ in before) / n, "usually"
+        # The median minute, not the pooled share: traces are read mostly while something looks
+        # wrong, so the minutes read before an episode are often an earlier episode's (the tour's
+        # burst came an hour after an idle spike of 35 % on the same function, and was held
+        # against it). A usual minute is what most minutes read.
+        return statistics.median(k / s for k, s in before if s > 0), "usually"
     if onset is not None and _was_idle(inp, fn, onset):
         return FLOOR_SHARE, "idle before; floor"
     if n == 0 and onset is not None and sum(s for _, _, s in minutes) >= MIN_BASELINE_SAMPLED:

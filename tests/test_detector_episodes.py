@@ -73,6 +73,18 @@ def test_a_spike_of_40_percent_for_30_minutes_is_a_finding_on_every_pass_while_i
     assert not any(found[m] for m in range(5, 15))  # over within the 5-minute window after it ended
 
 
+def test_a_spike_an_hour_after_an_earlier_one_is_not_held_against_it() -> None:
+    """The tour's burst on feed-fn: the traces read before it were mostly those of an idle spike
+    an hour earlier (35 % cold), so the pooled 'usual' was ~20 % and a 15 % burst was nothing."""
+    earlier = {m: 14 for m in range(-72, -60)}  # 35 % of 40 for 12 minutes
+    burst = {m: 12 for m in range(-4, 0)}  # 15 % of 80
+    cold = minutes({**earlier, **burst}, -72, 0, 0)
+    sampled = minutes({**{m: 40 for m in range(-72, -52)}, **{m: 80 for m in range(-4, 0)}}, -72, 0, 4)
+    findings, _ = results(coldstarts, cold_at(NOW - M, cold, sampled))
+    (f,) = findings
+    assert "(usually 0%)" in f.title and f.started_at == NOW - 4 * M
+
+
 def test_a_share_that_doubles_while_the_api_slows_is_a_finding_and_without_the_slowdown_is_not() -> None:
     cold = minutes({m: 6 for m in range(-10, 0)}, -60, 0, 3)  # 3 % usually, 6 % for ten minutes
     sampled = minutes({}, -60, 0, 100)
