@@ -6,6 +6,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 _spec = importlib.util.spec_from_file_location("bench_pages", Path(__file__).resolve().parents[1] / "bench" / "pages.py")
 assert _spec and _spec.loader
 pages = importlib.util.module_from_spec(_spec)
@@ -64,3 +66,17 @@ def test_a_problem_that_joined_an_open_thread_counts_from_when_the_thread_named_
              "start": T, "end": T + 1800}
     (row,) = pages.score([label], received([dlq, joined]), [], 0, 30, 1.0)["labelled"]
     assert row["threads"] == 1 and row["delay_min"] == 7.0
+
+
+@pytest.mark.slow
+def test_the_demo_tour_pages_every_failure_mode_once_and_resolves_each_in_its_thread() -> None:
+    """`make demo`'s four live hours through the agent loop (what the demo runs), scored by what
+    the Slack and PagerDuty stand-ins received: each failure mode one thread and one PagerDuty
+    incident, ended by RESOLVED in that thread after it ended, and nothing else paged."""
+    run = pages.run_one("tour", None, 3 * 3600)
+    assert len(run["labelled"]) == 16
+    for row in run["labelled"]:
+        assert (row["threads"], row.get("pagerduty")) == (1, 1), row
+        assert row["resolved_in_thread"] and not row["premature"], row
+    assert run["false_pages"] == 0, run["false_titles"]
+    assert run["lost_pages"] == 0 and run["threads_unresolved"] == 0
