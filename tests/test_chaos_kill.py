@@ -29,11 +29,18 @@ SLACK_LATENCY = 0.2  # seconds each chat.postMessage answer takes, after the mes
 def snapshot(db: Path) -> dict[str, Any]:
     conn = sqlite3.connect(db)  # as the next start opens it: read-write, replaying the WAL
     try:
+        # A kill while the first start was still migrating leaves the later migrations' tables
+        # to the next start (each migration is a transaction of its own): none yet means empty.
+        tables = {t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+        def rows(table: str, sql: str) -> list[Any]:
+            return conn.execute(sql).fetchall() if table in tables else []
+
         return {"integrity": conn.execute("PRAGMA integrity_check").fetchone()[0],
-                "samples": set(conn.execute("SELECT series_id, ts FROM samples").fetchall()),
-                "sent": {k for (k,) in conn.execute("SELECT key FROM notifications WHERE status = 'sent'")},
-                "incidents": {i for (i,) in conn.execute("SELECT id FROM incidents")},
-                "cycles": conn.execute("SELECT COUNT(*) FROM agent_cycles").fetchone()[0]}
+                "samples": set(rows("samples", "SELECT series_id, ts FROM samples")),
+                "sent": {k for (k,) in rows("notifications", "SELECT key FROM notifications WHERE status = 'sent'")},
+                "incidents": {i for (i,) in rows("incidents", "SELECT id FROM incidents")},
+                "cycles": (rows("agent_cycles", "SELECT COUNT(*) FROM agent_cycles") or [(0,)])[0][0]}
     finally:
         conn.close()
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +77,15 @@ def test_the_demo_tour_pages_every_failure_mode_once_and_resolves_each_in_its_th
     """`make demo`'s four live hours through the agent loop (what the demo runs), scored by what
     the Slack and PagerDuty stand-ins received: each failure mode one thread and one PagerDuty
     incident, ended by RESOLVED in that thread after it ended, and nothing else paged."""
-    run = pages.run_one("tour", None, 3 * 3600)
+    # In a process of its own: the emulator's moto backends are process-wide, and this test
+    # session's fleet is already provisioned in them.
+    root = Path(__file__).resolve().parents[1]
+    code = ("import json, sys; sys.path.insert(0, 'bench'); import pages; "
+            "print(json.dumps(pages.run_one('tour', None, 3 * 3600)))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=900,
+                          env={k: v for k, v in os.environ.items() if not k.startswith(("FLEETWATCH_", "OTEL_"))})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(run["labelled"]) == 16
     for row in run["labelled"]:
         assert (row["threads"], row.get("pagerduty")) == (1, 1), row
