@@ -48,12 +48,9 @@ bench: $(STAMP)
 	$(PY) bench/dashboard.py --functions 10000 --incidents 200
 	$(PY) bench/pages.py
 
-# The configuration reference, from the settings table: docs/configuration.md and the README's copy.
+# The configuration reference, from the settings table: docs/configuration.md.
 docs: $(STAMP)
 	$(VENV)/bin/fleetwatch config docs > docs/configuration.md
-	$(PY) -c "import re, pathlib; from fleetwatch.config.loader import reference_table as t; p = pathlib.Path('README.md'); \
-	p.write_text(re.sub(r'(<!-- configuration reference: .*? -->\n).*?(<!-- end of configuration reference -->)', \
-	lambda m: m.group(1) + t() + m.group(2), p.read_text(), flags=re.S))"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts

@@ -1,6 +1,6 @@
 """Alerts grouped into incidents: one incident per problem, kept for its whole life.
 
-The rules (the README draws them as a state diagram):
+The rules (docs/incidents.md draws them as a state diagram):
 - An alert joins an incident when it becomes active and keeps that incident until it resolves;
   nothing is re-parented after the fact and incidents never merge, so an incident keeps its
   number, its Slack thread and its mail thread from the first page to RESOLVED.

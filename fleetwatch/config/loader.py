@@ -309,8 +309,3 @@ def reference_markdown() -> str:
         desc = s.help + (" **Secret.**" if s.secret else "")
         lines.append(f"| `{s.key}` | `{s.env}` | {shown} | {s.expected()} | {desc} |")
     return "\n".join(lines) + "\n"
-
-
-def reference_table() -> str:
-    """The reference's table alone (the README carries it)."""
-    return "".join(line + "\n" for line in reference_markdown().splitlines() if line.startswith("|"))
