@@ -1,8 +1,8 @@
 """What each incident owes each target, from its state, the timers and the notification log
 (Alertmanager's route -> silence -> dedupe). Pure: nothing here sends or stores.
 
-- first (`firing`): once the incident fires and `group_wait` has passed (`cause_wait` for a cause
-  that may yet be joined by its symptom);
+- first (`firing`): once the incident fires and `group_wait` has passed since it opened
+  (`cause_wait` since it fired, for a cause that may yet be joined by its symptom);
 - `changed`: its severity or its firing alerts changed, at most once per `group_interval`;
 - `repeat`: unchanged and unacknowledged for `repeat_interval`;
 - `acknowledged`: once, when someone acknowledged it (on the dashboard, with `fleetwatch ack`, or
@@ -102,9 +102,12 @@ def owed(inc: Incident, history: Sequence[Sent], now: int, timers: Timers, mute:
     if not pages or mute:
         return None
     if last is None or last.kind in (RESOLVED, ABSORBED):
-        since = inc.firing_at if inc.state == FIRING and inc.firing_at is not None else inc.started_at
-        wait = timers.cause_wait if inc.joinable else timers.group_wait
-        return FIRING if now - since >= wait else None
+        if inc.joinable:  # a cause waits for its symptom from the moment it could page
+            since = inc.firing_at if inc.state == FIRING and inc.firing_at is not None else inc.started_at
+            return FIRING if now - since >= timers.cause_wait else None
+        # group_wait gathers what arrives together; it runs from the incident's opening, so the
+        # pending time under `for` counts towards it and a page is not held a pass longer.
+        return FIRING if now - inc.started_at >= timers.group_wait else None
     if last.version != inc.version and now - last.sent_at >= timers.group_interval:
         return "changed"
     if inc.acked_at is None and now - last.sent_at >= timers.repeat_interval:

@@ -35,6 +35,7 @@ class Observation:
     fix: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)
     started_at: int | None = None
+    limit: bool = False  # a hard-limit rule: pending for Policy.for_limits
 
     @property
     def fingerprint(self) -> str:
@@ -69,6 +70,9 @@ class Alert:
 class Policy:
     for_: int = 120
     keep_firing_for: int = 300
+    # A rule measured against a hard limit waits less: at max_connections or throttled by a partition,
+    # users are already failing, and the signal is not a statistical guess that a blip could fake.
+    for_limits: int = 60
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ def step(alerts: dict[str, Alert], observed: list[Observation], ran_ok: set[str]
                           flaps=alert.flaps if alert else 0)
             alerts[fp] = alert
         old = alert.state
+        hold = policy.for_limits if ob.limit else policy.for_
         alert.severity, alert.title, alert.cause, alert.fix, alert.evidence = ob.severity, ob.title, ob.cause, ob.fix, ob.evidence
         alert.last_seen, alert.resolved_at = now, None
         if ob.kind != "finding":
@@ -100,9 +105,9 @@ def step(alerts: dict[str, Alert], observed: list[Observation], ran_ok: set[str]
         elif old in (RESOLVED, NODATA, ERROR):
             alert.state, alert.active_since, alert.started_at = PENDING, now, ob.started_at or now
             alert.firing_since = alert.recovering_since = None
-            if policy.for_ <= 0:
+            if hold <= 0:
                 alert.state, alert.firing_since = FIRING, now
-        elif old == PENDING and now - (alert.active_since or now) >= policy.for_:
+        elif old == PENDING and now - (alert.active_since or now) >= hold:
             alert.state, alert.firing_since = FIRING, now
         elif old == RECOVERING:
             alert.state, alert.recovering_since = FIRING, None

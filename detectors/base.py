@@ -144,6 +144,9 @@ class Finding:
     cause: str = ""
     fix: str = ""
     key: str = ""  # what about the resource: several findings of one detector on one resource
+    # Measured against a hard limit (max_connections, a partition's or the account's throughput,
+    # a quota): not a statistical guess, so its alert fires after `alerts.for_limits`, not `alerts.for`.
+    limit: bool = False
 
     @property
     def fingerprint(self) -> str:

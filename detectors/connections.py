@@ -92,7 +92,7 @@ def connections(inp: Inputs) -> Iterator[Finding | NoData]:
             yield Finding("connections", db.id, CRITICAL if share >= DB_CRIT else WARNING,
                           f"{db.name} at {pct(share)} of max_connections ({peak:.0f} of {limit}{est}){suffix}",
                           since, evidence(limit=limit, connections=conns), cause=cause or "connections near the database's limit",
-                          fix=STORM_FIX, key="utilisation")
+                          fix=STORM_FIX, key="utilisation", limit=True)
         elif share >= FORECAST_FROM and eta is not None and eta <= FORECAST_HORIZON:
             yield Finding("connections", db.id, WARNING,
                           f"{db.name} at {pct(share)} of max_connections and rising: full in ~{eta / 60:.0f} min",
@@ -116,12 +116,13 @@ def _proxy(inp: Inputs, proxy: Resource) -> Iterator[Finding | NoData]:
         yield Finding("connections", proxy.id, CRITICAL if peak / limit >= PROXY_CRIT else WARNING,
                       f"{proxy.name}: {peak:.0f} of {limit:.0f} pooled connections in use ({pct(peak / limit)}; AWS advises 30% headroom)",
                       since, evidence(limit=limit, connections=used), cause=_storm(inp, proxy, since)[0] or "the pool is nearly full",
-                      fix="Raise MaxConnectionsPercent (and the target's max_connections), or find what pins sessions.", key="pool")
+                      fix="Raise MaxConnectionsPercent (and the target's max_connections), or find what pins sessions.", key="pool",
+                      limit=True)
     failed = inp.get(proxy.id, "DatabaseConnectionsSetupFailed", "Sum").since(inp.now - RECENT)
     if failed.sum() > 0:
         yield Finding("connections", proxy.id, CRITICAL, f"{proxy.name}: {failed.sum():.0f} database connection setups failed in 5 min",
                       failed.points[0][0], evidence(failed=failed), cause="the database refused new connections",
-                      fix="Check the target's max_connections and credentials.", key="setup-failed")
+                      fix="Check the target's max_connections and credentials.", key="setup-failed", limit=True)
     borrow = inp.get(proxy.id, "DatabaseConnectionsBorrowLatency", "p95")
     base = borrow.before(inp.now - 900).median()
     latest = borrow.latest

@@ -47,7 +47,7 @@ def ses_account(inp: Inputs) -> Iterator[Finding | NoData]:
                           evidence(limit=quota, sent_last_24h=sent_series),
                           cause="the account never left the SES sandbox" if sandbox else "sending volume near the 24-hour quota",
                           fix=PRODUCTION_FIX if sandbox else "Ask AWS for a higher sending quota, or spread sends over the day.",
-                          key="quota")
+                          key="quota", limit=True)
         rejects = inp.get(res.id, "Reject", "Sum").since(inp.now - 3600)
         if sandbox and rejects.sum() > 0:
             yield Finding("ses_account", res.id, CRITICAL, f"{where}: {rejects.sum():.0f} mails rejected in the last hour while in the sandbox",
@@ -70,7 +70,7 @@ def ses_account(inp: Inputs) -> Iterator[Finding | NoData]:
                           f"fail to send in 15 min", inp.now - RECENT_MAIL,
                           evidence(limit=quota, sent_last_24h=sent_series),
                           cause="the SES sandbox accepts only verified recipients: mail to customers is refused",
-                          fix=PRODUCTION_FIX, key="sandbox-refusing")
+                          fix=PRODUCTION_FIX, key="sandbox-refusing", limit=True)
         yield from _reputation(inp, res.id, where)
 
 
@@ -127,13 +127,13 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
                           evidence(limit=limit, claimed=claimed),
                           cause="account concurrency nearly used up" + (f" by {holders[0].split(' ')[0]}" if holders else ""),
                           fix="Request a higher concurrent-executions quota (Service Quotas, L-B99A9384), or cap the "
-                              "busiest functions with reserved concurrency.", key="headroom")
+                              "busiest functions with reserved concurrency.", key="headroom", limit=True)
         throttles = _unreserved_throttles(inp, res)
         if throttles > 0:
             yield Finding("lambda_account", res.id, CRITICAL, f"{where}: {throttles:.0f} invocations throttled in 5 min{held_by}",
                           inp.now - RECENT, evidence(limit=limit, claimed=claimed,
                                                      throttles=inp.get(res.id, "Throttles", "Sum").since(inp.now - 3600)),
-                          cause="the account's concurrency is exhausted", key="throttles",
+                          cause="the account's concurrency is exhausted", key="throttles", limit=True,
                           fix="Raise the account's concurrency quota, or reserve concurrency for critical functions.")
         if limit < DEFAULT_CONCURRENCY:
             yield Finding("lambda_account", res.id, INFO,

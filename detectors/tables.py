@@ -66,7 +66,7 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
                       fix=("Shard the hot key: write to key#0…key#N (a sharded counter) and sum on read, or cache the "
                            "hot item's reads." if op == "Write" else "Cache the hot item (DAX or an in-process cache), or "
                            "replicate it under several keys."),
-                      key=f"hot-{op.lower()}")
+                      key=f"hot-{op.lower()}", limit=True)
     for reason, (key, cause, fix) in REASONS.items():
         series = others[reason]
         recent = series.since(since)
@@ -78,7 +78,7 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
                       f"{t.name}: {recent.sum():.0f} {op.lower()} throttles in 5 min — {cause}"
                       + (f" ({pct(share)} of {capacity:.0f} {unit} used)" if share is not None else ""),
                       series.run_start(lambda v: v > 0) or recent.points[0][0], evidence(limit=capacity, throttles=series, consumed=consumed),
-                      cause=cause, fix=fix, key=f"{key}-{op.lower()}")
+                      cause=cause, fix=fix, key=f"{key}-{op.lower()}", limit=True)
 
 
 def _scaling_step(provisioned: Series, now: int) -> bool:

@@ -39,7 +39,7 @@ def default_targets(cfg: Any) -> list[str]:
 def alert_settings(cfg: Any) -> AlertSettings:
     defaults = default_targets(cfg)
     return AlertSettings(
-        policy=Policy(cfg["alerts.for"], cfg["alerts.keep_firing_for"]),
+        policy=Policy(cfg["alerts.for"], cfg["alerts.keep_firing_for"], cfg["alerts.for_limits"]),
         timers=Timers(cfg["alerts.group_wait"], cfg["alerts.cause_wait"], cfg["alerts.group_interval"], cfg["alerts.repeat_interval"],
                       cfg["alerts.notify_nodata"], cfg["alerts.notify_errors"]),
         routes=tuple(parse_route(r) for r in cfg["alerts.routes"]),
@@ -95,7 +95,7 @@ def observations(detection: DetectionPass) -> tuple[list[Observation], set[str]]
             continue
         for f in run.findings:
             out.append(Observation(f.detector, f.resource_id, f.key, "finding", f.severity, f.title, f.cause, f.fix, f.evidence,
-                                   f.started_at))
+                                   f.started_at, f.limit))
         for n in run.nodata:
             out.append(Observation(run.name, n.resource_id, "", "nodata", "info", f"no data: {n.why}"))
     return out, {r.name for r in detection.runs if r.status == "ok"}

@@ -31,11 +31,42 @@ def test_pending_then_firing_after_for_then_group_wait(world: World) -> None:
     for minute in range(5):
         world.tick(api_errors())
         states.append((minute, world.incidents()[0].state, len(world.slack.messages())))
-    # for = 2 min: pending at 0 and 1, firing from 2; group_wait 30 s: the page goes at minute 3.
-    assert states == [(0, PENDING, 0), (1, PENDING, 0), (2, FIRING, 0), (3, FIRING, 1), (4, FIRING, 1)]
+    # for = 2 min: pending at 0 and 1, firing from 2. group_wait (30 s) runs from the incident's
+    # opening at minute 0, so it has passed by then and the page goes as it fires, at minute 2.
+    assert states == [(0, PENDING, 0), (1, PENDING, 0), (2, FIRING, 1), (3, FIRING, 1), (4, FIRING, 1)]
     (msg,) = top(world)
     assert msg["channel"] == "C0ALERTS" and "checkout-api: 12% of requests failing" in msg["text"]
     assert msg["metadata"]["event_type"] == "fleetwatch_notification"
+
+
+def test_group_wait_still_gathers_what_fires_at_once(world: World) -> None:
+    # With no `for`, the incident fires as it opens: group_wait holds its first page a pass, and
+    # the database storm that arrived in the next pass is in that first page, not a second one.
+    world.reconfigure(**{"alerts.for": 0, "alerts.for_limits": 0, "alerts.group_wait": 60})
+    world.tick(api_errors(), step=30)
+    assert world.incidents()[0].state == FIRING and world.slack.messages() == []
+    world.tick(api_errors(), storm(), step=30)
+    assert world.slack.messages() == [], "group_wait has not passed since the incident opened"
+    world.tick(api_errors(), storm())
+    (msg,) = top(world)
+    assert "orders-db" in msg["text"] and "checkout-api" in msg["text"]
+
+
+def limit_breach(limit: bool = True) -> Observation:
+    return Observation("connections", rid("rds", "orders-db"), "utilisation", "finding", "critical",
+                       "orders-db at 100% of max_connections (500 of 500)", limit=limit)
+
+
+@pytest.mark.parametrize("limit, pages_at", [(True, 1), (False, 2)])
+def test_a_hard_limit_rule_fires_after_for_limits(world: World, limit: bool, pages_at: int) -> None:
+    # alerts.for = 2 min for statistical rules; alerts.for_limits = 1 min for a rule measured
+    # against a hard limit (users already fail at max_connections).
+    world.reconfigure(**{"alerts.for_limits": 60})
+    sent = []
+    for _ in range(4):
+        world.tick(limit_breach(limit))
+        sent.append(len(world.slack.messages()))
+    assert sent.index(1) == pages_at and world.incidents()[0].state == FIRING
 
 
 def test_a_finding_gone_before_for_never_pages(world: World) -> None:

@@ -13,13 +13,8 @@ from alerts.state import Observation
 from simulator.mail import SmtpSink
 from tests.certs import make_certs
 from simulator.slack import SlackStandIn
-from tests.alerting_kit import World, api_errors, queue_growth, rid, world  # noqa: F401 - world is a fixture
+from tests.alerting_kit import World, api_errors, fire, queue_growth, rid, world  # noqa: F401 - world is a fixture
 
-
-
-def fire(world: World, *observed: Observation) -> None:
-    for _ in range(4):
-        world.tick(*(observed or (api_errors(),)))
 
 
 def test_429_waits_retry_after_then_sends_once(world: World) -> None:

@@ -20,7 +20,7 @@ from simulator.mail import SmtpSink
 from simulator.pagerduty import ROUTING_KEY, WEBHOOK_SECRET, PagerDutyStandIn
 from simulator.slack import SlackStandIn
 from simulator.webhook import WebhookReceiver
-from tests.alerting_kit import T0, World, api_errors, queue_growth
+from tests.alerting_kit import T0, World, api_errors, fire, queue_growth
 
 HOOK_TOKEN = "hook-token-0123456789"
 
@@ -44,11 +44,6 @@ def world(tmp_path: Path, pd: PagerDutyStandIn, hook: WebhookReceiver) -> Iterat
                                                    "webhook.urls": [f"bot={hook.url('/alerts')}"], "webhook.token": HOOK_TOKEN})
         yield w
         w.close()
-
-
-def fire(world: World, *observed: Any) -> None:
-    for _ in range(4):  # for = 2 min, group_wait 30 s: the page goes on the fourth pass
-        world.tick(*(observed or (api_errors(),)))
 
 
 def end(world: World) -> None:

@@ -260,6 +260,13 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0, maximum=86400,
     ),
     Setting(
+        "alerts.for_limits", "duration", 60,
+        "The `for` of rules measured against a hard limit (a database at max_connections, a hot "
+        "partition or a table throttled, account concurrency or the SES quota nearly used): users "
+        "already fail there and a blip cannot fake it, so they page sooner than statistical rules.",
+        minimum=0, maximum=86400,
+    ),
+    Setting(
         "alerts.keep_firing_for", "duration", 300,
         "How long an incident keeps firing after its findings stop, so a flapping signal is one "
         "incident rather than many; it is recovering meanwhile and resolves at the end.",
@@ -267,8 +274,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "alerts.group_wait", "duration", 30,
-        "How long a new incident waits before its first notification, so findings that arrive "
-        "together are sent together.",
+        "How long a new incident gathers related findings before its first notification, counted "
+        "from when it opened (its first finding went pending), so findings that arrive together "
+        "are sent together.",
         minimum=0, maximum=3600,
     ),
     Setting(
