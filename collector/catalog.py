@@ -109,7 +109,7 @@ CATALOG: dict[str, tuple[MetricSpec, ...]] = {
     ),
     "ses": (
         _m(S, "Bounce", "Sum", FAST, "mail not delivered"),
-        _m(S, "Reject", "Sum", FAST, "mail SES refused to send"),
+        _m(S, "Reject", "Sum", FAST, "mail SES refused to send because it found a virus (not a sandbox refusal)"),
         _m(S, "Send", "Sum", SLOW, "mail sent, against the 24-hour quota"),
         _m(S, "Delivery", "Sum", SLOW, "mail delivered"),
         _m(S, "Complaint", "Sum", SLOW, "recipients marking mail as spam"),

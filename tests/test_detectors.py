@@ -244,7 +244,11 @@ def ses_inputs(facts: dict[str, Any], **series: Series) -> Inputs:
     ("sandbox, 97% of the daily quota", ses_inputs({"sent_last_24h": 194.0}), {("quota", CRITICAL)}),
     ("production, 85% of the quota", ses_inputs({"production_access": True, "max_24h_send": 50000.0, "sent_last_24h": 42500.0}),
      {("quota", WARNING)}),
-    ("sandbox rejecting mail", ses_inputs({}, reject=flat(3, 10)), {("sandbox-rejects", CRITICAL)}),
+    # SES's Reject is mail with a virus, not a sandbox refusal (SES API v2 EventDestination:
+    # "REJECT - SES accepted the email, but determined that it contained a virus"): a warning of
+    # its own, in or out of the sandbox, never the sandbox page.
+    ("Reject in the sandbox: a virus, not the sandbox", ses_inputs({}, reject=flat(3, 10)), {("rejects-virus", WARNING)}),
+    ("Reject in production: a virus", ses_inputs({"production_access": True}, reject=flat(3, 10)), {("rejects-virus", WARNING)}),
     ("bounce rate 3%", ses_inputs({"production_access": True}, bounce=flat(0.03, 30)), {("bounce", WARNING)}),
     ("bounce rate 6%: under review", ses_inputs({"production_access": True}, bounce=flat(0.06, 30)), {("bounce", CRITICAL)}),
     ("complaints 0.2%", ses_inputs({"production_access": True}, complaint=flat(0.002, 30)), {("complaint", CRITICAL)}),
@@ -260,6 +264,18 @@ def test_sandbox_quota_title_and_fix() -> None:
     (finding,), _ = results(ses_account, ses_inputs({"sent_last_24h": 194.0}))
     assert finding.title == "SES us-east-1 (111111111111): 194 of 200 daily sends used (97%) — still in the SES sandbox"
     assert "production access" in finding.fix
+
+
+def test_virus_rejects_say_so_and_do_not_hide_the_sandbox_refusing_mail() -> None:
+    resources = [res("ses", "account", {"max_24h_send": 200.0, "sent_last_24h": 50.0, "production_access": False,
+                                        "sending_enabled": True, "enforcement_status": "HEALTHY"}),
+                 res("lambda", "email-fn", {"uses": ["ses:account"]})]
+    found, _ = results(ses_account, inputs(resources, {("account", "Reject", "Sum"): flat(2, 10),
+                                                      ("email-fn", "Errors", "Sum"): flat(3, 10)}))
+    by_key = {f.key: f for f in found}
+    assert set(by_key) == {"rejects-virus", "sandbox-refusing"}
+    assert by_key["rejects-virus"].title.endswith("20 mails rejected in the last hour: virus detected")
+    assert by_key["sandbox-refusing"].severity == CRITICAL
 
 
 def test_an_unprobed_account_is_nodata() -> None:
