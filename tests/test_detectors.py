@@ -139,6 +139,39 @@ def test_dlq_retention_shorter_than_its_source_is_info() -> None:
     assert keys(findings) == {("dlq-retention", INFO)}
 
 
+# A DLQ's ApproximateAgeOfOldestMessage counts from when the message moved in; a standard queue
+# expires it from its original enqueue time, a FIFO queue from the move (SQS developer guide,
+# "Setting-up dead-letter queue retention").
+SOURCE = {"retention": 4 * 86400, "max_receive_count": 5, "visibility_timeout": 12 * 3600, "dlq": "dlq"}
+
+
+def dlq_age_inputs(age_days: float, fifo: bool = False, **facts: Any) -> Inputs:
+    age = flat(age_days * 86400, 15)
+    return inputs([res("sqs", "q", SOURCE), res("sqs", "dlq", {**DLQ, "fifo": fifo, **facts})],
+                  {("dlq", "ApproximateAgeOfOldestMessage", "Maximum"): age,
+                   ("dlq", "ApproximateNumberOfMessagesVisible", "Maximum"): flat(7, 60)})
+
+
+def test_a_standard_dlq_counts_the_time_its_messages_spent_in_the_source() -> None:
+    # 6.5 days in the DLQ is 46% of its 14 days; with the 2.5 days they spent in q at least
+    # (5 receives × 12 h visibility) it is 64%, and q's 4-day retention may have used more.
+    (finding,), _ = results(queues, dlq_age_inputs(6.5))
+    assert (finding.key, finding.severity) == ("loss-risk", WARNING)
+    assert "plus at least 2.5 d in q before, 64% of the 14.0 d retention" in finding.title
+    assert finding.title.endswith("deleted in 3.5 d to 5.0 d")
+    assert finding.evidence["spent_in_source_s"] == {"at_least": 216000.0, "at_most": 345600.0}
+
+
+def test_a_fifo_dlq_counts_from_the_move_and_may_keep_its_source_retention() -> None:
+    assert results(queues, dlq_age_inputs(6.5, fifo=True))[0] == []
+    (finding,), _ = results(queues, dlq_age_inputs(10.0, fifo=True))
+    assert finding.key == "loss-risk" and "deleted in ~4.0 d" in finding.title
+    same = dlq_age_inputs(0.1, fifo=True, retention=4 * 86400, retention_shorter_than_source=True)
+    assert results(queues, same)[0] == [], "a FIFO DLQ restarts the clock: its source's retention is enough"
+    assert keys(results(queues, dlq_age_inputs(0.1, retention=4 * 86400, retention_shorter_than_source=True))[0]) >= {
+        ("dlq-retention", INFO)}
+
+
 # -- connections ------------------------------------------------------------------------------------
 
 DB = {"max_connections": 500, "max_connections_estimated": False}
