@@ -174,3 +174,19 @@ def test_the_emulator_retries_a_failing_scheduled_function_twice_then_drops_the_
     first = int(np.flatnonzero(runs)[0])
     assert d["async_dropped"][first + 3] == 1.0 and d["async_age_ms"][first + 3] == 180_000.0
     assert {s.name for s in series_for(fn)} >= {"AsyncEventsReceived", "AsyncEventsDropped", "AsyncEventAge"}
+
+
+def test_discovery_marks_schedule_targets_async_and_stream_consumers() -> None:
+    # Only these functions get the async / IteratorAge catalog entries (their only_if facts).
+    from collector.catalog import CATALOG
+    from collector.discovery import _STREAM_ARN, Found, _mark_async_targets
+
+    found = [Found("schedule", "job", facts={"target_functions": ["job-fn"]}), Found("lambda", "job-fn", facts={}),
+             Found("lambda", "api-fn", facts={})]
+    _mark_async_targets(found)
+    assert [f.facts.get("async_invoked") for f in found[1:]] == [True, None]
+    assert _STREAM_ARN.match("arn:aws:dynamodb:us-east-1:111111111111:table/t/stream/2026-01-01T00:00:00.000")
+    assert not _STREAM_ARN.match("arn:aws:sqs:us-east-1:111111111111:q")
+    specs = {s.metric: s for s in CATALOG["lambda"]}
+    assert specs["AsyncEventsDropped"].applies({"async_invoked": True}) and not specs["AsyncEventsDropped"].applies({})
+    assert specs["IteratorAge"].applies({"stream_consumer": True}) and not specs["IteratorAge"].applies({"async_invoked": True})
