@@ -61,6 +61,18 @@ CATALOG: dict[str, tuple[MetricSpec, ...]] = {
         _m(L, "ConcurrentExecutions", "Maximum", SLOW, "scale-out, the cause of cold starts and connection storms"),
         _m(L, "ProvisionedConcurrencySpilloverInvocations", "Sum", SLOW, "all provisioned concurrency in use: cold starts",
            only_if="provisioned_concurrency"),
+        # Asynchronous invocation (Lambda "Types of metrics for Lambda functions": AsyncEventAge in
+        # milliseconds, the others counts), read where the function is known to be invoked
+        # asynchronously: an EventBridge schedule's target, or a function with a dead-letter queue.
+        _m(L, "AsyncEventsReceived", "Sum", SLOW, "events queued for asynchronous invocation", only_if="async_invoked"),
+        _m(L, "AsyncEventAge", "Maximum", SLOW, "how long events wait in Lambda's async queue (retries raise it)",
+           only_if="async_invoked"),
+        _m(L, "AsyncEventsDropped", "Sum", SLOW, "async events dropped without running: the job did not run",
+           only_if="async_invoked"),
+        _m(L, "DeadLetterErrors", "Sum", SLOW, "failed events the DLQ refused: lost", only_if="async_invoked"),
+        _m(L, "DestinationDeliveryFailures", "Sum", SLOW, "events the on-failure destination refused: lost",
+           only_if="async_invoked"),
+        _m(L, "IteratorAge", "Maximum", SLOW, "how far a stream consumer is behind (ms)", only_if="stream_consumer"),
     ),
     "sqs": (
         _m(Q, "ApproximateAgeOfOldestMessage", "Maximum", FAST, "messages are deleted at the retention period"),
@@ -106,10 +118,13 @@ CATALOG: dict[str, tuple[MetricSpec, ...]] = {
         _m(E, "TriggeredRules", "Sum", FAST, "the schedule ran (sent only when non-zero: missing is 'did not run')"),
         _m(E, "FailedInvocations", "Sum", FAST, "the target could not be invoked"),
         _m(E, "Invocations", "Sum", SLOW, "targets invoked"),
+        # EventBridge "Monitoring Amazon EventBridge" (eb-monitoring.html), RuleName dimension.
+        _m(E, "InvocationsSentToDlq", "Sum", SLOW, "runs that could not invoke the target, kept in the rule's DLQ"),
+        _m(E, "InvocationsFailedToBeSentToDlq", "Sum", SLOW, "runs that could not invoke the target nor reach the DLQ: lost"),
     ),
     "ses": (
         _m(S, "Bounce", "Sum", FAST, "mail not delivered"),
-        _m(S, "Reject", "Sum", FAST, "mail SES refused to send"),
+        _m(S, "Reject", "Sum", FAST, "mail SES refused to send because it found a virus (not a sandbox refusal)"),
         _m(S, "Send", "Sum", SLOW, "mail sent, against the 24-hour quota"),
         _m(S, "Delivery", "Sum", SLOW, "mail delivered"),
         _m(S, "Complaint", "Sum", SLOW, "recipients marking mail as spam"),

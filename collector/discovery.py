@@ -108,6 +108,9 @@ def uses_from_environment(env: dict[str, str]) -> list[str]:
     return sorted(uses)
 
 
+_STREAM_ARN = re.compile(r"^arn:aws[a-z-]*:(kinesis:[^:]+:\d{12}:stream/|dynamodb:[^:]+:\d{12}:table/[^/]+/stream/)")
+
+
 def lambdas(clients: Clients, place: Place) -> list[Found]:
     client = clients("lambda")
     functions = list(_pages(client, "list_functions", "Functions"))
@@ -132,6 +135,10 @@ def lambdas(clients: Clients, place: Place) -> list[Found]:
                                      "requested": c.get("RequestedProvisionedConcurrentExecutions"),
                                      "status": c.get("Status")} for c in provisioned],
             "event_sources": mappings.get(name, []),
+            # Stream event source mappings publish IteratorAge; a dead-letter queue (ListFunctions'
+            # FunctionConfiguration.DeadLetterConfig, botocore lambda 2015-03-31) means async invokes.
+            "stream_consumer": any(_STREAM_ARN.match(str(m["source_arn"])) for m in mappings.get(name, [])),
+            "async_invoked": bool((fn.get("DeadLetterConfig") or {}).get("TargetArn")),
             "uses": uses_from_environment((fn.get("Environment") or {}).get("Variables") or {}),
         }
         return Found("lambda", name, fn.get("FunctionArn", ""), dict(got.get("Tags") or {}), facts)
@@ -350,7 +357,17 @@ def discover_place(clients: Clients, place: Place) -> tuple[list[Found], dict[st
         if name == "lambda":
             lambda_found = got
         found.extend(got)
+    _mark_async_targets(found)
     return found, errors
+
+
+def _mark_async_targets(found: list[Found]) -> None:
+    """EventBridge invokes a schedule's target function asynchronously (Lambda "Invoking a Lambda
+    function asynchronously"): its async metrics tell whether the job really ran."""
+    targets = {t for f in found if f.kind == "schedule" for t in f.facts.get("target_functions", [])}
+    for f in found:
+        if f.kind == "lambda" and f.name in targets:
+            f.facts["async_invoked"] = True
 
 
 # What reading an answer that does not have the shape AWS documents raises, in botocore's

@@ -48,11 +48,7 @@ def ses_account(inp: Inputs) -> Iterator[Finding | NoData]:
                           cause="the account never left the SES sandbox" if sandbox else "sending volume near the 24-hour quota",
                           fix=PRODUCTION_FIX if sandbox else "Ask AWS for a higher sending quota, or spread sends over the day.",
                           key="quota", limit=True)
-        rejects = inp.get(res.id, "Reject", "Sum").since(inp.now - 3600)
-        if sandbox and rejects.sum() > 0:
-            yield Finding("ses_account", res.id, CRITICAL, f"{where}: {rejects.sum():.0f} mails rejected in the last hour while in the sandbox",
-                          rejects.points[0][0], evidence(reject=rejects), cause="the SES sandbox rejects unverified recipients",
-                          fix=PRODUCTION_FIX, key="sandbox-rejects")
+        yield from _virus_rejects(inp, res, where)
         status = f.get("enforcement_status")
         if status and status != "HEALTHY":
             yield Finding("ses_account", res.id, CRITICAL, f"{where}: account {status.lower()} (enforcement status {status})",
@@ -63,7 +59,10 @@ def ses_account(inp: Inputs) -> Iterator[Finding | NoData]:
             yield Finding("ses_account", res.id, CRITICAL, f"{where}: sending is disabled", inp.now, evidence(),
                           cause="sending was paused for the account", fix="Re-enable sending once the cause is fixed.", key="disabled")
         failing = _mail_failing(inp, res)
-        if sandbox and failing and used < QUOTA_WARN and not rejects.sum():
+        # The sandbox is read from the account (GetAccount ProductionAccessEnabled) and the
+        # senders' failures (SendEmail answers MessageRejected for unverified recipients), never
+        # from the Reject metric: Reject counts mail with a virus (see _virus_rejects).
+        if sandbox and failing and used < QUOTA_WARN:
             names = ", ".join(f"{fn.name} ({n:.0f} errors)" for fn, n in failing)
             yield Finding("ses_account", res.id, CRITICAL,
                           f"{where}: still in the SES sandbox ({sent:.0f} of {quota:.0f} daily sends used) while {names} "
@@ -72,6 +71,24 @@ def ses_account(inp: Inputs) -> Iterator[Finding | NoData]:
                           cause="the SES sandbox accepts only verified recipients: mail to customers is refused",
                           fix=PRODUCTION_FIX, key="sandbox-refusing", limit=True)
         yield from _reputation(inp, res.id, where)
+
+
+def _virus_rejects(inp: Inputs, res: Resource, where: str) -> Iterator[Finding]:
+    """SES's `Reject` is mail SES accepted and then refused to send because it found a virus in
+    it — not a sandbox refusal (a send to an unverified recipient fails at the API with
+    MessageRejected and publishes no event). AWS: "REJECT - SES accepted the email, but determined
+    that it contained a virus and didn't attempt to deliver it to the recipient's mail server"
+    (SES API v2 EventDestination.MatchingEventTypes,
+    https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_EventDestination.html)."""
+    rejects = inp.get(res.id, "Reject", "Sum").since(inp.now - 3600)
+    if rejects.sum() <= 0:
+        return
+    yield Finding("ses_account", res.id, WARNING, f"{where}: {rejects.sum():.0f} mails rejected in the last hour: virus detected",
+                  rejects.points[0][0], evidence(reject=rejects, units={"reject": "count"}),
+                  cause="SES found a virus in mail it accepted and did not send it",
+                  fix="Find which sender attaches these files (the Reject events of its configuration set name the message) "
+                      "and stop it: a compromised upload or a sender forwarding user files unscanned.",
+                  key="rejects-virus")
 
 
 def _mail_failing(inp: Inputs, ses: Resource) -> list[tuple[Resource, float]]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from detectors import schedule_times
+from detectors import async_jobs, schedule_times
 from detectors.base import CRITICAL, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, pct
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
@@ -224,6 +224,9 @@ def _missed(inp: Inputs, rule: Resource, schedule: schedule_times.Schedule, inte
     # A single lost datapoint of a frequent schedule is not a dead job: two missed runs are.
     if missed < (2 if interval < 30 * 60 else 1):
         return
+    severity = _missed_severity(inp, rule, last, first_due, missed)
+    if severity is None:
+        return
     runs = f"{f'{missed}+' if missed >= 100 else missed} scheduled run{'s' if missed != 1 else ''} missed since {_at(first_due, inp.now)}"
     every = (f"{schedule.expression} should run every {_every(interval)}" if schedule.rate is not None
              else f"{schedule.expression} is due about every {_every(interval)} (UTC)")
@@ -235,7 +238,20 @@ def _missed(inp: Inputs, rule: Resource, schedule: schedule_times.Schedule, inte
     ev["schedule"] = {"expression": schedule.expression, "every_minutes": interval / 60, "last_run": last,
                       "first_missed": first_due, "missed_runs": missed,
                       "quiet_minutes": (inp.now - (last if last is not None else reference)) // 60}
-    yield Finding("outcomes", rule.id, CRITICAL, title, first_due, ev,
+    yield Finding("outcomes", rule.id, severity, title, first_due, ev,
                   cause="the schedule stopped triggering (rule disabled, deleted target, or an EventBridge problem)",
                   fix=f"Check {rule.name} is ENABLED and its target {targets} exists; run the job by hand if it is overdue.",
                   key="missed")
+
+
+def _missed_severity(inp: Inputs, rule: Resource, last: int | None, first_due: int, missed: int) -> str | None:
+    """EventBridge metrics are best-effort: "A data point for a given minute might be delayed ...
+    or it might not be delivered at all" (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-monitoring.html).
+    So the target function's own invocations decide: it ran (a dedicated target invoked since) —
+    no finding, the point was lost; it did not — CRITICAL. Where nothing can tell, one missed run
+    is a WARNING and two are CRITICAL."""
+    ran = async_jobs.target_ran(inp, rule, last, first_due)
+    if ran:
+        return None
+    return CRITICAL if ran is False or missed >= 2 else WARNING
+

@@ -46,7 +46,9 @@ def queues(inp: Inputs) -> Iterator[Finding | NoData]:
         visible = inp.get(q.id, "ApproximateNumberOfMessagesVisible", "Maximum")
         age = inp.get(q.id, "ApproximateAgeOfOldestMessage", "Maximum")
         retention = float(q.facts.get("retention") or 345600)
-        if q.facts.get("retention_shorter_than_source"):
+        # FIFO DLQs restart the clock when a message moves in, so their retention need not
+        # outlive the source's (SQS "Setting-up dead-letter queue retention").
+        if q.facts.get("retention_shorter_than_source") and not q.facts.get("fifo"):
             sources = ", ".join(q.facts.get("dlq_of", []))
             yield Finding("queues", q.id, INFO, f"{q.name}: DLQ keeps messages {_fmt_duration(retention)}, no longer than its "
                           f"source {sources} — messages can expire before anyone looks", inp.now, evidence(limit=retention),
@@ -55,24 +57,64 @@ def queues(inp: Inputs) -> Iterator[Finding | NoData]:
         if not visible.since(inp.now - TREND) and not age.since(inp.now - TREND):
             yield NoData(q.id, "no datapoints: an inactive queue (SQS publishes nothing while idle)")
             continue
-        yield from _loss_risk(inp, q, age, retention)
+        yield from _loss_risk(inp, q, age, retention, _spent_before(inp, q))
         if q.facts.get("is_dlq"):
             yield from _dlq(inp, q, visible)
         else:
             yield from _growth(inp, q, visible, age)
 
 
-def _loss_risk(inp: Inputs, q: Resource, age: Series, retention: float) -> Iterator[Finding]:
+def _spent_before(inp: Inputs, q: Resource) -> tuple[float, float] | None:
+    """For a standard DLQ, how long its messages had already lived in their source queue when
+    they moved in, as (at least, at most) seconds; None for any other queue.
+
+    SQS ("Setting-up dead-letter queue retention", https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/setting-up-dead-letter-queue-retention.html):
+    for standard queues "the expiration of a message is always based on its original enqueue
+    timestamp. When a message is moved to a dead-letter queue, the enqueue timestamp is
+    unchanged. The ApproximateAgeOfOldestMessage metric indicates when the message moved to the
+    dead-letter queue" — so a DLQ's age undercounts by the time spent in the source. For FIFO
+    queues "the enqueue timestamp resets when the message is moved": the age is the whole story.
+    At least: maxReceiveCount receives, each hiding the message for the source's visibility
+    timeout before it came back (unless its consumer shortened that with ChangeMessageVisibility);
+    at most: the source's retention (it would have expired there)."""
+    if not q.facts.get("is_dlq") or q.facts.get("fifo"):
+        return None
+    names = set(q.facts.get("dlq_of") or [])
+    sources = [r for r in inp.of_kind("sqs") if r.name in names and r.account == q.account and r.region == q.region]
+    if not sources:
+        return 0.0, 345600.0  # sources not known: SQS's default retention (4 days) as the bound
+    least = min(float(s.facts.get("max_receive_count") or 1) * float(s.facts.get("visibility_timeout") or 30) for s in sources)
+    most = max(float(s.facts.get("retention") or 345600) for s in sources)
+    return least, max(least, most)
+
+
+def _loss_risk(inp: Inputs, q: Resource, age: Series, retention: float,
+               spent: tuple[float, float] | None = None) -> Iterator[Finding]:
+    """The oldest message against the retention period. A standard DLQ's messages expire from
+    their first enqueue in the source (`spent`: see _spent_before), so what is known to have
+    been spent there counts too and the earliest deletion is named; a FIFO DLQ's from the move."""
     latest = age.latest
-    if latest is None or latest[0] < inp.now - TREND or latest[1] < retention * LOSS_WARN:
+    least, most = spent or (0.0, 0.0)
+    if latest is None or latest[0] < inp.now - TREND or latest[1] + least < retention * LOSS_WARN:
         return
-    share = latest[1] / retention
+    lived = latest[1] + least
+    share = lived / retention
     rising = age.since(inp.now - TREND).slope_per_minute()[0] > 0
-    left = retention - latest[1]
-    yield Finding("queues", q.id, CRITICAL if share >= LOSS_CRIT else WARNING,
-                  f"{q.name}: oldest message is {_fmt_duration(latest[1])} old, {pct(share)} of the "
-                  f"{_fmt_duration(retention)} retention — messages are deleted in ~{_fmt_duration(left)}",
-                  age.run_start(lambda v: v >= retention * LOSS_WARN) or latest[0], evidence(limit=retention, age=age),
+    left = retention - lived
+    if spent is None:
+        title = (f"{q.name}: oldest message is {_fmt_duration(latest[1])} old, {pct(share)} of the "
+                 f"{_fmt_duration(retention)} retention — messages are deleted in ~{_fmt_duration(left)}")
+    else:
+        soonest = max(0.0, retention - latest[1] - most)
+        title = (f"{q.name}: oldest message {_fmt_duration(latest[1])} in this DLQ plus at least {_fmt_duration(least)} in "
+                 f"{', '.join(q.facts.get('dlq_of') or []) or 'its source'} before, {pct(share)} of the "
+                 f"{_fmt_duration(retention)} retention counted from when it was first sent — deleted in "
+                 f"{_fmt_duration(soonest)} to {_fmt_duration(left)}")
+    ev = evidence(limit=retention, age=age, units={"age": "s", "limit": "s"})
+    if spent is not None:
+        ev["spent_in_source_s"] = {"at_least": least, "at_most": most}
+    yield Finding("queues", q.id, CRITICAL if share >= LOSS_CRIT else WARNING, title,
+                  age.run_start(lambda v: v + least >= retention * LOSS_WARN) or latest[0], ev,
                   cause="messages are not being consumed fast enough" if rising else "old messages stuck in the queue",
                   fix=f"Drain {q.name} now (scale the consumer, fix its errors), or raise its retention to buy time.",
                   key="loss-risk")

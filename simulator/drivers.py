@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 Arrays = dict[str, np.ndarray]
 
 DRIVERS: dict[str, set[str]] = {
-    "lambda": {"invocations", "error_rate", "throttles", "duration_ms", "cold_share", "init_ms", "spillover", "concurrency"},
+    "lambda": {"invocations", "error_rate", "throttles", "duration_ms", "cold_share", "init_ms", "spillover", "concurrency",
+               "async_received", "async_dropped", "async_age_ms"},
     "sqs": {"sent", "deleted", "backlog", "inflight", "age", "empty_receives", "received"},
     "dynamodb": {"read_units", "write_units", "hot_key_read_units", "hot_key_write_units",
                  "keyrange_read_throttles", "keyrange_write_throttles", "provisioned_read_throttles",
@@ -34,7 +35,11 @@ DRIVERS: dict[str, set[str]] = {
     "schedule": {"runs", "failed_share"},
     "ses": {"sends", "bounce_rate", "complaint_rate", "reputation_bounce", "reputation_complaint", "rejects"},
 }
-DERIVED: dict[str, set[str]] = {"lambda": {"concurrency"}, "sqs": {"received"}, "rds": {"cpu"}}
+DERIVED: dict[str, set[str]] = {"lambda": {"concurrency", "async_received", "async_dropped", "async_age_ms"}, "sqs": {"received"},
+                                "rds": {"cpu"}}
+# Lambda retries an asynchronous event whose function errors twice, one then two minutes apart,
+# then drops it (Lambda "Error handling for asynchronous invocation"; AsyncEventsDropped).
+ASYNC_RETRY_MINUTES = (1, 3)
 
 
 def evaluate(model: FleetModel, res: Resource, m: np.ndarray) -> Arrays:
@@ -77,7 +82,31 @@ def _lambda(model: FleetModel, res: Resource, m: np.ndarray) -> Arrays:
     }
 
 
+def _async_retries(model: FleetModel, res: Resource, d: Arrays, m: np.ndarray) -> None:
+    """A scheduled function is invoked asynchronously by EventBridge: each run's event is tried,
+    and retried after 1 and 3 minutes while the function errors; after the third failure it is
+    dropped. AsyncEventAge is the wait from queueing to each attempt (milliseconds)."""
+    zero = np.zeros(m.shape)
+    d.update(async_received=zero, async_dropped=zero.copy(), async_age_ms=zero.copy())
+    if not res["schedule"]:
+        return
+    rule = model.fleet.get(f"schedule:{res['schedule']}")
+
+    def handed(k: int) -> np.ndarray:  # events EventBridge handed over k minutes earlier
+        r = model.drivers(rule, m - k)
+        return r["runs"] * (1.0 - r["failed_share"])
+
+    e = np.clip(d["error_rate"], 0.0, 1.0)
+    first, (a, b) = handed(0), ASYNC_RETRY_MINUTES
+    second, third = handed(a) * e, handed(b) * e * e
+    d["invocations"] = first + second + third
+    d["async_received"] = first
+    d["async_dropped"] = third * e
+    d["async_age_ms"] = np.where(third > 0, b * 60_000.0, np.where(second > 0, a * 60_000.0, np.where(first > 0, 40.0, 0.0)))
+
+
 def _lambda_derive(model: FleetModel, res: Resource, d: Arrays, m: np.ndarray) -> None:
+    _async_retries(model, res, d, m)
     # Little's law: concurrency = arrival rate × mean duration.
     mean_s = d["duration_ms"] / 1000.0 * np.exp(res["duration_sigma"] ** 2 / 2)
     busy = d["invocations"] / 60.0 * mean_s * _wobble(model, res, "concurrency", m, 0.15)

@@ -65,6 +65,15 @@ def _lambda_specs(res: Resource) -> list[Spec]:
     if res["provisioned"]:
         specs.append(Spec(ns, "ProvisionedConcurrencySpilloverInvocations", "Count", "events",
                           lambda d, r: {"count": d["spillover"]}))
+    if res["schedule"]:
+        # Invoked asynchronously by its EventBridge schedule (Lambda "Types of metrics for Lambda
+        # functions", asynchronous invocation metrics; AsyncEventAge in milliseconds).
+        specs += [
+            Spec(ns, "AsyncEventsReceived", "Count", "events", lambda d, r: {"count": d["async_received"]}),
+            Spec(ns, "AsyncEventsDropped", "Count", "events", lambda d, r: {"count": d["async_dropped"]}),
+            Spec(ns, "AsyncEventAge", "Milliseconds", "gauge",
+                 lambda d, r: {"value": d["async_age_ms"], "present": d["invocations"] > 0}),
+        ]
     return specs
 
 

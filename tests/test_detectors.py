@@ -139,6 +139,39 @@ def test_dlq_retention_shorter_than_its_source_is_info() -> None:
     assert keys(findings) == {("dlq-retention", INFO)}
 
 
+# A DLQ's ApproximateAgeOfOldestMessage counts from when the message moved in; a standard queue
+# expires it from its original enqueue time, a FIFO queue from the move (SQS developer guide,
+# "Setting-up dead-letter queue retention").
+SOURCE = {"retention": 4 * 86400, "max_receive_count": 5, "visibility_timeout": 12 * 3600, "dlq": "dlq"}
+
+
+def dlq_age_inputs(age_days: float, fifo: bool = False, **facts: Any) -> Inputs:
+    age = flat(age_days * 86400, 15)
+    return inputs([res("sqs", "q", SOURCE), res("sqs", "dlq", {**DLQ, "fifo": fifo, **facts})],
+                  {("dlq", "ApproximateAgeOfOldestMessage", "Maximum"): age,
+                   ("dlq", "ApproximateNumberOfMessagesVisible", "Maximum"): flat(7, 60)})
+
+
+def test_a_standard_dlq_counts_the_time_its_messages_spent_in_the_source() -> None:
+    # 6.5 days in the DLQ is 46% of its 14 days; with the 2.5 days they spent in q at least
+    # (5 receives × 12 h visibility) it is 64%, and q's 4-day retention may have used more.
+    (finding,), _ = results(queues, dlq_age_inputs(6.5))
+    assert (finding.key, finding.severity) == ("loss-risk", WARNING)
+    assert "plus at least 2.5 d in q before, 64% of the 14.0 d retention" in finding.title
+    assert finding.title.endswith("deleted in 3.5 d to 5.0 d")
+    assert finding.evidence["spent_in_source_s"] == {"at_least": 216000.0, "at_most": 345600.0}
+
+
+def test_a_fifo_dlq_counts_from_the_move_and_may_keep_its_source_retention() -> None:
+    assert results(queues, dlq_age_inputs(6.5, fifo=True))[0] == []
+    (finding,), _ = results(queues, dlq_age_inputs(10.0, fifo=True))
+    assert finding.key == "loss-risk" and "deleted in ~4.0 d" in finding.title
+    same = dlq_age_inputs(0.1, fifo=True, retention=4 * 86400, retention_shorter_than_source=True)
+    assert results(queues, same)[0] == [], "a FIFO DLQ restarts the clock: its source's retention is enough"
+    assert keys(results(queues, dlq_age_inputs(0.1, retention=4 * 86400, retention_shorter_than_source=True))[0]) >= {
+        ("dlq-retention", INFO)}
+
+
 # -- connections ------------------------------------------------------------------------------------
 
 DB = {"max_connections": 500, "max_connections_estimated": False}
@@ -244,7 +277,11 @@ def ses_inputs(facts: dict[str, Any], **series: Series) -> Inputs:
     ("sandbox, 97% of the daily quota", ses_inputs({"sent_last_24h": 194.0}), {("quota", CRITICAL)}),
     ("production, 85% of the quota", ses_inputs({"production_access": True, "max_24h_send": 50000.0, "sent_last_24h": 42500.0}),
      {("quota", WARNING)}),
-    ("sandbox rejecting mail", ses_inputs({}, reject=flat(3, 10)), {("sandbox-rejects", CRITICAL)}),
+    # SES's Reject is mail with a virus, not a sandbox refusal (SES API v2 EventDestination:
+    # "REJECT - SES accepted the email, but determined that it contained a virus"): a warning of
+    # its own, in or out of the sandbox, never the sandbox page.
+    ("Reject in the sandbox: a virus, not the sandbox", ses_inputs({}, reject=flat(3, 10)), {("rejects-virus", WARNING)}),
+    ("Reject in production: a virus", ses_inputs({"production_access": True}, reject=flat(3, 10)), {("rejects-virus", WARNING)}),
     ("bounce rate 3%", ses_inputs({"production_access": True}, bounce=flat(0.03, 30)), {("bounce", WARNING)}),
     ("bounce rate 6%: under review", ses_inputs({"production_access": True}, bounce=flat(0.06, 30)), {("bounce", CRITICAL)}),
     ("complaints 0.2%", ses_inputs({"production_access": True}, complaint=flat(0.002, 30)), {("complaint", CRITICAL)}),
@@ -260,6 +297,18 @@ def test_sandbox_quota_title_and_fix() -> None:
     (finding,), _ = results(ses_account, ses_inputs({"sent_last_24h": 194.0}))
     assert finding.title == "SES us-east-1 (111111111111): 194 of 200 daily sends used (97%) — still in the SES sandbox"
     assert "production access" in finding.fix
+
+
+def test_virus_rejects_say_so_and_do_not_hide_the_sandbox_refusing_mail() -> None:
+    resources = [res("ses", "account", {"max_24h_send": 200.0, "sent_last_24h": 50.0, "production_access": False,
+                                        "sending_enabled": True, "enforcement_status": "HEALTHY"}),
+                 res("lambda", "email-fn", {"uses": ["ses:account"]})]
+    found, _ = results(ses_account, inputs(resources, {("account", "Reject", "Sum"): flat(2, 10),
+                                                      ("email-fn", "Errors", "Sum"): flat(3, 10)}))
+    by_key = {f.key: f for f in found}
+    assert set(by_key) == {"rejects-virus", "sandbox-refusing"}
+    assert by_key["rejects-virus"].title.endswith("20 mails rejected in the last hour: virus detected")
+    assert by_key["sandbox-refusing"].severity == CRITICAL
 
 
 def test_an_unprobed_account_is_nodata() -> None:
@@ -388,7 +437,11 @@ def every(minutes: int, until: int, span: int = 120) -> Series:
     ("no run for 12 min on a 5-minute rate", {"expression": "rate(5 minutes)"}, {"TriggeredRules": every(5, 12)}, {("missed", CRITICAL)}),
     ("a new rule with no run yet: quiet", {"expression": "rate(5 minutes)"}, {}, set()),
     ("hourly cron, last run 40 min ago: quiet", {"expression": "cron(15 * * * ? *)"}, {"TriggeredRules": every(60, 40)}, set()),
+    # One missed run with nothing to corroborate it: EventBridge metrics are best-effort, so a
+    # lost TriggeredRules point must not page CRITICAL (tests/test_async_jobs.py corroborates).
     ("hourly cron, last run 100 min ago", {"expression": "cron(15 * * * ? *)"}, {"TriggeredRules": every(60, 100)},
+     {("missed", WARNING)}),
+    ("hourly cron, two runs missed", {"expression": "cron(15 * * * ? *)"}, {"TriggeredRules": every(60, 160, span=240)},
      {("missed", CRITICAL)}),
     ("target failing", {"expression": "rate(15 minutes)"}, {"TriggeredRules": every(15, 4), "FailedInvocations": every(15, 4)},
      {("failed", CRITICAL)}),
