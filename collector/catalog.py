@@ -31,9 +31,11 @@ class MetricSpec:
     stat: str
     tier: str
     why: str
-    only_if: str = ""  # a resource fact that must be truthy for the metric to exist
+    only_if: str = ""  # a resource fact that must be truthy for the metric to exist ("!fact": falsy)
 
     def applies(self, facts: dict[str, Any]) -> bool:
+        if self.only_if.startswith("!"):
+            return not facts.get(self.only_if[1:])
         return not self.only_if or bool(facts.get(self.only_if))
 
 
@@ -115,12 +117,20 @@ CATALOG: dict[str, tuple[MetricSpec, ...]] = {
         _m(A, "IntegrationLatency", "p95", SLOW, "the backend's share of the latency"),
     ),
     "schedule": (
-        _m(E, "TriggeredRules", "Sum", FAST, "the schedule ran (sent only when non-zero: missing is 'did not run')"),
-        _m(E, "FailedInvocations", "Sum", FAST, "the target could not be invoked"),
-        _m(E, "Invocations", "Sum", SLOW, "targets invoked"),
-        # EventBridge "Monitoring Amazon EventBridge" (eb-monitoring.html), RuleName dimension.
-        _m(E, "InvocationsSentToDlq", "Sum", SLOW, "runs that could not invoke the target, kept in the rule's DLQ"),
-        _m(E, "InvocationsFailedToBeSentToDlq", "Sum", SLOW, "runs that could not invoke the target nor reach the DLQ: lost"),
+        # EventBridge rules (not Scheduler schedules): "Monitoring Amazon EventBridge" (eb-monitoring.html), RuleName.
+        _m(E, "TriggeredRules", "Sum", FAST, "the schedule ran (sent only when non-zero: missing is 'did not run')", only_if="!scheduler"),
+        _m(E, "FailedInvocations", "Sum", FAST, "the target could not be invoked", only_if="!scheduler"),
+        _m(E, "Invocations", "Sum", SLOW, "targets invoked", only_if="!scheduler"),
+        _m(E, "InvocationsSentToDlq", "Sum", SLOW, "runs that could not invoke the target, kept in the rule's DLQ", only_if="!scheduler"),
+        _m(E, "InvocationsFailedToBeSentToDlq", "Sum", SLOW, "runs that could not invoke the target nor reach the DLQ: lost",
+           only_if="!scheduler"),
+        # EventBridge Scheduler: AWS/Scheduler, per ScheduleGroup only (Scheduler user guide, "Monitoring
+        # Amazon EventBridge Scheduler with Amazon CloudWatch"), so read for a schedule alone in its group.
+        _m("AWS/Scheduler", "InvocationAttemptCount", "Sum", FAST, "the schedule tried to invoke its target: it ran",
+           only_if="group_alone"),
+        _m("AWS/Scheduler", "TargetErrorCount", "Sum", FAST, "the target returned an error to the invocation", only_if="group_alone"),
+        _m("AWS/Scheduler", "InvocationDroppedCount", "Sum", FAST, "runs dropped after the retry policy was exhausted: lost",
+           only_if="group_alone"),
     ),
     "ses": (
         _m(S, "Bounce", "Sum", FAST, "mail not delivered"),
@@ -141,6 +151,8 @@ def dimension_sets(kind: str, name: str, facts: dict[str, Any]) -> list[tuple[tu
     """The dimension sets a resource's metrics are read under."""
     if kind in ("ses", "lambda_account"):
         return [()]
+    if kind == "schedule" and facts.get("scheduler"):
+        return [(("ScheduleGroup", str(facts.get("group", "default"))),)]
     if kind == "api":
         key, value = ("ApiName", name) if facts.get("type") == "REST" else ("ApiId", str(facts.get("api_id", name)))
         return [((key, value), ("Stage", stage)) for stage in facts.get("stages", [])]

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from collector.aws import Place
+from collector.aws import Place, epoch_seconds
 from collector.limits import max_connections
 
 Clients = Callable[[str], Any]
@@ -283,6 +283,59 @@ def schedules(clients: Clients, place: Place) -> list[Found]:
     return _parallel(detail, rules)
 
 
+def _partition(region: str) -> str:
+    """The ARN partition of a region (AWS General Reference, "Amazon Resource Names")."""
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
+def _epoch(value: Any) -> int | None:
+    return None if value is None else epoch_seconds(value)
+
+
+def scheduler_schedules(clients: Clients, place: Place) -> list[Found]:
+    """EventBridge Scheduler schedules (botocore scheduler 2021-06-30: ListSchedules gives
+    ScheduleSummary — Name, GroupName, State, CreationDate, Target.Arn; GetSchedule adds
+    ScheduleExpression, ScheduleExpressionTimezone, FlexibleTimeWindow, StartDate, EndDate).
+    AWS/Scheduler publishes its metrics per ScheduleGroup only (Scheduler user guide, "Monitoring
+    with CloudWatch", dimension ScheduleGroup), so a schedule's own runs are read from its group
+    only when it is alone there (`group_alone`); otherwise from a target only it invokes."""
+    client = clients("scheduler")
+    summaries = list(_pages(client, "list_schedules", "Schedules"))
+    per_group: dict[str, int] = {}
+    for s in summaries:
+        per_group[s.get("GroupName", "default")] = per_group.get(s.get("GroupName", "default"), 0) + 1
+    tagged: dict[str, dict[str, str]] = {}
+
+    def group_tags(group: str) -> dict[str, str]:
+        if group not in tagged:
+            arn = f"arn:{_partition(place.region)}:scheduler:{place.region}:{place.account}:schedule-group/{group}"
+            tagged[group] = _tag_list(client.list_tags_for_resource(ResourceArn=arn).get("Tags"))
+        return tagged[group]
+
+    def detail(summary: dict[str, Any]) -> Found:
+        group = summary.get("GroupName", "default")
+        got = client.get_schedule(Name=summary["Name"], GroupName=group)
+        target = (got.get("Target") or summary.get("Target") or {}).get("Arn", "")
+        window = got.get("FlexibleTimeWindow") or {}
+        facts = {
+            "scheduler": True, "group": group, "group_alone": per_group.get(group, 0) == 1,
+            "expression": got.get("ScheduleExpression", ""), "timezone": got.get("ScheduleExpressionTimezone") or "UTC",
+            "state": got.get("State", summary.get("State")),
+            "flexible_window_minutes": int(window.get("MaximumWindowInMinutes") or 0) if window.get("Mode") == "FLEXIBLE" else 0,
+            "created_at": _epoch(got.get("CreationDate") or summary.get("CreationDate")),
+            "start_date": _epoch(got.get("StartDate")), "end_date": _epoch(got.get("EndDate")),
+            "targets": [target] if target else [],
+            "target_functions": [f for f in [_function_of(target)] if f],
+        }
+        # "You can only assign tags to schedule groups" (botocore scheduler, TagResource): the
+        # group's tags describe its schedules. The default group cannot be tagged.
+        tags = group_tags(group) if group != "default" else {}
+        name = summary["Name"] if group == "default" else f"{group}:{summary['Name']}"
+        return Found("schedule", name, summary.get("Arn", got.get("Arn", "")), tags, facts)
+
+    return _parallel(detail, summaries)
+
+
 # -- API Gateway ----------------------------------------------------------------------------------
 
 def _function_of(uri: str) -> str | None:
@@ -329,11 +382,11 @@ def accounts(clients: Clients, place: Place) -> list[Found]:
 
 KINDS: dict[str, Callable[[Clients, Place], list[Found]]] = {
     "lambda": lambdas, "sqs": queues, "dynamodb": tables, "rds": databases, "rds_proxy": proxies,
-    "schedule": schedules, "api": apis, "account": accounts,
+    "schedule": schedules, "scheduler": scheduler_schedules, "api": apis, "account": accounts,
 }
 # Which resource kinds each discoverer owns, for marking what vanished as gone.
 OWNS = {"lambda": ("lambda",), "sqs": ("sqs",), "dynamodb": ("dynamodb",), "rds": ("rds",), "rds_proxy": ("rds_proxy",),
-        "schedule": ("schedule",), "api": ("api",), "account": ("ses", "lambda_account")}
+        "schedule": ("schedule",), "scheduler": ("schedule",), "api": ("api",), "account": ("ses", "lambda_account")}
 
 
 def discover_place(clients: Clients, place: Place) -> tuple[list[Found], dict[str, str]]:

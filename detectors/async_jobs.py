@@ -114,7 +114,7 @@ def _scheduled_run(inp: Inputs, rule: Resource) -> Iterator[Finding]:
     event, or when a dedicated target failed every attempt (three — the default two retries — or,
     once the attempts' points have all had time to land, every one seen); not started when it was
     only throttled. A run with a successful attempt ends the search: the job ran."""
-    schedule = schedule_times.parse(str(rule.facts.get("expression", "")))
+    schedule = schedule_times.parse(str(rule.facts.get("expression", "")), rule.facts.get("timezone"))
     interval = schedule.interval(inp.now) if schedule is not None else None
     triggered = inp.get(rule.id, "TriggeredRules", "Sum")
     for fn in targets(inp, rule):

@@ -13,9 +13,10 @@ from detectors.base import CRITICAL, WARNING, Finding, Inputs, NoData, Resource,
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {("5XXError", "Average"), ("5xx", "Average"), ("Count", "Sum"), ("Latency", "p95"), ("Errors", "Sum"),
-         ("Invocations", "Sum"), ("TriggeredRules", "Sum"), ("FailedInvocations", "Sum")}
+         ("Invocations", "Sum"), ("TriggeredRules", "Sum"), ("FailedInvocations", "Sum"), ("InvocationAttemptCount", "Sum"),
+         ("TargetErrorCount", "Sum")}
 # Series whose newest point the pass looks up however old it is: a schedule's last run.
-LAST_SEEN = {("TriggeredRules", "Sum")}
+LAST_SEEN = {("TriggeredRules", "Sum"), ("InvocationAttemptCount", "Sum"), ("Invocations", "Sum")}
 
 RECENT = 5 * 60
 BASELINE = 3600
@@ -176,22 +177,52 @@ def _known_since(inp: Inputs, rule: Resource) -> int | None:
     when fleetwatch first discovered it. EventBridge rules have no creation time (DescribeRule
     returns none), so a rule found already dead is reported from its first due time after that."""
     created = rule.facts.get("created_at")
-    if isinstance(created, (int, float)):
-        return int(created)
+    start = rule.facts.get("start_date")  # a Scheduler schedule runs from its StartDate on
+    if isinstance(created, (int, float)) and created <= inp.now:  # a clock ahead of ours is not believed
+        return max(int(created), int(start)) if isinstance(start, (int, float)) else int(created)
     return inp.first_seen.get(rule.id)
+
+
+def _runs(inp: Inputs, rule: Resource) -> tuple[Series, Series, tuple[str, str, str]] | str:
+    """(runs, failed invocations, the runs' key in Inputs.last_seen) of a schedule, or why its
+    runs cannot be told. An EventBridge rule: TriggeredRules and FailedInvocations by RuleName.
+    A Scheduler schedule: AWS/Scheduler publishes per ScheduleGroup only
+    (https://docs.aws.amazon.com/scheduler/latest/UserGuide/monitoring-cloudwatch.html), so its
+    group's InvocationAttemptCount and TargetErrorCount when it is alone there, else the
+    invocations of a target function only it invokes."""
+    if not rule.facts.get("scheduler"):
+        return (inp.get(rule.id, "TriggeredRules", "Sum"), inp.get(rule.id, "FailedInvocations", "Sum"),
+                (rule.id, "TriggeredRules", "Sum"))
+    if rule.facts.get("group_alone"):
+        return (inp.get(rule.id, "InvocationAttemptCount", "Sum"), inp.get(rule.id, "TargetErrorCount", "Sum"),
+                (rule.id, "InvocationAttemptCount", "Sum"))
+    own = [fn for fn in async_jobs.targets(inp, rule) if async_jobs.dedicated(inp, rule, fn)]
+    if own:
+        return inp.get(own[0].id, "Invocations", "Sum"), Series(), (own[0].id, "Invocations", "Sum")
+    return (f"cannot tell when it ran: AWS/Scheduler counts runs per schedule group, {rule.facts.get('group', 'default')} "
+            "holds other schedules, and its target is invoked by more than this schedule")
 
 
 def _schedule(inp: Inputs, rule: Resource) -> Iterator[Finding | NoData]:
     if str(rule.facts.get("state", "ENABLED")).upper() != "ENABLED":
         return  # disabled on purpose: a state shown on the resource, not an incident
     expression = str(rule.facts.get("expression", ""))
-    schedule = schedule_times.parse(expression)
+    if expression.startswith("at("):
+        return  # a one-time Scheduler schedule: nothing recurs to be missed
+    end = rule.facts.get("end_date")
+    if isinstance(end, (int, float)) and end < inp.now:
+        return  # a Scheduler schedule past its EndDate runs no more
+    schedule = schedule_times.parse(expression, rule.facts.get("timezone"))
     interval = schedule.interval(inp.now) if schedule is not None else None
     if schedule is None or interval is None:
-        yield NoData(rule.id, f"cannot tell when {expression or 'its schedule'} should run")
+        zone = rule.facts.get("timezone")
+        yield NoData(rule.id, f"cannot tell when {expression or 'its schedule'}{f' in {zone}' if zone else ''} should run")
         return
-    triggered = inp.get(rule.id, "TriggeredRules", "Sum")
-    failed = inp.get(rule.id, "FailedInvocations", "Sum")
+    got = _runs(inp, rule)
+    if isinstance(got, str):
+        yield NoData(rule.id, got)
+        return
+    triggered, failed, key = got
     targets = ", ".join(rule.facts.get("target_functions", [])) or "its target"
     recent_failed = failed.since(inp.now - max(interval, RECENT) - GRACE)
     if recent_failed.sum() > 0:
@@ -200,27 +231,30 @@ def _schedule(inp: Inputs, rule: Resource) -> Iterator[Finding | NoData]:
                       f"{rule.name}: {recent_failed.sum():.0f} of {max(runs, recent_failed.sum()):.0f} scheduled runs failed to invoke "
                       f"{targets}", recent_failed.points[0][0], evidence(failed=failed, triggered=triggered),
                       cause="the target rejected or could not receive the invocation",
-                      fix="Check the target's resource policy (events.amazonaws.com may invoke it), its existence and its errors.",
+                      fix=(f"Check the target's resource policy ({'scheduler' if rule.facts.get('scheduler') else 'events'}"
+                           ".amazonaws.com may invoke it), its existence and its errors."),
                       key="failed")
-    yield from _missed(inp, rule, schedule, interval, triggered, targets)
+    yield from _missed(inp, rule, schedule, interval, triggered, targets, key)
 
 
 def _missed(inp: Inputs, rule: Resource, schedule: schedule_times.Schedule, interval: int, triggered: Series,
-            targets: str) -> Iterator[Finding]:
+            targets: str, key: tuple[str, str, str]) -> Iterator[Finding]:
     """A run is missed when its due time has passed and no TriggeredRules point came after the
     run before it. The last run is known however old it is (Inputs.last_seen), so the finding
     stays every pass while the job is dead — that keeps its incident open — and starts at the
     first missed due time, the same every pass. It ends when a run is seen."""
     latest = triggered.latest
-    last = max(inp.last_seen.get((rule.id, "TriggeredRules", "Sum"), 0), latest[0] if latest else 0) or None
+    last = max(inp.last_seen.get(key, 0), latest[0] if latest else 0) or None
     reference = last if last is not None else _known_since(inp, rule)
     if reference is None:
         return  # nothing known yet
     first_due = schedule.next_after(reference)
-    if first_due is None or inp.now < first_due + GRACE:
+    # A Scheduler schedule's flexible time window lets a run start up to that many minutes late.
+    window = int(rule.facts.get("flexible_window_minutes") or 0) * 60
+    if first_due is None or inp.now < first_due + GRACE + window:
         return
     # Due times whose datapoint should have landed by now (EventBridge metrics lag; best-effort).
-    missed = schedule.count_due(first_due, inp.now - LAG)
+    missed = schedule.count_due(first_due, inp.now - LAG - window)
     # A single lost datapoint of a frequent schedule is not a dead job: two missed runs are.
     if missed < (2 if interval < 30 * 60 else 1):
         return

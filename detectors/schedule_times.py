@@ -15,6 +15,11 @@ so it is translated to `7`; and it gives up (returns None) after ten month steps
 happens for expressions that fire at most once a year or never again (a past year) — those are
 reported as "cannot tell", not guessed.
 
+EventBridge Scheduler schedules may name a zone (`ScheduleExpressionTimezone`, an IANA name; the
+cron fields are then that zone's wall-clock time, daylight saving included — Scheduler user guide,
+"Schedule types", time zones). aws-croniter works in UTC only, so the wall-clock time is handed
+to it as if it were UTC and the answer read back in the zone.
+
 `rate()` schedules have no phase of their own: EventBridge starts counting when the rule is
 created, so their due times are counted from the last run seen (or from when the rule was first
 known) — see `Schedule.next_after`.
@@ -25,6 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aws_croniter import AwsCroniter
 
@@ -42,20 +48,28 @@ class Schedule:
     expression: str
     rate: int | None = None  # seconds, for rate()
     cron: AwsCroniter | None = None
+    zone: ZoneInfo | None = None  # a Scheduler schedule's time zone; None is UTC
+
+    def _wall(self, t: int) -> datetime:
+        """`t` as the zone's wall-clock time, labelled UTC for aws-croniter."""
+        return _utc(t) if self.zone is None else _utc(t).astimezone(self.zone).replace(tzinfo=timezone.utc)
+
+    def _instant(self, wall: datetime) -> int:
+        return int(wall.timestamp() if self.zone is None else wall.replace(tzinfo=self.zone).timestamp())
 
     def next_after(self, t: int) -> int | None:
         """The first due time strictly after `t` (for rate(): `t` is taken as a run)."""
         if self.rate is not None:
             return t + self.rate
         assert self.cron is not None
-        got = self.cron.get_next(_utc(t), n=1)[0]
-        return int(got.timestamp()) if got is not None else None
+        got = self.cron.get_next(self._wall(t), n=1)[0]
+        return self._instant(got) if got is not None else None
 
     def last_due(self, t: int, n: int = 2) -> list[int]:
         """Up to `n` due times at or before `t`, newest first (cron only; rate() has no phase)."""
         if self.cron is None:
             return []
-        return [int(d.timestamp()) for d in self.cron.get_prev(_utc(t), n=n, inclusive=True) if d is not None]
+        return [self._instant(d) for d in self.cron.get_prev(self._wall(t), n=n, inclusive=True) if d is not None]
 
     def interval(self, at: int) -> int | None:
         """Seconds between runs: the rate, or the gap between the two due times before `at`."""
@@ -83,10 +97,17 @@ class Schedule:
         return n
 
 
-def parse(expression: str) -> Schedule | None:
-    """A Schedule for a rate() or cron() expression; None for what cannot be evaluated (an
-    `at()` one-time schedule, a malformed expression, or one that never fires again)."""
+def parse(expression: str, zone: str | None = None) -> Schedule | None:
+    """A Schedule for a rate() or cron() expression, cron in `zone` (IANA name; UTC if none); None
+    for what cannot be evaluated (an `at()` one-time schedule, a malformed expression, an unknown
+    zone, or one that never fires again)."""
     text = expression.strip()
+    tz = None
+    if zone and zone.upper() not in ("UTC", "ETC/UTC"):
+        try:
+            tz = ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            return None
     match = _RATE.match(text)
     if match:
         n, unit = int(match.group(1)), match.group(2)
@@ -104,7 +125,7 @@ def parse(expression: str) -> Schedule | None:
         fields[4] = "7"  # the last day of the week: Saturday (1-7 = SUN-SAT)
     try:
         cron = AwsCroniter(" ".join(fields))
-        schedule = Schedule(text, cron=cron)
+        schedule = Schedule(text, cron=cron, zone=tz)
         probe = int(datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp())
         schedule.next_after(probe)
     except Exception:  # noqa: BLE001 - aws-croniter raises its own error types, and ValueError on LW

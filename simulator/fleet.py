@@ -46,7 +46,9 @@ KIND_PARAMS: dict[str, dict[str, Any]] = {
         "production_access": False, "max_24h": None, "max_rate": None, "sends_per_min": 0.1,
         "bounce_rate": 0.01, "complaint_rate": 0.0002, "sender": "example.com", "daily_amp": 0.3, "weekly_amp": 0.2,
     },
-    "schedule": {"expression": "rate(5 minutes)", "target": None},
+    # service "events": an EventBridge scheduled rule; "scheduler": an EventBridge Scheduler schedule
+    # in `group` (AWS/Scheduler metrics are per group; the emulator evaluates cron in UTC only).
+    "schedule": {"expression": "rate(5 minutes)", "target": None, "service": "events", "group": "default", "flexible_window": 0},
     "api": {
         "type": "REST", "stage": "prod", "routes": {}, "rate": 120.0, "latency_ms": 80.0,
         "latency_sigma": 0.5, "error5": 0.001, "error4": 0.01, "daily_amp": 0.3, "weekly_amp": 0.2,
@@ -97,7 +99,8 @@ class Resource:
             "rds": f"arn:aws:rds:{r}:{a}:db:{n}",
             "rds_proxy": f"arn:aws:rds:{r}:{a}:db-proxy:{n}",
             "ses": f"arn:aws:ses:{r}:{a}:identity/{self.params.get('sender')}",
-            "schedule": f"arn:aws:events:{r}:{a}:rule/{n}",
+            "schedule": (f"arn:aws:scheduler:{r}:{a}:schedule/{self.params.get('group', 'default')}/{n}"
+                         if self.params.get("service") == "scheduler" else f"arn:aws:events:{r}:{a}:rule/{n}"),
             "api": f"arn:aws:apigateway:{r}::/restapis/{n}",
         }[self.kind]
 
@@ -223,6 +226,12 @@ def _check_references(fleet: Fleet) -> None:
             raise FleetError(f"{fleet.source}: {res.uid} needs a target database")
         if res.kind == "schedule" and not res["target"]:
             raise FleetError(f"{fleet.source}: {res.uid} needs a target function")
+        if res.kind == "schedule" and res["service"] not in ("events", "scheduler"):
+            raise FleetError(f"{fleet.source}: {res.uid} has service = {res['service']!r}; use \"events\" (a rule) or \"scheduler\"")
+        if res.kind == "schedule" and res["service"] == "scheduler":
+            mates = [o for o in fleet.resources if o.kind == "schedule" and o.params.get("service") == "scheduler"
+                     and o.account == res.account and o.region == res.region and o.params.get("group", "default") == res["group"]]
+            res.facts["group_alone"] = len(mates) == 1
         if res.kind == "rds_proxy":
             target = fleet.get(f"rds:{res['target']}")
             # MaxDatabaseConnectionsAllowed: a share of the target's max_connections, less the

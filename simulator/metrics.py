@@ -189,6 +189,16 @@ def _api_specs(res: Resource) -> list[Spec]:
 
 
 def _schedule_specs(res: Resource) -> list[Spec]:
+    if res["service"] == "scheduler":
+        # AWS/Scheduler, per ScheduleGroup (https://docs.aws.amazon.com/scheduler/latest/UserGuide/monitoring-cloudwatch.html).
+        # A group of several schedules would publish their sum: not emulated, so such groups publish nothing here.
+        if not res.facts.get("group_alone"):
+            return []
+        ns = "AWS/Scheduler"
+        return [
+            Spec(ns, "InvocationAttemptCount", "Count", "events", lambda d, r: {"count": d["runs"]}),
+            Spec(ns, "TargetErrorCount", "Count", "events", lambda d, r: {"count": d["runs"] * d["failed_share"]}),
+        ]
     ns = "AWS/Events"
     # EventBridge sends these only when non-zero.
     return [
@@ -234,6 +244,8 @@ def _dims(res: Resource) -> list[tuple[tuple[str, str], ...]]:
         return [((name, value),), ((name, value), ("Stage", res["stage"]))]
     if res.kind == "ses":
         return [()]
+    if res.kind == "schedule" and res["service"] == "scheduler":
+        return [(("ScheduleGroup", res["group"]),)]
     return [((_DIMENSION[res.kind], res.name),)]
 
 

@@ -182,14 +182,32 @@ def _create_region(place: _Place, here: list[Resource], fleet: Fleet, exec_role:
         place("sesv2").create_email_identity(EmailIdentity=ses["sender"])
 
     events = place("events")
+    groups: set[str] = set()
     for rule in kinds["schedule"]:
+        target = fleet.get(f"lambda:{rule['target']}")
+        if rule["service"] == "scheduler":
+            _create_scheduler_schedule(place, rule, target, exec_role, groups)
+            continue
         events.put_rule(Name=rule.name, ScheduleExpression=rule["expression"], State="ENABLED",
                         Tags=[{"Key": k, "Value": v} for k, v in rule.tags.items()])
-        target = fleet.get(f"lambda:{rule['target']}")
         events.put_targets(Rule=rule.name, Targets=[{"Id": "target", "Arn": target.arn}])
 
     for api in kinds["api"]:
         _create_api(place, api, fleet)
+
+
+def _create_scheduler_schedule(place: _Place, schedule: Resource, target: Resource, role: str, groups: set[str]) -> None:
+    """An EventBridge Scheduler schedule; its tags go on its group (Scheduler tags only groups)."""
+    client = place("scheduler")
+    group = schedule["group"]
+    if group != "default" and group not in groups:
+        client.create_schedule_group(Name=group, Tags=[{"Key": k, "Value": v} for k, v in schedule.tags.items()])
+        groups.add(group)
+    window = ({"Mode": "FLEXIBLE", "MaximumWindowInMinutes": int(schedule["flexible_window"])} if schedule["flexible_window"]
+              else {"Mode": "OFF"})
+    client.create_schedule(Name=schedule.name, GroupName=group, ScheduleExpression=schedule["expression"],
+                           ScheduleExpressionTimezone="UTC", FlexibleTimeWindow=window, State="ENABLED",
+                           Target={"Arn": target.arn, "RoleArn": role})
 
 
 def _create_api(place: _Place, api: Resource, fleet: Fleet) -> None:

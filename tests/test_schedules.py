@@ -306,3 +306,77 @@ def test_an_hourly_job_dead_for_hours_is_found_through_the_collector(fleet: Any,
         assert [f.resource_id for f in found] == ["schedule/123456789012/us-east-1/export-hourly"]
         first_missed = (int(label["start"]) + H - 1) // H * H
         assert found[0].started_at == first_missed and "no run for" in found[0].title
+
+
+# -- EventBridge Scheduler schedules ------------------------------------------------------------
+
+def test_a_scheduler_cron_runs_in_its_time_zone_across_daylight_saving() -> None:
+    # ScheduleExpressionTimezone (botocore scheduler 2021-06-30, GetScheduleOutput): the cron fields
+    # are that zone's wall-clock time. Berlin moves to CEST on 2026-03-29: 03:30 local is 02:30 UTC
+    # the day before and 01:30 UTC from then on.
+    schedule = schedule_times.parse("cron(30 3 * * ? *)", "Europe/Berlin")
+    assert schedule is not None
+    first = schedule.next_after(utc("2026-03-27 12:00"))
+    assert [first, schedule.next_after(first), schedule.next_after(schedule.next_after(first))] == [
+        utc("2026-03-28 02:30"), utc("2026-03-29 01:30"), utc("2026-03-30 01:30")]
+    assert schedule_times.parse("cron(30 3 * * ? *)", "Mars/Olympus_Mons") is None
+
+
+def scheduler(expression: str, **facts: Any) -> Resource:
+    return Resource(f"schedule/{ACCOUNT}/{REGION}/invoices", "schedule", "invoices", ACCOUNT, REGION,
+                    {"scheduler": True, "group": "billing", "expression": expression, "state": "ENABLED",
+                     "target_functions": ["invoice-fn"], **facts}, {})
+
+
+def test_a_scheduler_schedule_alone_in_its_group_is_read_from_the_group() -> None:
+    res = scheduler("rate(30 minutes)", group_alone=True)
+    series = {(res.id, "InvocationAttemptCount", "Sum"): Series(((NOW - 3 * H, 1.0),), 60)}
+    inp = Inputs(NOW, [res], series, last_seen={(res.id, "InvocationAttemptCount", "Sum"): NOW - 3 * H})
+    (found,) = missed(inp)
+    assert found.severity == "critical" and found.started_at == NOW - 3 * H + 30 * M and "no run for 3 h" in found.title
+    ran = Inputs(NOW, [res], {(res.id, "InvocationAttemptCount", "Sum"): Series(((NOW - 20 * M, 1.0),), 60)})
+    assert missed(ran) == []
+
+
+def test_a_scheduler_schedule_in_a_shared_group_is_read_from_its_own_target_or_not_judged() -> None:
+    res = scheduler("rate(30 minutes)", group_alone=False)
+    fn = Resource(f"lambda/{ACCOUNT}/{REGION}/invoice-fn", "lambda", "invoice-fn", ACCOUNT, REGION, {}, {})
+    key = (fn.id, "Invocations", "Sum")
+    dead = Inputs(NOW, [res, fn], {key: Series(((NOW - 3 * H, 1.0),), 300)}, last_seen={key: NOW - 3 * H})
+    (found,) = missed(dead)
+    assert "no run for 3 h" in found.title
+    # The target also serves an API: its invocations cannot speak for the schedule. Nothing is
+    # guessed; the resource says why.
+    api = Resource(f"api/{ACCOUNT}/{REGION}/shop", "api", "shop", ACCOUNT, REGION, {"functions": ["invoice-fn"]}, {})
+    shared = Inputs(NOW, [res, fn, api], {key: Series(((NOW - 3 * H, 1.0),), 300)}, last_seen={key: NOW - 3 * H})
+    out = list(outcomes(shared))
+    assert not [f for f in out if isinstance(f, Finding) and f.resource_id == res.id]
+    assert any(getattr(n, "resource_id", "") == res.id and "per schedule group" in n.why for n in out)
+
+
+def test_a_flexible_window_and_an_end_date_are_honoured() -> None:
+    last = NOW - 40 * M
+    key = ("schedule/%s/%s/invoices" % (ACCOUNT, REGION), "InvocationAttemptCount", "Sum")
+    # Due 10 min ago, but a 15-minute flexible window lets it start as late as 5 min from now.
+    flexible = scheduler("rate(30 minutes)", group_alone=True, flexible_window_minutes=15)
+    assert missed(Inputs(NOW, [flexible], {key: Series(((last, 1.0),), 60)}, last_seen={key: last})) == []
+    ended = scheduler("rate(30 minutes)", group_alone=True, end_date=NOW - 2 * H)
+    assert missed(Inputs(NOW, [ended], {}, last_seen={key: NOW - 3 * H})) == []
+
+
+def test_a_stopped_scheduler_schedule_is_found_through_the_collector(fleet: Any, tmp_path: Any) -> None:
+    # Discovery (scheduler:ListSchedules / GetSchedule), the group's AWS/Scheduler metrics and the
+    # detection pass, against the emulator.
+    from fleetwatch.store import open_store
+    from tests.conftest import control, make_collector, set_clock
+
+    control(fleet, "/__fleet__/scenario", {"name": "schedule-missed-scheduler"})
+    (label,) = fleet.model.incident_labels()
+    now = int(label["start"] + 2 * H)
+    with open_store(tmp_path / "fw.db") as store:
+        set_clock(fleet, now)
+        make_collector(fleet, store, backfill=4 * H).poll()
+        (res,) = [r for r in store.resources() if r["kind"] == "schedule" and r["facts"].get("scheduler")]
+        assert res["name"] == "billing:invoices-every-30m" and res["facts"]["group_alone"] and res["tags"] == {"service": "billing"}
+        found = [f for f in detect(store, now).findings if f.key == "missed"]
+        assert [f.resource_id for f in found] == [res["id"]] and "no run for" in found[0].title
