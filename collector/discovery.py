@@ -185,9 +185,13 @@ def tables(clients: Clients, place: Place) -> list[Found]:
         billing = t.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
         throughput = t.get("ProvisionedThroughput", {})
         ci = insights.get(name, {})
+        rules: list[str] = []
         if ci.get("ContributorInsightsStatus") == "ENABLED":
-            # The list call does not name the rules; GetInsightRuleReport needs them.
-            ci = {**ci, **client.describe_contributor_insights(TableName=name)}
+            # The list call does not name the rules (botocore dynamodb model: ContributorInsightsSummary
+            # has no ContributorInsightsRuleList); GetInsightRuleReport needs them.
+            described = client.describe_contributor_insights(TableName=name)
+            rules = list(described.get("ContributorInsightsRuleList") or [])
+            ci = {**ci, "ContributorInsightsMode": described.get("ContributorInsightsMode", ci.get("ContributorInsightsMode", ""))}
         facts = {
             "billing": billing,
             "read_capacity": throughput.get("ReadCapacityUnits") if billing == "PROVISIONED" else None,
@@ -196,7 +200,7 @@ def tables(clients: Clients, place: Place) -> list[Found]:
             "indexes": [g["IndexName"] for g in t.get("GlobalSecondaryIndexes", [])],
             "contributor_insights": ci.get("ContributorInsightsStatus", "DISABLED"),
             "contributor_insights_mode": ci.get("ContributorInsightsMode", "") if ci.get("ContributorInsightsStatus") == "ENABLED" else "",
-            "contributor_insights_rules": ci.get("ContributorInsightsRuleList", []),
+            "contributor_insights_rules": rules,
         }
         return Found("dynamodb", name, t["TableArn"], tags, facts)
 
