@@ -118,15 +118,20 @@ def lambdas(clients: Clients, place: Place) -> list[Found]:
                                                  "batch_size": m.get("BatchSize")})
 
     def detail(fn: dict[str, Any]) -> Found:
+        # ListFunctions carries the configuration (botocore lambda model: FunctionConfiguration).
+        # Tags and reserved concurrency come from two narrow calls rather than GetFunction, whose
+        # answer holds a presigned URL to download the function's code (FunctionCodeLocation),
+        # which a read-only policy must not grant.
         name = fn["FunctionName"]
-        got = client.get_function(FunctionName=name)  # tags and reserved concurrency in one call
+        tags = client.list_tags(Resource=fn["FunctionArn"]).get("Tags") or {}
+        reserved = client.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
         provisioned = [c for c in _pages(client, "list_provisioned_concurrency_configs", "ProvisionedConcurrencyConfigs",
                                          FunctionName=name)]
         facts = {
             "memory": fn.get("MemorySize"), "timeout": fn.get("Timeout"), "runtime": fn.get("Runtime", ""),
             "code_sha256": fn.get("CodeSha256", ""), "last_modified": fn.get("LastModified", ""),
             "version": fn.get("Version", ""), "revision_id": fn.get("RevisionId", ""),
-            "reserved_concurrency": got.get("Concurrency", {}).get("ReservedConcurrentExecutions"),
+            "reserved_concurrency": reserved,
             "provisioned_concurrency": sum(int(c.get("RequestedProvisionedConcurrentExecutions", 0)) for c in provisioned),
             "provisioned_configs": [{"qualifier": str(c.get("FunctionArn", "")).rsplit(":", 1)[-1],
                                      "requested": c.get("RequestedProvisionedConcurrentExecutions"),
@@ -134,7 +139,7 @@ def lambdas(clients: Clients, place: Place) -> list[Found]:
             "event_sources": mappings.get(name, []),
             "uses": uses_from_environment((fn.get("Environment") or {}).get("Variables") or {}),
         }
-        return Found("lambda", name, fn.get("FunctionArn", ""), dict(got.get("Tags") or {}), facts)
+        return Found("lambda", name, fn["FunctionArn"], dict(tags), facts)
 
     return _parallel(detail, functions)
 
