@@ -29,7 +29,7 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.exceptions import ParamValidationError
 from botocore.model import OperationModel, Shape
-from botocore.parsers import JSONParser
+from botocore.parsers import JSONParser, RestJSONParser
 from botocore.stub import Stubber
 
 # Keys botocore itself adds to every parsed answer, outside the model.
@@ -69,7 +69,7 @@ class Contract:
     def served(self, client: Any, model: OperationModel, http: Any) -> None:
         """The answer as the emulator served it over HTTP, before rest-json's coercion."""
         shape = model.output_shape
-        if (http.status_code >= 300 or shape is None or client.meta.service_model.protocol != "rest-json"
+        if (http.status_code >= 300 or shape is None or not isinstance(client._response_parser, RestJSONParser)
                 or shape.serialization.get("payload") or any(m.serialization.get("location") for m in shape.members.values())):
             return  # JSON and query protocols are parsed without coercion already; located members need the REST parser
         raw = JSONParser().parse({"status_code": http.status_code, "headers": dict(http.headers), "body": http.content}, shape)
