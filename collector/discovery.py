@@ -121,15 +121,20 @@ def lambdas(clients: Clients, place: Place) -> list[Found]:
                                                  "batch_size": m.get("BatchSize")})
 
     def detail(fn: dict[str, Any]) -> Found:
+        # ListFunctions carries the configuration (botocore lambda model: FunctionConfiguration).
+        # Tags and reserved concurrency come from two narrow calls rather than GetFunction, whose
+        # answer holds a presigned URL to download the function's code (FunctionCodeLocation),
+        # which a read-only policy must not grant.
         name = fn["FunctionName"]
-        got = client.get_function(FunctionName=name)  # tags and reserved concurrency in one call
+        tags = client.list_tags(Resource=fn["FunctionArn"]).get("Tags") or {}
+        reserved = client.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
         provisioned = [c for c in _pages(client, "list_provisioned_concurrency_configs", "ProvisionedConcurrencyConfigs",
                                          FunctionName=name)]
         facts = {
             "memory": fn.get("MemorySize"), "timeout": fn.get("Timeout"), "runtime": fn.get("Runtime", ""),
             "code_sha256": fn.get("CodeSha256", ""), "last_modified": fn.get("LastModified", ""),
             "version": fn.get("Version", ""), "revision_id": fn.get("RevisionId", ""),
-            "reserved_concurrency": got.get("Concurrency", {}).get("ReservedConcurrentExecutions"),
+            "reserved_concurrency": reserved,
             "provisioned_concurrency": sum(int(c.get("RequestedProvisionedConcurrentExecutions", 0)) for c in provisioned),
             "provisioned_configs": [{"qualifier": str(c.get("FunctionArn", "")).rsplit(":", 1)[-1],
                                      "requested": c.get("RequestedProvisionedConcurrentExecutions"),
@@ -141,7 +146,7 @@ def lambdas(clients: Clients, place: Place) -> list[Found]:
             "async_invoked": bool((fn.get("DeadLetterConfig") or {}).get("TargetArn")),
             "uses": uses_from_environment((fn.get("Environment") or {}).get("Variables") or {}),
         }
-        return Found("lambda", name, fn.get("FunctionArn", ""), dict(got.get("Tags") or {}), facts)
+        return Found("lambda", name, fn["FunctionArn"], dict(tags), facts)
 
     return _parallel(detail, functions)
 
@@ -192,9 +197,13 @@ def tables(clients: Clients, place: Place) -> list[Found]:
         billing = t.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
         throughput = t.get("ProvisionedThroughput", {})
         ci = insights.get(name, {})
+        rules: list[str] = []
         if ci.get("ContributorInsightsStatus") == "ENABLED":
-            # The list call does not name the rules; GetInsightRuleReport needs them.
-            ci = {**ci, **client.describe_contributor_insights(TableName=name)}
+            # The list call does not name the rules (botocore dynamodb model: ContributorInsightsSummary
+            # has no ContributorInsightsRuleList); GetInsightRuleReport needs them.
+            described = client.describe_contributor_insights(TableName=name)
+            rules = list(described.get("ContributorInsightsRuleList") or [])
+            ci = {**ci, "ContributorInsightsMode": described.get("ContributorInsightsMode", ci.get("ContributorInsightsMode", ""))}
         facts = {
             "billing": billing,
             "read_capacity": throughput.get("ReadCapacityUnits") if billing == "PROVISIONED" else None,
@@ -203,7 +212,7 @@ def tables(clients: Clients, place: Place) -> list[Found]:
             "indexes": [g["IndexName"] for g in t.get("GlobalSecondaryIndexes", [])],
             "contributor_insights": ci.get("ContributorInsightsStatus", "DISABLED"),
             "contributor_insights_mode": ci.get("ContributorInsightsMode", "") if ci.get("ContributorInsightsStatus") == "ENABLED" else "",
-            "contributor_insights_rules": ci.get("ContributorInsightsRuleList", []),
+            "contributor_insights_rules": rules,
         }
         return Found("dynamodb", name, t["TableArn"], tags, facts)
 

@@ -11,9 +11,10 @@ from typing import Any
 POLICY_PATH = Path(__file__).resolve().parents[1] / "iam" / "fleetwatch-readonly-policy.json"
 # Calls IAM cannot deny: no permission is needed to ask who you are.
 ALWAYS_ALLOWED = {"sts:GetCallerIdentity"}
-# Granted but never called directly: GetFunction returns a function's tags only to callers
-# who may also call lambda:ListTags.
-IMPLIED = {"lambda:ListTags"}
+# Never granted: lambda:GetFunction answers with a presigned URL to download the function's
+# code (botocore lambda model: GetFunctionResponse.Code, a FunctionCodeLocation), so a
+# read-only policy holding it can read every function's code.
+NEVER_GRANTED = {"lambda:GetFunction"}
 
 
 def load_policy(path: Path = POLICY_PATH) -> list[str]:
