@@ -84,12 +84,14 @@ class CallTally:
     attempts: int = 0
     metrics: int = 0
     traces: int = 0
+    scanned_bytes: int = 0  # Logs Insights, billed per GB scanned
 
     def add(self, other: CallTally) -> None:
         self.calls.update(other.calls)
         self.attempts += other.attempts
         self.metrics += other.metrics
         self.traces += other.traces
+        self.scanned_bytes += other.scanned_bytes
 
     @property
     def total(self) -> int:
@@ -132,6 +134,10 @@ class CallLog:
     def traces(self, place: Place, n: int) -> None:
         with self._lock:
             self._tally(place).traces += n
+
+    def scanned(self, place: Place, n: int) -> None:
+        with self._lock:
+            self._tally(place).scanned_bytes += n
 
     def take(self) -> dict[tuple[Place, str], CallTally]:
         with self._lock:

@@ -111,6 +111,27 @@ def uses_from_environment(env: dict[str, str]) -> list[str]:
 _STREAM_ARN = re.compile(r"^arn:aws[a-z-]*:(kinesis:[^:]+:\d{12}:stream/|dynamodb:[^:]+:\d{12}:table/[^/]+/stream/)")
 
 
+# The Lambda Insights extension is a layer named LambdaInsightsExtension (or ...-Arm64) in an
+# AWS-owned account ("Available versions of the Lambda Insights extension", .../AmazonCloudWatch/
+# latest/monitoring/Lambda-Insights-extension-versions.html).
+_INSIGHTS_LAYER = re.compile(r":layer:LambdaInsightsExtension(-Arm64)?:\d+$")
+
+
+def coldstart_facts(fn: dict[str, Any]) -> dict[str, Any]:
+    """Where a function's cold starts can be read, from ListFunctions' FunctionConfiguration
+    (botocore lambda/2015-03-31 shapes TracingConfigResponse, LayersReferenceList, LoggingConfig,
+    SnapStartResponse): its X-Ray tracing mode, whether the Lambda Insights extension is
+    installed, its log group and log format (REPORT lines go to LoggingConfig.LogGroup, by
+    default /aws/lambda/<name>), and SnapStart (whose restores are cold starts X-Ray does not
+    mark as Initialization)."""
+    logging = fn.get("LoggingConfig") or {}
+    return {"tracing": (fn.get("TracingConfig") or {}).get("Mode", "PassThrough"),
+            "lambda_insights": any(_INSIGHTS_LAYER.search(str(layer.get("Arn", ""))) for layer in fn.get("Layers") or []),
+            "log_group": logging.get("LogGroup") or f"/aws/lambda/{fn['FunctionName']}",
+            "log_format": logging.get("LogFormat") or "Text",
+            "snap_start": (fn.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions"}
+
+
 def lambdas(clients: Clients, place: Place) -> list[Found]:
     client = clients("lambda")
     functions = list(_pages(client, "list_functions", "Functions"))
@@ -145,6 +166,7 @@ def lambdas(clients: Clients, place: Place) -> list[Found]:
             "stream_consumer": any(_STREAM_ARN.match(str(m["source_arn"])) for m in mappings.get(name, [])),
             "async_invoked": bool((fn.get("DeadLetterConfig") or {}).get("TargetArn")),
             "uses": uses_from_environment((fn.get("Environment") or {}).get("Variables") or {}),
+            **coldstart_facts(fn),
         }
         return Found("lambda", name, fn["FunctionArn"], dict(tags), facts)
 

@@ -40,7 +40,8 @@ class Query:
 class PlacePlan:
     place: Place
     queries: list[Query] = field(default_factory=list)
-    xray_functions: list[tuple[str, str]] = field(default_factory=list)  # (resource id, function name)
+    # Functions whose cold starts should be counted, from whichever source each has (coldstart_sources).
+    coldstart_functions: list[dict[str, Any]] = field(default_factory=list)
     insight_rules: list[tuple[str, str]] = field(default_factory=list)  # (resource id, rule name)
     queues: list[tuple[str, str]] = field(default_factory=list)  # (resource id, queue URL) for live depth
     functions: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (resource id, last modified): deploy watch
@@ -78,7 +79,7 @@ def build(place: Place, resources: list[dict[str, Any]], tiers: Iterable[str], t
             plan.queues.append((res["id"], res["facts"]["url"]))
         if SLOW in tiers and res["kind"] == "lambda":
             plan.functions[res["name"]] = (res["id"], str(res["facts"].get("last_modified", "")))
-    plan.xray_functions = [(r["id"], r["name"]) for r in resources if r["id"] in triggered.xray]
+    plan.coldstart_functions = [r for r in resources if r["id"] in triggered.xray]
     plan.insight_rules = [(r["id"], rule) for r in resources if r["id"] in triggered.insights
                           for rule in r["facts"].get("contributor_insights_rules", []) if "-PKT-" in rule or "-SKT-" in rule]
     return plan
@@ -102,7 +103,7 @@ def chunk_minutes(batch: int) -> int:
 class Triggered:
     detail: set[str] = field(default_factory=set)  # tables whose per-reason throttle metrics are needed
     insights: set[str] = field(default_factory=set)  # tables whose hot keys should be named
-    xray: set[str] = field(default_factory=set)  # functions whose cold starts should be counted
+    xray: set[str] = field(default_factory=set)  # functions whose cold starts should be counted (by any source)
     reasons: dict[str, str] = field(default_factory=dict)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from opentelemetry import context as otel_context
 
-from collector import discovery, plan, probes
+from collector import coldstart_sources, discovery, plan, probes
 from collector.aws import AssumeRoleError, Aws, CallTally, Place, epoch_seconds
 from collector.catalog import ALIGN, DETAIL, FAST, SLOW
 from collector.scope import Scope
@@ -56,7 +56,12 @@ class SourceResult:
 
     @property
     def cost(self) -> float:
-        return self.tally.metrics * plan.PRICE_PER_METRIC
+        return cost_of(self.tally.metrics, self.tally.scanned_bytes)
+
+
+def cost_of(metrics: int, scanned_bytes: int) -> float:
+    """GetMetricData's metrics requested and Logs Insights' bytes scanned, in US dollars."""
+    return metrics * plan.PRICE_PER_METRIC + scanned_bytes / coldstart_sources.GB * coldstart_sources.PRICE_PER_GB_SCANNED
 
 
 @dataclass
@@ -81,8 +86,12 @@ class PollReport:
         return sum(s.tally.metrics for s in self.sources)
 
     @property
+    def scanned_bytes(self) -> int:
+        return sum(s.tally.scanned_bytes for s in self.sources)
+
+    @property
     def cost(self) -> float:
-        return self.metrics * plan.PRICE_PER_METRIC
+        return cost_of(self.metrics, self.scanned_bytes)
 
     @property
     def samples(self) -> int:
@@ -96,6 +105,7 @@ class PollReport:
         calls = self.calls
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at))
         lines = [f"poll {stamp} ({self.poll_id[:8]}): {sum(calls.values())} API calls, {self.metrics} metrics requested "
+                 f"{f', {self.scanned_bytes / 1e6:.1f} MB of logs scanned' if self.scanned_bytes else ''} "
                  f"(${self.cost:.4f}), {self.samples} samples stored, {len(self.errors)} errored source(s), {self.seconds:.1f} s"]
         if calls:
             lines.append("  calls: " + ", ".join(f"{op} {n}" for op, n in sorted(calls.items(), key=lambda kv: (-kv[1], kv[0]))))
@@ -113,7 +123,9 @@ class Collector:
     def __init__(self, store: Store, aws: Aws, clock: Clock, *, lookback: int = 900, backfill: int = 86400,
                  slow_interval: int = 300, discovery_interval: int = 3600, xray_max_traces: int = 100,
                  scope: Scope | None = None, progress: Progress | None = None, probes: bool = True,
-                 should_stop: Callable[[], bool] | None = None) -> None:
+                 should_stop: Callable[[], bool] | None = None,
+                 sources: tuple[str, ...] | list[str] = coldstart_sources.SOURCES, logs_gb_per_day: float = 1.0,
+                 logs_query_timeout: float = 30.0, sleep: Callable[[float], None] | None = None) -> None:
         self.store, self.aws, self.clock = store, aws, clock
         self.lookback, self.backfill = lookback, backfill
         self.slow_interval, self.discovery_interval = slow_interval, discovery_interval
@@ -125,7 +137,10 @@ class Collector:
         self._db = threading.Lock()  # one SQLite connection: store calls are serialised
         self._done = 0
         self._total = 0
-        self._xray_until: dict[str, int] = {}  # function -> end of its last trace read (traces do not settle)
+        self.coldstarts = coldstart_sources.Reader(
+            clock=clock, log=aws.log, lookback=lookback, sources=sources, gb_per_day=logs_gb_per_day,
+            query_timeout=logs_query_timeout, xray_max_traces=xray_max_traces, destination_ttl=discovery_interval,
+            fetch=fetch, sleep=sleep)
 
     @classmethod
     def from_config(cls, cfg: Any, store: Store, aws: Aws, clock: Clock, progress: Progress | None = None,
@@ -133,7 +148,8 @@ class Collector:
         return cls(store, aws, clock, lookback=cfg["poll.lookback"], backfill=cfg["poll.backfill"],
                    slow_interval=cfg["poll.slow_interval"], discovery_interval=cfg["discovery.interval"],
                    xray_max_traces=cfg["poll.xray_max_traces"], scope=Scope.from_config(cfg), progress=progress,
-                   should_stop=should_stop)
+                   should_stop=should_stop, sources=cfg["poll.coldstart_sources"],
+                   logs_gb_per_day=cfg["poll.logs_insights_gb_per_day"], logs_query_timeout=cfg["poll.logs_query_timeout"])
 
     # -- the poll --------------------------------------------------------------------------------
 
@@ -324,8 +340,8 @@ class Collector:
             probes_due.append(("probe:sqs", lambda: self._queues(clients, pp.plan.queues, end)))
         if pp.plan.functions:
             probes_due.append(("probe:deploys", lambda: probes.deploys(clients, pp.plan.functions)))
-        if pp.plan.xray_functions:
-            probes_due.append(("xray", lambda: self._xray(place, clients, pp.plan.xray_functions, end)))
+        if pp.plan.coldstart_functions:
+            probes_due += self.coldstarts.probes(place, clients, pp.plan.coldstart_functions, end)
         if pp.plan.insight_rules:
             probes_due.append(("insights", lambda: probes.hot_keys(clients, pp.plan.insight_rules, end - self.lookback, end)))
         for source, run in probes_due:
@@ -364,27 +380,6 @@ class Collector:
         if errors and len(errors) == len(queues):
             raise probes.ProbeError("; ".join(errors[:3]))
         got.note = f"{len(queues) - len(errors)} queues; failed: {'; '.join(errors[:3])}" if errors else f"{len(queues)} queues"
-        return got
-
-    def _xray(self, place: Place, clients: Any, functions: list[tuple[str, str]], end: int) -> probes.ProbeResult:
-        got = probes.ProbeResult()
-        read, done = 0, []
-        for rid, name in functions:
-            start = max(end - self.lookback, self._xray_until.get(rid, 0))
-            if start >= end:
-                continue
-            try:
-                one, n = probes.cold_starts(clients, [(rid, name)], start, end, self.xray_max_traces)
-            except FAILURES as exc:
-                got.failure = exc  # the functions read so far are kept; this one and the rest are read next poll
-                break
-            got.points.extend(one.points)
-            read += n
-            done.append(rid)
-        # A function's window moves on only once its minutes are stored.
-        got.stored = lambda: self._xray_until.update({rid: end for rid in done})
-        self.aws.log.traces(place, read)
-        got.note = f"{read} traces of {len(done)} of {len(functions)} function(s)"
         return got
 
     def _metrics(self, place: Place, chunks: list[_Chunk], clients: Any, now: int) -> SourceResult:
@@ -434,7 +429,7 @@ class Collector:
                  "api_calls": s.tally.total, "metrics_requested": s.tally.metrics, "cost_usd": round(s.cost, 6),
                  "samples_written": s.samples,
                  "detail": json.dumps({"calls": dict(s.tally.calls), "attempts": s.tally.attempts, "traces": s.tally.traces,
-                                       "note": s.note}, sort_keys=True)} for s in report.sources]
+                                       "scanned_bytes": s.tally.scanned_bytes, "note": s.note}, sort_keys=True)} for s in report.sources]
         with self._db:
             self.store.record_polls(rows)
 

@@ -202,7 +202,7 @@ def cold_starts(clients: Clients, functions: list[tuple[str, str]], start: int, 
         per_minute: dict[int, list[float]] = defaultdict(list)  # minute -> init durations (0 for warm)
         for i in range(0, len(chosen), BATCH_GET_TRACES):
             for trace in xray.batch_get_traces(TraceIds=chosen[i:i + BATCH_GET_TRACES]).get("Traces", []):
-                minute, init = _function_segment(trace)
+                minute, init = function_segment(trace, name)
                 if minute is not None:
                     per_minute[minute].append(init)
         read += len(chosen)
@@ -217,18 +217,27 @@ def cold_starts(clients: Clients, functions: list[tuple[str, str]], start: int, 
     return out, read
 
 
-def _function_segment(trace: dict[str, Any]) -> tuple[int | None, float]:
-    """(minute of the invocation, Initialization milliseconds or 0) from a trace's documents."""
+# A new environment's start: `Initialization`, or `Restore` for a SnapStart function, whose
+# environments are restored from a snapshot instead (AWS, "Monitoring for Lambda SnapStart",
+# .../lambda/latest/dg/snapstart-monitoring.html, X-Ray section).
+STARTS = ("Initialization", "Restore")
+
+
+def function_segment(trace: dict[str, Any], name: str) -> tuple[int | None, float]:
+    """(minute of the invocation, start-up milliseconds or 0) from the function segment of
+    `name` in a trace's documents. A trace holds a function segment (origin
+    AWS::Lambda::Function, named after the function) for every function the request went
+    through; another function's segment says nothing about this one's start."""
     for seg in trace.get("Segments", []):
         try:
             doc = json.loads(seg["Document"])
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, TypeError):
             continue
-        if doc.get("origin") != "AWS::Lambda::Function":
+        if doc.get("origin") != "AWS::Lambda::Function" or doc.get("name") != name:
             continue
         minute = int(float(doc["start_time"]) // 60 * 60)
         for sub in doc.get("subsegments", []):
-            if sub.get("name") == "Initialization":
+            if sub.get("name") in STARTS:
                 return minute, (float(sub["end_time"]) - float(sub["start_time"])) * 1000.0
         return minute, 0.0
     return None, 0.0

@@ -40,6 +40,10 @@ class FakeClock:
             self._now += seconds
             return self._now
 
+    def sleep(self, seconds: float) -> None:
+        """What waiting means on a fake clock: it moves on, at once."""
+        self.advance(max(seconds, 0.0))
+
     def set(self, epoch_seconds: float) -> float:
         with self._lock:
             if epoch_seconds < self._now:

@@ -19,6 +19,40 @@ from simulator.scenario import Effect, Scenario
 LAMBDA_ACCOUNT_DRIVERS = ("concurrency", "unreserved_concurrency", "claimed", "invocations", "errors", "throttles")
 
 
+# How the fleet is observed, set through /__fleet__/modes (tests and the demo switch them):
+# - untraced: functions without active X-Ray tracing ("*" for all): ListFunctions says
+#   TracingConfig.Mode PassThrough and X-Ray holds none of their traces.
+# - transaction_search: accounts whose trace segments go to CloudWatch Logs (X-Ray
+#   GetTraceSegmentDestination says CloudWatchLogs, and BatchGetTraces finds nothing).
+# - lambda_insights: functions with the Lambda Insights extension layer (LambdaInsights metrics).
+# - snap_start: functions with SnapStart: a new environment is restored, not initialised.
+# - callers: function -> the function that invokes it, so its traces hold both functions.
+# - logs_query_status: the status Logs Insights queries end in ("" = Complete; Failed, Timeout,
+#   Cancelled as AWS can answer).
+MODES = {"untraced": list, "transaction_search": list, "lambda_insights": list, "snap_start": list, "callers": dict,
+         "logs_query_status": str}
+
+
+def default_modes() -> dict[str, Any]:
+    return {name: kind() for name, kind in MODES.items()}
+
+
+def set_modes(model: FleetModel, changes: dict[str, Any]) -> dict[str, Any]:
+    """Replace the modes named in `changes`; a wrong name or type is refused with the fix."""
+    for name, value in changes.items():
+        if name not in MODES:
+            raise ValueError(f"unknown mode {name!r}; modes are {', '.join(MODES)}")
+        if not isinstance(value, MODES[name]):
+            raise ValueError(f"mode {name!r} takes a {MODES[name].__name__}")
+    model.modes.update({k: MODES[k](v) for k, v in changes.items()})
+    return model.modes
+
+
+def in_mode(model: FleetModel, mode: str, name: str) -> bool:
+    names = model.modes.get(mode) or ()
+    return name in names or "*" in names
+
+
 class FleetModel:
     def __init__(self, fleet: Fleet, scenario: Scenario, anchor: int, clock: Clock, seed: int | None = None) -> None:
         self.fleet = fleet
@@ -33,6 +67,7 @@ class FleetModel:
         for eff in scenario.effects:
             effects.setdefault(eff.target, []).append(eff)
         self._effects = effects
+        self.modes = default_modes()  # a new scenario starts from AWS's defaults
         self._keys: dict[tuple[str, str], np.uint64] = {}
         self._cache: OrderedDict[tuple[str, int, int], dict[str, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()

@@ -27,9 +27,9 @@ from urllib.parse import parse_qs
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from fleetwatch.clock import FakeClock
-from simulator import cloudwatch, services, xray
+from simulator import cloudwatch, logs_insights, services, xray
 from simulator.errors import ApiError
-from simulator.model import FleetModel
+from simulator.model import FleetModel, in_mode, set_modes
 from simulator.scenario import load_scenario
 
 COST_PER_METRIC = 0.01 / 1000  # GetMetricData and GetInsightRuleReport: $0.01 per 1,000 metrics requested
@@ -81,7 +81,8 @@ class Call:
         if self.service == "ses" and self.method == "GET" and self.path.rstrip("/") == "/v2/email/account":
             return "GetAccount"
         if self.service == "xray" and self.method == "POST":
-            return {"/TraceSummaries": "GetTraceSummaries", "/Traces": "BatchGetTraces"}.get(self.path, f"POST {self.path}")
+            return {"/TraceSummaries": "GetTraceSummaries", "/Traces": "BatchGetTraces",
+                    "/GetTraceSegmentDestination": "GetTraceSegmentDestination"}.get(self.path, f"POST {self.path}")
         parts = [p for p in self.path.split("/") if p][:2]
         return f"{self.method} /{'/'.join(parts)}"
 
@@ -121,14 +122,17 @@ class Usage:
             self.calls: Counter[tuple[str, str, str, str]] = Counter()
             self.metrics: Counter[tuple[str, str]] = Counter()
             self.traces: Counter[tuple[str, str]] = Counter()
+            self.scanned: Counter[tuple[str, str]] = Counter()
 
-    def count(self, call: Call, metrics: int = 0, traces: int = 0) -> None:
+    def count(self, call: Call, metrics: int = 0, traces: int = 0, scanned_bytes: int = 0) -> None:
         with self._lock:
             self.calls[(call.account, call.region, call.service, call.operation)] += 1
             if metrics:
                 self.metrics[(call.account, call.region)] += metrics
             if traces:
                 self.traces[(call.account, call.region)] += traces
+            if scanned_bytes:
+                self.scanned[(call.account, call.region)] += scanned_bytes
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -140,6 +144,7 @@ class Usage:
                 "cloudwatch_metrics_requested": metrics,
                 "cloudwatch_cost_usd": round(metrics * COST_PER_METRIC, 6),
                 "xray_traces_retrieved": sum(self.traces.values()),
+                "logs_insights_bytes_scanned": sum(self.scanned.values()),
                 "by_place": [{"account": a, "region": r, "cloudwatch_metrics_requested": n,
                               "cloudwatch_cost_usd": round(n * COST_PER_METRIC, 6)} for (a, r), n in sorted(self.metrics.items())],
             }
@@ -156,6 +161,7 @@ class Emulator:
         self.host, self.port = host, port
         self.log_requests = log_requests
         self.faults = Faults()
+        self.queries = logs_insights.Queries()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._handlers: dict[tuple[str, str], Handler] = {
@@ -170,6 +176,9 @@ class Emulator:
                 self.model, c.account, c.region, _PROVISIONED.match(c.path).group(1)),  # type: ignore[union-attr]
             ("xray", "GetTraceSummaries"): lambda c: xray.get_trace_summaries(self.model, c.account, c.region, c.json()),
             ("xray", "BatchGetTraces"): lambda c: xray.batch_get_traces(self.model, c.account, c.region, c.json()),
+            ("xray", "GetTraceSegmentDestination"): lambda c: xray.get_trace_segment_destination(self.model, c.account),
+            ("logs", "StartQuery"): lambda c: logs_insights.start_query(self.model, self.queries, c.account, c.region, c.json()),
+            ("logs", "GetQueryResults"): lambda c: logs_insights.get_query_results(self.queries, c.account, c.region, c.json()),
             ("dynamodb", "DescribeContributorInsights"): lambda c: services.describe_contributor_insights(self.model, c.account, c.region, c.json()),
             ("dynamodb", "ListContributorInsights"): lambda c: services.list_contributor_insights(self.model, c.account, c.region, c.json()),
         }
@@ -270,7 +279,7 @@ class Emulator:
             chunks.close()
         if captured["status"].startswith("200") and list_functions:
             page = json.loads(raw)
-            functions = [self._deployed(call, fn) for fn in page.get("Functions", [])]
+            functions = [self._observed(call, self._deployed(call, fn)) for fn in page.get("Functions", [])]
             page["Functions"] = functions[offset:offset + max(size, 1)]
             page.pop("NextMarker", None)
             if offset + max(size, 1) < len(functions):
@@ -297,6 +306,23 @@ class Emulator:
         digest = base64.b64encode(hashlib.sha256(f"{res.name}:{version}".encode()).digest()).decode()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(when))
         return {**fn, "CodeSha256": digest, "LastModified": stamp}
+
+    def _observed(self, call: Call, fn: dict[str, Any]) -> dict[str, Any]:
+        """How the function is observed, as ListFunctions shows it (botocore lambda/2015-03-31
+        FunctionConfiguration): TracingConfig, the Lambda Insights layer, LoggingConfig (AWS
+        returns it for every function: Text format, /aws/lambda/<name> unless changed) and SnapStart."""
+        name = str(fn.get("FunctionName"))
+        res = self.model.fleet.by_uid.get(f"lambda:{name}")
+        if res is None or res.account != call.account or res.region != call.region:
+            return fn
+        out = {**fn, "TracingConfig": {"Mode": "PassThrough" if in_mode(self.model, "untraced", name) else "Active"},
+               "LoggingConfig": {"LogFormat": "Text", "LogGroup": logs_insights.log_group(res)},
+               "SnapStart": {"ApplyOn": "PublishedVersions" if in_mode(self.model, "snap_start", name) else "None",
+                             "OptimizationStatus": "On" if in_mode(self.model, "snap_start", name) else "Off"}}
+        if in_mode(self.model, "lambda_insights", name):
+            arn = f"arn:aws:lambda:{res.region}:580247275435:layer:LambdaInsightsExtension:53"
+            out["Layers"] = [*(fn.get("Layers") or []), {"Arn": arn, "CodeSize": 5236034}]
+        return out
 
     def _error(self, start_response: Callable[..., Any], call: Call, exc: ApiError) -> Iterable[bytes]:
         status, headers, body = error_reply(call, exc)
@@ -334,6 +360,13 @@ class Emulator:
                 except ValueError as exc:
                     return 400, {"error": str(exc)}
             return 200, {"rules": self.faults.rules()}
+        if path == "/__fleet__/modes":
+            if method == "POST":
+                try:
+                    set_modes(self.model, data)
+                except ValueError as exc:
+                    return 400, {"error": str(exc)}
+            return 200, self.model.modes
         if path == "/__fleet__/usage":
             if method == "POST":
                 self.usage.reset()
@@ -436,6 +469,8 @@ def _billable(call: Call, result: Any) -> dict[str, int]:
         return {"metrics": sum(1 for q in call.json()["MetricDataQueries"] if "MetricStat" in q)}
     if call.operation == "GetInsightRuleReport":
         return {"metrics": 1}
+    if call.operation == "GetQueryResults" and isinstance(result, dict) and result.get("status") == "Complete":
+        return {"scanned_bytes": int(result["statistics"]["bytesScanned"])}  # a query is billed once, by bytes scanned
     if call.service == "xray" and isinstance(result, dict):
         return {"traces": len(result.get("TraceSummaries", result.get("Traces", [])))}
     return {}

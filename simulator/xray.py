@@ -3,6 +3,13 @@
 Each function samples 5% of its invocations (at least one a minute while it is invoked), and a
 sampled cold start carries an `Initialization` subsegment as in real Lambda traces. A trace is
 never stored: its id encodes (function, minute, index), so BatchGetTraces rebuilds it exactly.
+
+The modes of simulator.model shape what a real account shows: an untraced function (tracing
+PassThrough) has no traces; an account in Transaction Search mode sends segments to CloudWatch
+Logs, so BatchGetTraces finds none of its traces (botocore xray/2016-04-12 BatchGetTraces: "You
+cannot find traces through this API if Transaction Search is enabled since trace is not indexed
+in X-Ray"); a function with a caller is invoked by it, so its traces hold both functions'
+segments, the caller's first.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import numpy as np
 from simulator.errors import ApiError
 from simulator.fleet import Resource
 from simulator.mathx import key, norm_ppf, stochastic_round, uniform
-from simulator.model import FleetModel
+from simulator.model import FleetModel, in_mode
 
 SAMPLE_RATE = 0.05
 PAGE_SIZE = 100
@@ -83,9 +90,9 @@ def get_trace_summaries(model: FleetModel, account: str, region: str, body: dict
             raise ApiError("InvalidRequestException",
                            "The fleetwatch emulator evaluates only service(\"name\") filter expressions.")
         wanted = match.group(1) or match.group(2)
-        selected = [i for i, fn in enumerate(functions) if fn.name == wanted]
+        selected = [i for i, fn in enumerate(functions) if fn.name == wanted and _traced(model, fn)]
     else:
-        selected = list(range(len(functions)))
+        selected = [i for i, fn in enumerate(functions) if _traced(model, fn)]
     now = model.now()
     first_minute = int(math.ceil(start / 60))
     last_minute = int(min(end, now) // 60) - 1  # complete minutes only
@@ -129,7 +136,7 @@ def batch_get_traces(model: FleetModel, account: str, region: str, body: dict[st
     functions = _functions(model, account, region)
     traces, missing = [], []
     for tid in ids:
-        built = _rebuild(model, functions, tid)
+        built = None if account in model.modes["transaction_search"] else _rebuild(model, functions, tid)
         if built is None:
             missing.append(tid)
         else:
@@ -145,6 +152,8 @@ def _rebuild(model: FleetModel, functions: list[Resource], tid: str) -> dict[str
     if findex >= len(functions):
         return None
     fn = functions[findex]
+    if not _traced(model, fn):
+        return None
     minute = seconds // 60
     if _check(model, fn, minute, idx) != check or (minute + 1) * 60 > model.now():
         return None
@@ -152,11 +161,40 @@ def _rebuild(model: FleetModel, functions: list[Resource], tid: str) -> dict[str
     if idx >= counts["sampled"]:
         return None
     t = _trace(model, fn, findex, minute, idx, counts)
+    caller = next((f for f in functions if f.name == model.modes["callers"].get(fn.name)), None)
+    segments = _segments(fn, t, "Restore" if in_mode(model, "snap_start", fn.name) else "Initialization")
+    if caller is not None:
+        segments = _caller_segments(caller, t) + segments
     return {"Id": tid, "Duration": round((t["duration_ms"] + t["init_ms"]) / 1000 + 0.004, 3), "LimitExceeded": False,
-            "Segments": _segments(fn, t)}
+            "Segments": segments}
 
 
-def _segments(fn: Resource, t: dict[str, Any]) -> list[dict[str, str]]:
+def _traced(model: FleetModel, fn: Resource) -> bool:
+    return not in_mode(model, "untraced", fn.name)
+
+
+def get_trace_segment_destination(model: FleetModel, account: str) -> dict[str, Any]:
+    """botocore xray/2016-04-12 GetTraceSegmentDestinationResult: Destination XRay or
+    CloudWatchLogs (Transaction Search), Status PENDING or ACTIVE."""
+    destination = "CloudWatchLogs" if account in model.modes["transaction_search"] else "XRay"
+    return {"Destination": destination, "Status": "ACTIVE"}
+
+
+def _caller_segments(caller: Resource, t: dict[str, Any]) -> list[dict[str, str]]:
+    """The calling function's own segments, warm, around the call: a trace through two
+    functions holds a function segment for each (the caller's has no Initialization)."""
+    s0 = t["start"] - 0.002
+    end = t["start"] + (t["duration_ms"] + t["init_ms"]) / 1000 + 0.010
+    sid, fid = t["id"][-16:-1] + "d", t["id"][-24:-9] + "e"
+    service = {"id": sid, "name": caller.name, "start_time": s0, "end_time": end, "trace_id": t["id"], "origin": "AWS::Lambda",
+               "aws": {"account_id": caller.account, "resource_names": [caller.name]}}
+    function = {"id": fid, "name": caller.name, "start_time": s0, "end_time": end, "trace_id": t["id"], "parent_id": sid,
+                "origin": "AWS::Lambda::Function", "resource_arn": caller.arn, "aws": {"account_id": caller.account},
+                "subsegments": [{"id": f"{fid[:8]}0000000b", "name": "Invocation", "start_time": s0, "end_time": end}]}
+    return [{"Id": sid, "Document": json.dumps(service)}, {"Id": fid, "Document": json.dumps(function)}]
+
+
+def _segments(fn: Resource, t: dict[str, Any], start_name: str = "Initialization") -> list[dict[str, str]]:
     sid = t["id"][-16:]
     fid = t["id"][-24:-8]
     s0 = t["start"]
@@ -165,7 +203,7 @@ def _segments(fn: Resource, t: dict[str, Any]) -> list[dict[str, str]]:
     end = inv_end + 0.004
     subsegments = []
     if t["cold"]:
-        subsegments.append({"id": f"{fid[:8]}0000000a", "name": "Initialization", "start_time": s0, "end_time": init_end,
+        subsegments.append({"id": f"{fid[:8]}0000000a", "name": start_name, "start_time": s0, "end_time": init_end,
                             "aws": {"function_arn": fn.arn}})
     subsegments.append({"id": f"{fid[:8]}0000000b", "name": "Invocation", "start_time": init_end, "end_time": inv_end,
                         **({"fault": True} if t["error"] else {})})

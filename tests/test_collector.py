@@ -339,7 +339,7 @@ def test_costly_detail_only_when_a_cheaper_signal_asks(fleet: Any, store: Any, t
     control(fleet, "/__fleet__/scenario", {"name": "cold-start-burst"})
     set_clock(fleet, ANCHOR - 46 * 60)  # feed-fn scaled out four minutes ago
     store = open_store(tmp_path / "burst.db")
-    burst = make_collector(fleet, store, regions=["us-east-1"], roles=[], xray_max_traces=400)
+    burst = make_collector(fleet, store, regions=["us-east-1"], roles=[], xray_max_traces=400, sources=("xray",))
     burst.poll(tiers=("fast", "slow"))
     set_clock(fleet, ANCHOR - 45 * 60)
     report = burst.poll(tiers=("fast", "slow", DETAIL))

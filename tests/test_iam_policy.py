@@ -10,7 +10,7 @@ from typing import Any
 import botocore.session
 
 from collector import aws as aws_module
-from collector import probes
+from collector import coldstart_sources, probes
 from collector.aws import Place
 from collector.policy import NEVER_GRANTED, allowed, load_policy
 from fleetwatch.store import open_store
@@ -38,6 +38,9 @@ def test_policy_allows_every_call_and_grants_nothing_unused(fleet: Any, tmp_path
             rule = next(r for r in posts["facts"]["contributor_insights_rules"] if "-PKT-" in r)
             probes.hot_keys(clients, [(posts["id"], rule)], ANCHOR - 900, ANCHOR)
             probes.cold_starts(clients, [("lambda/123456789012/us-east-1/feed-fn", "feed-fn")], ANCHOR - 300, ANCHOR, 10)
+            coldstart_sources.segment_destination(clients)
+            coldstart_sources.report_lines(clients, [("lambda/123456789012/us-east-1/feed-fn", "/aws/lambda/feed-fn")],
+                                           ANCHOR - 300, ANCHOR, now=fleet.model.clock.now, wait=fleet.model.clock.sleep, timeout=30)
     finally:
         aws_module.OBSERVERS.remove(observer)
 

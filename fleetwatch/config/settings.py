@@ -231,6 +231,27 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=5, maximum=5000,
     ),
     Setting(
+        "poll.coldstart_sources", "list[str]", ["lambda_insights", "logs", "xray"],
+        "Where cold starts are read, best first; each function uses the first it has: "
+        "'lambda_insights' (the Lambda Insights extension is installed), 'logs' (Logs Insights over "
+        "its REPORT lines: every invocation, billed per GB scanned), 'xray' (active tracing, and "
+        "the account not in Transaction Search mode: sampled traces). Leave one out to never use it.",
+        pattern=r"^(lambda_insights|logs|xray)$", pattern_hint="'lambda_insights', 'logs' or 'xray'",
+    ),
+    Setting(
+        "poll.logs_insights_gb_per_day", "float", 1.0,
+        "Logs Insights may scan at most this many GB of function logs a day, across all accounts "
+        "(at $0.005 per GB, 1 GB a day is $0.15 a month). Once spent, cold starts come from X-Ray "
+        "where the function is traced, else are not read until the day's scans age out.",
+        minimum=0.0, maximum=1000.0,
+    ),
+    Setting(
+        "poll.logs_query_timeout", "duration", 30,
+        "How long a poll waits for one Logs Insights query to finish; one that takes longer is "
+        "asked again next poll.",
+        minimum=5, maximum=600,
+    ),
+    Setting(
         "objectives.api_error_rate", "float", 0.01,
         "Share of an API's requests that may fail with a 5XX before it is a finding, whatever the "
         "API's own baseline (0.01 = 1%). A rate three times the API's usual also counts.",

@@ -55,8 +55,13 @@ class SeriesKey:
 OTEL_NAMESPACE = "fleetwatch/OTel"
 
 
+# Sources that see every invocation rank with the spans: REPORT lines through Logs Insights, and
+# Lambda Insights (collector.coldstart_sources); X-Ray's are sampled.
+COMPLETE_NAMESPACES = (OTEL_NAMESPACE, "fleetwatch/Logs", "fleetwatch/LambdaInsights")
+
+
 def source_rank(namespace: str) -> int:
-    return 0 if namespace.startswith("AWS/") else 1 if namespace == OTEL_NAMESPACE else 2
+    return 0 if namespace.startswith("AWS/") else 1 if namespace in COMPLETE_NAMESPACES else 2
 
 
 def _inspect(path: Path) -> tuple[int, int, list[str]]:
