@@ -32,13 +32,18 @@ class MetricSpec:
     tier: str
     why: str
     only_if: str = ""  # a resource fact that must be truthy for the metric to exist
+    period: int = 0  # the period AWS documents for the metric, where the tier's would be wrong
 
     def applies(self, facts: dict[str, Any]) -> bool:
         return not self.only_if or bool(facts.get(self.only_if))
 
+    @property
+    def read_period(self) -> int:
+        return self.period or PERIODS[self.tier]
 
-def _m(ns: str, metric: str, stat: str, tier: str, why: str, only_if: str = "") -> MetricSpec:
-    return MetricSpec(ns, metric, stat, tier, why, only_if)
+
+def _m(ns: str, metric: str, stat: str, tier: str, why: str, only_if: str = "", period: int = 0) -> MetricSpec:
+    return MetricSpec(ns, metric, stat, tier, why, only_if, period)
 
 
 L, Q, D, R, A, E, S = "AWS/Lambda", "AWS/SQS", "AWS/DynamoDB", "AWS/RDS", "AWS/ApiGateway", "AWS/Events", "AWS/SES"
@@ -87,13 +92,19 @@ CATALOG: dict[str, tuple[MetricSpec, ...]] = {
         _m(R, "DatabaseConnections", "Maximum", FAST, "connections vs max_connections"),
         _m(R, "CPUUtilization", "Average", SLOW, "database load"),
     ),
+    # "Monitoring RDS Proxy metrics with Amazon CloudWatch" (https://docs.aws.amazon.com/AmazonRDS/
+    # latest/UserGuide/rds-proxy.monitoring.html): the "current number" metrics are reported every
+    # minute with a valid period of 1 minute, and Sum adds up the proxy's EC2 instances. Summed
+    # over five minutes they would read five times too high, so they are read per minute even in
+    # the slow tier. DatabaseConnectionsBorrowLatency's "most useful statistic" is Average (no
+    # percentile is documented for it).
     "rds_proxy": (
         _m(R, "DatabaseConnections", "Sum", FAST, "pooled connections vs MaxDatabaseConnectionsAllowed"),
         _m(R, "MaxDatabaseConnectionsAllowed", "Sum", FAST, "the pool's ceiling"),
         _m(R, "DatabaseConnectionsSetupFailed", "Sum", FAST, "the database refused new connections"),
-        _m(R, "ClientConnections", "Sum", SLOW, "clients (functions) connected to the proxy"),
-        _m(R, "DatabaseConnectionsBorrowLatency", "p95", SLOW, "waiting for a pooled connection"),
-        _m(R, "DatabaseConnectionsCurrentlySessionPinned", "Sum", SLOW, "pinning defeats multiplexing"),
+        _m(R, "ClientConnections", "Sum", SLOW, "clients (functions) connected to the proxy", period=60),
+        _m(R, "DatabaseConnectionsBorrowLatency", "Average", SLOW, "waiting for a pooled connection"),
+        _m(R, "DatabaseConnectionsCurrentlySessionPinned", "Sum", SLOW, "pinning defeats multiplexing", period=60),
     ),
     "api": (
         _m(A, "{5xx}", "Average", FAST, "share of requests failing: the Average of 5XXError is the error rate"),

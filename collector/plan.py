@@ -13,7 +13,7 @@ from typing import Any
 
 from collector import probes
 from collector.aws import Place
-from collector.catalog import CATALOG, DETAIL, FAST, PERIODS, SLOW, dimension_sets, metric_name
+from collector.catalog import CATALOG, DETAIL, FAST, SLOW, dimension_sets, metric_name
 from fleetwatch.store import SeriesKey
 
 MAX_QUERIES = 500  # GetMetricData: at most 500 queries a call
@@ -61,7 +61,7 @@ def resource_queries(resource: dict[str, Any], tiers: Iterable[str]) -> list[Que
             continue
         for dims in dimension_sets(kind, resource["name"], facts):
             key = SeriesKey(resource["id"], spec.namespace, metric_name(spec, facts), tuple(sorted(dims)), spec.stat,
-                            PERIODS[spec.tier])
+                            spec.read_period)
             out.append(Query(key, spec.tier))
     return out
 

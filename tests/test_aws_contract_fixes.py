@@ -40,3 +40,45 @@ def test_aurora_mysql_max_connections(engine: str, klass: str, parameter: str | 
     assert (value, is_estimate) == (expected, estimated)
     if value is None:
         assert klass in how and "parameter group" in how
+
+
+# -- RDS Proxy metrics at their documented period and statistic (item 10) -------------------------
+# "Monitoring RDS Proxy metrics with Amazon CloudWatch",
+# https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-proxy.monitoring.html: ClientConnections
+# and DatabaseConnectionsCurrentlySessionPinned are "reported every minute", valid period
+# "1 minute", most useful statistic Sum; DatabaseConnectionsBorrowLatency's is Average.
+
+PROD = "123456789012"
+
+
+@pytest.fixture()
+def store(tmp_path: Any) -> Any:
+    from fleetwatch.store import open_store
+
+    with open_store(tmp_path / "fw.db") as s:
+        yield s
+
+
+def test_proxy_gauges_are_read_per_minute_and_borrow_latency_as_average(fleet: Any, store: Any) -> None:
+    from collector.catalog import CATALOG, SLOW
+    from fleetwatch.store import SeriesKey
+    from tests.conftest import ANCHOR, client, make_collector
+
+    specs = {s.metric: s for s in CATALOG["rds_proxy"]}
+    assert specs["DatabaseConnectionsBorrowLatency"].stat == "Average"
+    collector = make_collector(fleet, store, regions=["us-east-1"], roles=[])
+    collector.poll(force_discovery=True, tiers=("fast", SLOW))
+    rid = f"rds_proxy/{PROD}/us-east-1/catalog-proxy"
+    cw = client(fleet, "cloudwatch")
+    start, end = ANCHOR - 1800, ANCHOR - 300
+    for metric in ("ClientConnections", "DatabaseConnectionsCurrentlySessionPinned"):
+        stored = store.series_samples(SeriesKey(rid, "AWS/RDS", metric, (("ProxyName", "catalog-proxy"),), "Sum", 60), start, end)
+        assert stored, f"{metric} is read at its one-minute period"
+        got = cw.get_metric_data(StartTime=start, EndTime=end, MetricDataQueries=[{"Id": "m", "MetricStat": {
+            "Metric": {"Namespace": "AWS/RDS", "MetricName": metric, "Dimensions": [{"Name": "ProxyName", "Value": "catalog-proxy"}]},
+            "Period": 60, "Stat": "Sum"}}])["MetricDataResults"][0]
+        published = dict(zip((int(t.timestamp()) for t in got["Timestamps"]), got["Values"]))
+        assert all(published[ts] == v for ts, v in stored), f"{metric}: the gauge as published, not five minutes summed"
+    borrow = store.series_samples(SeriesKey(rid, "AWS/RDS", "DatabaseConnectionsBorrowLatency", (("ProxyName", "catalog-proxy"),),
+                                            "Average", 300), start, end)
+    assert borrow
