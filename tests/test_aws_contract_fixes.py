@@ -82,3 +82,37 @@ def test_proxy_gauges_are_read_per_minute_and_borrow_latency_as_average(fleet: A
     borrow = store.series_samples(SeriesKey(rid, "AWS/RDS", "DatabaseConnectionsBorrowLatency", (("ProxyName", "catalog-proxy"),),
                                             "Average", 300), start, end)
     assert borrow
+
+
+# -- linking functions to databases and queues (item 13c) ------------------------------------------
+# Aurora endpoints ("Types of Aurora endpoints", https://docs.aws.amazon.com/AmazonRDS/latest/
+# AuroraUserGuide/Aurora.Overview.Endpoints.html): `mydbcluster.cluster-c7tj4example.us-east-1.
+# rds.amazonaws.com` (writer), `mydbcluster.cluster-ro-c7tj4example...` (reader); the China
+# regions' endpoints end in `.amazonaws.com.cn`.
+
+@pytest.mark.parametrize(("env", "uses"), [
+    ({"DB_HOST": "orders.cluster-c7tj4example.us-east-1.rds.amazonaws.com"}, ["rds_cluster:orders"]),
+    ({"READER": "postgres://app:pw@orders.cluster-ro-c7tj4example.us-east-1.rds.amazonaws.com:5432/shop"}, ["rds_cluster:orders"]),
+    ({"DB_HOST": "orders-db.c7tj4example.cn-north-1.rds.amazonaws.com.cn"}, ["rds:orders-db"]),
+    ({"DB_HOST": "orders.cluster-c7tj4example.cn-north-1.rds.amazonaws.com.cn"}, ["rds_cluster:orders"]),
+    ({"PROXY": "catalog-proxy.proxy-c7tj4example.us-east-1.rds.amazonaws.com"}, ["rds_proxy:catalog-proxy"]),
+    ({"ANALYTICS": "reports.cluster-custom-c7tj4example.us-east-1.rds.amazonaws.com"}, []),  # named after the endpoint
+    ({"JOBS": "https://sqs.cn-north-1.amazonaws.com.cn/123456789012/jobs-queue"}, ["sqs:jobs-queue"]),
+    ({"JOBS": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs.fifo"}, ["sqs:jobs.fifo"]),
+    ({"JOBS": "https://queue.amazonaws.com/123456789012/legacy-queue"}, ["sqs:legacy-queue"]),
+    ({"JOBS": "arn:aws-cn:sqs:cn-north-1:123456789012:jobs-queue"}, ["sqs:jobs-queue"]),
+])
+def test_uses_from_environment_reads_aurora_clusters_and_china_endpoints(env: dict[str, str], uses: list[str]) -> None:
+    from collector.discovery import uses_from_environment
+
+    assert uses_from_environment(env) == uses
+
+
+def test_a_cluster_endpoint_links_the_function_to_the_cluster_instances() -> None:
+    from collector.discovery import Found, link_clusters
+
+    fn = Found("lambda", "orders-fn", facts={"uses": ["rds_cluster:orders", "sqs:jobs"]})
+    found = [fn, Found("rds", "orders-1", facts={"cluster": "orders"}), Found("rds", "orders-2", facts={"cluster": "orders"}),
+             Found("rds", "billing-1", facts={"cluster": "billing"}), Found("rds", "solo-db", facts={"cluster": None})]
+    link_clusters(found)
+    assert fn.facts["uses"] == ["rds:orders-1", "rds:orders-2", "rds_cluster:orders", "sqs:jobs"]
