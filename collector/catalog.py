@@ -143,10 +143,14 @@ def dimension_sets(kind: str, name: str, facts: dict[str, Any]) -> list[tuple[tu
     return [((_DIMENSION[kind], name),)]
 
 
+def api_metric(metric: str, api_type: Any) -> str:
+    """REST APIs publish 5XXError / 4XXError ("Amazon API Gateway dimensions and metrics",
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-metrics-and-dimensions.html);
+    HTTP APIs publish 5xx / 4xx ("Monitor CloudWatch metrics for HTTP APIs in API Gateway",
+    .../http-api-metrics.html). `metric` is "{5xx}" or "{4xx}"; any other name is returned as is."""
+    rest = api_type == "REST"
+    return {"{5xx}": "5XXError" if rest else "5xx", "{4xx}": "4XXError" if rest else "4xx"}.get(metric, metric)
+
+
 def metric_name(spec: MetricSpec, facts: dict[str, Any]) -> str:
-    """REST APIs publish 5XXError / 4XXError; HTTP APIs publish 5xx / 4xx."""
-    if spec.metric == "{5xx}":
-        return "5XXError" if facts.get("type") == "REST" else "5xx"
-    if spec.metric == "{4xx}":
-        return "4XXError" if facts.get("type") == "REST" else "4xx"
-    return spec.metric
+    return api_metric(spec.metric, facts.get("type"))

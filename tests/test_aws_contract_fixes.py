@@ -116,3 +116,18 @@ def test_a_cluster_endpoint_links_the_function_to_the_cluster_instances() -> Non
              Found("rds", "billing-1", facts={"cluster": "billing"}), Found("rds", "solo-db", facts={"cluster": None})]
     link_clusters(found)
     assert fn.facts["uses"] == ["rds:orders-1", "rds:orders-2", "rds_cluster:orders", "sqs:jobs"]
+
+
+# -- HTTP APIs publish 5xx, not 5XXError (item 13a) ---------------------------------------------------
+# "Monitor CloudWatch metrics for HTTP APIs in API Gateway" (https://docs.aws.amazon.com/apigateway/
+# latest/developerguide/http-api-metrics.html) names 4xx / 5xx; REST APIs publish 4XXError /
+# 5XXError ("Amazon API Gateway dimensions and metrics", api-gateway-metrics-and-dimensions.html).
+
+def test_the_overview_shows_the_error_rate_of_http_apis_too(web_copy: dict[str, Any]) -> None:
+    from web import data
+
+    conn = data.Reader(web_copy["path"]).conn()
+    rows = {r["name"]: r for r in data.entries(conn, web_copy["now"], [])}
+    for name in ("storefront-api", "checkout-api"):  # HTTP and REST in the emulated fleet
+        rate = next(s for s in rows[name]["signals"] if s["label"] == "5xx rate")
+        assert rate["value"] is not None, f"{name}: its 5xx rate is read under the metric its API type publishes"
