@@ -133,12 +133,22 @@ _DIMENSION = {"lambda": "FunctionName", "sqs": "QueueName", "dynamodb": "TableNa
               "rds_proxy": "ProxyName", "schedule": "RuleName"}
 
 
+def rest_api_name(name: str, api_id: str) -> str:
+    """The ApiName a REST API's metrics are published under: "API Gateway removes non-ASCII
+    characters from the ApiName dimension before sending metrics to CloudWatch. If the APIName
+    doesn't contain any ASCII characters, the API ID is used as the ApiName." ("Amazon API
+    Gateway dimensions and metrics", https://docs.aws.amazon.com/apigateway/latest/developerguide/
+    api-gateway-metrics-and-dimensions.html)"""
+    return "".join(ch for ch in name if ord(ch) < 128) or api_id
+
+
 def dimension_sets(kind: str, name: str, facts: dict[str, Any]) -> list[tuple[tuple[str, str], ...]]:
     """The dimension sets a resource's metrics are read under."""
     if kind in ("ses", "lambda_account"):
         return [()]
     if kind == "api":
-        key, value = ("ApiName", name) if facts.get("type") == "REST" else ("ApiId", str(facts.get("api_id", name)))
+        key, value = (("ApiName", rest_api_name(name, str(facts.get("api_id", name)))) if facts.get("type") == "REST"
+                      else ("ApiId", str(facts.get("api_id", name))))
         return [((key, value), ("Stage", stage)) for stage in facts.get("stages", [])]
     return [((_DIMENSION[kind], name),)]
 

@@ -186,11 +186,32 @@ def queues(clients: Clients, place: Place, consumers: dict[str, list[str]] | Non
 
 # -- DynamoDB -------------------------------------------------------------------------------------
 
+# ListContributorInsights has no botocore paginator (dynamodb 2012-08-10 paginators-1.json) and
+# returns at most 100 a page (service-2.json, ListContributorInsightsLimit): NextToken by hand.
+INSIGHTS_PAGE, INSIGHTS_MAX_PAGES = 100, 1000
+
+
+def contributor_insights(client: Any) -> list[dict[str, Any]]:
+    """Every Contributor Insights summary of the region, all pages (bounded: a token that comes
+    back twice or more than INSIGHTS_MAX_PAGES pages is an answer that cannot be read)."""
+    out: list[dict[str, Any]] = []
+    token, seen = "", set()
+    for _ in range(INSIGHTS_MAX_PAGES):
+        page = client.list_contributor_insights(MaxResults=INSIGHTS_PAGE, **({"NextToken": token} if token else {}))
+        out.extend(page.get("ContributorInsightsSummaries") or [])
+        token = page.get("NextToken") or ""
+        if not token:
+            return out
+        if token in seen:
+            raise ValueError("ListContributorInsights: the same NextToken came back twice")
+        seen.add(token)
+    raise ValueError(f"ListContributorInsights: more than {INSIGHTS_MAX_PAGES} pages")
+
+
 def tables(clients: Clients, place: Place) -> list[Found]:
     client = clients("dynamodb")
     names = list(_pages(client, "list_tables", "TableNames"))
-    insights = {c["TableName"]: c for c in _pages(client, "list_contributor_insights", "ContributorInsightsSummaries")
-                if not c.get("IndexName")}
+    insights = {c["TableName"]: c for c in contributor_insights(client) if not c.get("IndexName")}
 
     def detail(name: str) -> Found:
         t = client.describe_table(TableName=name)["Table"]

@@ -131,3 +131,79 @@ def test_the_overview_shows_the_error_rate_of_http_apis_too(web_copy: dict[str, 
     for name in ("storefront-api", "checkout-api"):  # HTTP and REST in the emulated fleet
         rate = next(s for s in rows[name]["signals"] if s["label"] == "5xx rate")
         assert rate["value"] is not None, f"{name}: its 5xx rate is read under the metric its API type publishes"
+
+
+# -- a second, small emulated fleet in an account of its own ----------------------------------------
+# moto's backends are process-wide: this fleet lives in an account and region the session's fleet
+# does not use, so neither sees the other.
+
+MINI_ACCOUNT, MINI_REGION = "444455556666", "ap-southeast-2"
+MINI_ROLE = f"arn:aws:iam::{MINI_ACCOUNT}:role/fleetwatch-reader"
+MINI_TABLES = 105  # more than one ListContributorInsights page
+
+
+def _mini_fleet() -> str:
+    lines = ['name = "mini"', 'description = "non-ASCII API names and more than 100 tables"', "",
+             "[[accounts]]", f'id = "{MINI_ACCOUNT}"', 'name = "mini"', f'regions = ["{MINI_REGION}"]', "",
+             "[[resources]]", 'kind = "lambda"', 'name = "hello-fn"', "",
+             "[[resources]]", 'kind = "api"', 'name = "Café API"', 'type = "REST"', 'routes = { "GET /menu" = "hello-fn" }', "",
+             "[[resources]]", 'kind = "api"', 'name = "目录"', 'type = "REST"', 'routes = { "GET /list" = "hello-fn" }', ""]
+    for i in range(MINI_TABLES):
+        insights = "THROTTLED_KEYS" if i >= MINI_TABLES - 3 else "off"  # the last ones are on the second page
+        lines += ["[[resources]]", 'kind = "dynamodb"', f'name = "t-{i:03d}"', f'contributor_insights = "{insights}"', ""]
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from fleetwatch.clock import FakeClock
+    from simulator.cli import start_emulator
+    from tests.conftest import ANCHOR
+
+    folder = tmp_path_factory.mktemp("mini")
+    (folder / "mini.toml").write_text(_mini_fleet(), encoding="utf-8")
+    (folder / "mini-healthy.toml").write_text('name = "mini-healthy"\ndescription = "quiet"\nfleet = "mini"\nseed = 1\n',
+                                             encoding="utf-8")
+    emu = start_emulator(str(folder / "mini-healthy.toml"), clock=FakeClock(ANCHOR), anchor=ANCHOR, fleet_dirs=(folder,))
+    yield emu
+    emu.stop()
+
+
+def _mini_collector(mini: Any, store: Any) -> Any:
+    from tests.conftest import make_collector
+
+    return make_collector(mini, store, regions=[MINI_REGION], roles=[MINI_ROLE])
+
+
+# -- non-ASCII REST API names (item 2) -------------------------------------------------------------
+# "API Gateway removes non-ASCII characters from the ApiName dimension before sending metrics to
+# CloudWatch. If the APIName doesn't contain any ASCII characters, the API ID is used as the
+# ApiName." ("Amazon API Gateway dimensions and metrics", https://docs.aws.amazon.com/apigateway/
+# latest/developerguide/api-gateway-metrics-and-dimensions.html)
+
+def test_a_non_ascii_rest_api_gets_its_metrics(mini: Any, store: Any) -> None:
+    from collector.catalog import dimension_sets
+
+    assert dimension_sets("api", "Café API", {"type": "REST", "api_id": "a1b2c3", "stages": ["prod"]}) == \
+        [(("ApiName", "Caf API"), ("Stage", "prod"))]
+    assert dimension_sets("api", "目录", {"type": "REST", "api_id": "a1b2c3", "stages": ["prod"]}) == \
+        [(("ApiName", "a1b2c3"), ("Stage", "prod"))]
+    report = _mini_collector(mini, store).poll(force_discovery=True)
+    assert not report.errors, [e.error for e in report.errors]
+    for name in ("Café API", "目录"):
+        rid = f"api/{MINI_ACCOUNT}/{MINI_REGION}/{name}"
+        got = store.recent_values([rid], ["Count"], 0, 10**10)
+        assert got.get((rid, "Count", "Sum")), f"{name}: requests read under the ApiName AWS publishes"
+
+
+# -- Contributor Insights beyond the first 100 tables (item 3) ---------------------------------------
+
+def test_contributor_insights_of_tables_past_the_first_page(mini: Any, store: Any) -> None:
+    report = _mini_collector(mini, store).discover()
+    assert all(r.status == "ok" for r in report), [r.error for r in report]
+    tables = {r["name"]: r["facts"] for r in store.resources(kinds=["dynamodb"], account=MINI_ACCOUNT)}
+    assert len(tables) == MINI_TABLES
+    last = f"t-{MINI_TABLES - 1:03d}"
+    assert tables[last]["contributor_insights"] == "ENABLED" and tables[last]["contributor_insights_mode"] == "THROTTLED_KEYS"
+    assert tables[last]["contributor_insights_rules"], "its rules were described, so its hot keys can be named"
+    assert tables["t-000"]["contributor_insights"] == "DISABLED"
