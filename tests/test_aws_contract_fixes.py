@@ -207,3 +207,42 @@ def test_contributor_insights_of_tables_past_the_first_page(mini: Any, store: An
     assert tables[last]["contributor_insights"] == "ENABLED" and tables[last]["contributor_insights_mode"] == "THROTTLED_KEYS"
     assert tables[last]["contributor_insights_rules"], "its rules were described, so its hot keys can be named"
     assert tables["t-000"]["contributor_insights"] == "DISABLED"
+
+
+# -- a GetMetricData result that is not Complete does not move its series on (item 13b) ------------
+# botocore cloudwatch 2010-08-01 service-2.json, MetricDataResult.StatusCode: "InternalError
+# indicates that an error occurred. Retry your request"; "PartialData means that an incomplete set
+# of data points were returned".
+
+@pytest.mark.parametrize("code", ["InternalError", "PartialData"])
+def test_a_series_answered_with_an_error_is_read_again_next_poll(fleet: Any, store: Any, code: str) -> None:
+    from fleetwatch.store import SeriesKey
+    from simulator.faultproxy import FaultProxy, Rule, json_rewrite
+    from tests.conftest import ANCHOR, make_collector, set_clock
+
+    def spoil(call: Any, body: dict[str, Any]) -> None:
+        for r in body.get("MetricDataResults", []):
+            if r.get("Label") == "ClaimedAccountConcurrency":
+                r.update(StatusCode=code, Timestamps=[], Values=[], Messages=[{"Code": code, "Value": "injected"}])
+
+    rid = f"lambda_account/{PROD}/us-east-1/account"
+    spoilt = SeriesKey(rid, "AWS/Lambda", "ClaimedAccountConcurrency", (), "Maximum", 60)
+    healthy = SeriesKey(rid, "AWS/Lambda", "Throttles", (), "Sum", 60)
+    with FaultProxy(fleet.endpoint) as proxy:
+        proxy.set_rules([Rule(mode="rewrite", service="monitoring", operation="GetMetricData", rewrite=json_rewrite(spoil))])
+        collector = make_collector(fleet, store, regions=["us-east-1"], roles=[], endpoint=proxy.endpoint, backfill=3600)
+        first = collector.poll()
+        assert proxy.stats().get("injected", 0) >= 1
+        proxy.set_rules([])
+        cw = next(s for s in first.sources if s.source == "cloudwatch")
+        assert code in cw.note or code == "PartialData"
+        assert store.series_samples(spoilt, ANCHOR - 3600, ANCHOR) == []
+        assert store.cursor(PROD, "us-east-1", "fast") == ANCHOR  # the healthy series moved on
+
+        # Two hours later, far past the trailing re-read (poll.lookback): the spoilt hour is asked
+        # again for that series alone, and no minute of it is missing.
+        set_clock(fleet, ANCHOR + 7200)
+        collector.poll()
+    stamps = [ts for ts, _ in store.series_samples(spoilt, ANCHOR - 3600, ANCHOR + 7200 - 300)]
+    assert stamps == list(range(ANCHOR - 3600, ANCHOR + 7200 - 300, 60))
+    assert store.series_samples(healthy, ANCHOR - 3600, ANCHOR)
