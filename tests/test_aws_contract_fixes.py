@@ -246,3 +246,30 @@ def test_a_series_answered_with_an_error_is_read_again_next_poll(fleet: Any, sto
     stamps = [ts for ts, _ in store.series_samples(spoilt, ANCHOR - 3600, ANCHOR + 7200 - 300)]
     assert stamps == list(range(ANCHOR - 3600, ANCHOR + 7200 - 300, 60))
     assert store.series_samples(healthy, ANCHOR - 3600, ANCHOR)
+
+
+# -- throttled global secondary indexes (item 6) ----------------------------------------------------
+# "The TableName dimension returns the ReadThrottleEvents for the table, but not for any global
+# secondary indexes. To view ReadThrottleEvents for a global secondary index, you must specify
+# both TableName and GlobalSecondaryIndexName" (likewise WriteThrottleEvents), "DynamoDB Metrics
+# and dimensions", https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/metrics-dimensions.html
+
+def test_index_throttles_are_read_under_the_index_and_reported_naming_it() -> None:
+    from collector import plan
+    from detectors.base import Inputs
+    from detectors.tables import tables
+    from fleetwatch.store import index_resource_id
+    from tests.test_detectors import NOW, flat, res, results
+
+    table = res("dynamodb", "orders", {"indexes": ["by-customer"], "billing": "PROVISIONED", "write_capacity": 100})
+    queries = plan.resource_queries({"id": table.id, "kind": "dynamodb", "name": "orders", "facts": table.facts}, ["fast"])
+    index_keys = [q.key for q in queries if ("GlobalSecondaryIndexName", "by-customer") in q.key.dimensions]
+    assert {(k.metric, k.dimensions, k.resource_id) for k in index_keys} == {
+        (m, (("GlobalSecondaryIndexName", "by-customer"), ("TableName", "orders")), index_resource_id(table.id, "by-customer"))
+        for m in ("ReadThrottleEvents", "WriteThrottleEvents")}
+
+    inp = Inputs(NOW, [table], {(index_resource_id(table.id, "by-customer"), "WriteThrottleEvents", "Sum"): flat(40, 6)})
+    (finding,), _ = results(tables, inp)
+    assert finding.resource_id == table.id and "index by-customer" in finding.title and finding.key == "index-by-customer-write"
+    quiet = Inputs(NOW, [table], {(table.id, "WriteThrottleEvents", "Sum"): flat(0, 6)})
+    assert results(tables, quiet)[0] == []
