@@ -32,15 +32,20 @@ class MetricSpec:
     tier: str
     why: str
     only_if: str = ""  # a resource fact that must be truthy for the metric to exist ("!fact": falsy)
+    period: int = 0  # the period AWS documents for the metric, where the tier's would be wrong
 
     def applies(self, facts: dict[str, Any]) -> bool:
         if self.only_if.startswith("!"):
             return not facts.get(self.only_if[1:])
         return not self.only_if or bool(facts.get(self.only_if))
 
+    @property
+    def read_period(self) -> int:
+        return self.period or PERIODS[self.tier]
 
-def _m(ns: str, metric: str, stat: str, tier: str, why: str, only_if: str = "") -> MetricSpec:
-    return MetricSpec(ns, metric, stat, tier, why, only_if)
+
+def _m(ns: str, metric: str, stat: str, tier: str, why: str, only_if: str = "", period: int = 0) -> MetricSpec:
+    return MetricSpec(ns, metric, stat, tier, why, only_if, period)
 
 
 L, Q, D, R, A, E, S = "AWS/Lambda", "AWS/SQS", "AWS/DynamoDB", "AWS/RDS", "AWS/ApiGateway", "AWS/Events", "AWS/SES"
@@ -101,13 +106,19 @@ CATALOG: dict[str, tuple[MetricSpec, ...]] = {
         _m(R, "DatabaseConnections", "Maximum", FAST, "connections vs max_connections"),
         _m(R, "CPUUtilization", "Average", SLOW, "database load"),
     ),
+    # "Monitoring RDS Proxy metrics with Amazon CloudWatch" (https://docs.aws.amazon.com/AmazonRDS/
+    # latest/UserGuide/rds-proxy.monitoring.html): the "current number" metrics are reported every
+    # minute with a valid period of 1 minute, and Sum adds up the proxy's EC2 instances. Summed
+    # over five minutes they would read five times too high, so they are read per minute even in
+    # the slow tier. DatabaseConnectionsBorrowLatency's "most useful statistic" is Average (no
+    # percentile is documented for it).
     "rds_proxy": (
         _m(R, "DatabaseConnections", "Sum", FAST, "pooled connections vs MaxDatabaseConnectionsAllowed"),
         _m(R, "MaxDatabaseConnectionsAllowed", "Sum", FAST, "the pool's ceiling"),
         _m(R, "DatabaseConnectionsSetupFailed", "Sum", FAST, "the database refused new connections"),
-        _m(R, "ClientConnections", "Sum", SLOW, "clients (functions) connected to the proxy"),
-        _m(R, "DatabaseConnectionsBorrowLatency", "p95", SLOW, "waiting for a pooled connection"),
-        _m(R, "DatabaseConnectionsCurrentlySessionPinned", "Sum", SLOW, "pinning defeats multiplexing"),
+        _m(R, "ClientConnections", "Sum", SLOW, "clients (functions) connected to the proxy", period=60),
+        _m(R, "DatabaseConnectionsBorrowLatency", "Average", SLOW, "waiting for a pooled connection"),
+        _m(R, "DatabaseConnectionsCurrentlySessionPinned", "Sum", SLOW, "pinning defeats multiplexing", period=60),
     ),
     "api": (
         _m(A, "{5xx}", "Average", FAST, "share of requests failing: the Average of 5XXError is the error rate"),
@@ -147,6 +158,15 @@ _DIMENSION = {"lambda": "FunctionName", "sqs": "QueueName", "dynamodb": "TableNa
               "rds_proxy": "ProxyName", "schedule": "RuleName"}
 
 
+def rest_api_name(name: str, api_id: str) -> str:
+    """The ApiName a REST API's metrics are published under: "API Gateway removes non-ASCII
+    characters from the ApiName dimension before sending metrics to CloudWatch. If the APIName
+    doesn't contain any ASCII characters, the API ID is used as the ApiName." ("Amazon API
+    Gateway dimensions and metrics", https://docs.aws.amazon.com/apigateway/latest/developerguide/
+    api-gateway-metrics-and-dimensions.html)"""
+    return "".join(ch for ch in name if ord(ch) < 128) or api_id
+
+
 def dimension_sets(kind: str, name: str, facts: dict[str, Any]) -> list[tuple[tuple[str, str], ...]]:
     """The dimension sets a resource's metrics are read under."""
     if kind in ("ses", "lambda_account"):
@@ -154,15 +174,20 @@ def dimension_sets(kind: str, name: str, facts: dict[str, Any]) -> list[tuple[tu
     if kind == "schedule" and facts.get("scheduler"):
         return [(("ScheduleGroup", str(facts.get("group", "default"))),)]
     if kind == "api":
-        key, value = ("ApiName", name) if facts.get("type") == "REST" else ("ApiId", str(facts.get("api_id", name)))
+        key, value = (("ApiName", rest_api_name(name, str(facts.get("api_id", name)))) if facts.get("type") == "REST"
+                      else ("ApiId", str(facts.get("api_id", name))))
         return [((key, value), ("Stage", stage)) for stage in facts.get("stages", [])]
     return [((_DIMENSION[kind], name),)]
 
 
+def api_metric(metric: str, api_type: Any) -> str:
+    """REST APIs publish 5XXError / 4XXError ("Amazon API Gateway dimensions and metrics",
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-metrics-and-dimensions.html);
+    HTTP APIs publish 5xx / 4xx ("Monitor CloudWatch metrics for HTTP APIs in API Gateway",
+    .../http-api-metrics.html). `metric` is "{5xx}" or "{4xx}"; any other name is returned as is."""
+    rest = api_type == "REST"
+    return {"{5xx}": "5XXError" if rest else "5xx", "{4xx}": "4XXError" if rest else "4xx"}.get(metric, metric)
+
+
 def metric_name(spec: MetricSpec, facts: dict[str, Any]) -> str:
-    """REST APIs publish 5XXError / 4XXError; HTTP APIs publish 5xx / 4xx."""
-    if spec.metric == "{5xx}":
-        return "5XXError" if facts.get("type") == "REST" else "5xx"
-    if spec.metric == "{4xx}":
-        return "4XXError" if facts.get("type") == "REST" else "4xx"
-    return spec.metric
+    return api_metric(spec.metric, facts.get("type"))

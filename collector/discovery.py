@@ -76,8 +76,16 @@ def _error_code(exc: Exception) -> str:
 
 # -- Lambda -------------------------------------------------------------------------------------
 
-_RDS_HOST = re.compile(r"\b([a-z][a-z0-9-]{0,62})\.(proxy-)?[a-z0-9]+\.[a-z0-9-]+\.rds\.amazonaws\.com\b")
-_SQS_URL = re.compile(r"^https://sqs\.[a-z0-9-]+\.amazonaws\.com/\d{12}/([\w-]{1,80}(?:\.fifo)?)$")
+# RDS hosts: an instance (`db.abc.us-east-1.rds.amazonaws.com`), an RDS Proxy (`.proxy-abc.`), an
+# Aurora cluster's writer and reader endpoints (`cluster.cluster-abc.` / `.cluster-ro-abc.`, "Types
+# of Aurora endpoints", https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/
+# Aurora.Overview.Endpoints.html), in any partition (China: `.amazonaws.com.cn`). A custom
+# endpoint (`.cluster-custom-`) is named after the endpoint, not the cluster: it is not linked.
+_RDS_HOST = re.compile(r"\b([a-z][a-z0-9-]{0,62})\.(proxy-|cluster-(?:ro-|custom-)?)?[a-z0-9]+\.[a-z0-9-]+\.rds\.amazonaws\.com(?:\.cn)?\b")
+# Queue URLs, "Amazon SQS queue and message identifiers" (https://docs.aws.amazon.com/
+# AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-queue-message-identifiers.html), also on the
+# China regions' `.amazonaws.com.cn` endpoints and the legacy `queue.amazonaws.com` ones.
+_SQS_URL = re.compile(r"^https://(?:sqs\.[a-z0-9-]+|(?:[a-z0-9-]+\.)?queue)\.amazonaws\.com(?:\.cn)?/\d{12}/([\w-]{1,80}(?:\.fifo)?)$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:(dynamodb|sqs):[a-z0-9-]+:\d{12}:(?:table/)?([\w.-]{1,255})")
 _NAME = re.compile(r"^[\w.-]{3,255}$")
 # Mail through SES: an SES ARN (identity, configuration set), or a key naming SES
@@ -87,8 +95,9 @@ _SES_KEY = re.compile(r"(^|_)SES(_|$)")
 
 
 def uses_from_environment(env: dict[str, str]) -> list[str]:
-    """What a function calls, as `kind:name`, read from its environment variables: RDS and RDS
-    Proxy endpoints (also inside connection strings), SQS URLs, table and queue ARNs, plain
+    """What a function calls, as `kind:name`, read from its environment variables: RDS, Aurora
+    cluster (`rds_cluster:`, resolved to its instances by `link_clusters`) and RDS Proxy endpoints
+    (also inside connection strings), SQS URLs, table and queue ARNs, plain
     names under *TABLE*/*QUEUE* keys, and SES (an SES ARN or a key naming SES: the account's
     SES resource). Only those names are kept, never a value: environments
     carry secrets."""
@@ -96,7 +105,11 @@ def uses_from_environment(env: dict[str, str]) -> list[str]:
     for key, value in env.items():
         value = str(value)
         for host in _RDS_HOST.finditer(value):
-            uses.add(f"{'rds_proxy' if host.group(2) else 'rds'}:{host.group(1)}")
+            prefix = host.group(2) or ""
+            if prefix == "cluster-custom-":
+                continue
+            kind = "rds_proxy" if prefix == "proxy-" else "rds_cluster" if prefix else "rds"
+            uses.add(f"{kind}:{host.group(1)}")
         if m := _SQS_URL.match(value):
             uses.add(f"sqs:{m.group(1)}")
         elif m := _ARN.match(value):
@@ -207,11 +220,32 @@ def queues(clients: Clients, place: Place, consumers: dict[str, list[str]] | Non
 
 # -- DynamoDB -------------------------------------------------------------------------------------
 
+# ListContributorInsights has no botocore paginator (dynamodb 2012-08-10 paginators-1.json) and
+# returns at most 100 a page (service-2.json, ListContributorInsightsLimit): NextToken by hand.
+INSIGHTS_PAGE, INSIGHTS_MAX_PAGES = 100, 1000
+
+
+def contributor_insights(client: Any) -> list[dict[str, Any]]:
+    """Every Contributor Insights summary of the region, all pages (bounded: a token that comes
+    back twice or more than INSIGHTS_MAX_PAGES pages is an answer that cannot be read)."""
+    out: list[dict[str, Any]] = []
+    token, seen = "", set()
+    for _ in range(INSIGHTS_MAX_PAGES):
+        page = client.list_contributor_insights(MaxResults=INSIGHTS_PAGE, **({"NextToken": token} if token else {}))
+        out.extend(page.get("ContributorInsightsSummaries") or [])
+        token = page.get("NextToken") or ""
+        if not token:
+            return out
+        if token in seen:
+            raise ValueError("ListContributorInsights: the same NextToken came back twice")
+        seen.add(token)
+    raise ValueError(f"ListContributorInsights: more than {INSIGHTS_MAX_PAGES} pages")
+
+
 def tables(clients: Clients, place: Place) -> list[Found]:
     client = clients("dynamodb")
     names = list(_pages(client, "list_tables", "TableNames"))
-    insights = {c["TableName"]: c for c in _pages(client, "list_contributor_insights", "ContributorInsightsSummaries")
-                if not c.get("IndexName")}
+    insights = {c["TableName"]: c for c in contributor_insights(client) if not c.get("IndexName")}
 
     def detail(name: str) -> Found:
         t = client.describe_table(TableName=name)["Table"]
@@ -442,6 +476,7 @@ def discover_place(clients: Clients, place: Place) -> tuple[list[Found], dict[st
             lambda_found = got
         found.extend(got)
     _mark_async_targets(found)
+    link_clusters(found)
     return found, errors
 
 
@@ -452,6 +487,21 @@ def _mark_async_targets(found: list[Found]) -> None:
     for f in found:
         if f.kind == "lambda" and f.name in targets:
             f.facts["async_invoked"] = True
+
+
+def link_clusters(found: list[Found]) -> None:
+    """A function that names an Aurora cluster endpoint uses the cluster's instances (the
+    instances are what fleetwatch watches; DescribeDBInstances gives each its
+    DBClusterIdentifier): `rds_cluster:c` adds `rds:<instance>` for each of them."""
+    members: dict[str, list[str]] = {}
+    for f in found:
+        if f.kind == "rds" and f.facts.get("cluster"):
+            members.setdefault(str(f.facts["cluster"]), []).append(f.name)
+    for f in found:
+        uses = f.facts.get("uses") if f.kind == "lambda" else None
+        if uses and any(u.startswith("rds_cluster:") for u in uses):
+            extra = {f"rds:{db}" for u in uses if u.startswith("rds_cluster:") for db in members.get(u.partition(":")[2], [])}
+            f.facts["uses"] = sorted(set(uses) | extra)
 
 
 # What reading an answer that does not have the shape AWS documents raises, in botocore's

@@ -24,13 +24,40 @@ INSTANCE_MEMORY_GIB = {
 # What the OS and RDS keep out of DBInstanceClassMemory: not published; ~10% is the usual estimate.
 OS_RESERVE = 0.10
 
-# Engine default max_connections formulas, with DBInstanceClassMemory in bytes.
+# Engine default max_connections formulas, with DBInstanceClassMemory in bytes. Aurora
+# PostgreSQL's default parameter group uses the RDS PostgreSQL one ("Maximum connections to an
+# Aurora PostgreSQL DB instance", https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/
+# AuroraPostgreSQL.Managing.html). Aurora MySQL has no formula here: see AURORA_MYSQL_DEFAULT.
 _DEFAULT_FORMULA = {
     "postgres": "LEAST({DBInstanceClassMemory/9531392},5000)",
     "aurora-postgresql": "LEAST({DBInstanceClassMemory/9531392},5000)",
     "mariadb": "LEAST({DBInstanceClassMemory/25165760},12000)",
     "mysql": "{DBInstanceClassMemory/12582880}",
 }
+# Aurora MySQL's default max_connections per instance class, as AWS publishes it ("Maximum
+# connections to an Aurora MySQL DB instance", https://docs.aws.amazon.com/AmazonRDS/latest/
+# AuroraUserGuide/AuroraMySQL.Managing.Performance.html#AuroraMySQL.Managing.MaxConnections).
+# AWS says the RDS for MySQL values do not apply ("Aurora MySQL and RDS for MySQL DB instances
+# have different amounts of memory overhead"), and does not print the formula behind the table,
+# so a class missing here is reported unknown (set max_connections in the parameter group)
+# rather than guessed with the RDS for MySQL formula (307 where AWS says 90 on a t3.medium).
+AURORA_MYSQL_DEFAULT = {
+    "db.t2.small": 45, "db.t2.medium": 90, "db.t3.small": 45, "db.t3.medium": 90, "db.t3.large": 135,
+    "db.t4g.medium": 90, "db.t4g.large": 135,
+    "db.r3.large": 1000, "db.r3.xlarge": 2000, "db.r3.2xlarge": 3000, "db.r3.4xlarge": 4000, "db.r3.8xlarge": 5000,
+    "db.r4.large": 1000, "db.r4.xlarge": 2000, "db.r4.2xlarge": 3000, "db.r4.4xlarge": 4000, "db.r4.8xlarge": 5000,
+    "db.r4.16xlarge": 6000,
+    "db.r5.large": 1000, "db.r5.xlarge": 2000, "db.r5.2xlarge": 3000, "db.r5.4xlarge": 4000, "db.r5.8xlarge": 5000,
+    "db.r5.12xlarge": 6000, "db.r5.16xlarge": 6000, "db.r5.24xlarge": 7000,
+    "db.r6g.large": 1000, "db.r6g.xlarge": 2000, "db.r6g.2xlarge": 3000, "db.r6g.4xlarge": 4000, "db.r6g.8xlarge": 5000,
+    "db.r6g.12xlarge": 6000, "db.r6g.16xlarge": 6000,
+    "db.x2g.large": 2000, "db.x2g.xlarge": 3000, "db.x2g.2xlarge": 4000, "db.x2g.4xlarge": 5000, "db.x2g.8xlarge": 6000,
+    "db.x2g.12xlarge": 7000, "db.x2g.16xlarge": 7000,
+}
+
+
+def is_aurora_mysql(engine: str) -> bool:
+    return engine in ("aurora", "aurora-mysql") or engine.startswith("aurora-mysql")
 _TERM = re.compile(r"\{DBInstanceClassMemory\s*/\s*(\d+)\}")
 _CALL = re.compile(r"^(LEAST|GREATEST)\((.*)\)$", re.IGNORECASE)
 
@@ -71,8 +98,10 @@ def _split(args: str) -> list[str]:
 
 
 def default_max_connections(engine: str, instance_class: str) -> int | None:
+    if is_aurora_mysql(engine):
+        return AURORA_MYSQL_DEFAULT.get(instance_class)
     memory = instance_class_memory(instance_class)
-    formula = _DEFAULT_FORMULA.get("mysql" if engine.startswith("aurora-mysql") else engine)
+    formula = _DEFAULT_FORMULA.get(engine)
     if memory is None or formula is None:
         return None
     return evaluate(formula, memory)
@@ -88,6 +117,11 @@ def max_connections(engine: str, instance_class: str, parameter: str | None) -> 
         if value is not None:
             return value, True, f"parameter group formula {parameter} with estimated DBInstanceClassMemory"
     value = default_max_connections(engine, instance_class)
+    if is_aurora_mysql(engine):
+        if value is None:
+            return None, True, (f"unknown: {instance_class!r} is not in AWS's Aurora MySQL max_connections table; "
+                                "set max_connections in the DB parameter group")
+        return value, False, f"Aurora MySQL default for {instance_class} (AWS's published table)"
     if value is None:
         return None, True, f"unknown: no default formula for engine {engine!r} or memory for {instance_class!r}"
     return value, True, f"{engine} default formula with estimated DBInstanceClassMemory of {instance_class}"

@@ -13,8 +13,8 @@ from typing import Any
 
 from collector import probes
 from collector.aws import Place
-from collector.catalog import CATALOG, DETAIL, FAST, PERIODS, SLOW, dimension_sets, metric_name
-from fleetwatch.store import SeriesKey
+from collector.catalog import CATALOG, DETAIL, FAST, SLOW, dimension_sets, metric_name
+from fleetwatch.store import SeriesKey, index_resource_id
 
 MAX_QUERIES = 500  # GetMetricData: at most 500 queries a call
 MAX_DATAPOINTS = 100_800  # and at most 100,800 datapoints a page
@@ -22,6 +22,7 @@ PRICE_PER_METRIC = 0.01 / 1000  # GetMetricData: $0.01 per 1,000 metrics request
 PRICE_PER_TRACE = 0.50 / 1_000_000  # X-Ray retrieved traces, beyond the free tier
 MONTH = 30 * 86400
 MAX_HISTORY = 15 * 86400  # CloudWatch keeps 1-minute data for 15 days
+GSI_THROTTLES = ("ReadThrottleEvents", "WriteThrottleEvents")  # read per global secondary index too
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,18 @@ def resource_queries(resource: dict[str, Any], tiers: Iterable[str]) -> list[Que
             continue
         for dims in dimension_sets(kind, resource["name"], facts):
             key = SeriesKey(resource["id"], spec.namespace, metric_name(spec, facts), tuple(sorted(dims)), spec.stat,
-                            PERIODS[spec.tier])
+                            spec.read_period)
             out.append(Query(key, spec.tier))
+            # "The TableName dimension returns the ReadThrottleEvents for the table, but not for
+            # any global secondary indexes. To view ReadThrottleEvents for a global secondary
+            # index, you must specify both TableName and GlobalSecondaryIndexName" (likewise
+            # WriteThrottleEvents; "DynamoDB Metrics and dimensions", https://docs.aws.amazon.com/
+            # amazondynamodb/latest/developerguide/metrics-dimensions.html).
+            if kind == "dynamodb" and spec.metric in GSI_THROTTLES:
+                for index in facts.get("indexes") or []:
+                    out.append(Query(SeriesKey(index_resource_id(resource["id"], index), spec.namespace, spec.metric,
+                                               tuple(sorted((*dims, ("GlobalSecondaryIndexName", index)))), spec.stat,
+                                               spec.read_period), spec.tier))
     return out
 
 

@@ -141,6 +141,10 @@ class Collector:
             clock=clock, log=aws.log, lookback=lookback, sources=sources, gb_per_day=logs_gb_per_day,
             query_timeout=logs_query_timeout, xray_max_traces=xray_max_traces, destination_ttl=discovery_interval,
             fetch=fetch, sleep=sleep)
+        # Series whose window came back InternalError / PartialData: the start of what is still
+        # to be read. Their tier's cursor moves on for the other series; these are asked again
+        # from here until an answer is Complete (at most 15 days back, as a cursor).
+        self._reread: dict[tuple[Place, SeriesKey], int] = {}
 
     @classmethod
     def from_config(cls, cfg: Any, store: Store, aws: Aws, clock: Clock, progress: Progress | None = None,
@@ -305,16 +309,25 @@ class Collector:
             start = end - max(self.backfill, self.lookback) if cursor is None else min(cursor, end - self.lookback)
             starts[tier] = max(start, end - plan.MAX_HISTORY) // ALIGN * ALIGN
         starts[DETAIL] = (end - self.lookback) // ALIGN * ALIGN
-        by_start: dict[int, list[plan.Query]] = {}
+        # A re-read goes back as far as a tier's cursor may: CloudWatch's 15 days of one-minute
+        # data. One series over 15 days is one call, so a series that keeps failing stays cheap.
+        oldest = (end - plan.MAX_HISTORY) // ALIGN * ALIGN
+        by_start: dict[tuple[int, bool], list[plan.Query]] = {}
         for q in place_plan.queries:
-            by_start.setdefault(starts[q.tier], []).append(q)
+            start = starts[q.tier]
+            pending = self._reread.get((place, q.key))
+            if pending is not None and max(pending, oldest) < start:
+                by_start.setdefault((max(pending, oldest), True), []).append(q)
+            else:
+                by_start.setdefault((start, False), []).append(q)
         chunks: list[_Chunk] = []
-        for start, queries in sorted(by_start.items()):
+        for (start, reread), queries in sorted(by_start.items()):
             step = plan.chunk_minutes(min(len(queries), plan.MAX_QUERIES)) * 60
             t = start
             while t < end:
                 chunk_end = min(t + step, end)
-                advances = sorted({q.tier for q in queries if q.tier != DETAIL})
+                # A re-read covers a few series only: it never moves their tier's cursor.
+                advances = [] if reread else sorted({q.tier for q in queries if q.tier != DETAIL})
                 chunks.append(_Chunk(t, chunk_end, queries, advances))
                 t = chunk_end
         return _PlacePoll(place_plan, tiers, triggered, resources), chunks
@@ -396,8 +409,11 @@ class Collector:
                     for i in range(0, len(chunk.queries), plan.MAX_QUERIES):
                         if self.should_stop():
                             raise PollAbandoned
-                        points, problems = fetch(cw, chunk.queries[i:i + plan.MAX_QUERIES], chunk.start, chunk.end)
+                        batch = chunk.queries[i:i + plan.MAX_QUERIES]
+                        incomplete: set[SeriesKey] = set()
+                        points, problems = fetch(cw, batch, chunk.start, chunk.end, incomplete)
                         partial.extend(problems)
+                        self._note_incomplete(place, batch, incomplete, chunk.start)
                         pending.append(writer.submit(self._write, points))
                         self._advance(f"{place} {_span(chunk.start, chunk.end)}")
                     result.samples += sum(f.result() for f in pending)
@@ -408,6 +424,18 @@ class Collector:
         if partial:
             result.note = f"{len(partial)} queries not complete: {'; '.join(partial[:3])}"
         return result
+
+    def _note_incomplete(self, place: Place, batch: list[plan.Query], incomplete: set[SeriesKey], start: int) -> None:
+        """A series whose answer was not Complete is read again from `start` next poll; one that
+        came back Complete from (or before) its pending start is caught up. Chunks are fetched
+        oldest first, so a later chunk's failure is noted after an earlier chunk's success."""
+        with self._db:
+            for q in batch:
+                key = (place, q.key)
+                if q.key in incomplete:
+                    self._reread[key] = min(self._reread.get(key, start), start)
+                elif key in self._reread and start <= self._reread[key]:
+                    del self._reread[key]
 
     def _write(self, points: list[tuple[SeriesKey, list[tuple[int, float]]]]) -> int:
         with self._db:
@@ -454,7 +482,8 @@ def _span(start: int, end: int) -> str:
     return f"{time.strftime('%m-%d %H:%M', time.gmtime(start))}–{time.strftime('%H:%M', time.gmtime(end))}"
 
 
-def fetch(cw: Any, queries: list[plan.Query], start: int, end: int) -> tuple[list[tuple[SeriesKey, list[tuple[int, float]]]], list[str]]:
+def fetch(cw: Any, queries: list[plan.Query], start: int, end: int,
+          incomplete: set[SeriesKey] | None = None) -> tuple[list[tuple[SeriesKey, list[tuple[int, float]]]], list[str]]:
     """One GetMetricData call (plus NextToken pages) for up to 500 queries. Datapoints that are
     missing stay missing: a series with no data in the window gets no samples at all.
 
@@ -462,12 +491,18 @@ def fetch(cw: Any, queries: list[plan.Query], start: int, end: int) -> tuple[lis
     finite number within what CloudWatch can hold, is dropped and counted in the problems; a
     result whose timestamps and values do not pair up is dropped whole; an answer that leaves a
     query out altogether, or pages without end, raises ProbeError, so the window is not counted
-    as read and is asked again next poll."""
+    as read and is asked again next poll.
+
+    A result whose last StatusCode is not Complete (InternalError: "an error occurred. Retry your
+    request"; PartialData with no page left; Forbidden) has its key added to `incomplete`: what it
+    did return is kept, and the caller asks that series' window again (botocore cloudwatch
+    2010-08-01 service-2.json, MetricDataResult.StatusCode)."""
     requests = [q.request(f"q{i}") for i, q in enumerate(queries)]
     asked = {f"q{i}": i for i in range(len(queries))}
     collected: dict[str, list[tuple[int, float]]] = {}
     problems: list[str] = []
     dropped = 0
+    status: dict[str, str] = {}
     token, tokens = None, set()
     for _ in range(MAX_PAGES):
         args: dict[str, Any] = {"MetricDataQueries": requests, "StartTime": start, "EndTime": end, "ScanBy": "TimestampAscending"}
@@ -480,6 +515,7 @@ def fetch(cw: Any, queries: list[plan.Query], start: int, end: int) -> tuple[lis
                 problems.append(f"an answer for a query not asked ({str(r.get('Id'))[:40]!r}) was ignored")
                 continue
             got = collected.setdefault(r["Id"], [])
+            status[r["Id"]] = str(r.get("StatusCode"))
             stamps, values = r.get("Timestamps") or [], r.get("Values") or []
             if len(stamps) != len(values):
                 problems.append(f"{queries[idx].key.metric}: {len(stamps)} timestamps for {len(values)} values; dropped")
@@ -506,6 +542,8 @@ def fetch(cw: Any, queries: list[plan.Query], start: int, end: int) -> tuple[lis
         raise probes.ProbeError(f"GetMetricData: the answer left out {missing} of {len(asked)} queries; it was not used and is asked again next poll")
     if dropped:
         problems.append(f"{dropped} datapoints outside the window or not finite numbers were dropped")
+    if incomplete is not None:
+        incomplete.update(queries[asked[qid]].key for qid, code in status.items() if code != "Complete")
     return [(queries[asked[qid]].key, pts) for qid, pts in collected.items() if pts], problems
 
 

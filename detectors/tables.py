@@ -7,12 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series, detector, evidence, pct
+from fleetwatch.store import index_resource_id
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {(f"{op}{what}", stat) for op in ("Read", "Write") for what, stat in (
     ("KeyRangeThroughputThrottleEvents", "Sum"), ("ProvisionedThroughputThrottleEvents", "Sum"), ("AccountLimitThrottleEvents", "Sum"),
     ("MaxOnDemandThroughputThrottleEvents", "Sum"))} | {(f"Consumed{op}CapacityUnits", "Sum") for op in ("Read", "Write")} | {
-    (f"Provisioned{op}CapacityUnits", "Maximum") for op in ("Read", "Write")}
+    (f"Provisioned{op}CapacityUnits", "Maximum") for op in ("Read", "Write")} | {
+    (f"{op}ThrottleEvents", "Sum") for op in ("Read", "Write")}
 
 RECENT = 5 * 60
 UNDER_CAPACITY = 0.8
@@ -37,6 +39,27 @@ def tables(inp: Inputs) -> Iterator[Finding]:
     for t in inp.of_kind("dynamodb"):
         for op, unit in (("Read", "RCU"), ("Write", "WCU")):
             yield from _table_op(inp, t, op, unit)
+            for index in t.facts.get("indexes") or []:
+                yield from _index_op(inp, t, index, op)
+
+
+def _index_op(inp: Inputs, t: Resource, index: str, op: str) -> Iterator[Finding]:
+    """A global secondary index's throttles: AWS publishes them only under TableName +
+    GlobalSecondaryIndexName, never in the table's own ReadThrottleEvents/WriteThrottleEvents
+    ("DynamoDB Metrics and dimensions", .../amazondynamodb/latest/developerguide/metrics-dimensions.html).
+    A throttled index also throttles the table's writes to it."""
+    series = inp.get(index_resource_id(t.id, index), f"{op}ThrottleEvents", "Sum")
+    recent = series.since(inp.now - RECENT)
+    if _minutes_with(recent) < 2:
+        return
+    yield Finding("tables", t.id, CRITICAL if recent.sum() >= LOUD else WARNING,
+                  f"{t.name}: index {index} — {recent.sum():.0f} {op.lower()} throttles in 5 min",
+                  series.run_start(lambda v: v > 0) or recent.points[0][0], evidence(throttles=series),
+                  cause=f"the global secondary index {index} is short of {op.lower()} capacity"
+                        + (" (every table write that touches it is throttled too)" if op == "Write" else ""),
+                  fix=f"Raise {index}'s provisioned {'write' if op == 'Write' else 'read'} capacity or its auto-scaling maximum "
+                      "(an index has its own), or spread its partition key.",
+                  key=f"index-{index}-{op.lower()}")
 
 
 def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]:

@@ -96,7 +96,10 @@ def gather(store: Store, end: int, period: str = "") -> Digest:
             out[rid] = row
         return out
 
+    # A REST API publishes 5XXError and an HTTP API 5xx (collector.catalog.api_metric): each API
+    # has samples under one of the two, so it gets one "5xx rate" row.
     for kind, rows in (("api", [("requests", "Count", "Sum", "sum"), ("5xx rate", "5XXError", "Average", "mean"),
+                                ("5xx rate", "5xx", "Average", "mean"),
                                 ("p95 latency ms", "Latency", "p95", "mean")]),
                        ("schedule", [("runs", "TriggeredRules", "Sum", "sum"), ("failed invocations", "FailedInvocations", "Sum", "sum")]),
                        ("ses", [("sent", "Send", "Sum", "sum"), ("bounced", "Bounce", "Sum", "sum"), ("rejected", "Reject", "Sum", "sum")])):

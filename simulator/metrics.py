@@ -237,10 +237,21 @@ _DIMENSION = {"lambda": "FunctionName", "sqs": "QueueName", "dynamodb": "TableNa
               "rds_proxy": "ProxyName", "schedule": "RuleName"}
 
 
+def rest_api_name_dimension(res: Resource) -> str:
+    """What AWS publishes a REST API's metrics under: "API Gateway removes non-ASCII characters
+    from the ApiName dimension before sending metrics to CloudWatch. If the APIName doesn't
+    contain any ASCII characters, the API ID is used as the ApiName." ("Amazon API Gateway
+    dimensions and metrics", https://docs.aws.amazon.com/apigateway/latest/developerguide/
+    api-gateway-metrics-and-dimensions.html). Written here apart from the collector's own rule,
+    so that the emulator checks the collector rather than echoing it."""
+    kept = "".join(ch for ch in res.name if ord(ch) < 128)
+    return kept or str(res.facts.get("api_id", res.name))
+
+
 def _dims(res: Resource) -> list[tuple[tuple[str, str], ...]]:
     if res.kind == "api":
         # REST APIs publish by ApiName; HTTP APIs by the ApiId assigned when they are created.
-        name, value = ("ApiName", res.name) if res["type"] == "REST" else ("ApiId", res.facts.get("api_id", res.name))
+        name, value = ("ApiName", rest_api_name_dimension(res)) if res["type"] == "REST" else ("ApiId", res.facts.get("api_id", res.name))
         return [((name, value),), ((name, value), ("Stage", res["stage"]))]
     if res.kind == "ses":
         return [()]

@@ -130,14 +130,32 @@ def describe_contributor_insights(model: FleetModel, account: str, region: str, 
     return out
 
 
+# ListContributorInsights pages: MaxResults is at most 100 (botocore dynamodb 2012-08-10
+# service-2.json, shape ListContributorInsightsLimit) and botocore has no paginator for it, so a
+# caller follows NextToken itself. A page of 100 when MaxResults is not given, as the issue saw.
+CONTRIBUTOR_INSIGHTS_PAGE = 100
+
+
 def list_contributor_insights(model: FleetModel, account: str, region: str, body: dict[str, Any]) -> dict[str, Any]:
     tables = model.fleet.of_kind("dynamodb", account, region)
     if body.get("TableName"):
         tables = [_table(model, account, region, body["TableName"])]
-    return {"ContributorInsightsSummaries": [
+    limit = body.get("MaxResults", CONTRIBUTOR_INSIGHTS_PAGE)
+    if not isinstance(limit, int) or not 1 <= limit <= CONTRIBUTOR_INSIGHTS_PAGE:
+        raise ApiError("ValidationException", f"1 validation error detected: Value '{limit}' at 'maxResults' failed to satisfy "
+                                              f"constraint: Member must have value less than or equal to {CONTRIBUTOR_INSIGHTS_PAGE}")
+    token = str(body.get("NextToken") or "")
+    start = int(token) if token.isdigit() else 0
+    if token and (not token.isdigit() or start >= len(tables)):
+        raise ApiError("ValidationException", "Invalid NextToken")
+    page = tables[start:start + limit]
+    out: dict[str, Any] = {"ContributorInsightsSummaries": [
         {"TableName": t.name, "ContributorInsightsStatus": "ENABLED" if t["contributor_insights"] != "off" else "DISABLED",
          **({"ContributorInsightsMode": t["contributor_insights"]} if t["contributor_insights"] != "off" else {})}
-        for t in tables]}
+        for t in page]}
+    if start + limit < len(tables):
+        out["NextToken"] = str(start + limit)
+    return out
 
 
 def patch_queue_attributes(model: FleetModel, account: str, region: str, request: dict[str, Any], response: bytes) -> bytes:

@@ -219,7 +219,7 @@ def test_estimated_max_connections_says_so_and_unknown_is_nodata() -> None:
 def proxy_inputs(**series: Series) -> Inputs:
     names = {"used": "DatabaseConnections", "allowed": "MaxDatabaseConnectionsAllowed", "failed": "DatabaseConnectionsSetupFailed",
              "borrow": "DatabaseConnectionsBorrowLatency"}
-    stat = {"borrow": "p95"}
+    stat = {"borrow": "Average"}  # the statistic AWS names for it (rds-proxy.monitoring.html)
     return inputs([res("rds_proxy", "p")], {("p", names[k], stat.get(k, "Sum")): v for k, v in series.items()})
 
 

@@ -10,9 +10,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from collector.catalog import api_metric
+
 ENTRY_KINDS = ("api", "schedule", "ses")
-# Signals shown first for an entry point: what its users feel.
-ENTRY_SIGNALS = {"api": (("5XXError", "Average", "5xx rate"), ("Latency", "p95", "p95 latency ms")),
+# Signals shown first for an entry point: what its users feel. "{5xx}" is 5XXError for a REST API
+# and 5xx for an HTTP API (collector.catalog.api_metric).
+ENTRY_SIGNALS = {"api": (("{5xx}", "Average", "5xx rate"), ("Latency", "p95", "p95 latency ms")),
                  "schedule": (("FailedInvocations", "Sum", "failed runs"), ("TriggeredRules", "Sum", "runs")),
                  "ses": (("Bounce", "Sum", "bounced"), ("Send", "Sum", "sent"))}
 MONTH = 30 * 86400
@@ -268,16 +271,18 @@ def entries(conn: sqlite3.Connection, now: int, open_incidents: list[dict[str, A
     hurting = {}
     for inc in open_incidents:
         hurting.setdefault(inc["resource"], inc)
-    rows = _rows(conn, f"SELECT id, kind, name, account, region FROM resources WHERE gone_at IS NULL "
-                       f"AND kind IN ({','.join('?' * len(ENTRY_KINDS))}) ORDER BY kind, name", ENTRY_KINDS)
+    rows = _rows(conn, f"SELECT id, kind, name, account, region, json_extract(facts, '$.type') AS api_type FROM resources "
+                       f"WHERE gone_at IS NULL AND kind IN ({','.join('?' * len(ENTRY_KINDS))}) ORDER BY kind, name", ENTRY_KINDS)
     rows.sort(key=lambda r: (r["id"] not in hurting, r["kind"], r["name"]))
     rows = rows[:limit]
-    reads = [(r["id"], m, s) for r in rows for m, s, _ in ENTRY_SIGNALS[r["kind"]]]
+    reads = [(r["id"], api_metric(m, r["api_type"]), s) for r in rows for m, s, _ in ENTRY_SIGNALS[r["kind"]]]
     latest = _latest(conn, reads, now - 1800)
     for r in rows:
         inc = hurting.get(r["id"])
         r["incident"] = {"id": inc["id"], "title": inc["title"], "severity": inc["severity"]} if inc else None
-        r["signals"] = [{"label": label, "value": latest.get((r["id"], m, s))} for m, s, label in ENTRY_SIGNALS[r["kind"]]]
+        r["signals"] = [{"label": label, "value": latest.get((r["id"], api_metric(m, r["api_type"]), s))}
+                        for m, s, label in ENTRY_SIGNALS[r["kind"]]]
+        del r["api_type"]
     return rows
 
 

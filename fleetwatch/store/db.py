@@ -31,6 +31,13 @@ class StoreError(Exception):
     """A store problem with a message an operator can act on."""
 
 
+def index_resource_id(table_id: str, index: str) -> str:
+    """The resource id a DynamoDB global secondary index's series are stored under: its table's
+    id and the index name (table names cannot hold '/'). AWS publishes an index's throttles only
+    under TableName + GlobalSecondaryIndexName, apart from the table's."""
+    return f"{table_id}/index/{index}"
+
+
 @dataclass(frozen=True)
 class SeriesKey:
     resource_id: str | None
