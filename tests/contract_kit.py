@@ -152,3 +152,32 @@ class _Tracked(dict):  # type: ignore[type-arg]
     def __contains__(self, key: object) -> bool:
         self._read(key)
         return super().__contains__(key)
+
+
+def every_call(fleet: Any, store: Any, account: str = "123456789012") -> int:
+    """Make every call the collector makes against the emulated fleet: a discovery and a poll of
+    every tier with the state probes, the SES v1 fallback, and the detail probes as a trigger
+    calls them (hot keys, X-Ray and Logs Insights cold starts). Returns the traces read."""
+    from collector import coldstart_sources, probes
+    from collector.aws import Place
+    from tests.conftest import ANCHOR, control, make_collector
+
+    collector = make_collector(fleet, store)
+    collector.poll()
+    control(fleet, "/__fleet__/faults", [{"operation": "GetAccount", "mode": "error", "code": "UnknownOperationException",
+                                          "status": 404}])
+    try:
+        collector.poll(tiers=("fast",))  # the SES v1 fallback
+    finally:
+        control(fleet, "/__fleet__/faults", [])
+    place = Place(account, "us-east-1")
+    clients = lambda svc: collector.aws.client(place, svc)  # noqa: E731
+    posts = store.resource(f"dynamodb/{account}/us-east-1/posts")
+    rule = next(r for r in posts["facts"]["contributor_insights_rules"] if "-PKT-" in r)
+    probes.hot_keys(clients, [(posts["id"], rule)], ANCHOR - 900, ANCHOR)
+    feed = f"lambda/{account}/us-east-1/feed-fn"
+    _, traces = probes.cold_starts(clients, [(feed, "feed-fn")], ANCHOR - 300, ANCHOR, 10)
+    coldstart_sources.segment_destination(clients)
+    coldstart_sources.report_lines(clients, [(feed, "/aws/lambda/feed-fn")], ANCHOR - 300, ANCHOR,
+                                   now=fleet.model.clock.now, wait=fleet.model.clock.sleep, timeout=30)
+    return traces

@@ -20,8 +20,8 @@ from collector.aws import Place, _timestamp
 from collector.plan import Query
 from collector.poll import fetch
 from fleetwatch.store import SeriesKey, open_store
-from tests.conftest import ANCHOR, CREDS, control, make_collector
-from tests.contract_kit import Contract
+from tests.conftest import CREDS
+from tests.contract_kit import Contract, every_call
 
 PROD = "123456789012"
 
@@ -29,21 +29,7 @@ PROD = "123456789012"
 def test_every_answer_the_collector_gets_matches_botocores_models(fleet: Any, tmp_path: Path) -> None:
     contract = Contract()
     with contract.installed(), open_store(tmp_path / "fw.db") as store:
-        collector = make_collector(fleet, store)
-        collector.poll()  # discovery, every metric tier, and the state probes
-        control(fleet, "/__fleet__/faults", [{"operation": "GetAccount", "mode": "error", "code": "UnknownOperationException",
-                                              "status": 404}])
-        try:
-            collector.poll(tiers=("fast",))  # the SES v1 fallback
-        finally:
-            control(fleet, "/__fleet__/faults", [])
-        # The detail probes, called as the collector calls them when a trigger fires.
-        place = Place(PROD, "us-east-1")
-        clients = lambda svc: collector.aws.client(place, svc)  # noqa: E731
-        posts = store.resource(f"dynamodb/{PROD}/us-east-1/posts")
-        rule = next(r for r in posts["facts"]["contributor_insights_rules"] if "-PKT-" in r)
-        probes.hot_keys(clients, [(posts["id"], rule)], ANCHOR - 900, ANCHOR)
-        _, traces = probes.cold_starts(clients, [(f"lambda/{PROD}/us-east-1/feed-fn", "feed-fn")], ANCHOR - 300, ANCHOR, 10)
+        traces = every_call(fleet, store, PROD)
 
     assert traces > 0, "no trace was read, so BatchGetTraces went unchecked"
     # Every operation the collector uses was answered and checked (a guard against the check
@@ -53,7 +39,8 @@ def test_every_answer_the_collector_gets_matches_botocores_models(fleet: Any, tm
                "rds.DescribeDBInstances", "rds.DescribeDBProxies", "events.ListRules", "apigateway.GetRestApis",
                "apigatewayv2.GetApis", "cloudwatch.GetMetricData", "cloudwatch.GetInsightRuleReport", "sesv2.GetAccount",
                "ses.GetSendQuota", "ses.GetSendStatistics", "xray.GetTraceSummaries", "xray.BatchGetTraces",
-               "sts.AssumeRole"):
+               "sts.AssumeRole", "scheduler.ListSchedules", "scheduler.GetSchedule", "logs.StartQuery", "logs.GetQueryResults",
+               "xray.GetTraceSegmentDestination"):
         assert contract.calls[op] > 0, (op, sorted(contract.calls))
     assert contract.problems == [], "\n".join(sorted(set(contract.problems)))
 

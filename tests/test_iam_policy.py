@@ -10,11 +10,9 @@ from typing import Any
 import botocore.session
 
 from collector import aws as aws_module
-from collector import coldstart_sources, probes
-from collector.aws import Place
 from collector.policy import NEVER_GRANTED, allowed, load_policy
 from fleetwatch.store import open_store
-from tests.conftest import ANCHOR, control, make_collector
+from tests.contract_kit import every_call
 
 
 def test_policy_allows_every_call_and_grants_nothing_unused(fleet: Any, tmp_path: Path) -> None:
@@ -23,24 +21,7 @@ def test_policy_allows_every_call_and_grants_nothing_unused(fleet: Any, tmp_path
     aws_module.OBSERVERS.append(observer)
     try:
         with open_store(tmp_path / "fw.db") as store:
-            collector = make_collector(fleet, store)
-            collector.poll()
-            control(fleet, "/__fleet__/faults", [{"operation": "GetAccount", "mode": "error", "code": "UnknownOperationException",
-                                                  "status": 404}])
-            try:
-                collector.poll(tiers=("fast",))  # the SES v1 fallback
-            finally:
-                control(fleet, "/__fleet__/faults", [])
-            # The detail probes, called as the collector calls them when a trigger fires.
-            place = Place("123456789012", "us-east-1")
-            clients = lambda svc: collector.aws.client(place, svc)  # noqa: E731
-            posts = store.resource("dynamodb/123456789012/us-east-1/posts")
-            rule = next(r for r in posts["facts"]["contributor_insights_rules"] if "-PKT-" in r)
-            probes.hot_keys(clients, [(posts["id"], rule)], ANCHOR - 900, ANCHOR)
-            probes.cold_starts(clients, [("lambda/123456789012/us-east-1/feed-fn", "feed-fn")], ANCHOR - 300, ANCHOR, 10)
-            coldstart_sources.segment_destination(clients)
-            coldstart_sources.report_lines(clients, [("lambda/123456789012/us-east-1/feed-fn", "/aws/lambda/feed-fn")],
-                                           ANCHOR - 300, ANCHOR, now=fleet.model.clock.now, wait=fleet.model.clock.sleep, timeout=30)
+            every_call(fleet, store)
     finally:
         aws_module.OBSERVERS.remove(observer)
 
