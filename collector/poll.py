@@ -104,9 +104,9 @@ class PollReport:
     def summary(self) -> str:
         calls = self.calls
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at))
-        lines = [f"poll {stamp} ({self.poll_id[:8]}): {sum(calls.values())} API calls, {self.metrics} metrics requested "
-                 f"{f', {self.scanned_bytes / 1e6:.1f} MB of logs scanned' if self.scanned_bytes else ''} "
-                 f"(${self.cost:.4f}), {self.samples} samples stored, {len(self.errors)} errored source(s), {self.seconds:.1f} s"]
+        scanned = f", {self.scanned_bytes / 1e6:.1f} MB of logs scanned" if self.scanned_bytes else ""
+        lines = [f"poll {stamp} ({self.poll_id[:8]}): {sum(calls.values())} API calls, {self.metrics} metrics requested"
+                 f"{scanned} (${self.cost:.4f}), {self.samples} samples stored, {len(self.errors)} errored source(s), {self.seconds:.1f} s"]
         if calls:
             lines.append("  calls: " + ", ".join(f"{op} {n}" for op, n in sorted(calls.items(), key=lambda kv: (-kv[1], kv[0]))))
         for place, tiers in sorted(self.tiers.items()):
