@@ -156,8 +156,11 @@ class Aws:
     def __init__(self, *, regions: list[str], role_arns: list[str], endpoint_url: str = "", profile: str = "",
                  connect_timeout: int = 5, read_timeout: int = 30, max_attempts: int = 5,
                  log: CallLog | None = None, session: boto3.session.Session | None = None,
-                 tracer: trace.Tracer | None = None) -> None:
+                 tracer: trace.Tracer | None = None, monitoring_account: str = "") -> None:
         self.regions = list(regions)
+        # CloudWatch cross-account observability: the monitoring account's role ARN (or its id,
+        # when it is the home account or one of role_arns). Empty: each account polls its own.
+        self.monitoring_account = monitoring_account
         # A span per API call, child of whatever span is current on the calling thread (the poll).
         self.tracer = tracer or trace.NoOpTracer()
         self.role_arns = list(role_arns)
@@ -179,7 +182,7 @@ class Aws:
         return cls(regions=cfg["aws.regions"], role_arns=cfg["aws.role_arns"], endpoint_url=cfg["aws.endpoint_url"],
                    profile=cfg["aws.profile"], connect_timeout=cfg["aws.connect_timeout"],
                    read_timeout=cfg["aws.read_timeout"], max_attempts=cfg["aws.max_attempts"], log=log, session=session,
-                   tracer=tracer)
+                   tracer=tracer, monitoring_account=cfg["aws.monitoring_account"])
 
     # -- accounts --------------------------------------------------------------------------------
 
@@ -203,6 +206,22 @@ class Aws:
             out.append((match.group(1), arn))
         return out
 
+    def monitoring(self) -> tuple[str, str | None] | None:
+        """(account id, role ARN or None) of the monitoring account, or None when not set."""
+        value = self.monitoring_account
+        if not value:
+            return None
+        match = _ROLE_ACCOUNT.match(value)
+        if match:
+            return match.group(1), value
+        if not re.fullmatch(r"\d{12}", value):
+            raise ValueError(f"aws.monitoring_account: {value!r} is neither a role ARN nor a 12-digit account id")
+        role = dict(self.accounts()).get(value)
+        if role is None and value != self.home_account():
+            raise ValueError(f"aws.monitoring_account: account {value} is neither the account fleetwatch runs in nor one of "
+                             "aws.role_arns; give the monitoring account's role ARN instead")
+        return value, role
+
     def places(self) -> list[Place]:
         return [Place(account, region) for account, _ in self.accounts() for region in self.regions]
 
@@ -212,6 +231,9 @@ class Aws:
         if found is not None:
             return found
         role = dict(self.accounts()).get(account)
+        monitoring = self.monitoring()
+        if role is None and monitoring is not None and monitoring[0] == account:
+            role = monitoring[1]
         session = self._base if role is None else self._assumed(account, role)
         with self._lock:
             self._sessions.setdefault(account, session)

@@ -30,11 +30,16 @@ class Query:
     key: SeriesKey
     tier: str
 
-    def request(self, qid: str) -> dict[str, Any]:
-        return {"Id": qid, "ReturnData": True, "MetricStat": {
+    def request(self, qid: str, account: str = "") -> dict[str, Any]:
+        """One MetricDataQuery; `account` sets AccountId, the source account a monitoring
+        account reads it from (botocore cloudwatch model, MetricDataQuery.AccountId)."""
+        out = {"Id": qid, "ReturnData": True, "MetricStat": {
             "Metric": {"Namespace": self.key.namespace, "MetricName": self.key.metric,
                        "Dimensions": [{"Name": k, "Value": v} for k, v in self.key.dimensions]},
             "Period": self.key.period, "Stat": self.key.stat}}
+        if account:
+            out["AccountId"] = account
+        return out
 
 
 @dataclass

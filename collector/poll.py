@@ -23,7 +23,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from opentelemetry import context as otel_context
 
-from collector import coldstart_sources, discovery, plan, probes
+from collector import coldstart_sources, discovery, plan, probes, published
 from collector.aws import AssumeRoleError, Aws, CallTally, Place, epoch_seconds
 from collector.catalog import ALIGN, DETAIL, FAST, SLOW
 from collector.scope import Scope
@@ -145,6 +145,9 @@ class Collector:
         # to be read. Their tier's cursor moves on for the other series; these are asked again
         # from here until an answer is Complete (at most 15 days back, as a cursor).
         self._reread: dict[tuple[Place, SeriesKey], int] = {}
+        # How ListMetrics is paced (collector/published.py); tests replace both so nothing waits.
+        self.sleep: Callable[[float], None] = time.sleep
+        self.monotonic: Callable[[], float] = time.monotonic
 
     @classmethod
     def from_config(cls, cfg: Any, store: Store, aws: Aws, clock: Clock, progress: Progress | None = None,
@@ -179,7 +182,7 @@ class Collector:
         results: list[SourceResult] = list(failed)
 
         due = [p for p in places if force_discovery or self._discovery_due(p, now)]
-        results += self._each(due, lambda p: [self._discover(p, now)])
+        results += self._each(due, lambda p: self._discover_and_verify(p, now))
 
         if self.should_stop():
             raise PollAbandoned
@@ -191,9 +194,20 @@ class Collector:
                 continue  # never discovered: nothing to poll yet
             plans[place] = planned
         self._done = 0
-        # Progress is reported only when a window spans several calls: a backfill or a resume.
-        self._total = sum(len(chunks) for _, chunks in plans.values()) if any(len(c) > 1 for _, c in plans.values()) else 0
-        results += self._each(list(plans), lambda p: self._collect(p, plans[p][0], plans[p][1], now))
+        monitoring = self.aws.monitoring() if plans else None
+        if monitoring is None:
+            # Progress is reported only when a window spans several calls: a backfill or a resume.
+            self._total = sum(len(chunks) for _, chunks in plans.values()) if any(len(c) > 1 for _, c in plans.values()) else 0
+            results += self._each(list(plans), lambda p: self._collect(p, plans[p][0], plans[p][1], now))
+        else:
+            # Monitoring-account mode: every place's metric queries of a Region in as few
+            # GetMetricData calls of the monitoring account as 500 queries a call allow.
+            by_region = linked_chunks({p: chunks for p, (_, chunks) in plans.items()}, now // 60 * 60)
+            self._total = sum(len(c) for c in by_region.values()) if any(len(c) > 1 for c in by_region.values()) else 0
+            hubs = [Place(monitoring[0], region) for region in sorted(by_region)]
+            results += self._each(hubs, lambda hub: [self._metrics(hub, by_region[hub.region], lambda svc: self.aws.client(hub, svc),
+                                                                   now, monitoring[0])])
+            results += self._each(list(plans), lambda p: self._collect(p, plans[p][0], plans[p][1], now, metrics=False))
 
         tallies = self.aws.log.take()
         for r in results:
@@ -212,7 +226,7 @@ class Collector:
         now = int(self.clock.now())
         self.aws.log.take()
         places, failed = self._places()
-        results = failed + self._each(places, lambda p: [self._discover(p, now)])
+        results = failed + self._each(places, lambda p: self._discover_and_verify(p, now))
         tallies = self.aws.log.take()
         for r in results:
             r.tally.add(tallies.get((r.place, r.source), CallTally()))
@@ -269,6 +283,8 @@ class Collector:
                 old = known.get(rid, {}).get("facts", {})
                 if f.kind in ("ses", "lambda_account"):  # keep what the probes learnt
                     facts = {**old, **facts}
+                if published.FACT in old:  # kept until the next verification replaces it
+                    facts.setdefault(published.FACT, old[published.FACT])
                 if f.kind == "lambda":
                     # LastModified moves on every code or configuration update: both recycle
                     # the function's environments, so both count as a deploy.
@@ -284,6 +300,30 @@ class Collector:
         if errors:
             result.status = "error"
             result.error = "; ".join(f"{k}: {v}" for k, v in errors.items())
+        return result
+
+    def _discover_and_verify(self, place: Place, now: int) -> list[SourceResult]:
+        found = self._discover(place, now)
+        if found.status != "ok" and not self._resources(place):
+            return [found]
+        return [found, self._verify(place, now)]
+
+    def _verify(self, place: Place, now: int) -> SourceResult:
+        """The plan against ListMetrics (collector/published.py): which planned series AWS does
+        not publish, stored as each resource's `unpublished` fact. Polling is not changed."""
+        result = SourceResult("listmetrics", place)
+        resources = self._resources(place)
+        with self.aws.log.source("listmetrics"):
+            try:
+                pacer = published.Pacer(published.RATE, self.sleep, self.monotonic)
+                got = published.verify(self.aws.client(place, "cloudwatch"), resources, pacer)
+            except FAILURES as exc:
+                result.status, result.error = "error", discovery.describe_error(exc)
+                return result
+        with self._db:
+            for rid, rows in got.facts.items():
+                self.store.update_facts(rid, {published.FACT: rows}, now)
+        result.note = got.note()
         return result
 
     # -- planning --------------------------------------------------------------------------------
@@ -312,35 +352,26 @@ class Collector:
         # A re-read goes back as far as a tier's cursor may: CloudWatch's 15 days of one-minute
         # data. One series over 15 days is one call, so a series that keeps failing stays cheap.
         oldest = (end - plan.MAX_HISTORY) // ALIGN * ALIGN
-        by_start: dict[tuple[int, bool], list[plan.Query]] = {}
+        by_start: dict[tuple[int, bool], list[tuple[Place, plan.Query]]] = {}
         for q in place_plan.queries:
             start = starts[q.tier]
             pending = self._reread.get((place, q.key))
             if pending is not None and max(pending, oldest) < start:
-                by_start.setdefault((max(pending, oldest), True), []).append(q)
+                by_start.setdefault((max(pending, oldest), True), []).append((place, q))
             else:
-                by_start.setdefault((start, False), []).append(q)
-        chunks: list[_Chunk] = []
-        for (start, reread), queries in sorted(by_start.items()):
-            step = plan.chunk_minutes(min(len(queries), plan.MAX_QUERIES)) * 60
-            t = start
-            while t < end:
-                chunk_end = min(t + step, end)
-                # A re-read covers a few series only: it never moves their tier's cursor.
-                advances = [] if reread else sorted({q.tier for q in queries if q.tier != DETAIL})
-                chunks.append(_Chunk(t, chunk_end, queries, advances))
-                t = chunk_end
+                by_start.setdefault((start, False), []).append((place, q))
+        chunks = _windows(by_start, end)
         return _PlacePoll(place_plan, tiers, triggered, resources), chunks
 
     # -- collection ------------------------------------------------------------------------------
 
-    def _collect(self, place: Place, pp: _PlacePoll, chunks: list[_Chunk], now: int) -> list[SourceResult]:
+    def _collect(self, place: Place, pp: _PlacePoll, chunks: list[_Chunk], now: int, metrics: bool = True) -> list[SourceResult]:
         clients = lambda svc: self.aws.client(place, svc)  # noqa: E731
         end = now // 60 * 60
-        results = [self._metrics(place, chunks, clients, now)]
+        results = [self._metrics(place, chunks, clients, now)] if metrics else []
         if not self.run_probes:
             return results
-        if pp.triggered.reasons:
+        if pp.triggered.reasons and results:
             results[0].note += "; detail: " + ", ".join(f"{rid.rsplit('/', 1)[-1]} ({why})" for rid, why in sorted(pp.triggered.reasons.items()))
         probes_due: list[tuple[str, Callable[[], probes.ProbeResult]]] = []
         by_kind = {r["kind"]: r for r in pp.resources if r["kind"] in ("ses", "lambda_account")}
@@ -395,10 +426,11 @@ class Collector:
         got.note = f"{len(queues) - len(errors)} queues; failed: {'; '.join(errors[:3])}" if errors else f"{len(queues)} queues"
         return got
 
-    def _metrics(self, place: Place, chunks: list[_Chunk], clients: Any, now: int) -> SourceResult:
+    def _metrics(self, place: Place, chunks: list[_Chunk], clients: Any, now: int, monitoring: str = "") -> SourceResult:
         """Fetch chunk by chunk, batch by batch. Each batch's samples are stored on a writer
-        thread while the next batch is fetched; a chunk's cursor moves only once all of its
-        batches are stored."""
+        thread while the next batch is fetched; a chunk's cursors move only once all of its
+        batches are stored. With `monitoring` (the monitoring account's id), `place` is the
+        monitoring account's and each query of another account carries its AccountId."""
         result = SourceResult("cloudwatch", place)
         partial: list[str] = []
         with self.aws.log.source("cloudwatch"), ThreadPoolExecutor(max_workers=1) as writer:
@@ -409,28 +441,29 @@ class Collector:
                     for i in range(0, len(chunk.queries), plan.MAX_QUERIES):
                         if self.should_stop():
                             raise PollAbandoned
-                        batch = chunk.queries[i:i + plan.MAX_QUERIES]
+                        batch = chunk.items[i:i + plan.MAX_QUERIES]
+                        accounts = [p.account if p.account != monitoring else "" for p, _ in batch] if monitoring else None
                         incomplete: set[SeriesKey] = set()
-                        points, problems = fetch(cw, batch, chunk.start, chunk.end, incomplete)
+                        points, problems = fetch(cw, [q for _, q in batch], chunk.start, chunk.end, incomplete, accounts)
                         partial.extend(problems)
-                        self._note_incomplete(place, batch, incomplete, chunk.start)
+                        self._note_incomplete(batch, incomplete, chunk.start)
                         pending.append(writer.submit(self._write, points))
                         self._advance(f"{place} {_span(chunk.start, chunk.end)}")
                     result.samples += sum(f.result() for f in pending)
                     with self._db:
-                        self.store.advance_cursors([(place.account, place.region, t, chunk.end) for t in chunk.advances], now)
+                        self.store.advance_cursors([(p.account, p.region, t, chunk.end) for p, t in chunk.advances], now)
             except FAILURES as exc:
                 result.status, result.error = "error", discovery.describe_error(exc)
         if partial:
             result.note = f"{len(partial)} queries not complete: {'; '.join(partial[:3])}"
         return result
 
-    def _note_incomplete(self, place: Place, batch: list[plan.Query], incomplete: set[SeriesKey], start: int) -> None:
+    def _note_incomplete(self, batch: list[tuple[Place, plan.Query]], incomplete: set[SeriesKey], start: int) -> None:
         """A series whose answer was not Complete is read again from `start` next poll; one that
         came back Complete from (or before) its pending start is caught up. Chunks are fetched
         oldest first, so a later chunk's failure is noted after an earlier chunk's success."""
         with self._db:
-            for q in batch:
+            for place, q in batch:
                 key = (place, q.key)
                 if q.key in incomplete:
                     self._reread[key] = min(self._reread.get(key, start), start)
@@ -466,8 +499,53 @@ class Collector:
 class _Chunk:
     start: int
     end: int
-    queries: list[plan.Query]
-    advances: list[str]
+    items: list[tuple[Place, plan.Query]]  # one place's, or a Region's places' in monitoring-account mode
+    reread: bool = False  # series asked again after an incomplete answer: no cursor moves
+
+    @property
+    def queries(self) -> list[plan.Query]:
+        return [q for _, q in self.items]
+
+    @property
+    def advances(self) -> list[tuple[Place, str]]:
+        """The (place, tier) cursors this window moves once stored (detail has no cursor; a
+        re-read covers a few series only and never moves their tier's cursor)."""
+        if self.reread:
+            return []
+        return sorted({(p, q.tier) for p, q in self.items if q.tier != DETAIL}, key=lambda pt: (str(pt[0]), pt[1]))
+
+
+def _windows(by_start: dict[tuple[int, bool], list[tuple[Place, plan.Query]]], end: int) -> list[_Chunk]:
+    """Cut each (start, re-read) group's queries into windows short enough to come back without
+    NextToken pages."""
+    out = []
+    for (start, reread), items in sorted(by_start.items(), key=lambda kv: kv[0]):
+        step = plan.chunk_minutes(min(len(items), plan.MAX_QUERIES)) * 60
+        t = start
+        while t < end:
+            out.append(_Chunk(t, min(t + step, end), items, reread))
+            t = min(t + step, end)
+    return out
+
+
+def linked_chunks(plans: dict[Place, list[_Chunk]], end: int) -> dict[str, list[_Chunk]]:
+    """Monitoring-account mode: per Region, every place's queries with the same window start
+    merged, then cut again, so one GetMetricData call carries up to 500 queries of several
+    source accounts."""
+    by_region: dict[str, dict[tuple[int, bool], list[tuple[Place, plan.Query]]]] = {}
+    for place, chunks in plans.items():
+        # A place's chunks share their start's queries: take each start's once.
+        firsts: dict[tuple[int, bool], list[tuple[Place, plan.Query]]] = {}
+        for c in chunks:
+            firsts.setdefault((_start_of(chunks, c), c.reread), c.items)
+        for start, items in firsts.items():
+            by_region.setdefault(place.region, {}).setdefault(start, []).extend(items)
+    return {region: _windows(by_start, end) for region, by_start in by_region.items()}
+
+
+def _start_of(chunks: list[_Chunk], chunk: _Chunk) -> int:
+    """The window start a chunk was cut from: the earliest chunk carrying the same queries."""
+    return min(c.start for c in chunks if c.items is chunk.items)
 
 
 @dataclass
@@ -483,7 +561,8 @@ def _span(start: int, end: int) -> str:
 
 
 def fetch(cw: Any, queries: list[plan.Query], start: int, end: int,
-          incomplete: set[SeriesKey] | None = None) -> tuple[list[tuple[SeriesKey, list[tuple[int, float]]]], list[str]]:
+          incomplete: set[SeriesKey] | None = None,
+          accounts: list[str] | None = None) -> tuple[list[tuple[SeriesKey, list[tuple[int, float]]]], list[str]]:
     """One GetMetricData call (plus NextToken pages) for up to 500 queries. Datapoints that are
     missing stay missing: a series with no data in the window gets no samples at all.
 
@@ -497,7 +576,7 @@ def fetch(cw: Any, queries: list[plan.Query], start: int, end: int,
     request"; PartialData with no page left; Forbidden) has its key added to `incomplete`: what it
     did return is kept, and the caller asks that series' window again (botocore cloudwatch
     2010-08-01 service-2.json, MetricDataResult.StatusCode)."""
-    requests = [q.request(f"q{i}") for i, q in enumerate(queries)]
+    requests = [q.request(f"q{i}", accounts[i] if accounts else "") for i, q in enumerate(queries)]
     asked = {f"q{i}": i for i in range(len(queries))}
     collected: dict[str, list[tuple[int, float]]] = {}
     problems: list[str] = []

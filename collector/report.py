@@ -24,6 +24,10 @@ class Projection:
     monthly_cost_usd: float
     naive_monthly_cost_usd: float
     probe_calls: dict[str, float]  # per poll, by operation
+    monitoring_fast_poll_calls: int = 0  # the same through a monitoring account: one client per Region
+    monitoring_slow_poll_calls: int = 0
+    calls_per_hour: float = 0.0  # GetMetricData calls an hour, each account polling its own
+    monitoring_calls_per_hour: float = 0.0  # ... and in monitoring-account mode
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -48,7 +52,25 @@ def project(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_
         probe_calls["lambda:GetAccountSettings (every poll)"] += kinds["lambda_account"]
         probe_calls["sqs:GetQueueAttributes (slow polls)"] += kinds["sqs"]
     cost = plan.monthly_cost(fast, slow, fast_interval, slow_interval)
-    return Projection(len(by_place), resources, fast, slow, detail, fast_calls, slow_calls, cost, naive, dict(probe_calls))
+    # Monitoring-account mode: the queries of every account in a Region share calls.
+    per_region: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for key, resources_here in by_place.items():
+        region = getattr(key, "region", None) or str(key).rsplit("/", 1)[-1]
+        f = sum(len(plan.resource_queries(r, [FAST])) for r in resources_here)
+        per_region[region][0] += f
+        per_region[region][1] += f + sum(len(plan.resource_queries(r, [SLOW])) for r in resources_here)
+    hub_fast = sum(math.ceil(f / plan.MAX_QUERIES) for f, _ in per_region.values())
+    hub_slow = sum(math.ceil(fs / plan.MAX_QUERIES) for _, fs in per_region.values())
+    return Projection(len(by_place), resources, fast, slow, detail, fast_calls, slow_calls, cost, naive, dict(probe_calls),
+                      hub_fast, hub_slow, calls_per_hour(fast_calls, slow_calls, fast_interval, slow_interval),
+                      calls_per_hour(hub_fast, hub_slow, fast_interval, slow_interval))
+
+
+def calls_per_hour(fast_poll_calls: int, slow_poll_calls: int, fast_interval: int, slow_interval: int) -> float:
+    """GetMetricData calls an hour in steady state: a poll every fast_interval, the slow tier
+    with it every slow_interval (no backfill, nothing paging)."""
+    polls, slow_polls = 3600 / fast_interval, 3600 / max(slow_interval, fast_interval)
+    return (polls - slow_polls) * fast_poll_calls + slow_polls * slow_poll_calls
 
 
 def render(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_interval: int) -> str:
@@ -81,5 +103,14 @@ def render(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_i
         f"the whole catalog every minute would cost ${p.naive_monthly_cost_usd:,.2f} a month "
         f"({p.monthly_cost_usd / p.naive_monthly_cost_usd:.0%} of it)" if p.naive_monthly_cost_usd else "",
         "detail fetches (DynamoDB throttle reasons, Contributor Insights, X-Ray traces) add cost only while they run.",
+        "",
+        "monitoring-account mode (aws.monitoring_account; CloudWatch cross-account observability):",
+        f"  GetMetricData calls an hour: {p.calls_per_hour:,.0f} with each account polling its own, "
+        f"{p.monitoring_calls_per_hour:,.0f} through the monitoring account "
+        f"({p.monitoring_fast_poll_calls} a fast-only poll and {p.monitoring_slow_poll_calls} with the slow tier, "
+        "every account's queries of a Region sharing calls of up to 500 with AccountId on each)",
+        f"  cost: ${p.monthly_cost_usd:,.2f} a month either way: GetMetricData is billed per metric requested "
+        "($0.01 per 1,000), not per call, so the mode saves calls (and the monitoring account's 50 TPS of "
+        "GetMetricData is then shared by every account), not money.",
     ]
     return "\n".join(line for line in lines if line is not None)

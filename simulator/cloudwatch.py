@@ -37,6 +37,10 @@ class Registry:
     def __init__(self, model: FleetModel) -> None:
         self.model = model
         self._by_place: dict[tuple[str, str], tuple[list[SeriesDef], dict[tuple, SeriesDef]]] = {}
+        self._active: dict[tuple, bool] = {}
+        # Monitoring account -> the source accounts linked to it (an OAM sink and its links; set
+        # with POST /__fleet__/links). Empty: no cross-account observability.
+        self.links: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     def place(self, account: str, region: str) -> tuple[list[SeriesDef], dict[tuple, SeriesDef]]:
@@ -56,6 +60,33 @@ class Registry:
     def reset(self) -> None:
         with self._lock:
             self._by_place.clear()
+            self._active.clear()
+            self.links.clear()
+
+    # -- which series have data: ListMetrics lists only those ---------------------------------
+
+    def active(self, sdef: SeriesDef, since: float, now: float) -> bool:
+        """Whether the series has at least one datapoint in [since, now]. Cached per series and
+        five-minute step of `now` (ListMetrics pages are asked one after another)."""
+        key_ = (id(self.model.scenario), self.model.seed, sdef.account, sdef.region, sdef.namespace, sdef.name, sdef.dims,
+                int(now - since), int(now) // 300)
+        with self._lock:
+            found = self._active.get(key_)
+        if found is None:
+            # One bucket per day (or three hours): the answer is "any datapoint at all".
+            period = 10800 if now - since <= 10800 else 86400
+            ts, _ = series_values(self.model, sdef, "SampleCount", period, since, now)
+            found = bool(ts)
+            with self._lock:
+                if len(self._active) > 200_000:
+                    self._active.clear()
+                self._active[key_] = found
+        return found
+
+    def linked(self, monitoring: str, source: str) -> bool:
+        """CloudWatch cross-account observability: `source` shares its metrics with `monitoring`.
+        An account always sees its own."""
+        return source == monitoring or source in self.links.get(monitoring, set())
 
 
 def _ts(value: Any, name: str) -> float:
@@ -186,13 +217,26 @@ def get_metric_data(model: FleetModel, registry: Registry, account: str, region:
                 raise validation(f"The parameter MetricDataQueries.member.{i}.MetricStat.Stat has an invalid value "
                                  f"{stat.get('Stat')!r}.")
 
-    _, index = registry.place(account, region)
     results: list[dict[str, Any]] = []
     for q in queries:
         result: dict[str, Any] = {"Id": q["Id"], "Label": q.get("Label", ""), "Timestamps": [], "Values": [],
                                   "StatusCode": "Complete", "Messages": []}
         stat = q.get("MetricStat")
-        if stat is None:
+        # MetricDataQuery.AccountId (botocore cloudwatch model): "If you are performing a
+        # GetMetricData operation in a monitoring account, use this to specify which account to
+        # retrieve this metric from." A source account linked to the caller is served; its
+        # absence means the caller's own account.
+        owner = str(q.get("AccountId") or account)
+        index = registry.place(owner, region)[1]
+        if not registry.linked(account, owner):
+            # UNCONFIRMED: AWS does not document what GetMetricData answers for an AccountId that
+            # is not linked to the calling monitoring account. The emulator answers that query
+            # with StatusCode Forbidden (a member of botocore's StatusCode enum: Complete |
+            # InternalError | PartialData | Forbidden) and no datapoints, so the collector sees
+            # an incomplete query rather than a silently empty series.
+            result["StatusCode"] = "Forbidden"
+            result["Messages"] = [{"Code": "Forbidden", "Value": f"Account {owner} is not a source account linked to monitoring account {account}."}]
+        elif stat is None:
             result["StatusCode"] = "InternalError"
             result["Messages"] = [{"Code": "Unsupported", "Value": "The fleetwatch emulator does not evaluate metric math expressions."}]
         else:
@@ -243,24 +287,69 @@ def _page(results: list[dict[str, Any]], offset: int, max_dp: int, digest: str) 
     return response
 
 
+LIST_WINDOW = 14 * DAY  # ListMetrics lists a metric only if it has data in the past two weeks
+RECENT_WINDOW = 3 * 3600  # RecentlyActive=PT3H: in the past three hours
+MAX_DIMENSION_FILTERS = 10  # botocore cloudwatch model: DimensionFilters "max": 10
+
+
 def list_metrics(registry: Registry, account: str, region: str, body: dict[str, Any]) -> dict[str, Any]:
-    ordered, _ = registry.place(account, region)
+    """ListMetrics as AWS documents it (API_ListMetrics.html, and botocore's cloudwatch
+    2010-08-01 model, ListMetricsInput / ListMetricsOutput):
+
+    - "Up to 500 results are returned for any one call", the rest behind NextToken;
+    - "ListMetrics doesn't return information about metrics if those metrics haven't reported
+      data in the past two weeks"; RecentlyActive=PT3H (its only valid value) narrows that to
+      the past three hours;
+    - Dimensions filters: "If you specify one dimension name and a metric has that dimension and
+      also other dimensions, it will be returned"; a filter with a Value matches that value only;
+    - in a monitoring account, IncludeLinkedAccounts=true adds the linked source accounts'
+      metrics, OwningAccount keeps one of them, and OwningAccounts names each metric's account.
+    """
     ns, name = body.get("Namespace"), body.get("MetricName")
     filters = body.get("Dimensions") or []
-    digest = hashlib.sha256(json.dumps([ns, name, filters], sort_keys=True).encode()).hexdigest()[:32]
+    recent = body.get("RecentlyActive")
+    if recent is not None and recent != "PT3H":
+        raise ApiError("InvalidParameterValue", f"The value {recent} for parameter RecentlyActive is not valid: PT3H is the only valid value.")
+    if not isinstance(filters, list) or len(filters) > MAX_DIMENSION_FILTERS:
+        raise ApiError("InvalidParameterValue", f"The collection Dimensions must not have more than {MAX_DIMENSION_FILTERS} members.")
+    for i, f in enumerate(filters, 1):
+        if not isinstance(f, dict) or not f.get("Name"):
+            raise validation(f"1 validation error detected: Value null at 'dimensions.{i}.member.name' failed to satisfy constraint: Member must not be null")
+    linked = bool(body.get("IncludeLinkedAccounts"))
+    owner = body.get("OwningAccount")
+    accounts = [account]
+    if linked:
+        accounts += sorted(registry.links.get(account, set()))
+        if owner:
+            accounts = [owner] if registry.linked(account, owner) else []
+    digest = hashlib.sha256(json.dumps([ns, name, filters, recent, linked, owner], sort_keys=True).encode()).hexdigest()[:32]
     offset = _untoken(body["NextToken"], digest) if body.get("NextToken") else 0
-    matched = []
-    for s in ordered:
-        if (ns and s.namespace != ns) or (name and s.name != name):
-            continue
-        dims = dict(s.dims)
-        if all(f["Name"] in dims and ("Value" not in f or dims[f["Name"]] == f["Value"]) for f in filters):
-            matched.append(s)
-    page = matched[offset:offset + LIST_PAGE]
+    now = registry.model.now()
+    since = now - (RECENT_WINDOW if recent else LIST_WINDOW)
+    matched: list[SeriesDef] = []
+    for acct in accounts:
+        ordered, _ = registry.place(acct, region)
+        for s in ordered:
+            if (ns and s.namespace != ns) or (name and s.name != name):
+                continue
+            dims = dict(s.dims)
+            if all(f["Name"] in dims and ("Value" not in f or dims[f["Name"]] == f["Value"]) for f in filters):
+                matched.append(s)
+    # Only what had data in the window is listed. Paging cuts the filtered list, so each page
+    # checks the series up to its end (cached for the next page).
+    listed: list[SeriesDef] = []
+    for s in matched:
+        if registry.active(s, since, now):
+            listed.append(s)
+            if len(listed) > offset + LIST_PAGE:
+                break
+    page = listed[offset:offset + LIST_PAGE]
     response: dict[str, Any] = {"Metrics": [
         {"Namespace": s.namespace, "MetricName": s.name, "Dimensions": [{"Name": k, "Value": v} for k, v in s.dims]}
         for s in page]}
-    if offset + LIST_PAGE < len(matched):
+    if linked:
+        response["OwningAccounts"] = [s.account for s in page]
+    if len(listed) > offset + LIST_PAGE:
         response["NextToken"] = _token(digest, offset + LIST_PAGE)
     return response
 

@@ -386,6 +386,18 @@ class Emulator:
                 except (TypeError, ValueError) as exc:
                     return 400, {"error": str(exc)}
             return 200, {"now": clock.now()}
+        if path == "/__fleet__/links":
+            # CloudWatch cross-account observability: {"monitoring": id, "sources": [ids]} links
+            # the source accounts to the monitoring account ([] unlinks them all).
+            if method == "POST":
+                monitoring, sources = data.get("monitoring"), data.get("sources", [])
+                if not isinstance(monitoring, str) or not isinstance(sources, list):
+                    return 400, {"error": 'POST {"monitoring": "<account id>", "sources": ["<account id>", ...]}'}
+                if sources:
+                    self.registry.links[monitoring] = {str(a) for a in sources}
+                else:
+                    self.registry.links.pop(monitoring, None)
+            return 200, {m: sorted(s) for m, s in self.registry.links.items()}
         if path == "/__fleet__/scenario" and method == "POST":
             try:
                 scenario = load_scenario(str(data.get("name", "")), self.model.fleet)

@@ -163,11 +163,27 @@ def resource(conn: sqlite3.Connection, resource_id: str) -> dict[str, Any] | Non
     r["series"] = _rows(conn, "SELECT id, namespace, metric, stat, period, dimensions FROM series WHERE resource_id = ? "
                               "ORDER BY metric, stat", [resource_id])
     r["incidents"] = incidents_for(conn, resource_id)
+    r["unpublished"] = unpublished(r["facts"])
     # Its state now, as each detector sees it: NoData (an idle queue publishes nothing) is shown
     # here, on the resource, rather than as an incident.
     r["alerts"] = _rows(conn, "SELECT detector, state, severity, title, last_seen FROM alerts WHERE resource_id = ? AND state != 'resolved' "
                               "ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, detector", [resource_id])
     return r
+
+
+def unpublished(facts: dict[str, Any]) -> list[dict[str, str]]:
+    """The planned series AWS does not publish for a resource, and why (collector/published.py
+    stores them as the `unpublished` fact after each discovery); malformed rows are skipped."""
+    rows = facts.get("unpublished")
+    if not isinstance(rows, list):
+        return []
+    out = []
+    for row in rows:
+        if isinstance(row, dict) and row.get("metric"):
+            stats = row.get("stats") if isinstance(row.get("stats"), list) else []
+            out.append({"metric": str(row["metric"]), "stats": ", ".join(str(s) for s in stats),
+                        "dimensions": str(row.get("dimensions", "")), "reason": str(row.get("reason", ""))})
+    return out
 
 
 def incidents_for(conn: sqlite3.Connection, resource_id: str, limit: int = 20) -> list[dict[str, Any]]:

@@ -146,6 +146,17 @@ SETTINGS: tuple[Setting, ...] = (
         pattern=_ROLE_ARN, pattern_hint="role ARNs such as 'arn:aws:iam::123456789012:role/fleetwatch-reader'",
     ),
     Setting(
+        "aws.monitoring_account", "str", "",
+        "CloudWatch cross-account observability: the monitoring account's role ARN (or its account "
+        "id, when it is the account fleetwatch runs in or one of aws.role_arns). When set, the "
+        "metric queries of every watched account in a Region go through the monitoring account, "
+        "up to 500 queries a GetMetricData call with AccountId on each; discovery still assumes "
+        "each account's role. The accounts must be linked to it as source accounts. Empty: each "
+        "account's metrics are read with its own role.",
+        pattern=r"^(arn:aws[a-z-]*:iam::\d{12}:role/[^\s]+|\d{12})?$",
+        pattern_hint="a role ARN such as 'arn:aws:iam::123456789012:role/fleetwatch-reader', a 12-digit account id, or empty",
+    ),
+    Setting(
         "aws.endpoint_url", "str", "",
         "Send every AWS call to this endpoint instead of AWS, e.g. the emulated fleet at "
         "'http://127.0.0.1:4590'. Empty for real AWS. boto3's own AWS_ENDPOINT_URL variable is "
