@@ -10,7 +10,6 @@ missed is fetched then. Nothing else is held up.
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 import uuid
@@ -24,7 +23,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from opentelemetry import context as otel_context
 
 from collector import coldstart_sources, discovery, plan, probes, published
-from collector.aws import AssumeRoleError, Aws, CallTally, Place, epoch_seconds
+from collector.metricdata import Chunk, fetch, linked_chunks, windows
+from collector.aws import AssumeRoleError, Aws, CallTally, Place
 from collector.catalog import ALIGN, DETAIL, FAST, SLOW
 from collector.scope import Scope
 from fleetwatch.clock import Clock
@@ -32,10 +32,6 @@ from fleetwatch.store import SeriesKey, Store
 
 Progress = Callable[[int, int, str], None]  # (done, total, what) for long backfills
 FAILURES = (ClientError, BotoCoreError, AssumeRoleError, probes.ProbeError, *discovery.UNREADABLE)
-MAX_PAGES = 100  # GetMetricData pages for one request; real answers need a handful
-# CloudWatch refuses to store values whose magnitude is above this (PutMetricData's documented
-# range), so a larger one in an answer is not a real datapoint.
-CLOUDWATCH_MAX = 1.174271e108
 PLACE_THREADS = 4
 
 
@@ -328,7 +324,7 @@ class Collector:
 
     # -- planning --------------------------------------------------------------------------------
 
-    def _plan(self, place: Place, now: int, forced: tuple[str, ...] | None) -> tuple[_PlacePoll, list[_Chunk]]:
+    def _plan(self, place: Place, now: int, forced: tuple[str, ...] | None) -> tuple[_PlacePoll, list[Chunk]]:
         end = now // 60 * 60
         resources = self._resources(place)
         with self._db:
@@ -360,12 +356,12 @@ class Collector:
                 by_start.setdefault((max(pending, oldest), True), []).append((place, q))
             else:
                 by_start.setdefault((start, False), []).append((place, q))
-        chunks = _windows(by_start, end)
+        chunks = windows(by_start, end)
         return _PlacePoll(place_plan, tiers, triggered, resources), chunks
 
     # -- collection ------------------------------------------------------------------------------
 
-    def _collect(self, place: Place, pp: _PlacePoll, chunks: list[_Chunk], now: int, metrics: bool = True) -> list[SourceResult]:
+    def _collect(self, place: Place, pp: _PlacePoll, chunks: list[Chunk], now: int, metrics: bool = True) -> list[SourceResult]:
         clients = lambda svc: self.aws.client(place, svc)  # noqa: E731
         end = now // 60 * 60
         results = [self._metrics(place, chunks, clients, now)] if metrics else []
@@ -426,7 +422,7 @@ class Collector:
         got.note = f"{len(queues) - len(errors)} queues; failed: {'; '.join(errors[:3])}" if errors else f"{len(queues)} queues"
         return got
 
-    def _metrics(self, place: Place, chunks: list[_Chunk], clients: Any, now: int, monitoring: str = "") -> SourceResult:
+    def _metrics(self, place: Place, chunks: list[Chunk], clients: Any, now: int, monitoring: str = "") -> SourceResult:
         """Fetch chunk by chunk, batch by batch. Each batch's samples are stored on a writer
         thread while the next batch is fetched; a chunk's cursors move only once all of its
         batches are stored. With `monitoring` (the monitoring account's id), `place` is the
@@ -496,59 +492,6 @@ class Collector:
 
 
 @dataclass
-class _Chunk:
-    start: int
-    end: int
-    items: list[tuple[Place, plan.Query]]  # one place's, or a Region's places' in monitoring-account mode
-    reread: bool = False  # series asked again after an incomplete answer: no cursor moves
-
-    @property
-    def queries(self) -> list[plan.Query]:
-        return [q for _, q in self.items]
-
-    @property
-    def advances(self) -> list[tuple[Place, str]]:
-        """The (place, tier) cursors this window moves once stored (detail has no cursor; a
-        re-read covers a few series only and never moves their tier's cursor)."""
-        if self.reread:
-            return []
-        return sorted({(p, q.tier) for p, q in self.items if q.tier != DETAIL}, key=lambda pt: (str(pt[0]), pt[1]))
-
-
-def _windows(by_start: dict[tuple[int, bool], list[tuple[Place, plan.Query]]], end: int) -> list[_Chunk]:
-    """Cut each (start, re-read) group's queries into windows short enough to come back without
-    NextToken pages."""
-    out = []
-    for (start, reread), items in sorted(by_start.items(), key=lambda kv: kv[0]):
-        step = plan.chunk_minutes(min(len(items), plan.MAX_QUERIES)) * 60
-        t = start
-        while t < end:
-            out.append(_Chunk(t, min(t + step, end), items, reread))
-            t = min(t + step, end)
-    return out
-
-
-def linked_chunks(plans: dict[Place, list[_Chunk]], end: int) -> dict[str, list[_Chunk]]:
-    """Monitoring-account mode: per Region, every place's queries with the same window start
-    merged, then cut again, so one GetMetricData call carries up to 500 queries of several
-    source accounts."""
-    by_region: dict[str, dict[tuple[int, bool], list[tuple[Place, plan.Query]]]] = {}
-    for place, chunks in plans.items():
-        # A place's chunks share their start's queries: take each start's once.
-        firsts: dict[tuple[int, bool], list[tuple[Place, plan.Query]]] = {}
-        for c in chunks:
-            firsts.setdefault((_start_of(chunks, c), c.reread), c.items)
-        for start, items in firsts.items():
-            by_region.setdefault(place.region, {}).setdefault(start, []).extend(items)
-    return {region: _windows(by_start, end) for region, by_start in by_region.items()}
-
-
-def _start_of(chunks: list[_Chunk], chunk: _Chunk) -> int:
-    """The window start a chunk was cut from: the earliest chunk carrying the same queries."""
-    return min(c.start for c in chunks if c.items is chunk.items)
-
-
-@dataclass
 class _PlacePoll:
     plan: plan.PlacePlan
     tiers: list[str]
@@ -558,79 +501,3 @@ class _PlacePoll:
 
 def _span(start: int, end: int) -> str:
     return f"{time.strftime('%m-%d %H:%M', time.gmtime(start))}–{time.strftime('%H:%M', time.gmtime(end))}"
-
-
-def fetch(cw: Any, queries: list[plan.Query], start: int, end: int,
-          incomplete: set[SeriesKey] | None = None,
-          accounts: list[str] | None = None) -> tuple[list[tuple[SeriesKey, list[tuple[int, float]]]], list[str]]:
-    """One GetMetricData call (plus NextToken pages) for up to 500 queries. Datapoints that are
-    missing stay missing: a series with no data in the window gets no samples at all.
-
-    The answer is checked, not trusted: a datapoint outside the window asked for, or not a
-    finite number within what CloudWatch can hold, is dropped and counted in the problems; a
-    result whose timestamps and values do not pair up is dropped whole; an answer that leaves a
-    query out altogether, or pages without end, raises ProbeError, so the window is not counted
-    as read and is asked again next poll.
-
-    A result whose last StatusCode is not Complete (InternalError: "an error occurred. Retry your
-    request"; PartialData with no page left; Forbidden) has its key added to `incomplete`: what it
-    did return is kept, and the caller asks that series' window again (botocore cloudwatch
-    2010-08-01 service-2.json, MetricDataResult.StatusCode)."""
-    requests = [q.request(f"q{i}", accounts[i] if accounts else "") for i, q in enumerate(queries)]
-    asked = {f"q{i}": i for i in range(len(queries))}
-    collected: dict[str, list[tuple[int, float]]] = {}
-    problems: list[str] = []
-    dropped = 0
-    status: dict[str, str] = {}
-    token, tokens = None, set()
-    for _ in range(MAX_PAGES):
-        args: dict[str, Any] = {"MetricDataQueries": requests, "StartTime": start, "EndTime": end, "ScanBy": "TimestampAscending"}
-        if token:
-            args["NextToken"] = token
-        page = cw.get_metric_data(**args)
-        for r in page.get("MetricDataResults") or []:
-            idx = asked.get(r.get("Id"))
-            if idx is None:
-                problems.append(f"an answer for a query not asked ({str(r.get('Id'))[:40]!r}) was ignored")
-                continue
-            got = collected.setdefault(r["Id"], [])
-            status[r["Id"]] = str(r.get("StatusCode"))
-            stamps, values = r.get("Timestamps") or [], r.get("Values") or []
-            if len(stamps) != len(values):
-                problems.append(f"{queries[idx].key.metric}: {len(stamps)} timestamps for {len(values)} values; dropped")
-                continue
-            for ts, v in zip(stamps, values):
-                point = _point(ts, v, start, end)
-                if point is None:
-                    dropped += 1
-                else:
-                    got.append(point)
-            if r.get("StatusCode") not in ("Complete", "PartialData"):
-                msg = "; ".join(str(m.get("Value", "")) for m in r.get("Messages") or [] if isinstance(m, dict))
-                problems.append(f"{queries[idx].key.metric} {str(r.get('StatusCode'))[:40]}: {msg[:200]}")
-        token = page.get("NextToken")
-        if not token:
-            break
-        if token in tokens:
-            raise probes.ProbeError("GetMetricData: the same NextToken came back twice; the answer was not used and is asked again next poll")
-        tokens.add(token)
-    else:
-        raise probes.ProbeError(f"GetMetricData: more than {MAX_PAGES} pages for one request; the answer was not used and is asked again next poll")
-    missing = len(asked) - len(collected)
-    if missing:
-        raise probes.ProbeError(f"GetMetricData: the answer left out {missing} of {len(asked)} queries; it was not used and is asked again next poll")
-    if dropped:
-        problems.append(f"{dropped} datapoints outside the window or not finite numbers were dropped")
-    if incomplete is not None:
-        incomplete.update(queries[asked[qid]].key for qid, code in status.items() if code != "Complete")
-    return [(queries[asked[qid]].key, pts) for qid, pts in collected.items() if pts], problems
-
-
-def _point(ts: Any, value: Any, start: int, end: int) -> tuple[int, float] | None:
-    try:
-        t, v = epoch_seconds(ts), float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if not start <= t <= end or not math.isfinite(v) or abs(v) > CLOUDWATCH_MAX:
-        return None
-    return t, v
