@@ -12,6 +12,13 @@ bare boto3 sending the very same GetMetricData requests with no planning or stor
 alternate in order each repeat. Prints each repeat and, last, one JSON line; quote its medians.
 Targets: get_metric_data_calls == min_calls, overhead_ratio <= 1.3, monthly cost <= a third of
 naive.
+
+With --discovery-hours N (e.g. `--functions 10000 --discovery-hours 7`), it first measures
+discovery against the control-plane quotas: a cold discovery, then one an hour for N hours, each
+paced by the collector's own pacer on a fake clock (the waits are counted, not slept). Every call
+the pacer lets go is recorded; it prints, per quota, the calls made in the busiest hour and the
+most made within any one second, against the documented quota (target: under half of each), and
+adds them to the JSON line as "discovery".
 """
 
 from __future__ import annotations
@@ -37,10 +44,11 @@ import boto3  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
 from collector.aws import Aws  # noqa: E402
+from collector.pacing import QUOTAS, Pacer  # noqa: E402
 from collector.plan import MAX_QUERIES  # noqa: E402
 from collector.poll import Collector  # noqa: E402
 from collector.report import project  # noqa: E402
-from fleetwatch.clock import Clock  # noqa: E402
+from fleetwatch.clock import Clock, FakeClock  # noqa: E402
 from fleetwatch.store import open_store  # noqa: E402
 
 CREDS = {"aws_access_key_id": "AKIABENCHFLEETWATCH1", "aws_secret_access_key": "bench"}
@@ -89,6 +97,7 @@ def main() -> None:
     parser.add_argument("--databases", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--scenario", default="healthy")
+    parser.add_argument("--discovery-hours", type=int, default=0, help="also measure discovery's control-plane calls over this many hours")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -109,6 +118,7 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
     # run with every default.
     bare = boto3.session.Session(**CREDS).client("cloudwatch", region_name="us-east-1", endpoint_url=endpoint,
                                                  config=Config(read_timeout=300, retries={"total_max_attempts": 1}))
+    discovery = measure_discovery(args, aws, clock) if args.discovery_hours else None
     with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "bench.db") as store:
         collector = Collector(store, aws, clock, backfill=0, probes=False)
         t = time.perf_counter()
@@ -171,8 +181,43 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
             "samples": int(statistics.median(samples)), "samples_per_second": round(statistics.median(samples) / poll_s),
             "monthly_cost_usd": round(p.monthly_cost_usd, 2), "naive_monthly_cost_usd": round(p.naive_monthly_cost_usd, 2),
             "cost_ratio": round(p.monthly_cost_usd / p.naive_monthly_cost_usd, 3), "repeats": args.repeats,
+            **({"discovery": discovery} if discovery else {}),
         }
         print(json.dumps(result), flush=True)
+
+
+def measure_discovery(args: argparse.Namespace, aws: Aws, clock: RemoteClock) -> dict[str, Any]:
+    """Discovery's control-plane calls per quota: busiest hour and busiest second, measured from
+    the times the pacer let each call go (on its own fake clock, so nothing sleeps)."""
+    paced = FakeClock(clock.now())
+    released: list[tuple[str, float]] = []
+    pacer = Pacer(paced.now, paced.sleep, on_release=lambda key, t: released.append((key[2], t)))
+    with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "discovery.db") as store:
+        collector = Collector(store, aws, clock, backfill=0, probes=False, pacer=pacer)
+        start = paced.now()
+        for hour in range(args.discovery_hours + 1):
+            if hour:
+                clock.advance(3600)
+                paced.set(max(paced.now(), start + hour * 3600))
+            begun, n = paced.now(), len(released)
+            results = collector.discover()
+            assert all(r.status == "ok" for r in results), [r.error for r in results]
+            print(f"discovery {hour}: {len(released) - n} paced calls over {paced.now() - begun:.0f} s (paced); {results[0].note}", flush=True)
+    out: dict[str, Any] = {}
+    for key in sorted({k for k, _ in released}):
+        times = sorted(t for k, t in released if k == key)
+        hourly = max(sum(1 for t in times if s <= t < s + 3600) for s in times[:: max(1, len(times) // 500)] + [times[0]])
+        j, peak = 0, 0
+        for i, t in enumerate(times):
+            while times[j] <= t - 1.0 + 1e-9:
+                j += 1
+            peak = max(peak, i - j + 1)
+        quota = QUOTAS[key].per_second
+        out[key] = {"calls": len(times), "busiest_hour_calls": hourly, "peak_per_second": peak, "quota_per_second": quota,
+                    "peak_share_of_quota": round(peak / quota, 3), "hour_share_of_quota": round(hourly / (quota * 3600), 3)}
+        print(f"  {key}: {len(times)} calls, busiest hour {hourly} calls ({hourly / 3600:.2f}/s), peak {peak} in one second "
+              f"against a documented {quota:g}/s ({peak / quota:.0%})", flush=True)
+    return out
 
 
 if __name__ == "__main__":

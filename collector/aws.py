@@ -15,6 +15,7 @@ the store to turn it back into an integer.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import re
 import threading
 from collections import Counter
@@ -99,25 +100,25 @@ class CallTally:
 
 
 class CallLog:
-    """Thread-safe tallies per (place, source); the source is whatever the calling thread set
-    with `source()`. `take()` hands over what was counted and starts afresh."""
+    """Thread-safe tallies per (place, source); the source is whatever the calling context set
+    with `source()` (a context variable, so a thread pool run through `pacing.in_context` counts
+    its calls under its caller's source). `take()` hands over what was counted and starts afresh."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_place: dict[tuple[Place, str], CallTally] = {}
-        self._local = threading.local()
+        self._source: contextvars.ContextVar[str] = contextvars.ContextVar(f"fleetwatch_source_{id(self)}", default="")
 
     @contextlib.contextmanager
     def source(self, name: str) -> Iterator[None]:
-        previous = getattr(self._local, "source", "")
-        self._local.source = name
+        token = self._source.set(name)
         try:
             yield
         finally:
-            self._local.source = previous
+            self._source.reset(token)
 
     def _tally(self, place: Place) -> CallTally:
-        return self._by_place.setdefault((place, getattr(self._local, "source", "")), CallTally())
+        return self._by_place.setdefault((place, self._source.get()), CallTally())
 
     def call(self, place: Place, action: str, metrics: int = 0) -> None:
         with self._lock:

@@ -15,12 +15,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from collector import pacing
+from collector.incremental import Prior
 from collector.aws import Place, epoch_seconds
 from collector.limits import max_connections
 
 Clients = Callable[[str], Any]
-# Per-resource detail calls (tags, concurrency) overlap a few at a time; the adaptive retry
-# mode slows them if AWS throttles the control plane.
+# Per-resource detail calls (tags, concurrency) overlap a few at a time, each released by the
+# pacer (collector/pacing.py) below the service's documented rate; the adaptive retry mode
+# slows them further if AWS throttles the control plane all the same.
 DETAIL_THREADS = 4
 
 
@@ -63,7 +66,8 @@ def _parallel(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
     if len(items) <= 1:
         return [r for r in map(one, items) if r is not None]
     with ThreadPoolExecutor(max_workers=DETAIL_THREADS) as pool:
-        return [r for r in pool.map(one, items) if r is not None]
+        # In the caller's context: the workers' calls wait on the caller's pacer.
+        return [r for r in pool.map(pacing.in_context(one), items) if r is not None]
 
 
 def _tag_list(tags: list[dict[str, str]] | None) -> dict[str, str]:
@@ -145,7 +149,8 @@ def coldstart_facts(fn: dict[str, Any]) -> dict[str, Any]:
             "snap_start": (fn.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions"}
 
 
-def lambdas(clients: Clients, place: Place) -> list[Found]:
+def lambdas(clients: Clients, place: Place, prior: Prior | None = None) -> list[Found]:
+    prior = prior or Prior()
     client = clients("lambda")
     functions = list(_pages(client, "list_functions", "Functions"))
     mappings: dict[str, list[dict[str, Any]]] = {}
@@ -160,19 +165,10 @@ def lambdas(clients: Clients, place: Place) -> list[Found]:
         # answer holds a presigned URL to download the function's code (FunctionCodeLocation),
         # which a read-only policy must not grant.
         name = fn["FunctionName"]
-        tags = client.list_tags(Resource=fn["FunctionArn"]).get("Tags") or {}
-        reserved = client.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
-        provisioned = [c for c in _pages(client, "list_provisioned_concurrency_configs", "ProvisionedConcurrencyConfigs",
-                                         FunctionName=name)]
         facts = {
             "memory": fn.get("MemorySize"), "timeout": fn.get("Timeout"), "runtime": fn.get("Runtime", ""),
             "code_sha256": fn.get("CodeSha256", ""), "last_modified": fn.get("LastModified", ""),
             "version": fn.get("Version", ""), "revision_id": fn.get("RevisionId", ""),
-            "reserved_concurrency": reserved,
-            "provisioned_concurrency": sum(int(c.get("RequestedProvisionedConcurrentExecutions", 0)) for c in provisioned),
-            "provisioned_configs": [{"qualifier": str(c.get("FunctionArn", "")).rsplit(":", 1)[-1],
-                                     "requested": c.get("RequestedProvisionedConcurrentExecutions"),
-                                     "status": c.get("Status")} for c in provisioned],
             "event_sources": mappings.get(name, []),
             # Stream event source mappings publish IteratorAge; a dead-letter queue (ListFunctions'
             # FunctionConfiguration.DeadLetterConfig, botocore lambda 2015-03-31) means async invokes.
@@ -181,18 +177,46 @@ def lambdas(clients: Clients, place: Place) -> list[Found]:
             "uses": uses_from_environment((fn.get("Environment") or {}).get("Variables") or {}),
             **coldstart_facts(fn),
         }
-        return Found("lambda", name, fn["FunctionArn"], dict(tags), facts)
+        # RevisionId moves with every change to the function's code or configuration
+        # (FunctionConfiguration.RevisionId, "the latest updated revision of the function"); tags
+        # and concurrency settings need not move it, so they are also refreshed by age.
+        marker = f"{fn.get('RevisionId', '')}|{fn.get('LastModified', '')}"
+        row = prior.stored("lambda", name, marker)
+        if row is not None:
+            return Found("lambda", name, fn["FunctionArn"], *prior.kept(row, facts))
+        tags = client.list_tags(Resource=fn["FunctionArn"]).get("Tags") or {}
+        reserved = client.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
+        provisioned = [c for c in _pages(client, "list_provisioned_concurrency_configs", "ProvisionedConcurrencyConfigs",
+                                         FunctionName=name)]
+        facts.update({
+            "reserved_concurrency": reserved,
+            "provisioned_concurrency": sum(int(c.get("RequestedProvisionedConcurrentExecutions", 0)) for c in provisioned),
+            "provisioned_configs": [{"qualifier": str(c.get("FunctionArn", "")).rsplit(":", 1)[-1],
+                                     "requested": c.get("RequestedProvisionedConcurrentExecutions"),
+                                     "status": c.get("Status")} for c in provisioned],
+        })
+        return prior.stamp(Found("lambda", name, fn["FunctionArn"], dict(tags), facts), marker)
 
     return _parallel(detail, functions)
 
 
 # -- SQS ----------------------------------------------------------------------------------------
 
-def queues(clients: Clients, place: Place, consumers: dict[str, list[str]] | None = None) -> list[Found]:
+def queues(clients: Clients, place: Place, consumers: dict[str, list[str]] | None = None,
+           prior: Prior | None = None) -> list[Found]:
+    prior = prior or Prior()
     client = clients("sqs")
     urls = list(_pages(client, "list_queues", "QueueUrls", MaxResults=1000))
 
     def detail(url: str) -> Found:
+        # ListQueues gives URLs only, no change marker: attributes and tags are refreshed by age.
+        row = prior.stored("sqs", url.rstrip("/").rsplit("/", 1)[-1], "")
+        if row is not None:
+            kept = Found("sqs", row["name"], row.get("arn", ""), *prior.kept(
+                row, {"url": url, "dlq_of": [], "consumers": (consumers or {}).get(row.get("arn", ""), [])}))
+            for derived in ("is_dlq", "retention_shorter_than_source"):
+                kept.facts.pop(derived, None)
+            return kept
         attrs = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         tags = client.list_queue_tags(QueueUrl=url).get("Tags", {})
         arn = attrs.get("QueueArn", "")
@@ -204,7 +228,7 @@ def queues(clients: Clients, place: Place, consumers: dict[str, list[str]] | Non
             "max_receive_count": int(redrive["maxReceiveCount"]) if redrive else None,
             "dlq_of": [], "consumers": (consumers or {}).get(arn, []),
         }
-        return Found("sqs", url.rstrip("/").rsplit("/", 1)[-1], arn, dict(tags), facts)
+        return prior.stamp(Found("sqs", url.rstrip("/").rsplit("/", 1)[-1], arn, dict(tags), facts), "")
 
     found = _parallel(detail, urls)
     by_name = {f.name: f for f in found}
@@ -242,12 +266,19 @@ def contributor_insights(client: Any) -> list[dict[str, Any]]:
     raise ValueError(f"ListContributorInsights: more than {INSIGHTS_MAX_PAGES} pages")
 
 
-def tables(clients: Clients, place: Place) -> list[Found]:
+def tables(clients: Clients, place: Place, prior: Prior | None = None) -> list[Found]:
+    prior = prior or Prior()
     client = clients("dynamodb")
     names = list(_pages(client, "list_tables", "TableNames"))
     insights = {c["TableName"]: c for c in contributor_insights(client) if not c.get("IndexName")}
 
     def detail(name: str) -> Found:
+        # ListTables gives names only; the Contributor Insights summary is the one marker the
+        # lists carry. DescribeTable and the table's tags are otherwise refreshed by age.
+        marker = "|".join(str(insights.get(name, {}).get(k, "")) for k in ("ContributorInsightsStatus", "ContributorInsightsMode"))
+        row = prior.stored("dynamodb", name, marker)
+        if row is not None:
+            return Found("dynamodb", name, row.get("arn", ""), *prior.kept(row, {}))
         t = client.describe_table(TableName=name)["Table"]
         tags = {x["Key"]: x["Value"] for x in _pages(client, "list_tags_of_resource", "Tags", ResourceArn=t["TableArn"])}
         billing = t.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
@@ -270,14 +301,14 @@ def tables(clients: Clients, place: Place) -> list[Found]:
             "contributor_insights_mode": ci.get("ContributorInsightsMode", "") if ci.get("ContributorInsightsStatus") == "ENABLED" else "",
             "contributor_insights_rules": rules,
         }
-        return Found("dynamodb", name, t["TableArn"], tags, facts)
+        return prior.stamp(Found("dynamodb", name, t["TableArn"], tags, facts), marker)
 
     return _parallel(detail, names)
 
 
 # -- RDS ----------------------------------------------------------------------------------------
 
-def databases(clients: Clients, place: Place) -> list[Found]:
+def databases(clients: Clients, place: Place, prior: Prior | None = None) -> list[Found]:
     client = clients("rds")
     instances = list(_pages(client, "describe_db_instances", "DBInstances"))
     group_values: dict[str, str | None] = {}
@@ -309,11 +340,18 @@ def databases(clients: Clients, place: Place) -> list[Found]:
     return found
 
 
-def proxies(clients: Clients, place: Place) -> list[Found]:
+def proxies(clients: Clients, place: Place, prior: Prior | None = None) -> list[Found]:
+    prior = prior or Prior()
     client = clients("rds")
     found = []
     for proxy in _pages(client, "describe_db_proxies", "DBProxies"):
         name = proxy["DBProxyName"]
+        # DBProxy.UpdatedDate moves with ModifyDBProxy; targets and tags are also refreshed by age.
+        marker = f"{_epoch(proxy.get('UpdatedDate'))}|{proxy.get('Status', '')}"
+        row = prior.stored("rds_proxy", name, marker)
+        if row is not None:
+            found.append(Found("rds_proxy", name, proxy["DBProxyArn"], *prior.kept(row, {"status": proxy.get("Status")})))
+            continue
         targets = list(_pages(client, "describe_db_proxy_targets", "Targets", DBProxyName=name))
         groups = list(_pages(client, "describe_db_proxy_target_groups", "TargetGroups", DBProxyName=name))
         pool = next((g.get("ConnectionPoolConfig", {}) for g in groups if g.get("IsDefault", True)), {})
@@ -325,17 +363,23 @@ def proxies(clients: Clients, place: Place) -> list[Found]:
             "max_idle_connections_percent": pool.get("MaxIdleConnectionsPercent"),
             "connection_borrow_timeout": pool.get("ConnectionBorrowTimeout"),
         }
-        found.append(Found("rds_proxy", name, proxy["DBProxyArn"], tags, facts))
+        found.append(prior.stamp(Found("rds_proxy", name, proxy["DBProxyArn"], tags, facts), marker))
     return found
 
 
 # -- EventBridge schedules ------------------------------------------------------------------------
 
-def schedules(clients: Clients, place: Place) -> list[Found]:
+def schedules(clients: Clients, place: Place, prior: Prior | None = None) -> list[Found]:
+    prior = prior or Prior()
     client = clients("events")
     rules = [r for r in _pages(client, "list_rules", "Rules") if r.get("ScheduleExpression")]
 
     def detail(rule: dict[str, Any]) -> Found:
+        # ListRules carries the expression and state, not the targets or tags: those by age.
+        listed = {"expression": rule["ScheduleExpression"], "state": rule.get("State"), "event_bus": rule.get("EventBusName", "default")}
+        row = prior.stored("schedule", rule["Name"], "")
+        if row is not None:
+            return Found("schedule", rule["Name"], rule["Arn"], *prior.kept(row, listed))
         targets = list(_pages(client, "list_targets_by_rule", "Targets", Rule=rule["Name"]))
         tags = _tag_list(client.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags"))
         facts = {
@@ -343,7 +387,7 @@ def schedules(clients: Clients, place: Place) -> list[Found]:
             "targets": [t["Arn"] for t in targets],
             "target_functions": [t["Arn"].split(":function:")[-1].split(":")[0] for t in targets if ":function:" in t["Arn"]],
         }
-        return Found("schedule", rule["Name"], rule["Arn"], tags, facts)
+        return prior.stamp(Found("schedule", rule["Name"], rule["Arn"], tags, facts), "")
 
     return _parallel(detail, rules)
 
@@ -357,13 +401,14 @@ def _epoch(value: Any) -> int | None:
     return None if value is None else epoch_seconds(value)
 
 
-def scheduler_schedules(clients: Clients, place: Place) -> list[Found]:
+def scheduler_schedules(clients: Clients, place: Place, prior: Prior | None = None) -> list[Found]:
     """EventBridge Scheduler schedules (botocore scheduler 2021-06-30: ListSchedules gives
     ScheduleSummary — Name, GroupName, State, CreationDate, Target.Arn; GetSchedule adds
     ScheduleExpression, ScheduleExpressionTimezone, FlexibleTimeWindow, StartDate, EndDate).
     AWS/Scheduler publishes its metrics per ScheduleGroup only (Scheduler user guide, "Monitoring
     with CloudWatch", dimension ScheduleGroup), so a schedule's own runs are read from its group
     only when it is alone there (`group_alone`); otherwise from a target only it invokes."""
+    prior = prior or Prior()
     client = clients("scheduler")
     summaries = list(_pages(client, "list_schedules", "Schedules"))
     per_group: dict[str, int] = {}
@@ -379,6 +424,14 @@ def scheduler_schedules(clients: Clients, place: Place) -> list[Found]:
 
     def detail(summary: dict[str, Any]) -> Found:
         group = summary.get("GroupName", "default")
+        name = summary["Name"] if group == "default" else f"{group}:{summary['Name']}"
+        # ScheduleSummary.LastModificationDate moves with every UpdateSchedule: GetSchedule only
+        # then (and by age, for the group's tags).
+        marker = f"{_epoch(summary.get('LastModificationDate'))}|{summary.get('State', '')}"
+        row = prior.stored("schedule", name, marker)
+        if row is not None:
+            return Found("schedule", name, summary.get("Arn") or row.get("arn", ""), *prior.kept(
+                row, {"group_alone": per_group.get(group, 0) == 1, "state": summary.get("State", row["facts"].get("state"))}))
         got = client.get_schedule(Name=summary["Name"], GroupName=group)
         target = (got.get("Target") or summary.get("Target") or {}).get("Arn", "")
         window = got.get("FlexibleTimeWindow") or {}
@@ -395,8 +448,7 @@ def scheduler_schedules(clients: Clients, place: Place) -> list[Found]:
         # "You can only assign tags to schedule groups" (botocore scheduler, TagResource): the
         # group's tags describe its schedules. The default group cannot be tagged.
         tags = group_tags(group) if group != "default" else {}
-        name = summary["Name"] if group == "default" else f"{group}:{summary['Name']}"
-        return Found("schedule", name, summary.get("Arn", got.get("Arn", "")), tags, facts)
+        return prior.stamp(Found("schedule", name, summary.get("Arn", got.get("Arn", "")), tags, facts), marker)
 
     return _parallel(detail, summaries)
 
@@ -409,10 +461,19 @@ def _function_of(uri: str) -> str | None:
     return uri.split(":function:")[-1].split("/")[0].split(":")[0]
 
 
-def apis(clients: Clients, place: Place) -> list[Found]:
+def apis(clients: Clients, place: Place, prior: Prior | None = None) -> list[Found]:
+    """REST and HTTP APIs. Their lists carry no change marker (RestApi and Api have a creation
+    date only): stages and the functions integrated are refreshed by age, which also keeps
+    GetResources within its own quota (5 requests every 2 seconds per account)."""
+    prior = prior or Prior()
     found = []
     rest = clients("apigateway")
     for api in _pages(rest, "get_rest_apis", "items"):
+        arn = f"arn:aws:apigateway:{place.region}::/restapis/{api['id']}"
+        row = prior.stored("api", api["name"], api["id"])
+        if row is not None:
+            found.append(Found("api", api["name"], arn, dict(api.get("tags") or {}), prior.kept(row, {})[1]))
+            continue
         stages = [s["stageName"] for s in rest.get_stages(restApiId=api["id"]).get("item", [])]
         functions = set()
         for res in _pages(rest, "get_resources", "items", restApiId=api["id"], embed=["methods"]):
@@ -420,32 +481,35 @@ def apis(clients: Clients, place: Place) -> list[Found]:
                 fn = _function_of(str((method.get("methodIntegration") or {}).get("uri", "")))
                 if fn:
                     functions.add(fn)
-        arn = f"arn:aws:apigateway:{place.region}::/restapis/{api['id']}"
-        found.append(Found("api", api["name"], arn, dict(api.get("tags") or {}),
-                           {"type": "REST", "api_id": api["id"], "stages": stages, "functions": sorted(functions)}))
+        found.append(prior.stamp(Found("api", api["name"], arn, dict(api.get("tags") or {}),
+                                       {"type": "REST", "api_id": api["id"], "stages": stages, "functions": sorted(functions)}), api["id"]))
     http = clients("apigatewayv2")
     for api in _pages(http, "get_apis", "Items"):
         if api.get("ProtocolType") != "HTTP":
             continue
+        arn = f"arn:aws:apigateway:{place.region}::/apis/{api['ApiId']}"
+        row = prior.stored("api", api["Name"], api["ApiId"])
+        if row is not None:
+            found.append(Found("api", api["Name"], arn, dict(api.get("Tags") or {}), prior.kept(row, {})[1]))
+            continue
         stages = [s["StageName"] for s in _pages(http, "get_stages", "Items", ApiId=api["ApiId"])]
         functions = {fn for i in _pages(http, "get_integrations", "Items", ApiId=api["ApiId"])
                      if (fn := _function_of(str(i.get("IntegrationUri", ""))))}
-        arn = f"arn:aws:apigateway:{place.region}::/apis/{api['ApiId']}"
-        found.append(Found("api", api["Name"], arn, dict(api.get("Tags") or {}),
-                           {"type": "HTTP", "api_id": api["ApiId"], "stages": stages, "functions": sorted(functions)}))
+        found.append(prior.stamp(Found("api", api["Name"], arn, dict(api.get("Tags") or {}),
+                                       {"type": "HTTP", "api_id": api["ApiId"], "stages": stages, "functions": sorted(functions)}), api["ApiId"]))
     return found
 
 
 # -- account-level --------------------------------------------------------------------------------
 
-def accounts(clients: Clients, place: Place) -> list[Found]:
+def accounts(clients: Clients, place: Place, prior: Prior | None = None) -> list[Found]:
     """The SES account and the Lambda account limits of this place; their facts are refreshed by
     the probes on every fast poll."""
     return [Found("ses", "account", f"arn:aws:ses:{place.region}:{place.account}:account"),
             Found("lambda_account", "account", f"arn:aws:lambda:{place.region}:{place.account}:account")]
 
 
-KINDS: dict[str, Callable[[Clients, Place], list[Found]]] = {
+KINDS: dict[str, Callable[[Clients, Place, Prior], list[Found]]] = {
     "lambda": lambdas, "sqs": queues, "dynamodb": tables, "rds": databases, "rds_proxy": proxies,
     "schedule": schedules, "scheduler": scheduler_schedules, "api": apis, "account": accounts,
 }
@@ -454,8 +518,10 @@ OWNS = {"lambda": ("lambda",), "sqs": ("sqs",), "dynamodb": ("dynamodb",), "rds"
         "schedule": ("schedule",), "scheduler": ("schedule",), "api": ("api",), "account": ("ses", "lambda_account")}
 
 
-def discover_place(clients: Clients, place: Place) -> tuple[list[Found], dict[str, str]]:
-    """Every kind in one place. Returns what was found and, per failed discoverer, its error."""
+def discover_place(clients: Clients, place: Place, prior: Prior | None = None) -> tuple[list[Found], dict[str, str]]:
+    """Every kind in one place. Returns what was found and, per failed discoverer, its error.
+    With `prior`, only what changed (or whose detail is due for refresh) gets detail calls."""
+    prior = prior or Prior()
     found: list[Found] = []
     errors: dict[str, str] = {}
     lambda_found: list[Found] = []
@@ -466,9 +532,9 @@ def discover_place(clients: Clients, place: Place) -> tuple[list[Found], dict[st
                 for fn in lambda_found:
                     for src in fn.facts["event_sources"]:
                         consumers.setdefault(src["source_arn"], []).append(fn.name)
-                got = queues(clients, place, consumers)
+                got = queues(clients, place, consumers, prior)
             else:
-                got = discover(clients, place)
+                got = discover(clients, place, prior)
         except (ClientError, BotoCoreError, *UNREADABLE) as exc:
             errors[name] = describe_error(exc)
             continue

@@ -22,13 +22,14 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from opentelemetry import context as otel_context
 
-from collector import coldstart_sources, discovery, plan, probes, published
-from collector.metricdata import Chunk, fetch, linked_chunks, windows
+from collector import coldstart_sources, discovery, pacing, plan, probes, published
 from collector.aws import AssumeRoleError, Aws, CallTally, Place
+from collector.metricdata import Chunk, fetch, linked_chunks, windows
 from collector.catalog import ALIGN, DETAIL, FAST, SLOW
+from collector.incremental import Prior
 from collector.scope import Scope
 from fleetwatch.clock import Clock
-from fleetwatch.store import SeriesKey, Store
+from fleetwatch.store import SeriesKey, Store, open_store
 
 Progress = Callable[[int, int, str], None]  # (done, total, what) for long backfills
 FAILURES = (ClientError, BotoCoreError, AssumeRoleError, probes.ProbeError, *discovery.UNREADABLE)
@@ -121,7 +122,9 @@ class Collector:
                  scope: Scope | None = None, progress: Progress | None = None, probes: bool = True,
                  should_stop: Callable[[], bool] | None = None,
                  sources: tuple[str, ...] | list[str] = coldstart_sources.SOURCES, logs_gb_per_day: float = 1.0,
-                 logs_query_timeout: float = 30.0, sleep: Callable[[float], None] | None = None) -> None:
+                 logs_query_timeout: float = 30.0, sleep: Callable[[float], None] | None = None,
+                 quota_fraction: float = pacing.DEFAULT_FRACTION, detail_refresh: int = 6 * 3600,
+                 background_discovery: bool = False, pacer: pacing.Pacer | None = None) -> None:
         self.store, self.aws, self.clock = store, aws, clock
         self.lookback, self.backfill = lookback, backfill
         self.slow_interval, self.discovery_interval = slow_interval, discovery_interval
@@ -137,6 +140,15 @@ class Collector:
             clock=clock, log=aws.log, lookback=lookback, sources=sources, gb_per_day=logs_gb_per_day,
             query_timeout=logs_query_timeout, xray_max_traces=xray_max_traces, destination_ttl=discovery_interval,
             fetch=fetch, sleep=sleep)
+        # Discovery's control-plane calls wait for their slot on the injected clock.
+        self.pacer = pacer or pacing.Pacer(clock.now, sleep or getattr(clock, "sleep", None) or time.sleep, quota_fraction)
+        self.detail_refresh = detail_refresh
+        # Re-discovery on a thread of its own, so that the poll never waits for it (see _poll).
+        self.background_discovery = background_discovery
+        self._background: threading.Thread | None = None
+        self._background_places: set[Place] = set()
+        self._background_done: list[SourceResult] = []
+        self._background_calls: dict[Place, CallTally] = {}
         # Series whose window came back InternalError / PartialData: the start of what is still
         # to be read. Their tier's cursor moves on for the other series; these are asked again
         # from here until an answer is Complete (at most 15 days back, as a cursor).
@@ -147,12 +159,14 @@ class Collector:
 
     @classmethod
     def from_config(cls, cfg: Any, store: Store, aws: Aws, clock: Clock, progress: Progress | None = None,
-                    should_stop: Callable[[], bool] | None = None) -> Collector:
+                    should_stop: Callable[[], bool] | None = None, background_discovery: bool = False) -> Collector:
         return cls(store, aws, clock, lookback=cfg["poll.lookback"], backfill=cfg["poll.backfill"],
                    slow_interval=cfg["poll.slow_interval"], discovery_interval=cfg["discovery.interval"],
                    xray_max_traces=cfg["poll.xray_max_traces"], scope=Scope.from_config(cfg), progress=progress,
                    should_stop=should_stop, sources=cfg["poll.coldstart_sources"],
-                   logs_gb_per_day=cfg["poll.logs_insights_gb_per_day"], logs_query_timeout=cfg["poll.logs_query_timeout"])
+                   logs_gb_per_day=cfg["poll.logs_insights_gb_per_day"], logs_query_timeout=cfg["poll.logs_query_timeout"],
+                   quota_fraction=cfg["discovery.quota_fraction"], detail_refresh=cfg["discovery.detail_refresh"],
+                   background_discovery=background_discovery)
 
     # -- the poll --------------------------------------------------------------------------------
 
@@ -178,6 +192,13 @@ class Collector:
         results: list[SourceResult] = list(failed)
 
         due = [p for p in places if force_discovery or self._discovery_due(p, now)]
+        if self.background_discovery and not force_discovery:
+            # A place never discovered has nothing to poll yet: discovered here. Re-discovery runs
+            # on its own thread (its calls paced, so it may take longer than a poll interval on a
+            # large account) while this poll goes on with the resources stored.
+            fresh = [p for p in due if not self._resources(p)]
+            self._start_background([p for p in due if p not in fresh], now)
+            due = fresh
         results += self._each(due, lambda p: self._discover_and_verify(p, now))
 
         if self.should_stop():
@@ -206,6 +227,7 @@ class Collector:
             results += self._each(list(plans), lambda p: self._collect(p, plans[p][0], plans[p][1], now, metrics=False))
 
         tallies = self.aws.log.take()
+        results += self._background_results(tallies)
         for r in results:
             tally = tallies.pop((r.place, r.source), None)
             if tally is not None:
@@ -261,17 +283,71 @@ class Collector:
             last = self.store.last_poll("discovery", place.account, place.region)
         return last is None or now - last >= self.discovery_interval
 
-    def _discover(self, place: Place, now: int) -> SourceResult:
-        result = SourceResult("discovery", place)
-        with self.aws.log.source("discovery"):
+    def _start_background(self, places: list[Place], now: int) -> None:
+        """Discover `places` on a background thread with its own store connection (SQLite in WAL
+        mode lets it write while the poll reads; the poll's connection is not shared across
+        threads without the collector's lock, and the agent also uses it for detection). One such
+        thread at a time: a place already being discovered is not started again."""
+        with self._db:
+            if not places or (self._background is not None and self._background.is_alive()):
+                return
+            self._background_places = set(places)
+
+        def run() -> None:
+            store = open_store(self.store.path)
+            lock = threading.Lock()
             try:
-                found, errors = discovery.discover_place(lambda svc: self.aws.client(place, svc), place)
+                for place in places:
+                    if self.should_stop():
+                        break
+                    result = self._discover(place, now, store, lock)
+                    verified = [self._verify(place, now, store, lock)] if result.status == "ok" else []
+                    with self._db:
+                        self._background_done += [result, *verified]
+                        self._background_places.discard(place)
+            finally:
+                store.close()
+                with self._db:
+                    self._background_places.clear()
+
+        self._background = threading.Thread(target=run, name="fleetwatch-discovery", daemon=True)
+        self._background.start()
+
+    def _background_results(self, tallies: dict[tuple[Place, str], CallTally]) -> list[SourceResult]:
+        """Background discoveries finished since the last poll, to be recorded by this one, with
+        every call they made. Calls of one still running are kept for its own result."""
+        with self._db:
+            done, self._background_done = self._background_done, []
+            running = set(self._background_places)
+            for key in [k for k in tallies if k[1] == "discovery" and k[0] in running | {r.place for r in done}]:
+                self._background_calls.setdefault(key[0], CallTally()).add(tallies.pop(key))
+            for r in done:
+                r.tally.add(self._background_calls.pop(r.place, CallTally()))
+        return done
+
+    def wait_for_discovery(self, timeout: float | None = None) -> bool:
+        """Wait for a background discovery to finish (the CLI, before it exits; tests)."""
+        thread = self._background
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
+    def _discover(self, place: Place, now: int, store: Store | None = None, lock: Any = None) -> SourceResult:
+        store, lock = store or self.store, lock or self._db
+        result = SourceResult("discovery", place)
+        with lock:
+            stored = store.resources(account=place.account, region=place.region)
+        prior = Prior.of(stored, now, self.detail_refresh)
+        with self.aws.log.source("discovery"), self.pacer.active():
+            try:
+                found, errors = discovery.discover_place(
+                    lambda svc: pacing.paced(self.aws.client(place, svc), place.account, place.region), place, prior)
             except FAILURES as exc:
                 result.status, result.error = "error", discovery.describe_error(exc)
                 return result
         kept = [f for f in found if self.scope.admits(f.kind, f.name, f.tags)]
-        with self._db:
-            known = {r["id"]: r for r in self.store.resources(account=place.account, region=place.region)}
+        with lock:
+            known = {r["id"]: r for r in store.resources(account=place.account, region=place.region)}
             rows = []
             for f in kept:
                 rid = discovery.resource_id(f.kind, place, f.name)
@@ -287,12 +363,14 @@ class Collector:
                     facts["deployed_at"] = probes.modified_at(str(facts.get("last_modified", "")))
                 rows.append({"id": rid, "account": place.account, "region": place.region, "kind": f.kind, "name": f.name,
                              "arn": f.arn, "facts": facts, "tags": f.tags})
-            self.store.upsert_resources(rows, now)
+            store.upsert_resources(rows, now)
             failed_kinds = {k for name in errors for k in discovery.OWNS[name]}
             seen = {r["id"] for r in rows}
             gone = [rid for rid, r in known.items() if rid not in seen and r["kind"] not in failed_kinds]
-            self.store.mark_gone(gone, now)
-        result.note = f"{len(kept)} resources ({len(found) - len(kept)} out of scope, {len(gone)} gone)"
+            store.mark_gone(gone, now)
+        reused = sum(prior.reused.values())
+        result.note = (f"{len(kept)} resources ({len(found) - len(kept)} out of scope, {len(gone)} gone; "
+                       f"{reused} unchanged kept their stored detail)")
         if errors:
             result.status = "error"
             result.error = "; ".join(f"{k}: {v}" for k, v in errors.items())
@@ -304,11 +382,13 @@ class Collector:
             return [found]
         return [found, self._verify(place, now)]
 
-    def _verify(self, place: Place, now: int) -> SourceResult:
+    def _verify(self, place: Place, now: int, store: Store | None = None, lock: Any = None) -> SourceResult:
         """The plan against ListMetrics (collector/published.py): which planned series AWS does
         not publish, stored as each resource's `unpublished` fact. Polling is not changed."""
+        store, lock = store or self.store, lock or self._db
         result = SourceResult("listmetrics", place)
-        resources = self._resources(place)
+        with lock:
+            resources = store.resources(account=place.account, region=place.region)
         with self.aws.log.source("listmetrics"):
             try:
                 pacer = published.Pacer(published.RATE, self.sleep, self.monotonic)
@@ -316,9 +396,9 @@ class Collector:
             except FAILURES as exc:
                 result.status, result.error = "error", discovery.describe_error(exc)
                 return result
-        with self._db:
+        with lock:
             for rid, rows in got.facts.items():
-                self.store.update_facts(rid, {published.FACT: rows}, now)
+                store.update_facts(rid, {published.FACT: rows}, now)
         result.note = got.note()
         return result
 

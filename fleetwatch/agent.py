@@ -126,7 +126,10 @@ class Agent:
         self.telemetry = telemetry or Telemetry.off()
         self.polls = polls
         self.interval = float(cfg["poll.fast_interval"])
-        self.collector = Collector.from_config(cfg, store, aws, clock, should_stop=self.stopping)
+        # Re-discovery off the poll cycle, on its own thread; on a fake clock (tests, the demo)
+        # it stays in the cycle so that runs are reproducible.
+        self.collector = Collector.from_config(cfg, store, aws, clock, should_stop=self.stopping,
+                                               background_discovery=not isinstance(clock, FakeClock))
         self.pipeline = build_pipeline(cfg, store, clock, sleep=self.waiter.sleep, ses=ses, stopping=self.stopping,
                                        tracer=self.telemetry.tracer)
         self.settings = detector_settings(cfg)

@@ -154,6 +154,7 @@ class Emulator:
     def __init__(self, model: FleetModel, host: str = "127.0.0.1", port: int = 0, log_requests: bool = False) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+        services.revise_lambda_functions()
         self.model = model
         self.registry = cloudwatch.Registry(model)
         self.usage = Usage()

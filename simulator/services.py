@@ -179,3 +179,43 @@ def patch_queue_attributes(model: FleetModel, account: str, region: str, request
         if attr in attrs:
             attrs[attr] = str(int(round(float(value))))
     return json.dumps(data).encode()
+
+
+def revise_lambda_functions() -> None:
+    """AWS moves a function's LastModified and RevisionId with every code or configuration update
+    (botocore lambda 2015-03-31 FunctionConfiguration: RevisionId, "the latest updated revision
+    of the function"); moto keeps LastModified from creation and serves no RevisionId. Patched
+    once, so incremental discovery sees an updated function as changed, as it would on AWS."""
+    import uuid
+
+    from moto.awslambda.models import LambdaFunction
+    from moto.core.utils import iso_8601_datetime_with_nanoseconds
+
+    if getattr(LambdaFunction, "_fleetwatch_revised", False):
+        return
+    configuration, update_configuration, update_code = (LambdaFunction.get_configuration, LambdaFunction.update_configuration,
+                                                        LambdaFunction.update_function_code)
+
+    def revise(fn: Any) -> None:
+        fn.last_modified = iso_8601_datetime_with_nanoseconds()
+        fn._fleetwatch_revision = str(uuid.uuid4())
+
+    def get_configuration(self: Any, *args: Any, **kw: Any) -> Any:
+        out = configuration(self, *args, **kw)
+        if not getattr(self, "_fleetwatch_revision", None):
+            self._fleetwatch_revision = str(uuid.uuid4())
+        out["RevisionId"] = self._fleetwatch_revision
+        return out
+
+    def updated_configuration(self: Any, *args: Any, **kw: Any) -> Any:
+        revise(self)
+        return update_configuration(self, *args, **kw)
+
+    def updated_code(self: Any, *args: Any, **kw: Any) -> Any:
+        revise(self)
+        return update_code(self, *args, **kw)
+
+    LambdaFunction.get_configuration = get_configuration
+    LambdaFunction.update_configuration = updated_configuration
+    LambdaFunction.update_function_code = updated_code
+    LambdaFunction._fleetwatch_revised = True

@@ -69,6 +69,14 @@ def make_collector(emulator: Any, store: Any, *, regions: list[str] | None = Non
     aws = Aws(regions=regions or REGIONS, role_arns=ROLES if roles is None else roles, endpoint_url=endpoint or emulator.endpoint,
               session=session, max_attempts=max_attempts, read_timeout=read_timeout, connect_timeout=5)
     kw.setdefault("backfill", 3600)
+    if "pacer" not in kw:
+        # Discovery's pacing waits move a fake clock of their own, not the emulator's: tests assert
+        # exact times (tests/test_discovery_quotas.py paces on the emulator's clock itself).
+        from collector.pacing import Pacer
+        from fleetwatch.clock import FakeClock
+
+        own = FakeClock(0)
+        kw["pacer"] = Pacer(own.now, own.sleep)
     return Collector(store, aws, emulator.model.clock, **kw)
 
 

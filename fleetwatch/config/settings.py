@@ -214,6 +214,21 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=300, maximum=7 * 86400,
     ),
     Setting(
+        "discovery.quota_fraction", "float", 0.4,
+        "Discovery's control-plane calls are paced to at most this fraction of each service's "
+        "documented request rate per account and Region (Lambda: 15 requests/s), leaving the rest "
+        "for the account's own deploys. 0.4 keeps every one-second peak under half of each quota.",
+        minimum=0.05, maximum=1.0,
+    ),
+    Setting(
+        "discovery.detail_refresh", "duration", 6 * 3600,
+        "Incremental discovery: a resource whose list entry shows no change (Lambda RevisionId, "
+        "Scheduler LastModificationDate, ...) keeps its stored tags and detail for between half "
+        "and all of this age, then they are asked again (tags can change without any marker). "
+        "0 asks every resource's detail at every discovery.",
+        minimum=0, maximum=7 * 86400,
+    ),
+    Setting(
         "poll.fast_interval", "duration", 60,
         "How often limits and user-visible outcomes (API errors and latency, throttles, queue "
         "age, connections) are polled.",
