@@ -115,13 +115,17 @@ def test_an_unchanged_function_gets_no_detail_calls_and_a_changed_one_does(fleet
     assert stored["report-fn"]["facts"]["reserved_concurrency"] == 5
 
     lam = client(fleet, "lambda")
+    before = lam.get_function_configuration(FunctionName="orders-fn")["Timeout"]
     lam.update_function_configuration(FunctionName="orders-fn", Timeout=42)
-    calls.clear()
-    set_clock(fleet, ANCHOR + 7200)
-    collector.discover()
-    assert {a: calls[a] for a in DETAIL} == {a: 1 for a in DETAIL}
-    orders = store.resources(kinds=["lambda"], account=PROD, region="us-east-1")
-    assert next(r for r in orders if r["name"] == "orders-fn")["facts"]["timeout"] == 42
+    try:
+        calls.clear()
+        set_clock(fleet, ANCHOR + 7200)
+        collector.discover()
+        assert {a: calls[a] for a in DETAIL} == {a: 1 for a in DETAIL}
+        orders = store.resources(kinds=["lambda"], account=PROD, region="us-east-1")
+        assert next(r for r in orders if r["name"] == "orders-fn")["facts"]["timeout"] == 42
+    finally:  # the emulated fleet is shared by the session
+        lam.update_function_configuration(FunctionName="orders-fn", Timeout=before)
 
 
 def test_tags_are_refreshed_after_the_detail_age_even_without_a_change(fleet: Any, store: Any, calls: Counter[str]) -> None:
@@ -131,7 +135,13 @@ def test_tags_are_refreshed_after_the_detail_age_even_without_a_change(fleet: An
     lam = client(fleet, "lambda")
     arn = lam.get_function_configuration(FunctionName="orders-fn")["FunctionArn"]
     lam.tag_resource(Resource=arn, Tags={"owner": "checkout"})  # moves no RevisionId
+    try:
+        _tags_refresh_after_the_age(fleet, store, collector, calls, functions)
+    finally:  # the emulated fleet is shared by the session
+        lam.untag_resource(Resource=arn, TagKeys=["owner"])
 
+
+def _tags_refresh_after_the_age(fleet: Any, store: Any, collector: Any, calls: Counter[str], functions: int) -> None:
     calls.clear()
     set_clock(fleet, ANCHOR + 3 * 3600 - 60)  # under half the age: nothing is due
     collector.discover()
