@@ -37,6 +37,12 @@ MAX_PAGES = 100  # GetMetricData pages for one request; real answers need a hand
 # range), so a larger one in an answer is not a real datapoint.
 CLOUDWATCH_MAX = 1.174271e108
 PLACE_THREADS = 4
+# Namespaces whose datapoints can land later than poll.lookback re-reads: an SQS queue that wakes
+# after six inactive hours publishes its first metrics up to 15 minutes late (SQS Developer Guide,
+# "Monitoring Amazon SQS queues using CloudWatch"; SIGNALS.md §4). Their series are re-read over
+# that much (plus one period) on every poll, whatever the cursor says: GetMetricData is billed per
+# metric requested, not per datapoint, so the longer window costs nothing.
+LATE_SECONDS = {"AWS/SQS": 15 * 60}
 
 
 class PollAbandoned(Exception):
@@ -315,6 +321,9 @@ class Collector:
         by_start: dict[tuple[int, bool], list[plan.Query]] = {}
         for q in place_plan.queries:
             start = starts[q.tier]
+            late = LATE_SECONDS.get(q.key.namespace, 0)
+            if late:  # re-read far enough back for points published late (one more call; metrics billed the same)
+                start = min(start, max(end - late - q.key.period, end - plan.MAX_HISTORY) // ALIGN * ALIGN)
             pending = self._reread.get((place, q.key))
             if pending is not None and max(pending, oldest) < start:
                 by_start.setdefault((max(pending, oldest), True), []).append(q)

@@ -166,6 +166,8 @@ def queue_depth(clients: Clients, queues: list[tuple[str, str]], ts: int) -> tup
         for name in LIVE_ATTRIBUTES:
             if name in attrs:
                 out.gauge(rid, f"SQS.{name}", ts, float(attrs[name]))
+        if "ApproximateNumberOfMessages" in attrs:  # the latest reading, for a pass run at this very second
+            out.facts[rid] = {"live_messages": float(attrs["ApproximateNumberOfMessages"]), "live_at": ts}
     return out, errors
 
 
