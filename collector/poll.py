@@ -62,12 +62,17 @@ class SourceResult:
 
     @property
     def cost(self) -> float:
-        return cost_of(self.tally.metrics, self.tally.scanned_bytes)
+        return cost_of(self.tally)
 
 
-def cost_of(metrics: int, scanned_bytes: int) -> float:
-    """GetMetricData's metrics requested and Logs Insights' bytes scanned, in US dollars."""
-    return metrics * plan.PRICE_PER_METRIC + scanned_bytes / coldstart_sources.GB * coldstart_sources.PRICE_PER_GB_SCANNED
+def cost_of(tally: CallTally) -> float:
+    """In US dollars: GetMetricData's metrics requested, Logs Insights' bytes scanned, X-Ray's
+    traces retrieved and scanned ($0.50 per million, https://aws.amazon.com/xray/pricing/;
+    SIGNALS.md "X-Ray") and SQS requests ($0.40 per million, plan.PRICE_PER_SQS_REQUEST)."""
+    sqs = sum(n for action, n in tally.calls.items() if action.startswith("sqs:"))
+    return (tally.metrics * plan.PRICE_PER_METRIC
+            + tally.scanned_bytes / coldstart_sources.GB * coldstart_sources.PRICE_PER_GB_SCANNED
+            + tally.traces * plan.PRICE_PER_TRACE + sqs * plan.PRICE_PER_SQS_REQUEST)
 
 
 @dataclass
@@ -97,7 +102,10 @@ class PollReport:
 
     @property
     def cost(self) -> float:
-        return cost_of(self.metrics, self.scanned_bytes)
+        total = CallTally()
+        for s in self.sources:
+            total.add(s.tally)
+        return cost_of(total)
 
     @property
     def samples(self) -> int:

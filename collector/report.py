@@ -24,9 +24,15 @@ class Projection:
     monthly_cost_usd: float
     naive_monthly_cost_usd: float
     probe_calls: dict[str, float]  # per poll, by operation
+    sqs_monthly_cost_usd: float = 0.0  # the GetQueueAttributes probe of every slow poll, at $0.40 per million
+
+    @property
+    def total_monthly_cost_usd(self) -> float:
+        """GetMetricData and the SQS requests of the probes (X-Ray and Logs Insights run only on demand)."""
+        return self.monthly_cost_usd + self.sqs_monthly_cost_usd
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "total_monthly_cost_usd": self.total_monthly_cost_usd}
 
 
 def project(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_interval: int) -> Projection:
@@ -47,8 +53,9 @@ def project(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_
         probe_calls["ses:GetAccount (every poll)"] += kinds["ses"]
         probe_calls["lambda:GetAccountSettings (every poll)"] += kinds["lambda_account"]
         probe_calls["sqs:GetQueueAttributes (slow polls)"] += kinds["sqs"]
+    sqs = probe_calls["sqs:GetQueueAttributes (slow polls)"] * plan.MONTH / slow_interval * plan.PRICE_PER_SQS_REQUEST
     cost = plan.monthly_cost(fast, slow, fast_interval, slow_interval)
-    return Projection(len(by_place), resources, fast, slow, detail, fast_calls, slow_calls, cost, naive, dict(probe_calls))
+    return Projection(len(by_place), resources, fast, slow, detail, fast_calls, slow_calls, cost, naive, dict(probe_calls), sqs)
 
 
 def render(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_interval: int) -> str:
@@ -78,8 +85,11 @@ def render(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_i
         "",
         f"projected CloudWatch GetMetricData cost: ${p.monthly_cost_usd:,.2f} a month "
         f"({p.fast_queries} × {per_month_fast:,.0f} + {p.slow_queries} × {per_month_slow:,.0f} metrics at $0.01 per 1,000)",
+        f"projected SQS request cost: ${p.sqs_monthly_cost_usd:,.2f} a month ({p.probe_calls.get('sqs:GetQueueAttributes (slow polls)', 0):g} "
+        f"GetQueueAttributes × {per_month_slow:,.0f} polls at $0.40 per million); total ${p.total_monthly_cost_usd:,.2f} a month",
         f"the whole catalog every minute would cost ${p.naive_monthly_cost_usd:,.2f} a month "
         f"({p.monthly_cost_usd / p.naive_monthly_cost_usd:.0%} of it)" if p.naive_monthly_cost_usd else "",
-        "detail fetches (DynamoDB throttle reasons, Contributor Insights, X-Ray traces) add cost only while they run.",
+        "detail fetches (DynamoDB throttle reasons, Contributor Insights, X-Ray traces retrieved or scanned at $0.50 per "
+        "million) add cost only while they run; free tiers are the account's, shared with its own use, so not deducted.",
     ]
     return "\n".join(line for line in lines if line is not None)

@@ -163,3 +163,49 @@ def test_reputation_not_published_is_shown_as_such(fleet: Any, store: Any, tmp_p
     assert (complaint["value"], complaint["note"]) == (None, "not published (no complaints yet)")
     eu = [h for h in headroom(conn, ANCHOR) if h["resource"] == f"ses/{PROD}/eu-west-1/account"]
     assert [h["note"] for h in eu if "rate (" in h["limit"]] == ["", ""], "published rates show as rates"
+
+
+# -- the cost figure counts X-Ray traces scanned and SQS requests (item 13) --------------------------
+# X-Ray pricing (https://aws.amazon.com/xray/pricing/, SIGNALS.md "X-Ray"): traces retrieved or
+# scanned, $0.50 per million; GetTraceSummaries' TracesProcessedCount counts those scanned (botocore
+# xray 2016-04-12, GetTraceSummariesResult). SQS pricing (https://aws.amazon.com/sqs/pricing/):
+# $0.40 per million requests, every API action a request. Free tiers are shared with the account's
+# own use, so not deducted.
+
+def test_cost_counts_xray_traces_and_sqs_requests() -> None:
+    from collections import Counter
+
+    from collector.aws import CallTally
+    from collector.poll import cost_of
+
+    tally = CallTally(calls=Counter({"sqs:GetQueueAttributes": 900_000, "sqs:ListQueues": 100_000, "xray:BatchGetTraces": 5}),
+                      metrics=1000, traces=2_000_000)
+    assert cost_of(tally) == pytest.approx(1000 * 0.01 / 1000 + 1_000_000 * 0.40 / 1e6 + 2_000_000 * 0.50 / 1e6)
+
+
+def test_a_poll_logs_the_cost_of_its_sqs_requests_and_plan_projects_them(fleet: Any, store: Any) -> None:
+    from collector.report import project, render
+
+    report = make_collector(fleet, store, regions=["us-east-1"], roles=[], backfill=600).poll(force_discovery=True)
+    probe = next(s for s in report.sources if s.source == "probe:sqs")
+    asked = probe.tally.calls["sqs:GetQueueAttributes"]
+    assert asked >= 6 and probe.cost == pytest.approx(asked * 0.40 / 1e6)
+    logged = store.db.execute("SELECT cost_usd FROM poll_log WHERE source = 'probe:sqs'").fetchone()[0]
+    assert logged == pytest.approx(asked * 0.40 / 1e6, abs=1e-6)
+
+    queues = [{"id": f"sqs/1/r/q{i}", "kind": "sqs", "name": f"q{i}", "facts": {"url": "u"}} for i in range(20)]
+    p = project({"1/r": queues}, 60, 300)
+    assert p.sqs_monthly_cost_usd == pytest.approx(20 * 30 * 86400 / 300 * 0.40 / 1e6)
+    assert p.total_monthly_cost_usd == pytest.approx(p.monthly_cost_usd + p.sqs_monthly_cost_usd)
+    assert "projected SQS request cost: $0.07 a month" in render({"1/r": queues}, 60, 300)
+
+
+def test_xray_traces_scanned_are_counted_with_those_read(fleet: Any) -> None:
+    from collector import probes
+
+    xray = client(fleet, "xray")
+    got, read = probes.cold_starts(lambda svc: xray, [("lambda/x/us-east-1/checkout-fn", "checkout-fn")],
+                                   ANCHOR - 600, ANCHOR, 5)
+    summaries = xray.get_trace_summaries(StartTime=ANCHOR - 600, EndTime=ANCHOR, Sampling=False,
+                                         FilterExpression='service("checkout-fn")')
+    assert read <= 5 and got.scanned >= summaries["TracesProcessedCount"] > read
