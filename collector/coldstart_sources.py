@@ -373,7 +373,7 @@ class Reader:
                         f"{len(functions)} function(s) have no cold-start source; keep their logs in text format or "
                         "install Lambda Insights")
             return got
-        read, done = 0, []
+        read, scanned, done = 0, 0, []
         for rid, name in functions:
             start = self._since(rid, end)
             if start >= end:
@@ -384,11 +384,11 @@ class Reader:
                 got.failure = exc  # the functions read so far are kept; this one and the rest are read next poll
                 break
             got.points.extend(one.points)
-            read += n
+            read, scanned = read + n, scanned + one.scanned
             done.append(rid)
         # A function's window moves on only once its minutes are stored.
         got.stored = lambda: self._coldstart_until.update({rid: end for rid in done})
-        self.log.traces(place, read)
-        got.note = f"{read} traces of {len(done)} of {len(functions)} function(s)"
+        self.log.traces(place, read + scanned)  # X-Ray bills traces retrieved and scanned alike
+        got.note = f"{read} traces of {len(done)} of {len(functions)} function(s) ({scanned} scanned)"
         return got
 

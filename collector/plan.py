@@ -19,7 +19,12 @@ from fleetwatch.store import SeriesKey, index_resource_id
 MAX_QUERIES = 500  # GetMetricData: at most 500 queries a call
 MAX_DATAPOINTS = 100_800  # and at most 100,800 datapoints a page
 PRICE_PER_METRIC = 0.01 / 1000  # GetMetricData: $0.01 per 1,000 metrics requested, never free
-PRICE_PER_TRACE = 0.50 / 1_000_000  # X-Ray retrieved traces, beyond the free tier
+PRICE_PER_TRACE = 0.50 / 1_000_000  # X-Ray traces retrieved or scanned, beyond the free tier
+# SQS: $0.40 per million (standard-queue) requests after the first million a month, every API
+# action a request (https://aws.amazon.com/sqs/pricing/; SIGNALS.md §4: GetQueueAttributes "are SQS
+# API requests, not CloudWatch charges"). Free tiers are the account's, shared with its own use,
+# so fleetwatch's cost figures count these at the full rate: the most they can add.
+PRICE_PER_SQS_REQUEST = 0.40 / 1_000_000
 MONTH = 30 * 86400
 MAX_HISTORY = 15 * 86400  # CloudWatch keeps 1-minute data for 15 days
 GSI_THROTTLES = ("ReadThrottleEvents", "WriteThrottleEvents")  # read per global secondary index too

@@ -34,6 +34,12 @@ from fleetwatch.store import SeriesKey, Store, open_store
 Progress = Callable[[int, int, str], None]  # (done, total, what) for long backfills
 FAILURES = (ClientError, BotoCoreError, AssumeRoleError, probes.ProbeError, *discovery.UNREADABLE)
 PLACE_THREADS = 4
+# Namespaces whose datapoints can land later than poll.lookback re-reads: an SQS queue that wakes
+# after six inactive hours publishes its first metrics up to 15 minutes late (SQS Developer Guide,
+# "Monitoring Amazon SQS queues using CloudWatch"; SIGNALS.md §4). Their series are re-read over
+# that much (plus one period) on every poll, whatever the cursor says: GetMetricData is billed per
+# metric requested, not per datapoint, so the longer window costs nothing.
+LATE_SECONDS = {"AWS/SQS": 15 * 60}
 
 
 class PollAbandoned(Exception):
@@ -53,12 +59,17 @@ class SourceResult:
 
     @property
     def cost(self) -> float:
-        return cost_of(self.tally.metrics, self.tally.scanned_bytes)
+        return cost_of(self.tally)
 
 
-def cost_of(metrics: int, scanned_bytes: int) -> float:
-    """GetMetricData's metrics requested and Logs Insights' bytes scanned, in US dollars."""
-    return metrics * plan.PRICE_PER_METRIC + scanned_bytes / coldstart_sources.GB * coldstart_sources.PRICE_PER_GB_SCANNED
+def cost_of(tally: CallTally) -> float:
+    """In US dollars: GetMetricData's metrics requested, Logs Insights' bytes scanned, X-Ray's
+    traces retrieved and scanned ($0.50 per million, https://aws.amazon.com/xray/pricing/;
+    SIGNALS.md "X-Ray") and SQS requests ($0.40 per million, plan.PRICE_PER_SQS_REQUEST)."""
+    sqs = sum(n for action, n in tally.calls.items() if action.startswith("sqs:"))
+    return (tally.metrics * plan.PRICE_PER_METRIC
+            + tally.scanned_bytes / coldstart_sources.GB * coldstart_sources.PRICE_PER_GB_SCANNED
+            + tally.traces * plan.PRICE_PER_TRACE + sqs * plan.PRICE_PER_SQS_REQUEST)
 
 
 @dataclass
@@ -88,7 +99,10 @@ class PollReport:
 
     @property
     def cost(self) -> float:
-        return cost_of(self.metrics, self.scanned_bytes)
+        total = CallTally()
+        for s in self.sources:
+            total.add(s.tally)
+        return cost_of(total)
 
     @property
     def samples(self) -> int:
@@ -431,6 +445,9 @@ class Collector:
         by_start: dict[tuple[int, bool], list[tuple[Place, plan.Query]]] = {}
         for q in place_plan.queries:
             start = starts[q.tier]
+            late = LATE_SECONDS.get(q.key.namespace, 0)
+            if late:  # re-read far enough back for points published late (one more call; metrics billed the same)
+                start = min(start, max(end - late - q.key.period, end - plan.MAX_HISTORY) // ALIGN * ALIGN)
             pending = self._reread.get((place, q.key))
             if pending is not None and max(pending, oldest) < start:
                 by_start.setdefault((max(pending, oldest), True), []).append((place, q))

@@ -42,6 +42,7 @@ class ProbeResult:
     # then `stored()` runs (moving its windows on), and the source is reported with this error.
     failure: Exception | None = None
     stored: Callable[[], None] | None = None
+    scanned: int = 0  # X-Ray traces GetTraceSummaries scanned (TracesProcessedCount): billed like those retrieved
 
     def gauge(self, rid: str, metric: str, ts: int, value: float, namespace: str = PROBE_NS, stat: str = "Value") -> None:
         self.points.append((SeriesKey(rid, namespace, metric, (), stat, 60), [(ts, float(value))]))
@@ -166,6 +167,8 @@ def queue_depth(clients: Clients, queues: list[tuple[str, str]], ts: int) -> tup
         for name in LIVE_ATTRIBUTES:
             if name in attrs:
                 out.gauge(rid, f"SQS.{name}", ts, float(attrs[name]))
+        if "ApproximateNumberOfMessages" in attrs:  # the latest reading, for a pass run at this very second
+            out.facts[rid] = {"live_messages": float(attrs["ApproximateNumberOfMessages"]), "live_at": ts}
     return out, errors
 
 
@@ -190,6 +193,9 @@ def cold_starts(clients: Clients, functions: list[tuple[str, str]], start: int, 
         for page in xray.get_paginator("get_trace_summaries").paginate(
                 StartTime=start, EndTime=end, FilterExpression=f'service("{name}")', Sampling=False):
             ids.extend(s["Id"] for s in page.get("TraceSummaries", []))
+            # "The total number of traces processed, including traces that did not match the
+            # specified filter expression" (botocore xray 2016-04-12, GetTraceSummariesResult.TracesProcessedCount)
+            out.scanned += int(page.get("TracesProcessedCount") or len(page.get("TraceSummaries", [])))
             if len(ids) >= max_traces * SUMMARIES_PER_TRACE:
                 truncated = True
                 break

@@ -28,9 +28,15 @@ class Projection:
     monitoring_slow_poll_calls: int = 0
     calls_per_hour: float = 0.0  # GetMetricData calls an hour, each account polling its own
     monitoring_calls_per_hour: float = 0.0  # ... and in monitoring-account mode
+    sqs_monthly_cost_usd: float = 0.0  # the GetQueueAttributes probe of every slow poll, at $0.40 per million
+
+    @property
+    def total_monthly_cost_usd(self) -> float:
+        """GetMetricData and the SQS requests of the probes (X-Ray and Logs Insights run only on demand)."""
+        return self.monthly_cost_usd + self.sqs_monthly_cost_usd
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "total_monthly_cost_usd": self.total_monthly_cost_usd}
 
 
 def project(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_interval: int) -> Projection:
@@ -51,6 +57,7 @@ def project(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_
         probe_calls["ses:GetAccount (every poll)"] += kinds["ses"]
         probe_calls["lambda:GetAccountSettings (every poll)"] += kinds["lambda_account"]
         probe_calls["sqs:GetQueueAttributes (slow polls)"] += kinds["sqs"]
+    sqs = probe_calls["sqs:GetQueueAttributes (slow polls)"] * plan.MONTH / slow_interval * plan.PRICE_PER_SQS_REQUEST
     cost = plan.monthly_cost(fast, slow, fast_interval, slow_interval)
     # Monitoring-account mode: the queries of every account in a Region share calls.
     per_region: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -63,7 +70,7 @@ def project(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_
     hub_slow = sum(math.ceil(fs / plan.MAX_QUERIES) for _, fs in per_region.values())
     return Projection(len(by_place), resources, fast, slow, detail, fast_calls, slow_calls, cost, naive, dict(probe_calls),
                       hub_fast, hub_slow, calls_per_hour(fast_calls, slow_calls, fast_interval, slow_interval),
-                      calls_per_hour(hub_fast, hub_slow, fast_interval, slow_interval))
+                      calls_per_hour(hub_fast, hub_slow, fast_interval, slow_interval), sqs)
 
 
 def calls_per_hour(fast_poll_calls: int, slow_poll_calls: int, fast_interval: int, slow_interval: int) -> float:
@@ -100,9 +107,12 @@ def render(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_i
         "",
         f"projected CloudWatch GetMetricData cost: ${p.monthly_cost_usd:,.2f} a month "
         f"({p.fast_queries} × {per_month_fast:,.0f} + {p.slow_queries} × {per_month_slow:,.0f} metrics at $0.01 per 1,000)",
+        f"projected SQS request cost: ${p.sqs_monthly_cost_usd:,.2f} a month ({p.probe_calls.get('sqs:GetQueueAttributes (slow polls)', 0):g} "
+        f"GetQueueAttributes × {per_month_slow:,.0f} polls at $0.40 per million); total ${p.total_monthly_cost_usd:,.2f} a month",
         f"the whole catalog every minute would cost ${p.naive_monthly_cost_usd:,.2f} a month "
         f"({p.monthly_cost_usd / p.naive_monthly_cost_usd:.0%} of it)" if p.naive_monthly_cost_usd else "",
-        "detail fetches (DynamoDB throttle reasons, Contributor Insights, X-Ray traces) add cost only while they run.",
+        "detail fetches (DynamoDB throttle reasons, Contributor Insights, X-Ray traces retrieved or scanned at $0.50 per "
+        "million) add cost only while they run; free tiers are the account's, shared with its own use, so not deducted.",
         "",
         "monitoring-account mode (aws.monitoring_account; CloudWatch cross-account observability):",
         f"  GetMetricData calls an hour: {p.calls_per_hour:,.0f} with each account polling its own, "

@@ -104,7 +104,16 @@ def _mail_failing(inp: Inputs, ses: Resource) -> list[tuple[Resource, float]]:
     return out
 
 
+# SES publishes Reputation.BounceRate / Reputation.ComplaintRate only once the account has
+# mail that bounced / drew complaints (issue 17 item 13): their absence is neither missing data
+# nor an alarm, and not a rate of 0 % either. What the dashboard and digest show instead:
+REPUTATION_ABSENT = {"Reputation.BounceRate": "not published (no bounces yet)",
+                     "Reputation.ComplaintRate": "not published (no complaints yet)"}
+
+
 def _reputation(inp: Inputs, rid: str, where: str) -> Iterator[Finding]:
+    """Bounce and complaint rates against SES's review and pause levels. An absent rate is not
+    published yet (REPUTATION_ABSENT): no finding and no NoData for it."""
     for metric, warn, review, pause, label in (
             ("Reputation.BounceRate", BOUNCE_WARN, BOUNCE_REVIEW, BOUNCE_PAUSE, "bounce"),
             ("Reputation.ComplaintRate", COMPLAINT_WARN, COMPLAINT_REVIEW, COMPLAINT_PAUSE, "complaint")):

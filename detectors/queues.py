@@ -3,7 +3,12 @@ the oldest message against the retention period (older messages are deleted: los
 that stopped, a DLQ that received messages, and a DLQ that expires messages before its source.
 
 SQS publishes metrics only while a queue is active, so absent datapoints mean an idle queue,
-never a depth of zero."""
+never a depth of zero. A queue that wakes publishes its first metrics up to 15 minutes late
+(SQS Developer Guide, "Monitoring Amazon SQS queues using CloudWatch",
+https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/monitoring-using-cloudwatch.html:
+a queue inactive for six hours stops sending metrics, and there is a delay of up to 15 minutes
+once it is activated; SIGNALS.md §4): while CloudWatch is silent, the live depth the collector
+reads with GetQueueAttributes (fleetwatch/Probe SQS.ApproximateNumberOfMessages) decides."""
 
 from __future__ import annotations
 
@@ -15,7 +20,9 @@ from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Res
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {("ApproximateNumberOfMessagesVisible", "Maximum"), ("ApproximateAgeOfOldestMessage", "Maximum"),
-         ("NumberOfMessagesSent", "Sum"), ("NumberOfMessagesDeleted", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum")}
+         ("NumberOfMessagesSent", "Sum"), ("NumberOfMessagesDeleted", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum"),
+         ("SQS.ApproximateNumberOfMessages", "Value")}
+LIVE = ("SQS.ApproximateNumberOfMessages", "Value")  # GetQueueAttributes, stored by the collector's SQS probe
 
 TREND = 15 * 60
 STOPPED = 15 * 60  # three slow-tier (5-minute) points of sends and deletes
@@ -55,13 +62,30 @@ def queues(inp: Inputs) -> Iterator[Finding | NoData]:
                           cause="DLQ expiry counts from the original enqueue time",
                           fix=f"Set {q.name}'s MessageRetentionPeriod longer than its sources' (up to 14 days).", key="dlq-retention")
         if not visible.since(inp.now - TREND) and not age.since(inp.now - TREND):
-            yield NoData(q.id, "no datapoints: an inactive queue (SQS publishes nothing while idle)")
+            live = _live(inp, q)
+            if not live.latest or live.latest[1] <= 0:
+                yield NoData(q.id, "no datapoints: an inactive queue (SQS publishes nothing while idle)")
+            elif q.facts.get("is_dlq"):
+                # Waking: CloudWatch's first points are still to come; the live depth says it holds messages.
+                yield from _dlq(inp, q, live, source="live depth (GetQueueAttributes; "
+                                "CloudWatch publishes a waking queue's metrics up to 15 min late)")
             continue
         yield from _loss_risk(inp, q, age, retention, _spent_before(inp, q))
         if q.facts.get("is_dlq"):
             yield from _dlq(inp, q, visible)
         else:
             yield from _growth(inp, q, visible, age)
+
+
+def _live(inp: Inputs, q: Resource) -> Series:
+    """The live depth (GetQueueAttributes ApproximateNumberOfMessages) of the last hour: the
+    probe's stored points plus its latest reading from the queue's facts (a pass run at the
+    poll's own second does not load a point stamped that second)."""
+    stored = inp.get(q.id, *LIVE).since(inp.now - 3600)
+    at, value = q.facts.get("live_at"), q.facts.get("live_messages")
+    if at is None or value is None or not inp.now - TREND <= int(at) <= inp.now or any(t == int(at) for t, _ in stored.points):
+        return stored
+    return Series(tuple(sorted((*stored.points, (int(at), float(value))))), stored.period or 60)
 
 
 def _spent_before(inp: Inputs, q: Resource) -> tuple[float, float] | None:
@@ -274,7 +298,7 @@ def _ev(**series: Series) -> dict[str, Any]:
     return evidence(**series)
 
 
-def _dlq(inp: Inputs, q: Resource, visible: Series) -> Iterator[Finding]:
+def _dlq(inp: Inputs, q: Resource, visible: Series, source: str = "") -> Iterator[Finding]:
     window = visible.since(inp.now - TREND)
     latest = window.latest
     if latest is None or latest[1] <= 0:
@@ -286,7 +310,9 @@ def _dlq(inp: Inputs, q: Resource, visible: Series) -> Iterator[Finding]:
         return
     sources = ", ".join(q.facts.get("dlq_of", [])) or "its source"
     yield Finding("queues", q.id, CRITICAL if latest[1] >= 10_000 else WARNING,
-                  f"{q.name}: {grew:.0f} messages dead-lettered from {sources} in 15 min ({latest[1]:.0f} waiting)",
-                  window.run_start(lambda v: v > baseline) or latest[0], evidence(visible=visible.since(inp.now - 3600)),
+                  f"{q.name}: {grew:.0f} messages dead-lettered from {sources} in 15 min ({latest[1]:.0f} waiting)"
+                  + (f", read from its {source}" if source else ""),
+                  window.run_start(lambda v: v > baseline) or latest[0],
+                  _ev(visible=visible.since(inp.now - 3600)) | ({"source": source} if source else {}),
                   cause=f"{sources}'s consumer keeps failing on these messages", key="dlq",
                   fix=f"Find why {sources}'s consumer fails (its errors, a sample message), fix it, then redrive {q.name}.")

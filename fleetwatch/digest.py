@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from alerts.delivery import Channel, DeliveryFailed, deliver, message_id
 from alerts.messages import render, sections_message
+from detectors.limits import REPUTATION_ABSENT
 from alerts.rules import DAYS
 from fleetwatch.store import Store
 
@@ -140,8 +141,10 @@ def gather(store: Store, end: int, period: str = "") -> Digest:
         elif r["kind"] == "ses":
             if f.get("max_24h_send"):
                 d.headroom.append(_room(name, "24-hour send quota", f.get("sent_last_24h"), f["max_24h_send"]))
-            d.headroom.append(_room(name, "bounce rate (review at 5%)", bounce.get(rid), 0.05))
-            d.headroom.append(_room(name, "complaint rate (review at 0.1%)", complaint.get(rid), 0.001))
+            d.headroom.append(_room(name, "bounce rate (review at 5%)", bounce.get(rid), 0.05,
+                                    REPUTATION_ABSENT["Reputation.BounceRate"]))
+            d.headroom.append(_room(name, "complaint rate (review at 0.1%)", complaint.get(rid), 0.001,
+                                    REPUTATION_ABSENT["Reputation.ComplaintRate"]))
     for reason in ("KeyRangeThroughput", "ProvisionedThroughput", "AccountLimit", "MaxOnDemandThroughput"):
         for op in ("Read", "Write"):
             for rid, s in _stats(store, f"{op}{reason}ThrottleEvents", "Sum", start, end).items():
@@ -182,8 +185,9 @@ def gather(store: Store, end: int, period: str = "") -> Digest:
     return d
 
 
-def _room(resource: str, limit: str, used: float | None, of: float) -> dict[str, Any]:
-    return {"resource": resource, "limit": limit, "peak": used, "of": of, "used": (used / of) if used is not None and of else None}
+def _room(resource: str, limit: str, used: float | None, of: float, absent: str = "") -> dict[str, Any]:
+    return {"resource": resource, "limit": limit, "peak": used, "of": of, "used": (used / of) if used is not None and of else None,
+            "note": absent if used is None else ""}
 
 
 # -- rendering and sending ---------------------------------------------------------------------

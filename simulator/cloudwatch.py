@@ -149,7 +149,11 @@ def series_values(model: FleetModel, sdef: SeriesDef, stat: str, period: int, st
     ms = minute_stats(sdef.spec, inputs, uniform(round_key, m))
     # A minute's datapoint exists once the minute is over, and about one in ten arrives one to
     # three minutes late, as CloudWatch's do while they settle; the future does not exist yet.
-    ms.present = ms.present & ((m + 1) * 60 + late_seconds(round_key, m) <= now)
+    ready = (m + 1) * 60 + late_seconds(round_key, m)
+    since_wake = inputs.get("since_wake")
+    if isinstance(since_wake, np.ndarray):
+        ready = wake_ready(ready, m, since_wake)
+    ms.present = ms.present & (ready <= now)
     values, present = aggregate(ms, k, stat)
     keep = present & np.isfinite(values)
     return [int(t) for t in ts[keep]], [float(v) for v in values[keep]]
@@ -162,6 +166,22 @@ def late_seconds(round_key: np.uint64, m: np.ndarray) -> np.ndarray:
     """How long after its minute ends each datapoint of a resource becomes visible."""
     u = uniform(key(int(round_key), "late"), m)
     return np.where(u < LATE_SHARE, 60 * (1 + np.floor(u / LATE_SHARE * 3)), 0).astype(np.int64)
+
+
+# SQS: a queue that wakes after being inactive publishes its first metrics late. "CloudWatch
+# considers a queue to be active for up to six hours if it contains any messages or if any action
+# accesses it", and there is a delay of up to 15 minutes when an inactive queue is activated
+# (SQS Developer Guide, "Monitoring Amazon SQS queues using CloudWatch",
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/monitoring-using-cloudwatch.html;
+# /work/shared/SIGNALS.md §4). Emulated at its worst: the first 15 minutes of points after a wake
+# all appear together, 15 minutes after it, stamped with their own minutes.
+SQS_WAKE_DELAY = 15 * 60
+
+
+def wake_ready(ready: np.ndarray, m: np.ndarray, since_wake: np.ndarray) -> np.ndarray:
+    """When each minute's point is visible, given the minutes since its queue woke."""
+    waking = since_wake < SQS_WAKE_DELAY // 60
+    return np.where(waking, np.maximum(ready, (m - since_wake) * 60 + SQS_WAKE_DELAY), ready)
 
 
 def _token(request_digest: str, offset: int) -> str:

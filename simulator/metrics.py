@@ -86,17 +86,30 @@ def _sqs_active(d: Arrays) -> np.ndarray:
     return (csum[idx + 1] - csum[np.maximum(idx + 1 - 360, 0)]) > 0
 
 
+def _sqs_since_wake(d: Arrays) -> np.ndarray:
+    """Minutes since the queue last turned active after being inactive (huge while it has been
+    active since before the grid began): a waking queue's first points are published late
+    (simulator.cloudwatch.SQS_WAKE_DELAY)."""
+    active = _sqs_active(d)
+    woke = active & ~np.concatenate(([True], active[:-1]))
+    idx = np.arange(len(active))
+    last = np.maximum.accumulate(np.where(woke, idx, -10**9))
+    return idx - last
+
+
 def _sqs_specs(res: Resource) -> list[Spec]:
     ns = "AWS/SQS"
 
     def gauge(driver: str, rounding: bool = True) -> Extract:
-        return lambda d, r: {"value": np.round(d[driver]) if rounding else d[driver], "present": _sqs_active(d)}
+        return lambda d, r: {"value": np.round(d[driver]) if rounding else d[driver], "present": _sqs_active(d),
+                             "since_wake": _sqs_since_wake(d)}
 
     return [
         Spec(ns, "ApproximateNumberOfMessagesVisible", "Count", "gauge", gauge("backlog"), 360),
         Spec(ns, "ApproximateNumberOfMessagesNotVisible", "Count", "gauge", gauge("inflight"), 360),
         Spec(ns, "ApproximateNumberOfMessagesDelayed", "Count", "gauge",
-             lambda d, r: {"value": np.zeros(d["sent"].shape), "present": _sqs_active(d)}, 360),
+             lambda d, r: {"value": np.zeros(d["sent"].shape), "present": _sqs_active(d),
+                           "since_wake": _sqs_since_wake(d)}, 360),
         Spec(ns, "ApproximateAgeOfOldestMessage", "Seconds", "gauge", gauge("age"), 360),
         Spec(ns, "NumberOfMessagesSent", "Count", "gauge", gauge("sent"), 360),
         Spec(ns, "NumberOfMessagesReceived", "Count", "gauge", gauge("received"), 360),
@@ -216,9 +229,14 @@ def _ses_specs(res: Resource) -> list[Spec]:
         Spec(ns, "Bounce", "Count", "events", lambda d, r: {"count": d["sends"] * d["bounce_rate"]}),
         Spec(ns, "Complaint", "Count", "events", lambda d, r: {"count": d["sends"] * d["complaint_rate"]}),
         Spec(ns, "Reject", "Count", "events", lambda d, r: {"count": d["rejects"]}),
-        # Reputation rates are published hourly-ish as a ratio; one sample a minute here.
-        Spec(ns, "Reputation.BounceRate", "None", "gauge", lambda d, r: {"value": d["reputation_bounce"]}),
-        Spec(ns, "Reputation.ComplaintRate", "None", "gauge", lambda d, r: {"value": d["reputation_complaint"]}),
+        # Reputation rates are published hourly-ish as a ratio; one sample a minute here. An
+        # account with no bounces (complaints) yet has no rate to publish: absent, not 0
+        # (issue 17 item 13; the account's rates need mail that bounced or drew complaints, SES
+        # "Reputation metrics", https://docs.aws.amazon.com/ses/latest/dg/reputation-dashboard-dg.html).
+        Spec(ns, "Reputation.BounceRate", "None", "gauge",
+             lambda d, r: {"value": d["reputation_bounce"], "present": d["reputation_bounce"] > 0}),
+        Spec(ns, "Reputation.ComplaintRate", "None", "gauge",
+             lambda d, r: {"value": d["reputation_complaint"], "present": d["reputation_complaint"] > 0}),
     ]
 
 

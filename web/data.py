@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.catalog import api_metric
+from detectors.limits import REPUTATION_ABSENT
 
 ENTRY_KINDS = ("api", "schedule", "ses")
 # Signals shown first for an entry point: what its users feel. "{5xx}" is 5XXError for a REST API
@@ -253,11 +254,12 @@ def headroom(conn: sqlite3.Connection, now: int, top: int = 10) -> list[dict[str
     complaint = _peaks(conn, ("ses",), "Reputation.ComplaintRate", "Maximum", since)
     out: list[dict[str, Any]] = []
 
-    def add(r: dict[str, Any], limit: str, used: float | None, of: Any) -> None:
+    def add(r: dict[str, Any], limit: str, used: float | None, of: Any, absent: str = "") -> None:
         if of:
             out.append({"resource": r["id"], "kind": r["kind"], "name": r["name"], "account": r["account"],
                         "region": r["region"], "limit": limit, "value": used,
-                        "of": float(of), "used": (used / float(of)) if used is not None else None})
+                        "of": float(of), "used": (used / float(of)) if used is not None else None,
+                        "note": absent if used is None else ""})
 
     for r in rows:
         f = _loads(r["facts"], {})
@@ -265,8 +267,9 @@ def headroom(conn: sqlite3.Connection, now: int, top: int = 10) -> list[dict[str
             add(r, "account concurrency", claimed.get(r["id"]), f.get("concurrency_limit"))
         elif r["kind"] == "ses":
             add(r, "24-hour send quota", f.get("sent_last_24h"), f.get("max_24h_send"))
-            add(r, "bounce rate (review at 5%)", bounce.get(r["id"]), 0.05)
-            add(r, "complaint rate (review at 0.1%)", complaint.get(r["id"]), 0.001)
+            add(r, "bounce rate (review at 5%)", bounce.get(r["id"]), 0.05, REPUTATION_ABSENT["Reputation.BounceRate"])
+            add(r, "complaint rate (review at 0.1%)", complaint.get(r["id"]), 0.001,
+                REPUTATION_ABSENT["Reputation.ComplaintRate"])
         elif r["kind"] == "rds":
             add(r, "database connections", conns.get(r["id"]), f.get("max_connections"))
         elif r["kind"] == "rds_proxy":
