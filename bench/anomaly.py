@@ -1,14 +1,19 @@
-"""The generic anomaly layer on real, labelled production telemetry (Microsoft's cloud
-monitoring dataset, ../shared/data/ms-cloud-monitoring): event-level precision and recall, and
-false alarms per week on the series that have no labelled anomaly.
+"""The generic anomaly layer at ONE default configuration for every series, on labelled data:
 
-    python bench/anomaly.py [--data DIR] [--threshold 6]
+* NAB's development split (../shared/data/nab-dev, 41 series, 86 windows) scored by
+  ../shared/tools/nab_score.py: standard, low-FP and low-FN profiles, and event-level recall
+  and precision, from the episode onsets `fleetwatch replay` writes (its `anomaly` column);
+* Microsoft's cloud-monitoring dataset (../shared/data/ms-cloud-monitoring): recall, precision
+  and false alarms a week, overall and on `service-unavailable`;
+* points per second on one core and the memory of one series' state.
 
-Every CSV goes through the same code as `fleetwatch replay` (each decision from the rows before
-it and itself). A labelled segment (consecutive rows with Label 1) is found when a flag lands
-inside it or within a tolerance after it (3 rows, and at least 10 minutes); flags closer than
-the tolerance form one alarm; an alarm is true when it touches a segment or its tolerance.
-Prints a line per series and, last, one JSON line.
+    python bench/anomaly.py [--threshold 3] [--profile default|low-fp|low-fn]
+
+Every CSV goes through `fleetwatch replay`'s code (each decision from the rows before it and
+itself). Microsoft segments: a labelled segment (consecutive rows with Label 1) is found when
+an episode opens inside it or within a tolerance after it (3 rows, and at least 10 minutes); an
+episode is a true alarm when its onset touches a segment or its tolerance. Prints the figures
+and, last, one JSON line.
 """
 
 from __future__ import annotations
@@ -17,19 +22,56 @@ import argparse
 import csv
 import json
 import math
+import subprocess
 import sys
+import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detectors.anomaly import infer_step  # noqa: E402
-from fleetwatch.replay import parse_time, replay  # noqa: E402
+from detectors.anomaly import PROFILES, Model, Scorer, infer_step  # noqa: E402
+from fleetwatch.replay import Summary, parse_time, replay  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "ms-cloud-monitoring"
+SHARED = ROOT.parent / "shared"
+NAB = SHARED / "data" / "nab-dev"
+MS = SHARED / "data" / "ms-cloud-monitoring"
+SCORER = SHARED / "tools" / "nab_score.py"
 WEEK = 7 * 86400
+
+
+def rows_of(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+
+
+def timestamps(rows: list[list[str]]) -> list[int]:
+    return [parse_time(r[0], i) for i, r in enumerate(rows[1:], start=2)]
+
+
+def nab(threshold: float, out: Path) -> tuple[dict[str, Any], int, float]:
+    files = sorted((NAB / "data").glob("*/*.csv"))
+    points, seconds = 0, 0.0
+    for path in files:
+        rows = rows_of(path)
+        # Row by row, as NAB scores rows: some files have irregular or unsorted times, which replay refuses.
+        started = time.perf_counter()
+        times = [parse_time(r[0], i) for i, r in enumerate(rows[1:], start=2)]
+        scorer = Scorer(infer_step([(t, None) for t in sorted(times)]), threshold)
+        scored = [["timestamp", "anomaly"]] + [[r[0], "1" if scorer.update(float(r[1]))[1] else "0"] for r in rows[1:]]
+        seconds += time.perf_counter() - started
+        points += len(rows) - 1
+        target = out / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("w", newline="") as fh:
+            csv.writer(fh, lineterminator="\n").writerows(scored)
+    result = subprocess.run([sys.executable, str(SCORER), "--nab", str(NAB), "--results", str(out), "--subset", "",
+                             "--column", "anomaly", "--binary", "--events", "--json"],
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout), points, seconds
 
 
 def runs(flags: list[bool], merge_gap: int = 0) -> list[tuple[int, int]]:
@@ -45,54 +87,83 @@ def runs(flags: list[bool], merge_gap: int = 0) -> list[tuple[int, int]]:
     return out
 
 
-def evaluate(path: Path, threshold: float) -> dict[str, Any]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    labels = [r[2].strip() == "1" for r in rows[1:] if r and any(c.strip() for c in r)]
-    scored = list(replay(([r[0], r[1]] for r in rows), "anomaly", threshold))[1:]
-    flags = [r[3] == "1" for r in scored]
-    times = [parse_time(r[0], i) for i, r in enumerate(rows[1:], start=2) if r and any(c.strip() for c in r)]
-    step = infer_step([(t, 0.0) for t in times])
-    tolerance = max(3, math.ceil(600 / step))
+def microsoft_series(path: Path, threshold: float) -> dict[str, Any]:
+    rows = rows_of(path)
+    labels = [r[2].strip() == "1" for r in rows[1:]]
+    scored = list(replay(([r[0], r[1]] for r in rows), threshold=threshold, summary=(summary := Summary())))[1:]
+    onsets = [i for i, r in enumerate(scored) if r[3] == "1"]
+    times = [parse_time(r[0], i) for i, r in enumerate(rows[1:], start=2)]
+    tolerance = max(3, math.ceil(600 / summary.step))
     segments = runs(labels)
-    alarms = runs(flags, tolerance)
-    found = sum(any(a0 <= s1 + tolerance and a1 >= s0 for a0, a1 in alarms) for s0, s1 in segments)
-    true_alarms = sum(any(a0 <= s1 + tolerance and a1 >= s0 for s0, s1 in segments) for a0, a1 in alarms)
-    weeks = (times[-1] - times[0] + step) / WEEK
-    return {"series": f"{path.parent.name}/{path.name}", "step": step, "rows": len(flags), "segments": len(segments),
-            "found": found, "alarms": len(alarms), "true_alarms": true_alarms, "weeks": weeks}
+    found = sum(any(s0 <= i <= s1 + tolerance for i in onsets) for s0, s1 in segments)
+    true_alarms = sum(any(s0 <= i <= s1 + tolerance for s0, s1 in segments) for i in onsets)
+    return {"category": path.parent.name, "series": path.name, "step": summary.step, "segments": len(segments),
+            "found": found, "alarms": len(onsets), "true_alarms": true_alarms,
+            "weeks": (times[-1] - times[0] + summary.step) / WEEK}
+
+
+def tally(results: list[dict[str, Any]]) -> dict[str, Any]:
+    segments = sum(r["segments"] for r in results)
+    alarms = sum(r["alarms"] for r in results)
+    found = sum(r["found"] for r in results)
+    true = sum(r["true_alarms"] for r in results)
+    weeks = sum(r["weeks"] for r in results)
+    return {"series": len(results), "segments": segments, "found": found,
+            "recall": round(found / segments, 3) if segments else None, "alarms": alarms,
+            "precision": round(true / alarms, 3) if alarms else None,
+            "false_alarms_per_week": round((alarms - true) / weeks, 2) if weeks else None, "weeks": round(weeks, 1)}
+
+
+def memory_per_series(step: int, points: int = 3000) -> int:
+    """Bytes held by one series' state after `points` points (the state is bounded by then)."""
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    model = Model(step)
+    for i in range(points):
+        model.update(float(100 + (i * 7919) % 13))
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    return sum(s.size_diff for s in after.compare_to(before, "filename"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DATA))
-    parser.add_argument("--threshold", type=float, default=6.0)
+    parser.add_argument("--threshold", type=float, default=None, help="overrides --profile")
+    parser.add_argument("--profile", default="default", choices=sorted(PROFILES))
     args = parser.parse_args()
-    files = sorted(Path(args.data).glob("*/*.csv"))
-    if not files:
-        raise SystemExit(f"no CSV files under {args.data}")
-    started = time.perf_counter()
-    results = []
-    for path in files:
-        r = evaluate(path, args.threshold)
-        results.append(r)
-        print(f"{r['series']:52} step {r['step']:5}s  segments {r['found']:3}/{r['segments']:<3} alarms {r['true_alarms']:3}/{r['alarms']:<3}",
-              flush=True)
-    segments = sum(r["segments"] for r in results)
-    alarms = sum(r["alarms"] for r in results)
-    clean = [r for r in results if r["segments"] == 0]
-    clean_weeks = sum(r["weeks"] for r in clean)
-    summary = {
-        "series": len(results), "threshold": args.threshold,
-        "segments": segments, "segments_found": sum(r["found"] for r in results),
-        "recall": round(sum(r["found"] for r in results) / segments, 3) if segments else None,
-        "alarms": alarms, "true_alarms": sum(r["true_alarms"] for r in results),
-        "precision": round(sum(r["true_alarms"] for r in results) / alarms, 3) if alarms else None,
-        "series_without_anomalies": len(clean), "weeks_without_anomalies": round(clean_weeks, 2),
-        "false_alarms_per_week": round(sum(r["alarms"] for r in clean) / clean_weeks, 3) if clean_weeks else None,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    print(json.dumps(summary), flush=True)
+    threshold = PROFILES[args.profile] if args.threshold is None else args.threshold
+    if not NAB.is_dir() or not MS.is_dir():
+        raise SystemExit(f"the labelled data is missing: expected {NAB} and {MS}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scored, points, seconds = nab(threshold, Path(tmp))
+    profiles = {p: round(v["fixed"]["score"], 2) for p, v in scored["profiles"].items()}
+    ev = scored["events"]
+    print(f"NAB development split ({scored['files']} series, {scored['windows']} windows), threshold {threshold:g}: "
+          f"standard {profiles['standard']}, low-FP {profiles['reward_low_FP_rate']}, low-FN {profiles['reward_low_FN_rate']}; "
+          f"events: recall {ev['found']}/{ev['windows']} = {ev['recall']:.3f}, precision {ev['precision']:.3f}, "
+          f"{ev['false_alarms']} false alarms ({ev['false_alarms_per_week']:.2f} a week a series)", flush=True)
+
+    results = [microsoft_series(p, threshold) for p in sorted(MS.glob("*/*.csv"))]
+    overall = tally(results)
+    categories = {c: tally([r for r in results if r["category"] == c]) for c in sorted({r["category"] for r in results})}
+    for c, t in categories.items():
+        print(f"  MS {c:36} segments {t['found']:3}/{t['segments']:<3} recall {t['recall']}  precision {t['precision']}  "
+              f"false alarms {t['false_alarms_per_week']}/week over {t['weeks']} weeks", flush=True)
+    print(f"Microsoft ({overall['series']} series): recall {overall['recall']}, precision {overall['precision']}, "
+          f"{overall['false_alarms_per_week']} false alarms a week a series", flush=True)
+
+    memory = {f"{step}s": memory_per_series(step) for step in (60, 300, 3600, 86400)}
+    pps = points / seconds
+    print(f"speed: {pps:,.0f} points/s on one core (replay, CSV parsing included); "
+          f"memory per series: " + ", ".join(f"{k} step {v / 1024:.1f} KiB" for k, v in memory.items()), flush=True)
+    print(json.dumps({
+        "threshold": threshold,
+        "nab": {**profiles, "event_recall": round(ev["recall"], 3), "event_precision": round(ev["precision"], 3),
+                "false_alarms": ev["false_alarms"]},
+        "microsoft": overall, "service_unavailable": categories.get("service-unavailable"),
+        "points_per_second": round(pps), "memory_bytes_per_series": memory,
+    }), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,116 +1,261 @@
-"""The generic anomaly layer: a causal baseline and robust score for any regular series.
+"""The generic anomaly layer: a calibrated surprise for any regular series, and episodes.
 
-Each point is scored against what came before it only: the level is the median of the same
-slot in up to four previous seasons (a day, for steps of a minute to an hour; a week for daily
-data), corrected by the recent offset from those seasons, or the recent median before a full
-season exists; the scale is the median absolute deviation of recent residuals, floored so that
-a flat or count-like series does not turn every wiggle into a storm. A point is anomalous when
-its score passes the threshold for `persist` points in a row (isolated blips are not alarms).
+Each point is scored against what came before it only, in constant time and memory per series
+(`Model`: a few dozen numbers, plus one value per slot of a day when the step divides a day).
+A series of whole numbers >= 0 (a count) is modelled on a square-root scale, where Poisson-like
+noise has the same size at every level. Three questions are asked of each point, on the
+series' own noise scale (the typical change between neighbouring points, never below the
+series' quantum, so a count that moves by one is not a storm):
+
+1. is it far from ALL of the recent context (the median of the last 5 points), the long-run
+   level and the same slot of the learnt day? (a spike or the first point of a shift; a quiet
+   hour after a busy one is near the long-run level, so it is not news);
+2. has the mean of the last 12 points left the long-run level? (a sustained shift);
+3. has the series left its daily shape for the last 6 points? (asked only once a day is
+   learnt; the day is an exponentially weighted profile, so a burst yesterday fades).
+
+Each answer becomes a tail probability from the series' own history of answers: a
+peaks-over-threshold fit (above a running 90th percentile the tail is exponential, its mean
+excess learnt online), so a series whose big moves are routine gets small surprises and a
+placid one large ones. The score is the surprise -log10(p) of the rarest answer, less
+log10(number of questions) for asking several, capped at 12: 3 means "one point in a thousand"
+on every series.
+
+`Episodes` turns scores into episodes: one opens at the first point whose score reaches the
+threshold and closes after `quiet` points in a row below half of it; it is reported once, with
+its onset, peak and end. See docs/anomaly.md for the choices and the figures.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 
-SEASONS = 4
-MAD_TO_SIGMA = 1.4826
+MAX_SCORE = 12.0
+WARMUP = 150  # points learnt before any score is given
+SHORT = 5  # points of recent context (median)
+SUSTAIN = 12  # points averaged for a sustained shift
+SEASON_SUSTAIN = 6  # points averaged for a departure from the daily shape
+SLOT_RATE = 0.3  # weight of today's point in the learnt day
+TAIL_Q = 0.9  # the exponential tail starts at this running quantile
+TAIL_MEMORY = 200  # points of memory of the tail fit
+MAX_SLOTS = 1440  # the daily shape is learnt for steps of 1 minute to 1 hour
+DEFAULT_THRESHOLD = 3.0
+# Chosen on NAB's development split (docs/anomaly.md): the best standard, low-FP and low-FN score.
+PROFILES = {"default": DEFAULT_THRESHOLD, "low-fp": 4.0, "low-fn": 2.5}
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
+class Tail:
+    """Running tail probability of a statistic >= 0: a stochastic-approximation quantile u
+    (TAIL_Q) and the mean excess beta above it (an exponential tail, the GPD of shape 0)."""
+
+    __slots__ = ("u", "beta", "n")
+
+    def __init__(self) -> None:
+        self.u = 1.0
+        self.beta = 1.0
+        self.n = 0
+
+    def surprise(self, z: float) -> float:
+        """-log10 P(Z >= z); 0 until WARMUP answers are learnt."""
+        if z <= 0 or self.n < WARMUP:
+            return 0.0
+        if z <= self.u:
+            return -math.log10(1.0 - TAIL_Q * z / self.u)
+        return min(MAX_SCORE, -math.log10(1.0 - TAIL_Q) + (z - self.u) / self.beta / math.log(10))
+
+    def learn(self, z: float) -> None:
+        self.n += 1
+        rate = 2.0 / min(self.n + 1, TAIL_MEMORY)
+        step = rate * max(self.u, 0.05)
+        if z > self.u:
+            excess = min(z - self.u, 8.0 * self.beta)  # one outlier must not flatten the tail
+            self.beta += rate * (max(excess, 1e-6) - self.beta)
+            self.u += step * TAIL_Q
+        else:
+            self.u = max(self.u - step * (1.0 - TAIL_Q), 1e-6)
+
+
+def daily_slots(step: int) -> int:
+    """Points in a day when the step divides it and is 1 minute to 1 hour, else 0 (no daily shape)."""
+    return 86400 // step if 60 <= step <= 3600 and 86400 % step == 0 else 0
+
+
+class Model:
+    """One series' state; `update(x)` scores x against the points before it, then learns it."""
+
+    __slots__ = ("step", "counts", "n", "recent", "level", "noise", "quantum", "prev", "tails",
+                 "period", "slots", "snoise", "sres")
+
+    def __init__(self, step: int, counts: bool = True) -> None:
+        self.step = step
+        self.counts = counts  # every warm-up value a whole number >= 0: modelled as sqrt(x + 3/8)
+        self.n = 0
+        self.recent: deque[float] = deque(maxlen=SUSTAIN)
+        self.level = 0.0
+        self.noise = 0.0  # mean absolute change between neighbouring points
+        self.quantum = math.inf  # smallest non-zero change seen
+        self.prev: float | None = None
+        self.tails = (Tail(), Tail(), Tail())
+        self.period = daily_slots(step)
+        self.slots = array("d", bytes(8 * self.period))
+        self.snoise = 0.0  # mean absolute departure from the learnt day
+        self.sres: deque[float] = deque(maxlen=SEASON_SUSTAIN)
+
+    def scale(self) -> float:
+        q = self.quantum if math.isfinite(self.quantum) else 0.0
+        return max(1.25 * self.noise, q, 1e-9 * abs(self.level), 1e-12)
+
+    def update(self, x: float) -> tuple[float | None, int]:
+        """(surprise, direction +1 / -1) of x; None while warming up."""
+        if self.counts and self.n < WARMUP and (x < 0 or x != int(x)):
+            self.__init__(self.step, counts=False)  # type: ignore[misc]  # not a count: learn afresh
+        if self.counts:  # decided by the warm-up; a later fraction keeps the same scale
+            x = math.copysign(math.sqrt(abs(x) + 0.375), x)
+        score: float | None = None
+        direction = 0
+        seasonal = self.period and self.n >= self.period
+        if self.n >= SHORT:
+            s = self.scale()
+            ctx = sorted(list(self.recent)[-SHORT:])[SHORT // 2]
+            sref = self.slots[self.n % self.period] if seasonal else x
+            z1 = min(abs(x - ctx), abs(x - self.level), abs(x - sref) if seasonal else math.inf) / s
+            window = list(self.recent)[-(SUSTAIN - 1):] + [x]
+            mean = sum(window) / len(window)
+            z2 = abs(mean - self.level) / s / math.sqrt(SUSTAIN)
+            z3 = 0.0
+            if seasonal:
+                res = list(self.sres)[-(SEASON_SUSTAIN - 1):] + [x - sref]
+                z3 = abs(sum(res) / len(res)) / max(1.25 * self.snoise, 0.1 * s, 1e-12)
+            if self.n >= WARMUP:
+                a, b = self.tails[0].surprise(z1), self.tails[1].surprise(z2)
+                c = self.tails[2].surprise(z3) if seasonal else 0.0
+                score = max(0.0, max(a, b, c) - math.log10(3.0 if seasonal else 2.0))
+                lean = x - self.level if a >= max(b, c) else mean - self.level if b >= c else x - sref
+                direction = 1 if lean >= 0 else -1
+            self.tails[0].learn(z1)
+            self.tails[1].learn(z2)
+            if seasonal:
+                self.tails[2].learn(z3)
+        self._learn(x)
+        return score, direction
+
+    def skip(self) -> None:
+        """A missing point: nothing learnt, but the slot of the day moves on."""
+        self.n += 1
+
+    def _learn(self, x: float) -> None:
+        if self.prev is not None:
+            d = abs(x - self.prev)
+            if d > 0:
+                self.quantum = min(self.quantum, d)
+            limit = 6.0 * self.noise if self.n > 20 else math.inf  # a burst must not widen the yardstick
+            self.noise += (min(d, limit) - self.noise) / min(self.n + 1, 100)
+        if self.n == 0:
+            self.level = x
+        else:
+            s = 20 * self.scale()
+            self.level += max(-s, min(s, x - self.level)) / min(self.n + 1, 300)
+        if self.period:
+            k = self.n % self.period
+            if self.n < self.period:
+                self.slots[k] = x
+            else:
+                r = x - self.slots[k]
+                self.sres.append(r)
+                limit = 6.0 * self.snoise if self.n > 2 * self.period else math.inf
+                self.snoise += 0.01 * (min(abs(r), limit) - self.snoise)
+                self.slots[k] += SLOT_RATE * r
+        self.recent.append(x)
+        self.prev = x
+        self.n += 1
 
 
 @dataclass
+class Episode:
+    onset: int  # index of the first point
+    peak: int
+    peak_score: float
+    end: int  # index of the last point at or above half the threshold
+    direction: int  # +1 above what was expected, -1 below
+
+
+@dataclass
+class Episodes:
+    """Scores to episodes, one point at a time: open at the threshold, close after `quiet`
+    points in a row below half of it (or missing)."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    quiet: int = 12
+    current: Episode | None = None
+    below: int = 0
+
+    def feed(self, i: int, score: float | None, direction: int) -> tuple[bool, Episode | None]:
+        """(is point i an episode's onset, the episode that closed with it if any)."""
+        s = score or 0.0
+        ep = self.current
+        if ep is None:
+            if s >= self.threshold:
+                self.current, self.below = Episode(i, i, s, i, direction), 0
+                return True, None
+            return False, None
+        if s >= self.threshold / 2:
+            ep.end, self.below = i, 0
+            if s > ep.peak_score:
+                ep.peak, ep.peak_score = i, s
+            return False, None
+        self.below += 1
+        if self.below >= self.quiet:
+            self.current = None
+            return False, ep
+        return False, None
+
+
 class Scorer:
-    step: int  # seconds between points
-    threshold: float = 6.0
-    persist: int = 0  # 0: chosen from the step (3 points at minute steps, 1 at hourly and slower)
-    values: list[float | None] = field(default_factory=list)
-    residuals: deque[float] = field(default_factory=lambda: deque(maxlen=240))
-    streak: int = 0
-    counts: bool = True  # every value so far a whole number >= 0
+    """A series' model and its episodes: `update(value)` -> (score, onset?, direction).
+    A missing value (None or NaN) scores nothing but keeps the time of day."""
 
-    def __post_init__(self) -> None:
-        if self.step <= 0:
+    def __init__(self, step: int, threshold: float = DEFAULT_THRESHOLD) -> None:
+        if step <= 0:
             raise ValueError("the step must be a positive number of seconds")
-        if self.step <= 3600 and 86400 % self.step == 0:
-            self.period = 86400 // self.step
-        elif self.step == 86400:
-            self.period = 7
-        else:
-            self.period = 0
-        self.window = max(12, min(3600 // self.step, 60)) if self.step < 3600 else 24 if self.step == 3600 else 7
-        if not self.persist:
-            self.persist = 3 if self.step < 600 else 2 if self.step < 3600 else 1
+        self.model = Model(step)
+        self.episodes = Episodes(threshold)
+        self.index = 0
+        self.closed: list[Episode] = []
 
-    def level(self) -> float | None:
-        """The expected value of the next point, from the points before it."""
-        n = len(self.values)
-        recent = [v for v in self.values[-self.window:] if v is not None]
-        if len(recent) < min(self.window, 6):
-            return None
-        if not self.period or n < self.period:
-            return _median(recent)
-        seasonal = [self.values[n - k * self.period] for k in range(1, SEASONS + 1) if n - k * self.period >= 0]
-        seasonal = [v for v in seasonal if v is not None]
-        if not seasonal:
-            return _median(recent)
-        base = _median(seasonal)
-        # The recent offset from the same slots of earlier seasons: a level shift, not an anomaly.
-        offsets = []
-        for i in range(max(0, n - self.window), n):
-            past = [self.values[i - k * self.period] for k in range(1, SEASONS + 1) if i - k * self.period >= 0]
-            past = [v for v in past if v is not None]
-            if past and self.values[i] is not None:
-                offsets.append(self.values[i] - _median(past))  # type: ignore[operator]
-        return base + (_median(offsets) if offsets else 0.0)
-
-    def scale(self, level: float) -> float:
-        floor = max(abs(level) * 0.05, 1e-9)
-        if self.counts:
-            floor = max(floor, math.sqrt(max(level, 0.0) + 1.0))  # Poisson-like noise of a count
-        if len(self.residuals) < 6:
-            return max(floor, abs(level) * 0.25, 1e-9)
-        mad = _median([abs(r) for r in self.residuals])
-        return max(MAD_TO_SIGMA * mad, floor)
-
-    def update(self, value: float | None) -> tuple[float | None, bool]:
-        """Score `value` against the points before it, then learn it. A missing value scores
-        nothing and breaks a streak."""
+    def update(self, value: float | None) -> tuple[float | None, bool, int]:
+        i = self.index
+        self.index += 1
+        score, direction = (None, 0)
         if value is None or math.isnan(value):
-            self.values.append(None)
-            self.streak = 0
-            return None, False
-        if self.counts and (value < 0 or value != int(value)):
-            self.counts = False
-        level = self.level()
-        score: float | None = None
-        anomalous = False
-        if level is not None:
-            scale = self.scale(level)
-            score = (value - level) / scale
-            self.streak = self.streak + 1 if abs(score) >= self.threshold else 0
-            anomalous = self.streak >= self.persist
-            # Learn from a clipped residual, so an anomaly does not widen its own yardstick.
-            self.residuals.append(max(-self.threshold * scale, min(self.threshold * scale, value - level)))
-        self.values.append(value)
-        return score, anomalous
+            self.model.skip()
+        else:
+            score, direction = self.model.update(value)
+        onset, closed = self.episodes.feed(i, score, direction)
+        if closed:
+            self.closed.append(closed)
+        return score, onset, direction
+
+    def finish(self) -> list[Episode]:
+        """Every episode, the one still open included."""
+        if self.episodes.current is not None:
+            self.closed.append(self.episodes.current)
+            self.episodes.current = None
+        return self.closed
 
 
-def score_series(points: list[tuple[int, float | None]], threshold: float = 6.0, persist: int = 0) -> list[tuple[float | None, bool]]:
-    """Score a whole series in order (each decision from the points before it and itself)."""
+def score_series(points: list[tuple[int, float | None]], threshold: float = DEFAULT_THRESHOLD) -> list[tuple[float | None, bool]]:
+    """(score, onset?) of each point of a whole series, in order, each from the points before it and itself."""
     if len(points) < 2:
         return [(None, False) for _ in points]
-    step = infer_step(points)
-    scorer = Scorer(step, threshold, persist)
-    return [scorer.update(v) for _, v in points]
+    scorer = Scorer(infer_step(points), threshold)
+    return [scorer.update(v)[:2] for _, v in points]
 
 
 def infer_step(points: list[tuple[int, float | None]]) -> int:
-    gaps = [b[0] - a[0] for a, b in zip(points, points[1:]) if b[0] > a[0]]
+    gaps = sorted(b[0] - a[0] for a, b in zip(points, points[1:]) if b[0] > a[0])
     if not gaps:
         raise ValueError("every row has the same time; cannot tell the step")
-    return int(_median([float(g) for g in gaps]))
+    return int(gaps[len(gaps) // 2])

@@ -70,10 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     dig.add_argument("--preview", metavar="FILE.html", help="write the digest of the week to now as HTML (and FILE.txt)")
     dig.add_argument("--send", action="store_true", help="send the digest of the week to now to digest.targets")
 
-    rep = sub.add_parser("replay", help="score a CSV of timestamp,value with the anomaly layer; CSV with score and anomaly out")
+    rep = sub.add_parser("replay", help="score a CSV of timestamp,value with the anomaly layer; CSV with score, episode onsets and a summary out")
     rep.add_argument("file", help="CSV with a header row; first column time (ISO 8601 or epoch s), second value ('-' for stdin)")
     rep.add_argument("--detector", default="anomaly", help="anomaly (both directions, default), spike (rises only), dip (drops only)")
-    rep.add_argument("--threshold", type=float, default=6.0, help="robust score that counts as anomalous (default 6)")
+    rep.add_argument("--threshold", type=float, default=None,
+                     help="surprise -log10(p) that opens an episode (default 3, one point in a thousand; overrides --profile)")
+    rep.add_argument("--profile", default="default", choices=("default", "low-fp", "low-fn"),
+                     help="threshold chosen on NAB's development data: default 3, low-fp 4 (fewer false alarms), low-fn 2.5 (fewer misses)")
 
     run = sub.add_parser("run", help="run the agent: poll, detect, alert, send the digest and serve the dashboard until stopped")
     run.add_argument("--config", help="configuration file (TOML)")
@@ -165,7 +168,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if args.command == "replay":
             from fleetwatch.replay import main as replay_main
 
-            return replay_main(args.file, args.detector, args.threshold)
+            return replay_main(args.file, args.detector, args.threshold, args.profile)
         if args.command == "detect":
             from fleetwatch.clock import SystemClock
             from fleetwatch.detection import detect, detector_settings
