@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from collector import pacing
+from collector import pacing, probes
 from collector.incremental import Prior
 from collector.aws import Place, epoch_seconds
 from collector.limits import max_connections
@@ -36,8 +36,13 @@ class Found:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
+# A global secondary index: its series (TableName + GlobalSecondaryIndexName) need a resource row
+# of their own, `<table id>/index/<name>` (fleetwatch.store.index_resource_id).
+INDEX_KIND = "dynamodb_index"
+
+
 def resource_id(kind: str, place: Place, name: str) -> str:
-    return f"{kind}/{place.account}/{place.region}/{name}"
+    return f"{'dynamodb' if kind == INDEX_KIND else kind}/{place.account}/{place.region}/{name}"
 
 
 def _pages(client: Any, operation: str, key: str, **params: Any) -> Iterator[Any]:
@@ -194,6 +199,9 @@ def lambdas(clients: Clients, place: Place, prior: Prior | None = None) -> list[
             "provisioned_configs": [{"qualifier": str(c.get("FunctionArn", "")).rsplit(":", 1)[-1],
                                      "requested": c.get("RequestedProvisionedConcurrentExecutions"),
                                      "status": c.get("Status")} for c in provisioned],
+            # Aliases, so a release that moves one is seen as a deploy (collector/probes.py).
+            probes.ALIASES: probes.alias_state(list(_pages(client, "list_aliases", "Aliases", FunctionName=name))),
+            probes.ALIASES_AT: prior.now,
         })
         return prior.stamp(Found("lambda", name, fn["FunctionArn"], dict(tags), facts), marker)
 
@@ -303,7 +311,9 @@ def tables(clients: Clients, place: Place, prior: Prior | None = None) -> list[F
         }
         return prior.stamp(Found("dynamodb", name, t["TableArn"], tags, facts), marker)
 
-    return _parallel(detail, names)
+    found = _parallel(detail, names)
+    return found + [Found(INDEX_KIND, f"{t.name}/index/{index}", f"{t.arn}/index/{index}", dict(t.tags), {"table": t.name, "index": index})
+                    for t in found for index in t.facts.get("indexes") or []]
 
 
 # -- RDS ----------------------------------------------------------------------------------------
@@ -514,7 +524,7 @@ KINDS: dict[str, Callable[[Clients, Place, Prior], list[Found]]] = {
     "schedule": schedules, "scheduler": scheduler_schedules, "api": apis, "account": accounts,
 }
 # Which resource kinds each discoverer owns, for marking what vanished as gone.
-OWNS = {"lambda": ("lambda",), "sqs": ("sqs",), "dynamodb": ("dynamodb",), "rds": ("rds",), "rds_proxy": ("rds_proxy",),
+OWNS = {"lambda": ("lambda",), "sqs": ("sqs",), "dynamodb": ("dynamodb", INDEX_KIND), "rds": ("rds",), "rds_proxy": ("rds_proxy",),
         "schedule": ("schedule",), "scheduler": ("schedule",), "api": ("api",), "account": ("ses", "lambda_account")}
 
 

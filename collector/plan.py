@@ -56,6 +56,7 @@ class PlacePlan:
     insight_rules: list[tuple[str, str]] = field(default_factory=list)  # (resource id, rule name)
     queues: list[tuple[str, str]] = field(default_factory=list)  # (resource id, queue URL) for live depth
     functions: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (resource id, last modified): deploy watch
+    aliased: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # name -> (resource id, facts): alias releases
 
     def by_tier(self) -> dict[str, int]:
         out = {FAST: 0, SLOW: 0, DETAIL: 0}
@@ -100,6 +101,8 @@ def build(place: Place, resources: list[dict[str, Any]], tiers: Iterable[str], t
             plan.queues.append((res["id"], res["facts"]["url"]))
         if SLOW in tiers and res["kind"] == "lambda":
             plan.functions[res["name"]] = (res["id"], str(res["facts"].get("last_modified", "")))
+            if res["facts"].get("aliases"):
+                plan.aliased[res["name"]] = (res["id"], res["facts"])
     plan.coldstart_functions = [r for r in resources if r["id"] in triggered.xray]
     plan.insight_rules = [(r["id"], rule) for r in resources if r["id"] in triggered.insights
                           for rule in r["facts"].get("contributor_insights_rules", []) if "-PKT-" in rule or "-SKT-" in rule]

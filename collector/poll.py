@@ -27,6 +27,7 @@ from collector.aws import AssumeRoleError, Aws, CallTally, Place
 from collector.metricdata import Chunk, fetch, linked_chunks, windows
 from collector.catalog import ALIGN, DETAIL, FAST, SLOW
 from collector.incremental import Prior
+from collector.probes import ALIAS_FRACTION
 from collector.scope import Scope
 from fleetwatch.clock import Clock
 from fleetwatch.store import SeriesKey, Store, open_store
@@ -156,6 +157,9 @@ class Collector:
             fetch=fetch, sleep=sleep)
         # Discovery's control-plane calls wait for their slot on the injected clock.
         self.pacer = pacer or pacing.Pacer(clock.now, sleep or getattr(clock, "sleep", None) or time.sleep, quota_fraction)
+        # The deploy probe's ListAliases calls: buckets of their own (never queued behind a
+        # discovery), at a share that keeps discovery and probe together under half of Lambda's quota.
+        self.probe_pacer = pacing.Pacer(self.pacer.now, self.pacer.sleep, ALIAS_FRACTION, on_release=self.pacer.on_release)
         self.detail_refresh = detail_refresh
         # Re-discovery on a thread of its own, so that the poll never waits for it (see _poll).
         self.background_discovery = background_discovery
@@ -371,10 +375,8 @@ class Collector:
                     facts = {**old, **facts}
                 if published.FACT in old:  # kept until the next verification replaces it
                     facts.setdefault(published.FACT, old[published.FACT])
-                if f.kind == "lambda":
-                    # LastModified moves on every code or configuration update: both recycle
-                    # the function's environments, so both count as a deploy.
-                    facts["deployed_at"] = probes.modified_at(str(facts.get("last_modified", "")))
+                if f.kind == "lambda":  # a new LastModified, or an alias moved: a deploy
+                    facts.update(probes.deploy_facts(facts, old, now))
                 rows.append({"id": rid, "account": place.account, "region": place.region, "kind": f.kind, "name": f.name,
                              "arn": f.arn, "facts": facts, "tags": f.tags})
             store.upsert_resources(rows, now)
@@ -476,7 +478,9 @@ class Collector:
         if pp.plan.queues:
             probes_due.append(("probe:sqs", lambda: self._queues(clients, pp.plan.queues, end)))
         if pp.plan.functions:
-            probes_due.append(("probe:deploys", lambda: probes.deploys(clients, pp.plan.functions)))
+            probes_due.append(("probe:deploys", lambda: probes.deploys(
+                clients, pp.plan.functions, pp.plan.aliased, end, probes.ALIAS_CHECKS,
+                lambda: self.probe_pacer.acquire(place.account, place.region, "lambda", "ListAliases"))))
         if pp.plan.coldstart_functions:
             probes_due += self.coldstarts.probes(place, clients, pp.plan.coldstart_functions, end)
         if pp.plan.insight_rules:

@@ -132,21 +132,118 @@ def modified_at(stamp: str) -> int | None:
         return None
 
 
-def deploys(clients: Clients, known: dict[str, tuple[str, str]]) -> ProbeResult:
+def deploys(clients: Clients, known: dict[str, tuple[str, str]], aliased: dict[str, tuple[str, dict[str, Any]]] | None = None,
+            now: int = 0, budget: int = 0, wait: Callable[[], None] = lambda: None) -> ProbeResult:
     """Updates since discovery: ListFunctions (50 a page) against the stored LastModified of
     each function, so a deploy is seen within a slow poll, not an hour later. `known` maps
-    function name to (resource id, last modified)."""
+    function name to (resource id, last modified).
+
+    Then alias-based releases: ListAliases for the functions whose code just changed and for up
+    to `budget` of the `aliased` ones (name -> (resource id, stored facts); functions discovery
+    found aliases on, i.e. with published versions), a canary in progress first, then the most
+    recently deployed, then the longest unchecked, each after `wait` (its pacing). An alias moved to another version, or
+    weighted towards one, is a deploy seen at `now` (AliasConfiguration has no time stamp)."""
     out = ProbeResult()
-    changed = []
-    for page in clients("lambda").get_paginator("list_functions").paginate():
+    changed, released = [], []
+    client = clients("lambda")
+    for page in client.get_paginator("list_functions").paginate():
         for fn in page.get("Functions", []):
             rid, last = known.get(fn["FunctionName"], ("", ""))
             if rid and fn.get("LastModified") and fn["LastModified"] != last:
                 out.facts[rid] = {"code_sha256": fn["CodeSha256"], "last_modified": fn.get("LastModified", ""),
                                   "deployed_at": modified_at(fn.get("LastModified", ""))}
                 changed.append(fn["FunctionName"])
-    out.note = f"deployed: {', '.join(changed)}" if changed else ""
+    aliased = aliased or {}
+    fresh = now - 60  # read in the last minute (by this poll's discovery): not again
+    due = sorted((n for n in aliased if int(aliased[n][1].get(ALIASES_AT) or 0) <= fresh),
+                 key=lambda n: _alias_priority(aliased[n][1]))[:max(budget, 0)]
+    for name in [*(n for n in changed if n not in due), *due]:
+        rid, facts = aliased.get(name) or (known[name][0], {})
+        wait()
+        now_aliases = alias_state(_paged(client, "list_aliases", "Aliases", FunctionName=name))
+        patch = release_facts(facts.get(ALIASES), now_aliases, now)
+        if RELEASE in patch:
+            released.append(f"{name} ({describe_release(patch[RELEASE])})")
+        out.facts.setdefault(rid, {}).update(patch)
+    notes = ([f"deployed: {', '.join(changed)}"] if changed else []) + ([f"released: {', '.join(released)}"] if released else [])
+    out.note = "; ".join(notes)
     return out
+
+
+# -- alias-based releases ---------------------------------------------------------------------------
+
+# Many teams release by moving an alias (SAM AutoPublishAlias, CodeDeploy, the Serverless
+# framework): the code is published as a version, then the alias the callers invoke is pointed at
+# it, at once or weighted (a canary: "The second version, and the percentage of traffic that's
+# routed to it", botocore lambda 2015-03-31, AliasRoutingConfiguration.AdditionalVersionWeights;
+# "Implement Lambda canary deployments using a weighted alias", .../lambda/latest/dg/
+# configuration-aliases.html). A rollback or a promotion moves no LastModified at all.
+ALIASES, ALIASES_AT, RELEASE = "aliases", "aliases_at", "release"
+ALIAS_CHECKS = 60  # ListAliases a slow poll at most, beyond the functions just deployed: 0.2/s on average
+# ...released at most 1.5 a second (a tenth of Lambda's 15/s control-plane quota, collector/pacing.py):
+# with discovery's 40 %, half of the quota is left for the account's own deploys.
+ALIAS_FRACTION = 0.1
+
+
+def _paged(client: Any, operation: str, key: str, **params: Any) -> list[Any]:
+    return [item for page in client.get_paginator(operation).paginate(**params) for item in page.get(key, [])]
+
+
+def alias_state(aliases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Alias name -> the version it invokes and the weights of any other (ListAliases'
+    AliasConfiguration: Name, FunctionVersion, RoutingConfig.AdditionalVersionWeights)."""
+    return {str(a["Name"]): {"version": str(a.get("FunctionVersion", "")),
+                             "weights": {str(v): float(w) for v, w in ((a.get("RoutingConfig") or {}).get("AdditionalVersionWeights")
+                                                                         or {}).items()}}
+            for a in aliases if a.get("Name")}
+
+
+def release_facts(before: dict[str, Any] | None, after: dict[str, dict[str, Any]], at: int) -> dict[str, Any]:
+    """The facts an alias reading gives: the aliases, when read, and — when an alias known before
+    now invokes another version or routes other weights — the release, which is a deploy at `at`.
+    Nothing was known before the first reading, so the first is never a release."""
+    out: dict[str, Any] = {ALIASES: after, ALIASES_AT: at}
+    for name, now in sorted((after or {}).items()) if before is not None else ():
+        was = before.get(name)
+        if was is None or (was.get("version"), was.get("weights") or {}) == (now["version"], now["weights"]):
+            continue
+        canary = max(now["weights"].items(), key=lambda vw: vw[1]) if now["weights"] else None
+        if canary is None and now["version"] == was.get("version"):
+            continue  # a canary called off: its traffic goes back to the warm environments
+        out[RELEASE] = {"alias": name, "from": was.get("version"), "to": canary[0] if canary else now["version"],
+                        "weight": canary[1] if canary else 1.0, "at": at}
+        out[RELEASE]["text"] = describe_release(out[RELEASE])
+        out["deployed_at"] = at
+        break
+    return out
+
+
+def describe_release(release: dict[str, Any]) -> str:
+    if float(release.get("weight", 1.0)) < 1.0:
+        return (f"canary on alias {release['alias']}: {release['weight'] * 100:.0f} % of its traffic to version "
+                f"{release['to']} (the rest on {release['from']})")
+    return f"alias {release['alias']} moved from version {release['from']} to {release['to']}"
+
+
+def deploy_facts(found: dict[str, Any], stored: dict[str, Any], at: int) -> dict[str, Any]:
+    """A discovered function's deploy facts: LastModified moves on every code or configuration
+    update (both recycle its environments, so both are a deploy), and an alias that moved since
+    the stored reading is a release seen at `at`; the later of the two, and the last release, stay."""
+    patch: dict[str, Any] = {"deployed_at": modified_at(str(found.get("last_modified", "")))}
+    if ALIASES in found and int(found.get(ALIASES_AT) or 0) > int(stored.get(ALIASES_AT) or 0):
+        patch.update(release_facts(stored.get(ALIASES), found[ALIASES], at))
+    elif ALIASES in stored:  # a probe read them after this discovery did (discovery off the poll thread)
+        patch.update({ALIASES: stored[ALIASES], ALIASES_AT: stored.get(ALIASES_AT)})
+    release = patch.get(RELEASE) or stored.get(RELEASE)
+    if release:
+        patch[RELEASE] = release
+        patch["deployed_at"] = max(int(patch["deployed_at"] or 0), int(release.get("at") or 0)) or None
+    return patch
+
+
+def _alias_priority(facts: dict[str, Any]) -> tuple[int, int, int]:
+    canary = any(a.get("weights") for a in (facts.get(ALIASES) or {}).values())
+    return (0 if canary else 1, -int(facts.get("deployed_at") or 0), int(facts.get(ALIASES_AT) or 0))
 
 
 # -- SQS live depth -------------------------------------------------------------------------------

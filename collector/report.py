@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from collector import plan
+from collector import coldstart_sources, plan
 from collector.catalog import CATALOG, DETAIL, FAST, SLOW
 
 
@@ -29,17 +29,27 @@ class Projection:
     calls_per_hour: float = 0.0  # GetMetricData calls an hour, each account polling its own
     monitoring_calls_per_hour: float = 0.0  # ... and in monitoring-account mode
     sqs_monthly_cost_usd: float = 0.0  # the GetQueueAttributes probe of every slow poll, at $0.40 per million
+    logs_gb_per_day: float = 0.0  # poll.logs_insights_gb_per_day: the cold-start scans' budget
+    logs_insights_max_monthly_cost_usd: float = 0.0  # ... as a monthly ceiling, at $0.005 per GB scanned
 
     @property
     def total_monthly_cost_usd(self) -> float:
         """GetMetricData and the SQS requests of the probes (X-Ray and Logs Insights run only on demand)."""
         return self.monthly_cost_usd + self.sqs_monthly_cost_usd
 
+    @property
+    def max_monthly_cost_usd(self) -> float:
+        """The total with Logs Insights spending its whole budget every day (it scans only while a
+        cold-start trigger asks, so usually far less)."""
+        return self.total_monthly_cost_usd + self.logs_insights_max_monthly_cost_usd
+
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "total_monthly_cost_usd": self.total_monthly_cost_usd}
+        return {**self.__dict__, "total_monthly_cost_usd": self.total_monthly_cost_usd,
+                "max_monthly_cost_usd": self.max_monthly_cost_usd}
 
 
-def project(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_interval: int) -> Projection:
+def project(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_interval: int,
+            logs_gb_per_day: float = 0.0) -> Projection:
     fast = slow = detail = fast_calls = slow_calls = 0
     naive = 0.0
     probe_calls: Counter[str] = Counter()
@@ -70,7 +80,8 @@ def project(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_
     hub_slow = sum(math.ceil(fs / plan.MAX_QUERIES) for _, fs in per_region.values())
     return Projection(len(by_place), resources, fast, slow, detail, fast_calls, slow_calls, cost, naive, dict(probe_calls),
                       hub_fast, hub_slow, calls_per_hour(fast_calls, slow_calls, fast_interval, slow_interval),
-                      calls_per_hour(hub_fast, hub_slow, fast_interval, slow_interval), sqs)
+                      calls_per_hour(hub_fast, hub_slow, fast_interval, slow_interval), sqs,
+                      logs_gb_per_day, coldstart_sources.monthly_cost(logs_gb_per_day))
 
 
 def calls_per_hour(fast_poll_calls: int, slow_poll_calls: int, fast_interval: int, slow_interval: int) -> float:
@@ -80,8 +91,8 @@ def calls_per_hour(fast_poll_calls: int, slow_poll_calls: int, fast_interval: in
     return (polls - slow_polls) * fast_poll_calls + slow_polls * slow_poll_calls
 
 
-def render(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_interval: int) -> str:
-    p = project(by_place, fast_interval, slow_interval)
+def render(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_interval: int, logs_gb_per_day: float = 0.0) -> str:
+    p = project(by_place, fast_interval, slow_interval, logs_gb_per_day)
     kinds: dict[str, int] = defaultdict(int)
     for rs in by_place.values():
         for r in rs:
@@ -109,6 +120,10 @@ def render(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_i
         f"({p.fast_queries} × {per_month_fast:,.0f} + {p.slow_queries} × {per_month_slow:,.0f} metrics at $0.01 per 1,000)",
         f"projected SQS request cost: ${p.sqs_monthly_cost_usd:,.2f} a month ({p.probe_calls.get('sqs:GetQueueAttributes (slow polls)', 0):g} "
         f"GetQueueAttributes × {per_month_slow:,.0f} polls at $0.40 per million); total ${p.total_monthly_cost_usd:,.2f} a month",
+        f"Logs Insights cold starts: at most ${p.logs_insights_max_monthly_cost_usd:,.2f} a month "
+        f"(poll.logs_insights_gb_per_day {p.logs_gb_per_day:g} GB × 30 days at ${coldstart_sources.PRICE_PER_GB_SCANNED} per GB "
+        f"scanned; it scans only while a cold-start trigger asks, a function's whole log group over the window, so "
+        f"REPORT lines alone cannot estimate it); with it spent every day, at most ${p.max_monthly_cost_usd:,.2f} a month",
         f"the whole catalog every minute would cost ${p.naive_monthly_cost_usd:,.2f} a month "
         f"({p.monthly_cost_usd / p.naive_monthly_cost_usd:.0%} of it)" if p.naive_monthly_cost_usd else "",
         "detail fetches (DynamoDB throttle reasons, Contributor Insights, X-Ray traces retrieved or scanned at $0.50 per "

@@ -10,7 +10,8 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-ALWAYS_IN_SCOPE = frozenset({"ses", "lambda_account"})
+# (a global secondary index is polled only through its table, which the scope decides)
+ALWAYS_IN_SCOPE = frozenset({"ses", "lambda_account", "dynamodb_index"})
 
 
 def _tag_matchers(entries: list[str]) -> list[tuple[str, str | None]]:

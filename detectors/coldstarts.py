@@ -224,6 +224,9 @@ def _evidence(baseline: float, onset: int, share: Series, cold: Series, sampled:
 def _cause(inp: Inputs, fn: Resource, started: int) -> str:
     deployed = int(fn.facts.get("deployed_at") or 0)
     if started - 1800 <= deployed <= started + 300:
+        release = fn.facts.get("release") or {}
+        if release.get("at") == deployed and release.get("text"):  # an alias moved (collector/probes.py), seen then
+            return f"deploy: {release['text']}, seen at {_hhmm(deployed)}; each environment of the new version starts cold"
         return f"deploy: new code at {_hhmm(deployed)}; every environment starts cold"
     spill = inp.get(fn.id, "ProvisionedConcurrencySpilloverInvocations", "Sum").since(started - 600)
     if spill.sum() > 0:

@@ -56,7 +56,7 @@ def plan_command(cfg: Any, store: Store, aws: Aws, clock: Clock, discover: bool,
     if not by_place:
         print("no resources discovered yet; run without --no-discover, or check aws.regions and aws.role_arns", file=out)
         return 1
-    print(render(by_place, cfg["poll.fast_interval"], cfg["poll.slow_interval"]), file=out)
+    print(render(by_place, cfg["poll.fast_interval"], cfg["poll.slow_interval"], cfg["poll.logs_insights_gb_per_day"]), file=out)
     return 0
 
 

@@ -21,7 +21,7 @@ from simulator.errors import ApiError, validation
 from simulator.fleet import Resource
 from simulator.metrics import BASIC_STATS, PERCENTILE, SeriesDef, account_series, aggregate, minute_stats, series_for
 from simulator.mathx import key, uniform
-from simulator.model import FleetModel
+from simulator.model import FleetModel, in_mode
 
 MAX_QUERIES = 500
 DEFAULT_MAX_DATAPOINTS = 100_800
@@ -117,6 +117,8 @@ def series_values(model: FleetModel, sdef: SeriesDef, stat: str, period: int, st
         return [], []
     if period < 60 or period % 60:
         return [], []  # every fleet metric is standard resolution: no sub-minute data
+    if sdef.namespace == "LambdaInsights" and sdef.res is not None and not in_mode(model, "lambda_insights", sdef.res.name):
+        return [], []  # no extension layer, no LambdaInsights metrics
     start_r = round_start(start, now)
     end = min(end, now)
     if end <= start_r:

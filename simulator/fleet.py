@@ -24,6 +24,7 @@ KIND_PARAMS: dict[str, dict[str, Any]] = {
         "rate": 60.0, "duration_ms": 100.0, "duration_sigma": 0.4, "init_ms": 400.0,
         "cold_share": 0.003, "error_rate": 0.001, "daily_amp": 0.3, "weekly_amp": 0.2,
         "schedule": None, "queue": None, "database": None, "table": None, "sends_mail": False,
+        "alias": None,  # an alias callers invoke (version 1 published); scenarios move it: alias_version, alias_canary
     },
     "sqs": {
         "rate": 30.0, "retention": 345600, "visibility_timeout": 30, "dlq": None, "max_receive": 5,
@@ -32,6 +33,7 @@ KIND_PARAMS: dict[str, dict[str, Any]] = {
     "dynamodb": {
         "billing": "PROVISIONED", "read_capacity": 100, "write_capacity": 100, "read_units": 20.0,
         "write_units": 10.0, "sort_key": False, "contributor_insights": "off", "key_prefix": "item#",
+        "indexes": [],  # global secondary indexes (names); the index_*_throttles drivers throttle the first
         "daily_amp": 0.3, "weekly_amp": 0.2,
     },
     "rds": {

@@ -162,6 +162,34 @@ def _operation_specs(res: Resource) -> list[tuple[Spec, tuple[tuple[str, str], .
     return out
 
 
+def _index_specs(res: Resource, first: bool) -> list[Spec]:
+    """What AWS publishes per global secondary index, under TableName + GlobalSecondaryIndexName:
+    its own throttle events ("The TableName dimension returns the ReadThrottleEvents for the
+    table, but not for any global secondary indexes. To view ReadThrottleEvents for a global
+    secondary index, you must specify both TableName and GlobalSecondaryIndexName", likewise
+    WriteThrottleEvents), its consumed and provisioned capacity ("DynamoDB Metrics and
+    dimensions", https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/metrics-dimensions.html).
+    Every table write is copied into each index (projection ALL); a tenth of the reads query one.
+    The index_*_throttles drivers throttle the table's first index only."""
+    ns = "AWS/DynamoDB"
+    none = lambda d: np.zeros(d["write_units"].shape)  # noqa: E731
+    specs = [
+        Spec(ns, "ConsumedReadCapacityUnits", "Count", "statset",
+             lambda d, r: {"n": d["read_units"] * 6, "total": d["read_units"] * 6}),
+        Spec(ns, "ConsumedWriteCapacityUnits", "Count", "statset",
+             lambda d, r: {"n": d["write_units"] * 60, "total": d["write_units"] * 60}),
+        Spec(ns, "ReadThrottleEvents", "Count", "events",
+             lambda d, r: {"count": d["index_read_throttles"] if first else none(d)}),
+        Spec(ns, "WriteThrottleEvents", "Count", "events",
+             lambda d, r: {"count": d["index_write_throttles"] if first else none(d)}),
+    ]
+    if res["billing"] == "PROVISIONED":
+        specs += [Spec(ns, f"Provisioned{op}CapacityUnits", "Count", "gauge",
+                       lambda d, r, c=f"{op.lower()}_capacity": {"value": np.full(d["read_units"].shape, float(r[c]))})
+                  for op in ("Read", "Write")]
+    return specs
+
+
 def _rds_specs(res: Resource) -> list[Spec]:
     return [
         Spec("AWS/RDS", "DatabaseConnections", "Count", "gauge", lambda d, r: {"value": d["connections"]}),
@@ -278,6 +306,17 @@ def _dims(res: Resource) -> list[tuple[tuple[str, str], ...]]:
     return [((_DIMENSION[res.kind], res.name),)]
 
 
+# Lambda Insights: the extension writes one embedded-metric-format event per invocation to
+# /aws/lambda-insights, which CloudWatch turns into metrics in the LambdaInsights namespace by
+# function_name (and function_name + version), init_duration in milliseconds (AWS, "Example
+# telemetry event in CloudWatch Lambda Insights", https://docs.aws.amazon.com/AmazonCloudWatch/
+# latest/monitoring/Lambda-Insights-example-event.html). The emulator publishes it by function_name
+# from cold starts only, and only while the function is in the `lambda_insights` mode (the layer
+# installed; see cloudwatch.series_values).
+INSIGHTS_INIT = Spec("LambdaInsights", "init_duration", "Milliseconds", "lognormal",
+                     lambda d, r: {"n": d["invocations"] * d["cold_share"], "median": d["init_ms"], "sigma": 0.15})
+
+
 _SPECS: dict[str, Callable[[Resource], list[Spec]]] = {
     "lambda": _lambda_specs, "sqs": _sqs_specs, "dynamodb": _dynamodb_specs, "rds": _rds_specs,
     "rds_proxy": _proxy_specs, "api": _api_specs, "schedule": _schedule_specs, "ses": _ses_specs,
@@ -289,10 +328,16 @@ def series_for(res: Resource) -> list[SeriesDef]:
     for dims in _dims(res):
         for spec in _SPECS[res.kind](res):
             out.append(SeriesDef(spec.namespace, spec.name, tuple(sorted(dims)), spec, res, res.account, res.region))
+    if res.kind == "lambda":
+        out.append(SeriesDef(INSIGHTS_INIT.namespace, INSIGHTS_INIT.name, (("function_name", res.name),), INSIGHTS_INIT, res,
+                             res.account, res.region))
     if res.kind == "dynamodb":
         for spec, extra in _operation_specs(res):
             dims = tuple(sorted((("TableName", res.name), *extra)))
             out.append(SeriesDef(spec.namespace, spec.name, dims, spec, res, res.account, res.region))
+        for i, index in enumerate(res["indexes"] or []):
+            dims = tuple(sorted((("TableName", res.name), ("GlobalSecondaryIndexName", str(index)))))
+            out += [SeriesDef(s.namespace, s.name, dims, s, res, res.account, res.region) for s in _index_specs(res, i == 0)]
     return out
 
 

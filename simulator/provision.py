@@ -105,6 +105,9 @@ def _create_region(place: _Place, here: list[Resource], fleet: Fleet, exec_role:
         client.create_function(FunctionName=fn.name, Runtime=fn["runtime"], Role=exec_role, Handler="handler.handler",
                                Code={"ZipFile": code}, MemorySize=fn["memory"], Timeout=fn["timeout"], Tags=fn.tags,
                                Environment={"Variables": _environment(fn, fleet, place.region)})
+        if fn["alias"]:  # released by alias: version 1 published, the alias invoking it
+            version = client.publish_version(FunctionName=fn.name)["Version"]
+            client.create_alias(FunctionName=fn.name, Name=fn["alias"], FunctionVersion=version)
         if fn["reserved"] is not None:
             client.put_function_concurrency(FunctionName=fn.name, ReservedConcurrentExecutions=int(fn["reserved"]))
 
@@ -139,6 +142,14 @@ def _create_region(place: _Place, here: list[Resource], fleet: Fleet, exec_role:
         if t["billing"] == "PROVISIONED":
             extra = {"BillingMode": "PROVISIONED", "ProvisionedThroughput": {
                 "ReadCapacityUnits": t["read_capacity"], "WriteCapacityUnits": t["write_capacity"]}}
+        indexes = []
+        for index in t["indexes"] or []:  # each keyed on an attribute of its own, projecting every attribute
+            attrs.append({"AttributeName": f"{index}-key", "AttributeType": "S"})
+            indexes.append({"IndexName": index, "KeySchema": [{"AttributeName": f"{index}-key", "KeyType": "HASH"}],
+                            "Projection": {"ProjectionType": "ALL"}, **({"ProvisionedThroughput": extra["ProvisionedThroughput"]}
+                                                                       if "ProvisionedThroughput" in extra else {})})
+        if indexes:
+            extra["GlobalSecondaryIndexes"] = indexes
         arn = ddb.create_table(TableName=t.name, KeySchema=schema, AttributeDefinitions=attrs,
                                Tags=[{"Key": k, "Value": v} for k, v in t.tags.items()], **extra)["TableDescription"]["TableArn"]
         t.facts["arn"] = arn

@@ -35,6 +35,7 @@ from simulator.scenario import load_scenario
 COST_PER_METRIC = 0.01 / 1000  # GetMetricData and GetInsightRuleReport: $0.01 per 1,000 metrics requested
 _SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 _PROVISIONED = re.compile(r"^/2019-09-30/functions/([^/]+)/provisioned-concurrency/?$")
+_ALIASES = re.compile(r"^/2015-03-31/functions/([^/]+)/aliases/?$")
 CODE_AGE = 30 * 86400  # how long before the scenario anchor the fleet's code was last deployed
 LIST_FUNCTIONS_PAGE = 50  # Lambda ListFunctions returns at most 50 functions a page
 MAX_FAULT_DELAY = 30.0
@@ -78,6 +79,8 @@ class Call:
                 return "GetAccountSettings"
             if _PROVISIONED.match(self.path):
                 return "ListProvisionedConcurrencyConfigs"
+            if _ALIASES.match(self.path):
+                return "ListAliases"
         if self.service == "ses" and self.method == "GET" and self.path.rstrip("/") == "/v2/email/account":
             return "GetAccount"
         if self.service == "xray" and self.method == "POST":
@@ -258,7 +261,8 @@ class Emulator:
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         list_functions = call.service == "lambda" and call.method == "GET" and call.path.rstrip("/") == "/2015-03-31/functions"
-        if not (call.service == "sqs" and call.operation == "GetQueueAttributes") and not list_functions:
+        list_aliases = call.service == "lambda" and call.operation == "ListAliases"
+        if not (call.service == "sqs" and call.operation == "GetQueueAttributes") and not list_functions and not list_aliases:
             return self.moto_app(environ, start_response)
         if list_functions:
             # moto returns every function on one page and ignores Marker; AWS pages by 50.
@@ -286,6 +290,9 @@ class Emulator:
             if offset + max(size, 1) < len(functions):
                 page["NextMarker"] = str(offset + max(size, 1))
             raw = json.dumps(page).encode()
+        elif captured["status"].startswith("200") and list_aliases:
+            raw = json.dumps(services.patch_aliases(self.model, call.account, call.region, _ALIASES.match(call.path).group(1),
+                                                       json.loads(raw))).encode()
         elif captured["status"].startswith("200"):
             raw = services.patch_queue_attributes(self.model, call.account, call.region, call.json(), raw)
         headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"] + [("Content-Length", str(len(raw)))]

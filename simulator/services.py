@@ -4,8 +4,10 @@ Contributor Insights status, and live SQS depth in GetQueueAttributes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+import uuid
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -179,6 +181,29 @@ def patch_queue_attributes(model: FleetModel, account: str, region: str, request
         if attr in attrs:
             attrs[attr] = str(int(round(float(value))))
     return json.dumps(data).encode()
+
+
+def patch_aliases(model: FleetModel, account: str, region: str, function: str, page: dict[str, Any]) -> dict[str, Any]:
+    """A release by alias, as ListAliases shows it (botocore lambda 2015-03-31 AliasConfiguration):
+    the fleet's alias (created in moto at version 1) invokes the version a scenario's
+    `alias_version` fact names at this moment, and `alias_canary` ({version, weight}) routes that
+    share to another (RoutingConfig.AdditionalVersionWeights). RevisionId changes with the alias."""
+    res = model.fleet.by_uid.get(f"lambda:{function}")
+    if res is None or res.account != account or res.region != region or not res["alias"]:
+        return page
+    facts = model.facts_at(res, model.now())
+    for alias in page.get("Aliases") or []:
+        if alias.get("Name") != res["alias"]:
+            continue
+        alias["FunctionVersion"] = str(facts.get("alias_version") or alias.get("FunctionVersion") or "1")
+        canary = facts.get("alias_canary")
+        if canary:
+            alias["RoutingConfig"] = {"AdditionalVersionWeights": {str(canary["version"]): float(canary["weight"])}}
+        else:
+            alias.pop("RoutingConfig", None)
+        state = json.dumps([alias["FunctionVersion"], alias.get("RoutingConfig")], sort_keys=True)
+        alias["RevisionId"] = str(uuid.UUID(bytes=hashlib.md5(f"{res.uid}:{state}".encode()).digest()))
+    return page
 
 
 def revise_lambda_functions() -> None:

@@ -20,7 +20,8 @@ def metric_points(emu: Any, check: dict[str, Any], start: float, end: float) -> 
     fleet = emu.model.fleet
     if "resource" in check:
         res = fleet.get(check["resource"])
-        sdef = next(s for s in series_for(res) if s.name == check["metric"])
+        sdef = next(s for s in series_for(res) if s.name == check["metric"]  # "index": a global secondary index's own
+                    and dict(s.dims).get("GlobalSecondaryIndexName") == check.get("index"))
         namespace, dims, region, account = sdef.namespace, sdef.dims, res.region, res.account
     else:
         namespace, dims, region, account = check["namespace"], (), check["region"], check["account"]

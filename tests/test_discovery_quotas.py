@@ -19,7 +19,7 @@ from fleetwatch.store import open_store
 from tests.conftest import ANCHOR, client, make_collector, set_clock
 
 PROD = "123456789012"
-DETAIL = {"lambda:ListTags", "lambda:GetFunctionConcurrency", "lambda:ListProvisionedConcurrencyConfigs"}
+DETAIL = {"lambda:ListTags", "lambda:GetFunctionConcurrency", "lambda:ListProvisionedConcurrencyConfigs", "lambda:ListAliases"}
 
 
 @pytest.fixture()
