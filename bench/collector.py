@@ -19,6 +19,10 @@ paced by the collector's own pacer on a fake clock (the waits are counted, not s
 the pacer lets go is recorded; it prints, per quota, the calls made in the busiest hour and the
 most made within any one second, against the documented quota (target: under half of each), and
 adds them to the JSON line as "discovery".
+
+It also projects the monitoring-account mode (--monitoring-accounts, default 10): the measured
+fleet dealt over that many accounts, GetMetricData calls an hour through one monitoring account
+against each account polling its own, and the monthly cost of each ("monitoring_account").
 """
 
 from __future__ import annotations
@@ -98,6 +102,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--scenario", default="healthy")
     parser.add_argument("--discovery-hours", type=int, default=0, help="also measure discovery's control-plane calls over this many hours")
+    parser.add_argument("--monitoring-accounts", type=int, default=10,
+                        help="project the monitoring-account mode for the fleet spread over this many accounts")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -120,7 +126,10 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
                                                  config=Config(read_timeout=300, retries={"total_max_attempts": 1}))
     discovery = measure_discovery(args, aws, clock) if args.discovery_hours else None
     with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "bench.db") as store:
-        collector = Collector(store, aws, clock, backfill=0, probes=False)
+        # Discovery's pacing waits on a fake clock of its own: the emulator's clock moves only
+        # when told, so a pacer on it would wait for ever (its calls are measured above).
+        own = FakeClock(clock.now())
+        collector = Collector(store, aws, clock, backfill=0, probes=False, pacer=Pacer(own.now, own.sleep))
         t = time.perf_counter()
         collector.discover()
         print(f"discovered {len(store.resources())} resources in {time.perf_counter() - t:.1f} s", flush=True)
@@ -172,6 +181,7 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
         for r in store.resources():
             by_place.setdefault(f"{r['account']}/{r['region']}", []).append(r)
         p = project(by_place, 60, 300)
+        monitoring = project_monitoring(store.resources(), args.monitoring_accounts)
         poll_s, sdk_s = statistics.median(polls), statistics.median(sdks)
         result = {
             "functions": args.functions, "queues": args.queues, "tables": args.tables, "databases": args.databases,
@@ -181,9 +191,26 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
             "samples": int(statistics.median(samples)), "samples_per_second": round(statistics.median(samples) / poll_s),
             "monthly_cost_usd": round(p.monthly_cost_usd, 2), "naive_monthly_cost_usd": round(p.naive_monthly_cost_usd, 2),
             "cost_ratio": round(p.monthly_cost_usd / p.naive_monthly_cost_usd, 3), "repeats": args.repeats,
-            **({"discovery": discovery} if discovery else {}),
+            **({"discovery": discovery} if discovery else {}), "monitoring_account": monitoring,
         }
         print(json.dumps(result), flush=True)
+
+
+def project_monitoring(resources: list[dict[str, Any]], accounts: int) -> dict[str, Any]:
+    """Monitoring-account mode against each account polling its own: the measured fleet's plan
+    dealt round-robin over `accounts` accounts of one Region (the emulator pads one account), its
+    GetMetricData calls an hour both ways (collector/report.py, the figures `fleetwatch plan`
+    prints) and the cost, which is the same: GetMetricData is billed per metric, not per call."""
+    accounts = max(1, accounts)
+    dealt = {f"{i:012d}/us-east-1": resources[i::accounts] for i in range(accounts)}
+    p = project(dealt, 60, 300)
+    out = {"accounts": accounts, "calls_per_hour_each_account": round(p.calls_per_hour),
+           "calls_per_hour_monitoring_account": round(p.monitoring_calls_per_hour),
+           "monthly_cost_usd_each_account": round(p.monthly_cost_usd, 2), "monthly_cost_usd_monitoring_account": round(p.monthly_cost_usd, 2)}
+    print(f"monitoring-account mode over {accounts} accounts: {out['calls_per_hour_monitoring_account']:,} GetMetricData calls an hour "
+          f"against {out['calls_per_hour_each_account']:,} with each account polling its own; ${out['monthly_cost_usd_each_account']:,.2f} "
+          "a month either way (billed per metric, not per call)", flush=True)
+    return out
 
 
 def measure_discovery(args: argparse.Namespace, aws: Aws, clock: RemoteClock) -> dict[str, Any]:
