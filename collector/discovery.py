@@ -41,6 +41,13 @@ class Found:
 INDEX_KIND = "dynamodb_index"
 
 
+def scoped(found: list[Found], admits: Callable[[str, str, dict[str, str]], bool]) -> list[Found]:
+    """What the scope admits; a global secondary index goes with its table."""
+    kept = [f for f in found if f.kind != INDEX_KIND and admits(f.kind, f.name, f.tags)]
+    tables = {f.name for f in kept if f.kind == "dynamodb"}
+    return kept + [f for f in found if f.kind == INDEX_KIND and f.facts.get("table") in tables]
+
+
 def resource_id(kind: str, place: Place, name: str) -> str:
     return f"{'dynamodb' if kind == INDEX_KIND else kind}/{place.account}/{place.region}/{name}"
 

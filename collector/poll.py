@@ -363,7 +363,7 @@ class Collector:
             except FAILURES as exc:
                 result.status, result.error = "error", discovery.describe_error(exc)
                 return result
-        kept = [f for f in found if self.scope.admits(f.kind, f.name, f.tags)]
+        kept = discovery.scoped(found, self.scope.admits)
         with lock:
             known = {r["id"]: r for r in store.resources(account=place.account, region=place.region)}
             rows = []

@@ -10,8 +10,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-# (a global secondary index is polled only through its table, which the scope decides)
-ALWAYS_IN_SCOPE = frozenset({"ses", "lambda_account", "dynamodb_index"})
+ALWAYS_IN_SCOPE = frozenset({"ses", "lambda_account"})
 
 
 def _tag_matchers(entries: list[str]) -> list[tuple[str, str | None]]:
