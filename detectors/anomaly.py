@@ -18,8 +18,13 @@ Each answer becomes a tail probability from the series' own history of answers: 
 peaks-over-threshold fit (above a running 90th percentile the tail is exponential, its mean
 excess learnt online), so a series whose big moves are routine gets small surprises and a
 placid one large ones. The score is the surprise -log10(p) of the rarest answer, less
-log10(number of questions) for asking several, capped at 12: 3 means "one point in a thousand"
-on every series.
+log10(number of questions) for asking several, capped at 12 ("one point in a thousand" is 3).
+
+That surprise alone could not tell NAB's labelled windows from routine bursts, so a point is
+also asked whether it (or the mean of its last 6 points) is NEW: beyond the range the series
+has shown (`Range`), by 3 % of its width and half a noise scale (CAD OSE's idea of novelty).
+The score is the largest of the novelty scores and surprise / SURPRISE_PER_SCORE, so the
+default threshold 3 means "new to this series" or "a surprise of 10.5" on every series.
 
 `Episodes` turns scores into episodes: one opens at the first point whose score reaches the
 threshold and closes after `quiet` points in a row below half of it; it is reported once, with
