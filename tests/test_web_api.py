@@ -82,6 +82,10 @@ def test_healthz_liveness_and_readiness(api: TestClient, web_copy: dict[str, Any
         r = later.get("/healthz", params={"ready": "true"})
         assert r.status_code == 503 and r.json()["live"] and not r.json()["ready"]
         assert later.get("/healthz").status_code == 200, "liveness does not depend on polling"
+    # A dashboard whose clock is behind the agent's last poll (the demo's own server after polling).
+    app = create_app(web_config(web_copy["path"]), web_copy["path"], FakeClock(web_copy["now"] - 600), cache_ttl=0)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as behind:
+        assert behind.get("/healthz").json()["last_poll_age"] == 0, "never a negative age"
 
 
 def test_changes_need_authentication(api: TestClient, web_copy: dict[str, Any]) -> None:
