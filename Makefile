@@ -4,13 +4,25 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Browser code from the npm registry, pinned by version and sha512 in web/assets.py and never
+# committed: uPlot for the dashboard's charts (served by the agent), axe-core for the tests' audit.
+UPLOT  := web/static/vendor/uPlot.iife.min.js
+AXE    := build/test-assets/axe.min.js
 # The dashboard's end-to-end tests drive Debian's chromium (Playwright cannot download a
 # browser here); `make test` installs it when it is missing.
 CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: setup test soak chaos demo bench docs clean browser
 
-setup: $(STAMP)
+setup: $(STAMP) $(UPLOT)
+
+$(UPLOT): web/assets.py
+	$(PYTHON) -m web.assets uplot
+	@touch $@
+
+$(AXE): web/assets.py
+	$(PYTHON) -m web.assets axe-core
+	@touch $@
 
 browser: $(CHROMIUM)
 
@@ -27,7 +39,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[emulator,test]'
 	@touch $(STAMP)
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(UPLOT) $(AXE) $(CHROMIUM)
 	FLEETWATCH_CHROMIUM=$(CHROMIUM) $(PY) -m pytest
 
 # A simulated week of `fleetwatch run` (10,140 polls on a fake clock): memory and store size per day.
@@ -39,10 +51,10 @@ soak: $(STAMP)
 chaos: $(STAMP)
 	CHAOS_FULL=1 $(PY) -m pytest tests/test_faultproxy.py tests/test_chaos_*.py
 
-demo: $(STAMP)
+demo: $(STAMP) $(UPLOT)
 	$(VENV)/bin/fleetwatch demo
 
-bench: $(STAMP)
+bench: $(STAMP) $(UPLOT)
 	$(PY) bench/emulator.py --functions 10000
 	$(PY) bench/collector.py --functions 1000 --queues 200 --tables 50 --databases 5
 	$(PY) bench/dashboard.py --functions 10000 --incidents 200
@@ -53,4 +65,4 @@ docs: $(STAMP)
 	$(VENV)/bin/fleetwatch config docs > docs/configuration.md
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts
+	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts web/static/vendor

@@ -101,6 +101,7 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
     clock = FakeClock(start)
     pagerduty = _pagerduty_standin(clock)
     emulator = start_emulator(path, anchor=ANCHOR, clock=clock, fleet_dirs=fleet_dirs)
+    labels = [_when_runs_fall(lb, emulator.model) for lb in labels]
     wall = time.perf_counter()
     try:
         with SlackStandIn(clock=clock.now) as slack, SmtpSink() as smtp, tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -213,6 +214,20 @@ def _as_users_see_it(label: dict[str, Any], fleet: Any) -> dict[str, Any]:
         if back is not None:
             out["settles"] = back  # its next run after it came back: no sooner can anyone see it did
     return out
+
+
+def _when_runs_fall(label: dict[str, Any], model: Any) -> dict[str, Any]:
+    """A stopped rate() schedule's first missed run and its first run back, where the emulated
+    schedule's phase puts them (an expression alone says only "within one interval")."""
+    from simulator.drivers import first_due
+
+    if label["kind"] != "schedule_missed":
+        return label
+    res = model.fleet.get(label["resource"])
+    if not str(res.params.get("expression", "")).startswith("rate("):
+        return label
+    onset, back = first_due(model, res, label["start"]), first_due(model, res, label["end"])
+    return {**label, **({"onset": onset} if onset else {}), **({"settles": back} if back else {})}
 
 
 def score(labels: list[dict[str, Any]], received: dict[str, Any], notifications: list[dict[str, Any]], failures: int,

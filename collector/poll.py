@@ -446,10 +446,12 @@ class Collector:
         oldest = (end - plan.MAX_HISTORY) // ALIGN * ALIGN
         by_start: dict[tuple[int, bool], list[tuple[Place, plan.Query]]] = {}
         for q in place_plan.queries:
-            start = starts[q.tier]
             late = LATE_SECONDS.get(q.key.namespace, 0)
-            if late:  # re-read far enough back for points published late (one more call; metrics billed the same)
-                start = min(start, max(end - late - q.key.period, end - plan.MAX_HISTORY) // ALIGN * ALIGN)
+            if late:  # points published late: the whole tier reads that far back, so it stays one call
+                # (GetMetricData bills per metric requested, not per datapoint, so this costs nothing)
+                starts[q.tier] = min(starts[q.tier], max(end - late - q.key.period, end - plan.MAX_HISTORY) // ALIGN * ALIGN)
+        for q in place_plan.queries:
+            start = starts[q.tier]
             pending = self._reread.get((place, q.key))
             if pending is not None and max(pending, oldest) < start:
                 by_start.setdefault((max(pending, oldest), True), []).append((place, q))

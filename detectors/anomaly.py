@@ -18,8 +18,13 @@ Each answer becomes a tail probability from the series' own history of answers: 
 peaks-over-threshold fit (above a running 90th percentile the tail is exponential, its mean
 excess learnt online), so a series whose big moves are routine gets small surprises and a
 placid one large ones. The score is the surprise -log10(p) of the rarest answer, less
-log10(number of questions) for asking several, capped at 12: 3 means "one point in a thousand"
-on every series.
+log10(number of questions) for asking several, capped at 12 ("one point in a thousand" is 3).
+
+That surprise alone could not tell NAB's labelled windows from routine bursts, so a point is
+also asked whether it (or the mean of its last 6 points) is NEW: beyond the range the series
+has shown (`Range`), by 3 % of its width and half a noise scale (CAD OSE's idea of novelty).
+The score is the largest of the novelty scores and surprise / SURPRISE_PER_SCORE, so the
+default threshold 3 means "new to this series" or "a surprise of 10.5" on every series.
 
 `Episodes` turns scores into episodes: one opens at the first point whose score reaches the
 threshold and closes after `quiet` points in a row below half of it; it is reported once, with
@@ -42,9 +47,16 @@ SLOT_RATE = 0.3  # weight of today's point in the learnt day
 TAIL_Q = 0.9  # the exponential tail starts at this running quantile
 TAIL_MEMORY = 200  # points of memory of the tail fit
 MAX_SLOTS = 1440  # the daily shape is learnt for steps of 1 minute to 1 hour
+NOVEL_MEAN = 6  # points averaged for a novel level
+NOVEL_MARGIN = 0.03  # a value is novel beyond the remembered range by this fraction of its width...
+NOVEL_GATE = 0.5  # ...and by this many noise scales (early records of plain noise are not news)
+NOVEL_SURPRISE = 0.5  # ...and only when the point is this surprising by the calibrated tests
+RANGE_DECAY = 1e-4
+RANGE_HOLD = 100  # points an extreme is held after the series last came near it  # the remembered range relaxes toward the level by this fraction a point
+SURPRISE_PER_SCORE = 3.5  # a calibrated surprise of 10.5 alone scores 3
 DEFAULT_THRESHOLD = 3.0
 # Chosen on NAB's development split (docs/anomaly.md): the best standard, low-FP and low-FN score.
-PROFILES = {"default": DEFAULT_THRESHOLD, "low-fp": 4.0, "low-fn": 2.5}
+PROFILES = {"default": DEFAULT_THRESHOLD, "low-fp": 3.5, "low-fn": 2.5}
 
 
 class Tail:
@@ -78,6 +90,40 @@ class Tail:
             self.u = max(self.u - step * (1.0 - TAIL_Q), 1e-6)
 
 
+class Range:
+    """The range of values seen lately. An extreme that the series keeps coming back to (within
+    NOVEL_MARGIN of the width) is held; one not revisited for RANGE_HOLD points relaxes toward
+    the level by RANGE_DECAY a point, so a record of long ago stops silencing today's."""
+
+    __slots__ = ("hi", "lo", "since_hi", "since_lo")
+
+    def __init__(self) -> None:
+        self.hi, self.lo = -math.inf, math.inf
+        self.since_hi = self.since_lo = 0
+
+    def novelty(self, v: float, s: float) -> tuple[float, float]:
+        """(score, lean) of v beyond the range: DEFAULT_THRESHOLD where it is beyond by
+        NOVEL_MARGIN of the range's width and NOVEL_GATE noise scales s, in proportion."""
+        excess, lean = (v - self.hi, 1.0) if v > self.hi else (self.lo - v, -1.0) if v < self.lo else (0.0, 0.0)
+        if excess <= 0:
+            return 0.0, 0.0
+        need = max(NOVEL_MARGIN * (self.hi - self.lo), NOVEL_GATE * s, 1e-12)
+        return min(MAX_SCORE, DEFAULT_THRESHOLD * excess / need), lean
+
+    def learn(self, v: float, level: float) -> None:
+        if not math.isfinite(self.hi):
+            self.hi = self.lo = v
+            return
+        band = NOVEL_MARGIN * (self.hi - self.lo)
+        self.since_hi = 0 if v >= self.hi - band else self.since_hi + 1
+        self.since_lo = 0 if v <= self.lo + band else self.since_lo + 1
+        if self.since_hi > RANGE_HOLD:
+            self.hi -= RANGE_DECAY * (self.hi - level)
+        if self.since_lo > RANGE_HOLD:
+            self.lo -= RANGE_DECAY * (self.lo - level)
+        self.hi, self.lo = max(self.hi, v), min(self.lo, v)
+
+
 def daily_slots(step: int) -> int:
     """Points in a day when the step divides it and is 1 minute to 1 hour, else 0 (no daily shape)."""
     return 86400 // step if 60 <= step <= 3600 and 86400 % step == 0 else 0
@@ -87,7 +133,7 @@ class Model:
     """One series' state; `update(x)` scores x against the points before it, then learns it."""
 
     __slots__ = ("step", "counts", "n", "recent", "level", "noise", "quantum", "prev", "tails",
-                 "period", "slots", "snoise", "sres")
+                 "period", "slots", "snoise", "sres", "values", "means")
 
     def __init__(self, step: int, counts: bool = True) -> None:
         self.step = step
@@ -103,6 +149,7 @@ class Model:
         self.slots = array("d", bytes(8 * self.period))
         self.snoise = 0.0  # mean absolute departure from the learnt day
         self.sres: deque[float] = deque(maxlen=SEASON_SUSTAIN)
+        self.values, self.means = Range(), Range()  # the remembered range of values, of NOVEL_MEAN-means
 
     def scale(self) -> float:
         q = self.quantum if math.isfinite(self.quantum) else 0.0
@@ -132,8 +179,15 @@ class Model:
             if self.n >= WARMUP:
                 a, b = self.tails[0].surprise(z1), self.tails[1].surprise(z2)
                 c = self.tails[2].surprise(z3) if seasonal else 0.0
-                score = max(0.0, max(a, b, c) - math.log10(3.0 if seasonal else 2.0))
+                surprise = max(0.0, max(a, b, c) - math.log10(3.0 if seasonal else 2.0))
                 lean = x - self.level if a >= max(b, c) else mean - self.level if b >= c else x - sref
+                nx = nm = lx = lm = 0.0
+                if surprise >= NOVEL_SURPRISE and (not self.period or self.n >= self.period):
+                    nx, lx = self.values.novelty(x, s)
+                    nm, lm = self.means.novelty(sum(window[-NOVEL_MEAN:]) / min(len(window), NOVEL_MEAN), s)
+                score = max(surprise / SURPRISE_PER_SCORE, nx, nm)
+                if score > surprise / SURPRISE_PER_SCORE:
+                    lean = lx if nx >= nm else lm
                 direction = 1 if lean >= 0 else -1
             self.tails[0].learn(z1)
             self.tails[1].learn(z2)
@@ -169,6 +223,8 @@ class Model:
                 self.snoise += 0.01 * (min(abs(r), limit) - self.snoise)
                 self.slots[k] += SLOT_RATE * r
         self.recent.append(x)
+        self.values.learn(x, self.level)
+        self.means.learn(sum(list(self.recent)[-NOVEL_MEAN:]) / min(len(self.recent), NOVEL_MEAN), self.level)
         self.prev = x
         self.n += 1
 

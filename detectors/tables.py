@@ -19,6 +19,9 @@ READS = {(f"{op}{what}", stat) for op in ("Read", "Write") for what, stat in (
 RECENT = 5 * 60
 UNDER_CAPACITY = 0.8
 LOUD = 1000  # throttle events in 5 minutes that make it critical
+# Minutes with throttles (of 5) before a finding: two, so one burst minute is not one; with the
+# hard-limit rule's one minute of `for` (alerts.for_limits) a page needs three minutes of them.
+MIN_MINUTES = 2
 
 REASONS = {
     "ProvisionedThroughput": ("capacity", "provisioned capacity exceeded",
@@ -75,7 +78,7 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
     share = used / capacity if capacity else None
     others = {reason: inp.get(t.id, f"{op}{reason}ThrottleEvents", "Sum") for reason in REASONS}
     hot = key_range.since(since)
-    if _minutes_with(hot) >= 3 and (share is None or share < UNDER_CAPACITY) and not any(
+    if _minutes_with(hot) >= MIN_MINUTES and (share is None or share < UNDER_CAPACITY) and not any(
             s.since(since).sum() for r, s in others.items() if r != "ProvisionedThroughput"):
         keys = _hot_keys(t, inp.now)
         named = f"; hottest key {keys[0]}" if keys else ""
@@ -93,7 +96,7 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
     for reason, (key, cause, fix) in REASONS.items():
         series = others[reason]
         recent = series.since(since)
-        if _minutes_with(recent) < 2:
+        if _minutes_with(recent) < MIN_MINUTES:
             continue
         if reason == "ProvisionedThroughput" and _scaling_step(provisioned, inp.now) and _minutes_with(recent) <= 3:
             continue  # auto scaling just raised capacity: a few minutes of throttling is expected

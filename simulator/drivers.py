@@ -249,8 +249,19 @@ def _cron_field(spec: str, values: np.ndarray, size: int) -> np.ndarray:
 
 
 def _schedule(model: FleetModel, res: Resource, m: np.ndarray) -> Arrays:
-    phase = int(model.noise_key(res, "phase") % np.uint64(1440))
-    return {"runs": schedule_due(res["expression"], m, phase), "failed_share": np.zeros(m.shape)}
+    return {"runs": schedule_due(res["expression"], m, _phase(model, res)), "failed_share": np.zeros(m.shape)}
+
+
+def _phase(model: FleetModel, res: Resource) -> int:
+    return int(model.noise_key(res, "phase") % np.uint64(1440))
+
+
+def first_due(model: FleetModel, res: Resource, t: int, within: int = 2 * 1440) -> int | None:
+    """The first time at or after `t` the emulated schedule fires, phase included (a rate()
+    schedule's runs fall at the minutes its phase gives), or None within `within` minutes."""
+    m = np.arange(t // 60 + (t % 60 > 0), t // 60 + within)
+    hits = np.nonzero(schedule_due(res["expression"], m, _phase(model, res)))[0]
+    return int(m[hits[0]]) * 60 if hits.size else None
 
 
 def _schedule_limit(model: FleetModel, res: Resource, d: Arrays, m: np.ndarray) -> None:

@@ -352,7 +352,10 @@ def table_inputs(facts: dict[str, Any] | None = None, **series: Series) -> Input
     ("key-range throttles at 30% of capacity: hot partition",
      table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(300, 5), ConsumedWriteCapacityUnits=flat(300 * 60, 10)),
      {("hot-write", CRITICAL)}),
-    ("two minutes of key-range throttles: not yet", table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(300, 2)), set()),
+    ("one minute of key-range throttles: not yet", table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(300, 1)), set()),
+    # Two minutes make a finding; its alert fires after alerts.for_limits, on a third.
+    ("two minutes of key-range throttles: a hot partition", table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(300, 2)),
+     {("hot-write", WARNING)}),
     ("key-range throttles while the table is at capacity: capacity, not a hot key",
      table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(50, 5), WriteProvisionedThroughputThrottleEvents=flat(50, 5),
                   ConsumedWriteCapacityUnits=flat(1000 * 60, 10)), {("capacity-write", WARNING)}),

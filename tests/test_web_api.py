@@ -55,8 +55,21 @@ def test_api_serves_the_fleet_incidents_resources_series(api: TestClient, web_co
     series = api.get("/api/series", params={"resource": db["id"], "metric": "DatabaseConnections"}).json()
     assert series and max(v for _, v in series[0]["points"]) >= 400
     assert api.get("/api/findings").json()
+    import sqlite3
+
+    from web import data
+
+    conn = sqlite3.connect(web_copy["path"])
+    conn.row_factory = sqlite3.Row
+    limits = data.headroom(conn, web_copy["now"])
+    proxy = next(h for h in limits if h["name"] == "catalog-proxy")
+    assert proxy["limit"] == "pooled connections" and proxy["value"] is not None, "a proxy's headroom comes from its metrics"
+    # The overview shows only the limits close to full, fullest first, each in its own unit.
+    near = data.near_limits(limits)["near"]
+    assert near and all(max(h["used"] or 0, h["peak_used"] or 0) >= 0.5 for h in near) and len(near) < len(limits)
     page_html = api.get("/", headers=HTML).text
-    assert "catalog-proxy" in page_html and "pooled connections" in page_html, "a proxy's headroom comes from its metrics"
+    assert "500 of 500" in page_html and "database connections" in page_html, "orders-db at its max_connections"
+    assert "catalog-proxy" not in page_html.split("Close to a limit")[1].split("fleetwatch itself")[0], "far from its limit"
     assert api.get("/api/resources/" + db["id"]).json()["series"]
     assert api.get("/api/incidents/99999").status_code == 404
 
@@ -69,6 +82,10 @@ def test_healthz_liveness_and_readiness(api: TestClient, web_copy: dict[str, Any
         r = later.get("/healthz", params={"ready": "true"})
         assert r.status_code == 503 and r.json()["live"] and not r.json()["ready"]
         assert later.get("/healthz").status_code == 200, "liveness does not depend on polling"
+    # A dashboard whose clock is behind the agent's last poll (the demo's own server after polling).
+    app = create_app(web_config(web_copy["path"]), web_copy["path"], FakeClock(web_copy["now"] - 600), cache_ttl=0)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as behind:
+        assert behind.get("/healthz").json()["last_poll_age"] == 0, "never a negative age"
 
 
 def test_changes_need_authentication(api: TestClient, web_copy: dict[str, Any]) -> None:

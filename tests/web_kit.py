@@ -23,11 +23,13 @@ HOSTILE = "<script>alert(1)</script>"
 HOSTILE_ID = "api/123456789012/us-east-1/" + HOSTILE
 TOKEN = "test-token-0123456789"
 USER, PASSWORD = "oncall", "correct horse battery"
+ACCOUNT_NAMES = "123456789012=shop-prod,210987654321=shop-staging"
 
 
 def web_config(store_path: Path, **extra: str) -> Any:
     env = {"FLEETWATCH_STORE_PATH": str(store_path), "FLEETWATCH_WEB_TOKEN": TOKEN, "FLEETWATCH_WEB_USERNAME": USER,
-           "FLEETWATCH_WEB_PASSWORD": PASSWORD, "FLEETWATCH_WEB_REFRESH": "5"}
+           "FLEETWATCH_WEB_PASSWORD": PASSWORD, "FLEETWATCH_WEB_REFRESH": "5",
+           "FLEETWATCH_AWS_ACCOUNT_NAMES": ACCOUNT_NAMES}
     env.update(extra)
     return load_config(None, environ=env)
 

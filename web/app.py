@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts import pagerduty
@@ -30,7 +32,7 @@ from fleetwatch.store.alerting import AlertStore
 from web import data
 from web.api import Ack, Health, IncidentDetail, IncidentOut, Page, ResourceDetail, SeriesOut, SilenceIn, SilenceOut
 from web.auth import CSRF_COOKIE, Auth
-from web.charts import chart, evidence_charts
+from web.charts import chart, evidence_charts, evidence_range, fact, fmt, metric_unit
 from web.security import SecurityHeaders
 
 STATIC = Path(__file__).parent / "static"
@@ -44,6 +46,21 @@ def _when(ts: Any) -> str:
     if not ts:
         return "–"
     return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _at(ts: Any) -> Markup:
+    """A time for people: UTC on the server, rewritten in the viewer's time zone by charts.js."""
+    if not ts:
+        return Markup("–")
+    iso = datetime.fromtimestamp(int(ts), timezone.utc).isoformat().replace("+00:00", "Z")
+    return Markup('<time datetime="{}" data-ts="{}">{}</time>').format(iso, int(ts), _when(ts))
+
+
+def _nobreak(text: Any) -> Markup:
+    """Text whose words never split across lines: each word a browser could break inside (at a
+    hyphen, a slash, a colon: "orders-db", "us-east-1") is kept whole; lines still wrap between words."""
+    out = re.sub(r"\S*[-/:(\u2013\u2014]\S*", lambda m: f'<span class="nowrap">{m.group(0)}</span>', str(escape(text)))
+    return Markup(out)
 
 
 def _ago(ts: Any, now: float) -> str:
@@ -129,7 +146,9 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     env = Environment(loader=PackageLoader("web", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(when=_when, num=_num, clean=clean)
+    names = dict(n.split("=", 1) for n in cfg["aws.account_names"])
+    env.globals.update(when=_when, at=_at, num=_num, fmt=fmt, clean=clean, fact=lambda k, v: clean(fact(str(k), v), 800), account_name=lambda a: names.get(str(a), ""))
+    env.filters["nobreak"] = _nobreak
     templates = Jinja2Templates(env=env)
 
     def view_of(request: Request, csrf: str, view: dict[str, Any]) -> dict[str, Any]:
@@ -205,8 +224,13 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
     def incident_page(request: Request, incident_id: Id) -> Response:
         dash.auth.require_reader(request)
         inc = incident_or_404(incident_id)
-        charts = [(a, evidence_charts(a["evidence"])) for a in inc["alerts"]]
-        return page(request, "incident.html", inc=inc, charts=charts, silence=silence_matchers(inc), durations=DURATIONS)
+        now = dash.now()
+        window = (inc["started_at"], inc["resolved_at"] or now)
+        x_range = evidence_range([a["evidence"] for a in inc["alerts"]], window[0], window[1])
+        charts = [(a, evidence_charts(a["evidence"], window=window, now=now, x_range=x_range)) for a in inc["alerts"]]
+        paged = any(str(n["target"]).startswith("pagerduty") for n in inc["notifications"])
+        return page(request, "incident.html", inc=inc, charts=charts, silence=silence_matchers(inc), durations=DURATIONS,
+                    paged=paged)
 
     @app.post("/incidents/{incident_id}/ack", include_in_schema=False)
     def incident_ack_form(request: Request, incident_id: Id, csrf: str = Form("")) -> Response:
@@ -237,7 +261,11 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         dash.auth.require_reader(request)
         r = resource_or_404(resource_id)
         now = dash.now()
-        charts = [chart(f"{s['metric']} ({s['stat']})", data.series_points(conn(), s["id"], now - hours * 3600, now + 1))
+        start = now - hours * 3600
+        window = data.incident_window(r["incidents"], start, now)
+        charts = [chart(f"{s['metric']} ({s['stat']})", data.series_points(conn(), s["id"], start, now + 1),
+                        metric_unit(s["metric"], s["stat"]), x_range=(start, now), now=now, window=window,
+                        limit=data.limit_of(r, s["metric"]))
                   for s in r["series"][:24]]
         return page(request, "resource.html", r=r, charts=charts, hours=hours)
 
@@ -301,7 +329,9 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         except Exception as exc:  # noqa: BLE001 - any failure to read is "store unreachable"
             body = Health(live=False, ready=False, store=f"unreachable: {type(exc).__name__}", last_poll_age=None)
             return JSONResponse(body.model_dump(), status_code=503)
-        age = (now - int(last)) if last else None
+        # A poll stamped after the dashboard's clock (the agent's clock ran ahead, a restored store)
+        # is "just now", never a negative age.
+        age = max(0, now - int(last)) if last else None
         is_ready = age is not None and age <= 3 * int(dash.cfg["poll.slow_interval"])
         body = Health(live=True, ready=is_ready, store="ok", last_poll_age=age)
         return JSONResponse(body.model_dump(), status_code=503 if ready and not is_ready else 200)

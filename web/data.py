@@ -13,12 +13,16 @@ from typing import Any
 from collector.catalog import api_metric
 from detectors.limits import REPUTATION_ABSENT
 
-ENTRY_KINDS = ("api", "schedule", "ses")
-# Signals shown first for an entry point: what its users feel. "{5xx}" is 5XXError for a REST API
-# and 5xx for an HTTP API (collector.catalog.api_metric).
-ENTRY_SIGNALS = {"api": (("{5xx}", "Average", "5xx rate"), ("Latency", "p95", "p95 latency ms")),
-                 "schedule": (("FailedInvocations", "Sum", "failed runs"), ("TriggeredRules", "Sum", "runs")),
-                 "ses": (("Bounce", "Sum", "bounced"), ("Send", "Sum", "sent"))}
+ENTRY_KINDS = ("api", "schedule", "ses", "sqs")
+# Signals shown first for an entry point: what its users feel, with the unit of each (see
+# web/charts.METRIC_UNITS). "{5xx}" is 5XXError for a REST API and 5xx for an HTTP API
+# (collector.catalog.api_metric). A queue is an entry point when users wait on what it carries:
+# one that is not a dead-letter queue.
+ENTRY_SIGNALS = {"api": (("{5xx}", "Average", "5xx rate", "ratio"), ("Latency", "p95", "p95 latency", "ms")),
+                 "schedule": (("FailedInvocations", "Sum", "failed runs", "count"), ("TriggeredRules", "Sum", "runs", "count")),
+                 "ses": (("Bounce", "Sum", "bounced", "count"), ("Send", "Sum", "sent", "count")),
+                 "sqs": (("ApproximateAgeOfOldestMessage", "Maximum", "oldest message", "s"),
+                         ("ApproximateNumberOfMessagesVisible", "Maximum", "waiting", "count"))}
 MONTH = 30 * 86400
 PAGE = 100
 
@@ -195,6 +199,28 @@ def incidents_for(conn: sqlite3.Connection, resource_id: str, limit: int = 20) -
               "ORDER BY id DESC LIMIT ?", [resource_id, resource_id, limit])]
 
 
+# The limit a resource's series is held against, from its facts, in the series' own unit:
+# max_connections (count), retention (s), the account's concurrency (count).
+SERIES_LIMITS = {("rds", "DatabaseConnections"): "max_connections", ("sqs", "ApproximateAgeOfOldestMessage"): "retention",
+                 ("lambda_account", "ClaimedAccountConcurrency"): "concurrency_limit",
+                 ("lambda_account", "ConcurrentExecutions"): "concurrency_limit"}
+
+
+def limit_of(r: dict[str, Any], metric: str) -> float | None:
+    key = SERIES_LIMITS.get((r["kind"], metric))
+    value = r["facts"].get(key) if key else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def incident_window(incs: list[dict[str, Any]], start: int, end: int) -> tuple[int, int] | None:
+    """The latest incident of a resource that overlaps [start, end], as (started, resolved or end)."""
+    for inc in sorted(incs, key=lambda i: i["started_at"] or 0, reverse=True):
+        stop = inc["resolved_at"] or end
+        if inc["started_at"] and inc["started_at"] <= end and stop >= start:
+            return int(inc["started_at"]), int(stop)
+    return None
+
+
 def series_points(conn: sqlite3.Connection, series_id: int, start: int, end: int) -> list[tuple[int, float]]:
     """Raw samples in [start, end), and hourly rollup averages where raw samples were pruned."""
     raw = [(int(t), float(v)) for t, v in conn.execute("SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? "
@@ -231,58 +257,80 @@ def _latest(conn: sqlite3.Connection, reads: list[tuple[str, str, str]], since: 
     return out
 
 
-def _peaks(conn: sqlite3.Connection, kinds: tuple[str, ...], metric: str, stat: str, since: int) -> dict[str, float]:
-    sql = (f"SELECT s.resource_id, MAX(x.value) FROM series s JOIN resources r ON r.id = s.resource_id "
+def _windows(conn: sqlite3.Connection, kinds: tuple[str, ...], metric: str, stat: str,
+             since: int) -> dict[str, tuple[float, float, float]]:
+    """(peak, first, latest) of a metric per resource of `kinds` since `since`."""
+    sql = (f"SELECT s.resource_id, x.ts, x.value FROM series s JOIN resources r ON r.id = s.resource_id "
            f"JOIN samples x ON x.series_id = s.id WHERE r.kind IN ({','.join('?' * len(kinds))}) AND r.gone_at IS NULL "
-           f"AND s.metric = ? AND s.stat = ? AND x.ts >= ? GROUP BY s.resource_id")
-    return {rid: float(v) for rid, v in conn.execute(sql, [*kinds, metric, stat, since])}
+           f"AND s.metric = ? AND s.stat = ? AND x.ts >= ? ORDER BY x.ts")
+    out: dict[str, tuple[float, float, float]] = {}
+    for rid, _, v in conn.execute(sql, [*kinds, metric, stat, since]):
+        v = float(v)
+        peak, first, _ = out.get(rid, (v, v, v))
+        out[rid] = (max(peak, v), first, v)
+    return out
 
 
-def headroom(conn: sqlite3.Connection, now: int, top: int = 10) -> list[dict[str, Any]]:
-    """Use against every limit over the last hour, fullest first: account concurrency, SES quota
-    and reputation, database connections, queue age against retention."""
+# How full a limit must be, now or at its peak of the last hour, to be shown on the overview.
+CLOSE = 0.5
+
+
+def headroom(conn: sqlite3.Connection, now: int) -> list[dict[str, Any]]:
+    """Every known limit: account concurrency, SES quota and reputation, database and pool
+    connections, queue age against retention; each with its latest value, the last hour's peak
+    and trend, in its own unit (None with a note where AWS publishes nothing), fullest first."""
     since = now - 3600
     rows = _rows(conn, "SELECT id, kind, name, account, region, facts FROM resources WHERE gone_at IS NULL "
                        "AND kind IN ('lambda_account', 'ses', 'rds', 'rds_proxy', 'sqs')")
-    claimed = _peaks(conn, ("lambda_account",), "ClaimedAccountConcurrency", "Maximum", since)
-    conns = _peaks(conn, ("rds",), "DatabaseConnections", "Maximum", since)
+    claimed = _windows(conn, ("lambda_account",), "ClaimedAccountConcurrency", "Maximum", since)
+    conns = _windows(conn, ("rds",), "DatabaseConnections", "Maximum", since)
     # A proxy reports its pool and the pool's ceiling as metrics (Sum per minute), not as facts.
-    pooled = _peaks(conn, ("rds_proxy",), "DatabaseConnections", "Sum", since)
-    ceiling = _peaks(conn, ("rds_proxy",), "MaxDatabaseConnectionsAllowed", "Sum", since)
-    age = _peaks(conn, ("sqs",), "ApproximateAgeOfOldestMessage", "Maximum", since)
-    bounce = _peaks(conn, ("ses",), "Reputation.BounceRate", "Maximum", since)
-    complaint = _peaks(conn, ("ses",), "Reputation.ComplaintRate", "Maximum", since)
+    pooled = _windows(conn, ("rds_proxy",), "DatabaseConnections", "Sum", since)
+    ceiling = _windows(conn, ("rds_proxy",), "MaxDatabaseConnectionsAllowed", "Sum", since)
+    age = _windows(conn, ("sqs",), "ApproximateAgeOfOldestMessage", "Maximum", since)
+    bounce = _windows(conn, ("ses",), "Reputation.BounceRate", "Maximum", since)
+    complaint = _windows(conn, ("ses",), "Reputation.ComplaintRate", "Maximum", since)
     out: list[dict[str, Any]] = []
 
-    def add(r: dict[str, Any], limit: str, used: float | None, of: Any, absent: str = "") -> None:
-        if of:
-            out.append({"resource": r["id"], "kind": r["kind"], "name": r["name"], "account": r["account"],
-                        "region": r["region"], "limit": limit, "value": used,
-                        "of": float(of), "used": (used / float(of)) if used is not None else None,
-                        "note": absent if used is None else ""})
+    def add(r: dict[str, Any], limit: str, unit: str, seen: tuple[float, float, float] | None, of: Any, absent: str = "") -> None:
+        if not of or not isinstance(of, (int, float)):
+            return
+        of = float(of)
+        row = {"resource": r["id"], "kind": r["kind"], "name": r["name"], "account": r["account"], "region": r["region"],
+               "limit": limit, "unit": unit, "of": of, "value": None, "peak": None, "used": None, "peak_used": None,
+               "trend": "", "note": absent}
+        if seen is not None:
+            peak, first, latest = seen
+            trend = "rising" if latest > first * 1.1 + of * 0.01 else "falling" if latest < first * 0.9 - of * 0.01 else "steady"
+            row.update(value=latest, peak=peak, used=latest / of, peak_used=peak / of, trend=trend, note="")
+        out.append(row)
 
     for r in rows:
         f = _loads(r["facts"], {})
         if r["kind"] == "lambda_account":
-            add(r, "account concurrency", claimed.get(r["id"]), f.get("concurrency_limit"))
+            add(r, "account concurrency", "count", claimed.get(r["id"]), f.get("concurrency_limit"))
         elif r["kind"] == "ses":
-            add(r, "24-hour send quota", f.get("sent_last_24h"), f.get("max_24h_send"))
-            add(r, "bounce rate (review at 5%)", bounce.get(r["id"]), 0.05, REPUTATION_ABSENT["Reputation.BounceRate"])
-            add(r, "complaint rate (review at 0.1%)", complaint.get(r["id"]), 0.001,
+            sent = f.get("sent_last_24h")
+            add(r, "24-hour send quota", "count", (sent, sent, sent) if isinstance(sent, (int, float)) else None,
+                f.get("max_24h_send"))
+            add(r, "bounce rate (review at 5%)", "ratio", bounce.get(r["id"]), 0.05, REPUTATION_ABSENT["Reputation.BounceRate"])
+            add(r, "complaint rate (review at 0.1%)", "ratio", complaint.get(r["id"]), 0.001,
                 REPUTATION_ABSENT["Reputation.ComplaintRate"])
         elif r["kind"] == "rds":
-            add(r, "database connections", conns.get(r["id"]), f.get("max_connections"))
+            add(r, "database connections", "count", conns.get(r["id"]), f.get("max_connections"))
         elif r["kind"] == "rds_proxy":
-            add(r, "pooled connections", pooled.get(r["id"]), ceiling.get(r["id"]))
+            top = ceiling.get(r["id"])
+            add(r, "pooled connections", "count", pooled.get(r["id"]), top[2] if top else None)
         elif r["kind"] == "sqs":
-            add(r, "oldest message age against retention (s)", age.get(r["id"]), f.get("retention"))
-    # Every account-wide limit, and the `top` fullest databases and queues; fullest first.
-    rest = sorted((h for h in out if h["kind"] not in ("lambda_account", "ses")), key=_fullest)[:top]
-    return sorted([h for h in out if h["kind"] in ("lambda_account", "ses")] + rest, key=_fullest)
+            add(r, "oldest message against retention", "s", age.get(r["id"]), f.get("retention"))
+    return sorted(out, key=lambda h: -max(h["used"] or -1.0, h["peak_used"] or -1.0))
 
 
-def _fullest(h: dict[str, Any]) -> float:
-    return -(h["used"] if h["used"] is not None else -1.0)
+def near_limits(rows: list[dict[str, Any]], close: float = CLOSE) -> dict[str, Any]:
+    """What the overview shows of headroom(): the limits at least `close` full now or at the
+    hour's peak, and how many others were checked."""
+    near = [h for h in rows if max(h["used"] or 0.0, h["peak_used"] or 0.0) >= close]
+    return {"near": near, "checked": len(rows), "close": close}
 
 
 def entries(conn: sqlite3.Connection, now: int, open_incidents: list[dict[str, Any]], limit: int = 50) -> list[dict[str, Any]]:
@@ -291,16 +339,19 @@ def entries(conn: sqlite3.Connection, now: int, open_incidents: list[dict[str, A
     for inc in open_incidents:
         hurting.setdefault(inc["resource"], inc)
     rows = _rows(conn, f"SELECT id, kind, name, account, region, json_extract(facts, '$.type') AS api_type FROM resources "
-                       f"WHERE gone_at IS NULL AND kind IN ({','.join('?' * len(ENTRY_KINDS))}) ORDER BY kind, name", ENTRY_KINDS)
-    rows.sort(key=lambda r: (r["id"] not in hurting, r["kind"], r["name"]))
+                       f"WHERE gone_at IS NULL AND kind IN ({','.join('?' * len(ENTRY_KINDS))}) "
+                       "AND NOT (kind = 'sqs' AND json_array_length(COALESCE(json_extract(facts, '$.dlq_of'), '[]')) > 0) "
+                       "ORDER BY kind, name", ENTRY_KINDS)
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    rows.sort(key=lambda r: (rank.get(hurting[r["id"]]["severity"], 3) if r["id"] in hurting else 9, r["kind"], r["name"]))
     rows = rows[:limit]
-    reads = [(r["id"], api_metric(m, r["api_type"]), s) for r in rows for m, s, _ in ENTRY_SIGNALS[r["kind"]]]
+    reads = [(r["id"], api_metric(m, r["api_type"]), s) for r in rows for m, s, _, _ in ENTRY_SIGNALS[r["kind"]]]
     latest = _latest(conn, reads, now - 1800)
     for r in rows:
         inc = hurting.get(r["id"])
         r["incident"] = {"id": inc["id"], "title": inc["title"], "severity": inc["severity"]} if inc else None
-        r["signals"] = [{"label": label, "value": latest.get((r["id"], api_metric(m, r["api_type"]), s))}
-                        for m, s, label in ENTRY_SIGNALS[r["kind"]]]
+        r["signals"] = [{"label": label, "unit": unit, "value": latest.get((r["id"], api_metric(m, r["api_type"]), s))}
+                        for m, s, label, unit in ENTRY_SIGNALS[r["kind"]]]
         del r["api_type"]
     return rows
 
@@ -326,7 +377,7 @@ def agent_health(conn: sqlite3.Connection, now: int) -> dict[str, Any]:
 
 def overview(conn: sqlite3.Connection, now: int) -> dict[str, Any]:
     open_incs = incidents(conn, {"state": "open"}, limit=50)
-    return {"now": now, "entries": entries(conn, now, open_incs), "incidents": open_incs, "headroom": headroom(conn, now),
+    return {"now": now, "entries": entries(conn, now, open_incs), "incidents": open_incs, "headroom": near_limits(headroom(conn, now)),
             "agent": agent_health(conn, now)}
 
 

@@ -146,6 +146,12 @@ SETTINGS: tuple[Setting, ...] = (
         pattern=_ROLE_ARN, pattern_hint="role ARNs such as 'arn:aws:iam::123456789012:role/fleetwatch-reader'",
     ),
     Setting(
+        "aws.account_names", "list[str]", [],
+        "Names people know the accounts by, as 'ID=NAME' ('123456789012=payments-prod'): the "
+        "dashboard shows 'payments-prod (123456789012)' wherever an account id appears.",
+        pattern=r"^\d{12}=\S.{0,63}$", pattern_hint="'ID=NAME' with a 12-digit account id, such as '123456789012=payments-prod'",
+    ),
+    Setting(
         "aws.monitoring_account", "str", "",
         "CloudWatch cross-account observability: the monitoring account's role ARN (or its account "
         "id, when it is the account fleetwatch runs in or one of aws.role_arns). When set, the "

@@ -24,6 +24,7 @@
               return document.importNode(n, true);
             }));
             document.body.setAttribute("data-refreshed", String(Date.now()));
+            document.dispatchEvent(new CustomEvent("fleetwatch:refreshed"));
           }
         }
       })
