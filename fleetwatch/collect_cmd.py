@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from collector.aws import Aws
-from collector.poll import Collector, PollReport
+from collector.poll import Collector
+from collector.pollreport import PollReport
 from collector.report import render
 from fleetwatch.clock import Clock, SystemClock
 from fleetwatch.store import Store

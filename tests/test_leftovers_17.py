@@ -176,7 +176,7 @@ def test_cost_counts_xray_traces_and_sqs_requests() -> None:
     from collections import Counter
 
     from collector.aws import CallTally
-    from collector.poll import cost_of
+    from collector.pollreport import cost_of
 
     tally = CallTally(calls=Counter({"sqs:GetQueueAttributes": 900_000, "sqs:ListQueues": 100_000, "xray:BatchGetTraces": 5}),
                       metrics=1000, traces=2_000_000)
