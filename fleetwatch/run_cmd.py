@@ -37,6 +37,9 @@ class EmulatedClock(FakeClock):
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint.rstrip("/")
         super().__init__(self._info())
+        # Moves are read-modify-write across two clocks (ours and the emulator's): one at a time,
+        # or two threads waiting at once (the discovery pacer's pool) would set the emulator back.
+        self._moving = threading.Lock()
 
     def _info(self) -> float:
         with urllib.request.urlopen(f"{self.endpoint}/__fleet__/info", timeout=10) as resp:  # noqa: S310 - loopback emulator
@@ -52,12 +55,18 @@ class EmulatedClock(FakeClock):
             return dict(json.loads(resp.read()))
 
     def set(self, epoch_seconds: float) -> float:
-        now = super().set(epoch_seconds)
-        self._post({"set": now})
-        return now
+        with self._moving:
+            now = super().set(epoch_seconds)
+            self._post({"set": now})
+            return now
 
     def advance(self, seconds: float) -> float:
-        return self.set(self.now() + seconds)
+        if seconds < 0:
+            raise ValueError("a clock does not go backwards; advance by zero or more seconds")
+        with self._moving:
+            now = super().set(self.now() + seconds)
+            self._post({"set": now})
+            return now
 
 
 def run_command(cfg: Any, environ: Mapping[str, str], *, polls: int | None = None, dashboard: bool = True,

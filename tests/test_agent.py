@@ -258,3 +258,19 @@ def test_log_lines_follow_an_emulated_clock() -> None:
         finally:
             teardown(handler)
         assert expected in stream.getvalue(), stream.getvalue()
+
+
+def test_the_emulated_clock_moves_forward_when_many_threads_wait_at_once(fleet: Any) -> None:
+    # The discovery pacer's pool sleeps from several threads; each sleep moves the emulated fleet's
+    # clock. Read-then-set from two threads at once would set it back, which the emulator refuses
+    # (HTTP 400: the demo's first polls failed so).
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fleetwatch.run_cmd import EmulatedClock
+
+    clock = EmulatedClock(fleet.endpoint)
+    start = clock.now()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda _: [clock.sleep(0.25) for _ in range(10)], range(8)))
+    assert clock.now() == pytest.approx(start + 8 * 10 * 0.25)
+    assert fleet.model.clock.now() == pytest.approx(clock.now())
