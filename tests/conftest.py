@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import urllib.request
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -132,3 +134,23 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         chaos_kit.write_artifact()
         terminalreporter.write_sep("=", f"chaos ({'full' if chaos_kit.FULL else 'quick'}; {chaos_kit.ARTIFACT.name})")
         terminalreporter.write_line(chaos_kit.table(chaos_kit.ROWS))
+
+
+@pytest.fixture()
+def aws_calls() -> Iterator[Counter[str]]:
+    """Every AWS call any collector client makes during the test, by IAM action (whatever
+    thread makes it)."""
+    from collector import aws as aws_module
+
+    seen: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def observe(account: str, region: str, action: str) -> None:
+        with lock:
+            seen[action] += 1
+
+    aws_module.OBSERVERS.append(observe)
+    try:
+        yield seen
+    finally:
+        aws_module.OBSERVERS.remove(observe)

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from collector import aws as aws_module
 from collector.pacing import QUOTAS, Pacer
 from fleetwatch.clock import FakeClock
 from fleetwatch.store import open_store
@@ -29,18 +28,8 @@ def store(tmp_path: Path) -> Any:
 
 
 @pytest.fixture()
-def calls() -> Any:
-    """Every AWS call any collector client makes, by IAM action (whatever thread makes it)."""
-    seen: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def observe(account: str, region: str, action: str) -> None:
-        with lock:
-            seen[action] += 1
-
-    aws_module.OBSERVERS.append(observe)
-    yield seen
-    aws_module.OBSERVERS.remove(observe)
+def calls(aws_calls: Counter[str]) -> Counter[str]:
+    return aws_calls
 
 
 def one_place(emulator: Any, store: Any, **kw: Any) -> Any:

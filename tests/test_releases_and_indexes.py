@@ -8,12 +8,10 @@ canary)."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from collector import aws as aws_module
 from collector import probes
 from collector.aws import Place
 from collector.pacing import Pacer
@@ -30,46 +28,35 @@ def _one_place(fleet: Any, store: Any, **kw: Any) -> Any:
     return make_collector(fleet, store, regions=["us-east-1"], roles=[f"arn:aws:iam::{PROD}:role/fleetwatch-reader"], **kw)
 
 
-def test_an_alias_release_is_a_deploy_canary_first(fleet: Any, tmp_path: Path) -> None:
+def test_an_alias_release_is_a_deploy_canary_first(fleet: Any, tmp_path: Path, aws_calls: Counter[str]) -> None:
     control(fleet, "/__fleet__/scenario", {"name": "cold-start-alias-release"})
     (label,) = fleet.model.incident_labels()
     start = int(label["start"])
-    made: Counter[str] = Counter()
-    lock = threading.Lock()
+    with open_store(tmp_path / "fw.db") as store:
+        collector = _one_place(fleet, store, backfill=2 * 3600)
+        set_clock(fleet, start - 30 * 60)  # discovery: alias live invokes version 1
+        collector.poll()
+        fn = store.resource(CHECKOUT)
+        assert fn["facts"]["aliases"] == {"live": {"version": "1", "weights": {}}}
+        assert "release" not in fn["facts"]  # the first reading is no release
+        modified = fn["facts"]["last_modified"]
 
-    def observe(account: str, region: str, action: str) -> None:
-        with lock:
-            made[action] += 1
+        set_clock(fleet, start - 10 * 60)  # the canary: 10 % of live's traffic to version 2
+        report = collector.poll()
+        fn = store.resource(CHECKOUT)
+        release = fn["facts"]["release"]
+        assert (release["alias"], release["from"], release["to"], release["weight"]) == ("live", "1", "2", 0.1)
+        assert fn["facts"]["deployed_at"] == release["at"] == start - 10 * 60
+        assert "canary on alias live: 10 % of its traffic to version 2" in release["text"]
+        assert any("released: checkout-fn" in s.note for s in report.sources if s.source == "probe:deploys")
 
-    aws_module.OBSERVERS.append(observe)
-    try:
-        with open_store(tmp_path / "fw.db") as store:
-            collector = _one_place(fleet, store, backfill=2 * 3600)
-            set_clock(fleet, start - 30 * 60)  # discovery: alias live invokes version 1
+        for m in (1, 2, 3):  # the alias moves to version 2 at the incident's start
+            set_clock(fleet, start + m * 60)
             collector.poll()
-            fn = store.resource(CHECKOUT)
-            assert fn["facts"]["aliases"] == {"live": {"version": "1", "weights": {}}}
-            assert "release" not in fn["facts"]  # the first reading is no release
-            modified = fn["facts"]["last_modified"]
-
-            set_clock(fleet, start - 10 * 60)  # the canary: 10 % of live's traffic to version 2
-            report = collector.poll()
-            fn = store.resource(CHECKOUT)
-            release = fn["facts"]["release"]
-            assert (release["alias"], release["from"], release["to"], release["weight"]) == ("live", "1", "2", 0.1)
-            assert fn["facts"]["deployed_at"] == release["at"] == start - 10 * 60
-            assert "canary on alias live: 10 % of its traffic to version 2" in release["text"]
-            assert any("released: checkout-fn" in s.note for s in report.sources if s.source == "probe:deploys")
-
-            for m in (1, 2, 3):  # the alias moves to version 2 at the incident's start
-                set_clock(fleet, start + m * 60)
-                collector.poll()
-            fn = store.resource(CHECKOUT)
-            assert fn["facts"]["last_modified"] == modified  # no code update: LastModified stayed
-            assert fn["facts"]["release"]["to"] == "2" and fn["facts"]["release"]["weight"] == 1.0
-            detection = detect(store, start + 3 * 60)
-    finally:
-        aws_module.OBSERVERS.remove(observe)
+        fn = store.resource(CHECKOUT)
+        assert fn["facts"]["last_modified"] == modified  # no code update: LastModified stayed
+        assert fn["facts"]["release"]["to"] == "2" and fn["facts"]["release"]["weight"] == 1.0
+        detection = detect(store, start + 3 * 60)
     found = [f for f in detection.findings if f.detector == "coldstarts" and f.resource_id == CHECKOUT]
     assert found, detection.summary()
     assert found[0].cause.startswith("deploy: alias live moved from version 1 to 2"), found[0].cause
@@ -77,7 +64,7 @@ def test_an_alias_release_is_a_deploy_canary_first(fleet: Any, tmp_path: Path) -
     # ListAliases: once per function at discovery, then only for the aliased function per slow poll.
     functions = len([r for r in fleet.model.fleet.of_kind("lambda", PROD, "us-east-1")])
     slow_polls = 2  # start-10m and start+1m (start-30m's discovery had just read them: not asked again)
-    assert made["lambda:ListAliases"] == functions + slow_polls
+    assert aws_calls["lambda:ListAliases"] == functions + slow_polls
 
 
 def test_the_probe_checks_canaries_and_just_deployed_functions_first_within_its_budget_paced(fleet: Any, tmp_path: Path) -> None:
