@@ -12,7 +12,7 @@ AXE    := build/test-assets/axe.min.js
 # browser here); `make test` installs it when it is missing.
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup test soak chaos demo bench docs clean browser
+.PHONY: setup test soak chaos demo bench docs docs-site clean browser
 
 setup: $(STAMP) $(UPLOT)
 
@@ -36,10 +36,10 @@ $(CHROMIUM):
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[emulator,test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[emulator,test,docs]'
 	@touch $(STAMP)
 
-test: $(STAMP) $(UPLOT) $(AXE) $(CHROMIUM)
+test: $(STAMP) $(UPLOT) $(AXE) $(CHROMIUM) docs-site
 	FLEETWATCH_CHROMIUM=$(CHROMIUM) $(PY) -m pytest
 
 # A simulated week of `fleetwatch run` (10,140 polls on a fake clock): memory and store size per day.
@@ -63,6 +63,10 @@ bench: $(STAMP) $(UPLOT)
 # The configuration reference, from the settings table: docs/configuration.md.
 docs: $(STAMP)
 	$(VENV)/bin/fleetwatch config docs > docs/configuration.md
+
+# The documentation site (mkdocs.yml) into build/site; --strict makes a broken link or anchor fail.
+docs-site: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --quiet
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts web/static/vendor
