@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from alerts.incidents import ABSORBED, Incident
-from alerts.rules import Route, Window, matches_all
+from fleetwatch.config.rules import Route, Window, matches_all
 from alerts.state import ERROR, FIRING, NODATA, RESOLVED
 
 ACKNOWLEDGED = "acknowledged"

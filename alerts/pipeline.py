@@ -21,7 +21,7 @@ from alerts.delivery import Channel, Delivered, DeliveryFailed, SendError, deliv
 from alerts.incidents import ABSORBED, Incident, alert_labels, reconcile
 from alerts.messages import Notice
 from alerts.notify import Timers, muted, owed, targets
-from alerts.rules import Route, Window
+from fleetwatch.config.rules import Route, Window
 from alerts.state import FIRING, RECOVERING, Alert, Observation, Policy, step
 from alerts.topology import Topology
 

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from detectors.anomaly import PROFILES, Model, Scorer, infer_step  # noqa: E402
-from fleetwatch.replay import Summary, parse_time, replay  # noqa: E402
+from fleetwatch.cli.replay import Summary, parse_time, replay  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 NAB = SHARED / "data" / "nab-dev"

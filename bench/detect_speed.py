@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collector.catalog import PERIODS, SLOW  # noqa: E402
-from fleetwatch.detection import load_inputs, run  # noqa: E402
+from fleetwatch.agent.detection import load_inputs, run  # noqa: E402
 from fleetwatch.store import SeriesKey, open_store  # noqa: E402
 
 ACCOUNT, REGION = "123456789012", "us-east-1"

@@ -3,7 +3,7 @@ through the whole agent, scored by what the Slack, SMTP and PagerDuty stand-ins 
 
 For each scenario the emulated fleet is started on a fake clock an hour before its first
 incident (with `poll.backfill` of history before that), and the production agent loop
-(`fleetwatch.agent.Agent`, what `fleetwatch run` runs) polls it once an emulated minute, with
+(`fleetwatch.agent.loop.Agent`, what `fleetwatch run` runs) polls it once an emulated minute, with
 the default alerting settings, until 40 minutes after its last incident ended. Then, per
 labelled incident:
 
@@ -70,7 +70,7 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
     import boto3
 
     from collector.aws import Aws
-    from fleetwatch.agent import Agent
+    from fleetwatch.agent.loop import Agent
     from fleetwatch.clock import FakeClock
     from fleetwatch.config import load_config
     from fleetwatch.logs import setup

@@ -18,7 +18,7 @@ invocations the count is out of — and `InitDuration` Maximum, in milliseconds)
    segments go to X-Ray: with Transaction Search (GetTraceSegmentDestination: CloudWatchLogs)
    BatchGetTraces finds nothing (botocore xray/2016-04-12 BatchGetTraces). Sampled.
 
-OpenTelemetry spans sent to the agent (fleetwatch/otlp_in.py) feed the same series under
+OpenTelemetry spans sent to the agent (collector/otlp_in.py) feed the same series under
 fleetwatch/OTel, and the store prefers them to these when both exist.
 """
 

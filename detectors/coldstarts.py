@@ -49,7 +49,7 @@ INIT_LIMIT_MS = 10_000
 INIT_NEAR_MS = 8_000
 XRAY = "fleetwatch/XRay"
 IDLE = 1800  # no invocation for this long: environments are likely reclaimed
-IDLE_SEEN = 40 * 60  # how far back per-function series reach (see fleetwatch.detection)
+IDLE_SEEN = 40 * 60  # how far back per-function series reach (see fleetwatch.agent.detection)
 IDLE_UNSEEN = 10 * 60  # nothing before the onset in what is loaded, this long or more: idle
 
 Minutes = list[tuple[int, float, float]]  # (minute, cold, sampled), ascending, sampled > 0

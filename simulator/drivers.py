@@ -9,17 +9,28 @@ derived drivers → physical limits (connections ≤ max_connections, age ≤ re
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
-from simulator.fleet import FleetError, Resource
+from simulator.fleet import Fleet, FleetError, Resource
 from simulator.mathx import season
 
-if TYPE_CHECKING:
-    from simulator.model import FleetModel
-
 Arrays = dict[str, np.ndarray]
+
+
+class FleetModel(Protocol):
+    """What a driver reads from the model (simulator.model.FleetModel), named here so that the
+    drivers need not import the model that calls them."""
+
+    fleet: Fleet
+
+    def noise(self, res: Resource, name: str, m: np.ndarray) -> np.ndarray: ...
+    def noise_key(self, res: Resource, name: str) -> np.uint64: ...
+    def drivers(self, res: Resource, m: np.ndarray) -> Arrays: ...
+    def apply_effects(self, res: Resource, d: Arrays, m: np.ndarray, which: Callable[[str], bool]) -> None: ...
+    def proxy_max_allowed(self, proxy: Resource) -> int: ...
 
 DRIVERS: dict[str, set[str]] = {
     "lambda": {"invocations", "error_rate", "throttles", "duration_ms", "cold_share", "init_ms", "spillover", "concurrency",

@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (Export
                                                                           ExportMetricsServiceResponse)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 
-from fleetwatch.otlp_in import attributes
+from collector.otlp_in import attributes
 
 MAX_BODY = 16 * 1024 * 1024
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulator.drivers import DRIVERS
 from simulator.fleet import Fleet, FleetError, load_fleet
 
 SCENARIOS_DIR = Path(__file__).parent / "scenarios"
@@ -186,7 +187,6 @@ def _effect(raw: dict[str, Any], fleet: Fleet, where: str, inc_start: int, inc_e
         raise FleetError(f"{where}: op {op!r} is not one of {OPS}")
     if ("driver" in raw) == ("fact" in raw):
         raise FleetError(f"{where}: an effect changes exactly one driver or one fact")
-    from simulator.drivers import DRIVERS  # late import: drivers imports fleet types
 
     if "driver" in raw and raw["driver"] not in DRIVERS[target.kind]:
         raise FleetError(f"{where}: {target.kind} has no driver {raw['driver']!r}; it has {sorted(DRIVERS[target.kind])}")

@@ -46,7 +46,7 @@ def session(**events: Any) -> boto3.session.Session:
 
 def make_agent(emulator: Any, cfg: Any, *, boto_session: boto3.session.Session | None = None, **kw: Any) -> Any:
     from collector.aws import Aws
-    from fleetwatch.agent import Agent
+    from fleetwatch.agent.loop import Agent
 
     telemetry = kw.get("telemetry")
     aws = Aws.from_config(cfg, session=boto_session or session(), tracer=telemetry.tracer if telemetry else None)

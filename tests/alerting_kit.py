@@ -12,11 +12,11 @@ import pytest
 
 from alerts.state import Observation
 from detectors.base import Resource
-from fleetwatch.alerting import build_pipeline
+from fleetwatch.agent.alerting import build_pipeline
 from fleetwatch.clock import FakeClock
 from fleetwatch.config import load_config
 from fleetwatch.store import open_store
-from fleetwatch.store.alerting import AlertStore
+from alerts.store import AlertStore
 from simulator.mail import SmtpSink
 from simulator.slack import TOKEN, SlackStandIn
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fleetwatch.agent import FakeWaiter
+from fleetwatch.agent.loop import FakeWaiter
 from fleetwatch.clock import FakeClock
 from fleetwatch.lock import LockHeld, StoreLock, holder
 from fleetwatch.logs import setup, teardown
@@ -214,7 +214,7 @@ def test_json_logs_carry_the_poll_and_incident_correlation_ids(fleet: Any, tmp_p
     entries = [json.loads(line) for line in stream.getvalue().splitlines()]
     finished = [e for e in entries if e["message"].startswith("poll finished")]
     assert {e["poll_id"] for e in finished} == polls and len(polls) == 5
-    assert all(e["level"] == "info" and e["logger"] == "fleetwatch.agent" and e["time"].endswith("Z") for e in finished)
+    assert all(e["level"] == "info" and e["logger"] == "fleetwatch.agent.loop" and e["time"].endswith("Z") for e in finished)
     about = [e for e in entries if e["message"].startswith("incident ")]
     assert about, "no incident was logged"
     for e in about:
@@ -254,7 +254,7 @@ def test_log_lines_follow_an_emulated_clock() -> None:
         handler = setup(fmt, "info", stream)
         try:
             follow_clock(lambda: 1_800_000_000 // 3600 * 3600 + 17 * 60)
-            logging.getLogger("fleetwatch.agent").info("incident 3 fired")
+            logging.getLogger("fleetwatch.agent.loop").info("incident 3 fired")
         finally:
             teardown(handler)
         assert expected in stream.getvalue(), stream.getvalue()
@@ -266,7 +266,7 @@ def test_the_emulated_clock_moves_forward_when_many_threads_wait_at_once(fleet: 
     # (HTTP 400: the demo's first polls failed so).
     from concurrent.futures import ThreadPoolExecutor
 
-    from fleetwatch.run_cmd import EmulatedClock
+    from fleetwatch.cli.run import EmulatedClock
 
     clock = EmulatedClock(fleet.endpoint)
     start = clock.now()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alerts.rules import parse_matchers, parse_route, parse_window, quote
+from fleetwatch.config.rules import parse_matchers, parse_route, parse_window, quote
 from alerts.state import ERROR, FIRING, NODATA, PENDING, RECOVERING, RESOLVED, Observation
 from simulator.slack import SlackStandIn
 from tests.alerting_kit import T0, World, api_errors, queue_growth, rid, storm

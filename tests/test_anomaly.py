@@ -14,7 +14,7 @@ import pytest
 
 from detectors.anomaly import MAX_SCORE, Scorer, score_series
 from fleetwatch import cli
-from fleetwatch.replay import ReplayError, replay
+from fleetwatch.cli.replay import ReplayError, replay
 
 T0 = 1_700_000_000 // 3600 * 3600
 

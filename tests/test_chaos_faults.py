@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from fleetwatch.agent import FakeWaiter
+from fleetwatch.agent.loop import FakeWaiter
 from fleetwatch.store import open_store
 from simulator.faultproxy import FaultProxy
 from simulator.slack import TOKEN as SLACK_TOKEN, SlackStandIn

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fleetwatch.agent import FakeWaiter
+from fleetwatch.agent.loop import FakeWaiter
 from fleetwatch.store import open_store
 from simulator.mail import SmtpSink
 from simulator.slack import TOKEN as SLACK_TOKEN, SlackStandIn

@@ -12,7 +12,7 @@ import pytest
 
 from collector import coldstart_sources, probes
 from collector.aws import Place
-from fleetwatch.detection import detect
+from fleetwatch.agent.detection import detect
 from fleetwatch.store import SeriesKey, open_store
 from tests.conftest import ANCHOR, client, control, make_collector, set_clock
 

@@ -207,7 +207,7 @@ def test_mail_through_ses_on_the_emulated_aws(emulator: Any, tmp_path: Path) -> 
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.ses.models import ses_backends
 
-    from fleetwatch.alerting import ses_client
+    from fleetwatch.agent.alerting import ses_client
     from tests.conftest import CREDS, client
 
     client(emulator, "sesv2").create_email_identity(EmailIdentity="fleetwatch@example.com")  # SES sends only from verified senders

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fleetwatch.detection import detect
+from fleetwatch.agent.detection import detect
 from fleetwatch.store import open_store
 from tests.conftest import control, make_collector, set_clock
 

@@ -12,7 +12,7 @@ from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Res
 from detectors.connections import connections
 from detectors.limits import lambda_account, ses_account
 from detectors.queues import queues
-from fleetwatch.detection import run
+from fleetwatch.agent.detection import run
 
 NOW = 1_800_000_000 // 60 * 60
 M = 60

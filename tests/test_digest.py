@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fleetwatch.digest import WEEK, due_at, gather, owed_digest, render_html, render_text, send_due
+from alerts.digest import WEEK, due_at, gather, owed_digest, render_html, render_text
+from fleetwatch.agent.alerting import send_due_digest as send_due
 from fleetwatch.store import SeriesKey
 from simulator.mail import SmtpSink
 from simulator.slack import SlackStandIn

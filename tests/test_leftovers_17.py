@@ -97,7 +97,7 @@ def test_late_sqs_points_behind_the_cursor_are_stored(fleet: Any, store: Any) ->
 
 
 def test_a_waking_dlq_is_reported_end_to_end_before_cloudwatch_has_it(fleet: Any, store: Any) -> None:
-    from fleetwatch.detection import detect
+    from fleetwatch.agent.detection import detect
 
     control(fleet, "/__fleet__/scenario", {"name": "dlq-filling"})
     now = WAKE + 10 * 60
@@ -136,7 +136,7 @@ effects = [
 def test_reputation_not_published_is_shown_as_such(fleet: Any, store: Any, tmp_path: Any) -> None:
     import sqlite3
 
-    from fleetwatch.detection import detect
+    from fleetwatch.agent.detection import detect
     from web.data import headroom
 
     scenario = tmp_path / "ses-no-bounces.toml"

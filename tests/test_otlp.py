@@ -26,8 +26,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from detectors import REGISTRY
 from fleetwatch.clock import FakeClock
-from fleetwatch.detection import detect
-from fleetwatch.otlp_in import OtlpServer
+from fleetwatch.agent.detection import detect
+from collector.otlp_in import OtlpServer
 from fleetwatch.store import open_store
 from fleetwatch.telemetry import TelemetryError, plan
 from simulator.otel_sink import OtelSink

@@ -15,7 +15,7 @@ from alerts.incidents import Incident
 from alerts.notify import ACKNOWLEDGED, Sent, Timers, owed
 from alerts.pagerduty import dedup_key, incident_of, installation_id, sign, signature_valid
 from alerts.state import FIRING, RECOVERING, RESOLVED
-from fleetwatch.alerting import alert_settings
+from fleetwatch.agent.alerting import alert_settings
 from simulator.mail import SmtpSink
 from simulator.pagerduty import ROUTING_KEY, WEBHOOK_SECRET, PagerDutyStandIn
 from simulator.slack import SlackStandIn

@@ -16,7 +16,7 @@ from collector import probes
 from collector.aws import Place
 from collector.pacing import Pacer
 from fleetwatch.clock import FakeClock
-from fleetwatch.detection import detect
+from fleetwatch.agent.detection import detect
 from fleetwatch.store import index_resource_id, open_store
 from tests.conftest import ANCHOR, control, make_collector, set_clock
 

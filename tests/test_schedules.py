@@ -14,8 +14,8 @@ import pytest
 from detectors import schedule_times
 from detectors.base import Finding, Inputs, Resource, Series
 from detectors.outcomes import outcomes
-from fleetwatch.alerting import alert
-from fleetwatch.detection import detect, held_baselines, last_seen
+from fleetwatch.agent.alerting import alert
+from fleetwatch.agent.detection import detect, held_baselines, last_seen
 from fleetwatch.store import SeriesKey
 from tests.alerting_kit import ACCOUNT, REGION, World, world  # noqa: F401  (fixture)
 

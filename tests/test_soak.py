@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from fleetwatch.run_cmd import EmulatedClock
+from fleetwatch.cli.run import EmulatedClock
 from fleetwatch.store import open_store
 from simulator.slack import TOKEN as SLACK_TOKEN, SlackStandIn
 from tests.agent_kit import ROOT, agent_config, make_agent

@@ -147,7 +147,7 @@ def test_read_only_store_gives_clear_error_and_keeps_data(tmp_path: Path) -> Non
 
 
 def test_same_hour_of_the_week_reads_raw_samples_and_rollups(tmp_path: Path) -> None:
-    from fleetwatch.detection import WEEK, load_inputs
+    from fleetwatch.agent.detection import WEEK, load_inputs
 
     fn = "lambda/111111111111/us-east-1/fn"
     now = 1_800_000_000 // 3600 * 3600 + 1500  # 25 minutes into an hour

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from alerts.state import Observation
-from fleetwatch.alerting import build_pipeline, observations, resources
+from fleetwatch.agent.alerting import build_pipeline, observations, resources
 from fleetwatch.config import load_config
-from fleetwatch.detection import detect
+from fleetwatch.agent.detection import detect
 from fleetwatch.store import open_store
 from tests.conftest import ANCHOR, control, make_collector, set_clock
 

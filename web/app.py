@@ -26,9 +26,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts import pagerduty
 from alerts.messages import clean
-from alerts.rules import quote
+from fleetwatch.config.rules import quote
 from fleetwatch.store import Store, open_store
-from fleetwatch.store.alerting import AlertStore
+from alerts.store import AlertStore
 from web import data
 from web.api import Ack, Health, IncidentDetail, IncidentOut, Page, ResourceDetail, SeriesOut, SilenceIn, SilenceOut
 from web.auth import CSRF_COOKIE, Auth
@@ -295,7 +295,7 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
     @app.get("/digest", response_class=HTMLResponse, include_in_schema=False)
     def digest_page(request: Request) -> Response:
         dash.auth.require_reader(request)
-        from fleetwatch.digest import due_at
+        from alerts.digest import due_at
 
         period, when = due_at(dash.now(), dash.cfg["digest.day"], dash.cfg["digest.hour"], dash.cfg["digest.timezone"])
         return page(request, "digest.html", last=data.last_digest(conn()), next_at=when + 7 * 86400)
@@ -303,7 +303,7 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
     @app.get("/digest/preview", response_class=HTMLResponse, include_in_schema=False)
     def digest_preview(request: Request) -> Response:
         dash.auth.require_reader(request)
-        from fleetwatch.digest import gather, render_html
+        from alerts.digest import gather, render_html
 
         with dash.write_lock:  # gather reads through the store's one connection, which writes share
             digest = gather(dash.store, dash.now())

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerts.rules import check_target, check_zone, parse_route, parse_window, parse_wire
+from fleetwatch.config.rules import check_target, check_zone, parse_route, parse_window, parse_wire
 
 KINDS = ("str", "int", "float", "bool", "duration", "list[str]", "choice")
 

@@ -25,14 +25,14 @@ from opentelemetry.trace import Status, StatusCode
 
 from collector.aws import Aws
 from collector.poll import Collector
-from fleetwatch.alerting import build_pipeline, observations, resources
+from fleetwatch.agent.alerting import build_pipeline, observations, resources
 from fleetwatch.clock import Clock, FakeClock
-from fleetwatch.detection import detect, detector_settings
+from fleetwatch.agent.detection import detect, detector_settings
 from fleetwatch.logs import correlated
 from fleetwatch.store import Store
 from fleetwatch.telemetry import Telemetry
 
-log = logging.getLogger("fleetwatch.agent")
+log = logging.getLogger("fleetwatch.agent.loop")
 PRUNE_EVERY = 3600
 DIGEST_RETRY = 15 * 60  # a digest whose targets failed is tried again after this, not every cycle
 
@@ -244,7 +244,8 @@ class Agent:
     # -- weekly digest and retention -------------------------------------------------------------
 
     def _digest(self) -> None:
-        from fleetwatch.digest import digest_targets, owed_digest, send_due
+        from alerts.digest import digest_targets, owed_digest
+        from fleetwatch.agent.alerting import send_due_digest
 
         now = self.clock.now()
         if self._digest_failed_at is not None and now - self._digest_failed_at < DIGEST_RETRY:
@@ -255,8 +256,8 @@ class Agent:
         first = self.store.db.execute("SELECT MIN(started_at) FROM poll_log").fetchone()[0]
         if first is None or owed[1] < first:
             return  # due before this store collected anything: there is no week to report on
-        with self.telemetry.tracer.start_as_current_span("fleetwatch.digest", attributes={"fleetwatch.digest.period": owed[0]}):
-            sent = send_due(self.cfg, self.store, self.clock, self.waiter.sleep)
+        with self.telemetry.tracer.start_as_current_span("alerts.digest", attributes={"alerts.digest.period": owed[0]}):
+            sent = send_due_digest(self.cfg, self.store, self.clock, self.waiter.sleep)
         if sent is None:
             return
         period, errors = sent

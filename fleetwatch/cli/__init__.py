@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if args.command in ("plan", "collect"):
             from collector.aws import Aws
             from fleetwatch.clock import SystemClock
-            from fleetwatch.collect_cmd import collect_command, plan_command
+            from fleetwatch.cli.collect import collect_command, plan_command
 
             from fleetwatch.lock import LockHeld, StoreLock
 
@@ -166,36 +166,36 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             finally:
                 lock.release()
         if args.command == "replay":
-            from fleetwatch.replay import main as replay_main
+            from fleetwatch.cli.replay import main as replay_main
 
             return replay_main(args.file, args.detector, args.threshold, args.profile)
         if args.command == "detect":
             from fleetwatch.clock import SystemClock
-            from fleetwatch.detection import detect, detector_settings
+            from fleetwatch.agent.detection import detect, detector_settings
 
             cfg = load_config(args.config, environ=environ)
             with open_store(cfg["store.path"]) as store:
                 detection = detect(store, int(SystemClock().now()), names=args.detector, settings=detector_settings(cfg))
                 print(detection.summary())
                 if args.alert:
-                    from fleetwatch.alerting import alert, build_pipeline
+                    from fleetwatch.agent.alerting import alert, build_pipeline
 
                     print(alert(build_pipeline(cfg, store, SystemClock()), store, detection).summary())
             return 1 if any(r.status != "ok" for r in detection.runs) else 0
         if args.command == "digest":
-            from fleetwatch.digest import digest_command
+            from fleetwatch.cli.digest import digest_command
 
             cfg = load_config(args.config, environ=environ)
             with open_store(cfg["store.path"]) as store:
                 return digest_command(args, cfg, store)
         if args.command in ("incidents", "ack", "silence"):
-            from fleetwatch.incident_cmd import incident_command
+            from fleetwatch.cli.incidents import incident_command
 
             cfg = load_config(args.config, environ=environ)
             with open_store(cfg["store.path"]) as store:
                 return incident_command(args, store)
         if args.command == "run":
-            from fleetwatch.run_cmd import run_command
+            from fleetwatch.cli.run import run_command
 
             if args.polls is not None and args.polls < 1:
                 print("fleetwatch: --polls must be 1 or more", file=sys.stderr)
@@ -227,7 +227,3 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"fleetwatch: {exc}", file=sys.stderr)
         return 2
     return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

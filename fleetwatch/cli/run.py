@@ -80,7 +80,7 @@ def run_command(cfg: Any, environ: Mapping[str, str], *, polls: int | None = Non
 
 def _run(cfg: Any, environ: Mapping[str, str], polls: int | None, dashboard: bool, emulated_clock: bool) -> int:
     from collector.aws import Aws
-    from fleetwatch.agent import Agent
+    from fleetwatch.agent.loop import Agent
 
     try:
         telemetry = from_environ(environ)
@@ -146,7 +146,7 @@ def _start_services(cfg: Any, store: Any, clock: Clock, telemetry: Any, dashboar
             started.append(DashboardServer(cfg, cfg["store.path"], clock).start())
             log.info("dashboard on %s", started[-1].url)
         if cfg["otlp.enabled"]:
-            from fleetwatch.otlp_in import OtlpServer
+            from collector.otlp_in import OtlpServer
 
             otlp_store = open_store(cfg["store.path"])
             server = OtlpServer(otlp_store, clock.now, cfg["otlp.host"], cfg["otlp.port"], telemetry.otlp_received)

@@ -9,7 +9,7 @@ import time
 from fleetwatch.clock import SystemClock
 from fleetwatch.config.settings import parse_duration
 from fleetwatch.store import Store
-from fleetwatch.store.alerting import AlertStore
+from alerts.store import AlertStore
 
 
 def _when(t: int | None) -> str:

@@ -8,18 +8,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from alerts import digest
 from alerts.delivery import Channel, Pacer, Ses, SlackBot, SlackWebhook, Smtp
 from alerts.notify import Timers
 from alerts.pagerduty import PagerDuty, installation_id
 from alerts.pipeline import AlertSettings, DeliveryReport, Pipeline
-from alerts.rules import parse_route, parse_window, parse_wire
+from fleetwatch.config.rules import parse_route, parse_window, parse_wire
 from alerts.state import Observation, Policy
 from alerts.webhook import Webhook
 from detectors.base import Resource
 from fleetwatch.clock import Clock
-from fleetwatch.detection import DetectionPass
+from fleetwatch.agent.detection import DetectionPass
 from fleetwatch.store import Store
-from fleetwatch.store.alerting import AlertStore
+from alerts.store import AlertStore
 
 
 def webhook_urls(cfg: Any) -> dict[str, str]:
@@ -110,3 +111,14 @@ def alert(pipeline: Pipeline, store: Store, detection: DetectionPass) -> Deliver
     observed, ran_ok = observations(detection)
     pipeline.observe(observed, ran_ok, resources(store), detection.at)
     return pipeline.deliver()
+
+
+def send_due_digest(cfg: Any, store: Store, clock: Any, sleep: Any) -> tuple[str, list[str]] | None:
+    """Send the digest if one is due and not sent (on schedule, or missed while stopped)."""
+    owed = digest.owed_digest(store, clock.now(), cfg)
+    if owed is None:
+        return None
+    period, when = owed
+    d = digest.gather(store, when, period)
+    return period, digest.send_digest(store, d, digest.digest_targets(cfg), channels(cfg, clock, sleep), cfg["email.from"], int(clock.now()),
+                               sleep, cfg["alerts.max_attempts"], cfg["web.public_url"])

@@ -9,7 +9,7 @@ from typing import Any
 
 from alerts.incidents import Incident
 from alerts.notify import Sent, Silence
-from alerts.rules import parse_matchers
+from fleetwatch.config.rules import parse_matchers
 from alerts.state import RESOLVED, Alert
 from fleetwatch.store.db import Store
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from alerts.delivery import Channel, DeliveryFailed, deliver, message_id
 from alerts.messages import render, sections_message
 from detectors.limits import REPUTATION_ABSENT
-from alerts.rules import DAYS
+from fleetwatch.config.rules import DAYS
 from fleetwatch.store import Store
 
 WEEK = 7 * 86400
@@ -260,50 +260,3 @@ def _record(store: Store, d: Digest, now: int, took: set[str], targets: list[str
 
 def digest_targets(cfg: Any) -> list[str]:
     return list(cfg["digest.targets"]) or [f"email:{a}" for a in cfg["email.to"]]
-
-
-def send_due(cfg: Any, store: Store, clock: Any, sleep: Any) -> tuple[str, list[str]] | None:
-    """Send the digest if one is due and not sent (on schedule, or missed while stopped)."""
-    from fleetwatch.alerting import channels
-
-    owed = owed_digest(store, clock.now(), cfg)
-    if owed is None:
-        return None
-    period, when = owed
-    d = gather(store, when, period)
-    return period, send_digest(store, d, digest_targets(cfg), channels(cfg, clock, sleep), cfg["email.from"], int(clock.now()),
-                               sleep, cfg["alerts.max_attempts"], cfg["web.public_url"])
-
-
-def digest_command(args: Any, cfg: Any, store: Store) -> int:
-    import sys
-    import time
-    from pathlib import Path
-
-    from fleetwatch.alerting import channels
-    from fleetwatch.clock import SystemClock
-
-    clock = SystemClock()
-    now = int(clock.now())
-    d = gather(store, now)
-    if not args.preview and not args.send:
-        print("fleetwatch digest: give --preview FILE.html or --send", file=sys.stderr)
-        return 2
-    if args.preview:
-        path = Path(args.preview)
-        path.write_text(render_html(d))
-        path.with_suffix(".txt").write_text(render_text(d))
-        print(f"digest {d.period} written to {path} and {path.with_suffix('.txt')}")
-    if args.send:
-        targets = digest_targets(cfg)
-        if not targets:
-            print("fleetwatch digest: nowhere to send it: set digest.targets or email.to", file=sys.stderr)
-            return 2
-        errors = send_digest(store, d, targets, channels(cfg, clock, time.sleep), cfg["email.from"], now, time.sleep,
-                             cfg["alerts.max_attempts"], cfg["web.public_url"], scheduled=False)
-        for e in errors:
-            print(f"fleetwatch digest: {e}", file=sys.stderr)
-        if errors:
-            return 1
-        print(f"digest {d.period} sent to {', '.join(targets)}")
-    return 0
