@@ -3,6 +3,11 @@ records it and the schema version in the file header, so a crash leaves either t
 or the new one, never half of it.
 
 Append only: never edit or reorder a migration that has shipped.
+
+Every migration runs on both backends: `db` is a sqlite_utils Database, or for PostgreSQL a
+fleetwatch.store.pgdb.PgDatabase that answers the same `db[table].create / add_column /
+create_index / drop` calls and `db.execute` with SQLite-style `?` SQL. Write new migrations with
+those calls, or SQL both understand; branch on `is_postgres(db)` only for what cannot be shared.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ APPLICATION_ID = 0x46574154
 class Migration:
     name: str
     apply: Callable[[sqlite_utils.Database], None]
+
+
+def is_postgres(db: object) -> bool:
+    return getattr(db, "dialect", "sqlite") == "postgresql"
 
 
 def _initial(db: sqlite_utils.Database) -> None:
@@ -44,10 +53,18 @@ def _initial(db: sqlite_utils.Database) -> None:
     db["series"].create_index(["key"], unique=True)
     db["series"].create_index(["resource_id"])
     # Keyed by (series, timestamp) so re-reading a window upserts instead of duplicating.
-    db.execute(
-        "CREATE TABLE samples (series_id INTEGER NOT NULL REFERENCES series(id), ts INTEGER NOT NULL, "
-        "value REAL NOT NULL, PRIMARY KEY (series_id, ts)) WITHOUT ROWID"
-    )
+    if is_postgres(db):
+        # One partition per UTC day (fleetwatch.store.pg makes them as samples arrive), so
+        # retention drops whole partitions instead of deleting rows.
+        db.execute(
+            "CREATE TABLE samples (series_id BIGINT NOT NULL REFERENCES series(id), ts BIGINT NOT NULL, "
+            "value DOUBLE PRECISION NOT NULL, PRIMARY KEY (series_id, ts)) PARTITION BY RANGE (ts)"
+        )
+    else:
+        db.execute(
+            "CREATE TABLE samples (series_id INTEGER NOT NULL REFERENCES series(id), ts INTEGER NOT NULL, "
+            "value REAL NOT NULL, PRIMARY KEY (series_id, ts)) WITHOUT ROWID"
+        )
     db.execute("CREATE INDEX samples_ts ON samples(ts)")
     db["poll_log"].create(
         {
@@ -102,10 +119,12 @@ def _alerting(db: sqlite_utils.Database) -> None:
 
 
 def _rollups(db: sqlite_utils.Database) -> None:
+    pg = is_postgres(db)
+    integer, real = ("BIGINT", "DOUBLE PRECISION") if pg else ("INTEGER", "REAL")
     db.execute(
-        "CREATE TABLE rollups (series_id INTEGER NOT NULL REFERENCES series(id), ts INTEGER NOT NULL, "
-        "count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, "
-        "PRIMARY KEY (series_id, ts)) WITHOUT ROWID"
+        f"CREATE TABLE rollups (series_id {integer} NOT NULL REFERENCES series(id), ts {integer} NOT NULL, "
+        f"count {integer} NOT NULL, sum {real} NOT NULL, min {real} NOT NULL, max {real} NOT NULL, "
+        f"PRIMARY KEY (series_id, ts)){'' if pg else ' WITHOUT ROWID'}"
     )
     db.execute("CREATE INDEX rollups_ts ON rollups(ts)")
 

@@ -1,0 +1,84 @@
+"""What only the PostgreSQL store does: day partitions that retention drops, refusing a database
+that is not a fleetwatch store or is newer, and a database that goes away mid-write. The store's
+shared behaviour is tested on both backends in test_store.py (the `store_target` fixture)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from fleetwatch.store import SCHEMA_VERSION, StoreError, open_store
+from tests.test_store import new_series
+
+DAY = 86400
+
+
+def partitions(store) -> list[str]:
+    return [r[0] for r in store.db.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'samples'::regclass ORDER BY c.relname")]
+
+
+def test_samples_go_to_day_partitions_and_retention_drops_them(pg_server) -> None:
+    base = 20_000 * DAY  # 2024-10-04 00:00 UTC
+    with open_store(pg_server.new_database()) as store:
+        sid = new_series(store)
+        store.upsert_samples(sid, [(base + d * DAY + h * 3600, float(d)) for d in range(4) for h in (0, 12)])
+        assert partitions(store) == ["samples_20241004", "samples_20241005", "samples_20241006", "samples_20241007"]
+        assert store.db.execute("SELECT COUNT(*) FROM samples_20241005").fetchone()[0] == 2
+        # Raw samples kept one day back from noon on the 7th: the 4th and 5th go whole, the 6th keeps its noon.
+        result = store.prune(now=base + 3 * DAY + 12 * 3600, raw_retention=DAY, rollup_retention=30 * DAY)
+        assert result["samples_deleted"] == 5
+        assert partitions(store) == ["samples_20241006", "samples_20241007"]
+        assert store.samples(sid, 0, base + 10 * DAY) == [(base + 2 * DAY + 12 * 3600, 2.0), (base + 3 * DAY, 3.0),
+                                                          (base + 3 * DAY + 12 * 3600, 3.0)]
+        assert [(r["ts"], r["sum"]) for r in store.rollups(sid, 0, base + 10 * DAY)] == [
+            (base, 0.0), (base + 12 * 3600, 0.0), (base + DAY, 1.0), (base + DAY + 12 * 3600, 1.0), (base + 2 * DAY, 2.0)]
+        # A day written again after its partition was dropped gets a new one.
+        store.upsert_samples(sid, [(base + 30, 7.0)])
+        assert store.samples(sid, base, base + 60) == [(base + 30, 7.0)]
+
+
+def test_database_with_other_tables_is_refused_untouched(pg_server) -> None:
+    url = pg_server.new_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
+        conn.execute("INSERT INTO users VALUES (1, 'a@example.com')")
+    with pytest.raises(StoreError, match="not a fleetwatch store .*users.*has not touched it"):
+        open_store(url)
+    with psycopg.connect(url) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")]
+        assert tables == ["users"]
+        assert conn.execute("SELECT email FROM users").fetchall() == [("a@example.com",)]
+
+
+def test_store_from_newer_fleetwatch_is_refused_untouched(pg_server) -> None:
+    url = pg_server.new_database()
+    open_store(url).close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO fleetwatch_migrations VALUES (%s, '9999_from_the_future', 'now')", [SCHEMA_VERSION + 1])
+    with pytest.raises(StoreError, match=f"newer fleetwatch \\(store schema {SCHEMA_VERSION + 1}.*store.url"):
+        open_store(url)
+
+
+def test_no_server_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(StoreError, match="cannot connect to the PostgreSQL database fleetwatch on .*Start PostgreSQL"):
+        open_store(f"postgresql://fleetwatch@/fleetwatch?host={tmp_path}")
+
+
+def test_connection_lost_mid_write_rolls_back_and_reconnects(pg_server) -> None:
+    """The server ends the store's session (as a restart or failover does) while a write is
+    under way: that write fails with the fix and is rolled back whole; the next one reconnects."""
+    url = pg_server.new_database()
+    with open_store(url) as store:
+        sid = new_series(store)
+        store.upsert_samples(sid, [(60, 1.0)])
+        pid = store.db.raw.info.backend_pid
+        with pytest.raises(StoreError, match="cannot reach the PostgreSQL database .*rolled back.*Start PostgreSQL"):
+            with store.transaction() as db:
+                db.execute("INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)", [sid, 120, 2.0])
+                with psycopg.connect(url, autocommit=True) as other:
+                    other.execute("SELECT pg_terminate_backend(%s)", [pid])
+                db.execute("INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)", [sid, 180, 3.0])
+        store.upsert_samples(sid, [(240, 4.0)])
+        assert store.samples(sid, 0, 1000) == [(60, 1.0), (240, 4.0)]
