@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from fleetwatch import __version__
 from fleetwatch.config import ConfigError, load_config
 from fleetwatch.config.loader import reference_markdown
-from fleetwatch.store import StoreError, open_store
+from fleetwatch.store import StoreError, open_store, store_location
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return 0
         if args.command == "store":
             cfg = load_config(args.config, environ=environ)
-            with open_store(cfg["store.path"]) as store:
+            with open_store(store_location(cfg)) as store:
                 print(f"store {store.path}: schema {store.schema_version}")
                 for name in store.applied_migrations():
                     print(f"  migration {name}")
@@ -145,14 +145,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from fleetwatch.clock import SystemClock
             from fleetwatch.collect_cmd import collect_command, plan_command
 
-            from fleetwatch.lock import LockHeld, StoreLock
+            from fleetwatch.lock import LockHeld, store_lock
 
             cfg = load_config(args.config, environ=environ)
             if args.command == "plan":
-                with open_store(cfg["store.path"]) as store:
+                with open_store(store_location(cfg)) as store:
                     return plan_command(cfg, store, Aws.from_config(cfg), SystemClock(), discover=not args.no_discover)
             try:
-                lock = StoreLock(cfg["store.path"], "fleetwatch collect").acquire()  # polling twice would double the cost
+                lock = store_lock(store_location(cfg), "fleetwatch collect").acquire()  # polling twice would double the cost
             except LockHeld as exc:
                 print(f"fleetwatch: {exc}", file=sys.stderr)
                 return 3
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                       "exists and is writable, or change store.path", file=sys.stderr)
                 return 2
             try:
-                with open_store(cfg["store.path"]) as store:
+                with open_store(store_location(cfg)) as store:
                     return collect_command(cfg, store, Aws.from_config(cfg), polls=1 if args.once else args.polls)
             finally:
                 lock.release()
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from fleetwatch.detection import detect, detector_settings
 
             cfg = load_config(args.config, environ=environ)
-            with open_store(cfg["store.path"]) as store:
+            with open_store(store_location(cfg)) as store:
                 detection = detect(store, int(SystemClock().now()), names=args.detector, settings=detector_settings(cfg))
                 print(detection.summary())
                 if args.alert:
@@ -186,13 +186,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from fleetwatch.digest import digest_command
 
             cfg = load_config(args.config, environ=environ)
-            with open_store(cfg["store.path"]) as store:
+            with open_store(store_location(cfg)) as store:
                 return digest_command(args, cfg, store)
         if args.command in ("incidents", "ack", "silence"):
             from fleetwatch.incident_cmd import incident_command
 
             cfg = load_config(args.config, environ=environ)
-            with open_store(cfg["store.path"]) as store:
+            with open_store(store_location(cfg)) as store:
                 return incident_command(args, store)
         if args.command == "run":
             from fleetwatch.run_cmd import run_command
@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
             cfg = load_config(args.config, environ=environ)
             try:
-                return serve_forever(cfg, cfg["store.path"], SystemClock(), args.host, args.port)
+                return serve_forever(cfg, store_location(cfg), SystemClock(), args.host, args.port)
             except OSError as exc:
                 print(f"fleetwatch: {exc.strerror or exc}", file=sys.stderr)
                 return 2

@@ -33,7 +33,10 @@ def bindir() -> Path:
     """Where initdb and postgres are: FLEETWATCH_PG_BINDIR, else Debian's newest
     /usr/lib/postgresql/<version>/bin."""
     if os.environ.get("FLEETWATCH_PG_BINDIR"):
-        return Path(os.environ["FLEETWATCH_PG_BINDIR"])
+        given = Path(os.environ["FLEETWATCH_PG_BINDIR"])
+        if not (given / "initdb").exists():
+            raise PgUnavailable(f"FLEETWATCH_PG_BINDIR={given} holds no initdb: {FIX}")
+        return given
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name))
     if not found:
         raise PgUnavailable(f"PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): {FIX}")

@@ -585,6 +585,11 @@ def _connect(path: Path) -> sqlite_utils.Database:
     return db
 
 
+def store_location(cfg: Any) -> str | Path:
+    """Where the configured store is: store.url (PostgreSQL) when set, else the SQLite store.path."""
+    return cfg["store.url"] or cfg["store.path"]
+
+
 def open_store(path: str | Path, *, upto: int | None = None) -> Store:
     """Open (creating if needed) and migrate a fleetwatch store: a SQLite file at `path`, or the
     PostgreSQL database a `postgresql://` URL names (fleetwatch.store.pg).

@@ -202,3 +202,47 @@ def open_pg_store(url: str, *, upto: int | None = None) -> PgStore:
         store.close()
         raise
     return store
+
+
+# pg_advisory_lock key of `fleetwatch run` / `collect` on a store: one agent per database ("FWRN").
+RUN_LOCK = 0x4657524E
+
+
+class PgStoreLock:
+    """The PostgreSQL store's counterpart of fleetwatch.lock.StoreLock: a session advisory lock
+    on a connection of its own, which the server releases when that session ends, the holder's
+    death by SIGKILL included. The holder is named from pg_stat_activity."""
+
+    def __init__(self, url: str, command: str) -> None:
+        self.url, self.command = url, command
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def acquire(self) -> PgStoreLock:
+        import os
+        import socket
+
+        from fleetwatch.lock import LockHeld
+
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10,
+                                   application_name=f"fleetwatch pid {os.getpid()} on {socket.gethostname()}"[:63])
+        except psycopg.Error as exc:
+            raise explain(self.url, exc) from exc
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", [RUN_LOCK]).fetchone()[0]:
+            row = conn.execute(
+                "SELECT a.application_name, a.client_addr::text, EXTRACT(EPOCH FROM a.backend_start)::bigint FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                [RUN_LOCK & 0xFFFFFFFF]).fetchone()
+            conn.close()
+            name = (row[0] if row else "") or "another fleetwatch"
+            pid, _, host = name.removeprefix("fleetwatch pid ").partition(" on ")
+            raise LockHeld(where(self.url), {"pid": pid if host else "?", "host": host or (row[1] if row else "?"),
+                                             "since": row[2] if row else None, "command": ""}, setting="store.url")
+        self._conn = conn
+        return self
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # ends the session, and with it the lock
+            self._conn = None
