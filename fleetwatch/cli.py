@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     store_sub = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
     info = store_sub.add_parser("info", help="open (migrating if needed) the store and print its schema and row counts")
     info.add_argument("--config", help="configuration file (TOML)")
+    copy = store_sub.add_parser("copy", help="copy the SQLite store (store.path) into a new, empty PostgreSQL database")
+    copy.add_argument("--to", required=True, metavar="URL", help="postgresql://user:password@host:5432/dbname (must exist, empty)")
+    copy.add_argument("--config", help="configuration file (TOML)")
 
     plan = sub.add_parser("plan", help="discover the fleet and print the query plan, calls per poll and monthly cost")
     plan.add_argument("--config", help="configuration file (TOML)")
@@ -130,6 +133,28 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             cfg = load_config(args.file, environ=environ)
             sys.stdout.write(f"# effective configuration from {args.file} (secrets redacted)\n")
             sys.stdout.write(cfg.render())
+            return 0
+        if args.command == "store" and args.store_command == "copy":
+            from fleetwatch.store.copy import copy_store
+            from fleetwatch.store.dialect import is_url
+
+            cfg = load_config(args.config, environ=environ)
+            if not is_url(args.to):
+                print("fleetwatch: --to takes a postgresql:// URL (postgresql://user:password@host:5432/dbname)", file=sys.stderr)
+                return 2
+            from fleetwatch.lock import LockHeld, store_lock
+
+            try:  # an agent writing meanwhile would leave the copy behind the source
+                lock = store_lock(cfg["store.path"], "fleetwatch store copy").acquire()
+            except LockHeld as exc:
+                print(f"fleetwatch: {exc}", file=sys.stderr)
+                return 3
+            try:
+                with open_store(cfg["store.path"]) as src, open_store(args.to) as dst:
+                    copy_store(src, dst, progress=lambda table, n: print(f"  {table}: {n} rows"))
+                    print(f"copied {src.path} into the {dst.path}; set store.url to it (FLEETWATCH_STORE_URL) and start the agent")
+            finally:
+                lock.release()
             return 0
         if args.command == "store":
             cfg = load_config(args.config, environ=environ)

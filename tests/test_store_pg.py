@@ -82,3 +82,84 @@ def test_connection_lost_mid_write_rolls_back_and_reconnects(pg_server) -> None:
                 db.execute("INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)", [sid, 180, 3.0])
         store.upsert_samples(sid, [(240, 4.0)])
         assert store.samples(sid, 0, 1000) == [(60, 1.0), (240, 4.0)]
+
+
+def test_store_copy_moves_every_row_and_the_dashboard_answers_the_same(web_copy, pg_server, capsys) -> None:
+    """`fleetwatch store copy --to URL` moves the session's dashboard store (an emulated storm,
+    its incidents, notifications and samples) into PostgreSQL: every table holds the same rows,
+    new rows get fresh ids, PagerDuty's installation id is unchanged, and the dashboard's API and
+    its overview's reads give the same answers from either store."""
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from alerts.pagerduty import installation_id
+    from fleetwatch.cli import main
+    from fleetwatch.clock import FakeClock
+    from web import data
+    from web.app import create_app
+    from tests.web_kit import web_config
+
+    url = pg_server.new_database()
+    assert main(["store", "copy", "--to", url], environ={"FLEETWATCH_STORE_PATH": str(web_copy["path"])}) == 0
+    assert "samples:" in capsys.readouterr().out
+    with open_store(web_copy["path"]) as lite, open_store(url) as pg:
+        for table in lite.db.table_names():
+            cols = ", ".join(c.name for c in lite.db[table].columns)
+            want = sorted(map(tuple, lite.db.execute(f"SELECT {cols} FROM {table}").fetchall()), key=repr)
+            got = sorted(map(tuple, pg.db.execute(f"SELECT {cols} FROM {table}").fetchall()), key=repr)
+            assert got == want, table
+        assert pg.db["samples"].count > 1000 and partitions(pg)
+        assert installation_id(pg, "https://fw.example") == installation_id(lite, "https://fw.example")
+        top = pg.db.execute("SELECT MAX(id) FROM incident_events").fetchone()[0]
+        made = pg.db["incident_events"].insert({"incident_id": web_copy["storm"], "ts": web_copy["now"], "event": "note", "detail": "x"})
+        assert made.last_pk == top + 1
+        pg.db.execute("DELETE FROM incident_events WHERE id = ?", [top + 1])
+
+    clients = [TestClient(create_app(web_config(web_copy["path"]), where, FakeClock(web_copy["now"]), cache_ttl=0),
+                          base_url="http://127.0.0.1:8000") for where in (web_copy["path"], url)]
+    db_id = "rds/123456789012/us-east-1/orders-db"
+    paths = ["/api/incidents", "/api/incidents?state=open", "/api/incidents?detector=outcomes&severity=critical",
+             "/api/incidents?service=checkout", f"/api/incidents/{web_copy['storm']}", f"/api/incidents/{web_copy['hostile']}",
+             "/api/findings", "/api/resources", "/api/resources?kind=rds", "/api/resources?q=ORDERS", f"/api/resources/{db_id}",
+             f"/api/series?resource={db_id}&metric=DatabaseConnections", "/api/silences"]
+    for path in paths:
+        lite_json, pg_json = (c.get(path, headers={"Authorization": f"Bearer {web_config(url)['web.token']}"}).json() for c in clients)
+        assert pg_json == lite_json, path
+    assert clients[0].get("/api/resources?q=ORDERS").json()["total"] >= 1, "a name search ignores case"
+    lite_conn = sqlite3.connect(web_copy["path"])
+    lite_conn.row_factory = sqlite3.Row
+    pg_conn = data.Reader(url).conn()
+    now = web_copy["now"]
+    for read in (lambda c: data.headroom(c, now), lambda c: data.incident_facets(c), lambda c: data.agent_health(c, now),
+                 lambda c: data.entries(c, now, data.incidents(c, {"state": "open"})), lambda c: data.last_digest(c)):
+        assert read(pg_conn) == read(lite_conn)
+    lite_conn.close()
+    pg_conn.close()
+
+
+def test_store_copy_refuses_a_database_that_holds_data(tmp_path, pg_server) -> None:
+    from fleetwatch.store.copy import copy_store
+
+    url = pg_server.new_database()
+    with open_store(url) as pg:
+        sid = new_series(pg)
+        pg.upsert_samples(sid, [(60, 1.0)])
+    with open_store(tmp_path / "s.db") as lite, open_store(url) as pg:
+        new_series(lite)
+        with pytest.raises(StoreError, match="already holds data .*nothing was copied"):
+            copy_store(lite, pg)
+        assert pg.samples(sid, 0, 100) == [(60, 1.0)]
+
+
+def test_one_agent_per_database(pg_server) -> None:
+    """`fleetwatch run` holds the database's advisory lock: a second agent on the same database
+    is refused and told who holds it; the lock goes with its holder's session."""
+    from fleetwatch.lock import LockHeld, store_lock
+
+    url = pg_server.new_database()
+    first = store_lock(url, "fleetwatch run").acquire()
+    with pytest.raises(LockHeld, match=r"in use by process \d+ on .*give this one its own store.url"):
+        store_lock(url, "fleetwatch run").acquire()
+    first.release()
+    store_lock(url, "fleetwatch run").acquire().release()

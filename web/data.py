@@ -128,7 +128,8 @@ def incident(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | Non
     inc["failures"] = _rows(conn, "SELECT target, kind, attempts, error, failed_at FROM notification_failures "
                                   "WHERE incident_id = ? ORDER BY id", [incident_id])
     members = _loads(rows[0]["members"], [])
-    alerts = _rows(conn, f"SELECT * FROM alerts WHERE fingerprint IN ({','.join('?' * len(members))})", members) if members else []
+    alerts = _rows(conn, f"SELECT * FROM alerts WHERE fingerprint IN ({','.join('?' * len(members))}) ORDER BY fingerprint",
+                   members) if members else []
     inc["alerts"] = [{"detector": a["detector"], "resource": a["resource_id"], "state": a["state"], "severity": a["severity"],
                       "title": a["title"] or "", "cause": a["cause"] or "", "evidence": _loads(a["evidence"], {})}
                      for a in alerts]
@@ -170,7 +171,7 @@ def resources(conn: sqlite3.Connection, kind: str = "", q: str = "", page: int =
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         where, args = where + " AND (LOWER(name) LIKE LOWER(?) ESCAPE '\\' OR LOWER(id) LIKE LOWER(?) ESCAPE '\\')", [*args, f"%{escaped}%", f"%{escaped}%"]
     total = conn.execute("SELECT COUNT(*) FROM resources" + where, args).fetchone()[0]
-    rows = _rows(conn, "SELECT * FROM resources" + where + " ORDER BY kind, name LIMIT ? OFFSET ?", [*args, PAGE, page * PAGE])
+    rows = _rows(conn, "SELECT * FROM resources" + where + " ORDER BY kind, name, id LIMIT ? OFFSET ?", [*args, PAGE, page * PAGE])
     return [_resource(r) for r in rows], int(total)
 
 
@@ -295,7 +296,7 @@ def headroom(conn: sqlite3.Connection, now: int) -> list[dict[str, Any]]:
     and trend, in its own unit (None with a note where AWS publishes nothing), fullest first."""
     since = now - 3600
     rows = _rows(conn, "SELECT id, kind, name, account, region, facts FROM resources WHERE gone_at IS NULL "
-                       "AND kind IN ('lambda_account', 'ses', 'rds', 'rds_proxy', 'sqs')")
+                       "AND kind IN ('lambda_account', 'ses', 'rds', 'rds_proxy', 'sqs') ORDER BY id")
     claimed = _windows(conn, ("lambda_account",), "ClaimedAccountConcurrency", "Maximum", since)
     conns = _windows(conn, ("rds",), "DatabaseConnections", "Maximum", since)
     # A proxy reports its pool and the pool's ceiling as metrics (Sum per minute), not as facts.
@@ -354,7 +355,7 @@ def entries(conn: sqlite3.Connection, now: int, open_incidents: list[dict[str, A
         hurting.setdefault(inc["resource"], inc)
     rows = []
     for r in _rows(conn, f"SELECT id, kind, name, account, region, facts FROM resources "
-                         f"WHERE gone_at IS NULL AND kind IN ({','.join('?' * len(ENTRY_KINDS))}) ORDER BY kind, name", ENTRY_KINDS):
+                         f"WHERE gone_at IS NULL AND kind IN ({','.join('?' * len(ENTRY_KINDS))}) ORDER BY kind, name, id", ENTRY_KINDS):
         facts = _loads(r.pop("facts"), {})
         if r["kind"] == "sqs" and facts.get("dlq_of"):  # a dead-letter queue: nobody waits on what it holds
             continue
