@@ -163,3 +163,24 @@ def test_one_agent_per_database(pg_server) -> None:
         store_lock(url, "fleetwatch run").acquire()
     first.release()
     store_lock(url, "fleetwatch run").acquire().release()
+
+
+def test_dashboard_reader_is_read_only_and_reconnects(pg_server) -> None:
+    """The dashboard's per-thread session can only read, and after the server ends it (a restart,
+    a failover) the next read opens a new one, read-only again."""
+    from web import data
+
+    url = pg_server.new_database()
+    with open_store(url) as store:
+        new_series(store)
+        reader = data.Reader(url)
+        conn = reader.conn()
+        assert data.resource_kinds(conn) == {"lambda": 1}
+        pid = conn.raw.info.backend_pid
+        with psycopg.connect(url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        assert data.resource_kinds(conn) == {"lambda": 1}  # asked again on a new session
+        assert conn.raw.info.backend_pid != pid
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("DELETE FROM resources")
+        assert store.resources()[0]["name"] == "orders-fn"

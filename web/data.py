@@ -43,7 +43,7 @@ class Reader:
                 from fleetwatch.store.pgdb import PgDatabase, connect, explain
 
                 try:
-                    conn = PgDatabase(str(self.path), connect(str(self.path), read_only=True))
+                    conn = PgDatabase(str(self.path), connect(str(self.path), read_only=True), read_only=True)
                 except Exception as exc:  # noqa: BLE001 - psycopg's errors, said as the store says them
                     raise explain(str(self.path), exc) from exc
             else:

@@ -115,9 +115,10 @@ class PgDatabase:
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, raw: psycopg.Connection[Any]) -> None:
+    def __init__(self, url: str, raw: psycopg.Connection[Any], read_only: bool = False) -> None:
         self.url = url
         self.raw = raw
+        self.read_only = read_only
         self.conn = _Conn(self)
         self.has_id: dict[str, bool] = {}
         self.in_store_transaction = False
@@ -131,7 +132,7 @@ class PgDatabase:
         if not self.raw.broken:
             return False
         try:
-            self.raw = connect(self.url)
+            self.raw = connect(self.url, read_only=self.read_only)
         except psycopg.Error as exc:
             raise explain(self.url, exc) from exc
         return True
@@ -139,6 +140,14 @@ class PgDatabase:
     def execute(self, sql: str, args: Sequence[Any] | None = None) -> psycopg.Cursor[Any]:
         if not self.in_store_transaction:  # never in one: its later statements would commit alone
             self.reconnect_if_lost()
+        try:
+            return self.raw.execute(to_pg(sql), list(args or ()))
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if self.in_store_transaction or not self.raw.broken or not sql.lstrip().upper().startswith("SELECT"):
+                raise explain(self.url, exc) from exc
+        # The server ended the session under a read (restart, failover): a read is safe to ask
+        # again, once, on a new session. A write is not: it may have committed before the cut.
+        self.reconnect_if_lost()
         try:
             return self.raw.execute(to_pg(sql), list(args or ()))
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
