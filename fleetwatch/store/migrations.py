@@ -231,6 +231,15 @@ def _incident_lead(db: sqlite_utils.Database) -> None:
     db["incidents"].add_column("cause_alert", str, not_null_default="")
 
 
+def _agents(db: sqlite_utils.Database) -> None:
+    # Several agents on one (PostgreSQL) store, fleetwatch.cluster: each live agent's heartbeat,
+    # and which agent holds each place (account, region) until when.
+    db["agents"].create({"id": str, "host": str, "pid": int, "started_at": int, "heartbeat_at": int},
+                        pk="id", not_null={"started_at", "heartbeat_at"})
+    db["place_leases"].create({"account": str, "region": str, "agent_id": str, "expires_at": int},
+                              pk=("account", "region"), not_null={"agent_id", "expires_at"})
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_resources_series_samples_poll_log", _initial),
     Migration("0002_findings_incidents_notifications_silences", _alerting),
@@ -240,5 +249,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0006_alert_pipeline", _incidents),
     Migration("0007_agent_cycles", _agent_cycles),
     Migration("0008_incident_cause_title", _incident_lead),
+    Migration("0009_agents_and_place_leases", _agents),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
