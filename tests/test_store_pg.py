@@ -184,3 +184,17 @@ def test_dashboard_reader_is_read_only_and_reconnects(pg_server) -> None:
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("DELETE FROM resources")
         assert store.resources()[0]["name"] == "orders-fn"
+
+
+def test_a_partition_dropped_by_another_store_is_made_again(pg_server) -> None:
+    """The agent's retention drops a day that the OTLP receiver's store (another session on the
+    same database) still remembers; that store's next write to the day still lands."""
+    url = pg_server.new_database()
+    day = 20_000 * DAY
+    with open_store(url) as agent, open_store(url) as receiver:
+        sid = new_series(agent)
+        receiver.upsert_samples(sid, [(day + 60, 1.0)])  # the receiver makes (and remembers) the day
+        agent.prune(now=day + 10 * DAY, raw_retention=DAY, rollup_retention=400 * DAY)
+        assert partitions(agent) == []
+        receiver.upsert_samples(sid, [(day + 120, 2.0)])
+        assert receiver.samples(sid, day, day + DAY) == [(day + 120, 2.0)]

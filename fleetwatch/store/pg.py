@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -117,17 +117,29 @@ class PgStore(Store):
                     raise explain(self.url, exc) from exc
             self._partitions()[day] = name
 
+    def _with_days(self, stamps: Iterable[int], write: Callable[[], int]) -> int:
+        """Make the partitions, then write. Another store on this database (the OTLP receiver's,
+        another agent's) may have dropped a partition this one still remembers: then the write
+        fails whole, the list is read again and the write is made once more."""
+        stamps = list(stamps)
+        self._ensure_days(stamps)
+        try:
+            return write()
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, pgerrors.CheckViolation) or "no partition" not in str(exc.__cause__):
+                raise
+        self._days = None
+        self._ensure_days(stamps)
+        return write()
+
     def write_samples(self, batch: Sequence[tuple[SeriesKey, Sequence[tuple[int, float]]]]) -> int:
-        self._ensure_days(ts for _, points in batch for ts, _ in points)
-        return super().write_samples(batch)
+        return self._with_days((ts for _, points in batch for ts, _ in points), lambda: super(PgStore, self).write_samples(batch))
 
     def merge_samples(self, batch: Sequence[tuple[SeriesKey, Sequence[tuple[int, float]], str]]) -> int:
-        self._ensure_days(ts for _, points, _ in batch for ts, _ in points)
-        return super().merge_samples(batch)
+        return self._with_days((ts for _, points, _ in batch for ts, _ in points), lambda: super(PgStore, self).merge_samples(batch))
 
     def upsert_samples(self, series_id: int, points: Sequence[tuple[int, float]]) -> int:
-        self._ensure_days(ts for ts, _ in points)
-        return super().upsert_samples(series_id, points)
+        return self._with_days((ts for ts, _ in points), lambda: super(PgStore, self).upsert_samples(series_id, points))
 
     def _put_samples(self, db: Any, rows: list[tuple[int, int, float]], how: str) -> None:
         """COPY the rows into a temporary table, then upsert them in one statement. One INSERT

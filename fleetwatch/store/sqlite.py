@@ -9,14 +9,11 @@ from pathlib import Path
 
 import sqlite_utils
 
+from fleetwatch.store.errors import StoreError
 from fleetwatch.store.migrations import APPLICATION_ID
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 MIGRATIONS_TABLE = "fleetwatch_migrations"
-
-
-class StoreError(Exception):
-    """A store problem with a message an operator can act on."""
 
 
 def _inspect(path: Path) -> tuple[int, int, list[str]]:
