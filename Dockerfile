@@ -24,7 +24,8 @@ ENTRYPOINT ["fleetwatch"]
 CMD ["emulate", "--scenario", "tour", "--host", "0.0.0.0", "--port", "4590"]
 
 FROM base AS agent
-RUN pip install .
+# psycopg's wheel carries libpq: store.url may name a PostgreSQL database (docs/store.md).
+RUN pip install '.[postgres]'
 USER fleetwatch
 # Inside a container the servers listen on every interface; compose publishes the dashboard on
 # the host's loopback only. Changes through the dashboard still need web.token or a password.

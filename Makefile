@@ -12,7 +12,13 @@ AXE    := build/test-assets/axe.min.js
 # browser here); `make test` installs it when it is missing.
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup test soak chaos demo bench docs docs-site clean browser
+# The store tests run on PostgreSQL too, against a server they start themselves (tests/pg_kit.py:
+# initdb into a temporary folder, a Unix socket); `make test` installs Debian's postgresql when
+# no initdb is found. FLEETWATCH_PG_BINDIR names another PostgreSQL's bin folder.
+PG_INITDB = $(or $(FLEETWATCH_PG_BINDIR:%=%/initdb),$(lastword $(sort $(wildcard /usr/lib/postgresql/*/bin/initdb))))
+SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: setup test soak chaos demo bench docs docs-site clean browser postgresql
 
 setup: $(STAMP) $(UPLOT)
 
@@ -33,13 +39,21 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium
 	@test -x $(CHROMIUM) || { echo "make: chromium installed but $(CHROMIUM) is not there; set CHROMIUM=/path/to/chromium"; exit 1; }
 
+postgresql:
+	@if [ -z "$(PG_INITDB)" ] || [ ! -x "$(PG_INITDB)" ]; then \
+	  command -v apt-get >/dev/null || { echo "make: PostgreSQL is missing and there is no apt-get: install PostgreSQL and run make FLEETWATCH_PG_BINDIR=/path/to/its/bin test"; exit 1; }; \
+	  echo "installing Debian's postgresql for the PostgreSQL store tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql \
+	    || { echo "make: could not install Debian's postgresql; install it (apt-get install postgresql) or set FLEETWATCH_PG_BINDIR"; exit 1; }; \
+	fi
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[emulator,test,docs]'
 	@touch $(STAMP)
 
-test: $(STAMP) $(UPLOT) $(AXE) $(CHROMIUM) docs-site
+test: $(STAMP) $(UPLOT) $(AXE) $(CHROMIUM) postgresql docs-site
 	FLEETWATCH_CHROMIUM=$(CHROMIUM) $(PY) -m pytest
 
 # A simulated week of `fleetwatch run` (10,140 polls on a fake clock): memory and store size per day.

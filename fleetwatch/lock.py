@@ -21,15 +21,15 @@ from typing import Any
 class LockHeld(Exception):
     """Another process holds the store; the message names it and says what to do."""
 
-    def __init__(self, path: Path, holder: dict[str, Any]) -> None:
+    def __init__(self, path: Path | str, holder: dict[str, Any], setting: str = "store.path") -> None:
         self.path, self.holder = path, holder
         since = holder.get("since")
         when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(since)) if isinstance(since, (int, float)) else "an unknown time"
         who = f"process {holder.get('pid', '?')} on {holder.get('host', '?')}"
         what = f" ({holder['command']})" if holder.get("command") else ""
         super().__init__(
-            f"the store {str(path)[:-len('.lock')]} is in use by {who}{what}, running since {when}. Only one agent may "
-            f"run on a store: stop that one (kill {holder.get('pid', '<pid>')}), or give this one its own store.path.")
+            f"the store {str(path).removesuffix('.lock')} is in use by {who}{what}, running since {when}. Only one agent may "
+            f"run on a store: stop that one (kill {holder.get('pid', '<pid>')}), or give this one its own {setting}.")
 
 
 class StoreLock:
@@ -73,6 +73,18 @@ class StoreLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def store_lock(target: str | Path, command: str = "") -> Any:
+    """The lock of a store: this file lock beside a SQLite file, or for a PostgreSQL store
+    (store.url) an advisory lock in its database (fleetwatch.store.pg.PgStoreLock)."""
+    from fleetwatch.store.dialect import is_url
+
+    if is_url(target):
+        from fleetwatch.store.pg import PgStoreLock
+
+        return PgStoreLock(str(target), command)
+    return StoreLock(target, command)
 
 
 def holder(store_path: str | Path) -> dict[str, Any] | None:

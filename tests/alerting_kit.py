@@ -69,10 +69,12 @@ class World:
     resources: list[Resource] = field(default_factory=lambda: list(RESOURCES))
     slept: list[float] = field(default_factory=list)
     ses: Any = None  # a sesv2 client, for email.transport = "ses"
+    where: Any = None  # the store: a PostgreSQL URL (the store_target fixture), else alerts.db in tmp
 
     def __post_init__(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
-        self.store = open_store(self.tmp / "alerts.db")
+        self.where = self.where or self.tmp / "alerts.db"
+        self.store = open_store(self.where)
         self.alerts = AlertStore(self.store)
         self.reconfigure()
 
@@ -93,6 +95,11 @@ class World:
         path.write_text("\n".join(lines) + "\n")
         self.cfg = load_config(path, environ={})
         self.pipeline = build_pipeline(self.cfg, self.store, self.clock, sleep=self.sleep, ses=self.ses)
+
+    @property
+    def store_env(self) -> dict[str, str]:
+        """The environment that points the CLI at this world's store."""
+        return {"FLEETWATCH_STORE_URL": self.where} if isinstance(self.where, str) else {"FLEETWATCH_STORE_PATH": str(self.where)}
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)

@@ -154,3 +154,27 @@ def aws_calls() -> Iterator[Counter[str]]:
         yield seen
     finally:
         aws_module.OBSERVERS.remove(observe)
+
+
+# -- the store's two backends: SQLite (a file) and PostgreSQL (a real server, tests/pg_kit.py)
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """One PostgreSQL server per test session (so per pytest-xdist worker), started on first use.
+    Missing or broken PostgreSQL fails the tests that need it, with the fix: never a skip."""
+    from tests.pg_kit import PgServer, PgUnavailable
+
+    try:
+        server = PgServer().start()
+    except PgUnavailable as exc:
+        pytest.fail(f"the PostgreSQL store tests need a PostgreSQL server: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """Where a test's store lives, once per backend: a SQLite file, or a fresh PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return tmp_path / "s.db"
+    return request.getfixturevalue("pg_server").new_database()

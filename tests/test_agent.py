@@ -19,7 +19,7 @@ from fleetwatch.agent.loop import FakeWaiter
 from fleetwatch.clock import FakeClock
 from fleetwatch.lock import LockHeld, StoreLock, holder
 from fleetwatch.logs import setup, teardown
-from fleetwatch.store import open_store
+from fleetwatch.store import open_store, store_location
 from simulator.slack import TOKEN as SLACK_TOKEN, SlackStandIn
 from tests.agent_kit import LogLines, agent_config, agent_env, make_agent, session, spawn_run
 from tests.conftest import control, set_clock
@@ -71,9 +71,10 @@ def test_polls_never_overlap_and_an_overrun_starts_the_next_one_late_once(fleet:
     assert health["overruns_24h"] == 2 and health["worst_overrun_s"] == max(r["overrun"] for r in rows)
 
 
-def test_a_failing_cycle_is_recorded_and_the_loop_goes_on(fleet: Any, tmp_path: Path) -> None:
-    cfg = agent_config(fleet, tmp_path / "fw.db")
-    with open_store(cfg["store.path"]) as store:
+def test_a_failing_cycle_is_recorded_and_the_loop_goes_on(fleet: Any, store_target: Any) -> None:
+    """On both store backends: each cycle polls, detects, alerts and records itself in the store."""
+    cfg = agent_config(fleet, store_target)
+    with open_store(store_location(cfg)) as store:
         agent = make_agent(fleet, cfg, store=store, polls=3)
         calls = {"n": 0}
         real = agent.pipeline.deliver

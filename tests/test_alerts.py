@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,9 +16,10 @@ from tests.alerting_kit import T0, World, api_errors, queue_growth, rid, storm
 
 
 @pytest.fixture()
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, store_target: Any) -> Iterator[World]:
+    """On both store backends: the alert pipeline's state and notification log live in the store."""
     with SlackStandIn() as slack:
-        w = World(tmp_path, slack)
+        w = World(tmp_path, slack, where=store_target)
         yield w
         w.close()
 
@@ -355,7 +357,7 @@ def test_cli_lists_acknowledges_and_silences(world: World, capsys: pytest.Captur
 
     for _ in range(4):
         world.tick(api_errors(), storm())
-    env = {"FLEETWATCH_STORE_PATH": str(world.store.path)}
+    env = world.store_env
     assert main(["incidents"], environ=env) == 0
     listed = capsys.readouterr().out
     assert "firing" in listed and "checkout-api: 12% of requests failing — orders-db" in listed

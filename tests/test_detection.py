@@ -55,10 +55,11 @@ def test_labelled_incidents_are_found_with_their_cause(fleet: Any, tmp_path: Pat
         assert (found[0].title, found[0].cause, found[0].started_at) in stored
 
 
-def test_the_healthy_fleet_pages_nobody_for_an_hour(fleet: Any, tmp_path: Path) -> None:
+def test_the_healthy_fleet_pages_nobody_for_an_hour(fleet: Any, store_target: Any) -> None:
+    """On both store backends: the collector's writes and the detectors' reads of an hour."""
     from tests.conftest import ANCHOR
 
-    with open_store(tmp_path / "fw.db") as store:
+    with open_store(store_target) as store:
         collector = make_collector(fleet, store, backfill=2 * 3600)
         paging = []
         for minute in range(0, 60, 3):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,9 +18,10 @@ from tests.alerting_kit import T0, World, api_errors, rid, storm
 
 
 @pytest.fixture()
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, store_target: Any) -> Iterator[World]:
     with SlackStandIn() as slack, SmtpSink() as smtp:
-        w = World(tmp_path, slack, smtp, settings={"digest.targets": ["email:team@example.com", "slack:C0DIGEST"]})
+        w = World(tmp_path, slack, smtp, settings={"digest.targets": ["email:team@example.com", "slack:C0DIGEST"]},
+                  where=store_target)
         yield w
         w.close()
 
@@ -122,5 +124,5 @@ def test_cli_preview_writes_html_and_text(world: World, tmp_path: Path) -> None:
 
     seed(world)
     out = tmp_path / "digest.html"
-    assert main(["digest", "--preview", str(out)], environ={"FLEETWATCH_STORE_PATH": str(world.store.path)}) == 0
+    assert main(["digest", "--preview", str(out)], environ=world.store_env) == 0
     assert "<h1>Weekly health digest" in out.read_text() and "USER-VISIBLE OUTCOMES" in out.with_suffix(".txt").read_text()

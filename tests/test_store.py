@@ -23,9 +23,10 @@ def new_series(store, name: str = "Errors") -> int:
                                          (("FunctionName", "orders-fn"),), "Sum", 60))
 
 
-def test_new_store_is_wal_with_all_migrations_recorded(tmp_path: Path) -> None:
-    with open_store(tmp_path / "s.db") as store:
-        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+def test_new_store_has_all_migrations_recorded(store_target) -> None:
+    with open_store(store_target) as store:
+        if isinstance(store_target, Path):
+            assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.schema_version == SCHEMA_VERSION
         assert store.applied_migrations() == [m.name for m in MIGRATIONS]
         for table in ("resources", "series", "samples", "findings", "incidents", "notifications",
@@ -33,8 +34,8 @@ def test_new_store_is_wal_with_all_migrations_recorded(tmp_path: Path) -> None:
             assert table in store.db.table_names()
 
 
-def test_samples_upsert_is_idempotent_and_keeps_gaps(tmp_path: Path) -> None:
-    with open_store(tmp_path / "s.db") as store:
+def test_samples_upsert_is_idempotent_and_keeps_gaps(store_target) -> None:
+    with open_store(store_target) as store:
         sid = new_series(store)
         store.upsert_samples(sid, [(60, 1.0), (120, 2.0), (240, 4.0)])  # 180 is missing, not zero
         store.upsert_samples(sid, [(120, 2.5), (240, 4.0)])  # a re-read window with a correction
@@ -42,8 +43,8 @@ def test_samples_upsert_is_idempotent_and_keeps_gaps(tmp_path: Path) -> None:
         assert new_series(store) == sid  # same key, same series
 
 
-def test_old_store_migrates_forward_keeping_data(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
+def test_old_store_migrates_forward_keeping_data(store_target) -> None:
+    path = store_target
     with open_store(path, upto=1) as store:
         assert store.schema_version == 1 and "incidents" not in store.db.table_names()
         sid = new_series(store)
@@ -89,30 +90,43 @@ def test_store_from_newer_version_is_refused_untouched(tmp_path: Path) -> None:
     assert digest(path) == before
 
 
-def test_failed_migration_rolls_back_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_migration_rolls_back_whole(store_target, monkeypatch: pytest.MonkeyPatch) -> None:
     from fleetwatch.store import migrations
 
     def broken(db) -> None:
-        db.execute("CREATE TABLE half_done (x)")
+        db.execute("CREATE TABLE half_done (x INTEGER)")
         raise RuntimeError("boom")
 
-    path = tmp_path / "s.db"
-    open_store(path, upto=1).close()
+    open_store(store_target, upto=1).close()
     patched = (*migrations.MIGRATIONS[:1], migrations.Migration("0002_broken", broken))
     monkeypatch.setattr("fleetwatch.store.db.MIGRATIONS", patched)
     with pytest.raises(StoreError, match="0002_broken failed and was rolled back"):
-        open_store(path)
+        open_store(store_target)
     monkeypatch.undo()
-    conn = sqlite3.connect(path)
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-    assert "half_done" not in tables
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
-    conn.close()
+    with open_store(store_target, upto=1) as store:
+        assert "half_done" not in store.db.table_names()
+        assert store.schema_version == 1
+        assert store.applied_migrations() == [MIGRATIONS[0].name]
 
 
-def test_prune_rolls_up_then_deletes(tmp_path: Path) -> None:
+def test_points_repeated_in_one_batch_apply_in_order(store_target) -> None:
+    """PostgreSQL upserts a batch in one statement (through COPY), which cannot touch a row twice;
+    a point repeated within a batch lands as SQLite's one-by-one upserts leave it."""
+    with open_store(store_target) as store:
+        sid = new_series(store)
+        key = SeriesKey("lambda/123456789012/us-east-1/orders-fn", "AWS/Lambda", "Errors",
+                        (("FunctionName", "orders-fn"),), "Sum", 60)
+        store.write_samples([(key, [(60, 1.0), (60, 5.0), (120, 2.0)])])
+        assert store.samples(sid, 0, 1000) == [(60, 5.0), (120, 2.0)]
+        store.merge_samples([(key, [(60, 1.0), (60, 2.0), (180, 3.0), (180, 4.0)], "add")])
+        assert store.samples(sid, 0, 1000) == [(60, 8.0), (120, 2.0), (180, 7.0)]
+        store.merge_samples([(key, [(120, 9.0), (120, 1.0)], "max")])
+        assert store.samples(sid, 0, 1000) == [(60, 8.0), (120, 9.0), (180, 7.0)]
+
+
+def test_prune_rolls_up_then_deletes(store_target) -> None:
     day = 86400
-    with open_store(tmp_path / "s.db") as store:
+    with open_store(store_target) as store:
         sid = new_series(store)
         base = 100 * day
         points = [(base + i * 60, float(i)) for i in range(120)]  # two hours of samples
@@ -146,13 +160,13 @@ def test_read_only_store_gives_clear_error_and_keeps_data(tmp_path: Path) -> Non
         assert store.samples(sid, 0, 1000) == [(60, 1.0)]
 
 
-def test_same_hour_of_the_week_reads_raw_samples_and_rollups(tmp_path: Path) -> None:
+def test_same_hour_of_the_week_reads_raw_samples_and_rollups(store_target) -> None:
     from fleetwatch.agent.detection import WEEK, load_inputs
 
     fn = "lambda/111111111111/us-east-1/fn"
     now = 1_800_000_000 // 3600 * 3600 + 1500  # 25 minutes into an hour
     hour = now // 3600 * 3600
-    with open_store(tmp_path / "s.db") as store:
+    with open_store(store_target) as store:
         store.upsert_resources([{"id": fn, "account": "111111111111", "region": "us-east-1", "kind": "lambda", "name": "fn",
                                  "facts": {}, "tags": {}}], now)
         cold = SeriesKey(fn, "fleetwatch/XRay", "ColdStarts", (("FunctionName", "fn"),), "Sum", 60)

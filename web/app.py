@@ -29,6 +29,7 @@ from alerts.messages import clean
 from fleetwatch.config.rules import quote
 from fleetwatch.store import Store, open_store
 from alerts.store import AlertStore
+from fleetwatch.store.dialect import is_url
 from web import data
 from web.api import Ack, Health, IncidentDetail, IncidentOut, Page, ResourceDetail, SeriesOut, SilenceIn, SilenceOut
 from web.auth import CSRF_COOKIE, Auth
@@ -93,11 +94,11 @@ def silence_matchers(inc: dict[str, Any]) -> str:
 class Dashboard:
     """The state the routes share: the store, the read connections, the auth, the clock."""
 
-    def __init__(self, cfg: Any, store_path: Path, clock: Any, auth: Auth | None = None, cache_ttl: float | None = None) -> None:
+    def __init__(self, cfg: Any, store_path: Path | str, clock: Any, auth: Auth | None = None, cache_ttl: float | None = None) -> None:
         self.cfg, self.clock = cfg, clock
         self.store: Store = open_store(store_path)  # migrates a new store, so the reads below find their tables
         self.alerts = AlertStore(self.store)
-        self.reader = data.Reader(Path(store_path))
+        self.reader = data.Reader(store_path)
         self.auth = auth or Auth.from_config(cfg)
         self.write_lock = threading.Lock()
         self.cache_ttl = float(cfg["web.cache"] if cache_ttl is None else cache_ttl)
@@ -137,7 +138,7 @@ class Dashboard:
 
 
 def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None = None, cache_ttl: float | None = None) -> FastAPI:
-    dash = Dashboard(cfg, Path(store_path), clock, auth, cache_ttl)
+    dash = Dashboard(cfg, store_path if is_url(store_path) else Path(store_path), clock, auth, cache_ttl)
     app = FastAPI(title="fleetwatch", version="1", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
                   description="What is hurting users now, why, and what to do. Reads are open unless web.read_auth is "
                               "set; changes need a bearer token, basic credentials or a trusted proxy's user header.")

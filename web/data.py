@@ -12,6 +12,7 @@ from typing import Any
 
 from collector.catalog import api_metric
 from detectors.limits import REPUTATION_ABSENT
+from fleetwatch.store.dialect import POSTGRESQL, SQLITE, Dialect, is_url
 
 ENTRY_KINDS = ("api", "schedule", "ses", "sqs")
 # Signals shown first for an entry point: what its users feel, with the unit of each (see
@@ -28,20 +29,33 @@ PAGE = 100
 
 
 class Reader:
-    """A read-only SQLite connection per thread."""
+    """A read-only connection per thread: to the SQLite file, or for a PostgreSQL store (a
+    postgresql:// URL) a read-only session answering the same `?` SQL (fleetwatch.store.pgdb)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self.path = path
         self._local = threading.local()
 
-    def conn(self) -> sqlite3.Connection:
+    def conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=5.0)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA query_only=ON")
+            if is_url(self.path):
+                from fleetwatch.store.pgdb import PgDatabase, connect, explain
+
+                try:
+                    conn = PgDatabase(str(self.path), connect(str(self.path), read_only=True), read_only=True)
+                except Exception as exc:  # noqa: BLE001 - psycopg's errors, said as the store says them
+                    raise explain(str(self.path), exc) from exc
+            else:
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=5.0)
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA query_only=ON")
             self._local.conn = conn
         return conn
+
+
+def _dialect(conn: Any) -> Dialect:
+    return POSTGRESQL if getattr(conn, "dialect", "sqlite") == "postgresql" else SQLITE
 
 
 def _rows(conn: sqlite3.Connection, sql: str, args: Any = ()) -> list[dict[str, Any]]:
@@ -84,7 +98,7 @@ def incidents(conn: sqlite3.Connection, filters: dict[str, str] | None = None, l
         elif key in ("state", "severity"):
             sql, args = sql + f" AND {key} = ?", [*args, value]
         elif key in ("service", "account", "detector"):
-            sql, args = sql + f" AND json_extract(labels, '$.{key}') = ?", [*args, value]
+            sql, args = sql + f" AND {_dialect(conn).json_text('labels', key)} = ?", [*args, value]
     sql += (" ORDER BY (resolved_at IS NULL) DESC,"
             " CASE WHEN resolved_at IS NULL THEN CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END END,"
             " CASE WHEN resolved_at IS NULL THEN CASE state WHEN 'firing' THEN 0 WHEN 'recovering' THEN 1 WHEN 'pending' THEN 2"
@@ -98,8 +112,8 @@ def incident_facets(conn: sqlite3.Connection) -> dict[str, list[str]]:
     out["state"] += [r[0] for r in conn.execute("SELECT DISTINCT state FROM incidents ORDER BY state")]
     out["severity"] = [r[0] for r in conn.execute("SELECT DISTINCT severity FROM incidents ORDER BY severity")]
     for key in ("service", "account", "detector"):
-        out[key] = [r[0] for r in conn.execute(f"SELECT DISTINCT json_extract(labels, '$.{key}') AS v FROM incidents "
-                                               "WHERE v IS NOT NULL AND v != '' ORDER BY v")]
+        out[key] = [r[0] for r in conn.execute(f"SELECT DISTINCT v FROM (SELECT {_dialect(conn).json_text('labels', key)} AS v "
+                                               "FROM incidents) l WHERE v IS NOT NULL AND v != '' ORDER BY v")]
     return out
 
 
@@ -114,7 +128,8 @@ def incident(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | Non
     inc["failures"] = _rows(conn, "SELECT target, kind, attempts, error, failed_at FROM notification_failures "
                                   "WHERE incident_id = ? ORDER BY id", [incident_id])
     members = _loads(rows[0]["members"], [])
-    alerts = _rows(conn, f"SELECT * FROM alerts WHERE fingerprint IN ({','.join('?' * len(members))})", members) if members else []
+    alerts = _rows(conn, f"SELECT * FROM alerts WHERE fingerprint IN ({','.join('?' * len(members))}) ORDER BY fingerprint",
+                   members) if members else []
     inc["alerts"] = [{"detector": a["detector"], "resource": a["resource_id"], "state": a["state"], "severity": a["severity"],
                       "title": a["title"] or "", "cause": a["cause"] or "", "evidence": _loads(a["evidence"], {})}
                      for a in alerts]
@@ -154,9 +169,9 @@ def resources(conn: sqlite3.Connection, kind: str = "", q: str = "", page: int =
         where, args = where + " AND kind = ?", [*args, kind]
     if q:
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where, args = where + " AND (name LIKE ? ESCAPE '\\' OR id LIKE ? ESCAPE '\\')", [*args, f"%{escaped}%", f"%{escaped}%"]
+        where, args = where + " AND (LOWER(name) LIKE LOWER(?) ESCAPE '\\' OR LOWER(id) LIKE LOWER(?) ESCAPE '\\')", [*args, f"%{escaped}%", f"%{escaped}%"]
     total = conn.execute("SELECT COUNT(*) FROM resources" + where, args).fetchone()[0]
-    rows = _rows(conn, "SELECT * FROM resources" + where + " ORDER BY kind, name LIMIT ? OFFSET ?", [*args, PAGE, page * PAGE])
+    rows = _rows(conn, "SELECT * FROM resources" + where + " ORDER BY kind, name, id LIMIT ? OFFSET ?", [*args, PAGE, page * PAGE])
     return [_resource(r) for r in rows], int(total)
 
 
@@ -194,7 +209,7 @@ def unpublished(facts: dict[str, Any]) -> list[dict[str, str]]:
 def incidents_for(conn: sqlite3.Connection, resource_id: str, limit: int = 20) -> list[dict[str, Any]]:
     """Incidents led by the resource, or that any of its alerts took part in."""
     return [_incident(r) for r in _rows(
-        conn, "SELECT * FROM incidents WHERE json_extract(labels, '$.resource') = ? "
+        conn, f"SELECT * FROM incidents WHERE {_dialect(conn).json_text('labels', 'resource')} = ? "
               "OR id IN (SELECT incident_id FROM alerts WHERE resource_id = ? AND incident_id IS NOT NULL) "
               "ORDER BY id DESC LIMIT ?", [resource_id, resource_id, limit])]
 
@@ -250,9 +265,9 @@ def _latest(conn: sqlite3.Connection, reads: list[tuple[str, str, str]], since: 
         chunk = reads[i:i + 300]
         cond = " OR ".join("(s.resource_id = ? AND s.metric = ? AND s.stat = ?)" for _ in chunk)
         args = [x for r in chunk for x in r]
-        sql = (f"SELECT s.resource_id, s.metric, s.stat, x.value, MAX(x.ts) FROM series s JOIN samples x ON x.series_id = s.id "
-               f"WHERE ({cond}) AND x.ts >= ? GROUP BY s.id")
-        for rid, metric, stat, value, _ in conn.execute(sql, [*args, since]):
+        sql = (f"SELECT s.resource_id, s.metric, s.stat, x.value FROM series s JOIN samples x ON x.series_id = s.id "
+               f"WHERE ({cond}) AND x.ts = (SELECT MAX(ts) FROM samples WHERE series_id = s.id AND ts >= ?)")
+        for rid, metric, stat, value in conn.execute(sql, [*args, since]):
             out[(rid, metric, stat)] = float(value)
     return out
 
@@ -281,7 +296,7 @@ def headroom(conn: sqlite3.Connection, now: int) -> list[dict[str, Any]]:
     and trend, in its own unit (None with a note where AWS publishes nothing), fullest first."""
     since = now - 3600
     rows = _rows(conn, "SELECT id, kind, name, account, region, facts FROM resources WHERE gone_at IS NULL "
-                       "AND kind IN ('lambda_account', 'ses', 'rds', 'rds_proxy', 'sqs')")
+                       "AND kind IN ('lambda_account', 'ses', 'rds', 'rds_proxy', 'sqs') ORDER BY id")
     claimed = _windows(conn, ("lambda_account",), "ClaimedAccountConcurrency", "Maximum", since)
     conns = _windows(conn, ("rds",), "DatabaseConnections", "Maximum", since)
     # A proxy reports its pool and the pool's ceiling as metrics (Sum per minute), not as facts.
@@ -338,10 +353,13 @@ def entries(conn: sqlite3.Connection, now: int, open_incidents: list[dict[str, A
     hurting = {}
     for inc in open_incidents:
         hurting.setdefault(inc["resource"], inc)
-    rows = _rows(conn, f"SELECT id, kind, name, account, region, json_extract(facts, '$.type') AS api_type FROM resources "
-                       f"WHERE gone_at IS NULL AND kind IN ({','.join('?' * len(ENTRY_KINDS))}) "
-                       "AND NOT (kind = 'sqs' AND json_array_length(COALESCE(json_extract(facts, '$.dlq_of'), '[]')) > 0) "
-                       "ORDER BY kind, name", ENTRY_KINDS)
+    rows = []
+    for r in _rows(conn, f"SELECT id, kind, name, account, region, facts FROM resources "
+                         f"WHERE gone_at IS NULL AND kind IN ({','.join('?' * len(ENTRY_KINDS))}) ORDER BY kind, name, id", ENTRY_KINDS):
+        facts = _loads(r.pop("facts"), {})
+        if r["kind"] == "sqs" and facts.get("dlq_of"):  # a dead-letter queue: nobody waits on what it holds
+            continue
+        rows.append({**r, "api_type": facts.get("type")})
     rank = {"critical": 0, "warning": 1, "info": 2}
     rows.sort(key=lambda r: (rank.get(hurting[r["id"]]["severity"], 3) if r["id"] in hurting else 9, r["kind"], r["name"]))
     rows = rows[:limit]

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from fleetwatch import __version__
 from fleetwatch.config import ConfigError, load_config
 from fleetwatch.config.loader import reference_markdown
-from fleetwatch.store import StoreError, open_store
+from fleetwatch.store import StoreError, open_store, store_location
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     store_sub = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
     info = store_sub.add_parser("info", help="open (migrating if needed) the store and print its schema and row counts")
     info.add_argument("--config", help="configuration file (TOML)")
+    copy = store_sub.add_parser("copy", help="copy the SQLite store (store.path) into a new, empty PostgreSQL database")
+    copy.add_argument("--to", required=True, metavar="URL", help="postgresql://user:password@host:5432/dbname (must exist, empty)")
+    copy.add_argument("--config", help="configuration file (TOML)")
 
     plan = sub.add_parser("plan", help="discover the fleet and print the query plan, calls per poll and monthly cost")
     plan.add_argument("--config", help="configuration file (TOML)")
@@ -131,9 +134,31 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             sys.stdout.write(f"# effective configuration from {args.file} (secrets redacted)\n")
             sys.stdout.write(cfg.render())
             return 0
+        if args.command == "store" and args.store_command == "copy":
+            from fleetwatch.store.copy import copy_store
+            from fleetwatch.store.dialect import is_url
+
+            cfg = load_config(args.config, environ=environ)
+            if not is_url(args.to):
+                print("fleetwatch: --to takes a postgresql:// URL (postgresql://user:password@host:5432/dbname)", file=sys.stderr)
+                return 2
+            from fleetwatch.lock import LockHeld, store_lock
+
+            try:  # an agent writing meanwhile would leave the copy behind the source
+                lock = store_lock(cfg["store.path"], "fleetwatch store copy").acquire()
+            except LockHeld as exc:
+                print(f"fleetwatch: {exc}", file=sys.stderr)
+                return 3
+            try:
+                with open_store(cfg["store.path"]) as src, open_store(args.to) as dst:
+                    copy_store(src, dst, progress=lambda table, n: print(f"  {table}: {n} rows"))
+                    print(f"copied {src.path} into the {dst.path}; set store.url to it (FLEETWATCH_STORE_URL) and start the agent")
+            finally:
+                lock.release()
+            return 0
         if args.command == "store":
             cfg = load_config(args.config, environ=environ)
-            with open_store(cfg["store.path"]) as store:
+            with open_store(store_location(cfg)) as store:
                 print(f"store {store.path}: schema {store.schema_version}")
                 for name in store.applied_migrations():
                     print(f"  migration {name}")
@@ -145,14 +170,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from fleetwatch.clock import SystemClock
             from fleetwatch.cli.collect import collect_command, plan_command
 
-            from fleetwatch.lock import LockHeld, StoreLock
+            from fleetwatch.lock import LockHeld, store_lock
 
             cfg = load_config(args.config, environ=environ)
             if args.command == "plan":
-                with open_store(cfg["store.path"]) as store:
+                with open_store(store_location(cfg)) as store:
                     return plan_command(cfg, store, Aws.from_config(cfg), SystemClock(), discover=not args.no_discover)
             try:
-                lock = StoreLock(cfg["store.path"], "fleetwatch collect").acquire()  # polling twice would double the cost
+                lock = store_lock(store_location(cfg), "fleetwatch collect").acquire()  # polling twice would double the cost
             except LockHeld as exc:
                 print(f"fleetwatch: {exc}", file=sys.stderr)
                 return 3
@@ -161,7 +186,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                       "exists and is writable, or change store.path", file=sys.stderr)
                 return 2
             try:
-                with open_store(cfg["store.path"]) as store:
+                with open_store(store_location(cfg)) as store:
                     return collect_command(cfg, store, Aws.from_config(cfg), polls=1 if args.once else args.polls)
             finally:
                 lock.release()
@@ -174,7 +199,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from fleetwatch.agent.detection import detect, detector_settings
 
             cfg = load_config(args.config, environ=environ)
-            with open_store(cfg["store.path"]) as store:
+            with open_store(store_location(cfg)) as store:
                 detection = detect(store, int(SystemClock().now()), names=args.detector, settings=detector_settings(cfg))
                 print(detection.summary())
                 if args.alert:
@@ -186,13 +211,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from fleetwatch.cli.digest import digest_command
 
             cfg = load_config(args.config, environ=environ)
-            with open_store(cfg["store.path"]) as store:
+            with open_store(store_location(cfg)) as store:
                 return digest_command(args, cfg, store)
         if args.command in ("incidents", "ack", "silence"):
             from fleetwatch.cli.incidents import incident_command
 
             cfg = load_config(args.config, environ=environ)
-            with open_store(cfg["store.path"]) as store:
+            with open_store(store_location(cfg)) as store:
                 return incident_command(args, store)
         if args.command == "run":
             from fleetwatch.cli.run import run_command
@@ -208,7 +233,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
             cfg = load_config(args.config, environ=environ)
             try:
-                return serve_forever(cfg, cfg["store.path"], SystemClock(), args.host, args.port)
+                return serve_forever(cfg, store_location(cfg), SystemClock(), args.host, args.port)
             except OSError as exc:
                 print(f"fleetwatch: {exc.strerror or exc}", file=sys.stderr)
                 return 2

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from fleetwatch.clock import Clock, FakeClock, SystemClock
-from fleetwatch.lock import LockHeld, StoreLock
+from fleetwatch.lock import LockHeld, store_lock
 from fleetwatch.logs import follow_clock, setup, teardown
-from fleetwatch.store import StoreError, open_store
+from fleetwatch.store import StoreError, open_store, store_location
 from fleetwatch.telemetry import TelemetryError, from_environ
 
 log = logging.getLogger("fleetwatch.run")
@@ -87,12 +87,15 @@ def _run(cfg: Any, environ: Mapping[str, str], polls: int | None, dashboard: boo
     except TelemetryError as exc:
         log.error("%s", exc)
         return 2
-    store_path = cfg["store.path"]
+    store_path = store_location(cfg)
     try:
-        lock = StoreLock(store_path, "fleetwatch run").acquire()
+        lock = store_lock(store_path, "fleetwatch run").acquire()
     except LockHeld as exc:
         log.error("%s", exc, extra={"holder_pid": exc.holder.get("pid")})
         return 3
+    except StoreError as exc:  # a PostgreSQL store that cannot be reached to take its lock
+        log.error("%s", exc)
+        return 2
     except OSError as exc:
         log.error("cannot lock the store %s: %s; check that its folder exists and is writable", store_path, exc.strerror or exc)
         return 2
@@ -143,12 +146,12 @@ def _start_services(cfg: Any, store: Any, clock: Clock, telemetry: Any, dashboar
         if dashboard:
             from web.server import DashboardServer
 
-            started.append(DashboardServer(cfg, cfg["store.path"], clock).start())
+            started.append(DashboardServer(cfg, store_location(cfg), clock).start())
             log.info("dashboard on %s", started[-1].url)
         if cfg["otlp.enabled"]:
             from collector.otlp_in import OtlpServer
 
-            otlp_store = open_store(cfg["store.path"])
+            otlp_store = open_store(store_location(cfg))
             server = OtlpServer(otlp_store, clock.now, cfg["otlp.host"], cfg["otlp.port"], telemetry.otlp_received)
             started.append(_Closing(server.start(), otlp_store))
             log.info("accepting OTLP/HTTP traces and metrics on %s/v1/traces and /v1/metrics", server.url)

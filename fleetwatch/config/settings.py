@@ -93,7 +93,17 @@ SETTINGS: tuple[Setting, ...] = (
         "store.path", "str", "fleetwatch.db",
         "Path of the SQLite store that holds resources, samples, findings, incidents and the "
         "notification log. Created on first start; relative paths are relative to the working "
-        "directory.",
+        "directory. Not used when store.url is set.",
+    ),
+    Setting(
+        "store.url", "str", "",
+        "A PostgreSQL database to use as the store instead of the SQLite file at store.path, as "
+        "postgresql://user:password@host:5432/dbname (libpq's URL form; ?sslmode=require and the "
+        "like pass through). The database must exist and be empty or a fleetwatch store; it is "
+        "migrated on start. Needs pip install 'fleetwatch[postgres]'. Empty: SQLite. See "
+        "docs/store.md for when to move.",
+        secret=True, pattern=r"^$|^postgres(ql)?://", pattern_hint="empty, or a postgresql:// URL",
+        examples=("postgresql://fleetwatch:secret@db.internal:5432/fleetwatch",),
     ),
     Setting(
         "store.raw_retention", "duration", 14 * 86400,

@@ -8,11 +8,8 @@ a message saying what to do, and left byte-for-byte untouched.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import math
-import operator
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,14 +18,14 @@ from typing import Any
 
 import sqlite_utils
 
+from fleetwatch.store.dialect import SQLITE, is_url
 from fleetwatch.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-MIGRATIONS_TABLE = "fleetwatch_migrations"
+from fleetwatch.store.errors import StoreError
+from fleetwatch.store.sqlite import MIGRATIONS_TABLE, _check_writable, _connect, _explain, _inspect
 
-
-class StoreError(Exception):
-    """A store problem with a message an operator can act on."""
+__all__ = ["MIGRATIONS_TABLE", "SeriesKey", "Store", "StoreError", "check_recorded", "index_resource_id", "migrate", "open_store",
+           "store_location"]
 
 
 def index_resource_id(table_id: str, index: str) -> str:
@@ -71,47 +68,16 @@ def source_rank(namespace: str) -> int:
     return 0 if namespace.startswith("AWS/") else 1 if namespace in COMPLETE_NAMESPACES else 2
 
 
-def _inspect(path: Path) -> tuple[int, int, list[str]]:
-    """Read (application_id, user_version, recorded migrations) without writing anything."""
-    with path.open("rb") as fh:
-        header = fh.read(len(SQLITE_HEADER))
-    if header != SQLITE_HEADER:
-        raise StoreError(
-            f"{path} is not a SQLite database, so it is not a fleetwatch store. fleetwatch has not "
-            "touched it. Set store.path to a new file name, or to an existing fleetwatch store."
-        )
-    uri = f"file:{path.resolve()}?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path} cannot be opened read-only to check it: {exc}") from exc
-    try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        recorded: list[str] = []
-        if MIGRATIONS_TABLE in tables:
-            recorded = [r[0] for r in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY id")]
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(
-            f"{path} looks like SQLite but cannot be read ({exc}). It may be damaged; fleetwatch "
-            "has not touched it. Restore it from a backup or set store.path to a new file."
-        ) from exc
-    finally:
-        conn.close()
-    if app_id != APPLICATION_ID and tables:
-        raise StoreError(
-            f"{path} is a SQLite database but not a fleetwatch store (it has tables "
-            f"{', '.join(sorted(tables)[:5])}{'…' if len(tables) > 5 else ''}). fleetwatch has not "
-            "touched it. Set store.path to a new file name, or to an existing fleetwatch store."
-        )
-    return app_id, version, recorded
-
-
 class Store:
-    """A fleetwatch store. Writes go through `transaction()`, so a failure never leaves half."""
+    """A fleetwatch store. Writes go through `transaction()`, so a failure never leaves half.
 
-    def __init__(self, path: Path, db: sqlite_utils.Database) -> None:
+    This class is the SQLite store, and its SQL is shared: the PostgreSQL store
+    (fleetwatch.store.pg.PgStore) overrides only what differs (transactions, samples' partitions
+    and COPY); names that SQL spells differently come from `self.dialect`."""
+
+    dialect = SQLITE
+
+    def __init__(self, path: Path | str, db: Any) -> None:
         self.path = path
         self.db = db
         self._series_ids: dict[str, int] = {}
@@ -131,6 +97,21 @@ class Store:
 
     def applied_migrations(self) -> list[str]:
         return [r[0] for r in self.db.execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY id")]
+
+    def prepare_migrations(self) -> None:
+        db = self.db
+        if MIGRATIONS_TABLE not in db.table_names():
+            with self.transaction():
+                db.execute(
+                    f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+                    "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))"
+                )
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+
+    def record_migration(self, number: int, name: str) -> None:
+        """Inside the migration's transaction: the row that records it, and the schema version."""
+        self.db.execute(f"INSERT INTO {MIGRATIONS_TABLE} (id, name) VALUES (?, ?)", [number, name])
+        self.db.execute(f"PRAGMA user_version={number}")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
@@ -206,7 +187,7 @@ class Store:
             if row is None:
                 return
             facts = {**json.loads(row[0]), **patch}
-            db.execute("UPDATE resources SET facts = ?, last_seen = MAX(last_seen, ?) WHERE id = ?",
+            db.execute(f"UPDATE resources SET facts = ?, last_seen = {self.dialect.greatest}(last_seen, ?) WHERE id = ?",
                        [json.dumps(facts, sort_keys=True, default=str), seen_at, id])
 
     def recent_values(self, resource_ids: Sequence[str], metrics: Sequence[str], since: int,
@@ -321,14 +302,14 @@ class Store:
         if existing:
             return int(existing[0])
         with self.transaction() as db:
-            cur = db.execute(
+            made = db.execute(
                 "INSERT INTO series (key, resource_id, namespace, metric, dimensions, stat, period, unit) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING RETURNING id",
                 [key.key, key.resource_id, key.namespace, key.metric,
                  json.dumps(dict(sorted(key.dimensions))), key.stat, key.period, key.unit],
-            )
-            if cur.rowcount:
-                return int(cur.lastrowid)
+            ).fetchone()
+            if made:
+                return int(made[0])
         return int(self.db.execute("SELECT id FROM series WHERE key = ?", [key.key]).fetchone()[0])
 
     def write_samples(self, batch: Sequence[tuple[SeriesKey, Sequence[tuple[int, float]]]]) -> int:
@@ -345,15 +326,23 @@ class Store:
                         sid = self._series_id_in(db, key)
                     # A value that is not a finite number is no measurement (SQLite would store NaN as NULL).
                     rows.extend((sid, int(ts), float(v)) for ts, v in points if math.isfinite(v))
-                db.conn.executemany(
-                    "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) "
-                    "ON CONFLICT(series_id, ts) DO UPDATE SET value = excluded.value", rows)
+                self._put_samples(db, rows, "replace")
         except BaseException:
             self._series_ids.clear()  # ids created in the rolled-back transaction do not exist
             raise
         return len(rows)
 
-    MERGES = {"replace": "excluded.value", "add": "value + excluded.value", "max": "MAX(value, excluded.value)"}
+    MERGES = ("replace", "add", "max")
+
+    def _merge_sql(self, how: str) -> str:
+        """How a point meets the one stored at its timestamp, as the upsert's new value."""
+        return {"replace": "excluded.value", "add": "samples.value + excluded.value",
+                "max": f"{self.dialect.greatest}(samples.value, excluded.value)"}[how]
+
+    def _put_samples(self, db: Any, rows: list[tuple[int, int, float]], how: str) -> None:
+        """Upsert (series id, ts, value) rows inside the caller's transaction."""
+        db.conn.executemany("INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) "
+                            f"ON CONFLICT(series_id, ts) DO UPDATE SET value = {self._merge_sql(how)}", rows)
 
     def merge_samples(self, batch: Sequence[tuple[SeriesKey, Sequence[tuple[int, float]], str]]) -> int:
         """Like write_samples, but each series says how a point meets one already stored at its
@@ -367,9 +356,9 @@ class Store:
                         sid = self._series_ids.get(key.key) or self._series_id_in(db, key)
                         by_merge.setdefault(how, []).extend((sid, int(ts), float(v)) for ts, v in points)
                 for how, rows in by_merge.items():
-                    db.conn.executemany(
-                        "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) "
-                        f"ON CONFLICT(series_id, ts) DO UPDATE SET value = {self.MERGES[how]}", rows)
+                    if how not in self.MERGES:
+                        raise ValueError(f"merge {how!r} is not one of {', '.join(self.MERGES)}")
+                    self._put_samples(db, rows, how)
         except BaseException:
             self._series_ids.clear()
             raise
@@ -378,12 +367,11 @@ class Store:
     def _series_id_in(self, db: sqlite_utils.Database, key: SeriesKey) -> int:
         found = db.execute("SELECT id FROM series WHERE key = ?", [key.key]).fetchone()
         if found is None:
-            cur = db.execute(
+            sid = int(db.execute(
                 "INSERT INTO series (key, resource_id, namespace, metric, dimensions, stat, period, unit) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 [key.key, key.resource_id, key.namespace, key.metric, json.dumps(dict(sorted(key.dimensions))),
-                 key.stat, key.period, key.unit])
-            sid = int(cur.lastrowid)
+                 key.stat, key.period, key.unit]).fetchone()[0])
         else:
             sid = int(found[0])
         self._series_ids[key.key] = sid
@@ -399,11 +387,7 @@ class Store:
         if not points:
             return 0
         with self.transaction() as db:
-            db.conn.executemany(
-                "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) "
-                "ON CONFLICT(series_id, ts) DO UPDATE SET value = excluded.value",
-                [(series_id, int(ts), float(v)) for ts, v in points],
-            )
+            self._put_samples(db, [(series_id, int(ts), float(v)) for ts, v in points], "replace")
         return len(points)
 
     def samples(self, series_id: int, start: int, end: int) -> list[tuple[int, float]]:
@@ -431,13 +415,17 @@ class Store:
                 "INSERT INTO rollups (series_id, ts, count, sum, min, max) "
                 "SELECT series_id, (ts / 3600) * 3600, COUNT(*), SUM(value), MIN(value), MAX(value) "
                 "FROM samples WHERE ts < ? GROUP BY series_id, ts / 3600 "
-                "ON CONFLICT(series_id, ts) DO UPDATE SET count = count + excluded.count, "
-                "sum = sum + excluded.sum, min = MIN(min, excluded.min), max = MAX(max, excluded.max)",
+                "ON CONFLICT(series_id, ts) DO UPDATE SET count = rollups.count + excluded.count, "
+                f"sum = rollups.sum + excluded.sum, min = {self.dialect.least}(rollups.min, excluded.min), "
+                f"max = {self.dialect.greatest}(rollups.max, excluded.max)",
                 [raw_cutoff],
             ).rowcount
-            deleted = db.execute("DELETE FROM samples WHERE ts < ?", [raw_cutoff]).rowcount
+            deleted = self._drop_samples_before(db, raw_cutoff)
             expired = db.execute("DELETE FROM rollups WHERE ts < ?", [rollup_cutoff]).rowcount
         return {"rollup_rows_written": rolled, "samples_deleted": deleted, "rollups_deleted": expired}
+
+    def _drop_samples_before(self, db: Any, cutoff: int) -> int:
+        return int(db.execute("DELETE FROM samples WHERE ts < ?", [cutoff]).rowcount)
 
     def prune_history(self, now: int, history_retention: int, incident_retention: int, gone_retention: int) -> dict[str, int]:
         """Delete the agent's own records older than history_retention, resolved incidents (with
@@ -501,82 +489,35 @@ class Store:
         with self.transaction() as db:
             db.conn.executemany(
                 "INSERT INTO cursors (account, region, tier, covered_until, updated_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(account, region, tier) DO UPDATE SET covered_until = MAX(covered_until, excluded.covered_until), "
+                f"ON CONFLICT(account, region, tier) DO UPDATE SET covered_until = {self.dialect.greatest}(cursors.covered_until, "
+                "excluded.covered_until), "
                 "updated_at = excluded.updated_at", [(a, r, t, until, at) for a, r, t, until in cursors])
 
 
-def _explain(path: Path, exc: sqlite3.OperationalError) -> StoreError:
-    text = str(exc)
-    if "disk is full" in text or "disk I/O" in text:
-        return StoreError(
-            f"cannot write to the store {path}: the disk is full. Nothing already stored was lost "
-            "and this write was rolled back; free some space (or lower store.raw_retention) and "
-            "fleetwatch will carry on."
-        )
-    if "readonly" in text or "read-only" in text:
-        return StoreError(
-            f"cannot write to the store {path}: the file or its folder is read-only. Nothing was "
-            "changed; make the file and its folder writable by this user."
-        )
-    if "locked" in text or "busy" in text:
-        return StoreError(
-            f"the store {path} is locked by another process (another fleetwatch agent?). Stop the "
-            "other process or give this one its own store.path."
-        )
-    return StoreError(f"store {path}: {text}")
-
-
-def _check_writable(path: Path) -> None:
-    """SQLite would open a read-only file read-only, silently, and fail at the first write; the
-    agent says so before it starts instead. The folder must be writable too: the write-ahead log,
-    its index and the lock file live beside the store."""
-    for part in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        if part.exists() and not os.access(part, os.W_OK):
-            raise StoreError(
-                f"cannot write to the store {path}: {part.name} is read-only for this user. Nothing was changed; "
-                f"make it writable (chmod u+w {part}) or run fleetwatch as the user that owns the store.")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise StoreError(
-            f"cannot write beside the store {path}: its folder {path.parent} is read-only for this user, and the "
-            "store keeps its write-ahead log and lock file there. Make the folder writable, or change store.path.")
-
-
-def _connect(path: Path) -> sqlite_utils.Database:
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
-    db = sqlite_utils.Database(conn)
-    db.execute("PRAGMA foreign_keys=ON")
-    mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise StoreError(f"the store {path} could not be switched to WAL mode (got {mode}); is it on a network filesystem?")
-    db.execute("PRAGMA synchronous=NORMAL")
-    # The write-ahead log is truncated back to this after checkpoints, so a burst of writes
-    # (a backfill) does not leave a large -wal file behind for months.
-    db.execute("PRAGMA journal_size_limit=67108864")
-    return db
+def store_location(cfg: Any) -> str | Path:
+    """Where the configured store is: store.url (PostgreSQL) when set, else the SQLite store.path."""
+    return cfg["store.url"] or cfg["store.path"]
 
 
 def open_store(path: str | Path, *, upto: int | None = None) -> Store:
-    """Open (creating if needed) and migrate a fleetwatch store.
+    """Open (creating if needed) and migrate a fleetwatch store: a SQLite file at `path`, or the
+    PostgreSQL database a `postgresql://` URL names (fleetwatch.store.pg).
 
     `upto` stops after that many migrations; it exists so tests can build an old store."""
+    if is_url(path):
+        try:
+            from fleetwatch.store.pg import open_pg_store
+        except ImportError as exc:
+            raise StoreError(f"store.url names a PostgreSQL database, but its driver cannot be loaded ({exc}). Install it "
+                             "with pip install 'fleetwatch[postgres]', or leave store.url empty to use the SQLite store.path.") from exc
+        return open_pg_store(str(path), upto=upto)
     path = Path(path)
     target = SCHEMA_VERSION if upto is None else upto
     if path.parent.exists():
         _check_writable(path)  # before anything opens it: a read-only open would leave a read-only -shm behind
     if path.exists() and path.stat().st_size > 0:
         app_id, version, recorded = _inspect(path)
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{path} was written by a newer fleetwatch (store schema {version}; this version "
-                f"knows up to {SCHEMA_VERSION}). It has not been touched. Upgrade fleetwatch, or set "
-                "store.path to a different file."
-            )
-        known = [m.name for m in MIGRATIONS]
-        if recorded != known[: len(recorded)]:
-            raise StoreError(
-                f"{path} records migrations {recorded} that this fleetwatch does not know in that "
-                "order. It has not been touched. Use the fleetwatch version that wrote it."
-            )
+        check_recorded(str(path), version, recorded, "store.path to a different file")
     elif not path.parent.exists():
         raise StoreError(f"cannot create the store {path}: the folder {path.parent} does not exist. Create it, or change store.path.")
     try:
@@ -585,31 +526,41 @@ def open_store(path: str | Path, *, upto: int | None = None) -> Store:
         raise _explain(path, exc) from exc
     store = Store(path, db)
     try:
-        _migrate(store, target)
+        migrate(store, target)
     except BaseException:
         store.close()
         raise
     return store
 
 
-def _migrate(store: Store, target: int) -> None:
-    db = store.db
-    if MIGRATIONS_TABLE not in db.table_names():
-        with store.transaction():
-            db.execute(
-                f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
-                "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))"
-            )
-            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+def check_recorded(where: str, version: int, recorded: list[str], elsewhere: str) -> None:
+    """Refuse a store from a newer fleetwatch, or one whose migrations this one does not know."""
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{where} was written by a newer fleetwatch (store schema {version}; this version "
+            f"knows up to {SCHEMA_VERSION}). It has not been touched. Upgrade fleetwatch, or set "
+            f"{elsewhere}."
+        )
+    known = [m.name for m in MIGRATIONS]
+    if recorded != known[: len(recorded)]:
+        raise StoreError(
+            f"{where} records migrations {recorded} that this fleetwatch does not know in that "
+            "order. It has not been touched. Use the fleetwatch version that wrote it."
+        )
+
+
+def migrate(store: Store, target: int) -> None:
+    """Apply the migrations not yet recorded, up to `target`, each in its own transaction with
+    the row that records it. Both backends run the same migrations."""
+    store.prepare_migrations()
     done = store.applied_migrations()
     for index, migration in enumerate(MIGRATIONS[:target]):
         if index < len(done):
             continue
         try:
-            with store.transaction():
+            with store.transaction() as db:
                 migration.apply(db)
-                db.execute(f"INSERT INTO {MIGRATIONS_TABLE} (id, name) VALUES (?, ?)", [index + 1, migration.name])
-                db.execute(f"PRAGMA user_version={index + 1}")
+                store.record_migration(index + 1, migration.name)
         except StoreError:
             raise
         except Exception as exc:

@@ -3,6 +3,11 @@ records it and the schema version in the file header, so a crash leaves either t
 or the new one, never half of it.
 
 Append only: never edit or reorder a migration that has shipped.
+
+Every migration runs on both backends: `db` is a sqlite_utils Database, or for PostgreSQL a
+fleetwatch.store.pgdb.PgDatabase that answers the same `db[table].create / add_column /
+create_index / drop` calls and `db.execute` with SQLite-style `?` SQL. Write new migrations with
+those calls, or SQL both understand; branch on `is_postgres(db)` only for what cannot be shared.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ APPLICATION_ID = 0x46574154
 class Migration:
     name: str
     apply: Callable[[sqlite_utils.Database], None]
+
+
+def is_postgres(db: object) -> bool:
+    return getattr(db, "dialect", "sqlite") == "postgresql"
 
 
 def _initial(db: sqlite_utils.Database) -> None:
@@ -44,10 +53,18 @@ def _initial(db: sqlite_utils.Database) -> None:
     db["series"].create_index(["key"], unique=True)
     db["series"].create_index(["resource_id"])
     # Keyed by (series, timestamp) so re-reading a window upserts instead of duplicating.
-    db.execute(
-        "CREATE TABLE samples (series_id INTEGER NOT NULL REFERENCES series(id), ts INTEGER NOT NULL, "
-        "value REAL NOT NULL, PRIMARY KEY (series_id, ts)) WITHOUT ROWID"
-    )
+    if is_postgres(db):
+        # One partition per UTC day (fleetwatch.store.pg makes them as samples arrive), so
+        # retention drops whole partitions instead of deleting rows.
+        db.execute(
+            "CREATE TABLE samples (series_id BIGINT NOT NULL REFERENCES series(id), ts BIGINT NOT NULL, "
+            "value DOUBLE PRECISION NOT NULL, PRIMARY KEY (series_id, ts)) PARTITION BY RANGE (ts)"
+        )
+    else:
+        db.execute(
+            "CREATE TABLE samples (series_id INTEGER NOT NULL REFERENCES series(id), ts INTEGER NOT NULL, "
+            "value REAL NOT NULL, PRIMARY KEY (series_id, ts)) WITHOUT ROWID"
+        )
     db.execute("CREATE INDEX samples_ts ON samples(ts)")
     db["poll_log"].create(
         {
@@ -102,10 +119,12 @@ def _alerting(db: sqlite_utils.Database) -> None:
 
 
 def _rollups(db: sqlite_utils.Database) -> None:
+    pg = is_postgres(db)
+    integer, real = ("BIGINT", "DOUBLE PRECISION") if pg else ("INTEGER", "REAL")
     db.execute(
-        "CREATE TABLE rollups (series_id INTEGER NOT NULL REFERENCES series(id), ts INTEGER NOT NULL, "
-        "count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, "
-        "PRIMARY KEY (series_id, ts)) WITHOUT ROWID"
+        f"CREATE TABLE rollups (series_id {integer} NOT NULL REFERENCES series(id), ts {integer} NOT NULL, "
+        f"count {integer} NOT NULL, sum {real} NOT NULL, min {real} NOT NULL, max {real} NOT NULL, "
+        f"PRIMARY KEY (series_id, ts)){'' if pg else ' WITHOUT ROWID'}"
     )
     db.execute("CREATE INDEX rollups_ts ON rollups(ts)")
 
@@ -212,6 +231,15 @@ def _incident_lead(db: sqlite_utils.Database) -> None:
     db["incidents"].add_column("cause_alert", str, not_null_default="")
 
 
+def _agents(db: sqlite_utils.Database) -> None:
+    # Several agents on one (PostgreSQL) store, fleetwatch.cluster: each live agent's heartbeat,
+    # and which agent holds each place (account, region) until when.
+    db["agents"].create({"id": str, "host": str, "pid": int, "started_at": int, "heartbeat_at": int},
+                        pk="id", not_null={"started_at", "heartbeat_at"})
+    db["place_leases"].create({"account": str, "region": str, "agent_id": str, "expires_at": int},
+                              pk=("account", "region"), not_null={"agent_id", "expires_at"})
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_resources_series_samples_poll_log", _initial),
     Migration("0002_findings_incidents_notifications_silences", _alerting),
@@ -221,5 +249,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0006_alert_pipeline", _incidents),
     Migration("0007_agent_cycles", _agent_cycles),
     Migration("0008_incident_cause_title", _incident_lead),
+    Migration("0009_agents_and_place_leases", _agents),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,131 @@
+"""Several agents on one PostgreSQL store (issue 20, stage 1): who is alive, who polls which
+place, and who alone runs detection, alerting, delivery, the digest and retention.
+
+Building blocks, tested on their own; `fleetwatch run` does not use them yet (it still holds
+one lock per store, fleetwatch.lock.store_lock).
+
+- **Heartbeats.** Each agent upserts its row in `agents` every cycle; an agent whose last beat
+  is older than `ttl` is dead.
+- **Places by rendezvous hashing.** A place (account, region) belongs to the live agent with
+  the highest hash of (agent, place): every agent computes the same owner from the same list,
+  and an agent joining or leaving moves only the places it gains or held.
+- **Leases.** Polling a place needs its lease in `place_leases`, renewed each cycle. An agent
+  takes a place only when the lease is free, its own or expired, and gives up at once a place
+  it no longer owns; so no two agents ever hold one place (no double fetch), and the next
+  holder resumes from the place's cursors (no gap).
+- **Alerting leader.** A session advisory lock on a connection of its own: the server frees it
+  when the leader's session ends, its death by SIGKILL included, and `held()` asks the server,
+  so a leader cut off from the database knows it is no longer one before it sends anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+from fleetwatch.store.db import Store, StoreError
+
+Place = tuple[str, str]  # (account, region)
+# pg_advisory_lock key of the alerting leader ("FWLD").
+LEADER_LOCK = 0x46574C44
+
+
+def rendezvous_owner(place: Place, agents: Iterable[str]) -> str | None:
+    """The agent a place belongs to: the highest sha256 of (agent, account, region)."""
+    account, region = place
+    return max(agents, key=lambda a: hashlib.sha256(f"{a}\0{account}\0{region}".encode()).digest(), default=None)
+
+
+class Membership:
+    """One agent's heartbeat and leases in the shared store. Every time is the caller's clock."""
+
+    def __init__(self, store: Store, agent_id: str, *, ttl: int = 180, lease: int = 180) -> None:
+        self.store, self.agent_id, self.ttl, self.lease = store, agent_id, ttl, lease
+
+    def heartbeat(self, now: int) -> None:
+        with self.store.transaction() as db:
+            db.execute("INSERT INTO agents (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?) "
+                       "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                       [self.agent_id, socket.gethostname(), os.getpid(), now, now])
+
+    def live(self, now: int) -> list[str]:
+        return [r[0] for r in self.store.db.execute("SELECT id FROM agents WHERE heartbeat_at > ? ORDER BY id", [now - self.ttl])]
+
+    def renew(self, places: Iterable[Place], now: int) -> set[Place]:
+        """Beat, give up the places this agent no longer owns, and take or renew the leases of
+        those it owns and may hold; one transaction. Returns the places it holds until
+        now + lease: those, and only those, it polls this cycle."""
+        self.heartbeat(now)
+        live = self.live(now)
+        if self.agent_id not in live:
+            raise StoreError(f"agent {self.agent_id}'s heartbeat is older than {self.ttl} s by the store's rows; "
+                             "check that the agents' clocks agree")
+        mine = {p for p in places if rendezvous_owner(p, live) == self.agent_id}
+        held: set[Place] = set()
+        with self.store.transaction() as db:
+            for account, region in db.execute("SELECT account, region FROM place_leases WHERE agent_id = ?", [self.agent_id]).fetchall():
+                if (account, region) not in mine:
+                    db.execute("DELETE FROM place_leases WHERE account = ? AND region = ? AND agent_id = ?",
+                               [account, region, self.agent_id])
+            for account, region in sorted(mine):
+                got = db.execute(
+                    "INSERT INTO place_leases (account, region, agent_id, expires_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (account, region) DO UPDATE SET agent_id = excluded.agent_id, expires_at = excluded.expires_at "
+                    "WHERE place_leases.agent_id = excluded.agent_id OR place_leases.expires_at <= ? RETURNING agent_id",
+                    [account, region, self.agent_id, now + self.lease, now]).fetchone()
+                if got:
+                    held.add((account, region))
+        return held
+
+    def leave(self) -> None:
+        """A clean stop: the places go to the others at their next cycle, without waiting for the lease."""
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM place_leases WHERE agent_id = ?", [self.agent_id])
+            db.execute("DELETE FROM agents WHERE id = ?", [self.agent_id])
+
+
+class Leadership:
+    """The alerting leader's advisory lock, on a session of its own (PostgreSQL only)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: Any = None
+
+    def try_lead(self) -> bool:
+        """Take the lock if it is free; True while this agent holds it."""
+        import psycopg
+
+        from fleetwatch.store.pgdb import connect, explain
+
+        if self.held():
+            return True
+        try:
+            if self.conn is None or self.conn.closed:
+                self.conn = connect(self.url)
+            return bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", [LEADER_LOCK]).fetchone()[0])
+        except psycopg.Error as exc:
+            self.close()
+            raise explain(self.url, exc) from exc
+
+    def held(self) -> bool:
+        """Asks the server whether this session still holds the lock: False once the session is
+        gone (terminated, or the network cut), whatever this process last believed."""
+        import psycopg
+
+        if self.conn is None or self.conn.closed:
+            return False
+        try:
+            return bool(self.conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
+                "AND objid = %s AND granted)", [LEADER_LOCK & 0xFFFFFFFF]).fetchone()[0])
+        except psycopg.Error:
+            self.close()
+            return False
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
