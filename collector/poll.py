@@ -41,6 +41,7 @@ PLACE_THREADS = 4
 # that much (plus one period) on every poll, whatever the cursor says: GetMetricData is billed per
 # metric requested, not per datapoint, so the longer window costs nothing.
 LATE_SECONDS = {"AWS/SQS": 15 * 60}
+VERIFY_INTERVAL = 24 * 3600  # seconds between two verifications of a place's plan against ListMetrics
 
 
 class PollAbandoned(Exception):
@@ -88,9 +89,10 @@ class Collector:
         # to be read. Their tier's cursor moves on for the other series; these are asked again
         # from here until an answer is Complete (at most 15 days back, as a cursor).
         self._reread: dict[tuple[Place, SeriesKey], int] = {}
-        # How ListMetrics is paced (collector/published.py); tests replace both so nothing waits.
-        self.sleep: Callable[[float], None] = time.sleep
-        self.monotonic: Callable[[], float] = time.monotonic
+        # How ListMetrics is paced (collector/published.py): on the injected clock, as discovery's
+        # pacer (a fake or emulated clock moves instead of sleeping); tests may replace both.
+        self.sleep: Callable[[float], None] = self.pacer.sleep
+        self.monotonic: Callable[[], float] = self.pacer.now
 
     @classmethod
     def from_config(cls, cfg: Any, store: Store, aws: Aws, clock: Clock, progress: Progress | None = None,
@@ -236,7 +238,8 @@ class Collector:
                     if self.should_stop():
                         break
                     result = self._discover(place, now, store, lock)
-                    verified = [self._verify(place, now, store, lock)] if result.status == "ok" else []
+                    due = result.status == "ok" and self._verify_due(place, now, store, lock)
+                    verified = [self._verify(place, now, store, lock)] if due else []
                     with self._db:
                         self._background_done += [result, *verified]
                         self._background_places.discard(place)
@@ -313,7 +316,17 @@ class Collector:
         found = self._discover(place, now)
         if found.status != "ok" and not self._resources(place):
             return [found]
-        return [found, self._verify(place, now)]
+        return [found, self._verify(place, now)] if self._verify_due(place, now) else [found]
+
+    def _verify_due(self, place: Place, now: int, store: Store | None = None, lock: Any = None) -> bool:
+        """ListMetrics lists every series of the place (at 20,000 functions, ~10^3 pages whose
+        parsing costs the agent more CPU than the rest of discovery), and what AWS publishes
+        changes slowly (a series is listed while it had data in the past two weeks): verified at
+        most every VERIFY_INTERVAL, not at each hourly discovery."""
+        store, lock = store or self.store, lock or self._db
+        with lock:
+            last = store.last_poll("listmetrics", place.account, place.region)
+        return last is None or now - last >= VERIFY_INTERVAL
 
     def _verify(self, place: Place, now: int, store: Store | None = None, lock: Any = None) -> SourceResult:
         """The plan against ListMetrics (collector/published.py): which planned series AWS does
@@ -395,7 +408,7 @@ class Collector:
             probes_due.append(("probe:lambda", lambda: probes.lambda_account(clients, by_kind["lambda_account"]["id"], end,
                                                                              self._concurrency(pp.resources, end))))
         if pp.plan.queues:
-            probes_due.append(("probe:sqs", lambda: self._queues(clients, pp.plan.queues, end)))
+            probes_due.append(("probe:sqs", lambda: self._queues(clients, self._queues_to_probe(pp, end), end, len(pp.plan.queues))))
         if pp.plan.functions:
             probes_due.append(("probe:deploys", lambda: probes.deploys(
                 clients, pp.plan.functions, pp.plan.aliased, end, probes.ALIAS_CHECKS,
@@ -435,11 +448,22 @@ class Collector:
         return {rid: (r["name"], r["facts"].get("reserved_concurrency"), got.get((rid, "ConcurrentExecutions", "Maximum"), []))
                 for rid, r in functions.items()}
 
-    def _queues(self, clients: Any, queues: list[tuple[str, str]], ts: int) -> probes.ProbeResult:
+    def _queues_to_probe(self, pp: _PlacePoll, end: int) -> list[tuple[str, str]]:
+        """Live depth only where a backlog grows (probes.queues_to_probe), from the CloudWatch
+        points this poll has just stored."""
+        facts = {r["id"]: r["facts"] for r in pp.resources if r["kind"] == "sqs"}
+        with self._db:
+            recent = self.store.recent_values([rid for rid, _ in pp.plan.queues], list(probes.RISING_READS),
+                                              end - probes.RISING_WINDOW, end + 60)
+        return probes.queues_to_probe(pp.plan.queues, facts, recent)
+
+    def _queues(self, clients: Any, queues: list[tuple[str, str]], ts: int, planned: int) -> probes.ProbeResult:
         got, errors = probes.queue_depth(clients, queues, ts)
         if errors and len(errors) == len(queues):
             raise probes.ProbeError("; ".join(errors[:3]))
-        got.note = f"{len(queues) - len(errors)} queues; failed: {'; '.join(errors[:3])}" if errors else f"{len(queues)} queues"
+        got.note = f"{len(queues) - len(errors)} of {planned} queues (the others steady or idle)"
+        if errors:
+            got.note += f"; failed: {'; '.join(errors[:3])}"
         return got
 
     def _metrics(self, place: Place, chunks: list[Chunk], clients: Any, now: int, monitoring: str = "") -> SourceResult:
