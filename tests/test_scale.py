@@ -50,3 +50,93 @@ def test_a_cycle_records_its_real_duration_and_stage_times_and_warns_before_it_f
     warnings = [json.loads(line) for line in stream.getvalue().splitlines() if "close to falling behind" in line]
     assert len(warnings) == 1 and warnings[0]["level"] == "warning" and warnings[0]["poll_id"], warnings
     assert "poll" in warnings[0]["message"] and "of its 60s interval" in warnings[0]["message"]
+
+
+# -- discovery and the emulator at scale -------------------------------------------------------------
+
+def test_the_plan_is_verified_against_list_metrics_at_most_daily_not_at_each_discovery(fleet: Any, tmp_path: Path) -> None:
+    from collector.poll import VERIFY_INTERVAL
+    from tests.conftest import make_collector, set_clock
+
+    start = fleet.model.clock.now()
+    with open_store(tmp_path / "fw.db") as store:
+        collector = make_collector(fleet, store, regions=["us-east-1"], roles=[])
+        collector.sleep, collector.monotonic = (lambda s: None), (lambda: 0.0)
+
+        def listed() -> int:
+            return sum(r.tally.calls["cloudwatch:ListMetrics"] for r in collector.discover() if r.source == "listmetrics")
+
+        assert listed() > 0, "the first discovery verifies the plan"
+        set_clock(fleet, start + 3600)
+        assert listed() == 0, "an hourly discovery does not list every series again"
+        set_clock(fleet, start + VERIFY_INTERVAL)
+        assert listed() > 0, "a day later it does"
+
+
+def test_list_functions_and_list_metrics_pages_do_not_rescan_the_whole_place(fleet: Any, monkeypatch: Any) -> None:
+    """Each later page is cut from its listing (the first page's), as AWS pages: moto is asked
+    for the functions once per listing, and ListMetrics matches the place's series once."""
+    from simulator import cloudwatch
+    from tests.conftest import client
+
+    monkeypatch.setattr(cloudwatch, "LIST_PAGE", 7)  # the session fleet is small: pages of 7, not 500
+    moto_calls, scans = [], []
+    moto_app, place = fleet.moto_app, fleet.registry.place
+    fleet.moto_app = lambda environ, start_response: (moto_calls.append(environ.get("PATH_INFO")), moto_app(environ, start_response))[1]
+    fleet.registry.place = lambda *a: (scans.append(a), place(*a))[1]
+    try:
+        lam = client(fleet, "lambda")
+        names = [f["FunctionName"] for page in lam.get_paginator("list_functions").paginate(PaginationConfig={"PageSize": 2})
+                 for f in page["Functions"]]
+        cw = client(fleet, "cloudwatch")
+        pages = list(cw.get_paginator("list_metrics").paginate(Namespace="AWS/Lambda"))
+    finally:
+        fleet.moto_app, fleet.registry.place = moto_app, place
+    assert len(names) == len(set(names)) > 4
+    assert moto_calls.count("/2015-03-31/functions/") + moto_calls.count("/2015-03-31/functions") == 1, moto_calls
+    assert len(pages) > 1 and len(scans) == 1, (len(pages), scans)
+
+
+# -- live SQS depth only where a backlog grows ----------------------------------------------------------
+
+def test_live_queue_depth_is_read_only_for_queues_whose_backlog_or_age_is_rising(fleet: Any, tmp_path: Path) -> None:
+    from tests.conftest import control, make_collector, set_clock
+
+    control(fleet, "/__fleet__/scenario", {"name": "queue-growth"})
+    (label,) = fleet.model.incident_labels()
+    set_clock(fleet, int(label["start"]) + 20 * 60)
+    with open_store(tmp_path / "fw.db") as store:
+        collector = make_collector(fleet, store, regions=["us-east-1"], roles=[], backfill=1800)
+        first = collector.poll(force_discovery=True, tiers=("fast", "slow"))
+        queues = [r for r in store.resources() if r["kind"] == "sqs" and r["account"] == "123456789012"]
+        asked = next(s for s in first.sources if s.source == "probe:sqs").tally.calls["sqs:GetQueueAttributes"]
+        assert asked == len(queues) >= 6, "the first slow poll reads every queue once"
+        read_at = {r["name"]: r["facts"]["live_at"] for r in queues}
+
+        set_clock(fleet, fleet.model.clock.now() + 300)
+        second = collector.poll(tiers=("fast", "slow"))
+        probe = next(s for s in second.sources if s.source == "probe:sqs")
+        now = {r["name"]: r["facts"]["live_at"] for r in store.resources() if r["kind"] == "sqs" and r["account"] == "123456789012"}
+    assert now["images-queue"] > read_at["images-queue"], "the growing backlog is read live again"
+    steady = [name for name in now if now[name] == read_at[name]]
+    assert probe.tally.calls["sqs:GetQueueAttributes"] == len(queues) - len(steady) < len(queues)
+    assert len(steady) >= len(queues) // 2, (steady, now)
+    assert f"of {len(queues)} queues" in probe.note
+
+
+# -- samples that did not change are not rewritten --------------------------------------------------------
+
+def test_a_re_read_sample_that_did_not_change_is_not_rewritten(tmp_path: Path) -> None:
+    from fleetwatch.store import SeriesKey
+
+    key = SeriesKey("lambda/123456789012/us-east-1/orders-fn", "AWS/Lambda", "Invocations", (("FunctionName", "orders-fn"),), "Sum", 60)
+    points = [(1_800_000_000 + 60 * i, float(i)) for i in range(15)]
+    with open_store(tmp_path / "fw.db") as store:
+        store.upsert_resource(id=key.resource_id, account="123456789012", region="us-east-1", kind="lambda", name="orders-fn",
+                              seen_at=points[0][0])
+        store.write_samples([(key, points)])
+        before = store.db.conn.total_changes
+        store.write_samples([(key, points[:-1] + [(points[-1][0], 99.0)])])  # re-read: one point moved
+        assert store.db.conn.total_changes - before == 1, "only the point whose value changed was written"
+        sid = store.ensure_series(key)
+        assert store.samples(sid, 0, 2**40)[-1] == (points[-1][0], 99.0) and len(store.samples(sid, 0, 2**40)) == 15
