@@ -345,9 +345,10 @@ class Store:
                         sid = self._series_id_in(db, key)
                     # A value that is not a finite number is no measurement (SQLite would store NaN as NULL).
                     rows.extend((sid, int(ts), float(v)) for ts, v in points if math.isfinite(v))
+                # A point re-read unchanged (most of each poll's re-read window) is not rewritten.
                 db.conn.executemany(
                     "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) "
-                    "ON CONFLICT(series_id, ts) DO UPDATE SET value = excluded.value", rows)
+                    "ON CONFLICT(series_id, ts) DO UPDATE SET value = excluded.value WHERE samples.value <> excluded.value", rows)
         except BaseException:
             self._series_ids.clear()  # ids created in the rolled-back transaction do not exist
             raise
