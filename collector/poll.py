@@ -38,8 +38,8 @@ PLACE_THREADS = 4
 # Namespaces whose datapoints can land later than poll.lookback re-reads: an SQS queue that wakes
 # after six inactive hours publishes its first metrics up to 15 minutes late (SQS Developer Guide,
 # "Monitoring Amazon SQS queues using CloudWatch"; SIGNALS.md §4). Their series are re-read over
-# that much (plus one period) on every poll, whatever the cursor says: GetMetricData is billed per
-# metric requested, not per datapoint, so the longer window costs nothing.
+# that much (plus one period) on every poll where the slow tier is due, whatever the cursor says:
+# GetMetricData is billed per metric requested, not per datapoint, so the longer window costs nothing.
 LATE_SECONDS = {"AWS/SQS": 15 * 60}
 VERIFY_INTERVAL = 24 * 3600  # seconds between two verifications of a place's plan against ListMetrics
 
@@ -51,6 +51,7 @@ class PollAbandoned(Exception):
 
 class Collector:
     def __init__(self, store: Store, aws: Aws, clock: Clock, *, lookback: int = 900, backfill: int = 86400,
+                 short_lookback: int | None = None,
                  slow_interval: int = 300, discovery_interval: int = 3600, xray_max_traces: int = 100,
                  scope: Scope | None = None, progress: Progress | None = None, probes: bool = True,
                  should_stop: Callable[[], bool] | None = None,
@@ -60,6 +61,8 @@ class Collector:
                  background_discovery: bool = False, pacer: pacing.Pacer | None = None) -> None:
         self.store, self.aws, self.clock = store, aws, clock
         self.lookback, self.backfill = lookback, backfill
+        # Re-read on polls where the slow tier is not due (None: the full lookback every poll).
+        self.short_lookback = min(short_lookback, lookback) if short_lookback else lookback
         self.slow_interval, self.discovery_interval = slow_interval, discovery_interval
         self.xray_max_traces = xray_max_traces
         self.scope = scope or Scope()
@@ -98,6 +101,7 @@ class Collector:
     def from_config(cls, cfg: Any, store: Store, aws: Aws, clock: Clock, progress: Progress | None = None,
                     should_stop: Callable[[], bool] | None = None, background_discovery: bool = False) -> Collector:
         return cls(store, aws, clock, lookback=cfg["poll.lookback"], backfill=cfg["poll.backfill"],
+                   short_lookback=cfg["poll.short_lookback"],
                    slow_interval=cfg["poll.slow_interval"], discovery_interval=cfg["discovery.interval"],
                    xray_max_traces=cfg["poll.xray_max_traces"], scope=Scope.from_config(cfg), progress=progress,
                    should_stop=should_stop, sources=cfg["poll.coldstart_sources"],
@@ -365,18 +369,23 @@ class Collector:
             triggered = plan.Triggered()
         place_plan = plan.build(place, resources, tiers, triggered)
 
+        # The full re-read window when the slow tier is due (every slow_interval), a short one on
+        # the polls between: late datapoints land within a slow interval, and a fast poll parses
+        # and stores a few minutes a series instead of the whole lookback.
+        full = SLOW in tiers
+        lookback = self.lookback if full else self.short_lookback
         starts: dict[str, int] = {}
         for tier in tiers:
             cursor = cursors[tier]
-            start = end - max(self.backfill, self.lookback) if cursor is None else min(cursor, end - self.lookback)
+            start = end - max(self.backfill, self.lookback) if cursor is None else min(cursor, end - lookback)
             starts[tier] = max(start, end - plan.MAX_HISTORY) // ALIGN * ALIGN
-        starts[DETAIL] = (end - self.lookback) // ALIGN * ALIGN
+        starts[DETAIL] = (end - lookback) // ALIGN * ALIGN
         # A re-read goes back as far as a tier's cursor may: CloudWatch's 15 days of one-minute
         # data. One series over 15 days is one call, so a series that keeps failing stays cheap.
         oldest = (end - plan.MAX_HISTORY) // ALIGN * ALIGN
         by_start: dict[tuple[int, bool], list[tuple[Place, plan.Query]]] = {}
         for q in place_plan.queries:
-            late = LATE_SECONDS.get(q.key.namespace, 0)
+            late = LATE_SECONDS.get(q.key.namespace, 0) if full else 0
             if late:  # points published late: the whole tier reads that far back, so it stays one call
                 # (GetMetricData bills per metric requested, not per datapoint, so this costs nothing)
                 starts[q.tier] = min(starts[q.tier], max(end - late - q.key.period, end - plan.MAX_HISTORY) // ALIGN * ALIGN)

@@ -140,3 +140,35 @@ def test_a_re_read_sample_that_did_not_change_is_not_rewritten(tmp_path: Path) -
         assert store.db.conn.total_changes - before == 1, "only the point whose value changed was written"
         sid = store.ensure_series(key)
         assert store.samples(sid, 0, 2**40)[-1] == (points[-1][0], 99.0) and len(store.samples(sid, 0, 2**40)) == 15
+
+
+# -- a short re-read on most polls, the full window when the slow tier is due ------------------------------
+
+def test_fast_polls_re_read_a_short_window_and_slow_polls_the_full_one(fleet: Any, tmp_path: Path) -> None:
+    from collector.catalog import ALIGN
+    from tests.conftest import make_collector, set_clock
+
+    start = int(fleet.model.clock.now()) // 60 * 60
+    with open_store(tmp_path / "fw.db") as store:
+        collector = make_collector(fleet, store, regions=["us-east-1"], roles=[], backfill=900, lookback=900, short_lookback=180)
+        collector.discover()
+        place = collector.aws.places()[0]
+        windows: list[tuple[int, int]] = []
+
+        def seen(params: dict[str, Any], **_: Any) -> None:
+            windows.append((int(params["StartTime"]), int(params["EndTime"])))
+
+        collector.aws.client(place, "cloudwatch").meta.events.register("provide-client-params.cloudwatch.GetMetricData", seen)
+        spans = []
+        for minute in range(1, 7):  # the slow tier falls due again five minutes after the first poll
+            set_clock(fleet, start + 60 * minute)
+            windows.clear()
+            report = collector.poll()
+            tiers = report.tiers[str(place)]
+            spans.append((tiers, max(end - begin for begin, end in windows)))
+    assert spans[0][0] == ["fast", "slow"]
+    for tiers, span in spans[1:5]:
+        # Windows start on a five-minute boundary (collector.catalog.ALIGN): 180 s back, aligned.
+        assert tiers == ["fast"] and 180 <= span < 180 + ALIGN, spans
+    tiers, span = spans[5]
+    assert "slow" in tiers and span >= 15 * 60 + 60, spans  # the full window (SQS's: 15 minutes late and one period)
