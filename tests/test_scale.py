@@ -172,3 +172,44 @@ def test_fast_polls_re_read_a_short_window_and_slow_polls_the_full_one(fleet: An
         assert tiers == ["fast"] and 180 <= span < 180 + ALIGN, spans
     tiers, span = spans[5]
     assert "slow" in tiers and span >= 15 * 60 + 60, spans  # the full window (SQS's: 15 minutes late and one period)
+
+
+# -- GetMetricData batches of a place fetched concurrently, bounded ----------------------------------------
+
+def test_a_places_get_metric_data_batches_are_fetched_concurrently_at_most_metric_threads_at_once(
+        fleet: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    import threading
+
+    from collector import plan, poll
+    from tests.conftest import make_collector
+
+    monkeypatch.setattr(plan, "MAX_QUERIES", 20)  # the session fleet is small: batches of 20 queries, not 500
+    lock, all_started = threading.Lock(), threading.Event()
+    state = {"in_flight": 0, "most": 0, "calls": 0}
+
+    def before(**_: Any) -> None:
+        with lock:
+            state["in_flight"] += 1
+            state["calls"] += 1
+            state["most"] = max(state["most"], state["in_flight"])
+            first = state["calls"] == 1
+            if state["in_flight"] == poll.METRIC_THREADS:
+                all_started.set()
+        if first:  # the first call waits for the others to start: only concurrent fetching lets them
+            all_started.wait(timeout=20)
+
+    def after(**_: Any) -> None:
+        with lock:
+            state["in_flight"] -= 1
+
+    with open_store(tmp_path / "fw.db") as store:
+        collector = make_collector(fleet, store, regions=["us-east-1"], roles=[], backfill=900)
+        collector.discover()
+        cw = collector.aws.client(collector.aws.places()[0], "cloudwatch")
+        cw.meta.events.register("before-send.cloudwatch.GetMetricData", before)
+        cw.meta.events.register("after-call.cloudwatch.GetMetricData", after)
+        report = collector.poll(tiers=("fast", "slow"))
+    assert not report.errors, report.summary()
+    assert report.calls["cloudwatch:GetMetricData"] > poll.METRIC_THREADS
+    assert state["most"] == poll.METRIC_THREADS, state
+    assert report.samples > 0
