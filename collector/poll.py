@@ -38,7 +38,7 @@ PLACE_THREADS = 4
 # Namespaces whose datapoints can land later than poll.lookback re-reads: an SQS queue that wakes
 # after six inactive hours publishes its first metrics up to 15 minutes late (SQS Developer Guide,
 # "Monitoring Amazon SQS queues using CloudWatch"; SIGNALS.md §4). Their series are re-read over
-# that much (plus one period) on every poll where the slow tier is due, whatever the cursor says:
+# that much (plus one period) on every full re-read (every poll.slow_interval), whatever the cursor says:
 # GetMetricData is billed per metric requested, not per datapoint, so the longer window costs nothing.
 LATE_SECONDS = {"AWS/SQS": 15 * 60}
 # GetMetricData calls of one place in flight at once. CloudWatch allows 50 per second per account
@@ -68,6 +68,7 @@ class Collector:
         self.lookback, self.backfill = lookback, backfill
         # Re-read on polls where the slow tier is not due (None: the full lookback every poll).
         self.short_lookback = min(short_lookback, lookback) if short_lookback else lookback
+        self._full_at: dict[Place, int] = {}  # when each place last re-read the full lookback
         self.slow_interval, self.discovery_interval = slow_interval, discovery_interval
         self.xray_max_traces = xray_max_traces
         self.scope = scope or Scope()
@@ -374,10 +375,12 @@ class Collector:
             triggered = plan.Triggered()
         place_plan = plan.build(place, resources, tiers, triggered)
 
-        # The full re-read window when the slow tier is due (every slow_interval), a short one on
-        # the polls between: late datapoints land within a slow interval, and a fast poll parses
-        # and stores a few minutes a series instead of the whole lookback.
-        full = SLOW in tiers
+        # The full re-read window once every slow_interval (and always without a short window),
+        # a short one on the polls between: late datapoints land within a slow interval, and a
+        # fast poll parses and stores a few minutes a series instead of the whole lookback.
+        full = self.short_lookback >= self.lookback or end - self._full_at.get(place, -plan.MAX_HISTORY) >= self.slow_interval - 30
+        if full:
+            self._full_at[place] = end
         lookback = self.lookback if full else self.short_lookback
         starts: dict[str, int] = {}
         for tier in tiers:

@@ -253,9 +253,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "poll.short_lookback", "duration", 180,
-        "Trailing window re-read on polls where the slow tier is not due; the full poll.lookback "
-        "(and SQS's 15 minutes of late metrics) is re-read whenever it is, so late datapoints still "
-        "land. Fewer points parsed and stored each minute on a large fleet.",
+        "Trailing window re-read on most polls; the full poll.lookback (and SQS's 15 minutes of late "
+        "metrics) is re-read once every poll.slow_interval, so late datapoints still land. Fewer "
+        "points parsed and stored each minute on a large fleet.",
         minimum=60, maximum=3 * 3600,
     ),
     Setting(
