@@ -30,14 +30,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -47,50 +43,14 @@ sys.path.insert(0, str(ROOT))
 import boto3  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
+from bench.fleetbench import CREDS, RemoteClock, quota_use, start_fleet  # noqa: E402
 from collector.aws import Aws  # noqa: E402
-from collector.pacing import QUOTAS, Pacer  # noqa: E402
+from collector.pacing import Pacer  # noqa: E402
 from collector.plan import MAX_QUERIES  # noqa: E402
 from collector.poll import Collector  # noqa: E402
 from collector.report import project  # noqa: E402
-from fleetwatch.clock import Clock, FakeClock  # noqa: E402
+from fleetwatch.clock import FakeClock  # noqa: E402
 from fleetwatch.store import open_store  # noqa: E402
-
-CREDS = {"aws_access_key_id": "AKIABENCHFLEETWATCH1", "aws_secret_access_key": "bench"}
-START_TIMEOUT = 900  # seconds to wait for the emulator to provision the padded fleet
-
-
-class RemoteClock(Clock):
-    """The emulator's fake clock, read over its control endpoint, so both sides agree on now."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-
-    def now(self) -> float:
-        with urllib.request.urlopen(f"{self.endpoint}/__fleet__/clock", timeout=10) as resp:
-            return float(json.loads(resp.read())["now"])
-
-    def advance(self, seconds: float) -> None:
-        req = urllib.request.Request(f"{self.endpoint}/__fleet__/clock", data=json.dumps({"advance": seconds}).encode(), method="POST")
-        urllib.request.urlopen(req, timeout=10).close()
-
-
-def start(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
-    anchor = time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime())
-    cmd = [sys.executable, "-m", "fleetwatch.cli", "emulate", "--port", "0", "--fake-clock", "--anchor", anchor,
-           "--scenario", args.scenario, "--functions", str(args.functions), "--queues", str(args.queues),
-           "--tables", str(args.tables), "--databases", str(args.databases)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    deadline = time.monotonic() + START_TIMEOUT
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        match = re.match(r"^endpoint: (http://\S+)", line)
-        if match:
-            return proc, match.group(1)
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    raise SystemExit("the emulator did not start; run `fleetwatch emulate` with the same options to see why")
 
 
 def main() -> None:
@@ -107,7 +67,8 @@ def main() -> None:
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    proc, endpoint = start(args)
+    proc, endpoint = start_fleet(functions=args.functions, queues=args.queues, tables=args.tables,
+                                 databases=args.databases, scenario=args.scenario)
     print(f"emulated fleet ready at {endpoint} in {time.perf_counter() - t0:.0f} s", flush=True)
     try:
         run(args, endpoint)
@@ -230,21 +191,7 @@ def measure_discovery(args: argparse.Namespace, aws: Aws, clock: RemoteClock) ->
             results = collector.discover()
             assert all(r.status == "ok" for r in results), [r.error for r in results]
             print(f"discovery {hour}: {len(released) - n} paced calls over {paced.now() - begun:.0f} s (paced); {results[0].note}", flush=True)
-    out: dict[str, Any] = {}
-    for key in sorted({k for k, _ in released}):
-        times = sorted(t for k, t in released if k == key)
-        hourly = max(sum(1 for t in times if s <= t < s + 3600) for s in times[:: max(1, len(times) // 500)] + [times[0]])
-        j, peak = 0, 0
-        for i, t in enumerate(times):
-            while times[j] <= t - 1.0 + 1e-9:
-                j += 1
-            peak = max(peak, i - j + 1)
-        quota = QUOTAS[key].per_second
-        out[key] = {"calls": len(times), "busiest_hour_calls": hourly, "peak_per_second": peak, "quota_per_second": quota,
-                    "peak_share_of_quota": round(peak / quota, 3), "hour_share_of_quota": round(hourly / (quota * 3600), 3)}
-        print(f"  {key}: {len(times)} calls, busiest hour {hourly} calls ({hourly / 3600:.2f}/s), peak {peak} in one second "
-              f"against a documented {quota:g}/s ({peak / quota:.0%})", flush=True)
-    return out
+    return quota_use(released)
 
 
 if __name__ == "__main__":

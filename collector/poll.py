@@ -38,9 +38,15 @@ PLACE_THREADS = 4
 # Namespaces whose datapoints can land later than poll.lookback re-reads: an SQS queue that wakes
 # after six inactive hours publishes its first metrics up to 15 minutes late (SQS Developer Guide,
 # "Monitoring Amazon SQS queues using CloudWatch"; SIGNALS.md §4). Their series are re-read over
-# that much (plus one period) on every poll, whatever the cursor says: GetMetricData is billed per
-# metric requested, not per datapoint, so the longer window costs nothing.
+# that much (plus one period) on every full re-read (every poll.slow_interval), whatever the cursor says:
+# GetMetricData is billed per metric requested, not per datapoint, so the longer window costs nothing.
 LATE_SECONDS = {"AWS/SQS": 15 * 60}
+# GetMetricData calls of one place in flight at once. CloudWatch allows 50 per second per account
+# and Region, and 180,000 datapoints a second for windows starting within 3 hours (CloudWatch
+# service quotas, https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_limits.html;
+# SIGNALS.md): four calls of 500 queries, each answering in well over 80 ms, stay under both.
+METRIC_THREADS = 4
+VERIFY_INTERVAL = 24 * 3600  # seconds between two verifications of a place's plan against ListMetrics
 
 
 class PollAbandoned(Exception):
@@ -50,6 +56,7 @@ class PollAbandoned(Exception):
 
 class Collector:
     def __init__(self, store: Store, aws: Aws, clock: Clock, *, lookback: int = 900, backfill: int = 86400,
+                 short_lookback: int | None = None,
                  slow_interval: int = 300, discovery_interval: int = 3600, xray_max_traces: int = 100,
                  scope: Scope | None = None, progress: Progress | None = None, probes: bool = True,
                  should_stop: Callable[[], bool] | None = None,
@@ -59,6 +66,9 @@ class Collector:
                  background_discovery: bool = False, pacer: pacing.Pacer | None = None) -> None:
         self.store, self.aws, self.clock = store, aws, clock
         self.lookback, self.backfill = lookback, backfill
+        # Re-read on polls where the slow tier is not due (None: the full lookback every poll).
+        self.short_lookback = min(short_lookback, lookback) if short_lookback else lookback
+        self._full_at: dict[Place, int] = {}  # when each place last re-read the full lookback
         self.slow_interval, self.discovery_interval = slow_interval, discovery_interval
         self.xray_max_traces = xray_max_traces
         self.scope = scope or Scope()
@@ -88,14 +98,16 @@ class Collector:
         # to be read. Their tier's cursor moves on for the other series; these are asked again
         # from here until an answer is Complete (at most 15 days back, as a cursor).
         self._reread: dict[tuple[Place, SeriesKey], int] = {}
-        # How ListMetrics is paced (collector/published.py); tests replace both so nothing waits.
-        self.sleep: Callable[[float], None] = time.sleep
-        self.monotonic: Callable[[], float] = time.monotonic
+        # How ListMetrics is paced (collector/published.py): on the injected clock, as discovery's
+        # pacer (a fake or emulated clock moves instead of sleeping); tests may replace both.
+        self.sleep: Callable[[float], None] = self.pacer.sleep
+        self.monotonic: Callable[[], float] = self.pacer.now
 
     @classmethod
     def from_config(cls, cfg: Any, store: Store, aws: Aws, clock: Clock, progress: Progress | None = None,
                     should_stop: Callable[[], bool] | None = None, background_discovery: bool = False) -> Collector:
         return cls(store, aws, clock, lookback=cfg["poll.lookback"], backfill=cfg["poll.backfill"],
+                   short_lookback=cfg["poll.short_lookback"],
                    slow_interval=cfg["poll.slow_interval"], discovery_interval=cfg["discovery.interval"],
                    xray_max_traces=cfg["poll.xray_max_traces"], scope=Scope.from_config(cfg), progress=progress,
                    should_stop=should_stop, sources=cfg["poll.coldstart_sources"],
@@ -236,7 +248,8 @@ class Collector:
                     if self.should_stop():
                         break
                     result = self._discover(place, now, store, lock)
-                    verified = [self._verify(place, now, store, lock)] if result.status == "ok" else []
+                    due = result.status == "ok" and self._verify_due(place, now, store, lock)
+                    verified = [self._verify(place, now, store, lock)] if due else []
                     with self._db:
                         self._background_done += [result, *verified]
                         self._background_places.discard(place)
@@ -313,7 +326,17 @@ class Collector:
         found = self._discover(place, now)
         if found.status != "ok" and not self._resources(place):
             return [found]
-        return [found, self._verify(place, now)]
+        return [found, self._verify(place, now)] if self._verify_due(place, now) else [found]
+
+    def _verify_due(self, place: Place, now: int, store: Store | None = None, lock: Any = None) -> bool:
+        """ListMetrics lists every series of the place (at 20,000 functions, ~10^3 pages whose
+        parsing costs the agent more CPU than the rest of discovery), and what AWS publishes
+        changes slowly (a series is listed while it had data in the past two weeks): verified at
+        most every VERIFY_INTERVAL, not at each hourly discovery."""
+        store, lock = store or self.store, lock or self._db
+        with lock:
+            last = store.last_poll("listmetrics", place.account, place.region)
+        return last is None or now - last >= VERIFY_INTERVAL
 
     def _verify(self, place: Place, now: int, store: Store | None = None, lock: Any = None) -> SourceResult:
         """The plan against ListMetrics (collector/published.py): which planned series AWS does
@@ -352,18 +375,25 @@ class Collector:
             triggered = plan.Triggered()
         place_plan = plan.build(place, resources, tiers, triggered)
 
+        # The full re-read window once every slow_interval (and always without a short window),
+        # a short one on the polls between: late datapoints land within a slow interval, and a
+        # fast poll parses and stores a few minutes a series instead of the whole lookback.
+        full = self.short_lookback >= self.lookback or end - self._full_at.get(place, -plan.MAX_HISTORY) >= self.slow_interval - 30
+        if full:
+            self._full_at[place] = end
+        lookback = self.lookback if full else self.short_lookback
         starts: dict[str, int] = {}
         for tier in tiers:
             cursor = cursors[tier]
-            start = end - max(self.backfill, self.lookback) if cursor is None else min(cursor, end - self.lookback)
+            start = end - max(self.backfill, self.lookback) if cursor is None else min(cursor, end - lookback)
             starts[tier] = max(start, end - plan.MAX_HISTORY) // ALIGN * ALIGN
-        starts[DETAIL] = (end - self.lookback) // ALIGN * ALIGN
+        starts[DETAIL] = (end - lookback) // ALIGN * ALIGN
         # A re-read goes back as far as a tier's cursor may: CloudWatch's 15 days of one-minute
         # data. One series over 15 days is one call, so a series that keeps failing stays cheap.
         oldest = (end - plan.MAX_HISTORY) // ALIGN * ALIGN
         by_start: dict[tuple[int, bool], list[tuple[Place, plan.Query]]] = {}
         for q in place_plan.queries:
-            late = LATE_SECONDS.get(q.key.namespace, 0)
+            late = LATE_SECONDS.get(q.key.namespace, 0) if full else 0
             if late:  # points published late: the whole tier reads that far back, so it stays one call
                 # (GetMetricData bills per metric requested, not per datapoint, so this costs nothing)
                 starts[q.tier] = min(starts[q.tier], max(end - late - q.key.period, end - plan.MAX_HISTORY) // ALIGN * ALIGN)
@@ -395,7 +425,7 @@ class Collector:
             probes_due.append(("probe:lambda", lambda: probes.lambda_account(clients, by_kind["lambda_account"]["id"], end,
                                                                              self._concurrency(pp.resources, end))))
         if pp.plan.queues:
-            probes_due.append(("probe:sqs", lambda: self._queues(clients, pp.plan.queues, end)))
+            probes_due.append(("probe:sqs", lambda: self._queues(clients, self._queues_to_probe(pp, end), end, len(pp.plan.queues))))
         if pp.plan.functions:
             probes_due.append(("probe:deploys", lambda: probes.deploys(
                 clients, pp.plan.functions, pp.plan.aliased, end, probes.ALIAS_CHECKS,
@@ -435,32 +465,49 @@ class Collector:
         return {rid: (r["name"], r["facts"].get("reserved_concurrency"), got.get((rid, "ConcurrentExecutions", "Maximum"), []))
                 for rid, r in functions.items()}
 
-    def _queues(self, clients: Any, queues: list[tuple[str, str]], ts: int) -> probes.ProbeResult:
+    def _queues_to_probe(self, pp: _PlacePoll, end: int) -> list[tuple[str, str]]:
+        """Live depth only where a backlog grows (probes.queues_to_probe), from the CloudWatch
+        points this poll has just stored."""
+        facts = {r["id"]: r["facts"] for r in pp.resources if r["kind"] == "sqs"}
+        with self._db:
+            recent = self.store.recent_values([rid for rid, _ in pp.plan.queues], list(probes.RISING_READS),
+                                              end - probes.RISING_WINDOW, end + 60)
+        return probes.queues_to_probe(pp.plan.queues, facts, recent)
+
+    def _queues(self, clients: Any, queues: list[tuple[str, str]], ts: int, planned: int) -> probes.ProbeResult:
         got, errors = probes.queue_depth(clients, queues, ts)
         if errors and len(errors) == len(queues):
             raise probes.ProbeError("; ".join(errors[:3]))
-        got.note = f"{len(queues) - len(errors)} queues; failed: {'; '.join(errors[:3])}" if errors else f"{len(queues)} queues"
+        got.note = f"{len(queues) - len(errors)} of {planned} queues (the others steady or idle)"
+        if errors:
+            got.note += f"; failed: {'; '.join(errors[:3])}"
         return got
 
     def _metrics(self, place: Place, chunks: list[Chunk], clients: Any, now: int, monitoring: str = "") -> SourceResult:
-        """Fetch chunk by chunk, batch by batch. Each batch's samples are stored on a writer
-        thread while the next batch is fetched; a chunk's cursors move only once all of its
-        batches are stored. With `monitoring` (the monitoring account's id), `place` is the
+        """Fetch chunk by chunk (oldest first), a chunk's batches up to METRIC_THREADS at once. Each
+        batch's samples are stored on a writer thread, in order, while later batches are fetched;
+        a chunk's cursors move only once all of its batches are stored. With `monitoring` (the monitoring account's id), `place` is the
         monitoring account's and each query of another account carries its AccountId."""
         result = SourceResult("cloudwatch", place)
         partial: list[str] = []
-        with self.aws.log.source("cloudwatch"), ThreadPoolExecutor(max_workers=1) as writer:
+        with self.aws.log.source("cloudwatch"), ThreadPoolExecutor(max_workers=1) as writer, \
+                ThreadPoolExecutor(max_workers=METRIC_THREADS) as fetcher:
             try:
                 cw = clients("cloudwatch")
                 for chunk in chunks:
-                    pending = []
-                    for i in range(0, len(chunk.queries), plan.MAX_QUERIES):
+                    batches = [chunk.items[i:i + plan.MAX_QUERIES] for i in range(0, len(chunk.queries), plan.MAX_QUERIES)]
+
+                    def one(batch: list[tuple[Place, plan.Query]], chunk: Chunk = chunk) -> tuple[Any, list[str], set[SeriesKey]]:
                         if self.should_stop():
                             raise PollAbandoned
-                        batch = chunk.items[i:i + plan.MAX_QUERIES]
                         accounts = [p.account if p.account != monitoring else "" for p, _ in batch] if monitoring else None
                         incomplete: set[SeriesKey] = set()
                         points, problems = fetch(cw, [q for _, q in batch], chunk.start, chunk.end, incomplete, accounts)
+                        return points, problems, incomplete
+
+                    # A chunk's batches in flight together (at most METRIC_THREADS), taken in order.
+                    pending = []
+                    for batch, (points, problems, incomplete) in zip(batches, fetcher.map(pacing.in_context(one), batches)):
                         partial.extend(problems)
                         self._note_incomplete(batch, incomplete, chunk.start)
                         pending.append(writer.submit(self._write, points))

@@ -251,6 +251,36 @@ def _alias_priority(facts: dict[str, Any]) -> tuple[int, int, int]:
 LIVE_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
 
 
+# CloudWatch's backlog and age per queue, which decide whose live depth is read.
+RISING_READS = ("ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage")
+RISING_WINDOW = 15 * 60  # seconds of stored points compared
+
+
+def queues_to_probe(queues: list[tuple[str, str]], facts: dict[str, dict[str, Any]],
+                    recent: dict[tuple[str, str, str], list[tuple[int, float]]]) -> list[tuple[str, str]]:
+    """The queues whose live depth (one GetQueueAttributes each) is worth reading this poll, out of
+    `queues` (resource id, URL), from their facts and their stored CloudWatch backlog and age of
+    the last RISING_WINDOW (`recent`, by (id, metric, "Maximum")): those
+
+    - never read yet (a first reading for each);
+    - whose backlog or oldest message's age is rising (the latest point above the window's first);
+    - that CloudWatch is silent about while their last live reading held messages: a queue that
+      wakes publishes its metrics up to 15 minutes late (SQS Developer Guide, "Monitoring Amazon
+      SQS queues using CloudWatch"), and a waking DLQ is judged on its live depth meanwhile.
+
+    A fleet of steady or idle queues is not read queue by queue every slow poll (at 8,000 queues,
+    8,000 calls each time)."""
+    out = []
+    for rid, url in queues:
+        f = facts.get(rid) or {}
+        series = [recent.get((rid, metric, "Maximum")) or [] for metric in RISING_READS]
+        rising = any(len(pts) >= 2 and pts[-1][1] > pts[0][1] for pts in series)
+        silent = not any(series)
+        if f.get("live_at") is None or rising or (silent and float(f.get("live_messages") or 0) > 0):
+            out.append((rid, url))
+    return out
+
+
 def queue_depth(clients: Clients, queues: list[tuple[str, str]], ts: int) -> tuple[ProbeResult, list[str]]:
     """Live depth per queue, without CloudWatch's lag. A queue that fails is reported and skipped."""
     out, errors = ProbeResult(), []

@@ -160,6 +160,8 @@ class Emulator:
         services.revise_lambda_functions()
         self.model = model
         self.registry = cloudwatch.Registry(model)
+        # The last ListFunctions listing moto gave per (account, region): its later pages are cut from it.
+        self._listed_functions: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.usage = Usage()
         self.moto_app = DomainDispatcherApplication(create_backend_app)
         self.host, self.port = host, port
@@ -272,6 +274,11 @@ class Emulator:
             except ValueError:
                 return self._error(start_response, call, ApiError("InvalidParameterValueException", "Marker and MaxItems must be numbers."))
             environ["QUERY_STRING"] = ""
+        if list_functions and offset > 0 and (call.account, call.region) in self._listed_functions:
+            # A later page of a listing: cut from the one moto gave for its first page, as AWS
+            # pages one listing (moto serialises every function for every page: a 20,000-function
+            # listing of 400 pages would be quadratic).
+            return self._functions_page(start_response, call, self._listed_functions[(call.account, call.region)], offset, size)
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
@@ -283,14 +290,10 @@ class Emulator:
         if hasattr(chunks, "close"):
             chunks.close()
         if captured["status"].startswith("200") and list_functions:
-            page = json.loads(raw)
-            functions = [self._observed(call, self._deployed(call, fn)) for fn in page.get("Functions", [])]
-            page["Functions"] = functions[offset:offset + max(size, 1)]
-            page.pop("NextMarker", None)
-            if offset + max(size, 1) < len(functions):
-                page["NextMarker"] = str(offset + max(size, 1))
-            raw = json.dumps(page).encode()
-        elif captured["status"].startswith("200") and list_aliases:
+            listed = json.loads(raw).get("Functions", [])
+            self._listed_functions[(call.account, call.region)] = listed
+            return self._functions_page(start_response, call, listed, offset, size)
+        if captured["status"].startswith("200") and list_aliases:
             raw = json.dumps(services.patch_aliases(self.model, call.account, call.region, _ALIASES.match(call.path).group(1),
                                                        json.loads(raw))).encode()
         elif captured["status"].startswith("200"):
@@ -298,6 +301,15 @@ class Emulator:
         headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"] + [("Content-Length", str(len(raw)))]
         start_response(captured["status"], headers)
         return [raw]
+
+    def _functions_page(self, start_response: Callable[..., Any], call: Call, listed: list[dict[str, Any]], offset: int,
+                        size: int) -> Iterable[bytes]:
+        """One ListFunctions page of `listed` (moto's whole listing): AWS pages by 50, with NextMarker."""
+        step = max(size, 1)
+        page: dict[str, Any] = {"Functions": [self._observed(call, self._deployed(call, fn)) for fn in listed[offset:offset + step]]}
+        if offset + step < len(listed):
+            page["NextMarker"] = str(offset + step)
+        return _respond(start_response, 200, {"Content-Type": "application/json"}, json.dumps(page).encode())
 
     def _deployed(self, call: Call, fn: dict[str, Any]) -> dict[str, Any]:
         """A scenario's deploy shows as AWS shows one: new CodeSha256 and LastModified."""

@@ -13,12 +13,16 @@ detect → alert, then the weekly digest when it is due and the store's retentio
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 import traceback
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from opentelemetry.trace import Status, StatusCode
@@ -35,6 +39,9 @@ from fleetwatch.telemetry import Telemetry
 log = logging.getLogger("fleetwatch.agent.loop")
 PRUNE_EVERY = 3600
 DIGEST_RETRY = 15 * 60  # a digest whose targets failed is tried again after this, not every cycle
+# A cycle whose real duration passes this share of the poll interval is warned about, before the
+# agent falls behind (an overrun).
+BEHIND_SHARE = 0.75
 
 
 class Stopping(Exception):
@@ -102,6 +109,10 @@ class Cycle:
     failed: int = 0
     overrun: float = 0.0
     skipped: int = 0
+    # Real (not clock) seconds: the whole cycle, and each stage's wall and this process's CPU
+    # seconds. Under an emulated or fake clock, the clock's finished - started says nothing.
+    seconds: float = 0.0
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def lag(self) -> float:
@@ -110,7 +121,8 @@ class Cycle:
     def row(self) -> dict[str, Any]:
         return {"poll_id": self.poll_id, "scheduled_at": int(self.scheduled_at), "started_at": int(self.started_at),
                 "finished_at": int(self.finished_at), "status": self.status, "error": self.error or None,
-                "lag": round(self.lag, 3), "seconds": round(self.finished_at - self.started_at, 3),
+                "lag": round(self.lag, 3), "seconds": round(self.seconds, 3),
+                "stages": json.dumps(self.stages, sort_keys=True),
                 "overrun": round(self.overrun, 3), "skipped": self.skipped, "findings": self.findings, "sent": self.sent,
                 "failed": self.failed}
 
@@ -118,8 +130,12 @@ class Cycle:
 class Agent:
     def __init__(self, cfg: Any, store: Store, aws: Aws, clock: Clock, *, waiter: Waiter | None = None,
                  stop: threading.Event | None = None, telemetry: Telemetry | None = None, polls: int | None = None,
-                 ses: Any = None) -> None:
+                 ses: Any = None, timer: Callable[[], float] = time.perf_counter,
+                 cpu_timer: Callable[[], float] = time.process_time) -> None:
         self.cfg, self.store, self.clock = cfg, store, clock
+        # Real elapsed time and this process's CPU time, for each cycle's stage times (injected:
+        # the tests give counters of their own).
+        self.timer, self.cpu_timer = timer, cpu_timer
         self.stop_event = stop or threading.Event()
         self.waiter = waiter or (FakeWaiter(clock, self.stop_event) if isinstance(clock, FakeClock)
                                  else RealWaiter(clock, self.stop_event))
@@ -174,6 +190,7 @@ class Agent:
     def cycle(self, scheduled_at: float) -> Cycle:
         """One poll, detection pass and delivery, then the digest and retention when due."""
         cycle = Cycle(uuid.uuid4().hex, scheduled_at, self.clock.now())
+        began = self.timer()
         tracer = self.telemetry.tracer
         with correlated(poll_id=cycle.poll_id), tracer.start_as_current_span("fleetwatch.poll", attributes={
                 "fleetwatch.poll.id": cycle.poll_id, "fleetwatch.poll.lag": cycle.lag}) as span:
@@ -189,12 +206,34 @@ class Agent:
                 span.set_status(Status(StatusCode.ERROR, cycle.error[:200]))
             span.set_attribute("fleetwatch.poll.status", cycle.status)
         cycle.finished_at = self.clock.now()
+        cycle.seconds = self.timer() - began
+        self._warn_if_behind(cycle)
         self._save(cycle)
         return cycle
 
+    @contextmanager
+    def _stage(self, cycle: Cycle, name: str) -> Iterator[None]:
+        wall, cpu = self.timer(), self.cpu_timer()
+        try:
+            yield
+        finally:
+            cycle.stages[name] = {"seconds": round(self.timer() - wall, 3), "cpu_seconds": round(self.cpu_timer() - cpu, 3)}
+
+    def _warn_if_behind(self, cycle: Cycle) -> None:
+        """A cycle that took most of its interval in real time: the next larger fleet, or slower
+        AWS, and cycles overrun. Said before it happens, with where the time went."""
+        if cycle.seconds <= BEHIND_SHARE * self.interval:
+            return
+        where = ", ".join(f"{name} {s['seconds']:.1f} s ({s['cpu_seconds']:.1f} s CPU)" for name, s in cycle.stages.items())
+        log.warning("the cycle took %.1f s of its %ss interval (%.0f %%): the agent is close to falling behind (%s); "
+                    "lengthen poll.fast_interval, narrow what is collected (scope.*), or split the accounts and Regions "
+                    "between agents", cycle.seconds, int(self.interval), 100 * cycle.seconds / self.interval, where,
+                    extra={"poll_id": cycle.poll_id, "cycle_seconds": round(cycle.seconds, 3), "stages": cycle.stages})
+
     def _cycle(self, cycle: Cycle) -> None:
         log.debug("polling")
-        report = self.collector.poll(poll_id=cycle.poll_id)
+        with self._stage(cycle, "poll"):
+            report = self.collector.poll(poll_id=cycle.poll_id)
         if report.abandoned:
             cycle.status, cycle.error = "abandoned", "the agent stopped during the poll; its window is fetched again next time"
             log.info("poll abandoned: the agent is stopping")
@@ -210,7 +249,8 @@ class Agent:
             return
 
         log.debug("detecting")
-        detection = detect(self.store, report.started_at, settings=self.settings, tracer=self.telemetry.tracer)
+        with self._stage(cycle, "detect"):
+            detection = detect(self.store, report.started_at, settings=self.settings, tracer=self.telemetry.tracer)
         cycle.findings = len(detection.findings)
         for r in detection.runs:
             if r.status != "ok":
@@ -218,7 +258,8 @@ class Agent:
 
         observed, ran_ok = observations(detection)
         seen = self.store.db.execute("SELECT COALESCE(MAX(id), 0) FROM incident_events").fetchone()[0]
-        self.pipeline.observe(observed, ran_ok, resources(self.store), detection.at)
+        with self._stage(cycle, "alerts"):
+            self.pipeline.observe(observed, ran_ok, resources(self.store), detection.at)
         for inc_id, event, detail, title, state in self.store.db.execute(
                 "SELECT e.incident_id, e.event, e.detail, i.title, i.state FROM incident_events e "
                 "JOIN incidents i ON i.id = e.incident_id WHERE e.id > ? ORDER BY e.id", [seen]):
@@ -228,7 +269,7 @@ class Agent:
                 else:
                     log.info("incident %s %s: %s", inc_id, event, title, extra={"state": state, "detail": detail})
         log.debug("delivering")
-        with self.telemetry.tracer.start_as_current_span("fleetwatch.deliver"):
+        with self.telemetry.tracer.start_as_current_span("fleetwatch.deliver"), self._stage(cycle, "deliver"):
             delivery = self.pipeline.deliver()
         cycle.sent = sum(1 for o in delivery.outcomes if o.ok)
         cycle.failed = len(delivery.outcomes) - cycle.sent
@@ -238,8 +279,9 @@ class Agent:
                                             self._open_by_detector())
         if self.stopping():
             return
-        self._digest()
-        self._prune()
+        with self._stage(cycle, "digest_retention"):
+            self._digest()
+            self._prune()
 
     # -- weekly digest and retention -------------------------------------------------------------
 

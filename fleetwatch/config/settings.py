@@ -262,6 +262,13 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=60, maximum=3 * 3600,
     ),
     Setting(
+        "poll.short_lookback", "duration", 180,
+        "Trailing window re-read on most polls; the full poll.lookback (and SQS's 15 minutes of late "
+        "metrics) is re-read once every poll.slow_interval, so late datapoints still land. Fewer "
+        "points parsed and stored each minute on a large fleet.",
+        minimum=60, maximum=3 * 3600,
+    ),
+    Setting(
         "poll.backfill", "duration", 86400,
         "History fetched on the very first start, before regular polling begins.",
         minimum=0, maximum=15 * 86400,

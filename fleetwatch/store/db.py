@@ -335,8 +335,10 @@ class Store:
     MERGES = ("replace", "add", "max")
 
     def _merge_sql(self, how: str) -> str:
-        """How a point meets the one stored at its timestamp, as the upsert's new value."""
-        return {"replace": "excluded.value", "add": "samples.value + excluded.value",
+        """How a point meets the one stored at its timestamp, as the upsert's new value. A point
+        re-read unchanged (most of each poll's re-read window) is not rewritten: valid SQL for
+        SQLite and PostgreSQL both."""
+        return {"replace": "excluded.value WHERE samples.value <> excluded.value", "add": "samples.value + excluded.value",
                 "max": f"{self.dialect.greatest}(samples.value, excluded.value)"}[how]
 
     def _put_samples(self, db: Any, rows: list[tuple[int, int, float]], how: str) -> None:

@@ -240,6 +240,11 @@ def _agents(db: sqlite_utils.Database) -> None:
                               pk=("account", "region"), not_null={"agent_id", "expires_at"})
 
 
+def _cycle_stages(db: sqlite_utils.Database) -> None:
+    # Each cycle's stage times, JSON: {"poll": {"seconds": .., "cpu_seconds": ..}, "detect": ..}.
+    db["agent_cycles"].add_column("stages", str, not_null_default="{}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_resources_series_samples_poll_log", _initial),
     Migration("0002_findings_incidents_notifications_silences", _alerting),
@@ -250,5 +255,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0007_agent_cycles", _agent_cycles),
     Migration("0008_incident_cause_title", _incident_lead),
     Migration("0009_agents_and_place_leases", _agents),
+    Migration("0010_agent_cycle_stages", _cycle_stages),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
