@@ -478,8 +478,16 @@ class Store:
             with self.transaction() as db:
                 db["poll_log"].insert_all(rows, alter=False)
 
-    def record_detection(self, findings: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]) -> None:
+    def record_detection(self, findings: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]],
+                         states: Sequence[tuple[str, str, str, int, bool, str]] = ()) -> None:
+        """A pass's findings, its detector runs and the detectors' state, in one transaction."""
         with self.transaction() as db:
+            if states:
+                db.conn.executemany(
+                    "INSERT INTO anomaly_state (resource_id, metric, stat, last_t, episode_open, state) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (resource_id, metric, stat) DO UPDATE SET last_t = excluded.last_t, "
+                    "episode_open = excluded.episode_open, state = excluded.state",
+                    [(r, m, st, t, int(o), text) for r, m, st, t, o, text in states])
             if findings:
                 db["findings"].insert_all(findings, alter=False)
             if runs:
