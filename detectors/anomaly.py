@@ -164,7 +164,7 @@ class Model:
         score: float | None = None
         direction = 0
         seasonal = self.period and self.n >= self.period
-        if self.n >= SHORT:
+        if len(self.recent) >= SHORT:  # points learnt, not slots passed: missing ones add none
             s = self.scale()
             ctx = sorted(list(self.recent)[-SHORT:])[SHORT // 2]
             sref = self.slots[self.n % self.period] if seasonal else x

@@ -157,3 +157,15 @@ def test_a_rule_arriving_after_unusual_takes_over_its_incident(world: World) -> 
     (inc,) = world.incidents()
     assert inc.title.startswith("checkout-api: 12% of requests failing"), inc.title
     assert "supporting: checkout-api: unusual" in inc.cause
+
+
+def test_a_series_that_starts_with_missing_buckets_is_learnt_not_an_error() -> None:
+    """An API with no requests for its first half hour has no latency buckets: skipped, and the
+    model starts with the first real one (it used to index a context it did not have)."""
+    latency = next(s for s in SIGNALS if s.metric == "Latency")
+    track = Track()
+    for i in range(6):
+        track.feed(START + i * STEP, None, latency)
+    for i in range(6, 30):
+        track.feed(START + i * STEP, 120.0 + i % 3, latency)
+    assert track.model.n == 30 and len(track.model.recent) == 12
