@@ -9,7 +9,8 @@ O(1) work and a few KiB a series, so every outcome series of a large fleet can a
 A bucket counts against users only in the bad direction of its signal and past a floor that
 matters (`SIGNALS`): more 5XX, slower, more errors; invocations, queue inflow or mail deliveries
 falling to near zero. Such buckets make an episode (anomaly.Episodes): it opens at the
-threshold, and while it is open one finding (WARNING) stands, started at its onset, with the
+threshold, and once a second bucket is elevated (a lone late datapoint or blip is not news) and
+while it stays open one finding (WARNING) stands, started at its onset, with the
 peak and the last elevated bucket in its evidence; it closes after QUIET buckets below half the
 threshold, which ends the alert. A rule firing on the same resource takes the incident's title;
 this finding joins it as supporting evidence (alerts/incidents.py).
@@ -216,8 +217,8 @@ def enabled(settings: dict[str, Any]) -> bool:
 
 def _finding(resource: Any, signal: Signal, track: Track, points: Series) -> Finding | None:
     ep = track.episodes.current
-    if ep is None:
-        return None
+    if ep is None or ep.end == ep.onset:
+        return None  # one bucket is no finding: a late datapoint or a blip must not page (two: 5 min later)
     from datetime import datetime, timezone
 
     onset = datetime.fromtimestamp(ep.onset, tz=timezone.utc).strftime("%H:%M UTC")

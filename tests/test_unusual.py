@@ -88,6 +88,12 @@ def test_an_hour_long_burst_is_one_episode_reported_once(tmp_path: Path) -> None
     assert len(seen) <= 60 // 5 + 3 + 2
 
 
+def test_one_elevated_bucket_alone_is_no_finding(tmp_path: Path) -> None:
+    with store_with(tmp_path, [(errors_key(), errors(T0 + 3600, burst_minutes=5))]) as store:
+        found = [f for d in passes(store, START + DAY, T0 + 3 * 3600) for f in d.findings]
+    assert found == []
+
+
 def test_invocations_falling_to_nothing_are_unusual_missing_points_counting_as_zero(tmp_path: Path) -> None:
     rng = random.Random(3)
     stop = T0 + 3600
