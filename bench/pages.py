@@ -168,7 +168,8 @@ def _unusual_noise(store: Any) -> dict[str, int]:
             led += int(bool(sent))
         elif ours:
             supporting += 1
-    return {"episodes": episodes, "pages": led, "supporting": supporting}
+    tracks = store.db.execute("SELECT COUNT(*) FROM anomaly_state").fetchone()[0]  # the series it watched
+    return {"episodes": episodes, "pages": led, "supporting": supporting, "series": tracks}
 
 
 def _pagerduty_standin(clock: Any) -> Any:
@@ -328,7 +329,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "median_page_delay_minutes_limits": round(statistics.median(limits), 1) if limits else None,
         "median_page_delay_minutes_trends": round(statistics.median(trends), 1) if trends else None,
         "false_pages": false,
-        "unusual": {k: sum(run.get("unusual", {}).get(k, 0) for run in runs) for k in ("episodes", "pages", "supporting")},
+        "unusual": {k: sum(run.get("unusual", {}).get(k, 0) for run in runs) for k in ("episodes", "pages", "supporting", "series")},
         "false_pages_quiet_runs": sum(run["false_pages"] for run in quiet),
         "resource_days": round(resource_days, 1),
         "false_pages_per_1000_resource_days": round(1000 * false / resource_days, 2) if resource_days else None,
