@@ -56,14 +56,18 @@ class Signal:
     floor: float = 0.0  # rises: the bucket must be at least this
     ratio: float = 0.0  # rises: at least this times the usual; falls: at most this times the usual
     usual_at_least: float = 0.0  # falls: only a series usually at least this busy (per bucket)
+    weight: str = ""  # a rate averaged by this Sum series (requests), whose failures must reach `failures`
+    failures: float = 0.0
 
 
 SIGNALS = (
     # API Gateway: 5XXError (REST) / 5xx (HTTP) Average is the share of requests failing, Latency
     # p95 the latency users feel (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-metrics-and-dimensions.html,
     # https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-metrics.html).
-    Signal("api", "5XXError", "Average", 1, "5XX error rate", "ratio", floor=0.002, ratio=2.0),
-    Signal("api", "5xx", "Average", 1, "5XX error rate", "ratio", floor=0.002, ratio=2.0),
+    # The rate is weighted by Count (requests) and needs 5 failed requests in the bucket, as the
+    # outcomes rule does (detectors/outcomes.py MIN_ERRORS): two failures of thirty are noise.
+    Signal("api", "5XXError", "Average", 1, "5XX error rate", "ratio", floor=0.002, ratio=2.0, weight="Count", failures=5.0),
+    Signal("api", "5xx", "Average", 1, "5XX error rate", "ratio", floor=0.002, ratio=2.0, weight="Count", failures=5.0),
     Signal("api", "Latency", "p95", 1, "p95 latency", "ms", ratio=1.5),
     # Lambda: Errors, Invocations (Sum) and Duration (p95), by FunctionName
     # (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html).
@@ -75,7 +79,7 @@ SIGNALS = (
     # SES Delivery (Sum) (https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-cloudwatch.html).
     Signal("ses", "Delivery", "Sum", -1, "mail deliveries", "count", ratio=0.1, usual_at_least=30.0),
 )
-READS = {(s.metric, s.stat) for s in SIGNALS}
+READS = {(s.metric, s.stat) for s in SIGNALS} | {(s.weight, "Sum") for s in SIGNALS if s.weight}
 BY_KIND: dict[str, tuple[Signal, ...]] = {}
 for _s in SIGNALS:
     BY_KIND[_s.kind] = (*BY_KIND.get(_s.kind, ()), _s)
@@ -86,10 +90,10 @@ class Track:
     level in the signal's own unit (an exponentially weighted mean of the buckets)."""
 
     def __init__(self, model: Model | None = None, last_t: int | None = None, usual: float = 0.0, seen: int = 0,
-                 episodes: Episodes | None = None) -> None:
+                 episodes: Episodes | None = None, threshold: float = DEFAULT_THRESHOLD) -> None:
         self.model = model or Model(STEP)
         self.last_t, self.usual, self.seen = last_t, usual, seen
-        self.episodes = episodes or Episodes(DEFAULT_THRESHOLD, quiet=QUIET)
+        self.episodes = episodes or Episodes(threshold, quiet=QUIET)
         self.last_value: float | None = None
 
     def dumps(self) -> str:
@@ -121,8 +125,9 @@ class Track:
         track.last_value = None if math.isnan(nums[0]) else nums[0]
         return track
 
-    def feed(self, t: int, value: float | None, signal: Signal) -> None:
-        """Bucket t: score it, keep its episode, learn it. None: a missing bucket."""
+    def feed(self, t: int, value: float | None, signal: Signal, failures: float = math.inf) -> None:
+        """Bucket t: score it, keep its episode, learn it. None: a missing bucket. `failures`: of
+        a weighted rate, how many failed in the bucket."""
         if self.last_t is not None and t > self.last_t + STEP:
             self.model.n += (t - self.last_t) // STEP - 1  # buckets never fed: the time of day moves on
         self.last_t = t
@@ -131,9 +136,10 @@ class Track:
             self.episodes.feed(t, None, 0)
             return
         score, direction = self.model.update(value)
-        hurts = score is not None and direction == signal.direction and self.matters(value, signal)
+        matters = self.matters(value, signal) and failures >= signal.failures
+        hurts = score is not None and direction == signal.direction and matters
         ep = self.episodes.current
-        if ep is not None and score is not None and self.matters(value, signal) and t - ep.onset < HOLD:
+        if ep is not None and score is not None and matters and t - ep.onset < HOLD:
             # Still as far from the usual as it opened: the model may have learnt the new level
             # already, but users still feel it, so the episode (and its alert) goes on.
             score, hurts = max(score, self.episodes.threshold / 2), True
@@ -169,6 +175,21 @@ def buckets(series: Series, since: int, until: int, summed: bool, covered: int) 
             yield b, None
 
 
+def weighted(rate: Series, count: Series, since: int, until: int) -> Iterator[tuple[int, float | None, float]]:
+    """(bucket start, the rate weighted by the count, failures) of every whole bucket in [since,
+    until); a bucket without requests has no rate."""
+    counts = dict(count.points)
+    acc: dict[int, list[float]] = {}
+    for t, v in rate.points:
+        if since <= t < until and t in counts:
+            a = acc.setdefault(t // STEP * STEP, [0.0, 0.0])
+            a[0] += v * counts[t]
+            a[1] += counts[t]
+    for b in range(since, until, STEP):
+        num, den = acc.get(b, (0.0, 0.0))
+        yield (b, num / den, num) if den else (b, None, 0.0)
+
+
 @detector("unusual")
 def unusual(inp: Inputs) -> Iterator[Finding]:
     """Feed each outcome series its closed buckets since the last pass. `inp.states` holds, per
@@ -194,16 +215,22 @@ def unusual(inp: Inputs) -> Iterator[Finding]:
                 try:
                     track, points, span = Track.loads(text, last_t, threshold), window, LOADED
                 except ValueError:  # not a track this version can read (derived state): learnt afresh
-                    track, points, span = Track(), window, LOADED
+                    track, points, span = Track(threshold=threshold), window, LOADED
             elif key in inp.seed:
-                track, points, span = Track(), inp.seed[key], SEED
+                track, points, span = Track(threshold=threshold), inp.seed[key], SEED
             else:
                 continue  # not seeded yet (the pass seeds a bounded number of series at a time)
             earliest = -(-(inp.now - span) // STEP) * STEP
             since = max(track.last_t + STEP if track.last_t is not None else earliest, earliest)
             period = window.period if window else points.period
-            for b, value in buckets(Series(points.points, period), since, until, signal.stat == "Sum", covered.get(period, 0)):
-                track.feed(b, value, signal)
+            if signal.weight:
+                wkey = (resource.id, signal.weight, "Sum")
+                count = inp.seed.get(wkey, Series()) if span == SEED else inp.series.get(wkey, Series())
+                for b, value, failed in weighted(points, count, since, until):
+                    track.feed(b, value, signal, failed)
+            else:
+                for b, value in buckets(Series(points.points, period), since, until, signal.stat == "Sum", covered.get(period, 0)):
+                    track.feed(b, value, signal)
             if track.last_t is not None:
                 inp.new_states[key] = (track.last_t, track.episodes.current is not None, track.dumps())
             finding = _finding(resource, signal, track, window)

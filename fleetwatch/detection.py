@@ -97,9 +97,13 @@ def load_states(store: Store, inputs: Inputs) -> None:
                   if (r.id, s.metric, s.stat) in inputs.series and (r.id, s.metric, s.stat) not in inputs.states})[:SEED_PER_PASS]
     if not new:
         return
-    history = store.recent_values(sorted({k[0] for k in new}), sorted({k[1] for k in new}), inputs.now - unusual.SEED, inputs.now)
+    weights = {s.weight for s in unusual.SIGNALS if s.weight}
+    history = store.recent_values(sorted({k[0] for k in new}), sorted({k[1] for k in new} | weights), inputs.now - unusual.SEED,
+                                  inputs.now)
     for key in new:
         inputs.seed[key] = Series(tuple(history.get(key, ())), inputs.series[key].period)
+        for w in weights:  # a weighted rate's requests
+            inputs.seed.setdefault((key[0], w, "Sum"), Series(tuple(history.get((key[0], w, "Sum"), ())), 60))
 
 
 def last_seen(store: Store, reads: frozenset[tuple[str, str]] | set[tuple[str, str]], now: int) -> dict[tuple[str, str, str], int]:

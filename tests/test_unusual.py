@@ -175,3 +175,33 @@ def test_a_series_that_starts_with_missing_buckets_is_learnt_not_an_error() -> N
     for i in range(6, 30):
         track.feed(START + i * STEP, 120.0 + i % 3, latency)
     assert track.model.n == 30 and len(track.model.recent) == 12
+
+
+def test_a_5xx_rate_needs_five_failed_requests_weighted_by_requests() -> None:
+    """Two failed requests a bucket (a minute of 2 requests all failing beside four of 8 that
+    succeed) is no finding; fifty of a hundred is. The bucket's rate is weighted by its minutes'
+    requests (Count): 2 of 34, not the mean of the minutes' rates (20 %)."""
+    from detectors.base import Series
+    from detectors.unusual import weighted
+
+    signal = next(s for s in SIGNALS if s.metric == "5xx")
+    minutes = range(START, START + 2 * DAY, 60)
+    noise_at, burst_at = START + 2 * DAY - 3600, START + 2 * DAY - 1800
+    rate, count = [], []
+    for t in minutes:
+        r, c = 0.0, 8.0
+        if noise_at <= t < noise_at + 900 and t % 300 == 0:
+            r, c = 1.0, 2.0
+        elif t >= burst_at:
+            r, c = 0.5, 20.0
+        rate.append((t, r))
+        count.append((t, c))
+    got = list(weighted(Series(tuple(rate)), Series(tuple(count)), START, START + 2 * DAY))
+    assert next(v for b, v, _ in got if b == noise_at) == pytest.approx(2 / 34)
+    assert got[-1][1] == pytest.approx(0.5) and got[-1][2] == pytest.approx(50.0)
+    track = Track()
+    for b, value, failed in got:
+        track.feed(b, value, signal, failed)
+        if b < burst_at:
+            assert track.episodes.current is None, "two failed requests a bucket are noise"
+    assert track.episodes.current is not None and track.episodes.current.onset == burst_at
