@@ -205,3 +205,13 @@ def test_a_5xx_rate_needs_five_failed_requests_weighted_by_requests() -> None:
         if b < burst_at:
             assert track.episodes.current is None, "two failed requests a bucket are noise"
     assert track.episodes.current is not None and track.episodes.current.onset == burst_at
+
+
+def test_the_tracks_of_resources_long_gone_are_pruned_the_others_kept(tmp_path: Path) -> None:
+    other = "lambda/111111111111/us-east-1/other-fn"
+    with store_with(tmp_path, [(errors_key(), errors(None))]) as store:
+        store.upsert_resource(id=other, account="111111111111", region="us-east-1", kind="lambda", name="other-fn", seen_at=START)
+        store.record_detection([], [], [(FN, "Errors", "Sum", T0, False, "x"), (other, "Errors", "Sum", T0, False, "y")])
+        store.mark_gone([FN], START)
+        store.prune_history(T0, history_retention=30 * DAY, incident_retention=30 * DAY, gone_retention=DAY)
+        assert store.db.execute("SELECT resource_id FROM anomaly_state").fetchall() == [(other,)]

@@ -459,6 +459,9 @@ class Store:
                 "DELETE FROM series WHERE resource_id IN (SELECT id FROM resources WHERE gone_at IS NOT NULL AND gone_at < ?) "
                 "AND NOT EXISTS (SELECT 1 FROM samples WHERE series_id = series.id) "
                 "AND NOT EXISTS (SELECT 1 FROM rollups WHERE series_id = series.id)", [gone_cut]).rowcount
+            # The unusual detector's tracks of resources long gone (derived state: nothing is lost).
+            out["anomaly_state"] = db.execute("DELETE FROM anomaly_state WHERE resource_id IN (SELECT id FROM resources "
+                                              "WHERE gone_at IS NOT NULL AND gone_at < ?)", [gone_cut]).rowcount
             out["resources"] = db.execute(
                 "DELETE FROM resources WHERE gone_at IS NOT NULL AND gone_at < ? "
                 "AND NOT EXISTS (SELECT 1 FROM series WHERE resource_id = resources.id)", [gone_cut]).rowcount
