@@ -221,6 +221,9 @@ def unusual(inp: Inputs) -> Iterator[Finding]:
             else:
                 continue  # not seeded yet (the pass seeds a bounded number of series at a time)
             earliest = -(-(inp.now - span) // STEP) * STEP
+            if track.last_t is None and points:
+                # Not before its first stored point: a bucket before the collector began is unknown, not 0.
+                earliest = max(earliest, points.points[0][0] // STEP * STEP)
             since = max(track.last_t + STEP if track.last_t is not None else earliest, earliest)
             period = window.period if window else points.period
             if signal.weight:

@@ -215,3 +215,14 @@ def test_the_tracks_of_resources_long_gone_are_pruned_the_others_kept(tmp_path: 
         store.mark_gone([FN], START)
         store.prune_history(T0, history_retention=30 * DAY, incident_retention=30 * DAY, gone_retention=DAY)
         assert store.db.execute("SELECT resource_id FROM anomaly_state").fetchall() == [(other,)]
+
+
+def test_a_new_series_is_learnt_from_its_first_stored_point_not_from_zeros_before_it(tmp_path: Path) -> None:
+    """Two hours of backfill: the buckets of the day before are unknown, not quiet (fed as zeros
+    they warmed the model on nothing, and the first real errors were 'unusual')."""
+    points = [(t, v) for t, v in errors(None) if t >= T0 - 2 * 3600]
+    with store_with(tmp_path, [(errors_key(), points)]) as store:
+        found = [f for d in passes(store, T0, T0 + 3600, step=180) for f in d.findings]
+        (text, last_t) = store.db.execute("SELECT state, last_t FROM anomaly_state").fetchone()
+    assert found == []
+    assert Track.loads(text, last_t, 3.0).model.n == (last_t - (T0 - 2 * 3600)) // STEP + 1
