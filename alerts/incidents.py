@@ -33,6 +33,9 @@ from alerts.topology import Topology
 STATE_ORDER = (FIRING, RECOVERING, PENDING, NODATA, ERROR)
 ABSORBED = "absorbed"  # incidents merged by earlier versions; no longer made, still read and told
 ACCOUNT_WIDE = frozenset({"lambda_account", "ses"})
+# Statistical findings (detectors/unusual.py): beside a rule's finding in the same incident they
+# are supporting evidence — never its title, and their coming and going is no update to send.
+SUPPORTING = frozenset({"unusual"})
 
 
 @dataclass
@@ -233,6 +236,15 @@ def _pick(named: str, candidates: list[Alert], causes: bool) -> Alert | None:
 
 def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int) -> None:
     members = sorted(members, key=_rank)
+    supporting = [a for a in members if a.detector in SUPPORTING]
+    ruled = [a for a in members if a not in supporting]
+    if any(a.kind == "finding" for a in ruled):
+        members = ruled  # what the incident says and pages on; the supporting findings are appended
+        backing = {a.fingerprint for a in supporting}
+        inc.symptom_alert = "" if inc.symptom_alert in backing else inc.symptom_alert  # a rule now leads
+        inc.cause_alert = "" if inc.cause_alert in backing else inc.cause_alert
+    else:
+        supporting = []
     state = next((s for s in STATE_ORDER if any(a.state == s for a in members)), RESOLVED)
     symptoms = [a for a in members if a.kind == "finding" and topo.is_entry(a.resource_id)]
     causes = [a for a in members if a.kind == "finding" and not topo.is_entry(a.resource_id)]
@@ -254,6 +266,8 @@ def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int) -> None
         cause = "; ".join(_describe_cause(c) for c in ([named_cause] if named_cause else []) + others[:2]) or inc.cause
     else:
         cause = lead.cause or "; ".join(_describe_cause(c) for c in others[:2])
+    if supporting:
+        cause = "; ".join([c for c in (cause,) if c] + [f"supporting: {a.title}" for a in supporting[:2]])
     if lead.kind != "finding":
         title = lead.title
     else:
@@ -264,7 +278,7 @@ def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int) -> None
     inc.state, inc.severity = state, severity
     inc.title, inc.cause = title, cause
     inc.fix = (named_cause.fix if named_cause and named_cause.fix else lead.fix) or inc.fix
-    inc.members = list(dict.fromkeys([*inc.members, *(a.fingerprint for a in members)]))
+    inc.members = list(dict.fromkeys([*inc.members, *(a.fingerprint for a in [*members, *supporting])]))
     inc.joinable = joinable
     if lead.kind == "error":
         labels = {"resource": inc.group_key, "name": inc.group_key, "kind": "detector"}

@@ -7,7 +7,13 @@
   and false alarms a week, overall and on `service-unavailable`;
 * points per second on one core and the memory of one series' state.
 
-    python bench/anomaly.py [--threshold 3] [--profile default|low-fp|low-fn]
+    python bench/anomaly.py [--threshold 3] [--profile default|low-fp|low-fn] [--live 1000] [--live-only]
+
+`--live N` also measures the live `unusual` detector through the store (detectors/unusual.py):
+N functions' error and invocation series (2N series) with a day of 5-minute history in a
+fresh store, then detection passes (`fleetwatch.agent.detection.detect`, the detector alone) — the
+first ones learn the stored day, then a pass at a bucket's edge (every series fed one bucket,
+its state read and written) and passes between edges (nothing due) — per series and pass, less the same pass with the detector off.
 
 Every CSV goes through `fleetwatch replay`'s code (each decision from the rows before it and
 itself). Microsoft segments: a labelled segment (consecutive rows with Label 1) is found when
@@ -126,11 +132,70 @@ def memory_per_series(step: int, points: int = 3000) -> int:
     return sum(s.size_diff for s in after.compare_to(before, "filename"))
 
 
+def live_cost(functions: int) -> dict[str, Any]:
+    """CPU seconds per series of the `unusual` detector's passes through a store (see the docstring):
+    process time, so other jobs on a shared machine do not count (SQLite runs in-process)."""
+    import random
+
+    from detectors.unusual import STEP
+    from fleetwatch.agent.detection import SEED_PER_PASS, detect
+    from fleetwatch.store import open_store
+    from fleetwatch.store.db import SeriesKey
+
+    rng = random.Random(1)
+    now = 1_800_000_000 // 3600 * 3600 + 2 * 60  # two minutes into a bucket: the last one is not due yet
+    start = now - 86400 - 3600
+    on = {"unusual.enabled": True}
+    with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "live.db") as store:
+        batch = []
+        for i in range(functions):
+            rid = f"lambda/123456789012/us-east-1/fn-{i}"
+            store.upsert_resource(id=rid, account="123456789012", region="us-east-1", kind="lambda", name=f"fn-{i}", seen_at=start)
+            base = rng.uniform(20, 2000)
+            for metric, scale in (("Invocations", 1.0), ("Errors", 0.01)):
+                key = SeriesKey(rid, "AWS/Lambda", metric, (("FunctionName", f"fn-{i}"),), "Sum", 300)
+                batch.append((key, [(t, float(round(scale * base * rng.uniform(0.8, 1.2)))) for t in range(start, now, STEP)]))
+        store.write_samples(batch)
+        series = 2 * functions
+        t0 = time.process_time()
+        seeding = 0
+        while store.db.execute("SELECT COUNT(*) FROM anomaly_state").fetchone()[0] < series:
+            detect(store, now, names=["unusual"], settings=on)
+            seeding += 1
+        seeded = time.process_time() - t0
+        later = [now + 60 * k for k in range(1, 6)]  # one of these is a bucket's edge + SETTLE
+        timings = []  # (the pass with the detector, the same pass without it: loading the window etc.)
+        for t in later:
+            without = []
+            for _ in range(3):  # a shared machine: the quickest of three
+                t1 = time.process_time()
+                detect(store, t, names=["unusual"], settings={"unusual.enabled": False})
+                without.append(time.process_time() - t1)
+            t2 = time.process_time()
+            detect(store, t, names=["unusual"], settings=on)
+            timings.append((time.process_time() - t2, min(without)))
+        size = store.db.execute("SELECT AVG(LENGTH(state)) FROM anomaly_state").fetchone()[0]
+    timings.sort()
+    edge, between = timings[-1], timings[len(timings) // 2]
+    return {"functions": functions, "series": series, "seed_passes": seeding, "seed_per_pass": SEED_PER_PASS,
+            "seed_ms_per_series": round(1000 * seeded / series, 2), "edge_pass_s": round(edge[0], 3),
+            "edge_us_per_series": round(1e6 * (edge[0] - edge[1]) / series), "between_pass_s": round(between[0], 3),
+            "between_us_per_series": round(1e6 * (between[0] - between[1]) / series), "pass_without_s": round(between[1], 3),
+            "state_bytes_per_series": round(size)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threshold", type=float, default=None, help="overrides --profile")
     parser.add_argument("--profile", default="default", choices=sorted(PROFILES))
+    parser.add_argument("--live", type=int, default=1000, metavar="FUNCTIONS",
+                        help="also measure the live detector's cost through a store of this many functions (0: skip)")
+    parser.add_argument("--live-only", action="store_true", help="only the live detector's cost")
     args = parser.parse_args()
+    if args.live_only:
+        cost = live_cost(args.live or 1000)
+        print(json.dumps({"live": cost}), flush=True)
+        return
     threshold = PROFILES[args.profile] if args.threshold is None else args.threshold
     if not NAB.is_dir() or not MS.is_dir():
         raise SystemExit(f"the labelled data is missing: expected {NAB} and {MS}")
@@ -157,8 +222,12 @@ def main() -> None:
     pps = points / seconds
     print(f"speed: {pps:,.0f} points/s on one core (replay, CSV parsing included); "
           f"memory per series: " + ", ".join(f"{k} step {v / 1024:.1f} KiB" for k, v in memory.items()), flush=True)
+    cost = live_cost(args.live) if args.live else None
+    if cost:
+        print(f"live `unusual`: {cost['edge_us_per_series']} µs a series at a bucket's edge, {cost['between_us_per_series']} µs "
+              f"between, {cost['state_bytes_per_series']} B of state a series ({cost['series']} series)", flush=True)
     print(json.dumps({
-        "threshold": threshold,
+        "threshold": threshold, "live": cost,
         "nab": {**profiles, "event_recall": round(ev["recall"], 3), "event_precision": round(ev["precision"], 3),
                 "false_alarms": ev["false_alarms"]},
         "microsoft": overall, "service_unavailable": categories.get("service-unavailable"),

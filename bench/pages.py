@@ -123,6 +123,7 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
                 notifications = [dict(r) for r in store.db.query("SELECT incident_id, target, kind, status, sent_at FROM notifications")]
                 failures = store.db.execute("SELECT COUNT(*) FROM notification_failures").fetchone()[0]
                 incidents = [dict(r) for r in store.db.query("SELECT id, title, state, started_at, resolved_at FROM incidents")]
+                unusual = _unusual_noise(store)
                 if os.environ.get("PAGES_DUMP"):
                     Path(os.environ["PAGES_DUMP"]).mkdir(parents=True, exist_ok=True)
                     store.db.execute(f"VACUUM INTO '{Path(os.environ['PAGES_DUMP']) / (scenario.name + '.db')}'")
@@ -145,9 +146,30 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
             ended = "" if inc["resolved_at"] is None else f"+{(inc['resolved_at'] - ANCHOR) / 60:.0f}"
             print(f"incident {inc['id']} {inc['state']} +{(inc['started_at'] - ANCHOR) / 60:.0f}..{ended} {inc['title'][:150]}",
                   file=sys.stderr)
+    out["unusual"] = unusual
     out.update(scenario=scenario.name, polls=polls, wall_seconds=round(time.perf_counter() - wall, 1),
                incidents_opened=len(incidents), lookalikes=len(scenario.lookalikes), healthy=bool(days))
     return out
+
+
+def _unusual_noise(store: Any) -> dict[str, int]:
+    """The `unusual` detector's own noise budget: its episodes (distinct findings), the
+    incidents it led and that sent a notification (pages of its own), and the incidents where it
+    stood beside a rule's finding as supporting evidence."""
+    episodes = store.db.execute("SELECT COUNT(*) FROM (SELECT DISTINCT fingerprint, started_at FROM findings "
+                                "WHERE detector = 'unusual')").fetchone()[0]
+    mine = {fp for (fp,) in store.db.execute("SELECT fingerprint FROM alerts WHERE detector = 'unusual'")}
+    led = supporting = 0
+    for labels, members, sent in store.db.execute(
+            "SELECT labels, members, EXISTS (SELECT 1 FROM notifications n WHERE n.incident_id = i.id AND n.status = 'sent') "
+            "FROM incidents i"):
+        ours = mine.intersection(json.loads(members or "[]"))
+        if json.loads(labels or "{}").get("detector") == "unusual":
+            led += int(bool(sent))
+        elif ours:
+            supporting += 1
+    tracks = store.db.execute("SELECT COUNT(*) FROM anomaly_state").fetchone()[0]  # the series it watched
+    return {"episodes": episodes, "pages": led, "supporting": supporting, "series": tracks}
 
 
 def _pagerduty_standin(clock: Any) -> Any:
@@ -307,6 +329,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "median_page_delay_minutes_limits": round(statistics.median(limits), 1) if limits else None,
         "median_page_delay_minutes_trends": round(statistics.median(trends), 1) if trends else None,
         "false_pages": false,
+        "unusual": {k: sum(run.get("unusual", {}).get(k, 0) for run in runs) for k in ("episodes", "pages", "supporting", "series")},
         "false_pages_quiet_runs": sum(run["false_pages"] for run in quiet),
         "resource_days": round(resource_days, 1),
         "false_pages_per_1000_resource_days": round(1000 * false / resource_days, 2) if resource_days else None,

@@ -164,7 +164,7 @@ class Model:
         score: float | None = None
         direction = 0
         seasonal = self.period and self.n >= self.period
-        if self.n >= SHORT:
+        if len(self.recent) >= SHORT:  # points learnt, not slots passed: missing ones add none
             s = self.scale()
             ctx = sorted(list(self.recent)[-SHORT:])[SHORT // 2]
             sref = self.slots[self.n % self.period] if seasonal else x
@@ -227,6 +227,47 @@ class Model:
         self.means.learn(sum(list(self.recent)[-NOVEL_MEAN:]) / min(len(self.recent), NOVEL_MEAN), self.level)
         self.prev = x
         self.n += 1
+
+
+STATE_HEAD = 27  # numbers before the variable parts in model_state's layout
+
+
+def model_numbers(m: Model) -> array:
+    """A Model as an array of doubles (the live detector stores it as text; no pickle, so a store
+    someone else wrote cannot run code here, and far cheaper than JSON)."""
+    nums = array("d", [m.step, float(m.counts), m.n, m.level, m.noise, m.quantum, math.nan if m.prev is None else m.prev,
+                       m.snoise, len(m.recent), len(m.sres)])
+    for t in m.tails:
+        nums.extend((t.u, t.beta, t.n))
+    for r in (m.values, m.means):
+        nums.extend((r.hi, r.lo, r.since_hi, r.since_lo))
+    nums.extend(m.recent)
+    nums.extend(m.sres)
+    nums.extend(m.slots)
+    return nums
+
+
+def model_from_numbers(nums: array) -> Model:
+    """The Model `model_numbers` wrote; ValueError when they are not one (the caller starts afresh)."""
+    try:
+        m = Model(int(nums[0]), bool(nums[1]))
+        nr, ns = int(nums[8]), int(nums[9])
+    except (ValueError, TypeError, IndexError, OverflowError) as exc:
+        raise ValueError(f"not a stored anomaly model: {exc}") from exc
+    if m.step <= 0 or not 0 <= nr <= SUSTAIN or not 0 <= ns <= SEASON_SUSTAIN or len(nums) != STATE_HEAD + nr + ns + m.period:
+        raise ValueError(f"not a stored anomaly model: {len(nums)} numbers for a step of {m.step} s")
+    m.n, m.level, m.noise, m.quantum = int(nums[2]), nums[3], nums[4], nums[5]
+    m.prev = None if math.isnan(nums[6]) else nums[6]
+    m.snoise = nums[7]
+    for i, t in enumerate(m.tails):
+        t.u, t.beta, t.n = nums[10 + 3 * i], nums[11 + 3 * i], int(nums[12 + 3 * i])
+    for i, r in enumerate((m.values, m.means)):
+        r.hi, r.lo, r.since_hi, r.since_lo = nums[19 + 4 * i], nums[20 + 4 * i], int(nums[21 + 4 * i]), int(nums[22 + 4 * i])
+    at = STATE_HEAD
+    m.recent.extend(nums[at:at + nr])
+    m.sres.extend(nums[at + nr:at + nr + ns])
+    m.slots = nums[at + nr + ns:]
+    return m
 
 
 @dataclass

@@ -116,6 +116,13 @@ class Inputs:
     # What open alerts were decided against, by finding fingerprint: {"baseline": x, "since": t}.
     # "Usually" means before the incident: a detector holds the baseline of an open alert.
     held: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Detectors that keep state between passes (detectors/unusual.py): what is stored, by
+    # (resource id, metric, stat) -> (last time fed, the state's JSON or None when not loaded this
+    # pass); a bounded number of first-seen series' stored history to learn from; and what to
+    # store back, -> (last time fed, an episode is open, the state's JSON), saved with the pass.
+    states: dict[tuple[str, str, str], tuple[int, str | None]] = field(default_factory=dict)
+    seed: dict[tuple[str, str, str], Series] = field(default_factory=dict)
+    new_states: dict[tuple[str, str, str], tuple[int, bool, str]] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Resource]:
         return [r for r in self.resources if r.kind == kind]

@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from detectors import LAST_SEEN, READS, REGISTRY, WEEKLY
+from detectors import LAST_SEEN, READS, REGISTRY, WEEKLY, unusual
 from detectors.base import Detector, Finding, Inputs, NoData, Resource, Series
 from fleetwatch.store import Store
 
@@ -25,7 +25,8 @@ WINDOW = 75 * 60  # what the detectors see: trends, run starts and hour-long bas
 FUNCTION_WINDOW = 45 * 60
 WEEK, WEEKS_BACK = 7 * 86400, 4  # "same hour of the week": the last four weeks, from raw samples or rollups
 FUNCTION_SERIES = frozenset({("Invocations", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum"), ("ConcurrentExecutions", "Maximum"),
-                             ("ProvisionedConcurrencySpilloverInvocations", "Sum")})
+                             ("ProvisionedConcurrencySpilloverInvocations", "Sum"), ("Duration", "p95")})
+SEED_PER_PASS = 500  # first-seen outcome series the `unusual` detector learns a day of history for, per pass
 
 
 @dataclass
@@ -64,7 +65,7 @@ def detector_settings(cfg: Any) -> dict[str, Any]:
     """The settings detectors read (objectives), from a loaded configuration."""
     from fleetwatch.config.settings import SETTINGS
 
-    return {s.key: cfg[s.key] for s in SETTINGS if s.key.startswith("objectives.")}
+    return {s.key: cfg[s.key] for s in SETTINGS if s.key.startswith(("objectives.", "unusual."))}
 
 
 def load_inputs(store: Store, now: int, window: int = WINDOW, settings: dict[str, Any] | None = None) -> Inputs:
@@ -75,9 +76,34 @@ def load_inputs(store: Store, now: int, window: int = WINDOW, settings: dict[str
     series = {k: Series(v, periods.get(k, 60)) for k, v in points.items()}
     hour = now // 3600 * 3600
     weekly = store.hour_sums(WEEKLY, [hour - k * WEEK for k in range(1, WEEKS_BACK + 1)]) if WEEKLY else {}
-    return Inputs(now, resources, series, settings or {}, loaded=READS, weekly=weekly,
-                  last_seen=last_seen(store, LAST_SEEN, now), first_seen={r["id"]: int(r["first_seen"]) for r in rows},
-                  held=held_baselines(store))
+    inputs = Inputs(now, resources, series, settings or {}, loaded=READS, weekly=weekly,
+                    last_seen=last_seen(store, LAST_SEEN, now), first_seen={r["id"]: int(r["first_seen"]) for r in rows},
+                    held=held_baselines(store))
+    if unusual.enabled(inputs.settings):
+        load_states(store, inputs)
+    return inputs
+
+
+def load_states(store: Store, inputs: Inputs) -> None:
+    """The `unusual` detector's stored tracks (the JSON of those due a bucket or with an episode
+    open), and a day of stored history for up to SEED_PER_PASS outcome series it has no track of."""
+    until = (inputs.now - unusual.SETTLE) // unusual.STEP * unusual.STEP
+    # Every stored track's key and last bucket; the track itself only where a bucket is due or
+    # an episode is open (between bucket edges that is next to nothing).
+    inputs.states = {(rid, metric, stat): (int(last_t), state) for rid, metric, stat, last_t, state in store.db.execute(
+        "SELECT resource_id, metric, stat, last_t, CASE WHEN last_t < ? OR episode_open = 1 THEN state END FROM anomaly_state",
+        [until - unusual.STEP])}
+    new = sorted({(r.id, s.metric, s.stat) for r in inputs.resources for s in unusual.BY_KIND.get(r.kind, ())
+                  if (r.id, s.metric, s.stat) in inputs.series and (r.id, s.metric, s.stat) not in inputs.states})[:SEED_PER_PASS]
+    if not new:
+        return
+    weights = {s.weight for s in unusual.SIGNALS if s.weight}
+    history = store.recent_values(sorted({k[0] for k in new}), sorted({k[1] for k in new} | weights), inputs.now - unusual.SEED,
+                                  inputs.now)
+    for key in new:
+        inputs.seed[key] = Series(tuple(history.get(key, ())), inputs.series[key].period)
+        for w in weights:  # a weighted rate's requests
+            inputs.seed.setdefault((key[0], w, "Sum"), Series(tuple(history.get((key[0], w, "Sum"), ())), 60))
 
 
 def last_seen(store: Store, reads: frozenset[tuple[str, str]] | set[tuple[str, str]], now: int) -> dict[tuple[str, str, str], int]:
@@ -156,14 +182,17 @@ def detect(store: Store, now: int, names: Iterable[str] | None = None, settings:
            tracer: trace.Tracer | None = None) -> DetectionPass:
     tracer = tracer or trace.NoOpTracer()
     with tracer.start_as_current_span("fleetwatch.detect") as span:
-        detection = run(load_inputs(store, now, settings=settings), names=names, tracer=tracer)
-        record(store, detection)
+        inputs = load_inputs(store, now, settings=settings)
+        detection = run(inputs, names=names, tracer=tracer)
+        record(store, detection, inputs)
         span.set_attribute("fleetwatch.pass.id", detection.pass_id)
         span.set_attribute("fleetwatch.findings", len(detection.findings))
     return detection
 
 
-def record(store: Store, detection: DetectionPass) -> None:
+def record(store: Store, detection: DetectionPass, inputs: Inputs | None = None) -> None:
+    """The pass's findings and runs, and the state detectors left in `inputs.new_states` (only
+    when the detector that keeps it ran cleanly: a half-fed track is not stored)."""
     findings = [{"ts": detection.at, "pass_id": detection.pass_id, "detector": f.detector, "resource_id": f.resource_id,
                  "severity": f.severity, "title": f.title, "fingerprint": f.fingerprint, "started_at": f.started_at,
                  "cause": f.cause, "fix": f.fix, "evidence": json.dumps(f.evidence), "labels": json.dumps({"key": f.key})}
@@ -171,4 +200,7 @@ def record(store: Store, detection: DetectionPass) -> None:
     runs = [{"pass_id": detection.pass_id, "ts": detection.at, "detector": r.name, "status": r.status, "error": r.error or None,
              "findings": len(r.findings), "nodata": json.dumps([{"resource_id": n.resource_id, "why": n.why} for n in r.nodata]),
              "seconds": round(r.seconds, 6)} for r in detection.runs]
-    store.record_detection(findings, runs)
+    ok = {r.name for r in detection.runs if r.status == "ok"}
+    states = [(*key, t, is_open, text) for key, (t, is_open, text) in inputs.new_states.items()] \
+        if inputs is not None and "unusual" in ok else []
+    store.record_detection(findings, runs, states)

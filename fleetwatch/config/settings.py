@@ -313,6 +313,20 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0, maximum=600000,
     ),
     Setting(
+        "unusual.enabled", "bool", True,
+        "Run the `unusual` detector: every outcome series (API 5XX rate and p95 latency, function "
+        "errors, p95 duration and invocations, queue inflow, mail deliveries) against its own history, "
+        "in 5-minute buckets, for what no rule names. Its findings are warnings; where a rule fires on "
+        "the same resource they join that incident as supporting evidence. It learns 12.5 hours of a "
+        "series before it speaks (docs/anomaly.md).",
+    ),
+    Setting(
+        "unusual.threshold", "float", 3.0,
+        "Score at which the `unusual` detector opens an episode: 3 means new to the series, or a "
+        "one-in-10^10.5 surprise (docs/anomaly.md). Higher: fewer, surer findings.",
+        minimum=1.0, maximum=12.0,
+    ),
+    Setting(
         "log.format", "choice", "json",
         "How `fleetwatch run` logs to stderr: 'json' (one object per line, with the poll and "
         "incident correlation ids and the trace id) for log collectors, or 'text' for a terminal.",

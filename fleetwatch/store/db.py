@@ -449,6 +449,9 @@ class Store:
                 "DELETE FROM series WHERE resource_id IN (SELECT id FROM resources WHERE gone_at IS NOT NULL AND gone_at < ?) "
                 "AND NOT EXISTS (SELECT 1 FROM samples WHERE series_id = series.id) "
                 "AND NOT EXISTS (SELECT 1 FROM rollups WHERE series_id = series.id)", [gone_cut]).rowcount
+            # The unusual detector's tracks of resources long gone (derived state: nothing is lost).
+            out["anomaly_state"] = db.execute("DELETE FROM anomaly_state WHERE resource_id IN (SELECT id FROM resources "
+                                              "WHERE gone_at IS NOT NULL AND gone_at < ?)", [gone_cut]).rowcount
             out["resources"] = db.execute(
                 "DELETE FROM resources WHERE gone_at IS NOT NULL AND gone_at < ? "
                 "AND NOT EXISTS (SELECT 1 FROM series WHERE resource_id = resources.id)", [gone_cut]).rowcount
@@ -468,8 +471,16 @@ class Store:
             with self.transaction() as db:
                 db["poll_log"].insert_all(rows, alter=False)
 
-    def record_detection(self, findings: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]) -> None:
+    def record_detection(self, findings: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]],
+                         states: Sequence[tuple[str, str, str, int, bool, str]] = ()) -> None:
+        """A pass's findings, its detector runs and the detectors' state, in one transaction."""
         with self.transaction() as db:
+            if states:
+                db.conn.executemany(
+                    "INSERT INTO anomaly_state (resource_id, metric, stat, last_t, episode_open, state) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (resource_id, metric, stat) DO UPDATE SET last_t = excluded.last_t, "
+                    "episode_open = excluded.episode_open, state = excluded.state",
+                    [(r, m, st, t, int(o), text) for r, m, st, t, o, text in states])
             if findings:
                 db["findings"].insert_all(findings, alter=False)
             if runs:

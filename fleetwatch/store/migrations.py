@@ -245,6 +245,15 @@ def _cycle_stages(db: sqlite_utils.Database) -> None:
     db["agent_cycles"].add_column("stages", str, not_null_default="{}")
 
 
+def _anomaly_state(db: sqlite_utils.Database) -> None:
+    # The `unusual` detector's state, one row per outcome series: the last 5-minute bucket fed,
+    # whether an episode is open (those rows are loaded every pass), and the model as JSON text.
+    # Plain SQL types, so any backend takes it.
+    db.execute("CREATE TABLE anomaly_state (resource_id TEXT NOT NULL, metric TEXT NOT NULL, stat TEXT NOT NULL, "
+               "last_t BIGINT NOT NULL, episode_open INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL, "
+               "PRIMARY KEY (resource_id, metric, stat))")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_resources_series_samples_poll_log", _initial),
     Migration("0002_findings_incidents_notifications_silences", _alerting),
@@ -256,5 +265,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0008_incident_cause_title", _incident_lead),
     Migration("0009_agents_and_place_leases", _agents),
     Migration("0010_agent_cycle_stages", _cycle_stages),
+    Migration("0011_anomaly_state", _anomaly_state),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
