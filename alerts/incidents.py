@@ -164,7 +164,11 @@ def reconcile(alerts: dict[str, Alert], open_incidents: dict[int, Incident], top
             continue
         home = _home(a, [*incidents.values(), *new], alerts, links, known or {})
         if home is None:
-            home = Incident(_incident_fingerprint(a, now), _group_key(a), PENDING, a.severity, "", now, now)
+            # It began when its first alert began to hold: the pass that saw it, or for a sustained
+            # finding when its data shows it began — so group_wait does not hold back a page for a
+            # problem the data has shown for minutes.
+            opened = min(a.active_since or now, now) if a.state in ACTIVE else now
+            home = Incident(_incident_fingerprint(a, now), _group_key(a), PENDING, a.severity, "", opened, now)
             home.events.append(("opened", a.title[:500]))
             new.append(home)
         elif a.fingerprint not in home.members:
