@@ -190,3 +190,23 @@ def test_a_hot_partition_two_minutes_in_is_critical_and_pages_without_cause_wait
         world.tick(*observed(found))
         pages.append(len(world.slack.messages(top_level_only=True)))
     assert pages.index(1) == 2, f"paged at minute {pages.index(1) + 1} of throttling: {pages}"
+
+
+def test_a_flood_is_not_said_to_be_held_by_the_functions_whose_points_have_not_caught_up() -> None:
+    # lambda-concurrency's first page: "689 of 1000 claimed … — held by checkout-fn 2, feed-fn 2,
+    # thumbnail-fn 2": thumbnail-fn's five-minute point covering its flood had not landed yet.
+    fns = [Resource(rid("lambda", n), "lambda", n, ACCOUNT, REGION, {}, {}) for n in ("checkout-fn", "thumbnail-fn")]
+    flood = [20, 21, 19, 20, 195, 364, 529, 689]
+    now = T0 + 8 * M
+    five = {"checkout-fn": [2.0], "thumbnail-fn": [2.0]}
+
+    def title(thumbnail: float) -> str:
+        five["thumbnail-fn"] = [thumbnail]
+        series_ = {(ACCT.id, "ClaimedAccountConcurrency", "Maximum"): series(flood, 8)}
+        series_.update({(rid("lambda", n), "ConcurrentExecutions", "Maximum"): Series(((now - 5 * M, v[0]),), 300)
+                        for n, v in five.items()})
+        (f,) = [f for f in lambda_account(Inputs(now, [ACCT, *fns], series_)) if isinstance(f, Finding)]
+        return f.title
+
+    assert "held by" not in title(2.0)
+    assert "held by thumbnail-fn 640 (unreserved), checkout-fn 2 (unreserved)" in title(640.0)
