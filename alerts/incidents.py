@@ -119,13 +119,9 @@ class _Links:
         # Two causes behind one entry point are one problem (a database and the function that
         # scaled out), but an account-wide resource reaches so much that sharing an entry point
         # with it says nothing: it joins only what it reaches or what reaches it.
-        if {self._kind(a), self._kind(b)} & ACCOUNT_WIDE:
+        if {_kind(self.topo, a), _kind(self.topo, b)} & ACCOUNT_WIDE:
             return False
         return bool(set(self.entries(a)) & set(self.entries(b)))
-
-    def _kind(self, resource_id: str) -> str:
-        r = self.topo.resources.get(resource_id)
-        return r.kind if r else resource_id.split("/", 1)[0]
 
     def entries(self, resource_id: str) -> tuple[str, ...]:
         return (resource_id,) if self.topo.is_entry(resource_id) else self.topo.entries(resource_id)
@@ -167,7 +163,11 @@ def reconcile(alerts: dict[str, Alert], open_incidents: dict[int, Incident], top
             continue
         home = _home(a, [*incidents.values(), *new], alerts, links, known or {})
         if home is None:
-            home = Incident(_incident_fingerprint(a, now), _group_key(a), PENDING, a.severity, "", now, now)
+            # It began when its first alert began to hold: the pass that saw it, or for a sustained
+            # finding when its data shows it began — so group_wait does not hold back a page for a
+            # problem the data has shown for minutes.
+            opened = min(a.active_since or now, now) if a.state in ACTIVE else now
+            home = Incident(_incident_fingerprint(a, now), _group_key(a), PENDING, a.severity, "", opened, now)
             home.events.append(("opened", a.title[:500]))
             new.append(home)
         elif a.fingerprint not in home.members:
@@ -175,13 +175,14 @@ def reconcile(alerts: dict[str, Alert], open_incidents: dict[int, Incident], top
         home.live.append(a.fingerprint)
         a.incident_id = home.id
     out: list[Incident] = []
+    where = {**(known or {}), **{fp: a.resource_id for fp, a in alerts.items()}}
     for inc in [*incidents.values(), *new]:
         members = [alerts[fp] for fp in inc.live]
         if not members:
             inc.state, inc.updated_at, inc.resolved_at = RESOLVED, now, now
             inc.events.append((RESOLVED, ""))
         else:
-            _fill(inc, members, topo, now)
+            _fill(inc, members, topo, now, where)
         out.append(inc)
     return out
 
@@ -217,24 +218,55 @@ def _home(a: Alert, candidates: list[Incident], alerts: dict[str, Alert], links:
     return best
 
 
-def _pick(named: str, candidates: list[Alert], causes: bool) -> Alert | None:
+def _pick(named: str, candidates: list[Alert], causes: bool, named_on: str = "") -> Alert | None:
     """The alert an incident's title names among the live `candidates`: the best one, the first
     time; then the same one, while it is live, unless a clearly better one is (more severe, or a
-    root cause where it named a function's own failure rate); None once it has ended (the title
-    keeps its last words)."""
+    root cause where it named a function's own failure rate); once it has ended, another live
+    alert on the same resource (`named_on`: orders-db's forecast gives way to orders-db at 100%),
+    else None (the title keeps its last words)."""
     def weight(a: Alert) -> tuple[int, int]:
         return (int(causes and a.detector == "outcomes"), SEVERITY_RANK.get(a.severity, 3))
 
-    best = min(candidates, key=lambda a: (*weight(a), *_rank(a)), default=None)
+    def best_of(alerts: list[Alert]) -> Alert | None:
+        return min(alerts, key=lambda a: (*weight(a), *_rank(a)), default=None)
+
+    best = best_of(candidates)
     if not named:
         return best
     current = next((a for a in candidates if a.fingerprint == named), None)
     if current is None:
-        return None  # it ended: the title keeps its last words
+        return best_of([a for a in candidates if named_on and a.resource_id == named_on])
     return best if best is not None and weight(best) < weight(current) else current
 
 
-def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int) -> None:
+def _kind(topo: Topology, resource_id: str) -> str:
+    r = topo.resources.get(resource_id)
+    return r.kind if r else resource_id.split("/", 1)[0]
+
+
+def _also(topo: Topology, inc: Incident, held: list[str], where: dict[str, str]) -> str:
+    """" (and orders-dlq)": the other entry points this incident's symptoms were on, live or
+    ended, so a head that moved on to a worse symptom still names every place users felt it."""
+    named = where.get(inc.symptom_alert, "")
+    others = sorted({topo.resources[r].name for r in (where.get(fp, "") for fp in held)
+                     if r and r != named and r in topo.resources and topo.is_entry(r) and _kind(topo, r) not in ACCOUNT_WIDE})
+    others = [n for n in others if n not in inc.symptom]
+    if not others:
+        return ""
+    return " (and " + ", ".join(others[:2]) + (f" and {len(others) - 2} more" if len(others) > 2 else "") + ")"
+
+
+def _behind(topo: Topology, resource_id: str, title: str) -> str:
+    """" — behind storefront-api": the user-facing entry points a cause with no symptom yet
+    serves, for a title that would otherwise not say where users would feel it."""
+    names = [topo.resources[e].name for e in topo.served(resource_id) if e in topo.resources]
+    if not names or any(n in title for n in names):
+        return ""
+    return " — behind " + ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+
+
+def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int, where: dict[str, str]) -> None:
+    """`where`: the resource of every alert known this pass, live or just ended, by fingerprint."""
     members = sorted(members, key=_rank)
     supporting = [a for a in members if a.detector in SUPPORTING]
     ruled = [a for a in members if a not in supporting]
@@ -248,13 +280,22 @@ def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int) -> None
     state = next((s for s in STATE_ORDER if any(a.state == s for a in members)), RESOLVED)
     symptoms = [a for a in members if a.kind == "finding" and topo.is_entry(a.resource_id)]
     causes = [a for a in members if a.kind == "finding" and not topo.is_entry(a.resource_id)]
+    # An account-wide entry point beside a symptom it reaches is that symptom's cause: the SES
+    # account refusing mail and the queue whose consumer sends it lead with the queue users wait on.
+    upstream = [a for a in symptoms if _kind(topo, a.resource_id) in ACCOUNT_WIDE
+                and any(o.resource_id != a.resource_id and o.resource_id in topo.entries(a.resource_id) for o in symptoms)]
+    if upstream:
+        symptoms = [a for a in symptoms if a not in upstream]
+        causes = sorted([*upstream, *causes], key=_rank)
+        if inc.symptom_alert in {a.fingerprint for a in upstream}:
+            inc.symptom_alert = inc.symptom = ""  # it named the SES account: the queue leads now
     paging = [a for a in members if a.state in (FIRING, RECOVERING, PENDING)] or members
     severity = min((a.severity for a in paging), key=lambda s: SEVERITY_RANK.get(s, 3))
     # The title names what users feel and what caused it, and keeps naming them for the incident's
     # life — the same alerts while they are live (their numbers refreshed), and their last words
     # once they have ended — so the thread's head says what the incident was about.
-    symptom = _pick(inc.symptom_alert, symptoms, causes=False)
-    named_cause = _pick(inc.cause_alert, causes, causes=True)
+    symptom = _pick(inc.symptom_alert, symptoms, False, where.get(inc.symptom_alert, ""))
+    named_cause = _pick(inc.cause_alert, causes, True, where.get(inc.cause_alert, ""))
     if symptom is not None:
         inc.symptom_alert, inc.symptom = symptom.fingerprint, symptom.title
     if named_cause is not None:
@@ -270,8 +311,11 @@ def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int) -> None
         cause = "; ".join([c for c in (cause,) if c] + [f"supporting: {a.title}" for a in supporting[:2]])
     if lead.kind != "finding":
         title = lead.title
+    elif symptom_title:
+        symptom_title += _also(topo, inc, [*inc.members, *(a.fingerprint for a in members)], where)
+        title = f"{symptom_title} — {cause_title}" if cause_title else symptom_title
     else:
-        title = f"{symptom_title} — {cause_title}" if symptom_title and cause_title else symptom_title or cause_title or lead.title
+        title = (cause_title or lead.title) + _behind(topo, where.get(inc.cause_alert, lead.resource_id), cause_title or lead.title)
     # A cause that could still be joined by what users feel waits `cause_wait` before paging.
     joinable = not symptoms and bool(causes) and severity != "critical" and any(topo.entries(c.resource_id) for c in causes)
     before = (inc.state, inc.severity, inc.title, inc.cause, list(inc.members))

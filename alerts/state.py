@@ -36,6 +36,9 @@ class Observation:
     evidence: dict[str, Any] = field(default_factory=dict)
     started_at: int | None = None
     limit: bool = False  # a hard-limit rule: pending for Policy.for_limits
+    # The detector's data already shows it over minutes (detectors.base.Finding.sustained): the
+    # alert counts as active since `started_at`, so `for` runs from there.
+    sustained: bool = False
 
     @property
     def fingerprint(self) -> str:
@@ -82,6 +85,14 @@ class Transition:
     new: str
 
 
+def _held_since(ob: Observation, since: int, now: int) -> int:
+    """Since when the finding has held: from the pass that first saw it, or, for a sustained one,
+    from when its data shows it began (never later than the pass that saw it)."""
+    if ob.sustained and ob.started_at:
+        return min(since, ob.started_at, now)
+    return since
+
+
 def step(alerts: dict[str, Alert], observed: list[Observation], ran_ok: set[str], now: int, policy: Policy) -> list[Transition]:
     """Advance every alert by one pass. Alerts of detectors that did not run cleanly this pass
     (errored, or not asked for) keep their state: silence from a broken detector is not recovery."""
@@ -103,12 +114,14 @@ def step(alerts: dict[str, Alert], observed: list[Observation], ran_ok: set[str]
             alert.state = NODATA if ob.kind == "nodata" else ERROR
             alert.active_since = alert.active_since if old == alert.state else now
         elif old in (RESOLVED, NODATA, ERROR):
-            alert.state, alert.active_since, alert.started_at = PENDING, now, ob.started_at or now
+            alert.state, alert.active_since, alert.started_at = PENDING, _held_since(ob, now, now), ob.started_at or now
             alert.firing_since = alert.recovering_since = None
-            if hold <= 0:
+            if now - alert.active_since >= hold:
                 alert.state, alert.firing_since = FIRING, now
-        elif old == PENDING and now - (alert.active_since or now) >= hold:
-            alert.state, alert.firing_since = FIRING, now
+        elif old == PENDING:
+            alert.active_since = _held_since(ob, alert.active_since or now, now)
+            if now - alert.active_since >= hold:
+                alert.state, alert.firing_since = FIRING, now
         elif old == RECOVERING:
             alert.state, alert.recovering_since = FIRING, None
             alert.flaps += 1

@@ -95,9 +95,26 @@ class Topology:
         """The entry points a problem on this resource can reach, nearest first (ties by id)."""
         if resource_id in self._cache:
             return self._cache[resource_id]
-        found: list[str] = []
-        seen, queue = {resource_id}, deque([(resource_id, 0)])
+        hops = self._reached(resource_id)
+        found = list(hops) or self._same_service(resource_id)
+        out = tuple(sorted(found, key=lambda e: (hops.get(e, 99), e)))
+        self._cache[resource_id] = out
+        return out
+
+    def served(self, resource_id: str) -> tuple[str, ...]:
+        """The entry points this resource directly serves, by id: the APIs a function is
+        integrated in, the queues it consumes, the schedules that target it. None further away (a
+        database behind a function behind an API has not hurt that API until the API says so),
+        none from a shared `service` tag, none for an account-wide resource."""
+        r = self.resources.get(resource_id)
+        if r is None or r.kind in ("lambda_account", "ses"):
+            return ()
+        return tuple(sorted(e for e in self.edges.get(resource_id, ()) if self.is_entry(e)))
+
+    def _reached(self, resource_id: str) -> dict[str, int]:
+        """Entry points reachable along the edges, with how many hops away."""
         hops: dict[str, int] = {}
+        seen, queue = {resource_id}, deque([(resource_id, 0)])
         while queue:
             node, depth = queue.popleft()
             for nxt in sorted(self.edges.get(node, ())):
@@ -105,14 +122,9 @@ class Topology:
                     continue
                 seen.add(nxt)
                 if self.is_entry(nxt):
-                    found.append(nxt)
                     hops[nxt] = depth + 1
                 queue.append((nxt, depth + 1))
-        if not found:
-            found = self._same_service(resource_id)
-        out = tuple(sorted(found, key=lambda e: (hops.get(e, 99), e)))
-        self._cache[resource_id] = out
-        return out
+        return hops
 
     def _same_service(self, resource_id: str) -> list[str]:
         r = self.resources.get(resource_id)

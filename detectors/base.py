@@ -18,6 +18,20 @@ Point = tuple[int, float]
 
 
 @dataclass(frozen=True)
+class Approach:
+    """A series climbing to a limit: seconds until it is reached at the slowest recent rise, when
+    that climb began (the time of its first point), and that rise per minute."""
+
+    eta: float
+    since: int
+    per_minute: float
+
+    def told(self, reached: str = "full") -> str:
+        """" and rising 82/min: full in ~2 min", for a title."""
+        return f" and rising {self.per_minute:,.0f}/min: {reached} in ~{max(self.eta / 60, 1):.0f} min"
+
+
+@dataclass(frozen=True)
 class Series:
     """Points of one metric of one resource, ascending by time; missing minutes are absent."""
 
@@ -70,6 +84,21 @@ class Series:
         r2 = (sxy * sxy) / (sxx * syy) if syy else 0.0
         return slope, r2
 
+    def rising_to(self, limit: float, steps: int = 3) -> Approach | None:
+        """How soon `limit` is reached if the climb of the last `steps` points goes on: None
+        unless each of them rose on the one before (consecutive points, none missing). The pace
+        is the slowest of those rises, not the last one nor a fit over a longer window: a single
+        jump is not a trend, and a ramp that is levelling off is read at its slowest."""
+        pts = self.points[-(steps + 1):]
+        if len(pts) < steps + 1 or any(b[0] - a[0] != self.period for a, b in zip(pts, pts[1:])):
+            return None
+        rises = [b[1] - a[1] for a, b in zip(pts, pts[1:])]
+        slowest = min(rises)
+        if slowest <= 0:
+            return None
+        per_minute = slowest * 60 / self.period
+        return Approach(max(limit - pts[-1][1], 0.0) / per_minute * 60, pts[0][0], per_minute)
+
     def run_start(self, holds: Callable[[float], bool]) -> int | None:
         """When the newest unbroken run of points for which `holds` is true began (None if the
         newest point does not hold)."""
@@ -79,6 +108,22 @@ class Series:
                 break
             start = t
         return start
+
+
+# A hard limit about to be reached: at least NEAR of it in use, and still climbing fast enough to
+# use the rest within IMMINENT at the slowest of its last three one-minute rises. A database
+# that climbs to a busy 60 % over ten minutes, or whose climb levels off, is not "about to".
+NEAR, IMMINENT = 0.60, 150
+
+
+def imminent(series: Series, limit: float, now: int) -> Approach | None:
+    """The climb of `series` to `limit` if the limit is near and about to be reached (see NEAR,
+    IMMINENT); None otherwise, or if its newest point is more than a few minutes old."""
+    latest = series.latest
+    if not limit or latest is None or latest[0] < now - 3 * series.period or latest[1] < NEAR * limit:
+        return None
+    climb = series.rising_to(limit)
+    return climb if climb is not None and climb.eta <= IMMINENT else None
 
 
 @dataclass(frozen=True)
@@ -154,6 +199,9 @@ class Finding:
     # Measured against a hard limit (max_connections, a partition's or the account's throughput,
     # a quota): not a statistical guess, so its alert fires after `alerts.for_limits`, not `alerts.for`.
     limit: bool = False
+    # Its evidence already spans minutes of data (a climb seen rising minute after minute), so
+    # `for` counts from `started_at`, when the data shows it began, not from the first pass.
+    sustained: bool = False
 
     @property
     def fingerprint(self) -> str:

@@ -1,13 +1,15 @@
 """Connection exhaustion (SIGNALS.md §3): database connections against max_connections, RDS
 Proxy connections against MaxDatabaseConnectionsAllowed, borrow latency and setup failures; a
 forecast of when the limit is reached; the storm named when callers' Lambda concurrency rose in
-the same minutes."""
+the same minutes. A climb about to reach the limit (detectors.base.imminent) pages as the limit
+itself does, before it gets there."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from detectors.base import CRITICAL, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, pct
+from detectors.base import (CRITICAL, WARNING, Approach, Finding, Inputs, NoData, Resource, Series, detector, evidence, imminent,
+                            pct)
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {("DatabaseConnections", "Maximum"), ("DatabaseConnections", "Sum"), ("MaxDatabaseConnectionsAllowed", "Sum"),
@@ -57,13 +59,21 @@ def _storm(inp: Inputs, db: Resource, since: int) -> tuple[str, str]:
 
 
 def _forecast(series: Series, limit: float, now: int) -> float | None:
-    """Seconds until `limit` at the slope of the last 10 minutes, if rising steadily."""
+    """Seconds until `limit` at the slope of the last 10 minutes, if rising steadily and still
+    rising now (each of the last three minutes by at least 1 % of the limit): a database that
+    climbed to a busy level and stays there keeps a rising 10-minute slope for minutes after it
+    levelled off."""
     recent = series.since(now - 600)
     slope, r2 = recent.slope_per_minute()
     latest = recent.latest
-    if latest is None or slope <= 0 or r2 < 0.5:
+    climb = recent.rising_to(limit)
+    if latest is None or slope <= 0 or r2 < 0.5 or climb is None or climb.per_minute < 0.01 * limit:
         return None
     return max(limit - latest[1], 0.0) / slope * 60
+
+
+def _rising(climb: Approach | None, share: float) -> str:
+    return climb.told() if climb is not None and share < DB_CRIT else ""
 
 
 STORM_FIX = ("Put RDS Proxy (or a pooler) between the functions and the database, cap the callers with reserved "
@@ -86,13 +96,14 @@ def connections(inp: Inputs) -> Iterator[Finding | NoData]:
         share = peak / limit
         est = " (estimated)" if db.facts.get("max_connections_estimated") else ""
         eta = _forecast(conns, limit, inp.now)
-        if share >= DB_WARN:
-            since = conns.run_start(lambda v: v / limit >= DB_WARN) or inp.now
+        climb = imminent(conns, limit, inp.now)
+        if share >= DB_WARN or climb is not None:
+            since = min(conns.run_start(lambda v: v / limit >= DB_WARN) or inp.now, climb.since if climb else inp.now)
             cause, suffix = _storm(inp, db, since)
-            yield Finding("connections", db.id, CRITICAL if share >= DB_CRIT else WARNING,
-                          f"{db.name} at {pct(share)} of max_connections ({peak:.0f} of {limit}{est}){suffix}",
+            yield Finding("connections", db.id, CRITICAL if share >= DB_CRIT or climb else WARNING,
+                          f"{db.name} at {pct(share)} of max_connections ({peak:.0f} of {limit}{est}){_rising(climb, share)}{suffix}",
                           since, evidence(limit=limit, connections=conns), cause=cause or "connections near the database's limit",
-                          fix=STORM_FIX, key="utilisation", limit=True)
+                          fix=STORM_FIX, key="utilisation", limit=True, sustained=climb is not None)
         elif share >= FORECAST_FROM and eta is not None and eta <= FORECAST_HORIZON:
             yield Finding("connections", db.id, WARNING,
                           f"{db.name} at {pct(share)} of max_connections and rising: full in ~{eta / 60:.0f} min",
@@ -111,13 +122,15 @@ def _proxy(inp: Inputs, proxy: Resource) -> Iterator[Finding | NoData]:
         return
     limit = ceiling.latest[1] if ceiling.latest else 0.0
     peak = recent.max() or 0.0
-    if limit and peak / limit >= PROXY_WARN:
-        since = used.run_start(lambda v: v / limit >= PROXY_WARN) or inp.now
-        yield Finding("connections", proxy.id, CRITICAL if peak / limit >= PROXY_CRIT else WARNING,
-                      f"{proxy.name}: {peak:.0f} of {limit:.0f} pooled connections in use ({pct(peak / limit)}; AWS advises 30% headroom)",
+    climb = imminent(used, limit, inp.now)
+    if limit and (peak / limit >= PROXY_WARN or climb is not None):
+        since = min(used.run_start(lambda v: v / limit >= PROXY_WARN) or inp.now, climb.since if climb else inp.now)
+        yield Finding("connections", proxy.id, CRITICAL if peak / limit >= PROXY_CRIT or climb else WARNING,
+                      f"{proxy.name}: {peak:.0f} of {limit:.0f} pooled connections in use ({pct(peak / limit)}; AWS advises 30% "
+                      f"headroom){_rising(climb, peak / limit)}",
                       since, evidence(limit=limit, connections=used), cause=_storm(inp, proxy, since)[0] or "the pool is nearly full",
                       fix="Raise MaxConnectionsPercent (and the target's max_connections), or find what pins sessions.", key="pool",
-                      limit=True)
+                      limit=True, sustained=climb is not None)
     failed = inp.get(proxy.id, "DatabaseConnectionsSetupFailed", "Sum").since(inp.now - RECENT)
     if failed.sum() > 0:
         yield Finding("connections", proxy.id, CRITICAL, f"{proxy.name}: {failed.sum():.0f} database connection setups failed in 5 min",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Resource, detector, evidence, pct
+from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Resource, detector, evidence, imminent, pct
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {("SES.SentLast24Hours", "Value"), ("Reject", "Sum"), ("Reputation.BounceRate", "Maximum"),
@@ -143,17 +143,20 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
         where = f"Lambda {res.region} ({res.account})"
         recent = claimed.since(inp.now - RECENT)
         peak = recent.max()
-        holders = _holders(inp, res)
+        holders = _holders(inp, res, peak)
         held_by = " — held by " + ", ".join(holders) if holders else ""
-        if peak is not None and peak / limit >= HEADROOM_WARN:
-            severity = CRITICAL if peak / limit >= HEADROOM_CRIT else WARNING
+        climb = imminent(claimed, limit, inp.now)
+        if peak is not None and (peak / limit >= HEADROOM_WARN or climb is not None):
+            severity = CRITICAL if peak / limit >= HEADROOM_CRIT or climb else WARNING
+            rising = climb.told("used up") if climb and peak / limit < HEADROOM_CRIT else ""
             yield Finding("lambda_account", res.id, severity,
-                          f"{where}: {peak:.0f} of {limit} account concurrency claimed ({pct(peak / limit)}){held_by}",
-                          claimed.run_start(lambda v: v / limit >= HEADROOM_WARN) or inp.now,
+                          f"{where}: {peak:.0f} of {limit} account concurrency claimed ({pct(peak / limit)}){rising}{held_by}",
+                          min(claimed.run_start(lambda v: v / limit >= HEADROOM_WARN) or inp.now, climb.since if climb else inp.now),
                           evidence(limit=limit, claimed=claimed),
                           cause="account concurrency nearly used up" + (f" by {holders[0].split(' ')[0]}" if holders else ""),
                           fix="Request a higher concurrent-executions quota (Service Quotas, L-B99A9384), or cap the "
-                              "busiest functions with reserved concurrency.", key="headroom", limit=True)
+                              "busiest functions with reserved concurrency.", key="headroom", limit=True,
+                          sustained=climb is not None)
         throttles = _unreserved_throttles(inp, res)
         if throttles > 0:
             yield Finding("lambda_account", res.id, CRITICAL, f"{where}: {throttles:.0f} invocations throttled in 5 min{held_by}",
@@ -168,10 +171,12 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
                           fix="Request the default 1,000 (Service Quotas, L-B99A9384).", key="low-limit")
 
 
-def _holders(inp: Inputs, account: Resource) -> list[str]:
+def _holders(inp: Inputs, account: Resource, claimed: float | None = None) -> list[str]:
     """The TOP functions holding the most concurrency in the last 5 minutes (ConcurrentExecutions,
     Maximum — Lambda "Concurrency metrics" docs: use MAX), each with its reservation, e.g.
-    "thumbnail-fn 860 (unreserved)", "report-fn 5 (reserved 5)"."""
+    "thumbnail-fn 860 (unreserved)", "report-fn 5 (reserved 5)". None while the functions' points
+    account for under a tenth of what the account claims: their slow-tier points have not caught
+    up with a flood, and "held by checkout-fn 2, feed-fn 2" would name the wrong ones."""
     peaks = []
     for fn in inp.of_kind("lambda"):
         if fn.account != account.account or fn.region != account.region:
@@ -182,6 +187,8 @@ def _holders(inp: Inputs, account: Resource) -> list[str]:
         if peak:
             peaks.append((peak, fn))
     peaks.sort(key=lambda x: (-x[0], x[1].name))
+    if claimed and sum(p for p, _ in peaks) < 0.1 * claimed:
+        return []
     out = []
     for peak, fn in peaks[:TOP]:
         reserved = fn.facts.get("reserved_concurrency")

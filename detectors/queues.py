@@ -144,6 +144,9 @@ def _loss_risk(inp: Inputs, q: Resource, age: Series, retention: float,
                   key="loss-risk")
 
 
+MIN_CONSUMER_ERRORS = 3  # failed invocations in the window that make a consumer "failing", not "stopped"
+
+
 def _consumers(inp: Inputs, q: Resource) -> list[Resource]:
     names = set(q.facts.get("consumers") or [])
     return [r for r in inp.of_kind("lambda") if r.name in names and r.account == q.account and r.region == q.region]
@@ -246,7 +249,11 @@ def _growth(inp: Inputs, q: Resource, visible: Series, age: Series) -> Iterator[
             title = f"{q.name}: {recent_sent:.0f} messages sent and none deleted in 15 min — {ses[0]}; {latest[1]:.0f} waiting"
             cause, fix = ses
         else:
-            title = f"{q.name}: {recent_sent:.0f} messages sent and none deleted in 15 min — {who} stopped consuming; {latest[1]:.0f} waiting"
+            # Invocations that fail are a consumer at work, not one that stopped (the mail queue
+            # behind SES, the minutes after production access came, still reads none deleted).
+            failing = sum(inp.get(c.id, "Errors", "Sum").since(stopped_window).sum() for c in consumers)
+            doing = f"failing ({failing:.0f} errors in 15 min)" if failing >= MIN_CONSUMER_ERRORS else "stopped consuming"
+            title = f"{q.name}: {recent_sent:.0f} messages sent and none deleted in 15 min — {who} {doing}; {latest[1]:.0f} waiting"
             cause = f"{who} is not deleting messages (disabled trigger, crashed poller, or every batch failing)"
             fix = f"Check {who}'s event source mapping state and errors; re-enable or fix it."
         yield Finding("queues", q.id, CRITICAL, title, recent_deleted.points[0][0],

@@ -37,6 +37,16 @@ def _minutes_with(series: Series) -> int:
     return sum(1 for _, v in series.points if v > 0)
 
 
+def _loud(recent: Series) -> bool:
+    """LOUD throttles in 5 minutes, or throttling at that pace since it began: two minutes of 300
+    are as loud as five of 200, and not a warning for the minutes the window has yet to fill."""
+    begun = next((t for t, v in recent.points if v > 0), None)
+    if begun is None:
+        return False
+    minutes = (recent.points[-1][0] - begun) // recent.period + 1
+    return recent.sum() >= LOUD or recent.sum() / max(minutes, MIN_MINUTES) * (RECENT / recent.period) >= LOUD
+
+
 @detector("tables")
 def tables(inp: Inputs) -> Iterator[Finding]:
     for t in inp.of_kind("dynamodb"):
@@ -55,7 +65,7 @@ def _index_op(inp: Inputs, t: Resource, index: str, op: str) -> Iterator[Finding
     recent = series.since(inp.now - RECENT)
     if _minutes_with(recent) < 2:
         return
-    yield Finding("tables", t.id, CRITICAL if recent.sum() >= LOUD else WARNING,
+    yield Finding("tables", t.id, CRITICAL if _loud(recent) else WARNING,
                   f"{t.name}: index {index} — {recent.sum():.0f} {op.lower()} throttles in 5 min",
                   series.run_start(lambda v: v > 0) or recent.points[0][0], evidence(throttles=series),
                   cause=f"the global secondary index {index} is short of {op.lower()} capacity"
@@ -83,7 +93,7 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
         keys = _hot_keys(t, inp.now)
         named = f"; hottest key {keys[0]}" if keys else ""
         load = f"while the table uses {pct(share)} of its {capacity:.0f} {unit}" if share is not None else "on an on-demand table"
-        yield Finding("tables", t.id, CRITICAL if hot.sum() >= LOUD else WARNING,
+        yield Finding("tables", t.id, CRITICAL if _loud(hot) else WARNING,
                       f"{t.name}: hot partition — {hot.sum():.0f} {op.lower()} throttles in 5 min {load}{named}",
                       key_range.run_start(lambda v: v > 0) or hot.points[0][0],
                       evidence(limit=3000 if op == "Read" else 1000, key_range_throttles=key_range, consumed=consumed),
@@ -100,7 +110,7 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
             continue
         if reason == "ProvisionedThroughput" and _scaling_step(provisioned, inp.now) and _minutes_with(recent) <= 3:
             continue  # auto scaling just raised capacity: a few minutes of throttling is expected
-        yield Finding("tables", t.id, CRITICAL if recent.sum() >= LOUD else WARNING,
+        yield Finding("tables", t.id, CRITICAL if _loud(recent) else WARNING,
                       f"{t.name}: {recent.sum():.0f} {op.lower()} throttles in 5 min — {cause}"
                       + (f" ({pct(share)} of {capacity:.0f} {unit} used)" if share is not None else ""),
                       series.run_start(lambda v: v > 0) or recent.points[0][0], evidence(limit=capacity, throttles=series, consumed=consumed),

@@ -232,6 +232,12 @@ def test_a_mail_queue_backed_up_behind_the_ses_sandbox_blames_ses_not_its_consum
     inp = queue_at(NOW, vis, age, sent, deleted, mail_fleet(SES_FACTS, []))
     (f,) = [f for f in results(queues, inp)[0] if f.key in ("stopped", "growth")]
     assert "email-fn" in f.title and "SES" not in f.cause
+    # Production access just came (ses-sandbox in bench/pages.py): nothing deleted in the window
+    # yet, but email-fn ran and failed in it; it did not stop consuming.
+    granted = {**SES_FACTS, "production_access": True, "max_24h_send": 50000.0}
+    inp = queue_at(NOW, vis, age, sent, deleted, mail_fleet(granted, ["ses:account"]), {("email-fn", "Errors", "Sum"): errors})
+    (f,) = [f for f in results(queues, inp)[0] if f.key in ("stopped", "growth")]
+    assert "email-fn failing (15 errors in 15 min)" in f.title and "stopped consuming" not in f.title
 
 
 # -- causes named by what the fleet says ----------------------------------------------------------

@@ -353,8 +353,11 @@ def table_inputs(facts: dict[str, Any] | None = None, **series: Series) -> Input
      table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(300, 5), ConsumedWriteCapacityUnits=flat(300 * 60, 10)),
      {("hot-write", CRITICAL)}),
     ("one minute of key-range throttles: not yet", table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(300, 1)), set()),
-    # Two minutes make a finding; its alert fires after alerts.for_limits, on a third.
+    # Two minutes make a finding; its alert fires after alerts.for_limits, on a third. Judged by
+    # its pace: 300 a minute is 1,500 in 5 min (critical), 100 a minute 500 (a warning).
     ("two minutes of key-range throttles: a hot partition", table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(300, 2)),
+     {("hot-write", CRITICAL)}),
+    ("two minutes of 100 key-range throttles: a warning", table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(100, 2)),
      {("hot-write", WARNING)}),
     ("key-range throttles while the table is at capacity: capacity, not a hot key",
      table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(50, 5), WriteProvisionedThroughputThrottleEvents=flat(50, 5),

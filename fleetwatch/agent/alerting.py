@@ -96,7 +96,7 @@ def observations(detection: DetectionPass) -> tuple[list[Observation], set[str]]
             continue
         for f in run.findings:
             out.append(Observation(f.detector, f.resource_id, f.key, "finding", f.severity, f.title, f.cause, f.fix, f.evidence,
-                                   f.started_at, f.limit))
+                                   f.started_at, f.limit, f.sustained))
         for n in run.nodata:
             out.append(Observation(run.name, n.resource_id, "", "nodata", "info", f"no data: {n.why}"))
     return out, {r.name for r in detection.runs if r.status == "ok"}

@@ -347,7 +347,9 @@ SETTINGS: tuple[Setting, ...] = (
         "alerts.for_limits", "duration", 60,
         "The `for` of rules measured against a hard limit (a database at max_connections, a hot "
         "partition or a table throttled, account concurrency or the SES quota nearly used): users "
-        "already fail there and a blip cannot fake it, so they page sooner than statistical rules.",
+        "already fail there and a blip cannot fake it, so they page sooner than statistical rules. "
+        "A climb about to reach a limit, seen rising minute after minute in the data, counts this "
+        "from when the climb began.",
         minimum=0, maximum=86400,
     ),
     Setting(
@@ -359,8 +361,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "alerts.group_wait", "duration", 30,
         "How long a new incident gathers related findings before its first notification, counted "
-        "from when it opened (its first finding went pending), so findings that arrive together "
-        "are sent together.",
+        "from when it opened (its first finding went pending, or began in the data for a climb "
+        "about to reach a limit), so findings that arrive together are sent together.",
         minimum=0, maximum=3600,
     ),
     Setting(

@@ -1,0 +1,212 @@
+"""A hard limit about to be reached pages before it is reached: timelines on a fake clock, the
+real detectors reading minute-by-minute series, their findings through the real pipeline (store
+on disk, Slack stand-in over HTTP).
+
+The figures are what the emulated connection storm and account-concurrency flood published in
+`bench/pages.py` (a five-minute ramp to 98 % of max_connections, to 86 % of the account's
+concurrency), and the look-alikes beside them that must not page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from alerts.state import FIRING, PENDING, Observation
+from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series, imminent
+from detectors.connections import connections
+from detectors.limits import lambda_account
+from simulator.slack import SlackStandIn
+from tests.alerting_kit import ACCOUNT, REGION, T0, World, rid
+
+M = 60
+DB = Resource(rid("rds", "orders-db"), "rds", "orders-db", ACCOUNT, REGION, {"max_connections": 500}, {"service": "orders"})
+PROXY = Resource(rid("rds_proxy", "catalog-proxy"), "rds_proxy", "catalog-proxy", ACCOUNT, REGION, {}, {})
+ACCT = Resource(rid("lambda_account", "account"), "lambda_account", "account", ACCOUNT, REGION, {"concurrency_limit": 1000}, {})
+# The connection storm as the emulator published it: flat near 65, then a five-minute ramp.
+STORM = [62, 65, 66, 61, 70, 65, 62, 147, 238, 320, 406, 500, 498, 500, 487, 482]
+RAMP_STARTS = 7  # STORM[7] is the first minute of the ramp
+
+
+def series(values: list[float], upto: int, start: int = T0) -> Series:
+    """The points visible at minute `upto`: a minute's point exists once the minute is over."""
+    return Series(tuple((start + i * M, float(v)) for i, v in enumerate(values[:upto])), M)
+
+
+def db_findings(values: list[float], minute: int) -> list[Finding]:
+    now = T0 + minute * M
+    inp = Inputs(now, [DB], {(DB.id, "DatabaseConnections", "Maximum"): series(values, minute)})
+    return [f for f in connections(inp) if isinstance(f, Finding)]
+
+
+def observed(findings: list[Finding]) -> list[Observation]:
+    return [Observation(f.detector, f.resource_id, f.key, "finding", f.severity, f.title, f.cause, f.fix, f.evidence,
+                        f.started_at, f.limit, f.sustained) for f in findings]
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> Iterator[World]:
+    with SlackStandIn() as slack:
+        w = World(tmp_path, slack)
+        w.reconfigure(**{"alerts.for_limits": 60, "alerts.group_wait": 30, "alerts.cause_wait": 120})
+        w.resources = [*w.resources, DB]
+        yield w
+        w.close()
+
+
+def test_the_climb_helper_reads_the_slowest_of_three_consecutive_rises() -> None:
+    climb = series([65, 147, 238, 320], 4).rising_to(500)
+    assert climb is not None and climb.per_minute == 82 and climb.since == T0
+    assert round(climb.eta) == round((500 - 320) / 82 * 60)
+    assert series([65, 65, 238, 320], 4).rising_to(500) is None, "one jump is not a climb"
+    assert Series(((T0, 65), (T0 + M, 147), (T0 + 3 * M, 238), (T0 + 4 * M, 320)), M).rising_to(500) is None, "a gap"
+    assert imminent(series([65, 147, 238, 320], 4), 500, T0 + 4 * M) is not None
+    assert imminent(series([65, 147, 238, 320], 4), 500, T0 + 9 * M) is None, "four minutes old: not now"
+
+
+@pytest.mark.parametrize(("label", "values", "pages_by"), [
+    # The storm: 64 % and climbing ~82 a minute three minutes into the ramp -> full in ~2 min.
+    ("a storm to 98%", STORM, RAMP_STARTS + 3),
+    # A storm that stops at 85 %: never reaches 90 % (critical) and is warning at 80 % after `for`;
+    # its climb pages a minute before it reaches 80 %.
+    ("a storm to 85%", [65] * 7 + [137, 209, 281, 353, 425, 423, 426, 421, 425, 424], RAMP_STARTS + 4),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_a_climb_to_max_connections_pages_before_the_limit(world: World, label: str, values: list[float], pages_by: int) -> None:
+    pages, states = [], []
+    for minute in range(1, len(values) + 1):
+        world.tick(*observed(db_findings(values, minute)))
+        incidents = world.incidents()
+        states.append(incidents[0].state if incidents else None)
+        pages += [minute] * (len(world.slack.messages(top_level_only=True)) - len(pages))
+    assert pages and pages[0] == pages_by, f"first page at minute {pages[0] if pages else None} (states {states})"
+    (head,) = world.slack.messages(top_level_only=True)
+    assert "orders-db at" in head["text"] and "max_connections" in head["text"]
+    assert len(world.incidents()) == 1, "the climb and the limit are one alert, one incident"
+
+
+@pytest.mark.parametrize(("label", "values"), [
+    # lookalike-db-steady: a ten-minute ramp to a busy but steady 60 %.
+    ("a ten-minute ramp to 60%", [65] * 7 + [round(65 + (300 - 65) * k / 10) for k in range(1, 11)] + [300] * 10),
+    # The same level reached in five minutes: at 60 % its slowest rise (47 a minute) needs over
+    # four minutes for the last 200: not about to be full.
+    ("a five-minute ramp to 60%", [65] * 7 + [112, 159, 206, 253, 300] + [300] * 12),
+    # A jump to 60 % in two minutes and flat: one rise is not a climb.
+    ("a jump to 60%", [65] * 7 + [182, 300] + [302, 298, 301, 300, 299, 300, 303, 300, 298, 301]),
+    ("steady at 60%", [300] * 20),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_a_database_that_levels_off_below_its_limit_never_pages(world: World, label: str, values: list[float]) -> None:
+    for minute in range(1, len(values) + 1):
+        findings = db_findings(values, minute)
+        assert all(f.key != "utilisation" for f in findings), (minute, [f.title for f in findings])
+        world.tick(*observed(findings))
+    assert world.slack.messages() == []
+
+
+def test_a_sustained_finding_fires_on_its_first_pass_and_is_not_held_by_group_wait(world: World) -> None:
+    # The detector's data shows the climb over three minutes: `for_limits` (1 min) counts from its
+    # onset, and so does group_wait (30 s): the page goes in the pass that first saw it.
+    climb = Observation("connections", DB.id, "utilisation", "finding", CRITICAL, "orders-db at 64% of max_connections and rising",
+                        started_at=T0 - 3 * M, limit=True, sustained=True)
+    world.tick(climb)
+    (inc,) = world.incidents()
+    assert inc.state == FIRING and inc.started_at == T0 - 3 * M
+    assert len(world.slack.messages(top_level_only=True)) == 1
+    # Not sustained, the same finding is pending for `for_limits` and pages a pass later.
+    world.tick()
+    for _ in range(10):
+        world.tick()
+    late = Observation(**{**climb.__dict__, "sustained": False, "started_at": int(world.clock.now()) - 3 * M})
+    world.tick(late)
+    assert [i.state for i in world.incidents()][-1] == PENDING
+    world.tick(late)
+    assert [i.state for i in world.incidents()][-1] == FIRING
+
+
+def test_a_sustained_onset_never_lies_in_the_future_nor_makes_a_pending_alert_younger(world: World) -> None:
+    ahead = Observation("connections", DB.id, "utilisation", "finding", WARNING, "orders-db at 81% of max_connections",
+                        started_at=T0 + 10 * M, limit=True, sustained=True)
+    world.tick(ahead)
+    (inc,) = world.incidents()
+    assert inc.state == PENDING and inc.started_at == T0, "an onset after `now` counts from now"
+
+
+# -- the same rule on the account's concurrency and a proxy's pool ---------------------------------
+
+def account_findings(values: list[float], minute: int) -> list[Finding]:
+    now = T0 + minute * M
+    inp = Inputs(now, [ACCT], {(ACCT.id, "ClaimedAccountConcurrency", "Maximum"): series(values, minute)})
+    return [f for f in lambda_account(inp) if isinstance(f, Finding)]
+
+
+def test_account_concurrency_climbing_to_its_limit_is_critical_before_80_percent() -> None:
+    # lambda-concurrency: thumbnail-fn's flood, claimed concurrency 20 -> 195 -> 364 -> 529 -> 689 -> 858.
+    flood = [20, 21, 19, 20, 195, 364, 529, 689, 858, 895, 873]
+    got = {minute: [(f.key, f.severity, f.sustained) for f in account_findings(flood, minute)] for minute in range(6, 10)}
+    assert got[6] == [] and got[7] == []  # 36 %, 53 %: not near yet
+    assert got[8] == [("headroom", CRITICAL, True)]  # 69 % and rising 160 a minute: used up in ~2 min
+    assert got[9] == [("headroom", WARNING, False)] or got[9][0][1] == CRITICAL
+    (finding,) = account_findings(flood, 8)
+    assert "689 of 1000 account concurrency claimed (69%) and rising 160/min: used up in ~2 min" in finding.title
+    assert finding.started_at == T0 + 4 * M
+    # A 3x surge scaling cleanly from 20 % to 60 % over three minutes: ~3 minutes to the limit at
+    # its pace, not about to be used up.
+    surge = [200] * 5 + [333, 466, 600, 600, 600]
+    assert all(account_findings(surge, minute) == [] for minute in range(1, len(surge) + 1))
+
+
+def test_a_proxy_pool_climbing_to_its_limit_is_critical() -> None:
+    used = [20, 20, 21, 60, 80, 100]  # 67 % and rising 20 a minute: full in ~2 min; 70 % is its warning
+    now = T0 + 6 * M
+    inp = Inputs(now, [PROXY], {(PROXY.id, "DatabaseConnections", "Sum"): series(used, 6),
+                                (PROXY.id, "MaxDatabaseConnectionsAllowed", "Sum"): series([150] * 6, 6)})
+    (finding,) = [f for f in connections(inp) if isinstance(f, Finding)]
+    assert (finding.key, finding.severity, finding.sustained) == ("pool", CRITICAL, True)
+    assert finding.title.endswith("and rising 20/min: full in ~2 min")
+
+
+# -- a hot partition judged by its pace, not by a five-minute window it has yet to fill ------------
+
+POSTS = Resource(rid("dynamodb", "posts"), "dynamodb", "posts", ACCOUNT, REGION, {"write_capacity": 4000}, {"service": "storefront"})
+
+
+def test_a_hot_partition_two_minutes_in_is_critical_and_pages_without_cause_wait(world: World) -> None:
+    # overlap-storm-and-hot-key: 196 and 403 throttles in its first two minutes, then its third
+    # minute's point came a few minutes late: "599 write throttles in 5 min" read as a warning
+    # twice, so the page waited on cause_wait for a critical reading (4 min after the onset; the
+    # same partition in hot-partition, whose points came on time, paged at 3).
+    from detectors.tables import tables
+
+    world.resources = [*world.resources, POSTS]
+    arrived = {1: [196], 2: [196, 403], 3: [196, 403], 4: [196, 403, 588, 594], 5: [196, 403, 588, 594, 589]}
+    pages = []
+    for minute in range(1, 6):
+        inp = Inputs(T0 + minute * M, [POSTS], {(POSTS.id, "WriteKeyRangeThroughputThrottleEvents", "Sum"):
+                                                   series(arrived[minute], minute)})
+        found = [f for f in tables(inp) if isinstance(f, Finding)]
+        if minute == 2:
+            assert [(f.key, f.severity) for f in found] == [("hot-write", CRITICAL)], "300 a minute: 1,500 in 5 min at this pace"
+        world.tick(*observed(found))
+        pages.append(len(world.slack.messages(top_level_only=True)))
+    assert pages.index(1) == 2, f"paged at minute {pages.index(1) + 1} of throttling: {pages}"
+
+
+def test_a_flood_is_not_said_to_be_held_by_the_functions_whose_points_have_not_caught_up() -> None:
+    # lambda-concurrency's first page: "689 of 1000 claimed … — held by checkout-fn 2, feed-fn 2,
+    # thumbnail-fn 2": thumbnail-fn's five-minute point covering its flood had not landed yet.
+    fns = [Resource(rid("lambda", n), "lambda", n, ACCOUNT, REGION, {}, {}) for n in ("checkout-fn", "thumbnail-fn")]
+    flood = [20, 21, 19, 20, 195, 364, 529, 689]
+    now = T0 + 8 * M
+    five = {"checkout-fn": [2.0], "thumbnail-fn": [2.0]}
+
+    def title(thumbnail: float) -> str:
+        five["thumbnail-fn"] = [thumbnail]
+        series_ = {(ACCT.id, "ClaimedAccountConcurrency", "Maximum"): series(flood, 8)}
+        series_.update({(rid("lambda", n), "ConcurrentExecutions", "Maximum"): Series(((now - 5 * M, v[0]),), 300)
+                        for n, v in five.items()})
+        (f,) = [f for f in lambda_account(Inputs(now, [ACCT, *fns], series_)) if isinstance(f, Finding)]
+        return f.title
+
+    assert "held by" not in title(2.0)
+    assert "held by thumbnail-fn 640 (unreserved), checkout-fn 2 (unreserved)" in title(640.0)

@@ -1,0 +1,117 @@
+"""Incident titles that name where users feel a problem and what caused it, on a fake clock through
+the real pipeline (store on disk, Slack stand-in over HTTP): each sequence is one that read
+wrong in `bench/pages.py`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from alerts.state import Observation
+from detectors.base import CRITICAL, WARNING, Resource
+from simulator.slack import SlackStandIn
+from tests.alerting_kit import ACCOUNT, REGION, World, api_errors, rid
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> Iterator[World]:
+    with SlackStandIn() as slack:
+        w = World(tmp_path, slack)
+        w.reconfigure(**{"alerts.for_limits": 60, "alerts.group_wait": 30, "alerts.cause_wait": 120})
+        yield w
+        w.close()
+
+
+DB_ID = rid("rds", "orders-db")
+
+
+def test_the_title_moves_from_a_forecast_that_ended_to_the_limit_on_the_same_database(world: World) -> None:
+    # The storm in bench/pages.py: orders-db's 15-minute forecast ("64% and rising: full in ~8
+    # min") opened the incident, ended as orders-db reached 100 %, and the head kept saying 64 %
+    # beside "Cause: orders-db at 100%" to the end.
+    forecast = Observation("connections", DB_ID, "forecast", "finding", WARNING, "orders-db at 64% of max_connections and rising")
+    full = Observation("connections", DB_ID, "utilisation", "finding", CRITICAL, "orders-db at 100% of max_connections (500 of 500)",
+                       limit=True)
+    world.tick(forecast)
+    world.tick(forecast)
+    for _ in range(4):
+        world.tick(full, api_errors())
+    (inc,) = world.incidents()
+    assert inc.title == "checkout-api: 12% of requests failing — orders-db at 100% of max_connections (500 of 500)"
+
+
+def r(kind: str, name: str, facts: dict | None = None, tags: dict | None = None) -> Resource:
+    return Resource(rid(kind, name), kind, name, ACCOUNT, REGION, facts or {}, tags or {})
+
+
+MAIL_AND_ORDERS = [
+    r("ses", "account"), r("lambda", "email-fn", {"uses": ["ses:account"]}),
+    r("sqs", "email-queue", {"consumers": ["email-fn"]}),
+    r("lambda", "orders-fn"), r("sqs", "orders-queue", {"consumers": ["orders-fn"], "dlq": "orders-dlq"}), r("sqs", "orders-dlq"),
+    r("lambda", "feed-fn"), r("api", "storefront-api", {"functions": ["feed-fn"]}),
+]
+
+
+DETECTOR = {"ses": "ses_account", "sqs": "queues", "lambda": "coldstarts"}
+
+
+def finding(kind: str, name: str, key: str, severity: str, title: str, **kw: object) -> Observation:
+    return Observation(DETECTOR[kind], rid(kind, name), key, "finding", severity, title, **kw)  # type: ignore[arg-type]
+
+
+def test_the_ses_sandbox_and_the_mail_queue_behind_it_lead_with_the_queue(world: World) -> None:
+    # ses-sandbox in bench/pages.py: the SES quota paged first, the queue joined, and the head
+    # stayed "SES us-east-1 ...: 200 of 200 daily sends used" to the end, never naming email-queue.
+    world.resources = MAIL_AND_ORDERS
+    ses = finding("ses", "account", "quota", CRITICAL, "SES us-east-1: 200 of 200 daily sends used (100%) — still in the SES sandbox",
+                  limit=True)
+    queue = finding("sqs", "email-queue", "stopped", CRITICAL, "email-queue: 96 waiting, none deleted in 15 min")
+    for _ in range(3):
+        world.tick(ses)
+    (head,) = world.slack.messages(top_level_only=True)
+    assert head["text"].startswith("[FIRING] CRITICAL: SES us-east-1"), "alone, the quota is what it says"
+    for _ in range(8):
+        world.tick(ses, queue)
+    (inc,) = world.incidents()
+    assert inc.title == ("email-queue: 96 waiting, none deleted in 15 min — SES us-east-1: 200 of 200 daily sends used (100%) — "
+                         "still in the SES sandbox")
+    for _ in range(10):
+        world.tick()
+    (inc,) = world.incidents()
+    (head,) = world.slack.messages(top_level_only=True)
+    assert inc.state == "resolved", [(m.get("at"), m["text"][:60]) for m in world.slack.messages()]
+    assert head["updates"][-1]["text"].startswith("[RESOLVED] email-queue: 96 waiting")
+
+
+def test_a_head_that_moved_to_a_worse_symptom_still_names_the_first(world: World) -> None:
+    # overlap-consumer-and-dlq: orders-dlq filling paged; orders-queue's stopped consumer
+    # (critical) took the head, and orders-dlq was no longer named in it.
+    world.resources = MAIL_AND_ORDERS
+    dlq = finding("sqs", "orders-dlq", "dlq", WARNING, "orders-dlq: 600 messages dead-lettered in 15 min")
+    stopped = finding("sqs", "orders-queue", "stopped", CRITICAL, "orders-queue: 2157 sent and none deleted in 15 min")
+    for _ in range(4):
+        world.tick(dlq)
+    for _ in range(4):
+        world.tick(dlq, stopped)
+    for _ in range(8):
+        world.tick(stopped)  # the DLQ's alert ended; the consumer is still stopped
+    (inc,) = world.incidents()
+    assert inc.title == "orders-queue: 2157 sent and none deleted in 15 min (and orders-dlq)"
+
+
+def test_a_function_alone_is_titled_with_the_api_it_serves(world: World) -> None:
+    # cold-start-burst-subtle: feed-fn's cold starts paged alone ("feed-fn: 9.4% of sampled
+    # invocations started cold"), not saying the storefront's GET /feed is what they slow.
+    world.resources = MAIL_AND_ORDERS
+    cold = finding("lambda", "feed-fn", "spike", WARNING, "feed-fn: 9.4% of sampled invocations started cold in 5 min")
+    for _ in range(3):
+        world.tick(cold)
+    (inc,) = world.incidents()
+    assert inc.title == "feed-fn: 9.4% of sampled invocations started cold in 5 min — behind storefront-api"
+    felt = finding("lambda", "feed-fn", "spike", WARNING, "feed-fn: 9% cold; storefront-api p95 latency 137 → 236 ms")
+    world.tick(felt)
+    assert world.incidents()[0].title == felt.title, "named once is enough"
+
+
