@@ -303,10 +303,11 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
     @app.get("/digest/preview", response_class=HTMLResponse, include_in_schema=False)
     def digest_preview(request: Request) -> Response:
         dash.auth.require_reader(request)
+        from fleetwatch.accounts import configured
         from fleetwatch.digest import gather, render_html
 
         with dash.write_lock:  # gather reads through the store's one connection, which writes share
-            digest = gather(dash.store, dash.now())
+            digest = gather(dash.store, dash.now(), names=configured(dash.cfg), url=dash.cfg["web.public_url"])
         html = render_html(digest)
         # The digest's own HTML is mail HTML: inline styles, no scripts at all.
         return HTMLResponse(html, headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
