@@ -136,7 +136,10 @@ class Dashboard:
         self.store.close()
 
 
-def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None = None, cache_ttl: float | None = None) -> FastAPI:
+def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None = None, cache_ttl: float | None = None,
+               stopped: str = "") -> FastAPI:
+    """`stopped`: the agent that filled the store is no longer running (the demo once its polls
+    are done); every page says so in these words."""
     dash = Dashboard(cfg, Path(store_path), clock, auth, cache_ttl)
     app = FastAPI(title="fleetwatch", version="1", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
                   description="What is hurting users now, why, and what to do. Reads are open unless web.read_auth is "
@@ -148,6 +151,7 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
                       trim_blocks=True, lstrip_blocks=True)
     names = dict(n.split("=", 1) for n in cfg["aws.account_names"])
     env.globals.update(when=_when, at=_at, num=_num, fmt=fmt, clean=clean, fact=lambda k, v: clean(fact(str(k), v), 800), account_name=lambda a: names.get(str(a), ""))
+    env.globals["stopped"] = stopped
     env.filters["nobreak"] = _nobreak
     templates = Jinja2Templates(env=env)
 
