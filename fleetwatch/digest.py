@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -70,35 +71,52 @@ Stats = tuple[float, int, float]  # sum, count, max
 _SOURCES = ("samples x", "SUM(x.value), COUNT(*), MAX(x.value)"), ("rollups x", "SUM(x.sum), SUM(x.count), MAX(x.max)")
 
 
-def _stats(store: Store, metric: str, stat: str, start: int, end: int) -> dict[str, Stats]:
-    """Per resource: (sum, count, max) of a series over [start, end), from raw samples and rollups."""
-    return {rid: weeks[0] for rid, weeks in _weekly(store, metric, stat, end, 1, end - start).items() if 0 in weeks}
+class _Series:
+    """The series of the metrics a digest reads, found in one pass over the series table; their
+    samples and rollups are then read by series id (the primary keys' order), never by scanning
+    every series of a fleet for each metric."""
 
+    def __init__(self, store: Store, wanted: Iterable[tuple[str, str]]) -> None:
+        self.db = store.db
+        wanted = set(wanted)
+        metrics = sorted({m for m, _ in wanted})
+        ids: dict[tuple[str, str], list[int]] = {}
+        for sid, metric, stat in self.db.execute(f"SELECT id, metric, stat FROM series WHERE metric IN ({','.join('?' * len(metrics))})",
+                                                 metrics):
+            if (metric, stat) in wanted:
+                ids.setdefault((metric, stat), []).append(int(sid))
+        self.ids = {k: json.dumps(v) for k, v in ids.items()}
 
-def _weekly(store: Store, metric: str, stat: str, end: int, weeks: int, span: int = WEEK) -> dict[str, dict[int, Stats]]:
-    """Per resource and week back from `end` (0: [end - span, end), 1: the one before, ...):
-    (sum, count, max). The series drive the join (CROSS JOIN), so only their samples are read."""
-    out: dict[str, dict[int, Stats]] = {}
-    for table, agg in _SOURCES:
-        sql = (f"SELECT s.resource_id, (? - 1 - x.ts) / ? AS k, {agg} FROM series s CROSS JOIN {table} "
-               "ON x.series_id = s.id AND x.ts >= ? AND x.ts < ? WHERE s.metric = ? AND s.stat = ? GROUP BY s.resource_id, k")
-        for rid, k, total, n, peak in store.db.execute(sql, [end, span, end - weeks * span, end, metric, stat]):
-            if n:
-                a = out.setdefault(rid, {}).get(k, (0.0, 0, float("-inf")))
-                out[rid][k] = (a[0] + total, a[1] + n, max(a[2], peak))
-    return out
+    def weekly(self, metric: str, stat: str, end: int, weeks: int, span: int = WEEK) -> dict[str, dict[int, Stats]]:
+        """Per resource and week back from `end` (0: [end - span, end), 1: the one before, ...):
+        (sum, count, max), from raw samples and hourly rollups."""
+        out: dict[str, dict[int, Stats]] = {}
+        if (metric, stat) not in self.ids:
+            return out
+        for table, agg in _SOURCES:
+            sql = (f"SELECT s.resource_id, (? - 1 - x.ts) / ? AS k, {agg} FROM json_each(?) j CROSS JOIN series s ON s.id = j.value "
+                   f"CROSS JOIN {table} ON x.series_id = s.id AND x.ts >= ? AND x.ts < ? GROUP BY s.resource_id, k")
+            for rid, k, total, n, peak in self.db.execute(sql, [end, span, self.ids[(metric, stat)], end - weeks * span, end]):
+                if n:
+                    a = out.setdefault(rid, {}).get(k, (0.0, 0, float("-inf")))
+                    out[rid][k] = (a[0] + total, a[1] + n, max(a[2], peak))
+        return out
 
+    def stats(self, metric: str, stat: str, start: int, end: int) -> dict[str, Stats]:
+        """Per resource: (sum, count, max) of a series over [start, end)."""
+        return {rid: weeks[0] for rid, weeks in self.weekly(metric, stat, end, 1, end - start).items() if 0 in weeks}
 
-def _first_seen(store: Store, metric: str, stat: str) -> dict[str, int]:
-    """Per resource: the oldest sample or rollup the store holds of the series, where its history starts."""
-    out: dict[str, int] = {}
-    for table, _ in _SOURCES:
-        name = table.split()[0]
-        for rid, first in store.db.execute(f"SELECT resource_id, MIN((SELECT MIN(ts) FROM {name} WHERE series_id = s.id)) "
-                                           "FROM series s WHERE metric = ? AND stat = ? GROUP BY resource_id", [metric, stat]):
-            if first is not None:
-                out[rid] = min(out.get(rid, first), int(first))
-    return out
+    def first_seen(self, metric: str, stat: str) -> dict[str, int]:
+        """Per resource: the oldest sample or rollup the store holds of the series, where its history starts."""
+        out: dict[str, int] = {}
+        for table, _ in _SOURCES:
+            name = table.split()[0]
+            for rid, first in self.db.execute(f"SELECT s.resource_id, MIN((SELECT MIN(ts) FROM {name} WHERE series_id = s.id)) "
+                                              "FROM json_each(?) j CROSS JOIN series s ON s.id = j.value GROUP BY s.resource_id",
+                                              [self.ids.get((metric, stat), "[]")]):
+                if first is not None:
+                    out[rid] = min(out.get(rid, first), int(first))
+        return out
 
 
 def _mean(s: Stats | None) -> float | None:
@@ -106,6 +124,10 @@ def _mean(s: Stats | None) -> float | None:
 
 
 BASELINE_WEEKS = 8
+PEAKS = (("ClaimedAccountConcurrency", "Maximum"), ("DatabaseConnections", "Maximum"), ("ApproximateAgeOfOldestMessage", "Maximum"),
+         ("Reputation.BounceRate", "Maximum"), ("Reputation.ComplaintRate", "Maximum"))  # headroom: the week's peak of each
+COLD = (("ColdStarts", "Sum"), ("SampledInvocations", "Sum"), ("InitDuration", "Maximum"))
+THROTTLE_REASONS = ("KeyRangeThroughput", "ProvisionedThroughput", "AccountLimit", "MaxOnDemandThroughput")
 MIN_BASELINE_WEEKS = 2  # an average of one week is last week again
 # A week counts as whole when the series' history starts no later than this into it (a poll's
 # first point lands up to one period after the hour; rollups are hourly).
@@ -157,14 +179,16 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
     start = end - WEEK
     d = Digest(period or datetime.fromtimestamp(end, ZoneInfo("UTC")).strftime("%G-W%V"), start, end, url=url)
     names = account_names(store.db, names or {})
-    resources = {r["id"]: r for r in store.resources()}
+    resources = _resources(store)
+    series = _Series(store, [(m, st) for _, rows in OUTCOMES for _, m, st, _, _ in rows] + list(PEAKS) + list(COLD)
+                     + [(f"{op}{reason}ThrottleEvents", "Sum") for reason in THROTTLE_REASONS for op in ("Read", "Write")])
 
     def named(r: dict[str, Any]) -> dict[str, str]:
         return {"resource": resource_label(r, names, full=False), "where": where(r, names)}
 
     for kind, rows in OUTCOMES:
         for label, metric, stat, how, unit in rows:
-            weekly, first = _weekly(store, metric, stat, end, BASELINE_WEEKS + 1), _first_seen(store, metric, stat)
+            weekly, first = series.weekly(metric, stat, end, BASELINE_WEEKS + 1), series.first_seen(metric, stat)
             for rid in sorted(weekly):
                 r = resources.get(rid)
                 if r and r["kind"] == kind and rid in first:
@@ -187,13 +211,13 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
                             "median_minutes_to_resolve": round(statistics.median(res), 1) if res else None})
 
     def peak(metric: str, stat: str) -> dict[str, float]:
-        return {rid: s[2] for rid, s in _stats(store, metric, stat, start, end).items()}
+        return {rid: s[2] for rid, s in series.stats(metric, stat, start, end).items()}
 
     claimed, conns, age = peak("ClaimedAccountConcurrency", "Maximum"), peak("DatabaseConnections", "Maximum"), \
         peak("ApproximateAgeOfOldestMessage", "Maximum")
     bounce, complaint = peak("Reputation.BounceRate", "Maximum"), peak("Reputation.ComplaintRate", "Maximum")
     for rid, r in sorted(resources.items()):
-        f, name = r["facts"], named(r)
+        f, name = r["facts"], (named(r) if r["kind"] != "lambda" else {})
         if r["kind"] == "lambda_account" and f.get("concurrency_limit"):
             d.headroom.append(_room(name, "account concurrency", claimed.get(rid), f["concurrency_limit"], "count"))
         elif r["kind"] == "rds" and f.get("max_connections"):
@@ -208,16 +232,15 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
                                     REPUTATION_ABSENT["Reputation.BounceRate"]))
             d.headroom.append(_room(name, "complaint rate (review at 0.1%)", complaint.get(rid), 0.001, "ratio",
                                     REPUTATION_ABSENT["Reputation.ComplaintRate"]))
-    for reason in ("KeyRangeThroughput", "ProvisionedThroughput", "AccountLimit", "MaxOnDemandThroughput"):
+    for reason in THROTTLE_REASONS:
         for op in ("Read", "Write"):
-            for rid, s in _stats(store, f"{op}{reason}ThrottleEvents", "Sum", start, end).items():
+            for rid, s in series.stats(f"{op}{reason}ThrottleEvents", "Sum", start, end).items():
                 if s[0] > 0 and rid in resources:
                     d.headroom.append({**named(resources[rid]), "limit": f"{op.lower()} requests throttled ({reason})",
                                        "peak": s[0], "of": None, "used": None, "unit": "count", "note": ""})
     d.headroom.sort(key=lambda h: -(h["used"] if h["used"] is not None else -1))
 
-    cold, sampled, init = (_stats(store, m, s, start, end) for m, s in
-                           (("ColdStarts", "Sum"), ("SampledInvocations", "Sum"), ("InitDuration", "Maximum")))
+    cold, sampled, init = (series.stats(m, s, start, end) for m, s in COLD)
     # Only functions that did start cold: a function with no cold start is not among the slowest.
     profile = [{**named(resources[rid]), "cold_share": cold[rid][0] / s[0], "sampled": int(s[0]),
                 "max_init_ms": init[rid][2] if rid in init else None}
@@ -246,6 +269,20 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
                "per_incident": round(sent / len(incidents), 1) if incidents else 0.0, "flaps": flaps}
     d.cost = polling_cost(store.db, end)  # the figure the overview and `fleetwatch plan` state
     return d
+
+
+def _resources(store: Store) -> dict[str, dict[str, Any]]:
+    """The resources the digest names, by id. Functions (most of a fleet) carry only the facts
+    it reads, taken out in SQL: parsing every function's facts cost most of a 10,000-function
+    digest's time."""
+    kinds = [k for (k,) in store.db.execute("SELECT DISTINCT kind FROM resources WHERE gone_at IS NULL") if k != "lambda"]
+    out = {r["id"]: r for r in store.resources(kinds=kinds)}
+    for rid, account, region, name, reserved, uses in store.db.execute(
+            "SELECT id, account, region, name, json_extract(facts, '$.reserved_concurrency'), json_extract(facts, '$.uses') "
+            "FROM resources WHERE kind = 'lambda' AND gone_at IS NULL"):
+        out[rid] = {"id": rid, "account": account, "region": region, "kind": "lambda", "name": name,
+                    "facts": {"reserved_concurrency": reserved, "uses": json.loads(uses) if uses else None}}
+    return out
 
 
 def _room(name: dict[str, str], limit: str, used: float | None, of: float, unit: str, absent: str = "") -> dict[str, Any]:
