@@ -63,6 +63,7 @@ class Digest:
     hygiene: list[str] = field(default_factory=list)
     noise: dict[str, Any] = field(default_factory=dict)
     cost: PollingCost | None = None
+    headroom_others: int = 0  # limits checked that stayed under CLOSE all week (or have no value yet)
     url: str = ""  # the dashboard's digest page, when web.public_url is set
 
 
@@ -124,6 +125,7 @@ def _mean(s: Stats | None) -> float | None:
 
 
 BASELINE_WEEKS = 8
+CLOSE = 0.5  # a limit is shown when its week's peak used at least this share of it (as the overview's near_limits)
 PEAKS = (("ClaimedAccountConcurrency", "Maximum"), ("DatabaseConnections", "Maximum"), ("ApproximateAgeOfOldestMessage", "Maximum"),
          ("Reputation.BounceRate", "Maximum"), ("Reputation.ComplaintRate", "Maximum"))  # headroom: the week's peak of each
 COLD = (("ColdStarts", "Sum"), ("SampledInvocations", "Sum"), ("InitDuration", "Maximum"))
@@ -238,7 +240,10 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
                 if s[0] > 0 and rid in resources:
                     d.headroom.append({**named(resources[rid]), "limit": f"{op.lower()} requests throttled ({reason})",
                                        "peak": s[0], "of": None, "used": None, "unit": "count", "note": ""})
-    d.headroom.sort(key=lambda h: -(h["used"] if h["used"] is not None else -1))
+    # Only what came close (at least half used at the week's peak, or throttled at all): the rest is counted.
+    close = [h for h in d.headroom if (h["used"] is not None and h["used"] >= CLOSE) or (h["of"] is None and h["peak"])]
+    d.headroom_others = len(d.headroom) - len(close)
+    d.headroom = sorted(close, key=lambda h: -(h["used"] if h["used"] is not None else 2))
 
     cold, sampled, init = (series.stats(m, s, start, end) for m, s in COLD)
     # Only functions that did start cold: a function with no cold start is not among the slowest.
@@ -297,7 +302,7 @@ def _view(d: Digest) -> dict[str, Any]:
         return datetime.fromtimestamp(ts, ZoneInfo("UTC")).strftime("%a %d %b %Y %H:%M UTC")
 
     def short(ts: int) -> str:
-        return datetime.fromtimestamp(ts, ZoneInfo("UTC")).strftime("%a %d %b %H:%M UTC")
+        return datetime.fromtimestamp(ts, ZoneInfo("UTC")).strftime("%d %b %H:%M")
 
     def value(v: Any, unit: str) -> str:
         return "–" if v is None else human(v, unit)

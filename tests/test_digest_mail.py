@@ -170,3 +170,14 @@ def test_overview_digest_and_plan_state_the_same_polling_cost(fleet: Any, tmp_pa
     shown = re.search(r"polling cost</dt><dd>(\$[\d,.]+ a month)", page)
     assert planned and mailed and shown
     assert planned.group(1) == mailed.group(1) == shown.group(1) == f"${expected:,.2f} a month"
+
+
+def test_headroom_shows_only_limits_that_came_close_and_counts_the_rest(store: Any) -> None:
+    store.upsert_resources([_resource("rds", "orders-db", max_connections=500), _resource("rds", "quiet-db", max_connections=500)],
+                           END - 3600)
+    store.write_samples([(SeriesKey(_rid("rds", db), "AWS/RDS", "DatabaseConnections", (("DBInstanceIdentifier", db),), "Maximum", 60),
+                          [(END - 7200, peak)]) for db, peak in (("orders-db", 400.0), ("quiet-db", 100.0))])
+    d = gather(store, END, names=NAMES)
+    assert [(h["resource"], h["used"]) for h in d.headroom] == [("database orders-db", 0.8)]
+    assert d.headroom_others == 3, "quiet-db at 20 %, and SES's two reputation rates not yet published"
+    assert "3 other limits stayed under half used all week" in render_html(d)
