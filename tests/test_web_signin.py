@@ -37,7 +37,7 @@ def test_a_refused_sign_in_is_a_page_for_people_and_json_for_the_api(web_copy: d
         page = c.get("/", headers={**BROWSER, **wrong})
         assert page.status_code == 401 and page.headers["www-authenticate"].startswith("Basic"), "the browser asks again"
         _is_page(page, "Not signed in")
-        assert "Reload this page to sign in again" in page.text and "web.username" in page.text
+        assert "Go back and try again, signing in" in page.text and "web.username" in page.text
         api = c.get("/api/incidents", headers={**BROWSER, **wrong})
         assert api.status_code == 401 and api.headers["content-type"] == "application/json" and "detail" in api.json()
     with _client(web_copy) as c:

@@ -44,7 +44,7 @@ DURATIONS = {"1h": 3600, "4h": 4 * 3600, "1d": 86400, "1w": 7 * 86400}
 ERRORS = {401: "Not signed in", 403: "Refused", 404: "Not found", 413: "Too large", 422: "Not understood",
           429: "Too many failed sign-ins"}
 # What a person can do next, under the error's own words.
-HINTS = {401: "Reload this page to sign in again, with the user name and password set as web.username and web.password "
+HINTS = {401: "Go back and try again, signing in with the user name and password set as web.username and web.password "
               "(ask whoever runs fleetwatch).",
          403: "Go back, reload the page and try again from this dashboard.",
          429: "Wait until the time above has passed, then reload this page and sign in with the right password."}
