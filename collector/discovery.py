@@ -523,22 +523,10 @@ def accounts(clients: Clients, place: Place, prior: Prior | None = None) -> list
     """The SES account and the Lambda account limits of this place; their facts are refreshed by
     the probes on every fast poll. The Lambda row also keeps the account's IAM alias, the name
     people know it by where aws.account_names does not give one (fleetwatch.accounts)."""
-    alias = account_alias(clients)
+    alias = probes.account_alias(clients)
     return [Found("ses", "account", f"arn:aws:ses:{place.region}:{place.account}:account"),
             Found("lambda_account", "account", f"arn:aws:lambda:{place.region}:{place.account}:account",
                   facts={"account_alias": alias} if alias else {})]
-
-
-def account_alias(clients: Clients) -> str | None:
-    """IAM ListAccountAliases: AccountAliases, a list of at most one (botocore iam model
-    2010-05-08, ListAccountAliasesResponse.AccountAliases: "Amazon Web Services supports only one
-    alias per account"). A role without iam:ListAccountAliases (AccessDenied) or any other
-    refusal leaves the account named by its id; discovery goes on."""
-    try:
-        aliases = clients("iam").list_account_aliases().get("AccountAliases") or []
-    except (ClientError, BotoCoreError):
-        return None
-    return str(aliases[0]) if aliases else None
 
 
 KINDS: dict[str, Callable[[Clients, Place, Prior], list[Found]]] = {
