@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -15,8 +16,11 @@ from zoneinfo import ZoneInfo
 
 from alerts.delivery import Channel, DeliveryFailed, deliver, message_id
 from alerts.messages import render, sections_message
+from alerts.units import human
 from detectors.limits import REPUTATION_ABSENT
+from collector.pollreport import PollingCost, polling_cost
 from fleetwatch.config.rules import DAYS
+from fleetwatch.accounts import account_label, configured, account_names, resource_label, where
 from fleetwatch.store import Store
 
 WEEK = 7 * 86400
@@ -58,57 +62,141 @@ class Digest:
     coldstarts: list[dict[str, Any]] = field(default_factory=list)
     hygiene: list[str] = field(default_factory=list)
     noise: dict[str, Any] = field(default_factory=dict)
-    cost: dict[str, Any] = field(default_factory=dict)
+    cost: PollingCost | None = None
+    headroom_others: int = 0  # limits checked that stayed under CLOSE all week (or have no value yet)
+    url: str = ""  # the dashboard's digest page, when web.public_url is set
 
 
-def _stats(store: Store, metric: str, stat: str, start: int, end: int) -> dict[str, tuple[float, int, float]]:
-    """Per resource: (sum, count, max) of a series over [start, end), from raw samples and rollups."""
-    out: dict[str, tuple[float, int, float]] = {}
-    for sql in ("SELECT s.resource_id, SUM(x.value), COUNT(*), MAX(x.value) FROM samples x JOIN series s ON s.id = x.series_id "
-                "WHERE s.metric = ? AND s.stat = ? AND x.ts >= ? AND x.ts < ? GROUP BY s.resource_id",
-                "SELECT s.resource_id, SUM(x.sum), SUM(x.count), MAX(x.max) FROM rollups x JOIN series s ON s.id = x.series_id "
-                "WHERE s.metric = ? AND s.stat = ? AND x.ts >= ? AND x.ts < ? GROUP BY s.resource_id"):
-        for rid, total, n, peak in store.db.execute(sql, [metric, stat, start, end]):
-            if n:
-                a = out.get(rid, (0.0, 0, float("-inf")))
-                out[rid] = (a[0] + total, a[1] + n, max(a[2], peak))
-    return out
+Stats = tuple[float, int, float]  # sum, count, max
+# The series of an outcome row read from the store: raw samples (1-minute) and hourly rollups.
+_SOURCES = ("samples x", "SUM(x.value), COUNT(*), MAX(x.value)"), ("rollups x", "SUM(x.sum), SUM(x.count), MAX(x.max)")
 
 
-def _mean(s: tuple[float, int, float] | None) -> float | None:
+class _Series:
+    """The series of the metrics a digest reads, found in one pass over the series table; their
+    samples and rollups are then read by series id (the primary keys' order), never by scanning
+    every series of a fleet for each metric."""
+
+    def __init__(self, store: Store, wanted: Iterable[tuple[str, str]]) -> None:
+        self.db = store.db
+        wanted = set(wanted)
+        metrics = sorted({m for m, _ in wanted})
+        ids: dict[tuple[str, str], list[int]] = {}
+        for sid, metric, stat in self.db.execute(f"SELECT id, metric, stat FROM series WHERE metric IN ({','.join('?' * len(metrics))})",
+                                                 metrics):
+            if (metric, stat) in wanted:
+                ids.setdefault((metric, stat), []).append(int(sid))
+        self.ids = {k: json.dumps(v) for k, v in ids.items()}
+
+    def weekly(self, metric: str, stat: str, end: int, weeks: int, span: int = WEEK) -> dict[str, dict[int, Stats]]:
+        """Per resource and week back from `end` (0: [end - span, end), 1: the one before, ...):
+        (sum, count, max), from raw samples and hourly rollups."""
+        out: dict[str, dict[int, Stats]] = {}
+        if (metric, stat) not in self.ids:
+            return out
+        for table, agg in _SOURCES:
+            sql = (f"SELECT s.resource_id, (? - 1 - x.ts) / ? AS k, {agg} FROM json_each(?) j CROSS JOIN series s ON s.id = j.value "
+                   f"CROSS JOIN {table} ON x.series_id = s.id AND x.ts >= ? AND x.ts < ? GROUP BY s.resource_id, k")
+            for rid, k, total, n, peak in self.db.execute(sql, [end, span, self.ids[(metric, stat)], end - weeks * span, end]):
+                if n:
+                    a = out.setdefault(rid, {}).get(k, (0.0, 0, float("-inf")))
+                    out[rid][k] = (a[0] + total, a[1] + n, max(a[2], peak))
+        return out
+
+    def stats(self, metric: str, stat: str, start: int, end: int) -> dict[str, Stats]:
+        """Per resource: (sum, count, max) of a series over [start, end)."""
+        return {rid: weeks[0] for rid, weeks in self.weekly(metric, stat, end, 1, end - start).items() if 0 in weeks}
+
+    def first_seen(self, metric: str, stat: str) -> dict[str, int]:
+        """Per resource: the oldest sample or rollup the store holds of the series, where its history starts."""
+        out: dict[str, int] = {}
+        for table, _ in _SOURCES:
+            name = table.split()[0]
+            for rid, first in self.db.execute(f"SELECT s.resource_id, MIN((SELECT MIN(ts) FROM {name} WHERE series_id = s.id)) "
+                                              "FROM json_each(?) j CROSS JOIN series s ON s.id = j.value GROUP BY s.resource_id",
+                                              [self.ids.get((metric, stat), "[]")]):
+                if first is not None:
+                    out[rid] = min(out.get(rid, first), int(first))
+        return out
+
+
+def _mean(s: Stats | None) -> float | None:
     return s[0] / s[1] if s and s[1] else None
 
 
-def gather(store: Store, end: int, period: str = "") -> Digest:
+BASELINE_WEEKS = 8
+CLOSE = 0.5  # a limit is shown when its week's peak used at least this share of it (as the overview's near_limits)
+PEAKS = (("ClaimedAccountConcurrency", "Maximum"), ("DatabaseConnections", "Maximum"), ("ApproximateAgeOfOldestMessage", "Maximum"),
+         ("Reputation.BounceRate", "Maximum"), ("Reputation.ComplaintRate", "Maximum"))  # headroom: the week's peak of each
+COLD = (("ColdStarts", "Sum"), ("SampledInvocations", "Sum"), ("InitDuration", "Maximum"))
+THROTTLE_REASONS = ("KeyRangeThroughput", "ProvisionedThroughput", "AccountLimit", "MaxOnDemandThroughput")
+MIN_BASELINE_WEEKS = 2  # an average of one week is last week again
+# A week counts as whole when the series' history starts no later than this into it (a poll's
+# first point lands up to one period after the hour; rollups are hourly).
+WHOLE_SLACK = 3600
+# What users feel, per entry-point kind: (label, metric, statistic, "sum" or "mean", unit).
+# A REST API publishes 5XXError and an HTTP API 5xx (collector.catalog.api_metric): each API
+# has samples under one of the two, so it gets one "5xx rate" row. Both are the share of
+# requests that failed (AWS, "Amazon API Gateway dimensions and metrics": 5XXError's Average
+# is the 5XX error rate; "Monitor CloudWatch metrics for HTTP APIs": 5xx likewise).
+OUTCOMES = (("api", [("requests", "Count", "Sum", "sum", "count"), ("5xx rate", "5XXError", "Average", "mean", "ratio"),
+                     ("5xx rate", "5xx", "Average", "mean", "ratio"), ("p95 latency", "Latency", "p95", "mean", "ms")]),
+            ("schedule", [("runs", "TriggeredRules", "Sum", "sum", "count"),
+                          ("failed invocations", "FailedInvocations", "Sum", "sum", "count")]),
+            ("ses", [("mails sent", "Send", "Sum", "sum", "count"), ("bounced", "Bounce", "Sum", "sum", "count"),
+                     ("rejected", "Reject", "Sum", "sum", "count")]))
+
+
+def week_values(weekly: dict[int, Stats], first: int | None, end: int, how: str) -> dict[str, Any]:
+    """One outcome row's numbers from its weekly (sum, count, max): this week (and whether the
+    store holds all of it), last week and the average of up to 8 weeks before this one, each
+    from whole weeks only. A whole week without datapoints is 0 for a count (CloudWatch sends
+    no datapoint for a count of nothing) and no value for a mean."""
+    def whole(k: int) -> bool:
+        return first is not None and first <= end - (k + 1) * WEEK + WHOLE_SLACK
+
+    def value(k: int) -> float | None:
+        s = weekly.get(k)
+        if how == "sum":
+            return s[0] if s else 0.0
+        return _mean(s)
+
+    prior = [k for k in range(1, BASELINE_WEEKS + 1) if whole(k)]
+    baseline: float | None = None
+    if len(prior) >= MIN_BASELINE_WEEKS:
+        if how == "sum":
+            baseline = sum(value(k) or 0.0 for k in prior) / len(prior)
+        else:
+            pooled = [weekly[k] for k in prior if k in weekly]
+            baseline = _mean((sum(p[0] for p in pooled), sum(p[1] for p in pooled), 0.0)) if pooled else None
+    this, last = value(0), (value(1) if whole(1) else None)
+    return {"this": this, "this_whole": whole(0), "since": first, "last": last, "avg8": baseline,
+            "baseline_weeks": len(prior) if baseline is not None else 0,
+            "change": (this - last) / last if whole(0) and this is not None and last else None}
+
+
+def gather(store: Store, end: int, period: str = "", names: dict[str, str] | None = None, url: str = "") -> Digest:
+    """The digest of the week up to `end`. `names` maps account ids to the names people know
+    (fleetwatch.accounts.configured(cfg)); the IAM aliases in the store fill the rest."""
     start = end - WEEK
-    d = Digest(period or datetime.fromtimestamp(end, ZoneInfo("UTC")).strftime("%G-W%V"), start, end)
-    resources = {r["id"]: r for r in store.resources()}
-    windows = {"this": (start, end), "last": (start - WEEK, start), "avg8": (end - 8 * WEEK, end)}
+    d = Digest(period or datetime.fromtimestamp(end, ZoneInfo("UTC")).strftime("%G-W%V"), start, end, url=url)
+    names = account_names(store.db, names or {})
+    resources = _resources(store)
+    series = _Series(store, [(m, st) for _, rows in OUTCOMES for _, m, st, _, _ in rows] + list(PEAKS) + list(COLD)
+                     + [(f"{op}{reason}ThrottleEvents", "Sum") for reason in THROTTLE_REASONS for op in ("Read", "Write")])
 
-    def per_week(metric: str, stat: str, how: str) -> dict[str, dict[str, float | None]]:
-        got = {k: _stats(store, metric, stat, *w) for k, w in windows.items()}
-        out: dict[str, dict[str, float | None]] = {}
-        for rid in set().union(*got.values()):
-            row = {}
-            for k, stats in got.items():
-                s = stats.get(rid)
-                value = (s[0] if how == "sum" else _mean(s)) if s else None
-                row[k] = value / 8 if (k == "avg8" and how == "sum" and value is not None) else value
-            out[rid] = row
-        return out
+    def named(r: dict[str, Any]) -> dict[str, str]:
+        return {"resource": resource_label(r, names, full=False), "where": where(r, names)}
 
-    # A REST API publishes 5XXError and an HTTP API 5xx (collector.catalog.api_metric): each API
-    # has samples under one of the two, so it gets one "5xx rate" row.
-    for kind, rows in (("api", [("requests", "Count", "Sum", "sum"), ("5xx rate", "5XXError", "Average", "mean"),
-                                ("5xx rate", "5xx", "Average", "mean"),
-                                ("p95 latency ms", "Latency", "p95", "mean")]),
-                       ("schedule", [("runs", "TriggeredRules", "Sum", "sum"), ("failed invocations", "FailedInvocations", "Sum", "sum")]),
-                       ("ses", [("sent", "Send", "Sum", "sum"), ("bounced", "Bounce", "Sum", "sum"), ("rejected", "Reject", "Sum", "sum")])):
-        for label, metric, stat, how in rows:
-            for rid, row in sorted(per_week(metric, stat, how).items()):
+    for kind, rows in OUTCOMES:
+        for label, metric, stat, how, unit in rows:
+            weekly, first = series.weekly(metric, stat, end, BASELINE_WEEKS + 1), series.first_seen(metric, stat)
+            for rid in sorted(weekly):
                 r = resources.get(rid)
-                if r and r["kind"] == kind:
-                    d.outcomes.append({"resource": f"{r['kind']}:{r['name']}", "measure": label, **row})
+                if r and r["kind"] == kind and rid in first:
+                    d.outcomes.append({**named(r), "measure": label, "unit": unit,
+                                       **week_values(weekly.get(rid, {}), first.get(rid), end, how)})
+    d.outcomes.sort(key=lambda o: (o["resource"], o["where"]))  # a resource's rows together, in OUTCOMES' order (a stable sort)
 
     incidents = list(store.db.query("SELECT * FROM incidents WHERE started_at >= ? AND started_at < ? AND state != 'absorbed'",
                                     [start, end]))
@@ -125,39 +213,44 @@ def gather(store: Store, end: int, period: str = "") -> Digest:
                             "median_minutes_to_resolve": round(statistics.median(res), 1) if res else None})
 
     def peak(metric: str, stat: str) -> dict[str, float]:
-        return {rid: s[2] for rid, s in _stats(store, metric, stat, start, end).items()}
+        return {rid: s[2] for rid, s in series.stats(metric, stat, start, end).items()}
 
     claimed, conns, age = peak("ClaimedAccountConcurrency", "Maximum"), peak("DatabaseConnections", "Maximum"), \
         peak("ApproximateAgeOfOldestMessage", "Maximum")
     bounce, complaint = peak("Reputation.BounceRate", "Maximum"), peak("Reputation.ComplaintRate", "Maximum")
     for rid, r in sorted(resources.items()):
-        f, name = r["facts"], f"{r['kind']}:{r['name']} ({r['account']} {r['region']})"
+        f, name = r["facts"], (named(r) if r["kind"] != "lambda" else {})
         if r["kind"] == "lambda_account" and f.get("concurrency_limit"):
-            d.headroom.append(_room(name, "account concurrency", claimed.get(rid), f["concurrency_limit"]))
+            d.headroom.append(_room(name, "account concurrency", claimed.get(rid), f["concurrency_limit"], "count"))
         elif r["kind"] == "rds" and f.get("max_connections"):
-            d.headroom.append(_room(name, "connections", conns.get(rid), f["max_connections"]))
+            d.headroom.append(_room(name, "connections", conns.get(rid), f["max_connections"], "count"))
         elif r["kind"] == "sqs" and f.get("retention"):
-            d.headroom.append(_room(name, "oldest message age s", age.get(rid), f["retention"]))
+            d.headroom.append(_room(name, "oldest message's age against retention", age.get(rid), f["retention"], "s"))
         elif r["kind"] == "ses":
             if f.get("max_24h_send"):
-                d.headroom.append(_room(name, "24-hour send quota", f.get("sent_last_24h"), f["max_24h_send"]))
-            d.headroom.append(_room(name, "bounce rate (review at 5%)", bounce.get(rid), 0.05,
+                d.headroom.append(_room(name, "mails in 24 hours against the send quota", f.get("sent_last_24h"),
+                                        f["max_24h_send"], "count"))
+            d.headroom.append(_room(name, "bounce rate (review at 5%)", bounce.get(rid), 0.05, "ratio",
                                     REPUTATION_ABSENT["Reputation.BounceRate"]))
-            d.headroom.append(_room(name, "complaint rate (review at 0.1%)", complaint.get(rid), 0.001,
+            d.headroom.append(_room(name, "complaint rate (review at 0.1%)", complaint.get(rid), 0.001, "ratio",
                                     REPUTATION_ABSENT["Reputation.ComplaintRate"]))
-    for reason in ("KeyRangeThroughput", "ProvisionedThroughput", "AccountLimit", "MaxOnDemandThroughput"):
+    for reason in THROTTLE_REASONS:
         for op in ("Read", "Write"):
-            for rid, s in _stats(store, f"{op}{reason}ThrottleEvents", "Sum", start, end).items():
+            for rid, s in series.stats(f"{op}{reason}ThrottleEvents", "Sum", start, end).items():
                 if s[0] > 0 and rid in resources:
-                    d.headroom.append({"resource": f"dynamodb:{resources[rid]['name']}", "limit": f"{op.lower()} throttles: {reason}",
-                                       "peak": s[0], "of": None, "used": None})
+                    d.headroom.append({**named(resources[rid]), "limit": f"{op.lower()} requests throttled ({reason})",
+                                       "peak": s[0], "of": None, "used": None, "unit": "count", "note": ""})
+    # Only what came close (at least half used at the week's peak, or throttled at all): the rest is counted.
+    close = [h for h in d.headroom if (h["used"] is not None and h["used"] >= CLOSE) or (h["of"] is None and h["peak"])]
+    d.headroom_others = len(d.headroom) - len(close)
+    d.headroom = sorted(close, key=lambda h: -(h["used"] if h["used"] is not None else 2))
 
-    cold, sampled, init = (_stats(store, m, s, start, end) for m, s in
-                           (("ColdStarts", "Sum"), ("SampledInvocations", "Sum"), ("InitDuration", "Maximum")))
-    profile = [{"function": resources[rid]["name"] if rid in resources else rid, "cold_share": cold.get(rid, (0, 0, 0))[0] / s[0],
-                "sampled": int(s[0]), "max_init_ms": init[rid][2] if rid in init else None}
-               for rid, s in sampled.items() if s[0] >= 20]
-    d.coldstarts = sorted(profile, key=lambda p: -(p["max_init_ms"] or 0))[:5]
+    cold, sampled, init = (series.stats(m, s, start, end) for m, s in COLD)
+    # Only functions that did start cold: a function with no cold start is not among the slowest.
+    profile = [{**named(resources[rid]), "cold_share": cold[rid][0] / s[0], "sampled": int(s[0]),
+                "max_init_ms": init[rid][2] if rid in init else None}
+               for rid, s in sampled.items() if s[0] >= 20 and rid in resources and cold.get(rid, (0.0,))[0] > 0]
+    d.coldstarts = sorted(profile, key=lambda p: (-(p["max_init_ms"] or 0), -p["cold_share"]))[:5]
 
     for rid, r in sorted(resources.items()):
         f = r["facts"]
@@ -167,7 +260,7 @@ def gather(store: Store, end: int, period: str = "") -> Digest:
         if r["kind"] == "sqs" and f.get("max_receive_count") == 1:
             d.hygiene.append(f"queue {r['name']} has maxReceiveCount 1: one failed attempt sends a message to the DLQ")
         if r["kind"] == "ses" and f.get("sandbox"):
-            d.hygiene.append(f"SES in account {r['account']} {r['region']} is still in the sandbox (200 mails a day, verified "
+            d.hygiene.append(f"SES in {account_label(r['account'], names)} {r['region']} is still in the sandbox (200 mails a day, verified "
                              "recipients only)")
         if r["kind"] == "lambda" and f.get("reserved_concurrency") is None and \
                 any(u.startswith(("rds:", "rds_proxy:")) for u in f.get("uses") or []):
@@ -179,25 +272,54 @@ def gather(store: Store, end: int, period: str = "") -> Digest:
     flaps = store.db.execute("SELECT COALESCE(SUM(flaps), 0) FROM alerts WHERE last_seen >= ?", [start]).fetchone()[0]
     d.noise = {"notifications": sent, "incidents": len(incidents),
                "per_incident": round(sent / len(incidents), 1) if incidents else 0.0, "flaps": flaps}
-    cost = store.db.execute("SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(api_calls), 0), COUNT(*) FROM poll_log "
-                            "WHERE started_at >= ? AND started_at < ?", [start, end]).fetchone()
-    d.cost = {"usd": round(cost[0], 2), "api_calls": cost[1], "polls": cost[2], "usd_per_month": round(cost[0] * 30 / 7, 2)}
+    d.cost = polling_cost(store.db, end)  # the figure the overview and `fleetwatch plan` state
     return d
 
 
-def _room(resource: str, limit: str, used: float | None, of: float, absent: str = "") -> dict[str, Any]:
-    return {"resource": resource, "limit": limit, "peak": used, "of": of, "used": (used / of) if used is not None and of else None,
-            "note": absent if used is None else ""}
+def _resources(store: Store) -> dict[str, dict[str, Any]]:
+    """The resources the digest names, by id. Functions (most of a fleet) carry only the facts
+    it reads, taken out in SQL: parsing every function's facts cost most of a 10,000-function
+    digest's time."""
+    kinds = [k for (k,) in store.db.execute("SELECT DISTINCT kind FROM resources WHERE gone_at IS NULL") if k != "lambda"]
+    out = {r["id"]: r for r in store.resources(kinds=kinds)}
+    for rid, account, region, name, reserved, uses in store.db.execute(
+            "SELECT id, account, region, name, json_extract(facts, '$.reserved_concurrency'), json_extract(facts, '$.uses') "
+            "FROM resources WHERE kind = 'lambda' AND gone_at IS NULL"):
+        out[rid] = {"id": rid, "account": account, "region": region, "kind": "lambda", "name": name,
+                    "facts": {"reserved_concurrency": reserved, "uses": json.loads(uses) if uses else None}}
+    return out
+
+
+def _room(name: dict[str, str], limit: str, used: float | None, of: float, unit: str, absent: str = "") -> dict[str, Any]:
+    return {**name, "limit": limit, "peak": used, "of": of, "used": (used / of) if used is not None and of else None,
+            "unit": unit, "note": absent if used is None else ""}
 
 
 # -- rendering and sending ---------------------------------------------------------------------
 
+def _view(d: Digest) -> dict[str, Any]:
+    def day(ts: int) -> str:
+        return datetime.fromtimestamp(ts, ZoneInfo("UTC")).strftime("%a %d %b %Y %H:%M UTC")
+
+    def short(ts: int) -> str:
+        return datetime.fromtimestamp(ts, ZoneInfo("UTC")).strftime("%d %b %H:%M")
+
+    def value(v: Any, unit: str) -> str:
+        return "–" if v is None else human(v, unit)
+
+    def change(c: float | None) -> str:
+        return "" if c is None else ("+" if c > 0 else "") + human(c, "ratio")
+
+    paged = sum(i["fired"] for i in d.incidents)
+    return {"d": d, "day": day, "short": short, "value": value, "change": change, "paged": paged}
+
+
 def render_html(d: Digest) -> str:
-    return render("digest.html", d=d)
+    return render("digest.html", **_view(d))
 
 
 def render_text(d: Digest) -> str:
-    return render("digest.txt", d=d)
+    return render("digest.txt", **_view(d))
 
 
 def slack_digest(d: Digest, public_url: str) -> dict[str, Any]:
@@ -256,6 +378,10 @@ def _record(store: Store, d: Digest, now: int, took: set[str], targets: list[str
                    "ON CONFLICT(period) DO UPDATE SET sent_at = excluded.sent_at, targets = excluded.targets, "
                    "status = excluded.status, error = excluded.error",
                    [d.period, d.end, now, json.dumps(sorted(took)), status, "; ".join(errors) or None])
+
+
+def digest_url(cfg: Any) -> str:
+    return cfg["web.public_url"].rstrip("/") + "/digest" if cfg["web.public_url"] else ""
 
 
 def digest_targets(cfg: Any) -> list[str]:

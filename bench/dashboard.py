@@ -12,6 +12,12 @@ twice in the same run: with the default web.cache (2 s; the run spans several ex
 requests that wait for a fresh page are counted) and with web.cache = 0, where every request
 reads the store and renders. Prints p50 and p95 per page and configuration and, last,
 one JSON line. Target: p95 under 100 ms with the default configuration.
+
+Then, with web.cache = 0 (every request reads the store and renders), every page type on its own:
+the overview, the incident list, an incident, the resource list, a resource and the digest
+preview (several incidents and resources in turn), --page-seconds each with one client and with
+10. Targets (issue 19): p95 under 100 ms for one client and under 300 ms for 10, on 10,000
+functions and 200 incidents; the digest preview under 1 s.
 """
 
 from __future__ import annotations
@@ -112,22 +118,22 @@ def serve(store_path: Path, cache: int) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit("fleetwatch serve did not start within 60 s")
 
 
-def load(port: int, clients: int, requests: int, seconds: float) -> dict[str, list[float]]:
+def load(port: int, clients: int, requests: int, seconds: float, pages: tuple[str, ...] = PAGES) -> dict[str, list[float]]:
     """Each client alternates the pages until `seconds` pass or it has sent `requests`; each
-    request times out after 10 s."""
-    times: dict[str, list[float]] = {p: [] for p in PAGES}
+    request times out after 30 s."""
+    times: dict[str, list[float]] = {p: [] for p in pages}
     errors: list[str] = []
     lock = threading.Lock()
     start = threading.Barrier(clients)
 
     def client(n: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         start.wait()
         deadline = time.perf_counter() + seconds
         for i in range(requests):
             if time.perf_counter() > deadline:
                 break
-            path = PAGES[(i + n) % len(PAGES)]
+            path = pages[(i + n) % len(pages)]
             t = time.perf_counter()
             try:
                 conn.request("GET", path, headers={"Accept": "text/html"})
@@ -136,7 +142,7 @@ def load(port: int, clients: int, requests: int, seconds: float) -> dict[str, li
                 ok = resp.status == 200
             except (OSError, http.client.HTTPException) as exc:
                 ok = False
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 with lock:
                     errors.append(str(exc))
             took = (time.perf_counter() - t) * 1000
@@ -171,6 +177,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="load time per configuration (default 10)")
     parser.add_argument("--requests", type=int, default=20000, help="at most this many requests per client and configuration")
     parser.add_argument("--store", help="reuse (or build once into) this store file")
+    parser.add_argument("--page-seconds", type=float, default=5, help="load time per page type and client count (default 5)")
+    parser.add_argument("--no-pages", action="store_true", help="skip the per-page measurement")
+    parser.add_argument("--pages-only", action="store_true", help="only the per-page measurement")
     args = parser.parse_args()
 
     now = int(time.time())
@@ -183,6 +192,9 @@ def main() -> None:
             add_fleet(store, now, args.incidents)
         print(f"  built in {time.perf_counter() - t:.0f} s", flush=True)
     results: dict[str, Any] = {"functions": args.functions, "incidents": args.incidents, "clients": args.clients}
+    if args.pages_only:
+        print(json.dumps({**results, "pages_uncached": per_page(path, args.page_seconds, args.requests)}))
+        return
     for label, cache in (("cached", 2), ("uncached", 0)):
         proc, port = serve(path, cache)
         try:
@@ -203,7 +215,55 @@ def main() -> None:
                              for p in PAGES for k, q in (("p50_ms", 0.5), ("p95_ms", 0.95))},
                           "p50_ms": pct(everything, 0.5), "p95_ms": pct(everything, 0.95)}
     results["p50_ms"], results["p95_ms"] = results["cached"]["p50_ms"], results["cached"]["p95_ms"]
+    if not args.no_pages:
+        results["pages_uncached"] = per_page(path, args.page_seconds, args.requests)
     print(json.dumps(results))
+
+
+# Per page type: (target p95 ms for 1 client, for 10 clients).
+TARGETS = {"overview": (100, 300), "incident list": (100, 300), "incident": (100, 300), "resource list": (100, 300),
+           "resource": (100, 300), "digest preview": (1000, None)}
+
+
+def page_paths(path: Path) -> dict[str, tuple[str, ...]]:
+    """Each page type's URLs on the benchmark's store: five incidents and five resources of
+    different kinds in turn, so one row's cached SQLite pages do not stand for all."""
+    from urllib.parse import quote
+
+    with open_store(path) as store:
+        incidents = [r[0] for r in store.db.execute("SELECT id FROM incidents ORDER BY id DESC LIMIT 5")]
+        resources = [r[0] for r in store.db.execute(
+            "SELECT id FROM (SELECT id, kind, ROW_NUMBER() OVER (PARTITION BY kind ORDER BY id) AS n FROM resources) "
+            "WHERE n <= 2 AND kind IN ('lambda', 'api', 'sqs', 'rds', 'ses') ORDER BY kind, id")]
+    return {"overview": ("/",), "incident list": ("/incidents",),
+            "incident": tuple(f"/incidents/{i}" for i in incidents),
+            "resource list": ("/resources", "/resources?kind=lambda", "/resources?kind=sqs"),
+            "resource": tuple(f"/resources/{quote(r, safe='')}" for r in resources),
+            "digest preview": ("/digest/preview",)}
+
+
+def per_page(path: Path, seconds: float, requests: int) -> dict[str, Any]:
+    proc, port = serve(path, 0)
+    out: dict[str, Any] = {}
+    try:
+        paths = page_paths(path)
+        load(port, 2, 3, 60, tuple(p for ps in paths.values() for p in ps))  # warm-up
+        print("every page type with web.cache = 0 (p50 / p95; target p95)")
+        for kind, urls in paths.items():
+            row = {}
+            for clients in (1, 10):
+                times = [x for v in load(port, clients, requests, seconds, urls).values() for x in v]
+                target = TARGETS[kind][0 if clients == 1 else 1]
+                row[f"c{clients}"] = {"requests": len(times), "p50_ms": pct(times, 0.5), "p95_ms": pct(times, 0.95), "target_p95_ms": target}
+            line = "   ".join(f"{c[1:]:>2} client(s): {v['p50_ms']:7.1f} / {v['p95_ms']:7.1f} ms"
+                               + (f" (< {v['target_p95_ms']})" if v["target_p95_ms"] else "") + f" n={v['requests']}"
+                               for c, v in row.items())
+            print(f"  {kind:15} {line}", flush=True)
+            out[kind] = row
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    return out
 
 
 if __name__ == "__main__":

@@ -521,9 +521,12 @@ def apis(clients: Clients, place: Place, prior: Prior | None = None) -> list[Fou
 
 def accounts(clients: Clients, place: Place, prior: Prior | None = None) -> list[Found]:
     """The SES account and the Lambda account limits of this place; their facts are refreshed by
-    the probes on every fast poll."""
+    the probes on every fast poll. The Lambda row also keeps the account's IAM alias, the name
+    people know it by where aws.account_names does not give one (fleetwatch.accounts)."""
+    alias = probes.account_alias(clients)
     return [Found("ses", "account", f"arn:aws:ses:{place.region}:{place.account}:account"),
-            Found("lambda_account", "account", f"arn:aws:lambda:{place.region}:{place.account}:account")]
+            Found("lambda_account", "account", f"arn:aws:lambda:{place.region}:{place.account}:account",
+                  facts={"account_alias": alias} if alias else {})]
 
 
 KINDS: dict[str, Callable[[Clients, Place, Prior], list[Found]]] = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from collector import coldstart_sources, plan
 from collector.aws import CallTally, Place
@@ -92,3 +93,50 @@ class PollReport:
         for s in self.errors:
             lines.append(f"  ERROR {s.place} {s.source}: {s.error}")
         return "\n".join(lines)
+
+
+# -- the polling cost every surface states --------------------------------------------------------
+
+WEEK = 7 * 86400
+MIN_COVERED = 3600  # a rate over less than an hour of polls says little; at least an hour is assumed
+
+
+@dataclass(frozen=True)
+class PollingCost:
+    """What fleetwatch's own polling cost over [since, end) by the poll log (each row's cost is
+    cost_of its calls), and that rate over a 30-day month. The overview, the digest and
+    `fleetwatch plan` all state this one figure (polling_cost)."""
+    usd: float
+    api_calls: int
+    polls: int
+    since: int  # the first poll in the window, or `end` when there was none
+    end: int
+
+    @property
+    def covered_seconds(self) -> int:
+        return max(self.end - self.since, MIN_COVERED)
+
+    @property
+    def usd_per_month(self) -> float:
+        return self.usd * plan.MONTH / self.covered_seconds if self.polls else 0.0
+
+    def sentence(self) -> str:
+        """One line, the same words on every surface."""
+        if not self.polls:
+            return "no polls recorded yet"
+        covered = self.covered_seconds  # the time the rate is taken over (at least MIN_COVERED)
+        span = f"{covered / 86400:.1f} days" if covered >= 86400 else f"{covered / 3600:.1f} hours"
+        return (f"${self.usd_per_month:,.2f} a month at the rate of the last {span} "
+                f"(${self.usd:,.2f} for {self.polls:,} polls and {self.api_calls:,} API calls)")
+
+
+def polling_cost(db: Any, end: int, window: int = WEEK) -> PollingCost:
+    """The poll log over [end - window, end): its cost, calls and polls (rows sharing a poll_id
+    are one poll; older rows without one count one each), and where it starts. `db` is a sqlite3
+    connection or sqlite_utils Database. The log may cover less than the window (a new agent, or
+    store.history_retention), so the monthly rate is over the time it does cover."""
+    usd, calls, polls, since = db.execute(
+        "SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(api_calls), 0), "
+        "COUNT(DISTINCT COALESCE(poll_id, 'row' || id)), MIN(started_at) FROM poll_log "
+        "WHERE started_at >= ? AND started_at < ?", [end - window, end]).fetchone()
+    return PollingCost(float(usd), int(calls), int(polls), int(since) if since is not None else end, end)

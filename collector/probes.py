@@ -406,3 +406,16 @@ def hot_keys(clients: Clients, rules: list[tuple[str, str]], start: int, end: in
                            [(epoch_seconds(d["Timestamp"]), float(d["MaxContributorValue"]))
                             for d in report.get("MetricDatapoints", []) if "MaxContributorValue" in d]))
     return out
+
+
+def account_alias(clients: Clients) -> str | None:
+    """IAM ListAccountAliases: AccountAliases, a list of at most one (botocore iam model
+    2010-05-08, ListAccountAliasesResponse.AccountAliases: "Amazon Web Services supports only one
+    alias per account"). A role without iam:ListAccountAliases (AccessDenied) or any other
+    refusal leaves the account named by its id; discovery goes on."""
+    try:
+        aliases = clients("iam").list_account_aliases().get("AccountAliases") or []
+    except (ClientError, BotoCoreError):
+        return None
+    return str(aliases[0]) if aliases else None
+

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -50,3 +51,16 @@ class FakeClock:
                 raise ValueError("a clock does not go backwards; set a time at or after now")
             self._now = float(epoch_seconds)
             return self._now
+
+
+class ResumedClock:
+    """A clock that runs on at wall speed from `start`: the time after an emulated run ended
+    (the demo's dashboard once its agent has stopped), so ages keep growing instead of freezing.
+    `monotonic` is injectable for tests."""
+
+    def __init__(self, start: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._start, self._monotonic = float(start), monotonic
+        self._origin = monotonic()
+
+    def now(self) -> float:
+        return self._start + (self._monotonic() - self._origin)

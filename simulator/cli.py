@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from fleetwatch.clock import Clock, FakeClock, SystemClock
+from fleetwatch.clock import Clock, FakeClock, ResumedClock, SystemClock
 from simulator.fleet import FleetError, Fleet, load_fleet
 from simulator.model import FleetModel
 from simulator.provision import provision
@@ -91,7 +91,10 @@ def run_emulator(args: argparse.Namespace, demo: bool) -> int:
             raise
         if not args.serve:
             emulator.stop()
-            return demo_dashboard(args.store, args.dashboard_port, emulator.model.clock) if args.dashboard_port else status
+            if not args.dashboard_port:
+                return status
+            return demo_dashboard(args.store, args.dashboard_port, emulator.model.clock.now(),
+                                  Path(args.store).parent / "fleetwatch.toml", polls)
     try:
         print("serving until Ctrl-C", flush=True)
         emulator.serve_forever()
@@ -102,23 +105,36 @@ def run_emulator(args: argparse.Namespace, demo: bool) -> int:
     return 0
 
 
-def demo_dashboard(store_path: str, port: int, clock: Clock) -> int:
-    """Serve the dashboard over the demo's store until Ctrl-C, on the emulated clock the demo
-    ended at, with a password made for this run so the acknowledge and silence buttons work."""
+def demo_dashboard(store_path: str, port: int, ended_at: float, cfg_file: Path, polls: int) -> int:
+    """Serve the dashboard over the demo's store until Ctrl-C, once the demo's agent has
+    stopped: with the configuration the agent ran with (its file), a clock running on from where
+    the agent's emulated time ended, a banner saying plainly that nothing polls any more, and a
+    password made for this run so the acknowledge and silence buttons work."""
     import secrets
 
-    from fleetwatch.config import load_config
     from web.server import serve_forever
 
     password = secrets.token_urlsafe(9)
-    cfg = load_config(None, environ={"FLEETWATCH_STORE_PATH": store_path, "FLEETWATCH_WEB_USERNAME": "demo",
-                                     "FLEETWATCH_WEB_PASSWORD": password})
+    cfg, note = after_demo(store_path, ended_at, cfg_file, polls, password)
     try:
-        return serve_forever(cfg, store_path, clock, "127.0.0.1", port,
-                             banner=f"— sign in as demo / {password} to acknowledge and silence")
+        return serve_forever(cfg, store_path, ResumedClock(ended_at), "127.0.0.1", port, stopped=note,
+                             banner=f"— the agent has stopped; sign in as demo / {password} to acknowledge and silence")
     except OSError as exc:
         print(f"fleetwatch: {exc.strerror or exc}; or skip the dashboard with --dashboard-port 0", file=sys.stderr)
         return 2
+
+
+def after_demo(store_path: str, ended_at: float, cfg_file: Path, polls: int, password: str) -> tuple[Any, str]:
+    """The configuration of the dashboard left after the demo (the agent's file, plus a sign-in)
+    and what its banner says."""
+    from fleetwatch.config import load_config
+
+    cfg = load_config(cfg_file, environ={"FLEETWATCH_STORE_PATH": store_path, "FLEETWATCH_WEB_USERNAME": "demo",
+                                         "FLEETWATCH_WEB_PASSWORD": password})
+    note = (f"The demo's agent ran its {polls} polls and stopped at {iso(ended_at)} (emulated time; the clock runs on "
+            f"from there). Nothing polls or notifies any more: this dashboard shows what the agent stored, and Settings "
+            f"shows the configuration it ran with ({cfg_file}). Run `make demo` again to resume.")
+    return cfg, note
 
 
 def demo_config(emulator: Emulator, store_path: str) -> dict[str, str]:

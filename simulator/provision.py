@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,9 @@ from botocore.config import Config
 
 from simulator.cloudwatch import insight_rule_names
 from simulator.fleet import DEFAULT_ACCOUNT, Fleet, Resource
+
+# An IAM account alias (botocore iam model 2010-05-08, accountAliasType: 3-63 characters).
+ALIAS = re.compile(r"^[a-z0-9]([a-z0-9]|-(?!-)){1,61}[a-z0-9]$")
 
 _CFG = Config(retries={"max_attempts": 1}, read_timeout=120, connect_timeout=5)
 _TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -70,6 +74,8 @@ def provision(endpoint: str, fleet: Fleet, progress: Callable[[str], None] = lam
         iam = _Place(endpoint, creds[acct.id], acct.regions[0])("iam")
         exec_role = iam.create_role(RoleName="fleet-lambda-exec", AssumeRolePolicyDocument=_TRUST)["Role"]["Arn"]
         iam.create_role(RoleName=acct.reader_role, AssumeRolePolicyDocument=_READER_TRUST)
+        if ALIAS.match(acct.name):  # the name people know the account by, as its IAM alias (ListAccountAliases)
+            iam.create_account_alias(AccountAlias=acct.name)
         for region in acct.regions:
             place = _Place(endpoint, creds[acct.id], region)
             here = [r for r in fleet.resources if r.account == acct.id and r.region == region]

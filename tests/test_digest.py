@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ def test_gather_compares_weeks_and_reports_headroom_hygiene(world: World) -> Non
     world.alerts.acknowledge(world.incidents()[0].id, "dana", int(world.clock.now()))
     d = gather(world.store, T0 + 3600)
     req = next(o for o in d.outcomes if o["measure"] == "requests")
-    assert (req["this"], req["last"]) == (16800.0, 8400.0) and req["avg8"] == pytest.approx(25200 / 8)
+    assert (req["this"], req["last"]) == (16800.0, 8400.0) and req["change"] == pytest.approx(1.0)
+    assert req["avg8"] is None, "one whole week before this one is not a baseline"
     rate = next(o for o in d.outcomes if o["measure"] == "5xx rate")
     assert rate["this"] == pytest.approx(0.02) and rate["last"] == pytest.approx(0.01)
     db = next(h for h in d.headroom if h["limit"] == "connections")
@@ -113,7 +115,7 @@ def test_digest_in_slack_is_block_kit_with_names_escaped(world: World) -> None:
     assert blocks[0]["type"] == "header" and blocks[0]["text"]["text"].startswith("Weekly health digest")
     sections = [b["text"] for b in blocks if b["type"] == "section"]
     assert all(s["type"] == "plain_text" and len(s["text"]) <= 3000 for s in sections)
-    assert any(s["text"].startswith("USER-VISIBLE OUTCOMES") for s in sections)
+    assert any(s["text"].startswith("WHAT USERS FELT") for s in sections)
     assert any("jobs-dlq<b>" in s["text"] for s in sections), "plain_text: shown as written, never parsed"
     assert blocks[-1]["elements"][0]["url"] == "https://fleetwatch.example.com/digest"
     assert msg["text"].startswith("fleetwatch weekly health digest 2027-W02") and "hygiene" in msg["text"]
@@ -125,4 +127,4 @@ def test_cli_preview_writes_html_and_text(world: World, tmp_path: Path) -> None:
     seed(world)
     out = tmp_path / "digest.html"
     assert main(["digest", "--preview", str(out)], environ=world.store_env) == 0
-    assert "<h1>Weekly health digest" in out.read_text() and "USER-VISIBLE OUTCOMES" in out.with_suffix(".txt").read_text()
+    assert re.search(r"<h1 style=[^>]*>Weekly health digest", out.read_text()) and "WHAT USERS FELT" in out.with_suffix(".txt").read_text()

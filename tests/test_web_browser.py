@@ -155,7 +155,6 @@ def test_a_change_without_credentials_is_refused(page: Page, server: DashboardSe
     with page.expect_response(lambda r: r.url.endswith(f"/incidents/{inc}/ack")) as answer:
         page.click("#ack")
     assert answer.value.status == 401 and answer.value.headers["www-authenticate"].startswith("Basic")
-    shot(page, "refused")
     assert httpx.get(f"{server.url}/api/incidents/{inc}").json()["acked_by"] is None
     page.goto("/silences")
     page.fill("#matchers", 'service="checkout"')
@@ -163,6 +162,23 @@ def test_a_change_without_credentials_is_refused(page: Page, server: DashboardSe
         page.click("#add-silence")
     assert answer.value.status == 401
     assert httpx.get(f"{server.url}/api/silences").json() == []
+
+
+def test_a_refused_sign_in_leaves_a_page_for_people(browser: Browser, server: DashboardServer, web_store: dict[str, Any]) -> None:
+    # The browser answers the challenge with a wrong password: the server refuses the sign-in,
+    # and what the person is left looking at is a page that says so, not raw JSON or nothing.
+    context = browser.new_context(base_url=server.url, http_credentials={"username": USER, "password": "not the password"})
+    pg = context.new_page()
+    inc = web_store["storm"]
+    pg.goto(f"/incidents/{inc}")
+    with pg.expect_response(lambda r: r.url.endswith(f"/incidents/{inc}/ack")) as answer:
+        pg.click("#ack")
+    assert answer.value.status == 401
+    expect(pg.locator("h1")).to_have_text("Not signed in")
+    expect(pg.locator("#error-hint")).to_contain_text("try again, signing in")
+    shot(pg, "refused")
+    context.close()
+    assert httpx.get(f"{server.url}/api/incidents/{inc}").json()["acked_by"] is None
 
 
 def test_hostile_names_render_as_text(page: Page, web_store: dict[str, Any]) -> None:

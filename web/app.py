@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from alerts import pagerduty
 from alerts.messages import clean
 from fleetwatch.config.rules import quote
+from fleetwatch.accounts import ACCOUNT_KINDS, account_names, configured
 from fleetwatch.store import Store, open_store
 from alerts.store import AlertStore
 from fleetwatch.store.dialect import is_url
@@ -37,10 +38,17 @@ from web.charts import chart, evidence_charts, evidence_range, fact, fmt, metric
 from web.security import SecurityHeaders
 
 STATIC = Path(__file__).parent / "static"
+NAMES_TTL = 60.0  # seconds between reads of the account names (aliases change at discovery, hours apart)
 # Row ids as SQLite stores them: a larger number is refused with a 422, not an overflow.
 Id = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 DURATIONS = {"1h": 3600, "4h": 4 * 3600, "1d": 86400, "1w": 7 * 86400}
-ERRORS = {401: "Not signed in", 403: "Refused", 404: "Not found", 413: "Too large", 422: "Not understood"}
+ERRORS = {401: "Not signed in", 403: "Refused", 404: "Not found", 413: "Too large", 422: "Not understood",
+          429: "Too many failed sign-ins"}
+# What a person can do next, under the error's own words.
+HINTS = {401: "Go back and try again, signing in with the user name and password set as web.username and web.password "
+              "(ask whoever runs fleetwatch).",
+         403: "Go back, reload the page and try again from this dashboard.",
+         429: "Wait until the time above has passed, then reload this page and sign in with the right password."}
 
 
 def _when(ts: Any) -> str:
@@ -104,9 +112,19 @@ class Dashboard:
         self.cache_ttl = float(cfg["web.cache"] if cache_ttl is None else cache_ttl)
         self._cache: dict[str, tuple[float, Any]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._names: tuple[float, dict[str, str]] = (float("-inf"), {})
 
     def now(self) -> int:
         return int(self.clock.now())
+
+    def account_names(self) -> dict[str, str]:
+        """aws.account_names over the IAM aliases discovery stored (fleetwatch.accounts), read
+        again at most once a minute."""
+        at, names = self._names
+        if time.monotonic() - at > NAMES_TTL:
+            names = account_names(self.reader.conn(), configured(self.cfg))
+            self._names = (time.monotonic(), names)
+        return names
 
     async def cached(self, key: str, make: Callable[[], Any]) -> Any:
         """Pages that every client opens at once (the overview, the incident list) are computed at
@@ -137,7 +155,10 @@ class Dashboard:
         self.store.close()
 
 
-def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None = None, cache_ttl: float | None = None) -> FastAPI:
+def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None = None, cache_ttl: float | None = None,
+               stopped: str = "") -> FastAPI:
+    """`stopped`: the agent that filled the store is no longer running (the demo once its polls
+    are done); every page says so in these words."""
     dash = Dashboard(cfg, store_path if is_url(store_path) else Path(store_path), clock, auth, cache_ttl)
     app = FastAPI(title="fleetwatch", version="1", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
                   description="What is hurting users now, why, and what to do. Reads are open unless web.read_auth is "
@@ -147,8 +168,11 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     env = Environment(loader=PackageLoader("web", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
-    names = dict(n.split("=", 1) for n in cfg["aws.account_names"])
-    env.globals.update(when=_when, at=_at, num=_num, fmt=fmt, clean=clean, fact=lambda k, v: clean(fact(str(k), v), 800), account_name=lambda a: names.get(str(a), ""))
+    env.globals.update(when=_when, at=_at, num=_num, fmt=fmt, clean=clean, fact=lambda k, v: clean(fact(str(k), v), 800),
+                       account_name=lambda a: dash.account_names().get(str(a), ""),
+                       # an account-wide resource by what it is ("SES sending"), not its discovery name "account"
+                       shown_name=lambda kind, name: ACCOUNT_KINDS.get(str(kind), name))
+    env.globals["stopped"] = stopped
     env.filters["nobreak"] = _nobreak
     templates = Jinja2Templates(env=env)
 
@@ -200,7 +224,7 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         if request.url.path.startswith("/api") or request.url.path == "/healthz" or "text/html" not in request.headers.get("accept", ""):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
         response = page(request, "error.html", status=exc.status_code, title=ERRORS.get(exc.status_code, "Error"),
-                        detail=str(exc.detail))
+                        detail=str(exc.detail), hint=HINTS.get(exc.status_code, ""))
         response.headers.update(headers)
         return response
 
@@ -307,7 +331,7 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         from alerts.digest import gather, render_html
 
         with dash.write_lock:  # gather reads through the store's one connection, which writes share
-            digest = gather(dash.store, dash.now())
+            digest = gather(dash.store, dash.now(), names=configured(dash.cfg), url=dash.cfg["web.public_url"])
         html = render_html(digest)
         # The digest's own HTML is mail HTML: inline styles, no scripts at all.
         return HTMLResponse(html, headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "

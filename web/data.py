@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.catalog import api_metric
+from collector.pollreport import polling_cost
 from detectors.limits import REPUTATION_ABSENT
 from fleetwatch.store.dialect import POSTGRESQL, SQLITE, Dialect, is_url
 
@@ -24,7 +25,6 @@ ENTRY_SIGNALS = {"api": (("{5xx}", "Average", "5xx rate", "ratio"), ("Latency", 
                  "ses": (("Bounce", "Sum", "bounced", "count"), ("Send", "Sum", "sent", "count")),
                  "sqs": (("ApproximateAgeOfOldestMessage", "Maximum", "oldest message", "s"),
                          ("ApproximateNumberOfMessagesVisible", "Maximum", "waiting", "count"))}
-MONTH = 30 * 86400
 PAGE = 100
 
 
@@ -380,17 +380,14 @@ def agent_health(conn: sqlite3.Connection, now: int) -> dict[str, Any]:
                           "JOIN (SELECT source, account, region, MAX(id) AS id FROM poll_log WHERE started_at >= ? "
                           "GROUP BY source, account, region) l ON l.id = p.id WHERE p.status != 'ok' ORDER BY p.source",
                     [now - 86400])
-    week = conn.execute("SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(api_calls), 0), MIN(started_at) FROM poll_log "
-                        "WHERE started_at >= ?", [now - 7 * 86400]).fetchone()
-    # The rate over the time the log covers: store.history_retention may keep less than a week.
-    covered = max(now - (week[2] if week[2] is not None else now), 3600)
+    cost = polling_cost(conn, now)  # the figure the digest and `fleetwatch plan` state too
     late = conn.execute("SELECT COUNT(*), COALESCE(MAX(overrun), 0) FROM agent_cycles WHERE scheduled_at >= ? AND overrun > 0",
                         [now - 86400]).fetchone()
     runs = _rows(conn, "SELECT detector, status, error, ts FROM detector_runs WHERE pass_id = "
                        "(SELECT pass_id FROM detector_runs ORDER BY id DESC LIMIT 1) AND status != 'ok' ORDER BY detector")
     return {"last_poll": last, "last_poll_age": (now - last) if last else None, "errored_sources": errored,
-            "errored_detectors": runs, "cost_per_month_usd": round(float(week[0]) * MONTH / covered, 2),
-            "api_calls_last_7d": int(week[1]), "overruns_24h": int(late[0]), "worst_overrun_s": float(late[1])}
+            "errored_detectors": runs, "cost_per_month_usd": round(cost.usd_per_month, 2),
+            "api_calls_last_7d": cost.api_calls, "cost": cost.sentence(), "overruns_24h": int(late[0]), "worst_overrun_s": float(late[1])}
 
 
 def overview(conn: sqlite3.Connection, now: int) -> dict[str, Any]:

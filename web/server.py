@@ -48,8 +48,8 @@ class DashboardServer:
 
 
 def serve_forever(cfg: Any, store_path: str | Path, clock: Any, host: str | None = None, port: int | None = None,
-                  banner: str = "") -> int:
-    server = DashboardServer(cfg, store_path, clock, host, port)
+                  banner: str = "", **app_args: Any) -> int:
+    server = DashboardServer(cfg, store_path, clock, host, port, **app_args)
     server.start()
     print(f"dashboard: {server.url}/ {banner}".rstrip() + " (Ctrl-C to stop)", flush=True)
     try:

@@ -16,6 +16,7 @@ from alerts.pipeline import AlertSettings, DeliveryReport, Pipeline
 from fleetwatch.config.rules import parse_route, parse_window, parse_wire
 from alerts.state import Observation, Policy
 from alerts.webhook import Webhook
+from fleetwatch.accounts import configured
 from detectors.base import Resource
 from fleetwatch.clock import Clock
 from fleetwatch.agent.detection import DetectionPass
@@ -119,6 +120,6 @@ def send_due_digest(cfg: Any, store: Store, clock: Any, sleep: Any) -> tuple[str
     if owed is None:
         return None
     period, when = owed
-    d = digest.gather(store, when, period)
+    d = digest.gather(store, when, period, configured(cfg), digest.digest_url(cfg))
     return period, digest.send_digest(store, d, digest.digest_targets(cfg), channels(cfg, clock, sleep), cfg["email.from"], int(clock.now()),
                                sleep, cfg["alerts.max_attempts"], cfg["web.public_url"])

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from collector.aws import Aws
 from collector.poll import Collector
-from collector.pollreport import PollReport
+from collector.pollreport import PollReport, polling_cost
 from collector.report import render
 from fleetwatch.clock import Clock, SystemClock
 from fleetwatch.store import Store
@@ -58,6 +58,8 @@ def plan_command(cfg: Any, store: Store, aws: Aws, clock: Clock, discover: bool,
         print("no resources discovered yet; run without --no-discover, or check aws.regions and aws.role_arns", file=out)
         return 1
     print(render(by_place, cfg["poll.fast_interval"], cfg["poll.slow_interval"], cfg["poll.logs_insights_gb_per_day"]), file=out)
+    # What polling has cost so far, by the one function the overview and the digest use.
+    print(f"\npolling cost measured from the poll log: {polling_cost(store.db, int(clock.now())).sentence()}", file=out)
     return 0
 
 

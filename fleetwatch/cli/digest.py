@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from alerts import digest
+from fleetwatch.accounts import configured
 from fleetwatch.agent.alerting import channels
 from fleetwatch.clock import SystemClock
 from fleetwatch.store import Store
@@ -16,7 +17,7 @@ from fleetwatch.store import Store
 def digest_command(args: Any, cfg: Any, store: Store) -> int:
     clock = SystemClock()
     now = int(clock.now())
-    d = digest.gather(store, now)
+    d = digest.gather(store, now, names=configured(cfg), url=digest.digest_url(cfg))
     if not args.preview and not args.send:
         print("fleetwatch digest: give --preview FILE.html or --send", file=sys.stderr)
         return 2
