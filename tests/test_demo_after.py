@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from fleetwatch.clock import ResumedClock
 from fleetwatch.store import open_store
-from simulator.cli import after_demo, demo_toml
+from fleetwatch.cli.demo import after_demo, demo_toml
 from web.app import create_app
 
 

@@ -4,8 +4,9 @@
                                                                       emulator only inside a command
     fleetwatch.agent    the agent loop, the detection pass, alerting wired from the configuration
     collector detectors alerts web        the domain: web may read alerts, detectors and the
-                                          collector's catalog; alerts may read detectors;
-                                          collector and detectors read only the ground
+                                          collector; alerts may read detectors' types and the
+                                          collector's prices; collector and detectors read only
+                                          the ground
     fleetwatch (config, store, clock, logs, telemetry, lock, serving)   the ground
 
 The emulated fleet (simulator/, an optional extra) stands beside the product: it may reuse the
@@ -30,7 +31,8 @@ PACKAGES = ("fleetwatch", "collector", "detectors", "alerts", "web", "simulator"
 GROUND, DOMAIN, AGENT, CLI, TOOL = "ground", "domain", "agent", "cli", "simulator"
 RANK = {GROUND: 0, DOMAIN: 1, AGENT: 2, CLI: 3}
 # Within the domain, who may read whom (the data flows collector → store → detectors → alerts → web).
-DOMAIN_READS = {"collector": set(), "detectors": set(), "alerts": {"detectors"}, "web": {"alerts", "detectors", "collector"}}
+DOMAIN_READS = {"collector": set(), "detectors": set(), "alerts": {"detectors", "collector"},
+                "web": {"alerts", "detectors", "collector"}}
 
 
 def layer(module: str) -> str:
@@ -128,6 +130,7 @@ def test_imports_run_downward_only() -> None:
     ("simulator.cli", "web.server", True, False),
     ("web.data", "collector.catalog", False, True),
     ("alerts.topology", "detectors.base", False, True),
+    ("alerts.digest", "web.data", True, False),
     ("collector.poll", "fleetwatch.store", False, True),
 ])
 def test_the_rule_itself(source: str, target: str, late: bool, allowed: bool) -> None:

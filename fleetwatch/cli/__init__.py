@@ -240,11 +240,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if args.command in ("emulate", "demo"):
             try:
                 from simulator.cli import run_emulator
+
+                from fleetwatch.cli.demo import demo_command
             except ImportError as exc:
                 print(f"fleetwatch: the emulated fleet needs the emulator extra ({exc.name} is missing); "
                       "install it with: pip install 'fleetwatch[emulator]'", file=sys.stderr)
                 return 2
-            return run_emulator(args, demo=args.command == "demo")
+            return demo_command(args) if args.command == "demo" else run_emulator(args)
     except ConfigError as exc:
         print(f"fleetwatch: {exc}", file=sys.stderr)
         return 2

@@ -18,13 +18,13 @@ from typing import Any
 
 import sqlite_utils
 
-from fleetwatch.store.dialect import SQLITE, is_url
+from fleetwatch.store.dialect import SQLITE
 from fleetwatch.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 from fleetwatch.store.errors import StoreError
 from fleetwatch.store.sqlite import MIGRATIONS_TABLE, _check_writable, _connect, _explain, _inspect
 
-__all__ = ["MIGRATIONS_TABLE", "SeriesKey", "Store", "StoreError", "check_recorded", "index_resource_id", "migrate", "open_store",
+__all__ = ["MIGRATIONS_TABLE", "SeriesKey", "Store", "StoreError", "check_recorded", "index_resource_id", "migrate", "open_sqlite_store",
            "store_location"]
 
 
@@ -512,18 +512,9 @@ def store_location(cfg: Any) -> str | Path:
     return cfg["store.url"] or cfg["store.path"]
 
 
-def open_store(path: str | Path, *, upto: int | None = None) -> Store:
-    """Open (creating if needed) and migrate a fleetwatch store: a SQLite file at `path`, or the
-    PostgreSQL database a `postgresql://` URL names (fleetwatch.store.pg).
-
-    `upto` stops after that many migrations; it exists so tests can build an old store."""
-    if is_url(path):
-        try:
-            from fleetwatch.store.pg import open_pg_store
-        except ImportError as exc:
-            raise StoreError(f"store.url names a PostgreSQL database, but its driver cannot be loaded ({exc}). Install it "
-                             "with pip install 'fleetwatch[postgres]', or leave store.url empty to use the SQLite store.path.") from exc
-        return open_pg_store(str(path), upto=upto)
+def open_sqlite_store(path: str | Path, *, upto: int | None = None) -> Store:
+    """Open (creating if needed) and migrate the SQLite store at `path` (fleetwatch.store.open_store
+    chooses between this and PostgreSQL). `upto`: see open_store."""
     path = Path(path)
     target = SCHEMA_VERSION if upto is None else upto
     if path.parent.exists():

@@ -233,7 +233,7 @@ class PgStoreLock:
         import os
         import socket
 
-        from fleetwatch.lock import LockHeld
+        from fleetwatch.store.errors import LockHeld
 
         try:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10,
