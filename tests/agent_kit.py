@@ -25,7 +25,7 @@ def agent_env(emulator: Any, store_path: Path, **extra: str) -> dict[str, str]:
     """The home account (123456789012, where plain credentials land) in us-east-1, backfilling
     an hour, with incidents firing after a minute."""
     env = {"FLEETWATCH_STORE_PATH": str(store_path), "FLEETWATCH_AWS_ENDPOINT_URL": emulator.endpoint,
-           "FLEETWATCH_AWS_REGIONS": "us-east-1", "FLEETWATCH_POLL_BACKFILL": "3600", "FLEETWATCH_ALERTS_FOR": "60",
+           "FLEETWATCH_AWS_REGIONS": "us-east-1", "FLEETWATCH_POLL_BACKFILL": "1h", "FLEETWATCH_ALERTS_FOR": "1m",
            "FLEETWATCH_ALERTS_GROUP_WAIT": "0", "FLEETWATCH_AWS_MAX_ATTEMPTS": "3", "FLEETWATCH_LOG_FORMAT": "json"}
     env.update(extra)
     return env
