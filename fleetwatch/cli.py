@@ -265,15 +265,13 @@ def _collect(args: argparse.Namespace, cfg: Config) -> int:
     from fleetwatch.collect_cmd import collect_command, plan_command
     from fleetwatch.lock import LockHeld, StoreLock
 
-    discover = args.command == "collect" or not args.no_discover
-    if discover:
-        problem = credentials_problem(cfg["aws.profile"])
+    if args.command == "plan":
+        problem = credentials_problem(cfg["aws.profile"]) if not args.no_discover else ""
         if problem:
             print(f"fleetwatch: {problem}", file=sys.stderr)
             return 2
-    if args.command == "plan":
-        with open_store(cfg["store.path"] if discover else existing_store(cfg)) as store:
-            return plan_command(cfg, store, Aws.from_config(cfg), SystemClock(), discover=discover)
+        with open_store(existing_store(cfg) if args.no_discover else cfg["store.path"]) as store:
+            return plan_command(cfg, store, Aws.from_config(cfg), SystemClock(), discover=not args.no_discover)
     try:
         lock = StoreLock(cfg["store.path"], "fleetwatch collect").acquire()  # polling twice would double the cost
     except LockHeld as exc:
@@ -284,6 +282,10 @@ def _collect(args: argparse.Namespace, cfg: Config) -> int:
               "exists and is writable, or change store.path", file=sys.stderr)
         return 2
     try:
+        problem = credentials_problem(cfg["aws.profile"])
+        if problem:  # every call would fail: say so once, with the fix
+            print(f"fleetwatch: {problem}", file=sys.stderr)
+            return 2
         with open_store(cfg["store.path"]) as store:
             return collect_command(cfg, store, Aws.from_config(cfg), polls=1 if args.once else args.polls)
     finally:

@@ -24,18 +24,12 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def parse_duration(value: Any) -> int:
     """Seconds from a string with a unit: "90s", "5m", "2h" or "14d". A number alone is refused
     (`backfill = 3` would be 3 seconds to one reader and 3 hours to another), except 0."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number with a unit, such as '90s', '5m', '2h' or '14d'")
-    text = str(value) if isinstance(value, int) else value
-    if isinstance(text, str):
-        match = _DURATION.match(text)
-        if match and match.group(2):
-            return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        if match and int(match.group(1)) == 0:
-            return 0
-        if match:
-            n = match.group(1)
-            raise ValueError(f"{n} has no unit: write '{n}s', '{n}m', '{n}h' or '{n}d' (seconds, minutes, hours, days)")
+    match = _DURATION.match(str(value)) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+    if match and (match.group(2) or int(match.group(1)) == 0):
+        return int(match.group(1)) * _UNIT_SECONDS.get(match.group(2), 0)
+    if match:
+        n = match.group(1)
+        raise ValueError(f"{n} has no unit: write '{n}s', '{n}m', '{n}h' or '{n}d' (seconds, minutes, hours, days)")
     raise ValueError("a duration is a number with a unit, such as '90s', '5m', '2h' or '14d'")
 
 
