@@ -149,6 +149,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 def _main(argv: Sequence[str] | None, environ: Mapping[str, str]) -> int:
     args = _parser().parse_args(argv)
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        # docker-compose.yml's `AWS_PROFILE: ${AWS_PROFILE:-}` passes it empty when the host has
+        # none; botocore then looks for a profile named '' and fails every call. Empty is unset.
+        if os.environ.get(name) == "":
+            del os.environ[name]
     try:
         if args.command == "config":
             if args.config_command == "docs":

@@ -46,6 +46,10 @@ def test_run_without_credentials_fails_at_start_naming_the_fix(tmp_path: Path) -
     for fix in ("profile", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "instance role"):
         assert fix in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and "poll finished" not in proc.stderr, "nothing is polled"
+    # As docker-compose.yml passes them when the host has none: empty, which is none (not a profile named '').
+    empty = {"AWS_PROFILE": "", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": ""}
+    proc = fleetwatch("run", "--no-dashboard", env={**no_aws(tmp_path), **empty}, timeout=60)
+    assert proc.returncode == 2 and "no AWS credentials found" in proc.stderr, proc.stderr
     missing = fleetwatch("run", "--no-dashboard", env={**no_aws(tmp_path), "FLEETWATCH_AWS_PROFILE": "nosuch"}, timeout=60)
     assert missing.returncode == 2 and "'nosuch'" in missing.stderr and "aws configure --profile" in missing.stderr
 
