@@ -102,7 +102,7 @@ def free_port() -> int:
 
 def serve(store_path: Path, cache: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    env = {**os.environ, "FLEETWATCH_STORE_PATH": str(store_path), "FLEETWATCH_WEB_PORT": str(port), "FLEETWATCH_WEB_CACHE": str(cache)}
+    env = {**os.environ, "FLEETWATCH_STORE_PATH": str(store_path), "FLEETWATCH_WEB_PORT": str(port), "FLEETWATCH_WEB_CACHE": f"{cache}s"}
     proc = subprocess.Popen([sys.executable, "-m", "fleetwatch.cli", "serve"], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60

@@ -109,7 +109,7 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
             env = {"FLEETWATCH_STORE_PATH": str(Path(tmp) / "pages.db"), "FLEETWATCH_AWS_ENDPOINT_URL": emulator.endpoint,
                    "FLEETWATCH_AWS_REGIONS": ",".join(sorted({r for a in fleet.accounts for r in a.regions})),
                    "FLEETWATCH_AWS_ROLE_ARNS": ",".join(a.reader_role_arn for a in fleet.accounts),
-                   "FLEETWATCH_POLL_BACKFILL": str(backfill), "FLEETWATCH_SLACK_BOT_TOKEN": TOKEN,
+                   "FLEETWATCH_POLL_BACKFILL": f"{backfill}s", "FLEETWATCH_SLACK_BOT_TOKEN": TOKEN,
                    "FLEETWATCH_SLACK_API_URL": slack.api_url, "FLEETWATCH_SLACK_CHANNEL": "C0PAGES",
                    "FLEETWATCH_SMTP_HOST": "127.0.0.1", "FLEETWATCH_SMTP_PORT": str(smtp.port), "FLEETWATCH_SMTP_SECURITY": "none",
                    "FLEETWATCH_EMAIL_TO": "oncall@example.com", "FLEETWATCH_LOG_FORMAT": "text"}

@@ -150,6 +150,30 @@ class AssumeRoleError(Exception):
     pass
 
 
+# boto3's credential chain (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/credentials.html):
+# environment variables, the shared credentials and config files (a profile, SSO, credential_process),
+# then container and instance roles. Said wherever "no credentials" is the error.
+NO_CREDENTIALS = ("no AWS credentials found. Give fleetwatch some as for any AWS tool: a profile (set aws.profile, "
+                  "FLEETWATCH_AWS_PROFILE or AWS_PROFILE to a profile in ~/.aws/config, e.g. after `aws configure` or "
+                  "`aws sso login`), environment variables (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, with "
+                  "AWS_SESSION_TOKEN for temporary keys), or an instance role where it runs (EC2 instance profile, ECS "
+                  "task role, EKS pod identity)")
+
+
+def credentials_problem(profile: str = "") -> str:
+    """'' when boto3's credential chain finds credentials (no AWS call is made), else what to do."""
+    from botocore.exceptions import BotoCoreError, ProfileNotFound
+
+    try:
+        found = boto3.session.Session(profile_name=profile or None).get_credentials()
+    except ProfileNotFound:
+        return (f"the AWS profile {profile!r} (aws.profile) is in neither ~/.aws/config nor ~/.aws/credentials: "
+                "create it (`aws configure --profile NAME`) or set aws.profile to one that exists")
+    except BotoCoreError as exc:  # a broken credentials file, a credential_process that fails
+        return f"the AWS credentials cannot be read: {exc}"
+    return "" if found is not None else NO_CREDENTIALS
+
+
 class Aws:
     """boto3 clients per (place, service), built once and shared by threads (boto3 clients are
     thread-safe; sessions are not, so they are only touched under the lock)."""

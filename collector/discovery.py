@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from collector import pacing, probes
 from collector.incremental import Prior
-from collector.aws import Place, epoch_seconds
+from collector.aws import NO_CREDENTIALS, AssumeRoleError, Place, epoch_seconds
 from collector.limits import max_connections
 
 Clients = Callable[[str], Any]
@@ -606,6 +606,10 @@ def describe_error(exc: BaseException) -> str:
         elif code in ("Throttling", "ThrottlingException", "TooManyRequestsException", "RequestThrottled", "ThrottledException"):
             hint = " AWS kept throttling after every retry; this source is tried again next poll."
         return f"{op}: {code}: {err.get('Message', '')}{hint}"
+    if isinstance(exc, NoCredentialsError) or isinstance(exc.__cause__, NoCredentialsError):
+        return NO_CREDENTIALS  # also under AssumeRoleError: no credentials to call sts:AssumeRole with
+    if isinstance(exc, AssumeRoleError):
+        return str(exc)  # names the role, what AWS said and what to check
     if isinstance(exc, UNREADABLE):
         return f"an answer from AWS could not be read ({type(exc).__name__}: {str(exc)[:200]}); this source is tried again next poll"
     return f"{type(exc).__name__}: {exc}"

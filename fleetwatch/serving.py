@@ -29,8 +29,9 @@ def check_port(host: str, port: int, setting: str = "web.port") -> None:
         except OSError as exc:
             host_setting = setting.replace(".port", ".host")
             if exc.errno == errno.EADDRINUSE:
-                raise OSError(exc.errno, f"port {port} on {host} is already in use: set {setting} to another"
-                              + (" (or --port)" if setting == "web.port" else "")) from None
+                env = "FLEETWATCH_" + setting.replace(".", "_").upper()
+                raise OSError(exc.errno, f"port {port} on {host} is already in use: set {setting} ({env}) to another, or 0 "
+                              "for any free one" + (", or pass --port PORT" if setting == "web.port" else "")) from None
             raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}; check {host_setting}") from None
 
 

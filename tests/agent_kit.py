@@ -26,7 +26,7 @@ def agent_env(emulator: Any, store_path: Path, **extra: str) -> dict[str, str]:
     an hour, with incidents firing after a minute."""
     where = {"FLEETWATCH_STORE_URL": store_path} if isinstance(store_path, str) else {"FLEETWATCH_STORE_PATH": str(store_path)}
     env = {**where, "FLEETWATCH_AWS_ENDPOINT_URL": emulator.endpoint,
-           "FLEETWATCH_AWS_REGIONS": "us-east-1", "FLEETWATCH_POLL_BACKFILL": "3600", "FLEETWATCH_ALERTS_FOR": "60",
+           "FLEETWATCH_AWS_REGIONS": "us-east-1", "FLEETWATCH_POLL_BACKFILL": "1h", "FLEETWATCH_ALERTS_FOR": "1m",
            "FLEETWATCH_ALERTS_GROUP_WAIT": "0", "FLEETWATCH_AWS_MAX_ATTEMPTS": "3", "FLEETWATCH_LOG_FORMAT": "json"}
     env.update(extra)
     return env

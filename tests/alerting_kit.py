@@ -14,7 +14,7 @@ from alerts.state import Observation
 from detectors.base import Resource
 from fleetwatch.agent.alerting import build_pipeline
 from fleetwatch.clock import FakeClock
-from fleetwatch.config import load_config
+from fleetwatch.config import load_config, setting
 from fleetwatch.store import open_store
 from alerts.store import AlertStore
 from simulator.mail import SmtpSink
@@ -90,6 +90,8 @@ class World:
         lines = []
         for key, value in values.items():
             section, _, name = key.partition(".")
+            if setting(key).kind == "duration" and isinstance(value, int):
+                value = f"{value}s"  # a duration takes its unit
             lines.append(f"{section}.{name} = {_toml(value)}")
         path = self.tmp / "fleetwatch.toml"
         path.write_text("\n".join(lines) + "\n")

@@ -100,7 +100,7 @@ def _metric_calls(fleet: Any) -> int:
 
 def test_sigterm_mid_poll_abandons_it_within_seconds_and_the_next_start_carries_on(fleet: Any, tmp_path: Path) -> None:
     db = tmp_path / "fw.db"
-    env = agent_env(fleet, db, FLEETWATCH_POLL_BACKFILL="86400", FLEETWATCH_WEB_PORT="0")
+    env = agent_env(fleet, db, FLEETWATCH_POLL_BACKFILL="1d", FLEETWATCH_WEB_PORT="0")
     # Real latency: every GetMetricData answers after 0.4 s, so the day's backfill takes seconds.
     control(fleet, "/__fleet__/faults", [{"service": "monitoring", "operation": "GetMetricData", "mode": "delay", "seconds": 0.4}])
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetwatch.cli import main
-from fleetwatch.config.settings import SETTINGS
+from fleetwatch.config.settings import SETTINGS, format_duration
 from tests import chaos_kit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,8 @@ def document(values: dict[str, Any]) -> str:
 
 def valid(tmp: Path) -> dict[str, Any]:
     """Every setting at its default, except what must point somewhere real."""
-    values = {s.key: s.default for s in SETTINGS if not s.secret and s.default not in ("", None)}
+    values = {s.key: format_duration(s.default) if s.kind == "duration" else s.default
+              for s in SETTINGS if not s.secret and s.default not in ("", None)}
     values["store.path"] = str(tmp / "fw.db")
     return values
 

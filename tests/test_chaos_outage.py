@@ -74,7 +74,7 @@ def test_slack_and_smtp_down_for_an_hour_everything_owed_arrives_once(fleet: Any
                            FLEETWATCH_SLACK_BOT_TOKEN=SLACK_TOKEN, FLEETWATCH_SLACK_API_URL=outage.slack[0].api_url,
                            FLEETWATCH_SLACK_CHANNEL="C0OUT", FLEETWATCH_EMAIL_TO="oncall@example.com",
                            FLEETWATCH_SMTP_HOST="127.0.0.1", FLEETWATCH_SMTP_PORT=str(smtp_port),
-                           FLEETWATCH_SMTP_SECURITY="none", FLEETWATCH_ALERTS_TIMEOUT="2")
+                           FLEETWATCH_SMTP_SECURITY="none", FLEETWATCH_ALERTS_TIMEOUT="2s")
         with open_store(cfg["store.path"]) as store:
             stop = threading.Event()
             agent = make_agent(fleet, cfg, store=store, waiter=OutageWaiter(fleet.model.clock, stop, outage), stop=stop,

@@ -10,6 +10,7 @@ import pytest
 from fleetwatch import cli
 from fleetwatch.config import SETTINGS, ConfigError, load_config
 from fleetwatch.config.loader import REDACTED, _coerce, reference_markdown
+from fleetwatch.config.settings import format_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +25,8 @@ def test_every_setting_is_documented_and_its_default_is_valid() -> None:
     for s in SETTINGS:
         assert len(s.help) >= 30 and s.help.rstrip().endswith("."), f"{s.key} needs help text"
         assert re.fullmatch(r"[a-z]+\.[a-z_]+", s.key), f"{s.key} is not section.key"
-        assert _coerce(s, s.default, from_env=False) == s.default, f"{s.key} default is invalid"
+        written = format_duration(s.default) if s.kind == "duration" else s.default  # as a file would say it
+        assert _coerce(s, written, from_env=False) == s.default, f"{s.key} default is invalid"
     assert len({s.key for s in SETTINGS}) == len(SETTINGS)
 
 
@@ -56,7 +58,7 @@ role_arns = ["arn:aws:iam::210987654321:role/fleetwatch-reader"]
 [poll]
 fast_interval = "2m"
 """)
-    cfg = load_config(path, environ={"FLEETWATCH_POLL_SLOW_INTERVAL": "900", "FLEETWATCH_AWS_REGIONS": "ap-southeast-2, us-west-2"})
+    cfg = load_config(path, environ={"FLEETWATCH_POLL_SLOW_INTERVAL": "15m", "FLEETWATCH_AWS_REGIONS": "ap-southeast-2, us-west-2"})
     assert cfg["store.raw_retention"] == 7 * 86400
     assert cfg["poll.fast_interval"] == 120
     assert cfg["poll.slow_interval"] == 900

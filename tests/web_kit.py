@@ -28,7 +28,7 @@ ACCOUNT_NAMES = "123456789012=shop-prod,210987654321=shop-staging"
 
 def web_config(store_path: Path, **extra: str) -> Any:
     env = {"FLEETWATCH_STORE_PATH": str(store_path), "FLEETWATCH_WEB_TOKEN": TOKEN, "FLEETWATCH_WEB_USERNAME": USER,
-           "FLEETWATCH_WEB_PASSWORD": PASSWORD, "FLEETWATCH_WEB_REFRESH": "5",
+           "FLEETWATCH_WEB_PASSWORD": PASSWORD, "FLEETWATCH_WEB_REFRESH": "5s",
            "FLEETWATCH_AWS_ACCOUNT_NAMES": ACCOUNT_NAMES}
     env.update(extra)
     return load_config(None, environ=env)
@@ -44,7 +44,7 @@ def build_web_store(emulator: Any, folder: Path) -> dict[str, Any]:
     try:
         with SlackStandIn() as slack, open_store(path) as store:
             cfg = load_config(None, environ={"FLEETWATCH_SLACK_BOT_TOKEN": SLACK_TOKEN, "FLEETWATCH_SLACK_API_URL": slack.api_url,
-                                             "FLEETWATCH_SLACK_CHANNEL": "C0WEB", "FLEETWATCH_ALERTS_FOR": "60",
+                                             "FLEETWATCH_SLACK_CHANNEL": "C0WEB", "FLEETWATCH_ALERTS_FOR": "1m",
                                              "FLEETWATCH_ALERTS_GROUP_WAIT": "0"})
             clock = emulator.model.clock
             pipeline = build_pipeline(cfg, store, clock, sleep=lambda s: None)

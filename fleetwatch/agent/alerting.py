@@ -38,6 +38,35 @@ def default_targets(cfg: Any) -> list[str]:
     return out + [f"webhook:{name}" for name in webhook_urls(cfg)]
 
 
+def sending_channels(cfg: Any) -> set[str]:
+    """The kinds of target fleetwatch can send to with this configuration (as channels() builds them)."""
+    out = {"pagerduty"} if cfg["pagerduty.routing_key"] else set()
+    if cfg["webhook.urls"]:
+        out.add("webhook")
+    if cfg["slack.bot_token"] or cfg["slack.webhook_url"]:
+        out.add("slack")
+    if cfg["email.transport"] == "ses" or cfg["smtp.host"]:
+        out.add("email")
+    return out
+
+
+def delivery_warnings(cfg: Any) -> list[str]:
+    """What `config check` and `run` warn of: a configuration that notifies nobody, and targets
+    whose channel is not set up (they would fail at every incident)."""
+    named = list(default_targets(cfg)) + [t for r in cfg["alerts.routes"] for t in parse_route(r).targets]
+    can = sending_channels(cfg)
+    how = {"slack": "slack.bot_token (FLEETWATCH_SLACK_BOT_TOKEN) or slack.webhook_url (FLEETWATCH_SLACK_WEBHOOK_URL)",
+           "email": "smtp.host (or email.transport = \"ses\")"}
+    out = [f"{t} is a target, but nothing sends to {kind}: set {how[kind]}"
+           for kind in ("slack", "email") if kind not in can
+           for t in dict.fromkeys(t for t in named if t.startswith(kind + ":"))]
+    if not any(t.split(":", 1)[0] in can for t in named):
+        out.insert(0, "this configuration notifies nobody: incidents show on the dashboard only. Name a target and its "
+                      "channel: slack.channel with slack.bot_token, email.to with smtp.host, pagerduty.routing_key "
+                      "(FLEETWATCH_PAGERDUTY_ROUTING_KEY), webhook.urls, or alerts.routes")
+    return out
+
+
 def alert_settings(cfg: Any) -> AlertSettings:
     defaults = default_targets(cfg)
     return AlertSettings(

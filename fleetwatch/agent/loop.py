@@ -113,6 +113,7 @@ class Cycle:
     # seconds. Under an emulated or fake clock, the clock's finished - started says nothing.
     seconds: float = 0.0
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    unread: str = ""  # when every source failed (not one answer from AWS): their errors
 
     @property
     def lag(self) -> float:
@@ -131,7 +132,7 @@ class Agent:
     def __init__(self, cfg: Any, store: Store, aws: Aws, clock: Clock, *, waiter: Waiter | None = None,
                  stop: threading.Event | None = None, telemetry: Telemetry | None = None, polls: int | None = None,
                  ses: Any = None, timer: Callable[[], float] = time.perf_counter,
-                 cpu_timer: Callable[[], float] = time.process_time) -> None:
+                 cpu_timer: Callable[[], float] = time.process_time, must_read_at_start: bool = False) -> None:
         self.cfg, self.store, self.clock = cfg, store, clock
         # Real elapsed time and this process's CPU time, for each cycle's stage times (injected:
         # the tests give counters of their own).
@@ -141,6 +142,10 @@ class Agent:
                                  else RealWaiter(clock, self.stop_event))
         self.telemetry = telemetry or Telemetry.off()
         self.polls = polls
+        # `fleetwatch run`: a first poll that reads nothing at all (no credentials, no access, no
+        # network) ends the agent with the errors, rather than a warning a minute forever. Once a
+        # poll has read something, failing sources are logged and polled again: AWS has bad minutes.
+        self.must_read_at_start = must_read_at_start
         self.interval = float(cfg["poll.fast_interval"])
         # Re-discovery off the poll cycle, on its own thread; on a fake clock (tests, the demo)
         # it stays in the cycle so that runs are reproducible.
@@ -170,6 +175,10 @@ class Agent:
                 break
             last = self.cycle(due)
             done += 1
+            if done == 1 and last.unread and self.must_read_at_start:
+                log.error("stopping: the first poll could not read anything from AWS: %s. Fix that and start fleetwatch "
+                          "again; once it reads, a source that fails is logged and polled again", last.unread)
+                return 2
             if last.status == "stopped" or self.stopping():
                 break
             next_due = due + self.interval
@@ -242,6 +251,13 @@ class Agent:
         log.info("poll finished in %.1f s: %d API calls, %d metrics ($%.4f), %d samples, %d errored source(s)", report.seconds,
                  sum(report.calls.values()), report.metrics, report.cost, report.samples, len(report.errors),
                  extra={"api_calls": sum(report.calls.values()), "samples": report.samples, "lag_s": round(cycle.lag, 3)})
+        if report.errors and not any(s.status == "ok" and s.source != "sts" for s in report.sources):
+            # ("sts" results with status ok are only the tally of calls made outside any source)
+            by_error: dict[str, list[str]] = {}
+            for s in report.errors:
+                by_error.setdefault(s.error, []).append(f"{s.source} in {s.place}")
+            cycle.unread = "; ".join(f"{', '.join(where[:3])}{f' and {len(where) - 3} more' if len(where) > 3 else ''}: {error}"
+                                     for error, where in by_error.items())
         for s in report.errors:
             log.warning("source %s in %s failed: %s", s.source, s.place, s.error,
                         extra={"source": s.source, "account": s.place.account, "region": s.place.region})

@@ -42,25 +42,37 @@ class Bar:
             self._bar = None
 
 
-def plan_command(cfg: Any, store: Store, aws: Aws, clock: Clock, discover: bool, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
+def plan_command(cfg: Any, store: Store, aws: Aws, clock: Clock, discover: bool, out: TextIO | None = None,
+                 err: TextIO | None = None) -> int:
+    """Exit status 0 when the plan covers the whole fleet; 1 when discovery failed anywhere (the
+    plan then covers only what was found, and says so), or nothing was found at all."""
+    out, err = out or sys.stdout, err or sys.stderr
     collector = Collector.from_config(cfg, store, aws, clock)
+    failed = []
     if discover:
-        results = collector.discover()
-        for r in results:
-            line = f"discovery {r.place}: {r.note or r.status}"
-            print(line + (f" ERROR {r.error}" if r.status != "ok" else ""), file=out)
+        for r in collector.discover():
+            if r.status == "ok":
+                print(f"discovery {r.place}: {r.note or 'ok'}", file=out)
+            else:
+                failed.append(r)
+                print(f"discovery {r.place} failed: {r.error}", file=out)
         print(file=out)
     by_place: dict[str, list[dict[str, Any]]] = {}
     for row in store.resources():
         by_place.setdefault(f"{row['account']}/{row['region']}", []).append(row)
-    if not by_place:
-        print("no resources discovered yet; run without --no-discover, or check aws.regions and aws.role_arns", file=out)
-        return 1
-    print(render(by_place, cfg["poll.fast_interval"], cfg["poll.slow_interval"], cfg["poll.logs_insights_gb_per_day"]), file=out)
-    # What polling has cost so far, by the one function the overview and the digest use.
-    print(f"\npolling cost measured from the poll log: {polling_cost(store.db, int(clock.now())).sentence()}", file=out)
-    return 0
+    if by_place:
+        print(render(by_place, cfg["poll.fast_interval"], cfg["poll.slow_interval"], cfg["poll.logs_insights_gb_per_day"]), file=out)
+        # What polling has cost so far, by the one function the overview and the digest use.
+        print(f"\npolling cost measured from the poll log: {polling_cost(store.db, int(clock.now())).sentence()}", file=out)
+    places = sorted({str(r.place) for r in failed})
+    if failed:
+        print(f"fleetwatch: discovery failed in {len(places)} place(s) ({', '.join(places)}): "
+              + ("the plan above covers only the resources the store already holds; " if by_place else "")
+              + "see each place's error above for the fix", file=err)
+    elif not by_place:
+        print("fleetwatch: no resources discovered yet; run without --no-discover, or check aws.regions and aws.role_arns",
+              file=err)
+    return 1 if failed or not by_place else 0
 
 
 def collect_command(cfg: Any, store: Store, aws: Aws, clock: Clock | None = None, *, polls: int | None = 1,

@@ -69,19 +69,35 @@ class EmulatedClock(FakeClock):
             return now
 
 
+def config_warnings(cfg: Any) -> list[str]:
+    """What is allowed but probably a mistake: secrets in the file, nobody notified. `config check`
+    prints them; `run` logs them at start."""
+    from fleetwatch.agent.alerting import delivery_warnings
+    from fleetwatch.config.loader import config_warnings as file_warnings
+
+    return file_warnings(cfg) + delivery_warnings(cfg)
+
+
 def run_command(cfg: Any, environ: Mapping[str, str], *, polls: int | None = None, dashboard: bool = True,
-                emulated_clock: bool = False) -> int:
+                emulated_clock: bool = False, port: int | None = None) -> int:
     handler = setup(cfg["log.format"], cfg["log.level"])
     try:
-        return _run(cfg, environ, polls, dashboard, emulated_clock)
+        return _run(cfg, environ, polls, dashboard, emulated_clock, port)
     finally:
         teardown(handler)
 
 
-def _run(cfg: Any, environ: Mapping[str, str], polls: int | None, dashboard: bool, emulated_clock: bool) -> int:
-    from collector.aws import Aws
+def _run(cfg: Any, environ: Mapping[str, str], polls: int | None, dashboard: bool, emulated_clock: bool,
+         port: int | None = None) -> int:
+    from collector.aws import Aws, credentials_problem
     from fleetwatch.agent.loop import Agent
 
+    for warning in config_warnings(cfg):
+        log.warning("%s", warning)
+    problem = credentials_problem(cfg["aws.profile"])
+    if problem:  # before anything starts: every AWS call would fail, every minute, forever
+        log.error("%s", problem)
+        return 2
     try:
         telemetry = from_environ(environ)
     except TelemetryError as exc:
@@ -119,9 +135,10 @@ def _run(cfg: Any, environ: Mapping[str, str], polls: int | None, dashboard: boo
                 follow_clock(clock.now)
             else:
                 clock = SystemClock()
-            agent = Agent(cfg, store, Aws.from_config(cfg, tracer=telemetry.tracer), clock, telemetry=telemetry, polls=polls)
+            agent = Agent(cfg, store, Aws.from_config(cfg, tracer=telemetry.tracer), clock, telemetry=telemetry, polls=polls,
+                          must_read_at_start=True)
             try:
-                services = _start_services(cfg, store, clock, telemetry, dashboard)
+                services = _start_services(cfg, store, clock, telemetry, dashboard, port)
             except (OSError, RuntimeError) as exc:
                 log.error("%s", exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
                 return 2
@@ -140,13 +157,13 @@ def _run(cfg: Any, environ: Mapping[str, str], polls: int | None, dashboard: boo
         lock.release()
 
 
-def _start_services(cfg: Any, store: Any, clock: Clock, telemetry: Any, dashboard: bool) -> list[Any]:
+def _start_services(cfg: Any, store: Any, clock: Clock, telemetry: Any, dashboard: bool, port: int | None) -> list[Any]:
     started: list[Any] = []
     try:
         if dashboard:
             from web.server import DashboardServer
 
-            started.append(DashboardServer(cfg, store_location(cfg), clock).start())
+            started.append(DashboardServer(cfg, store_location(cfg), clock, port=port).start())
             log.info("dashboard on %s", started[-1].url)
         if cfg["otlp.enabled"]:
             from collector.otlp_in import OtlpServer

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fleetwatch.config.settings import SETTINGS, Setting, all_keys, format_duration, parse_duration
 
@@ -147,8 +148,9 @@ def _coerce(s: Setting, raw: Any, from_env: bool) -> Any:
     elif kind == "duration":
         try:
             value = parse_duration(raw)
-        except ValueError:
-            raise ValueError(f"got {_describe(raw)}") from None
+        except ValueError as exc:
+            unitless = "has no unit" in str(exc)
+            raise ValueError(f"got {_describe(raw)}" + (", which has no unit" if unitless else "")) from None
     elif kind == "bool":
         if not isinstance(raw, bool):
             raise ValueError(f"got {_describe(raw)}")
@@ -190,8 +192,6 @@ def _from_env_text(s: Setting, text: str) -> Any:
         if lowered in ("0", "false", "no", "off"):
             return False
         return text
-    if s.kind == "duration" and text.strip().isdigit():
-        return int(text.strip())
     if s.kind == "list[str]":
         return [part.strip() for part in text.split(",") if part.strip()]
     return text
@@ -223,7 +223,25 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([Problem(str(path), "", f"is not valid TOML: {exc}", "fix the syntax at that line and column")]) from None
+        raise ConfigError([_toml_problem(path, text, exc)]) from None
+
+
+def _toml_problem(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> Problem:
+    """tomllib's message ends "(at line L, column C)", or "(at end of document)" for what runs
+    to the end (an unclosed string or array): then the line and column are the file's end."""
+    message = str(exc)
+    found = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+    if found:
+        line, column = int(found.group(1)), int(found.group(2))
+        what, hint = message[:found.start()], "fix the syntax there"
+    else:
+        lines = text.rstrip().split("\n")  # the end is where the last line with anything on it ends
+        line, column = len(lines), len(lines[-1]) + 1
+        what = re.sub(r"\s*\(at end of document\)$", "", message)
+        hint = "something opened earlier (a string, an array, an inline table) is never closed, or the last line is cut short"
+    source = text.split("\n")[line - 1] if 0 < line <= text.count("\n") + 1 else ""
+    shown = f": {source.strip()[:80]!r}" if source.strip() else ""
+    return Problem(str(path), "", f"is not valid TOML: line {line}, column {column}{shown}: {what}", hint)
 
 
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -247,7 +265,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
                 values[key] = _coerce(s, raw, from_env=False)
                 sources[key] = "file"
             except ValueError as exc:
-                problems.append(Problem(source_name, key, f"{exc}; expected {s.expected()}", _example(s)))
+                problems.append(Problem(source_name, key, f"{exc}; expected {s.expected()}", _example(s, raw)))
 
     known_env = {s.env: s for s in SETTINGS}
     for name, raw in environ.items():
@@ -263,7 +281,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
             values[s.key] = _coerce(s, raw, from_env=True)
             sources[s.key] = f"env {name}"
         except ValueError as exc:
-            problems.append(Problem("environment", name, f"{exc}; expected {s.expected()}", _example(s)))
+            problems.append(Problem("environment", name, f"{exc}; expected {s.expected()}", _example(s, raw, env=True)))
 
     if problems:
         # A secret pasted into the wrong setting would be echoed by that setting's message.
@@ -271,6 +289,31 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         secrets |= {raw for name, raw in environ.items() if name in known_env and known_env[name].secret and raw}
         raise ConfigError([_scrub(p, secrets) for p in problems])
     return Config(values, sources, file_path)
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """Secrets written in the file: accepted, with the environment variable to move each to (a
+    file is copied, committed and backed up; the environment is set by whatever runs the agent)."""
+    out = []
+    for s in SETTINGS:
+        value = cfg[s.key]
+        if not (s.secret and value and cfg.sources[s.key] == "file"):
+            continue
+        if s.kind == "list[str]" and not any(_carries_secret(v) for v in value):
+            continue  # webhook URLs with nothing secret in them (no token, no key, no password)
+        form = f"{s.env}='NAME=URL,NAME=URL'" if s.kind == "list[str]" else f"{s.env}=..."
+        out.append(f"{s.key} is written in {cfg.path}: secrets belong in the environment; remove it from the file "
+                   f"and set {form} where the agent runs")
+    return out
+
+
+def _carries_secret(entry: str) -> bool:
+    """Whether a NAME=URL entry carries a credential: a password, a query (token=..., key=...) or a
+    long random path segment such as Slack's hooks.slack.com/services/T…/B…/SECRET."""
+    url = urlsplit(entry.partition("=")[2].strip())
+    segments = [seg for seg in url.path.split("/") if seg]
+    return bool(url.password or url.query or any(len(seg) >= 16 and re.search(r"\d", seg) and re.search(r"[A-Za-z]", seg)
+                                                     for seg in segments))
 
 
 def _scrub(problem: Problem, secrets: set[str]) -> Problem:
@@ -281,13 +324,19 @@ def _scrub(problem: Problem, secrets: set[str]) -> Problem:
     return Problem(problem.source, problem.key, message, problem.suggestion)
 
 
-def _example(s: Setting) -> str:
+def _example(s: Setting, raw: Any = None, env: bool = False) -> str:
+    leaf = s.key.rpartition(".")[2]
     if s.kind == "duration":
-        return f"for example {s.key.rpartition('.')[2]} = \"{format_duration(s.default)}\""
+        number = str(raw).strip() if isinstance(raw, (int, str)) and not isinstance(raw, bool) else ""
+        if number.isdigit() and int(number):  # a number with no unit: say which units it could have meant
+            if env:
+                return f"give it a unit: {s.env}={number}s, {number}m, {number}h or {number}d"
+            return f"give it a unit: {leaf} = \"{number}s\", \"{number}m\", \"{number}h\" or \"{number}d\""
+        return f"for example {leaf} = \"{format_duration(s.default)}\""
     if s.secret:
         return ""
     sample = s.default if s.default != [] else (list(s.examples[:1]) or ["..."])
-    return f"for example {s.key.rpartition('.')[2]} = {_toml_value(sample)}"
+    return f"for example {leaf} = {_toml_value(sample)}"
 
 
 def reference_markdown() -> str:
@@ -297,8 +346,14 @@ def reference_markdown() -> str:
         "",
         "Generated from `fleetwatch/config/settings.py` by `fleetwatch config docs`; do not edit by hand.",
         "",
-        "Settings live in one TOML file (`fleetwatch config check FILE` validates it and prints the",
-        "effective values with secrets redacted). Each can be overridden by an environment variable.",
+        "Settings live in one TOML file (`fleetwatch config check --config FILE` validates it and prints",
+        "the effective values with secrets redacted). Each can be overridden by an environment variable.",
+        "",
+        "- Durations take a unit: `\"90s\"`, `\"5m\"`, `\"2h\"`, `\"14d\"` (`backfill = 3` is refused: 3 what?); only",
+        "  `0` may go without one. The same in the environment: `FLEETWATCH_POLL_BACKFILL=3h`.",
+        "- Secrets (tokens, passwords, the routing key, webhook URLs that carry a key) belong in the",
+        "  environment, e.g. `FLEETWATCH_SLACK_BOT_TOKEN=xoxb-...`; written in the file they are accepted",
+        "  with a warning. A list in the environment is comma-separated: `FLEETWATCH_WEBHOOK_URLS='a=https://...,b=https://...'`.",
         "",
         "| key | environment | default | expected | description |",
         "|---|---|---|---|---|",

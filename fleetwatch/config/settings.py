@@ -18,20 +18,19 @@ from fleetwatch.config.rules import check_target, check_zone, parse_route, parse
 KINDS = ("str", "int", "float", "bool", "duration", "list[str]", "choice")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(value: Any) -> int:
-    """Seconds from an integer or a string such as "90s", "5m", "2h" or "14d"."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '5m'")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    raise ValueError("a duration is a number of seconds or a string like '90s', '5m', '2h' or '14d'")
+    """Seconds from a string with a unit: "90s", "5m", "2h" or "14d". A number alone is refused
+    (`backfill = 3` would be 3 seconds to one reader and 3 hours to another), except 0."""
+    match = _DURATION.match(str(value)) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+    if match and (match.group(2) or int(match.group(1)) == 0):
+        return int(match.group(1)) * _UNIT_SECONDS.get(match.group(2), 0)
+    if match:
+        n = match.group(1)
+        raise ValueError(f"{n} has no unit: write '{n}s', '{n}m', '{n}h' or '{n}d' (seconds, minutes, hours, days)")
+    raise ValueError("a duration is a number with a unit, such as '90s', '5m', '2h' or '14d'")
 
 
 def format_duration(seconds: int) -> str:
@@ -66,7 +65,7 @@ class Setting:
         if self.kind == "choice":
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.kind == "duration":
-            text = "a duration (seconds, or '90s', '5m', '2h', '14d')"
+            text = "a duration with a unit ('90s', '5m', '2h', '14d')"
         elif self.kind == "int":
             text = "a whole number"
         elif self.kind == "float":
