@@ -22,6 +22,7 @@ from collector.pollreport import PollingCost, polling_cost
 from fleetwatch.config.rules import DAYS
 from fleetwatch.accounts import account_label, configured, account_names, resource_label, where
 from fleetwatch.store import Store
+from fleetwatch.store.dialect import dialect_of, json_loaded
 
 WEEK = 7 * 86400
 
@@ -79,6 +80,8 @@ class _Series:
 
     def __init__(self, store: Store, wanted: Iterable[tuple[str, str]]) -> None:
         self.db = store.db
+        self.ids_from, self.id_col = dialect_of(store.db).id_list()
+        self.join = dialect_of(store.db).ordered_join
         wanted = set(wanted)
         metrics = sorted({m for m, _ in wanted})
         ids: dict[tuple[str, str], list[int]] = {}
@@ -95,8 +98,8 @@ class _Series:
         if (metric, stat) not in self.ids:
             return out
         for table, agg in _SOURCES:
-            sql = (f"SELECT s.resource_id, (? - 1 - x.ts) / ? AS k, {agg} FROM json_each(?) j CROSS JOIN series s ON s.id = j.value "
-                   f"CROSS JOIN {table} ON x.series_id = s.id AND x.ts >= ? AND x.ts < ? GROUP BY s.resource_id, k")
+            sql = (f"SELECT s.resource_id, (? - 1 - x.ts) / ? AS k, {agg} FROM {self.ids_from} {self.join} series s ON s.id = {self.id_col} "
+                   f"{self.join} {table} ON x.series_id = s.id AND x.ts >= ? AND x.ts < ? GROUP BY s.resource_id, k")
             for rid, k, total, n, peak in self.db.execute(sql, [end, span, self.ids[(metric, stat)], end - weeks * span, end]):
                 if n:
                     a = out.setdefault(rid, {}).get(k, (0.0, 0, float("-inf")))
@@ -113,7 +116,7 @@ class _Series:
         for table, _ in _SOURCES:
             name = table.split()[0]
             for rid, first in self.db.execute(f"SELECT s.resource_id, MIN((SELECT MIN(ts) FROM {name} WHERE series_id = s.id)) "
-                                              "FROM json_each(?) j CROSS JOIN series s ON s.id = j.value GROUP BY s.resource_id",
+                                              f"FROM {self.ids_from} {self.join} series s ON s.id = {self.id_col} GROUP BY s.resource_id",
                                               [self.ids.get((metric, stat), "[]")]):
                 if first is not None:
                     out[rid] = min(out.get(rid, first), int(first))
@@ -281,12 +284,17 @@ def _resources(store: Store) -> dict[str, dict[str, Any]]:
     it reads, taken out in SQL: parsing every function's facts cost most of a 10,000-function
     digest's time."""
     kinds = [k for (k,) in store.db.execute("SELECT DISTINCT kind FROM resources WHERE gone_at IS NULL") if k != "lambda"]
+    dialect = dialect_of(store.db)
+
+    def value(key: str) -> str:
+        return dialect.json_value("facts", key)
+
     out = {r["id"]: r for r in store.resources(kinds=kinds)}
     for rid, account, region, name, reserved, uses in store.db.execute(
-            "SELECT id, account, region, name, json_extract(facts, '$.reserved_concurrency'), json_extract(facts, '$.uses') "
+            f"SELECT id, account, region, name, {value('reserved_concurrency')}, {value('uses')} "
             "FROM resources WHERE kind = 'lambda' AND gone_at IS NULL"):
         out[rid] = {"id": rid, "account": account, "region": region, "kind": "lambda", "name": name,
-                    "facts": {"reserved_concurrency": reserved, "uses": json.loads(uses) if uses else None}}
+                    "facts": {"reserved_concurrency": json_loaded(reserved), "uses": json_loaded(uses) or None}}
     return out
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from collector.catalog import api_metric
 from collector.pollreport import polling_cost
 from detectors.limits import REPUTATION_ABSENT
-from fleetwatch.store.dialect import POSTGRESQL, SQLITE, Dialect, is_url
+from fleetwatch.store.dialect import Dialect, dialect_of, is_url
 
 ENTRY_KINDS = ("api", "schedule", "ses", "sqs")
 # Signals shown first for an entry point: what its users feel, with the unit of each (see
@@ -55,7 +55,7 @@ class Reader:
 
 
 def _dialect(conn: Any) -> Dialect:
-    return POSTGRESQL if getattr(conn, "dialect", "sqlite") == "postgresql" else SQLITE
+    return dialect_of(conn)
 
 
 def _rows(conn: sqlite3.Connection, sql: str, args: Any = ()) -> list[dict[str, Any]]:

@@ -203,7 +203,7 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str]) -> int:
                     print(alert(build_pipeline(cfg, store, SystemClock()), store, detection).summary())
             return 1 if any(r.status != "ok" for r in detection.runs) else 0
         if args.command == "digest":
-            from alerts.digest import digest_command
+            from fleetwatch.cli.digest import digest_command
 
             with open_store(existing_store(cfg)) as store:
                 return digest_command(args, cfg, store)

@@ -171,6 +171,8 @@ class Store:
             sql, args = sql + " AND region = ?", [*args, region]
         if kinds is not None:
             kinds = list(kinds)
+            if not kinds:  # `IN ()`: SQLite reads it as false, PostgreSQL refuses it
+                return []
             sql, args = sql + f" AND kind IN ({','.join('?' * len(kinds))})", [*args, *kinds]
         if not include_gone:
             sql += " AND gone_at IS NULL"

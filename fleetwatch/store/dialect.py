@@ -10,6 +10,7 @@ scalar functions, PostgreSQL's GREATEST/LEAST) and reading a key of a JSON text 
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 
 
@@ -27,9 +28,42 @@ class Dialect:
             return f"({column})::jsonb ->> '{key}'"
         return f"json_extract({column}, '$.{key}')"
 
+    def json_value(self, column: str, key: str) -> str:
+        """A top-level key of a JSON object stored as text, as a value: SQLite answers numbers as
+        numbers and arrays or objects as JSON text, psycopg answers jsonb as Python values, so
+        callers take either (json_loaded)."""
+        self.json_text(column, key)  # the same check of the key
+        if self.name == "postgresql":
+            return f"({column})::jsonb -> '{key}'"
+        return f"json_extract({column}, '$.{key}')"
+
+    @property
+    def ordered_join(self) -> str:
+        """A join SQLite's planner must take in the order written (CROSS JOIN … ON, SQLite's way
+        to fix the order); PostgreSQL plans a plain JOIN itself and refuses ON after CROSS JOIN."""
+        return "JOIN" if self.name == "postgresql" else "CROSS JOIN"
+
+    def id_list(self, alias: str = "j") -> tuple[str, str]:
+        """A table of the integer ids in one JSON array parameter (`?`), for a join: (the FROM
+        item, the id column). One parameter however many ids, in both dialects."""
+        if self.name == "postgresql":
+            return f"jsonb_array_elements_text(CAST(? AS jsonb)) AS {alias}(value)", f"CAST({alias}.value AS BIGINT)"
+        return f"json_each(?) {alias}", f"{alias}.value"
+
+
+def json_loaded(value: object) -> object:
+    """A json_value answer as a Python value, from either dialect."""
+    return json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
+
 
 SQLITE = Dialect("sqlite", greatest="MAX", least="MIN")
 POSTGRESQL = Dialect("postgresql", greatest="GREATEST", least="LEAST")
+
+
+def dialect_of(db: object) -> Dialect:
+    """The dialect of a store's connection or database: PostgreSQL's (fleetwatch.store.pgdb)
+    say so; anything else is SQLite."""
+    return POSTGRESQL if getattr(db, "dialect", "sqlite") == "postgresql" else SQLITE
 
 
 def is_url(target: object) -> bool:
