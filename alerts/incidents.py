@@ -158,9 +158,16 @@ def reconcile(alerts: dict[str, Alert], open_incidents: dict[int, Incident], top
             for fp in inc.live:
                 alerts[fp].incident_id = None
             inc.live = []
+        # Supporting evidence outliving the rules it supported does not hold the incident open:
+        # it ends with RESOLVED, and they stay with it (not re-homed, no page of their own).
+        elif inc.live and all(alerts[fp].detector in SUPPORTING for fp in inc.live) and any(
+                fp not in alerts or alerts[fp].detector not in SUPPORTING for fp in inc.members):
+            inc.live = []
     for a in pending:
         if a.incident_id in incidents:
             continue
+        if a.detector in SUPPORTING and a.incident_id is not None:
+            continue  # its incident ended with the rules it supported
         home = _home(a, [*incidents.values(), *new], alerts, links, known or {})
         if home is None:
             # It began when its first alert began to hold: the pass that saw it, or for a sustained

@@ -226,3 +226,19 @@ def test_a_new_series_is_learnt_from_its_first_stored_point_not_from_zeros_befor
         (text, last_t) = store.db.execute("SELECT state, last_t FROM anomaly_state").fetchone()
     assert found == []
     assert Track.loads(text, last_t, 3.0).model.n == (last_t - (T0 - 2 * 3600)) // STEP + 1
+
+
+def test_unusual_outliving_the_rule_does_not_hold_the_incident_open_nor_page_again(world: World) -> None:
+    for _ in range(4):
+        world.tick(api_errors(), unusual_api())
+    for _ in range(8):  # the rule's finding is gone; the unusual episode lingers (it closes buckets later)
+        world.tick(unusual_api())
+    for _ in range(8):
+        world.tick()
+    (msg,) = tops(world)
+    incidents = world.incidents()
+    assert len(incidents) == 1 and incidents[0].resolved_at is not None
+    texts = [m["text"][:60] for m in world.slack.messages()]
+    assert not [t for t in texts if "UPDATED" in t], texts
+    assert len([t for t in texts if t.startswith("[FIRING]")]) == 1, texts
+    assert incidents[0].resolved_at <= T0 + 4 * 60 + 8 * 60, "resolved with the rule, not when the unusual episode closed"
