@@ -53,8 +53,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[emulator,test,docs]'
 	@touch $(STAMP)
 
+# pytest-xdist workers for `make test`: one per core by default (tests/conftest.py keeps each
+# worker's emulator, ports and artefacts apart); `make test JOBS=0` runs in one process.
+JOBS ?= auto
+
 test: $(STAMP) $(UPLOT) $(AXE) $(CHROMIUM) postgresql docs-site
-	FLEETWATCH_CHROMIUM=$(CHROMIUM) $(PY) -m pytest
+	FLEETWATCH_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -n $(JOBS) --dist worksteal
 
 # A simulated week of `fleetwatch run` (10,140 polls on a fake clock): memory and store size per day.
 soak: $(STAMP)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import urllib.request
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -82,6 +84,12 @@ def make_collector(emulator: Any, store: Any, *, regions: list[str] | None = Non
     return Collector(store, aws, emulator.model.clock, **kw)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `slow` start first (otherwise in collected order): under pytest-xdist the other
+    workers fill in around them, instead of one long test running alone at the end of the run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 # -- least privilege: every AWS call any test makes through the collector is checked against the
 # shipped policy when the session ends (tests/test_iam_policy.py checks it per call as well).
 RECORDED: set[str] = set()
@@ -94,10 +102,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    from collector.policy import allowed, load_policy
+    from collector.policy import POLICY_PATH, allowed, load_policy
+    from tests import chaos_kit
 
-    from collector.policy import POLICY_PATH
-
+    worker_output = getattr(session.config, "workeroutput", None)
+    if worker_output is not None:
+        # A pytest-xdist worker (make test runs several): it hands its calls and chaos rows to the
+        # controller (pytest_testnodedown below), which checks and reports them once for the run.
+        worker_output["iam_actions"] = sorted(RECORDED)
+        worker_output["chaos_rows"] = chaos_kit.ROWS
+        return
     # Collecting needs only the read-only policy; mail by SES adds the send policy.
     policy = load_policy() + load_policy(POLICY_PATH.with_name("fleetwatch-ses-send-policy.json"))
     denied = sorted(a for a in RECORDED if not allowed(policy, a))
@@ -106,14 +120,37 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 1
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist's controller, as each worker ends: its AWS calls and chaos rows join the run's."""
+    from tests import chaos_kit
+
+    output = getattr(node, "workeroutput", {})
+    RECORDED.update(output.get("iam_actions", ()))
+    chaos_kit.ROWS.extend(output.get("chaos_rows", ()))
+
+
 # -- the dashboard: one store built from the emulated fleet per session, copied for each test
 # that changes it.
 
 @pytest.fixture(scope="session")
-def web_store(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def web_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Built once per run. Under pytest-xdist the first worker that needs it builds it in the
+    run's shared temporary folder, under a lock; the others wait and read it (tests only copy it)."""
     from tests.web_kit import build_web_store
 
-    return build_web_store(emulator, tmp_path_factory.mktemp("web"))
+    if not hasattr(request.config, "workerinput"):
+        return build_web_store(request.getfixturevalue("emulator"), tmp_path_factory.mktemp("web"))
+    folder = tmp_path_factory.getbasetemp().parent / "web-store"
+    folder.mkdir(exist_ok=True)
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        meta = folder / "store.json"
+        if not meta.exists():
+            built = build_web_store(request.getfixturevalue("emulator"), folder)
+            meta.write_text(json.dumps({**built, "path": str(built["path"])}))
+        shared = json.loads(meta.read_text())
+    return {**shared, "path": Path(shared["path"])}
 
 
 @pytest.fixture()

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fleetwatch.cli import main
 from fleetwatch.config.settings import SETTINGS, format_duration
 from tests import chaos_kit
@@ -119,6 +121,7 @@ def _acceptable(s: Any, value: Any) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_fuzzed_configurations_give_a_clear_message_and_never_a_traceback(tmp_path: Path) -> None:
     rng = random.Random(8)
     tried = chaos_kit.size(2000, 20000)

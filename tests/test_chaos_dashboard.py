@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException
 from starlette.requests import Request
+import pytest
 
 from tests import chaos_kit
 from tests.web_kit import PASSWORD, TOKEN, USER
@@ -81,6 +82,7 @@ def attack(client: Client, rng: random.Random, incident: int) -> tuple[str, int]
     return kind, client.request("GET", "/")
 
 
+@pytest.mark.slow
 def test_the_overview_keeps_answering_under_a_flood_of_bad_requests(web_store: dict[str, Any]) -> None:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FLEETWATCH_STORE_PATH": str(web_store["path"]),
            "FLEETWATCH_WEB_TOKEN": TOKEN, "FLEETWATCH_WEB_USERNAME": USER, "FLEETWATCH_WEB_PASSWORD": PASSWORD}

@@ -15,6 +15,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fleetwatch.agent.loop import FakeWaiter
 from fleetwatch.store import open_store
 from simulator.faultproxy import FaultProxy
@@ -96,6 +98,7 @@ def run_stretch(fleet: Any, db: Path, start: int, polls: int, proxy: FaultProxy 
             "errored_sources": errored, "end": int(fleet.model.clock.now())}
 
 
+@pytest.mark.slow
 def test_a_day_of_throttling_and_server_errors_loses_nothing(fleet: Any, tmp_path: Path) -> None:
     control(fleet, "/__fleet__/scenario", {"name": "soak-week"})
     labels = sorted((x for x in fleet.model.incident_labels() if x["id"].endswith("-day1")), key=lambda x: x["start"])

@@ -16,6 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from alerts.delivery import message_id
 from simulator.mail import SmtpSink
 from simulator.slack import TOKEN as SLACK_TOKEN, SlackStandIn
@@ -61,6 +63,7 @@ def phase(log: Path) -> str:
     return "starting"
 
 
+@pytest.mark.slow
 def test_killed_a_hundred_times_nothing_lost_nothing_sent_twice(fleet: Any, tmp_path: Path) -> None:
     kills = chaos_kit.size(10, 100)
     rng = random.Random(2026)

@@ -9,6 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fleetwatch.agent.loop import FakeWaiter
 from fleetwatch.store import open_store
 from simulator.mail import SmtpSink
@@ -61,6 +63,7 @@ class OutageWaiter(FakeWaiter):
         return super().wait_until(due)
 
 
+@pytest.mark.slow
 def test_slack_and_smtp_down_for_an_hour_everything_owed_arrives_once(fleet: Any, tmp_path: Path) -> None:
     control(fleet, "/__fleet__/scenario", {"name": "connection-storm"})
     (label,) = fleet.model.incident_labels()

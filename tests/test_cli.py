@@ -79,6 +79,7 @@ def test_collect_once_prints_the_poll_and_fails_on_errored_sources(fleet: Any, t
     assert "ERROR 210987654321/us-east-1 cloudwatch: GetMetricData: AccessDeniedException" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_demo_runs_the_agent_with_its_telemetry_on(tmp_path: Path) -> None:
     """`make demo` in small: `fleetwatch demo` runs `fleetwatch run` against the emulated fleet,
     with its traces and metrics going to the demo's OTLP receiver."""

@@ -312,6 +312,7 @@ def test_state_probes_and_ses_v1_fallback(fleet: Any, store: Any) -> None:
     assert report.calls["ses:GetSendQuota"] == 4 and report.calls["ses:GetSendStatistics"] == 4
 
 
+@pytest.mark.slow
 def test_costly_detail_only_when_a_cheaper_signal_asks(fleet: Any, store: Any, tmp_path: Path) -> None:
     healthy = make_collector(fleet, store, regions=["us-east-1"], roles=[])
     report = healthy.poll()

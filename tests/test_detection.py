@@ -55,6 +55,7 @@ def test_labelled_incidents_are_found_with_their_cause(fleet: Any, tmp_path: Pat
         assert (found[0].title, found[0].cause, found[0].started_at) in stored
 
 
+@pytest.mark.slow
 def test_the_healthy_fleet_pages_nobody_for_an_hour(fleet: Any, store_target: Any) -> None:
     """On both store backends: the collector's writes and the detectors' reads of an hour."""
     from tests.conftest import ANCHOR
