@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from alerts import delivery
-from fleetwatch.store import alerting as alert_store
+from alerts import store as alert_store
 from tests.alerting_kit import T0, World, api_errors, queue_growth, storm
 
 STEPS = 40

@@ -237,7 +237,8 @@ SECRETS = {"web.token": "web-token-0123456789", "web.password": "hunter2-hunter2
            "slack.webhook_url": "https://hooks.slack.com/services/T0AAAA/B0BBBB/abcdefghijklmnop1234",
            "smtp.password": "smtp-pw-0123", "pagerduty.routing_key": "R0UTINGKEY0123456789abcdef012345",
            "pagerduty.webhook_secret": "pd-signing-secret-0123", "webhook.token": "bearer-0123456789",
-           "webhook.urls": ["bot=https://hooks.example.com/fleetwatch?key=abc123"]}
+           "webhook.urls": ["bot=https://hooks.example.com/fleetwatch?key=abc123"],
+           "store.url": "postgresql://fleetwatch:pg-pw-0123456789@db.example.com:5432/fleetwatch"}
 
 
 def test_every_secret_setting_has_a_sample() -> None:
