@@ -254,6 +254,9 @@ LIVE_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNo
 # CloudWatch's backlog and age per queue, which decide whose live depth is read.
 RISING_READS = ("ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage")
 RISING_WINDOW = 15 * 60  # seconds of stored points compared
+# Below these a rise is noise, as the queue detector judges it (detectors/queues.py MIN_BACKLOG,
+# MIN_AGE): a busy queue's backlog of a few messages moves up and down every minute.
+RISING_FLOOR = {"ApproximateNumberOfMessagesVisible": 20.0, "ApproximateAgeOfOldestMessage": 120.0}
 
 
 def queues_to_probe(queues: list[tuple[str, str]], facts: dict[str, dict[str, Any]],
@@ -263,7 +266,8 @@ def queues_to_probe(queues: list[tuple[str, str]], facts: dict[str, dict[str, An
     the last RISING_WINDOW (`recent`, by (id, metric, "Maximum")): those
 
     - never read yet (a first reading for each);
-    - whose backlog or oldest message's age is rising (the latest point above the window's first);
+    - whose backlog or oldest message's age is rising (the latest point above the window's first,
+      and above RISING_FLOOR);
     - that CloudWatch is silent about while their last live reading held messages: a queue that
       wakes publishes its metrics up to 15 minutes late (SQS Developer Guide, "Monitoring Amazon
       SQS queues using CloudWatch"), and a waking DLQ is judged on its live depth meanwhile.
@@ -273,9 +277,9 @@ def queues_to_probe(queues: list[tuple[str, str]], facts: dict[str, dict[str, An
     out = []
     for rid, url in queues:
         f = facts.get(rid) or {}
-        series = [recent.get((rid, metric, "Maximum")) or [] for metric in RISING_READS]
-        rising = any(len(pts) >= 2 and pts[-1][1] > pts[0][1] for pts in series)
-        silent = not any(series)
+        series = {metric: recent.get((rid, metric, "Maximum")) or [] for metric in RISING_READS}
+        rising = any(len(pts) >= 2 and pts[-1][1] > pts[0][1] and pts[-1][1] >= RISING_FLOOR[m] for m, pts in series.items())
+        silent = not any(series.values())
         if f.get("live_at") is None or rising or (silent and float(f.get("live_messages") or 0) > 0):
             out.append((rid, url))
     return out

@@ -213,3 +213,14 @@ def test_a_places_get_metric_data_batches_are_fetched_concurrently_at_most_metri
     assert report.calls["cloudwatch:GetMetricData"] > poll.METRIC_THREADS
     assert state["most"] == poll.METRIC_THREADS, state
     assert report.samples > 0
+
+
+def test_a_few_messages_moving_up_and_down_is_not_a_rising_backlog() -> None:
+    from collector.probes import queues_to_probe
+
+    queues = [("sqs/a", "url-a"), ("sqs/b", "url-b"), ("sqs/c", "url-c")]
+    facts = {rid: {"live_at": 1, "live_messages": 0} for rid, _ in queues}
+    recent = {("sqs/a", "ApproximateNumberOfMessagesVisible", "Maximum"): [(0, 1.0), (60, 3.0)],  # a busy queue's noise
+              ("sqs/b", "ApproximateNumberOfMessagesVisible", "Maximum"): [(0, 10.0), (60, 40.0)],  # a backlog
+              ("sqs/c", "ApproximateAgeOfOldestMessage", "Maximum"): [(0, 100.0), (60, 160.0)]}  # an ageing message
+    assert queues_to_probe(queues, facts, recent) == [("sqs/b", "url-b"), ("sqs/c", "url-c")]
