@@ -204,7 +204,11 @@ class Agent:
                 next_due = last.finished_at
             due = next_due
         if self.cluster is not None:
-            self.cluster.close()
+            try:
+                self.cluster.close()  # its places go to the others at once, and the lead if it held it
+            except Exception as exc:  # noqa: BLE001 - the store unreachable: the leases expire on their own
+                log.warning("could not hand this agent's places over on stopping (%s); the other agents take "
+                            "them when its leases expire", exc)
         log.info("agent stopped after %d poll(s)", done)
         return 1 if last is not None and last.status == "error" else 0
 
