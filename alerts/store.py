@@ -4,7 +4,7 @@ its failures, silences and digests. Each write is one transaction."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from alerts.incidents import Incident
@@ -31,9 +31,13 @@ KEEP_RESOLVED = 8 * 86400
 
 
 class AlertStore:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, fence: Callable[[Any], None] | None = None) -> None:
         self.store = store
         self.db = store.db
+        # Called inside each notification-log write's transaction, before the write: with
+        # several agents (fleetwatch.cluster), it raises unless this agent still holds the
+        # alerting leader's lock, so a leader that lost it cannot begin, settle or log a send.
+        self.fence = fence or (lambda db: None)
 
     # -- alerts ------------------------------------------------------------------------------
 
@@ -127,11 +131,13 @@ class AlertStore:
 
     def begin_send(self, key: str, incident_id: int, target: str, kind: str, version: str, now: int) -> None:
         with self.store.transaction() as db:
+            self.fence(db)
             db["notifications"].insert({"key": key, "incident_id": incident_id, "target": target, "kind": kind, "version": version,
                                         "status": "sending", "sent_at": now}, replace=True)
 
     def sent(self, key: str, external_id: str, thread_id: str, now: int) -> None:
         with self.store.transaction() as db:
+            self.fence(db)
             db.execute("UPDATE notifications SET status = 'sent', sent_at = ?, external_id = ?, thread_id = ? WHERE key = ?",
                        [now, external_id, thread_id, key])
 
@@ -139,6 +145,7 @@ class AlertStore:
         """A send the agent stopped in the middle of, not found delivered: kept as 'unknown' (not in
         the history, so it is owed again) to say the target may have missed it."""
         with self.store.transaction() as db:
+            self.fence(db)
             db.execute("UPDATE notifications SET status = 'unknown' WHERE key = ? AND status = 'sending'", [key])
 
     def was_interrupted(self, incident_id: int, target: str) -> bool:
@@ -147,6 +154,7 @@ class AlertStore:
 
     def failed(self, key: str, incident_id: int, target: str, kind: str, attempts: int, error: str, now: int) -> None:
         with self.store.transaction() as db:
+            self.fence(db)
             db.execute("DELETE FROM notifications WHERE key = ? AND status = 'sending'", [key])
             # One row per incident, target and kind: a channel that stays down adds attempts, not rows.
             cur = db.execute("UPDATE notification_failures SET attempts = attempts + ?, error = ?, failed_at = ? "

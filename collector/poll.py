@@ -102,6 +102,9 @@ class Collector:
         # pacer (a fake or emulated clock moves instead of sleeping); tests may replace both.
         self.sleep: Callable[[float], None] = self.pacer.sleep
         self.monotonic: Callable[[], float] = self.pacer.now
+        # Several agents on one store (fleetwatch.cluster): given every place and the poll's
+        # time, the places this agent holds the lease of; only those are discovered and polled.
+        self.only: Callable[[list[tuple[str, str]], int], set[tuple[str, str]]] | None = None
 
     @classmethod
     def from_config(cls, cfg: Any, store: Store, aws: Aws, clock: Clock, progress: Progress | None = None,
@@ -200,9 +203,13 @@ class Collector:
 
     def _places(self) -> tuple[list[Place], list[SourceResult]]:
         try:
-            return self.aws.places(), []
+            places = self.aws.places()
         except FAILURES as exc:
             return [], [SourceResult("sts", Place("?", r), "error", discovery.describe_error(exc)) for r in self.aws.regions]
+        if self.only is not None:
+            held = self.only([(p.account, p.region) for p in places], int(self.clock.now()))
+            places = [p for p in places if (p.account, p.region) in held]
+        return places, []
 
     def _each(self, places: list[Place], work: Callable[[Place], list[SourceResult]]) -> list[SourceResult]:
         if len(places) <= 1:

@@ -1,8 +1,8 @@
 """Several agents on one PostgreSQL store (issue 20, stage 1): who is alive, who polls which
 place, and who alone runs detection, alerting, delivery, the digest and retention.
 
-Building blocks, tested on their own; `fleetwatch run` does not use them yet (it still holds
-one lock per store, fleetwatch.lock.store_lock).
+The agent (fleetwatch.agent.loop) runs a `Cluster` when its store is PostgreSQL; with SQLite it
+runs none: one agent, and it is the leader.
 
 - **Heartbeats.** Each agent upserts its row in `agents` every cycle; an agent whose last beat
   is older than `ttl` is dead.
@@ -21,16 +21,24 @@ one lock per store, fleetwatch.lock.store_lock).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from fleetwatch.store.db import Store, StoreError
 
+log = logging.getLogger("fleetwatch.cluster")
+
 Place = tuple[str, str]  # (account, region)
-# pg_advisory_lock key of the alerting leader ("FWLD").
+# The alerting leader's advisory lock: pg_advisory_lock(LEADER_LOCK, hashtext(current_schema()))
+# ("FWLD"), so stores in two schemas of one database have a leader each.
 LEADER_LOCK = 0x46574C44
+# The lock as pg_locks shows it (two int4 keys: classid, objid as unsigned oids, objsubid 2).
+HELD_SQL = ("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = {p} AND objid = {p} AND objsubid = 2 "
+            "AND pid = {p} AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 
 
 def rendezvous_owner(place: Place, agents: Iterable[str]) -> str | None:
@@ -93,6 +101,7 @@ class Leadership:
     def __init__(self, url: str) -> None:
         self.url = url
         self.conn: Any = None
+        self.key = 0  # hashtext(current_schema()) of the store's schema
 
     def try_lead(self) -> bool:
         """Take the lock if it is free; True while this agent holds it."""
@@ -105,10 +114,16 @@ class Leadership:
         try:
             if self.conn is None or self.conn.closed:
                 self.conn = connect(self.url)
-            return bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", [LEADER_LOCK]).fetchone()[0])
+                self.key = int(self.conn.execute("SELECT hashtext(current_schema())").fetchone()[0])
+            return bool(self.conn.execute("SELECT pg_try_advisory_lock(%s, %s)", [LEADER_LOCK, self.key]).fetchone()[0])
         except psycopg.Error as exc:
             self.close()
             raise explain(self.url, exc) from exc
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the lock's session (None before the first try_lead)."""
+        return None if self.conn is None or self.conn.closed else self.conn.info.backend_pid
 
     def held(self) -> bool:
         """Asks the server whether this session still holds the lock: False once the session is
@@ -118,14 +133,72 @@ class Leadership:
         if self.conn is None or self.conn.closed:
             return False
         try:
-            return bool(self.conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
-                "AND objid = %s AND granted)", [LEADER_LOCK & 0xFFFFFFFF]).fetchone()[0])
+            return self.conn.execute(HELD_SQL.format(p="%s"), self.lock_args(self.conn.info.backend_pid)).fetchone() is not None
         except psycopg.Error:
             self.close()
             return False
+
+    def lock_args(self, pid: int) -> list[int]:
+        return [LEADER_LOCK, self.key & 0xFFFFFFFF, pid]
 
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+
+class NotLeader(StoreError):
+    """A leader's write refused: its lock's session is gone (terminated, cut off, or taken over)."""
+
+
+class Cluster:
+    """One agent's part in several agents on one PostgreSQL store: every cycle it beats and
+    renews the leases of the places it owns (`own`), and asks to be the alerting leader (`lead`).
+    The leader's notification-log writes pass `fence` in their own transaction.
+
+    The heartbeat's TTL and the leases run for `lease_cycles` poll intervals: an agent that
+    misses that many cycles is dead to the others, who take its places over from their cursors."""
+
+    def __init__(self, store: Store, url: str, interval: float, *, agent_id: str | None = None, lease_cycles: int = 3) -> None:
+        span = int(interval * lease_cycles)
+        self.agent_id = agent_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.membership = Membership(store, self.agent_id, ttl=span, lease=span)
+        self.leadership = Leadership(url)
+        self.held: set[Place] = set()
+        self.leading = False
+
+    def own(self, places: Iterable[Place], now: int) -> set[Place]:
+        """Renew this agent's leases: the places it polls this cycle."""
+        held = self.membership.renew(places, now)
+        if held != self.held:
+            log.info("agent %s polls %d place(s)", self.agent_id, len(held), extra={"agent_id": self.agent_id})
+        self.held = held
+        return held
+
+    def lead(self) -> bool:
+        """True while this agent is the alerting leader (takes the lock when it is free)."""
+        leading = self.leadership.try_lead()
+        if leading != self.leading:
+            log.info("agent %s %s the alerting leader", self.agent_id, "is now" if leading else "is no longer",
+                     extra={"agent_id": self.agent_id})
+        self.leading = leading
+        return leading
+
+    def fence(self, db: Any) -> None:
+        """Inside a write's transaction: raise NotLeader unless the leader lock is granted to
+        this agent's lock session right now (the server's pg_locks, not this process's belief)."""
+        pid = self.leadership.backend_pid
+        row = None if pid is None else db.execute(HELD_SQL.format(p="?"), self.leadership.lock_args(pid)).fetchone()
+        if row is None:
+            self.leading = False
+            raise NotLeader(f"agent {self.agent_id} is no longer the alerting leader (its lock's session ended); "
+                            "nothing is sent, and the next leader recovers what was in flight")
+
+    def close(self, *, leave: bool = True) -> None:
+        """A clean stop: give the places and the lock up at once (a killed agent's go when its
+        lease runs out and the server ends its session)."""
+        try:
+            if leave:
+                self.membership.leave()
+        finally:
+            self.leadership.close()

@@ -65,15 +65,17 @@ class StoreLock:
         self.release()
 
 
-def store_lock(target: str | Path, command: str = "") -> Any:
+def store_lock(target: str | Path, command: str = "", shared: bool = False) -> Any:
     """The lock of a store: this file lock beside a SQLite file, or for a PostgreSQL store
-    (store.url) an advisory lock in its database (fleetwatch.store.pg.PgStoreLock)."""
+    (store.url) an advisory lock in its database (fleetwatch.store.pg.PgStoreLock), which
+    `shared` takes shared: several `fleetwatch run` on one PostgreSQL store (a SQLite store has
+    one agent, and its lock is always exclusive)."""
     from fleetwatch.store.dialect import is_url
 
     if is_url(target):
         from fleetwatch.store.pg import PgStoreLock
 
-        return PgStoreLock(str(target), command)
+        return PgStoreLock(str(target), command, shared=shared)
     return StoreLock(target, command)
 
 

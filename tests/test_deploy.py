@@ -79,6 +79,32 @@ def test_the_agent_keeps_its_store_on_a_volume_and_the_demo_profile_has_its_part
     assert re.fullmatch(r"otel/opentelemetry-collector(-contrib)?:\d+\.\d+\.\d+", services["otel-collector"]["image"])
 
 
+def test_the_cluster_profile_runs_three_agents_on_one_postgresql(compose: dict[str, Any]) -> None:
+    """`docker compose --env-file deploy/cluster.env up`: PostgreSQL and three agents (the
+    always-on `agent` and agent-2, agent-3) with the same image, configuration and store.url, each
+    serving the dashboard on its own loopback port; the agents wait for the database to be healthy."""
+    services = compose["services"]
+    cluster = {name for name, svc in services.items() if "cluster" in svc.get("profiles", [])}
+    assert cluster == {"postgres", "agent-2", "agent-3"}
+    agents = [services[n] for n in ("agent", "agent-2", "agent-3")]
+    assert {a["image"] for a in agents} == {"fleetwatch:latest"} and len({str(a["command"]) for a in agents}) == 1
+    assert all(a["environment"]["FLEETWATCH_STORE_URL"] == "${FLEETWATCH_STORE_URL:-}" for a in agents)
+    assert all(a["depends_on"]["postgres"]["condition"] == "service_healthy" for a in agents)
+    assert services["agent"]["depends_on"]["postgres"]["required"] is False, "the default profile has no PostgreSQL"
+    ports = [p for a in agents for p in a["ports"]]
+    assert len(ports) == 3 == len({p.rsplit(":", 1)[0] for p in ports}) and all(p.startswith("127.0.0.1:") for p in ports)
+    pg = services["postgres"]
+    assert re.fullmatch(r"postgres:\d+\.\d+", pg["image"]) and "ports" not in pg, "pinned, and not published"
+    assert "pg_isready" in pg["healthcheck"]["test"] and any(v.startswith("fleetwatch-pg:") for v in pg["volumes"])
+    env = dict(line.split("=", 1) for line in (ROOT / "deploy/cluster.env").read_text().splitlines()
+               if line and not line.startswith("#"))
+    assert env["COMPOSE_PROFILES"] == "cluster"
+    url = env["FLEETWATCH_STORE_URL"]
+    assert url.startswith("postgresql://fleetwatch:") and "@postgres:5432/fleetwatch" in url
+    assert f":{env['FLEETWATCH_PG_PASSWORD']}@" in url, "the agents' password is the database's"
+    load_config(ROOT / "deploy/fleetwatch.toml", environ={"FLEETWATCH_STORE_URL": url})
+
+
 def test_every_mounted_file_exists_and_the_shipped_configurations_load(compose: dict[str, Any]) -> None:
     for name, config in compose["configs"].items():
         assert (ROOT / config["file"]).is_file(), f"config {name}: {config['file']} does not exist"

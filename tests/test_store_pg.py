@@ -152,17 +152,24 @@ def test_store_copy_refuses_a_database_that_holds_data(tmp_path, pg_server) -> N
         assert pg.samples(sid, 0, 100) == [(60, 1.0)]
 
 
-def test_one_agent_per_database(pg_server) -> None:
-    """`fleetwatch run` holds the database's advisory lock: a second agent on the same database
-    is refused and told who holds it; the lock goes with its holder's session."""
+def test_agents_share_the_database_and_a_command_needing_it_alone_is_refused(pg_server) -> None:
+    """`fleetwatch run` holds the database's advisory lock shared: several agents run on one
+    database (fleetwatch.cluster shares the work), while `fleetwatch collect`, which needs the
+    store to itself, is refused and told who holds it; the lock goes with its holders' sessions."""
     from fleetwatch.lock import LockHeld, store_lock
 
     url = pg_server.new_database()
-    first = store_lock(url, "fleetwatch run").acquire()
+    first = store_lock(url, "fleetwatch run", shared=True).acquire()
+    second = store_lock(url, "fleetwatch run", shared=True).acquire()
     with pytest.raises(LockHeld, match=r"in use by process \d+ on .*give this one its own store.url"):
-        store_lock(url, "fleetwatch run").acquire()
+        store_lock(url, "fleetwatch collect").acquire()
     first.release()
-    store_lock(url, "fleetwatch run").acquire().release()
+    second.release()
+    alone = store_lock(url, "fleetwatch collect").acquire()
+    with pytest.raises(LockHeld):
+        store_lock(url, "fleetwatch run", shared=True).acquire()
+    alone.release()
+    store_lock(url, "fleetwatch run", shared=True).acquire().release()
 
 
 def test_dashboard_reader_is_read_only_and_reconnects(pg_server) -> None:

@@ -111,9 +111,10 @@ def ses_client(cfg: Any, session: Any = None) -> Any:
 
 
 def build_pipeline(cfg: Any, store: Store, clock: Clock, sleep: Callable[[float], None] = time.sleep,
-                   ses: Any = None, rng: random.Random | None = None, **kw: Any) -> Pipeline:
-    """kw: the pipeline's `stopping` and `tracer`, for the agent."""
-    return Pipeline(AlertStore(store), alert_settings(cfg), channels(cfg, clock, sleep, ses, installation_id(store, cfg["web.public_url"])),
+                   ses: Any = None, rng: random.Random | None = None, fence: Callable[[Any], None] | None = None,
+                   **kw: Any) -> Pipeline:
+    """kw: the pipeline's `stopping` and `tracer`, for the agent. `fence`: see AlertStore."""
+    return Pipeline(AlertStore(store, fence), alert_settings(cfg), channels(cfg, clock, sleep, ses, installation_id(store, cfg["web.public_url"])),
                     clock.now, sleep, rng, **kw)
 
 

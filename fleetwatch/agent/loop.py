@@ -31,9 +31,11 @@ from collector.aws import Aws
 from collector.poll import Collector
 from fleetwatch.agent.alerting import build_pipeline, observations, resources
 from fleetwatch.clock import Clock, FakeClock
+from fleetwatch.cluster import Cluster
 from fleetwatch.agent.detection import detect, detector_settings
 from fleetwatch.logs import correlated
 from fleetwatch.store import Store
+from fleetwatch.store.dialect import POSTGRESQL
 from fleetwatch.telemetry import Telemetry
 
 log = logging.getLogger("fleetwatch.agent.loop")
@@ -132,7 +134,8 @@ class Agent:
     def __init__(self, cfg: Any, store: Store, aws: Aws, clock: Clock, *, waiter: Waiter | None = None,
                  stop: threading.Event | None = None, telemetry: Telemetry | None = None, polls: int | None = None,
                  ses: Any = None, timer: Callable[[], float] = time.perf_counter,
-                 cpu_timer: Callable[[], float] = time.process_time, must_read_at_start: bool = False) -> None:
+                 cpu_timer: Callable[[], float] = time.process_time, must_read_at_start: bool = False,
+                 agent_id: str | None = None) -> None:
         self.cfg, self.store, self.clock = cfg, store, clock
         # Real elapsed time and this process's CPU time, for each cycle's stage times (injected:
         # the tests give counters of their own).
@@ -151,8 +154,15 @@ class Agent:
         # it stays in the cycle so that runs are reproducible.
         self.collector = Collector.from_config(cfg, store, aws, clock, should_stop=self.stopping,
                                                background_discovery=not isinstance(clock, FakeClock))
+        # On PostgreSQL, several agents share the store (fleetwatch.cluster): this one polls the
+        # places it holds the lease of, and alerts only while it is the leader. On SQLite there
+        # is one agent, and it is the leader.
+        self.cluster = (Cluster(store, store.url, self.interval, agent_id=agent_id)
+                        if store.dialect is POSTGRESQL else None)
+        if self.cluster is not None:
+            self.collector.only = self.cluster.own
         self.pipeline = build_pipeline(cfg, store, clock, sleep=self.waiter.sleep, ses=ses, stopping=self.stopping,
-                                       tracer=self.telemetry.tracer)
+                                       tracer=self.telemetry.tracer, fence=self.cluster.fence if self.cluster else None)
         self.settings = detector_settings(cfg)
         self._pruned_at = 0.0
         self._digest_failed_at: float | None = None
@@ -193,6 +203,12 @@ class Agent:
                 self._save(last, update=True)
                 next_due = last.finished_at
             due = next_due
+        if self.cluster is not None:
+            try:
+                self.cluster.close()  # its places go to the others at once, and the lead if it held it
+            except Exception as exc:  # noqa: BLE001 - the store unreachable: the leases expire on their own
+                log.warning("could not hand this agent's places over on stopping (%s); the other agents take "
+                            "them when its leases expire", exc)
         log.info("agent stopped after %d poll(s)", done)
         return 1 if last is not None and last.status == "error" else 0
 
@@ -263,6 +279,8 @@ class Agent:
                         extra={"source": s.source, "account": s.place.account, "region": s.place.region})
         if self.stopping():
             return
+        if self.cluster is not None and not self.cluster.lead():
+            return  # another agent is the alerting leader: this one only collects
 
         log.debug("detecting")
         with self._stage(cycle, "detect"):
@@ -293,7 +311,7 @@ class Agent:
         if self.telemetry.plan.metrics:  # the incident query only when someone receives the gauge
             self.telemetry.record_detection([r.name for r in detection.runs], Counter(f.detector for f in detection.findings),
                                             self._open_by_detector())
-        if self.stopping():
+        if self.stopping() or (self.cluster is not None and not self.cluster.leadership.held()):
             return
         with self._stage(cycle, "digest_retention"):
             self._digest()

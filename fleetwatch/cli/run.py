@@ -105,7 +105,7 @@ def _run(cfg: Any, environ: Mapping[str, str], polls: int | None, dashboard: boo
         return 2
     store_path = store_location(cfg)
     try:
-        lock = store_lock(store_path, "fleetwatch run").acquire()
+        lock = store_lock(store_path, "fleetwatch run", shared=True).acquire()
     except LockHeld as exc:
         log.error("%s", exc, extra={"holder_pid": exc.holder.get("pid")})
         return 3

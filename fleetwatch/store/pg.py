@@ -223,10 +223,14 @@ RUN_LOCK = 0x4657524E
 class PgStoreLock:
     """The PostgreSQL store's counterpart of fleetwatch.lock.StoreLock: a session advisory lock
     on a connection of its own, which the server releases when that session ends, the holder's
-    death by SIGKILL included. The holder is named from pg_stat_activity."""
+    death by SIGKILL included. The holder is named from pg_stat_activity.
 
-    def __init__(self, url: str, command: str) -> None:
-        self.url, self.command = url, command
+    `shared`: `fleetwatch run` takes it shared, so several agents run together on one store
+    (fleetwatch.cluster shares the work) while a command that needs the store to itself
+    (`fleetwatch collect`, `store copy`) takes it exclusive and is refused while any runs."""
+
+    def __init__(self, url: str, command: str, shared: bool = False) -> None:
+        self.url, self.command, self.shared = url, command, shared
         self._conn: psycopg.Connection[Any] | None = None
 
     def acquire(self) -> PgStoreLock:
@@ -240,7 +244,8 @@ class PgStoreLock:
                                    application_name=f"fleetwatch pid {os.getpid()} on {socket.gethostname()}"[:63])
         except psycopg.Error as exc:
             raise explain(self.url, exc) from exc
-        if not conn.execute("SELECT pg_try_advisory_lock(%s)", [RUN_LOCK]).fetchone()[0]:
+        take = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
+        if not conn.execute(f"SELECT {take}(%s)", [RUN_LOCK]).fetchone()[0]:
             row = conn.execute(
                 "SELECT a.application_name, a.client_addr::text, EXTRACT(EPOCH FROM a.backend_start)::bigint FROM pg_locks l "
                 "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted "
