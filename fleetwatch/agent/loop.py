@@ -355,7 +355,7 @@ class Agent:
                     db.execute("UPDATE agent_cycles SET overrun = ?, skipped = ? WHERE poll_id = ?",
                                [row["overrun"], row["skipped"], row["poll_id"]])
                 else:
-                    db["agent_cycles"].insert(row)
+                    db.table("agent_cycles").insert(row)
         except Exception as exc:  # noqa: BLE001 - a full disk must not stop the loop; the log says so
             log.error("could not record the cycle: %s", exc)
 

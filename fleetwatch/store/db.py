@@ -164,7 +164,7 @@ class Store:
 
     def resources(self, *, account: str | None = None, region: str | None = None, kinds: Iterable[str] | None = None,
                   include_gone: bool = False) -> list[dict[str, Any]]:
-        sql, args = "SELECT * FROM resources WHERE 1=1", []
+        sql, args = "SELECT * FROM resources WHERE 1=1", list[Any]()
         if account is not None:
             sql, args = sql + " AND account = ?", [*args, account]
         if region is not None:
@@ -471,7 +471,7 @@ class Store:
     def record_polls(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
             with self.transaction() as db:
-                db["poll_log"].insert_all(rows, alter=False)
+                db.table("poll_log").insert_all(rows, alter=False)
 
     def record_detection(self, findings: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]],
                          states: Sequence[tuple[str, str, str, int, bool, str]] = ()) -> None:
@@ -484,9 +484,9 @@ class Store:
                     "episode_open = excluded.episode_open, state = excluded.state",
                     [(r, m, st, t, int(o), text) for r, m, st, t, o, text in states])
             if findings:
-                db["findings"].insert_all(findings, alter=False)
+                db.table("findings").insert_all(findings, alter=False)
             if runs:
-                db["detector_runs"].insert_all(runs, alter=False)
+                db.table("detector_runs").insert_all(runs, alter=False)
 
     # -- collector cursors ---------------------------------------------------------------------
 

@@ -240,7 +240,9 @@ class PgStoreLock:
                                    application_name=f"fleetwatch pid {os.getpid()} on {socket.gethostname()}"[:63])
         except psycopg.Error as exc:
             raise explain(self.url, exc) from exc
-        if not conn.execute("SELECT pg_try_advisory_lock(%s)", [RUN_LOCK]).fetchone()[0]:
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", [RUN_LOCK]).fetchone()
+        assert locked is not None  # a SELECT of a function answers one row
+        if not locked[0]:
             row = conn.execute(
                 "SELECT a.application_name, a.client_addr::text, EXTRACT(EPOCH FROM a.backend_start)::bigint FROM pg_locks l "
                 "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted "
