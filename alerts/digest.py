@@ -250,7 +250,7 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
 
     cold, sampled, init = (series.stats(m, s, start, end) for m, s in COLD)
     # Only functions that did start cold: a function with no cold start is not among the slowest.
-    profile = [{**named(resources[rid]), "cold_share": cold[rid][0] / s[0], "sampled": int(s[0]),
+    profile: list[dict[str, Any]] = [{**named(resources[rid]), "cold_share": cold[rid][0] / s[0], "sampled": int(s[0]),
                 "max_init_ms": init[rid][2] if rid in init else None}
                for rid, s in sampled.items() if s[0] >= 20 and rid in resources and cold.get(rid, (0.0,))[0] > 0]
     d.coldstarts = sorted(profile, key=lambda p: (-(p["max_init_ms"] or 0), -p["cold_share"]))[:5]

@@ -161,8 +161,8 @@ def acknowledgement(event: Any) -> tuple[str, str] | None:
     ev = event.get("event") if isinstance(event, dict) else None
     if not isinstance(ev, dict) or ev.get("event_type") != "incident.acknowledged":
         return None
-    data = ev.get("data") if isinstance(ev.get("data"), dict) else {}
-    agent = ev.get("agent") if isinstance(ev.get("agent"), dict) else {}
+    data = ev["data"] if isinstance(ev.get("data"), dict) else {}
+    agent = ev["agent"] if isinstance(ev.get("agent"), dict) else {}
     key = data.get("incident_key")
     if not isinstance(key, str):
         return None

@@ -129,6 +129,7 @@ class Pipeline:
         return report
 
     def _send(self, inc: Incident, target: str, kind: str, history: list, members: list[Alert]) -> Outcome:
+        assert inc.id is not None  # read back from the store, which gave it its id
         channel = self.channels.get(target.partition(":")[0])
         # The kind is part of the key: after an interrupted send whose fate is unknown, what is
         # owed next may be another kind (the incident ended meanwhile), and it must not carry the

@@ -46,7 +46,7 @@ def payload(n: Notice, receiver: str, external_url: str) -> dict[str, Any]:
         shared["acknowledged_by"] = one_line(inc.acked_by, 200)
     if n.kind == "absorbed" and n.extra.get("into_url"):
         shared["merged_into_url"] = str(n.extra["into_url"])
-    alerts = []
+    alerts: list[dict[str, Any]] = []
     for a in n.alerts or []:
         done = ended or a.state == "resolved"
         labels = {str(k): clean(v, 500) for k, v in (a.labels or {}).items() if v not in (None, "")}

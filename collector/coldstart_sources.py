@@ -208,6 +208,7 @@ def insights_points(points: list[tuple[SeriesKey, list[tuple[int, float]]]]) -> 
     init_duration counted warm invocations too (not used: they fall to the next source)."""
     got: dict[tuple[str, str, str], dict[int, float]] = {}
     for key, pts in points:
+        assert key.resource_id is not None  # the keys asked for are insights_keys', each a function's
         got[(key.resource_id, key.metric, key.stat)] = dict(pts)
     out, unusable = ProbeResult(), []
     for rid in sorted({k[0] for k in got}):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (ExportMetricsServiceRequest,
                                                                           ExportMetricsServiceResponse)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
@@ -244,11 +244,12 @@ class Receiver:
             rid = self._function({**res, **attributes(dp.attributes)}, batch, 1)
             if rid is None:
                 continue
-            counts: list[float] | None = [float(c) for c in dp.bucket_counts]
+            counts = [float(c) for c in dp.bucket_counts]
             if cumulative:
-                counts = self._delta((rid, _instance(res), metric.name, _point_key(dp)), dp.start_time_unix_nano, dp.time_unix_nano, counts)
-                if counts is None:
+                delta = self._delta((rid, _instance(res), metric.name, _point_key(dp)), dp.start_time_unix_nano, dp.time_unix_nano, counts)
+                if delta is None:
                     continue
+                counts = delta
             self._from_metrics.add(rid)
             m = batch.minutes[(rid, _minute(dp.time_unix_nano))]
             top = dp.max * scale if dp.HasField("max") else None
@@ -351,7 +352,7 @@ def _point_key(dp: Any) -> tuple[tuple[str, Any], ...]:
 
 # -- the wire ---------------------------------------------------------------------------------
 
-SIGNALS = {"/v1/traces": (ExportTraceServiceRequest, ExportTraceServiceResponse, "rejected_spans"),
+SIGNALS: dict[str, tuple[type[Message], type[Message], str]] = {"/v1/traces": (ExportTraceServiceRequest, ExportTraceServiceResponse, "rejected_spans"),
            "/v1/metrics": (ExportMetricsServiceRequest, ExportMetricsServiceResponse, "rejected_data_points")}
 _IDS = {"traceId", "spanId", "parentSpanId"}  # hex in OTLP/JSON, base64 in protobuf's JSON mapping; unused here
 
@@ -446,7 +447,3 @@ class OtlpServer(UvicornThread):
     def __init__(self, store: Store, now: Callable[[], float], host: str, port: int, counter: Any = None) -> None:
         self.receiver = Receiver(store, now, counter)
         super().__init__(app(self.receiver), host, port, name="OTLP receiver", setting="otlp.port", grace=2)
-
-    def start(self, timeout: float = 20.0) -> OtlpServer:
-        super().start(timeout)
-        return self

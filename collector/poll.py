@@ -23,6 +23,7 @@ from opentelemetry import context as otel_context
 
 from collector import coldstart_sources, discovery, pacing, plan, probes, published
 from collector.aws import AssumeRoleError, Aws, CallTally, Place
+from collector.plan import PlacePlan, Triggered
 from collector.metricdata import Chunk, fetch, linked_chunks, windows
 from collector.pollreport import PollReport, SourceResult
 from collector.catalog import ALIGN, DETAIL, FAST, SLOW
@@ -153,8 +154,8 @@ class Collector:
         plans = {}
         for place in places:
             planned = self._plan(place, now, tiers)
-            failed = any(r.place == place and r.source == "discovery" and r.status != "ok" for r in results)
-            if failed and not planned[0].resources:
+            undiscovered = any(r.place == place and r.source == "discovery" and r.status != "ok" for r in results)
+            if undiscovered and not planned[0].resources:
                 continue  # never discovered: nothing to poll yet
             plans[place] = planned
         self._done = 0
@@ -372,7 +373,7 @@ class Collector:
             slow_cursor = cursors[SLOW]
             tiers = [FAST] + ([SLOW] if slow_cursor is None or end - slow_cursor >= self.slow_interval - 30 else [])
         if forced is not None and DETAIL not in forced:
-            triggered = plan.Triggered()
+            triggered = Triggered()
         place_plan = plan.build(place, resources, tiers, triggered)
 
         # The full re-read window once every slow_interval (and always without a short window),
@@ -560,9 +561,9 @@ class Collector:
 
 @dataclass
 class _PlacePoll:
-    plan: plan.PlacePlan
+    plan: PlacePlan
     tiers: list[str]
-    triggered: plan.Triggered
+    triggered: Triggered
     resources: list[dict[str, Any]]  # read once per poll: a 10,000-function place is a large read
 
 

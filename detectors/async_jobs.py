@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 from detectors import schedule_times
-from detectors.base import CRITICAL, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence
+from detectors.base import CRITICAL, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, series_evidence
 
 READS = {("TriggeredRules", "Sum"), ("InvocationsSentToDlq", "Sum"), ("InvocationsFailedToBeSentToDlq", "Sum"),
          ("Invocations", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum"), ("AsyncEventsDropped", "Sum"),
@@ -130,7 +130,7 @@ def _scheduled_run(inp: Inputs, rule: Resource) -> Iterator[Finding]:
             if mine and ran > failed:
                 break  # an attempt succeeded: the job ran
             every = f" (every {interval // 60} min)" if interval else ""
-            ev = evidence(**{k: v.since(start - 3600) for k, v in series.items()}, units={k: "count" for k in series})
+            ev = series_evidence({k: v.since(start - 3600) for k, v in series.items()}, units={k: "count" for k in series})
             ev["functions"] = [fn.id]
             ev["run"] = {"triggered_at": run, "attempts": ran, "errors": failed, "throttles": throttled, "dropped": dropped}
             if dropped > 0 or (mine and failed > 0 and failed >= ran and (failed >= ATTEMPTS or settled)):

@@ -8,7 +8,7 @@ why)` entries: a resource whose signals are absent is its own state, not an alar
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,6 +258,12 @@ def evidence(limit: float | None = None, baseline: float | None = None, units: d
     evidence(limit=retention, age=age, units={"age": "s", "limit": "s"}). Series left out are
     guessed from their names (unit_for); limit and baseline take the unit of the first series, the
     one held against them."""
+    return series_evidence(series, limit=limit, baseline=baseline, units=units)
+
+
+def series_evidence(series: Mapping[str, Series], *, limit: float | None = None, baseline: float | None = None,
+                    units: dict[str, str] | None = None) -> dict[str, Any]:
+    """evidence() for series named at run time (a metric's name, a dict of series)."""
     given = dict(units or {})
     bad = {k: v for k, v in given.items() if v not in UNITS}
     if bad:
@@ -268,8 +274,9 @@ def evidence(limit: float | None = None, baseline: float | None = None, units: d
     for key, value in (("limit", limit), ("baseline", baseline)):
         if value is not None:
             out[key] = value
-            if key in given or primary is not None:
-                shown[key] = given.get(key) or primary
+            unit = given.get(key) or primary  # given units were checked above: none is empty
+            if unit is not None:
+                shown[key] = unit
     out["units"] = shown
     return out
 

@@ -123,9 +123,10 @@ def _reputation(inp: Inputs, rid: str, where: str) -> Iterator[Finding]:
             continue
         rate = latest[1]
         severity = CRITICAL if rate >= review else WARNING
+        since = series.run_start(lambda v: v >= warn) or latest[0]  # noqa: B023 - run_start calls it here, not later
         yield Finding("ses_account", rid, severity,
                       f"{where}: {label} rate {pct(rate)} (review at {pct(review)}, sending paused at {pct(pause)})",
-                      series.run_start(lambda v, w=warn: v >= w) or latest[0], evidence(limit=review, rate=series),
+                      since, evidence(limit=review, rate=series),
                       cause=f"{label}s above what AWS tolerates",
                       fix=("Stop sending to addresses that bounced (use the suppression list) and clean the list."
                            if label == "bounce" else "Send only to people who asked for the mail; make unsubscribing easy."),

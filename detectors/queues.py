@@ -12,11 +12,10 @@ reads with GetQueueAttributes (fleetwatch/Probe SQS.ApproximateNumberOfMessages)
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
-from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, pct
+from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, pct, series_evidence
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {("ApproximateNumberOfMessagesVisible", "Maximum"), ("ApproximateAgeOfOldestMessage", "Maximum"),
@@ -300,9 +299,7 @@ def _growth(inp: Inputs, q: Resource, visible: Series, age: Series) -> Iterator[
 
 def _ev(**series: Series) -> dict[str, Any]:
     units = {"age": "s", "visible": "count", "sent": "count", "deleted": "count"}
-    if "units" in inspect.signature(evidence).parameters:
-        return evidence(units={k: v for k, v in units.items() if k in series}, **series)
-    return evidence(**series)
+    return series_evidence(series, units={k: v for k, v in units.items() if k in series})
 
 
 def _dlq(inp: Inputs, q: Resource, visible: Series, source: str = "") -> Iterator[Finding]:

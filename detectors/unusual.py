@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from detectors.anomaly import DEFAULT_THRESHOLD, Episode, Episodes, Model, model_from_numbers, model_numbers
-from detectors.base import WARNING, Finding, Inputs, Series, detector, evidence
+from detectors.base import WARNING, Finding, Inputs, Series, detector, series_evidence
 
 STEP = 300  # seconds a bucket covers: the slow tier's period (collector/catalog.py PERIODS)
 SETTLE = 300  # a bucket is fed this long after it ends, once late CloudWatch datapoints are in
@@ -258,7 +258,7 @@ def _finding(resource: Any, signal: Signal, track: Track, points: Series) -> Fin
     title = (f"{resource.name}: unusual {signal.what} — {movement} to {shown} per 5 min (usually {usual}) since {onset}"
              if signal.unit == "count" else
              f"{resource.name}: unusual {signal.what} — {shown} (usually {usual}) since {onset}")
-    ev = evidence(units={signal.metric: signal.unit, "baseline": signal.unit}, baseline=track.usual, **{signal.metric: points})
+    ev = series_evidence({signal.metric: points}, units={signal.metric: signal.unit, "baseline": signal.unit}, baseline=track.usual)
     ev["episode"] = {"onset": ep.onset, "peak": ep.peak, "peak_score": round(ep.peak_score, 2), "end": ep.end + STEP,
                      "bucket_seconds": STEP}
     ev["supporting"] = "a statistical finding: shown beside any rule that fires on the same resource"

@@ -166,7 +166,10 @@ def run(inputs: Inputs, detectors: dict[str, Detector] | None = None, names: Ite
         with tracer.start_as_current_span("fleetwatch.detector", attributes={"fleetwatch.detector": name}) as span:
             try:
                 for item in fn(inputs):
-                    (result.nodata if isinstance(item, NoData) else result.findings).append(item)
+                    if isinstance(item, NoData):
+                        result.nodata.append(item)
+                    else:
+                        result.findings.append(item)
             except Exception as exc:  # noqa: BLE001 - one broken detector must not silence the others
                 frame = traceback.extract_tb(exc.__traceback__)[-1]
                 result.status, result.error = "error", f"{type(exc).__name__}: {exc} (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"

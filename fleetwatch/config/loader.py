@@ -135,6 +135,7 @@ def _coerce(s: Setting, raw: Any, from_env: bool) -> Any:
         if s.check and raw:
             s.check(raw)
         return raw
+    value: float  # an int for int and duration settings
     if kind == "int":
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise ValueError(f"got {_describe(raw)}")

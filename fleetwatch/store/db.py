@@ -164,7 +164,8 @@ class Store:
 
     def resources(self, *, account: str | None = None, region: str | None = None, kinds: Iterable[str] | None = None,
                   include_gone: bool = False) -> list[dict[str, Any]]:
-        sql, args = "SELECT * FROM resources WHERE 1=1", list[Any]()
+        sql = "SELECT * FROM resources WHERE 1=1"
+        args: list[Any] = []
         if account is not None:
             sql, args = sql + " AND account = ?", [*args, account]
         if region is not None:
