@@ -11,16 +11,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerts.delivery import Channel, DeliveryFailed, deliver, message_id
 from alerts.messages import render, sections_message
 from alerts.units import human
-from detectors.limits import REPUTATION_ABSENT
 from collector.pollreport import PollingCost, polling_cost
+from detectors.limits import REPUTATION_ABSENT
+from fleetwatch.accounts import account_label, account_names, resource_label, where
 from fleetwatch.config.rules import DAYS
-from fleetwatch.accounts import account_label, configured, account_names, resource_label, where
 from fleetwatch.store import Store
 from fleetwatch.store.dialect import dialect_of, json_loaded
 
@@ -255,7 +256,7 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
                for rid, s in sampled.items() if s[0] >= 20 and rid in resources and cold.get(rid, (0.0,))[0] > 0]
     d.coldstarts = sorted(profile, key=lambda p: (-(p["max_init_ms"] or 0), -p["cold_share"]))[:5]
 
-    for rid, r in sorted(resources.items()):
+    for _rid, r in sorted(resources.items()):
         f = r["facts"]
         if r["kind"] == "sqs" and f.get("retention_shorter_than_source"):
             d.hygiene.append(f"DLQ {r['name']} keeps messages no longer than its source ({', '.join(f.get('dlq_of') or [])}): "
@@ -363,10 +364,12 @@ def send_digest(store: Store, d: Digest, targets: list[str], channels: dict[str,
                 msg["Message-ID"] = message_id(f"digest/{d.period}/{target}")
                 msg.set_content(render_text(d))
                 msg.add_alternative(render_html(d), subtype="html")
-                deliver(lambda: channel.send_message(msg), attempts, sleep)  # type: ignore[attr-defined]
+                # Channel (the protocol) has no send_message: the email channels (delivery._Mail) do.
+                deliver(partial(channel.send_message, msg), attempts, sleep)  # type: ignore[attr-defined]
             else:
                 message = slack_digest(d, public_url)
-                deliver(lambda: channel.post_message(where, message), attempts, sleep)  # type: ignore[attr-defined]
+                # Channel has no post_message: the Slack channels (SlackBot, SlackWebhook) do.
+                deliver(partial(channel.post_message, where, message), attempts, sleep)  # type: ignore[attr-defined]
         except DeliveryFailed as exc:
             errors.append(f"{target}: {exc}")
             continue

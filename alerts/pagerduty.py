@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from alerts.delivery import Delivered, SendError
@@ -131,7 +131,7 @@ class PagerDuty:
             "custom_details": details,
         }
         if since:
-            payload["timestamp"] = datetime.fromtimestamp(since, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            payload["timestamp"] = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         links = [{"href": n.url, "text": f"fleetwatch incident #{inc.id}"}]
         return {"payload": {k: v for k, v in payload.items() if v is not None}, "links": links, "client": "fleetwatch",
                 "client_url": n.url}

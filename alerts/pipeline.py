@@ -21,9 +21,9 @@ from alerts.delivery import Channel, Delivered, DeliveryFailed, SendError, deliv
 from alerts.incidents import ABSORBED, Incident, alert_labels, reconcile
 from alerts.messages import Notice
 from alerts.notify import Timers, muted, owed, targets
-from fleetwatch.config.rules import Route, Window
 from alerts.state import FIRING, RECOVERING, Alert, Observation, Policy, step
 from alerts.topology import Topology
+from fleetwatch.config.rules import Route, Window
 
 log = logging.getLogger("fleetwatch.alerts")
 SETTLE_FOR = 7 * 86400  # how long after it ends an incident may still owe its resolved notice

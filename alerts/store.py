@@ -11,8 +11,8 @@ import sqlite_utils
 
 from alerts.incidents import Incident
 from alerts.notify import Sent, Silence
-from fleetwatch.config.rules import parse_matchers
 from alerts.state import RESOLVED, Alert
+from fleetwatch.config.rules import parse_matchers
 from fleetwatch.store.db import Store
 
 _ALERT_COLUMNS = ("fingerprint", "detector", "resource_id", "key", "kind", "state", "severity", "title", "cause", "fix",

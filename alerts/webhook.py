@@ -16,7 +16,7 @@ repeat, acknowledged, resolved, absorbed) and who acknowledged it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from alerts.delivery import Delivered, SendError
@@ -28,7 +28,7 @@ MAX_ALERTS = 100  # the rest is counted in truncatedAlerts, as Alertmanager's ma
 
 
 def _iso(ts: int | None) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else ZERO_TIME
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else ZERO_TIME
 
 
 def _common(dicts: list[dict[str, str]]) -> dict[str, str]:

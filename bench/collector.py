@@ -107,7 +107,7 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
                         for c in chunks for k in range(0, len(c.queries), MAX_QUERIES)]
             window = (chunks[0].start, chunks[-1].end)
 
-            def sdk() -> float:
+            def sdk(requests: list[list[dict[str, Any]]], window: tuple[int, int]) -> float:
                 started = time.perf_counter()
                 for batch in requests:
                     token = None
@@ -130,11 +130,11 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
                 return elapsed
 
             if i % 2:
-                sdks.append(sdk())
+                sdks.append(sdk(requests, window))
                 polls.append(poll())
             else:
                 polls.append(poll())
-                sdks.append(sdk())
+                sdks.append(sdk(requests, window))
             print(f"repeat {i + 1}: {queries} queries, {calls[-1]} calls, poll {polls[-1]:.2f} s, bare boto3 {sdks[-1]:.2f} s, "
                   f"ratio {polls[-1] / sdks[-1]:.2f}, {samples[-1]} samples", flush=True)
 

@@ -28,7 +28,6 @@ import json
 import os
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from detect_speed import ACCOUNT, REGION, build  # noqa: E402
+
 from fleetwatch.store import SeriesKey, open_store  # noqa: E402
 
 PAGES = ("/", "/incidents")
@@ -112,7 +112,7 @@ def serve(store_path: Path, cache: int) -> tuple[subprocess.Popen[bytes], int]:
                 return proc, port
         except OSError:
             if proc.poll() is not None:
-                raise SystemExit(f"fleetwatch serve exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+                raise SystemExit(f"fleetwatch serve exited: {proc.stderr.read().decode() if proc.stderr else ''}") from None
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("fleetwatch serve did not start within 60 s")

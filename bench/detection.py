@@ -32,8 +32,8 @@ import boto3  # noqa: E402
 
 from collector.aws import Aws  # noqa: E402
 from collector.poll import Collector  # noqa: E402
-from fleetwatch.clock import FakeClock  # noqa: E402
 from fleetwatch.agent.detection import detect  # noqa: E402
+from fleetwatch.clock import FakeClock  # noqa: E402
 from fleetwatch.store import open_store  # noqa: E402
 from simulator.cli import DEMO_CREDENTIALS, start_emulator  # noqa: E402
 from simulator.scenario import load_scenario, scenario_names  # noqa: E402

@@ -263,7 +263,7 @@ def score(labels: list[dict[str, Any]], received: dict[str, Any], notifications:
         outcome_names = label.get("outcome_names") or ([_name(label["outcome"])] if label.get("outcome") else [])
         onset = label.get("onset", label["start"])
 
-        def told(names: list[str]) -> dict[int, int]:
+        def told(label: dict[str, Any], names: list[str]) -> dict[int, int]:
             # A thread is about this incident when a message in it names it while the incident is
             # on: its first page, or an update of a thread already open (a related problem joined
             # the incident that was).
@@ -276,8 +276,8 @@ def score(labels: list[dict[str, Any]], received: dict[str, Any], notifications:
         # cause's own, is this problem paged twice.
         others = [n for other in labels if other is not label
                   for n in (other.get("resource_names") or [_name(other["resource"])])]
-        hits = told(cause_names)
-        for i, at in told(outcome_names).items():
+        hits = told(label, cause_names)
+        for i, at in told(label, outcome_names).items():
             if i not in hits and not any(n in threads[i]["text"] for n in others):
                 hits[i] = at
         mine = sorted(hits)

@@ -40,7 +40,6 @@ from collector.probes import Clients, ProbeError, ProbeResult
 from fleetwatch.clock import Clock
 from fleetwatch.store import SeriesKey
 
-
 LOGS_NS = "fleetwatch/Logs"
 INSIGHTS_NS = "fleetwatch/LambdaInsights"
 SOURCES = ("lambda_insights", "logs", "xray")

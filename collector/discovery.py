@@ -16,8 +16,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from collector import pacing, probes
-from collector.incremental import Prior
 from collector.aws import NO_CREDENTIALS, AssumeRoleError, Place, epoch_seconds
+from collector.incremental import Prior
 from collector.limits import max_connections
 
 Clients = Callable[[str], Any]

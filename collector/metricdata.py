@@ -111,7 +111,7 @@ def fetch(cw: Any, queries: list[plan.Query], start: int, end: int,
             if len(stamps) != len(values):
                 problems.append(f"{queries[idx].key.metric}: {len(stamps)} timestamps for {len(values)} values; dropped")
                 continue
-            for ts, v in zip(stamps, values):
+            for ts, v in zip(stamps, values, strict=True):
                 point = _point(ts, v, start, end)
                 if point is None:
                     dropped += 1

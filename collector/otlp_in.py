@@ -37,9 +37,14 @@ from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (ExportMetricsServiceRequest,
-                                                                          ExportMetricsServiceResponse)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as SpanStatus
 
 from fleetwatch.serving import UvicornThread
@@ -279,9 +284,9 @@ class Receiver:
             recent = start and (at - start) <= 120 * 1_000_000_000
             return value if recent else None
         if isinstance(value, list):
-            if prev[0] != start or len(prev[1]) != len(value) or any(v < p for v, p in zip(value, prev[1])):
+            if prev[0] != start or len(prev[1]) != len(value) or any(v < p for v, p in zip(value, prev[1], strict=True)):
                 return value  # the process restarted: counting began again
-            return [v - p for v, p in zip(value, prev[1])]
+            return [v - p for v, p in zip(value, prev[1], strict=True)]
         if prev[0] != start or value < prev[1]:
             return value
         return value - prev[1]

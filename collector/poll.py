@@ -23,11 +23,11 @@ from opentelemetry import context as otel_context
 
 from collector import coldstart_sources, discovery, pacing, plan, probes, published
 from collector.aws import AssumeRoleError, Aws, CallTally, Place
-from collector.plan import PlacePlan, Triggered
-from collector.metricdata import Chunk, fetch, linked_chunks, windows
-from collector.pollreport import PollReport, SourceResult
 from collector.catalog import ALIGN, DETAIL, FAST, SLOW
 from collector.incremental import Prior
+from collector.metricdata import Chunk, fetch, linked_chunks, windows
+from collector.plan import PlacePlan, Triggered
+from collector.pollreport import PollReport, SourceResult
 from collector.probes import ALIAS_FRACTION
 from collector.scope import Scope
 from fleetwatch.clock import Clock
@@ -508,7 +508,7 @@ class Collector:
 
                     # A chunk's batches in flight together (at most METRIC_THREADS), taken in order.
                     pending = []
-                    for batch, (points, problems, incomplete) in zip(batches, fetcher.map(pacing.in_context(one), batches)):
+                    for batch, (points, problems, incomplete) in zip(batches, fetcher.map(pacing.in_context(one), batches), strict=True):
                         partial.extend(problems)
                         self._note_incomplete(batch, incomplete, chunk.start)
                         pending.append(writer.submit(self._write, points))

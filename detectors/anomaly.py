@@ -36,7 +36,8 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from itertools import pairwise
 
 MAX_SCORE = 12.0
 WARMUP = 150  # points learnt before any score is given
@@ -352,7 +353,7 @@ def score_series(points: list[tuple[int, float | None]], threshold: float = DEFA
 
 
 def infer_step(points: list[tuple[int, float | None]]) -> int:
-    gaps = sorted(b[0] - a[0] for a, b in zip(points, points[1:]) if b[0] > a[0])
+    gaps = sorted(b[0] - a[0] for a, b in pairwise(points) if b[0] > a[0])
     if not gaps:
         raise ValueError("every row has the same time; cannot tell the step")
     return int(gaps[len(gaps) // 2])

@@ -24,10 +24,21 @@ best-effort ("a data point ... might not be delivered at all").
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from detectors import schedule_times
-from detectors.base import CRITICAL, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, series_evidence
+from detectors.base import (
+    CRITICAL,
+    WARNING,
+    Finding,
+    Inputs,
+    NoData,
+    Resource,
+    Series,
+    detector,
+    evidence,
+    series_evidence,
+)
 
 READS = {("TriggeredRules", "Sum"), ("InvocationsSentToDlq", "Sum"), ("InvocationsFailedToBeSentToDlq", "Sum"),
          ("Invocations", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum"), ("AsyncEventsDropped", "Sum"),
@@ -49,7 +60,7 @@ MIN_R2 = 0.6
 
 
 def _at(t: int) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%H:%M UTC")
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%H:%M UTC")
 
 
 def _minutes(ms: float) -> str:

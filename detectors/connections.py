@@ -8,8 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from detectors.base import (CRITICAL, WARNING, Approach, Finding, Inputs, NoData, Resource, Series, detector, evidence, imminent,
-                            pct)
+from detectors.base import (
+    CRITICAL,
+    WARNING,
+    Approach,
+    Finding,
+    Inputs,
+    NoData,
+    Resource,
+    Series,
+    detector,
+    evidence,
+    imminent,
+    pct,
+    reaching,
+)
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {("DatabaseConnections", "Maximum"), ("DatabaseConnections", "Sum"), ("MaxDatabaseConnectionsAllowed", "Sum"),
@@ -98,7 +111,7 @@ def connections(inp: Inputs) -> Iterator[Finding | NoData]:
         eta = _forecast(conns, limit, inp.now)
         climb = imminent(conns, limit, inp.now)
         if share >= DB_WARN or climb is not None:
-            since = min(conns.run_start(lambda v: v / limit >= DB_WARN) or inp.now, climb.since if climb else inp.now)
+            since = min(conns.run_start(reaching(DB_WARN, of=limit)) or inp.now, climb.since if climb else inp.now)
             cause, suffix = _storm(inp, db, since)
             yield Finding("connections", db.id, CRITICAL if share >= DB_CRIT or climb else WARNING,
                           f"{db.name} at {pct(share)} of max_connections ({peak:.0f} of {limit}{est}){_rising(climb, share)}{suffix}",

@@ -5,7 +5,7 @@ did not run when their expression says they should have, or whose target failed.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from detectors import async_jobs, schedule_times
@@ -169,7 +169,7 @@ def _every(interval: int) -> str:
 
 def _at(t: int, now: int) -> str:
     """A due time in UTC (the zone scheduled rules run in), with its date once it is a day old."""
-    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%H:%M UTC" if now - t < 86400 else "%b %d %H:%M UTC")
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%H:%M UTC" if now - t < 86400 else "%b %d %H:%M UTC")
 
 
 def _known_since(inp: Inputs, rule: Resource) -> int | None:

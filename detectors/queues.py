@@ -15,7 +15,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, pct, series_evidence
+from detectors.base import (
+    CRITICAL,
+    INFO,
+    WARNING,
+    Finding,
+    Inputs,
+    NoData,
+    Resource,
+    Series,
+    detector,
+    evidence,
+    pct,
+    series_evidence,
+)
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {("ApproximateNumberOfMessagesVisible", "Maximum"), ("ApproximateAgeOfOldestMessage", "Maximum"),

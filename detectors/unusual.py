@@ -29,6 +29,7 @@ import math
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from detectors.anomaly import DEFAULT_THRESHOLD, Episode, Episodes, Model, model_from_numbers, model_numbers
@@ -249,9 +250,9 @@ def _finding(resource: Any, signal: Signal, track: Track, points: Series) -> Fin
     ep = track.episodes.current
     if ep is None or ep.end == ep.onset:
         return None  # one bucket is no finding: a late datapoint or a blip must not page (two: 5 min later)
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    onset = datetime.fromtimestamp(ep.onset, tz=timezone.utc).strftime("%H:%M UTC")
+    onset = datetime.fromtimestamp(ep.onset, tz=UTC).strftime("%H:%M UTC")
     shown = _show(track.last_value, signal.unit)
     usual = _show(track.usual, signal.unit)
     movement = "fell" if signal.direction < 0 else "rose"

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import sys
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fleetwatch.clock import Clock, FakeClock, SystemClock
-from simulator.fleet import FleetError, Fleet, load_fleet
+from simulator.fleet import Fleet, FleetError, load_fleet
 from simulator.model import FleetModel
 from simulator.provision import provision
 from simulator.scenario import load_scenario, scenario_fleet, scenario_names
@@ -26,7 +25,7 @@ DEMO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIAFLEETWATCHDEMO01", "AWS_SECRET_ACC
 
 
 def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def start_emulator(scenario: str, *, port: int = 0, host: str = "127.0.0.1", seed: int | None = None,

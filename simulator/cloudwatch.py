@@ -19,8 +19,8 @@ import numpy as np
 
 from simulator.errors import ApiError, validation
 from simulator.fleet import Resource
-from simulator.metrics import BASIC_STATS, PERCENTILE, SeriesDef, account_series, aggregate, minute_stats, series_for
 from simulator.mathx import key, uniform
+from simulator.metrics import BASIC_STATS, PERCENTILE, SeriesDef, account_series, aggregate, minute_stats, series_for
 from simulator.model import FleetModel, in_mode
 
 MAX_QUERIES = 500

@@ -244,7 +244,7 @@ def evaluate(query: str, events: list[dict[str, Any]], limit: int) -> list[list[
         buckets.setdefault(tuple(g(ev) for _, g in groups), []).append(ev)
     rows = []
     for group_values, members in buckets.items():
-        row = [{"field": name, "value": str(v)} for (name, _), v in zip(groups, group_values) if v is not None]
+        row = [{"field": name, "value": str(v)} for (name, _), v in zip(groups, group_values, strict=True) if v is not None]
         for name, fn, arg in aggs:
             if fn == "count":
                 value: float | None = float(len(members) if arg == "*" else sum(1 for ev in members if ev.get(arg) is not None))

@@ -43,8 +43,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             if isinstance(r.get(key), int):
                 line[key] = line.get(key, 0) + r[key]
     body = [[group, *(str(line.get(c.replace(" ", "_"), "")) for c in COLUMNS)] for group, line in merged.items()]
-    widths = [max(len(x) for x in col) for col in zip(head, *body)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
     return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(b) for b in body)])
 
 

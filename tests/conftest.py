@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 import threading
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -16,7 +16,7 @@ from botocore.config import Config
 
 from fleetwatch.clock import FakeClock
 
-ANCHOR = int(datetime(2026, 11, 18, 15, 0, tzinfo=timezone.utc).timestamp())  # a Wednesday afternoon
+ANCHOR = int(datetime(2026, 11, 18, 15, 0, tzinfo=UTC).timestamp())  # a Wednesday afternoon
 CREDS = {"aws_access_key_id": "AKIATESTFLEETWATCH01", "aws_secret_access_key": "test-secret"}
 NO_RETRY = Config(retries={"total_max_attempts": 1}, read_timeout=60)
 
@@ -94,9 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    from collector.policy import allowed, load_policy
-
-    from collector.policy import POLICY_PATH
+    from collector.policy import POLICY_PATH, allowed, load_policy
 
     # Collecting needs only the read-only policy; mail by SES adds the send policy.
     policy = load_policy() + load_policy(POLICY_PATH.with_name("fleetwatch-ses-send-policy.json"))

@@ -30,8 +30,8 @@ from opentelemetry.trace import Status, StatusCode
 from collector.aws import Aws
 from collector.poll import Collector
 from fleetwatch.agent.alerting import build_pipeline, observations, resources
-from fleetwatch.clock import Clock, FakeClock
 from fleetwatch.agent.detection import detect, detector_settings
+from fleetwatch.clock import Clock, FakeClock
 from fleetwatch.logs import correlated
 from fleetwatch.store import Store
 from fleetwatch.telemetry import Telemetry

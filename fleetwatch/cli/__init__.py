@@ -13,7 +13,6 @@ from fleetwatch.config import Config, ConfigError, load_config
 from fleetwatch.config.loader import reference_markdown
 from fleetwatch.store import StoreError, open_store, store_location
 
-
 CONFIG_HELP = "configuration file (TOML); default: built-in defaults plus FLEETWATCH_* environment variables"
 
 
@@ -169,9 +168,8 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str]) -> int:
             return replay_main(args.file, args.detector, args.threshold, args.profile)
         if args.command in ("emulate", "demo"):
             try:
-                from simulator.cli import run_emulator
-
                 from fleetwatch.cli.demo import demo_command
+                from simulator.cli import run_emulator
             except ImportError as exc:
                 print(f"fleetwatch: the emulated fleet needs the emulator extra ({exc.name} is missing); "
                       "install it with: pip install 'fleetwatch[emulator]'", file=sys.stderr)
@@ -191,8 +189,8 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str]) -> int:
         if args.command in ("plan", "collect"):
             return _collect(args, cfg)
         if args.command == "detect":
-            from fleetwatch.clock import SystemClock
             from fleetwatch.agent.detection import detect, detector_settings
+            from fleetwatch.clock import SystemClock
 
             with open_store(existing_store(cfg)) as store:
                 detection = detect(store, int(SystemClock().now()), names=args.detector, settings=detector_settings(cfg))
@@ -276,8 +274,8 @@ def existing_store(cfg: Config) -> str:
 
 def _collect(args: argparse.Namespace, cfg: Config) -> int:
     from collector.aws import Aws, credentials_problem
-    from fleetwatch.clock import SystemClock
     from fleetwatch.cli.collect import collect_command, plan_command
+    from fleetwatch.clock import SystemClock
     from fleetwatch.lock import LockHeld, store_lock
 
     if args.command == "plan":

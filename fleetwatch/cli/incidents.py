@@ -6,10 +6,10 @@ import argparse
 import sys
 import time
 
+from alerts.store import AlertStore
 from fleetwatch.clock import SystemClock
 from fleetwatch.config.settings import parse_duration
 from fleetwatch.store import Store
-from alerts.store import AlertStore
 
 
 def _when(t: int | None) -> str:

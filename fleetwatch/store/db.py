@@ -19,9 +19,8 @@ from typing import Any
 import sqlite_utils
 
 from fleetwatch.store.dialect import SQLITE
-from fleetwatch.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
-
 from fleetwatch.store.errors import StoreError
+from fleetwatch.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from fleetwatch.store.sqlite import MIGRATIONS_TABLE, _check_writable, _connect, _explain, _inspect
 
 __all__ = ["MIGRATIONS_TABLE", "SeriesKey", "Store", "StoreError", "check_recorded", "index_resource_id", "migrate", "open_sqlite_store",

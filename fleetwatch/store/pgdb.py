@@ -17,8 +17,8 @@ from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import RowMaker
 
-from fleetwatch.store.errors import StoreError
 from fleetwatch.store.dialect import to_pg
+from fleetwatch.store.errors import StoreError
 
 _TYPES = {str: "TEXT", int: "BIGINT", float: "DOUBLE PRECISION", bytes: "BYTEA"}
 
