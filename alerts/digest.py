@@ -99,7 +99,7 @@ class _Series:
         if (metric, stat) not in self.ids:
             return out
         for table, agg in _SOURCES:
-            sql = (f"SELECT s.resource_id, (? - 1 - x.ts) / ? AS k, {agg} FROM {self.ids_from} {self.join} series s ON s.id = {self.id_col} "
+            sql = (f"SELECT s.resource_id, (? - 1 - x.ts) / ? AS k, {agg} FROM " f"{self.ids_from} {self.join} series s ON s.id = {self.id_col} "
                    f"{self.join} {table} ON x.series_id = s.id AND x.ts >= ? AND x.ts < ? GROUP BY s.resource_id, k")
             for rid, k, total, n, peak in self.db.execute(sql, [end, span, self.ids[(metric, stat)], end - weeks * span, end]):
                 if n:
@@ -264,7 +264,7 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
         if r["kind"] == "sqs" and f.get("max_receive_count") == 1:
             d.hygiene.append(f"queue {r['name']} has maxReceiveCount 1: one failed attempt sends a message to the DLQ")
         if r["kind"] == "ses" and f.get("sandbox"):
-            d.hygiene.append(f"SES in {account_label(r['account'], names)} {r['region']} is still in the sandbox (200 mails a day, verified "
+            d.hygiene.append(f"SES in {account_label(r['account'], names)} {r['region']} " "is still in the sandbox (200 mails a day, verified "
                              "recipients only)")
         if r["kind"] == "lambda" and f.get("reserved_concurrency") is None and \
                 any(u.startswith(("rds:", "rds_proxy:")) for u in f.get("uses") or []):

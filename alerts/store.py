@@ -114,7 +114,7 @@ class AlertStore:
 
     def acknowledge(self, incident_id: int, who: str, now: int) -> bool:
         with self.store.transaction() as db:
-            cur = db.execute("UPDATE incidents SET acked_by = ?, acked_at = ? WHERE id = ? AND acked_at IS NULL AND resolved_at IS NULL",
+            cur = db.execute("UPDATE incidents SET acked_by = ?, acked_at = ? WHERE " "id = ? AND acked_at IS NULL AND resolved_at IS NULL",
                              [who, now, incident_id])
             if cur.rowcount:
                 db.table("incident_events").insert({"incident_id": incident_id, "ts": now, "event": "acknowledged", "detail": who})

@@ -208,7 +208,7 @@ def main() -> None:
         n = sum(len(v) for v in times.values())
         print(f"web.cache = {cache} s: {n} requests in {wall:.1f} s ({n / wall:.0f}/s)")
         for page in PAGES:
-            print(f"  {page:12} p50 {pct(times[page], 0.5):7.1f} ms   p95 {pct(times[page], 0.95):7.1f} ms   ({len(times[page])} requests)")
+            print(f"  {page:12} p50 {pct(times[page], 0.5):7.1f} ms   p95 " f"{pct(times[page], 0.95):7.1f} ms   ({len(times[page])} requests)")
         everything = [x for v in times.values() for x in v]
         results[label] = {"web_cache_s": cache, "requests_per_s": round(n / wall, 1),
                           **{f"{'overview' if p == '/' else 'incidents'}_{k}": pct(times[p], q)
@@ -233,7 +233,7 @@ def page_paths(path: Path) -> dict[str, tuple[str, ...]]:
     with open_store(path) as store:
         incidents = [r[0] for r in store.db.execute("SELECT id FROM incidents ORDER BY id DESC LIMIT 5")]
         resources = [r[0] for r in store.db.execute(
-            "SELECT id FROM (SELECT id, kind, ROW_NUMBER() OVER (PARTITION BY kind ORDER BY id) AS n FROM resources) "
+            "SELECT id FROM (SELECT id, kind, ROW_NUMBER() OVER " "(PARTITION BY kind ORDER BY id) AS n FROM resources) "
             "WHERE n <= 2 AND kind IN ('lambda', 'api', 'sqs', 'rds', 'ses') ORDER BY kind, id")]
     return {"overview": ("/",), "incident list": ("/incidents",),
             "incident": tuple(f"/incidents/{i}" for i in incidents),

@@ -145,7 +145,7 @@ def main() -> None:
                 got = run_scenario(emulator, clock, name, Path(tmp))
                 rows += got
                 for r in got:
-                    print(f"{name:24} {r['incident']:32} {'found' if r['found'] else 'MISSED':6} by {r['detector'] or '-':14} "
+                    print(f"{name:24} {r['incident']:32} " f"{'found' if r['found'] else 'MISSED':6} by {r['detector'] or '-':14} "
                           f"after {r['delay_minutes'] if r['delay_minutes'] is not None else '-'} min "
                           f"({time.perf_counter() - started:.0f} s)", flush=True)
             healthy = run_healthy(emulator, clock, args.healthy_hours, Path(tmp))

@@ -144,7 +144,7 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
                 print(f"  +{(at - ANCHOR) / 60:.0f} min {text[:200]!r}", file=sys.stderr)
         for inc in incidents:
             ended = "" if inc["resolved_at"] is None else f"+{(inc['resolved_at'] - ANCHOR) / 60:.0f}"
-            print(f"incident {inc['id']} {inc['state']} +{(inc['started_at'] - ANCHOR) / 60:.0f}..{ended} {inc['title'][:150]}",
+            print(f"incident {inc['id']} {inc['state']} " f"+{(inc['started_at'] - ANCHOR) / 60:.0f}..{ended} {inc['title'][:150]}",
                   file=sys.stderr)
     out["unusual"] = unusual
     out.update(scenario=scenario.name, polls=polls, wall_seconds=round(time.perf_counter() - wall, 1),
@@ -161,7 +161,7 @@ def _unusual_noise(store: Any) -> dict[str, int]:
     mine = {fp for (fp,) in store.db.execute("SELECT fingerprint FROM alerts WHERE detector = 'unusual'")}
     led = supporting = 0
     for labels, members, sent in store.db.execute(
-            "SELECT labels, members, EXISTS (SELECT 1 FROM notifications n WHERE n.incident_id = i.id AND n.status = 'sent') "
+            "SELECT labels, members, EXISTS (SELECT 1 FROM notifications " "n WHERE n.incident_id = i.id AND n.status = 'sent') "
             "FROM incidents i"):
         ours = mine.intersection(json.loads(members or "[]"))
         if json.loads(labels or "{}").get("detector") == "unusual":

@@ -222,7 +222,7 @@ def main() -> None:
     results.sort(key=lambda r: r["functions"])
     for r in results:
         share = max(q["peak_share_of_quota"] for q in r["discovery_quota"].values())
-        print(f"{r['functions']:,} functions / {r['queues']:,} queues: fast cycle {r.get('fast_cycle')}, slow cycle {r.get('slow_cycle')}, "
+        print(f"{r['functions']:,} functions / {r['queues']:,} queues: fast " f"cycle {r.get('fast_cycle')}, slow cycle {r.get('slow_cycle')}, "
               f"cold discovery {r['cold_discovery']}, hourly discovery {r['hourly_discovery']}, "
               f"{r['store_bytes_per_sample']} store bytes a sample, agent {r['agent_rss_mib']} MiB "
               f"(peak {r['agent_peak_rss_mib']} MiB), discovery at most {share:.0%} of any quota", flush=True)

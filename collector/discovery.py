@@ -611,5 +611,5 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, AssumeRoleError):
         return str(exc)  # names the role, what AWS said and what to check
     if isinstance(exc, UNREADABLE):
-        return f"an answer from AWS could not be read ({type(exc).__name__}: {str(exc)[:200]}); this source is tried again next poll"
+        return f"an answer from AWS could not be read ({type(exc).__name__}: " f"{str(exc)[:200]}); this source is tried again next poll"
     return f"{type(exc).__name__}: {exc}"

@@ -20,7 +20,7 @@ Errors, Invocations, Duration), detectors read CloudWatch's; these fill in what 
 Counts arrive in pieces (a batch every few seconds), so they are added to the minute they
 belong to; percentiles are recomputed from the minute's durations, kept in memory for the
 last few minutes and bounded per minute.
-"""
+"""  # noqa: E501 - a Markdown table: its rows cannot wrap
 
 from __future__ import annotations
 

@@ -487,8 +487,9 @@ class Collector:
     def _metrics(self, place: Place, chunks: list[Chunk], clients: Any, now: int, monitoring: str = "") -> SourceResult:
         """Fetch chunk by chunk (oldest first), a chunk's batches up to METRIC_THREADS at once. Each
         batch's samples are stored on a writer thread, in order, while later batches are fetched;
-        a chunk's cursors move only once all of its batches are stored. With `monitoring` (the monitoring account's id), `place` is the
-        monitoring account's and each query of another account carries its AccountId."""
+        a chunk's cursors move only once all of its batches are stored. With `monitoring` (the
+        monitoring account's id), `place` is the monitoring account's and each query of another
+        account carries its AccountId."""
         result = SourceResult("cloudwatch", place)
         partial: list[str] = []
         with self.aws.log.source("cloudwatch"), ThreadPoolExecutor(max_workers=1) as writer, \

@@ -154,7 +154,7 @@ def _scheduled_run(inp: Inputs, rule: Resource) -> Iterator[Finding]:
                 break
             if mine and settled and throttled > 0 and ran == 0:
                 yield Finding("async_jobs", rule.id, WARNING,
-                              f"{rule.name}: the run at {_at(run)} has not started — {fn.name} throttled {throttled:.0f} times{every}",
+                              f"{rule.name}: the run at {_at(run)} has not started " f"— {fn.name} throttled {throttled:.0f} times{every}",
                               run, ev, cause=f"{fn.name} has no concurrency free (reserved concurrency or the account's limit); "
                               "Lambda retries a throttled event for up to 6 hours, then drops it",
                               fix=f"Give {fn.name} concurrency (raise its reservation, or free the account's).", key="target-throttled")
@@ -199,11 +199,11 @@ def _async_queue(inp: Inputs, fn: Resource, skip_dropped: bool = False) -> Itera
     if any(s.sum() > 0 for s in lost.values()):
         total = sum(s.sum() for s in lost.values())
         yield Finding("async_jobs", fn.id, WARNING,
-                      f"{fn.name}: {total:.0f} failed events could not be saved to its dead-letter queue or destination in 10 min",
+                      f"{fn.name}: {total:.0f} failed events could not be " "saved to its dead-letter queue or destination in 10 min",
                       min(s.points[0][0] for s in lost.values() if s), evidence(
                           dead_letter_errors=lost["DeadLetterErrors"], destination_failures=lost["DestinationDeliveryFailures"],
                           units={"dead_letter_errors": "count", "destination_failures": "count"}),
-                      cause="the DLQ or destination refused them (permissions, a deleted resource, or the size limit): they are lost",
+                      cause="the DLQ or destination refused them (permissions, a " "deleted resource, or the size limit): they are lost",
                       fix=f"Check {fn.name}'s DLQ / on-failure destination exists and its execution role may send to it.",
                       key="async-lost")
     age = inp.get(fn.id, "AsyncEventAge", "Maximum").since(inp.now - TREND)

@@ -111,7 +111,7 @@ def describe(emulator: Emulator, full: bool, seconds: float) -> str:
     lines = [
         f"fleetwatch emulated AWS fleet {info['fleet']!r}, scenario {info['scenario']!r} (seed {info['seed']})",
         *([f"  {info['description']}"] if info["description"] else []),
-        f"  ready in {seconds:.1f} s; clock {'frozen (fake)' if info['fake_clock'] else 'real'}, now {iso(info['now'])}, "
+        f"  ready in {seconds:.1f} s; clock " f"{'frozen (fake)' if info['fake_clock'] else 'real'}, now {iso(info['now'])}, "
         f"scenario anchor {iso(info['anchor'])}",
         "",
         f"endpoint: {info['endpoint']}",
@@ -140,7 +140,7 @@ def describe(emulator: Emulator, full: bool, seconds: float) -> str:
     for inc in sorted(info["incidents"], key=lambda i: i["start"]):
         where = "ongoing" if inc["start"] <= info["now"] < inc["end"] else ("past" if inc["end"] <= info["now"] else "upcoming")
         lines.append(f"  {inc['id']:30} {inc['kind']:24} {iso(inc['start'])} → {iso(inc['end'])} ({where})")
-        lines.append(f"      at {inc['resource']}{' → users feel it at ' + inc['outcome'] if inc['outcome'] else ''}: {inc['summary']}")
+        lines.append(f"      at {inc['resource']}{' → users feel it at ' + inc['outcome'] if inc['outcome'] else ''}: " f"{inc['summary']}")
     lines += ["", "control: GET /__fleet__/info, /__fleet__/usage (calls and CloudWatch cost), POST /__fleet__/scenario, "
               "/__fleet__/faults"]
     return "\n".join(lines)

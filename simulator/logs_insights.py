@@ -21,7 +21,7 @@ START and END lines are counted in the scan statistics but not materialised, so 
 begin with `filter @type = "REPORT"`. A query answers Running on its first GetQueryResults and
 Complete after (or the status the `logs_query_status` mode names), with recordsScanned and
 bytesScanned as Logs Insights bills them.
-"""
+"""  # noqa: E501 - the REPORT line is quoted verbatim from AWS
 
 from __future__ import annotations
 

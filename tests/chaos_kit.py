@@ -123,7 +123,7 @@ def outcomes(path: Path, emulator: Any, labels: list[dict[str, Any]], slack_keys
         for label in labels:
             rid = target(emulator, label)
             detected = conn.execute(
-                "SELECT MIN(ts) FROM findings WHERE resource_id = ? AND severity IN ('warning', 'critical') AND ts BETWEEN ? AND ?",
+                "SELECT MIN(ts) FROM findings WHERE resource_id = ? AND " "severity IN ('warning', 'critical') AND ts BETWEEN ? AND ?",
                 [rid, label["start"] - 600, label["end"] + 1200]).fetchone()[0]
             keys = {k for (k,) in conn.execute(
                 "SELECT n.key FROM notifications n JOIN incidents i ON i.id = n.incident_id "

@@ -102,7 +102,7 @@ def incidents(conn: sqlite3.Connection, filters: dict[str, str] | None = None, l
             sql, args = sql + f" AND {_dialect(conn).json_text('labels', key)} = ?", [*args, value]
     sql += (" ORDER BY (resolved_at IS NULL) DESC,"
             " CASE WHEN resolved_at IS NULL THEN CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END END,"
-            " CASE WHEN resolved_at IS NULL THEN CASE state WHEN 'firing' THEN 0 WHEN 'recovering' THEN 1 WHEN 'pending' THEN 2"
+            " CASE WHEN resolved_at IS NULL THEN CASE state WHEN 'firing' " "THEN 0 WHEN 'recovering' THEN 1 WHEN 'pending' THEN 2"
             " ELSE 3 END END, id DESC LIMIT ?")
     return [_incident(r) for r in _rows(conn, sql, [*args, limit])]
 

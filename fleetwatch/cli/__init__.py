@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--threshold", type=float, default=None,
                      help="surprise -log10(p) that opens an episode (default 3, one point in a thousand; overrides --profile)")
     rep.add_argument("--profile", default="default", choices=("default", "low-fp", "low-fn"),
-                     help="threshold chosen on NAB's development data: default 3, low-fp 4 (fewer false alarms), low-fn 2.5 (fewer misses)")
+                     help="threshold chosen on NAB's development data: default 3, " "low-fp 4 (fewer false alarms), low-fn 2.5 (fewer misses)")
 
     run = sub.add_parser("run", help="run the agent: poll, detect, alert, send the digest and serve the dashboard until stopped")
     _config(run)
@@ -242,7 +242,7 @@ def _check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         print("fleetwatch: config check got two files; give one, with --config FILE", file=sys.stderr)
         return 2
     if args.file:
-        print("fleetwatch: `config check FILE` is deprecated; write `config check --config FILE`, as every command takes it",
+        print("fleetwatch: `config check FILE` is deprecated; write " "`config check --config FILE`, as every command takes it",
               file=sys.stderr)
     path = args.config or args.file
     cfg = load_config(path, environ=environ)

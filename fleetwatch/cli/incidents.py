@@ -47,7 +47,7 @@ def incident_command(args: argparse.Namespace, store: Store) -> int:
     if args.silence_command == "list":
         silences = list(store.db.query("SELECT * FROM silences WHERE ends_at > ? ORDER BY ends_at", [now]))
         for r in silences:
-            print(f"#{r['id']:<4} {r['matchers']}  {_when(r['starts_at'])} -> {_when(r['ends_at'])}  by {r['author']}  {r['comment'] or ''}")
+            print(f"#{r['id']:<4} {r['matchers']}  {_when(r['starts_at'])} -> " f"{_when(r['ends_at'])}  by {r['author']}  {r['comment'] or ''}")
         if not silences:
             print("no active silences")
         return 0

@@ -79,7 +79,7 @@ def read_points(rows: Iterable[list[str]]) -> list[tuple[int, float | None, str]
             raise ReplayError(f"line {i}: time {text} is earlier than the row before it; sort the file by time")
         duplicates += b == a
     if duplicates:
-        print(f"fleetwatch replay: warning: {duplicates} row(s) repeat the time of the row before; each is scored as a point",
+        print(f"fleetwatch replay: warning: {duplicates} row(s) repeat " "the time of the row before; each is scored as a point",
               file=sys.stderr)
     return points
 

@@ -169,7 +169,7 @@ SETTINGS: tuple[Setting, ...] = (
         "each account's role. The accounts must be linked to it as source accounts. Empty: each "
         "account's metrics are read with its own role.",
         pattern=r"^(arn:aws[a-z-]*:iam::\d{12}:role/[^\s]+|\d{12})?$",
-        pattern_hint="a role ARN such as 'arn:aws:iam::123456789012:role/fleetwatch-reader', a 12-digit account id, or empty",
+        pattern_hint="a role ARN such as 'arn:aws:iam::123456789012:role/fleetwatch-reader', " "a 12-digit account id, or empty",
     ),
     Setting(
         "aws.endpoint_url", "str", "",
