@@ -18,7 +18,7 @@ CHROMIUM ?= /usr/bin/chromium
 PG_INITDB = $(or $(FLEETWATCH_PG_BINDIR:%=%/initdb),$(lastword $(sort $(wildcard /usr/lib/postgresql/*/bin/initdb))))
 SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup test soak chaos demo bench docs docs-site clean browser postgresql
+.PHONY: setup test lint soak chaos demo bench docs docs-site clean browser postgresql
 
 setup: $(STAMP) $(UPLOT)
 
@@ -59,6 +59,13 @@ JOBS ?= auto
 
 test: $(STAMP) $(UPLOT) $(AXE) $(CHROMIUM) postgresql docs-site
 	FLEETWATCH_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -n $(JOBS) --dist worksteal
+
+# Lint and format (ruff) on the whole tree, types (mypy) on the product packages: the settings are
+# in pyproject.toml ([tool.ruff], [tool.mypy]); .pre-commit-config.yaml runs the same on commit.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # A simulated week of `fleetwatch run` (10,140 polls on a fake clock): memory and store size per day.
 soak: $(STAMP)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import random
 import smtplib
-import socket
 import ssl
 import urllib.error
 from collections.abc import Callable
@@ -122,7 +121,7 @@ class SlackBot:
             if status >= 500:
                 raise SendError(f"Slack {method}: HTTP {status}") from None
             raise SendError(f"Slack {method}: {error or f'HTTP {status}'}", retry=error in ("internal_error", "fatal_error")) from None
-        except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, OSError) as exc:
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
             raise _network(exc) from None
 
     def send(self, target: str, notice: Notice, key: str, first: Delivered | None) -> Delivered:
@@ -193,7 +192,7 @@ class SlackWebhook:
         self.pacer.wait("webhook")
         try:
             got = self.client.send(**payload)
-        except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, OSError) as exc:
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
             raise _network(exc) from None
         if got.status_code == 200:
             return

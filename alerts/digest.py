@@ -11,16 +11,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerts.delivery import Channel, DeliveryFailed, deliver, message_id
 from alerts.messages import render, sections_message
 from alerts.units import human
-from detectors.limits import REPUTATION_ABSENT
 from collector.pollreport import PollingCost, polling_cost
+from detectors.limits import REPUTATION_ABSENT
+from fleetwatch.accounts import account_label, account_names, resource_label, where
 from fleetwatch.config.rules import DAYS
-from fleetwatch.accounts import account_label, configured, account_names, resource_label, where
 from fleetwatch.store import Store
 from fleetwatch.store.dialect import dialect_of, json_loaded
 
@@ -98,7 +99,7 @@ class _Series:
         if (metric, stat) not in self.ids:
             return out
         for table, agg in _SOURCES:
-            sql = (f"SELECT s.resource_id, (? - 1 - x.ts) / ? AS k, {agg} FROM {self.ids_from} {self.join} series s ON s.id = {self.id_col} "
+            sql = (f"SELECT s.resource_id, (? - 1 - x.ts) / ? AS k, {agg} FROM " f"{self.ids_from} {self.join} series s ON s.id = {self.id_col} "
                    f"{self.join} {table} ON x.series_id = s.id AND x.ts >= ? AND x.ts < ? GROUP BY s.resource_id, k")
             for rid, k, total, n, peak in self.db.execute(sql, [end, span, self.ids[(metric, stat)], end - weeks * span, end]):
                 if n:
@@ -250,12 +251,12 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
 
     cold, sampled, init = (series.stats(m, s, start, end) for m, s in COLD)
     # Only functions that did start cold: a function with no cold start is not among the slowest.
-    profile = [{**named(resources[rid]), "cold_share": cold[rid][0] / s[0], "sampled": int(s[0]),
+    profile: list[dict[str, Any]] = [{**named(resources[rid]), "cold_share": cold[rid][0] / s[0], "sampled": int(s[0]),
                 "max_init_ms": init[rid][2] if rid in init else None}
                for rid, s in sampled.items() if s[0] >= 20 and rid in resources and cold.get(rid, (0.0,))[0] > 0]
     d.coldstarts = sorted(profile, key=lambda p: (-(p["max_init_ms"] or 0), -p["cold_share"]))[:5]
 
-    for rid, r in sorted(resources.items()):
+    for _rid, r in sorted(resources.items()):
         f = r["facts"]
         if r["kind"] == "sqs" and f.get("retention_shorter_than_source"):
             d.hygiene.append(f"DLQ {r['name']} keeps messages no longer than its source ({', '.join(f.get('dlq_of') or [])}): "
@@ -263,7 +264,7 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
         if r["kind"] == "sqs" and f.get("max_receive_count") == 1:
             d.hygiene.append(f"queue {r['name']} has maxReceiveCount 1: one failed attempt sends a message to the DLQ")
         if r["kind"] == "ses" and f.get("sandbox"):
-            d.hygiene.append(f"SES in {account_label(r['account'], names)} {r['region']} is still in the sandbox (200 mails a day, verified "
+            d.hygiene.append(f"SES in {account_label(r['account'], names)} {r['region']} " "is still in the sandbox (200 mails a day, verified "
                              "recipients only)")
         if r["kind"] == "lambda" and f.get("reserved_concurrency") is None and \
                 any(u.startswith(("rds:", "rds_proxy:")) for u in f.get("uses") or []):
@@ -363,10 +364,12 @@ def send_digest(store: Store, d: Digest, targets: list[str], channels: dict[str,
                 msg["Message-ID"] = message_id(f"digest/{d.period}/{target}")
                 msg.set_content(render_text(d))
                 msg.add_alternative(render_html(d), subtype="html")
-                deliver(lambda: channel.send_message(msg), attempts, sleep)  # type: ignore[attr-defined]
+                # Channel (the protocol) has no send_message: the email channels (delivery._Mail) do.
+                deliver(partial(channel.send_message, msg), attempts, sleep)  # type: ignore[attr-defined]
             else:
                 message = slack_digest(d, public_url)
-                deliver(lambda: channel.post_message(where, message), attempts, sleep)  # type: ignore[attr-defined]
+                # Channel has no post_message: the Slack channels (SlackBot, SlackWebhook) do.
+                deliver(partial(channel.post_message, where, message), attempts, sleep)  # type: ignore[attr-defined]
         except DeliveryFailed as exc:
             errors.append(f"{target}: {exc}")
             continue

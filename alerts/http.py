@@ -5,7 +5,6 @@ server may have it)."""
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -46,6 +45,6 @@ def post_json(url: str, body: Any, timeout: float, headers: dict[str, str] | Non
     except urllib.error.HTTPError as exc:
         with exc:
             return Answer(exc.code, {k.lower(): v for k, v in (exc.headers or {}).items()}, exc.read(MAX_ANSWER))
-    except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, OSError) as exc:
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise SendError(f"{what}: {type(reason).__name__}: {reason}", retry=True, unsure=True) from None

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from alerts.incidents import ABSORBED, Incident
-from fleetwatch.config.rules import Route, Window, matches_all
 from alerts.state import ERROR, FIRING, NODATA, RESOLVED
+from fleetwatch.config.rules import Route, Window, matches_all
 
 ACKNOWLEDGED = "acknowledged"
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from alerts.delivery import Delivered, SendError
@@ -131,7 +131,7 @@ class PagerDuty:
             "custom_details": details,
         }
         if since:
-            payload["timestamp"] = datetime.fromtimestamp(since, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            payload["timestamp"] = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         links = [{"href": n.url, "text": f"fleetwatch incident #{inc.id}"}]
         return {"payload": {k: v for k, v in payload.items() if v is not None}, "links": links, "client": "fleetwatch",
                 "client_url": n.url}
@@ -161,8 +161,8 @@ def acknowledgement(event: Any) -> tuple[str, str] | None:
     ev = event.get("event") if isinstance(event, dict) else None
     if not isinstance(ev, dict) or ev.get("event_type") != "incident.acknowledged":
         return None
-    data = ev.get("data") if isinstance(ev.get("data"), dict) else {}
-    agent = ev.get("agent") if isinstance(ev.get("agent"), dict) else {}
+    data = ev["data"] if isinstance(ev.get("data"), dict) else {}
+    agent = ev["agent"] if isinstance(ev.get("agent"), dict) else {}
     key = data.get("incident_key")
     if not isinstance(key, str):
         return None

@@ -21,9 +21,9 @@ from alerts.delivery import Channel, Delivered, DeliveryFailed, SendError, deliv
 from alerts.incidents import ABSORBED, Incident, alert_labels, reconcile
 from alerts.messages import Notice
 from alerts.notify import Timers, muted, owed, targets
-from fleetwatch.config.rules import Route, Window
 from alerts.state import FIRING, RECOVERING, Alert, Observation, Policy, step
 from alerts.topology import Topology
+from fleetwatch.config.rules import Route, Window
 
 log = logging.getLogger("fleetwatch.alerts")
 SETTLE_FOR = 7 * 86400  # how long after it ends an incident may still owe its resolved notice
@@ -129,6 +129,7 @@ class Pipeline:
         return report
 
     def _send(self, inc: Incident, target: str, kind: str, history: list, members: list[Alert]) -> Outcome:
+        assert inc.id is not None  # read back from the store, which gave it its id
         channel = self.channels.get(target.partition(":")[0])
         # The kind is part of the key: after an interrupted send whose fate is unknown, what is
         # owed next may be another kind (the incident ended meanwhile), and it must not carry the

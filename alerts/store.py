@@ -7,10 +7,12 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import sqlite_utils
+
 from alerts.incidents import Incident
 from alerts.notify import Sent, Silence
-from fleetwatch.config.rules import parse_matchers
 from alerts.state import RESOLVED, Alert
+from fleetwatch.config.rules import parse_matchers
 from fleetwatch.store.db import Store
 
 _ALERT_COLUMNS = ("fingerprint", "detector", "resource_id", "key", "kind", "state", "severity", "title", "cause", "fix",
@@ -28,6 +30,13 @@ def _alert(row: dict[str, Any]) -> Alert:
 
 
 KEEP_RESOLVED = 8 * 86400
+
+
+def _insert_id(db: sqlite_utils.Database, table: str, row: dict[str, Any]) -> int:
+    """Insert one row into a table keyed by an integer id; the id it was given."""
+    pk = db.table(table).insert(row).last_pk
+    assert pk is not None  # an integer primary key is always assigned
+    return int(pk)
 
 
 class AlertStore:
@@ -87,14 +96,14 @@ class AlertStore:
                 row = {c: getattr(inc, c) for c in _INCIDENT_COLUMNS if c != "id"}
                 row.update(labels=json.dumps(inc.labels, sort_keys=True), members=json.dumps(inc.members), joinable=int(inc.joinable))
                 if inc.id is None:
-                    inc.id = int(db["incidents"].insert(row).last_pk)
+                    inc.id = _insert_id(db, "incidents", row)
                 else:
-                    db["incidents"].update(inc.id, row)
+                    db.table("incidents").update(inc.id, row)
                 for fp in inc.live:
                     if fp in alerts:
                         alerts[fp].incident_id = inc.id
                 for event, detail in inc.events:
-                    db["incident_events"].insert({"incident_id": inc.id, "ts": now, "event": event, "detail": detail})
+                    db.table("incident_events").insert({"incident_id": inc.id, "ts": now, "event": event, "detail": detail})
                 inc.events = []
             rows = []
             for a in alerts.values():
@@ -102,17 +111,17 @@ class AlertStore:
                 row.update(evidence=json.dumps(a.evidence), labels=json.dumps(a.labels, sort_keys=True), updated_at=now)
                 rows.append(row)
             if rows:
-                db["alerts"].upsert_all(rows, pk="fingerprint", alter=False)
+                db.table("alerts").upsert_all(rows, pk="fingerprint", alter=False)
             # Resolved alerts are kept eight days, so the weekly digest counts their flaps; older
             # ones carry nothing a later pass or digest needs.
             db.execute("DELETE FROM alerts WHERE state = ? AND resolved_at < ?", [RESOLVED, now - KEEP_RESOLVED])
 
     def acknowledge(self, incident_id: int, who: str, now: int) -> bool:
         with self.store.transaction() as db:
-            cur = db.execute("UPDATE incidents SET acked_by = ?, acked_at = ? WHERE id = ? AND acked_at IS NULL AND resolved_at IS NULL",
+            cur = db.execute("UPDATE incidents SET acked_by = ?, acked_at = ? WHERE " "id = ? AND acked_at IS NULL AND resolved_at IS NULL",
                              [who, now, incident_id])
             if cur.rowcount:
-                db["incident_events"].insert({"incident_id": incident_id, "ts": now, "event": "acknowledged", "detail": who})
+                db.table("incident_events").insert({"incident_id": incident_id, "ts": now, "event": "acknowledged", "detail": who})
             return bool(cur.rowcount)
 
     def events(self, incident_id: int) -> list[dict[str, Any]]:
@@ -132,7 +141,7 @@ class AlertStore:
     def begin_send(self, key: str, incident_id: int, target: str, kind: str, version: str, now: int) -> None:
         with self.store.transaction() as db:
             self.fence(db)
-            db["notifications"].insert({"key": key, "incident_id": incident_id, "target": target, "kind": kind, "version": version,
+            db.table("notifications").insert({"key": key, "incident_id": incident_id, "target": target, "kind": kind, "version": version,
                                         "status": "sending", "sent_at": now}, replace=True)
 
     def sent(self, key: str, external_id: str, thread_id: str, now: int) -> None:
@@ -160,7 +169,7 @@ class AlertStore:
             cur = db.execute("UPDATE notification_failures SET attempts = attempts + ?, error = ?, failed_at = ? "
                              "WHERE incident_id = ? AND target = ? AND kind = ?", [attempts, error[:2000], now, incident_id, target, kind])
             if not cur.rowcount:
-                db["notification_failures"].insert({"incident_id": incident_id, "target": target, "kind": kind, "attempts": attempts,
+                db.table("notification_failures").insert({"incident_id": incident_id, "target": target, "kind": kind, "attempts": attempts,
                                                     "error": error[:2000], "failed_at": now})
 
     def last_failure(self, incident_id: int, target: str) -> int | None:
@@ -179,8 +188,8 @@ class AlertStore:
         if ends_at <= starts_at:
             raise ValueError("a silence must end after it starts")
         with self.store.transaction() as db:
-            return int(db["silences"].insert({"matchers": matchers, "starts_at": starts_at, "ends_at": ends_at, "author": author,
-                                              "comment": comment, "created_at": now}).last_pk)
+            return _insert_id(db, "silences", {"matchers": matchers, "starts_at": starts_at, "ends_at": ends_at, "author": author,
+                                               "comment": comment, "created_at": now})
 
     def expire_silence(self, silence_id: int, now: int) -> bool:
         with self.store.transaction() as db:

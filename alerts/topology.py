@@ -5,8 +5,9 @@ integrations (function -> API), a schedule's targets (function -> schedule), a q
 (function -> queue: a failing consumer is a backlog), a source queue's DLQ (queue -> DLQ), what a
 function's environment names (database, proxy, table, SES -> function), a proxy's target database
 (database -> proxy), the account's Lambda concurrency (account -> the functions holding most of
-it, from the collector's `concurrency_holders` fact), and explicit wiring from the configuration. A resource that reaches no entry point that
-way reaches the entry points sharing its `service` tag in its account and region.
+it, from the collector's `concurrency_holders` fact), and explicit wiring from the configuration.
+A resource that reaches no entry point that way reaches the entry points sharing its `service`
+tag in its account and region.
 """
 
 from __future__ import annotations

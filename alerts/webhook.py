@@ -16,7 +16,7 @@ repeat, acknowledged, resolved, absorbed) and who acknowledged it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from alerts.delivery import Delivered, SendError
@@ -28,7 +28,7 @@ MAX_ALERTS = 100  # the rest is counted in truncatedAlerts, as Alertmanager's ma
 
 
 def _iso(ts: int | None) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else ZERO_TIME
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else ZERO_TIME
 
 
 def _common(dicts: list[dict[str, str]]) -> dict[str, str]:
@@ -46,7 +46,7 @@ def payload(n: Notice, receiver: str, external_url: str) -> dict[str, Any]:
         shared["acknowledged_by"] = one_line(inc.acked_by, 200)
     if n.kind == "absorbed" and n.extra.get("into_url"):
         shared["merged_into_url"] = str(n.extra["into_url"])
-    alerts = []
+    alerts: list[dict[str, Any]] = []
     for a in n.alerts or []:
         done = ended or a.state == "resolved"
         labels = {str(k): clean(v, 500) for k, v in (a.labels or {}).items() if v not in (None, "")}

@@ -13,7 +13,8 @@
 N functions' error and invocation series (2N series) with a day of 5-minute history in a
 fresh store, then detection passes (`fleetwatch.agent.detection.detect`, the detector alone) — the
 first ones learn the stored day, then a pass at a bucket's edge (every series fed one bucket,
-its state read and written) and passes between edges (nothing due) — per series and pass, less the same pass with the detector off.
+its state read and written) and passes between edges (nothing due) — per series and pass, less
+the same pass with the detector off.
 
 Every CSV goes through `fleetwatch replay`'s code (each decision from the rows before it and
 itself). Microsoft segments: a labelled segment (consecutive rows with Label 1) is found when
@@ -205,7 +206,7 @@ def main() -> None:
     profiles = {p: round(v["fixed"]["score"], 2) for p, v in scored["profiles"].items()}
     ev = scored["events"]
     print(f"NAB development split ({scored['files']} series, {scored['windows']} windows), threshold {threshold:g}: "
-          f"standard {profiles['standard']}, low-FP {profiles['reward_low_FP_rate']}, low-FN {profiles['reward_low_FN_rate']}; "
+          f"standard {profiles['standard']}, low-FP {profiles['reward_low_FP_rate']}, " f"low-FN {profiles['reward_low_FN_rate']}; "
           f"events: recall {ev['found']}/{ev['windows']} = {ev['recall']:.3f}, precision {ev['precision']:.3f}, "
           f"{ev['false_alarms']} false alarms ({ev['false_alarms_per_week']:.2f} a week a series)", flush=True)
 
@@ -224,7 +225,7 @@ def main() -> None:
           f"memory per series: " + ", ".join(f"{k} step {v / 1024:.1f} KiB" for k, v in memory.items()), flush=True)
     cost = live_cost(args.live) if args.live else None
     if cost:
-        print(f"live `unusual`: {cost['edge_us_per_series']} µs a series at a bucket's edge, {cost['between_us_per_series']} µs "
+        print(f"live `unusual`: {cost['edge_us_per_series']} µs a series " f"at a bucket's edge, {cost['between_us_per_series']} µs "
               f"between, {cost['state_bytes_per_series']} B of state a series ({cost['series']} series)", flush=True)
     print(json.dumps({
         "threshold": threshold, "live": cost,

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
                         for c in chunks for k in range(0, len(c.queries), MAX_QUERIES)]
             window = (chunks[0].start, chunks[-1].end)
 
-            def sdk() -> float:
+            def sdk(requests: list[list[dict[str, Any]]], window: tuple[int, int]) -> float:
                 started = time.perf_counter()
                 for batch in requests:
                     token = None
@@ -130,12 +130,12 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
                 return elapsed
 
             if i % 2:
-                sdks.append(sdk())
+                sdks.append(sdk(requests, window))
                 polls.append(poll())
             else:
                 polls.append(poll())
-                sdks.append(sdk())
-            print(f"repeat {i + 1}: {queries} queries, {calls[-1]} calls, poll {polls[-1]:.2f} s, bare boto3 {sdks[-1]:.2f} s, "
+                sdks.append(sdk(requests, window))
+            print(f"repeat {i + 1}: {queries} queries, {calls[-1]} calls, " f"poll {polls[-1]:.2f} s, bare boto3 {sdks[-1]:.2f} s, "
                   f"ratio {polls[-1] / sdks[-1]:.2f}, {samples[-1]} samples", flush=True)
 
         by_place: dict[str, list[dict[str, Any]]] = {}
@@ -168,8 +168,8 @@ def project_monitoring(resources: list[dict[str, Any]], accounts: int) -> dict[s
     out = {"accounts": accounts, "calls_per_hour_each_account": round(p.calls_per_hour),
            "calls_per_hour_monitoring_account": round(p.monitoring_calls_per_hour),
            "monthly_cost_usd_each_account": round(p.monthly_cost_usd, 2), "monthly_cost_usd_monitoring_account": round(p.monthly_cost_usd, 2)}
-    print(f"monitoring-account mode over {accounts} accounts: {out['calls_per_hour_monitoring_account']:,} GetMetricData calls an hour "
-          f"against {out['calls_per_hour_each_account']:,} with each account polling its own; ${out['monthly_cost_usd_each_account']:,.2f} "
+    print(f"monitoring-account mode over {accounts} accounts: " f"{out['calls_per_hour_monitoring_account']:,} GetMetricData calls an hour "
+          f"against {out['calls_per_hour_each_account']:,} with each account " f"polling its own; ${out['monthly_cost_usd_each_account']:,.2f} "
           "a month either way (billed per metric, not per call)", flush=True)
     return out
 
@@ -190,7 +190,7 @@ def measure_discovery(args: argparse.Namespace, aws: Aws, clock: RemoteClock) ->
             begun, n = paced.now(), len(released)
             results = collector.discover()
             assert all(r.status == "ok" for r in results), [r.error for r in results]
-            print(f"discovery {hour}: {len(released) - n} paced calls over {paced.now() - begun:.0f} s (paced); {results[0].note}", flush=True)
+            print(f"discovery {hour}: {len(released) - n} paced calls over " f"{paced.now() - begun:.0f} s (paced); {results[0].note}", flush=True)
     return quota_use(released)
 
 

@@ -28,7 +28,6 @@ import json
 import os
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from detect_speed import ACCOUNT, REGION, build  # noqa: E402
+
 from fleetwatch.store import SeriesKey, open_store  # noqa: E402
 
 PAGES = ("/", "/incidents")
@@ -112,7 +112,7 @@ def serve(store_path: Path, cache: int) -> tuple[subprocess.Popen[bytes], int]:
                 return proc, port
         except OSError:
             if proc.poll() is not None:
-                raise SystemExit(f"fleetwatch serve exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+                raise SystemExit(f"fleetwatch serve exited: {proc.stderr.read().decode() if proc.stderr else ''}") from None
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("fleetwatch serve did not start within 60 s")
@@ -208,7 +208,7 @@ def main() -> None:
         n = sum(len(v) for v in times.values())
         print(f"web.cache = {cache} s: {n} requests in {wall:.1f} s ({n / wall:.0f}/s)")
         for page in PAGES:
-            print(f"  {page:12} p50 {pct(times[page], 0.5):7.1f} ms   p95 {pct(times[page], 0.95):7.1f} ms   ({len(times[page])} requests)")
+            print(f"  {page:12} p50 {pct(times[page], 0.5):7.1f} ms   p95 " f"{pct(times[page], 0.95):7.1f} ms   ({len(times[page])} requests)")
         everything = [x for v in times.values() for x in v]
         results[label] = {"web_cache_s": cache, "requests_per_s": round(n / wall, 1),
                           **{f"{'overview' if p == '/' else 'incidents'}_{k}": pct(times[p], q)
@@ -233,7 +233,7 @@ def page_paths(path: Path) -> dict[str, tuple[str, ...]]:
     with open_store(path) as store:
         incidents = [r[0] for r in store.db.execute("SELECT id FROM incidents ORDER BY id DESC LIMIT 5")]
         resources = [r[0] for r in store.db.execute(
-            "SELECT id FROM (SELECT id, kind, ROW_NUMBER() OVER (PARTITION BY kind ORDER BY id) AS n FROM resources) "
+            "SELECT id FROM (SELECT id, kind, ROW_NUMBER() OVER " "(PARTITION BY kind ORDER BY id) AS n FROM resources) "
             "WHERE n <= 2 AND kind IN ('lambda', 'api', 'sqs', 'rds', 'ses') ORDER BY kind, id")]
     return {"overview": ("/",), "incident list": ("/incidents",),
             "incident": tuple(f"/incidents/{i}" for i in incidents),

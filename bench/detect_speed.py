@@ -4,9 +4,9 @@
 
 Builds a store directly (no emulator: this measures the pass, not the collector) with
 --functions Lambda functions, each with the six series the collector stores for a function at
-the period it stores them (slow tier: one point per 5 minutes) for --hours, plus the account; then times --repeats full passes
-(load the window from SQLite, run every detector). Prints each pass and, last, one JSON line
-with the median `seconds_per_pass` and where the time goes. Target: under 1 s.
+the period it stores them (slow tier: one point per 5 minutes) for --hours, plus the account;
+then times --repeats full passes (load the window from SQLite, run every detector). Prints each
+pass and, last, one JSON line with the median `seconds_per_pass` and where the time goes. Target: under 1 s.
 """
 
 from __future__ import annotations

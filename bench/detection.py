@@ -32,8 +32,8 @@ import boto3  # noqa: E402
 
 from collector.aws import Aws  # noqa: E402
 from collector.poll import Collector  # noqa: E402
-from fleetwatch.clock import FakeClock  # noqa: E402
 from fleetwatch.agent.detection import detect  # noqa: E402
+from fleetwatch.clock import FakeClock  # noqa: E402
 from fleetwatch.store import open_store  # noqa: E402
 from simulator.cli import DEMO_CREDENTIALS, start_emulator  # noqa: E402
 from simulator.scenario import load_scenario, scenario_names  # noqa: E402
@@ -145,7 +145,7 @@ def main() -> None:
                 got = run_scenario(emulator, clock, name, Path(tmp))
                 rows += got
                 for r in got:
-                    print(f"{name:24} {r['incident']:32} {'found' if r['found'] else 'MISSED':6} by {r['detector'] or '-':14} "
+                    print(f"{name:24} {r['incident']:32} " f"{'found' if r['found'] else 'MISSED':6} by {r['detector'] or '-':14} "
                           f"after {r['delay_minutes'] if r['delay_minutes'] is not None else '-'} min "
                           f"({time.perf_counter() - started:.0f} s)", flush=True)
             healthy = run_healthy(emulator, clock, args.healthy_hours, Path(tmp))

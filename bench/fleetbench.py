@@ -85,6 +85,6 @@ def quota_use(released: list[tuple[str, float]], quiet: bool = False) -> dict[st
                     "peak_share_of_quota": round(peak / quota.per_second, 3),
                     "hour_share_of_quota": round(hourly / (quota.per_second * 3600), 3)}
         if not quiet:
-            print(f"  {key}: {len(times)} calls, busiest hour {hourly} calls ({hourly / 3600:.2f}/s), peak {peak} in one second "
+            print(f"  {key}: {len(times)} calls, busiest hour {hourly} " f"calls ({hourly / 3600:.2f}/s), peak {peak} in one second "
                   f"against a documented {quota.per_second:g}/s ({peak / quota.per_second:.0%}; {quota.source})", flush=True)
     return out

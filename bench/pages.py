@@ -144,7 +144,7 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
                 print(f"  +{(at - ANCHOR) / 60:.0f} min {text[:200]!r}", file=sys.stderr)
         for inc in incidents:
             ended = "" if inc["resolved_at"] is None else f"+{(inc['resolved_at'] - ANCHOR) / 60:.0f}"
-            print(f"incident {inc['id']} {inc['state']} +{(inc['started_at'] - ANCHOR) / 60:.0f}..{ended} {inc['title'][:150]}",
+            print(f"incident {inc['id']} {inc['state']} " f"+{(inc['started_at'] - ANCHOR) / 60:.0f}..{ended} {inc['title'][:150]}",
                   file=sys.stderr)
     out["unusual"] = unusual
     out.update(scenario=scenario.name, polls=polls, wall_seconds=round(time.perf_counter() - wall, 1),
@@ -161,7 +161,7 @@ def _unusual_noise(store: Any) -> dict[str, int]:
     mine = {fp for (fp,) in store.db.execute("SELECT fingerprint FROM alerts WHERE detector = 'unusual'")}
     led = supporting = 0
     for labels, members, sent in store.db.execute(
-            "SELECT labels, members, EXISTS (SELECT 1 FROM notifications n WHERE n.incident_id = i.id AND n.status = 'sent') "
+            "SELECT labels, members, EXISTS (SELECT 1 FROM notifications " "n WHERE n.incident_id = i.id AND n.status = 'sent') "
             "FROM incidents i"):
         ours = mine.intersection(json.loads(members or "[]"))
         if json.loads(labels or "{}").get("detector") == "unusual":
@@ -263,7 +263,7 @@ def score(labels: list[dict[str, Any]], received: dict[str, Any], notifications:
         outcome_names = label.get("outcome_names") or ([_name(label["outcome"])] if label.get("outcome") else [])
         onset = label.get("onset", label["start"])
 
-        def told(names: list[str]) -> dict[int, int]:
+        def told(label: dict[str, Any], names: list[str]) -> dict[int, int]:
             # A thread is about this incident when a message in it names it while the incident is
             # on: its first page, or an update of a thread already open (a related problem joined
             # the incident that was).
@@ -276,8 +276,8 @@ def score(labels: list[dict[str, Any]], received: dict[str, Any], notifications:
         # cause's own, is this problem paged twice.
         others = [n for other in labels if other is not label
                   for n in (other.get("resource_names") or [_name(other["resource"])])]
-        hits = told(cause_names)
-        for i, at in told(outcome_names).items():
+        hits = told(label, cause_names)
+        for i, at in told(label, outcome_names).items():
             if i not in hits and not any(n in threads[i]["text"] for n in others):
                 hits[i] = at
         mine = sorted(hits)

@@ -48,9 +48,9 @@ from collector.aws import Aws  # noqa: E402
 from collector.pacing import Pacer  # noqa: E402
 from collector.probes import ALIAS_FRACTION  # noqa: E402
 from fleetwatch.agent.loop import Agent  # noqa: E402
+from fleetwatch.cli.run import EmulatedClock  # noqa: E402
 from fleetwatch.clock import FakeClock  # noqa: E402
 from fleetwatch.config import load_config  # noqa: E402
-from fleetwatch.cli.run import EmulatedClock  # noqa: E402
 from fleetwatch.store import open_store  # noqa: E402
 
 CYCLE_CPU_BUDGET = 60.0  # agent CPU seconds one cycle may take (its interval, on one core)
@@ -82,6 +82,14 @@ class Timed:
     def figures(self) -> dict[str, float]:
         return {"agent_cpu_seconds": round(self.cpu, 2), "wall_seconds": round(self.wall, 2),
                 "emulator_cpu_seconds": round(self.emulator_cpu, 2)}
+
+
+def _recording(poll: Any, reports: list[Any]) -> Any:
+    """`poll`, keeping each report it returns in `reports`."""
+    def recorded(**kw: Any) -> Any:
+        reports.append(poll(**kw))
+        return reports[-1]
+    return recorded
 
 
 def measure(functions: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -136,7 +144,7 @@ def run(functions: int, queues: int, endpoint: str, emulator_pid: int, path: Pat
             clock.set(max(clock.now(), due))
             reports: list[Any] = []
             poll = collector.poll
-            collector.poll = lambda **kw: reports.append(poll(**kw)) or reports[-1]  # type: ignore[method-assign]
+            collector.poll = _recording(poll, reports)  # type: ignore[method-assign]
             with Timed(emulator_pid) as t:
                 cycle = agent.cycle(due)
             collector.poll = poll  # type: ignore[method-assign]
@@ -214,7 +222,7 @@ def main() -> None:
     results.sort(key=lambda r: r["functions"])
     for r in results:
         share = max(q["peak_share_of_quota"] for q in r["discovery_quota"].values())
-        print(f"{r['functions']:,} functions / {r['queues']:,} queues: fast cycle {r.get('fast_cycle')}, slow cycle {r.get('slow_cycle')}, "
+        print(f"{r['functions']:,} functions / {r['queues']:,} queues: fast " f"cycle {r.get('fast_cycle')}, slow cycle {r.get('slow_cycle')}, "
               f"cold discovery {r['cold_discovery']}, hourly discovery {r['hourly_discovery']}, "
               f"{r['store_bytes_per_sample']} store bytes a sample, agent {r['agent_rss_mib']} MiB "
               f"(peak {r['agent_peak_rss_mib']} MiB), discovery at most {share:.0%} of any quota", flush=True)

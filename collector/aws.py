@@ -223,7 +223,7 @@ class Aws:
         """(account id, role ARN or None for the home account), in configuration order."""
         if not self.role_arns:
             return [(self.home_account(), None)]
-        out = []
+        out: list[tuple[str, str | None]] = []
         for arn in self.role_arns:
             match = _ROLE_ACCOUNT.match(arn)
             if not match:

@@ -40,7 +40,6 @@ from collector.probes import Clients, ProbeError, ProbeResult
 from fleetwatch.clock import Clock
 from fleetwatch.store import SeriesKey
 
-
 LOGS_NS = "fleetwatch/Logs"
 INSIGHTS_NS = "fleetwatch/LambdaInsights"
 SOURCES = ("lambda_insights", "logs", "xray")
@@ -208,6 +207,7 @@ def insights_points(points: list[tuple[SeriesKey, list[tuple[int, float]]]]) -> 
     init_duration counted warm invocations too (not used: they fall to the next source)."""
     got: dict[tuple[str, str, str], dict[int, float]] = {}
     for key, pts in points:
+        assert key.resource_id is not None  # the keys asked for are insights_keys', each a function's
         got[(key.resource_id, key.metric, key.stat)] = dict(pts)
     out, unusable = ProbeResult(), []
     for rid in sorted({k[0] for k in got}):

@@ -16,8 +16,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from collector import pacing, probes
-from collector.incremental import Prior
 from collector.aws import NO_CREDENTIALS, AssumeRoleError, Place, epoch_seconds
+from collector.incremental import Prior
 from collector.limits import max_connections
 
 Clients = Callable[[str], Any]
@@ -217,8 +217,8 @@ def lambdas(clients: Clients, place: Place, prior: Prior | None = None) -> list[
 
 # -- SQS ----------------------------------------------------------------------------------------
 
-def queues(clients: Clients, place: Place, consumers: dict[str, list[str]] | None = None,
-           prior: Prior | None = None) -> list[Found]:
+def queues(clients: Clients, place: Place, prior: Prior | None = None,
+           consumers: dict[str, list[str]] | None = None) -> list[Found]:
     prior = prior or Prior()
     client = clients("sqs")
     urls = list(_pages(client, "list_queues", "QueueUrls", MaxResults=1000))
@@ -371,7 +371,7 @@ def proxies(clients: Clients, place: Place, prior: Prior | None = None) -> list[
             continue
         targets = list(_pages(client, "describe_db_proxy_targets", "Targets", DBProxyName=name))
         groups = list(_pages(client, "describe_db_proxy_target_groups", "TargetGroups", DBProxyName=name))
-        pool = next((g.get("ConnectionPoolConfig", {}) for g in groups if g.get("IsDefault", True)), {})
+        pool: dict[str, Any] = next((g.get("ConnectionPoolConfig", {}) for g in groups if g.get("IsDefault", True)), {})
         tags = _tag_list(client.list_tags_for_resource(ResourceName=proxy["DBProxyArn"]).get("TagList"))
         facts = {
             "engine_family": proxy.get("EngineFamily"), "status": proxy.get("Status"),
@@ -552,7 +552,7 @@ def discover_place(clients: Clients, place: Place, prior: Prior | None = None) -
                 for fn in lambda_found:
                     for src in fn.facts["event_sources"]:
                         consumers.setdefault(src["source_arn"], []).append(fn.name)
-                got = queues(clients, place, consumers, prior)
+                got = queues(clients, place, prior, consumers=consumers)
             else:
                 got = discover(clients, place, prior)
         except (ClientError, BotoCoreError, *UNREADABLE) as exc:
@@ -611,5 +611,5 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, AssumeRoleError):
         return str(exc)  # names the role, what AWS said and what to check
     if isinstance(exc, UNREADABLE):
-        return f"an answer from AWS could not be read ({type(exc).__name__}: {str(exc)[:200]}); this source is tried again next poll"
+        return f"an answer from AWS could not be read ({type(exc).__name__}: " f"{str(exc)[:200]}); this source is tried again next poll"
     return f"{type(exc).__name__}: {exc}"

@@ -11,12 +11,18 @@ import threading
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 # Stored with each resource's facts: when its detail calls were last made, and the change
 # marker its list call carried then.
 DETAIL_AT, DETAIL_MARKER = "detail_at", "detail_marker"
-F = TypeVar("F")
+
+
+class _HasFacts(Protocol):
+    facts: dict[str, Any]
+
+
+F = TypeVar("F", bound=_HasFacts)  # discovery.Found (not imported: discovery imports this module)
 
 
 @dataclass

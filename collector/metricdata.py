@@ -111,7 +111,7 @@ def fetch(cw: Any, queries: list[plan.Query], start: int, end: int,
             if len(stamps) != len(values):
                 problems.append(f"{queries[idx].key.metric}: {len(stamps)} timestamps for {len(values)} values; dropped")
                 continue
-            for ts, v in zip(stamps, values):
+            for ts, v in zip(stamps, values, strict=True):
                 point = _point(ts, v, start, end)
                 if point is None:
                     dropped += 1
@@ -124,13 +124,13 @@ def fetch(cw: Any, queries: list[plan.Query], start: int, end: int,
         if not token:
             break
         if token in tokens:
-            raise probes.ProbeError("GetMetricData: the same NextToken came back twice; the answer was not used and is asked again next poll")
+            raise probes.ProbeError("GetMetricData: the same NextToken came back twice; " "the answer was not used and is asked again next poll")
         tokens.add(token)
     else:
-        raise probes.ProbeError(f"GetMetricData: more than {MAX_PAGES} pages for one request; the answer was not used and is asked again next poll")
+        raise probes.ProbeError(f"GetMetricData: more than {MAX_PAGES} pages for one request; " "the answer was not used and is asked again next poll")
     missing = len(asked) - len(collected)
     if missing:
-        raise probes.ProbeError(f"GetMetricData: the answer left out {missing} of {len(asked)} queries; it was not used and is asked again next poll")
+        raise probes.ProbeError(f"GetMetricData: the answer left out {missing} of {len(asked)} " "queries; it was not used and is asked again next poll")
     if dropped:
         problems.append(f"{dropped} datapoints outside the window or not finite numbers were dropped")
     if incomplete is not None:

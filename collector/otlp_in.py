@@ -20,7 +20,7 @@ Errors, Invocations, Duration), detectors read CloudWatch's; these fill in what 
 Counts arrive in pieces (a batch every few seconds), so they are added to the minute they
 belong to; percentiles are recomputed from the minute's durations, kept in memory for the
 last few minutes and bounded per minute.
-"""
+"""  # noqa: E501 - a Markdown table: its rows cannot wrap
 
 from __future__ import annotations
 
@@ -36,10 +36,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (ExportMetricsServiceRequest,
-                                                                          ExportMetricsServiceResponse)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as SpanStatus
 
 from fleetwatch.serving import UvicornThread
@@ -244,11 +249,12 @@ class Receiver:
             rid = self._function({**res, **attributes(dp.attributes)}, batch, 1)
             if rid is None:
                 continue
-            counts: list[float] | None = [float(c) for c in dp.bucket_counts]
+            counts = [float(c) for c in dp.bucket_counts]
             if cumulative:
-                counts = self._delta((rid, _instance(res), metric.name, _point_key(dp)), dp.start_time_unix_nano, dp.time_unix_nano, counts)
-                if counts is None:
+                delta = self._delta((rid, _instance(res), metric.name, _point_key(dp)), dp.start_time_unix_nano, dp.time_unix_nano, counts)
+                if delta is None:
                     continue
+                counts = delta
             self._from_metrics.add(rid)
             m = batch.minutes[(rid, _minute(dp.time_unix_nano))]
             top = dp.max * scale if dp.HasField("max") else None
@@ -278,9 +284,9 @@ class Receiver:
             recent = start and (at - start) <= 120 * 1_000_000_000
             return value if recent else None
         if isinstance(value, list):
-            if prev[0] != start or len(prev[1]) != len(value) or any(v < p for v, p in zip(value, prev[1])):
+            if prev[0] != start or len(prev[1]) != len(value) or any(v < p for v, p in zip(value, prev[1], strict=True)):
                 return value  # the process restarted: counting began again
-            return [v - p for v, p in zip(value, prev[1])]
+            return [v - p for v, p in zip(value, prev[1], strict=True)]
         if prev[0] != start or value < prev[1]:
             return value
         return value - prev[1]
@@ -351,7 +357,7 @@ def _point_key(dp: Any) -> tuple[tuple[str, Any], ...]:
 
 # -- the wire ---------------------------------------------------------------------------------
 
-SIGNALS = {"/v1/traces": (ExportTraceServiceRequest, ExportTraceServiceResponse, "rejected_spans"),
+SIGNALS: dict[str, tuple[type[Message], type[Message], str]] = {"/v1/traces": (ExportTraceServiceRequest, ExportTraceServiceResponse, "rejected_spans"),
            "/v1/metrics": (ExportMetricsServiceRequest, ExportMetricsServiceResponse, "rejected_data_points")}
 _IDS = {"traceId", "spanId", "parentSpanId"}  # hex in OTLP/JSON, base64 in protobuf's JSON mapping; unused here
 
@@ -446,7 +452,3 @@ class OtlpServer(UvicornThread):
     def __init__(self, store: Store, now: Callable[[], float], host: str, port: int, counter: Any = None) -> None:
         self.receiver = Receiver(store, now, counter)
         super().__init__(app(self.receiver), host, port, name="OTLP receiver", setting="otlp.port", grace=2)
-
-    def start(self, timeout: float = 20.0) -> OtlpServer:
-        super().start(timeout)
-        return self

@@ -23,10 +23,11 @@ from opentelemetry import context as otel_context
 
 from collector import coldstart_sources, discovery, pacing, plan, probes, published
 from collector.aws import AssumeRoleError, Aws, CallTally, Place
-from collector.metricdata import Chunk, fetch, linked_chunks, windows
-from collector.pollreport import PollReport, SourceResult
 from collector.catalog import ALIGN, DETAIL, FAST, SLOW
 from collector.incremental import Prior
+from collector.metricdata import Chunk, fetch, linked_chunks, windows
+from collector.plan import PlacePlan, Triggered
+from collector.pollreport import PollReport, SourceResult
 from collector.probes import ALIAS_FRACTION
 from collector.scope import Scope
 from fleetwatch.clock import Clock
@@ -156,8 +157,8 @@ class Collector:
         plans = {}
         for place in places:
             planned = self._plan(place, now, tiers)
-            failed = any(r.place == place and r.source == "discovery" and r.status != "ok" for r in results)
-            if failed and not planned[0].resources:
+            undiscovered = any(r.place == place and r.source == "discovery" and r.status != "ok" for r in results)
+            if undiscovered and not planned[0].resources:
                 continue  # never discovered: nothing to poll yet
             plans[place] = planned
         self._done = 0
@@ -379,7 +380,7 @@ class Collector:
             slow_cursor = cursors[SLOW]
             tiers = [FAST] + ([SLOW] if slow_cursor is None or end - slow_cursor >= self.slow_interval - 30 else [])
         if forced is not None and DETAIL not in forced:
-            triggered = plan.Triggered()
+            triggered = Triggered()
         place_plan = plan.build(place, resources, tiers, triggered)
 
         # The full re-read window once every slow_interval (and always without a short window),
@@ -493,8 +494,9 @@ class Collector:
     def _metrics(self, place: Place, chunks: list[Chunk], clients: Any, now: int, monitoring: str = "") -> SourceResult:
         """Fetch chunk by chunk (oldest first), a chunk's batches up to METRIC_THREADS at once. Each
         batch's samples are stored on a writer thread, in order, while later batches are fetched;
-        a chunk's cursors move only once all of its batches are stored. With `monitoring` (the monitoring account's id), `place` is the
-        monitoring account's and each query of another account carries its AccountId."""
+        a chunk's cursors move only once all of its batches are stored. With `monitoring` (the
+        monitoring account's id), `place` is the monitoring account's and each query of another
+        account carries its AccountId."""
         result = SourceResult("cloudwatch", place)
         partial: list[str] = []
         with self.aws.log.source("cloudwatch"), ThreadPoolExecutor(max_workers=1) as writer, \
@@ -514,7 +516,7 @@ class Collector:
 
                     # A chunk's batches in flight together (at most METRIC_THREADS), taken in order.
                     pending = []
-                    for batch, (points, problems, incomplete) in zip(batches, fetcher.map(pacing.in_context(one), batches)):
+                    for batch, (points, problems, incomplete) in zip(batches, fetcher.map(pacing.in_context(one), batches), strict=True):
                         partial.extend(problems)
                         self._note_incomplete(batch, incomplete, chunk.start)
                         pending.append(writer.submit(self._write, points))
@@ -567,9 +569,9 @@ class Collector:
 
 @dataclass
 class _PlacePoll:
-    plan: plan.PlacePlan
+    plan: PlacePlan
     tiers: list[str]
-    triggered: plan.Triggered
+    triggered: Triggered
     resources: list[dict[str, Any]]  # read once per poll: a 10,000-function place is a large read
 
 

@@ -82,7 +82,7 @@ class PollReport:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at))
         scanned = f", {self.scanned_bytes / 1e6:.1f} MB of logs scanned" if self.scanned_bytes else ""
         lines = [f"poll {stamp} ({self.poll_id[:8]}): {sum(calls.values())} API calls, {self.metrics} metrics requested"
-                 f"{scanned} (${self.cost:.4f}), {self.samples} samples stored, {len(self.errors)} errored source(s), {self.seconds:.1f} s"]
+                 f"{scanned} (${self.cost:.4f}), {self.samples} samples stored, " f"{len(self.errors)} errored source(s), {self.seconds:.1f} s"]
         if calls:
             lines.append("  calls: " + ", ".join(f"{op} {n}" for op, n in sorted(calls.items(), key=lambda kv: (-kv[1], kv[0]))))
         for place, tiers in sorted(self.tiers.items()):

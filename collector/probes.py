@@ -203,8 +203,9 @@ def release_facts(before: dict[str, Any] | None, after: dict[str, dict[str, Any]
     now invokes another version or routes other weights — the release, which is a deploy at `at`.
     Nothing was known before the first reading, so the first is never a release."""
     out: dict[str, Any] = {ALIASES: after, ALIASES_AT: at}
-    for name, now in sorted((after or {}).items()) if before is not None else ():
-        was = before.get(name)
+    known = before or {}  # None before the first reading: no alias was known, so none moved
+    for name, now in sorted((after or {}).items()):
+        was = known.get(name)
         if was is None or (was.get("version"), was.get("weights") or {}) == (now["version"], now["weights"]):
             continue
         canary = max(now["weights"].items(), key=lambda vw: vw[1]) if now["weights"] else None

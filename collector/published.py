@@ -86,7 +86,7 @@ class Verified:
         return sum(len(v) for v in self.facts.values())
 
     def note(self) -> str:
-        text = f"{self.missing} planned series not published, over {len(self.facts)} resources ({self.calls} ListMetrics calls)"
+        text = f"{self.missing} planned series not published, over " f"{len(self.facts)} resources ({self.calls} ListMetrics calls)"
         if self.unverified:
             text += "; not verified: " + "; ".join(self.unverified[:3])
         return text

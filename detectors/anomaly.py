@@ -36,7 +36,8 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from itertools import pairwise
 
 MAX_SCORE = 12.0
 WARMUP = 150  # points learnt before any score is given
@@ -51,8 +52,8 @@ NOVEL_MEAN = 6  # points averaged for a novel level
 NOVEL_MARGIN = 0.03  # a value is novel beyond the remembered range by this fraction of its width...
 NOVEL_GATE = 0.5  # ...and by this many noise scales (early records of plain noise are not news)
 NOVEL_SURPRISE = 0.5  # ...and only when the point is this surprising by the calibrated tests
-RANGE_DECAY = 1e-4
-RANGE_HOLD = 100  # points an extreme is held after the series last came near it  # the remembered range relaxes toward the level by this fraction a point
+RANGE_DECAY = 1e-4  # the remembered range relaxes toward the level by this fraction a point
+RANGE_HOLD = 100  # points an extreme is held after the series last came near it
 SURPRISE_PER_SCORE = 3.5  # a calibrated surprise of 10.5 alone scores 3
 DEFAULT_THRESHOLD = 3.0
 # Chosen on NAB's development split (docs/anomaly.md): the best standard, low-FP and low-FN score.
@@ -352,7 +353,7 @@ def score_series(points: list[tuple[int, float | None]], threshold: float = DEFA
 
 
 def infer_step(points: list[tuple[int, float | None]]) -> int:
-    gaps = sorted(b[0] - a[0] for a, b in zip(points, points[1:]) if b[0] > a[0])
+    gaps = sorted(b[0] - a[0] for a, b in pairwise(points) if b[0] > a[0])
     if not gaps:
         raise ValueError("every row has the same time; cannot tell the step")
     return int(gaps[len(gaps) // 2])

@@ -24,10 +24,21 @@ best-effort ("a data point ... might not be delivered at all").
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from detectors import schedule_times
-from detectors.base import CRITICAL, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence
+from detectors.base import (
+    CRITICAL,
+    WARNING,
+    Finding,
+    Inputs,
+    NoData,
+    Resource,
+    Series,
+    detector,
+    evidence,
+    series_evidence,
+)
 
 READS = {("TriggeredRules", "Sum"), ("InvocationsSentToDlq", "Sum"), ("InvocationsFailedToBeSentToDlq", "Sum"),
          ("Invocations", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum"), ("AsyncEventsDropped", "Sum"),
@@ -49,7 +60,7 @@ MIN_R2 = 0.6
 
 
 def _at(t: int) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%H:%M UTC")
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%H:%M UTC")
 
 
 def _minutes(ms: float) -> str:
@@ -130,7 +141,7 @@ def _scheduled_run(inp: Inputs, rule: Resource) -> Iterator[Finding]:
             if mine and ran > failed:
                 break  # an attempt succeeded: the job ran
             every = f" (every {interval // 60} min)" if interval else ""
-            ev = evidence(**{k: v.since(start - 3600) for k, v in series.items()}, units={k: "count" for k in series})
+            ev = series_evidence({k: v.since(start - 3600) for k, v in series.items()}, units={k: "count" for k in series})
             ev["functions"] = [fn.id]
             ev["run"] = {"triggered_at": run, "attempts": ran, "errors": failed, "throttles": throttled, "dropped": dropped}
             if dropped > 0 or (mine and failed > 0 and failed >= ran and (failed >= ATTEMPTS or settled)):
@@ -143,7 +154,7 @@ def _scheduled_run(inp: Inputs, rule: Resource) -> Iterator[Finding]:
                 break
             if mine and settled and throttled > 0 and ran == 0:
                 yield Finding("async_jobs", rule.id, WARNING,
-                              f"{rule.name}: the run at {_at(run)} has not started — {fn.name} throttled {throttled:.0f} times{every}",
+                              f"{rule.name}: the run at {_at(run)} has not started " f"— {fn.name} throttled {throttled:.0f} times{every}",
                               run, ev, cause=f"{fn.name} has no concurrency free (reserved concurrency or the account's limit); "
                               "Lambda retries a throttled event for up to 6 hours, then drops it",
                               fix=f"Give {fn.name} concurrency (raise its reservation, or free the account's).", key="target-throttled")
@@ -188,11 +199,11 @@ def _async_queue(inp: Inputs, fn: Resource, skip_dropped: bool = False) -> Itera
     if any(s.sum() > 0 for s in lost.values()):
         total = sum(s.sum() for s in lost.values())
         yield Finding("async_jobs", fn.id, WARNING,
-                      f"{fn.name}: {total:.0f} failed events could not be saved to its dead-letter queue or destination in 10 min",
+                      f"{fn.name}: {total:.0f} failed events could not be " "saved to its dead-letter queue or destination in 10 min",
                       min(s.points[0][0] for s in lost.values() if s), evidence(
                           dead_letter_errors=lost["DeadLetterErrors"], destination_failures=lost["DestinationDeliveryFailures"],
                           units={"dead_letter_errors": "count", "destination_failures": "count"}),
-                      cause="the DLQ or destination refused them (permissions, a deleted resource, or the size limit): they are lost",
+                      cause="the DLQ or destination refused them (permissions, a " "deleted resource, or the size limit): they are lost",
                       fix=f"Check {fn.name}'s DLQ / on-failure destination exists and its execution role may send to it.",
                       key="async-lost")
     age = inp.get(fn.id, "AsyncEventAge", "Maximum").since(inp.now - TREND)

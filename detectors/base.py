@@ -8,8 +8,9 @@ why)` entries: a resource whose signals are absent is its own state, not an alar
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 # info: a risk worth showing (a misconfiguration, a low limit) that pages nobody.
@@ -77,7 +78,7 @@ class Series:
         mx, my = sum(xs) / n, sum(ys) / n
         sxx = sum((x - mx) ** 2 for x in xs)
         syy = sum((y - my) ** 2 for y in ys)
-        sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+        sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
         if sxx == 0:
             return 0.0, 0.0
         slope = sxy / sxx
@@ -90,9 +91,9 @@ class Series:
         is the slowest of those rises, not the last one nor a fit over a longer window: a single
         jump is not a trend, and a ramp that is levelling off is read at its slowest."""
         pts = self.points[-(steps + 1):]
-        if len(pts) < steps + 1 or any(b[0] - a[0] != self.period for a, b in zip(pts, pts[1:])):
+        if len(pts) < steps + 1 or any(b[0] - a[0] != self.period for a, b in pairwise(pts)):
             return None
-        rises = [b[1] - a[1] for a, b in zip(pts, pts[1:])]
+        rises = [b[1] - a[1] for a, b in pairwise(pts)]
         slowest = min(rises)
         if slowest <= 0:
             return None
@@ -108,6 +109,12 @@ class Series:
                 break
             start = t
         return start
+
+
+def reaching(level: float, of: float = 1.0) -> Callable[[float], bool]:
+    """For Series.run_start: whether a value is at least `level` of `of` (a share of a limit). Both
+    are bound now: a lambda written in a loop would read the loop's variables when called."""
+    return lambda v: v / of >= level
 
 
 # A hard limit about to be reached: at least NEAR of it in use, and still climbing fast enough to
@@ -258,6 +265,12 @@ def evidence(limit: float | None = None, baseline: float | None = None, units: d
     evidence(limit=retention, age=age, units={"age": "s", "limit": "s"}). Series left out are
     guessed from their names (unit_for); limit and baseline take the unit of the first series, the
     one held against them."""
+    return series_evidence(series, limit=limit, baseline=baseline, units=units)
+
+
+def series_evidence(series: Mapping[str, Series], *, limit: float | None = None, baseline: float | None = None,
+                    units: dict[str, str] | None = None) -> dict[str, Any]:
+    """evidence() for series named at run time (a metric's name, a dict of series)."""
     given = dict(units or {})
     bad = {k: v for k, v in given.items() if v not in UNITS}
     if bad:
@@ -268,8 +281,9 @@ def evidence(limit: float | None = None, baseline: float | None = None, units: d
     for key, value in (("limit", limit), ("baseline", baseline)):
         if value is not None:
             out[key] = value
-            if key in given or primary is not None:
-                shown[key] = given.get(key) or primary
+            unit = given.get(key) or primary  # given units were checked above: none is empty
+            if unit is not None:
+                shown[key] = unit
     out["units"] = shown
     return out
 

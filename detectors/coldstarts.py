@@ -16,9 +16,8 @@ is not an episode: the share must be elevated in at least MIN_MINUTES separate m
 
 from __future__ import annotations
 
-import statistics
-
 import inspect
+import statistics
 from collections.abc import Iterator
 from typing import Any
 

@@ -8,8 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from detectors.base import (CRITICAL, WARNING, Approach, Finding, Inputs, NoData, Resource, Series, detector, evidence, imminent,
-                            pct)
+from detectors.base import (
+    CRITICAL,
+    WARNING,
+    Approach,
+    Finding,
+    Inputs,
+    NoData,
+    Resource,
+    Series,
+    detector,
+    evidence,
+    imminent,
+    pct,
+    reaching,
+)
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {("DatabaseConnections", "Maximum"), ("DatabaseConnections", "Sum"), ("MaxDatabaseConnectionsAllowed", "Sum"),
@@ -98,10 +111,10 @@ def connections(inp: Inputs) -> Iterator[Finding | NoData]:
         eta = _forecast(conns, limit, inp.now)
         climb = imminent(conns, limit, inp.now)
         if share >= DB_WARN or climb is not None:
-            since = min(conns.run_start(lambda v: v / limit >= DB_WARN) or inp.now, climb.since if climb else inp.now)
+            since = min(conns.run_start(reaching(DB_WARN, of=limit)) or inp.now, climb.since if climb else inp.now)
             cause, suffix = _storm(inp, db, since)
             yield Finding("connections", db.id, CRITICAL if share >= DB_CRIT or climb else WARNING,
-                          f"{db.name} at {pct(share)} of max_connections ({peak:.0f} of {limit}{est}){_rising(climb, share)}{suffix}",
+                          f"{db.name} at {pct(share)} of max_connections ({peak:.0f} " f"of {limit}{est}){_rising(climb, share)}{suffix}",
                           since, evidence(limit=limit, connections=conns), cause=cause or "connections near the database's limit",
                           fix=STORM_FIX, key="utilisation", limit=True, sustained=climb is not None)
         elif share >= FORECAST_FROM and eta is not None and eta <= FORECAST_HORIZON:
@@ -142,7 +155,7 @@ def _proxy(inp: Inputs, proxy: Resource) -> Iterator[Finding | NoData]:
     latest = borrow.latest
     if base and latest and latest[0] >= inp.now - 900 and latest[1] > 3 * base and latest[1] > 1000:
         yield Finding("connections", proxy.id, WARNING,
-                      f"{proxy.name}: average borrow latency {latest[1] / 1000:.1f} ms, {latest[1] / base:.0f}× its usual {base / 1000:.2f} ms",
+                      f"{proxy.name}: average borrow latency {latest[1] / 1000:.1f} " f"ms, {latest[1] / base:.0f}× its usual {base / 1000:.2f} ms",
                       borrow.run_start(lambda v: v > 3 * base) or latest[0], evidence(baseline=base, borrow_latency=borrow),
                       cause="clients wait for pooled connections", fix="Raise the pool size or cut the time connections are held.",
                       key="borrow-latency")

@@ -5,7 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Resource, detector, evidence, imminent, pct
+from detectors.base import (
+    CRITICAL,
+    INFO,
+    WARNING,
+    Finding,
+    Inputs,
+    NoData,
+    Resource,
+    detector,
+    evidence,
+    imminent,
+    pct,
+    reaching,
+)
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {("SES.SentLast24Hours", "Value"), ("Reject", "Sum"), ("Reputation.BounceRate", "Maximum"),
@@ -43,7 +56,7 @@ def ses_account(inp: Inputs) -> Iterator[Finding | NoData]:
             title = (f"{where}: {sent:.0f} of {quota:.0f} daily sends used ({pct(used)})"
                      + (" — still in the SES sandbox" if sandbox else ""))
             yield Finding("ses_account", res.id, severity, title,
-                          sent_series.run_start(lambda v: v / quota >= QUOTA_WARN) or inp.now,
+                          sent_series.run_start(reaching(QUOTA_WARN, of=quota)) or inp.now,
                           evidence(limit=quota, sent_last_24h=sent_series),
                           cause="the account never left the SES sandbox" if sandbox else "sending volume near the 24-hour quota",
                           fix=PRODUCTION_FIX if sandbox else "Ask AWS for a higher sending quota, or spread sends over the day.",
@@ -123,9 +136,10 @@ def _reputation(inp: Inputs, rid: str, where: str) -> Iterator[Finding]:
             continue
         rate = latest[1]
         severity = CRITICAL if rate >= review else WARNING
+        since = series.run_start(reaching(warn)) or latest[0]
         yield Finding("ses_account", rid, severity,
                       f"{where}: {label} rate {pct(rate)} (review at {pct(review)}, sending paused at {pct(pause)})",
-                      series.run_start(lambda v, w=warn: v >= w) or latest[0], evidence(limit=review, rate=series),
+                      since, evidence(limit=review, rate=series),
                       cause=f"{label}s above what AWS tolerates",
                       fix=("Stop sending to addresses that bounced (use the suppression list) and clean the list."
                            if label == "bounce" else "Send only to people who asked for the mail; make unsubscribing easy."),
@@ -151,7 +165,7 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
             rising = climb.told("used up") if climb and peak / limit < HEADROOM_CRIT else ""
             yield Finding("lambda_account", res.id, severity,
                           f"{where}: {peak:.0f} of {limit} account concurrency claimed ({pct(peak / limit)}){rising}{held_by}",
-                          min(claimed.run_start(lambda v: v / limit >= HEADROOM_WARN) or inp.now, climb.since if climb else inp.now),
+                          min(claimed.run_start(reaching(HEADROOM_WARN, of=limit)) or inp.now, climb.since if climb else inp.now),
                           evidence(limit=limit, claimed=claimed),
                           cause="account concurrency nearly used up" + (f" by {holders[0].split(' ')[0]}" if holders else ""),
                           fix="Request a higher concurrent-executions quota (Service Quotas, L-B99A9384), or cap the "

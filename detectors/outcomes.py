@@ -5,7 +5,7 @@ did not run when their expression says they should have, or whose target failed.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from detectors import async_jobs, schedule_times
@@ -103,7 +103,7 @@ def _api(inp: Inputs, api: Resource) -> Iterator[Finding]:
             since = int(held["since"]) if held and held.get("since") else (
                 latency.run_start(lambda v: v >= factor * base_p95) or recent.points[0][0])
             yield Finding("outcomes", api.id, WARNING,
-                          f"{api.name}: p95 latency {now_p95:.0f} ms over 5 min, {now_p95 / base_p95:.1f}× its usual {base_p95:.0f} ms",
+                          f"{api.name}: p95 latency {now_p95:.0f} ms over 5 min, " f"{now_p95 / base_p95:.1f}× its usual {base_p95:.0f} ms",
                           since, _frozen({**evidence(limit=latency_objective or None, latency_p95=latency),
                                           "now": {"latency_p95_ms": round(now_p95, 1), "minutes": RECENT // 60}},
                                          base_p95, since, "ms"),
@@ -169,7 +169,7 @@ def _every(interval: int) -> str:
 
 def _at(t: int, now: int) -> str:
     """A due time in UTC (the zone scheduled rules run in), with its date once it is a day old."""
-    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%H:%M UTC" if now - t < 86400 else "%b %d %H:%M UTC")
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%H:%M UTC" if now - t < 86400 else "%b %d %H:%M UTC")
 
 
 def _known_since(inp: Inputs, rule: Resource) -> int | None:
@@ -228,7 +228,7 @@ def _schedule(inp: Inputs, rule: Resource) -> Iterator[Finding | NoData]:
     if recent_failed.sum() > 0:
         runs = triggered.since(inp.now - max(interval, RECENT) - GRACE).sum()
         yield Finding("outcomes", rule.id, CRITICAL,
-                      f"{rule.name}: {recent_failed.sum():.0f} of {max(runs, recent_failed.sum()):.0f} scheduled runs failed to invoke "
+                      f"{rule.name}: {recent_failed.sum():.0f} of " f"{max(runs, recent_failed.sum()):.0f} scheduled runs failed to invoke "
                       f"{targets}", recent_failed.points[0][0], evidence(failed=failed, triggered=triggered),
                       cause="the target rejected or could not receive the invocation",
                       fix=(f"Check the target's resource policy ({'scheduler' if rule.facts.get('scheduler') else 'events'}"
@@ -261,7 +261,7 @@ def _missed(inp: Inputs, rule: Resource, schedule: schedule_times.Schedule, inte
     severity = _missed_severity(inp, rule, last, first_due, missed)
     if severity is None:
         return
-    runs = f"{f'{missed}+' if missed >= 100 else missed} scheduled run{'s' if missed != 1 else ''} missed since {_at(first_due, inp.now)}"
+    runs = f"{f'{missed}+' if missed >= 100 else missed} scheduled " f"run{'s' if missed != 1 else ''} missed since {_at(first_due, inp.now)}"
     every = (f"{schedule.expression} should run every {_every(interval)}" if schedule.rate is not None
              else f"{schedule.expression} is due about every {_every(interval)} (UTC)")
     if last is not None:

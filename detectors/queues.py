@@ -12,11 +12,23 @@ reads with GetQueueAttributes (fleetwatch/Probe SQS.ApproximateNumberOfMessages)
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
-from detectors.base import CRITICAL, INFO, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, pct
+from detectors.base import (
+    CRITICAL,
+    INFO,
+    WARNING,
+    Finding,
+    Inputs,
+    NoData,
+    Resource,
+    Series,
+    detector,
+    evidence,
+    pct,
+    series_evidence,
+)
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {("ApproximateNumberOfMessagesVisible", "Maximum"), ("ApproximateAgeOfOldestMessage", "Maximum"),
@@ -246,14 +258,14 @@ def _growth(inp: Inputs, q: Resource, visible: Series, age: Series) -> Iterator[
     if recent_sent > 0 and len(recent_deleted) >= 2 and recent_deleted.sum() == 0 and latest[1] > 0:
         who = ", ".join(c.name for c in consumers) or "its consumer"
         if ses is not None:
-            title = f"{q.name}: {recent_sent:.0f} messages sent and none deleted in 15 min — {ses[0]}; {latest[1]:.0f} waiting"
+            title = f"{q.name}: {recent_sent:.0f} messages sent and none " f"deleted in 15 min — {ses[0]}; {latest[1]:.0f} waiting"
             cause, fix = ses
         else:
             # Invocations that fail are a consumer at work, not one that stopped (the mail queue
             # behind SES, the minutes after production access came, still reads none deleted).
             failing = sum(inp.get(c.id, "Errors", "Sum").since(stopped_window).sum() for c in consumers)
             doing = f"failing ({failing:.0f} errors in 15 min)" if failing >= MIN_CONSUMER_ERRORS else "stopped consuming"
-            title = f"{q.name}: {recent_sent:.0f} messages sent and none deleted in 15 min — {who} {doing}; {latest[1]:.0f} waiting"
+            title = f"{q.name}: {recent_sent:.0f} messages sent and none " f"deleted in 15 min — {who} {doing}; {latest[1]:.0f} waiting"
             cause = f"{who} is not deleting messages (disabled trigger, crashed poller, or every batch failing)"
             fix = f"Check {who}'s event source mapping state and errors; re-enable or fix it."
         yield Finding("queues", q.id, CRITICAL, title, recent_deleted.points[0][0],
@@ -300,9 +312,7 @@ def _growth(inp: Inputs, q: Resource, visible: Series, age: Series) -> Iterator[
 
 def _ev(**series: Series) -> dict[str, Any]:
     units = {"age": "s", "visible": "count", "sent": "count", "deleted": "count"}
-    if "units" in inspect.signature(evidence).parameters:
-        return evidence(units={k: v for k, v in units.items() if k in series}, **series)
-    return evidence(**series)
+    return series_evidence(series, units={k: v for k, v in units.items() if k in series})
 
 
 def _dlq(inp: Inputs, q: Resource, visible: Series, source: str = "") -> Iterator[Finding]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aws_croniter import AwsCroniter
@@ -40,7 +40,7 @@ _UNIT = {"minute": 60, "hour": 3600, "day": 86400}
 
 
 def _utc(t: int) -> datetime:
-    return datetime.fromtimestamp(t, tz=timezone.utc)
+    return datetime.fromtimestamp(t, tz=UTC)
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Schedule:
 
     def _wall(self, t: int) -> datetime:
         """`t` as the zone's wall-clock time, labelled UTC for aws-croniter."""
-        return _utc(t) if self.zone is None else _utc(t).astimezone(self.zone).replace(tzinfo=timezone.utc)
+        return _utc(t) if self.zone is None else _utc(t).astimezone(self.zone).replace(tzinfo=UTC)
 
     def _instant(self, wall: datetime) -> int:
         return int(wall.timestamp() if self.zone is None else wall.replace(tzinfo=self.zone).timestamp())
@@ -126,7 +126,7 @@ def parse(expression: str, zone: str | None = None) -> Schedule | None:
     try:
         cron = AwsCroniter(" ".join(fields))
         schedule = Schedule(text, cron=cron, zone=tz)
-        probe = int(datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp())
+        probe = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
         schedule.next_after(probe)
     except Exception:  # noqa: BLE001 - aws-croniter raises its own error types, and ValueError on LW
         return None

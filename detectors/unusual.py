@@ -29,10 +29,11 @@ import math
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from detectors.anomaly import DEFAULT_THRESHOLD, Episode, Episodes, Model, model_from_numbers, model_numbers
-from detectors.base import WARNING, Finding, Inputs, Series, detector, evidence
+from detectors.base import WARNING, Finding, Inputs, Series, detector, series_evidence
 
 STEP = 300  # seconds a bucket covers: the slow tier's period (collector/catalog.py PERIODS)
 SETTLE = 300  # a bucket is fed this long after it ends, once late CloudWatch datapoints are in
@@ -249,16 +250,16 @@ def _finding(resource: Any, signal: Signal, track: Track, points: Series) -> Fin
     ep = track.episodes.current
     if ep is None or ep.end == ep.onset:
         return None  # one bucket is no finding: a late datapoint or a blip must not page (two: 5 min later)
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    onset = datetime.fromtimestamp(ep.onset, tz=timezone.utc).strftime("%H:%M UTC")
+    onset = datetime.fromtimestamp(ep.onset, tz=UTC).strftime("%H:%M UTC")
     shown = _show(track.last_value, signal.unit)
     usual = _show(track.usual, signal.unit)
     movement = "fell" if signal.direction < 0 else "rose"
     title = (f"{resource.name}: unusual {signal.what} — {movement} to {shown} per 5 min (usually {usual}) since {onset}"
              if signal.unit == "count" else
              f"{resource.name}: unusual {signal.what} — {shown} (usually {usual}) since {onset}")
-    ev = evidence(units={signal.metric: signal.unit, "baseline": signal.unit}, baseline=track.usual, **{signal.metric: points})
+    ev = series_evidence({signal.metric: points}, units={signal.metric: signal.unit, "baseline": signal.unit}, baseline=track.usual)
     ev["episode"] = {"onset": ep.onset, "peak": ep.peak, "peak_score": round(ep.peak_score, 2), "end": ep.end + STEP,
                      "bucket_seconds": STEP}
     ev["supporting"] = "a statistical finding: shown beside any rule that fires on the same resource"

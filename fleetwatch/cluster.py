@@ -81,8 +81,8 @@ class Membership:
             for account, region in sorted(mine):
                 got = db.execute(
                     "INSERT INTO place_leases (account, region, agent_id, expires_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (account, region) DO UPDATE SET agent_id = excluded.agent_id, expires_at = excluded.expires_at "
-                    "WHERE place_leases.agent_id = excluded.agent_id OR place_leases.expires_at <= ? RETURNING agent_id",
+                    "ON CONFLICT (account, region) DO UPDATE SET agent_id " "= excluded.agent_id, expires_at = excluded.expires_at "
+                    "WHERE place_leases.agent_id = excluded.agent_id " "OR place_leases.expires_at <= ? RETURNING agent_id",
                     [account, region, self.agent_id, now + self.lease, now]).fetchone()
                 if got:
                     held.add((account, region))

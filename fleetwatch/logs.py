@@ -13,12 +13,14 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, TextIO
 
 from opentelemetry import trace
 
-_IDS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("fleetwatch_log_ids", default={})
+# Read-only: correlated() sets a new mapping, never changes the one a caller may share.
+_IDS: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("fleetwatch_log_ids", default=MappingProxyType({}))
 # Attributes a LogRecord always has; anything else was passed with extra= and is logged as a field.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
 ROOT = "fleetwatch"

@@ -7,7 +7,7 @@ import errno
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 
@@ -49,7 +49,7 @@ class UvicornThread:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 20.0) -> Self:
         check_port(self.host, self.port, self.setting)
         if self.port == 0:
             self.port = free_port(self.host)
@@ -61,6 +61,7 @@ class UvicornThread:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"the {self.name} did not start on {self.url}")
             time.sleep(0.02)  # waiting on a real server thread, not on the clock under test
+        return self
 
     def stop(self, timeout: float = 10.0) -> None:
         self.server.should_exit = True

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import sys
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fleetwatch.clock import Clock, FakeClock, SystemClock
-from simulator.fleet import FleetError, Fleet, load_fleet
+from simulator.fleet import Fleet, FleetError, load_fleet
 from simulator.model import FleetModel
 from simulator.provision import provision
 from simulator.scenario import load_scenario, scenario_fleet, scenario_names
@@ -26,7 +25,7 @@ DEMO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIAFLEETWATCHDEMO01", "AWS_SECRET_ACC
 
 
 def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def start_emulator(scenario: str, *, port: int = 0, host: str = "127.0.0.1", seed: int | None = None,
@@ -112,7 +111,7 @@ def describe(emulator: Emulator, full: bool, seconds: float) -> str:
     lines = [
         f"fleetwatch emulated AWS fleet {info['fleet']!r}, scenario {info['scenario']!r} (seed {info['seed']})",
         *([f"  {info['description']}"] if info["description"] else []),
-        f"  ready in {seconds:.1f} s; clock {'frozen (fake)' if info['fake_clock'] else 'real'}, now {iso(info['now'])}, "
+        f"  ready in {seconds:.1f} s; clock " f"{'frozen (fake)' if info['fake_clock'] else 'real'}, now {iso(info['now'])}, "
         f"scenario anchor {iso(info['anchor'])}",
         "",
         f"endpoint: {info['endpoint']}",
@@ -141,7 +140,7 @@ def describe(emulator: Emulator, full: bool, seconds: float) -> str:
     for inc in sorted(info["incidents"], key=lambda i: i["start"]):
         where = "ongoing" if inc["start"] <= info["now"] < inc["end"] else ("past" if inc["end"] <= info["now"] else "upcoming")
         lines.append(f"  {inc['id']:30} {inc['kind']:24} {iso(inc['start'])} → {iso(inc['end'])} ({where})")
-        lines.append(f"      at {inc['resource']}{' → users feel it at ' + inc['outcome'] if inc['outcome'] else ''}: {inc['summary']}")
+        lines.append(f"      at {inc['resource']}{' → users feel it at ' + inc['outcome'] if inc['outcome'] else ''}: " f"{inc['summary']}")
     lines += ["", "control: GET /__fleet__/info, /__fleet__/usage (calls and CloudWatch cost), POST /__fleet__/scenario, "
               "/__fleet__/faults"]
     return "\n".join(lines)

@@ -19,8 +19,8 @@ import numpy as np
 
 from simulator.errors import ApiError, validation
 from simulator.fleet import Resource
-from simulator.metrics import BASIC_STATS, PERCENTILE, SeriesDef, account_series, aggregate, minute_stats, series_for
 from simulator.mathx import key, uniform
+from simulator.metrics import BASIC_STATS, PERCENTILE, SeriesDef, account_series, aggregate, minute_stats, series_for
 from simulator.model import FleetModel, in_mode
 
 MAX_QUERIES = 500
@@ -341,7 +341,7 @@ def list_metrics(registry: Registry, account: str, region: str, body: dict[str, 
         raise ApiError("InvalidParameterValue", f"The collection Dimensions must not have more than {MAX_DIMENSION_FILTERS} members.")
     for i, f in enumerate(filters, 1):
         if not isinstance(f, dict) or not f.get("Name"):
-            raise validation(f"1 validation error detected: Value null at 'dimensions.{i}.member.name' failed to satisfy constraint: Member must not be null")
+            raise validation(f"1 validation error detected: Value null at 'dimensions.{i}.member.name' " "failed to satisfy constraint: Member must not be null")
     linked = bool(body.get("IncludeLinkedAccounts"))
     owner = body.get("OwningAccount")
     accounts = [account]

@@ -21,7 +21,7 @@ START and END lines are counted in the scan statistics but not materialised, so 
 begin with `filter @type = "REPORT"`. A query answers Running on its first GetQueryResults and
 Complete after (or the status the `logs_query_status` mode names), with recordsScanned and
 bytesScanned as Logs Insights bills them.
-"""
+"""  # noqa: E501 - the REPORT line is quoted verbatim from AWS
 
 from __future__ import annotations
 
@@ -244,7 +244,7 @@ def evaluate(query: str, events: list[dict[str, Any]], limit: int) -> list[list[
         buckets.setdefault(tuple(g(ev) for _, g in groups), []).append(ev)
     rows = []
     for group_values, members in buckets.items():
-        row = [{"field": name, "value": str(v)} for (name, _), v in zip(groups, group_values) if v is not None]
+        row = [{"field": name, "value": str(v)} for (name, _), v in zip(groups, group_values, strict=True) if v is not None]
         for name, fn, arg in aggs:
             if fn == "count":
                 value: float | None = float(len(members) if arg == "*" else sum(1 for ev in members if ev.get(arg) is not None))

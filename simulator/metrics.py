@@ -184,10 +184,14 @@ def _index_specs(res: Resource, first: bool) -> list[Spec]:
              lambda d, r: {"count": d["index_write_throttles"] if first else none(d)}),
     ]
     if res["billing"] == "PROVISIONED":
-        specs += [Spec(ns, f"Provisioned{op}CapacityUnits", "Count", "gauge",
-                       lambda d, r, c=f"{op.lower()}_capacity": {"value": np.full(d["read_units"].shape, float(r[c]))})
+        specs += [Spec(ns, f"Provisioned{op}CapacityUnits", "Count", "gauge", _provisioned(f"{op.lower()}_capacity"))
                   for op in ("Read", "Write")]
     return specs
+
+
+def _provisioned(column: str) -> Extract:
+    """A table's provisioned capacity (the resource's `column`), flat over the window."""
+    return lambda d, r: {"value": np.full(d["read_units"].shape, float(r[column]))}
 
 
 def _rds_specs(res: Resource) -> list[Spec]:

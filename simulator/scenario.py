@@ -14,7 +14,6 @@ nothing may page for it.
 from __future__ import annotations
 
 import dataclasses
-
 import re
 import tomllib
 from dataclasses import dataclass, field

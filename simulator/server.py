@@ -424,7 +424,7 @@ class Emulator:
             except ValueError as exc:
                 return 400, {"error": str(exc)}
             if scenario.fleet_name != self.model.scenario.fleet_name:
-                return 400, {"error": f"scenario {scenario.name} uses fleet {scenario.fleet_name}; this emulator serves {self.model.scenario.fleet_name}"}
+                return 400, {"error": f"scenario {scenario.name} uses fleet {scenario.fleet_name}; " f"this emulator serves {self.model.scenario.fleet_name}"}
             self.model.set_scenario(scenario, data.get("seed"))
             return 200, self.info()
         return 404, {"error": f"no control endpoint {method} {path}"}

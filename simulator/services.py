@@ -65,7 +65,8 @@ def ses_v1_xml(action: str, model: FleetModel, registry: Registry, account: str,
     else:  # GetAccountSendingEnabled
         result = f"<Enabled>{'true' if q['enabled'] else 'false'}</Enabled>"
     return (f'<{action}Response xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><{action}Result>{result}</{action}Result>'
-            f"<ResponseMetadata><RequestId>{escape(str(int(time.time() * 1000)))}</RequestId></ResponseMetadata></{action}Response>")
+            f"<ResponseMetadata><RequestId>{escape(str(int(time.time() * 1000)))}</RequestId></ResponseMetadata>"
+            f"</{action}Response>")
 
 
 def lambda_account_settings(model: FleetModel, account: str, region: str) -> dict[str, Any]:

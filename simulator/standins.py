@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"PagerDuty Events API v2 stand-in on {server.url} (routing key {ROUTING_KEY})", flush=True)
 
         def seen() -> list[str]:
-            return [f"pagerduty {e['event_action']} {e.get('dedup_key', '')}: {(e.get('payload') or {}).get('summary', '')[:200]}"
+            return [f"pagerduty {e['event_action']} {e.get('dedup_key', '')}: " f"{(e.get('payload') or {}).get('summary', '')[:200]}"
                     for e in server.snapshot()["events"]]
     elif args.what == "webhook":
         from simulator.webhook import WebhookReceiver

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from alerts.state import Observation
+from alerts.store import AlertStore
 from detectors.base import Resource
 from fleetwatch.agent.alerting import build_pipeline
 from fleetwatch.clock import FakeClock
 from fleetwatch.config import load_config, setting
 from fleetwatch.store import open_store
-from alerts.store import AlertStore
 from simulator.mail import SmtpSink
 from simulator.slack import TOKEN, SlackStandIn
 
@@ -52,7 +52,7 @@ def queue_growth() -> Observation:
     return Observation("queues", rid("sqs", "jobs"), "growth", "finding", "warning", "jobs: backlog rising")
 
 
-def fire(world: "World", *observed: Observation) -> None:
+def fire(world: World, *observed: Observation) -> None:
     """Passes until the first page goes: for = 2 min, and group_wait (30 s, from the incident's
     opening) has passed by then, so on the third pass."""
     for _ in range(3):
@@ -132,9 +132,10 @@ def _toml(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-@pytest.fixture()
-def world(tmp_path: Path) -> Iterator[World]:
-    """A World whose Slack and SMTP are the stand-ins (a fixture: import it into the test module)."""
+@pytest.fixture(name="world")
+def world_fixture(tmp_path: Path) -> Iterator[World]:
+    """`world`: a World whose Slack and SMTP are the stand-ins (import world_fixture into the test
+    module; the name differs so that tests' `world` parameters do not shadow the import)."""
     with SlackStandIn() as slack, SmtpSink() as smtp:
         w = World(tmp_path, slack, smtp)
         yield w

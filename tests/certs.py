@@ -20,7 +20,7 @@ def _name(common: str) -> x509.Name:
 
 def make_certs(folder: Path) -> tuple[Path, Path, Path]:
     """(CA certificate, server certificate, server key), as PEM files in `folder`."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(_name("fleetwatch test CA")).issuer_name(_name("fleetwatch test CA"))
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())

@@ -43,8 +43,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             if isinstance(r.get(key), int):
                 line[key] = line.get(key, 0) + r[key]
     body = [[group, *(str(line.get(c.replace(" ", "_"), "")) for c in COLUMNS)] for group, line in merged.items()]
-    widths = [max(len(x) for x in col) for col in zip(head, *body)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
     return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(b) for b in body)])
 
 
@@ -123,7 +123,7 @@ def outcomes(path: Path, emulator: Any, labels: list[dict[str, Any]], slack_keys
         for label in labels:
             rid = target(emulator, label)
             detected = conn.execute(
-                "SELECT MIN(ts) FROM findings WHERE resource_id = ? AND severity IN ('warning', 'critical') AND ts BETWEEN ? AND ?",
+                "SELECT MIN(ts) FROM findings WHERE resource_id = ? AND " "severity IN ('warning', 'critical') AND ts BETWEEN ? AND ?",
                 [rid, label["start"] - 600, label["end"] + 1200]).fetchone()[0]
             keys = {k for (k,) in conn.execute(
                 "SELECT n.key FROM notifications n JOIN incidents i ON i.id = n.incident_id "

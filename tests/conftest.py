@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import json
-import urllib.request
 import threading
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from botocore.config import Config
 
 from fleetwatch.clock import FakeClock
 
-ANCHOR = int(datetime(2026, 11, 18, 15, 0, tzinfo=timezone.utc).timestamp())  # a Wednesday afternoon
+ANCHOR = int(datetime(2026, 11, 18, 15, 0, tzinfo=UTC).timestamp())  # a Wednesday afternoon
 CREDS = {"aws_access_key_id": "AKIATESTFLEETWATCH01", "aws_secret_access_key": "test-secret"}
 NO_RETRY = Config(retries={"total_max_attempts": 1}, read_timeout=60)
 

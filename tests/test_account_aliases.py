@@ -10,10 +10,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from alerts.digest import gather, render_text
 from fleetwatch.accounts import account_names, where
 from fleetwatch.clock import FakeClock
 from fleetwatch.config import load_config
-from alerts.digest import gather, render_text
 from fleetwatch.store import open_store
 from tests.conftest import control, make_collector
 from web.app import create_app

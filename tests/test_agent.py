@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from fleetwatch.clock import FakeClock
 from fleetwatch.lock import LockHeld, StoreLock, holder
 from fleetwatch.logs import setup, teardown
 from fleetwatch.store import open_store, store_location
-from simulator.slack import TOKEN as SLACK_TOKEN, SlackStandIn
+from simulator.slack import TOKEN as SLACK_TOKEN
+from simulator.slack import SlackStandIn
 from tests.agent_kit import LogLines, agent_config, agent_env, make_agent, session, spawn_run
 from tests.conftest import control, set_clock
 
@@ -52,7 +54,7 @@ def test_polls_never_overlap_and_an_overrun_starts_the_next_one_late_once(fleet:
     assert len(rows) == 8, "exactly the polls asked for: overruns are not made up by extra polls"
     assert all(r["status"] == "ok" for r in rows)
     assert [r["overrun"] > 0 for r in rows] == [True, False, False, True, False, False, False, False]
-    for a, b in zip(rows, rows[1:]):
+    for a, b in pairwise(rows):
         assert b["started_at"] >= a["finished_at"], "a poll started before the previous one finished"
         if a["overrun"] > 0:
             # Late, at once, once: it starts when the overrunning poll ends, and is recorded as late.

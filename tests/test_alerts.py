@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from fleetwatch.config.rules import parse_matchers, parse_route, parse_window, quote
 from alerts.state import ERROR, FIRING, NODATA, PENDING, RECOVERING, RESOLVED, Observation
+from fleetwatch.config.rules import parse_matchers, parse_route, parse_window, quote
 from simulator.slack import SlackStandIn
 from tests.alerting_kit import T0, World, api_errors, queue_growth, rid, storm
 

@@ -162,7 +162,7 @@ def test_the_emulator_retries_a_failing_scheduled_function_twice_then_drops_the_
 
     path = tmp_path / "erroring.toml"
     path.write_text('fleet = "shop"\n[[lookalikes]]\nid = "report-fn-erroring"\nresource = "lambda:report-fn"\n'
-                    'start = "-2h"\nend = "+1h"\neffects = [{ target = "lambda:report-fn", driver = "error_rate", op = "set", value = 1.0 }]\n')
+                    'start = "-2h"\nend = "+1h"\neffects = [{ target = "lambda:report-fn", ' 'driver = "error_rate", op = "set", value = 1.0 }]\n')
     fleet = load_fleet("shop")
     anchor = 1_800_000_000 // 3600 * 3600
     model = FleetModel(fleet, load_scenario(str(path), fleet), anchor, FakeClock(anchor))

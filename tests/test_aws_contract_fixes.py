@@ -77,7 +77,7 @@ def test_proxy_gauges_are_read_per_minute_and_borrow_latency_as_average(fleet: A
         got = cw.get_metric_data(StartTime=start, EndTime=end, MetricDataQueries=[{"Id": "m", "MetricStat": {
             "Metric": {"Namespace": "AWS/RDS", "MetricName": metric, "Dimensions": [{"Name": "ProxyName", "Value": "catalog-proxy"}]},
             "Period": 60, "Stat": "Sum"}}])["MetricDataResults"][0]
-        published = dict(zip((int(t.timestamp()) for t in got["Timestamps"]), got["Values"]))
+        published = dict(zip((int(t.timestamp()) for t in got["Timestamps"]), got["Values"], strict=True))
         assert all(published[ts] == v for ts, v in stored), f"{metric}: the gauge as published, not five minutes summed"
     borrow = store.series_samples(SeriesKey(rid, "AWS/RDS", "DatabaseConnectionsBorrowLatency", (("ProxyName", "catalog-proxy"),),
                                             "Average", 300), start, end)

@@ -20,7 +20,7 @@ from fleetwatch.config import load_config
 from fleetwatch.store import open_store
 from simulator.faultproxy import FaultProxy, Rule, json_rewrite
 from tests import chaos_kit
-from tests.alerting_kit import World, rid, world  # noqa: F401 - world is a fixture
+from tests.alerting_kit import World, rid, world_fixture  # noqa: F401 - the `world` fixture
 from tests.conftest import ANCHOR, make_collector, set_clock
 from web.server import DashboardServer
 
@@ -101,7 +101,7 @@ def test_hostile_names_and_messages_from_aws_reach_the_dashboard_escaped(fleet: 
             except urllib.error.HTTPError as exc:
                 pages[path] = (exc.code, exc.read().decode())
     assert any(status == 200 and "&lt;script&gt;" in html for status, html in pages.values()), {p: s for p, (s, _) in pages.items()}
-    for path, (status, html) in pages.items():
+    for path, (_status, html) in pages.items():
         assert "<script>alert" not in html and "<img src=x" not in html and "<!channel>" not in html, path
         assert not CONTROL.search(html.replace("\n", "").replace("\r", "").replace("\t", "")), path
     overview = pages["/"][1]

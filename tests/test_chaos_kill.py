@@ -20,7 +20,8 @@ import pytest
 
 from alerts.delivery import message_id
 from simulator.mail import SmtpSink
-from simulator.slack import TOKEN as SLACK_TOKEN, SlackStandIn
+from simulator.slack import TOKEN as SLACK_TOKEN
+from simulator.slack import SlackStandIn
 from tests import chaos_kit
 from tests.agent_kit import agent_env, spawn_run
 from tests.conftest import control, set_clock

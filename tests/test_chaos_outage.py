@@ -14,7 +14,8 @@ import pytest
 from fleetwatch.agent.loop import FakeWaiter
 from fleetwatch.store import open_store
 from simulator.mail import SmtpSink
-from simulator.slack import TOKEN as SLACK_TOKEN, SlackStandIn
+from simulator.slack import TOKEN as SLACK_TOKEN
+from simulator.slack import SlackStandIn
 from tests import chaos_kit
 from tests.agent_kit import agent_config, make_agent
 from tests.conftest import control, set_clock

@@ -8,10 +8,10 @@ the digest, the configuration check, and the store file itself."""
 from __future__ import annotations
 
 import base64
+import json
 import signal
 import subprocess
 import sys
-import json
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,7 +19,8 @@ from typing import Any
 
 from simulator.mail import SmtpSink
 from simulator.otel_sink import OtelSink
-from simulator.slack import TOKEN as SLACK_TOKEN, SlackStandIn
+from simulator.slack import TOKEN as SLACK_TOKEN
+from simulator.slack import SlackStandIn
 from tests import chaos_kit
 from tests.agent_kit import ROOT, LogLines, agent_env, spawn_run
 from tests.conftest import control, set_clock

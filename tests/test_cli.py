@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import re
 from pathlib import Path
 from typing import Any
@@ -95,7 +94,7 @@ def test_demo_runs_the_agent_with_its_telemetry_on(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fleetwatch run --config" in proc.stdout and "--emulated-clock" in proc.stdout
     assert proc.stderr.count("poll finished") == 4, proc.stderr[-3000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("telemetry received from the agent:"))
+    line = next(out for out in proc.stdout.splitlines() if out.startswith("telemetry received from the agent:"))
     spans = int(line.split(":", 1)[1].split()[0])
     assert spans > 50 and "fleetwatch.poll.duration" in line and "fleetwatch.aws.calls" in line
     assert (tmp_path / "demo" / "fleetwatch.toml").is_file() and (tmp_path / "demo" / "slack-messages.json").is_file()

@@ -100,8 +100,9 @@ def test_untraced_functions_are_never_read_from_xray(fleet: Any, tmp_path: Path)
 
 def _cold_share(fleet: Any, function: str, start: int, end: int) -> tuple[float, float]:
     place = Place(PROD, "us-east-1")
-    from collector.aws import Aws
     import boto3
+
+    from collector.aws import Aws
     from tests.conftest import CREDS
 
     aws = Aws(regions=["us-east-1"], role_arns=[], endpoint_url=fleet.endpoint, session=boto3.session.Session(**CREDS))
@@ -158,7 +159,7 @@ def test_report_lines_count_every_invocation_as_cloudwatch_does(fleet: Any, tmp_
     invoked = client(fleet, "cloudwatch").get_metric_data(MetricDataQueries=[{"Id": "q", "MetricStat": {"Metric": {
         "Namespace": "AWS/Lambda", "MetricName": "Invocations", "Dimensions": [{"Name": "FunctionName", "Value": "checkout-fn"}]},
         "Period": 60, "Stat": "Sum"}}], StartTime=start, EndTime=end)["MetricDataResults"][0]
-    published = {int(t.timestamp()): v for t, v in zip(invoked["Timestamps"], invoked["Values"])}
+    published = {int(t.timestamp()): v for t, v in zip(invoked["Timestamps"], invoked["Values"], strict=True)}
     # Every minute CloudWatch has published so far (some land late) has as many REPORT lines.
     assert len(published) >= 3 and all(series[(rid, "SampledInvocations")][t] == v for t, v in published.items())
     cold = series[(rid, "ColdStarts")]

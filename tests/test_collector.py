@@ -356,8 +356,8 @@ def test_costly_detail_only_when_a_cheaper_signal_asks(fleet: Any, store: Any, t
 
 def test_next_token_pages_are_followed_and_each_page_is_a_billed_call(fleet: Any, store: Any) -> None:
     from collector.aws import Place
-    from collector.plan import Query
     from collector.metricdata import fetch
+    from collector.plan import Query
 
     collector = make_collector(fleet, store, regions=["us-east-1"], roles=[])
     place = Place(PROD, "us-east-1")

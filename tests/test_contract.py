@@ -17,8 +17,8 @@ from botocore.stub import Stubber
 
 from collector import discovery, probes
 from collector.aws import Place, _timestamp
-from collector.plan import Query
 from collector.metricdata import fetch
+from collector.plan import Query
 from fleetwatch.store import SeriesKey, open_store
 from tests.conftest import CREDS
 from tests.contract_kit import Contract, every_call

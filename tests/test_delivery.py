@@ -11,10 +11,9 @@ import pytest
 from alerts.delivery import message_id
 from alerts.state import Observation
 from simulator.mail import SmtpSink
-from tests.certs import make_certs
 from simulator.slack import SlackStandIn
-from tests.alerting_kit import World, api_errors, fire, queue_growth, rid, world  # noqa: F401 - world is a fixture
-
+from tests.alerting_kit import World, api_errors, fire, queue_growth, rid, world_fixture  # noqa: F401 - the `world` fixture
+from tests.certs import make_certs
 
 
 def test_429_waits_retry_after_then_sends_once(world: World) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from fleetwatch.cli.demo import after_demo, demo_toml
 from fleetwatch.clock import ResumedClock
 from fleetwatch.store import open_store
-from fleetwatch.cli.demo import after_demo, demo_toml
 from web.app import create_app
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from collector.probes import still_cold
-from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series
+from detectors.base import CRITICAL, WARNING, Inputs, Resource, Series
 from detectors.coldstarts import coldstarts
 from tests.test_detectors import NOW, M, flat, inputs, join, ramp, res, results, shift
 

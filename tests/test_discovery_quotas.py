@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def test_pacer_releases_calls_from_many_threads_no_faster_than_the_configured_ra
     for op, rate in (("ListTags", 6.0), ("GetResources", 1.0)):
         times = sorted(t for o, t in released if o == op)
         assert len(times) == (180 if op == "ListTags" else 60)
-        assert all(b - a >= 1 / rate - 1e-9 for a, b in zip(times, times[1:])), op
+        assert all(b - a >= 1 / rate - 1e-9 for a, b in pairwise(times)), op
         busiest = max(sum(1 for t in times if s <= t < s + 1 - 1e-9) for s in times)
         assert busiest <= math.ceil(rate) and busiest < QUOTAS["lambda" if op == "ListTags" else "apigateway:GetResources"].per_second / 2 + 1
     stats = pacer.stats()
@@ -78,7 +79,7 @@ def test_discovery_is_paced_per_service_on_the_injected_clock(fleet: Any, store:
     # Every Lambda call, the thread pool's detail calls included, went through the bucket...
     assert stats[(PROD, "us-east-1", "lambda")][0] == lambda_calls > 20
     # ...and no second held more than the configured 6 (under half of the documented 15).
-    for (account, region, key), (n, peak) in stats.items():
+    for (_account, _region, key), (_n, peak) in stats.items():
         assert peak <= math.ceil(pacer.rate(key)), (key, peak)
     # Waiting happened on the injected clock: at 6 calls a second, that many calls take this long.
     assert own.now() - ANCHOR >= (lambda_calls - 1) / 6.0

@@ -44,7 +44,7 @@ def test_percentiles_follow_the_duration_distribution(fleet: Any) -> None:
         expected = [m * math.exp(sigma * statistics.NormalDist().inv_cdf(p)) for m in median]
         assert v[f"s{i}"] == pytest.approx(expected, rel=1e-6)
     assert v["s3"] == pytest.approx([m * math.exp(sigma ** 2 / 2) for m in median], rel=1e-9)
-    assert all(lo < p50 < p90 < p99 < hi for lo, p50, p90, p99, hi in zip(v["s4"], v["s0"], v["s1"], v["s2"], v["s5"]))
+    assert all(lo < p50 < p90 < p99 < hi for lo, p50, p90, p99, hi in zip(v["s4"], v["s0"], v["s1"], v["s2"], v["s5"], strict=True))
     assert v["s6"] == v["inv"]  # one Duration sample per invocation
 
 
@@ -164,8 +164,8 @@ def test_claimed_account_concurrency_counts_reserved_and_provisioned(fleet: Any)
     ], StartTime=ANCHOR - 1800, EndTime=ANCHOR))
     assert len(v["claimed"]) == 30
     # report-fn reserves 5 and search-fn has 5 provisioned: both are claimed whether used or not.
-    assert [c - u for c, u in zip(v["claimed"], v["unreserved"])] == [10.0] * 30
-    assert all(a >= u for a, u in zip(v["all"], v["unreserved"]))
+    assert [c - u for c, u in zip(v["claimed"], v["unreserved"], strict=True)] == [10.0] * 30
+    assert all(a >= u for a, u in zip(v["all"], v["unreserved"], strict=True))
 
 
 def test_xray_traces_carry_initialization_only_on_cold_starts(fleet: Any) -> None:

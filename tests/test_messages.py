@@ -80,7 +80,7 @@ def test_acknowledged_is_one_line_in_the_thread() -> None:
 
 @pytest.mark.parametrize("kind", ["firing", "resolved", "absorbed", "changed"])
 def test_mail_subjects_stay_under_100_characters_cut_at_a_word(kind: str) -> None:
-    title = "checkout-api: 12% of requests failing for 8 min — orders-db at 98% of max_connections since orders-fn scaled to 600"
+    title = "checkout-api: 12% of requests failing for 8 min — orders-db " "at 98% of max_connections since orders-fn scaled to 600"
     n = notice(kind, title=title, resolved_at=T0 + 3 * 3600, absorbed_into=9)
     subject, _, _ = email_message(n)
     assert len(subject) < 100 and subject.endswith(("…", "after 3 h", "into #9")) and "\n" not in subject

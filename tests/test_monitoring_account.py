@@ -64,7 +64,7 @@ def test_list_metrics_include_linked_accounts_and_owning_account(linked: Any) ->
     assert "OwningAccounts" not in plain or not plain["OwningAccounts"]
     both = cw.list_metrics(Namespace="AWS/Lambda", MetricName="Invocations", Dimensions=[{"Name": "FunctionName"}],
                            IncludeLinkedAccounts=True)
-    owners = dict(zip((m["Dimensions"][0]["Value"] for m in both["Metrics"]), both["OwningAccounts"]))
+    owners = dict(zip((m["Dimensions"][0]["Value"] for m in both["Metrics"]), both["OwningAccounts"], strict=True))
     assert owners["staging-checkout-fn"] == STAGING and owners["checkout-fn"] == PROD
     only = cw.list_metrics(Namespace="AWS/Lambda", MetricName="Invocations", IncludeLinkedAccounts=True, OwningAccount=STAGING)
     assert set(only["OwningAccounts"]) == {STAGING}

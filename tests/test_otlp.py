@@ -24,14 +24,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from detectors import REGISTRY
-from fleetwatch.clock import FakeClock
-from fleetwatch.agent.detection import detect
 from collector.otlp_in import OtlpServer
+from detectors import REGISTRY
+from fleetwatch.agent.detection import detect
+from fleetwatch.clock import FakeClock
 from fleetwatch.store import open_store
 from fleetwatch.telemetry import TelemetryError, plan
 from simulator.otel_sink import OtelSink
-from simulator.slack import TOKEN as SLACK_TOKEN, SlackStandIn
+from simulator.slack import TOKEN as SLACK_TOKEN
+from simulator.slack import SlackStandIn
 from tests.agent_kit import agent_env, spawn_run
 from tests.conftest import control, set_clock
 

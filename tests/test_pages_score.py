@@ -1,4 +1,5 @@
-"""The pages benchmark scores what the stand-ins received: its scorer on hand-made messages, and the demo tour through the agent loop."""
+"""The pages benchmark scores what the stand-ins received: its scorer on hand-made messages, and
+the demo tour through the agent loop."""
 
 from __future__ import annotations
 

@@ -9,14 +9,15 @@ canary)."""
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from collector import probes
 from collector.aws import Place
 from collector.pacing import Pacer
-from fleetwatch.clock import FakeClock
 from fleetwatch.agent.detection import detect
+from fleetwatch.clock import FakeClock
 from fleetwatch.store import index_resource_id, open_store
 from tests.conftest import ANCHOR, control, make_collector, set_clock
 
@@ -96,7 +97,7 @@ def test_the_probe_checks_canaries_and_just_deployed_functions_first_within_its_
     # A canary in progress first, then the most recently deployed, then the longest unchecked.
     assert asked == ["checkout-fn", "feed-fn", "catalog-fn"]
     # Paced: at most 1.5 a second (a tenth of Lambda's 15/s), on the injected clock.
-    assert len(released) == 3 and all(b - a >= 1 / 1.5 - 1e-9 for a, b in zip(released, released[1:]))
+    assert len(released) == 3 and all(b - a >= 1 / 1.5 - 1e-9 for a, b in pairwise(released))
     # checkout-fn's canary ended (the healthy fleet's alias invokes 1, unweighted): called off, no release.
     assert "release" not in got.facts[CHECKOUT] and got.facts[CHECKOUT]["aliases"] == one
     # feed-fn has no alias in the emulated fleet: its stored one is gone, which is no release either.

@@ -15,7 +15,6 @@ from fleetwatch.logs import setup, teardown
 from fleetwatch.store import open_store
 from tests.agent_kit import agent_config, make_agent, session
 
-
 # -- each cycle's real duration and stage times ----------------------------------------------------
 
 def test_a_cycle_records_its_real_duration_and_stage_times_and_warns_before_it_falls_behind(fleet: Any, tmp_path: Path) -> None:
@@ -42,7 +41,7 @@ def test_a_cycle_records_its_real_duration_and_stage_times_and_warns_before_it_f
         teardown(handler)
     assert len(rows) == 2
     stages = [json.loads(r["stages"]) for r in rows]
-    for row, st in zip(rows, stages):
+    for row, st in zip(rows, stages, strict=True):
         assert {"poll", "detect", "alerts", "deliver"} <= set(st), st
         assert row["seconds"] == sum(s["seconds"] for s in st.values()) > 0
         assert st["poll"]["cpu_seconds"] == 1  # one GetMetricData, one injected CPU second

@@ -32,7 +32,7 @@ def test_labelled_incidents_are_visible(fleet: Any, name: str) -> None:
     info = control(fleet, "/__fleet__/scenario", {"name": name})
     assert info["scenario"] == name and info["incidents"]
     scenario = load_scenario(name)
-    for label, inc in zip(info["incidents"], scenario.incidents):
+    for label, inc in zip(info["incidents"], scenario.incidents, strict=True):
         assert label["id"] == inc.id and label["start"] == fleet.model.anchor + inc.start
         assert inc.visible, f"{inc.id} has no visible checks"
         for check in inc.visible:
@@ -45,7 +45,7 @@ def test_checks_fail_on_the_healthy_fleet(fleet: Any, name: str) -> None:
     scenario = load_scenario(name)
     labels = [inc.label(fleet.model.anchor) for inc in scenario.incidents]
     control(fleet, "/__fleet__/scenario", {"name": "healthy"})
-    for label, inc in zip(labels, scenario.incidents):
+    for label, inc in zip(labels, scenario.incidents, strict=True):
         results = [run_check(fleet, label, check) for check in inc.visible]
         assert not all(ok for ok, _ in results), f"{name}/{inc.id}: every check also holds on a healthy fleet: {results}"
 

@@ -4,10 +4,8 @@ and baselines held at an incident's onset."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
-
-import json
 
 import pytest
 
@@ -17,13 +15,13 @@ from detectors.outcomes import outcomes
 from fleetwatch.agent.alerting import alert
 from fleetwatch.agent.detection import detect, held_baselines, last_seen
 from fleetwatch.store import SeriesKey
-from tests.alerting_kit import ACCOUNT, REGION, World, world  # noqa: F401  (fixture)
+from tests.alerting_kit import ACCOUNT, REGION, World, world_fixture  # noqa: F401 - the `world` fixture
 
 M, H, D = 60, 3600, 86400
 
 
 def utc(text: str) -> int:
-    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp())
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
 
 
 # -- when an expression is due ----------------------------------------------------------------
@@ -164,7 +162,7 @@ def add_rule(store: Any, res: Resource, at: int) -> None:
                              "facts": res.facts, "tags": {"service": "reports"}}], at)
 
 
-def test_last_seen_reads_samples_and_rollups_and_not_the_future(world: World) -> None:  # noqa: F811
+def test_last_seen_reads_samples_and_rollups_and_not_the_future(world: World) -> None:
     store = world.store
     res = rule("cron(0 * * * ? *)")
     add_rule(store, res, NOW - D)
@@ -178,7 +176,7 @@ def test_last_seen_reads_samples_and_rollups_and_not_the_future(world: World) ->
 
 # -- a dead schedule through the detection pass and the alert pipeline ------------------------
 
-def test_a_dead_hourly_job_stays_one_open_incident_for_hours_and_resolves_when_it_runs(world: World) -> None:  # noqa: F811
+def test_a_dead_hourly_job_stays_one_open_incident_for_hours_and_resolves_when_it_runs(world: World) -> None:
     store = world.store
     start = int(world.clock.now())  # on the hour
     res = rule("cron(0 * * * ? *)")
@@ -248,7 +246,7 @@ def test_a_steady_failure_stays_a_finding_for_hours_against_the_pre_incident_bas
     assert not [f for f in outcomes(api_at(back + 5 * M, onset, 0.15, until=back, held=held)) if isinstance(f, Finding)]
 
 
-def test_held_baselines_come_from_open_alerts_only(world: World) -> None:  # noqa: F811
+def test_held_baselines_come_from_open_alerts_only(world: World) -> None:
     """Through the real pipeline: what a detector said last pass comes back under the name the
     detector gives its finding (detector:resource:key), and only while its alert is open."""
     from alerts.state import Observation
@@ -356,7 +354,7 @@ def test_a_scheduler_schedule_in_a_shared_group_is_read_from_its_own_target_or_n
 
 def test_a_flexible_window_and_an_end_date_are_honoured() -> None:
     last = NOW - 40 * M
-    key = ("schedule/%s/%s/invoices" % (ACCOUNT, REGION), "InvocationAttemptCount", "Sum")
+    key = (f"schedule/{ACCOUNT}/{REGION}/invoices", "InvocationAttemptCount", "Sum")
     # Due 10 min ago, but a 15-minute flexible window lets it start as late as 5 min from now.
     flexible = scheduler("rate(30 minutes)", group_alone=True, flexible_window_minutes=15)
     assert missed(Inputs(NOW, [flexible], {key: Series(((last, 1.0),), 60)}, last_seen={key: last})) == []

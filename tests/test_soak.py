@@ -17,6 +17,7 @@ import resource
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ import pytest
 
 from fleetwatch.cli.run import EmulatedClock
 from fleetwatch.store import open_store
-from simulator.slack import TOKEN as SLACK_TOKEN, SlackStandIn
+from simulator.slack import TOKEN as SLACK_TOKEN
+from simulator.slack import SlackStandIn
 from tests.agent_kit import ROOT, agent_config, make_agent
 
 pytestmark = pytest.mark.soak
@@ -108,7 +110,7 @@ def test_a_week_of_polls_keeps_memory_flat_and_the_store_bounded_by_its_retentio
     assert polls >= 10_000 and errors == 0
     # Incidents happened all week and were notified.
     assert days[-1]["incidents_opened"] >= 14 and days[-1]["slack_messages"] >= 14
-    assert all(b["incidents_opened"] > a["incidents_opened"] for a, b in zip(days, days[1:])), "every day had new incidents"
+    assert all(b["incidents_opened"] > a["incidents_opened"] for a, b in pairwise(days)), "every day had new incidents"
     # The store is bounded by its retention: once the raw (1 d) and rollup (2 d) windows are
     # full, from day 3 on, nothing grows from day to day.
     settled = days[2]

@@ -96,9 +96,9 @@ def test_store_copy_moves_every_row_and_the_dashboard_answers_the_same(web_copy,
     from alerts.pagerduty import installation_id
     from fleetwatch.cli import main
     from fleetwatch.clock import FakeClock
+    from tests.web_kit import web_config
     from web import data
     from web.app import create_app
-    from tests.web_kit import web_config
 
     url = pg_server.new_database()
     assert main(["store", "copy", "--to", url], environ={"FLEETWATCH_STORE_PATH": str(web_copy["path"])}) == 0

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from alerts.state import Observation
-from detectors.unusual import STEP, Track, SIGNALS
+from detectors.unusual import SIGNALS, STEP, Track
 from fleetwatch.agent.detection import detect
 from fleetwatch.store import open_store
 from fleetwatch.store.db import SeriesKey

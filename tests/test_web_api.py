@@ -217,7 +217,7 @@ def test_a_resource_page_shows_its_nodata_state_and_the_incidents_it_took_part_i
                                  "facts": {}, "tags": {}}], 1000)
         store.db["incidents"].insert({"id": 4, "fingerprint": "fp4", "group_key": api, "state": "firing", "severity": "critical",
                                       "title": "checkout-api failing — jobs-dlq filling", "started_at": 900, "updated_at": 900,
-                                      "labels": '{"resource": "%s"}' % api})
+                                      "labels": f'{{"resource": "{api}"}}'})
         for fp, state, kind, title, inc in (("a1", "nodata", "nodata", "no data: an inactive queue", None),
                                             ("a2", "firing", "finding", "jobs-dlq: 40 messages dead-lettered", 4)):
             store.db["alerts"].insert({"fingerprint": fp, "detector": "queues", "resource_id": queue, "key": fp, "kind": kind,

@@ -14,8 +14,8 @@ from typing import Any
 
 from alerts.state import Observation
 from fleetwatch.agent.alerting import build_pipeline, observations, resources
-from fleetwatch.config import load_config
 from fleetwatch.agent.detection import detect
+from fleetwatch.config import load_config
 from fleetwatch.store import open_store
 from tests.conftest import ANCHOR, control, make_collector, set_clock
 
@@ -36,7 +36,8 @@ def web_config(store_path: Path, **extra: str) -> Any:
 
 def build_web_store(emulator: Any, folder: Path) -> dict[str, Any]:
     """Returns {'path', 'now', 'storm' (incident id of the storm), 'hostile' (its incident id)}."""
-    from simulator.slack import TOKEN as SLACK_TOKEN, SlackStandIn
+    from simulator.slack import TOKEN as SLACK_TOKEN
+    from simulator.slack import SlackStandIn
 
     path = folder / "web.db"
     control(emulator, "/__fleet__/scenario", {"name": "connection-storm"})

@@ -10,26 +10,27 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Form, HTTPException, Path as PathParam, Query, Request
+from fastapi import FastAPI, Form, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from starlette.concurrency import run_in_threadpool
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts import pagerduty
 from alerts.messages import clean
-from fleetwatch.config.rules import quote
-from fleetwatch.accounts import ACCOUNT_KINDS, account_names, configured
-from fleetwatch.store import Store, open_store
 from alerts.store import AlertStore
+from fleetwatch.accounts import ACCOUNT_KINDS, account_names, configured
+from fleetwatch.config.rules import quote
+from fleetwatch.store import Store, open_store
 from fleetwatch.store.dialect import is_url
 from web import data
 from web.api import Ack, Health, IncidentDetail, IncidentOut, Page, ResourceDetail, SeriesOut, SilenceIn, SilenceOut
@@ -54,14 +55,14 @@ HINTS = {401: "Go back and try again, signing in with the user name and password
 def _when(ts: Any) -> str:
     if not ts:
         return "–"
-    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _at(ts: Any) -> Markup:
     """A time for people: UTC on the server, rewritten in the viewer's time zone by charts.js."""
     if not ts:
         return Markup("–")
-    iso = datetime.fromtimestamp(int(ts), timezone.utc).isoformat().replace("+00:00", "Z")
+    iso = datetime.fromtimestamp(int(ts), UTC).isoformat().replace("+00:00", "Z")
     return Markup('<time datetime="{}" data-ts="{}">{}</time>').format(iso, int(ts), _when(ts))
 
 

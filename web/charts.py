@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any
 
 from alerts.units import human, unit_of
@@ -81,8 +82,8 @@ def fact(name: str, value: Any) -> str:
     if isinstance(value, (int, float)):
         unit = FACT_UNITS.get(name)
         if name.endswith("_at") or name.endswith("_date"):
-            from datetime import datetime, timezone
-            return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value > 10**8 else str(value)
+            from datetime import datetime
+            return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M UTC") if value > 10**8 else str(value)
         if unit == "MB":
             return f"{value:,.0f} MB"
         return fmt(value, unit or "count")

@@ -89,7 +89,8 @@ def incidents(conn: sqlite3.Connection, filters: dict[str, str] | None = None, l
     """Open ones first, the worst first (critical, warning, info; firing before pending), newest
     first within that; then the ended ones, newest first. `state` is a stored state, or 'open'
     (not resolved, not absorbed)."""
-    sql, args = "SELECT * FROM incidents WHERE 1=1", []
+    sql = "SELECT * FROM incidents WHERE 1=1"
+    args: list[Any] = []
     for key, value in (filters or {}).items():
         if not value:
             continue
@@ -101,7 +102,7 @@ def incidents(conn: sqlite3.Connection, filters: dict[str, str] | None = None, l
             sql, args = sql + f" AND {_dialect(conn).json_text('labels', key)} = ?", [*args, value]
     sql += (" ORDER BY (resolved_at IS NULL) DESC,"
             " CASE WHEN resolved_at IS NULL THEN CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END END,"
-            " CASE WHEN resolved_at IS NULL THEN CASE state WHEN 'firing' THEN 0 WHEN 'recovering' THEN 1 WHEN 'pending' THEN 2"
+            " CASE WHEN resolved_at IS NULL THEN CASE state WHEN 'firing' " "THEN 0 WHEN 'recovering' THEN 1 WHEN 'pending' THEN 2"
             " ELSE 3 END END, id DESC LIMIT ?")
     return [_incident(r) for r in _rows(conn, sql, [*args, limit])]
 
@@ -164,7 +165,8 @@ def resource_kinds(conn: sqlite3.Connection) -> dict[str, int]:
 
 def resources(conn: sqlite3.Connection, kind: str = "", q: str = "", page: int = 0) -> tuple[list[dict[str, Any]], int]:
     """One page of resources by kind and name search (a substring, matched literally), and the total."""
-    where, args = " WHERE gone_at IS NULL", []
+    where = " WHERE gone_at IS NULL"
+    args: list[Any] = []
     if kind:
         where, args = where + " AND kind = ?", [*args, kind]
     if q:
@@ -200,7 +202,7 @@ def unpublished(facts: dict[str, Any]) -> list[dict[str, str]]:
     out = []
     for row in rows:
         if isinstance(row, dict) and row.get("metric"):
-            stats = row.get("stats") if isinstance(row.get("stats"), list) else []
+            stats = row["stats"] if isinstance(row.get("stats"), list) else []
             out.append({"metric": str(row["metric"]), "stats": ", ".join(str(s) for s in stats),
                         "dimensions": str(row.get("dimensions", "")), "reason": str(row.get("reason", ""))})
     return out
@@ -350,7 +352,7 @@ def near_limits(rows: list[dict[str, Any]], close: float = CLOSE) -> dict[str, A
 
 def entries(conn: sqlite3.Connection, now: int, open_incidents: list[dict[str, Any]], limit: int = 50) -> list[dict[str, Any]]:
     """The user-facing entry points and whether they hurt now: those with an open incident first."""
-    hurting = {}
+    hurting: dict[str, dict[str, Any]] = {}
     for inc in open_incidents:
         hurting.setdefault(inc["resource"], inc)
     rows = []
@@ -366,8 +368,8 @@ def entries(conn: sqlite3.Connection, now: int, open_incidents: list[dict[str, A
     reads = [(r["id"], api_metric(m, r["api_type"]), s) for r in rows for m, s, _, _ in ENTRY_SIGNALS[r["kind"]]]
     latest = _latest(conn, reads, now - 1800)
     for r in rows:
-        inc = hurting.get(r["id"])
-        r["incident"] = {"id": inc["id"], "title": inc["title"], "severity": inc["severity"]} if inc else None
+        hurt = hurting.get(r["id"])
+        r["incident"] = {"id": hurt["id"], "title": hurt["title"], "severity": hurt["severity"]} if hurt else None
         r["signals"] = [{"label": label, "unit": unit, "value": latest.get((r["id"], api_metric(m, r["api_type"]), s))}
                         for m, s, label, unit in ENTRY_SIGNALS[r["kind"]]]
         del r["api_type"]

@@ -13,15 +13,15 @@ from alerts.delivery import Channel, Pacer, Ses, SlackBot, SlackWebhook, Smtp
 from alerts.notify import Timers
 from alerts.pagerduty import PagerDuty, installation_id
 from alerts.pipeline import AlertSettings, DeliveryReport, Pipeline
-from fleetwatch.config.rules import parse_route, parse_window, parse_wire
 from alerts.state import Observation, Policy
-from alerts.webhook import Webhook
-from fleetwatch.accounts import configured
-from detectors.base import Resource
-from fleetwatch.clock import Clock
-from fleetwatch.agent.detection import DetectionPass
-from fleetwatch.store import Store
 from alerts.store import AlertStore
+from alerts.webhook import Webhook
+from detectors.base import Resource
+from fleetwatch.accounts import configured
+from fleetwatch.agent.detection import DetectionPass
+from fleetwatch.clock import Clock
+from fleetwatch.config.rules import parse_route, parse_window, parse_wire
+from fleetwatch.store import Store
 
 
 def webhook_urls(cfg: Any) -> dict[str, str]:

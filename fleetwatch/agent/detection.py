@@ -91,7 +91,7 @@ def load_states(store: Store, inputs: Inputs) -> None:
     # Every stored track's key and last bucket; the track itself only where a bucket is due or
     # an episode is open (between bucket edges that is next to nothing).
     inputs.states = {(rid, metric, stat): (int(last_t), state) for rid, metric, stat, last_t, state in store.db.execute(
-        "SELECT resource_id, metric, stat, last_t, CASE WHEN last_t < ? OR episode_open = 1 THEN state END FROM anomaly_state",
+        "SELECT resource_id, metric, stat, last_t, CASE WHEN last_t " "< ? OR episode_open = 1 THEN state END FROM anomaly_state",
         [until - unusual.STEP])}
     new = sorted({(r.id, s.metric, s.stat) for r in inputs.resources for s in unusual.BY_KIND.get(r.kind, ())
                   if (r.id, s.metric, s.stat) in inputs.series and (r.id, s.metric, s.stat) not in inputs.states})[:SEED_PER_PASS]
@@ -166,7 +166,10 @@ def run(inputs: Inputs, detectors: dict[str, Detector] | None = None, names: Ite
         with tracer.start_as_current_span("fleetwatch.detector", attributes={"fleetwatch.detector": name}) as span:
             try:
                 for item in fn(inputs):
-                    (result.nodata if isinstance(item, NoData) else result.findings).append(item)
+                    if isinstance(item, NoData):
+                        result.nodata.append(item)
+                    else:
+                        result.findings.append(item)
             except Exception as exc:  # noqa: BLE001 - one broken detector must not silence the others
                 frame = traceback.extract_tb(exc.__traceback__)[-1]
                 result.status, result.error = "error", f"{type(exc).__name__}: {exc} (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"

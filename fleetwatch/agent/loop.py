@@ -30,9 +30,9 @@ from opentelemetry.trace import Status, StatusCode
 from collector.aws import Aws
 from collector.poll import Collector
 from fleetwatch.agent.alerting import build_pipeline, observations, resources
+from fleetwatch.agent.detection import detect, detector_settings
 from fleetwatch.clock import Clock, FakeClock
 from fleetwatch.cluster import Cluster
-from fleetwatch.agent.detection import detect, detector_settings
 from fleetwatch.logs import correlated
 from fleetwatch.store import Store
 from fleetwatch.store.dialect import POSTGRESQL
@@ -373,7 +373,7 @@ class Agent:
                     db.execute("UPDATE agent_cycles SET overrun = ?, skipped = ? WHERE poll_id = ?",
                                [row["overrun"], row["skipped"], row["poll_id"]])
                 else:
-                    db["agent_cycles"].insert(row)
+                    db.table("agent_cycles").insert(row)
         except Exception as exc:  # noqa: BLE001 - a full disk must not stop the loop; the log says so
             log.error("could not record the cycle: %s", exc)
 

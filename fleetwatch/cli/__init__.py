@@ -13,7 +13,6 @@ from fleetwatch.config import Config, ConfigError, load_config
 from fleetwatch.config.loader import reference_markdown
 from fleetwatch.store import StoreError, open_store, store_location
 
-
 CONFIG_HELP = "configuration file (TOML); default: built-in defaults plus FLEETWATCH_* environment variables"
 
 
@@ -89,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--threshold", type=float, default=None,
                      help="surprise -log10(p) that opens an episode (default 3, one point in a thousand; overrides --profile)")
     rep.add_argument("--profile", default="default", choices=("default", "low-fp", "low-fn"),
-                     help="threshold chosen on NAB's development data: default 3, low-fp 4 (fewer false alarms), low-fn 2.5 (fewer misses)")
+                     help="threshold chosen on NAB's development data: default 3, " "low-fp 4 (fewer false alarms), low-fn 2.5 (fewer misses)")
 
     run = sub.add_parser("run", help="run the agent: poll, detect, alert, send the digest and serve the dashboard until stopped")
     _config(run)
@@ -169,9 +168,8 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str]) -> int:
             return replay_main(args.file, args.detector, args.threshold, args.profile)
         if args.command in ("emulate", "demo"):
             try:
-                from simulator.cli import run_emulator
-
                 from fleetwatch.cli.demo import demo_command
+                from simulator.cli import run_emulator
             except ImportError as exc:
                 print(f"fleetwatch: the emulated fleet needs the emulator extra ({exc.name} is missing); "
                       "install it with: pip install 'fleetwatch[emulator]'", file=sys.stderr)
@@ -191,8 +189,8 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str]) -> int:
         if args.command in ("plan", "collect"):
             return _collect(args, cfg)
         if args.command == "detect":
-            from fleetwatch.clock import SystemClock
             from fleetwatch.agent.detection import detect, detector_settings
+            from fleetwatch.clock import SystemClock
 
             with open_store(existing_store(cfg)) as store:
                 detection = detect(store, int(SystemClock().now()), names=args.detector, settings=detector_settings(cfg))
@@ -244,7 +242,7 @@ def _check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         print("fleetwatch: config check got two files; give one, with --config FILE", file=sys.stderr)
         return 2
     if args.file:
-        print("fleetwatch: `config check FILE` is deprecated; write `config check --config FILE`, as every command takes it",
+        print("fleetwatch: `config check FILE` is deprecated; write " "`config check --config FILE`, as every command takes it",
               file=sys.stderr)
     path = args.config or args.file
     cfg = load_config(path, environ=environ)
@@ -276,8 +274,8 @@ def existing_store(cfg: Config) -> str:
 
 def _collect(args: argparse.Namespace, cfg: Config) -> int:
     from collector.aws import Aws, credentials_problem
-    from fleetwatch.clock import SystemClock
     from fleetwatch.cli.collect import collect_command, plan_command
+    from fleetwatch.clock import SystemClock
     from fleetwatch.lock import LockHeld, store_lock
 
     if args.command == "plan":

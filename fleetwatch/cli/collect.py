@@ -70,7 +70,7 @@ def plan_command(cfg: Any, store: Store, aws: Aws, clock: Clock, discover: bool,
               + ("the plan above covers only the resources the store already holds; " if by_place else "")
               + "see each place's error above for the fix", file=err)
     elif not by_place:
-        print("fleetwatch: no resources discovered yet; run without --no-discover, or check aws.regions and aws.role_arns",
+        print("fleetwatch: no resources discovered yet; run without " "--no-discover, or check aws.regions and aws.role_arns",
               file=err)
     return 1 if failed or not by_place else 0
 

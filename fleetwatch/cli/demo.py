@@ -111,7 +111,7 @@ def demo_run(emulator: Emulator, store_path: str, polls: int, dashboard_port: in
         print(f"notifications go to a Slack stand-in at {slack.api_url} (channel C0DEMO), an SMTP server on "
               f"127.0.0.1:{smtp.port} and a PagerDuty stand-in at {pager.url};\nthe agent's traces and metrics go to an "
               f"OTLP receiver at {sink.url}\n", flush=True)
-        print(f"$ OTEL_EXPORTER_OTLP_ENDPOINT={sink.url} fleetwatch run --config {cfg_file} --polls {polls + 1} --emulated-clock\n"
+        print(f"$ OTEL_EXPORTER_OTLP_ENDPOINT={sink.url} fleetwatch run " f"--config {cfg_file} --polls {polls + 1} --emulated-clock\n"
               f"  (the first poll backfills a day; then {polls} polls one emulated minute apart"
               + (f"; dashboard on http://127.0.0.1:{dashboard_port} meanwhile)" if dashboard_port else ")"), flush=True)
         child = subprocess.Popen(command, env=env)
@@ -168,7 +168,7 @@ def _keep_notifications(out_dir: Path, slack: Any, smtp: Any, pager: Any = None)
         old.unlink()
     for i, (_, msg) in enumerate(smtp.messages(), 1):
         (mail_dir / f"{i:03d}.eml").write_bytes(msg.as_bytes())
-    print(f"notifications: {len(slack.messages())} Slack messages in {slack_file}, {len(smtp.messages())} mails in {mail_dir}/",
+    print(f"notifications: {len(slack.messages())} Slack messages in " f"{slack_file}, {len(smtp.messages())} mails in {mail_dir}/",
           flush=True)
     slack.__exit__(None, None, None)
     smtp.__exit__(None, None, None)

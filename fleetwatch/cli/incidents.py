@@ -6,10 +6,10 @@ import argparse
 import sys
 import time
 
+from alerts.store import AlertStore
 from fleetwatch.clock import SystemClock
 from fleetwatch.config.settings import parse_duration
 from fleetwatch.store import Store
-from alerts.store import AlertStore
 
 
 def _when(t: int | None) -> str:
@@ -45,10 +45,10 @@ def incident_command(args: argparse.Namespace, store: Store) -> int:
         print(f"silence #{sid}: {args.matchers} until {_when(now + duration)}")
         return 0
     if args.silence_command == "list":
-        rows = list(store.db.query("SELECT * FROM silences WHERE ends_at > ? ORDER BY ends_at", [now]))
-        for r in rows:
-            print(f"#{r['id']:<4} {r['matchers']}  {_when(r['starts_at'])} -> {_when(r['ends_at'])}  by {r['author']}  {r['comment'] or ''}")
-        if not rows:
+        silences = list(store.db.query("SELECT * FROM silences WHERE ends_at > ? ORDER BY ends_at", [now]))
+        for r in silences:
+            print(f"#{r['id']:<4} {r['matchers']}  {_when(r['starts_at'])} -> " f"{_when(r['ends_at'])}  by {r['author']}  {r['comment'] or ''}")
+        if not silences:
             print("no active silences")
         return 0
     if alerts.expire_silence(args.id, now):

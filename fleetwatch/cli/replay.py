@@ -10,7 +10,8 @@ import csv
 import math
 import sys
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from itertools import pairwise
 from typing import TextIO
 
 from detectors.anomaly import PROFILES as THRESHOLDS
@@ -37,7 +38,7 @@ def parse_time(text: str, line: int) -> int:
     except ValueError:
         raise ReplayError(f"line {line}: {text!r} is neither an ISO-8601 time nor epoch seconds") from None
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
+        stamp = stamp.replace(tzinfo=UTC)
     return int(stamp.timestamp())
 
 
@@ -73,12 +74,12 @@ def read_points(rows: Iterable[list[str]]) -> list[tuple[int, float | None, str]
     if len(points) < 2:
         raise ReplayError("need at least two rows of data")
     duplicates = 0
-    for i, ((a, _, _), (b, _, text)) in enumerate(zip(points, points[1:]), start=3):
+    for i, ((a, _, _), (b, _, text)) in enumerate(pairwise(points), start=3):
         if b < a:
             raise ReplayError(f"line {i}: time {text} is earlier than the row before it; sort the file by time")
         duplicates += b == a
     if duplicates:
-        print(f"fleetwatch replay: warning: {duplicates} row(s) repeat the time of the row before; each is scored as a point",
+        print(f"fleetwatch replay: warning: {duplicates} row(s) repeat " "the time of the row before; each is scored as a point",
               file=sys.stderr)
     return points
 
@@ -98,7 +99,7 @@ def check_step(points: list[tuple[int, float | None, str]], summary: Summary) ->
     step = infer_step([(t, v) for t, v, _ in points])
     if not MIN_STEP <= step <= MAX_STEP:
         raise ReplayError(f"the rows are {step} s apart; replay handles a regular step from 60 s to 1 day")
-    gaps = [b - a for (a, _, _), (b, _, _) in zip(points, points[1:]) if b > a]
+    gaps = [b - a for (a, _, _), (b, _, _) in pairwise(points) if b > a]
     odd = [g for g in gaps if g % step]
     if len(odd) > IRREGULAR_SHARE * len(gaps):
         raise ReplayError(f"the step is irregular: {len(odd)} of {len(gaps)} gaps are not a whole number of "

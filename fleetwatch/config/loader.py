@@ -135,6 +135,7 @@ def _coerce(s: Setting, raw: Any, from_env: bool) -> Any:
         if s.check and raw:
             s.check(raw)
         return raw
+    value: float  # an int for int and duration settings
     if kind == "int":
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise ValueError(f"got {_describe(raw)}")
@@ -238,7 +239,7 @@ def _toml_problem(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> Proble
         lines = text.rstrip().split("\n")  # the end is where the last line with anything on it ends
         line, column = len(lines), len(lines[-1]) + 1
         what = re.sub(r"\s*\(at end of document\)$", "", message)
-        hint = "something opened earlier (a string, an array, an inline table) is never closed, or the last line is cut short"
+        hint = "something opened earlier (a string, an array, an inline " "table) is never closed, or the last line is cut short"
     source = text.split("\n")[line - 1] if 0 < line <= text.count("\n") + 1 else ""
     shown = f": {source.strip()[:80]!r}" if source.strip() else ""
     return Problem(str(path), "", f"is not valid TOML: line {line}, column {column}{shown}: {what}", hint)

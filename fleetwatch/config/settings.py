@@ -78,7 +78,7 @@ class Setting:
             text = "a string" + (f" ({self.pattern_hint})" if self.pattern_hint else "")
         if self.minimum is not None and self.maximum is not None:
             if self.kind == "duration":
-                text += f" from {format_duration(self.minimum)} to {format_duration(self.maximum)}"
+                text += f" from {format_duration(int(self.minimum))} to {format_duration(int(self.maximum))}"
             else:
                 text += f" from {self.minimum} to {self.maximum}"
         return text
@@ -169,7 +169,7 @@ SETTINGS: tuple[Setting, ...] = (
         "each account's role. The accounts must be linked to it as source accounts. Empty: each "
         "account's metrics are read with its own role.",
         pattern=r"^(arn:aws[a-z-]*:iam::\d{12}:role/[^\s]+|\d{12})?$",
-        pattern_hint="a role ARN such as 'arn:aws:iam::123456789012:role/fleetwatch-reader', a 12-digit account id, or empty",
+        pattern_hint="a role ARN such as 'arn:aws:iam::123456789012:role/fleetwatch-reader', " "a 12-digit account id, or empty",
     ),
     Setting(
         "aws.endpoint_url", "str", "",
@@ -493,7 +493,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "slack.channel", "str", "",
         "Default Slack channel (name such as '#alerts' or an ID) for incidents no route names.",
-        check=lambda v: v == "" or check_target("slack:" + v),
+        check=lambda v: check_target("slack:" + v) if v else None,
     ),
     Setting(
         "slack.api_url", "str", "https://slack.com/api/",

@@ -1,4 +1,5 @@
-"""The store (SQLite, or PostgreSQL through store.url): migrations, tables and the typed operations the rest of fleetwatch uses."""
+"""The store (SQLite, or PostgreSQL through store.url): migrations, tables and the typed
+operations the rest of fleetwatch uses."""
 
 from pathlib import Path
 

@@ -47,7 +47,7 @@ def copy_store(src: Store, dst: Any, progress: Callable[[str, int], None] | None
                     out.write_row(row)
                     n += 1
             if "id" in columns and cur.execute(f"SELECT pg_get_serial_sequence('{table}', 'id')").fetchone()[0]:
-                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 1), MAX(id) IS NOT NULL) "
+                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', " "'id'), COALESCE(MAX(id), 1), MAX(id) IS NOT NULL) "
                             f"FROM {table}")
         copied[table] = n
         if progress:

@@ -19,9 +19,8 @@ from typing import Any
 import sqlite_utils
 
 from fleetwatch.store.dialect import SQLITE
-from fleetwatch.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
-
 from fleetwatch.store.errors import StoreError
+from fleetwatch.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from fleetwatch.store.sqlite import MIGRATIONS_TABLE, _check_writable, _connect, _explain, _inspect
 
 __all__ = ["MIGRATIONS_TABLE", "SeriesKey", "Store", "StoreError", "check_recorded", "index_resource_id", "migrate", "open_sqlite_store",
@@ -103,7 +102,7 @@ class Store:
         if MIGRATIONS_TABLE not in db.table_names():
             with self.transaction():
                 db.execute(
-                    f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+                    f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (id " "INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
                     "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))"
                 )
                 db.execute(f"PRAGMA application_id={APPLICATION_ID}")
@@ -140,7 +139,8 @@ class Store:
     ) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO resources (id, account, region, kind, name, arn, facts, tags, first_seen, last_seen, gone_at) "
+                "INSERT INTO resources (id, account, region, kind, name, arn, facts, tags, first_seen, last_seen, "
+                "gone_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
                 "ON CONFLICT(id) DO UPDATE SET arn=excluded.arn, facts=excluded.facts, tags=excluded.tags, "
                 "last_seen=excluded.last_seen, gone_at=NULL",
@@ -153,7 +153,8 @@ class Store:
         after being marked gone comes back (gone_at cleared)."""
         with self.transaction() as db:
             db.conn.executemany(
-                "INSERT INTO resources (id, account, region, kind, name, arn, facts, tags, first_seen, last_seen, gone_at) "
+                "INSERT INTO resources (id, account, region, kind, name, arn, facts, tags, first_seen, last_seen, "
+                "gone_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
                 "ON CONFLICT(id) DO UPDATE SET arn=excluded.arn, facts=excluded.facts, tags=excluded.tags, "
                 "last_seen=excluded.last_seen, gone_at=NULL",
@@ -164,7 +165,8 @@ class Store:
 
     def resources(self, *, account: str | None = None, region: str | None = None, kinds: Iterable[str] | None = None,
                   include_gone: bool = False) -> list[dict[str, Any]]:
-        sql, args = "SELECT * FROM resources WHERE 1=1", []
+        sql = "SELECT * FROM resources WHERE 1=1"
+        args: list[Any] = []
         if account is not None:
             sql, args = sql + " AND account = ?", [*args, account]
         if region is not None:
@@ -203,8 +205,8 @@ class Store:
         for i in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
             chunk = ids[i:i + 500]
             rows = self.db.execute(
-                f"SELECT s.resource_id, s.metric, s.stat, m.ts, m.value FROM series s JOIN samples m ON m.series_id = s.id "
-                f"WHERE s.resource_id IN ({','.join('?' * len(chunk))}) AND s.metric IN ({','.join('?' * len(metrics))}) "
+                "SELECT s.resource_id, s.metric, s.stat, m.ts, m.value " "FROM series s JOIN samples m ON m.series_id = s.id "
+                f"WHERE s.resource_id IN ({','.join('?' * len(chunk))}) " f"AND s.metric IN ({','.join('?' * len(metrics))}) "
                 f"AND m.ts >= ? AND m.ts < ? ORDER BY m.ts", [*chunk, *metrics, since, until]).fetchall()
             for rid, metric, stat, ts, value in rows:
                 out.setdefault((rid, metric, stat), []).append((int(ts), float(value)))
@@ -223,7 +225,7 @@ class Store:
         keys, periods, ranks = {}, {}, {}
         metrics = sorted({m for m, _ in starts})
         for sid, rid, namespace, metric, stat, period in self.db.execute(
-                f"SELECT id, resource_id, namespace, metric, stat, period FROM series WHERE metric IN ({','.join('?' * len(metrics))})",
+                "SELECT id, resource_id, namespace, metric, stat, period " f"FROM series WHERE metric IN ({','.join('?' * len(metrics))})",
                 metrics):
             start = starts.get((metric, stat))
             if start is not None:
@@ -266,7 +268,7 @@ class Store:
                 chunk = ids[i:i + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self.db.execute(
-                    f"SELECT series_id, SUM(value) FROM samples WHERE series_id IN ({marks}) AND ts >= ? AND ts < ? GROUP BY series_id "
+                    "SELECT series_id, SUM(value) FROM samples WHERE series_id " f"IN ({marks}) AND ts >= ? AND ts < ? GROUP BY series_id "
                     f"UNION ALL SELECT series_id, sum FROM rollups WHERE series_id IN ({marks}) AND ts = ?",
                     [*chunk, hour, hour + 3600, *chunk, hour]).fetchall()
                 seen: dict[int, float] = {}
@@ -448,7 +450,7 @@ class Store:
             out["incidents"] = db.execute(old.replace("SELECT id FROM", "DELETE FROM"), [inc_cut]).rowcount
             out["digests"] = db.execute("DELETE FROM digests WHERE due_at < ?", [inc_cut]).rowcount
             out["series"] = db.execute(
-                "DELETE FROM series WHERE resource_id IN (SELECT id FROM resources WHERE gone_at IS NOT NULL AND gone_at < ?) "
+                "DELETE FROM series WHERE resource_id IN (SELECT id FROM " "resources WHERE gone_at IS NOT NULL AND gone_at < ?) "
                 "AND NOT EXISTS (SELECT 1 FROM samples WHERE series_id = series.id) "
                 "AND NOT EXISTS (SELECT 1 FROM rollups WHERE series_id = series.id)", [gone_cut]).rowcount
             # The unusual detector's tracks of resources long gone (derived state: nothing is lost).
@@ -471,7 +473,7 @@ class Store:
     def record_polls(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
             with self.transaction() as db:
-                db["poll_log"].insert_all(rows, alter=False)
+                db.table("poll_log").insert_all(rows, alter=False)
 
     def record_detection(self, findings: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]],
                          states: Sequence[tuple[str, str, str, int, bool, str]] = ()) -> None:
@@ -479,14 +481,14 @@ class Store:
         with self.transaction() as db:
             if states:
                 db.conn.executemany(
-                    "INSERT INTO anomaly_state (resource_id, metric, stat, last_t, episode_open, state) VALUES (?, ?, ?, ?, ?, ?) "
+                    "INSERT INTO anomaly_state (resource_id, metric, stat, " "last_t, episode_open, state) VALUES (?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (resource_id, metric, stat) DO UPDATE SET last_t = excluded.last_t, "
                     "episode_open = excluded.episode_open, state = excluded.state",
                     [(r, m, st, t, int(o), text) for r, m, st, t, o, text in states])
             if findings:
-                db["findings"].insert_all(findings, alter=False)
+                db.table("findings").insert_all(findings, alter=False)
             if runs:
-                db["detector_runs"].insert_all(runs, alter=False)
+                db.table("detector_runs").insert_all(runs, alter=False)
 
     # -- collector cursors ---------------------------------------------------------------------
 
@@ -504,7 +506,7 @@ class Store:
         with self.transaction() as db:
             db.conn.executemany(
                 "INSERT INTO cursors (account, region, tier, covered_until, updated_at) VALUES (?, ?, ?, ?, ?) "
-                f"ON CONFLICT(account, region, tier) DO UPDATE SET covered_until = {self.dialect.greatest}(cursors.covered_until, "
+                "ON CONFLICT(account, region, tier) DO UPDATE SET " f"covered_until = {self.dialect.greatest}(cursors.covered_until, "
                 "excluded.covered_until), "
                 "updated_at = excluded.updated_at", [(a, r, t, until, at) for a, r, t, until in cursors])
 

@@ -21,5 +21,5 @@ class LockHeld(Exception):
         who = f"process {holder.get('pid', '?')} on {holder.get('host', '?')}"
         what = f" ({holder['command']})" if holder.get("command") else ""
         super().__init__(
-            f"the store {str(path).removesuffix('.lock')} is in use by {who}{what}, running since {when}. Only one agent may "
+            f"the store {str(path).removesuffix('.lock')} is in use " f"by {who}{what}, running since {when}. Only one agent may "
             f"run on a store: stop that one (kill {holder.get('pid', '<pid>')}), or give this one its own {setting}.")

@@ -5,7 +5,7 @@ or the new one, never half of it.
 Append only: never edit or reorder a migration that has shipped.
 
 Every migration runs on both backends: `db` is a sqlite_utils Database, or for PostgreSQL a
-fleetwatch.store.pgdb.PgDatabase that answers the same `db[table].create / add_column /
+fleetwatch.store.pgdb.PgDatabase that answers the same `db.table(name).create / add_column /
 create_index / drop` calls and `db.execute` with SQLite-style `?` SQL. Write new migrations with
 those calls, or SQL both understand; branch on `is_postgres(db)` only for what cannot be shared.
 """
@@ -32,7 +32,7 @@ def is_postgres(db: object) -> bool:
 
 
 def _initial(db: sqlite_utils.Database) -> None:
-    db["resources"].create(
+    db.table("resources").create(
         {
             "id": str, "account": str, "region": str, "kind": str, "name": str, "arn": str,
             "facts": str, "tags": str, "first_seen": int, "last_seen": int, "gone_at": int,
@@ -40,9 +40,9 @@ def _initial(db: sqlite_utils.Database) -> None:
         pk="id", not_null={"account", "region", "kind", "name", "first_seen", "last_seen"},
         defaults={"facts": "{}", "tags": "{}"},
     )
-    db["resources"].create_index(["kind"])
-    db["resources"].create_index(["account", "region"])
-    db["series"].create(
+    db.table("resources").create_index(["kind"])
+    db.table("resources").create_index(["account", "region"])
+    db.table("series").create(
         {
             "id": int, "key": str, "resource_id": str, "namespace": str, "metric": str,
             "dimensions": str, "stat": str, "period": int, "unit": str,
@@ -50,8 +50,8 @@ def _initial(db: sqlite_utils.Database) -> None:
         pk="id", not_null={"key", "namespace", "metric", "stat", "period"},
         foreign_keys=[("resource_id", "resources", "id")],
     )
-    db["series"].create_index(["key"], unique=True)
-    db["series"].create_index(["resource_id"])
+    db.table("series").create_index(["key"], unique=True)
+    db.table("series").create_index(["resource_id"])
     # Keyed by (series, timestamp) so re-reading a window upserts instead of duplicating.
     if is_postgres(db):
         # One partition per UTC day (fleetwatch.store.pg makes them as samples arrive), so
@@ -66,7 +66,7 @@ def _initial(db: sqlite_utils.Database) -> None:
             "value REAL NOT NULL, PRIMARY KEY (series_id, ts)) WITHOUT ROWID"
         )
     db.execute("CREATE INDEX samples_ts ON samples(ts)")
-    db["poll_log"].create(
+    db.table("poll_log").create(
         {
             "id": int, "started_at": int, "finished_at": int, "source": str, "account": str,
             "region": str, "status": str, "error": str, "api_calls": int,
@@ -75,11 +75,11 @@ def _initial(db: sqlite_utils.Database) -> None:
         pk="id", not_null={"started_at", "source", "status"},
         defaults={"api_calls": 0, "metrics_requested": 0, "cost_usd": 0.0, "samples_written": 0},
     )
-    db["poll_log"].create_index(["started_at"])
+    db.table("poll_log").create_index(["started_at"])
 
 
 def _alerting(db: sqlite_utils.Database) -> None:
-    db["findings"].create(
+    db.table("findings").create(
         {
             "id": int, "ts": int, "detector": str, "resource_id": str, "severity": str,
             "title": str, "fingerprint": str, "evidence": str, "labels": str,
@@ -87,8 +87,8 @@ def _alerting(db: sqlite_utils.Database) -> None:
         pk="id", not_null={"ts", "detector", "severity", "title", "fingerprint"},
         defaults={"evidence": "{}", "labels": "{}"},
     )
-    db["findings"].create_index(["fingerprint", "ts"])
-    db["incidents"].create(
+    db.table("findings").create_index(["fingerprint", "ts"])
+    db.table("incidents").create(
         {
             "id": int, "fingerprint": str, "state": str, "severity": str, "title": str,
             "cause": str, "labels": str, "started_at": int, "updated_at": int,
@@ -97,10 +97,10 @@ def _alerting(db: sqlite_utils.Database) -> None:
         pk="id", not_null={"fingerprint", "state", "severity", "title", "started_at", "updated_at"},
         defaults={"labels": "{}"},
     )
-    db["incidents"].create_index(["fingerprint"], unique=True)
-    db["incidents"].create_index(["state"])
+    db.table("incidents").create_index(["fingerprint"], unique=True)
+    db.table("incidents").create_index(["state"])
     # The notification log: a row is written only after a send succeeded.
-    db["notifications"].create(
+    db.table("notifications").create(
         {
             "id": int, "incident_id": int, "channel": str, "kind": str, "sent_at": int,
             "digest": str, "external_id": str,
@@ -108,8 +108,8 @@ def _alerting(db: sqlite_utils.Database) -> None:
         pk="id", not_null={"incident_id", "channel", "kind", "sent_at"},
         foreign_keys=[("incident_id", "incidents", "id")],
     )
-    db["notifications"].create_index(["incident_id", "channel"])
-    db["silences"].create(
+    db.table("notifications").create_index(["incident_id", "channel"])
+    db.table("silences").create(
         {
             "id": int, "matchers": str, "starts_at": int, "ends_at": int, "author": str,
             "comment": str, "created_at": int, "expired_at": int,
@@ -132,36 +132,36 @@ def _rollups(db: sqlite_utils.Database) -> None:
 def _cursors(db: sqlite_utils.Database) -> None:
     # How far each place's tier is collected: the next start resumes here, without a gap and
     # without fetching again what is stored. A backfill chunk and its cursor commit together.
-    db["cursors"].create(
+    db.table("cursors").create(
         {"account": str, "region": str, "tier": str, "covered_until": int, "updated_at": int},
         pk=("account", "region", "tier"), not_null={"covered_until", "updated_at"},
     )
-    db["poll_log"].add_column("detail", str)
-    db["poll_log"].add_column("poll_id", str)
-    db["poll_log"].create_index(["poll_id"])
+    db.table("poll_log").add_column("detail", str)
+    db.table("poll_log").add_column("poll_id", str)
+    db.table("poll_log").create_index(["poll_id"])
 
 
 def _detector_runs(db: sqlite_utils.Database) -> None:
-    db["findings"].add_column("started_at", int)
-    db["findings"].add_column("cause", str)
-    db["findings"].add_column("fix", str)
-    db["findings"].add_column("pass_id", str)
+    db.table("findings").add_column("started_at", int)
+    db.table("findings").add_column("cause", str)
+    db.table("findings").add_column("fix", str)
+    db.table("findings").add_column("pass_id", str)
     # One row per detector and pass: ok or errored (with the message), and its NoData resources.
-    db["detector_runs"].create(
+    db.table("detector_runs").create(
         {"id": int, "pass_id": str, "ts": int, "detector": str, "status": str, "error": str, "findings": int,
          "nodata": str, "seconds": float},
         pk="id", not_null={"pass_id", "ts", "detector", "status"}, defaults={"findings": 0, "nodata": "[]"},
     )
-    db["detector_runs"].create_index(["ts"])
+    db.table("detector_runs").create_index(["ts"])
 
 
 def _incidents(db: sqlite_utils.Database) -> None:
     # 0002 sketched incidents and notifications before anything wrote them; they are empty, and
     # replaced here by the shapes the alert pipeline uses.
     for table in ("notifications", "incidents"):
-        db[table].drop(ignore=True)
+        db.table(table).drop(ignore=True)
     # One row per alert: a finding's identity (detector, resource, key) and its state machine.
-    db["alerts"].create(
+    db.table("alerts").create(
         {"fingerprint": str, "detector": str, "resource_id": str, "key": str, "kind": str, "labels": str, "state": str,
          "severity": str, "title": str, "cause": str, "fix": str, "evidence": str, "started_at": int,
          "active_since": int, "firing_since": int, "recovering_since": int, "last_seen": int, "resolved_at": int,
@@ -169,10 +169,10 @@ def _incidents(db: sqlite_utils.Database) -> None:
         pk="fingerprint", not_null={"detector", "state", "severity", "title", "updated_at"},
         defaults={"labels": "{}", "evidence": "{}", "flaps": 0, "kind": "finding"},
     )
-    db["alerts"].create_index(["state"])
+    db.table("alerts").create_index(["state"])
     # One row per incident episode; its fingerprint is the hash of its group's labels, and only
     # one episode per fingerprint is open at a time.
-    db["incidents"].create(
+    db.table("incidents").create(
         {"id": int, "fingerprint": str, "group_key": str, "state": str, "severity": str, "title": str, "symptom": str,
          "cause": str, "fix": str, "labels": str, "members": str, "version": str, "started_at": int, "firing_at": int,
          "updated_at": int, "resolved_at": int, "acked_by": str, "acked_at": int, "absorbed_into": int, "joinable": int},
@@ -180,69 +180,69 @@ def _incidents(db: sqlite_utils.Database) -> None:
         defaults={"labels": "{}", "members": "[]", "joinable": 0},
     )
     db.execute("CREATE UNIQUE INDEX incidents_open ON incidents(fingerprint) WHERE resolved_at IS NULL")
-    db["incidents"].create_index(["state"])
-    db["incidents"].create_index(["resolved_at"])
-    db["incident_events"].create(
+    db.table("incidents").create_index(["state"])
+    db.table("incidents").create_index(["resolved_at"])
+    db.table("incident_events").create(
         {"id": int, "incident_id": int, "ts": int, "event": str, "detail": str},
         pk="id", not_null={"incident_id", "ts", "event"}, foreign_keys=[("incident_id", "incidents", "id")],
     )
-    db["incident_events"].create_index(["incident_id", "ts"])
+    db.table("incident_events").create_index(["incident_id", "ts"])
     # The notification log. A row is written as 'sending' just before a send and becomes 'sent'
     # only after the send succeeded; a failed send deletes it. What is owed is computed from the
     # incidents and the 'sent' rows, so a restart neither repeats nor drops anything.
-    db["notifications"].create(
+    db.table("notifications").create(
         {"id": int, "key": str, "incident_id": int, "target": str, "kind": str, "version": str, "status": str,
          "sent_at": int, "external_id": str, "thread_id": str},
         pk="id", not_null={"key", "incident_id", "target", "kind", "status", "sent_at"},
         foreign_keys=[("incident_id", "incidents", "id")],
     )
-    db["notifications"].create_index(["key"], unique=True)
-    db["notifications"].create_index(["incident_id", "target"])
-    db["notification_failures"].create(
+    db.table("notifications").create_index(["key"], unique=True)
+    db.table("notifications").create_index(["incident_id", "target"])
+    db.table("notification_failures").create(
         {"id": int, "incident_id": int, "target": str, "kind": str, "attempts": int, "error": str, "failed_at": int},
         pk="id", not_null={"target", "kind", "attempts", "error", "failed_at"},
     )
-    db["notification_failures"].create_index(["failed_at"])
-    db["silences"].create_index(["ends_at"])
-    db["digests"].create(
+    db.table("notification_failures").create_index(["failed_at"])
+    db.table("silences").create_index(["ends_at"])
+    db.table("digests").create(
         {"id": int, "period": str, "due_at": int, "sent_at": int, "targets": str, "status": str, "error": str},
         pk="id", not_null={"period", "due_at", "status"},
     )
-    db["digests"].create_index(["period"], unique=True)
+    db.table("digests").create_index(["period"], unique=True)
 
 
 def _agent_cycles(db: sqlite_utils.Database) -> None:
     # One row per cycle of `fleetwatch run` (poll, detect, alert): when it was due, when it ran,
     # how it ended, and whether it overran its interval (the next one then starts late).
-    db["agent_cycles"].create(
+    db.table("agent_cycles").create(
         {"id": int, "poll_id": str, "scheduled_at": int, "started_at": int, "finished_at": int, "status": str, "error": str,
          "lag": float, "seconds": float, "overrun": float, "skipped": int, "findings": int, "sent": int, "failed": int},
         pk="id", not_null={"scheduled_at", "started_at", "status"}, defaults={"overrun": 0.0, "skipped": 0},
     )
-    db["agent_cycles"].create_index(["scheduled_at"])
+    db.table("agent_cycles").create_index(["scheduled_at"])
 
 
 def _incident_lead(db: sqlite_utils.Database) -> None:
     # What the incident's title said of its cause, kept once that cause has ended, so the
     # incident goes on naming it (its symptom's is kept in `symptom` already).
-    db["incidents"].add_column("cause_title", str, not_null_default="")
+    db.table("incidents").add_column("cause_title", str, not_null_default="")
     # Which alerts the title names (so it keeps naming them while they are live).
-    db["incidents"].add_column("symptom_alert", str, not_null_default="")
-    db["incidents"].add_column("cause_alert", str, not_null_default="")
+    db.table("incidents").add_column("symptom_alert", str, not_null_default="")
+    db.table("incidents").add_column("cause_alert", str, not_null_default="")
 
 
 def _agents(db: sqlite_utils.Database) -> None:
     # Several agents on one (PostgreSQL) store, fleetwatch.cluster: each live agent's heartbeat,
     # and which agent holds each place (account, region) until when.
-    db["agents"].create({"id": str, "host": str, "pid": int, "started_at": int, "heartbeat_at": int},
+    db.table("agents").create({"id": str, "host": str, "pid": int, "started_at": int, "heartbeat_at": int},
                         pk="id", not_null={"started_at", "heartbeat_at"})
-    db["place_leases"].create({"account": str, "region": str, "agent_id": str, "expires_at": int},
+    db.table("place_leases").create({"account": str, "region": str, "agent_id": str, "expires_at": int},
                               pk=("account", "region"), not_null={"agent_id", "expires_at"})
 
 
 def _cycle_stages(db: sqlite_utils.Database) -> None:
     # Each cycle's stage times, JSON: {"poll": {"seconds": .., "cpu_seconds": ..}, "detect": ..}.
-    db["agent_cycles"].add_column("stages", str, not_null_default="{}")
+    db.table("agent_cycles").add_column("stages", str, not_null_default="{}")
 
 
 def _anomaly_state(db: sqlite_utils.Database) -> None:

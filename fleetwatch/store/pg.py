@@ -91,7 +91,7 @@ class PgStore(Store):
     def _partitions(self) -> dict[int, str]:
         if self._days is None:
             rows = self.db.execute(
-                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) " "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                 "WHERE i.inhparent = 'samples'::regclass").fetchall()
             self._days = {}
             for name, bound in rows:  # FOR VALUES FROM ('1800000000') TO ('1800086400')
@@ -245,9 +245,11 @@ class PgStoreLock:
         except psycopg.Error as exc:
             raise explain(self.url, exc) from exc
         take = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
-        if not conn.execute(f"SELECT {take}(%s)", [RUN_LOCK]).fetchone()[0]:
+        locked = conn.execute(f"SELECT {take}(%s)", [RUN_LOCK]).fetchone()
+        assert locked is not None  # a SELECT of a function answers one row
+        if not locked[0]:
             row = conn.execute(
-                "SELECT a.application_name, a.client_addr::text, EXTRACT(EPOCH FROM a.backend_start)::bigint FROM pg_locks l "
+                "SELECT a.application_name, a.client_addr::text, " "EXTRACT(EPOCH FROM a.backend_start)::bigint FROM pg_locks l "
                 "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted "
                 "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 [RUN_LOCK & 0xFFFFFFFF]).fetchone()

@@ -2,7 +2,7 @@
 the store's SQL and migrations are written once for both backends.
 
 `execute` and `query` take SQLite-style SQL (`?` placeholders, see dialect.to_pg); rows index by
-position and by column name, as sqlite3.Row does; `db["table"]` creates, alters, inserts and
+position and by column name, as sqlite3.Row does; `db.table(name)` creates, alters, inserts and
 updates with sqlite_utils' signatures. Sums of integers come back as int, not Decimal.
 """
 
@@ -17,8 +17,8 @@ from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import RowMaker
 
-from fleetwatch.store.errors import StoreError
 from fleetwatch.store.dialect import to_pg
+from fleetwatch.store.errors import StoreError
 
 _TYPES = {str: "TEXT", int: "BIGINT", float: "DOUBLE PRECISION", bytes: "BYTEA"}
 
@@ -33,7 +33,7 @@ class Row(tuple):
     def keys(self) -> tuple[str, ...]:
         return self.names
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             return tuple.__getitem__(self, self.names.index(key))
         return tuple.__getitem__(self, key)
@@ -162,8 +162,12 @@ class PgDatabase:
             "SELECT c.relname FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace "
             "AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY c.relname")]
 
-    def __getitem__(self, name: str) -> PgTable:
+    def table(self, name: str) -> PgTable:
+        """sqlite_utils' `db.table(name)`: typed as a Table, where `db[name]` may be a View."""
         return PgTable(self, name)
+
+    def __getitem__(self, name: str) -> PgTable:
+        return self.table(name)
 
 
 class PgTable:
@@ -175,7 +179,9 @@ class PgTable:
 
     @property
     def count(self) -> int:
-        return int(self.db.execute(f"SELECT COUNT(*) FROM {self.name}").fetchone()[0])
+        row = self.db.execute(f"SELECT COUNT(*) FROM {self.name}").fetchone()
+        assert row is not None  # COUNT(*) answers one row
+        return int(row[0])
 
     # -- schema --------------------------------------------------------------------------------
 
@@ -230,7 +236,12 @@ class PgTable:
         returning = " RETURNING id" if self._has_id() else ""
         row = self.db.execute(f"INSERT INTO {self.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}){returning}",
                               [record[c] for c in cols])
-        self.last_pk = row.fetchone()[0] if returning else None
+        if returning:
+            inserted = row.fetchone()
+            assert inserted is not None  # INSERT … RETURNING of one row answers one row
+            self.last_pk = inserted[0]
+        else:
+            self.last_pk = None
         return self
 
     def insert_all(self, records: Iterable[dict[str, Any]], **_: Any) -> PgTable:

@@ -53,7 +53,7 @@ def _inspect(path: Path) -> tuple[int, int, list[str]]:
     return app_id, version, recorded
 
 
-def _explain(path: Path, exc: sqlite3.OperationalError) -> StoreError:
+def _explain(path: Path | str, exc: sqlite3.OperationalError) -> StoreError:
     text = str(exc)
     if "disk is full" in text or "disk I/O" in text:
         return StoreError(
