@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from fastapi import HTTPException
 from starlette.requests import Request
-import pytest
 
 from tests import chaos_kit
 from tests.web_kit import PASSWORD, TOKEN, USER

@@ -16,6 +16,7 @@ emulator's 2 accounts x 2 Regions, not the 12 accounts of issue 20's chaos run."
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -29,7 +30,8 @@ from collector.poll import Collector
 from collector.probes import PROBE_NS
 from fleetwatch.store import open_store
 from simulator.mail import SmtpSink
-from simulator.slack import TOKEN as SLACK_TOKEN, SlackStandIn
+from simulator.slack import TOKEN as SLACK_TOKEN
+from simulator.slack import SlackStandIn
 from tests import chaos_kit
 from tests.agent_kit import agent_config, make_agent, session
 from tests.conftest import ROLES, control, set_clock
@@ -206,7 +208,7 @@ def test_three_agents_one_leader_failover_no_gap_nothing_twice(fleet: Any, pg_se
     assert cut, "the leader was cut off during a send"
     assert "at" in cut and "handed" in cut
     assert [k for _, pid, k in sends[cut["at"]:] if pid == cut["pid"]] == [], "the cut leader sent after the cut"
-    handovers = sum(1 for x, y in zip(leaders, leaders[1:]) if x != y)
+    handovers = sum(1 for x, y in itertools.pairwise(leaders) if x != y)
     assert handovers >= 2 and killed_leaders, f"the lead passed on at the cut and at the leader's kill: {leaders}"
     chaos_kit.record("agents on PostgreSQL killed and cut off", faults_injected=len(killed) + 1, agents=3,
                      places=len(places), cycles=ticks, leader_handovers=handovers, leaders_killed=len(killed_leaders), slack_messages=sum(slack_keys.values()),

@@ -157,8 +157,8 @@ class Agent:
         # On PostgreSQL, several agents share the store (fleetwatch.cluster): this one polls the
         # places it holds the lease of, and alerts only while it is the leader. On SQLite there
         # is one agent, and it is the leader.
-        self.cluster = (Cluster(store, store.url, self.interval, agent_id=agent_id)
-                        if store.dialect is POSTGRESQL else None)
+        self.cluster = (Cluster(store, getattr(store, "url", ""), self.interval, agent_id=agent_id)
+                        if store.dialect is POSTGRESQL else None)  # PgStore.url: the database's URL
         if self.cluster is not None:
             self.collector.only = self.cluster.own
         self.pipeline = build_pipeline(cfg, store, clock, sleep=self.waiter.sleep, ses=ses, stopping=self.stopping,
