@@ -57,7 +57,7 @@ $(STAMP): pyproject.toml
 # worker's emulator, ports and artefacts apart); `make test JOBS=0` runs in one process.
 JOBS ?= auto
 
-test: $(STAMP) $(UPLOT) $(AXE) $(CHROMIUM) postgresql docs-site
+test: $(STAMP) $(UPLOT) $(AXE) $(CHROMIUM) postgresql lint docs-site
 	FLEETWATCH_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -n $(JOBS) --dist worksteal
 
 # Lint and format (ruff) on the whole tree, types (mypy) on the product packages: the settings are

@@ -29,7 +29,9 @@ BACKOFF_BASE, BACKOFF_CAP, RETRY_AFTER_CAP = 1.0, 60.0, 900.0
 
 
 class SendError(Exception):
-    def __init__(self, message: str, retry: bool = True, retry_after: float | None = None, unsure: bool = False) -> None:
+    def __init__(
+        self, message: str, retry: bool = True, retry_after: float | None = None, unsure: bool = False
+    ) -> None:
         super().__init__(message)
         # unsure: no answer came back (a timeout, a dropped connection), so the server may have it.
         self.retry, self.retry_after, self.unsure = retry, retry_after, unsure
@@ -55,7 +57,9 @@ class Channel(Protocol):
         ...
 
 
-def deliver(send: Callable[[], T], attempts: int, sleep: Callable[[float], None], rng: random.Random | None = None) -> T:
+def deliver(
+    send: Callable[[], T], attempts: int, sleep: Callable[[float], None], rng: random.Random | None = None
+) -> T:
     rng = rng or random.Random()
     last = ""
     for attempt in range(1, attempts + 1):
@@ -92,6 +96,7 @@ def _network(exc: BaseException) -> SendError:
 
 # -- Slack -------------------------------------------------------------------------------------
 
+
 class SlackBot:
     """chat.postMessage for the first notification; later ones update that message (chat.update)
     and add to its thread. Each message carries its notification key as message metadata, so a
@@ -120,7 +125,9 @@ class SlackBot:
                 raise SendError(f"Slack {method}: rate limited (429)", retry_after=float(after)) from None
             if status >= 500:
                 raise SendError(f"Slack {method}: HTTP {status}") from None
-            raise SendError(f"Slack {method}: {error or f'HTTP {status}'}", retry=error in ("internal_error", "fatal_error")) from None
+            raise SendError(
+                f"Slack {method}: {error or f'HTTP {status}'}", retry=error in ("internal_error", "fatal_error")
+            ) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
             raise _network(exc) from None
 
@@ -146,8 +153,14 @@ class SlackBot:
             return Delivered(str(got["ts"]), str(got["channel"]))
         self._call("chat_update", channel=first.thread_id, ts=first.external_id, **message)
         # The thread gets the short form where there is one ("Acknowledged by X").
-        got = self._call("chat_postMessage", channel=first.thread_id, thread_ts=first.external_id, metadata=metadata,
-                         unfurl_links=False, **slack_message(notice, reply=True))
+        got = self._call(
+            "chat_postMessage",
+            channel=first.thread_id,
+            thread_ts=first.external_id,
+            metadata=metadata,
+            unfurl_links=False,
+            **slack_message(notice, reply=True),
+        )
         return Delivered(str(got["ts"]), first.thread_id)
 
     def post_message(self, channel: str, message: dict[str, Any]) -> None:
@@ -207,6 +220,7 @@ class SlackWebhook:
 
 # -- mail ----------------------------------------------------------------------------------------
 
+
 def message_id(key: str) -> str:
     """The same notification always has the same Message-ID, so a resend after a crash is one
     message to mail clients, and later notifications thread under the first."""
@@ -245,8 +259,17 @@ class _Mail:
 
 
 class Smtp(_Mail):
-    def __init__(self, host: str, port: int, security: str, username: str, password: str, sender: str, timeout: int,
-                 ca_file: str = "") -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        security: str,
+        username: str,
+        password: str,
+        sender: str,
+        timeout: int,
+        ca_file: str = "",
+    ) -> None:
         self.host, self.port, self.security = host, port, security
         self.username, self.password, self.sender, self.timeout = username, password, sender, timeout
         self.ca_file = ca_file
@@ -268,19 +291,30 @@ class Smtp(_Mail):
                     server.login(self.username, self.password)
                 server.send_message(msg)
         except smtplib.SMTPAuthenticationError as exc:
-            raise SendError(f"SMTP {self.host}:{self.port}: authentication failed ({exc.smtp_code}); check smtp.username "
-                            "and smtp.password", retry=False) from None
+            raise SendError(
+                f"SMTP {self.host}:{self.port}: authentication failed ({exc.smtp_code}); check smtp.username "
+                "and smtp.password",
+                retry=False,
+            ) from None
         except smtplib.SMTPResponseException as exc:
-            raise SendError(f"SMTP {self.host}:{self.port}: {exc.smtp_code} {_text(exc.smtp_error)}",
-                            retry=400 <= exc.smtp_code < 500) from None
+            raise SendError(
+                f"SMTP {self.host}:{self.port}: {exc.smtp_code} {_text(exc.smtp_error)}",
+                retry=400 <= exc.smtp_code < 500,
+            ) from None
         except smtplib.SMTPRecipientsRefused as exc:
-            raise SendError(f"SMTP {self.host}:{self.port}: recipients refused {list(exc.recipients)}", retry=False) from None
+            raise SendError(
+                f"SMTP {self.host}:{self.port}: recipients refused {list(exc.recipients)}", retry=False
+            ) from None
         except ssl.SSLCertVerificationError as exc:
-            raise SendError(f"SMTP {self.host}:{self.port}: the server's certificate is not trusted ({exc.verify_message}); "
-                            "set smtp.ca_file to the authority that signed it, or fix smtp.host to the name on it",
-                            retry=False) from None
+            raise SendError(
+                f"SMTP {self.host}:{self.port}: the server's certificate is not trusted ({exc.verify_message}); "
+                "set smtp.ca_file to the authority that signed it, or fix smtp.host to the name on it",
+                retry=False,
+            ) from None
         except smtplib.SMTPNotSupportedError as exc:
-            raise SendError(f"SMTP {self.host}:{self.port}: {exc}; set smtp.security to match the server", retry=False) from None
+            raise SendError(
+                f"SMTP {self.host}:{self.port}: {exc}; set smtp.security to match the server", retry=False
+            ) from None
         except (smtplib.SMTPException, OSError) as exc:
             raise _network(exc) from None
 
@@ -300,14 +334,17 @@ class Ses(_Mail):
             try:
                 self.client = self.factory()
             except (BotoCoreError, ClientError, ValueError) as exc:
-                raise SendError(f"SES: cannot make a client ({exc}); check the AWS credentials and aws.regions",
-                                retry=False) from None
+                raise SendError(
+                    f"SES: cannot make a client ({exc}); check the AWS credentials and aws.regions", retry=False
+                ) from None
         try:
             self.client.send_email(FromEmailAddress=self.sender, Content={"Raw": {"Data": msg.as_bytes()}})
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            raise SendError(f"SES SendEmail: {code}: {exc.response.get('Error', {}).get('Message', '')}",
-                            retry=code in ("Throttling", "TooManyRequestsException", "ServiceUnavailable", "InternalFailure")) from None
+            raise SendError(
+                f"SES SendEmail: {code}: {exc.response.get('Error', {}).get('Message', '')}",
+                retry=code in ("Throttling", "TooManyRequestsException", "ServiceUnavailable", "InternalFailure"),
+            ) from None
         except BotoCoreError as exc:
             raise _network(exc) from None
 

@@ -30,6 +30,7 @@ WEEK = 7 * 86400
 
 # -- schedule ---------------------------------------------------------------------------------
 
+
 def due_at(now: float, day: str, hour: int, zone: str) -> tuple[str, int]:
     """The most recent scheduled send at or before `now`: (period name, when), e.g.
     ("2026-W47", ...). The period names the ISO week of the local send day."""
@@ -52,6 +53,7 @@ def owed_digest(store: Store, now: float, cfg: Any) -> tuple[str, int] | None:
 
 
 # -- gathering --------------------------------------------------------------------------------
+
 
 @dataclass
 class Digest:
@@ -86,8 +88,9 @@ class _Series:
         wanted = set(wanted)
         metrics = sorted({m for m, _ in wanted})
         ids: dict[tuple[str, str], list[int]] = {}
-        for sid, metric, stat in self.db.execute(f"SELECT id, metric, stat FROM series WHERE metric IN ({','.join('?' * len(metrics))})",
-                                                 metrics):
+        for sid, metric, stat in self.db.execute(
+            f"SELECT id, metric, stat FROM series WHERE metric IN ({','.join('?' * len(metrics))})", metrics
+        ):
             if (metric, stat) in wanted:
                 ids.setdefault((metric, stat), []).append(int(sid))
         self.ids = {k: json.dumps(v) for k, v in ids.items()}
@@ -99,9 +102,14 @@ class _Series:
         if (metric, stat) not in self.ids:
             return out
         for table, agg in _SOURCES:
-            sql = (f"SELECT s.resource_id, (? - 1 - x.ts) / ? AS k, {agg} FROM " f"{self.ids_from} {self.join} series s ON s.id = {self.id_col} "
-                   f"{self.join} {table} ON x.series_id = s.id AND x.ts >= ? AND x.ts < ? GROUP BY s.resource_id, k")
-            for rid, k, total, n, peak in self.db.execute(sql, [end, span, self.ids[(metric, stat)], end - weeks * span, end]):
+            sql = (
+                f"SELECT s.resource_id, (? - 1 - x.ts) / ? AS k, {agg} FROM "
+                f"{self.ids_from} {self.join} series s ON s.id = {self.id_col} "
+                f"{self.join} {table} ON x.series_id = s.id AND x.ts >= ? AND x.ts < ? GROUP BY s.resource_id, k"
+            )
+            for rid, k, total, n, peak in self.db.execute(
+                sql, [end, span, self.ids[(metric, stat)], end - weeks * span, end]
+            ):
                 if n:
                     a = out.setdefault(rid, {}).get(k, (0.0, 0, float("-inf")))
                     out[rid][k] = (a[0] + total, a[1] + n, max(a[2], peak))
@@ -116,9 +124,11 @@ class _Series:
         out: dict[str, int] = {}
         for table, _ in _SOURCES:
             name = table.split()[0]
-            for rid, first in self.db.execute(f"SELECT s.resource_id, MIN((SELECT MIN(ts) FROM {name} WHERE series_id = s.id)) "
-                                              f"FROM {self.ids_from} {self.join} series s ON s.id = {self.id_col} GROUP BY s.resource_id",
-                                              [self.ids.get((metric, stat), "[]")]):
+            for rid, first in self.db.execute(
+                f"SELECT s.resource_id, MIN((SELECT MIN(ts) FROM {name} WHERE series_id = s.id)) "
+                f"FROM {self.ids_from} {self.join} series s ON s.id = {self.id_col} GROUP BY s.resource_id",
+                [self.ids.get((metric, stat), "[]")],
+            ):
                 if first is not None:
                     out[rid] = min(out.get(rid, first), int(first))
         return out
@@ -130,8 +140,13 @@ def _mean(s: Stats | None) -> float | None:
 
 BASELINE_WEEKS = 8
 CLOSE = 0.5  # a limit is shown when its week's peak used at least this share of it (as the overview's near_limits)
-PEAKS = (("ClaimedAccountConcurrency", "Maximum"), ("DatabaseConnections", "Maximum"), ("ApproximateAgeOfOldestMessage", "Maximum"),
-         ("Reputation.BounceRate", "Maximum"), ("Reputation.ComplaintRate", "Maximum"))  # headroom: the week's peak of each
+PEAKS = (
+    ("ClaimedAccountConcurrency", "Maximum"),
+    ("DatabaseConnections", "Maximum"),
+    ("ApproximateAgeOfOldestMessage", "Maximum"),
+    ("Reputation.BounceRate", "Maximum"),
+    ("Reputation.ComplaintRate", "Maximum"),
+)  # headroom: the week's peak of each
 COLD = (("ColdStarts", "Sum"), ("SampledInvocations", "Sum"), ("InitDuration", "Maximum"))
 THROTTLE_REASONS = ("KeyRangeThroughput", "ProvisionedThroughput", "AccountLimit", "MaxOnDemandThroughput")
 MIN_BASELINE_WEEKS = 2  # an average of one week is last week again
@@ -143,12 +158,32 @@ WHOLE_SLACK = 3600
 # has samples under one of the two, so it gets one "5xx rate" row. Both are the share of
 # requests that failed (AWS, "Amazon API Gateway dimensions and metrics": 5XXError's Average
 # is the 5XX error rate; "Monitor CloudWatch metrics for HTTP APIs": 5xx likewise).
-OUTCOMES = (("api", [("requests", "Count", "Sum", "sum", "count"), ("5xx rate", "5XXError", "Average", "mean", "ratio"),
-                     ("5xx rate", "5xx", "Average", "mean", "ratio"), ("p95 latency", "Latency", "p95", "mean", "ms")]),
-            ("schedule", [("runs", "TriggeredRules", "Sum", "sum", "count"),
-                          ("failed invocations", "FailedInvocations", "Sum", "sum", "count")]),
-            ("ses", [("mails sent", "Send", "Sum", "sum", "count"), ("bounced", "Bounce", "Sum", "sum", "count"),
-                     ("rejected", "Reject", "Sum", "sum", "count")]))
+OUTCOMES = (
+    (
+        "api",
+        [
+            ("requests", "Count", "Sum", "sum", "count"),
+            ("5xx rate", "5XXError", "Average", "mean", "ratio"),
+            ("5xx rate", "5xx", "Average", "mean", "ratio"),
+            ("p95 latency", "Latency", "p95", "mean", "ms"),
+        ],
+    ),
+    (
+        "schedule",
+        [
+            ("runs", "TriggeredRules", "Sum", "sum", "count"),
+            ("failed invocations", "FailedInvocations", "Sum", "sum", "count"),
+        ],
+    ),
+    (
+        "ses",
+        [
+            ("mails sent", "Send", "Sum", "sum", "count"),
+            ("bounced", "Bounce", "Sum", "sum", "count"),
+            ("rejected", "Reject", "Sum", "sum", "count"),
+        ],
+    ),
+)
 
 
 def week_values(weekly: dict[int, Stats], first: int | None, end: int, how: str) -> dict[str, Any]:
@@ -156,6 +191,7 @@ def week_values(weekly: dict[int, Stats], first: int | None, end: int, how: str)
     store holds all of it), last week and the average of up to 8 weeks before this one, each
     from whole weeks only. A whole week without datapoints is 0 for a count (CloudWatch sends
     no datapoint for a count of nothing) and no value for a mean."""
+
     def whole(k: int) -> bool:
         return first is not None and first <= end - (k + 1) * WEEK + WHOLE_SLACK
 
@@ -174,9 +210,15 @@ def week_values(weekly: dict[int, Stats], first: int | None, end: int, how: str)
             pooled = [weekly[k] for k in prior if k in weekly]
             baseline = _mean((sum(p[0] for p in pooled), sum(p[1] for p in pooled), 0.0)) if pooled else None
     this, last = value(0), (value(1) if whole(1) else None)
-    return {"this": this, "this_whole": whole(0), "since": first, "last": last, "avg8": baseline,
-            "baseline_weeks": len(prior) if baseline is not None else 0,
-            "change": (this - last) / last if whole(0) and this is not None and last else None}
+    return {
+        "this": this,
+        "this_whole": whole(0),
+        "since": first,
+        "last": last,
+        "avg8": baseline,
+        "baseline_weeks": len(prior) if baseline is not None else 0,
+        "change": (this - last) / last if whole(0) and this is not None and last else None,
+    }
 
 
 def gather(store: Store, end: int, period: str = "", names: dict[str, str] | None = None, url: str = "") -> Digest:
@@ -186,8 +228,13 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
     d = Digest(period or datetime.fromtimestamp(end, ZoneInfo("UTC")).strftime("%G-W%V"), start, end, url=url)
     names = account_names(store.db, names or {})
     resources = _resources(store)
-    series = _Series(store, [(m, st) for _, rows in OUTCOMES for _, m, st, _, _ in rows] + list(PEAKS) + list(COLD)
-                     + [(f"{op}{reason}ThrottleEvents", "Sum") for reason in THROTTLE_REASONS for op in ("Read", "Write")])
+    series = _Series(
+        store,
+        [(m, st) for _, rows in OUTCOMES for _, m, st, _, _ in rows]
+        + list(PEAKS)
+        + list(COLD)
+        + [(f"{op}{reason}ThrottleEvents", "Sum") for reason in THROTTLE_REASONS for op in ("Read", "Write")],
+    )
 
     def named(r: dict[str, Any]) -> dict[str, str]:
         return {"resource": resource_label(r, names, full=False), "where": where(r, names)}
@@ -198,12 +245,23 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
             for rid in sorted(weekly):
                 r = resources.get(rid)
                 if r and r["kind"] == kind and rid in first:
-                    d.outcomes.append({**named(r), "measure": label, "unit": unit,
-                                       **week_values(weekly.get(rid, {}), first.get(rid), end, how)})
-    d.outcomes.sort(key=lambda o: (o["resource"], o["where"]))  # a resource's rows together, in OUTCOMES' order (a stable sort)
+                    d.outcomes.append(
+                        {
+                            **named(r),
+                            "measure": label,
+                            "unit": unit,
+                            **week_values(weekly.get(rid, {}), first.get(rid), end, how),
+                        }
+                    )
+    d.outcomes.sort(
+        key=lambda o: (o["resource"], o["where"])
+    )  # a resource's rows together, in OUTCOMES' order (a stable sort)
 
-    incidents = list(store.db.query("SELECT * FROM incidents WHERE started_at >= ? AND started_at < ? AND state != 'absorbed'",
-                                    [start, end]))
+    incidents = list(
+        store.db.query(
+            "SELECT * FROM incidents WHERE started_at >= ? AND started_at < ? AND state != 'absorbed'", [start, end]
+        )
+    )
     by_detector: dict[str, list[dict[str, Any]]] = {}
     for inc in incidents:
         by_detector.setdefault(json.loads(inc["labels"]).get("detector", "?"), []).append(inc)
@@ -212,15 +270,25 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
         impact = sum(((i["resolved_at"] or end) - i["firing_at"]) for i in fired) / 60
         ack = [(i["acked_at"] - i["firing_at"]) / 60 for i in fired if i["acked_at"]]
         res = [(i["resolved_at"] - i["firing_at"]) / 60 for i in fired if i["resolved_at"]]
-        d.incidents.append({"detector": det, "incidents": len(items), "fired": len(fired), "impact_minutes": round(impact),
-                            "median_minutes_to_ack": round(statistics.median(ack), 1) if ack else None,
-                            "median_minutes_to_resolve": round(statistics.median(res), 1) if res else None})
+        d.incidents.append(
+            {
+                "detector": det,
+                "incidents": len(items),
+                "fired": len(fired),
+                "impact_minutes": round(impact),
+                "median_minutes_to_ack": round(statistics.median(ack), 1) if ack else None,
+                "median_minutes_to_resolve": round(statistics.median(res), 1) if res else None,
+            }
+        )
 
     def peak(metric: str, stat: str) -> dict[str, float]:
         return {rid: s[2] for rid, s in series.stats(metric, stat, start, end).items()}
 
-    claimed, conns, age = peak("ClaimedAccountConcurrency", "Maximum"), peak("DatabaseConnections", "Maximum"), \
-        peak("ApproximateAgeOfOldestMessage", "Maximum")
+    claimed, conns, age = (
+        peak("ClaimedAccountConcurrency", "Maximum"),
+        peak("DatabaseConnections", "Maximum"),
+        peak("ApproximateAgeOfOldestMessage", "Maximum"),
+    )
     bounce, complaint = peak("Reputation.BounceRate", "Maximum"), peak("Reputation.ComplaintRate", "Maximum")
     for rid, r in sorted(resources.items()):
         f, name = r["facts"], (named(r) if r["kind"] != "lambda" else {})
@@ -232,18 +300,50 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
             d.headroom.append(_room(name, "oldest message's age against retention", age.get(rid), f["retention"], "s"))
         elif r["kind"] == "ses":
             if f.get("max_24h_send"):
-                d.headroom.append(_room(name, "mails in 24 hours against the send quota", f.get("sent_last_24h"),
-                                        f["max_24h_send"], "count"))
-            d.headroom.append(_room(name, "bounce rate (review at 5%)", bounce.get(rid), 0.05, "ratio",
-                                    REPUTATION_ABSENT["Reputation.BounceRate"]))
-            d.headroom.append(_room(name, "complaint rate (review at 0.1%)", complaint.get(rid), 0.001, "ratio",
-                                    REPUTATION_ABSENT["Reputation.ComplaintRate"]))
+                d.headroom.append(
+                    _room(
+                        name,
+                        "mails in 24 hours against the send quota",
+                        f.get("sent_last_24h"),
+                        f["max_24h_send"],
+                        "count",
+                    )
+                )
+            d.headroom.append(
+                _room(
+                    name,
+                    "bounce rate (review at 5%)",
+                    bounce.get(rid),
+                    0.05,
+                    "ratio",
+                    REPUTATION_ABSENT["Reputation.BounceRate"],
+                )
+            )
+            d.headroom.append(
+                _room(
+                    name,
+                    "complaint rate (review at 0.1%)",
+                    complaint.get(rid),
+                    0.001,
+                    "ratio",
+                    REPUTATION_ABSENT["Reputation.ComplaintRate"],
+                )
+            )
     for reason in THROTTLE_REASONS:
         for op in ("Read", "Write"):
             for rid, s in series.stats(f"{op}{reason}ThrottleEvents", "Sum", start, end).items():
                 if s[0] > 0 and rid in resources:
-                    d.headroom.append({**named(resources[rid]), "limit": f"{op.lower()} requests throttled ({reason})",
-                                       "peak": s[0], "of": None, "used": None, "unit": "count", "note": ""})
+                    d.headroom.append(
+                        {
+                            **named(resources[rid]),
+                            "limit": f"{op.lower()} requests throttled ({reason})",
+                            "peak": s[0],
+                            "of": None,
+                            "used": None,
+                            "unit": "count",
+                            "note": "",
+                        }
+                    )
     # Only what came close (at least half used at the week's peak, or throttled at all): the rest is counted.
     close = [h for h in d.headroom if (h["used"] is not None and h["used"] >= CLOSE) or (h["of"] is None and h["peak"])]
     d.headroom_others = len(d.headroom) - len(close)
@@ -251,31 +351,53 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
 
     cold, sampled, init = (series.stats(m, s, start, end) for m, s in COLD)
     # Only functions that did start cold: a function with no cold start is not among the slowest.
-    profile: list[dict[str, Any]] = [{**named(resources[rid]), "cold_share": cold[rid][0] / s[0], "sampled": int(s[0]),
-                "max_init_ms": init[rid][2] if rid in init else None}
-               for rid, s in sampled.items() if s[0] >= 20 and rid in resources and cold.get(rid, (0.0,))[0] > 0]
+    profile: list[dict[str, Any]] = [
+        {
+            **named(resources[rid]),
+            "cold_share": cold[rid][0] / s[0],
+            "sampled": int(s[0]),
+            "max_init_ms": init[rid][2] if rid in init else None,
+        }
+        for rid, s in sampled.items()
+        if s[0] >= 20 and rid in resources and cold.get(rid, (0.0,))[0] > 0
+    ]
     d.coldstarts = sorted(profile, key=lambda p: (-(p["max_init_ms"] or 0), -p["cold_share"]))[:5]
 
     for _rid, r in sorted(resources.items()):
         f = r["facts"]
         if r["kind"] == "sqs" and f.get("retention_shorter_than_source"):
-            d.hygiene.append(f"DLQ {r['name']} keeps messages no longer than its source ({', '.join(f.get('dlq_of') or [])}): "
-                             "a message can expire before anyone looks at it")
+            d.hygiene.append(
+                f"DLQ {r['name']} keeps messages no longer than its source ({', '.join(f.get('dlq_of') or [])}): "
+                "a message can expire before anyone looks at it"
+            )
         if r["kind"] == "sqs" and f.get("max_receive_count") == 1:
             d.hygiene.append(f"queue {r['name']} has maxReceiveCount 1: one failed attempt sends a message to the DLQ")
         if r["kind"] == "ses" and f.get("sandbox"):
-            d.hygiene.append(f"SES in {account_label(r['account'], names)} {r['region']} " "is still in the sandbox (200 mails a day, verified "
-                             "recipients only)")
-        if r["kind"] == "lambda" and f.get("reserved_concurrency") is None and \
-                any(u.startswith(("rds:", "rds_proxy:")) for u in f.get("uses") or []):
-            d.hygiene.append(f"function {r['name']} calls a database and has no reserved concurrency: a burst can become a "
-                             "connection storm")
+            d.hygiene.append(
+                f"SES in {account_label(r['account'], names)} {r['region']} "
+                "is still in the sandbox (200 mails a day, verified "
+                "recipients only)"
+            )
+        if (
+            r["kind"] == "lambda"
+            and f.get("reserved_concurrency") is None
+            and any(u.startswith(("rds:", "rds_proxy:")) for u in f.get("uses") or [])
+        ):
+            d.hygiene.append(
+                f"function {r['name']} calls a database and has no reserved concurrency: a burst can become a "
+                "connection storm"
+            )
 
-    sent = store.db.execute("SELECT COUNT(*) FROM notifications WHERE status = 'sent' AND sent_at >= ? AND sent_at < ?",
-                            [start, end]).fetchone()[0]
+    sent = store.db.execute(
+        "SELECT COUNT(*) FROM notifications WHERE status = 'sent' AND sent_at >= ? AND sent_at < ?", [start, end]
+    ).fetchone()[0]
     flaps = store.db.execute("SELECT COALESCE(SUM(flaps), 0) FROM alerts WHERE last_seen >= ?", [start]).fetchone()[0]
-    d.noise = {"notifications": sent, "incidents": len(incidents),
-               "per_incident": round(sent / len(incidents), 1) if incidents else 0.0, "flaps": flaps}
+    d.noise = {
+        "notifications": sent,
+        "incidents": len(incidents),
+        "per_incident": round(sent / len(incidents), 1) if incidents else 0.0,
+        "flaps": flaps,
+    }
     d.cost = polling_cost(store.db, end)  # the figure the overview and `fleetwatch plan` state
     return d
 
@@ -284,7 +406,9 @@ def _resources(store: Store) -> dict[str, dict[str, Any]]:
     """The resources the digest names, by id. Functions (most of a fleet) carry only the facts
     it reads, taken out in SQL: parsing every function's facts cost most of a 10,000-function
     digest's time."""
-    kinds = [k for (k,) in store.db.execute("SELECT DISTINCT kind FROM resources WHERE gone_at IS NULL") if k != "lambda"]
+    kinds = [
+        k for (k,) in store.db.execute("SELECT DISTINCT kind FROM resources WHERE gone_at IS NULL") if k != "lambda"
+    ]
     dialect = dialect_of(store.db)
 
     def value(key: str) -> str:
@@ -292,19 +416,36 @@ def _resources(store: Store) -> dict[str, dict[str, Any]]:
 
     out = {r["id"]: r for r in store.resources(kinds=kinds)}
     for rid, account, region, name, reserved, uses in store.db.execute(
-            f"SELECT id, account, region, name, {value('reserved_concurrency')}, {value('uses')} "
-            "FROM resources WHERE kind = 'lambda' AND gone_at IS NULL"):
-        out[rid] = {"id": rid, "account": account, "region": region, "kind": "lambda", "name": name,
-                    "facts": {"reserved_concurrency": json_loaded(reserved), "uses": json_loaded(uses) or None}}
+        f"SELECT id, account, region, name, {value('reserved_concurrency')}, {value('uses')} "
+        "FROM resources WHERE kind = 'lambda' AND gone_at IS NULL"
+    ):
+        out[rid] = {
+            "id": rid,
+            "account": account,
+            "region": region,
+            "kind": "lambda",
+            "name": name,
+            "facts": {"reserved_concurrency": json_loaded(reserved), "uses": json_loaded(uses) or None},
+        }
     return out
 
 
-def _room(name: dict[str, str], limit: str, used: float | None, of: float, unit: str, absent: str = "") -> dict[str, Any]:
-    return {**name, "limit": limit, "peak": used, "of": of, "used": (used / of) if used is not None and of else None,
-            "unit": unit, "note": absent if used is None else ""}
+def _room(
+    name: dict[str, str], limit: str, used: float | None, of: float, unit: str, absent: str = ""
+) -> dict[str, Any]:
+    return {
+        **name,
+        "limit": limit,
+        "peak": used,
+        "of": of,
+        "used": (used / of) if used is not None and of else None,
+        "unit": unit,
+        "note": absent if used is None else "",
+    }
 
 
 # -- rendering and sending ---------------------------------------------------------------------
+
 
 def _view(d: Digest) -> dict[str, Any]:
     def day(ts: int) -> str:
@@ -335,14 +476,26 @@ def slack_digest(d: Digest, public_url: str) -> dict[str, Any]:
     """Block Kit: a header, then one section per part of the text digest (outcomes, incidents,
     headroom, cold starts, hygiene, noise and cost), and a button to the dashboard's digest page."""
     parts = render_text(d).split("\n\n")
-    summary = (f"fleetwatch weekly health digest {d.period}: {d.noise.get('incidents', 0)} incidents, "
-               f"{len(d.hygiene)} hygiene findings")
+    summary = (
+        f"fleetwatch weekly health digest {d.period}: {d.noise.get('incidents', 0)} incidents, "
+        f"{len(d.hygiene)} hygiene findings"
+    )
     url = public_url.rstrip("/") + "/digest" if public_url else ""
     return sections_message(f"Weekly health digest {d.period}", summary, parts[1:], url, "Open the digest")
 
 
-def send_digest(store: Store, d: Digest, targets: list[str], channels: dict[str, Channel], sender: str, now: int,
-                sleep: Any, attempts: int, public_url: str = "", scheduled: bool = True) -> list[str]:
+def send_digest(
+    store: Store,
+    d: Digest,
+    targets: list[str],
+    channels: dict[str, Channel],
+    sender: str,
+    now: int,
+    sleep: Any,
+    attempts: int,
+    public_url: str = "",
+    scheduled: bool = True,
+) -> list[str]:
     """Send to every target that has not yet taken this period's digest; the period counts as
     sent when all of them have, and a retry goes only to those that failed. Returns errors.
     An unscheduled send (`fleetwatch digest --send`) goes to every target and records nothing,
@@ -385,10 +538,12 @@ def _record(store: Store, d: Digest, now: int, took: set[str], targets: list[str
     """`targets` holds the targets that took this period's digest; it is sent when all have."""
     status = "sent" if took >= set(targets) else "failed" if errors else "sending"
     with store.transaction() as db:
-        db.execute("INSERT INTO digests (period, due_at, sent_at, targets, status, error) VALUES (?, ?, ?, ?, ?, ?) "
-                   "ON CONFLICT(period) DO UPDATE SET sent_at = excluded.sent_at, targets = excluded.targets, "
-                   "status = excluded.status, error = excluded.error",
-                   [d.period, d.end, now, json.dumps(sorted(took)), status, "; ".join(errors) or None])
+        db.execute(
+            "INSERT INTO digests (period, due_at, sent_at, targets, status, error) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(period) DO UPDATE SET sent_at = excluded.sent_at, targets = excluded.targets, "
+            "status = excluded.status, error = excluded.error",
+            [d.period, d.end, now, json.dumps(sorted(took)), status, "; ".join(errors) or None],
+        )
 
 
 def digest_url(cfg: Any) -> str:

@@ -37,8 +37,12 @@ class Answer:
 
 def post_json(url: str, body: Any, timeout: float, headers: dict[str, str] | None = None, what: str = "") -> Answer:
     data = json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="POST",
-                                 headers={"Content-Type": "application/json", "User-Agent": "fleetwatch", **(headers or {})})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "fleetwatch", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as got:  # noqa: S310 - http(s) URLs only, checked by the settings
             return Answer(got.status, {k.lower(): v for k, v in got.headers.items()}, got.read(MAX_ANSWER))

@@ -73,8 +73,14 @@ def resource_labels(resource: Any, resource_id: str) -> dict[str, str]:
     """The labels routes, silences and maintenance windows match on, for one resource."""
     if resource is None:
         return {"resource": resource_id, "name": resource_id.rsplit("/", 1)[-1], "kind": resource_id.split("/", 1)[0]}
-    labels = {"resource": resource.id, "name": resource.name, "kind": resource.kind, "account": resource.account,
-              "region": resource.region, "service": resource.tags.get("service", "")}
+    labels = {
+        "resource": resource.id,
+        "name": resource.name,
+        "kind": resource.kind,
+        "account": resource.account,
+        "region": resource.region,
+        "service": resource.tags.get("service", ""),
+    }
     for k, v in resource.tags.items():
         labels["tag_" + "".join(c if c.isalnum() else "_" for c in k)] = v
     return labels
@@ -87,7 +93,11 @@ def alert_labels(alert: Alert, topo: Topology) -> dict[str, str]:
 
 
 def _rank(a: Alert) -> tuple[int, int, int]:
-    return (STATE_ORDER.index(a.state) if a.state in STATE_ORDER else 9, SEVERITY_RANK.get(a.severity, 3), a.active_since or 0)
+    return (
+        STATE_ORDER.index(a.state) if a.state in STATE_ORDER else 9,
+        SEVERITY_RANK.get(a.severity, 3),
+        a.active_since or 0,
+    )
 
 
 def _describe_cause(a: Alert) -> str:
@@ -136,8 +146,14 @@ def _groups(a: Alert, nodata_pages: bool) -> bool:
     return a.kind == "error" or a.state in ACTIVE
 
 
-def reconcile(alerts: dict[str, Alert], open_incidents: dict[int, Incident], topo: Topology, now: int,
-              nodata_pages: bool = False, known: dict[str, str] | None = None) -> list[Incident]:
+def reconcile(
+    alerts: dict[str, Alert],
+    open_incidents: dict[int, Incident],
+    topo: Topology,
+    now: int,
+    nodata_pages: bool = False,
+    known: dict[str, str] | None = None,
+) -> list[Incident]:
     """Put every live alert in an incident (its own if it already has one) and return every
     incident that is open or changed this pass: the open ones, new ones, and those that ended.
     New incidents have no id yet; their alerts are tied to them by `Incident.live`. `known`:
@@ -147,7 +163,9 @@ def reconcile(alerts: dict[str, Alert], open_incidents: dict[int, Incident], top
     for inc in incidents.values():
         inc.live = []
     new: list[Incident] = []
-    pending = sorted((a for a in alerts.values() if _groups(a, nodata_pages)), key=lambda a: (a.active_since or now, a.fingerprint))
+    pending = sorted(
+        (a for a in alerts.values() if _groups(a, nodata_pages)), key=lambda a: (a.active_since or now, a.fingerprint)
+    )
     for a in pending:
         if a.incident_id in incidents:
             incidents[a.incident_id].live.append(a.fingerprint)
@@ -160,8 +178,11 @@ def reconcile(alerts: dict[str, Alert], open_incidents: dict[int, Incident], top
             inc.live = []
         # Supporting evidence outliving the rules it supported does not hold the incident open:
         # it ends with RESOLVED, and they stay with it (not re-homed, no page of their own).
-        elif inc.live and all(alerts[fp].detector in SUPPORTING for fp in inc.live) and any(
-                fp not in alerts or alerts[fp].detector not in SUPPORTING for fp in inc.members):
+        elif (
+            inc.live
+            and all(alerts[fp].detector in SUPPORTING for fp in inc.live)
+            and any(fp not in alerts or alerts[fp].detector not in SUPPORTING for fp in inc.members)
+        ):
             inc.live = []
     for a in pending:
         if a.incident_id in incidents:
@@ -202,7 +223,9 @@ def _incident_fingerprint(a: Alert, now: int) -> str:
     return hashlib.sha256(json.dumps([_group_key(a), a.fingerprint, now]).encode()).hexdigest()[:16]
 
 
-def _home(a: Alert, candidates: list[Incident], alerts: dict[str, Alert], links: _Links, known: dict[str, str]) -> Incident | None:
+def _home(
+    a: Alert, candidates: list[Incident], alerts: dict[str, Alert], links: _Links, known: dict[str, str]
+) -> Incident | None:
     """The open incident a new alert belongs to: the oldest related one (None: a new problem).
     Related to anything the incident has held, not only what is live in it this very pass: the
     alert that opened it may have ended as this one began."""
@@ -218,7 +241,9 @@ def _home(a: Alert, candidates: list[Incident], alerts: dict[str, Alert], links:
         if a.kind == "error" or inc.group_key.startswith("detector:"):
             hit = inc.group_key == key
         else:
-            held = {inc.group_key} | {alerts[fp].resource_id if fp in alerts else known.get(fp, "") for fp in (*inc.members, *inc.live)}
+            held = {inc.group_key} | {
+                alerts[fp].resource_id if fp in alerts else known.get(fp, "") for fp in (*inc.members, *inc.live)
+            }
             hit = any(r and not r.startswith("detector:") and links.related(a.resource_id, r) for r in held)
         if hit and (best is None or (inc.started_at, inc.id or 1 << 62) < (best.started_at, best.id or 1 << 62)):
             best = inc
@@ -231,6 +256,7 @@ def _pick(named: str, candidates: list[Alert], causes: bool, named_on: str = "")
     root cause where it named a function's own failure rate); once it has ended, another live
     alert on the same resource (`named_on`: orders-db's forecast gives way to orders-db at 100%),
     else None (the title keeps its last words)."""
+
     def weight(a: Alert) -> tuple[int, int]:
         return (int(causes and a.detector == "outcomes"), SEVERITY_RANK.get(a.severity, 3))
 
@@ -252,11 +278,16 @@ def _kind(topo: Topology, resource_id: str) -> str:
 
 
 def _also(topo: Topology, inc: Incident, held: list[str], where: dict[str, str]) -> str:
-    """" (and orders-dlq)": the other entry points this incident's symptoms were on, live or
+    """ " (and orders-dlq)": the other entry points this incident's symptoms were on, live or
     ended, so a head that moved on to a worse symptom still names every place users felt it."""
     named = where.get(inc.symptom_alert, "")
-    others = sorted({topo.resources[r].name for r in (where.get(fp, "") for fp in held)
-                     if r and r != named and r in topo.resources and topo.is_entry(r) and _kind(topo, r) not in ACCOUNT_WIDE})
+    others = sorted(
+        {
+            topo.resources[r].name
+            for r in (where.get(fp, "") for fp in held)
+            if r and r != named and r in topo.resources and topo.is_entry(r) and _kind(topo, r) not in ACCOUNT_WIDE
+        }
+    )
     others = [n for n in others if n not in inc.symptom]
     if not others:
         return ""
@@ -264,7 +295,7 @@ def _also(topo: Topology, inc: Incident, held: list[str], where: dict[str, str])
 
 
 def _behind(topo: Topology, resource_id: str, title: str) -> str:
-    """" — behind storefront-api": the user-facing entry points a cause with no symptom yet
+    """ " — behind storefront-api": the user-facing entry points a cause with no symptom yet
     serves, for a title that would otherwise not say where users would feel it."""
     names = [topo.resources[e].name for e in topo.served(resource_id) if e in topo.resources]
     if not names or any(n in title for n in names):
@@ -289,8 +320,12 @@ def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int, where: 
     causes = [a for a in members if a.kind == "finding" and not topo.is_entry(a.resource_id)]
     # An account-wide entry point beside a symptom it reaches is that symptom's cause: the SES
     # account refusing mail and the queue whose consumer sends it lead with the queue users wait on.
-    upstream = [a for a in symptoms if _kind(topo, a.resource_id) in ACCOUNT_WIDE
-                and any(o.resource_id != a.resource_id and o.resource_id in topo.entries(a.resource_id) for o in symptoms)]
+    upstream = [
+        a
+        for a in symptoms
+        if _kind(topo, a.resource_id) in ACCOUNT_WIDE
+        and any(o.resource_id != a.resource_id and o.resource_id in topo.entries(a.resource_id) for o in symptoms)
+    ]
     if upstream:
         symptoms = [a for a in symptoms if a not in upstream]
         causes = sorted([*upstream, *causes], key=_rank)
@@ -322,9 +357,13 @@ def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int, where: 
         symptom_title += _also(topo, inc, [*inc.members, *(a.fingerprint for a in members)], where)
         title = f"{symptom_title} — {cause_title}" if cause_title else symptom_title
     else:
-        title = (cause_title or lead.title) + _behind(topo, where.get(inc.cause_alert, lead.resource_id), cause_title or lead.title)
+        title = (cause_title or lead.title) + _behind(
+            topo, where.get(inc.cause_alert, lead.resource_id), cause_title or lead.title
+        )
     # A cause that could still be joined by what users feel waits `cause_wait` before paging.
-    joinable = not symptoms and bool(causes) and severity != "critical" and any(topo.entries(c.resource_id) for c in causes)
+    joinable = (
+        not symptoms and bool(causes) and severity != "critical" and any(topo.entries(c.resource_id) for c in causes)
+    )
     before = (inc.state, inc.severity, inc.title, inc.cause, list(inc.members))
     inc.state, inc.severity = state, severity
     inc.title, inc.cause = title, cause
@@ -337,8 +376,9 @@ def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int, where: 
         labels = resource_labels(topo.resources.get(lead.resource_id), lead.resource_id)
     labels.update(detector=lead.detector, severity=severity, state=state)
     inc.labels = labels
-    inc.version = hashlib.sha256(json.dumps(
-        [severity, sorted(a.fingerprint for a in members if a.state in (FIRING, RECOVERING))]).encode()).hexdigest()[:12]
+    inc.version = hashlib.sha256(
+        json.dumps([severity, sorted(a.fingerprint for a in members if a.state in (FIRING, RECOVERING))]).encode()
+    ).hexdigest()[:12]
     if state == FIRING and inc.firing_at is None:
         inc.firing_at = now
         inc.events.append((FIRING, title))

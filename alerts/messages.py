@@ -23,14 +23,28 @@ from alerts.units import duration_words, human, unit_of
 # `text` is truncated past 40,000 and Slack advises keeping it far shorter.
 HEADER_MAX, SECTION_MAX, TEXT_MAX, BLOCKS_MAX = 150, 3000, 3000, 50
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
-LABEL = {"firing": "FIRING", "changed": "UPDATED", "repeat": "STILL FIRING", "resolved": "RESOLVED",
-         "absorbed": "MERGED", "acknowledged": "ACKNOWLEDGED", "nodata": "NO DATA", "error": "DETECTOR ERROR"}
+LABEL = {
+    "firing": "FIRING",
+    "changed": "UPDATED",
+    "repeat": "STILL FIRING",
+    "resolved": "RESOLVED",
+    "absorbed": "MERGED",
+    "acknowledged": "ACKNOWLEDGED",
+    "nodata": "NO DATA",
+    "error": "DETECTOR ERROR",
+}
 EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
 # An ended incident is no longer its severity: RESOLVED is green whatever it was.
 KIND_EMOJI = {"resolved": ":large_green_circle:", "absorbed": ":white_circle:", "acknowledged": ":eyes:"}
 # Mail: the colour of the heading, as the Slack circle.
-COLOUR = {"critical": "#c62828", "warning": "#ef6c00", "info": "#1565c0", "resolved": "#2e7d32", "absorbed": "#616161",
-          "acknowledged": "#6a1b9a"}
+COLOUR = {
+    "critical": "#c62828",
+    "warning": "#ef6c00",
+    "info": "#1565c0",
+    "resolved": "#2e7d32",
+    "absorbed": "#616161",
+    "acknowledged": "#6a1b9a",
+}
 FIRING_KINDS = ("firing", "changed", "repeat")
 SUBJECT_MAX = 99  # mail subjects under 100 characters: the rest is in the body
 
@@ -40,7 +54,7 @@ def clean(text: Any, limit: int) -> str:
     `limit` characters (cut with an ellipsis)."""
     s = _CONTROL.sub(" ", str(text or ""))
     s = re.sub(r"[ \t]{2,}", " ", s).strip()
-    return s if len(s) <= limit else s[:max(0, limit - 1)].rstrip() + "…"
+    return s if len(s) <= limit else s[: max(0, limit - 1)].rstrip() + "…"
 
 
 def one_line(text: Any, limit: int) -> str:
@@ -54,7 +68,7 @@ def cut_words(text: str, limit: int) -> str:
     s = one_line(text, 10 * limit)
     if len(s) <= limit:
         return s
-    head = s[:limit - 1]
+    head = s[: limit - 1]
     space = head.rfind(" ")
     if space >= limit // 2:
         head = head[:space]
@@ -148,6 +162,7 @@ def _num(v: Any) -> str:
 
 # -- Slack -------------------------------------------------------------------------------------
 
+
 def slack_message(n: Notice, reply: bool = False) -> dict[str, Any]:
     """The incident's message. `reply`: the shorter form posted in its thread, where it differs
     (an acknowledgement is one line there; the top message still shows everything)."""
@@ -159,8 +174,10 @@ def slack_message(n: Notice, reply: bool = False) -> dict[str, Any]:
         text += "\nCause: " + mrkdwn_escape(clean(inc.cause, 600))
     text = clean(text, TEXT_MAX)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": clean(f"{n.emoji} {n.headline}", HEADER_MAX),
-                                    "emoji": True}},
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": clean(f"{n.emoji} {n.headline}", HEADER_MAX), "emoji": True},
+        },
     ]
     if n.kind == "resolved" and n.lasted:
         blocks.append(_plain(f"Resolved after {n.lasted}."))
@@ -210,11 +227,17 @@ def _button(text: str, url: str, style: str = "") -> dict[str, Any]:
 def sections_message(title: str, text: str, sections: list[str], url: str = "", button: str = "") -> dict[str, Any]:
     """A Block Kit message of a header and one plain_text section per part (the digest), within
     Slack's limits, with `text` as the fallback."""
-    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": clean(title, HEADER_MAX)}}]
-    blocks += [_plain(s) for s in sections if s.strip()][:BLOCKS_MAX - 2]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": clean(title, HEADER_MAX)}}
+    ]
+    blocks += [_plain(s) for s in sections if s.strip()][: BLOCKS_MAX - 2]
     if url:
-        blocks.append({"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text", "text": button},
-                                                         "url": url[:3000]}]})
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [{"type": "button", "text": {"type": "plain_text", "text": button}, "url": url[:3000]}],
+            }
+        )
     return {"text": mrkdwn_escape(clean(text, TEXT_MAX)), "blocks": blocks}
 
 
@@ -224,8 +247,12 @@ def _plain(text: str) -> dict[str, Any]:
 
 # -- mail --------------------------------------------------------------------------------------
 
-_env = Environment(loader=PackageLoader("alerts", "templates"), autoescape=select_autoescape(["html"]),
-                   trim_blocks=True, lstrip_blocks=True)
+_env = Environment(
+    loader=PackageLoader("alerts", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 def email_message(n: Notice) -> tuple[str, str, str]:

@@ -63,7 +63,9 @@ def targets(inc: Incident, routes: Sequence[Route], defaults: Sequence[str]) -> 
     return out or list(defaults)
 
 
-def muted(member_labels: Sequence[dict[str, str]], silences: Sequence[Silence], windows: Sequence[Window], now: int) -> str:
+def muted(
+    member_labels: Sequence[dict[str, str]], silences: Sequence[Silence], windows: Sequence[Window], now: int
+) -> str:
     """Why the incident is muted ('' if not): every firing member is silenced or in maintenance."""
     if not member_labels:
         return ""
@@ -80,7 +82,9 @@ def muted(member_labels: Sequence[dict[str, str]], silences: Sequence[Silence], 
     return sorted(set(reasons))[0]
 
 
-def owed(inc: Incident, history: Sequence[Sent], now: int, timers: Timers, mute: str = "", missed: bool = False) -> str | None:
+def owed(
+    inc: Incident, history: Sequence[Sent], now: int, timers: Timers, mute: str = "", missed: bool = False
+) -> str | None:
     """The kind of notification this incident owes one target now, or None. `missed`: a page to
     this target failed (the channel was down) and none has been delivered since."""
     last = history[-1] if history else None
@@ -94,11 +98,19 @@ def owed(inc: Incident, history: Sequence[Sent], now: int, timers: Timers, mute:
         return None
     if inc.severity == "info":
         return None  # a risk worth showing (a low limit, a DLQ that expires first) pages nobody
-    if (inc.acked_at is not None and last is not None and last.kind not in (RESOLVED, ABSORBED)
-            and not any(h.kind == ACKNOWLEDGED and h.sent_at >= inc.acked_at for h in history)):
+    if (
+        inc.acked_at is not None
+        and last is not None
+        and last.kind not in (RESOLVED, ABSORBED)
+        and not any(h.kind == ACKNOWLEDGED and h.sent_at >= inc.acked_at for h in history)
+    ):
         # Told even while muted or recovering: whoever was paged learns someone is on it.
         return ACKNOWLEDGED
-    pages = inc.state == FIRING or (inc.state == NODATA and timers.notify_nodata) or (inc.state == ERROR and timers.notify_errors)
+    pages = (
+        inc.state == FIRING
+        or (inc.state == NODATA and timers.notify_nodata)
+        or (inc.state == ERROR and timers.notify_errors)
+    )
     if not pages or mute:
         return None
     if last is None or last.kind in (RESOLVED, ABSORBED):

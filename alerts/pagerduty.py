@@ -38,8 +38,18 @@ from alerts.messages import Notice, clean, one_line
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_MAX, DEDUP_MAX = 1024, 255
-SEVERITY = {"critical": "critical", "warning": "warning", "info": "info"}  # PagerDuty also has "error"; we have no such level
-ACTION = {"firing": "trigger", "changed": "trigger", "acknowledged": "acknowledge", "resolved": "resolve", "absorbed": "resolve"}
+SEVERITY = {
+    "critical": "critical",
+    "warning": "warning",
+    "info": "info",
+}  # PagerDuty also has "error"; we have no such level
+ACTION = {
+    "firing": "trigger",
+    "changed": "trigger",
+    "acknowledged": "acknowledge",
+    "resolved": "resolve",
+    "absorbed": "resolve",
+}
 FROM_PAGERDUTY = " (PagerDuty)"  # how an acknowledgement that came from PagerDuty is signed
 _KEY = re.compile(r"^fleetwatch-([0-9a-f]{8,16})-(\d{1,19})$")
 
@@ -77,9 +87,12 @@ class PagerDuty:
         name = target.partition(":")[2]
         routing_key = self.routing_keys.get(name)
         if not routing_key:
-            raise SendError(f"no PagerDuty routing key for {target}: set pagerduty.routing_key (environment "
-                            "FLEETWATCH_PAGERDUTY_ROUTING_KEY) to an Events API v2 integration key; only pagerduty:default "
-                            "is configured that way", retry=False)
+            raise SendError(
+                f"no PagerDuty routing key for {target}: set pagerduty.routing_key (environment "
+                "FLEETWATCH_PAGERDUTY_ROUTING_KEY) to an Events API v2 integration key; only pagerduty:default "
+                "is configured that way",
+                retry=False,
+            )
         inc = notice.incident
         dedup = dedup_key(self.installation, int(inc.id or 0))
         action = ACTION.get(notice.kind)
@@ -97,10 +110,19 @@ class PagerDuty:
         detail = "; ".join(clean(e, 200) for e in (body.get("errors") or [])[:5]) or clean(body.get("message", ""), 200)
         detail = detail.replace(routing_key, "********")  # should an answer ever quote the key
         if got.status == 400:
-            hint = (" — check pagerduty.routing_key (FLEETWATCH_PAGERDUTY_ROUTING_KEY): it is the 32-character "
-                    "Integration Key of an Events API v2 integration") if "routing_key" in detail else ""
-            raise SendError(f"PagerDuty refused the {action} event (400 {clean(body.get('status', 'invalid event'), 60)}): "
-                            f"{detail}{hint}", retry=False)
+            hint = (
+                (
+                    " — check pagerduty.routing_key (FLEETWATCH_PAGERDUTY_ROUTING_KEY): it is the 32-character "
+                    "Integration Key of an Events API v2 integration"
+                )
+                if "routing_key" in detail
+                else ""
+            )
+            raise SendError(
+                f"PagerDuty refused the {action} event (400 {clean(body.get('status', 'invalid event'), 60)}): "
+                f"{detail}{hint}",
+                retry=False,
+            )
         if got.status == 429:
             raise SendError(f"PagerDuty {action}: rate limited (429)", retry_after=got.retry_after())
         if got.status >= 500:
@@ -133,8 +155,12 @@ class PagerDuty:
         if since:
             payload["timestamp"] = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         links = [{"href": n.url, "text": f"fleetwatch incident #{inc.id}"}]
-        return {"payload": {k: v for k, v in payload.items() if v is not None}, "links": links, "client": "fleetwatch",
-                "client_url": n.url}
+        return {
+            "payload": {k: v for k, v in payload.items() if v is not None},
+            "links": links,
+            "client": "fleetwatch",
+            "client_url": n.url,
+        }
 
     def find(self, target: str, key: str, first: Delivered | None) -> Delivered | None:
         # The Events API cannot be asked; sending the same event again is harmless (same dedup_key).
@@ -142,6 +168,7 @@ class PagerDuty:
 
 
 # -- V3 webhooks in ------------------------------------------------------------------------------
+
 
 def signature_valid(body: bytes, header: str, secret: str) -> bool:
     """Whether any `v1=` signature in X-PagerDuty-Signature is the HMAC-SHA256 of the raw body."""

@@ -29,10 +29,13 @@ log = logging.getLogger("fleetwatch.alerts")
 SETTLE_FOR = 7 * 86400  # how long after it ends an incident may still owe its resolved notice
 FAILURE_BACKOFF = 60  # after a target gave up, wait this long before the next evaluation tries it
 # What to set when a target names a channel that is not configured.
-NO_CHANNEL = {"slack": "set slack.bot_token or slack.webhook_url", "email": "set smtp.host, or email.transport = 'ses'",
-              "pagerduty": "set pagerduty.routing_key (environment FLEETWATCH_PAGERDUTY_ROUTING_KEY) to an Events API v2 "
-                           "integration key",
-              "webhook": "add 'NAME=URL' to webhook.urls"}
+NO_CHANNEL = {
+    "slack": "set slack.bot_token or slack.webhook_url",
+    "email": "set smtp.host, or email.transport = 'ses'",
+    "pagerduty": "set pagerduty.routing_key (environment FLEETWATCH_PAGERDUTY_ROUTING_KEY) to an Events API v2 "
+    "integration key",
+    "webhook": "add 'NAME=URL' to webhook.urls",
+}
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,18 @@ class DeliveryReport:
 
 
 class Pipeline:
-    def __init__(self, store: Any, settings: AlertSettings, channels: dict[str, Channel], now: Callable[[], float],
-                 sleep: Callable[[float], None], rng: random.Random | None = None, *,
-                 stopping: Callable[[], bool] | None = None, tracer: trace.Tracer | None = None) -> None:
+    def __init__(
+        self,
+        store: Any,
+        settings: AlertSettings,
+        channels: dict[str, Channel],
+        now: Callable[[], float],
+        sleep: Callable[[float], None],
+        rng: random.Random | None = None,
+        *,
+        stopping: Callable[[], bool] | None = None,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self.store, self.settings, self.channels = store, settings, channels
         self.now, self.sleep, self.rng = now, sleep, rng or random.Random()
         # Asked before each send: once the agent is stopping, what is left stays owed for the next start.
@@ -82,7 +94,9 @@ class Pipeline:
 
     # -- observe -----------------------------------------------------------------------------
 
-    def observe(self, observed: Sequence[Observation], ran_ok: set[str], resources: Sequence[Any], at: int) -> list[Incident]:
+    def observe(
+        self, observed: Sequence[Observation], ran_ok: set[str], resources: Sequence[Any], at: int
+    ) -> list[Incident]:
         alerts = self.store.alerts()
         step(alerts, list(observed), ran_ok, at, self.settings.policy)
         topo = Topology(resources, self.settings.wiring)
@@ -91,7 +105,9 @@ class Pipeline:
         open_incidents = self.store.open_incidents()
         ended = [fp for inc in open_incidents.values() for fp in inc.members if fp not in alerts]
         known = {a.fingerprint: a.resource_id for a in self.store.alert_rows(ended)}
-        incidents = reconcile(alerts, open_incidents, topo, at, nodata_pages=self.settings.timers.notify_nodata, known=known)
+        incidents = reconcile(
+            alerts, open_incidents, topo, at, nodata_pages=self.settings.timers.notify_nodata, known=known
+        )
         self.store.save(alerts, incidents, at)
         return incidents
 
@@ -113,19 +129,30 @@ class Pipeline:
                 kind = owed(inc, history, now, self.settings.timers, mute, missed=missed)
                 if kind is None:
                     continue
-                if failed_at is not None and now - failed_at < FAILURE_BACKOFF and (not history or failed_at > history[-1].sent_at):
+                if (
+                    failed_at is not None
+                    and now - failed_at < FAILURE_BACKOFF
+                    and (not history or failed_at > history[-1].sent_at)
+                ):
                     continue
                 if self.stopping():
                     return report
-                with self.tracer.start_as_current_span("fleetwatch.notify", attributes={
-                        "fleetwatch.incident.id": inc.id, "fleetwatch.target": target, "fleetwatch.kind": kind}) as span:
+                with self.tracer.start_as_current_span(
+                    "fleetwatch.notify",
+                    attributes={"fleetwatch.incident.id": inc.id, "fleetwatch.target": target, "fleetwatch.kind": kind},
+                ) as span:
                     outcome = self._send(inc, target, kind, history, members)
                     if not outcome.ok:
                         span.set_status(Status(StatusCode.ERROR, outcome.error[:200]))
                 report.outcomes.append(outcome)
                 if outcome.ok:
-                    log.info("sent %s of incident %s to %s", kind, inc.id, target,
-                             extra={"incident_id": inc.id, "target": target, "kind": kind})
+                    log.info(
+                        "sent %s of incident %s to %s",
+                        kind,
+                        inc.id,
+                        target,
+                        extra={"incident_id": inc.id, "target": target, "kind": kind},
+                    )
         return report
 
     def _send(self, inc: Incident, target: str, kind: str, history: list, members: list[Alert]) -> Outcome:
@@ -136,23 +163,35 @@ class Pipeline:
         # interrupted one's key (nor, by mail, its Message-ID, which clients show once).
         key = f"{inc.id}/{target}/{len(history) + 1}/{kind}"
         if channel is None:
-            error = f"no channel for {target}: " + NO_CHANNEL.get(target.partition(":")[0], "it is none of slack:, email:, "
-                                                                  "pagerduty: or webhook:")
+            error = f"no channel for {target}: " + NO_CHANNEL.get(
+                target.partition(":")[0], "it is none of slack:, email:, pagerduty: or webhook:"
+            )
             self.store.failed(key, inc.id, target, kind, 0, error, int(self.now()))
             return Outcome(inc.id, target, kind, False, error)
         first = next((Delivered(h.external_id, h.thread_id) for h in history if h.external_id), None)
         base = self.settings.public_url.rstrip("/")
         extra: dict[str, Any] = {}
         if kind == ABSORBED:
-            extra = {"into": inc.absorbed_into, "into_url": f"{base}/incidents/{inc.absorbed_into}" if inc.absorbed_into else ""}
+            extra = {
+                "into": inc.absorbed_into,
+                "into_url": f"{base}/incidents/{inc.absorbed_into}" if inc.absorbed_into else "",
+            }
         notice = Notice(inc, kind, members, f"{base}/incidents/{inc.id}", extra=extra)
         self.store.begin_send(key, inc.id, target, kind, inc.version, int(self.now()))
         try:
-            got = deliver(lambda: channel.send(target, notice, key, first), self.settings.max_attempts, self.sleep, self.rng)
+            got = deliver(
+                lambda: channel.send(target, notice, key, first), self.settings.max_attempts, self.sleep, self.rng
+            )
         except DeliveryFailed as exc:
             self.store.failed(key, inc.id, target, kind, exc.attempts, exc.error, int(self.now()))
-            log.warning("notification %s of incident %s to %s failed: %s", kind, inc.id, target, exc,
-                        extra={"incident_id": inc.id, "target": target, "kind": kind})
+            log.warning(
+                "notification %s of incident %s to %s failed: %s",
+                kind,
+                inc.id,
+                target,
+                exc,
+                extra={"incident_id": inc.id, "target": target, "kind": kind},
+            )
             return Outcome(inc.id, target, kind, False, str(exc))
         self.store.sent(key, got.external_id, got.thread_id or (first.thread_id if first else ""), int(self.now()))
         return Outcome(inc.id, target, kind, True)

@@ -42,7 +42,9 @@ class Observation:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint({"detector": self.detector, "resource": self.resource_id, "key": self.key, "kind": self.kind})
+        return fingerprint(
+            {"detector": self.detector, "resource": self.resource_id, "key": self.key, "kind": self.kind}
+        )
 
 
 @dataclass
@@ -93,7 +95,9 @@ def _held_since(ob: Observation, since: int, now: int) -> int:
     return since
 
 
-def step(alerts: dict[str, Alert], observed: list[Observation], ran_ok: set[str], now: int, policy: Policy) -> list[Transition]:
+def step(
+    alerts: dict[str, Alert], observed: list[Observation], ran_ok: set[str], now: int, policy: Policy
+) -> list[Transition]:
     """Advance every alert by one pass. Alerts of detectors that did not run cleanly this pass
     (errored, or not asked for) keep their state: silence from a broken detector is not recovery."""
     moves: list[Transition] = []
@@ -103,12 +107,27 @@ def step(alerts: dict[str, Alert], observed: list[Observation], ran_ok: set[str]
         seen.add(fp)
         alert = alerts.get(fp)
         if alert is None or alert.state == RESOLVED:
-            alert = Alert(fp, ob.detector, ob.resource_id, ob.key, ob.kind, RESOLVED, ob.severity, ob.title,
-                          flaps=alert.flaps if alert else 0)
+            alert = Alert(
+                fp,
+                ob.detector,
+                ob.resource_id,
+                ob.key,
+                ob.kind,
+                RESOLVED,
+                ob.severity,
+                ob.title,
+                flaps=alert.flaps if alert else 0,
+            )
             alerts[fp] = alert
         old = alert.state
         hold = policy.for_limits if ob.limit else policy.for_
-        alert.severity, alert.title, alert.cause, alert.fix, alert.evidence = ob.severity, ob.title, ob.cause, ob.fix, ob.evidence
+        alert.severity, alert.title, alert.cause, alert.fix, alert.evidence = (
+            ob.severity,
+            ob.title,
+            ob.cause,
+            ob.fix,
+            ob.evidence,
+        )
         alert.last_seen, alert.resolved_at = now, None
         if ob.kind != "finding":
             alert.state = NODATA if ob.kind == "nodata" else ERROR

@@ -15,12 +15,48 @@ from alerts.state import RESOLVED, Alert
 from fleetwatch.config.rules import parse_matchers
 from fleetwatch.store.db import Store
 
-_ALERT_COLUMNS = ("fingerprint", "detector", "resource_id", "key", "kind", "state", "severity", "title", "cause", "fix",
-                  "started_at", "active_since", "firing_since", "recovering_since", "last_seen", "resolved_at", "flaps",
-                  "incident_id")
-_INCIDENT_COLUMNS = ("id", "fingerprint", "group_key", "state", "severity", "title", "symptom", "cause", "fix", "version",
-                     "started_at", "firing_at", "updated_at", "resolved_at", "acked_by", "acked_at", "absorbed_into",
-                     "cause_title", "symptom_alert", "cause_alert")
+_ALERT_COLUMNS = (
+    "fingerprint",
+    "detector",
+    "resource_id",
+    "key",
+    "kind",
+    "state",
+    "severity",
+    "title",
+    "cause",
+    "fix",
+    "started_at",
+    "active_since",
+    "firing_since",
+    "recovering_since",
+    "last_seen",
+    "resolved_at",
+    "flaps",
+    "incident_id",
+)
+_INCIDENT_COLUMNS = (
+    "id",
+    "fingerprint",
+    "group_key",
+    "state",
+    "severity",
+    "title",
+    "symptom",
+    "cause",
+    "fix",
+    "version",
+    "started_at",
+    "firing_at",
+    "updated_at",
+    "resolved_at",
+    "acked_by",
+    "acked_at",
+    "absorbed_into",
+    "cause_title",
+    "symptom_alert",
+    "cause_alert",
+)
 
 
 def _alert(row: dict[str, Any]) -> Alert:
@@ -84,7 +120,11 @@ class AlertStore:
         out = []
         for row in self.db.query(f"SELECT * FROM incidents WHERE {where} ORDER BY id", args):
             inc = Incident(**{c: row[c] for c in _INCIDENT_COLUMNS})
-            inc.labels, inc.members, inc.joinable = json.loads(row["labels"]), json.loads(row["members"]), bool(row["joinable"])
+            inc.labels, inc.members, inc.joinable = (
+                json.loads(row["labels"]),
+                json.loads(row["members"]),
+                bool(row["joinable"]),
+            )
             out.append(inc)
         return out
 
@@ -94,7 +134,11 @@ class AlertStore:
         with self.store.transaction() as db:
             for inc in incidents:
                 row = {c: getattr(inc, c) for c in _INCIDENT_COLUMNS if c != "id"}
-                row.update(labels=json.dumps(inc.labels, sort_keys=True), members=json.dumps(inc.members), joinable=int(inc.joinable))
+                row.update(
+                    labels=json.dumps(inc.labels, sort_keys=True),
+                    members=json.dumps(inc.members),
+                    joinable=int(inc.joinable),
+                )
                 if inc.id is None:
                     inc.id = _insert_id(db, "incidents", row)
                 else:
@@ -103,7 +147,9 @@ class AlertStore:
                     if fp in alerts:
                         alerts[fp].incident_id = inc.id
                 for event, detail in inc.events:
-                    db.table("incident_events").insert({"incident_id": inc.id, "ts": now, "event": event, "detail": detail})
+                    db.table("incident_events").insert(
+                        {"incident_id": inc.id, "ts": now, "event": event, "detail": detail}
+                    )
                 inc.events = []
             rows = []
             for a in alerts.values():
@@ -118,21 +164,34 @@ class AlertStore:
 
     def acknowledge(self, incident_id: int, who: str, now: int) -> bool:
         with self.store.transaction() as db:
-            cur = db.execute("UPDATE incidents SET acked_by = ?, acked_at = ? WHERE " "id = ? AND acked_at IS NULL AND resolved_at IS NULL",
-                             [who, now, incident_id])
+            cur = db.execute(
+                "UPDATE incidents SET acked_by = ?, acked_at = ? WHERE "
+                "id = ? AND acked_at IS NULL AND resolved_at IS NULL",
+                [who, now, incident_id],
+            )
             if cur.rowcount:
-                db.table("incident_events").insert({"incident_id": incident_id, "ts": now, "event": "acknowledged", "detail": who})
+                db.table("incident_events").insert(
+                    {"incident_id": incident_id, "ts": now, "event": "acknowledged", "detail": who}
+                )
             return bool(cur.rowcount)
 
     def events(self, incident_id: int) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT ts, event, detail FROM incident_events WHERE incident_id = ? ORDER BY ts, id", [incident_id]))
+        return list(
+            self.db.query(
+                "SELECT ts, event, detail FROM incident_events WHERE incident_id = ? ORDER BY ts, id", [incident_id]
+            )
+        )
 
     # -- the notification log ------------------------------------------------------------------
 
     def history(self, incident_id: int, target: str) -> list[Sent]:
-        return [Sent(r["kind"], r["version"] or "", r["sent_at"], r["external_id"] or "", r["thread_id"] or "")
-                for r in self.db.query("SELECT * FROM notifications WHERE incident_id = ? AND target = ? AND status = 'sent' "
-                                       "ORDER BY id", [incident_id, target])]
+        return [
+            Sent(r["kind"], r["version"] or "", r["sent_at"], r["external_id"] or "", r["thread_id"] or "")
+            for r in self.db.query(
+                "SELECT * FROM notifications WHERE incident_id = ? AND target = ? AND status = 'sent' ORDER BY id",
+                [incident_id, target],
+            )
+        ]
 
     def unknown_sends(self) -> list[dict[str, Any]]:
         """Sends that started but never finished (the agent stopped in between)."""
@@ -141,14 +200,26 @@ class AlertStore:
     def begin_send(self, key: str, incident_id: int, target: str, kind: str, version: str, now: int) -> None:
         with self.store.transaction() as db:
             self.fence(db)
-            db.table("notifications").insert({"key": key, "incident_id": incident_id, "target": target, "kind": kind, "version": version,
-                                        "status": "sending", "sent_at": now}, replace=True)
+            db.table("notifications").insert(
+                {
+                    "key": key,
+                    "incident_id": incident_id,
+                    "target": target,
+                    "kind": kind,
+                    "version": version,
+                    "status": "sending",
+                    "sent_at": now,
+                },
+                replace=True,
+            )
 
     def sent(self, key: str, external_id: str, thread_id: str, now: int) -> None:
         with self.store.transaction() as db:
             self.fence(db)
-            db.execute("UPDATE notifications SET status = 'sent', sent_at = ?, external_id = ?, thread_id = ? WHERE key = ?",
-                       [now, external_id, thread_id, key])
+            db.execute(
+                "UPDATE notifications SET status = 'sent', sent_at = ?, external_id = ?, thread_id = ? WHERE key = ?",
+                [now, external_id, thread_id, key],
+            )
 
     def interrupted(self, key: str) -> None:
         """A send the agent stopped in the middle of, not found delivered: kept as 'unknown' (not in
@@ -158,28 +229,50 @@ class AlertStore:
             db.execute("UPDATE notifications SET status = 'unknown' WHERE key = ? AND status = 'sending'", [key])
 
     def was_interrupted(self, incident_id: int, target: str) -> bool:
-        return self.db.execute("SELECT 1 FROM notifications WHERE incident_id = ? AND target = ? AND status = 'unknown' LIMIT 1",
-                               [incident_id, target]).fetchone() is not None
+        return (
+            self.db.execute(
+                "SELECT 1 FROM notifications WHERE incident_id = ? AND target = ? AND status = 'unknown' LIMIT 1",
+                [incident_id, target],
+            ).fetchone()
+            is not None
+        )
 
     def failed(self, key: str, incident_id: int, target: str, kind: str, attempts: int, error: str, now: int) -> None:
         with self.store.transaction() as db:
             self.fence(db)
             db.execute("DELETE FROM notifications WHERE key = ? AND status = 'sending'", [key])
             # One row per incident, target and kind: a channel that stays down adds attempts, not rows.
-            cur = db.execute("UPDATE notification_failures SET attempts = attempts + ?, error = ?, failed_at = ? "
-                             "WHERE incident_id = ? AND target = ? AND kind = ?", [attempts, error[:2000], now, incident_id, target, kind])
+            cur = db.execute(
+                "UPDATE notification_failures SET attempts = attempts + ?, error = ?, failed_at = ? "
+                "WHERE incident_id = ? AND target = ? AND kind = ?",
+                [attempts, error[:2000], now, incident_id, target, kind],
+            )
             if not cur.rowcount:
-                db.table("notification_failures").insert({"incident_id": incident_id, "target": target, "kind": kind, "attempts": attempts,
-                                                    "error": error[:2000], "failed_at": now})
+                db.table("notification_failures").insert(
+                    {
+                        "incident_id": incident_id,
+                        "target": target,
+                        "kind": kind,
+                        "attempts": attempts,
+                        "error": error[:2000],
+                        "failed_at": now,
+                    }
+                )
 
     def last_failure(self, incident_id: int, target: str) -> int | None:
-        row = self.db.execute("SELECT MAX(failed_at) FROM notification_failures WHERE incident_id = ? AND target = ?",
-                              [incident_id, target]).fetchone()
+        row = self.db.execute(
+            "SELECT MAX(failed_at) FROM notification_failures WHERE incident_id = ? AND target = ?",
+            [incident_id, target],
+        ).fetchone()
         return row[0] if row and row[0] is not None else None
 
     def notifications(self, incident_id: int) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT target, kind, status, sent_at FROM notifications WHERE incident_id = ? ORDER BY id",
-                                  [incident_id]))
+        return list(
+            self.db.query(
+                "SELECT target, kind, status, sent_at FROM notifications WHERE incident_id = ? ORDER BY id",
+                [incident_id],
+            )
+        )
 
     # -- silences ------------------------------------------------------------------------------
 
@@ -188,16 +281,32 @@ class AlertStore:
         if ends_at <= starts_at:
             raise ValueError("a silence must end after it starts")
         with self.store.transaction() as db:
-            return _insert_id(db, "silences", {"matchers": matchers, "starts_at": starts_at, "ends_at": ends_at, "author": author,
-                                               "comment": comment, "created_at": now})
+            return _insert_id(
+                db,
+                "silences",
+                {
+                    "matchers": matchers,
+                    "starts_at": starts_at,
+                    "ends_at": ends_at,
+                    "author": author,
+                    "comment": comment,
+                    "created_at": now,
+                },
+            )
 
     def expire_silence(self, silence_id: int, now: int) -> bool:
         with self.store.transaction() as db:
-            cur = db.execute("UPDATE silences SET ends_at = ?, expired_at = ? WHERE id = ? AND ends_at > ?", [now, now, silence_id, now])
+            cur = db.execute(
+                "UPDATE silences SET ends_at = ?, expired_at = ? WHERE id = ? AND ends_at > ?",
+                [now, now, silence_id, now],
+            )
             return bool(cur.rowcount)
 
     def silences(self, now: int | None = None) -> list[Silence]:
         sql, args = "SELECT * FROM silences", []
         if now is not None:
             sql, args = sql + " WHERE ends_at > ?", [now]
-        return [Silence(r["id"], parse_matchers(r["matchers"]), r["starts_at"], r["ends_at"]) for r in self.db.query(sql, args)]
+        return [
+            Silence(r["id"], parse_matchers(r["matchers"]), r["starts_at"], r["ends_at"])
+            for r in self.db.query(sql, args)
+        ]

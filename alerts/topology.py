@@ -80,9 +80,14 @@ class Topology:
             # how an account at its limit reaches users, and joining through it would fold an
             # unrelated problem on its queue into the account's incident.
             total = sum(float(h.get("peak") or 0) for h in named)
-            return [h["name"] for i, h in enumerate(named) if i == 0 or float(h.get("peak") or 0) >= HOLDER_SHARE * total]
-        return [f.name for f in functions if f.account == account.account and f.region == account.region
-                and not f.facts.get("reserved_concurrency")]
+            return [
+                h["name"] for i, h in enumerate(named) if i == 0 or float(h.get("peak") or 0) >= HOLDER_SHARE * total
+            ]
+        return [
+            f.name
+            for f in functions
+            if f.account == account.account and f.region == account.region and not f.facts.get("reserved_concurrency")
+        ]
 
     def _link(self, cause: str | None, effect: str | None) -> None:
         if cause and effect and cause != effect:
@@ -132,5 +137,11 @@ class Topology:
         service = r.tags.get("service") if r else None
         if not r or not service or r.kind in ENTRY_KINDS:
             return []
-        return sorted(o.id for o in self.resources.values() if o.kind in ENTRY_KINDS and o.tags.get("service") == service
-                      and o.account == r.account and o.region == r.region)
+        return sorted(
+            o.id
+            for o in self.resources.values()
+            if o.kind in ENTRY_KINDS
+            and o.tags.get("service") == service
+            and o.account == r.account
+            and o.region == r.region
+        )

@@ -56,17 +56,33 @@ def payload(n: Notice, receiver: str, external_url: str) -> dict[str, Any]:
             annotations["description"] = clean(a.cause, 2000)
         if a.fix:
             annotations["fix"] = clean(a.fix, 2000)
-        alerts.append({"status": "resolved" if done else "firing", "labels": labels, "annotations": annotations,
-                       "startsAt": _iso(a.started_at or a.active_since or inc.started_at),
-                       "endsAt": _iso(a.resolved_at or (inc.resolved_at if done else None)) if done else ZERO_TIME,
-                       "generatorURL": n.url, "fingerprint": a.fingerprint})
+        alerts.append(
+            {
+                "status": "resolved" if done else "firing",
+                "labels": labels,
+                "annotations": annotations,
+                "startsAt": _iso(a.started_at or a.active_since or inc.started_at),
+                "endsAt": _iso(a.resolved_at or (inc.resolved_at if done else None)) if done else ZERO_TIME,
+                "generatorURL": n.url,
+                "fingerprint": a.fingerprint,
+            }
+        )
     if not alerts:  # an incident told without its alerts (they were pruned): the incident itself
         labels = {str(k): clean(v, 500) for k, v in (inc.labels or {}).items() if v not in (None, "")}
-        labels.update(alertname=labels.get("detector") or "fleetwatch", severity=inc.severity, fleetwatch_incident=str(inc.id))
-        alerts.append({"status": "resolved" if ended else "firing", "labels": labels,
-                       "annotations": {"summary": one_line(inc.title, 1000), **shared},
-                       "startsAt": _iso(inc.started_at), "endsAt": _iso(inc.resolved_at) if ended else ZERO_TIME,
-                       "generatorURL": n.url, "fingerprint": inc.fingerprint})
+        labels.update(
+            alertname=labels.get("detector") or "fleetwatch", severity=inc.severity, fleetwatch_incident=str(inc.id)
+        )
+        alerts.append(
+            {
+                "status": "resolved" if ended else "firing",
+                "labels": labels,
+                "annotations": {"summary": one_line(inc.title, 1000), **shared},
+                "startsAt": _iso(inc.started_at),
+                "endsAt": _iso(inc.resolved_at) if ended else ZERO_TIME,
+                "generatorURL": n.url,
+                "fingerprint": inc.fingerprint,
+            }
+        )
     kept, truncated = alerts[:MAX_ALERTS], max(0, len(alerts) - MAX_ALERTS)
     group = {"fleetwatch_incident": str(inc.id)}
     return {
@@ -94,8 +110,10 @@ class Webhook:
         url = self.urls.get(name)
         if not url:
             known = ", ".join(f"webhook:{n}" for n in sorted(self.urls)) or "none"
-            raise SendError(f"no webhook named {name!r} for {target}: add '{name}=URL' to webhook.urls (configured: {known})",
-                            retry=False)
+            raise SendError(
+                f"no webhook named {name!r} for {target}: add '{name}=URL' to webhook.urls (configured: {known})",
+                retry=False,
+            )
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         # The URL is never put in an error: it may carry a token.
         got = post_json(url, payload(notice, name, self.external_url), self.timeout, headers, what=f"webhook {target}")
@@ -106,8 +124,11 @@ class Webhook:
         if got.status >= 500:
             raise SendError(f"webhook {target}: HTTP {got.status}")
         hint = "; check webhook.token" if got.status in (401, 403) else "; check webhook.urls"
-        raise SendError(f"webhook {target}: HTTP {got.status} {clean(got.body[:200].decode(errors='replace'), 200)}".rstrip()
-                        + hint, retry=False)
+        raise SendError(
+            f"webhook {target}: HTTP {got.status} {clean(got.body[:200].decode(errors='replace'), 200)}".rstrip()
+            + hint,
+            retry=False,
+        )
 
     def find(self, target: str, key: str, first: Delivered | None) -> Delivered | None:
         return None  # a receiver cannot be asked; the notification is sent again

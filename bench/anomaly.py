@@ -75,9 +75,26 @@ def nab(threshold: float, out: Path) -> tuple[dict[str, Any], int, float]:
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("w", newline="") as fh:
             csv.writer(fh, lineterminator="\n").writerows(scored)
-    result = subprocess.run([sys.executable, str(SCORER), "--nab", str(NAB), "--results", str(out), "--subset", "",
-                             "--column", "anomaly", "--binary", "--events", "--json"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCORER),
+            "--nab",
+            str(NAB),
+            "--results",
+            str(out),
+            "--subset",
+            "",
+            "--column",
+            "anomaly",
+            "--binary",
+            "--events",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(result.stdout), points, seconds
 
 
@@ -104,9 +121,16 @@ def microsoft_series(path: Path, threshold: float) -> dict[str, Any]:
     segments = runs(labels)
     found = sum(any(s0 <= i <= s1 + tolerance for i in onsets) for s0, s1 in segments)
     true_alarms = sum(any(s0 <= i <= s1 + tolerance for s0, s1 in segments) for i in onsets)
-    return {"category": path.parent.name, "series": path.name, "step": summary.step, "segments": len(segments),
-            "found": found, "alarms": len(onsets), "true_alarms": true_alarms,
-            "weeks": (times[-1] - times[0] + summary.step) / WEEK}
+    return {
+        "category": path.parent.name,
+        "series": path.name,
+        "step": summary.step,
+        "segments": len(segments),
+        "found": found,
+        "alarms": len(onsets),
+        "true_alarms": true_alarms,
+        "weeks": (times[-1] - times[0] + summary.step) / WEEK,
+    }
 
 
 def tally(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -115,10 +139,16 @@ def tally(results: list[dict[str, Any]]) -> dict[str, Any]:
     found = sum(r["found"] for r in results)
     true = sum(r["true_alarms"] for r in results)
     weeks = sum(r["weeks"] for r in results)
-    return {"series": len(results), "segments": segments, "found": found,
-            "recall": round(found / segments, 3) if segments else None, "alarms": alarms,
-            "precision": round(true / alarms, 3) if alarms else None,
-            "false_alarms_per_week": round((alarms - true) / weeks, 2) if weeks else None, "weeks": round(weeks, 1)}
+    return {
+        "series": len(results),
+        "segments": segments,
+        "found": found,
+        "recall": round(found / segments, 3) if segments else None,
+        "alarms": alarms,
+        "precision": round(true / alarms, 3) if alarms else None,
+        "false_alarms_per_week": round((alarms - true) / weeks, 2) if weeks else None,
+        "weeks": round(weeks, 1),
+    }
 
 
 def memory_per_series(step: int, points: int = 3000) -> int:
@@ -151,11 +181,15 @@ def live_cost(functions: int) -> dict[str, Any]:
         batch = []
         for i in range(functions):
             rid = f"lambda/123456789012/us-east-1/fn-{i}"
-            store.upsert_resource(id=rid, account="123456789012", region="us-east-1", kind="lambda", name=f"fn-{i}", seen_at=start)
+            store.upsert_resource(
+                id=rid, account="123456789012", region="us-east-1", kind="lambda", name=f"fn-{i}", seen_at=start
+            )
             base = rng.uniform(20, 2000)
             for metric, scale in (("Invocations", 1.0), ("Errors", 0.01)):
                 key = SeriesKey(rid, "AWS/Lambda", metric, (("FunctionName", f"fn-{i}"),), "Sum", 300)
-                batch.append((key, [(t, float(round(scale * base * rng.uniform(0.8, 1.2)))) for t in range(start, now, STEP)]))
+                batch.append(
+                    (key, [(t, float(round(scale * base * rng.uniform(0.8, 1.2)))) for t in range(start, now, STEP)])
+                )
         store.write_samples(batch)
         series = 2 * functions
         t0 = time.process_time()
@@ -178,19 +212,32 @@ def live_cost(functions: int) -> dict[str, Any]:
         size = store.db.execute("SELECT AVG(LENGTH(state)) FROM anomaly_state").fetchone()[0]
     timings.sort()
     edge, between = timings[-1], timings[len(timings) // 2]
-    return {"functions": functions, "series": series, "seed_passes": seeding, "seed_per_pass": SEED_PER_PASS,
-            "seed_ms_per_series": round(1000 * seeded / series, 2), "edge_pass_s": round(edge[0], 3),
-            "edge_us_per_series": round(1e6 * (edge[0] - edge[1]) / series), "between_pass_s": round(between[0], 3),
-            "between_us_per_series": round(1e6 * (between[0] - between[1]) / series), "pass_without_s": round(between[1], 3),
-            "state_bytes_per_series": round(size)}
+    return {
+        "functions": functions,
+        "series": series,
+        "seed_passes": seeding,
+        "seed_per_pass": SEED_PER_PASS,
+        "seed_ms_per_series": round(1000 * seeded / series, 2),
+        "edge_pass_s": round(edge[0], 3),
+        "edge_us_per_series": round(1e6 * (edge[0] - edge[1]) / series),
+        "between_pass_s": round(between[0], 3),
+        "between_us_per_series": round(1e6 * (between[0] - between[1]) / series),
+        "pass_without_s": round(between[1], 3),
+        "state_bytes_per_series": round(size),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threshold", type=float, default=None, help="overrides --profile")
     parser.add_argument("--profile", default="default", choices=sorted(PROFILES))
-    parser.add_argument("--live", type=int, default=1000, metavar="FUNCTIONS",
-                        help="also measure the live detector's cost through a store of this many functions (0: skip)")
+    parser.add_argument(
+        "--live",
+        type=int,
+        default=1000,
+        metavar="FUNCTIONS",
+        help="also measure the live detector's cost through a store of this many functions (0: skip)",
+    )
     parser.add_argument("--live-only", action="store_true", help="only the live detector's cost")
     args = parser.parse_args()
     if args.live_only:
@@ -205,35 +252,66 @@ def main() -> None:
         scored, points, seconds = nab(threshold, Path(tmp))
     profiles = {p: round(v["fixed"]["score"], 2) for p, v in scored["profiles"].items()}
     ev = scored["events"]
-    print(f"NAB development split ({scored['files']} series, {scored['windows']} windows), threshold {threshold:g}: "
-          f"standard {profiles['standard']}, low-FP {profiles['reward_low_FP_rate']}, " f"low-FN {profiles['reward_low_FN_rate']}; "
-          f"events: recall {ev['found']}/{ev['windows']} = {ev['recall']:.3f}, precision {ev['precision']:.3f}, "
-          f"{ev['false_alarms']} false alarms ({ev['false_alarms_per_week']:.2f} a week a series)", flush=True)
+    print(
+        f"NAB development split ({scored['files']} series, {scored['windows']} windows), threshold {threshold:g}: "
+        f"standard {profiles['standard']}, low-FP {profiles['reward_low_FP_rate']}, "
+        f"low-FN {profiles['reward_low_FN_rate']}; "
+        f"events: recall {ev['found']}/{ev['windows']} = {ev['recall']:.3f}, precision {ev['precision']:.3f}, "
+        f"{ev['false_alarms']} false alarms ({ev['false_alarms_per_week']:.2f} a week a series)",
+        flush=True,
+    )
 
     results = [microsoft_series(p, threshold) for p in sorted(MS.glob("*/*.csv"))]
     overall = tally(results)
-    categories = {c: tally([r for r in results if r["category"] == c]) for c in sorted({r["category"] for r in results})}
+    categories = {
+        c: tally([r for r in results if r["category"] == c]) for c in sorted({r["category"] for r in results})
+    }
     for c, t in categories.items():
-        print(f"  MS {c:36} segments {t['found']:3}/{t['segments']:<3} recall {t['recall']}  precision {t['precision']}  "
-              f"false alarms {t['false_alarms_per_week']}/week over {t['weeks']} weeks", flush=True)
-    print(f"Microsoft ({overall['series']} series): recall {overall['recall']}, precision {overall['precision']}, "
-          f"{overall['false_alarms_per_week']} false alarms a week a series", flush=True)
+        print(
+            f"  MS {c:36} segments {t['found']:3}/{t['segments']:<3} recall {t['recall']}  precision {t['precision']}  "
+            f"false alarms {t['false_alarms_per_week']}/week over {t['weeks']} weeks",
+            flush=True,
+        )
+    print(
+        f"Microsoft ({overall['series']} series): recall {overall['recall']}, precision {overall['precision']}, "
+        f"{overall['false_alarms_per_week']} false alarms a week a series",
+        flush=True,
+    )
 
     memory = {f"{step}s": memory_per_series(step) for step in (60, 300, 3600, 86400)}
     pps = points / seconds
-    print(f"speed: {pps:,.0f} points/s on one core (replay, CSV parsing included); "
-          f"memory per series: " + ", ".join(f"{k} step {v / 1024:.1f} KiB" for k, v in memory.items()), flush=True)
+    print(
+        f"speed: {pps:,.0f} points/s on one core (replay, CSV parsing included); "
+        f"memory per series: " + ", ".join(f"{k} step {v / 1024:.1f} KiB" for k, v in memory.items()),
+        flush=True,
+    )
     cost = live_cost(args.live) if args.live else None
     if cost:
-        print(f"live `unusual`: {cost['edge_us_per_series']} µs a series " f"at a bucket's edge, {cost['between_us_per_series']} µs "
-              f"between, {cost['state_bytes_per_series']} B of state a series ({cost['series']} series)", flush=True)
-    print(json.dumps({
-        "threshold": threshold, "live": cost,
-        "nab": {**profiles, "event_recall": round(ev["recall"], 3), "event_precision": round(ev["precision"], 3),
-                "false_alarms": ev["false_alarms"]},
-        "microsoft": overall, "service_unavailable": categories.get("service-unavailable"),
-        "points_per_second": round(pps), "memory_bytes_per_series": memory,
-    }), flush=True)
+        print(
+            f"live `unusual`: {cost['edge_us_per_series']} µs a series "
+            f"at a bucket's edge, {cost['between_us_per_series']} µs "
+            f"between, {cost['state_bytes_per_series']} B of state a series ({cost['series']} series)",
+            flush=True,
+        )
+    print(
+        json.dumps(
+            {
+                "threshold": threshold,
+                "live": cost,
+                "nab": {
+                    **profiles,
+                    "event_recall": round(ev["recall"], 3),
+                    "event_precision": round(ev["precision"], 3),
+                    "false_alarms": ev["false_alarms"],
+                },
+                "microsoft": overall,
+                "service_unavailable": categories.get("service-unavailable"),
+                "points_per_second": round(pps),
+                "memory_bytes_per_series": memory,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -61,14 +61,28 @@ def main() -> None:
     parser.add_argument("--databases", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--scenario", default="healthy")
-    parser.add_argument("--discovery-hours", type=int, default=0, help="also measure discovery's control-plane calls over this many hours")
-    parser.add_argument("--monitoring-accounts", type=int, default=10,
-                        help="project the monitoring-account mode for the fleet spread over this many accounts")
+    parser.add_argument(
+        "--discovery-hours",
+        type=int,
+        default=0,
+        help="also measure discovery's control-plane calls over this many hours",
+    )
+    parser.add_argument(
+        "--monitoring-accounts",
+        type=int,
+        default=10,
+        help="project the monitoring-account mode for the fleet spread over this many accounts",
+    )
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    proc, endpoint = start_fleet(functions=args.functions, queues=args.queues, tables=args.tables,
-                                 databases=args.databases, scenario=args.scenario)
+    proc, endpoint = start_fleet(
+        functions=args.functions,
+        queues=args.queues,
+        tables=args.tables,
+        databases=args.databases,
+        scenario=args.scenario,
+    )
     print(f"emulated fleet ready at {endpoint} in {time.perf_counter() - t0:.0f} s", flush=True)
     try:
         run(args, endpoint)
@@ -80,11 +94,17 @@ def main() -> None:
 def run(args: argparse.Namespace, endpoint: str) -> None:
     clock = RemoteClock(endpoint)
     session = boto3.session.Session(**CREDS)
-    aws = Aws(regions=["us-east-1"], role_arns=[], endpoint_url=endpoint, session=session, read_timeout=300, max_attempts=1)
+    aws = Aws(
+        regions=["us-east-1"], role_arns=[], endpoint_url=endpoint, session=session, read_timeout=300, max_attempts=1
+    )
     # Its own session: the collector tunes how its sessions parse timestamps; bare boto3 must
     # run with every default.
-    bare = boto3.session.Session(**CREDS).client("cloudwatch", region_name="us-east-1", endpoint_url=endpoint,
-                                                 config=Config(read_timeout=300, retries={"total_max_attempts": 1}))
+    bare = boto3.session.Session(**CREDS).client(
+        "cloudwatch",
+        region_name="us-east-1",
+        endpoint_url=endpoint,
+        config=Config(read_timeout=300, retries={"total_max_attempts": 1}),
+    )
     discovery = measure_discovery(args, aws, clock) if args.discovery_hours else None
     with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "bench.db") as store:
         # Discovery's pacing waits on a fake clock of its own: the emulator's clock moves only
@@ -103,8 +123,11 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
             now = int(clock.now())
             pp, chunks = collector._plan(place, now, ("fast", "slow"))
             queries = len(pp.plan.queries)
-            requests = [[q.request(f"q{j}") for j, q in enumerate(c.queries[k:k + MAX_QUERIES])]
-                        for c in chunks for k in range(0, len(c.queries), MAX_QUERIES)]
+            requests = [
+                [q.request(f"q{j}") for j, q in enumerate(c.queries[k : k + MAX_QUERIES])]
+                for c in chunks
+                for k in range(0, len(c.queries), MAX_QUERIES)
+            ]
             window = (chunks[0].start, chunks[-1].end)
 
             def sdk(requests: list[list[dict[str, Any]]], window: tuple[int, int]) -> float:
@@ -113,8 +136,13 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
                     token = None
                     while True:
                         extra = {"NextToken": token} if token else {}
-                        page = bare.get_metric_data(MetricDataQueries=batch, StartTime=window[0], EndTime=window[1],
-                                                    ScanBy="TimestampAscending", **extra)
+                        page = bare.get_metric_data(
+                            MetricDataQueries=batch,
+                            StartTime=window[0],
+                            EndTime=window[1],
+                            ScanBy="TimestampAscending",
+                            **extra,
+                        )
                         token = page.get("NextToken")
                         if not token:
                             break
@@ -135,8 +163,12 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
             else:
                 polls.append(poll())
                 sdks.append(sdk(requests, window))
-            print(f"repeat {i + 1}: {queries} queries, {calls[-1]} calls, " f"poll {polls[-1]:.2f} s, bare boto3 {sdks[-1]:.2f} s, "
-                  f"ratio {polls[-1] / sdks[-1]:.2f}, {samples[-1]} samples", flush=True)
+            print(
+                f"repeat {i + 1}: {queries} queries, {calls[-1]} calls, "
+                f"poll {polls[-1]:.2f} s, bare boto3 {sdks[-1]:.2f} s, "
+                f"ratio {polls[-1] / sdks[-1]:.2f}, {samples[-1]} samples",
+                flush=True,
+            )
 
         by_place: dict[str, list[dict[str, Any]]] = {}
         for r in store.resources():
@@ -145,14 +177,26 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
         monitoring = project_monitoring(store.resources(), args.monitoring_accounts)
         poll_s, sdk_s = statistics.median(polls), statistics.median(sdks)
         result = {
-            "functions": args.functions, "queues": args.queues, "tables": args.tables, "databases": args.databases,
-            "queries": queries, "fast_queries": p.fast_queries, "slow_queries": p.slow_queries,
-            "get_metric_data_calls": int(statistics.median(calls)), "min_calls": math.ceil(queries / MAX_QUERIES),
-            "poll_seconds": round(poll_s, 3), "sdk_seconds": round(sdk_s, 3), "overhead_ratio": round(poll_s / sdk_s, 3),
-            "samples": int(statistics.median(samples)), "samples_per_second": round(statistics.median(samples) / poll_s),
-            "monthly_cost_usd": round(p.monthly_cost_usd, 2), "naive_monthly_cost_usd": round(p.naive_monthly_cost_usd, 2),
-            "cost_ratio": round(p.monthly_cost_usd / p.naive_monthly_cost_usd, 3), "repeats": args.repeats,
-            **({"discovery": discovery} if discovery else {}), "monitoring_account": monitoring,
+            "functions": args.functions,
+            "queues": args.queues,
+            "tables": args.tables,
+            "databases": args.databases,
+            "queries": queries,
+            "fast_queries": p.fast_queries,
+            "slow_queries": p.slow_queries,
+            "get_metric_data_calls": int(statistics.median(calls)),
+            "min_calls": math.ceil(queries / MAX_QUERIES),
+            "poll_seconds": round(poll_s, 3),
+            "sdk_seconds": round(sdk_s, 3),
+            "overhead_ratio": round(poll_s / sdk_s, 3),
+            "samples": int(statistics.median(samples)),
+            "samples_per_second": round(statistics.median(samples) / poll_s),
+            "monthly_cost_usd": round(p.monthly_cost_usd, 2),
+            "naive_monthly_cost_usd": round(p.naive_monthly_cost_usd, 2),
+            "cost_ratio": round(p.monthly_cost_usd / p.naive_monthly_cost_usd, 3),
+            "repeats": args.repeats,
+            **({"discovery": discovery} if discovery else {}),
+            "monitoring_account": monitoring,
         }
         print(json.dumps(result), flush=True)
 
@@ -165,12 +209,21 @@ def project_monitoring(resources: list[dict[str, Any]], accounts: int) -> dict[s
     accounts = max(1, accounts)
     dealt = {f"{i:012d}/us-east-1": resources[i::accounts] for i in range(accounts)}
     p = project(dealt, 60, 300)
-    out = {"accounts": accounts, "calls_per_hour_each_account": round(p.calls_per_hour),
-           "calls_per_hour_monitoring_account": round(p.monitoring_calls_per_hour),
-           "monthly_cost_usd_each_account": round(p.monthly_cost_usd, 2), "monthly_cost_usd_monitoring_account": round(p.monthly_cost_usd, 2)}
-    print(f"monitoring-account mode over {accounts} accounts: " f"{out['calls_per_hour_monitoring_account']:,} GetMetricData calls an hour "
-          f"against {out['calls_per_hour_each_account']:,} with each account " f"polling its own; ${out['monthly_cost_usd_each_account']:,.2f} "
-          "a month either way (billed per metric, not per call)", flush=True)
+    out = {
+        "accounts": accounts,
+        "calls_per_hour_each_account": round(p.calls_per_hour),
+        "calls_per_hour_monitoring_account": round(p.monitoring_calls_per_hour),
+        "monthly_cost_usd_each_account": round(p.monthly_cost_usd, 2),
+        "monthly_cost_usd_monitoring_account": round(p.monthly_cost_usd, 2),
+    }
+    print(
+        f"monitoring-account mode over {accounts} accounts: "
+        f"{out['calls_per_hour_monitoring_account']:,} GetMetricData calls an hour "
+        f"against {out['calls_per_hour_each_account']:,} with each account "
+        f"polling its own; ${out['monthly_cost_usd_each_account']:,.2f} "
+        "a month either way (billed per metric, not per call)",
+        flush=True,
+    )
     return out
 
 
@@ -190,7 +243,11 @@ def measure_discovery(args: argparse.Namespace, aws: Aws, clock: RemoteClock) ->
             begun, n = paced.now(), len(released)
             results = collector.discover()
             assert all(r.status == "ok" for r in results), [r.error for r in results]
-            print(f"discovery {hour}: {len(released) - n} paced calls over " f"{paced.now() - begun:.0f} s (paced); {results[0].note}", flush=True)
+            print(
+                f"discovery {hour}: {len(released) - n} paced calls over "
+                f"{paced.now() - begun:.0f} s (paced); {results[0].note}",
+                flush=True,
+            )
     return quota_use(released)
 
 

@@ -53,30 +53,84 @@ def add_fleet(store: Any, now: int, incidents: int) -> None:
     rng = random.Random(7)
     rows = []
     for i in range(50):
-        rows.append({"id": f"api/{ACCOUNT}/{REGION}/api-{i:02d}", "account": ACCOUNT, "region": REGION, "kind": "api",
-                     "name": f"api-{i:02d}", "facts": {}, "tags": {"service": f"svc-{i:02d}"}})
+        rows.append(
+            {
+                "id": f"api/{ACCOUNT}/{REGION}/api-{i:02d}",
+                "account": ACCOUNT,
+                "region": REGION,
+                "kind": "api",
+                "name": f"api-{i:02d}",
+                "facts": {},
+                "tags": {"service": f"svc-{i:02d}"},
+            }
+        )
     for i in range(200):
-        rows.append({"id": f"sqs/{ACCOUNT}/{REGION}/queue-{i:03d}", "account": ACCOUNT, "region": REGION, "kind": "sqs",
-                     "name": f"queue-{i:03d}", "facts": {"retention": 345600}, "tags": {}})
+        rows.append(
+            {
+                "id": f"sqs/{ACCOUNT}/{REGION}/queue-{i:03d}",
+                "account": ACCOUNT,
+                "region": REGION,
+                "kind": "sqs",
+                "name": f"queue-{i:03d}",
+                "facts": {"retention": 345600},
+                "tags": {},
+            }
+        )
     for i in range(5):
-        rows.append({"id": f"rds/{ACCOUNT}/{REGION}/db-{i}", "account": ACCOUNT, "region": REGION, "kind": "rds",
-                     "name": f"db-{i}", "facts": {"max_connections": 500}, "tags": {}})
-    rows.append({"id": f"ses/{ACCOUNT}/{REGION}/account", "account": ACCOUNT, "region": REGION, "kind": "ses", "name": "account",
-                 "facts": {"max_24h_send": 50000, "sent_last_24h": 1200}, "tags": {}})
+        rows.append(
+            {
+                "id": f"rds/{ACCOUNT}/{REGION}/db-{i}",
+                "account": ACCOUNT,
+                "region": REGION,
+                "kind": "rds",
+                "name": f"db-{i}",
+                "facts": {"max_connections": 500},
+                "tags": {},
+            }
+        )
+    rows.append(
+        {
+            "id": f"ses/{ACCOUNT}/{REGION}/account",
+            "account": ACCOUNT,
+            "region": REGION,
+            "kind": "ses",
+            "name": "account",
+            "facts": {"max_24h_send": 50000, "sent_last_24h": 1200},
+            "tags": {},
+        }
+    )
     store.upsert_resources(rows, now)
     series = []
     points = range(now - 3600, now, 60)
     for r in rows:
         if r["kind"] == "api":
             dim = (("ApiName", r["name"]),)
-            series += [(SeriesKey(r["id"], "AWS/ApiGateway", m, dim, s, 60), [(t, rng.uniform(lo, hi)) for t in points])
-                       for m, s, lo, hi in (("Count", "Sum", 100, 500), ("5XXError", "Average", 0, 0.01), ("Latency", "p95", 80, 300))]
+            series += [
+                (SeriesKey(r["id"], "AWS/ApiGateway", m, dim, s, 60), [(t, rng.uniform(lo, hi)) for t in points])
+                for m, s, lo, hi in (
+                    ("Count", "Sum", 100, 500),
+                    ("5XXError", "Average", 0, 0.01),
+                    ("Latency", "p95", 80, 300),
+                )
+            ]
         elif r["kind"] == "sqs":
-            series.append((SeriesKey(r["id"], "AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", r["name"]),), "Maximum", 60),
-                           [(t, rng.uniform(0, 60)) for t in points]))
+            series.append(
+                (
+                    SeriesKey(
+                        r["id"], "AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", r["name"]),), "Maximum", 60
+                    ),
+                    [(t, rng.uniform(0, 60)) for t in points],
+                )
+            )
         elif r["kind"] == "rds":
-            series.append((SeriesKey(r["id"], "AWS/RDS", "DatabaseConnections", (("DBInstanceIdentifier", r["name"]),), "Maximum", 60),
-                           [(t, rng.uniform(50, 450)) for t in points]))
+            series.append(
+                (
+                    SeriesKey(
+                        r["id"], "AWS/RDS", "DatabaseConnections", (("DBInstanceIdentifier", r["name"]),), "Maximum", 60
+                    ),
+                    [(t, rng.uniform(50, 450)) for t in points],
+                )
+            )
     store.write_samples(series)
     with store.transaction() as db:
         for i in range(incidents):
@@ -84,14 +138,34 @@ def add_fleet(store: Any, now: int, incidents: int) -> None:
             resource = rows[i % 50]["id"] if det == "outcomes" else f"lambda/{ACCOUNT}/{REGION}/fn-{i:05d}"
             started = now - (incidents - i) * 1800
             is_open = i >= incidents * 4 // 5
-            labels = {"detector": det, "resource": resource, "service": f"svc-{i % 50:02d}", "account": ACCOUNT, "region": REGION,
-                      "severity": "critical" if i % 3 == 0 else "warning"}
-            db["incidents"].insert({
-                "fingerprint": f"fp-{i}", "group_key": f"g-{i}", "state": "firing" if is_open else "resolved",
-                "severity": labels["severity"], "title": f"{resource.rsplit('/', 1)[-1]}: something users feel ({det})",
-                "symptom": "requests failing", "cause": "a cause upstream", "fix": "the fix", "labels": json.dumps(labels),
-                "members": "[]", "version": "v1", "started_at": started, "firing_at": started + 120, "updated_at": started + 600,
-                "resolved_at": None if is_open else started + 1500, "joinable": 0})
+            labels = {
+                "detector": det,
+                "resource": resource,
+                "service": f"svc-{i % 50:02d}",
+                "account": ACCOUNT,
+                "region": REGION,
+                "severity": "critical" if i % 3 == 0 else "warning",
+            }
+            db["incidents"].insert(
+                {
+                    "fingerprint": f"fp-{i}",
+                    "group_key": f"g-{i}",
+                    "state": "firing" if is_open else "resolved",
+                    "severity": labels["severity"],
+                    "title": f"{resource.rsplit('/', 1)[-1]}: something users feel ({det})",
+                    "symptom": "requests failing",
+                    "cause": "a cause upstream",
+                    "fix": "the fix",
+                    "labels": json.dumps(labels),
+                    "members": "[]",
+                    "version": "v1",
+                    "started_at": started,
+                    "firing_at": started + 120,
+                    "updated_at": started + 600,
+                    "resolved_at": None if is_open else started + 1500,
+                    "joinable": 0,
+                }
+            )
 
 
 def free_port() -> int:
@@ -102,9 +176,19 @@ def free_port() -> int:
 
 def serve(store_path: Path, cache: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    env = {**os.environ, "FLEETWATCH_STORE_PATH": str(store_path), "FLEETWATCH_WEB_PORT": str(port), "FLEETWATCH_WEB_CACHE": f"{cache}s"}
-    proc = subprocess.Popen([sys.executable, "-m", "fleetwatch.cli", "serve"], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "FLEETWATCH_STORE_PATH": str(store_path),
+        "FLEETWATCH_WEB_PORT": str(port),
+        "FLEETWATCH_WEB_CACHE": f"{cache}s",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetwatch.cli", "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -112,13 +196,17 @@ def serve(store_path: Path, cache: int) -> tuple[subprocess.Popen[bytes], int]:
                 return proc, port
         except OSError:
             if proc.poll() is not None:
-                raise SystemExit(f"fleetwatch serve exited: {proc.stderr.read().decode() if proc.stderr else ''}") from None
+                raise SystemExit(
+                    f"fleetwatch serve exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+                ) from None
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("fleetwatch serve did not start within 60 s")
 
 
-def load(port: int, clients: int, requests: int, seconds: float, pages: tuple[str, ...] = PAGES) -> dict[str, list[float]]:
+def load(
+    port: int, clients: int, requests: int, seconds: float, pages: tuple[str, ...] = PAGES
+) -> dict[str, list[float]]:
     """Each client alternates the pages until `seconds` pass or it has sent `requests`; each
     request times out after 30 s."""
     times: dict[str, list[float]] = {p: [] for p in pages}
@@ -175,9 +263,13 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=6)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10, help="load time per configuration (default 10)")
-    parser.add_argument("--requests", type=int, default=20000, help="at most this many requests per client and configuration")
+    parser.add_argument(
+        "--requests", type=int, default=20000, help="at most this many requests per client and configuration"
+    )
     parser.add_argument("--store", help="reuse (or build once into) this store file")
-    parser.add_argument("--page-seconds", type=float, default=5, help="load time per page type and client count (default 5)")
+    parser.add_argument(
+        "--page-seconds", type=float, default=5, help="load time per page type and client count (default 5)"
+    )
     parser.add_argument("--no-pages", action="store_true", help="skip the per-page measurement")
     parser.add_argument("--pages-only", action="store_true", help="only the per-page measurement")
     args = parser.parse_args()
@@ -185,7 +277,9 @@ def main() -> None:
     now = int(time.time())
     path = Path(args.store) if args.store else Path(tempfile.mkdtemp()) / "dashboard.db"
     if not path.exists():
-        print(f"building {path}: {args.functions} functions over {args.hours} h, {args.incidents} incidents", flush=True)
+        print(
+            f"building {path}: {args.functions} functions over {args.hours} h, {args.incidents} incidents", flush=True
+        )
         t = time.perf_counter()
         with open_store(path) as store:
             build(store, args.functions, args.hours, now)
@@ -208,12 +302,22 @@ def main() -> None:
         n = sum(len(v) for v in times.values())
         print(f"web.cache = {cache} s: {n} requests in {wall:.1f} s ({n / wall:.0f}/s)")
         for page in PAGES:
-            print(f"  {page:12} p50 {pct(times[page], 0.5):7.1f} ms   p95 " f"{pct(times[page], 0.95):7.1f} ms   ({len(times[page])} requests)")
+            print(
+                f"  {page:12} p50 {pct(times[page], 0.5):7.1f} ms   p95 "
+                f"{pct(times[page], 0.95):7.1f} ms   ({len(times[page])} requests)"
+            )
         everything = [x for v in times.values() for x in v]
-        results[label] = {"web_cache_s": cache, "requests_per_s": round(n / wall, 1),
-                          **{f"{'overview' if p == '/' else 'incidents'}_{k}": pct(times[p], q)
-                             for p in PAGES for k, q in (("p50_ms", 0.5), ("p95_ms", 0.95))},
-                          "p50_ms": pct(everything, 0.5), "p95_ms": pct(everything, 0.95)}
+        results[label] = {
+            "web_cache_s": cache,
+            "requests_per_s": round(n / wall, 1),
+            **{
+                f"{'overview' if p == '/' else 'incidents'}_{k}": pct(times[p], q)
+                for p in PAGES
+                for k, q in (("p50_ms", 0.5), ("p95_ms", 0.95))
+            },
+            "p50_ms": pct(everything, 0.5),
+            "p95_ms": pct(everything, 0.95),
+        }
     results["p50_ms"], results["p95_ms"] = results["cached"]["p50_ms"], results["cached"]["p95_ms"]
     if not args.no_pages:
         results["pages_uncached"] = per_page(path, args.page_seconds, args.requests)
@@ -221,8 +325,14 @@ def main() -> None:
 
 
 # Per page type: (target p95 ms for 1 client, for 10 clients).
-TARGETS = {"overview": (100, 300), "incident list": (100, 300), "incident": (100, 300), "resource list": (100, 300),
-           "resource": (100, 300), "digest preview": (1000, None)}
+TARGETS = {
+    "overview": (100, 300),
+    "incident list": (100, 300),
+    "incident": (100, 300),
+    "resource list": (100, 300),
+    "resource": (100, 300),
+    "digest preview": (1000, None),
+}
 
 
 def page_paths(path: Path) -> dict[str, tuple[str, ...]]:
@@ -232,14 +342,22 @@ def page_paths(path: Path) -> dict[str, tuple[str, ...]]:
 
     with open_store(path) as store:
         incidents = [r[0] for r in store.db.execute("SELECT id FROM incidents ORDER BY id DESC LIMIT 5")]
-        resources = [r[0] for r in store.db.execute(
-            "SELECT id FROM (SELECT id, kind, ROW_NUMBER() OVER " "(PARTITION BY kind ORDER BY id) AS n FROM resources) "
-            "WHERE n <= 2 AND kind IN ('lambda', 'api', 'sqs', 'rds', 'ses') ORDER BY kind, id")]
-    return {"overview": ("/",), "incident list": ("/incidents",),
-            "incident": tuple(f"/incidents/{i}" for i in incidents),
-            "resource list": ("/resources", "/resources?kind=lambda", "/resources?kind=sqs"),
-            "resource": tuple(f"/resources/{quote(r, safe='')}" for r in resources),
-            "digest preview": ("/digest/preview",)}
+        resources = [
+            r[0]
+            for r in store.db.execute(
+                "SELECT id FROM (SELECT id, kind, ROW_NUMBER() OVER "
+                "(PARTITION BY kind ORDER BY id) AS n FROM resources) "
+                "WHERE n <= 2 AND kind IN ('lambda', 'api', 'sqs', 'rds', 'ses') ORDER BY kind, id"
+            )
+        ]
+    return {
+        "overview": ("/",),
+        "incident list": ("/incidents",),
+        "incident": tuple(f"/incidents/{i}" for i in incidents),
+        "resource list": ("/resources", "/resources?kind=lambda", "/resources?kind=sqs"),
+        "resource": tuple(f"/resources/{quote(r, safe='')}" for r in resources),
+        "digest preview": ("/digest/preview",),
+    }
 
 
 def per_page(path: Path, seconds: float, requests: int) -> dict[str, Any]:
@@ -254,10 +372,18 @@ def per_page(path: Path, seconds: float, requests: int) -> dict[str, Any]:
             for clients in (1, 10):
                 times = [x for v in load(port, clients, requests, seconds, urls).values() for x in v]
                 target = TARGETS[kind][0 if clients == 1 else 1]
-                row[f"c{clients}"] = {"requests": len(times), "p50_ms": pct(times, 0.5), "p95_ms": pct(times, 0.95), "target_p95_ms": target}
-            line = "   ".join(f"{c[1:]:>2} client(s): {v['p50_ms']:7.1f} / {v['p95_ms']:7.1f} ms"
-                               + (f" (< {v['target_p95_ms']})" if v["target_p95_ms"] else "") + f" n={v['requests']}"
-                               for c, v in row.items())
+                row[f"c{clients}"] = {
+                    "requests": len(times),
+                    "p50_ms": pct(times, 0.5),
+                    "p95_ms": pct(times, 0.95),
+                    "target_p95_ms": target,
+                }
+            line = "   ".join(
+                f"{c[1:]:>2} client(s): {v['p50_ms']:7.1f} / {v['p95_ms']:7.1f} ms"
+                + (f" (< {v['target_p95_ms']})" if v["target_p95_ms"] else "")
+                + f" n={v['requests']}"
+                for c, v in row.items()
+            )
             print(f"  {kind:15} {line}", flush=True)
             out[kind] = row
     finally:

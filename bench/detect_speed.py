@@ -27,8 +27,14 @@ from fleetwatch.agent.detection import load_inputs, run  # noqa: E402
 from fleetwatch.store import SeriesKey, open_store  # noqa: E402
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
-FUNCTION_SERIES = [("Invocations", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum"), ("Duration", "p95"), ("Duration", "p99"),
-                   ("ConcurrentExecutions", "Maximum")]
+FUNCTION_SERIES = [
+    ("Invocations", "Sum"),
+    ("Errors", "Sum"),
+    ("Throttles", "Sum"),
+    ("Duration", "p95"),
+    ("Duration", "p99"),
+    ("ConcurrentExecutions", "Maximum"),
+]
 
 
 def build(store, functions: int, hours: float, now: int) -> int:  # type: ignore[no-untyped-def]
@@ -36,18 +42,42 @@ def build(store, functions: int, hours: float, now: int) -> int:  # type: ignore
     period = PERIODS[SLOW]  # every per-function series is in the slow tier
     points = int(hours * 3600 // period)
     start = now - points * period
-    rows = [{"id": f"lambda/{ACCOUNT}/{REGION}/fn-{i:05d}", "account": ACCOUNT, "region": REGION, "kind": "lambda",
-             "name": f"fn-{i:05d}", "facts": {"memory": 512}, "tags": {"service": f"svc-{i % 50:02d}"}} for i in range(functions)]
-    rows.append({"id": f"lambda_account/{ACCOUNT}/{REGION}/account", "account": ACCOUNT, "region": REGION, "kind": "lambda_account",
-                 "name": "account", "facts": {"concurrency_limit": 1000}, "tags": {}})
+    rows = [
+        {
+            "id": f"lambda/{ACCOUNT}/{REGION}/fn-{i:05d}",
+            "account": ACCOUNT,
+            "region": REGION,
+            "kind": "lambda",
+            "name": f"fn-{i:05d}",
+            "facts": {"memory": 512},
+            "tags": {"service": f"svc-{i % 50:02d}"},
+        }
+        for i in range(functions)
+    ]
+    rows.append(
+        {
+            "id": f"lambda_account/{ACCOUNT}/{REGION}/account",
+            "account": ACCOUNT,
+            "region": REGION,
+            "kind": "lambda_account",
+            "name": "account",
+            "facts": {"concurrency_limit": 1000},
+            "tags": {},
+        }
+    )
     store.upsert_resources(rows, now)
     written = 0
     for i, r in enumerate(rows[:-1]):
         rate = rng.lognormvariate(3.0, 1.0)
         batch = []
         for metric, stat in FUNCTION_SERIES:
-            base = {"Invocations": rate, "Errors": rate * 0.001, "Throttles": 0.0, "Duration": 120.0,
-                    "ConcurrentExecutions": max(1.0, rate / 60)}[metric] * (1.5 if stat == "p99" else 1.0)
+            base = {
+                "Invocations": rate,
+                "Errors": rate * 0.001,
+                "Throttles": 0.0,
+                "Duration": 120.0,
+                "ConcurrentExecutions": max(1.0, rate / 60),
+            }[metric] * (1.5 if stat == "p99" else 1.0)
             key = SeriesKey(r["id"], "AWS/Lambda", metric, (("FunctionName", r["name"]),), stat, period)
             batch.append((key, [(start + m * period, round(base * rng.uniform(0.8, 1.2), 3)) for m in range(points)]))
         written += store.write_samples(batch)
@@ -61,7 +91,9 @@ def main() -> None:
     parser.add_argument("--functions", type=int, default=10000)
     parser.add_argument("--hours", type=float, default=48.0)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--store", help="build the store here and reuse it on later runs with the same sizes (it is large)")
+    parser.add_argument(
+        "--store", help="build the store here and reuse it on later runs with the same sizes (it is large)"
+    )
     args = parser.parse_args()
     now = 1_800_000_000 // 60 * 60
     with tempfile.TemporaryDirectory() as tmp, open_store(Path(args.store or Path(tmp) / "speed.db")) as store:
@@ -83,12 +115,25 @@ def main() -> None:
             loads.append(t1 - t0)
             detects.append(t2 - t1)
             totals.append(t2 - t0)
-            print(f"pass {i + 1}: {totals[-1]:.2f} s (load {loads[-1]:.2f} s, detectors {detects[-1]:.2f} s), "
-                  f"{sum(len(s) for s in inputs.series.values()):,} points in the window", flush=True)
-        print(json.dumps({"functions": args.functions, "hours": args.hours, "samples": samples,
-                          "seconds_per_pass": round(statistics.median(totals), 3),
-                          "load_seconds": round(statistics.median(loads), 3), "detect_seconds": round(statistics.median(detects), 3),
-                          "repeats": args.repeats}), flush=True)
+            print(
+                f"pass {i + 1}: {totals[-1]:.2f} s (load {loads[-1]:.2f} s, detectors {detects[-1]:.2f} s), "
+                f"{sum(len(s) for s in inputs.series.values()):,} points in the window",
+                flush=True,
+            )
+        print(
+            json.dumps(
+                {
+                    "functions": args.functions,
+                    "hours": args.hours,
+                    "samples": samples,
+                    "seconds_per_pass": round(statistics.median(totals), 3),
+                    "load_seconds": round(statistics.median(loads), 3),
+                    "detect_seconds": round(statistics.median(detects), 3),
+                    "repeats": args.repeats,
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

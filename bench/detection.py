@@ -38,22 +38,48 @@ from fleetwatch.store import open_store  # noqa: E402
 from simulator.cli import DEMO_CREDENTIALS, start_emulator  # noqa: E402
 from simulator.scenario import load_scenario, scenario_names  # noqa: E402
 
-LIMITS = {"connection_exhaustion", "lambda_concurrency", "ses_sandbox", "ses_reputation", "table_capacity", "hot_partition",
-          "dlq", "schedule_failed"}
+LIMITS = {
+    "connection_exhaustion",
+    "lambda_concurrency",
+    "ses_sandbox",
+    "ses_reputation",
+    "table_capacity",
+    "hot_partition",
+    "dlq",
+    "schedule_failed",
+}
 ACCOUNT_LEVEL = {"lambda_concurrency": "lambda_account", "ses_sandbox": "ses", "ses_reputation": "ses"}
 PAGING = ("warning", "critical")
-DETECTOR_OF = {"connection_exhaustion": "connections", "queue_growth": "queues", "queue_consumer_stopped": "queues", "dlq": "queues",
-               "hot_partition": "tables", "table_capacity": "tables", "lambda_concurrency": "lambda_account",
-               "ses_sandbox": "ses_account", "ses_reputation": "ses_account", "cold_start": "coldstarts",
-               "schedule_missed": "outcomes", "schedule_failed": "outcomes"}
+DETECTOR_OF = {
+    "connection_exhaustion": "connections",
+    "queue_growth": "queues",
+    "queue_consumer_stopped": "queues",
+    "dlq": "queues",
+    "hot_partition": "tables",
+    "table_capacity": "tables",
+    "lambda_concurrency": "lambda_account",
+    "ses_sandbox": "ses_account",
+    "ses_reputation": "ses_account",
+    "cold_start": "coldstarts",
+    "schedule_missed": "outcomes",
+    "schedule_failed": "outcomes",
+}
 
 
 def collector_for(emulator: Any, store: Any, clock: FakeClock) -> Collector:
     fleet = emulator.model.fleet
-    session = boto3.session.Session(aws_access_key_id=DEMO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                                    aws_secret_access_key=DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
-    aws = Aws(regions=sorted({r for a in fleet.accounts for r in a.regions}), role_arns=[a.reader_role_arn for a in fleet.accounts],
-              endpoint_url=emulator.endpoint, session=session, read_timeout=120, max_attempts=2)
+    session = boto3.session.Session(
+        aws_access_key_id=DEMO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    aws = Aws(
+        regions=sorted({r for a in fleet.accounts for r in a.regions}),
+        role_arns=[a.reader_role_arn for a in fleet.accounts],
+        endpoint_url=emulator.endpoint,
+        session=session,
+        read_timeout=120,
+        max_attempts=2,
+    )
     return Collector(store, aws, clock, backfill=2 * 3600)
 
 
@@ -88,9 +114,16 @@ def run_scenario(emulator: Any, clock: FakeClock, name: str, tmp: Path) -> list[
     out = []
     for inc in incidents:
         hit = found.get(inc["id"])
-        out.append({"scenario": name, "incident": inc["id"], "kind": inc["kind"], "found": hit is not None,
-                    "detector": hit[1] if hit else None,
-                    "delay_minutes": max(0.0, (hit[0] - inc["start"]) / 60) if hit else None})
+        out.append(
+            {
+                "scenario": name,
+                "incident": inc["id"],
+                "kind": inc["kind"],
+                "found": hit is not None,
+                "detector": hit[1] if hit else None,
+                "delay_minutes": max(0.0, (hit[0] - inc["start"]) / 60) if hit else None,
+            }
+        )
     return out
 
 
@@ -105,7 +138,9 @@ def run_healthy(emulator: Any, clock: FakeClock, hours: float, tmp: Path) -> dic
         started = time.perf_counter()
         for i in range(polls):
             collector.poll()
-            now_paging = {f.fingerprint + " " + f.title for f in detect(store, int(clock.now())).findings if f.severity in PAGING}
+            now_paging = {
+                f.fingerprint + " " + f.title for f in detect(store, int(clock.now())).findings if f.severity in PAGING
+            }
             fingerprints = {x.split(" ", 1)[0] for x in now_paging}
             for item in now_paging:
                 if item.split(" ", 1)[0] not in active:
@@ -113,12 +148,20 @@ def run_healthy(emulator: Any, clock: FakeClock, hours: float, tmp: Path) -> dic
             active = fingerprints
             clock.advance(60)
             if (i + 1) % 120 == 0:
-                print(f"  healthy: {(i + 1) / 60:.0f} h of {hours:g} h, {len(false)} false finding(s), "
-                      f"{time.perf_counter() - started:.0f} s", flush=True)
+                print(
+                    f"  healthy: {(i + 1) / 60:.0f} h of {hours:g} h, {len(false)} false finding(s), "
+                    f"{time.perf_counter() - started:.0f} s",
+                    flush=True,
+                )
         resources = len(store.resources())
     days = hours / 24
-    return {"resources": resources, "hours": hours, "false_findings": len(false), "examples": false[:5],
-            "false_findings_per_1000_resource_days": round(len(false) / (resources * days) * 1000, 3)}
+    return {
+        "resources": resources,
+        "hours": hours,
+        "false_findings": len(false),
+        "examples": false[:5],
+        "false_findings_per_1000_resource_days": round(len(false) / (resources * days) * 1000, 3),
+    }
 
 
 def main() -> None:
@@ -133,9 +176,17 @@ def main() -> None:
     anchor = int(time.time()) // 60 * 60
     clock = FakeClock(anchor)
     t0 = time.perf_counter()
-    emulator = start_emulator("healthy", clock=clock, anchor=anchor, functions=args.functions,
-                              extra={"sqs": args.queues, "dynamodb": args.tables})
-    print(f"emulated fleet of {len(emulator.model.fleet.resources)} resources ready in {time.perf_counter() - t0:.0f} s", flush=True)
+    emulator = start_emulator(
+        "healthy",
+        clock=clock,
+        anchor=anchor,
+        functions=args.functions,
+        extra={"sqs": args.queues, "dynamodb": args.tables},
+    )
+    print(
+        f"emulated fleet of {len(emulator.model.fleet.resources)} resources ready in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
     names = args.scenario or [n for n in scenario_names() if n not in ("healthy", "tour")]
     rows: list[dict[str, Any]] = []
     try:
@@ -145,9 +196,13 @@ def main() -> None:
                 got = run_scenario(emulator, clock, name, Path(tmp))
                 rows += got
                 for r in got:
-                    print(f"{name:24} {r['incident']:32} " f"{'found' if r['found'] else 'MISSED':6} by {r['detector'] or '-':14} "
-                          f"after {r['delay_minutes'] if r['delay_minutes'] is not None else '-'} min "
-                          f"({time.perf_counter() - started:.0f} s)", flush=True)
+                    print(
+                        f"{name:24} {r['incident']:32} "
+                        f"{'found' if r['found'] else 'MISSED':6} by {r['detector'] or '-':14} "
+                        f"after {r['delay_minutes'] if r['delay_minutes'] is not None else '-'} min "
+                        f"({time.perf_counter() - started:.0f} s)",
+                        flush=True,
+                    )
             healthy = run_healthy(emulator, clock, args.healthy_hours, Path(tmp))
     finally:
         emulator.stop()
@@ -157,10 +212,13 @@ def main() -> None:
     for r in rows:
         by_kind[r["kind"]].append(r["found"])
         by_detector[DETECTOR_OF.get(r["kind"], r["kind"])].append(r["found"])
-    delays = {"limits": [r["delay_minutes"] for r in rows if r["found"] and r["kind"] in LIMITS],
-              "trends": [r["delay_minutes"] for r in rows if r["found"] and r["kind"] not in LIMITS]}
+    delays = {
+        "limits": [r["delay_minutes"] for r in rows if r["found"] and r["kind"] in LIMITS],
+        "trends": [r["delay_minutes"] for r in rows if r["found"] and r["kind"] not in LIMITS],
+    }
     result = {
-        "incidents": len(rows), "found": sum(r["found"] for r in rows),
+        "incidents": len(rows),
+        "found": sum(r["found"] for r in rows),
         "recall": round(sum(r["found"] for r in rows) / len(rows), 3) if rows else None,
         "recall_by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_kind.items())},
         "recall_by_detector": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_detector.items())},

@@ -35,20 +35,53 @@ class RemoteClock(Clock):
             return float(json.loads(resp.read())["now"])
 
     def advance(self, seconds: float) -> None:
-        req = urllib.request.Request(f"{self.endpoint}/__fleet__/clock", data=json.dumps({"advance": seconds}).encode(), method="POST")
+        req = urllib.request.Request(
+            f"{self.endpoint}/__fleet__/clock", data=json.dumps({"advance": seconds}).encode(), method="POST"
+        )
         urllib.request.urlopen(req, timeout=10).close()
 
 
-def start_fleet(*, functions: int, queues: int, tables: int, databases: int, scenario: str = "healthy",
-                timeout: float = START_TIMEOUT) -> tuple[subprocess.Popen[str], str]:
+def start_fleet(
+    *,
+    functions: int,
+    queues: int,
+    tables: int,
+    databases: int,
+    scenario: str = "healthy",
+    timeout: float = START_TIMEOUT,
+) -> tuple[subprocess.Popen[str], str]:
     """`fleetwatch emulate` on a fake clock in a child process, padded to the sizes given; returns
     (the process, its endpoint) once it serves the provisioned fleet."""
     anchor = time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime())
-    cmd = [sys.executable, "-m", "fleetwatch.cli", "emulate", "--port", "0", "--fake-clock", "--anchor", anchor,
-           "--scenario", scenario, "--functions", str(functions), "--queues", str(queues),
-           "--tables", str(tables), "--databases", str(databases)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "fleetwatch.cli",
+        "emulate",
+        "--port",
+        "0",
+        "--fake-clock",
+        "--anchor",
+        anchor,
+        "--scenario",
+        scenario,
+        "--functions",
+        str(functions),
+        "--queues",
+        str(queues),
+        "--tables",
+        str(tables),
+        "--databases",
+        str(databases),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -73,18 +106,29 @@ def quota_use(released: list[tuple[str, float]], quiet: bool = False) -> dict[st
     out: dict[str, Any] = {}
     for key in sorted({k for k, _ in released}):
         times = sorted(t for k, t in released if k == key)
-        hourly = max(sum(1 for t in times if s <= t < s + 3600) for s in times[:: max(1, len(times) // 500)] + [times[0]])
+        hourly = max(
+            sum(1 for t in times if s <= t < s + 3600) for s in times[:: max(1, len(times) // 500)] + [times[0]]
+        )
         j, peak = 0, 0
         for i, t in enumerate(times):
             while times[j] <= t - 1.0 + 1e-9:
                 j += 1
             peak = max(peak, i - j + 1)
         quota = QUOTAS[key]
-        out[key] = {"calls": len(times), "busiest_hour_calls": hourly, "peak_per_second": peak,
-                    "quota_per_second": quota.per_second, "quota_source": quota.source,
-                    "peak_share_of_quota": round(peak / quota.per_second, 3),
-                    "hour_share_of_quota": round(hourly / (quota.per_second * 3600), 3)}
+        out[key] = {
+            "calls": len(times),
+            "busiest_hour_calls": hourly,
+            "peak_per_second": peak,
+            "quota_per_second": quota.per_second,
+            "quota_source": quota.source,
+            "peak_share_of_quota": round(peak / quota.per_second, 3),
+            "hour_share_of_quota": round(hourly / (quota.per_second * 3600), 3),
+        }
         if not quiet:
-            print(f"  {key}: {len(times)} calls, busiest hour {hourly} " f"calls ({hourly / 3600:.2f}/s), peak {peak} in one second "
-                  f"against a documented {quota.per_second:g}/s ({peak / quota.per_second:.0%}; {quota.source})", flush=True)
+            print(
+                f"  {key}: {len(times)} calls, busiest hour {hourly} "
+                f"calls ({hourly / 3600:.2f}/s), peak {peak} in one second "
+                f"against a documented {quota.per_second:g}/s ({peak / quota.per_second:.0%}; {quota.source})",
+                flush=True,
+            )
     return out

@@ -63,8 +63,15 @@ def scenario_files(folder: Path | None) -> list[Path]:
 
 # -- one run -------------------------------------------------------------------------------------
 
-def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, workdir: str | None = None,
-            overrides: dict[str, str] | None = None) -> dict[str, Any]:
+
+def run_one(
+    path: str,
+    fleets: str | None,
+    backfill: int,
+    days: float = 0.0,
+    workdir: str | None = None,
+    overrides: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Run one scenario file through the agent; `days` > 0 runs that long from the anchor instead
     (the healthy fleet). Returns what the stand-ins received and the labels, scored."""
     import boto3
@@ -89,8 +96,9 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
     scenario = load_scenario(path, fleet)
     labels = [_as_users_see_it(i.label(ANCHOR), fleet) for i in scenario.incidents]
     # Polled until the last incident can have been seen to end (a stopped daily job: its next run).
-    spans = [(i.start, i.end) for i in scenario.lookalikes] + [(lb["start"] - ANCHOR, lb.get("settles", lb["end"]) - ANCHOR)
-                                                              for lb in labels]
+    spans = [(i.start, i.end) for i in scenario.lookalikes] + [
+        (lb["start"] - ANCHOR, lb.get("settles", lb["end"]) - ANCHOR) for lb in labels
+    ]
     if days:
         start, end = ANCHOR, ANCHOR + int(days * 86400)
     elif spans:
@@ -104,15 +112,27 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
     labels = [_when_runs_fall(lb, emulator.model) for lb in labels]
     wall = time.perf_counter()
     try:
-        with SlackStandIn(clock=clock.now) as slack, SmtpSink() as smtp, tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        with (
+            SlackStandIn(clock=clock.now) as slack,
+            SmtpSink() as smtp,
+            tempfile.TemporaryDirectory(dir=workdir) as tmp,
+        ):
             fleet = emulator.model.fleet
-            env = {"FLEETWATCH_STORE_PATH": str(Path(tmp) / "pages.db"), "FLEETWATCH_AWS_ENDPOINT_URL": emulator.endpoint,
-                   "FLEETWATCH_AWS_REGIONS": ",".join(sorted({r for a in fleet.accounts for r in a.regions})),
-                   "FLEETWATCH_AWS_ROLE_ARNS": ",".join(a.reader_role_arn for a in fleet.accounts),
-                   "FLEETWATCH_POLL_BACKFILL": f"{backfill}s", "FLEETWATCH_SLACK_BOT_TOKEN": TOKEN,
-                   "FLEETWATCH_SLACK_API_URL": slack.api_url, "FLEETWATCH_SLACK_CHANNEL": "C0PAGES",
-                   "FLEETWATCH_SMTP_HOST": "127.0.0.1", "FLEETWATCH_SMTP_PORT": str(smtp.port), "FLEETWATCH_SMTP_SECURITY": "none",
-                   "FLEETWATCH_EMAIL_TO": "oncall@example.com", "FLEETWATCH_LOG_FORMAT": "text"}
+            env = {
+                "FLEETWATCH_STORE_PATH": str(Path(tmp) / "pages.db"),
+                "FLEETWATCH_AWS_ENDPOINT_URL": emulator.endpoint,
+                "FLEETWATCH_AWS_REGIONS": ",".join(sorted({r for a in fleet.accounts for r in a.regions})),
+                "FLEETWATCH_AWS_ROLE_ARNS": ",".join(a.reader_role_arn for a in fleet.accounts),
+                "FLEETWATCH_POLL_BACKFILL": f"{backfill}s",
+                "FLEETWATCH_SLACK_BOT_TOKEN": TOKEN,
+                "FLEETWATCH_SLACK_API_URL": slack.api_url,
+                "FLEETWATCH_SLACK_CHANNEL": "C0PAGES",
+                "FLEETWATCH_SMTP_HOST": "127.0.0.1",
+                "FLEETWATCH_SMTP_PORT": str(smtp.port),
+                "FLEETWATCH_SMTP_SECURITY": "none",
+                "FLEETWATCH_EMAIL_TO": "oncall@example.com",
+                "FLEETWATCH_LOG_FORMAT": "text",
+            }
             env.update(pagerduty.env)
             env.update(overrides or {})
             cfg = load_config(None, environ=env)
@@ -120,9 +140,14 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
             with open_store(cfg["store.path"]) as store:
                 aws = Aws.from_config(cfg, session=boto3.session.Session(**CREDS))
                 Agent(cfg, store, aws, clock, polls=polls).run()
-                notifications = [dict(r) for r in store.db.query("SELECT incident_id, target, kind, status, sent_at FROM notifications")]
+                notifications = [
+                    dict(r)
+                    for r in store.db.query("SELECT incident_id, target, kind, status, sent_at FROM notifications")
+                ]
                 failures = store.db.execute("SELECT COUNT(*) FROM notification_failures").fetchone()[0]
-                incidents = [dict(r) for r in store.db.query("SELECT id, title, state, started_at, resolved_at FROM incidents")]
+                incidents = [
+                    dict(r) for r in store.db.query("SELECT id, title, state, started_at, resolved_at FROM incidents")
+                ]
                 unusual = _unusual_noise(store)
                 if os.environ.get("PAGES_DUMP"):
                     Path(os.environ["PAGES_DUMP"]).mkdir(parents=True, exist_ok=True)
@@ -134,8 +159,11 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
     if os.environ.get("PAGES_DUMP"):  # what the stand-ins received, to read or score again
         dump = Path(os.environ["PAGES_DUMP"]) / f"{scenario.name}.json"
         dump.parent.mkdir(parents=True, exist_ok=True)
-        dump.write_text(json.dumps({"labels": labels, "received": received, "notifications": notifications, "failures": failures},
-                                   indent=1))
+        dump.write_text(
+            json.dumps(
+                {"labels": labels, "received": received, "notifications": notifications, "failures": failures}, indent=1
+            )
+        )
     out = score(labels, received, notifications, failures, len(emulator.model.fleet.resources), (end - start) / 86400)
     if os.environ.get("PAGES_DEBUG"):
         for t in _threads(received["slack"]):
@@ -144,11 +172,20 @@ def run_one(path: str, fleets: str | None, backfill: int, days: float = 0.0, wor
                 print(f"  +{(at - ANCHOR) / 60:.0f} min {text[:200]!r}", file=sys.stderr)
         for inc in incidents:
             ended = "" if inc["resolved_at"] is None else f"+{(inc['resolved_at'] - ANCHOR) / 60:.0f}"
-            print(f"incident {inc['id']} {inc['state']} " f"+{(inc['started_at'] - ANCHOR) / 60:.0f}..{ended} {inc['title'][:150]}",
-                  file=sys.stderr)
+            print(
+                f"incident {inc['id']} {inc['state']} "
+                f"+{(inc['started_at'] - ANCHOR) / 60:.0f}..{ended} {inc['title'][:150]}",
+                file=sys.stderr,
+            )
     out["unusual"] = unusual
-    out.update(scenario=scenario.name, polls=polls, wall_seconds=round(time.perf_counter() - wall, 1),
-               incidents_opened=len(incidents), lookalikes=len(scenario.lookalikes), healthy=bool(days))
+    out.update(
+        scenario=scenario.name,
+        polls=polls,
+        wall_seconds=round(time.perf_counter() - wall, 1),
+        incidents_opened=len(incidents),
+        lookalikes=len(scenario.lookalikes),
+        healthy=bool(days),
+    )
     return out
 
 
@@ -156,13 +193,16 @@ def _unusual_noise(store: Any) -> dict[str, int]:
     """The `unusual` detector's own noise budget: its episodes (distinct findings), the
     incidents it led and that sent a notification (pages of its own), and the incidents where it
     stood beside a rule's finding as supporting evidence."""
-    episodes = store.db.execute("SELECT COUNT(*) FROM (SELECT DISTINCT fingerprint, started_at FROM findings "
-                                "WHERE detector = 'unusual')").fetchone()[0]
+    episodes = store.db.execute(
+        "SELECT COUNT(*) FROM (SELECT DISTINCT fingerprint, started_at FROM findings WHERE detector = 'unusual')"
+    ).fetchone()[0]
     mine = {fp for (fp,) in store.db.execute("SELECT fingerprint FROM alerts WHERE detector = 'unusual'")}
     led = supporting = 0
     for labels, members, sent in store.db.execute(
-            "SELECT labels, members, EXISTS (SELECT 1 FROM notifications " "n WHERE n.incident_id = i.id AND n.status = 'sent') "
-            "FROM incidents i"):
+        "SELECT labels, members, EXISTS (SELECT 1 FROM notifications "
+        "n WHERE n.incident_id = i.id AND n.status = 'sent') "
+        "FROM incidents i"
+    ):
         ours = mine.intersection(json.loads(members or "[]"))
         if json.loads(labels or "{}").get("detector") == "unusual":
             led += int(bool(sent))
@@ -182,6 +222,7 @@ def _pagerduty_standin(clock: Any) -> Any:
 
 # -- scoring ---------------------------------------------------------------------------------------
 
+
 def incident_id(dedup_key: str) -> int | None:
     """Our incident id from a PagerDuty dedup key, `fleetwatch-<installation>-<id>`."""
     tail = str(dedup_key).rsplit("-", 1)[-1]
@@ -200,11 +241,23 @@ def _threads(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for h in heads:
         replies = [m for m in messages if m.get("thread_ts") == h["ts"]]
-        events = [(h["at"], h["text"])] + [(u["at"], u["text"]) for u in h.get("updates", [])] + [(r["at"], r["text"]) for r in replies]
+        events = (
+            [(h["at"], h["text"])]
+            + [(u["at"], u["text"]) for u in h.get("updates", [])]
+            + [(r["at"], r["text"]) for r in replies]
+        )
         events.sort(key=lambda e: e[0])
         final = h["updates"][-1]["text"] if h.get("updates") else h["text"]
-        out.append({"at": h["at"], "head": h["text"], "final": final, "events": events, "incident": _incident_of(h),
-                    "text": " ".join(t for _, t in events)})
+        out.append(
+            {
+                "at": h["at"],
+                "head": h["text"],
+                "final": final,
+                "events": events,
+                "incident": _incident_of(h),
+                "text": " ".join(t for _, t in events),
+            }
+        )
     return out
 
 
@@ -252,8 +305,14 @@ def _when_runs_fall(label: dict[str, Any], model: Any) -> dict[str, Any]:
     return {**label, **({"onset": onset} if onset else {}), **({"settles": back} if back else {})}
 
 
-def score(labels: list[dict[str, Any]], received: dict[str, Any], notifications: list[dict[str, Any]], failures: int,
-          resources: int, days: float) -> dict[str, Any]:
+def score(
+    labels: list[dict[str, Any]],
+    received: dict[str, Any],
+    notifications: list[dict[str, Any]],
+    failures: int,
+    resources: int,
+    days: float,
+) -> dict[str, Any]:
     threads = _threads(received["slack"])
     matched: set[int] = set()
     per: list[dict[str, Any]] = []
@@ -267,15 +326,29 @@ def score(labels: list[dict[str, Any]], received: dict[str, Any], notifications:
             # A thread is about this incident when a message in it names it while the incident is
             # on: its first page, or an update of a thread already open (a related problem joined
             # the incident that was).
-            found = {i: min((at for at, text in t["events"] if label["start"] - MATCH_BEFORE <= at <= label["end"] + MATCH_AFTER
-                             and any(n in text for n in names)), default=None) for i, t in enumerate(threads)}
+            found = {
+                i: min(
+                    (
+                        at
+                        for at, text in t["events"]
+                        if label["start"] - MATCH_BEFORE <= at <= label["end"] + MATCH_AFTER
+                        and any(n in text for n in names)
+                    ),
+                    default=None,
+                )
+                for i, t in enumerate(threads)
+            }
             return {i: at for i, at in found.items() if at is not None}
 
         # By its cause; by its outcome only where the thread names no other incident's cause: an
         # API is shared by every problem behind it, but a page about the API alone, beside the
         # cause's own, is this problem paged twice.
-        others = [n for other in labels if other is not label
-                  for n in (other.get("resource_names") or [_name(other["resource"])])]
+        others = [
+            n
+            for other in labels
+            if other is not label
+            for n in (other.get("resource_names") or [_name(other["resource"])])
+        ]
         hits = told(label, cause_names)
         for i, at in told(label, outcome_names).items():
             if i not in hits and not any(n in threads[i]["text"] for n in others):
@@ -290,8 +363,12 @@ def score(labels: list[dict[str, Any]], received: dict[str, Any], notifications:
             row["title_names_cause"] = any(n in first["final"] for n in cause_names)
             resolved = [at for at, text in first["events"] if text.startswith("[RESOLVED]")]
             row["resolved_in_thread"] = bool(resolved)
-            row["resolved_after_end_min"] = round((resolved[0] - label.get("settles", label["end"])) / 60, 1) if resolved else None
-            row["premature"] = any(at < label["end"] for i in mine for at, text in threads[i]["events"] if text.startswith("[RESOLVED]"))
+            row["resolved_after_end_min"] = (
+                round((resolved[0] - label.get("settles", label["end"])) / 60, 1) if resolved else None
+            )
+            row["premature"] = any(
+                at < label["end"] for i in mine for at, text in threads[i]["events"] if text.startswith("[RESOLVED]")
+            )
             ours = {threads[i]["incident"] for i in mine}
             pages = [p for p in pd["incidents"] if incident_id(p["dedup_key"]) in ours]
             row["pagerduty"] = len(pages)
@@ -300,9 +377,18 @@ def score(labels: list[dict[str, Any]], received: dict[str, Any], notifications:
     false = [t["final"][:140] for i, t in enumerate(threads) if i not in matched]
     unresolved = sum(1 for t in threads if not any(text.startswith("[RESOLVED]") for _, text in t["events"]))
     lost = sum(1 for n in notifications if n["status"] != "sent") + failures
-    return {"labelled": per, "threads": len(threads), "false_pages": len(false), "false_titles": false[:10],
-            "threads_unresolved": unresolved, "lost_pages": lost, "mails": received["mail"],
-            "pagerduty_incidents": len(pd["incidents"]), "pagerduty_events": len(pd["events"]), "resource_days": round(resources * days, 2)}
+    return {
+        "labelled": per,
+        "threads": len(threads),
+        "false_pages": len(false),
+        "false_titles": false[:10],
+        "threads_unresolved": unresolved,
+        "lost_pages": lost,
+        "mails": received["mail"],
+        "pagerduty_incidents": len(pd["incidents"]),
+        "pagerduty_events": len(pd["events"]),
+        "resource_days": round(resources * days, 2),
+    }
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -322,14 +408,19 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "pagerduty_per_incident_max": max(pd) if pd else None,
         "pagerduty_resolved": sum(1 for r in paged if r["pagerduty_resolved"]),
         "lost_pages": sum(run["lost_pages"] for run in runs),
-        "resolved_in_thread": round(sum(1 for r in paged if r["resolved_in_thread"]) / len(paged), 3) if paged else None,
+        "resolved_in_thread": round(sum(1 for r in paged if r["resolved_in_thread"]) / len(paged), 3)
+        if paged
+        else None,
         "premature_resolves": sum(1 for r in paged if r["premature"]),
         "titles_naming_outcome_and_cause": sum(1 for r in paged if r["title_names_outcome"] and r["title_names_cause"]),
         "median_page_delay_minutes": round(statistics.median([r["delay_min"] for r in paged]), 1) if paged else None,
         "median_page_delay_minutes_limits": round(statistics.median(limits), 1) if limits else None,
         "median_page_delay_minutes_trends": round(statistics.median(trends), 1) if trends else None,
         "false_pages": false,
-        "unusual": {k: sum(run.get("unusual", {}).get(k, 0) for run in runs) for k in ("episodes", "pages", "supporting", "series")},
+        "unusual": {
+            k: sum(run.get("unusual", {}).get(k, 0) for run in runs)
+            for k in ("episodes", "pages", "supporting", "series")
+        },
         "false_pages_quiet_runs": sum(run["false_pages"] for run in quiet),
         "resource_days": round(resource_days, 1),
         "false_pages_per_1000_resource_days": round(1000 * false / resource_days, 2) if resource_days else None,
@@ -337,15 +428,30 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenarios", type=Path, help="a folder of scenario files (default: the ones shipped in simulator/scenarios)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--scenarios", type=Path, help="a folder of scenario files (default: the ones shipped in simulator/scenarios)"
+    )
     ap.add_argument("--fleets", type=Path, help="a folder the scenarios' fleets are looked up in first")
     ap.add_argument("--only", default="", help="comma-separated scenario names to run (default: all)")
-    ap.add_argument("--healthy-days", type=float, default=7.0, help="emulated days of the healthy fleet (0: skip; default 7)")
-    ap.add_argument("--backfill", type=int, default=6 * 3600, help="seconds of history the first poll backfills (default 6 h)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="a setting for the agent, e.g. --set alerts.for=60 (default: the defaults users get)")
-    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="scenarios run at once (default 2)")
+    ap.add_argument(
+        "--healthy-days", type=float, default=7.0, help="emulated days of the healthy fleet (0: skip; default 7)"
+    )
+    ap.add_argument(
+        "--backfill", type=int, default=6 * 3600, help="seconds of history the first poll backfills (default 6 h)"
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for the agent, e.g. --set alerts.for=60 (default: the defaults users get)",
+    )
+    ap.add_argument(
+        "--workers", type=int, default=min(2, os.cpu_count() or 1), help="scenarios run at once (default 2)"
+    )
     args = ap.parse_args(argv)
     files = scenario_files(args.scenarios)
     if args.only:
@@ -357,7 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     files = [f for f in files if f.stem != "healthy"]
     jobs: list[tuple[str, float]] = []
     if args.healthy_days:  # the longest run first, so the scenarios run beside it
-        healthy = (args.scenarios / "healthy.toml") if args.scenarios and (args.scenarios / "healthy.toml").exists() else None
+        healthy = (
+            (args.scenarios / "healthy.toml") if args.scenarios and (args.scenarios / "healthy.toml").exists() else None
+        )
         jobs.append((str(healthy) if healthy else "healthy", args.healthy_days))
     jobs += [(str(f), 0.0) for f in files]
     if not jobs:
@@ -373,9 +481,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"running {len(jobs)} scenario(s) through the agent, {args.workers} at a time", file=sys.stderr, flush=True)
     # One scenario per process: the emulator's moto backends are process-wide.
-    with ProcessPoolExecutor(max_workers=max(1, args.workers), mp_context=multiprocessing.get_context("spawn"),
-                             max_tasks_per_child=1) as pool:
-        futures = {pool.submit(run_one, path, fleets, args.backfill, days, None, overrides): path for path, days in jobs}
+    with ProcessPoolExecutor(
+        max_workers=max(1, args.workers), mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1
+    ) as pool:
+        futures = {
+            pool.submit(run_one, path, fleets, args.backfill, days, None, overrides): path for path, days in jobs
+        }
         for fut in as_completed(futures):
             run = fut.result()
             runs.append(run)

@@ -80,15 +80,20 @@ class Timed:
         self.emulator_cpu = process_cpu_seconds(self.pid) - self.emu0
 
     def figures(self) -> dict[str, float]:
-        return {"agent_cpu_seconds": round(self.cpu, 2), "wall_seconds": round(self.wall, 2),
-                "emulator_cpu_seconds": round(self.emulator_cpu, 2)}
+        return {
+            "agent_cpu_seconds": round(self.cpu, 2),
+            "wall_seconds": round(self.wall, 2),
+            "emulator_cpu_seconds": round(self.emulator_cpu, 2),
+        }
 
 
 def _recording(poll: Any, reports: list[Any]) -> Any:
     """`poll`, keeping each report it returns in `reports`."""
+
     def recorded(**kw: Any) -> Any:
         reports.append(poll(**kw))
         return reports[-1]
+
     return recorded
 
 
@@ -96,7 +101,10 @@ def measure(functions: int, args: argparse.Namespace) -> dict[str, Any]:
     queues = round(functions * args.queue_share)
     t0 = time.perf_counter()
     proc, endpoint = start_fleet(functions=functions, queues=queues, tables=args.tables, databases=args.databases)
-    print(f"\n== {functions:,} functions, {queues:,} queues: emulated fleet ready in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"\n== {functions:,} functions, {queues:,} queues: emulated fleet ready in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
     try:
         with tempfile.TemporaryDirectory() as tmp:
             return run(functions, queues, endpoint, proc.pid, Path(tmp) / "scale.db", args)
@@ -105,10 +113,20 @@ def measure(functions: int, args: argparse.Namespace) -> dict[str, Any]:
         proc.wait(timeout=60)
 
 
-def run(functions: int, queues: int, endpoint: str, emulator_pid: int, path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    cfg = load_config(None, environ={
-        "FLEETWATCH_STORE_PATH": str(path), "FLEETWATCH_AWS_ENDPOINT_URL": endpoint, "FLEETWATCH_AWS_REGIONS": "us-east-1",
-        "FLEETWATCH_AWS_READ_TIMEOUT": "300", "FLEETWATCH_POLL_BACKFILL": "900", "FLEETWATCH_LOG_LEVEL": "warning"})
+def run(
+    functions: int, queues: int, endpoint: str, emulator_pid: int, path: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    cfg = load_config(
+        None,
+        environ={
+            "FLEETWATCH_STORE_PATH": str(path),
+            "FLEETWATCH_AWS_ENDPOINT_URL": endpoint,
+            "FLEETWATCH_AWS_REGIONS": "us-east-1",
+            "FLEETWATCH_AWS_READ_TIMEOUT": "300",
+            "FLEETWATCH_POLL_BACKFILL": "900",
+            "FLEETWATCH_LOG_LEVEL": "warning",
+        },
+    )
     clock = EmulatedClock(endpoint)
     aws = Aws.from_config(cfg, session=boto3.session.Session(**CREDS))
     out: dict[str, Any] = {"functions": functions, "queues": queues}
@@ -151,12 +169,21 @@ def run(functions: int, queues: int, endpoint: str, emulator_pid: int, path: Pat
             report = reports[0]
             tiers = sorted({tier for ts in report.tiers.values() for tier in ts})
             kind = "first" if i == 0 else ("slow" if "slow" in tiers else "fast")
-            row = {"kind": kind, **t.figures(), "samples": report.samples, "status": cycle.status,
-                   "calls": sum(report.calls.values()), "stages": getattr(cycle, "stages", {})}
+            row = {
+                "kind": kind,
+                **t.figures(),
+                "samples": report.samples,
+                "status": cycle.status,
+                "calls": sum(report.calls.values()),
+                "stages": getattr(cycle, "stages", {}),
+            }
             cycles.append(row)
-            print(f"cycle {i + 1} ({kind}, tiers {','.join(tiers)}): agent CPU {t.cpu:.1f} s, wall {t.wall:.1f} s, "
-                  f"emulator CPU {t.emulator_cpu:.1f} s, {report.samples:,} samples, {row['calls']:,} calls, "
-                  f"stages {row['stages']}", flush=True)
+            print(
+                f"cycle {i + 1} ({kind}, tiers {','.join(tiers)}): agent CPU {t.cpu:.1f} s, wall {t.wall:.1f} s, "
+                f"emulator CPU {t.emulator_cpu:.1f} s, {report.samples:,} samples, {row['calls']:,} calls, "
+                f"stages {row['stages']}",
+                flush=True,
+            )
             due += 60
 
         # An hourly discovery: incremental, most of the fleet unchanged.
@@ -170,17 +197,28 @@ def run(functions: int, queues: int, endpoint: str, emulator_pid: int, path: Pat
 
         samples = store.db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
         pages = store.db.execute("PRAGMA page_count").fetchone()[0] * store.db.execute("PRAGMA page_size").fetchone()[0]
-        out.update({"cold_discovery": cold, "hourly_discovery": hourly, "cycles": cycles, "discovery_quota": cold_quota,
-                    "store_bytes": pages, "samples_stored": samples,
-                    "store_bytes_per_sample": round(pages / samples, 1) if samples else None,
-                    "agent_rss_mib": round(rss_mib(), 1),
-                    "agent_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+        out.update(
+            {
+                "cold_discovery": cold,
+                "hourly_discovery": hourly,
+                "cycles": cycles,
+                "discovery_quota": cold_quota,
+                "store_bytes": pages,
+                "samples_stored": samples,
+                "store_bytes_per_sample": round(pages / samples, 1) if samples else None,
+                "agent_rss_mib": round(rss_mib(), 1),
+                "agent_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            }
+        )
     for kind in ("fast", "slow"):
         got = [c["agent_cpu_seconds"] for c in cycles if c["kind"] == kind]
         walls = [c["wall_seconds"] for c in cycles if c["kind"] == kind]
         if got:
-            out[f"{kind}_cycle"] = {"agent_cpu_seconds": round(statistics.median(got), 2), "max_agent_cpu_seconds": max(got),
-                                    "wall_seconds": round(statistics.median(walls), 2)}
+            out[f"{kind}_cycle"] = {
+                "agent_cpu_seconds": round(statistics.median(got), 2),
+                "max_agent_cpu_seconds": max(got),
+                "wall_seconds": round(statistics.median(walls), 2),
+            }
     out["max_cycle_agent_cpu_seconds"] = max(c["agent_cpu_seconds"] for c in cycles)
     return out
 
@@ -197,7 +235,10 @@ def project(results: list[dict[str, Any]]) -> dict[str, Any]:
             (x0, y0), (x1, y1) = [(p["functions"], p[key]) for p in pts]
             at = y1 + (y1 - y0) / (x1 - x0) * (TARGET_FUNCTIONS - x1)
         worst = max(worst, at)
-    return {"cycle_agent_cpu_seconds_at_50k": round(worst, 1), "agents_for_50k": max(1, math.ceil(worst / CYCLE_CPU_BUDGET))}
+    return {
+        "cycle_agent_cpu_seconds_at_50k": round(worst, 1),
+        "agents_for_50k": max(1, math.ceil(worst / CYCLE_CPU_BUDGET)),
+    }
 
 
 def main() -> None:
@@ -208,10 +249,14 @@ def main() -> None:
     parser.add_argument("--databases", type=int, default=5)
     parser.add_argument("--cycles", type=int, default=10, help="agent cycles per size (every fifth has the slow tier)")
     parser.add_argument("--save", help="also write each size's figures to this file (JSON lines)")
-    parser.add_argument("--load", nargs="*", default=[], help="report on figures saved by earlier runs instead of measuring")
+    parser.add_argument(
+        "--load", nargs="*", default=[], help="report on figures saved by earlier runs instead of measuring"
+    )
     args = parser.parse_args()
     if args.load:
-        results = [json.loads(line) for path in args.load for line in Path(path).read_text().splitlines() if line.strip()]
+        results = [
+            json.loads(line) for path in args.load for line in Path(path).read_text().splitlines() if line.strip()
+        ]
     else:
         results = []
         for n in args.sizes.split(","):
@@ -222,18 +267,35 @@ def main() -> None:
     results.sort(key=lambda r: r["functions"])
     for r in results:
         share = max(q["peak_share_of_quota"] for q in r["discovery_quota"].values())
-        print(f"{r['functions']:,} functions / {r['queues']:,} queues: fast " f"cycle {r.get('fast_cycle')}, slow cycle {r.get('slow_cycle')}, "
-              f"cold discovery {r['cold_discovery']}, hourly discovery {r['hourly_discovery']}, "
-              f"{r['store_bytes_per_sample']} store bytes a sample, agent {r['agent_rss_mib']} MiB "
-              f"(peak {r['agent_peak_rss_mib']} MiB), discovery at most {share:.0%} of any quota", flush=True)
+        print(
+            f"{r['functions']:,} functions / {r['queues']:,} queues: fast "
+            f"cycle {r.get('fast_cycle')}, slow cycle {r.get('slow_cycle')}, "
+            f"cold discovery {r['cold_discovery']}, hourly discovery {r['hourly_discovery']}, "
+            f"{r['store_bytes_per_sample']} store bytes a sample, agent {r['agent_rss_mib']} MiB "
+            f"(peak {r['agent_peak_rss_mib']} MiB), discovery at most {share:.0%} of any quota",
+            flush=True,
+        )
     projection = project(results)
-    print(f"projected: {projection['cycle_agent_cpu_seconds_at_50k']} agent CPU seconds for the worst cycle at "
-          f"{TARGET_FUNCTIONS:,} functions and {TARGET_QUEUES:,} queues -> {projection['agents_for_50k']} agent(s)", flush=True)
-    print(json.dumps({
-        "functions": [r["functions"] for r in results], "queues": [r["queues"] for r in results],
-        "max_cycle_agent_cpu_seconds": max(r["max_cycle_agent_cpu_seconds"] for r in results),
-        "discovery_quota_share_max": max(q["peak_share_of_quota"] for r in results for q in r["discovery_quota"].values()),
-        **projection, "sizes": results}), flush=True)
+    print(
+        f"projected: {projection['cycle_agent_cpu_seconds_at_50k']} agent CPU seconds for the worst cycle at "
+        f"{TARGET_FUNCTIONS:,} functions and {TARGET_QUEUES:,} queues -> {projection['agents_for_50k']} agent(s)",
+        flush=True,
+    )
+    print(
+        json.dumps(
+            {
+                "functions": [r["functions"] for r in results],
+                "queues": [r["queues"] for r in results],
+                "max_cycle_agent_cpu_seconds": max(r["max_cycle_agent_cpu_seconds"] for r in results),
+                "discovery_quota_share_max": max(
+                    q["peak_share_of_quota"] for r in results for q in r["discovery_quota"].values()
+                ),
+                **projection,
+                "sizes": results,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -153,11 +153,13 @@ class AssumeRoleError(Exception):
 # boto3's credential chain (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/credentials.html):
 # environment variables, the shared credentials and config files (a profile, SSO, credential_process),
 # then container and instance roles. Said wherever "no credentials" is the error.
-NO_CREDENTIALS = ("no AWS credentials found. Give fleetwatch some as for any AWS tool: a profile (set aws.profile, "
-                  "FLEETWATCH_AWS_PROFILE or AWS_PROFILE to a profile in ~/.aws/config, e.g. after `aws configure` or "
-                  "`aws sso login`), environment variables (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, with "
-                  "AWS_SESSION_TOKEN for temporary keys), or an instance role where it runs (EC2 instance profile, ECS "
-                  "task role, EKS pod identity)")
+NO_CREDENTIALS = (
+    "no AWS credentials found. Give fleetwatch some as for any AWS tool: a profile (set aws.profile, "
+    "FLEETWATCH_AWS_PROFILE or AWS_PROFILE to a profile in ~/.aws/config, e.g. after `aws configure` or "
+    "`aws sso login`), environment variables (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, with "
+    "AWS_SESSION_TOKEN for temporary keys), or an instance role where it runs (EC2 instance profile, ECS "
+    "task role, EKS pod identity)"
+)
 
 
 def credentials_problem(profile: str = "") -> str:
@@ -167,8 +169,10 @@ def credentials_problem(profile: str = "") -> str:
     try:
         found = boto3.session.Session(profile_name=profile or None).get_credentials()
     except ProfileNotFound:
-        return (f"the AWS profile {profile!r} (aws.profile) is in neither ~/.aws/config nor ~/.aws/credentials: "
-                "create it (`aws configure --profile NAME`) or set aws.profile to one that exists")
+        return (
+            f"the AWS profile {profile!r} (aws.profile) is in neither ~/.aws/config nor ~/.aws/credentials: "
+            "create it (`aws configure --profile NAME`) or set aws.profile to one that exists"
+        )
     except BotoCoreError as exc:  # a broken credentials file, a credential_process that fails
         return f"the AWS credentials cannot be read: {exc}"
     return "" if found is not None else NO_CREDENTIALS
@@ -178,10 +182,21 @@ class Aws:
     """boto3 clients per (place, service), built once and shared by threads (boto3 clients are
     thread-safe; sessions are not, so they are only touched under the lock)."""
 
-    def __init__(self, *, regions: list[str], role_arns: list[str], endpoint_url: str = "", profile: str = "",
-                 connect_timeout: int = 5, read_timeout: int = 30, max_attempts: int = 5,
-                 log: CallLog | None = None, session: boto3.session.Session | None = None,
-                 tracer: trace.Tracer | None = None, monitoring_account: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        regions: list[str],
+        role_arns: list[str],
+        endpoint_url: str = "",
+        profile: str = "",
+        connect_timeout: int = 5,
+        read_timeout: int = 30,
+        max_attempts: int = 5,
+        log: CallLog | None = None,
+        session: boto3.session.Session | None = None,
+        tracer: trace.Tracer | None = None,
+        monitoring_account: str = "",
+    ) -> None:
         self.regions = list(regions)
         # CloudWatch cross-account observability: the monitoring account's role ARN (or its id,
         # when it is the home account or one of role_arns). Empty: each account polls its own.
@@ -193,29 +208,51 @@ class Aws:
         self.log = log or CallLog()
         self._base = session or boto3.session.Session(profile_name=profile or None)
         _keep_epoch_numbers(self._base._session)
-        self._config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                              retries={"mode": "adaptive", "total_max_attempts": max_attempts},
-                              user_agent_extra=f"fleetwatch/{__version__}", max_pool_connections=16)
+        self._config = Config(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"mode": "adaptive", "total_max_attempts": max_attempts},
+            user_agent_extra=f"fleetwatch/{__version__}",
+            max_pool_connections=16,
+        )
         self._lock = threading.Lock()
         self._sessions: dict[str, boto3.session.Session] = {}
         self._clients: dict[tuple[Place, str], Any] = {}
         self._home: str | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any, log: CallLog | None = None, session: boto3.session.Session | None = None,
-                    tracer: trace.Tracer | None = None) -> Aws:
-        return cls(regions=cfg["aws.regions"], role_arns=cfg["aws.role_arns"], endpoint_url=cfg["aws.endpoint_url"],
-                   profile=cfg["aws.profile"], connect_timeout=cfg["aws.connect_timeout"],
-                   read_timeout=cfg["aws.read_timeout"], max_attempts=cfg["aws.max_attempts"], log=log, session=session,
-                   tracer=tracer, monitoring_account=cfg["aws.monitoring_account"])
+    def from_config(
+        cls,
+        cfg: Any,
+        log: CallLog | None = None,
+        session: boto3.session.Session | None = None,
+        tracer: trace.Tracer | None = None,
+    ) -> Aws:
+        return cls(
+            regions=cfg["aws.regions"],
+            role_arns=cfg["aws.role_arns"],
+            endpoint_url=cfg["aws.endpoint_url"],
+            profile=cfg["aws.profile"],
+            connect_timeout=cfg["aws.connect_timeout"],
+            read_timeout=cfg["aws.read_timeout"],
+            max_attempts=cfg["aws.max_attempts"],
+            log=log,
+            session=session,
+            tracer=tracer,
+            monitoring_account=cfg["aws.monitoring_account"],
+        )
 
     # -- accounts --------------------------------------------------------------------------------
 
     def home_account(self) -> str:
         """The account of the credentials fleetwatch runs with (STS GetCallerIdentity)."""
         if self._home is None:
-            sts = self._instrument(self._base.client("sts", region_name=self.regions[0], endpoint_url=self.endpoint_url,
-                                                     config=self._config), Place("?", self.regions[0]))
+            sts = self._instrument(
+                self._base.client(
+                    "sts", region_name=self.regions[0], endpoint_url=self.endpoint_url, config=self._config
+                ),
+                Place("?", self.regions[0]),
+            )
             self._home = str(sts.get_caller_identity()["Account"])
         return self._home
 
@@ -227,7 +264,9 @@ class Aws:
         for arn in self.role_arns:
             match = _ROLE_ACCOUNT.match(arn)
             if not match:
-                raise ValueError(f"aws.role_arns: {arn!r} is not a role ARN such as arn:aws:iam::123456789012:role/fleetwatch-reader")
+                raise ValueError(
+                    f"aws.role_arns: {arn!r} is not a role ARN such as arn:aws:iam::123456789012:role/fleetwatch-reader"
+                )
             out.append((match.group(1), arn))
         return out
 
@@ -243,8 +282,10 @@ class Aws:
             raise ValueError(f"aws.monitoring_account: {value!r} is neither a role ARN nor a 12-digit account id")
         role = dict(self.accounts()).get(value)
         if role is None and value != self.home_account():
-            raise ValueError(f"aws.monitoring_account: account {value} is neither the account fleetwatch runs in nor one of "
-                             "aws.role_arns; give the monitoring account's role ARN instead")
+            raise ValueError(
+                f"aws.monitoring_account: account {value} is neither the account fleetwatch runs in nor one of "
+                "aws.role_arns; give the monitoring account's role ARN instead"
+            )
         return value, role
 
     def places(self) -> list[Place]:
@@ -266,21 +307,32 @@ class Aws:
 
     def _assumed(self, account: str, role_arn: str) -> boto3.session.Session:
         place = Place(account, self.regions[0])
-        sts = self._instrument(self._base.client("sts", region_name=self.regions[0], endpoint_url=self.endpoint_url,
-                                                 config=self._config), place)
+        sts = self._instrument(
+            self._base.client("sts", region_name=self.regions[0], endpoint_url=self.endpoint_url, config=self._config),
+            place,
+        )
 
         def fetch() -> dict[str, str]:
             try:
-                creds = sts.assume_role(RoleArn=role_arn, RoleSessionName=SESSION_NAME, DurationSeconds=3600)["Credentials"]
+                creds = sts.assume_role(RoleArn=role_arn, RoleSessionName=SESSION_NAME, DurationSeconds=3600)[
+                    "Credentials"
+                ]
             except Exception as exc:  # noqa: BLE001 - reported as the account's error, with the role
-                raise AssumeRoleError(f"cannot assume {role_arn}: {exc}. Check that the role exists, trusts this "
-                                      "principal, and that this principal may call sts:AssumeRole on it.") from exc
-            return {"access_key": creds["AccessKeyId"], "secret_key": creds["SecretAccessKey"],
-                    "token": creds["SessionToken"], "expiry_time": creds["Expiration"].isoformat()}
+                raise AssumeRoleError(
+                    f"cannot assume {role_arn}: {exc}. Check that the role exists, trusts this "
+                    "principal, and that this principal may call sts:AssumeRole on it."
+                ) from exc
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": creds["Expiration"].isoformat(),
+            }
 
         # Refreshable: a long-running agent re-assumes the role before the credentials expire.
-        credentials = RefreshableCredentials.create_from_metadata(metadata=fetch(), refresh_using=fetch,
-                                                                  method="sts-assume-role")
+        credentials = RefreshableCredentials.create_from_metadata(
+            metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
+        )
         core = botocore.session.get_session()
         core._credentials = credentials  # how botocore's own assume-role provider hands them to a session
         _keep_epoch_numbers(core)
@@ -297,7 +349,9 @@ class Aws:
         session = self._session(place.account)
         with self._lock:
             if key not in self._clients:
-                raw = session.client(service, region_name=place.region, endpoint_url=self.endpoint_url, config=self._config)
+                raw = session.client(
+                    service, region_name=place.region, endpoint_url=self.endpoint_url, config=self._config
+                )
                 self._clients[key] = self._instrument(raw, place)
             return self._clients[key]
 
@@ -324,9 +378,17 @@ class Aws:
 
         def before_call(model: Any, context: dict[str, Any], **_: Any) -> None:
             # Named and attributed as OpenTelemetry's AWS SDK conventions have it (rpc.*).
-            context[SPAN] = tracer.start_span(f"{service}.{model.name}", kind=SpanKind.CLIENT, attributes={
-                "rpc.system": "aws-api", "rpc.service": str(service), "rpc.method": model.name,
-                "cloud.region": place.region, "cloud.account.id": place.account})
+            context[SPAN] = tracer.start_span(
+                f"{service}.{model.name}",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "rpc.system": "aws-api",
+                    "rpc.service": str(service),
+                    "rpc.method": model.name,
+                    "cloud.region": place.region,
+                    "cloud.account.id": place.account,
+                },
+            )
 
         def after_call(context: dict[str, Any], http_response: Any = None, parsed: Any = None, **_: Any) -> None:
             span = context.pop(SPAN, None)

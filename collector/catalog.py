@@ -66,19 +66,43 @@ CATALOG: dict[str, tuple[MetricSpec, ...]] = {
         _m(L, "Duration", "p95", SLOW, "latency the caller waits for"),
         _m(L, "Duration", "p99", SLOW, "tail latency; cold starts show here first"),
         _m(L, "ConcurrentExecutions", "Maximum", SLOW, "scale-out, the cause of cold starts and connection storms"),
-        _m(L, "ProvisionedConcurrencySpilloverInvocations", "Sum", SLOW, "all provisioned concurrency in use: cold starts",
-           only_if="provisioned_concurrency"),
+        _m(
+            L,
+            "ProvisionedConcurrencySpilloverInvocations",
+            "Sum",
+            SLOW,
+            "all provisioned concurrency in use: cold starts",
+            only_if="provisioned_concurrency",
+        ),
         # Asynchronous invocation (Lambda "Types of metrics for Lambda functions": AsyncEventAge in
         # milliseconds, the others counts), read where the function is known to be invoked
         # asynchronously: an EventBridge schedule's target, or a function with a dead-letter queue.
         _m(L, "AsyncEventsReceived", "Sum", SLOW, "events queued for asynchronous invocation", only_if="async_invoked"),
-        _m(L, "AsyncEventAge", "Maximum", SLOW, "how long events wait in Lambda's async queue (retries raise it)",
-           only_if="async_invoked"),
-        _m(L, "AsyncEventsDropped", "Sum", SLOW, "async events dropped without running: the job did not run",
-           only_if="async_invoked"),
+        _m(
+            L,
+            "AsyncEventAge",
+            "Maximum",
+            SLOW,
+            "how long events wait in Lambda's async queue (retries raise it)",
+            only_if="async_invoked",
+        ),
+        _m(
+            L,
+            "AsyncEventsDropped",
+            "Sum",
+            SLOW,
+            "async events dropped without running: the job did not run",
+            only_if="async_invoked",
+        ),
         _m(L, "DeadLetterErrors", "Sum", SLOW, "failed events the DLQ refused: lost", only_if="async_invoked"),
-        _m(L, "DestinationDeliveryFailures", "Sum", SLOW, "events the on-failure destination refused: lost",
-           only_if="async_invoked"),
+        _m(
+            L,
+            "DestinationDeliveryFailures",
+            "Sum",
+            SLOW,
+            "events the on-failure destination refused: lost",
+            only_if="async_invoked",
+        ),
         _m(L, "IteratorAge", "Maximum", SLOW, "how far a stream consumer is behind (ms)", only_if="stream_consumer"),
     ),
     "sqs": (
@@ -93,14 +117,25 @@ CATALOG: dict[str, tuple[MetricSpec, ...]] = {
         _m(D, "WriteThrottleEvents", "Sum", FAST, "writes rejected"),
         _m(D, "ConsumedReadCapacityUnits", "Sum", SLOW, "read load against provisioned capacity"),
         _m(D, "ConsumedWriteCapacityUnits", "Sum", SLOW, "write load against provisioned capacity"),
-        _m(D, "ProvisionedReadCapacityUnits", "Maximum", SLOW, "the read capacity (auto scaling moves it)", only_if="read_capacity"),
+        _m(
+            D,
+            "ProvisionedReadCapacityUnits",
+            "Maximum",
+            SLOW,
+            "the read capacity (auto scaling moves it)",
+            only_if="read_capacity",
+        ),
         _m(D, "ProvisionedWriteCapacityUnits", "Maximum", SLOW, "the write capacity", only_if="write_capacity"),
-        *(_m(D, f"{op}{reason}ThrottleEvents", "Sum", DETAIL, why)
-          for reason, why in (("KeyRangeThroughput", "a hot partition key, not missing capacity"),
-                              ("ProvisionedThroughput", "provisioned capacity exceeded or auto scaling lagging"),
-                              ("AccountLimit", "the account's per-table quota"),
-                              ("MaxOnDemandThroughput", "the table's configured on-demand maximum"))
-          for op in ("Read", "Write")),
+        *(
+            _m(D, f"{op}{reason}ThrottleEvents", "Sum", DETAIL, why)
+            for reason, why in (
+                ("KeyRangeThroughput", "a hot partition key, not missing capacity"),
+                ("ProvisionedThroughput", "provisioned capacity exceeded or auto scaling lagging"),
+                ("AccountLimit", "the account's per-table quota"),
+                ("MaxOnDemandThroughput", "the table's configured on-demand maximum"),
+            )
+            for op in ("Read", "Write")
+        ),
     ),
     "rds": (
         _m(R, "DatabaseConnections", "Maximum", FAST, "connections vs max_connections"),
@@ -129,19 +164,58 @@ CATALOG: dict[str, tuple[MetricSpec, ...]] = {
     ),
     "schedule": (
         # EventBridge rules (not Scheduler schedules): "Monitoring Amazon EventBridge" (eb-monitoring.html), RuleName.
-        _m(E, "TriggeredRules", "Sum", FAST, "the schedule ran (sent only when non-zero: missing is 'did not run')", only_if="!scheduler"),
+        _m(
+            E,
+            "TriggeredRules",
+            "Sum",
+            FAST,
+            "the schedule ran (sent only when non-zero: missing is 'did not run')",
+            only_if="!scheduler",
+        ),
         _m(E, "FailedInvocations", "Sum", FAST, "the target could not be invoked", only_if="!scheduler"),
         _m(E, "Invocations", "Sum", SLOW, "targets invoked", only_if="!scheduler"),
-        _m(E, "InvocationsSentToDlq", "Sum", SLOW, "runs that could not invoke the target, kept in the rule's DLQ", only_if="!scheduler"),
-        _m(E, "InvocationsFailedToBeSentToDlq", "Sum", SLOW, "runs that could not invoke the target nor reach the DLQ: lost",
-           only_if="!scheduler"),
+        _m(
+            E,
+            "InvocationsSentToDlq",
+            "Sum",
+            SLOW,
+            "runs that could not invoke the target, kept in the rule's DLQ",
+            only_if="!scheduler",
+        ),
+        _m(
+            E,
+            "InvocationsFailedToBeSentToDlq",
+            "Sum",
+            SLOW,
+            "runs that could not invoke the target nor reach the DLQ: lost",
+            only_if="!scheduler",
+        ),
         # EventBridge Scheduler: AWS/Scheduler, per ScheduleGroup only (Scheduler user guide, "Monitoring
         # Amazon EventBridge Scheduler with Amazon CloudWatch"), so read for a schedule alone in its group.
-        _m("AWS/Scheduler", "InvocationAttemptCount", "Sum", FAST, "the schedule tried to invoke its target: it ran",
-           only_if="group_alone"),
-        _m("AWS/Scheduler", "TargetErrorCount", "Sum", FAST, "the target returned an error to the invocation", only_if="group_alone"),
-        _m("AWS/Scheduler", "InvocationDroppedCount", "Sum", FAST, "runs dropped after the retry policy was exhausted: lost",
-           only_if="group_alone"),
+        _m(
+            "AWS/Scheduler",
+            "InvocationAttemptCount",
+            "Sum",
+            FAST,
+            "the schedule tried to invoke its target: it ran",
+            only_if="group_alone",
+        ),
+        _m(
+            "AWS/Scheduler",
+            "TargetErrorCount",
+            "Sum",
+            FAST,
+            "the target returned an error to the invocation",
+            only_if="group_alone",
+        ),
+        _m(
+            "AWS/Scheduler",
+            "InvocationDroppedCount",
+            "Sum",
+            FAST,
+            "runs dropped after the retry policy was exhausted: lost",
+            only_if="group_alone",
+        ),
     ),
     "ses": (
         _m(S, "Bounce", "Sum", FAST, "mail not delivered"),
@@ -154,8 +228,14 @@ CATALOG: dict[str, tuple[MetricSpec, ...]] = {
     ),
 }
 
-_DIMENSION = {"lambda": "FunctionName", "sqs": "QueueName", "dynamodb": "TableName", "rds": "DBInstanceIdentifier",
-              "rds_proxy": "ProxyName", "schedule": "RuleName"}
+_DIMENSION = {
+    "lambda": "FunctionName",
+    "sqs": "QueueName",
+    "dynamodb": "TableName",
+    "rds": "DBInstanceIdentifier",
+    "rds_proxy": "ProxyName",
+    "schedule": "RuleName",
+}
 
 
 def rest_api_name(name: str, api_id: str) -> str:
@@ -174,8 +254,11 @@ def dimension_sets(kind: str, name: str, facts: dict[str, Any]) -> list[tuple[tu
     if kind == "schedule" and facts.get("scheduler"):
         return [(("ScheduleGroup", str(facts.get("group", "default"))),)]
     if kind == "api":
-        key, value = (("ApiName", rest_api_name(name, str(facts.get("api_id", name)))) if facts.get("type") == "REST"
-                      else ("ApiId", str(facts.get("api_id", name))))
+        key, value = (
+            ("ApiName", rest_api_name(name, str(facts.get("api_id", name))))
+            if facts.get("type") == "REST"
+            else ("ApiId", str(facts.get("api_id", name)))
+        )
         return [((key, value), ("Stage", stage)) for stage in facts.get("stages", [])]
     return [((_DIMENSION[kind], name),)]
 

@@ -53,10 +53,12 @@ GB = 1_000_000_000
 # GetQueryResults statuses (botocore logs QueryStatus): Scheduled and Running go on; Complete
 # is read; Failed, Cancelled, Timeout and Unknown end the query without an answer.
 WAITING = ("Scheduled", "Running")
-QUERY = ('filter @type = "REPORT"\n'
-         "| parse @message /Restore Duration: (?<restoreMs>[0-9.]+) ms/\n"
-         "| stats count(*) as invocations, count(@initDuration) as inits, max(@initDuration) as initMax,"
-         " count(restoreMs) as restores, max(restoreMs) as restoreMax by bin(1m), @log")
+QUERY = (
+    'filter @type = "REPORT"\n'
+    "| parse @message /Restore Duration: (?<restoreMs>[0-9.]+) ms/\n"
+    "| stats count(*) as invocations, count(@initDuration) as inits, max(@initDuration) as initMax,"
+    " count(restoreMs) as restores, max(restoreMs) as restoreMax by bin(1m), @log"
+)
 
 
 def assign(functions: list[dict[str, Any]], order: tuple[str, ...] | list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -94,16 +96,25 @@ def segment_destination(clients: Clients) -> str:
 
 # -- Logs Insights --------------------------------------------------------------------------------
 
+
 def batches(groups: list[tuple[str, str]], start: int, end: int) -> list[list[tuple[str, str]]]:
     """Log groups in batches a query can take: at most 50, and few enough that one row per
     group and minute stays under the rows one GetQueryResults call returns."""
     minutes = max(1, (end - start) // 60)
     size = max(1, min(MAX_LOG_GROUPS, MAX_ROWS // minutes - 1))
-    return [groups[i:i + size] for i in range(0, len(groups), size)]
+    return [groups[i : i + size] for i in range(0, len(groups), size)]
 
 
-def report_lines(clients: Clients, groups: list[tuple[str, str]], start: int, end: int, *, now: Callable[[], float],
-                 wait: Callable[[float], None], timeout: float) -> tuple[ProbeResult, int]:
+def report_lines(
+    clients: Clients,
+    groups: list[tuple[str, str]],
+    start: int,
+    end: int,
+    *,
+    now: Callable[[], float],
+    wait: Callable[[float], None],
+    timeout: float,
+) -> tuple[ProbeResult, int]:
     """Cold starts per function and minute in [start, end) from the REPORT lines of `groups`
     ((resource id, log group) pairs, one query for all of them). Waits for the answer on the
     injected clock, at most `timeout` seconds; a query that fails, is cancelled, times out or
@@ -112,8 +123,9 @@ def report_lines(clients: Clients, groups: list[tuple[str, str]], start: int, en
     logs = clients("logs")
     by_group = {group: rid for rid, group in groups}
     # endTime is inclusive (StartQueryRequest.endTime): the last second of the window.
-    qid = logs.start_query(logGroupNames=[g for _, g in groups], startTime=start, endTime=end - 1, queryString=QUERY,
-                           limit=MAX_ROWS)["queryId"]
+    qid = logs.start_query(
+        logGroupNames=[g for _, g in groups], startTime=start, endTime=end - 1, queryString=QUERY, limit=MAX_ROWS
+    )["queryId"]
     deadline, pause = now() + timeout, 0.5
     while True:
         got = logs.get_query_results(queryId=qid)
@@ -121,8 +133,10 @@ def report_lines(clients: Clients, groups: list[tuple[str, str]], start: int, en
         if status not in WAITING:
             break
         if now() + pause > deadline:
-            raise ProbeError(f"Logs Insights query {qid} was still {status} after {timeout:.0f} s; "
-                             "its window is asked again next poll (raise poll.logs_query_timeout if this repeats)")
+            raise ProbeError(
+                f"Logs Insights query {qid} was still {status} after {timeout:.0f} s; "
+                "its window is asked again next poll (raise poll.logs_query_timeout if this repeats)"
+            )
         wait(pause)
         pause = min(pause * 2, 8.0)
     scanned = int(float((got.get("statistics") or {}).get("bytesScanned") or 0))
@@ -130,8 +144,10 @@ def report_lines(clients: Clients, groups: list[tuple[str, str]], start: int, en
         raise ProbeError(f"Logs Insights query {qid} ended {status}; its window is asked again next poll")
     rows = got.get("results") or []
     if len(rows) >= MAX_ROWS:
-        raise ProbeError(f"Logs Insights query {qid} returned {len(rows)} rows, the most one answer holds; "
-                         "its window is asked again next poll in smaller batches")
+        raise ProbeError(
+            f"Logs Insights query {qid} returned {len(rows)} rows, the most one answer holds; "
+            "its window is asked again next poll in smaller batches"
+        )
     per: dict[str, dict[int, list[float]]] = defaultdict(dict)  # rid -> minute -> [invocations, cold, init max]
     for row in rows:
         cells = {c.get("field"): c.get("value") for c in row}
@@ -141,13 +157,19 @@ def report_lines(clients: Clients, groups: list[tuple[str, str]], start: int, en
         if rid is None or minute is None or not start <= minute < end:
             continue
         init = max(_num(cells.get("initMax")), _num(cells.get("restoreMax")))
-        per[rid][minute] = [_num(cells.get("invocations")), _num(cells.get("inits")) + _num(cells.get("restores")), init]
+        per[rid][minute] = [
+            _num(cells.get("invocations")),
+            _num(cells.get("inits")) + _num(cells.get("restores")),
+            init,
+        ]
     out = ProbeResult()
     for rid, minutes in per.items():
         rows_ = sorted(minutes.items())
         out.points.append((SeriesKey(rid, LOGS_NS, "SampledInvocations", (), "Sum", 60), [(m, v[0]) for m, v in rows_]))
         out.points.append((SeriesKey(rid, LOGS_NS, "ColdStarts", (), "Sum", 60), [(m, v[1]) for m, v in rows_]))
-        out.points.append((SeriesKey(rid, LOGS_NS, "InitDuration", (), "Maximum", 60), [(m, v[2]) for m, v in rows_ if v[1] > 0]))
+        out.points.append(
+            (SeriesKey(rid, LOGS_NS, "InitDuration", (), "Maximum", 60), [(m, v[2]) for m, v in rows_ if v[1] > 0])
+        )
     return out, scanned
 
 
@@ -191,13 +213,17 @@ def monthly_cost(gb_per_day: float) -> float:
 
 # -- Lambda Insights ------------------------------------------------------------------------------
 
+
 def insights_keys(functions: list[tuple[str, str]]) -> list[SeriesKey]:
     """The GetMetricData series for each function: init_duration SampleCount (cold starts),
     Minimum (the run-time check) and Maximum, and AWS/Lambda Invocations Sum."""
     out = []
     for rid, name in functions:
         dims = (("function_name", name),)
-        out += [SeriesKey(rid, "LambdaInsights", "init_duration", dims, stat, 60) for stat in ("SampleCount", "Minimum", "Maximum")]
+        out += [
+            SeriesKey(rid, "LambdaInsights", "init_duration", dims, stat, 60)
+            for stat in ("SampleCount", "Minimum", "Maximum")
+        ]
         out.append(SeriesKey(rid, "AWS/Lambda", "Invocations", (("FunctionName", name),), "Sum", 60))
     return out
 
@@ -217,8 +243,12 @@ def insights_points(points: list[tuple[SeriesKey, list[tuple[int, float]]]]) -> 
             unusable.append(rid)
             continue
         minutes = sorted(t for t, v in invocations.items() if v > 0)
-        out.points.append((SeriesKey(rid, INSIGHTS_NS, "SampledInvocations", (), "Sum", 60), [(t, invocations[t]) for t in minutes]))
-        out.points.append((SeriesKey(rid, INSIGHTS_NS, "ColdStarts", (), "Sum", 60), [(t, count.get(t, 0.0)) for t in minutes]))
+        out.points.append(
+            (SeriesKey(rid, INSIGHTS_NS, "SampledInvocations", (), "Sum", 60), [(t, invocations[t]) for t in minutes])
+        )
+        out.points.append(
+            (SeriesKey(rid, INSIGHTS_NS, "ColdStarts", (), "Sum", 60), [(t, count.get(t, 0.0)) for t in minutes])
+        )
         peak = got.get((rid, "init_duration", "Maximum"), {})
         out.points.append((SeriesKey(rid, INSIGHTS_NS, "InitDuration", (), "Maximum", 60), sorted(peak.items())))
     return out, unusable
@@ -236,9 +266,20 @@ class Reader:
     function's window (from the end of its last read, at most `lookback`; it moves on only once
     the minutes read are stored), the Logs Insights budget and each place's X-Ray destination."""
 
-    def __init__(self, *, clock: Clock, log: CallLog, lookback: int, sources: tuple[str, ...] | list[str], gb_per_day: float,
-                 query_timeout: float, xray_max_traces: int, destination_ttl: int, fetch: Fetch,
-                 sleep: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        log: CallLog,
+        lookback: int,
+        sources: tuple[str, ...] | list[str],
+        gb_per_day: float,
+        query_timeout: float,
+        xray_max_traces: int,
+        destination_ttl: int,
+        fetch: Fetch,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
         self.clock, self.log, self.lookback = clock, log, lookback
         self.coldstart_sources = tuple(sources)
         self.scan_budget = ScanBudget(gb_per_day)
@@ -252,14 +293,17 @@ class Reader:
         self._coldstart_until: dict[str, int] = {}  # function -> end of its last read (cold starts do not settle)
         self._destinations: dict[Place, tuple[int, str]] = {}  # X-Ray segment destination, and when it was read
 
-    def probes(self, place: Place, clients: Clients, functions: list[dict[str, Any]], end: int
-               ) -> list[tuple[str, Callable[[], ProbeResult]]]:
+    def probes(
+        self, place: Place, clients: Clients, functions: list[dict[str, Any]], end: int
+    ) -> list[tuple[str, Callable[[], ProbeResult]]]:
         """(source name, probe) for each source some of `functions` use; run in this order, a
         source hands the functions it could not read to the next."""
         chosen = assign(functions, self.coldstart_sources)
-        runners = {"lambda_insights": lambda: self._insights(clients, chosen, end),
-                   "logs": lambda: self._logs(place, clients, chosen, end),
-                   "xray": lambda: self._xray(place, clients, chosen, end)}
+        runners = {
+            "lambda_insights": lambda: self._insights(clients, chosen, end),
+            "logs": lambda: self._logs(place, clients, chosen, end),
+            "xray": lambda: self._xray(place, clients, chosen, end),
+        }
         names = {"lambda_insights": "coldstarts:lambda_insights", "logs": "coldstarts:logs", "xray": "xray"}
         out: list[tuple[str, Callable[[], ProbeResult]]] = []
         earlier: list[dict[str, Any]] = []
@@ -276,7 +320,7 @@ class Reader:
     def _fall_back(self, chosen: dict[str, list[dict[str, Any]]], source: str, fns: list[dict[str, Any]]) -> None:
         """Functions a source could not read go to the next source they have."""
         order = self.coldstart_sources
-        later = order[order.index(source) + 1:] if source in order else ()
+        later = order[order.index(source) + 1 :] if source in order else ()
         for fn in fns:
             nxt = next((s for s in later if eligible(s, fn["facts"])), "none")
             chosen[nxt].append(fn)
@@ -292,7 +336,7 @@ class Reader:
         for start, batch in sorted(by_start.items()):
             queries = [Query(k, DETAIL) for k in insights_keys(batch)]
             for i in range(0, len(queries), MAX_QUERIES):
-                points, _ = self.fetch(cw, queries[i:i + MAX_QUERIES], start, end)
+                points, _ = self.fetch(cw, queries[i : i + MAX_QUERIES], start, end)
                 one, bad = insights_points(points)
                 got.points.extend(one.points)
                 unusable += bad
@@ -301,8 +345,10 @@ class Reader:
         got.stored = lambda: self._coldstart_until.update({rid: end for rid in done})
         got.note = f"{len(done)} function(s) from Lambda Insights init_duration"
         if unusable:
-            got.note += (f"; {len(unusable)} whose init_duration also counts warm invocations (Minimum 0) "
-                         "fall back to the next source")
+            got.note += (
+                f"; {len(unusable)} whose init_duration also counts warm invocations (Minimum 0) "
+                "fall back to the next source"
+            )
         return got
 
     def _logs(self, place: Place, clients: Any, chosen: dict[str, list[dict[str, Any]]], end: int) -> ProbeResult:
@@ -316,16 +362,18 @@ class Reader:
                 by_start.setdefault(self._since(rid, end), []).append((rid, group))
         got, done, over_budget, missing = ProbeResult(), [], [], []
         scanned = 0
-        pending = [(start, batch) for start, groups in sorted(by_start.items())
-                   for batch in batches(groups, start, end)]
+        pending = [
+            (start, batch) for start, groups in sorted(by_start.items()) for batch in batches(groups, start, end)
+        ]
         while pending:
             start, batch = pending.pop(0)
             if self.scan_budget.left(self.clock.now()) <= 0:
                 over_budget += [rid for rid, _ in batch]
                 continue
             try:
-                one, n = report_lines(clients, batch, start, end, now=self.clock.now, wait=self.sleep,
-                                                        timeout=self.logs_query_timeout)
+                one, n = report_lines(
+                    clients, batch, start, end, now=self.clock.now, wait=self.sleep, timeout=self.logs_query_timeout
+                )
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code", "") != "ResourceNotFoundException":
                     got.failure = exc  # this batch is asked again next poll; the others go on
@@ -346,10 +394,14 @@ class Reader:
         self._fall_back(chosen, "logs", [fns[rid] for rid in over_budget])
         got.stored = lambda: self._coldstart_until.update({rid: end for rid in done})
         left = max(self.scan_budget.left(self.clock.now()), 0) / GB
-        got.note = (f"{len(done)} of {len(fns)} function(s) from their REPORT lines, {scanned / 1e6:.1f} MB scanned; "
-                    f"{left:.2f} of {self.scan_budget.limit / GB:g} GB of today's budget left")
+        got.note = (
+            f"{len(done)} of {len(fns)} function(s) from their REPORT lines, {scanned / 1e6:.1f} MB scanned; "
+            f"{left:.2f} of {self.scan_budget.limit / GB:g} GB of today's budget left"
+        )
         if over_budget:
-            got.note += f"; {len(over_budget)} not read: the Logs Insights budget (poll.logs_insights_gb_per_day) is spent"
+            got.note += (
+                f"; {len(over_budget)} not read: the Logs Insights budget (poll.logs_insights_gb_per_day) is spent"
+            )
         if missing:
             got.note += f"; no log group {', '.join(missing[:3])}"
         return got
@@ -369,9 +421,11 @@ class Reader:
             return got
         destination = self._destination(place, clients)
         if destination != "XRay":
-            got.note = (f"Transaction Search is on (trace segments go to {destination}): X-Ray does not index traces, so "
-                        f"{len(functions)} function(s) have no cold-start source; keep their logs in text format or "
-                        "install Lambda Insights")
+            got.note = (
+                f"Transaction Search is on (trace segments go to {destination}): X-Ray does not index traces, so "
+                f"{len(functions)} function(s) have no cold-start source; keep their logs in text format or "
+                "install Lambda Insights"
+            )
             return got
         read, scanned, done = 0, 0, []
         for rid, name in functions:
@@ -391,4 +445,3 @@ class Reader:
         self.log.traces(place, read + scanned)  # X-Ray bills traces retrieved and scanned alike
         got.note = f"{read} traces of {len(done)} of {len(functions)} function(s) ({scanned} scanned)"
         return got
-

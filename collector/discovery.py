@@ -60,13 +60,21 @@ def _pages(client: Any, operation: str, key: str, **params: Any) -> Iterator[Any
         yield from getattr(client, operation)(**params).get(key, [])
 
 
-_VANISHED = {"ResourceNotFoundException", "ResourceNotFound", "AWS.SimpleQueueService.NonExistentQueue",
-             "QueueDoesNotExist", "NotFoundException", "DBInstanceNotFound", "DBProxyNotFoundFault"}
+_VANISHED = {
+    "ResourceNotFoundException",
+    "ResourceNotFound",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "NotFoundException",
+    "DBInstanceNotFound",
+    "DBProxyNotFoundFault",
+}
 
 
 def _parallel(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
     """Detail per listed resource. One deleted between the list and its detail call is skipped
     (it will be marked gone), not an error of the whole kind."""
+
     def one(item: Any) -> Any:
         try:
             return fn(item)
@@ -97,11 +105,15 @@ def _error_code(exc: Exception) -> str:
 # of Aurora endpoints", https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/
 # Aurora.Overview.Endpoints.html), in any partition (China: `.amazonaws.com.cn`). A custom
 # endpoint (`.cluster-custom-`) is named after the endpoint, not the cluster: it is not linked.
-_RDS_HOST = re.compile(r"\b([a-z][a-z0-9-]{0,62})\.(proxy-|cluster-(?:ro-|custom-)?)?[a-z0-9]+\.[a-z0-9-]+\.rds\.amazonaws\.com(?:\.cn)?\b")
+_RDS_HOST = re.compile(
+    r"\b([a-z][a-z0-9-]{0,62})\.(proxy-|cluster-(?:ro-|custom-)?)?[a-z0-9]+\.[a-z0-9-]+\.rds\.amazonaws\.com(?:\.cn)?\b"
+)
 # Queue URLs, "Amazon SQS queue and message identifiers" (https://docs.aws.amazon.com/
 # AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-queue-message-identifiers.html), also on the
 # China regions' `.amazonaws.com.cn` endpoints and the legacy `queue.amazonaws.com` ones.
-_SQS_URL = re.compile(r"^https://(?:sqs\.[a-z0-9-]+|(?:[a-z0-9-]+\.)?queue)\.amazonaws\.com(?:\.cn)?/\d{12}/([\w-]{1,80}(?:\.fifo)?)$")
+_SQS_URL = re.compile(
+    r"^https://(?:sqs\.[a-z0-9-]+|(?:[a-z0-9-]+\.)?queue)\.amazonaws\.com(?:\.cn)?/\d{12}/([\w-]{1,80}(?:\.fifo)?)$"
+)
 _ARN = re.compile(r"^arn:aws[a-z-]*:(dynamodb|sqs):[a-z0-9-]+:\d{12}:(?:table/)?([\w.-]{1,255})")
 _NAME = re.compile(r"^[\w.-]{3,255}$")
 # Mail through SES: an SES ARN (identity, configuration set), or a key naming SES
@@ -154,11 +166,13 @@ def coldstart_facts(fn: dict[str, Any]) -> dict[str, Any]:
     default /aws/lambda/<name>), and SnapStart (whose restores are cold starts X-Ray does not
     mark as Initialization)."""
     logging = fn.get("LoggingConfig") or {}
-    return {"tracing": (fn.get("TracingConfig") or {}).get("Mode", "PassThrough"),
-            "lambda_insights": any(_INSIGHTS_LAYER.search(str(layer.get("Arn", ""))) for layer in fn.get("Layers") or []),
-            "log_group": logging.get("LogGroup") or f"/aws/lambda/{fn['FunctionName']}",
-            "log_format": logging.get("LogFormat") or "Text",
-            "snap_start": (fn.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions"}
+    return {
+        "tracing": (fn.get("TracingConfig") or {}).get("Mode", "PassThrough"),
+        "lambda_insights": any(_INSIGHTS_LAYER.search(str(layer.get("Arn", ""))) for layer in fn.get("Layers") or []),
+        "log_group": logging.get("LogGroup") or f"/aws/lambda/{fn['FunctionName']}",
+        "log_format": logging.get("LogFormat") or "Text",
+        "snap_start": (fn.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions",
+    }
 
 
 def lambdas(clients: Clients, place: Place, prior: Prior | None = None) -> list[Found]:
@@ -168,8 +182,9 @@ def lambdas(clients: Clients, place: Place, prior: Prior | None = None) -> list[
     mappings: dict[str, list[dict[str, Any]]] = {}
     for m in _pages(client, "list_event_source_mappings", "EventSourceMappings"):
         fn_name = str(m.get("FunctionArn", "")).split(":function:")[-1].split(":")[0]
-        mappings.setdefault(fn_name, []).append({"source_arn": m.get("EventSourceArn", ""), "state": m.get("State", ""),
-                                                 "batch_size": m.get("BatchSize")})
+        mappings.setdefault(fn_name, []).append(
+            {"source_arn": m.get("EventSourceArn", ""), "state": m.get("State", ""), "batch_size": m.get("BatchSize")}
+        )
 
     def detail(fn: dict[str, Any]) -> Found:
         # ListFunctions carries the configuration (botocore lambda model: FunctionConfiguration).
@@ -178,9 +193,13 @@ def lambdas(clients: Clients, place: Place, prior: Prior | None = None) -> list[
         # which a read-only policy must not grant.
         name = fn["FunctionName"]
         facts = {
-            "memory": fn.get("MemorySize"), "timeout": fn.get("Timeout"), "runtime": fn.get("Runtime", ""),
-            "code_sha256": fn.get("CodeSha256", ""), "last_modified": fn.get("LastModified", ""),
-            "version": fn.get("Version", ""), "revision_id": fn.get("RevisionId", ""),
+            "memory": fn.get("MemorySize"),
+            "timeout": fn.get("Timeout"),
+            "runtime": fn.get("Runtime", ""),
+            "code_sha256": fn.get("CodeSha256", ""),
+            "last_modified": fn.get("LastModified", ""),
+            "version": fn.get("Version", ""),
+            "revision_id": fn.get("RevisionId", ""),
             "event_sources": mappings.get(name, []),
             # Stream event source mappings publish IteratorAge; a dead-letter queue (ListFunctions'
             # FunctionConfiguration.DeadLetterConfig, botocore lambda 2015-03-31) means async invokes.
@@ -198,18 +217,31 @@ def lambdas(clients: Clients, place: Place, prior: Prior | None = None) -> list[
             return Found("lambda", name, fn["FunctionArn"], *prior.kept(row, facts))
         tags = client.list_tags(Resource=fn["FunctionArn"]).get("Tags") or {}
         reserved = client.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
-        provisioned = [c for c in _pages(client, "list_provisioned_concurrency_configs", "ProvisionedConcurrencyConfigs",
-                                         FunctionName=name)]
-        facts.update({
-            "reserved_concurrency": reserved,
-            "provisioned_concurrency": sum(int(c.get("RequestedProvisionedConcurrentExecutions", 0)) for c in provisioned),
-            "provisioned_configs": [{"qualifier": str(c.get("FunctionArn", "")).rsplit(":", 1)[-1],
-                                     "requested": c.get("RequestedProvisionedConcurrentExecutions"),
-                                     "status": c.get("Status")} for c in provisioned],
-            # Aliases, so a release that moves one is seen as a deploy (collector/probes.py).
-            probes.ALIASES: probes.alias_state(list(_pages(client, "list_aliases", "Aliases", FunctionName=name))),
-            probes.ALIASES_AT: prior.now,
-        })
+        provisioned = [
+            c
+            for c in _pages(
+                client, "list_provisioned_concurrency_configs", "ProvisionedConcurrencyConfigs", FunctionName=name
+            )
+        ]
+        facts.update(
+            {
+                "reserved_concurrency": reserved,
+                "provisioned_concurrency": sum(
+                    int(c.get("RequestedProvisionedConcurrentExecutions", 0)) for c in provisioned
+                ),
+                "provisioned_configs": [
+                    {
+                        "qualifier": str(c.get("FunctionArn", "")).rsplit(":", 1)[-1],
+                        "requested": c.get("RequestedProvisionedConcurrentExecutions"),
+                        "status": c.get("Status"),
+                    }
+                    for c in provisioned
+                ],
+                # Aliases, so a release that moves one is seen as a deploy (collector/probes.py).
+                probes.ALIASES: probes.alias_state(list(_pages(client, "list_aliases", "Aliases", FunctionName=name))),
+                probes.ALIASES_AT: prior.now,
+            }
+        )
         return prior.stamp(Found("lambda", name, fn["FunctionArn"], dict(tags), facts), marker)
 
     return _parallel(detail, functions)
@@ -217,8 +249,10 @@ def lambdas(clients: Clients, place: Place, prior: Prior | None = None) -> list[
 
 # -- SQS ----------------------------------------------------------------------------------------
 
-def queues(clients: Clients, place: Place, prior: Prior | None = None,
-           consumers: dict[str, list[str]] | None = None) -> list[Found]:
+
+def queues(
+    clients: Clients, place: Place, prior: Prior | None = None, consumers: dict[str, list[str]] | None = None
+) -> list[Found]:
     prior = prior or Prior()
     client = clients("sqs")
     urls = list(_pages(client, "list_queues", "QueueUrls", MaxResults=1000))
@@ -227,8 +261,14 @@ def queues(clients: Clients, place: Place, prior: Prior | None = None,
         # ListQueues gives URLs only, no change marker: attributes and tags are refreshed by age.
         row = prior.stored("sqs", url.rstrip("/").rsplit("/", 1)[-1], "")
         if row is not None:
-            kept = Found("sqs", row["name"], row.get("arn", ""), *prior.kept(
-                row, {"url": url, "dlq_of": [], "consumers": (consumers or {}).get(row.get("arn", ""), [])}))
+            kept = Found(
+                "sqs",
+                row["name"],
+                row.get("arn", ""),
+                *prior.kept(
+                    row, {"url": url, "dlq_of": [], "consumers": (consumers or {}).get(row.get("arn", ""), [])}
+                ),
+            )
             for derived in ("is_dlq", "retention_shorter_than_source"):
                 kept.facts.pop(derived, None)
             return kept
@@ -237,11 +277,14 @@ def queues(clients: Clients, place: Place, prior: Prior | None = None,
         arn = attrs.get("QueueArn", "")
         redrive = json.loads(attrs["RedrivePolicy"]) if attrs.get("RedrivePolicy") else None
         facts: dict[str, Any] = {
-            "url": url, "retention": int(attrs.get("MessageRetentionPeriod", 345600)),
-            "visibility_timeout": int(attrs.get("VisibilityTimeout", 30)), "fifo": url.endswith(".fifo"),
+            "url": url,
+            "retention": int(attrs.get("MessageRetentionPeriod", 345600)),
+            "visibility_timeout": int(attrs.get("VisibilityTimeout", 30)),
+            "fifo": url.endswith(".fifo"),
             "dlq": redrive["deadLetterTargetArn"].rsplit(":", 1)[-1] if redrive else None,
             "max_receive_count": int(redrive["maxReceiveCount"]) if redrive else None,
-            "dlq_of": [], "consumers": (consumers or {}).get(arn, []),
+            "dlq_of": [],
+            "consumers": (consumers or {}).get(arn, []),
         }
         return prior.stamp(Found("sqs", url.rstrip("/").rsplit("/", 1)[-1], arn, dict(tags), facts), "")
 
@@ -290,12 +333,16 @@ def tables(clients: Clients, place: Place, prior: Prior | None = None) -> list[F
     def detail(name: str) -> Found:
         # ListTables gives names only; the Contributor Insights summary is the one marker the
         # lists carry. DescribeTable and the table's tags are otherwise refreshed by age.
-        marker = "|".join(str(insights.get(name, {}).get(k, "")) for k in ("ContributorInsightsStatus", "ContributorInsightsMode"))
+        marker = "|".join(
+            str(insights.get(name, {}).get(k, "")) for k in ("ContributorInsightsStatus", "ContributorInsightsMode")
+        )
         row = prior.stored("dynamodb", name, marker)
         if row is not None:
             return Found("dynamodb", name, row.get("arn", ""), *prior.kept(row, {}))
         t = client.describe_table(TableName=name)["Table"]
-        tags = {x["Key"]: x["Value"] for x in _pages(client, "list_tags_of_resource", "Tags", ResourceArn=t["TableArn"])}
+        tags = {
+            x["Key"]: x["Value"] for x in _pages(client, "list_tags_of_resource", "Tags", ResourceArn=t["TableArn"])
+        }
         billing = t.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
         throughput = t.get("ProvisionedThroughput", {})
         ci = insights.get(name, {})
@@ -305,7 +352,12 @@ def tables(clients: Clients, place: Place, prior: Prior | None = None) -> list[F
             # has no ContributorInsightsRuleList); GetInsightRuleReport needs them.
             described = client.describe_contributor_insights(TableName=name)
             rules = list(described.get("ContributorInsightsRuleList") or [])
-            ci = {**ci, "ContributorInsightsMode": described.get("ContributorInsightsMode", ci.get("ContributorInsightsMode", ""))}
+            ci = {
+                **ci,
+                "ContributorInsightsMode": described.get(
+                    "ContributorInsightsMode", ci.get("ContributorInsightsMode", "")
+                ),
+            }
         facts = {
             "billing": billing,
             "read_capacity": throughput.get("ReadCapacityUnits") if billing == "PROVISIONED" else None,
@@ -313,17 +365,29 @@ def tables(clients: Clients, place: Place, prior: Prior | None = None) -> list[F
             "sort_key": any(k["KeyType"] == "RANGE" for k in t.get("KeySchema", [])),
             "indexes": [g["IndexName"] for g in t.get("GlobalSecondaryIndexes", [])],
             "contributor_insights": ci.get("ContributorInsightsStatus", "DISABLED"),
-            "contributor_insights_mode": ci.get("ContributorInsightsMode", "") if ci.get("ContributorInsightsStatus") == "ENABLED" else "",
+            "contributor_insights_mode": ci.get("ContributorInsightsMode", "")
+            if ci.get("ContributorInsightsStatus") == "ENABLED"
+            else "",
             "contributor_insights_rules": rules,
         }
         return prior.stamp(Found("dynamodb", name, t["TableArn"], tags, facts), marker)
 
     found = _parallel(detail, names)
-    return found + [Found(INDEX_KIND, f"{t.name}/index/{index}", f"{t.arn}/index/{index}", dict(t.tags), {"table": t.name, "index": index})
-                    for t in found for index in t.facts.get("indexes") or []]
+    return found + [
+        Found(
+            INDEX_KIND,
+            f"{t.name}/index/{index}",
+            f"{t.arn}/index/{index}",
+            dict(t.tags),
+            {"table": t.name, "index": index},
+        )
+        for t in found
+        for index in t.facts.get("indexes") or []
+    ]
 
 
 # -- RDS ----------------------------------------------------------------------------------------
+
 
 def databases(clients: Clients, place: Place, prior: Prior | None = None) -> list[Found]:
     client = clients("rds")
@@ -349,11 +413,19 @@ def databases(clients: Clients, place: Place, prior: Prior | None = None) -> lis
         parameter = next((v for v in (group_max_connections(g) for g in groups) if v), None)
         value, estimated, how = max_connections(db.get("Engine", ""), db.get("DBInstanceClass", ""), parameter)
         facts = {
-            "engine": db.get("Engine"), "engine_version": db.get("EngineVersion"), "instance_class": db.get("DBInstanceClass"),
-            "status": db.get("DBInstanceStatus"), "parameter_groups": groups, "cluster": db.get("DBClusterIdentifier"),
-            "max_connections": value, "max_connections_estimated": estimated, "max_connections_source": how,
+            "engine": db.get("Engine"),
+            "engine_version": db.get("EngineVersion"),
+            "instance_class": db.get("DBInstanceClass"),
+            "status": db.get("DBInstanceStatus"),
+            "parameter_groups": groups,
+            "cluster": db.get("DBClusterIdentifier"),
+            "max_connections": value,
+            "max_connections_estimated": estimated,
+            "max_connections_source": how,
         }
-        found.append(Found("rds", db["DBInstanceIdentifier"], db.get("DBInstanceArn", ""), _tag_list(db.get("TagList")), facts))
+        found.append(
+            Found("rds", db["DBInstanceIdentifier"], db.get("DBInstanceArn", ""), _tag_list(db.get("TagList")), facts)
+        )
     return found
 
 
@@ -367,14 +439,17 @@ def proxies(clients: Clients, place: Place, prior: Prior | None = None) -> list[
         marker = f"{_epoch(proxy.get('UpdatedDate'))}|{proxy.get('Status', '')}"
         row = prior.stored("rds_proxy", name, marker)
         if row is not None:
-            found.append(Found("rds_proxy", name, proxy["DBProxyArn"], *prior.kept(row, {"status": proxy.get("Status")})))
+            found.append(
+                Found("rds_proxy", name, proxy["DBProxyArn"], *prior.kept(row, {"status": proxy.get("Status")}))
+            )
             continue
         targets = list(_pages(client, "describe_db_proxy_targets", "Targets", DBProxyName=name))
         groups = list(_pages(client, "describe_db_proxy_target_groups", "TargetGroups", DBProxyName=name))
         pool: dict[str, Any] = next((g.get("ConnectionPoolConfig", {}) for g in groups if g.get("IsDefault", True)), {})
         tags = _tag_list(client.list_tags_for_resource(ResourceName=proxy["DBProxyArn"]).get("TagList"))
         facts = {
-            "engine_family": proxy.get("EngineFamily"), "status": proxy.get("Status"),
+            "engine_family": proxy.get("EngineFamily"),
+            "status": proxy.get("Status"),
             "targets": [t.get("RdsResourceId") for t in targets if t.get("Type") in ("RDS_INSTANCE", None)],
             "max_connections_percent": pool.get("MaxConnectionsPercent"),
             "max_idle_connections_percent": pool.get("MaxIdleConnectionsPercent"),
@@ -386,6 +461,7 @@ def proxies(clients: Clients, place: Place, prior: Prior | None = None) -> list[
 
 # -- EventBridge schedules ------------------------------------------------------------------------
 
+
 def schedules(clients: Clients, place: Place, prior: Prior | None = None) -> list[Found]:
     prior = prior or Prior()
     client = clients("events")
@@ -393,16 +469,24 @@ def schedules(clients: Clients, place: Place, prior: Prior | None = None) -> lis
 
     def detail(rule: dict[str, Any]) -> Found:
         # ListRules carries the expression and state, not the targets or tags: those by age.
-        listed = {"expression": rule["ScheduleExpression"], "state": rule.get("State"), "event_bus": rule.get("EventBusName", "default")}
+        listed = {
+            "expression": rule["ScheduleExpression"],
+            "state": rule.get("State"),
+            "event_bus": rule.get("EventBusName", "default"),
+        }
         row = prior.stored("schedule", rule["Name"], "")
         if row is not None:
             return Found("schedule", rule["Name"], rule["Arn"], *prior.kept(row, listed))
         targets = list(_pages(client, "list_targets_by_rule", "Targets", Rule=rule["Name"]))
         tags = _tag_list(client.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags"))
         facts = {
-            "expression": rule["ScheduleExpression"], "state": rule.get("State"), "event_bus": rule.get("EventBusName", "default"),
+            "expression": rule["ScheduleExpression"],
+            "state": rule.get("State"),
+            "event_bus": rule.get("EventBusName", "default"),
             "targets": [t["Arn"] for t in targets],
-            "target_functions": [t["Arn"].split(":function:")[-1].split(":")[0] for t in targets if ":function:" in t["Arn"]],
+            "target_functions": [
+                t["Arn"].split(":function:")[-1].split(":")[0] for t in targets if ":function:" in t["Arn"]
+            ],
         }
         return prior.stamp(Found("schedule", rule["Name"], rule["Arn"], tags, facts), "")
 
@@ -447,18 +531,34 @@ def scheduler_schedules(clients: Clients, place: Place, prior: Prior | None = No
         marker = f"{_epoch(summary.get('LastModificationDate'))}|{summary.get('State', '')}"
         row = prior.stored("schedule", name, marker)
         if row is not None:
-            return Found("schedule", name, summary.get("Arn") or row.get("arn", ""), *prior.kept(
-                row, {"group_alone": per_group.get(group, 0) == 1, "state": summary.get("State", row["facts"].get("state"))}))
+            return Found(
+                "schedule",
+                name,
+                summary.get("Arn") or row.get("arn", ""),
+                *prior.kept(
+                    row,
+                    {
+                        "group_alone": per_group.get(group, 0) == 1,
+                        "state": summary.get("State", row["facts"].get("state")),
+                    },
+                ),
+            )
         got = client.get_schedule(Name=summary["Name"], GroupName=group)
         target = (got.get("Target") or summary.get("Target") or {}).get("Arn", "")
         window = got.get("FlexibleTimeWindow") or {}
         facts = {
-            "scheduler": True, "group": group, "group_alone": per_group.get(group, 0) == 1,
-            "expression": got.get("ScheduleExpression", ""), "timezone": got.get("ScheduleExpressionTimezone") or "UTC",
+            "scheduler": True,
+            "group": group,
+            "group_alone": per_group.get(group, 0) == 1,
+            "expression": got.get("ScheduleExpression", ""),
+            "timezone": got.get("ScheduleExpressionTimezone") or "UTC",
             "state": got.get("State", summary.get("State")),
-            "flexible_window_minutes": int(window.get("MaximumWindowInMinutes") or 0) if window.get("Mode") == "FLEXIBLE" else 0,
+            "flexible_window_minutes": int(window.get("MaximumWindowInMinutes") or 0)
+            if window.get("Mode") == "FLEXIBLE"
+            else 0,
             "created_at": _epoch(got.get("CreationDate") or summary.get("CreationDate")),
-            "start_date": _epoch(got.get("StartDate")), "end_date": _epoch(got.get("EndDate")),
+            "start_date": _epoch(got.get("StartDate")),
+            "end_date": _epoch(got.get("EndDate")),
             "targets": [target] if target else [],
             "target_functions": [f for f in [_function_of(target)] if f],
         }
@@ -471,6 +571,7 @@ def scheduler_schedules(clients: Clients, place: Place, prior: Prior | None = No
 
 
 # -- API Gateway ----------------------------------------------------------------------------------
+
 
 def _function_of(uri: str) -> str | None:
     if ":function:" not in uri:
@@ -498,8 +599,18 @@ def apis(clients: Clients, place: Place, prior: Prior | None = None) -> list[Fou
                 fn = _function_of(str((method.get("methodIntegration") or {}).get("uri", "")))
                 if fn:
                     functions.add(fn)
-        found.append(prior.stamp(Found("api", api["name"], arn, dict(api.get("tags") or {}),
-                                       {"type": "REST", "api_id": api["id"], "stages": stages, "functions": sorted(functions)}), api["id"]))
+        found.append(
+            prior.stamp(
+                Found(
+                    "api",
+                    api["name"],
+                    arn,
+                    dict(api.get("tags") or {}),
+                    {"type": "REST", "api_id": api["id"], "stages": stages, "functions": sorted(functions)},
+                ),
+                api["id"],
+            )
+        )
     http = clients("apigatewayv2")
     for api in _pages(http, "get_apis", "Items"):
         if api.get("ProtocolType") != "HTTP":
@@ -510,32 +621,68 @@ def apis(clients: Clients, place: Place, prior: Prior | None = None) -> list[Fou
             found.append(Found("api", api["Name"], arn, dict(api.get("Tags") or {}), prior.kept(row, {})[1]))
             continue
         stages = [s["StageName"] for s in _pages(http, "get_stages", "Items", ApiId=api["ApiId"])]
-        functions = {fn for i in _pages(http, "get_integrations", "Items", ApiId=api["ApiId"])
-                     if (fn := _function_of(str(i.get("IntegrationUri", ""))))}
-        found.append(prior.stamp(Found("api", api["Name"], arn, dict(api.get("Tags") or {}),
-                                       {"type": "HTTP", "api_id": api["ApiId"], "stages": stages, "functions": sorted(functions)}), api["ApiId"]))
+        functions = {
+            fn
+            for i in _pages(http, "get_integrations", "Items", ApiId=api["ApiId"])
+            if (fn := _function_of(str(i.get("IntegrationUri", ""))))
+        }
+        found.append(
+            prior.stamp(
+                Found(
+                    "api",
+                    api["Name"],
+                    arn,
+                    dict(api.get("Tags") or {}),
+                    {"type": "HTTP", "api_id": api["ApiId"], "stages": stages, "functions": sorted(functions)},
+                ),
+                api["ApiId"],
+            )
+        )
     return found
 
 
 # -- account-level --------------------------------------------------------------------------------
+
 
 def accounts(clients: Clients, place: Place, prior: Prior | None = None) -> list[Found]:
     """The SES account and the Lambda account limits of this place; their facts are refreshed by
     the probes on every fast poll. The Lambda row also keeps the account's IAM alias, the name
     people know it by where aws.account_names does not give one (fleetwatch.accounts)."""
     alias = probes.account_alias(clients)
-    return [Found("ses", "account", f"arn:aws:ses:{place.region}:{place.account}:account"),
-            Found("lambda_account", "account", f"arn:aws:lambda:{place.region}:{place.account}:account",
-                  facts={"account_alias": alias} if alias else {})]
+    return [
+        Found("ses", "account", f"arn:aws:ses:{place.region}:{place.account}:account"),
+        Found(
+            "lambda_account",
+            "account",
+            f"arn:aws:lambda:{place.region}:{place.account}:account",
+            facts={"account_alias": alias} if alias else {},
+        ),
+    ]
 
 
 KINDS: dict[str, Callable[[Clients, Place, Prior], list[Found]]] = {
-    "lambda": lambdas, "sqs": queues, "dynamodb": tables, "rds": databases, "rds_proxy": proxies,
-    "schedule": schedules, "scheduler": scheduler_schedules, "api": apis, "account": accounts,
+    "lambda": lambdas,
+    "sqs": queues,
+    "dynamodb": tables,
+    "rds": databases,
+    "rds_proxy": proxies,
+    "schedule": schedules,
+    "scheduler": scheduler_schedules,
+    "api": apis,
+    "account": accounts,
 }
 # Which resource kinds each discoverer owns, for marking what vanished as gone.
-OWNS = {"lambda": ("lambda",), "sqs": ("sqs",), "dynamodb": ("dynamodb", INDEX_KIND), "rds": ("rds",), "rds_proxy": ("rds_proxy",),
-        "schedule": ("schedule",), "scheduler": ("schedule",), "api": ("api",), "account": ("ses", "lambda_account")}
+OWNS = {
+    "lambda": ("lambda",),
+    "sqs": ("sqs",),
+    "dynamodb": ("dynamodb", INDEX_KIND),
+    "rds": ("rds",),
+    "rds_proxy": ("rds_proxy",),
+    "schedule": ("schedule",),
+    "scheduler": ("schedule",),
+    "api": ("api",),
+    "account": ("ses", "lambda_account"),
+}
 
 
 def discover_place(clients: Clients, place: Place, prior: Prior | None = None) -> tuple[list[Found], dict[str, str]]:
@@ -586,7 +733,9 @@ def link_clusters(found: list[Found]) -> None:
     for f in found:
         uses = f.facts.get("uses") if f.kind == "lambda" else None
         if uses and any(u.startswith("rds_cluster:") for u in uses):
-            extra = {f"rds:{db}" for u in uses if u.startswith("rds_cluster:") for db in members.get(u.partition(":")[2], [])}
+            extra = {
+                f"rds:{db}" for u in uses if u.startswith("rds_cluster:") for db in members.get(u.partition(":")[2], [])
+            }
             f.facts["uses"] = sorted(set(uses) | extra)
 
 
@@ -603,7 +752,13 @@ def describe_error(exc: BaseException) -> str:
         hint = ""
         if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"):
             hint = " Grant it with the policy in iam/fleetwatch-readonly-policy.json."
-        elif code in ("Throttling", "ThrottlingException", "TooManyRequestsException", "RequestThrottled", "ThrottledException"):
+        elif code in (
+            "Throttling",
+            "ThrottlingException",
+            "TooManyRequestsException",
+            "RequestThrottled",
+            "ThrottledException",
+        ):
             hint = " AWS kept throttling after every retry; this source is tried again next poll."
         return f"{op}: {code}: {err.get('Message', '')}{hint}"
     if isinstance(exc, NoCredentialsError) or isinstance(exc.__cause__, NoCredentialsError):
@@ -611,5 +766,8 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, AssumeRoleError):
         return str(exc)  # names the role, what AWS said and what to check
     if isinstance(exc, UNREADABLE):
-        return f"an answer from AWS could not be read ({type(exc).__name__}: " f"{str(exc)[:200]}); this source is tried again next poll"
+        return (
+            f"an answer from AWS could not be read ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); this source is tried again next poll"
+        )
     return f"{type(exc).__name__}: {exc}"

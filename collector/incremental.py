@@ -56,7 +56,11 @@ class Prior:
             return None
         facts = row.get("facts") or {}
         at = facts.get(DETAIL_AT)
-        if facts.get(DETAIL_MARKER) != marker or not isinstance(at, (int, float)) or not 0 <= self.now - at < self.refresh_age(kind, name):
+        if (
+            facts.get(DETAIL_MARKER) != marker
+            or not isinstance(at, (int, float))
+            or not 0 <= self.now - at < self.refresh_age(kind, name)
+        ):
             return None
         with self._lock:
             self.reused[kind] += 1

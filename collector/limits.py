@@ -12,14 +12,42 @@ import re
 
 # Nominal memory (GiB) of common instance classes (AWS instance-type pages).
 INSTANCE_MEMORY_GIB = {
-    "db.t3.micro": 1, "db.t3.small": 2, "db.t3.medium": 4, "db.t3.large": 8, "db.t3.xlarge": 16, "db.t3.2xlarge": 32,
-    "db.t4g.micro": 1, "db.t4g.small": 2, "db.t4g.medium": 4, "db.t4g.large": 8, "db.t4g.xlarge": 16, "db.t4g.2xlarge": 32,
-    "db.m5.large": 8, "db.m5.xlarge": 16, "db.m5.2xlarge": 32, "db.m5.4xlarge": 64,
-    "db.m6g.large": 8, "db.m6g.xlarge": 16, "db.m6g.2xlarge": 32, "db.m6g.4xlarge": 64,
-    "db.m7g.large": 8, "db.m7g.xlarge": 16, "db.m7g.2xlarge": 32, "db.m7g.4xlarge": 64,
-    "db.r5.large": 16, "db.r5.xlarge": 32, "db.r5.2xlarge": 64, "db.r5.4xlarge": 128,
-    "db.r6g.large": 16, "db.r6g.xlarge": 32, "db.r6g.2xlarge": 64, "db.r6g.4xlarge": 128,
-    "db.r7g.large": 16, "db.r7g.xlarge": 32, "db.r7g.2xlarge": 64, "db.r7g.4xlarge": 128,
+    "db.t3.micro": 1,
+    "db.t3.small": 2,
+    "db.t3.medium": 4,
+    "db.t3.large": 8,
+    "db.t3.xlarge": 16,
+    "db.t3.2xlarge": 32,
+    "db.t4g.micro": 1,
+    "db.t4g.small": 2,
+    "db.t4g.medium": 4,
+    "db.t4g.large": 8,
+    "db.t4g.xlarge": 16,
+    "db.t4g.2xlarge": 32,
+    "db.m5.large": 8,
+    "db.m5.xlarge": 16,
+    "db.m5.2xlarge": 32,
+    "db.m5.4xlarge": 64,
+    "db.m6g.large": 8,
+    "db.m6g.xlarge": 16,
+    "db.m6g.2xlarge": 32,
+    "db.m6g.4xlarge": 64,
+    "db.m7g.large": 8,
+    "db.m7g.xlarge": 16,
+    "db.m7g.2xlarge": 32,
+    "db.m7g.4xlarge": 64,
+    "db.r5.large": 16,
+    "db.r5.xlarge": 32,
+    "db.r5.2xlarge": 64,
+    "db.r5.4xlarge": 128,
+    "db.r6g.large": 16,
+    "db.r6g.xlarge": 32,
+    "db.r6g.2xlarge": 64,
+    "db.r6g.4xlarge": 128,
+    "db.r7g.large": 16,
+    "db.r7g.xlarge": 32,
+    "db.r7g.2xlarge": 64,
+    "db.r7g.4xlarge": 128,
 }
 # What the OS and RDS keep out of DBInstanceClassMemory: not published; ~10% is the usual estimate.
 OS_RESERVE = 0.10
@@ -42,22 +70,53 @@ _DEFAULT_FORMULA = {
 # so a class missing here is reported unknown (set max_connections in the parameter group)
 # rather than guessed with the RDS for MySQL formula (307 where AWS says 90 on a t3.medium).
 AURORA_MYSQL_DEFAULT = {
-    "db.t2.small": 45, "db.t2.medium": 90, "db.t3.small": 45, "db.t3.medium": 90, "db.t3.large": 135,
-    "db.t4g.medium": 90, "db.t4g.large": 135,
-    "db.r3.large": 1000, "db.r3.xlarge": 2000, "db.r3.2xlarge": 3000, "db.r3.4xlarge": 4000, "db.r3.8xlarge": 5000,
-    "db.r4.large": 1000, "db.r4.xlarge": 2000, "db.r4.2xlarge": 3000, "db.r4.4xlarge": 4000, "db.r4.8xlarge": 5000,
+    "db.t2.small": 45,
+    "db.t2.medium": 90,
+    "db.t3.small": 45,
+    "db.t3.medium": 90,
+    "db.t3.large": 135,
+    "db.t4g.medium": 90,
+    "db.t4g.large": 135,
+    "db.r3.large": 1000,
+    "db.r3.xlarge": 2000,
+    "db.r3.2xlarge": 3000,
+    "db.r3.4xlarge": 4000,
+    "db.r3.8xlarge": 5000,
+    "db.r4.large": 1000,
+    "db.r4.xlarge": 2000,
+    "db.r4.2xlarge": 3000,
+    "db.r4.4xlarge": 4000,
+    "db.r4.8xlarge": 5000,
     "db.r4.16xlarge": 6000,
-    "db.r5.large": 1000, "db.r5.xlarge": 2000, "db.r5.2xlarge": 3000, "db.r5.4xlarge": 4000, "db.r5.8xlarge": 5000,
-    "db.r5.12xlarge": 6000, "db.r5.16xlarge": 6000, "db.r5.24xlarge": 7000,
-    "db.r6g.large": 1000, "db.r6g.xlarge": 2000, "db.r6g.2xlarge": 3000, "db.r6g.4xlarge": 4000, "db.r6g.8xlarge": 5000,
-    "db.r6g.12xlarge": 6000, "db.r6g.16xlarge": 6000,
-    "db.x2g.large": 2000, "db.x2g.xlarge": 3000, "db.x2g.2xlarge": 4000, "db.x2g.4xlarge": 5000, "db.x2g.8xlarge": 6000,
-    "db.x2g.12xlarge": 7000, "db.x2g.16xlarge": 7000,
+    "db.r5.large": 1000,
+    "db.r5.xlarge": 2000,
+    "db.r5.2xlarge": 3000,
+    "db.r5.4xlarge": 4000,
+    "db.r5.8xlarge": 5000,
+    "db.r5.12xlarge": 6000,
+    "db.r5.16xlarge": 6000,
+    "db.r5.24xlarge": 7000,
+    "db.r6g.large": 1000,
+    "db.r6g.xlarge": 2000,
+    "db.r6g.2xlarge": 3000,
+    "db.r6g.4xlarge": 4000,
+    "db.r6g.8xlarge": 5000,
+    "db.r6g.12xlarge": 6000,
+    "db.r6g.16xlarge": 6000,
+    "db.x2g.large": 2000,
+    "db.x2g.xlarge": 3000,
+    "db.x2g.2xlarge": 4000,
+    "db.x2g.4xlarge": 5000,
+    "db.x2g.8xlarge": 6000,
+    "db.x2g.12xlarge": 7000,
+    "db.x2g.16xlarge": 7000,
 }
 
 
 def is_aurora_mysql(engine: str) -> bool:
     return engine in ("aurora", "aurora-mysql") or engine.startswith("aurora-mysql")
+
+
 _TERM = re.compile(r"\{DBInstanceClassMemory\s*/\s*(\d+)\}")
 _CALL = re.compile(r"^(LEAST|GREATEST)\((.*)\)$", re.IGNORECASE)
 
@@ -119,8 +178,14 @@ def max_connections(engine: str, instance_class: str, parameter: str | None) -> 
     value = default_max_connections(engine, instance_class)
     if is_aurora_mysql(engine):
         if value is None:
-            return None, True, (f"unknown: {instance_class!r} is not in AWS's Aurora MySQL max_connections table; "
-                                "set max_connections in the DB parameter group")
+            return (
+                None,
+                True,
+                (
+                    f"unknown: {instance_class!r} is not in AWS's Aurora MySQL max_connections table; "
+                    "set max_connections in the DB parameter group"
+                ),
+            )
         return value, False, f"Aurora MySQL default for {instance_class} (AWS's published table)"
     if value is None:
         return None, True, f"unknown: no default formula for engine {engine!r} or memory for {instance_class!r}"

@@ -72,9 +72,14 @@ def _start_of(chunks: list[Chunk], chunk: Chunk) -> int:
     return min(c.start for c in chunks if c.items is chunk.items)
 
 
-def fetch(cw: Any, queries: list[plan.Query], start: int, end: int,
-          incomplete: set[SeriesKey] | None = None,
-          accounts: list[str] | None = None) -> tuple[list[tuple[SeriesKey, list[tuple[int, float]]]], list[str]]:
+def fetch(
+    cw: Any,
+    queries: list[plan.Query],
+    start: int,
+    end: int,
+    incomplete: set[SeriesKey] | None = None,
+    accounts: list[str] | None = None,
+) -> tuple[list[tuple[SeriesKey, list[tuple[int, float]]]], list[str]]:
     """One GetMetricData call (plus NextToken pages) for up to 500 queries. Datapoints that are
     missing stay missing: a series with no data in the window gets no samples at all.
 
@@ -96,7 +101,12 @@ def fetch(cw: Any, queries: list[plan.Query], start: int, end: int,
     status: dict[str, str] = {}
     token, tokens = None, set()
     for _ in range(MAX_PAGES):
-        args: dict[str, Any] = {"MetricDataQueries": requests, "StartTime": start, "EndTime": end, "ScanBy": "TimestampAscending"}
+        args: dict[str, Any] = {
+            "MetricDataQueries": requests,
+            "StartTime": start,
+            "EndTime": end,
+            "ScanBy": "TimestampAscending",
+        }
         if token:
             args["NextToken"] = token
         page = cw.get_metric_data(**args)
@@ -109,7 +119,9 @@ def fetch(cw: Any, queries: list[plan.Query], start: int, end: int,
             status[r["Id"]] = str(r.get("StatusCode"))
             stamps, values = r.get("Timestamps") or [], r.get("Values") or []
             if len(stamps) != len(values):
-                problems.append(f"{queries[idx].key.metric}: {len(stamps)} timestamps for {len(values)} values; dropped")
+                problems.append(
+                    f"{queries[idx].key.metric}: {len(stamps)} timestamps for {len(values)} values; dropped"
+                )
                 continue
             for ts, v in zip(stamps, values, strict=True):
                 point = _point(ts, v, start, end)
@@ -124,13 +136,22 @@ def fetch(cw: Any, queries: list[plan.Query], start: int, end: int,
         if not token:
             break
         if token in tokens:
-            raise probes.ProbeError("GetMetricData: the same NextToken came back twice; " "the answer was not used and is asked again next poll")
+            raise probes.ProbeError(
+                "GetMetricData: the same NextToken came back twice; "
+                "the answer was not used and is asked again next poll"
+            )
         tokens.add(token)
     else:
-        raise probes.ProbeError(f"GetMetricData: more than {MAX_PAGES} pages for one request; " "the answer was not used and is asked again next poll")
+        raise probes.ProbeError(
+            f"GetMetricData: more than {MAX_PAGES} pages for one request; "
+            "the answer was not used and is asked again next poll"
+        )
     missing = len(asked) - len(collected)
     if missing:
-        raise probes.ProbeError(f"GetMetricData: the answer left out {missing} of {len(asked)} " "queries; it was not used and is asked again next poll")
+        raise probes.ProbeError(
+            f"GetMetricData: the answer left out {missing} of {len(asked)} "
+            "queries; it was not used and is asked again next poll"
+        )
     if dropped:
         problems.append(f"{dropped} datapoints outside the window or not finite numbers were dropped")
     if incomplete is not None:

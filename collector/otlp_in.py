@@ -57,11 +57,16 @@ MAX_INFLATED = 32 * 1024 * 1024
 KEEP_MINUTES = 10  # durations kept in memory for percentiles: late spans rarely arrive later
 MAX_DURATIONS = 2000  # per function and minute: a reservoir sample beyond that
 MAX_STREAMS = 10_000  # cumulative streams remembered before the silent ones are forgotten
-_ARN = re.compile(r"^arn:aws[a-z-]*:lambda:([a-z0-9-]{1,30}):(\d{12}):function:([A-Za-z0-9_-]{1,140})(?::[A-Za-z0-9$_-]{1,129})?$")
+_ARN = re.compile(
+    r"^arn:aws[a-z-]*:lambda:([a-z0-9-]{1,30}):(\d{12}):function:([A-Za-z0-9_-]{1,140})(?::[A-Za-z0-9$_-]{1,129})?$"
+)
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,140}$")
 INVOCATION = ("faas.trigger", "faas.coldstart", "faas.invocation_id")
-COUNTERS = {"faas.invocations": ("Invocations", "SampledInvocations"), "faas.coldstarts": ("ColdStarts",),
-            "faas.errors": ("Errors",)}
+COUNTERS = {
+    "faas.invocations": ("Invocations", "SampledInvocations"),
+    "faas.coldstarts": ("ColdStarts",),
+    "faas.errors": ("Errors",),
+}
 HISTOGRAMS = {"faas.invoke_duration", "faas.init_duration"}
 
 
@@ -167,7 +172,9 @@ def percentile(values: list[float], q: float) -> float:
 class Receiver:
     """Turns decoded OTLP requests into samples. Thread-safe; one store connection of its own."""
 
-    def __init__(self, store: Store, now: Callable[[], float], counter: Any = None, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, store: Store, now: Callable[[], float], counter: Any = None, rng: random.Random | None = None
+    ) -> None:
         self.store, self.now = store, now
         self.functions = Functions(store, now)
         self.counter = counter  # telemetry: spans and points received
@@ -229,7 +236,12 @@ class Receiver:
                 continue
             value = float(dp.as_int if dp.WhichOneof("value") == "as_int" else dp.as_double)
             if cumulative:
-                value = self._delta((rid, _instance(res), metric.name, _point_key(dp)), dp.start_time_unix_nano, dp.time_unix_nano, value)
+                value = self._delta(
+                    (rid, _instance(res), metric.name, _point_key(dp)),
+                    dp.start_time_unix_nano,
+                    dp.time_unix_nano,
+                    value,
+                )
                 if value is None:
                     continue
             self._from_metrics.add(rid)
@@ -251,7 +263,12 @@ class Receiver:
                 continue
             counts = [float(c) for c in dp.bucket_counts]
             if cumulative:
-                delta = self._delta((rid, _instance(res), metric.name, _point_key(dp)), dp.start_time_unix_nano, dp.time_unix_nano, counts)
+                delta = self._delta(
+                    (rid, _instance(res), metric.name, _point_key(dp)),
+                    dp.start_time_unix_nano,
+                    dp.time_unix_nano,
+                    counts,
+                )
                 if delta is None:
                     continue
                 counts = delta
@@ -265,7 +282,9 @@ class Receiver:
                 # the unbounded last bucket for the largest value (else the last bound).
                 bounds = [b * scale for b in dp.explicit_bounds]
                 for i, n in enumerate(counts):
-                    bound = bounds[i] if i < len(bounds) else (top if top is not None else (bounds[-1] if bounds else 0.0))
+                    bound = (
+                        bounds[i] if i < len(bounds) else (top if top is not None else (bounds[-1] if bounds else 0.0))
+                    )
                     m.durations.extend([min(bound, top) if top is not None else bound] * int(min(n, MAX_DURATIONS)))
             batch.accepted += 1
 
@@ -284,7 +303,11 @@ class Receiver:
             recent = start and (at - start) <= 120 * 1_000_000_000
             return value if recent else None
         if isinstance(value, list):
-            if prev[0] != start or len(prev[1]) != len(value) or any(v < p for v, p in zip(value, prev[1], strict=True)):
+            if (
+                prev[0] != start
+                or len(prev[1]) != len(value)
+                or any(v < p for v, p in zip(value, prev[1], strict=True))
+            ):
                 return value  # the process restarted: counting began again
             return [v - p for v, p in zip(value, prev[1], strict=True)]
         if prev[0] != start or value < prev[1]:
@@ -296,13 +319,23 @@ class Receiver:
     def _function(self, attrs: dict[str, Any], batch: Batch, n: int) -> str | None:
         identity = function_identity(attrs)
         if identity is None:
-            batch.reject(n, "no function named: set cloud.resource_id to the function's ARN, or faas.name with "
-                            "cloud.account.id and cloud.region")
+            batch.reject(
+                n,
+                "no function named: set cloud.resource_id to the function's ARN, or faas.name with "
+                "cloud.account.id and cloud.region",
+            )
             return None
         rid = self.functions.resolve(identity)
         if rid is None:
-            batch.reject(n, f"{identity[2]!r} is not a Lambda function fleetwatch discovered"
-                            + ("" if identity[0] and identity[1] else " (or the name is ambiguous: add cloud.account.id and cloud.region)"))
+            batch.reject(
+                n,
+                f"{identity[2]!r} is not a Lambda function fleetwatch discovered"
+                + (
+                    ""
+                    if identity[0] and identity[1]
+                    else " (or the name is ambiguous: add cloud.account.id and cloud.region)"
+                ),
+            )
         return rid
 
     def _write(self, batch: Batch) -> None:
@@ -357,8 +390,10 @@ def _point_key(dp: Any) -> tuple[tuple[str, Any], ...]:
 
 # -- the wire ---------------------------------------------------------------------------------
 
-SIGNALS: dict[str, tuple[type[Message], type[Message], str]] = {"/v1/traces": (ExportTraceServiceRequest, ExportTraceServiceResponse, "rejected_spans"),
-           "/v1/metrics": (ExportMetricsServiceRequest, ExportMetricsServiceResponse, "rejected_data_points")}
+SIGNALS: dict[str, tuple[type[Message], type[Message], str]] = {
+    "/v1/traces": (ExportTraceServiceRequest, ExportTraceServiceResponse, "rejected_spans"),
+    "/v1/metrics": (ExportMetricsServiceRequest, ExportMetricsServiceResponse, "rejected_data_points"),
+}
 _IDS = {"traceId", "spanId", "parentSpanId"}  # hex in OTLP/JSON, base64 in protobuf's JSON mapping; unused here
 
 
@@ -383,7 +418,9 @@ def decode(path: str, body: bytes, content_type: str, encoding: str) -> tuple[An
         except zlib.error as exc:
             raise OtlpError(400, f"Content-Encoding gzip but the body is not gzip: {exc}") from None
         if inflater.unconsumed_tail:
-            raise OtlpError(413, f"request body inflates to over {MAX_INFLATED // (1024 * 1024)} MiB: export smaller batches")
+            raise OtlpError(
+                413, f"request body inflates to over {MAX_INFLATED // (1024 * 1024)} MiB: export smaller batches"
+            )
     elif encoding.strip() not in ("", "identity"):
         raise OtlpError(415, f"Content-Encoding {encoding!r} is not supported: use gzip or none")
     kind = content_type.split(";")[0].strip().lower()
@@ -428,22 +465,34 @@ def app(receiver: Receiver) -> Any:
             if len(body) > MAX_BODY:
                 break
         try:
-            message, as_json = decode(request.url.path, body, request.headers.get("content-type", ""),
-                                      request.headers.get("content-encoding", ""))
+            message, as_json = decode(
+                request.url.path,
+                body,
+                request.headers.get("content-type", ""),
+                request.headers.get("content-encoding", ""),
+            )
             handle = receiver.traces if request.url.path == "/v1/traces" else receiver.metrics
             batch = await anyio.to_thread.run_sync(handle, message)
         except OtlpError as exc:
-            return Response(json.dumps({"code": exc.status, "message": str(exc)}), exc.status, media_type="application/json")
+            return Response(
+                json.dumps({"code": exc.status, "message": str(exc)}), exc.status, media_type="application/json"
+            )
         except Exception as exc:  # noqa: BLE001 - the store failing (a full disk) is the sender's 503: it retries
             log.error("OTLP request could not be stored: %s", exc)
-            return Response(json.dumps({"code": 503, "message": f"could not store it: {exc}"}), 503,
-                            media_type="application/json", headers={"Retry-After": "30"})
+            return Response(
+                json.dumps({"code": 503, "message": f"could not store it: {exc}"}),
+                503,
+                media_type="application/json",
+                headers={"Retry-After": "30"},
+            )
         if batch.rejected:
             log.warning("OTLP %s: %d refused: %s", request.url.path, batch.rejected, "; ".join(batch.reasons))
         content, media = respond(request.url.path, batch, as_json)
         return Response(content, 200, media_type=media)
 
-    return Starlette(routes=[Route("/v1/traces", export, methods=["POST"]), Route("/v1/metrics", export, methods=["POST"])])
+    return Starlette(
+        routes=[Route("/v1/traces", export, methods=["POST"]), Route("/v1/metrics", export, methods=["POST"])]
+    )
 
 
 class OtlpServer(UvicornThread):

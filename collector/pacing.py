@@ -55,14 +55,21 @@ QUOTAS: dict[str, Quota] = {
     # EventBridge Scheduler quotas: ListSchedules and GetSchedule request rate 50 per second,
     # ListTagsForResource 10 per second (each supported Region, the lowest listed default).
     "scheduler": Quota(50.0, "https://docs.aws.amazon.com/scheduler/latest/UserGuide/scheduler-quotas.html"),
-    "scheduler:ListTagsForResource": Quota(10.0, "https://docs.aws.amazon.com/scheduler/latest/UserGuide/scheduler-quotas.html"),
+    "scheduler:ListTagsForResource": Quota(
+        10.0, "https://docs.aws.amazon.com/scheduler/latest/UserGuide/scheduler-quotas.html"
+    ),
     # SQS documents no request rate for ListQueues or GetQueueAttributes ("nearly unlimited" API
     # calls for standard queues); its API reference used to limit tagging actions (ListQueueTags)
     # to 5 TPS per account. Unconfirmed today, so kept as the conservative figure for all of SQS.
-    "sqs": Quota(5.0, "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ListQueueTags.html (former text)"),
+    "sqs": Quota(
+        5.0,
+        "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ListQueueTags.html (former text)",
+    ),
     # CloudWatch service quotas: ListMetrics 25 transactions per second (for the plan's
     # ListMetrics verification at discovery).
-    "cloudwatch:ListMetrics": Quota(25.0, "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_limits.html"),
+    "cloudwatch:ListMetrics": Quota(
+        25.0, "https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_limits.html"
+    ),
 }
 # botocore service names that share another's quota.
 GROUP = {"apigatewayv2": "apigateway"}
@@ -91,9 +98,14 @@ class Pacer:
     from many threads are released one by one, each at least `gap` after the one before (also
     on a fake clock whose sleep moves time at once)."""
 
-    def __init__(self, now: Callable[[], float], sleep: Callable[[float], None], fraction: float = DEFAULT_FRACTION,
-                 quotas: dict[str, Quota] | None = None,
-                 on_release: Callable[[tuple[str, str, str], float], None] | None = None) -> None:
+    def __init__(
+        self,
+        now: Callable[[], float],
+        sleep: Callable[[float], None],
+        fraction: float = DEFAULT_FRACTION,
+        quotas: dict[str, Quota] | None = None,
+        on_release: Callable[[tuple[str, str, str], float], None] | None = None,
+    ) -> None:
         if not 0 < fraction <= 1:
             raise ValueError(f"discovery.quota_fraction must be above 0 and at most 1, not {fraction}")
         self.now, self.sleep, self.fraction = now, sleep, fraction
@@ -155,6 +167,7 @@ def in_context(fn: Callable[[T], Any]) -> Callable[[T], Any]:
 
     def run(item: T) -> Any:
         return caller.copy().run(fn, item)
+
     return run
 
 

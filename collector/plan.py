@@ -38,10 +38,19 @@ class Query:
     def request(self, qid: str, account: str = "") -> dict[str, Any]:
         """One MetricDataQuery; `account` sets AccountId, the source account a monitoring
         account reads it from (botocore cloudwatch model, MetricDataQuery.AccountId)."""
-        out = {"Id": qid, "ReturnData": True, "MetricStat": {
-            "Metric": {"Namespace": self.key.namespace, "MetricName": self.key.metric,
-                       "Dimensions": [{"Name": k, "Value": v} for k, v in self.key.dimensions]},
-            "Period": self.key.period, "Stat": self.key.stat}}
+        out = {
+            "Id": qid,
+            "ReturnData": True,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": self.key.namespace,
+                    "MetricName": self.key.metric,
+                    "Dimensions": [{"Name": k, "Value": v} for k, v in self.key.dimensions],
+                },
+                "Period": self.key.period,
+                "Stat": self.key.stat,
+            },
+        }
         if account:
             out["AccountId"] = account
         return out
@@ -55,8 +64,12 @@ class PlacePlan:
     coldstart_functions: list[dict[str, Any]] = field(default_factory=list)
     insight_rules: list[tuple[str, str]] = field(default_factory=list)  # (resource id, rule name)
     queues: list[tuple[str, str]] = field(default_factory=list)  # (resource id, queue URL) for live depth
-    functions: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (resource id, last modified): deploy watch
-    aliased: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # name -> (resource id, facts): alias releases
+    functions: dict[str, tuple[str, str]] = field(
+        default_factory=dict
+    )  # name -> (resource id, last modified): deploy watch
+    aliased: dict[str, tuple[str, dict[str, Any]]] = field(
+        default_factory=dict
+    )  # name -> (resource id, facts): alias releases
 
     def by_tier(self) -> dict[str, int]:
         out = {FAST: 0, SLOW: 0, DETAIL: 0}
@@ -73,8 +86,14 @@ def resource_queries(resource: dict[str, Any], tiers: Iterable[str]) -> list[Que
         if spec.tier not in wanted or not spec.applies(facts):
             continue
         for dims in dimension_sets(kind, resource["name"], facts):
-            key = SeriesKey(resource["id"], spec.namespace, metric_name(spec, facts), tuple(sorted(dims)), spec.stat,
-                            spec.read_period)
+            key = SeriesKey(
+                resource["id"],
+                spec.namespace,
+                metric_name(spec, facts),
+                tuple(sorted(dims)),
+                spec.stat,
+                spec.read_period,
+            )
             out.append(Query(key, spec.tier))
             # "The TableName dimension returns the ReadThrottleEvents for the table, but not for
             # any global secondary indexes. To view ReadThrottleEvents for a global secondary
@@ -83,13 +102,25 @@ def resource_queries(resource: dict[str, Any], tiers: Iterable[str]) -> list[Que
             # amazondynamodb/latest/developerguide/metrics-dimensions.html).
             if kind == "dynamodb" and spec.metric in GSI_THROTTLES:
                 for index in facts.get("indexes") or []:
-                    out.append(Query(SeriesKey(index_resource_id(resource["id"], index), spec.namespace, spec.metric,
-                                               tuple(sorted((*dims, ("GlobalSecondaryIndexName", index)))), spec.stat,
-                                               spec.read_period), spec.tier))
+                    out.append(
+                        Query(
+                            SeriesKey(
+                                index_resource_id(resource["id"], index),
+                                spec.namespace,
+                                spec.metric,
+                                tuple(sorted((*dims, ("GlobalSecondaryIndexName", index)))),
+                                spec.stat,
+                                spec.read_period,
+                            ),
+                            spec.tier,
+                        )
+                    )
     return out
 
 
-def build(place: Place, resources: list[dict[str, Any]], tiers: Iterable[str], triggered: Triggered | None = None) -> PlacePlan:
+def build(
+    place: Place, resources: list[dict[str, Any]], tiers: Iterable[str], triggered: Triggered | None = None
+) -> PlacePlan:
     tiers = list(tiers)
     plan = PlacePlan(place)
     triggered = triggered or Triggered()
@@ -104,8 +135,13 @@ def build(place: Place, resources: list[dict[str, Any]], tiers: Iterable[str], t
             if res["facts"].get("aliases"):
                 plan.aliased[res["name"]] = (res["id"], res["facts"])
     plan.coldstart_functions = [r for r in resources if r["id"] in triggered.xray]
-    plan.insight_rules = [(r["id"], rule) for r in resources if r["id"] in triggered.insights
-                          for rule in r["facts"].get("contributor_insights_rules", []) if "-PKT-" in rule or "-SKT-" in rule]
+    plan.insight_rules = [
+        (r["id"], rule)
+        for r in resources
+        if r["id"] in triggered.insights
+        for rule in r["facts"].get("contributor_insights_rules", [])
+        if "-PKT-" in rule or "-SKT-" in rule
+    ]
     return plan
 
 
@@ -122,6 +158,7 @@ def chunk_minutes(batch: int) -> int:
 
 
 # -- triggers: cheap signals that ask for costly detail -------------------------------------------
+
 
 @dataclass
 class Triggered:
@@ -145,22 +182,38 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
     tables = [r for r in resources if r["kind"] == "dynamodb"]
     functions = [r for r in resources if r["kind"] == "lambda"]
     since = now - lookback
-    recent = store.recent_values([r["id"] for r in tables],
-                                 ["ReadThrottleEvents", "WriteThrottleEvents", "ReadKeyRangeThroughputThrottleEvents",
-                                  "WriteKeyRangeThroughputThrottleEvents"], since, now)
+    recent = store.recent_values(
+        [r["id"] for r in tables],
+        [
+            "ReadThrottleEvents",
+            "WriteThrottleEvents",
+            "ReadKeyRangeThroughputThrottleEvents",
+            "WriteKeyRangeThroughputThrottleEvents",
+        ],
+        since,
+        now,
+    )
     for t in tables:
-        throttled = sum(v for m in ("ReadThrottleEvents", "WriteThrottleEvents") for _, v in recent.get((t["id"], m, "Sum"), []))
+        throttled = sum(
+            v for m in ("ReadThrottleEvents", "WriteThrottleEvents") for _, v in recent.get((t["id"], m, "Sum"), [])
+        )
         if throttled > 0:
             out.detail.add(t["id"])
             out.reasons[t["id"]] = f"{throttled:.0f} throttle events in the last {lookback // 60} min"
-        hot = sum(v for m in ("ReadKeyRangeThroughputThrottleEvents", "WriteKeyRangeThroughputThrottleEvents")
-                  for _, v in recent.get((t["id"], m, "Sum"), []))
+        hot = sum(
+            v
+            for m in ("ReadKeyRangeThroughputThrottleEvents", "WriteKeyRangeThroughputThrottleEvents")
+            for _, v in recent.get((t["id"], m, "Sum"), [])
+        )
         if hot > 0 and t["facts"].get("contributor_insights") == "ENABLED":
             out.insights.add(t["id"])
     # Half an hour of the slow-tier signals is enough history for "the newest value jumped".
-    recent = store.recent_values([r["id"] for r in functions],
-                                 ["Duration", "ConcurrentExecutions", "ProvisionedConcurrencySpilloverInvocations", "Invocations"],
-                                 now - 3600, now)
+    recent = store.recent_values(
+        [r["id"] for r in functions],
+        ["Duration", "ConcurrentExecutions", "ProvisionedConcurrencySpilloverInvocations", "Invocations"],
+        now - 3600,
+        now,
+    )
     slow_apis = _slow_apis(store, [r for r in resources if r["kind"] == "api"], now)
     traced = store.recent_values([r["id"] for r in functions], ["ColdStarts", "SampledInvocations"], now - 900, now)
     for fn in functions:
@@ -170,7 +223,10 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
             why = "p99 duration doubled"
         elif _latest_jump(recent.get((rid, "ConcurrentExecutions", "Maximum"), []), 1.5, 5.0):
             why = "concurrency jumped"
-        elif any(v > 0 and ts >= since for ts, v in recent.get((rid, "ProvisionedConcurrencySpilloverInvocations", "Sum"), [])):
+        elif any(
+            v > 0 and ts >= since
+            for ts, v in recent.get((rid, "ProvisionedConcurrencySpilloverInvocations", "Sum"), [])
+        ):
             why = "provisioned concurrency spilled over"
         elif int(fn["facts"].get("deployed_at") or 0) >= since:
             why = "new code deployed"
@@ -178,7 +234,9 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
             why = slow_apis[fn["name"]]
         elif _woke(recent.get((rid, "Invocations", "Sum"), []), now):
             why = "invoked again after 30 min idle"
-        elif probes.still_cold(traced.get((rid, "ColdStarts", "Sum"), []), traced.get((rid, "SampledInvocations", "Sum"), []), now):
+        elif probes.still_cold(
+            traced.get((rid, "ColdStarts", "Sum"), []), traced.get((rid, "SampledInvocations", "Sum"), []), now
+        ):
             why = "cold starts still elevated"
         if why:
             out.xray.add(rid)
@@ -212,8 +270,9 @@ def _slow_apis(store: Any, apis: list[dict[str, Any]], now: int) -> dict[str, st
         why = ""
         if _latest_jump(latency, 1.5, 20.0):
             why = f"{api['name']}'s latency jumped"
-        elif (_latest_jump(recent.get((api["id"], "Count", "Sum"), []), BURST_REQUESTS, BURST_REQUESTS_FLOOR)
-              and _latest_jump(latency, BURST_LATENCY, BURST_LATENCY_FLOOR)):
+        elif _latest_jump(
+            recent.get((api["id"], "Count", "Sum"), []), BURST_REQUESTS, BURST_REQUESTS_FLOOR
+        ) and _latest_jump(latency, BURST_LATENCY, BURST_LATENCY_FLOOR):
             why = f"{api['name']}'s requests jumped and its latency rose"
         for fn in api["facts"].get("functions", []) if why else ():
             out[fn] = why
@@ -234,6 +293,7 @@ def _woke(points: list[tuple[int, float]], now: int) -> bool:
 
 # -- cost -----------------------------------------------------------------------------------------
 
+
 def monthly_cost(fast_queries: int, slow_queries: int, fast_interval: int, slow_interval: int) -> float:
     return (fast_queries * MONTH / fast_interval + slow_queries * MONTH / slow_interval) * PRICE_PER_METRIC
 
@@ -242,4 +302,3 @@ def naive_monthly_cost(resources: list[dict[str, Any]]) -> float:
     """Every metric of the catalog, detail included, polled every minute."""
     every = sum(len(resource_queries(r, (FAST, SLOW, DETAIL))) for r in resources)
     return every * MONTH / 60 * PRICE_PER_METRIC
-

@@ -56,15 +56,31 @@ class PollAbandoned(Exception):
 
 
 class Collector:
-    def __init__(self, store: Store, aws: Aws, clock: Clock, *, lookback: int = 900, backfill: int = 86400,
-                 short_lookback: int | None = None,
-                 slow_interval: int = 300, discovery_interval: int = 3600, xray_max_traces: int = 100,
-                 scope: Scope | None = None, progress: Progress | None = None, probes: bool = True,
-                 should_stop: Callable[[], bool] | None = None,
-                 sources: tuple[str, ...] | list[str] = coldstart_sources.SOURCES, logs_gb_per_day: float = 1.0,
-                 logs_query_timeout: float = 30.0, sleep: Callable[[float], None] | None = None,
-                 quota_fraction: float = pacing.DEFAULT_FRACTION, detail_refresh: int = 6 * 3600,
-                 background_discovery: bool = False, pacer: pacing.Pacer | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        aws: Aws,
+        clock: Clock,
+        *,
+        lookback: int = 900,
+        backfill: int = 86400,
+        short_lookback: int | None = None,
+        slow_interval: int = 300,
+        discovery_interval: int = 3600,
+        xray_max_traces: int = 100,
+        scope: Scope | None = None,
+        progress: Progress | None = None,
+        probes: bool = True,
+        should_stop: Callable[[], bool] | None = None,
+        sources: tuple[str, ...] | list[str] = coldstart_sources.SOURCES,
+        logs_gb_per_day: float = 1.0,
+        logs_query_timeout: float = 30.0,
+        sleep: Callable[[float], None] | None = None,
+        quota_fraction: float = pacing.DEFAULT_FRACTION,
+        detail_refresh: int = 6 * 3600,
+        background_discovery: bool = False,
+        pacer: pacing.Pacer | None = None,
+    ) -> None:
         self.store, self.aws, self.clock = store, aws, clock
         self.lookback, self.backfill = lookback, backfill
         # Re-read on polls where the slow tier is not due (None: the full lookback every poll).
@@ -80,14 +96,26 @@ class Collector:
         self._done = 0
         self._total = 0
         self.coldstarts = coldstart_sources.Reader(
-            clock=clock, log=aws.log, lookback=lookback, sources=sources, gb_per_day=logs_gb_per_day,
-            query_timeout=logs_query_timeout, xray_max_traces=xray_max_traces, destination_ttl=discovery_interval,
-            fetch=fetch, sleep=sleep)
+            clock=clock,
+            log=aws.log,
+            lookback=lookback,
+            sources=sources,
+            gb_per_day=logs_gb_per_day,
+            query_timeout=logs_query_timeout,
+            xray_max_traces=xray_max_traces,
+            destination_ttl=discovery_interval,
+            fetch=fetch,
+            sleep=sleep,
+        )
         # Discovery's control-plane calls wait for their slot on the injected clock.
-        self.pacer = pacer or pacing.Pacer(clock.now, sleep or getattr(clock, "sleep", None) or time.sleep, quota_fraction)
+        self.pacer = pacer or pacing.Pacer(
+            clock.now, sleep or getattr(clock, "sleep", None) or time.sleep, quota_fraction
+        )
         # The deploy probe's ListAliases calls: buckets of their own (never queued behind a
         # discovery), at a share that keeps discovery and probe together under half of Lambda's quota.
-        self.probe_pacer = pacing.Pacer(self.pacer.now, self.pacer.sleep, ALIAS_FRACTION, on_release=self.pacer.on_release)
+        self.probe_pacer = pacing.Pacer(
+            self.pacer.now, self.pacer.sleep, ALIAS_FRACTION, on_release=self.pacer.on_release
+        )
         self.detail_refresh = detail_refresh
         # Re-discovery on a thread of its own, so that the poll never waits for it (see _poll).
         self.background_discovery = background_discovery
@@ -108,20 +136,42 @@ class Collector:
         self.only: Callable[[list[tuple[str, str]], int], set[tuple[str, str]]] | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any, store: Store, aws: Aws, clock: Clock, progress: Progress | None = None,
-                    should_stop: Callable[[], bool] | None = None, background_discovery: bool = False) -> Collector:
-        return cls(store, aws, clock, lookback=cfg["poll.lookback"], backfill=cfg["poll.backfill"],
-                   short_lookback=cfg["poll.short_lookback"],
-                   slow_interval=cfg["poll.slow_interval"], discovery_interval=cfg["discovery.interval"],
-                   xray_max_traces=cfg["poll.xray_max_traces"], scope=Scope.from_config(cfg), progress=progress,
-                   should_stop=should_stop, sources=cfg["poll.coldstart_sources"],
-                   logs_gb_per_day=cfg["poll.logs_insights_gb_per_day"], logs_query_timeout=cfg["poll.logs_query_timeout"],
-                   quota_fraction=cfg["discovery.quota_fraction"], detail_refresh=cfg["discovery.detail_refresh"],
-                   background_discovery=background_discovery)
+    def from_config(
+        cls,
+        cfg: Any,
+        store: Store,
+        aws: Aws,
+        clock: Clock,
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        background_discovery: bool = False,
+    ) -> Collector:
+        return cls(
+            store,
+            aws,
+            clock,
+            lookback=cfg["poll.lookback"],
+            backfill=cfg["poll.backfill"],
+            short_lookback=cfg["poll.short_lookback"],
+            slow_interval=cfg["poll.slow_interval"],
+            discovery_interval=cfg["discovery.interval"],
+            xray_max_traces=cfg["poll.xray_max_traces"],
+            scope=Scope.from_config(cfg),
+            progress=progress,
+            should_stop=should_stop,
+            sources=cfg["poll.coldstart_sources"],
+            logs_gb_per_day=cfg["poll.logs_insights_gb_per_day"],
+            logs_query_timeout=cfg["poll.logs_query_timeout"],
+            quota_fraction=cfg["discovery.quota_fraction"],
+            detail_refresh=cfg["discovery.detail_refresh"],
+            background_discovery=background_discovery,
+        )
 
     # -- the poll --------------------------------------------------------------------------------
 
-    def poll(self, *, force_discovery: bool = False, tiers: tuple[str, ...] | None = None, poll_id: str | None = None) -> PollReport:
+    def poll(
+        self, *, force_discovery: bool = False, tiers: tuple[str, ...] | None = None, poll_id: str | None = None
+    ) -> PollReport:
         """One poll of every place. `tiers` forces which tiers run (default: fast, plus slow when due)."""
         started = time.perf_counter()
         now = int(self.clock.now())
@@ -133,12 +183,25 @@ class Collector:
             self.aws.log.take()
             report = PollReport(poll_id, now, time.perf_counter() - started, {}, [], abandoned=True)
             with self._db:
-                self.store.record_polls([{"poll_id": poll_id, "started_at": now, "finished_at": int(self.clock.now()),
-                                          "source": "poll", "account": "", "region": "", "status": "abandoned",
-                                          "error": "the agent stopped during this poll; its window is fetched again next poll"}])
+                self.store.record_polls(
+                    [
+                        {
+                            "poll_id": poll_id,
+                            "started_at": now,
+                            "finished_at": int(self.clock.now()),
+                            "source": "poll",
+                            "account": "",
+                            "region": "",
+                            "status": "abandoned",
+                            "error": "the agent stopped during this poll; its window is fetched again next poll",
+                        }
+                    ]
+                )
             return report
 
-    def _poll(self, poll_id: str, now: int, started: float, force_discovery: bool, tiers: tuple[str, ...] | None) -> PollReport:
+    def _poll(
+        self, poll_id: str, now: int, started: float, force_discovery: bool, tiers: tuple[str, ...] | None
+    ) -> PollReport:
         places, failed = self._places()
         results: list[SourceResult] = list(failed)
 
@@ -165,7 +228,9 @@ class Collector:
         monitoring = self.aws.monitoring() if plans else None
         if monitoring is None:
             # Progress is reported only when a window spans several calls: a backfill or a resume.
-            self._total = sum(len(chunks) for _, chunks in plans.values()) if any(len(c) > 1 for _, c in plans.values()) else 0
+            self._total = (
+                sum(len(chunks) for _, chunks in plans.values()) if any(len(c) > 1 for _, c in plans.values()) else 0
+            )
             results += self._each(list(plans), lambda p: self._collect(p, plans[p][0], plans[p][1], now))
         else:
             # Monitoring-account mode: every place's metric queries of a Region in as few
@@ -173,8 +238,12 @@ class Collector:
             by_region = linked_chunks({p: chunks for p, (_, chunks) in plans.items()}, now // 60 * 60)
             self._total = sum(len(c) for c in by_region.values()) if any(len(c) > 1 for c in by_region.values()) else 0
             hubs = [Place(monitoring[0], region) for region in sorted(by_region)]
-            results += self._each(hubs, lambda hub: [self._metrics(hub, by_region[hub.region], lambda svc: self.aws.client(hub, svc),
-                                                                   now, monitoring[0])])
+            results += self._each(
+                hubs,
+                lambda hub: [
+                    self._metrics(hub, by_region[hub.region], lambda svc: self.aws.client(hub, svc), now, monitoring[0])
+                ],
+            )
             results += self._each(list(plans), lambda p: self._collect(p, plans[p][0], plans[p][1], now, metrics=False))
 
         tallies = self.aws.log.take()
@@ -185,9 +254,14 @@ class Collector:
                 r.tally.add(tally)
         for (place, source), tally in tallies.items():  # calls made outside any source (AssumeRole)
             results.append(SourceResult(source or "sts", place, tally=tally))
-        report = PollReport(poll_id, now, time.perf_counter() - started,
-                            {str(p): pp.tiers for p, (pp, _) in plans.items()}, results,
-                            queries=sum(len(pp.plan.queries) for pp, _ in plans.values()))
+        report = PollReport(
+            poll_id,
+            now,
+            time.perf_counter() - started,
+            {str(p): pp.tiers for p, (pp, _) in plans.items()},
+            results,
+            queries=sum(len(pp.plan.queries) for pp, _ in plans.values()),
+        )
         self._record(report, now)
         return report
 
@@ -206,7 +280,9 @@ class Collector:
         try:
             places = self.aws.places()
         except FAILURES as exc:
-            return [], [SourceResult("sts", Place("?", r), "error", discovery.describe_error(exc)) for r in self.aws.regions]
+            return [], [
+                SourceResult("sts", Place("?", r), "error", discovery.describe_error(exc)) for r in self.aws.regions
+            ]
         if self.only is not None:
             held = self.only([(p.account, p.region) for p in places], int(self.clock.now()))
             places = [p for p in places if (p.account, p.region) in held]
@@ -297,7 +373,8 @@ class Collector:
         with self.aws.log.source("discovery"), self.pacer.active():
             try:
                 found, errors = discovery.discover_place(
-                    lambda svc: pacing.paced(self.aws.client(place, svc), place.account, place.region), place, prior)
+                    lambda svc: pacing.paced(self.aws.client(place, svc), place.account, place.region), place, prior
+                )
             except FAILURES as exc:
                 result.status, result.error = "error", discovery.describe_error(exc)
                 return result
@@ -315,16 +392,28 @@ class Collector:
                     facts.setdefault(published.FACT, old[published.FACT])
                 if f.kind == "lambda":  # a new LastModified, or an alias moved: a deploy
                     facts.update(probes.deploy_facts(facts, old, now))
-                rows.append({"id": rid, "account": place.account, "region": place.region, "kind": f.kind, "name": f.name,
-                             "arn": f.arn, "facts": facts, "tags": f.tags})
+                rows.append(
+                    {
+                        "id": rid,
+                        "account": place.account,
+                        "region": place.region,
+                        "kind": f.kind,
+                        "name": f.name,
+                        "arn": f.arn,
+                        "facts": facts,
+                        "tags": f.tags,
+                    }
+                )
             store.upsert_resources(rows, now)
             failed_kinds = {k for name in errors for k in discovery.OWNS[name]}
             seen = {r["id"] for r in rows}
             gone = [rid for rid, r in known.items() if rid not in seen and r["kind"] not in failed_kinds]
             store.mark_gone(gone, now)
         reused = sum(prior.reused.values())
-        result.note = (f"{len(kept)} resources ({len(found) - len(kept)} out of scope, {len(gone)} gone; "
-                       f"{reused} unchanged kept their stored detail)")
+        result.note = (
+            f"{len(kept)} resources ({len(found) - len(kept)} out of scope, {len(gone)} gone; "
+            f"{reused} unchanged kept their stored detail)"
+        )
         if errors:
             result.status = "error"
             result.error = "; ".join(f"{k}: {v}" for k, v in errors.items())
@@ -386,7 +475,10 @@ class Collector:
         # The full re-read window once every slow_interval (and always without a short window),
         # a short one on the polls between: late datapoints land within a slow interval, and a
         # fast poll parses and stores a few minutes a series instead of the whole lookback.
-        full = self.short_lookback >= self.lookback or end - self._full_at.get(place, -plan.MAX_HISTORY) >= self.slow_interval - 30
+        full = (
+            self.short_lookback >= self.lookback
+            or end - self._full_at.get(place, -plan.MAX_HISTORY) >= self.slow_interval - 30
+        )
         if full:
             self._full_at[place] = end
         lookback = self.lookback if full else self.short_lookback
@@ -404,7 +496,9 @@ class Collector:
             late = LATE_SECONDS.get(q.key.namespace, 0) if full else 0
             if late:  # points published late: the whole tier reads that far back, so it stays one call
                 # (GetMetricData bills per metric requested, not per datapoint, so this costs nothing)
-                starts[q.tier] = min(starts[q.tier], max(end - late - q.key.period, end - plan.MAX_HISTORY) // ALIGN * ALIGN)
+                starts[q.tier] = min(
+                    starts[q.tier], max(end - late - q.key.period, end - plan.MAX_HISTORY) // ALIGN * ALIGN
+                )
         for q in place_plan.queries:
             start = starts[q.tier]
             pending = self._reread.get((place, q.key))
@@ -417,31 +511,55 @@ class Collector:
 
     # -- collection ------------------------------------------------------------------------------
 
-    def _collect(self, place: Place, pp: _PlacePoll, chunks: list[Chunk], now: int, metrics: bool = True) -> list[SourceResult]:
+    def _collect(
+        self, place: Place, pp: _PlacePoll, chunks: list[Chunk], now: int, metrics: bool = True
+    ) -> list[SourceResult]:
         clients = lambda svc: self.aws.client(place, svc)  # noqa: E731
         end = now // 60 * 60
         results = [self._metrics(place, chunks, clients, now)] if metrics else []
         if not self.run_probes:
             return results
         if pp.triggered.reasons and results:
-            results[0].note += "; detail: " + ", ".join(f"{rid.rsplit('/', 1)[-1]} ({why})" for rid, why in sorted(pp.triggered.reasons.items()))
+            results[0].note += "; detail: " + ", ".join(
+                f"{rid.rsplit('/', 1)[-1]} ({why})" for rid, why in sorted(pp.triggered.reasons.items())
+            )
         probes_due: list[tuple[str, Callable[[], probes.ProbeResult]]] = []
         by_kind = {r["kind"]: r for r in pp.resources if r["kind"] in ("ses", "lambda_account")}
         if "ses" in by_kind:
             probes_due.append(("probe:ses", lambda: probes.ses_account(clients, by_kind["ses"]["id"], end)))
         if "lambda_account" in by_kind:
-            probes_due.append(("probe:lambda", lambda: probes.lambda_account(clients, by_kind["lambda_account"]["id"], end,
-                                                                             self._concurrency(pp.resources, end))))
+            probes_due.append(
+                (
+                    "probe:lambda",
+                    lambda: probes.lambda_account(
+                        clients, by_kind["lambda_account"]["id"], end, self._concurrency(pp.resources, end)
+                    ),
+                )
+            )
         if pp.plan.queues:
-            probes_due.append(("probe:sqs", lambda: self._queues(clients, self._queues_to_probe(pp, end), end, len(pp.plan.queues))))
+            probes_due.append(
+                ("probe:sqs", lambda: self._queues(clients, self._queues_to_probe(pp, end), end, len(pp.plan.queues)))
+            )
         if pp.plan.functions:
-            probes_due.append(("probe:deploys", lambda: probes.deploys(
-                clients, pp.plan.functions, pp.plan.aliased, end, probes.ALIAS_CHECKS,
-                lambda: self.probe_pacer.acquire(place.account, place.region, "lambda", "ListAliases"))))
+            probes_due.append(
+                (
+                    "probe:deploys",
+                    lambda: probes.deploys(
+                        clients,
+                        pp.plan.functions,
+                        pp.plan.aliased,
+                        end,
+                        probes.ALIAS_CHECKS,
+                        lambda: self.probe_pacer.acquire(place.account, place.region, "lambda", "ListAliases"),
+                    ),
+                )
+            )
         if pp.plan.coldstart_functions:
             probes_due += self.coldstarts.probes(place, clients, pp.plan.coldstart_functions, end)
         if pp.plan.insight_rules:
-            probes_due.append(("insights", lambda: probes.hot_keys(clients, pp.plan.insight_rules, end - self.lookback, end)))
+            probes_due.append(
+                ("insights", lambda: probes.hot_keys(clients, pp.plan.insight_rules, end - self.lookback, end))
+            )
         for source, run in probes_due:
             if self.should_stop():
                 raise PollAbandoned
@@ -465,21 +583,30 @@ class Collector:
             results.append(result)
         return results
 
-    def _concurrency(self, resources: list[dict[str, Any]], end: int) -> dict[str, tuple[str, int | None, list[tuple[int, float]]]]:
+    def _concurrency(
+        self, resources: list[dict[str, Any]], end: int
+    ) -> dict[str, tuple[str, int | None, list[tuple[int, float]]]]:
         """The last 10 minutes of each function's stored ConcurrentExecutions (Maximum)."""
         functions = {r["id"]: r for r in resources if r["kind"] == "lambda"}
         with self._db:
             got = self.store.recent_values(list(functions), ["ConcurrentExecutions"], end - 600, end + 60)
-        return {rid: (r["name"], r["facts"].get("reserved_concurrency"), got.get((rid, "ConcurrentExecutions", "Maximum"), []))
-                for rid, r in functions.items()}
+        return {
+            rid: (
+                r["name"],
+                r["facts"].get("reserved_concurrency"),
+                got.get((rid, "ConcurrentExecutions", "Maximum"), []),
+            )
+            for rid, r in functions.items()
+        }
 
     def _queues_to_probe(self, pp: _PlacePoll, end: int) -> list[tuple[str, str]]:
         """Live depth only where a backlog grows (probes.queues_to_probe), from the CloudWatch
         points this poll has just stored."""
         facts = {r["id"]: r["facts"] for r in pp.resources if r["kind"] == "sqs"}
         with self._db:
-            recent = self.store.recent_values([rid for rid, _ in pp.plan.queues], list(probes.RISING_READS),
-                                              end - probes.RISING_WINDOW, end + 60)
+            recent = self.store.recent_values(
+                [rid for rid, _ in pp.plan.queues], list(probes.RISING_READS), end - probes.RISING_WINDOW, end + 60
+            )
         return probes.queues_to_probe(pp.plan.queues, facts, recent)
 
     def _queues(self, clients: Any, queues: list[tuple[str, str]], ts: int, planned: int) -> probes.ProbeResult:
@@ -499,31 +626,46 @@ class Collector:
         account carries its AccountId."""
         result = SourceResult("cloudwatch", place)
         partial: list[str] = []
-        with self.aws.log.source("cloudwatch"), ThreadPoolExecutor(max_workers=1) as writer, \
-                ThreadPoolExecutor(max_workers=METRIC_THREADS) as fetcher:
+        with (
+            self.aws.log.source("cloudwatch"),
+            ThreadPoolExecutor(max_workers=1) as writer,
+            ThreadPoolExecutor(max_workers=METRIC_THREADS) as fetcher,
+        ):
             try:
                 cw = clients("cloudwatch")
                 for chunk in chunks:
-                    batches = [chunk.items[i:i + plan.MAX_QUERIES] for i in range(0, len(chunk.queries), plan.MAX_QUERIES)]
+                    batches = [
+                        chunk.items[i : i + plan.MAX_QUERIES] for i in range(0, len(chunk.queries), plan.MAX_QUERIES)
+                    ]
 
-                    def one(batch: list[tuple[Place, plan.Query]], chunk: Chunk = chunk) -> tuple[Any, list[str], set[SeriesKey]]:
+                    def one(
+                        batch: list[tuple[Place, plan.Query]], chunk: Chunk = chunk
+                    ) -> tuple[Any, list[str], set[SeriesKey]]:
                         if self.should_stop():
                             raise PollAbandoned
-                        accounts = [p.account if p.account != monitoring else "" for p, _ in batch] if monitoring else None
+                        accounts = (
+                            [p.account if p.account != monitoring else "" for p, _ in batch] if monitoring else None
+                        )
                         incomplete: set[SeriesKey] = set()
-                        points, problems = fetch(cw, [q for _, q in batch], chunk.start, chunk.end, incomplete, accounts)
+                        points, problems = fetch(
+                            cw, [q for _, q in batch], chunk.start, chunk.end, incomplete, accounts
+                        )
                         return points, problems, incomplete
 
                     # A chunk's batches in flight together (at most METRIC_THREADS), taken in order.
                     pending = []
-                    for batch, (points, problems, incomplete) in zip(batches, fetcher.map(pacing.in_context(one), batches), strict=True):
+                    for batch, (points, problems, incomplete) in zip(
+                        batches, fetcher.map(pacing.in_context(one), batches), strict=True
+                    ):
                         partial.extend(problems)
                         self._note_incomplete(batch, incomplete, chunk.start)
                         pending.append(writer.submit(self._write, points))
                         self._advance(f"{place} {_span(chunk.start, chunk.end)}")
                     result.samples += sum(f.result() for f in pending)
                     with self._db:
-                        self.store.advance_cursors([(p.account, p.region, t, chunk.end) for p, t in chunk.advances], now)
+                        self.store.advance_cursors(
+                            [(p.account, p.region, t, chunk.end) for p, t in chunk.advances], now
+                        )
             except FAILURES as exc:
                 result.status, result.error = "error", discovery.describe_error(exc)
         if partial:
@@ -557,12 +699,33 @@ class Collector:
 
     def _record(self, report: PollReport, now: int) -> None:
         finished = int(self.clock.now())
-        rows = [{"poll_id": report.poll_id, "started_at": now, "finished_at": finished, "source": s.source,
-                 "account": s.place.account, "region": s.place.region, "status": s.status, "error": s.error or None,
-                 "api_calls": s.tally.total, "metrics_requested": s.tally.metrics, "cost_usd": round(s.cost, 6),
-                 "samples_written": s.samples,
-                 "detail": json.dumps({"calls": dict(s.tally.calls), "attempts": s.tally.attempts, "traces": s.tally.traces,
-                                       "scanned_bytes": s.tally.scanned_bytes, "note": s.note}, sort_keys=True)} for s in report.sources]
+        rows = [
+            {
+                "poll_id": report.poll_id,
+                "started_at": now,
+                "finished_at": finished,
+                "source": s.source,
+                "account": s.place.account,
+                "region": s.place.region,
+                "status": s.status,
+                "error": s.error or None,
+                "api_calls": s.tally.total,
+                "metrics_requested": s.tally.metrics,
+                "cost_usd": round(s.cost, 6),
+                "samples_written": s.samples,
+                "detail": json.dumps(
+                    {
+                        "calls": dict(s.tally.calls),
+                        "attempts": s.tally.attempts,
+                        "traces": s.tally.traces,
+                        "scanned_bytes": s.tally.scanned_bytes,
+                        "note": s.note,
+                    },
+                    sort_keys=True,
+                ),
+            }
+            for s in report.sources
+        ]
         with self._db:
             self.store.record_polls(rows)
 

@@ -32,9 +32,12 @@ def cost_of(tally: CallTally) -> float:
     traces retrieved and scanned ($0.50 per million, https://aws.amazon.com/xray/pricing/;
     SIGNALS.md "X-Ray") and SQS requests ($0.40 per million, plan.PRICE_PER_SQS_REQUEST)."""
     sqs = sum(n for action, n in tally.calls.items() if action.startswith("sqs:"))
-    return (tally.metrics * plan.PRICE_PER_METRIC
-            + tally.scanned_bytes / coldstart_sources.GB * coldstart_sources.PRICE_PER_GB_SCANNED
-            + tally.traces * plan.PRICE_PER_TRACE + sqs * plan.PRICE_PER_SQS_REQUEST)
+    return (
+        tally.metrics * plan.PRICE_PER_METRIC
+        + tally.scanned_bytes / coldstart_sources.GB * coldstart_sources.PRICE_PER_GB_SCANNED
+        + tally.traces * plan.PRICE_PER_TRACE
+        + sqs * plan.PRICE_PER_SQS_REQUEST
+    )
 
 
 @dataclass
@@ -81,10 +84,15 @@ class PollReport:
         calls = self.calls
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at))
         scanned = f", {self.scanned_bytes / 1e6:.1f} MB of logs scanned" if self.scanned_bytes else ""
-        lines = [f"poll {stamp} ({self.poll_id[:8]}): {sum(calls.values())} API calls, {self.metrics} metrics requested"
-                 f"{scanned} (${self.cost:.4f}), {self.samples} samples stored, " f"{len(self.errors)} errored source(s), {self.seconds:.1f} s"]
+        lines = [
+            f"poll {stamp} ({self.poll_id[:8]}): {sum(calls.values())} API calls, {self.metrics} metrics requested"
+            f"{scanned} (${self.cost:.4f}), {self.samples} samples stored, "
+            f"{len(self.errors)} errored source(s), {self.seconds:.1f} s"
+        ]
         if calls:
-            lines.append("  calls: " + ", ".join(f"{op} {n}" for op, n in sorted(calls.items(), key=lambda kv: (-kv[1], kv[0]))))
+            lines.append(
+                "  calls: " + ", ".join(f"{op} {n}" for op, n in sorted(calls.items(), key=lambda kv: (-kv[1], kv[0])))
+            )
         for place, tiers in sorted(self.tiers.items()):
             lines.append(f"  {place}: tiers {'+'.join(tiers) or 'none'}")
         for s in self.sources:
@@ -106,6 +114,7 @@ class PollingCost:
     """What fleetwatch's own polling cost over [since, end) by the poll log (each row's cost is
     cost_of its calls), and that rate over a 30-day month. The overview, the digest and
     `fleetwatch plan` all state this one figure (polling_cost)."""
+
     usd: float
     api_calls: int
     polls: int
@@ -126,8 +135,10 @@ class PollingCost:
             return "no polls recorded yet"
         covered = self.covered_seconds  # the time the rate is taken over (at least MIN_COVERED)
         span = f"{covered / 86400:.1f} days" if covered >= 86400 else f"{covered / 3600:.1f} hours"
-        return (f"${self.usd_per_month:,.2f} a month at the rate of the last {span} "
-                f"(${self.usd:,.2f} for {self.polls:,} polls and {self.api_calls:,} API calls)")
+        return (
+            f"${self.usd_per_month:,.2f} a month at the rate of the last {span} "
+            f"(${self.usd:,.2f} for {self.polls:,} polls and {self.api_calls:,} API calls)"
+        )
 
 
 def polling_cost(db: Any, end: int, window: int = WEEK) -> PollingCost:
@@ -138,5 +149,7 @@ def polling_cost(db: Any, end: int, window: int = WEEK) -> PollingCost:
     usd, calls, polls, since = db.execute(
         "SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(api_calls), 0), "
         "COUNT(DISTINCT COALESCE(poll_id, 'row' || id)), MIN(started_at) FROM poll_log "
-        "WHERE started_at >= ? AND started_at < ?", [end - window, end]).fetchone()
+        "WHERE started_at >= ? AND started_at < ?",
+        [end - window, end],
+    ).fetchone()
     return PollingCost(float(usd), int(calls), int(polls), int(since) if since is not None else end, end)

@@ -26,6 +26,7 @@ Clients = Callable[[str], Any]
 class ProbeError(Exception):
     """A probe that found nothing it could report (every queue failed, say)."""
 
+
 Points = list[tuple[SeriesKey, list[tuple[int, float]]]]
 PROBE_NS = "fleetwatch/Probe"
 XRAY_NS = "fleetwatch/XRay"
@@ -44,27 +45,38 @@ class ProbeResult:
     stored: Callable[[], None] | None = None
     scanned: int = 0  # X-Ray traces GetTraceSummaries scanned (TracesProcessedCount): billed like those retrieved
 
-    def gauge(self, rid: str, metric: str, ts: int, value: float, namespace: str = PROBE_NS, stat: str = "Value") -> None:
+    def gauge(
+        self, rid: str, metric: str, ts: int, value: float, namespace: str = PROBE_NS, stat: str = "Value"
+    ) -> None:
         self.points.append((SeriesKey(rid, namespace, metric, (), stat, 60), [(ts, float(value))]))
 
 
 # -- SES ------------------------------------------------------------------------------------------
+
 
 def ses_account(clients: Clients, rid: str, ts: int) -> ProbeResult:
     out = ProbeResult()
     try:
         acct = clients("sesv2").get_account()
         quota = acct.get("SendQuota", {})
-        facts = {"source": "sesv2", "production_access": bool(acct.get("ProductionAccessEnabled")),
-                 "sending_enabled": bool(acct.get("SendingEnabled", True)),
-                 "enforcement_status": acct.get("EnforcementStatus", "HEALTHY"),
-                 "max_24h_send": quota.get("Max24HourSend"), "max_send_rate": quota.get("MaxSendRate"),
-                 "sent_last_24h": quota.get("SentLast24Hours"),
-                 "review_status": (acct.get("Details") or {}).get("ReviewDetails", {}).get("Status")}
+        facts = {
+            "source": "sesv2",
+            "production_access": bool(acct.get("ProductionAccessEnabled")),
+            "sending_enabled": bool(acct.get("SendingEnabled", True)),
+            "enforcement_status": acct.get("EnforcementStatus", "HEALTHY"),
+            "max_24h_send": quota.get("Max24HourSend"),
+            "max_send_rate": quota.get("MaxSendRate"),
+            "sent_last_24h": quota.get("SentLast24Hours"),
+            "review_status": (acct.get("Details") or {}).get("ReviewDetails", {}).get("Status"),
+        }
     except (ClientError, BotoCoreError) as v2_error:
         facts = _ses_v1(clients, v2_error)
     out.facts[rid] = facts
-    for metric, key in (("SentLast24Hours", "sent_last_24h"), ("Max24HourSend", "max_24h_send"), ("MaxSendRate", "max_send_rate")):
+    for metric, key in (
+        ("SentLast24Hours", "sent_last_24h"),
+        ("Max24HourSend", "max_24h_send"),
+        ("MaxSendRate", "max_send_rate"),
+    ):
         if facts.get(key) is not None:
             out.gauge(rid, f"SES.{metric}", ts, facts[key])
     return out
@@ -82,12 +94,21 @@ def _ses_v1(clients: Clients, v2_error: BaseException) -> dict[str, Any]:
     points = ses.get_send_statistics().get("SendDataPoints", [])
     attempts = sum(p.get("DeliveryAttempts", 0) for p in points)
     sandbox = quota.get("Max24HourSend") == 200 and quota.get("MaxSendRate") == 1
-    return {"source": "ses-v1", "v2_error": str(v2_error)[:300], "production_access": not sandbox,
-            "production_access_inferred": True, "sending_enabled": enabled, "enforcement_status": None,
-            "max_24h_send": quota.get("Max24HourSend"), "max_send_rate": quota.get("MaxSendRate"),
-            "sent_last_24h": quota.get("SentLast24Hours"),
-            "bounces_14d": sum(p.get("Bounces", 0) for p in points), "complaints_14d": sum(p.get("Complaints", 0) for p in points),
-            "delivery_attempts_14d": attempts, "rejects_14d": sum(p.get("Rejects", 0) for p in points)}
+    return {
+        "source": "ses-v1",
+        "v2_error": str(v2_error)[:300],
+        "production_access": not sandbox,
+        "production_access_inferred": True,
+        "sending_enabled": enabled,
+        "enforcement_status": None,
+        "max_24h_send": quota.get("Max24HourSend"),
+        "max_send_rate": quota.get("MaxSendRate"),
+        "sent_last_24h": quota.get("SentLast24Hours"),
+        "bounces_14d": sum(p.get("Bounces", 0) for p in points),
+        "complaints_14d": sum(p.get("Complaints", 0) for p in points),
+        "delivery_attempts_14d": attempts,
+        "rejects_14d": sum(p.get("Rejects", 0) for p in points),
+    }
 
 
 # -- Lambda account -------------------------------------------------------------------------------
@@ -95,30 +116,44 @@ def _ses_v1(clients: Clients, v2_error: BaseException) -> dict[str, Any]:
 HOLDERS = 5
 
 
-def lambda_account(clients: Clients, rid: str, ts: int,
-                   concurrency: dict[str, tuple[str, int | None, list[tuple[int, float]]]] | None = None) -> ProbeResult:
+def lambda_account(
+    clients: Clients,
+    rid: str,
+    ts: int,
+    concurrency: dict[str, tuple[str, int | None, list[tuple[int, float]]]] | None = None,
+) -> ProbeResult:
     """The account's limits (GetAccountSettings) and, from the ConcurrentExecutions (Maximum)
     already stored for its functions — `concurrency`: function id -> (name, reserved, points) —
     the functions holding the most of it now, so an account-level cause is joined through them."""
     out = ProbeResult()
     got = clients("lambda").get_account_settings()
     limit, usage = got.get("AccountLimit", {}), got.get("AccountUsage", {})
-    out.facts[rid] = {"concurrency_limit": limit.get("ConcurrentExecutions"),
-                      "unreserved_concurrency_limit": limit.get("UnreservedConcurrentExecutions"),
-                      "function_count": usage.get("FunctionCount"), "total_code_size": usage.get("TotalCodeSize"),
-                      "code_size_limit": limit.get("TotalCodeSize")}
+    out.facts[rid] = {
+        "concurrency_limit": limit.get("ConcurrentExecutions"),
+        "unreserved_concurrency_limit": limit.get("UnreservedConcurrentExecutions"),
+        "function_count": usage.get("FunctionCount"),
+        "total_code_size": usage.get("TotalCodeSize"),
+        "code_size_limit": limit.get("TotalCodeSize"),
+    }
     if concurrency is not None:
-        peaks = sorted(((max(v for _, v in pts), name, reserved) for name, reserved, pts in concurrency.values() if pts),
-                       key=lambda x: (-x[0], x[1]))
-        out.facts[rid]["concurrency_holders"] = [{"name": n, "peak": p, "reserved": r} for p, n, r in peaks[:HOLDERS] if p > 0]
-    for metric, value in (("AccountLimit.ConcurrentExecutions", limit.get("ConcurrentExecutions")),
-                          ("AccountLimit.UnreservedConcurrentExecutions", limit.get("UnreservedConcurrentExecutions"))):
+        peaks = sorted(
+            ((max(v for _, v in pts), name, reserved) for name, reserved, pts in concurrency.values() if pts),
+            key=lambda x: (-x[0], x[1]),
+        )
+        out.facts[rid]["concurrency_holders"] = [
+            {"name": n, "peak": p, "reserved": r} for p, n, r in peaks[:HOLDERS] if p > 0
+        ]
+    for metric, value in (
+        ("AccountLimit.ConcurrentExecutions", limit.get("ConcurrentExecutions")),
+        ("AccountLimit.UnreservedConcurrentExecutions", limit.get("UnreservedConcurrentExecutions")),
+    ):
         if value is not None:
             out.gauge(rid, metric, ts, value)
     return out
 
 
 # -- deploys ---------------------------------------------------------------------------------------
+
 
 def modified_at(stamp: str) -> int | None:
     """Epoch seconds of Lambda's LastModified ("2026-11-18T14:15:00.000+0000", or moto's
@@ -132,8 +167,14 @@ def modified_at(stamp: str) -> int | None:
         return None
 
 
-def deploys(clients: Clients, known: dict[str, tuple[str, str]], aliased: dict[str, tuple[str, dict[str, Any]]] | None = None,
-            now: int = 0, budget: int = 0, wait: Callable[[], None] = lambda: None) -> ProbeResult:
+def deploys(
+    clients: Clients,
+    known: dict[str, tuple[str, str]],
+    aliased: dict[str, tuple[str, dict[str, Any]]] | None = None,
+    now: int = 0,
+    budget: int = 0,
+    wait: Callable[[], None] = lambda: None,
+) -> ProbeResult:
     """Updates since discovery: ListFunctions (50 a page) against the stored LastModified of
     each function, so a deploy is seen within a slow poll, not an hour later. `known` maps
     function name to (resource id, last modified).
@@ -150,13 +191,18 @@ def deploys(clients: Clients, known: dict[str, tuple[str, str]], aliased: dict[s
         for fn in page.get("Functions", []):
             rid, last = known.get(fn["FunctionName"], ("", ""))
             if rid and fn.get("LastModified") and fn["LastModified"] != last:
-                out.facts[rid] = {"code_sha256": fn["CodeSha256"], "last_modified": fn.get("LastModified", ""),
-                                  "deployed_at": modified_at(fn.get("LastModified", ""))}
+                out.facts[rid] = {
+                    "code_sha256": fn["CodeSha256"],
+                    "last_modified": fn.get("LastModified", ""),
+                    "deployed_at": modified_at(fn.get("LastModified", "")),
+                }
                 changed.append(fn["FunctionName"])
     aliased = aliased or {}
     fresh = now - 60  # read in the last minute (by this poll's discovery): not again
-    due = sorted((n for n in aliased if int(aliased[n][1].get(ALIASES_AT) or 0) <= fresh),
-                 key=lambda n: _alias_priority(aliased[n][1]))[:max(budget, 0)]
+    due = sorted(
+        (n for n in aliased if int(aliased[n][1].get(ALIASES_AT) or 0) <= fresh),
+        key=lambda n: _alias_priority(aliased[n][1]),
+    )[: max(budget, 0)]
     for name in [*(n for n in changed if n not in due), *due]:
         rid, facts = aliased.get(name) or (known[name][0], {})
         wait()
@@ -165,7 +211,9 @@ def deploys(clients: Clients, known: dict[str, tuple[str, str]], aliased: dict[s
         if RELEASE in patch:
             released.append(f"{name} ({describe_release(patch[RELEASE])})")
         out.facts.setdefault(rid, {}).update(patch)
-    notes = ([f"deployed: {', '.join(changed)}"] if changed else []) + ([f"released: {', '.join(released)}"] if released else [])
+    notes = ([f"deployed: {', '.join(changed)}"] if changed else []) + (
+        [f"released: {', '.join(released)}"] if released else []
+    )
     out.note = "; ".join(notes)
     return out
 
@@ -192,10 +240,17 @@ def _paged(client: Any, operation: str, key: str, **params: Any) -> list[Any]:
 def alias_state(aliases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Alias name -> the version it invokes and the weights of any other (ListAliases'
     AliasConfiguration: Name, FunctionVersion, RoutingConfig.AdditionalVersionWeights)."""
-    return {str(a["Name"]): {"version": str(a.get("FunctionVersion", "")),
-                             "weights": {str(v): float(w) for v, w in ((a.get("RoutingConfig") or {}).get("AdditionalVersionWeights")
-                                                                         or {}).items()}}
-            for a in aliases if a.get("Name")}
+    return {
+        str(a["Name"]): {
+            "version": str(a.get("FunctionVersion", "")),
+            "weights": {
+                str(v): float(w)
+                for v, w in ((a.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}).items()
+            },
+        }
+        for a in aliases
+        if a.get("Name")
+    }
 
 
 def release_facts(before: dict[str, Any] | None, after: dict[str, dict[str, Any]], at: int) -> dict[str, Any]:
@@ -211,8 +266,13 @@ def release_facts(before: dict[str, Any] | None, after: dict[str, dict[str, Any]
         canary = max(now["weights"].items(), key=lambda vw: vw[1]) if now["weights"] else None
         if canary is None and now["version"] == was.get("version"):
             continue  # a canary called off: its traffic goes back to the warm environments
-        out[RELEASE] = {"alias": name, "from": was.get("version"), "to": canary[0] if canary else now["version"],
-                        "weight": canary[1] if canary else 1.0, "at": at}
+        out[RELEASE] = {
+            "alias": name,
+            "from": was.get("version"),
+            "to": canary[0] if canary else now["version"],
+            "weight": canary[1] if canary else 1.0,
+            "at": at,
+        }
         out[RELEASE]["text"] = describe_release(out[RELEASE])
         out["deployed_at"] = at
         break
@@ -221,8 +281,10 @@ def release_facts(before: dict[str, Any] | None, after: dict[str, dict[str, Any]
 
 def describe_release(release: dict[str, Any]) -> str:
     if float(release.get("weight", 1.0)) < 1.0:
-        return (f"canary on alias {release['alias']}: {release['weight'] * 100:.0f} % of its traffic to version "
-                f"{release['to']} (the rest on {release['from']})")
+        return (
+            f"canary on alias {release['alias']}: {release['weight'] * 100:.0f} % of its traffic to version "
+            f"{release['to']} (the rest on {release['from']})"
+        )
     return f"alias {release['alias']} moved from version {release['from']} to {release['to']}"
 
 
@@ -249,7 +311,11 @@ def _alias_priority(facts: dict[str, Any]) -> tuple[int, int, int]:
 
 # -- SQS live depth -------------------------------------------------------------------------------
 
-LIVE_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
+LIVE_ATTRIBUTES = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
 
 
 # CloudWatch's backlog and age per queue, which decide whose live depth is read.
@@ -260,8 +326,11 @@ RISING_WINDOW = 15 * 60  # seconds of stored points compared
 RISING_FLOOR = {"ApproximateNumberOfMessagesVisible": 20.0, "ApproximateAgeOfOldestMessage": 120.0}
 
 
-def queues_to_probe(queues: list[tuple[str, str]], facts: dict[str, dict[str, Any]],
-                    recent: dict[tuple[str, str, str], list[tuple[int, float]]]) -> list[tuple[str, str]]:
+def queues_to_probe(
+    queues: list[tuple[str, str]],
+    facts: dict[str, dict[str, Any]],
+    recent: dict[tuple[str, str, str], list[tuple[int, float]]],
+) -> list[tuple[str, str]]:
     """The queues whose live depth (one GetQueueAttributes each) is worth reading this poll, out of
     `queues` (resource id, URL), from their facts and their stored CloudWatch backlog and age of
     the last RISING_WINDOW (`recent`, by (id, metric, "Maximum")): those
@@ -279,7 +348,9 @@ def queues_to_probe(queues: list[tuple[str, str]], facts: dict[str, dict[str, An
     for rid, url in queues:
         f = facts.get(rid) or {}
         series = {metric: recent.get((rid, metric, "Maximum")) or [] for metric in RISING_READS}
-        rising = any(len(pts) >= 2 and pts[-1][1] > pts[0][1] and pts[-1][1] >= RISING_FLOOR[m] for m, pts in series.items())
+        rising = any(
+            len(pts) >= 2 and pts[-1][1] > pts[0][1] and pts[-1][1] >= RISING_FLOOR[m] for m, pts in series.items()
+        )
         silent = not any(series.values())
         if f.get("live_at") is None or rising or (silent and float(f.get("live_messages") or 0) > 0):
             out.append((rid, url))
@@ -309,7 +380,9 @@ def queue_depth(clients: Clients, queues: list[tuple[str, str]], ts: int) -> tup
 SUMMARIES_PER_TRACE = 20  # summaries scanned per trace read, at most
 
 
-def cold_starts(clients: Clients, functions: list[tuple[str, str]], start: int, end: int, max_traces: int) -> tuple[ProbeResult, int]:
+def cold_starts(
+    clients: Clients, functions: list[tuple[str, str]], start: int, end: int, max_traces: int
+) -> tuple[ProbeResult, int]:
     """Per function and minute: sampled invocations read, cold starts among them, and the
     longest Initialization. At most `max_traces` traces are read per function, spread evenly
     over the window's summaries (so the cold share stays unbiased when a busy function has more);
@@ -323,7 +396,8 @@ def cold_starts(clients: Clients, functions: list[tuple[str, str]], start: int, 
         ids: list[str] = []
         truncated = False
         for page in xray.get_paginator("get_trace_summaries").paginate(
-                StartTime=start, EndTime=end, FilterExpression=f'service("{name}")', Sampling=False):
+            StartTime=start, EndTime=end, FilterExpression=f'service("{name}")', Sampling=False
+        ):
             ids.extend(s["Id"] for s in page.get("TraceSummaries", []))
             # "The total number of traces processed, including traces that did not match the
             # specified filter expression" (botocore xray 2016-04-12, GetTraceSummariesResult.TracesProcessedCount)
@@ -339,7 +413,7 @@ def cold_starts(clients: Clients, functions: list[tuple[str, str]], start: int, 
         chosen = ids[offset::step][:max_traces]
         per_minute: dict[int, list[float]] = defaultdict(list)  # minute -> init durations (0 for warm)
         for i in range(0, len(chosen), BATCH_GET_TRACES):
-            for trace in xray.batch_get_traces(TraceIds=chosen[i:i + BATCH_GET_TRACES]).get("Traces", []):
+            for trace in xray.batch_get_traces(TraceIds=chosen[i : i + BATCH_GET_TRACES]).get("Traces", []):
                 minute, init = function_segment(trace, name)
                 if minute is not None:
                     per_minute[minute].append(init)
@@ -347,11 +421,18 @@ def cold_starts(clients: Clients, functions: list[tuple[str, str]], start: int, 
         if truncated and len(per_minute) > 1:
             per_minute.pop(min(per_minute))
         rows = sorted(per_minute.items())
-        out.points.append((SeriesKey(rid, XRAY_NS, "SampledInvocations", (), "Sum", 60), [(m, float(len(v))) for m, v in rows]))
-        out.points.append((SeriesKey(rid, XRAY_NS, "ColdStarts", (), "Sum", 60),
-                           [(m, float(sum(1 for x in v if x > 0))) for m, v in rows]))
-        out.points.append((SeriesKey(rid, XRAY_NS, "InitDuration", (), "Maximum", 60),
-                           [(m, max(v)) for m, v in rows if max(v) > 0]))
+        out.points.append(
+            (SeriesKey(rid, XRAY_NS, "SampledInvocations", (), "Sum", 60), [(m, float(len(v))) for m, v in rows])
+        )
+        out.points.append(
+            (
+                SeriesKey(rid, XRAY_NS, "ColdStarts", (), "Sum", 60),
+                [(m, float(sum(1 for x in v if x > 0))) for m, v in rows],
+            )
+        )
+        out.points.append(
+            (SeriesKey(rid, XRAY_NS, "InitDuration", (), "Maximum", 60), [(m, max(v)) for m, v in rows if max(v) > 0])
+        )
     return out, read
 
 
@@ -398,18 +479,38 @@ def still_cold(cold: list[tuple[int, float]], sampled: list[tuple[int, float]], 
 
 # -- Contributor Insights -------------------------------------------------------------------------
 
+
 def hot_keys(clients: Clients, rules: list[tuple[str, str]], start: int, end: int) -> ProbeResult:
     """The most throttled partition keys of tables whose key-range throttles fired."""
     out = ProbeResult()
     cw = clients("cloudwatch")
     for rid, rule in rules:
-        report = cw.get_insight_rule_report(RuleName=rule, StartTime=start, EndTime=end, Period=60, MaxContributorCount=5,
-                                            Metrics=["MaxContributorValue", "UniqueContributors"], OrderBy="Sum")
-        keys = [{"key": "|".join(c.get("Keys", [])), "value": c.get("ApproximateAggregateValue")} for c in report.get("Contributors", [])]
+        report = cw.get_insight_rule_report(
+            RuleName=rule,
+            StartTime=start,
+            EndTime=end,
+            Period=60,
+            MaxContributorCount=5,
+            Metrics=["MaxContributorValue", "UniqueContributors"],
+            OrderBy="Sum",
+        )
+        keys = [
+            {"key": "|".join(c.get("Keys", [])), "value": c.get("ApproximateAggregateValue")}
+            for c in report.get("Contributors", [])
+        ]
         out.facts.setdefault(rid, {})["hot_keys"] = {"rule": rule, "window": [start, end], "top": keys}
-        out.points.append((SeriesKey(rid, "fleetwatch/ContributorInsights", "MaxContributorValue", (("Rule", rule),), "Maximum", 60),
-                           [(epoch_seconds(d["Timestamp"]), float(d["MaxContributorValue"]))
-                            for d in report.get("MetricDatapoints", []) if "MaxContributorValue" in d]))
+        out.points.append(
+            (
+                SeriesKey(
+                    rid, "fleetwatch/ContributorInsights", "MaxContributorValue", (("Rule", rule),), "Maximum", 60
+                ),
+                [
+                    (epoch_seconds(d["Timestamp"]), float(d["MaxContributorValue"]))
+                    for d in report.get("MetricDatapoints", [])
+                    if "MaxContributorValue" in d
+                ],
+            )
+        )
     return out
 
 
@@ -423,4 +524,3 @@ def account_alias(clients: Clients) -> str | None:
     except (ClientError, BotoCoreError):
         return None
     return str(aliases[0]) if aliases else None
-

@@ -53,20 +53,30 @@ NONZERO_ONLY = "AWS sends it only when it is not zero; none in the past two week
 # DynamoDB throttle events, EventBridge rule metrics and SES event counts are sent only when
 # non-zero (SIGNALS.md; the catalog's notes).
 REASONS: dict[tuple[str, str], str] = {
-    ("lambda", "ProvisionedConcurrencySpilloverInvocations"): NONZERO_ONLY + " (no invocation spilled over provisioned concurrency)",
+    ("lambda", "ProvisionedConcurrencySpilloverInvocations"): NONZERO_ONLY
+    + " (no invocation spilled over provisioned concurrency)",
     ("lambda", "Throttles"): "no throttled or successful invocation in the past two weeks",
     ("dynamodb", "ConsumedReadCapacityUnits"): "the table was not read in the past two weeks",
     ("dynamodb", "ConsumedWriteCapacityUnits"): "the table was not written in the past two weeks",
     ("schedule", "TriggeredRules"): NONZERO_ONLY + ": the rule did not run in the past two weeks",
     ("schedule", "Invocations"): NONZERO_ONLY + ": the rule invoked no target in the past two weeks",
     ("schedule", "FailedInvocations"): NONZERO_ONLY + " (no failed invocation)",
-    ("ses", "Reputation.BounceRate"): "SES publishes reputation rates only once the account has sent enough mail to rate; none in two weeks",
-    ("ses", "Reputation.ComplaintRate"): "SES publishes reputation rates only once the account has sent enough mail to rate; none in two weeks",
+    (
+        "ses",
+        "Reputation.BounceRate",
+    ): "SES publishes reputation rates only once the account has sent enough mail to rate; none in two weeks",
+    (
+        "ses",
+        "Reputation.ComplaintRate",
+    ): "SES publishes reputation rates only once the account has sent enough mail to rate; none in two weeks",
 }
 QUIET = {  # the kind's traffic metric: when it too is missing, the resource was idle
     "lambda": ("Invocations", "the function was not invoked in the past two weeks"),
     "api": ("Count", "the API received no request in the past two weeks"),
-    "sqs": ("NumberOfMessagesSent", "the queue was idle for two weeks: SQS publishes a queue's metrics only while it is active"),
+    "sqs": (
+        "NumberOfMessagesSent",
+        "the queue was idle for two weeks: SQS publishes a queue's metrics only while it is active",
+    ),
     "ses": ("Send", "the account sent no mail in the past two weeks"),
 }
 # REST APIs publish 4XXError/5XXError; HTTP APIs 4xx/5xx (the catalog's metric_name).
@@ -86,7 +96,10 @@ class Verified:
         return sum(len(v) for v in self.facts.values())
 
     def note(self) -> str:
-        text = f"{self.missing} planned series not published, over " f"{len(self.facts)} resources ({self.calls} ListMetrics calls)"
+        text = (
+            f"{self.missing} planned series not published, over "
+            f"{len(self.facts)} resources ({self.calls} ListMetrics calls)"
+        )
         if self.unverified:
             text += "; not verified: " + "; ".join(self.unverified[:3])
         return text
@@ -95,8 +108,9 @@ class Verified:
 class Pacer:
     """At most `rate` calls a second. `sleep` and `monotonic` are injected so tests do not wait."""
 
-    def __init__(self, rate: float, sleep: Callable[[float], None] = time.sleep,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.gap, self.sleep, self.monotonic = 1.0 / rate, sleep, monotonic
         self._last: float | None = None
 
@@ -115,8 +129,9 @@ def _group(dims: tuple[tuple[str, str], ...]) -> str:
     return names[0] if names else ""
 
 
-def listed(cw: Any, namespace: str, dimension: str, pacer: Pacer, max_pages: int = MAX_PAGES
-           ) -> tuple[set[tuple[str, tuple[tuple[str, str], ...]]], bool, int]:
+def listed(
+    cw: Any, namespace: str, dimension: str, pacer: Pacer, max_pages: int = MAX_PAGES
+) -> tuple[set[tuple[str, tuple[tuple[str, str], ...]]], bool, int]:
     """(metric name, sorted dimensions) of every metric ListMetrics lists, whether the listing
     was complete, and the calls it took."""
     out: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
@@ -129,7 +144,9 @@ def listed(cw: Any, namespace: str, dimension: str, pacer: Pacer, max_pages: int
         page = cw.list_metrics(**args, **({"NextToken": token} if token else {}))
         calls += 1
         for m in page.get("Metrics") or []:
-            out.add((str(m.get("MetricName")), tuple(sorted((d["Name"], d["Value"]) for d in m.get("Dimensions") or []))))
+            out.add(
+                (str(m.get("MetricName")), tuple(sorted((d["Name"], d["Value"]) for d in m.get("Dimensions") or [])))
+            )
         token = page.get("NextToken")
         if not token:
             return out, True, calls
@@ -160,7 +177,9 @@ def verify(cw: Any, resources: list[dict[str, Any]], pacer: Pacer, max_pages: in
     return out
 
 
-def _missing(qs: list[tuple[dict[str, Any], plan.Query]], seen: set[tuple[str, tuple[tuple[str, str], ...]]]) -> list[dict[str, Any]]:
+def _missing(
+    qs: list[tuple[dict[str, Any], plan.Query]], seen: set[tuple[str, tuple[tuple[str, str], ...]]]
+) -> list[dict[str, Any]]:
     """One row per planned metric and dimension set that is not listed, its statistics together
     (ListMetrics knows metrics, not statistics)."""
     rows: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = {}
@@ -172,21 +191,37 @@ def _missing(qs: list[tuple[dict[str, Any], plan.Query]], seen: set[tuple[str, t
         row = rows.get((k.metric, k.dimensions))
         if row is None:
             row = rows[(k.metric, k.dimensions)] = {
-                "metric": k.metric, "stats": [], "dimensions": ", ".join(f"{n}={v}" for n, v in k.dimensions),
-                "reason": reason(res, k.metric, k.dimensions, seen, listed_dims)}
+                "metric": k.metric,
+                "stats": [],
+                "dimensions": ", ".join(f"{n}={v}" for n, v in k.dimensions),
+                "reason": reason(res, k.metric, k.dimensions, seen, listed_dims),
+            }
         row["stats"].append(k.stat)
     return sorted(rows.values(), key=lambda r: (r["metric"], r["dimensions"]))
 
 
-def reason(res: dict[str, Any], metric: str, dims: tuple[tuple[str, str], ...],
-           seen: set[tuple[str, tuple[tuple[str, str], ...]]], listed_dims: set[tuple[tuple[str, str], ...]]) -> str:
+def reason(
+    res: dict[str, Any],
+    metric: str,
+    dims: tuple[tuple[str, str], ...],
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]],
+    listed_dims: set[tuple[tuple[str, str], ...]],
+) -> str:
     kind, name = res["kind"], res["name"]
     other = _ERROR_NAMES.get(metric)
     if other and (other, dims) in seen:
         # Monitor CloudWatch metrics for HTTP APIs: .../apigateway/latest/developerguide/http-api-metrics.html
-        return (f"HTTP APIs publish {other}, not {metric}" if other.endswith("xx")
-                else f"REST APIs publish {other}, not {metric}")
-    if kind == "api" and dims not in listed_dims and res["facts"].get("type") == "REST" and any(ord(c) > 127 for c in name):
+        return (
+            f"HTTP APIs publish {other}, not {metric}"
+            if other.endswith("xx")
+            else f"REST APIs publish {other}, not {metric}"
+        )
+    if (
+        kind == "api"
+        and dims not in listed_dims
+        and res["facts"].get("type") == "REST"
+        and any(ord(c) > 127 for c in name)
+    ):
         # AWS strips the characters it cannot put in a dimension value from ApiName; the
         # published value differs from the API's name, and nothing is listed under it.
         return "the API's name holds non-ASCII characters, which API Gateway strips from the ApiName dimension"

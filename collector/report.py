@@ -44,12 +44,16 @@ class Projection:
         return self.total_monthly_cost_usd + self.logs_insights_max_monthly_cost_usd
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "total_monthly_cost_usd": self.total_monthly_cost_usd,
-                "max_monthly_cost_usd": self.max_monthly_cost_usd}
+        return {
+            **self.__dict__,
+            "total_monthly_cost_usd": self.total_monthly_cost_usd,
+            "max_monthly_cost_usd": self.max_monthly_cost_usd,
+        }
 
 
-def project(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_interval: int,
-            logs_gb_per_day: float = 0.0) -> Projection:
+def project(
+    by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_interval: int, logs_gb_per_day: float = 0.0
+) -> Projection:
     fast = slow = detail = fast_calls = slow_calls = 0
     naive = 0.0
     probe_calls: Counter[str] = Counter()
@@ -78,10 +82,25 @@ def project(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_
         per_region[region][1] += f + sum(len(plan.resource_queries(r, [SLOW])) for r in resources_here)
     hub_fast = sum(math.ceil(f / plan.MAX_QUERIES) for f, _ in per_region.values())
     hub_slow = sum(math.ceil(fs / plan.MAX_QUERIES) for _, fs in per_region.values())
-    return Projection(len(by_place), resources, fast, slow, detail, fast_calls, slow_calls, cost, naive, dict(probe_calls),
-                      hub_fast, hub_slow, calls_per_hour(fast_calls, slow_calls, fast_interval, slow_interval),
-                      calls_per_hour(hub_fast, hub_slow, fast_interval, slow_interval), sqs,
-                      logs_gb_per_day, coldstart_sources.monthly_cost(logs_gb_per_day))
+    return Projection(
+        len(by_place),
+        resources,
+        fast,
+        slow,
+        detail,
+        fast_calls,
+        slow_calls,
+        cost,
+        naive,
+        dict(probe_calls),
+        hub_fast,
+        hub_slow,
+        calls_per_hour(fast_calls, slow_calls, fast_interval, slow_interval),
+        calls_per_hour(hub_fast, hub_slow, fast_interval, slow_interval),
+        sqs,
+        logs_gb_per_day,
+        coldstart_sources.monthly_cost(logs_gb_per_day),
+    )
 
 
 def calls_per_hour(fast_poll_calls: int, slow_poll_calls: int, fast_interval: int, slow_interval: int) -> float:
@@ -91,7 +110,9 @@ def calls_per_hour(fast_poll_calls: int, slow_poll_calls: int, fast_interval: in
     return (polls - slow_polls) * fast_poll_calls + slow_polls * slow_poll_calls
 
 
-def render(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_interval: int, logs_gb_per_day: float = 0.0) -> str:
+def render(
+    by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_interval: int, logs_gb_per_day: float = 0.0
+) -> str:
     p = project(by_place, fast_interval, slow_interval, logs_gb_per_day)
     kinds: dict[str, int] = defaultdict(int)
     for rs in by_place.values():
@@ -110,24 +131,35 @@ def render(by_place: dict[Any, list[dict[str, Any]]], fast_interval: int, slow_i
     per_month_slow = 30 * 86400 / slow_interval
     lines += [
         "",
-        f"metrics per poll: {p.fast_queries} fast (every {fast_interval}s), " f"{p.slow_queries} slow (every {slow_interval}s), "
+        f"metrics per poll: {p.fast_queries} fast (every {fast_interval}s), "
+        f"{p.slow_queries} slow (every {slow_interval}s), "
         f"up to {p.detail_queries} detail (only while a cheaper signal asks for them)",
-        f"GetMetricData calls per poll: {p.fast_poll_calls} on " f"fast-only polls, {p.slow_poll_calls} when the slow tier is due "
+        f"GetMetricData calls per poll: {p.fast_poll_calls} on "
+        f"fast-only polls, {p.slow_poll_calls} when the slow tier is due "
         f"(500 queries a call, one call per account and region at least)",
         "other calls per poll: " + ", ".join(f"{op} {n:g}" for op, n in p.probe_calls.items()),
         "",
         f"projected CloudWatch GetMetricData cost: ${p.monthly_cost_usd:,.2f} a month "
-        f"({p.fast_queries} × {per_month_fast:,.0f} + {p.slow_queries} " f"× {per_month_slow:,.0f} metrics at $0.01 per 1,000)",
-        f"projected SQS request cost: ${p.sqs_monthly_cost_usd:,.2f} a month " f"({p.probe_calls.get('sqs:GetQueueAttributes (slow polls)', 0):g} "
-        f"GetQueueAttributes × {per_month_slow:,.0f} polls at $0.40 " f"per million); total ${p.total_monthly_cost_usd:,.2f} a month",
+        f"({p.fast_queries} × {per_month_fast:,.0f} + {p.slow_queries} "
+        f"× {per_month_slow:,.0f} metrics at $0.01 per 1,000)",
+        f"projected SQS request cost: ${p.sqs_monthly_cost_usd:,.2f} a month "
+        f"({p.probe_calls.get('sqs:GetQueueAttributes (slow polls)', 0):g} "
+        f"GetQueueAttributes × {per_month_slow:,.0f} polls at $0.40 "
+        f"per million); total ${p.total_monthly_cost_usd:,.2f} a month",
         f"Logs Insights cold starts: at most ${p.logs_insights_max_monthly_cost_usd:,.2f} a month "
-        f"(poll.logs_insights_gb_per_day {p.logs_gb_per_day:g} GB × " f"30 days at ${coldstart_sources.PRICE_PER_GB_SCANNED} per GB "
+        f"(poll.logs_insights_gb_per_day {p.logs_gb_per_day:g} GB × "
+        f"30 days at ${coldstart_sources.PRICE_PER_GB_SCANNED} per GB "
         f"scanned; it scans only while a cold-start trigger asks, a function's whole log group over the window, so "
-        "REPORT lines alone cannot estimate it); with it spent " f"every day, at most ${p.max_monthly_cost_usd:,.2f} a month",
+        "REPORT lines alone cannot estimate it); with it spent "
+        f"every day, at most ${p.max_monthly_cost_usd:,.2f} a month",
         f"the whole catalog every minute would cost ${p.naive_monthly_cost_usd:,.2f} a month "
-        f"({p.monthly_cost_usd / p.naive_monthly_cost_usd:.0%} of it)" if p.naive_monthly_cost_usd else "",
-        "detail fetches (DynamoDB throttle reasons, Contributor " "Insights, X-Ray traces retrieved or scanned at $0.50 per "
-        "million) add cost only while they run; free tiers are " "the account's, shared with its own use, so not deducted.",
+        f"({p.monthly_cost_usd / p.naive_monthly_cost_usd:.0%} of it)"
+        if p.naive_monthly_cost_usd
+        else "",
+        "detail fetches (DynamoDB throttle reasons, Contributor "
+        "Insights, X-Ray traces retrieved or scanned at $0.50 per "
+        "million) add cost only while they run; free tiers are "
+        "the account's, shared with its own use, so not deducted.",
         "",
         "monitoring-account mode (aws.monitoring_account; CloudWatch cross-account observability):",
         f"  GetMetricData calls an hour: {p.calls_per_hour:,.0f} with each account polling its own, "

@@ -30,8 +30,12 @@ class Scope:
 
     @classmethod
     def from_config(cls, cfg: Any) -> Scope:
-        return cls(tuple(_tag_matchers(cfg["scope.include_tags"])), tuple(_tag_matchers(cfg["scope.exclude_tags"])),
-                   tuple(cfg["scope.include_names"]), tuple(cfg["scope.exclude_names"]))
+        return cls(
+            tuple(_tag_matchers(cfg["scope.include_tags"])),
+            tuple(_tag_matchers(cfg["scope.exclude_tags"])),
+            tuple(cfg["scope.include_names"]),
+            tuple(cfg["scope.exclude_names"]),
+        )
 
     @staticmethod
     def _tagged(tags: dict[str, str], matchers: tuple[tuple[str, str | None], ...]) -> bool:

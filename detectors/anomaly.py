@@ -133,8 +133,23 @@ def daily_slots(step: int) -> int:
 class Model:
     """One series' state; `update(x)` scores x against the points before it, then learns it."""
 
-    __slots__ = ("step", "counts", "n", "recent", "level", "noise", "quantum", "prev", "tails",
-                 "period", "slots", "snoise", "sres", "values", "means")
+    __slots__ = (
+        "step",
+        "counts",
+        "n",
+        "recent",
+        "level",
+        "noise",
+        "quantum",
+        "prev",
+        "tails",
+        "period",
+        "slots",
+        "snoise",
+        "sres",
+        "values",
+        "means",
+    )
 
     def __init__(self, step: int, counts: bool = True) -> None:
         self.step = step
@@ -170,12 +185,12 @@ class Model:
             ctx = sorted(list(self.recent)[-SHORT:])[SHORT // 2]
             sref = self.slots[self.n % self.period] if seasonal else x
             z1 = min(abs(x - ctx), abs(x - self.level), abs(x - sref) if seasonal else math.inf) / s
-            window = list(self.recent)[-(SUSTAIN - 1):] + [x]
+            window = list(self.recent)[-(SUSTAIN - 1) :] + [x]
             mean = sum(window) / len(window)
             z2 = abs(mean - self.level) / s / math.sqrt(SUSTAIN)
             z3 = 0.0
             if seasonal:
-                res = list(self.sres)[-(SEASON_SUSTAIN - 1):] + [x - sref]
+                res = list(self.sres)[-(SEASON_SUSTAIN - 1) :] + [x - sref]
                 z3 = abs(sum(res) / len(res)) / max(1.25 * self.snoise, 0.1 * s, 1e-12)
             if self.n >= WARMUP:
                 a, b = self.tails[0].surprise(z1), self.tails[1].surprise(z2)
@@ -236,8 +251,21 @@ STATE_HEAD = 27  # numbers before the variable parts in model_state's layout
 def model_numbers(m: Model) -> array:
     """A Model as an array of doubles (the live detector stores it as text; no pickle, so a store
     someone else wrote cannot run code here, and far cheaper than JSON)."""
-    nums = array("d", [m.step, float(m.counts), m.n, m.level, m.noise, m.quantum, math.nan if m.prev is None else m.prev,
-                       m.snoise, len(m.recent), len(m.sres)])
+    nums = array(
+        "d",
+        [
+            m.step,
+            float(m.counts),
+            m.n,
+            m.level,
+            m.noise,
+            m.quantum,
+            math.nan if m.prev is None else m.prev,
+            m.snoise,
+            len(m.recent),
+            len(m.sres),
+        ],
+    )
     for t in m.tails:
         nums.extend((t.u, t.beta, t.n))
     for r in (m.values, m.means):
@@ -255,7 +283,12 @@ def model_from_numbers(nums: array) -> Model:
         nr, ns = int(nums[8]), int(nums[9])
     except (ValueError, TypeError, IndexError, OverflowError) as exc:
         raise ValueError(f"not a stored anomaly model: {exc}") from exc
-    if m.step <= 0 or not 0 <= nr <= SUSTAIN or not 0 <= ns <= SEASON_SUSTAIN or len(nums) != STATE_HEAD + nr + ns + m.period:
+    if (
+        m.step <= 0
+        or not 0 <= nr <= SUSTAIN
+        or not 0 <= ns <= SEASON_SUSTAIN
+        or len(nums) != STATE_HEAD + nr + ns + m.period
+    ):
         raise ValueError(f"not a stored anomaly model: {len(nums)} numbers for a step of {m.step} s")
     m.n, m.level, m.noise, m.quantum = int(nums[2]), nums[3], nums[4], nums[5]
     m.prev = None if math.isnan(nums[6]) else nums[6]
@@ -263,11 +296,16 @@ def model_from_numbers(nums: array) -> Model:
     for i, t in enumerate(m.tails):
         t.u, t.beta, t.n = nums[10 + 3 * i], nums[11 + 3 * i], int(nums[12 + 3 * i])
     for i, r in enumerate((m.values, m.means)):
-        r.hi, r.lo, r.since_hi, r.since_lo = nums[19 + 4 * i], nums[20 + 4 * i], int(nums[21 + 4 * i]), int(nums[22 + 4 * i])
+        r.hi, r.lo, r.since_hi, r.since_lo = (
+            nums[19 + 4 * i],
+            nums[20 + 4 * i],
+            int(nums[21 + 4 * i]),
+            int(nums[22 + 4 * i]),
+        )
     at = STATE_HEAD
-    m.recent.extend(nums[at:at + nr])
-    m.sres.extend(nums[at + nr:at + nr + ns])
-    m.slots = nums[at + nr + ns:]
+    m.recent.extend(nums[at : at + nr])
+    m.sres.extend(nums[at + nr : at + nr + ns])
+    m.slots = nums[at + nr + ns :]
     return m
 
 
@@ -344,7 +382,9 @@ class Scorer:
         return self.closed
 
 
-def score_series(points: list[tuple[int, float | None]], threshold: float = DEFAULT_THRESHOLD) -> list[tuple[float | None, bool]]:
+def score_series(
+    points: list[tuple[int, float | None]], threshold: float = DEFAULT_THRESHOLD
+) -> list[tuple[float | None, bool]]:
     """(score, onset?) of each point of a whole series, in order, each from the points before it and itself."""
     if len(points) < 2:
         return [(None, False) for _ in points]

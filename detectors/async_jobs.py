@@ -40,10 +40,19 @@ from detectors.base import (
     series_evidence,
 )
 
-READS = {("TriggeredRules", "Sum"), ("InvocationsSentToDlq", "Sum"), ("InvocationsFailedToBeSentToDlq", "Sum"),
-         ("Invocations", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum"), ("AsyncEventsDropped", "Sum"),
-         ("AsyncEventAge", "Maximum"), ("DeadLetterErrors", "Sum"), ("DestinationDeliveryFailures", "Sum"),
-         ("IteratorAge", "Maximum")}
+READS = {
+    ("TriggeredRules", "Sum"),
+    ("InvocationsSentToDlq", "Sum"),
+    ("InvocationsFailedToBeSentToDlq", "Sum"),
+    ("Invocations", "Sum"),
+    ("Errors", "Sum"),
+    ("Throttles", "Sum"),
+    ("AsyncEventsDropped", "Sum"),
+    ("AsyncEventAge", "Maximum"),
+    ("DeadLetterErrors", "Sum"),
+    ("DestinationDeliveryFailures", "Sum"),
+    ("IteratorAge", "Maximum"),
+}
 # A target function's newest invocation, however old: a run whose TriggeredRules point was lost.
 LAST_SEEN = {("Invocations", "Sum")}
 
@@ -74,7 +83,9 @@ def _in(series: Series, start: int, end: int) -> float:
 
 def targets(inp: Inputs, rule: Resource) -> list[Resource]:
     names = set(rule.facts.get("target_functions") or [])
-    return [r for r in inp.of_kind("lambda") if r.name in names and r.account == rule.account and r.region == rule.region]
+    return [
+        r for r in inp.of_kind("lambda") if r.name in names and r.account == rule.account and r.region == rule.region
+    ]
 
 
 def dedicated(inp: Inputs, rule: Resource, fn: Resource) -> bool:
@@ -84,7 +95,9 @@ def dedicated(inp: Inputs, rule: Resource, fn: Resource) -> bool:
         return False
     if any(fn.name in (a.facts.get("functions") or []) for a in inp.of_kind("api") if a.account == fn.account):
         return False
-    return not any(r.id != rule.id and fn.name in (r.facts.get("target_functions") or []) for r in inp.of_kind("schedule"))
+    return not any(
+        r.id != rule.id and fn.name in (r.facts.get("target_functions") or []) for r in inp.of_kind("schedule")
+    )
 
 
 def target_ran(inp: Inputs, rule: Resource, last: int | None, first_due: int) -> bool | None:
@@ -132,32 +145,68 @@ def _scheduled_run(inp: Inputs, rule: Resource) -> Iterator[Finding]:
         span = RETRIES + ATTEMPTS * int(fn.facts.get("timeout") or 3)
         # Runs closer together than one run's attempts share the function's points: only drops tell.
         mine = dedicated(inp, rule, fn) and bool(interval and interval > span + BUCKET)
-        series = {name: inp.get(fn.id, metric, "Sum") for name, metric in (
-            ("errors", "Errors"), ("invocations", "Invocations"), ("throttles", "Throttles"), ("dropped", "AsyncEventsDropped"))}
+        series = {
+            name: inp.get(fn.id, metric, "Sum")
+            for name, metric in (
+                ("errors", "Errors"),
+                ("invocations", "Invocations"),
+                ("throttles", "Throttles"),
+                ("dropped", "AsyncEventsDropped"),
+            )
+        }
         for run in sorted((t for t, v in triggered.points if v > 0), reverse=True):
             start, end = run // BUCKET * BUCKET, run + span
-            failed, ran, throttled, dropped = (_in(series[k], start, end) for k in ("errors", "invocations", "throttles", "dropped"))
+            failed, ran, throttled, dropped = (
+                _in(series[k], start, end) for k in ("errors", "invocations", "throttles", "dropped")
+            )
             settled = run + span + SETTLED <= inp.now
             if mine and ran > failed:
                 break  # an attempt succeeded: the job ran
             every = f" (every {interval // 60} min)" if interval else ""
-            ev = series_evidence({k: v.since(start - 3600) for k, v in series.items()}, units={k: "count" for k in series})
+            ev = series_evidence(
+                {k: v.since(start - 3600) for k, v in series.items()}, units={k: "count" for k in series}
+            )
             ev["functions"] = [fn.id]
-            ev["run"] = {"triggered_at": run, "attempts": ran, "errors": failed, "throttles": throttled, "dropped": dropped}
+            ev["run"] = {
+                "triggered_at": run,
+                "attempts": ran,
+                "errors": failed,
+                "throttles": throttled,
+                "dropped": dropped,
+            }
             if dropped > 0 or (mine and failed > 0 and failed >= ran and (failed >= ATTEMPTS or settled)):
-                how = (f"{fn.name} dropped the event after its retries" if dropped > 0
-                       else f"every attempt of {fn.name} failed ({failed:.0f} of {ran:.0f})")
-                yield Finding("async_jobs", rule.id, CRITICAL, f"{rule.name}: the run at {_at(run)} failed — {how}{every}",
-                              run, ev, cause=f"{fn.name} fails when the schedule invokes it (EventBridge hands it off "
-                              "asynchronously, so the rule's FailedInvocations stays at zero)",
-                              fix=f"Read {fn.name}'s error logs at {_at(run)}; run the job by hand once fixed.", key="target-failed")
+                how = (
+                    f"{fn.name} dropped the event after its retries"
+                    if dropped > 0
+                    else f"every attempt of {fn.name} failed ({failed:.0f} of {ran:.0f})"
+                )
+                yield Finding(
+                    "async_jobs",
+                    rule.id,
+                    CRITICAL,
+                    f"{rule.name}: the run at {_at(run)} failed — {how}{every}",
+                    run,
+                    ev,
+                    cause=f"{fn.name} fails when the schedule invokes it (EventBridge hands it off "
+                    "asynchronously, so the rule's FailedInvocations stays at zero)",
+                    fix=f"Read {fn.name}'s error logs at {_at(run)}; run the job by hand once fixed.",
+                    key="target-failed",
+                )
                 break
             if mine and settled and throttled > 0 and ran == 0:
-                yield Finding("async_jobs", rule.id, WARNING,
-                              f"{rule.name}: the run at {_at(run)} has not started " f"— {fn.name} throttled {throttled:.0f} times{every}",
-                              run, ev, cause=f"{fn.name} has no concurrency free (reserved concurrency or the account's limit); "
-                              "Lambda retries a throttled event for up to 6 hours, then drops it",
-                              fix=f"Give {fn.name} concurrency (raise its reservation, or free the account's).", key="target-throttled")
+                yield Finding(
+                    "async_jobs",
+                    rule.id,
+                    WARNING,
+                    f"{rule.name}: the run at {_at(run)} has not started "
+                    f"— {fn.name} throttled {throttled:.0f} times{every}",
+                    run,
+                    ev,
+                    cause=f"{fn.name} has no concurrency free (reserved concurrency or the account's limit); "
+                    "Lambda retries a throttled event for up to 6 hours, then drops it",
+                    fix=f"Give {fn.name} concurrency (raise its reservation, or free the account's).",
+                    key="target-throttled",
+                )
                 break
             if settled:
                 break  # nothing against this run: do not reach back past it
@@ -169,18 +218,31 @@ def _rule_dlq(inp: Inputs, rule: Resource) -> Iterator[Finding]:
     lost = inp.get(rule.id, "InvocationsFailedToBeSentToDlq", "Sum").since(since)
     targets_named = ", ".join(rule.facts.get("target_functions") or []) or "its target"
     if lost.sum() > 0:
-        yield Finding("async_jobs", rule.id, CRITICAL,
-                      f"{rule.name}: {lost.sum():.0f} runs could not invoke {targets_named} nor be saved to the rule's "
-                      "dead-letter queue in the last hour — lost", lost.points[0][0], evidence(lost=lost, units={"lost": "count"}),
-                      cause="the rule's DLQ refused the events (its permissions, a deleted queue, or the size limit)",
-                      fix="Check the DLQ exists and its policy lets events.amazonaws.com send to it; then the target.",
-                      key="dlq-lost")
+        yield Finding(
+            "async_jobs",
+            rule.id,
+            CRITICAL,
+            f"{rule.name}: {lost.sum():.0f} runs could not invoke {targets_named} nor be saved to the rule's "
+            "dead-letter queue in the last hour — lost",
+            lost.points[0][0],
+            evidence(lost=lost, units={"lost": "count"}),
+            cause="the rule's DLQ refused the events (its permissions, a deleted queue, or the size limit)",
+            fix="Check the DLQ exists and its policy lets events.amazonaws.com send to it; then the target.",
+            key="dlq-lost",
+        )
     if sent.sum() > 0:
-        yield Finding("async_jobs", rule.id, CRITICAL,
-                      f"{rule.name}: {sent.sum():.0f} runs could not invoke {targets_named} and went to the rule's "
-                      "dead-letter queue in the last hour", sent.points[0][0], evidence(sent=sent, units={"sent": "count"}),
-                      cause="EventBridge could not deliver to the target after its retries",
-                      fix="Fix the target (its existence, its resource policy), then replay the DLQ's events.", key="dlq")
+        yield Finding(
+            "async_jobs",
+            rule.id,
+            CRITICAL,
+            f"{rule.name}: {sent.sum():.0f} runs could not invoke {targets_named} and went to the rule's "
+            "dead-letter queue in the last hour",
+            sent.points[0][0],
+            evidence(sent=sent, units={"sent": "count"}),
+            cause="EventBridge could not deliver to the target after its retries",
+            fix="Fix the target (its existence, its resource policy), then replay the DLQ's events.",
+            key="dlq",
+        )
 
 
 def _async_queue(inp: Inputs, fn: Resource, skip_dropped: bool = False) -> Iterator[Finding]:
@@ -188,24 +250,39 @@ def _async_queue(inp: Inputs, fn: Resource, skip_dropped: bool = False) -> Itera
     dropped = inp.get(fn.id, "AsyncEventsDropped", "Sum").since(since)
     if dropped.sum() > 0 and not skip_dropped:
         n = dropped.sum()
-        yield Finding("async_jobs", fn.id, CRITICAL if n >= MIN_DROPPED_CRIT else WARNING,
-                      f"{fn.name}: {n:.0f} asynchronous events dropped in 10 min without running",
-                      dropped.points[0][0], evidence(dropped=dropped, units={"dropped": "count"}),
-                      cause="events failed every retry or waited past their maximum age (or the function has reserved "
-                            "concurrency 0)",
-                      fix=f"Read {fn.name}'s errors and throttles; replay the dropped events from its DLQ or on-failure "
-                          "destination if it has one.", key="async-dropped")
+        yield Finding(
+            "async_jobs",
+            fn.id,
+            CRITICAL if n >= MIN_DROPPED_CRIT else WARNING,
+            f"{fn.name}: {n:.0f} asynchronous events dropped in 10 min without running",
+            dropped.points[0][0],
+            evidence(dropped=dropped, units={"dropped": "count"}),
+            cause="events failed every retry or waited past their maximum age (or the function has reserved "
+            "concurrency 0)",
+            fix=f"Read {fn.name}'s errors and throttles; replay the dropped events from its DLQ or on-failure "
+            "destination if it has one.",
+            key="async-dropped",
+        )
     lost = {m: inp.get(fn.id, m, "Sum").since(since) for m in ("DeadLetterErrors", "DestinationDeliveryFailures")}
     if any(s.sum() > 0 for s in lost.values()):
         total = sum(s.sum() for s in lost.values())
-        yield Finding("async_jobs", fn.id, WARNING,
-                      f"{fn.name}: {total:.0f} failed events could not be " "saved to its dead-letter queue or destination in 10 min",
-                      min(s.points[0][0] for s in lost.values() if s), evidence(
-                          dead_letter_errors=lost["DeadLetterErrors"], destination_failures=lost["DestinationDeliveryFailures"],
-                          units={"dead_letter_errors": "count", "destination_failures": "count"}),
-                      cause="the DLQ or destination refused them (permissions, a " "deleted resource, or the size limit): they are lost",
-                      fix=f"Check {fn.name}'s DLQ / on-failure destination exists and its execution role may send to it.",
-                      key="async-lost")
+        yield Finding(
+            "async_jobs",
+            fn.id,
+            WARNING,
+            f"{fn.name}: {total:.0f} failed events could not be "
+            "saved to its dead-letter queue or destination in 10 min",
+            min(s.points[0][0] for s in lost.values() if s),
+            evidence(
+                dead_letter_errors=lost["DeadLetterErrors"],
+                destination_failures=lost["DestinationDeliveryFailures"],
+                units={"dead_letter_errors": "count", "destination_failures": "count"},
+            ),
+            cause="the DLQ or destination refused them (permissions, a "
+            "deleted resource, or the size limit): they are lost",
+            fix=f"Check {fn.name}'s DLQ / on-failure destination exists and its execution role may send to it.",
+            key="async-lost",
+        )
     age = inp.get(fn.id, "AsyncEventAge", "Maximum").since(inp.now - TREND)
     latest = age.latest
     if latest is None or latest[0] < since or latest[1] < AGE_WARN_MS:
@@ -213,17 +290,26 @@ def _async_queue(inp: Inputs, fn: Resource, skip_dropped: bool = False) -> Itera
     slope, r2 = age.slope_per_minute()
     if latest[1] < AGE_CRIT_MS and (slope <= 0 or r2 < MIN_R2):
         return
-    yield Finding("async_jobs", fn.id, CRITICAL if latest[1] >= AGE_CRIT_MS else WARNING,
-                  f"{fn.name}: asynchronous events wait {_minutes(latest[1])} before running, and rising",
-                  age.run_start(lambda v: v >= AGE_WARN_MS) or latest[0], evidence(age_ms=age, units={"age_ms": "ms"}),
-                  cause="events are being retried (function errors or throttles) faster than they succeed; past the "
-                        "maximum event age (6 h by default) they are dropped",
-                  fix=f"Look at {fn.name}'s errors and throttles; give it concurrency if it is throttled.", key="async-age")
+    yield Finding(
+        "async_jobs",
+        fn.id,
+        CRITICAL if latest[1] >= AGE_CRIT_MS else WARNING,
+        f"{fn.name}: asynchronous events wait {_minutes(latest[1])} before running, and rising",
+        age.run_start(lambda v: v >= AGE_WARN_MS) or latest[0],
+        evidence(age_ms=age, units={"age_ms": "ms"}),
+        cause="events are being retried (function errors or throttles) faster than they succeed; past the "
+        "maximum event age (6 h by default) they are dropped",
+        fix=f"Look at {fn.name}'s errors and throttles; give it concurrency if it is throttled.",
+        key="async-age",
+    )
 
 
 def _iterator_age(inp: Inputs, fn: Resource) -> Iterator[Finding]:
-    streams = [s["source_arn"] for s in fn.facts.get("event_sources") or []
-               if ":kinesis:" in str(s.get("source_arn")) or "/stream/" in str(s.get("source_arn"))]
+    streams = [
+        s["source_arn"]
+        for s in fn.facts.get("event_sources") or []
+        if ":kinesis:" in str(s.get("source_arn")) or "/stream/" in str(s.get("source_arn"))
+    ]
     if not streams:
         return
     age = inp.get(fn.id, "IteratorAge", "Maximum").since(inp.now - TREND)
@@ -234,10 +320,15 @@ def _iterator_age(inp: Inputs, fn: Resource) -> Iterator[Finding]:
     if latest[1] < ITERATOR_CRIT_MS and (slope <= 0 or r2 < MIN_R2):
         return
     source = streams[0].split(":")[-1]
-    yield Finding("async_jobs", fn.id, CRITICAL if latest[1] >= ITERATOR_CRIT_MS else WARNING,
-                  f"{fn.name}: {_minutes(latest[1])} behind its stream {source}, and falling further behind",
-                  age.run_start(lambda v: v >= ITERATOR_WARN_MS) or latest[0], evidence(iterator_age_ms=age,
-                                                                                       units={"iterator_age_ms": "ms"}),
-                  cause="the consumer processes records slower than they arrive, or one batch keeps failing and is retried",
-                  fix=f"Check {fn.name}'s errors (a poison record blocks its shard); raise its parallelization factor or "
-                      "batch size. Records older than the stream's retention (24 h by default) are lost.", key="iterator-age")
+    yield Finding(
+        "async_jobs",
+        fn.id,
+        CRITICAL if latest[1] >= ITERATOR_CRIT_MS else WARNING,
+        f"{fn.name}: {_minutes(latest[1])} behind its stream {source}, and falling further behind",
+        age.run_start(lambda v: v >= ITERATOR_WARN_MS) or latest[0],
+        evidence(iterator_age_ms=age, units={"iterator_age_ms": "ms"}),
+        cause="the consumer processes records slower than they arrive, or one batch keeps failing and is retried",
+        fix=f"Check {fn.name}'s errors (a poison record blocks its shard); raise its parallelization factor or "
+        "batch size. Records older than the stream's retention (24 h by default) are lost.",
+        key="iterator-age",
+    )

@@ -28,7 +28,7 @@ class Approach:
     per_minute: float
 
     def told(self, reached: str = "full") -> str:
-        """" and rising 82/min: full in ~2 min", for a title."""
+        """ " and rising 82/min: full in ~2 min", for a title."""
         return f" and rising {self.per_minute:,.0f}/min: {reached} in ~{max(self.eta / 60, 1):.0f} min"
 
 
@@ -90,7 +90,7 @@ class Series:
         unless each of them rose on the one before (consecutive points, none missing). The pace
         is the slowest of those rises, not the last one nor a fit over a longer window: a single
         jump is not a trend, and a ramp that is levelling off is read at its slowest."""
-        pts = self.points[-(steps + 1):]
+        pts = self.points[-(steps + 1) :]
         if len(pts) < steps + 1 or any(b[0] - a[0] != self.period for a, b in pairwise(pts)):
             return None
         rises = [b[1] - a[1] for a, b in pairwise(pts)]
@@ -257,8 +257,9 @@ def unit_for(name: str) -> str:
     return "count"
 
 
-def evidence(limit: float | None = None, baseline: float | None = None, units: dict[str, str] | None = None,
-             **series: Series) -> dict[str, Any]:
+def evidence(
+    limit: float | None = None, baseline: float | None = None, units: dict[str, str] | None = None, **series: Series
+) -> dict[str, Any]:
     """The points that decided a finding, what they were held against, and the unit of each.
 
     `units` names the unit of a series, of "limit" or of "baseline" (one of UNITS), e.g.
@@ -268,8 +269,13 @@ def evidence(limit: float | None = None, baseline: float | None = None, units: d
     return series_evidence(series, limit=limit, baseline=baseline, units=units)
 
 
-def series_evidence(series: Mapping[str, Series], *, limit: float | None = None, baseline: float | None = None,
-                    units: dict[str, str] | None = None) -> dict[str, Any]:
+def series_evidence(
+    series: Mapping[str, Series],
+    *,
+    limit: float | None = None,
+    baseline: float | None = None,
+    units: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """evidence() for series named at run time (a metric's name, a dict of series)."""
     given = dict(units or {})
     bad = {k: v for k, v in given.items() if v not in UNITS}

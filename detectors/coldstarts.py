@@ -27,8 +27,16 @@ from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series,
 # `Duration` p99 (AWS/Lambda, FunctionName; percentiles supported — Lambda "Types of metrics"
 # docs) and API Gateway `Latency` p95 (AWS/ApiGateway, ApiName/Stage — "API Gateway metrics"
 # docs) corroborate a smaller rise: cold starts users can feel.
-READS = {("ColdStarts", "Sum"), ("SampledInvocations", "Sum"), ("InitDuration", "Maximum"), ("ConcurrentExecutions", "Maximum"),
-         ("ProvisionedConcurrencySpilloverInvocations", "Sum"), ("Invocations", "Sum"), ("Duration", "p99"), ("Latency", "p95")}
+READS = {
+    ("ColdStarts", "Sum"),
+    ("SampledInvocations", "Sum"),
+    ("InitDuration", "Maximum"),
+    ("ConcurrentExecutions", "Maximum"),
+    ("ProvisionedConcurrencySpilloverInvocations", "Sum"),
+    ("Invocations", "Sum"),
+    ("Duration", "p99"),
+    ("Latency", "p95"),
+}
 
 # Held against the same hour of the week in earlier weeks (a Monday-morning wake-up is normal
 # for Monday morning), else against the samples before the episode's onset, never below the floor.
@@ -191,8 +199,12 @@ def _episode(inp: Inputs, fn: Resource, cold: Series, sampled: Series) -> Findin
     # (a deploy starts each environment cold once, within a minute or two), and still in two of
     # the last five.
     elevated = [t for t, k, s in minutes if t >= onset and k > 0 and k / s >= threshold]
-    if (share < threshold or len(elevated) < MIN_MINUTES or elevated[-1] - elevated[0] < (MIN_MINUTES - 1) * 60
-            or sum(1 for t in elevated if t > since - 60) < 2):
+    if (
+        share < threshold
+        or len(elevated) < MIN_MINUTES
+        or elevated[-1] - elevated[0] < (MIN_MINUTES - 1) * 60
+        or sum(1 for t in elevated if t > since - 60) < 2
+    ):
         return None
     baseline, usual = base
     init = inp.get(fn.id, "InitDuration", "Maximum")
@@ -200,21 +212,48 @@ def _episode(inp: Inputs, fn: Resource, cold: Series, sampled: Series) -> Findin
     cause = _cause(inp, fn, onset)
     near = worst >= INIT_NEAR_MS
     lasted = (inp.now - onset) // 60
-    title = (f"{fn.name}: {pct(share)} of sampled invocations started cold in 5 min ({usual} {pct(baseline)}), "
-             f"for {lasted} min" + (f", init up to {worst / 1000:.1f} s" if worst else "") + (f"; {felt}" if felt else "")
-             + (f" — near the {INIT_LIMIT_MS // 1000} s init limit" if near else ""))
+    title = (
+        f"{fn.name}: {pct(share)} of sampled invocations started cold in 5 min ({usual} {pct(baseline)}), "
+        f"for {lasted} min"
+        + (f", init up to {worst / 1000:.1f} s" if worst else "")
+        + (f"; {felt}" if felt else "")
+        + (f" — near the {INIT_LIMIT_MS // 1000} s init limit" if near else "")
+    )
     share_series = Series(tuple((t, k / s) for t, k, s in minutes), sampled.period)
     ev = _evidence(baseline, onset, share_series, cold, sampled, init)
-    return Finding("coldstarts", fn.id, CRITICAL if near or share >= 0.25 else WARNING, title, onset, ev,
-                   cause=cause, fix=_fix(cause, near), key="spike")
+    return Finding(
+        "coldstarts",
+        fn.id,
+        CRITICAL if near or share >= 0.25 else WARNING,
+        title,
+        onset,
+        ev,
+        cause=cause,
+        fix=_fix(cause, near),
+        key="spike",
+    )
 
 
-def _evidence(baseline: float, onset: int, share: Series, cold: Series, sampled: Series, init: Series) -> dict[str, Any]:
-    kw: dict[str, Any] = {"baseline": baseline, "limit": INIT_LIMIT_MS, "cold_share": share, "cold_starts": cold,
-                          "sampled": sampled, "init_ms": init}
+def _evidence(
+    baseline: float, onset: int, share: Series, cold: Series, sampled: Series, init: Series
+) -> dict[str, Any]:
+    kw: dict[str, Any] = {
+        "baseline": baseline,
+        "limit": INIT_LIMIT_MS,
+        "cold_share": share,
+        "cold_starts": cold,
+        "sampled": sampled,
+        "init_ms": init,
+    }
     if "units" in inspect.signature(evidence).parameters:
-        kw["units"] = {"cold_share": "ratio", "baseline": "ratio", "cold_starts": "count", "sampled": "count", "init_ms": "ms",
-                       "limit": "ms"}
+        kw["units"] = {
+            "cold_share": "ratio",
+            "baseline": "ratio",
+            "cold_starts": "count",
+            "sampled": "count",
+            "init_ms": "ms",
+            "limit": "ms",
+        }
     out = evidence(**kw)
     out["baseline_since"] = onset  # the baseline is from before this: held while the alert is open
     return out
@@ -225,7 +264,9 @@ def _cause(inp: Inputs, fn: Resource, started: int) -> str:
     if started - 1800 <= deployed <= started + 300:
         release = fn.facts.get("release") or {}
         if release.get("at") == deployed and release.get("text"):  # an alias moved (collector/probes.py), seen then
-            return f"deploy: {release['text']}, seen at {_hhmm(deployed)}; each environment of the new version starts cold"
+            return (
+                f"deploy: {release['text']}, seen at {_hhmm(deployed)}; each environment of the new version starts cold"
+            )
         return f"deploy: new code at {_hhmm(deployed)}; every environment starts cold"
     spill = inp.get(fn.id, "ProvisionedConcurrencySpilloverInvocations", "Sum").since(started - 600)
     if spill.sum() > 0:
@@ -248,13 +289,18 @@ def _cause(inp: Inputs, fn: Resource, started: int) -> str:
 
 
 def _fix(cause: str, near_limit: bool) -> str:
-    tips = {"deploy": "Shift traffic gradually (alias weights or CodeDeploy) and pre-warm, or use provisioned concurrency.",
-            "provisioned": "Raise provisioned concurrency (or auto-scale it on ProvisionedConcurrencyUtilization).",
-            "burst": "Use provisioned concurrency for the expected peak, or smooth the burst upstream (a queue).",
-            "idle": "Keep a small provisioned concurrency, or trim imports so the first request after idle is fast."}
+    tips = {
+        "deploy": "Shift traffic gradually (alias weights or CodeDeploy) and pre-warm, or use provisioned concurrency.",
+        "provisioned": "Raise provisioned concurrency (or auto-scale it on ProvisionedConcurrencyUtilization).",
+        "burst": "Use provisioned concurrency for the expected peak, or smooth the burst upstream (a queue).",
+        "idle": "Keep a small provisioned concurrency, or trim imports so the first request after idle is fast.",
+    }
     tip = next((t for k, t in tips.items() if cause.startswith(k)), "Trim init work: lazy imports, smaller packages.")
     if near_limit:
-        tip = "Init is close to Lambda's 10 s limit (beyond it the init is retried on invoke): move work out of init. " + tip
+        tip = (
+            "Init is close to Lambda's 10 s limit (beyond it the init is retried on invoke): move work out of init. "
+            + tip
+        )
     return tip
 
 

@@ -25,8 +25,14 @@ from detectors.base import (
 )
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
-READS = {("DatabaseConnections", "Maximum"), ("DatabaseConnections", "Sum"), ("MaxDatabaseConnectionsAllowed", "Sum"),
-         ("DatabaseConnectionsSetupFailed", "Sum"), ("DatabaseConnectionsBorrowLatency", "Average"), ("ConcurrentExecutions", "Maximum")}
+READS = {
+    ("DatabaseConnections", "Maximum"),
+    ("DatabaseConnections", "Sum"),
+    ("MaxDatabaseConnectionsAllowed", "Sum"),
+    ("DatabaseConnectionsSetupFailed", "Sum"),
+    ("DatabaseConnectionsBorrowLatency", "Average"),
+    ("ConcurrentExecutions", "Maximum"),
+}
 
 RECENT = 5 * 60
 DB_WARN, DB_CRIT = 0.80, 0.90
@@ -43,9 +49,14 @@ def _callers(inp: Inputs, db: Resource, since: int) -> list[tuple[Resource, floa
     proxy in front of it (`uses`); a database no function names falls back to the functions
     sharing its `service` tag in its account and region."""
     local = [fn for fn in inp.of_kind("lambda") if fn.account == db.account and fn.region == db.region]
-    names = {f"{db.kind}:{db.name}"} | {f"rds_proxy:{p.name}" for p in inp.of_kind("rds_proxy")
-                                        if db.kind == "rds" and db.name in (p.facts.get("targets") or [])
-                                        and p.account == db.account and p.region == db.region}
+    names = {f"{db.kind}:{db.name}"} | {
+        f"rds_proxy:{p.name}"
+        for p in inp.of_kind("rds_proxy")
+        if db.kind == "rds"
+        and db.name in (p.facts.get("targets") or [])
+        and p.account == db.account
+        and p.region == db.region
+    }
     callers = [fn for fn in local if names & set(fn.facts.get("uses") or [])]
     if not callers:
         service = db.tags.get("service")
@@ -67,8 +78,10 @@ def _storm(inp: Inputs, db: Resource, since: int) -> tuple[str, str]:
         return "", ""
     fn, before, now = callers[0]
     others = "".join(f"; {o.name} from {b:.0f} to {n:.0f}" for o, b, n in callers[1:3])
-    return (f"{fn.name} scaled from {before:.0f} to {now:.0f} concurrent{others}, each instance opening its own connection",
-            f" since {fn.name} scaled to {now:.0f} concurrent")
+    return (
+        f"{fn.name} scaled from {before:.0f} to {now:.0f} concurrent{others}, each instance opening its own connection",
+        f" since {fn.name} scaled to {now:.0f} concurrent",
+    )
 
 
 def _forecast(series: Series, limit: float, now: int) -> float | None:
@@ -89,8 +102,10 @@ def _rising(climb: Approach | None, share: float) -> str:
     return climb.told() if climb is not None and share < DB_CRIT else ""
 
 
-STORM_FIX = ("Put RDS Proxy (or a pooler) between the functions and the database, cap the callers with reserved "
-             "concurrency, or open connections outside the handler and reuse them.")
+STORM_FIX = (
+    "Put RDS Proxy (or a pooler) between the functions and the database, cap the callers with reserved "
+    "concurrency, or open connections outside the handler and reuse them."
+)
 
 
 @detector("connections")
@@ -113,15 +128,32 @@ def connections(inp: Inputs) -> Iterator[Finding | NoData]:
         if share >= DB_WARN or climb is not None:
             since = min(conns.run_start(reaching(DB_WARN, of=limit)) or inp.now, climb.since if climb else inp.now)
             cause, suffix = _storm(inp, db, since)
-            yield Finding("connections", db.id, CRITICAL if share >= DB_CRIT or climb else WARNING,
-                          f"{db.name} at {pct(share)} of max_connections ({peak:.0f} " f"of {limit}{est}){_rising(climb, share)}{suffix}",
-                          since, evidence(limit=limit, connections=conns), cause=cause or "connections near the database's limit",
-                          fix=STORM_FIX, key="utilisation", limit=True, sustained=climb is not None)
+            yield Finding(
+                "connections",
+                db.id,
+                CRITICAL if share >= DB_CRIT or climb else WARNING,
+                f"{db.name} at {pct(share)} of max_connections ({peak:.0f} "
+                f"of {limit}{est}){_rising(climb, share)}{suffix}",
+                since,
+                evidence(limit=limit, connections=conns),
+                cause=cause or "connections near the database's limit",
+                fix=STORM_FIX,
+                key="utilisation",
+                limit=True,
+                sustained=climb is not None,
+            )
         elif share >= FORECAST_FROM and eta is not None and eta <= FORECAST_HORIZON:
-            yield Finding("connections", db.id, WARNING,
-                          f"{db.name} at {pct(share)} of max_connections and rising: full in ~{eta / 60:.0f} min",
-                          conns.since(inp.now - 600).points[0][0], evidence(limit=limit, connections=conns),
-                          cause=_storm(inp, db, inp.now - 600)[0] or "connections rising steadily", fix=STORM_FIX, key="forecast")
+            yield Finding(
+                "connections",
+                db.id,
+                WARNING,
+                f"{db.name} at {pct(share)} of max_connections and rising: full in ~{eta / 60:.0f} min",
+                conns.since(inp.now - 600).points[0][0],
+                evidence(limit=limit, connections=conns),
+                cause=_storm(inp, db, inp.now - 600)[0] or "connections rising steadily",
+                fix=STORM_FIX,
+                key="forecast",
+            )
     for proxy in inp.of_kind("rds_proxy"):
         yield from _proxy(inp, proxy)
 
@@ -138,24 +170,48 @@ def _proxy(inp: Inputs, proxy: Resource) -> Iterator[Finding | NoData]:
     climb = imminent(used, limit, inp.now)
     if limit and (peak / limit >= PROXY_WARN or climb is not None):
         since = min(used.run_start(lambda v: v / limit >= PROXY_WARN) or inp.now, climb.since if climb else inp.now)
-        yield Finding("connections", proxy.id, CRITICAL if peak / limit >= PROXY_CRIT or climb else WARNING,
-                      f"{proxy.name}: {peak:.0f} of {limit:.0f} pooled connections in use ({pct(peak / limit)}; AWS advises 30% "
-                      f"headroom){_rising(climb, peak / limit)}",
-                      since, evidence(limit=limit, connections=used), cause=_storm(inp, proxy, since)[0] or "the pool is nearly full",
-                      fix="Raise MaxConnectionsPercent (and the target's max_connections), or find what pins sessions.", key="pool",
-                      limit=True, sustained=climb is not None)
+        yield Finding(
+            "connections",
+            proxy.id,
+            CRITICAL if peak / limit >= PROXY_CRIT or climb else WARNING,
+            f"{proxy.name}: {peak:.0f} of {limit:.0f} pooled connections in use ({pct(peak / limit)}; AWS advises 30% "
+            f"headroom){_rising(climb, peak / limit)}",
+            since,
+            evidence(limit=limit, connections=used),
+            cause=_storm(inp, proxy, since)[0] or "the pool is nearly full",
+            fix="Raise MaxConnectionsPercent (and the target's max_connections), or find what pins sessions.",
+            key="pool",
+            limit=True,
+            sustained=climb is not None,
+        )
     failed = inp.get(proxy.id, "DatabaseConnectionsSetupFailed", "Sum").since(inp.now - RECENT)
     if failed.sum() > 0:
-        yield Finding("connections", proxy.id, CRITICAL, f"{proxy.name}: {failed.sum():.0f} database connection setups failed in 5 min",
-                      failed.points[0][0], evidence(failed=failed), cause="the database refused new connections",
-                      fix="Check the target's max_connections and credentials.", key="setup-failed", limit=True)
+        yield Finding(
+            "connections",
+            proxy.id,
+            CRITICAL,
+            f"{proxy.name}: {failed.sum():.0f} database connection setups failed in 5 min",
+            failed.points[0][0],
+            evidence(failed=failed),
+            cause="the database refused new connections",
+            fix="Check the target's max_connections and credentials.",
+            key="setup-failed",
+            limit=True,
+        )
     # Average: the statistic AWS names for it (rds-proxy.monitoring.html); no percentile is documented.
     borrow = inp.get(proxy.id, "DatabaseConnectionsBorrowLatency", "Average")
     base = borrow.before(inp.now - 900).median()
     latest = borrow.latest
     if base and latest and latest[0] >= inp.now - 900 and latest[1] > 3 * base and latest[1] > 1000:
-        yield Finding("connections", proxy.id, WARNING,
-                      f"{proxy.name}: average borrow latency {latest[1] / 1000:.1f} " f"ms, {latest[1] / base:.0f}× its usual {base / 1000:.2f} ms",
-                      borrow.run_start(lambda v: v > 3 * base) or latest[0], evidence(baseline=base, borrow_latency=borrow),
-                      cause="clients wait for pooled connections", fix="Raise the pool size or cut the time connections are held.",
-                      key="borrow-latency")
+        yield Finding(
+            "connections",
+            proxy.id,
+            WARNING,
+            f"{proxy.name}: average borrow latency {latest[1] / 1000:.1f} "
+            f"ms, {latest[1] / base:.0f}× its usual {base / 1000:.2f} ms",
+            borrow.run_start(lambda v: v > 3 * base) or latest[0],
+            evidence(baseline=base, borrow_latency=borrow),
+            cause="clients wait for pooled connections",
+            fix="Raise the pool size or cut the time connections are held.",
+            key="borrow-latency",
+        )

@@ -21,9 +21,16 @@ from detectors.base import (
 )
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
-READS = {("SES.SentLast24Hours", "Value"), ("Reject", "Sum"), ("Reputation.BounceRate", "Maximum"),
-         ("Reputation.ComplaintRate", "Maximum"), ("ClaimedAccountConcurrency", "Maximum"), ("Throttles", "Sum"),
-         ("ConcurrentExecutions", "Maximum"), ("Errors", "Sum")}
+READS = {
+    ("SES.SentLast24Hours", "Value"),
+    ("Reject", "Sum"),
+    ("Reputation.BounceRate", "Maximum"),
+    ("Reputation.ComplaintRate", "Maximum"),
+    ("ClaimedAccountConcurrency", "Maximum"),
+    ("Throttles", "Sum"),
+    ("ConcurrentExecutions", "Maximum"),
+    ("Errors", "Sum"),
+}
 TOP = 3  # consumers of account concurrency named in a finding
 
 RECENT = 5 * 60
@@ -35,8 +42,10 @@ DEFAULT_CONCURRENCY = 1000
 HEADROOM_WARN, HEADROOM_CRIT = 0.80, 0.90
 RECENT_MAIL, MIN_MAIL_ERRORS = 15 * 60, 3
 
-PRODUCTION_FIX = ("Request production access for SES in this region (SES console → Account dashboard → Request "
-                  "production access); until then only verified recipients and 200 mails a day are allowed.")
+PRODUCTION_FIX = (
+    "Request production access for SES in this region (SES console → Account dashboard → Request "
+    "production access); until then only verified recipients and 200 mails a day are allowed."
+)
 
 
 @detector("ses_account")
@@ -53,36 +62,66 @@ def ses_account(inp: Inputs) -> Iterator[Finding | NoData]:
         sent_series = inp.get(res.id, "SES.SentLast24Hours", "Value")
         if used >= QUOTA_WARN:
             severity = CRITICAL if used >= QUOTA_CRIT or sandbox else WARNING
-            title = (f"{where}: {sent:.0f} of {quota:.0f} daily sends used ({pct(used)})"
-                     + (" — still in the SES sandbox" if sandbox else ""))
-            yield Finding("ses_account", res.id, severity, title,
-                          sent_series.run_start(reaching(QUOTA_WARN, of=quota)) or inp.now,
-                          evidence(limit=quota, sent_last_24h=sent_series),
-                          cause="the account never left the SES sandbox" if sandbox else "sending volume near the 24-hour quota",
-                          fix=PRODUCTION_FIX if sandbox else "Ask AWS for a higher sending quota, or spread sends over the day.",
-                          key="quota", limit=True)
+            title = f"{where}: {sent:.0f} of {quota:.0f} daily sends used ({pct(used)})" + (
+                " — still in the SES sandbox" if sandbox else ""
+            )
+            yield Finding(
+                "ses_account",
+                res.id,
+                severity,
+                title,
+                sent_series.run_start(reaching(QUOTA_WARN, of=quota)) or inp.now,
+                evidence(limit=quota, sent_last_24h=sent_series),
+                cause="the account never left the SES sandbox" if sandbox else "sending volume near the 24-hour quota",
+                fix=PRODUCTION_FIX if sandbox else "Ask AWS for a higher sending quota, or spread sends over the day.",
+                key="quota",
+                limit=True,
+            )
         yield from _virus_rejects(inp, res, where)
         status = f.get("enforcement_status")
         if status and status != "HEALTHY":
-            yield Finding("ses_account", res.id, CRITICAL, f"{where}: account {status.lower()} (enforcement status {status})",
-                          inp.now, evidence(), cause="AWS placed the account under review or paused sending",
-                          fix="Open the SES reputation dashboard, find the cause (bounces, complaints) and answer AWS's case.",
-                          key="enforcement")
+            yield Finding(
+                "ses_account",
+                res.id,
+                CRITICAL,
+                f"{where}: account {status.lower()} (enforcement status {status})",
+                inp.now,
+                evidence(),
+                cause="AWS placed the account under review or paused sending",
+                fix="Open the SES reputation dashboard, find the cause (bounces, complaints) and answer AWS's case.",
+                key="enforcement",
+            )
         if f.get("sending_enabled") is False:
-            yield Finding("ses_account", res.id, CRITICAL, f"{where}: sending is disabled", inp.now, evidence(),
-                          cause="sending was paused for the account", fix="Re-enable sending once the cause is fixed.", key="disabled")
+            yield Finding(
+                "ses_account",
+                res.id,
+                CRITICAL,
+                f"{where}: sending is disabled",
+                inp.now,
+                evidence(),
+                cause="sending was paused for the account",
+                fix="Re-enable sending once the cause is fixed.",
+                key="disabled",
+            )
         failing = _mail_failing(inp, res)
         # The sandbox is read from the account (GetAccount ProductionAccessEnabled) and the
         # senders' failures (SendEmail answers MessageRejected for unverified recipients), never
         # from the Reject metric: Reject counts mail with a virus (see _virus_rejects).
         if sandbox and failing and used < QUOTA_WARN:
             names = ", ".join(f"{fn.name} ({n:.0f} errors)" for fn, n in failing)
-            yield Finding("ses_account", res.id, CRITICAL,
-                          f"{where}: still in the SES sandbox ({sent:.0f} of {quota:.0f} daily sends used) while {names} "
-                          f"fail to send in 15 min", inp.now - RECENT_MAIL,
-                          evidence(limit=quota, sent_last_24h=sent_series),
-                          cause="the SES sandbox accepts only verified recipients: mail to customers is refused",
-                          fix=PRODUCTION_FIX, key="sandbox-refusing", limit=True)
+            yield Finding(
+                "ses_account",
+                res.id,
+                CRITICAL,
+                f"{where}: still in the SES sandbox ({sent:.0f} of {quota:.0f} daily sends used) while {names} "
+                f"fail to send in 15 min",
+                inp.now - RECENT_MAIL,
+                evidence(limit=quota, sent_last_24h=sent_series),
+                cause="the SES sandbox accepts only verified recipients: mail to customers is refused",
+                fix=PRODUCTION_FIX,
+                key="sandbox-refusing",
+                limit=True,
+            )
         yield from _reputation(inp, res.id, where)
 
 
@@ -96,12 +135,18 @@ def _virus_rejects(inp: Inputs, res: Resource, where: str) -> Iterator[Finding]:
     rejects = inp.get(res.id, "Reject", "Sum").since(inp.now - 3600)
     if rejects.sum() <= 0:
         return
-    yield Finding("ses_account", res.id, WARNING, f"{where}: {rejects.sum():.0f} mails rejected in the last hour: virus detected",
-                  rejects.points[0][0], evidence(reject=rejects, units={"reject": "count"}),
-                  cause="SES found a virus in mail it accepted and did not send it",
-                  fix="Find which sender attaches these files (the Reject events of its configuration set name the message) "
-                      "and stop it: a compromised upload or a sender forwarding user files unscanned.",
-                  key="rejects-virus")
+    yield Finding(
+        "ses_account",
+        res.id,
+        WARNING,
+        f"{where}: {rejects.sum():.0f} mails rejected in the last hour: virus detected",
+        rejects.points[0][0],
+        evidence(reject=rejects, units={"reject": "count"}),
+        cause="SES found a virus in mail it accepted and did not send it",
+        fix="Find which sender attaches these files (the Reject events of its configuration set name the message) "
+        "and stop it: a compromised upload or a sender forwarding user files unscanned.",
+        key="rejects-virus",
+    )
 
 
 def _mail_failing(inp: Inputs, ses: Resource) -> list[tuple[Resource, float]]:
@@ -109,7 +154,11 @@ def _mail_failing(inp: Inputs, ses: Resource) -> list[tuple[Resource, float]]:
     environment) and failed at least MIN_MAIL_ERRORS times in the last 15 minutes."""
     out = []
     for fn in inp.of_kind("lambda"):
-        if fn.account != ses.account or fn.region != ses.region or not any(str(u).startswith("ses:") for u in fn.facts.get("uses") or []):
+        if (
+            fn.account != ses.account
+            or fn.region != ses.region
+            or not any(str(u).startswith("ses:") for u in fn.facts.get("uses") or [])
+        ):
             continue
         errors = inp.get(fn.id, "Errors", "Sum").since(inp.now - RECENT_MAIL).sum()
         if errors >= MIN_MAIL_ERRORS:
@@ -120,16 +169,19 @@ def _mail_failing(inp: Inputs, ses: Resource) -> list[tuple[Resource, float]]:
 # SES publishes Reputation.BounceRate / Reputation.ComplaintRate only once the account has
 # mail that bounced / drew complaints (issue 17 item 13): their absence is neither missing data
 # nor an alarm, and not a rate of 0 % either. What the dashboard and digest show instead:
-REPUTATION_ABSENT = {"Reputation.BounceRate": "not published (no bounces yet)",
-                     "Reputation.ComplaintRate": "not published (no complaints yet)"}
+REPUTATION_ABSENT = {
+    "Reputation.BounceRate": "not published (no bounces yet)",
+    "Reputation.ComplaintRate": "not published (no complaints yet)",
+}
 
 
 def _reputation(inp: Inputs, rid: str, where: str) -> Iterator[Finding]:
     """Bounce and complaint rates against SES's review and pause levels. An absent rate is not
     published yet (REPUTATION_ABSENT): no finding and no NoData for it."""
     for metric, warn, review, pause, label in (
-            ("Reputation.BounceRate", BOUNCE_WARN, BOUNCE_REVIEW, BOUNCE_PAUSE, "bounce"),
-            ("Reputation.ComplaintRate", COMPLAINT_WARN, COMPLAINT_REVIEW, COMPLAINT_PAUSE, "complaint")):
+        ("Reputation.BounceRate", BOUNCE_WARN, BOUNCE_REVIEW, BOUNCE_PAUSE, "bounce"),
+        ("Reputation.ComplaintRate", COMPLAINT_WARN, COMPLAINT_REVIEW, COMPLAINT_PAUSE, "complaint"),
+    ):
         series = inp.get(rid, metric, "Maximum").since(inp.now - 3600)
         latest = series.latest
         if latest is None or latest[1] < warn:
@@ -137,13 +189,21 @@ def _reputation(inp: Inputs, rid: str, where: str) -> Iterator[Finding]:
         rate = latest[1]
         severity = CRITICAL if rate >= review else WARNING
         since = series.run_start(reaching(warn)) or latest[0]
-        yield Finding("ses_account", rid, severity,
-                      f"{where}: {label} rate {pct(rate)} (review at {pct(review)}, sending paused at {pct(pause)})",
-                      since, evidence(limit=review, rate=series),
-                      cause=f"{label}s above what AWS tolerates",
-                      fix=("Stop sending to addresses that bounced (use the suppression list) and clean the list."
-                           if label == "bounce" else "Send only to people who asked for the mail; make unsubscribing easy."),
-                      key=label)
+        yield Finding(
+            "ses_account",
+            rid,
+            severity,
+            f"{where}: {label} rate {pct(rate)} (review at {pct(review)}, sending paused at {pct(pause)})",
+            since,
+            evidence(limit=review, rate=series),
+            cause=f"{label}s above what AWS tolerates",
+            fix=(
+                "Stop sending to addresses that bounced (use the suppression list) and clean the list."
+                if label == "bounce"
+                else "Send only to people who asked for the mail; make unsubscribing easy."
+            ),
+            key=label,
+        )
 
 
 @detector("lambda_account")
@@ -163,26 +223,48 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
         if peak is not None and (peak / limit >= HEADROOM_WARN or climb is not None):
             severity = CRITICAL if peak / limit >= HEADROOM_CRIT or climb else WARNING
             rising = climb.told("used up") if climb and peak / limit < HEADROOM_CRIT else ""
-            yield Finding("lambda_account", res.id, severity,
-                          f"{where}: {peak:.0f} of {limit} account concurrency claimed ({pct(peak / limit)}){rising}{held_by}",
-                          min(claimed.run_start(reaching(HEADROOM_WARN, of=limit)) or inp.now, climb.since if climb else inp.now),
-                          evidence(limit=limit, claimed=claimed),
-                          cause="account concurrency nearly used up" + (f" by {holders[0].split(' ')[0]}" if holders else ""),
-                          fix="Request a higher concurrent-executions quota (Service Quotas, L-B99A9384), or cap the "
-                              "busiest functions with reserved concurrency.", key="headroom", limit=True,
-                          sustained=climb is not None)
+            yield Finding(
+                "lambda_account",
+                res.id,
+                severity,
+                f"{where}: {peak:.0f} of {limit} account concurrency claimed ({pct(peak / limit)}){rising}{held_by}",
+                min(claimed.run_start(reaching(HEADROOM_WARN, of=limit)) or inp.now, climb.since if climb else inp.now),
+                evidence(limit=limit, claimed=claimed),
+                cause="account concurrency nearly used up" + (f" by {holders[0].split(' ')[0]}" if holders else ""),
+                fix="Request a higher concurrent-executions quota (Service Quotas, L-B99A9384), or cap the "
+                "busiest functions with reserved concurrency.",
+                key="headroom",
+                limit=True,
+                sustained=climb is not None,
+            )
         throttles = _unreserved_throttles(inp, res)
         if throttles > 0:
-            yield Finding("lambda_account", res.id, CRITICAL, f"{where}: {throttles:.0f} invocations throttled in 5 min{held_by}",
-                          inp.now - RECENT, evidence(limit=limit, claimed=claimed,
-                                                     throttles=inp.get(res.id, "Throttles", "Sum").since(inp.now - 3600)),
-                          cause="the account's concurrency is exhausted", key="throttles", limit=True,
-                          fix="Raise the account's concurrency quota, or reserve concurrency for critical functions.")
+            yield Finding(
+                "lambda_account",
+                res.id,
+                CRITICAL,
+                f"{where}: {throttles:.0f} invocations throttled in 5 min{held_by}",
+                inp.now - RECENT,
+                evidence(
+                    limit=limit, claimed=claimed, throttles=inp.get(res.id, "Throttles", "Sum").since(inp.now - 3600)
+                ),
+                cause="the account's concurrency is exhausted",
+                key="throttles",
+                limit=True,
+                fix="Raise the account's concurrency quota, or reserve concurrency for critical functions.",
+            )
         if limit < DEFAULT_CONCURRENCY:
-            yield Finding("lambda_account", res.id, INFO,
-                          f"{where}: account concurrency limit is {limit}, far below the default {DEFAULT_CONCURRENCY}",
-                          inp.now, evidence(limit=limit, claimed=claimed), cause="a new account's low default quota",
-                          fix="Request the default 1,000 (Service Quotas, L-B99A9384).", key="low-limit")
+            yield Finding(
+                "lambda_account",
+                res.id,
+                INFO,
+                f"{where}: account concurrency limit is {limit}, far below the default {DEFAULT_CONCURRENCY}",
+                inp.now,
+                evidence(limit=limit, claimed=claimed),
+                cause="a new account's low default quota",
+                fix="Request the default 1,000 (Service Quotas, L-B99A9384).",
+                key="low-limit",
+            )
 
 
 def _holders(inp: Inputs, account: Resource, claimed: float | None = None) -> list[str]:
@@ -214,7 +296,9 @@ def _unreserved_throttles(inp: Inputs, res: Resource) -> float:
     """Account-wide throttles in the last 5 minutes, less those of functions that have reserved
     concurrency (they throttle inside their own reservation, by design)."""
     total = inp.get(res.id, "Throttles", "Sum").since(inp.now - RECENT).sum()
-    reserved = sum(inp.get(fn.id, "Throttles", "Sum").since(inp.now - RECENT).sum()
-                   for fn in inp.of_kind("lambda")
-                   if fn.account == res.account and fn.region == res.region and fn.facts.get("reserved_concurrency"))
+    reserved = sum(
+        inp.get(fn.id, "Throttles", "Sum").since(inp.now - RECENT).sum()
+        for fn in inp.of_kind("lambda")
+        if fn.account == res.account and fn.region == res.region and fn.facts.get("reserved_concurrency")
+    )
     return total - reserved

@@ -12,9 +12,18 @@ from detectors import async_jobs, schedule_times
 from detectors.base import CRITICAL, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, pct
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
-READS = {("5XXError", "Average"), ("5xx", "Average"), ("Count", "Sum"), ("Latency", "p95"), ("Errors", "Sum"),
-         ("Invocations", "Sum"), ("TriggeredRules", "Sum"), ("FailedInvocations", "Sum"), ("InvocationAttemptCount", "Sum"),
-         ("TargetErrorCount", "Sum")}
+READS = {
+    ("5XXError", "Average"),
+    ("5xx", "Average"),
+    ("Count", "Sum"),
+    ("Latency", "p95"),
+    ("Errors", "Sum"),
+    ("Invocations", "Sum"),
+    ("TriggeredRules", "Sum"),
+    ("FailedInvocations", "Sum"),
+    ("InvocationAttemptCount", "Sum"),
+    ("TargetErrorCount", "Sum"),
+}
 # Series whose newest point the pass looks up however old it is: a schedule's last run.
 LAST_SEEN = {("TriggeredRules", "Sum"), ("InvocationAttemptCount", "Sum"), ("Invocations", "Sum")}
 
@@ -76,21 +85,45 @@ def _api(inp: Inputs, api: Resource) -> Iterator[Finding]:
     held = _held(inp, api.id, "errors")
     if held:
         # Hysteresis against the pre-incident rate: the last hour now holds the failure itself.
-        base_rate, threshold, since = float(held["baseline"]), max(objective, HOLD * float(held["baseline"])), held.get("since")
+        base_rate, threshold, since = (
+            float(held["baseline"]),
+            max(objective, HOLD * float(held["baseline"])),
+            held.get("since"),
+        )
     else:
-        base_rate, _ = _weighted_rate(rate.before(inp.now - RECENT).since(inp.now - BASELINE), count.before(inp.now - RECENT))
+        base_rate, _ = _weighted_rate(
+            rate.before(inp.now - RECENT).since(inp.now - BASELINE), count.before(inp.now - RECENT)
+        )
         threshold, since = max(objective, ENTER * base_rate), None
     if requests >= MIN_REQUESTS and now_rate * requests >= MIN_ERRORS and now_rate >= threshold:
         since = int(since) if since else (rate.run_start(lambda v: v >= objective) or inp.now - RECENT)
         failed = now_rate * requests
-        yield Finding("outcomes", api.id, CRITICAL if now_rate >= 5 * objective else WARNING,
-                      f"{api.name}: {pct(now_rate)} of requests failing (5XX) over 5 min ({failed:,.0f} of {requests:,.0f}), "
-                      f"usually {pct(base_rate)}",
-                      since, _frozen({**evidence(limit=objective, error_rate=rate, requests=count),
-                                      "now": {"error_rate": now_rate, "failed": round(failed), "requests": round(requests),
-                                              "minutes": RECENT // 60}}, base_rate, since, "ratio"),
-                      cause="", fix="Look at the causes fleetwatch found at the same time; then at the integrated functions "
-                      f"({', '.join(api.facts.get('functions', [])) or 'its backends'}).", key="errors")
+        yield Finding(
+            "outcomes",
+            api.id,
+            CRITICAL if now_rate >= 5 * objective else WARNING,
+            f"{api.name}: {pct(now_rate)} of requests failing (5XX) over 5 min ({failed:,.0f} of {requests:,.0f}), "
+            f"usually {pct(base_rate)}",
+            since,
+            _frozen(
+                {
+                    **evidence(limit=objective, error_rate=rate, requests=count),
+                    "now": {
+                        "error_rate": now_rate,
+                        "failed": round(failed),
+                        "requests": round(requests),
+                        "minutes": RECENT // 60,
+                    },
+                },
+                base_rate,
+                since,
+                "ratio",
+            ),
+            cause="",
+            fix="Look at the causes fleetwatch found at the same time; then at the integrated functions "
+            f"({', '.join(api.facts.get('functions', [])) or 'its backends'}).",
+            key="errors",
+        )
     latency = inp.get(api.id, "Latency", "p95")
     recent, before = latency.since(inp.now - RECENT), latency.before(inp.now - RECENT).since(inp.now - BASELINE)
     held = _held(inp, api.id, "latency")
@@ -100,14 +133,30 @@ def _api(inp: Inputs, api: Resource) -> Iterator[Finding]:
         factor = LATENCY_HOLD if held else LATENCY_ENTER
         over_objective = latency_objective and now_p95 > latency_objective
         if base_p95 and now_p95 >= factor * base_p95 and (over_objective or not latency_objective):
-            since = int(held["since"]) if held and held.get("since") else (
-                latency.run_start(lambda v: v >= factor * base_p95) or recent.points[0][0])
-            yield Finding("outcomes", api.id, WARNING,
-                          f"{api.name}: p95 latency {now_p95:.0f} ms over 5 min, " f"{now_p95 / base_p95:.1f}× its usual {base_p95:.0f} ms",
-                          since, _frozen({**evidence(limit=latency_objective or None, latency_p95=latency),
-                                          "now": {"latency_p95_ms": round(now_p95, 1), "minutes": RECENT // 60}},
-                                         base_p95, since, "ms"),
-                          fix="Look for cold starts, throttling or a slow dependency behind the API.", key="latency")
+            since = (
+                int(held["since"])
+                if held and held.get("since")
+                else (latency.run_start(lambda v: v >= factor * base_p95) or recent.points[0][0])
+            )
+            yield Finding(
+                "outcomes",
+                api.id,
+                WARNING,
+                f"{api.name}: p95 latency {now_p95:.0f} ms over 5 min, "
+                f"{now_p95 / base_p95:.1f}× its usual {base_p95:.0f} ms",
+                since,
+                _frozen(
+                    {
+                        **evidence(limit=latency_objective or None, latency_p95=latency),
+                        "now": {"latency_p95_ms": round(now_p95, 1), "minutes": RECENT // 60},
+                    },
+                    base_p95,
+                    since,
+                    "ms",
+                ),
+                fix="Look for cold starts, throttling or a slow dependency behind the API.",
+                key="latency",
+            )
 
 
 def _function_errors(inp: Inputs, fn: Resource) -> Iterator[Finding]:
@@ -130,12 +179,24 @@ def _function_errors(inp: Inputs, fn: Resource) -> Iterator[Finding]:
         threshold = max(0.05, 5 * base)
     if rate >= threshold:
         since = int(held["since"]) if held and held.get("since") else (errors.run_start(lambda v: v > 0) or window)
-        yield Finding("outcomes", fn.id, CRITICAL if rate >= 0.2 else WARNING,
-                      f"{fn.name}: {pct(rate)} of invocations failed in 10 min ({failed:,.0f} of {n:,.0f}), usually {pct(base)}",
-                      since, _frozen({**evidence(errors=errors, invocations=invocations),
-                                      "now": {"error_rate": rate, "failed": round(failed), "invocations": round(n), "minutes": 10}},
-                                     base, since, "ratio"),
-                      fix=f"Read {fn.name}'s recent error logs; roll back if a deploy preceded this.", key="errors")
+        yield Finding(
+            "outcomes",
+            fn.id,
+            CRITICAL if rate >= 0.2 else WARNING,
+            f"{fn.name}: {pct(rate)} of invocations failed in 10 min ({failed:,.0f} of {n:,.0f}), usually {pct(base)}",
+            since,
+            _frozen(
+                {
+                    **evidence(errors=errors, invocations=invocations),
+                    "now": {"error_rate": rate, "failed": round(failed), "invocations": round(n), "minutes": 10},
+                },
+                base,
+                since,
+                "ratio",
+            ),
+            fix=f"Read {fn.name}'s recent error logs; roll back if a deploy preceded this.",
+            key="errors",
+        )
 
 
 def expected_interval(expression: str, at: int | None = None) -> int | None:
@@ -191,16 +252,24 @@ def _runs(inp: Inputs, rule: Resource) -> tuple[Series, Series, tuple[str, str, 
     group's InvocationAttemptCount and TargetErrorCount when it is alone there, else the
     invocations of a target function only it invokes."""
     if not rule.facts.get("scheduler"):
-        return (inp.get(rule.id, "TriggeredRules", "Sum"), inp.get(rule.id, "FailedInvocations", "Sum"),
-                (rule.id, "TriggeredRules", "Sum"))
+        return (
+            inp.get(rule.id, "TriggeredRules", "Sum"),
+            inp.get(rule.id, "FailedInvocations", "Sum"),
+            (rule.id, "TriggeredRules", "Sum"),
+        )
     if rule.facts.get("group_alone"):
-        return (inp.get(rule.id, "InvocationAttemptCount", "Sum"), inp.get(rule.id, "TargetErrorCount", "Sum"),
-                (rule.id, "InvocationAttemptCount", "Sum"))
+        return (
+            inp.get(rule.id, "InvocationAttemptCount", "Sum"),
+            inp.get(rule.id, "TargetErrorCount", "Sum"),
+            (rule.id, "InvocationAttemptCount", "Sum"),
+        )
     own = [fn for fn in async_jobs.targets(inp, rule) if async_jobs.dedicated(inp, rule, fn)]
     if own:
         return inp.get(own[0].id, "Invocations", "Sum"), Series(), (own[0].id, "Invocations", "Sum")
-    return (f"cannot tell when it ran: AWS/Scheduler counts runs per schedule group, {rule.facts.get('group', 'default')} "
-            "holds other schedules, and its target is invoked by more than this schedule")
+    return (
+        f"cannot tell when it ran: AWS/Scheduler counts runs per schedule group, {rule.facts.get('group', 'default')} "
+        "holds other schedules, and its target is invoked by more than this schedule"
+    )
 
 
 def _schedule(inp: Inputs, rule: Resource) -> Iterator[Finding | NoData]:
@@ -216,7 +285,9 @@ def _schedule(inp: Inputs, rule: Resource) -> Iterator[Finding | NoData]:
     interval = schedule.interval(inp.now) if schedule is not None else None
     if schedule is None or interval is None:
         zone = rule.facts.get("timezone")
-        yield NoData(rule.id, f"cannot tell when {expression or 'its schedule'}{f' in {zone}' if zone else ''} should run")
+        yield NoData(
+            rule.id, f"cannot tell when {expression or 'its schedule'}{f' in {zone}' if zone else ''} should run"
+        )
         return
     got = _runs(inp, rule)
     if isinstance(got, str):
@@ -227,18 +298,34 @@ def _schedule(inp: Inputs, rule: Resource) -> Iterator[Finding | NoData]:
     recent_failed = failed.since(inp.now - max(interval, RECENT) - GRACE)
     if recent_failed.sum() > 0:
         runs = triggered.since(inp.now - max(interval, RECENT) - GRACE).sum()
-        yield Finding("outcomes", rule.id, CRITICAL,
-                      f"{rule.name}: {recent_failed.sum():.0f} of " f"{max(runs, recent_failed.sum()):.0f} scheduled runs failed to invoke "
-                      f"{targets}", recent_failed.points[0][0], evidence(failed=failed, triggered=triggered),
-                      cause="the target rejected or could not receive the invocation",
-                      fix=(f"Check the target's resource policy ({'scheduler' if rule.facts.get('scheduler') else 'events'}"
-                           ".amazonaws.com may invoke it), its existence and its errors."),
-                      key="failed")
+        yield Finding(
+            "outcomes",
+            rule.id,
+            CRITICAL,
+            f"{rule.name}: {recent_failed.sum():.0f} of "
+            f"{max(runs, recent_failed.sum()):.0f} scheduled runs failed to invoke "
+            f"{targets}",
+            recent_failed.points[0][0],
+            evidence(failed=failed, triggered=triggered),
+            cause="the target rejected or could not receive the invocation",
+            fix=(
+                f"Check the target's resource policy ({'scheduler' if rule.facts.get('scheduler') else 'events'}"
+                ".amazonaws.com may invoke it), its existence and its errors."
+            ),
+            key="failed",
+        )
     yield from _missed(inp, rule, schedule, interval, triggered, targets, key)
 
 
-def _missed(inp: Inputs, rule: Resource, schedule: schedule_times.Schedule, interval: int, triggered: Series,
-            targets: str, key: tuple[str, str, str]) -> Iterator[Finding]:
+def _missed(
+    inp: Inputs,
+    rule: Resource,
+    schedule: schedule_times.Schedule,
+    interval: int,
+    triggered: Series,
+    targets: str,
+    key: tuple[str, str, str],
+) -> Iterator[Finding]:
     """A run is missed when its due time has passed and no TriggeredRules point came after the
     run before it. The last run is known however old it is (Inputs.last_seen), so the finding
     stays every pass while the job is dead — that keeps its incident open — and starts at the
@@ -261,21 +348,39 @@ def _missed(inp: Inputs, rule: Resource, schedule: schedule_times.Schedule, inte
     severity = _missed_severity(inp, rule, last, first_due, missed)
     if severity is None:
         return
-    runs = f"{f'{missed}+' if missed >= 100 else missed} scheduled " f"run{'s' if missed != 1 else ''} missed since {_at(first_due, inp.now)}"
-    every = (f"{schedule.expression} should run every {_every(interval)}" if schedule.rate is not None
-             else f"{schedule.expression} is due about every {_every(interval)} (UTC)")
+    runs = (
+        f"{f'{missed}+' if missed >= 100 else missed} scheduled "
+        f"run{'s' if missed != 1 else ''} missed since {_at(first_due, inp.now)}"
+    )
+    every = (
+        f"{schedule.expression} should run every {_every(interval)}"
+        if schedule.rate is not None
+        else f"{schedule.expression} is due about every {_every(interval)} (UTC)"
+    )
     if last is not None:
         title = f"{rule.name}: no run for {_ago(inp.now - last)}, {runs}; {every}"
     else:
         title = f"{rule.name}: {runs}, none seen since it was found {_ago(inp.now - reference)} ago; {every}"
     ev = evidence(triggered=triggered)
-    ev["schedule"] = {"expression": schedule.expression, "every_minutes": interval / 60, "last_run": last,
-                      "first_missed": first_due, "missed_runs": missed,
-                      "quiet_minutes": (inp.now - (last if last is not None else reference)) // 60}
-    yield Finding("outcomes", rule.id, severity, title, first_due, ev,
-                  cause="the schedule stopped triggering (rule disabled, deleted target, or an EventBridge problem)",
-                  fix=f"Check {rule.name} is ENABLED and its target {targets} exists; run the job by hand if it is overdue.",
-                  key="missed")
+    ev["schedule"] = {
+        "expression": schedule.expression,
+        "every_minutes": interval / 60,
+        "last_run": last,
+        "first_missed": first_due,
+        "missed_runs": missed,
+        "quiet_minutes": (inp.now - (last if last is not None else reference)) // 60,
+    }
+    yield Finding(
+        "outcomes",
+        rule.id,
+        severity,
+        title,
+        first_due,
+        ev,
+        cause="the schedule stopped triggering (rule disabled, deleted target, or an EventBridge problem)",
+        fix=f"Check {rule.name} is ENABLED and its target {targets} exists; run the job by hand if it is overdue.",
+        key="missed",
+    )
 
 
 def _missed_severity(inp: Inputs, rule: Resource, last: int | None, first_due: int, missed: int) -> str | None:
@@ -288,4 +393,3 @@ def _missed_severity(inp: Inputs, rule: Resource, last: int | None, first_due: i
     if ran:
         return None
     return CRITICAL if ran is False or missed >= 2 else WARNING
-

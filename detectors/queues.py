@@ -31,9 +31,15 @@ from detectors.base import (
 )
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
-READS = {("ApproximateNumberOfMessagesVisible", "Maximum"), ("ApproximateAgeOfOldestMessage", "Maximum"),
-         ("NumberOfMessagesSent", "Sum"), ("NumberOfMessagesDeleted", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum"),
-         ("SQS.ApproximateNumberOfMessages", "Value")}
+READS = {
+    ("ApproximateNumberOfMessagesVisible", "Maximum"),
+    ("ApproximateAgeOfOldestMessage", "Maximum"),
+    ("NumberOfMessagesSent", "Sum"),
+    ("NumberOfMessagesDeleted", "Sum"),
+    ("Errors", "Sum"),
+    ("Throttles", "Sum"),
+    ("SQS.ApproximateNumberOfMessages", "Value"),
+}
 LIVE = ("SQS.ApproximateNumberOfMessages", "Value")  # GetQueueAttributes, stored by the collector's SQS probe
 
 TREND = 15 * 60
@@ -69,18 +75,31 @@ def queues(inp: Inputs) -> Iterator[Finding | NoData]:
         # outlive the source's (SQS "Setting-up dead-letter queue retention").
         if q.facts.get("retention_shorter_than_source") and not q.facts.get("fifo"):
             sources = ", ".join(q.facts.get("dlq_of", []))
-            yield Finding("queues", q.id, INFO, f"{q.name}: DLQ keeps messages {_fmt_duration(retention)}, no longer than its "
-                          f"source {sources} — messages can expire before anyone looks", inp.now, evidence(limit=retention),
-                          cause="DLQ expiry counts from the original enqueue time",
-                          fix=f"Set {q.name}'s MessageRetentionPeriod longer than its sources' (up to 14 days).", key="dlq-retention")
+            yield Finding(
+                "queues",
+                q.id,
+                INFO,
+                f"{q.name}: DLQ keeps messages {_fmt_duration(retention)}, no longer than its "
+                f"source {sources} — messages can expire before anyone looks",
+                inp.now,
+                evidence(limit=retention),
+                cause="DLQ expiry counts from the original enqueue time",
+                fix=f"Set {q.name}'s MessageRetentionPeriod longer than its sources' (up to 14 days).",
+                key="dlq-retention",
+            )
         if not visible.since(inp.now - TREND) and not age.since(inp.now - TREND):
             live = _live(inp, q)
             if not live.latest or live.latest[1] <= 0:
                 yield NoData(q.id, "no datapoints: an inactive queue (SQS publishes nothing while idle)")
             elif q.facts.get("is_dlq"):
                 # Waking: CloudWatch's first points are still to come; the live depth says it holds messages.
-                yield from _dlq(inp, q, live, source="live depth (GetQueueAttributes; "
-                                "CloudWatch publishes a waking queue's metrics up to 15 min late)")
+                yield from _dlq(
+                    inp,
+                    q,
+                    live,
+                    source="live depth (GetQueueAttributes; "
+                    "CloudWatch publishes a waking queue's metrics up to 15 min late)",
+                )
             continue
         yield from _loss_risk(inp, q, age, retention, _spent_before(inp, q))
         if q.facts.get("is_dlq"):
@@ -95,7 +114,12 @@ def _live(inp: Inputs, q: Resource) -> Series:
     poll's own second does not load a point stamped that second)."""
     stored = inp.get(q.id, *LIVE).since(inp.now - 3600)
     at, value = q.facts.get("live_at"), q.facts.get("live_messages")
-    if at is None or value is None or not inp.now - TREND <= int(at) <= inp.now or any(t == int(at) for t, _ in stored.points):
+    if (
+        at is None
+        or value is None
+        or not inp.now - TREND <= int(at) <= inp.now
+        or any(t == int(at) for t, _ in stored.points)
+    ):
         return stored
     return Series(tuple(sorted((*stored.points, (int(at), float(value))))), stored.period or 60)
 
@@ -119,13 +143,16 @@ def _spent_before(inp: Inputs, q: Resource) -> tuple[float, float] | None:
     sources = [r for r in inp.of_kind("sqs") if r.name in names and r.account == q.account and r.region == q.region]
     if not sources:
         return 0.0, 345600.0  # sources not known: SQS's default retention (4 days) as the bound
-    least = min(float(s.facts.get("max_receive_count") or 1) * float(s.facts.get("visibility_timeout") or 30) for s in sources)
+    least = min(
+        float(s.facts.get("max_receive_count") or 1) * float(s.facts.get("visibility_timeout") or 30) for s in sources
+    )
     most = max(float(s.facts.get("retention") or 345600) for s in sources)
     return least, max(least, most)
 
 
-def _loss_risk(inp: Inputs, q: Resource, age: Series, retention: float,
-               spent: tuple[float, float] | None = None) -> Iterator[Finding]:
+def _loss_risk(
+    inp: Inputs, q: Resource, age: Series, retention: float, spent: tuple[float, float] | None = None
+) -> Iterator[Finding]:
     """The oldest message against the retention period. A standard DLQ's messages expire from
     their first enqueue in the source (`spent`: see _spent_before), so what is known to have
     been spent there counts too and the earliest deletion is named; a FIFO DLQ's from the move."""
@@ -138,22 +165,32 @@ def _loss_risk(inp: Inputs, q: Resource, age: Series, retention: float,
     rising = age.since(inp.now - TREND).slope_per_minute()[0] > 0
     left = retention - lived
     if spent is None:
-        title = (f"{q.name}: oldest message is {_fmt_duration(latest[1])} old, {pct(share)} of the "
-                 f"{_fmt_duration(retention)} retention — messages are deleted in ~{_fmt_duration(left)}")
+        title = (
+            f"{q.name}: oldest message is {_fmt_duration(latest[1])} old, {pct(share)} of the "
+            f"{_fmt_duration(retention)} retention — messages are deleted in ~{_fmt_duration(left)}"
+        )
     else:
         soonest = max(0.0, retention - latest[1] - most)
-        title = (f"{q.name}: oldest message {_fmt_duration(latest[1])} in this DLQ plus at least {_fmt_duration(least)} in "
-                 f"{', '.join(q.facts.get('dlq_of') or []) or 'its source'} before, {pct(share)} of the "
-                 f"{_fmt_duration(retention)} retention counted from when it was first sent — deleted in "
-                 f"{_fmt_duration(soonest)} to {_fmt_duration(left)}")
+        title = (
+            f"{q.name}: oldest message {_fmt_duration(latest[1])} in this DLQ plus at least {_fmt_duration(least)} in "
+            f"{', '.join(q.facts.get('dlq_of') or []) or 'its source'} before, {pct(share)} of the "
+            f"{_fmt_duration(retention)} retention counted from when it was first sent — deleted in "
+            f"{_fmt_duration(soonest)} to {_fmt_duration(left)}"
+        )
     ev = evidence(limit=retention, age=age, units={"age": "s", "limit": "s"})
     if spent is not None:
         ev["spent_in_source_s"] = {"at_least": least, "at_most": most}
-    yield Finding("queues", q.id, CRITICAL if share >= LOSS_CRIT else WARNING, title,
-                  age.run_start(lambda v: v + least >= retention * LOSS_WARN) or latest[0], ev,
-                  cause="messages are not being consumed fast enough" if rising else "old messages stuck in the queue",
-                  fix=f"Drain {q.name} now (scale the consumer, fix its errors), or raise its retention to buy time.",
-                  key="loss-risk")
+    yield Finding(
+        "queues",
+        q.id,
+        CRITICAL if share >= LOSS_CRIT else WARNING,
+        title,
+        age.run_start(lambda v: v + least >= retention * LOSS_WARN) or latest[0],
+        ev,
+        cause="messages are not being consumed fast enough" if rising else "old messages stuck in the queue",
+        fix=f"Drain {q.name} now (scale the consumer, fix its errors), or raise its retention to buy time.",
+        key="loss-risk",
+    )
 
 
 MIN_CONSUMER_ERRORS = 3  # failed invocations in the window that make a consumer "failing", not "stopped"
@@ -185,12 +222,17 @@ def _ses_refusing(inp: Inputs, q: Resource, consumers: list[Resource]) -> tuple[
     if not why:
         return None
     names = ", ".join(c.name for c in senders)
-    errors = sum(inp.get(c.id, "Errors", "Sum").since(inp.now - TREND).sum() + inp.get(c.id, "Throttles", "Sum").since(inp.now - TREND).sum()
-                 for c in senders)
+    errors = sum(
+        inp.get(c.id, "Errors", "Sum").since(inp.now - TREND).sum()
+        + inp.get(c.id, "Throttles", "Sum").since(inp.now - TREND).sum()
+        for c in senders
+    )
     failing = f" ({errors:.0f} failed invocations in 15 min)" if errors else ""
-    return (f"SES {ses.region} refuses {names}'s mail{failing}: " + "; ".join(why),
-            "Request SES production access (or a higher sending quota) for this region; the queue drains once mail is "
-            f"accepted. Do not re-enable or scale {names}: it is working.")
+    return (
+        f"SES {ses.region} refuses {names}'s mail{failing}: " + "; ".join(why),
+        "Request SES production access (or a higher sending quota) for this region; the queue drains once mail is "
+        f"accepted. Do not re-enable or scale {names}: it is working.",
+    )
 
 
 def _trend(vis: Series, age: Series, span: int, now: int) -> tuple[float, float] | None:
@@ -258,18 +300,35 @@ def _growth(inp: Inputs, q: Resource, visible: Series, age: Series) -> Iterator[
     if recent_sent > 0 and len(recent_deleted) >= 2 and recent_deleted.sum() == 0 and latest[1] > 0:
         who = ", ".join(c.name for c in consumers) or "its consumer"
         if ses is not None:
-            title = f"{q.name}: {recent_sent:.0f} messages sent and none " f"deleted in 15 min — {ses[0]}; {latest[1]:.0f} waiting"
+            title = (
+                f"{q.name}: {recent_sent:.0f} messages sent and none "
+                f"deleted in 15 min — {ses[0]}; {latest[1]:.0f} waiting"
+            )
             cause, fix = ses
         else:
             # Invocations that fail are a consumer at work, not one that stopped (the mail queue
             # behind SES, the minutes after production access came, still reads none deleted).
             failing = sum(inp.get(c.id, "Errors", "Sum").since(stopped_window).sum() for c in consumers)
-            doing = f"failing ({failing:.0f} errors in 15 min)" if failing >= MIN_CONSUMER_ERRORS else "stopped consuming"
-            title = f"{q.name}: {recent_sent:.0f} messages sent and none " f"deleted in 15 min — {who} {doing}; {latest[1]:.0f} waiting"
+            doing = (
+                f"failing ({failing:.0f} errors in 15 min)" if failing >= MIN_CONSUMER_ERRORS else "stopped consuming"
+            )
+            title = (
+                f"{q.name}: {recent_sent:.0f} messages sent and none "
+                f"deleted in 15 min — {who} {doing}; {latest[1]:.0f} waiting"
+            )
             cause = f"{who} is not deleting messages (disabled trigger, crashed poller, or every batch failing)"
             fix = f"Check {who}'s event source mapping state and errors; re-enable or fix it."
-        yield Finding("queues", q.id, CRITICAL, title, recent_deleted.points[0][0],
-                      _ev(sent=sent, deleted=deleted, visible=vis), cause=cause, fix=fix, key="stopped")
+        yield Finding(
+            "queues",
+            q.id,
+            CRITICAL,
+            title,
+            recent_deleted.points[0][0],
+            _ev(sent=sent, deleted=deleted, visible=vis),
+            cause=cause,
+            fix=fix,
+            key="stopped",
+        )
         return
     # A sustained leak over the long window (inflow above outflow summed over it), else fast
     # growth over the short one unless a traffic surge the consumer keeps pace with explains it.
@@ -286,8 +345,13 @@ def _growth(inp: Inputs, q: Resource, visible: Series, age: Series) -> Iterator[
     if found is None:
         trend = _trend(visible, age, TREND, inp.now)
         old = age.latest[1] if age.latest else 0.0
-        if (trend is None or len(vis) < 8 or latest[1] < MIN_BACKLOG or old < MIN_AGE
-                or _traffic_driven(sent_all, deleted_all, inp.now)):
+        if (
+            trend is None
+            or len(vis) < 8
+            or latest[1] < MIN_BACKLOG
+            or old < MIN_AGE
+            or _traffic_driven(sent_all, deleted_all, inp.now)
+        ):
             return
         if sent and deleted and deleted.sum() >= sent.sum() * KEEPING_UP and ses is None:
             return  # deletes keep pace with sends (within SQS's count noise): a burst the metrics lag
@@ -298,16 +362,29 @@ def _growth(inp: Inputs, q: Resource, visible: Series, age: Series) -> Iterator[
     if ses is not None:
         cause, fix = ses
     else:
-        cause = (f"consumer {', '.join(c.name for c in consumers)} erroring ({errors:.0f} errors in {span // 60} min)" if errors > 0
-                 else "inflow above outflow with no errors anywhere: the consumer is too slow or too few")
+        cause = (
+            f"consumer {', '.join(c.name for c in consumers)} erroring ({errors:.0f} errors in {span // 60} min)"
+            if errors > 0
+            else "inflow above outflow with no errors anywhere: the consumer is too slow or too few"
+        )
         fix = f"Scale {q.name}'s consumer (batch size, concurrency) or fix what slows it."
-    yield Finding("queues", q.id, WARNING,
-                  f"{q.name}: backlog {latest[1]:.0f} and rising {slope:.1f}/min for {span // 60} min, oldest message "
-                  f"{_fmt_duration(age.latest[1]) if age.latest else '?'}; time to drain {_drain(visible, inp.now)}",
-                  window.run_start(lambda v: v >= window.points[0][1]) or window.points[0][0],
-                  _ev(visible=window, age=age.since(inp.now - span), sent=sent_all.since(inp.now - span),
-                      deleted=deleted_all.since(inp.now - span)),
-                  cause=cause, fix=fix, key="growth")
+    yield Finding(
+        "queues",
+        q.id,
+        WARNING,
+        f"{q.name}: backlog {latest[1]:.0f} and rising {slope:.1f}/min for {span // 60} min, oldest message "
+        f"{_fmt_duration(age.latest[1]) if age.latest else '?'}; time to drain {_drain(visible, inp.now)}",
+        window.run_start(lambda v: v >= window.points[0][1]) or window.points[0][0],
+        _ev(
+            visible=window,
+            age=age.since(inp.now - span),
+            sent=sent_all.since(inp.now - span),
+            deleted=deleted_all.since(inp.now - span),
+        ),
+        cause=cause,
+        fix=fix,
+        key="growth",
+    )
 
 
 def _ev(**series: Series) -> dict[str, Any]:
@@ -326,10 +403,15 @@ def _dlq(inp: Inputs, q: Resource, visible: Series, source: str = "") -> Iterato
     if grew <= 0:
         return
     sources = ", ".join(q.facts.get("dlq_of", [])) or "its source"
-    yield Finding("queues", q.id, CRITICAL if latest[1] >= 10_000 else WARNING,
-                  f"{q.name}: {grew:.0f} messages dead-lettered from {sources} in 15 min ({latest[1]:.0f} waiting)"
-                  + (f", read from its {source}" if source else ""),
-                  window.run_start(lambda v: v > baseline) or latest[0],
-                  _ev(visible=visible.since(inp.now - 3600)) | ({"source": source} if source else {}),
-                  cause=f"{sources}'s consumer keeps failing on these messages", key="dlq",
-                  fix=f"Find why {sources}'s consumer fails (its errors, a sample message), fix it, then redrive {q.name}.")
+    yield Finding(
+        "queues",
+        q.id,
+        CRITICAL if latest[1] >= 10_000 else WARNING,
+        f"{q.name}: {grew:.0f} messages dead-lettered from {sources} in 15 min ({latest[1]:.0f} waiting)"
+        + (f", read from its {source}" if source else ""),
+        window.run_start(lambda v: v > baseline) or latest[0],
+        _ev(visible=visible.since(inp.now - 3600)) | ({"source": source} if source else {}),
+        cause=f"{sources}'s consumer keeps failing on these messages",
+        key="dlq",
+        fix=f"Find why {sources}'s consumer fails (its errors, a sample message), fix it, then redrive {q.name}.",
+    )

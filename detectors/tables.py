@@ -10,11 +10,21 @@ from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series,
 from fleetwatch.store import index_resource_id
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
-READS = {(f"{op}{what}", stat) for op in ("Read", "Write") for what, stat in (
-    ("KeyRangeThroughputThrottleEvents", "Sum"), ("ProvisionedThroughputThrottleEvents", "Sum"), ("AccountLimitThrottleEvents", "Sum"),
-    ("MaxOnDemandThroughputThrottleEvents", "Sum"))} | {(f"Consumed{op}CapacityUnits", "Sum") for op in ("Read", "Write")} | {
-    (f"Provisioned{op}CapacityUnits", "Maximum") for op in ("Read", "Write")} | {
-    (f"{op}ThrottleEvents", "Sum") for op in ("Read", "Write")}
+READS = (
+    {
+        (f"{op}{what}", stat)
+        for op in ("Read", "Write")
+        for what, stat in (
+            ("KeyRangeThroughputThrottleEvents", "Sum"),
+            ("ProvisionedThroughputThrottleEvents", "Sum"),
+            ("AccountLimitThrottleEvents", "Sum"),
+            ("MaxOnDemandThroughputThrottleEvents", "Sum"),
+        )
+    }
+    | {(f"Consumed{op}CapacityUnits", "Sum") for op in ("Read", "Write")}
+    | {(f"Provisioned{op}CapacityUnits", "Maximum") for op in ("Read", "Write")}
+    | {(f"{op}ThrottleEvents", "Sum") for op in ("Read", "Write")}
+)
 
 RECENT = 5 * 60
 UNDER_CAPACITY = 0.8
@@ -24,12 +34,21 @@ LOUD = 1000  # throttle events in 5 minutes that make it critical
 MIN_MINUTES = 2
 
 REASONS = {
-    "ProvisionedThroughput": ("capacity", "provisioned capacity exceeded",
-                              "Raise the table's provisioned capacity or its auto-scaling maximum, or switch to on-demand."),
-    "AccountLimit": ("account-limit", "the account's per-table throughput quota",
-                     "Request a higher DynamoDB table-level quota for the account."),
-    "MaxOnDemandThroughput": ("on-demand-max", "the table's configured on-demand maximum",
-                              "Raise the table's MaxReadRequestUnits / MaxWriteRequestUnits."),
+    "ProvisionedThroughput": (
+        "capacity",
+        "provisioned capacity exceeded",
+        "Raise the table's provisioned capacity or its auto-scaling maximum, or switch to on-demand.",
+    ),
+    "AccountLimit": (
+        "account-limit",
+        "the account's per-table throughput quota",
+        "Request a higher DynamoDB table-level quota for the account.",
+    ),
+    "MaxOnDemandThroughput": (
+        "on-demand-max",
+        "the table's configured on-demand maximum",
+        "Raise the table's MaxReadRequestUnits / MaxWriteRequestUnits.",
+    ),
 }
 
 
@@ -65,14 +84,19 @@ def _index_op(inp: Inputs, t: Resource, index: str, op: str) -> Iterator[Finding
     recent = series.since(inp.now - RECENT)
     if _minutes_with(recent) < 2:
         return
-    yield Finding("tables", t.id, CRITICAL if _loud(recent) else WARNING,
-                  f"{t.name}: index {index} — {recent.sum():.0f} {op.lower()} throttles in 5 min",
-                  series.run_start(lambda v: v > 0) or recent.points[0][0], evidence(throttles=series),
-                  cause=f"the global secondary index {index} is short of {op.lower()} capacity"
-                        + (" (every table write that touches it is throttled too)" if op == "Write" else ""),
-                  fix=f"Raise {index}'s provisioned {'write' if op == 'Write' else 'read'} capacity or its auto-scaling maximum "
-                      "(an index has its own), or spread its partition key.",
-                  key=f"index-{index}-{op.lower()}")
+    yield Finding(
+        "tables",
+        t.id,
+        CRITICAL if _loud(recent) else WARNING,
+        f"{t.name}: index {index} — {recent.sum():.0f} {op.lower()} throttles in 5 min",
+        series.run_start(lambda v: v > 0) or recent.points[0][0],
+        evidence(throttles=series),
+        cause=f"the global secondary index {index} is short of {op.lower()} capacity"
+        + (" (every table write that touches it is throttled too)" if op == "Write" else ""),
+        fix=f"Raise {index}'s provisioned {'write' if op == 'Write' else 'read'} capacity or its auto-scaling maximum "
+        "(an index has its own), or spread its partition key.",
+        key=f"index-{index}-{op.lower()}",
+    )
 
 
 def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]:
@@ -88,21 +112,36 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
     share = used / capacity if capacity else None
     others = {reason: inp.get(t.id, f"{op}{reason}ThrottleEvents", "Sum") for reason in REASONS}
     hot = key_range.since(since)
-    if _minutes_with(hot) >= MIN_MINUTES and (share is None or share < UNDER_CAPACITY) and not any(
-            s.since(since).sum() for r, s in others.items() if r != "ProvisionedThroughput"):
+    if (
+        _minutes_with(hot) >= MIN_MINUTES
+        and (share is None or share < UNDER_CAPACITY)
+        and not any(s.since(since).sum() for r, s in others.items() if r != "ProvisionedThroughput")
+    ):
         keys = _hot_keys(t, inp.now)
         named = f"; hottest key {keys[0]}" if keys else ""
-        load = f"while the table uses {pct(share)} of its {capacity:.0f} {unit}" if share is not None else "on an on-demand table"
-        yield Finding("tables", t.id, CRITICAL if _loud(hot) else WARNING,
-                      f"{t.name}: hot partition — {hot.sum():.0f} {op.lower()} throttles in 5 min {load}{named}",
-                      key_range.run_start(lambda v: v > 0) or hot.points[0][0],
-                      evidence(limit=3000 if op == "Read" else 1000, key_range_throttles=key_range, consumed=consumed),
-                      cause=f"one partition key takes more than the per-partition {'3,000 RCU' if op == 'Read' else '1,000 WCU'}"
-                            + (f" ({', '.join(keys[:3])})" if keys else ""),
-                      fix=("Shard the hot key: write to key#0…key#N (a sharded counter) and sum on read, or cache the "
-                           "hot item's reads." if op == "Write" else "Cache the hot item (DAX or an in-process cache), or "
-                           "replicate it under several keys."),
-                      key=f"hot-{op.lower()}", limit=True)
+        load = (
+            f"while the table uses {pct(share)} of its {capacity:.0f} {unit}"
+            if share is not None
+            else "on an on-demand table"
+        )
+        yield Finding(
+            "tables",
+            t.id,
+            CRITICAL if _loud(hot) else WARNING,
+            f"{t.name}: hot partition — {hot.sum():.0f} {op.lower()} throttles in 5 min {load}{named}",
+            key_range.run_start(lambda v: v > 0) or hot.points[0][0],
+            evidence(limit=3000 if op == "Read" else 1000, key_range_throttles=key_range, consumed=consumed),
+            cause=f"one partition key takes more than the per-partition {'3,000 RCU' if op == 'Read' else '1,000 WCU'}"
+            + (f" ({', '.join(keys[:3])})" if keys else ""),
+            fix=(
+                "Shard the hot key: write to key#0…key#N (a sharded counter) and sum on read, or cache the "
+                "hot item's reads."
+                if op == "Write"
+                else "Cache the hot item (DAX or an in-process cache), or replicate it under several keys."
+            ),
+            key=f"hot-{op.lower()}",
+            limit=True,
+        )
     for reason, (key, cause, fix) in REASONS.items():
         series = others[reason]
         recent = series.since(since)
@@ -110,11 +149,19 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
             continue
         if reason == "ProvisionedThroughput" and _scaling_step(provisioned, inp.now) and _minutes_with(recent) <= 3:
             continue  # auto scaling just raised capacity: a few minutes of throttling is expected
-        yield Finding("tables", t.id, CRITICAL if _loud(recent) else WARNING,
-                      f"{t.name}: {recent.sum():.0f} {op.lower()} throttles in 5 min — {cause}"
-                      + (f" ({pct(share)} of {capacity:.0f} {unit} used)" if share is not None else ""),
-                      series.run_start(lambda v: v > 0) or recent.points[0][0], evidence(limit=capacity, throttles=series, consumed=consumed),
-                      cause=cause, fix=fix, key=f"{key}-{op.lower()}", limit=True)
+        yield Finding(
+            "tables",
+            t.id,
+            CRITICAL if _loud(recent) else WARNING,
+            f"{t.name}: {recent.sum():.0f} {op.lower()} throttles in 5 min — {cause}"
+            + (f" ({pct(share)} of {capacity:.0f} {unit} used)" if share is not None else ""),
+            series.run_start(lambda v: v > 0) or recent.points[0][0],
+            evidence(limit=capacity, throttles=series, consumed=consumed),
+            cause=cause,
+            fix=fix,
+            key=f"{key}-{op.lower()}",
+            limit=True,
+        )
 
 
 def _scaling_step(provisioned: Series, now: int) -> bool:

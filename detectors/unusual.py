@@ -67,7 +67,9 @@ SIGNALS = (
     # https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-metrics.html).
     # The rate is weighted by Count (requests) and needs 5 failed requests in the bucket, as the
     # outcomes rule does (detectors/outcomes.py MIN_ERRORS): two failures of thirty are noise.
-    Signal("api", "5XXError", "Average", 1, "5XX error rate", "ratio", floor=0.002, ratio=2.0, weight="Count", failures=5.0),
+    Signal(
+        "api", "5XXError", "Average", 1, "5XX error rate", "ratio", floor=0.002, ratio=2.0, weight="Count", failures=5.0
+    ),
     Signal("api", "5xx", "Average", 1, "5XX error rate", "ratio", floor=0.002, ratio=2.0, weight="Count", failures=5.0),
     Signal("api", "Latency", "p95", 1, "p95 latency", "ms", ratio=1.5),
     # Lambda: Errors, Invocations (Sum) and Duration (p95), by FunctionName
@@ -90,8 +92,15 @@ class Track:
     """One series' live state: its model, its open episode, the last bucket fed, and the usual
     level in the signal's own unit (an exponentially weighted mean of the buckets)."""
 
-    def __init__(self, model: Model | None = None, last_t: int | None = None, usual: float = 0.0, seen: int = 0,
-                 episodes: Episodes | None = None, threshold: float = DEFAULT_THRESHOLD) -> None:
+    def __init__(
+        self,
+        model: Model | None = None,
+        last_t: int | None = None,
+        usual: float = 0.0,
+        seen: int = 0,
+        episodes: Episodes | None = None,
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> None:
         self.model = model or Model(STEP)
         self.last_t, self.usual, self.seen = last_t, usual, seen
         self.episodes = episodes or Episodes(threshold, quiet=QUIET)
@@ -100,8 +109,13 @@ class Track:
     def dumps(self) -> str:
         """The track as text (base64 of doubles: its own numbers, then the model's)."""
         ep = self.episodes.current
-        head = [math.nan if self.last_value is None else self.last_value, self.usual, self.seen, self.episodes.below,
-                *((1.0, ep.onset, ep.peak, ep.peak_score, ep.end, ep.direction) if ep else (0.0,) + (math.nan,) * 5)]
+        head = [
+            math.nan if self.last_value is None else self.last_value,
+            self.usual,
+            self.seen,
+            self.episodes.below,
+            *((1.0, ep.onset, ep.peak, ep.peak_score, ep.end, ep.direction) if ep else (0.0,) + (math.nan,) * 5),
+        ]
         nums = array("d", head)
         nums.extend(model_numbers(self.model))
         return base64.b64encode(nums.tobytes()).decode("ascii")
@@ -233,7 +247,9 @@ def unusual(inp: Inputs) -> Iterator[Finding]:
                 for b, value, failed in weighted(points, count, since, until):
                     track.feed(b, value, signal, failed)
             else:
-                for b, value in buckets(Series(points.points, period), since, until, signal.stat == "Sum", covered.get(period, 0)):
+                for b, value in buckets(
+                    Series(points.points, period), since, until, signal.stat == "Sum", covered.get(period, 0)
+                ):
                     track.feed(b, value, signal)
             if track.last_t is not None:
                 inp.new_states[key] = (track.last_t, track.episodes.current is not None, track.dumps())
@@ -256,18 +272,34 @@ def _finding(resource: Any, signal: Signal, track: Track, points: Series) -> Fin
     shown = _show(track.last_value, signal.unit)
     usual = _show(track.usual, signal.unit)
     movement = "fell" if signal.direction < 0 else "rose"
-    title = (f"{resource.name}: unusual {signal.what} — {movement} to {shown} per 5 min (usually {usual}) since {onset}"
-             if signal.unit == "count" else
-             f"{resource.name}: unusual {signal.what} — {shown} (usually {usual}) since {onset}")
-    ev = series_evidence({signal.metric: points}, units={signal.metric: signal.unit, "baseline": signal.unit}, baseline=track.usual)
-    ev["episode"] = {"onset": ep.onset, "peak": ep.peak, "peak_score": round(ep.peak_score, 2), "end": ep.end + STEP,
-                     "bucket_seconds": STEP}
+    title = (
+        f"{resource.name}: unusual {signal.what} — {movement} to {shown} per 5 min (usually {usual}) since {onset}"
+        if signal.unit == "count"
+        else f"{resource.name}: unusual {signal.what} — {shown} (usually {usual}) since {onset}"
+    )
+    ev = series_evidence(
+        {signal.metric: points}, units={signal.metric: signal.unit, "baseline": signal.unit}, baseline=track.usual
+    )
+    ev["episode"] = {
+        "onset": ep.onset,
+        "peak": ep.peak,
+        "peak_score": round(ep.peak_score, 2),
+        "end": ep.end + STEP,
+        "bucket_seconds": STEP,
+    }
     ev["supporting"] = "a statistical finding: shown beside any rule that fires on the same resource"
-    return Finding("unusual", resource.id, WARNING, title, ep.onset, ev,
-                   cause=f"{signal.what} left the range this {resource.kind} has shown",
-                   fix="Look at what changed at the onset (a deploy, a dependency, traffic); "
-                       "set unusual.enabled = false to turn this detector off.",
-                   key=f"{signal.metric}:{signal.stat}")
+    return Finding(
+        "unusual",
+        resource.id,
+        WARNING,
+        title,
+        ep.onset,
+        ev,
+        cause=f"{signal.what} left the range this {resource.kind} has shown",
+        fix="Look at what changed at the onset (a deploy, a dependency, traffic); "
+        "set unusual.enabled = false to turn this detector off.",
+        key=f"{signal.metric}:{signal.stat}",
+    )
 
 
 def _show(value: float | None, unit: str) -> str:

@@ -10,8 +10,16 @@ from fleetwatch.store.dialect import dialect_of
 
 # Resources that stand for a whole account in a Region (collector.discovery names them "account").
 ACCOUNT_KINDS = {"ses": "SES sending", "lambda_account": "Lambda concurrency"}
-KIND_WORDS = {"api": "API", "schedule": "schedule", "sqs": "queue", "lambda": "function", "dynamodb": "table",
-              "rds": "database", "rds_proxy": "database proxy", "dynamodb_index": "table index"}
+KIND_WORDS = {
+    "api": "API",
+    "schedule": "schedule",
+    "sqs": "queue",
+    "lambda": "function",
+    "dynamodb": "table",
+    "rds": "database",
+    "rds_proxy": "database proxy",
+    "dynamodb_index": "table index",
+}
 
 
 def configured(cfg: Any) -> dict[str, str]:
@@ -23,8 +31,12 @@ def account_names(db: Any, names: dict[str, str]) -> dict[str, str]:
     """{account id: name}: the configured names over the IAM aliases in the store. `db` is a
     sqlite3 connection or sqlite_utils Database."""
     alias = dialect_of(db).json_text("facts", "account_alias")
-    out = {str(a): str(name) for a, name in db.execute(
-        f"SELECT account, {alias} FROM resources WHERE kind = 'lambda_account' AND {alias} IS NOT NULL")}
+    out = {
+        str(a): str(name)
+        for a, name in db.execute(
+            f"SELECT account, {alias} FROM resources WHERE kind = 'lambda_account' AND {alias} IS NOT NULL"
+        )
+    }
     out.update(names)
     return out
 

@@ -37,8 +37,10 @@ Place = tuple[str, str]  # (account, region)
 # ("FWLD"), so stores in two schemas of one database have a leader each.
 LEADER_LOCK = 0x46574C44
 # The lock as pg_locks shows it (two int4 keys: classid, objid as unsigned oids, objsubid 2).
-HELD_SQL = ("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = {p} AND objid = {p} AND objsubid = 2 "
-            "AND pid = {p} AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+HELD_SQL = (
+    "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = {p} AND objid = {p} AND objsubid = 2 "
+    "AND pid = {p} AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 
 def rendezvous_owner(place: Place, agents: Iterable[str]) -> str | None:
@@ -55,12 +57,17 @@ class Membership:
 
     def heartbeat(self, now: int) -> None:
         with self.store.transaction() as db:
-            db.execute("INSERT INTO agents (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?) "
-                       "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-                       [self.agent_id, socket.gethostname(), os.getpid(), now, now])
+            db.execute(
+                "INSERT INTO agents (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                [self.agent_id, socket.gethostname(), os.getpid(), now, now],
+            )
 
     def live(self, now: int) -> list[str]:
-        return [r[0] for r in self.store.db.execute("SELECT id FROM agents WHERE heartbeat_at > ? ORDER BY id", [now - self.ttl])]
+        return [
+            r[0]
+            for r in self.store.db.execute("SELECT id FROM agents WHERE heartbeat_at > ? ORDER BY id", [now - self.ttl])
+        ]
 
     def renew(self, places: Iterable[Place], now: int) -> set[Place]:
         """Beat, give up the places this agent no longer owns, and take or renew the leases of
@@ -69,21 +76,30 @@ class Membership:
         self.heartbeat(now)
         live = self.live(now)
         if self.agent_id not in live:
-            raise StoreError(f"agent {self.agent_id}'s heartbeat is older than {self.ttl} s by the store's rows; "
-                             "check that the agents' clocks agree")
+            raise StoreError(
+                f"agent {self.agent_id}'s heartbeat is older than {self.ttl} s by the store's rows; "
+                "check that the agents' clocks agree"
+            )
         mine = {p for p in places if rendezvous_owner(p, live) == self.agent_id}
         held: set[Place] = set()
         with self.store.transaction() as db:
-            for account, region in db.execute("SELECT account, region FROM place_leases WHERE agent_id = ?", [self.agent_id]).fetchall():
+            for account, region in db.execute(
+                "SELECT account, region FROM place_leases WHERE agent_id = ?", [self.agent_id]
+            ).fetchall():
                 if (account, region) not in mine:
-                    db.execute("DELETE FROM place_leases WHERE account = ? AND region = ? AND agent_id = ?",
-                               [account, region, self.agent_id])
+                    db.execute(
+                        "DELETE FROM place_leases WHERE account = ? AND region = ? AND agent_id = ?",
+                        [account, region, self.agent_id],
+                    )
             for account, region in sorted(mine):
                 got = db.execute(
                     "INSERT INTO place_leases (account, region, agent_id, expires_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (account, region) DO UPDATE SET agent_id " "= excluded.agent_id, expires_at = excluded.expires_at "
-                    "WHERE place_leases.agent_id = excluded.agent_id " "OR place_leases.expires_at <= ? RETURNING agent_id",
-                    [account, region, self.agent_id, now + self.lease, now]).fetchone()
+                    "ON CONFLICT (account, region) DO UPDATE SET agent_id "
+                    "= excluded.agent_id, expires_at = excluded.expires_at "
+                    "WHERE place_leases.agent_id = excluded.agent_id "
+                    "OR place_leases.expires_at <= ? RETURNING agent_id",
+                    [account, region, self.agent_id, now + self.lease, now],
+                ).fetchone()
                 if got:
                     held.add((account, region))
         return held
@@ -133,7 +149,10 @@ class Leadership:
         if self.conn is None or self.conn.closed:
             return False
         try:
-            return self.conn.execute(HELD_SQL.format(p="%s"), self.lock_args(self.conn.info.backend_pid)).fetchone() is not None
+            return (
+                self.conn.execute(HELD_SQL.format(p="%s"), self.lock_args(self.conn.info.backend_pid)).fetchone()
+                is not None
+            )
         except psycopg.Error:
             self.close()
             return False
@@ -159,7 +178,9 @@ class Cluster:
     The heartbeat's TTL and the leases run for `lease_cycles` poll intervals: an agent that
     misses that many cycles is dead to the others, who take its places over from their cursors."""
 
-    def __init__(self, store: Store, url: str, interval: float, *, agent_id: str | None = None, lease_cycles: int = 3) -> None:
+    def __init__(
+        self, store: Store, url: str, interval: float, *, agent_id: str | None = None, lease_cycles: int = 3
+    ) -> None:
         span = int(interval * lease_cycles)
         self.agent_id = agent_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.membership = Membership(store, self.agent_id, ttl=span, lease=span)
@@ -179,8 +200,12 @@ class Cluster:
         """True while this agent is the alerting leader (takes the lock when it is free)."""
         leading = self.leadership.try_lead()
         if leading != self.leading:
-            log.info("agent %s %s the alerting leader", self.agent_id, "is now" if leading else "is no longer",
-                     extra={"agent_id": self.agent_id})
+            log.info(
+                "agent %s %s the alerting leader",
+                self.agent_id,
+                "is now" if leading else "is no longer",
+                extra={"agent_id": self.agent_id},
+            )
         self.leading = leading
         return leading
 
@@ -191,8 +216,10 @@ class Cluster:
         row = None if pid is None else db.execute(HELD_SQL.format(p="?"), self.leadership.lock_args(pid)).fetchone()
         if row is None:
             self.leading = False
-            raise NotLeader(f"agent {self.agent_id} is no longer the alerting leader (its lock's session ended); "
-                            "nothing is sent, and the next leader recovers what was in flight")
+            raise NotLeader(
+                f"agent {self.agent_id} is no longer the alerting leader (its lock's session ended); "
+                "nothing is sent, and the next leader recovers what was in flight"
+            )
 
     def close(self, *, leave: bool = True) -> None:
         """A clean stop: give the places and the lock up at once (a killed agent's go when its

@@ -41,8 +41,9 @@ class StoreLock:
         except BaseException:
             os.close(fd)
             raise
-        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-                             "since": int(time.time())}).encode()
+        record = json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command, "since": int(time.time())}
+        ).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, record, 0)
         self._fd = fd

@@ -20,7 +20,9 @@ from typing import Any, TextIO
 from opentelemetry import trace
 
 # Read-only: correlated() sets a new mapping, never changes the one a caller may share.
-_IDS: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("fleetwatch_log_ids", default=MappingProxyType({}))
+_IDS: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "fleetwatch_log_ids", default=MappingProxyType({})
+)
 # Attributes a LogRecord always has; anything else was passed with extra= and is logged as a field.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
 ROOT = "fleetwatch"
@@ -65,7 +67,9 @@ class JsonFormatter(_Clocked):
         at, ms = self.when(record)
         entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", at) + f".{ms:03d}Z",
-            "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
         }
         entry.update(fields(record))
         if record.exc_info:

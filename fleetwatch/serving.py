@@ -30,8 +30,11 @@ def check_port(host: str, port: int, setting: str = "web.port") -> None:
             host_setting = setting.replace(".port", ".host")
             if exc.errno == errno.EADDRINUSE:
                 env = "FLEETWATCH_" + setting.replace(".", "_").upper()
-                raise OSError(exc.errno, f"port {port} on {host} is already in use: set {setting} ({env}) to another, or 0 "
-                              "for any free one" + (", or pass --port PORT" if setting == "web.port" else "")) from None
+                raise OSError(
+                    exc.errno,
+                    f"port {port} on {host} is already in use: set {setting} ({env}) to another, or 0 "
+                    "for any free one" + (", or pass --port PORT" if setting == "web.port" else ""),
+                ) from None
             raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}; check {host_setting}") from None
 
 
@@ -41,8 +44,17 @@ class UvicornThread:
 
     def __init__(self, app: Any, host: str, port: int, *, name: str, setting: str, grace: int = 3) -> None:
         self.host, self.port, self.name, self.setting = host, port, name, setting
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                                    lifespan="off", timeout_graceful_shutdown=grace))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=grace,
+            )
+        )
         self.thread: threading.Thread | None = None
 
     @property

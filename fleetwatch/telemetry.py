@@ -54,8 +54,10 @@ class Plan:
         if not self.on:
             return "off (no OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_*_EXPORTER set)"
         parts = []
-        for name, exporter, proto, endpoint in (("traces", self.traces, self.traces_protocol, self.traces_endpoint),
-                                                ("metrics", self.metrics, self.metrics_protocol, self.metrics_endpoint)):
+        for name, exporter, proto, endpoint in (
+            ("traces", self.traces, self.traces_protocol, self.traces_endpoint),
+            ("metrics", self.metrics, self.metrics_protocol, self.metrics_endpoint),
+        ):
             if exporter == "otlp":
                 parts.append(f"{name} via OTLP {proto} to {endpoint or 'the default endpoint'}")
             elif exporter:
@@ -73,15 +75,21 @@ def plan(environ: Mapping[str, str]) -> Plan:
         upper = signal.upper()
         named = env.get(f"OTEL_{upper}_EXPORTER", "")
         own = env.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT", "")
-        protocol = env.get(f"OTEL_EXPORTER_OTLP_{upper}_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
+        protocol = (
+            env.get(f"OTEL_EXPORTER_OTLP_{upper}_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
+        )
         if protocol not in PROTOCOLS:
-            raise TelemetryError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported by the OpenTelemetry Python "
-                                 f"exporter; set it to one of {', '.join(PROTOCOLS)}")
+            raise TelemetryError(
+                f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported by the OpenTelemetry Python "
+                f"exporter; set it to one of {', '.join(PROTOCOLS)}"
+            )
         exporters = [e.strip() for e in named.split(",") if e.strip()]
         for e in exporters:
             if e not in EXPORTERS:
-                raise TelemetryError(f"OTEL_{upper}_EXPORTER={named!r}: {e!r} is not an exporter fleetwatch has; "
-                                     f"use {', '.join(EXPORTERS)}")
+                raise TelemetryError(
+                    f"OTEL_{upper}_EXPORTER={named!r}: {e!r} is not an exporter fleetwatch has; "
+                    f"use {', '.join(EXPORTERS)}"
+                )
         exporter = exporters[0] if exporters else ("otlp" if own or base else None)
         if exporter == "none":
             exporter = None
@@ -95,8 +103,10 @@ def plan(environ: Mapping[str, str]) -> Plan:
     try:
         interval = int(env.get("OTEL_METRIC_EXPORT_INTERVAL", "60000"))
     except ValueError:
-        raise TelemetryError(f"OTEL_METRIC_EXPORT_INTERVAL={env['OTEL_METRIC_EXPORT_INTERVAL']!r} is not a number of "
-                             "milliseconds such as 60000") from None
+        raise TelemetryError(
+            f"OTEL_METRIC_EXPORT_INTERVAL={env['OTEL_METRIC_EXPORT_INTERVAL']!r} is not a number of "
+            "milliseconds such as 60000"
+        ) from None
     return Plan(**chosen, service_name=env.get("OTEL_SERVICE_NAME") or SCOPE, export_interval_ms=max(interval, 100))
 
 
@@ -112,19 +122,38 @@ class Telemetry:
     def __post_init__(self) -> None:
         m = self.meter
         self.poll_duration = m.create_histogram("fleetwatch.poll.duration", unit="s", description="time one poll took")
-        self.poll_lag = m.create_histogram("fleetwatch.poll.lag", unit="s", description="how late a poll started after it was due")
-        self.overruns = m.create_counter("fleetwatch.poll.overruns", description="polls that ran past the next one's start")
-        self.api_calls = m.create_counter("fleetwatch.aws.calls", unit="{call}", description="AWS API calls, by IAM action")
-        self.api_retries = m.create_counter("fleetwatch.aws.retries", unit="{attempt}", description="HTTP attempts beyond the first")
-        self.cost = m.create_counter("fleetwatch.cloudwatch.cost", unit="USD", description="GetMetricData cost of the polls")
-        self.samples = m.create_counter("fleetwatch.samples.stored", unit="{sample}", description="samples written to the store")
-        self.source_errors = m.create_counter("fleetwatch.poll.source_errors", description="sources that failed in a poll")
-        self.findings = m.create_gauge("fleetwatch.findings", description="findings of the last detection pass, by detector")
+        self.poll_lag = m.create_histogram(
+            "fleetwatch.poll.lag", unit="s", description="how late a poll started after it was due"
+        )
+        self.overruns = m.create_counter(
+            "fleetwatch.poll.overruns", description="polls that ran past the next one's start"
+        )
+        self.api_calls = m.create_counter(
+            "fleetwatch.aws.calls", unit="{call}", description="AWS API calls, by IAM action"
+        )
+        self.api_retries = m.create_counter(
+            "fleetwatch.aws.retries", unit="{attempt}", description="HTTP attempts beyond the first"
+        )
+        self.cost = m.create_counter(
+            "fleetwatch.cloudwatch.cost", unit="USD", description="GetMetricData cost of the polls"
+        )
+        self.samples = m.create_counter(
+            "fleetwatch.samples.stored", unit="{sample}", description="samples written to the store"
+        )
+        self.source_errors = m.create_counter(
+            "fleetwatch.poll.source_errors", description="sources that failed in a poll"
+        )
+        self.findings = m.create_gauge(
+            "fleetwatch.findings", description="findings of the last detection pass, by detector"
+        )
         self.open_incidents = m.create_gauge("fleetwatch.incidents.open", description="open incidents, by detector")
         self.notifications = m.create_counter("fleetwatch.notifications.sent", description="notifications delivered")
-        self.notification_failures = m.create_counter("fleetwatch.notifications.failed",
-                                                      description="notifications that failed after their retries")
-        self.otlp_received = m.create_counter("fleetwatch.otlp.received", description="spans and data points received over OTLP")
+        self.notification_failures = m.create_counter(
+            "fleetwatch.notifications.failed", description="notifications that failed after their retries"
+        )
+        self.otlp_received = m.create_counter(
+            "fleetwatch.otlp.received", description="spans and data points received over OTLP"
+        )
 
     @classmethod
     def off(cls) -> Telemetry:
@@ -142,8 +171,14 @@ class Telemetry:
             if s.tally.attempts > s.tally.total:
                 self.api_retries.add(s.tally.attempts - s.tally.total, {"fleetwatch.source": s.source})
             if s.status != "ok":
-                self.source_errors.add(1, {"fleetwatch.source": s.source, "cloud.account.id": s.place.account,
-                                           "cloud.region": s.place.region})
+                self.source_errors.add(
+                    1,
+                    {
+                        "fleetwatch.source": s.source,
+                        "cloud.account.id": s.place.account,
+                        "cloud.region": s.place.region,
+                    },
+                )
         for (action, account, region), n in calls.items():
             self.api_calls.add(n, {"aws.operation": action, "cloud.account.id": account, "cloud.region": region})
         self.cost.add(report.cost)
@@ -193,15 +228,25 @@ def from_environ(environ: Mapping[str, str]) -> Telemetry:
     meter: metrics.Meter = metrics.NoOpMeter(SCOPE)
     if chosen.traces:
         tp = TracerProvider(resource=resource)
-        tp.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter() if chosen.traces == "console"
-                                                 else _span_exporter(chosen.traces_protocol, chosen.traces_endpoint)))
+        tp.add_span_processor(
+            BatchSpanProcessor(
+                ConsoleSpanExporter()
+                if chosen.traces == "console"
+                else _span_exporter(chosen.traces_protocol, chosen.traces_endpoint)
+            )
+        )
         tracer = tp.get_tracer(SCOPE, __version__)
         providers.append(tp)
     if chosen.metrics:
-        exporter = (ConsoleMetricExporter() if chosen.metrics == "console"
-                    else _metric_exporter(chosen.metrics_protocol, chosen.metrics_endpoint))
-        mp = MeterProvider(resource=resource, metric_readers=[
-            PeriodicExportingMetricReader(exporter, export_interval_millis=chosen.export_interval_ms)])
+        exporter = (
+            ConsoleMetricExporter()
+            if chosen.metrics == "console"
+            else _metric_exporter(chosen.metrics_protocol, chosen.metrics_endpoint)
+        )
+        mp = MeterProvider(
+            resource=resource,
+            metric_readers=[PeriodicExportingMetricReader(exporter, export_interval_millis=chosen.export_interval_ms)],
+        )
         meter = mp.get_meter(SCOPE, __version__)
         providers.append(mp)
     return Telemetry(tracer, meter, chosen, providers)

@@ -28,9 +28,19 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def start_emulator(scenario: str, *, port: int = 0, host: str = "127.0.0.1", seed: int | None = None,
-                   functions: int = 0, extra: dict[str, int] | None = None, anchor: float | None = None, clock: Clock | None = None,
-                   progress: Any = lambda _: None, fleet_dirs: tuple[Path, ...] = ()) -> Emulator:
+def start_emulator(
+    scenario: str,
+    *,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    seed: int | None = None,
+    functions: int = 0,
+    extra: dict[str, int] | None = None,
+    anchor: float | None = None,
+    clock: Clock | None = None,
+    progress: Any = lambda _: None,
+    fleet_dirs: tuple[Path, ...] = (),
+) -> Emulator:
     """Load, serve and provision a fleet; returns the running Emulator (call .stop()). The
     scenario is a name or a file's path; `fleet_dirs` are searched for its fleet first."""
     fleet = load_fleet(scenario_fleet(scenario), extra={**(extra or {}), "lambda": functions}, dirs=fleet_dirs)
@@ -60,7 +70,10 @@ def launch(args: argparse.Namespace, demo: bool) -> Emulator | int:
     try:
         anchor = datetime.fromisoformat(args.anchor.replace("Z", "+00:00")).timestamp() if args.anchor else None
     except ValueError:
-        print(f"fleetwatch: --anchor {args.anchor!r} is not an ISO-8601 time such as 2026-11-22T12:00:00Z", file=sys.stderr)
+        print(
+            f"fleetwatch: --anchor {args.anchor!r} is not an ISO-8601 time such as 2026-11-22T12:00:00Z",
+            file=sys.stderr,
+        )
         return 2
     # The demo runs on emulated time, so its polls come a minute apart without waiting a minute.
     fake = args.fake_clock or demo
@@ -72,15 +85,27 @@ def launch(args: argparse.Namespace, demo: bool) -> Emulator | int:
     started = time.monotonic()
     try:
         extra = {"sqs": args.queues, "dynamodb": args.tables, "rds": args.databases}
-        emulator = start_emulator(args.scenario, port=args.port, host=args.host, seed=args.seed, functions=args.functions, extra=extra,
-                                  anchor=anchor, clock=clock, progress=lambda msg: print(f"  creating {msg}", file=sys.stderr))
+        emulator = start_emulator(
+            args.scenario,
+            port=args.port,
+            host=args.host,
+            seed=args.seed,
+            functions=args.functions,
+            extra=extra,
+            anchor=anchor,
+            clock=clock,
+            progress=lambda msg: print(f"  creating {msg}", file=sys.stderr),
+        )
     except FleetError as exc:
         print(f"fleetwatch: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            print(f"fleetwatch: port {args.port} on {args.host} is already in use; pick another with --port, "
-                  "or --port 0 for any free one", file=sys.stderr)
+            print(
+                f"fleetwatch: port {args.port} on {args.host} is already in use; pick another with --port, "
+                "or --port 0 for any free one",
+                file=sys.stderr,
+            )
             return 2
         raise
     print(describe(emulator, demo, time.monotonic() - started), flush=True)
@@ -111,7 +136,8 @@ def describe(emulator: Emulator, full: bool, seconds: float) -> str:
     lines = [
         f"fleetwatch emulated AWS fleet {info['fleet']!r}, scenario {info['scenario']!r} (seed {info['seed']})",
         *([f"  {info['description']}"] if info["description"] else []),
-        f"  ready in {seconds:.1f} s; clock " f"{'frozen (fake)' if info['fake_clock'] else 'real'}, now {iso(info['now'])}, "
+        f"  ready in {seconds:.1f} s; clock "
+        f"{'frozen (fake)' if info['fake_clock'] else 'real'}, now {iso(info['now'])}, "
         f"scenario anchor {iso(info['anchor'])}",
         "",
         f"endpoint: {info['endpoint']}",
@@ -123,8 +149,10 @@ def describe(emulator: Emulator, full: bool, seconds: float) -> str:
         "accounts:",
     ]
     for acct in info["accounts"]:
-        lines.append(f"  {acct['id']} {acct['name']}: regions {', '.join(acct['regions'])}; Lambda concurrency limit "
-                     f"{acct['concurrency_limit']}; reader role {acct['reader_role_arn']}")
+        lines.append(
+            f"  {acct['id']} {acct['name']}: regions {', '.join(acct['regions'])}; Lambda concurrency limit "
+            f"{acct['concurrency_limit']}; reader role {acct['reader_role_arn']}"
+        )
     lines += ["", "resources:"]
     grouped: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for res in fleet.resources:
@@ -138,9 +166,19 @@ def describe(emulator: Emulator, full: bool, seconds: float) -> str:
     if not info["incidents"]:
         lines.append("  none: a healthy fleet")
     for inc in sorted(info["incidents"], key=lambda i: i["start"]):
-        where = "ongoing" if inc["start"] <= info["now"] < inc["end"] else ("past" if inc["end"] <= info["now"] else "upcoming")
+        where = (
+            "ongoing"
+            if inc["start"] <= info["now"] < inc["end"]
+            else ("past" if inc["end"] <= info["now"] else "upcoming")
+        )
         lines.append(f"  {inc['id']:30} {inc['kind']:24} {iso(inc['start'])} → {iso(inc['end'])} ({where})")
-        lines.append(f"      at {inc['resource']}{' → users feel it at ' + inc['outcome'] if inc['outcome'] else ''}: " f"{inc['summary']}")
-    lines += ["", "control: GET /__fleet__/info, /__fleet__/usage (calls and CloudWatch cost), POST /__fleet__/scenario, "
-              "/__fleet__/faults"]
+        lines.append(
+            f"      at {inc['resource']}{' → users feel it at ' + inc['outcome'] if inc['outcome'] else ''}: "
+            f"{inc['summary']}"
+        )
+    lines += [
+        "",
+        "control: GET /__fleet__/info, /__fleet__/usage (calls and CloudWatch cost), POST /__fleet__/scenario, "
+        "/__fleet__/faults",
+    ]
     return "\n".join(lines)

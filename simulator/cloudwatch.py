@@ -73,8 +73,17 @@ class Registry:
     def active(self, sdef: SeriesDef, since: float, now: float) -> bool:
         """Whether the series has at least one datapoint in [since, now]. Cached per series and
         five-minute step of `now` (ListMetrics pages are asked one after another)."""
-        key_ = (id(self.model.scenario), self.model.seed, sdef.account, sdef.region, sdef.namespace, sdef.name, sdef.dims,
-                int(now - since), int(now) // 300)
+        key_ = (
+            id(self.model.scenario),
+            self.model.seed,
+            sdef.account,
+            sdef.region,
+            sdef.namespace,
+            sdef.name,
+            sdef.dims,
+            int(now - since),
+            int(now) // 300,
+        )
         with self._lock:
             found = self._active.get(key_)
         if found is None:
@@ -114,15 +123,20 @@ def _stat_ok(stat: str) -> bool:
     return bool(match) and 0.0 <= float(match.group(1)) <= 100.0
 
 
-def series_values(model: FleetModel, sdef: SeriesDef, stat: str, period: int, start: float, end: float,
-                  unit: str | None = None) -> tuple[list[int], list[float]]:
+def series_values(
+    model: FleetModel, sdef: SeriesDef, stat: str, period: int, start: float, end: float, unit: str | None = None
+) -> tuple[list[int], list[float]]:
     """Timestamps and values of one series, ascending; buckets with no data are absent."""
     now = model.now()
     if unit and unit != sdef.spec.unit:
         return [], []
     if period < 60 or period % 60:
         return [], []  # every fleet metric is standard resolution: no sub-minute data
-    if sdef.namespace == "LambdaInsights" and sdef.res is not None and not in_mode(model, "lambda_insights", sdef.res.name):
+    if (
+        sdef.namespace == "LambdaInsights"
+        and sdef.res is not None
+        and not in_mode(model, "lambda_insights", sdef.res.name)
+    ):
         return [], []  # no extension layer, no LambdaInsights metrics
     start_r = round_start(start, now)
     end = min(end, now)
@@ -151,7 +165,9 @@ def series_values(model: FleetModel, sdef: SeriesDef, stat: str, period: int, st
         # (Invocations Sum == Duration SampleCount == Errors SampleCount).
         round_key = model.noise_key(sdef.res, "round")
     inputs = sdef.spec.extract(d, sdef.res)  # type: ignore[arg-type]
-    inputs = {name: (v[lookback:] if isinstance(v, np.ndarray) and v.shape == grid.shape else v) for name, v in inputs.items()}
+    inputs = {
+        name: (v[lookback:] if isinstance(v, np.ndarray) and v.shape == grid.shape else v) for name, v in inputs.items()
+    }
     m = grid[lookback:]
     ms = minute_stats(sdef.spec, inputs, uniform(round_key, m))
     # A minute's datapoint exists once the minute is over, and about one in ten arrives one to
@@ -205,14 +221,17 @@ def _untoken(token: str, request_digest: str) -> int:
         raise ApiError("InvalidNextToken", "The service couldn't process the NextToken.") from None
 
 
-def get_metric_data(model: FleetModel, registry: Registry, account: str, region: str, body: dict[str, Any]) -> dict[str, Any]:
+def get_metric_data(
+    model: FleetModel, registry: Registry, account: str, region: str, body: dict[str, Any]
+) -> dict[str, Any]:
     queries = body.get("MetricDataQueries")
     if not isinstance(queries, list) or not queries:
         raise ApiError("MissingParameter", "The parameter MetricDataQueries is required.")
     if len(queries) > MAX_QUERIES:
         raise validation(
             f"1 validation error detected: Value at 'metricDataQueries' failed to satisfy constraint: "
-            f"Member must have length less than or equal to {MAX_QUERIES}")
+            f"Member must have length less than or equal to {MAX_QUERIES}"
+        )
     start = _ts(body.get("StartTime"), "StartTime")
     end = _ts(body.get("EndTime"), "EndTime")
     if start >= end:
@@ -227,27 +246,41 @@ def get_metric_data(model: FleetModel, registry: Registry, account: str, region:
     for i, q in enumerate(queries, 1):
         qid = q.get("Id", "")
         if not _ID.match(qid) or len(qid) > 255:
-            raise validation(f"The value {qid} for parameter MetricDataQueries.member.{i}.Id is invalid: it must "
-                             "start with a lowercase letter and contain only letters, numbers and underscores.")
+            raise validation(
+                f"The value {qid} for parameter MetricDataQueries.member.{i}.Id is invalid: it must "
+                "start with a lowercase letter and contain only letters, numbers and underscores."
+            )
         if qid in seen:
             raise validation(f"The values for parameter id in MetricDataQueries must be unique. Duplicate: {qid}")
         seen.add(qid)
         if ("MetricStat" in q) == ("Expression" in q):
-            raise validation(f"MetricDataQueries.member.{i}: exactly one of MetricStat and Expression must be specified.")
+            raise validation(
+                f"MetricDataQueries.member.{i}: exactly one of MetricStat and Expression must be specified."
+            )
         stat = q.get("MetricStat")
         if stat:
             period = stat.get("Period")
             if not isinstance(period, int) or period < 1 or (period not in (1, 5, 10, 20, 30) and period % 60):
-                raise validation(f"The parameter MetricDataQueries.member.{i}.MetricStat.Period must be 1, 5, 10, 20, "
-                                 "30, or a multiple of 60.")
+                raise validation(
+                    f"The parameter MetricDataQueries.member.{i}.MetricStat.Period must be 1, 5, 10, 20, "
+                    "30, or a multiple of 60."
+                )
             if not (_stat_ok(stat.get("Stat", "")) or _OTHER_STATS.match(stat.get("Stat", ""))):
-                raise validation(f"The parameter MetricDataQueries.member.{i}.MetricStat.Stat has an invalid value "
-                                 f"{stat.get('Stat')!r}.")
+                raise validation(
+                    f"The parameter MetricDataQueries.member.{i}.MetricStat.Stat has an invalid value "
+                    f"{stat.get('Stat')!r}."
+                )
 
     results: list[dict[str, Any]] = []
     for q in queries:
-        result: dict[str, Any] = {"Id": q["Id"], "Label": q.get("Label", ""), "Timestamps": [], "Values": [],
-                                  "StatusCode": "Complete", "Messages": []}
+        result: dict[str, Any] = {
+            "Id": q["Id"],
+            "Label": q.get("Label", ""),
+            "Timestamps": [],
+            "Values": [],
+            "StatusCode": "Complete",
+            "Messages": [],
+        }
         stat = q.get("MetricStat")
         # MetricDataQuery.AccountId (botocore cloudwatch model): "If you are performing a
         # GetMetricData operation in a monitoring account, use this to specify which account to
@@ -262,10 +295,17 @@ def get_metric_data(model: FleetModel, registry: Registry, account: str, region:
             # InternalError | PartialData | Forbidden) and no datapoints, so the collector sees
             # an incomplete query rather than a silently empty series.
             result["StatusCode"] = "Forbidden"
-            result["Messages"] = [{"Code": "Forbidden", "Value": f"Account {owner} is not a source account linked to monitoring account {account}."}]
+            result["Messages"] = [
+                {
+                    "Code": "Forbidden",
+                    "Value": f"Account {owner} is not a source account linked to monitoring account {account}.",
+                }
+            ]
         elif stat is None:
             result["StatusCode"] = "InternalError"
-            result["Messages"] = [{"Code": "Unsupported", "Value": "The fleetwatch emulator does not evaluate metric math expressions."}]
+            result["Messages"] = [
+                {"Code": "Unsupported", "Value": "The fleetwatch emulator does not evaluate metric math expressions."}
+            ]
         else:
             metric = stat.get("Metric", {})
             dims = tuple(sorted((d["Name"], d["Value"]) for d in metric.get("Dimensions", [])))
@@ -273,7 +313,9 @@ def get_metric_data(model: FleetModel, registry: Registry, account: str, region:
             sdef = index.get((metric.get("Namespace"), metric.get("MetricName"), dims))
             if sdef is not None and not _stat_ok(stat["Stat"]):
                 result["StatusCode"] = "InternalError"
-                result["Messages"] = [{"Code": "Unsupported", "Value": f"The fleetwatch emulator does not compute {stat['Stat']}."}]
+                result["Messages"] = [
+                    {"Code": "Unsupported", "Value": f"The fleetwatch emulator does not compute {stat['Stat']}."}
+                ]
             elif sdef is not None:
                 period = q.get("Period") or stat["Period"]
                 ts, vals = series_values(model, sdef, stat["Stat"], period, start, end, stat.get("Unit"))
@@ -283,8 +325,13 @@ def get_metric_data(model: FleetModel, registry: Registry, account: str, region:
         if q.get("ReturnData", True):
             results.append(result)
 
-    digest = hashlib.sha256(json.dumps({k: body.get(k) for k in ("MetricDataQueries", "StartTime", "EndTime", "ScanBy", "MaxDatapoints")},
-                                       sort_keys=True, default=str).encode()).hexdigest()[:32]
+    digest = hashlib.sha256(
+        json.dumps(
+            {k: body.get(k) for k in ("MetricDataQueries", "StartTime", "EndTime", "ScanBy", "MaxDatapoints")},
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()[:32]
     offset = _untoken(body["NextToken"], digest) if body.get("NextToken") else 0
     return _page(results, offset, max_dp, digest)
 
@@ -336,12 +383,21 @@ def list_metrics(registry: Registry, account: str, region: str, body: dict[str, 
     filters = body.get("Dimensions") or []
     recent = body.get("RecentlyActive")
     if recent is not None and recent != "PT3H":
-        raise ApiError("InvalidParameterValue", f"The value {recent} for parameter RecentlyActive is not valid: PT3H is the only valid value.")
+        raise ApiError(
+            "InvalidParameterValue",
+            f"The value {recent} for parameter RecentlyActive is not valid: PT3H is the only valid value.",
+        )
     if not isinstance(filters, list) or len(filters) > MAX_DIMENSION_FILTERS:
-        raise ApiError("InvalidParameterValue", f"The collection Dimensions must not have more than {MAX_DIMENSION_FILTERS} members.")
+        raise ApiError(
+            "InvalidParameterValue",
+            f"The collection Dimensions must not have more than {MAX_DIMENSION_FILTERS} members.",
+        )
     for i, f in enumerate(filters, 1):
         if not isinstance(f, dict) or not f.get("Name"):
-            raise validation(f"1 validation error detected: Value null at 'dimensions.{i}.member.name' " "failed to satisfy constraint: Member must not be null")
+            raise validation(
+                f"1 validation error detected: Value null at 'dimensions.{i}.member.name' "
+                "failed to satisfy constraint: Member must not be null"
+            )
     linked = bool(body.get("IncludeLinkedAccounts"))
     owner = body.get("OwningAccount")
     accounts = [account]
@@ -349,11 +405,21 @@ def list_metrics(registry: Registry, account: str, region: str, body: dict[str, 
         accounts += sorted(registry.links.get(account, set()))
         if owner:
             accounts = [owner] if registry.linked(account, owner) else []
-    digest = hashlib.sha256(json.dumps([ns, name, filters, recent, linked, owner], sort_keys=True).encode()).hexdigest()[:32]
+    digest = hashlib.sha256(
+        json.dumps([ns, name, filters, recent, linked, owner], sort_keys=True).encode()
+    ).hexdigest()[:32]
     offset = _untoken(body["NextToken"], digest) if body.get("NextToken") else 0
     now = registry.model.now()
     since = now - (RECENT_WINDOW if recent else LIST_WINDOW)
-    key = (id(registry.model.scenario), registry.model.seed, tuple(accounts), region, digest, int(now) // 300, int(now - since))
+    key = (
+        id(registry.model.scenario),
+        registry.model.seed,
+        tuple(accounts),
+        region,
+        digest,
+        int(now) // 300,
+        int(now - since),
+    )
     with registry._lock:
         state = registry.listings.get(key)
     if state is None:
@@ -380,11 +446,14 @@ def list_metrics(registry: Registry, account: str, region: str, body: dict[str, 
             pos[0] += 1
             if registry.active(s, since, now):
                 listed.append(s)
-        page = listed[offset:offset + LIST_PAGE]
+        page = listed[offset : offset + LIST_PAGE]
         more = len(listed) > offset + LIST_PAGE
-    response: dict[str, Any] = {"Metrics": [
-        {"Namespace": s.namespace, "MetricName": s.name, "Dimensions": [{"Name": k, "Value": v} for k, v in s.dims]}
-        for s in page]}
+    response: dict[str, Any] = {
+        "Metrics": [
+            {"Namespace": s.namespace, "MetricName": s.name, "Dimensions": [{"Name": k, "Value": v} for k, v in s.dims]}
+            for s in page
+        ]
+    }
     if linked:
         response["OwningAccounts"] = [s.account for s in page]
     if more:
@@ -413,7 +482,13 @@ def get_insight_rule_report(model: FleetModel, account: str, region: str, body: 
     name = body.get("RuleName", "")
     match = _RULE.match(name)
     table = model.fleet.by_uid.get(f"dynamodb:{match.group(2)}") if match else None
-    if not match or table is None or table.account != account or table.region != region or name not in insight_rule_names(table):
+    if (
+        not match
+        or table is None
+        or table.account != account
+        or table.region != region
+        or name not in insight_rule_names(table)
+    ):
         raise ApiError("ResourceNotFoundException", f"Rule {name} does not exist.")
     start, end = _ts(body.get("StartTime"), "StartTime"), _ts(body.get("EndTime"), "EndTime")
     period = body.get("Period")
@@ -428,13 +503,21 @@ def get_insight_rule_report(model: FleetModel, account: str, region: str, body: 
     k = period // 60
     max_count = int(body.get("MaxContributorCount", 10))
     if buckets == 0:
-        return {"KeyLabels": ["PartitionKey"], "AggregationStatistic": "Sum", "AggregateValue": 0.0,
-                "ApproximateUniqueCount": 0, "Contributors": [], "MetricDatapoints": []}
+        return {
+            "KeyLabels": ["PartitionKey"],
+            "AggregationStatistic": "Sum",
+            "AggregateValue": 0.0,
+            "ApproximateUniqueCount": 0,
+            "Contributors": [],
+            "MetricDatapoints": [],
+        }
     m = start_r // 60 + np.arange(buckets * k, dtype=np.int64)
     d = model.drivers(table, m)
     throttled = match.group(1).endswith("T")
     per_key = _contributions(model, table, d, m, throttled)
-    per_key = {key_: np.where((m + 1) * 60 <= now, v, 0.0).reshape(buckets, k).sum(axis=1) for key_, v in per_key.items()}
+    per_key = {
+        key_: np.where((m + 1) * 60 <= now, v, 0.0).reshape(buckets, k).sum(axis=1) for key_, v in per_key.items()
+    }
     per_key = {key_: v for key_, v in per_key.items() if v.sum() > 0}
     order_by_max = body.get("OrderBy") == "Maximum"
     ranked = sorted(per_key.items(), key=lambda kv: -(kv[1].max() if order_by_max else kv[1].sum()))
@@ -446,30 +529,49 @@ def get_insight_rule_report(model: FleetModel, account: str, region: str, body: 
         active = column[column > 0]
         if not len(active):
             continue
-        datapoints.append({"Timestamp": t, "UniqueContributors": float(len(active)), "MaxContributorValue": float(active.max()),
-                           "SampleCount": float(active.sum()), "Average": float(active.mean()), "Sum": float(active.sum()),
-                           "Minimum": float(active.min()), "Maximum": float(active.max())})
+        datapoints.append(
+            {
+                "Timestamp": t,
+                "UniqueContributors": float(len(active)),
+                "MaxContributorValue": float(active.max()),
+                "SampleCount": float(active.sum()),
+                "Average": float(active.mean()),
+                "Sum": float(active.sum()),
+                "Minimum": float(active.min()),
+                "Maximum": float(active.max()),
+            }
+        )
     return {
         "KeyLabels": ["PartitionKey"] if match.group(1).startswith("PK") else ["PartitionKey", "SortKey"],
         "AggregationStatistic": "Sum",
         "AggregateValue": float(matrix.sum()),
         "ApproximateUniqueCount": len(ranked),
         "Contributors": [
-            {"Keys": [key_], "ApproximateAggregateValue": float(v.sum()),
-             "Datapoints": [{"Timestamp": stamps[i], "ApproximateValue": float(x)} for i, x in enumerate(v) if x > 0]}
-            for key_, v in ranked[:max_count]],
+            {
+                "Keys": [key_],
+                "ApproximateAggregateValue": float(v.sum()),
+                "Datapoints": [
+                    {"Timestamp": stamps[i], "ApproximateValue": float(x)} for i, x in enumerate(v) if x > 0
+                ],
+            }
+            for key_, v in ranked[:max_count]
+        ],
         "MetricDatapoints": datapoints,
     }
 
 
-def _contributions(model: FleetModel, table: Resource, d: dict[str, np.ndarray], m: np.ndarray, throttled: bool) -> dict[str, np.ndarray]:
+def _contributions(
+    model: FleetModel, table: Resource, d: dict[str, np.ndarray], m: np.ndarray, throttled: bool
+) -> dict[str, np.ndarray]:
     """Per-minute value per partition key: consumed throughput units (3×WCU + RCU, per minute)
     for the accessed-keys rule, throttle events for the throttled-keys rule."""
     weights = 1.0 / np.arange(1, BASE_KEYS + 1) ** 1.1
     weights /= weights.sum()
     out: dict[str, np.ndarray] = {}
     if throttled:
-        spread = sum(d[f"{p}_{op}_throttles"] for p in ("provisioned", "account", "ondemand") for op in ("read", "write"))
+        spread = sum(
+            d[f"{p}_{op}_throttles"] for p in ("provisioned", "account", "ondemand") for op in ("read", "write")
+        )
         hot = d["keyrange_read_throttles"] + d["keyrange_write_throttles"]
     else:
         spread = (d["read_units"] + 3 * d["write_units"]) * 60

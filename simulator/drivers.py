@@ -32,23 +32,50 @@ class FleetModel(Protocol):
     def apply_effects(self, res: Resource, d: Arrays, m: np.ndarray, which: Callable[[str], bool]) -> None: ...
     def proxy_max_allowed(self, proxy: Resource) -> int: ...
 
+
 DRIVERS: dict[str, set[str]] = {
-    "lambda": {"invocations", "error_rate", "throttles", "duration_ms", "cold_share", "init_ms", "spillover", "concurrency",
-               "async_received", "async_dropped", "async_age_ms"},
+    "lambda": {
+        "invocations",
+        "error_rate",
+        "throttles",
+        "duration_ms",
+        "cold_share",
+        "init_ms",
+        "spillover",
+        "concurrency",
+        "async_received",
+        "async_dropped",
+        "async_age_ms",
+    },
     "sqs": {"sent", "deleted", "backlog", "inflight", "age", "empty_receives", "received"},
-    "dynamodb": {"read_units", "write_units", "hot_key_read_units", "hot_key_write_units",
-                 "keyrange_read_throttles", "keyrange_write_throttles", "provisioned_read_throttles",
-                 "provisioned_write_throttles", "account_read_throttles", "account_write_throttles",
-                 "ondemand_read_throttles", "ondemand_write_throttles", "latency_ms",
-                 "index_read_throttles", "index_write_throttles"},
+    "dynamodb": {
+        "read_units",
+        "write_units",
+        "hot_key_read_units",
+        "hot_key_write_units",
+        "keyrange_read_throttles",
+        "keyrange_write_throttles",
+        "provisioned_read_throttles",
+        "provisioned_write_throttles",
+        "account_read_throttles",
+        "account_write_throttles",
+        "ondemand_read_throttles",
+        "ondemand_write_throttles",
+        "latency_ms",
+        "index_read_throttles",
+        "index_write_throttles",
+    },
     "rds": {"connections", "cpu"},
     "rds_proxy": {"clients", "db_connections", "borrow_us", "setup_failed", "pinned_share"},
     "api": {"requests", "error5", "error4", "latency_ms"},
     "schedule": {"runs", "failed_share"},
     "ses": {"sends", "bounce_rate", "complaint_rate", "reputation_bounce", "reputation_complaint", "rejects"},
 }
-DERIVED: dict[str, set[str]] = {"lambda": {"concurrency", "async_received", "async_dropped", "async_age_ms"}, "sqs": {"received"},
-                                "rds": {"cpu"}}
+DERIVED: dict[str, set[str]] = {
+    "lambda": {"concurrency", "async_received", "async_dropped", "async_age_ms"},
+    "sqs": {"received"},
+    "rds": {"cpu"},
+}
 # Lambda retries an asynchronous event whose function errors twice, one then two minutes apart,
 # then drops it (Lambda "Error handling for asynchronous invocation"; AsyncEventsDropped).
 ASYNC_RETRY_MINUTES = (1, 3)
@@ -70,11 +97,14 @@ def _wobble(model: FleetModel, res: Resource, name: str, m: np.ndarray, spread: 
     return 1.0 + spread * (2.0 * model.noise(res, name, m) - 1.0)
 
 
-def _seasonal(model: FleetModel, res: Resource, name: str, m: np.ndarray, level: float, spread: float = 0.1) -> np.ndarray:
+def _seasonal(
+    model: FleetModel, res: Resource, name: str, m: np.ndarray, level: float, spread: float = 0.1
+) -> np.ndarray:
     return level * season(m, res["daily_amp"], res["weekly_amp"]) * _wobble(model, res, name, m, spread)
 
 
 # -- Lambda -------------------------------------------------------------------------------------
+
 
 def _lambda(model: FleetModel, res: Resource, m: np.ndarray) -> Arrays:
     if res["schedule"]:
@@ -114,7 +144,9 @@ def _async_retries(model: FleetModel, res: Resource, d: Arrays, m: np.ndarray) -
     d["invocations"] = first + second + third
     d["async_received"] = first
     d["async_dropped"] = third * e
-    d["async_age_ms"] = np.where(third > 0, b * 60_000.0, np.where(second > 0, a * 60_000.0, np.where(first > 0, 40.0, 0.0)))
+    d["async_age_ms"] = np.where(
+        third > 0, b * 60_000.0, np.where(second > 0, a * 60_000.0, np.where(first > 0, 40.0, 0.0))
+    )
 
 
 def _lambda_derive(model: FleetModel, res: Resource, d: Arrays, m: np.ndarray) -> None:
@@ -134,6 +166,7 @@ def _lambda_limit(model: FleetModel, res: Resource, d: Arrays, m: np.ndarray) ->
 
 # -- SQS ----------------------------------------------------------------------------------------
 
+
 def _sqs(model: FleetModel, res: Resource, m: np.ndarray) -> Arrays:
     sent = _seasonal(model, res, "sent", m, res["rate"])
     return {
@@ -142,7 +175,9 @@ def _sqs(model: FleetModel, res: Resource, m: np.ndarray) -> Arrays:
         "backlog": sent * res["backlog_minutes"] * _wobble(model, res, "backlog", m, 0.3),
         "inflight": sent * 0.1 * _wobble(model, res, "inflight", m, 0.3),
         "age": np.where(sent > 0, res["base_age"] * _wobble(model, res, "age", m, 0.3), 0.0),
-        "empty_receives": np.full(m.shape, 20.0) * _wobble(model, res, "empty", m, 0.2) if res["consumer"] else np.zeros(m.shape),
+        "empty_receives": np.full(m.shape, 20.0) * _wobble(model, res, "empty", m, 0.2)
+        if res["consumer"]
+        else np.zeros(m.shape),
     }
 
 
@@ -157,6 +192,7 @@ def _sqs_limit(model: FleetModel, res: Resource, d: Arrays, m: np.ndarray) -> No
 
 
 # -- DynamoDB -----------------------------------------------------------------------------------
+
 
 def _dynamodb(model: FleetModel, res: Resource, m: np.ndarray) -> Arrays:
     zero = np.zeros(m.shape)
@@ -177,6 +213,7 @@ def _dynamodb_limit(model: FleetModel, res: Resource, d: Arrays, m: np.ndarray) 
 
 
 # -- RDS and RDS Proxy --------------------------------------------------------------------------
+
 
 def _rds(model: FleetModel, res: Resource, m: np.ndarray) -> Arrays:
     return {"connections": _seasonal(model, res, "connections", m, res["connections"], 0.08)}
@@ -207,6 +244,7 @@ def _proxy_limit(model: FleetModel, res: Resource, d: Arrays, m: np.ndarray) -> 
 
 
 # -- API Gateway, EventBridge schedules, SES ----------------------------------------------------
+
 
 def _api(model: FleetModel, res: Resource, m: np.ndarray) -> Arrays:
     return {
@@ -255,7 +293,7 @@ def _cron_field(spec: str, values: np.ndarray, size: int) -> np.ndarray:
         else:
             lo = int(part)
             hi = lo if step == 1 else size - 1
-        allowed[lo:hi + 1:step] = True
+        allowed[lo : hi + 1 : step] = True
     return allowed[values]
 
 
@@ -291,8 +329,23 @@ def _ses(model: FleetModel, res: Resource, m: np.ndarray) -> Arrays:
     }
 
 
-_BASE = {"lambda": _lambda, "sqs": _sqs, "dynamodb": _dynamodb, "rds": _rds, "rds_proxy": _proxy,
-         "api": _api, "schedule": _schedule, "ses": _ses}
+_BASE = {
+    "lambda": _lambda,
+    "sqs": _sqs,
+    "dynamodb": _dynamodb,
+    "rds": _rds,
+    "rds_proxy": _proxy,
+    "api": _api,
+    "schedule": _schedule,
+    "ses": _ses,
+}
 _DERIVE = {"lambda": _lambda_derive, "sqs": _sqs_derive, "rds": _rds_derive}
-_LIMIT = {"lambda": _lambda_limit, "sqs": _sqs_limit, "dynamodb": _dynamodb_limit, "rds": _rds_limit,
-          "rds_proxy": _proxy_limit, "api": _api_limit, "schedule": _schedule_limit}
+_LIMIT = {
+    "lambda": _lambda_limit,
+    "sqs": _sqs_limit,
+    "dynamodb": _dynamodb_limit,
+    "rds": _rds_limit,
+    "rds_proxy": _proxy_limit,
+    "api": _api_limit,
+    "schedule": _schedule_limit,
+}

@@ -45,9 +45,33 @@ from simulator.server import Call, error_reply, throttle_error
 MODES = ("throttle", "error", "slow", "drop", "rewrite")
 MAX_SLOW = 120.0  # seconds; a slow answer never holds a proxy thread longer than this
 UPSTREAM_TIMEOUT = 300.0
-_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "content-length"}
-_JSON_KEYS = {"service", "operation", "account", "region", "mode", "rate", "after", "every", "times", "start", "end",
-              "status", "code", "message", "seconds"}
+_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "content-length",
+}
+_JSON_KEYS = {
+    "service",
+    "operation",
+    "account",
+    "region",
+    "mode",
+    "rate",
+    "after",
+    "every",
+    "times",
+    "start",
+    "end",
+    "status",
+    "code",
+    "message",
+    "seconds",
+}
 
 Rewrite = Callable[[Call, bytes], bytes]
 
@@ -100,8 +124,15 @@ class Rule:
             raise ValueError(f"rule {index}: {exc}") from None
 
     def matches(self, call: Call) -> bool:
-        return all(want in (None, getattr(call, attr)) for attr, want in
-                   (("service", self.service), ("operation", self.operation), ("account", self.account), ("region", self.region)))
+        return all(
+            want in (None, getattr(call, attr))
+            for attr, want in (
+                ("service", self.service),
+                ("operation", self.operation),
+                ("account", self.account),
+                ("region", self.region),
+            )
+        )
 
     def describe(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in sorted(_JSON_KEYS) if getattr(self, k) not in (None,)}
@@ -111,8 +142,14 @@ class Rule:
 class FaultProxy:
     """The proxy; a context manager that serves on a thread until it exits."""
 
-    def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0, seed: int = 0,
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"upstream must be an http:// endpoint, not {upstream!r}")
@@ -153,7 +190,9 @@ class FaultProxy:
             for rule in self._rules:
                 if not rule.matches(call):
                     continue
-                if now is not None and ((rule.start is not None and now < rule.start) or (rule.end is not None and now >= rule.end)):
+                if now is not None and (
+                    (rule.start is not None and now < rule.start) or (rule.end is not None and now >= rule.end)
+                ):
                     continue
                 rule.matched += 1
                 n = rule.matched - rule.after
@@ -253,13 +292,20 @@ class _Handler(BaseHTTPRequestHandler):
                 exc = throttle_error(call, rule.message or "Rate exceeded")
             else:
                 status = int(rule.status or 500)
-                exc = ApiError(rule.code or ("ServiceUnavailable" if status == 503 else "InternalFailure"),
-                               rule.message or "injected server error", status)
+                exc = ApiError(
+                    rule.code or ("ServiceUnavailable" if status == 503 else "InternalFailure"),
+                    rule.message or "injected server error",
+                    status,
+                )
             self._send(*error_reply(call, exc))
 
     def _environ(self, path: str, query: str) -> dict[str, Any]:
-        env = {"REQUEST_METHOD": self.command, "PATH_INFO": path, "QUERY_STRING": query,
-               "CONTENT_TYPE": self.headers.get("Content-Type", "")}
+        env = {
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+        }
         for name in ("Authorization", "X-Amz-Target", "X-Moto-Account-Id"):
             if self.headers.get(name):
                 env["HTTP_" + name.upper().replace("-", "_")] = self.headers[name]

@@ -52,6 +52,7 @@ def log_group(fn: Resource) -> str:
 
 # -- the lines ------------------------------------------------------------------------------------
 
+
 def _request_ids(rng: np.random.Generator, n: int) -> list[str]:
     raw = rng.integers(0, 2**63, size=(n, 2), dtype=np.int64)
     out = []
@@ -81,22 +82,28 @@ def minute_lines(model: FleetModel, fn: Resource, minute: int) -> tuple[list[tup
     lines = []
     for i in range(n):
         dur = round(float(durations[i]), 2)
-        line = (f"REPORT RequestId: {ids[i]}\tDuration: {dur:.2f} ms\tBilled Duration: {math.ceil(dur)} ms\t"
-                f"Memory Size: {fn['memory']} MB\tMax Memory Used: {int(used[i])} MB")
+        line = (
+            f"REPORT RequestId: {ids[i]}\tDuration: {dur:.2f} ms\tBilled Duration: {math.ceil(dur)} ms\t"
+            f"Memory Size: {fn['memory']} MB\tMax Memory Used: {int(used[i])} MB"
+        )
         if i < cold and snap:
             restore = round(float(init[i]) * 0.2, 2)  # a restore is much faster than the init it replaces
             line += f"\tRestore Duration: {restore:.2f} ms\tBilled Restore Duration: {math.ceil(restore * 0.6)} ms"
         elif i < cold:
             line += f"\tInit Duration: {float(init[i]):.2f} ms"
-        stream = f"{time.strftime('%Y/%m/%d', time.gmtime(minute * 60))}/[$LATEST]{ids[i % min(n, 4)].replace('-', '')[:32]}"
+        stream = (
+            f"{time.strftime('%Y/%m/%d', time.gmtime(minute * 60))}/[$LATEST]{ids[i % min(n, 4)].replace('-', '')[:32]}"
+        )
         lines.append((minute * 60 + float(offsets[i]), stream, line + "\t"))
     # START RequestId: <id> Version: $LATEST, and END RequestId: <id>, per invocation.
     other_bytes = n * (len("START RequestId: ") + 36 + len(" Version: $LATEST") + len("END RequestId: ") + 36)
     return lines, 2 * n, other_bytes
 
 
-_REPORT = re.compile(r"^REPORT RequestId: (?P<requestId>\S+)\tDuration: (?P<duration>[\d.]+) ms\t"
-                     r"Billed Duration: (?P<billedDuration>\d+) ms.*?(?:\tInit Duration: (?P<initDuration>[\d.]+) ms)?\t?$")
+_REPORT = re.compile(
+    r"^REPORT RequestId: (?P<requestId>\S+)\tDuration: (?P<duration>[\d.]+) ms\t"
+    r"Billed Duration: (?P<billedDuration>\d+) ms.*?(?:\tInit Duration: (?P<initDuration>[\d.]+) ms)?\t?$"
+)
 
 
 def _event(account: str, group: str, ts: float, stream: str, message: str) -> dict[str, Any]:
@@ -161,7 +168,9 @@ def _condition(text: str) -> Any:
 def _parse(text: str) -> Any:
     m = re.match(r"^parse\s+(@?\w+)\s+/(.*)/\s*$", text, re.S)
     if not m:
-        raise _malformed("The fleetwatch emulator evaluates parse only as: parse @field /regex with (?<name>...) groups/.")
+        raise _malformed(
+            "The fleetwatch emulator evaluates parse only as: parse @field /regex with (?<name>...) groups/."
+        )
     field, rx = m.groups()
     pattern = re.compile(rx.replace("(?<", "(?P<").replace("(?P<=", "(?<=").replace("(?P<!", "(?<!"))
 
@@ -169,6 +178,7 @@ def _parse(text: str) -> Any:
         found = pattern.search(str(ev.get(field, "")))
         if found:
             ev.update({k: v for k, v in found.groupdict().items() if v is not None})
+
     return apply
 
 
@@ -191,8 +201,14 @@ def _stats(text: str) -> tuple[list[tuple[str, str, str]], list[tuple[str, Any]]
         b = _BIN.match(part)
         if b:
             size = int(b.group(1)) * {"s": 1, "m": 60, "h": 3600}[b.group(2)]
-            groups.append((part.replace(" ", ""), lambda ev, s=size: time.strftime(
-                "%Y-%m-%d %H:%M:%S.000", time.gmtime(int(ev["@timestamp"]) // s * s))))
+            groups.append(
+                (
+                    part.replace(" ", ""),
+                    lambda ev, s=size: time.strftime(
+                        "%Y-%m-%d %H:%M:%S.000", time.gmtime(int(ev["@timestamp"]) // s * s)
+                    ),
+                )
+            )
         elif re.match(r"^@?[\w.]+$", part):
             groups.append((part, lambda ev, f=part: ev.get(f)))
         else:
@@ -214,12 +230,14 @@ def _format(value: float) -> str:
 def evaluate(query: str, events: list[dict[str, Any]], limit: int) -> list[list[dict[str, str]]]:
     commands = _split(query)
     if not commands or not re.match(r'^filter\s+@type\s*=\s*"REPORT"', commands[0]):
-        raise _malformed('The fleetwatch emulator holds REPORT lines only: begin the query with filter @type = "REPORT".')
+        raise _malformed(
+            'The fleetwatch emulator holds REPORT lines only: begin the query with filter @type = "REPORT".'
+        )
     stats = None
     for command in commands:
         verb = command.split(None, 1)[0].lower()
         if verb == "filter":
-            keep = _condition(command[len("filter"):])
+            keep = _condition(command[len("filter") :])
             events = [ev for ev in events if keep(ev)]
         elif verb == "parse":
             apply = _parse(command)
@@ -234,9 +252,14 @@ def evaluate(query: str, events: list[dict[str, Any]], limit: int) -> list[list[
             except (IndexError, ValueError):
                 raise _malformed("limit takes a number") from None
         else:
-            raise _malformed(f"The fleetwatch emulator does not evaluate {verb!r}; it evaluates filter, parse, stats and limit.")
+            raise _malformed(
+                f"The fleetwatch emulator does not evaluate {verb!r}; it evaluates filter, parse, stats and limit."
+            )
     if stats is None:
-        rows = [[{"field": k, "value": str(v)} for k, v in ev.items() if k in ("@timestamp", "@message", "@log")] for ev in events]
+        rows = [
+            [{"field": k, "value": str(v)} for k, v in ev.items() if k in ("@timestamp", "@message", "@log")]
+            for ev in events
+        ]
         return rows[:limit]
     aggs, groups = stats
     buckets: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = OrderedDict()
@@ -244,14 +267,27 @@ def evaluate(query: str, events: list[dict[str, Any]], limit: int) -> list[list[
         buckets.setdefault(tuple(g(ev) for _, g in groups), []).append(ev)
     rows = []
     for group_values, members in buckets.items():
-        row = [{"field": name, "value": str(v)} for (name, _), v in zip(groups, group_values, strict=True) if v is not None]
+        row = [
+            {"field": name, "value": str(v)} for (name, _), v in zip(groups, group_values, strict=True) if v is not None
+        ]
         for name, fn, arg in aggs:
             if fn == "count":
-                value: float | None = float(len(members) if arg == "*" else sum(1 for ev in members if ev.get(arg) is not None))
+                value: float | None = float(
+                    len(members) if arg == "*" else sum(1 for ev in members if ev.get(arg) is not None)
+                )
             else:
                 nums = [x for x in (_number(ev.get(arg)) for ev in members) if x is not None]
-                value = (None if not nums else max(nums) if fn == "max" else min(nums) if fn == "min"
-                         else sum(nums) if fn == "sum" else sum(nums) / len(nums))
+                value = (
+                    None
+                    if not nums
+                    else max(nums)
+                    if fn == "max"
+                    else min(nums)
+                    if fn == "min"
+                    else sum(nums)
+                    if fn == "sum"
+                    else sum(nums) / len(nums)
+                )
             if value is not None:
                 row.append({"field": name, "value": _format(value)})
         rows.append(row)
@@ -259,6 +295,7 @@ def evaluate(query: str, events: list[dict[str, Any]], limit: int) -> list[list[
 
 
 # -- the API --------------------------------------------------------------------------------------
+
 
 class Queries:
     """Queries started, by id, and what each answers."""
@@ -269,9 +306,15 @@ class Queries:
 
     def add(self, account: str, region: str, answer: dict[str, Any], status: str) -> str:
         with self._lock:
-            running = sum(1 for q in self._queries.values() if q["account"] == account and q["region"] == region and q["polls"] == 0)
+            running = sum(
+                1
+                for q in self._queries.values()
+                if q["account"] == account and q["region"] == region and q["polls"] == 0
+            )
             if running >= MAX_CONCURRENT:
-                raise ApiError("LimitExceededException", f"Account has reached the limit of {MAX_CONCURRENT} concurrent queries.")
+                raise ApiError(
+                    "LimitExceededException", f"Account has reached the limit of {MAX_CONCURRENT} concurrent queries."
+                )
             qid = str(uuid.uuid4())
             self._queries[qid] = {"account": account, "region": region, "answer": answer, "status": status, "polls": 0}
             while len(self._queries) > KEPT:
@@ -285,8 +328,11 @@ class Queries:
                 raise ApiError("ResourceNotFoundException", f"Query {qid} does not exist.")
             q["polls"] += 1
             if q["polls"] == 1:
-                return {"status": "Running", "results": [], "statistics": {"recordsMatched": 0.0, "recordsScanned": 0.0,
-                                                                            "bytesScanned": 0.0}}
+                return {
+                    "status": "Running",
+                    "results": [],
+                    "statistics": {"recordsMatched": 0.0, "recordsScanned": 0.0, "bytesScanned": 0.0},
+                }
             if q["status"] != "Complete":
                 return {"status": q["status"], "results": [], "statistics": q["answer"]["statistics"]}
             return {"status": "Complete", **q["answer"]}
@@ -295,20 +341,26 @@ class Queries:
 def start_query(model: FleetModel, queries: Queries, account: str, region: str, body: dict[str, Any]) -> dict[str, Any]:
     named = [k for k in ("logGroupName", "logGroupNames", "logGroupIdentifiers") if body.get(k)]
     if len(named) != 1:
-        raise ApiError("InvalidParameterException", "Specify exactly one of logGroupName, logGroupNames or logGroupIdentifiers.")
+        raise ApiError(
+            "InvalidParameterException", "Specify exactly one of logGroupName, logGroupNames or logGroupIdentifiers."
+        )
     wanted = [body[named[0]]] if named[0] == "logGroupName" else list(body[named[0]])
     if len(wanted) > MAX_LOG_GROUPS:
         raise ApiError("InvalidParameterException", f"A query can name at most {MAX_LOG_GROUPS} log groups.")
     start, end = body.get("startTime"), body.get("endTime")
     if not isinstance(start, (int, float)) or not isinstance(end, (int, float)) or start > end:
-        raise ApiError("InvalidParameterException", "startTime and endTime are epoch seconds, startTime not after endTime.")
+        raise ApiError(
+            "InvalidParameterException", "startTime and endTime are epoch seconds, startTime not after endTime."
+        )
     start, end = int(start), int(end)
     limit = int(body.get("limit") or 10_000)
     groups = {log_group(fn): fn for fn in model.fleet.of_kind("lambda", account, region)}
     for name in wanted:
         name = name.split(":log-group:", 1)[-1].removesuffix(":*")  # an ARN names the group too
         if name not in groups:
-            raise ApiError("ResourceNotFoundException", f"Log group '{name}' does not exist for account ID '{account}'.")
+            raise ApiError(
+                "ResourceNotFoundException", f"Log group '{name}' does not exist for account ID '{account}'."
+            )
     events, scanned, scanned_bytes = [], 0, 0
     last = min(end, int(model.now()) - 1)  # nothing is written after now
     for name in wanted:
@@ -323,8 +375,15 @@ def start_query(model: FleetModel, queries: Queries, account: str, region: str, 
             events.extend(_event(account, name, ts, stream, line) for ts, stream, line in kept)
     results = evaluate(str(body.get("queryString") or ""), events, min(limit, MAX_LIMIT))
     matched = sum(1 for ev in events if ev.get("@type") == "REPORT")
-    answer = {"results": results, "statistics": {"recordsMatched": float(matched), "recordsScanned": float(scanned),
-                                                 "bytesScanned": float(scanned_bytes), "logGroupsScanned": float(len(wanted))}}
+    answer = {
+        "results": results,
+        "statistics": {
+            "recordsMatched": float(matched),
+            "recordsScanned": float(scanned),
+            "bytesScanned": float(scanned_bytes),
+            "logGroupsScanned": float(len(wanted)),
+        },
+    }
     return {"queryId": queries.add(account, region, answer, model.modes.get("logs_query_status") or "Complete")}
 
 

@@ -37,8 +37,15 @@ class _Handler:
 
 
 class SmtpSink:
-    def __init__(self, port: int = 0, username: str = "", password: str = "", security: str = "none",
-                 cert: tuple[str, str] | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        username: str = "",
+        password: str = "",
+        security: str = "none",
+        cert: tuple[str, str] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         """security: 'none', 'starttls' (required before AUTH and mail) or 'tls' (TLS from the start),
         the latter two with cert = (certificate PEM file, key PEM file)."""
         self.port = port or free_port()
@@ -47,10 +54,15 @@ class SmtpSink:
         self.lock = threading.Lock()
         kwargs: dict[str, Any] = {}
         if username:
+
             def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
-                ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == username \
+                ok = (
+                    isinstance(auth_data, LoginPassword)
+                    and auth_data.login.decode() == username
                     and auth_data.password.decode() == password
+                )
                 return AuthResult(success=ok, handled=False)
+
             # Loopback only: AUTH over plain SMTP is allowed when security is 'none', so the login path
             # is exercised without a certificate too. With TLS from the start the whole session is
             # encrypted, but aiosmtpd counts only STARTTLS as TLS for AUTH, so it is not asked there.

@@ -50,29 +50,57 @@ class SeriesDef:
 
 # -- the catalog ----------------------------------------------------------------------------------
 
+
 def _lambda_specs(res: Resource) -> list[Spec]:
     ns = "AWS/Lambda"
     specs = [
         Spec(ns, "Invocations", "Count", "events", lambda d, r: {"count": d["invocations"]}),
         Spec(ns, "Errors", "Count", "binary", lambda d, r: {"n": d["invocations"], "rate": d["error_rate"]}),
-        Spec(ns, "Throttles", "Count", "binary",
-             lambda d, r: {"n": d["invocations"] + d["throttles"], "k": d["throttles"]}),
-        Spec(ns, "Duration", "Milliseconds", "lognormal",
-             lambda d, r: {"n": d["invocations"], "median": d["duration_ms"], "sigma": r["duration_sigma"]}),
-        Spec(ns, "ConcurrentExecutions", "Count", "gauge",
-             lambda d, r: {"value": d["concurrency"], "present": d["invocations"] > 0}),
+        Spec(
+            ns,
+            "Throttles",
+            "Count",
+            "binary",
+            lambda d, r: {"n": d["invocations"] + d["throttles"], "k": d["throttles"]},
+        ),
+        Spec(
+            ns,
+            "Duration",
+            "Milliseconds",
+            "lognormal",
+            lambda d, r: {"n": d["invocations"], "median": d["duration_ms"], "sigma": r["duration_sigma"]},
+        ),
+        Spec(
+            ns,
+            "ConcurrentExecutions",
+            "Count",
+            "gauge",
+            lambda d, r: {"value": d["concurrency"], "present": d["invocations"] > 0},
+        ),
     ]
     if res["provisioned"]:
-        specs.append(Spec(ns, "ProvisionedConcurrencySpilloverInvocations", "Count", "events",
-                          lambda d, r: {"count": d["spillover"]}))
+        specs.append(
+            Spec(
+                ns,
+                "ProvisionedConcurrencySpilloverInvocations",
+                "Count",
+                "events",
+                lambda d, r: {"count": d["spillover"]},
+            )
+        )
     if res["schedule"]:
         # Invoked asynchronously by its EventBridge schedule (Lambda "Types of metrics for Lambda
         # functions", asynchronous invocation metrics; AsyncEventAge in milliseconds).
         specs += [
             Spec(ns, "AsyncEventsReceived", "Count", "events", lambda d, r: {"count": d["async_received"]}),
             Spec(ns, "AsyncEventsDropped", "Count", "events", lambda d, r: {"count": d["async_dropped"]}),
-            Spec(ns, "AsyncEventAge", "Milliseconds", "gauge",
-                 lambda d, r: {"value": d["async_age_ms"], "present": d["invocations"] > 0}),
+            Spec(
+                ns,
+                "AsyncEventAge",
+                "Milliseconds",
+                "gauge",
+                lambda d, r: {"value": d["async_age_ms"], "present": d["invocations"] > 0},
+            ),
         ]
     return specs
 
@@ -93,7 +121,7 @@ def _sqs_since_wake(d: Arrays) -> np.ndarray:
     active = _sqs_active(d)
     woke = active & ~np.concatenate(([True], active[:-1]))
     idx = np.arange(len(active))
-    last = np.maximum.accumulate(np.where(woke, idx, -10**9))
+    last = np.maximum.accumulate(np.where(woke, idx, -(10**9)))
     return idx - last
 
 
@@ -101,15 +129,27 @@ def _sqs_specs(res: Resource) -> list[Spec]:
     ns = "AWS/SQS"
 
     def gauge(driver: str, rounding: bool = True) -> Extract:
-        return lambda d, r: {"value": np.round(d[driver]) if rounding else d[driver], "present": _sqs_active(d),
-                             "since_wake": _sqs_since_wake(d)}
+        return lambda d, r: {
+            "value": np.round(d[driver]) if rounding else d[driver],
+            "present": _sqs_active(d),
+            "since_wake": _sqs_since_wake(d),
+        }
 
     return [
         Spec(ns, "ApproximateNumberOfMessagesVisible", "Count", "gauge", gauge("backlog"), 360),
         Spec(ns, "ApproximateNumberOfMessagesNotVisible", "Count", "gauge", gauge("inflight"), 360),
-        Spec(ns, "ApproximateNumberOfMessagesDelayed", "Count", "gauge",
-             lambda d, r: {"value": np.zeros(d["sent"].shape), "present": _sqs_active(d),
-                           "since_wake": _sqs_since_wake(d)}, 360),
+        Spec(
+            ns,
+            "ApproximateNumberOfMessagesDelayed",
+            "Count",
+            "gauge",
+            lambda d, r: {
+                "value": np.zeros(d["sent"].shape),
+                "present": _sqs_active(d),
+                "since_wake": _sqs_since_wake(d),
+            },
+            360,
+        ),
         Spec(ns, "ApproximateAgeOfOldestMessage", "Seconds", "gauge", gauge("age"), 360),
         Spec(ns, "NumberOfMessagesSent", "Count", "gauge", gauge("sent"), 360),
         Spec(ns, "NumberOfMessagesReceived", "Count", "gauge", gauge("received"), 360),
@@ -121,25 +161,56 @@ def _sqs_specs(res: Resource) -> list[Spec]:
 def _dynamodb_specs(res: Resource) -> list[Spec]:
     ns = "AWS/DynamoDB"
     specs = [
-        Spec(ns, "ConsumedReadCapacityUnits", "Count", "statset",
-             lambda d, r: {"n": (d["read_units"] + d["hot_key_read_units"]) * 60, "total": (d["read_units"] + d["hot_key_read_units"]) * 60}),
-        Spec(ns, "ConsumedWriteCapacityUnits", "Count", "statset",
-             lambda d, r: {"n": (d["write_units"] + d["hot_key_write_units"]) * 60, "total": (d["write_units"] + d["hot_key_write_units"]) * 60}),
+        Spec(
+            ns,
+            "ConsumedReadCapacityUnits",
+            "Count",
+            "statset",
+            lambda d, r: {
+                "n": (d["read_units"] + d["hot_key_read_units"]) * 60,
+                "total": (d["read_units"] + d["hot_key_read_units"]) * 60,
+            },
+        ),
+        Spec(
+            ns,
+            "ConsumedWriteCapacityUnits",
+            "Count",
+            "statset",
+            lambda d, r: {
+                "n": (d["write_units"] + d["hot_key_write_units"]) * 60,
+                "total": (d["write_units"] + d["hot_key_write_units"]) * 60,
+            },
+        ),
         Spec(ns, "ReadThrottleEvents", "Count", "events", lambda d, r: {"count": _throttles(d, "read")}),
         Spec(ns, "WriteThrottleEvents", "Count", "events", lambda d, r: {"count": _throttles(d, "write")}),
     ]
-    for reason, prefix in (("KeyRangeThroughput", "keyrange"), ("ProvisionedThroughput", "provisioned"),
-                           ("AccountLimit", "account"), ("MaxOnDemandThroughput", "ondemand")):
+    for reason, prefix in (
+        ("KeyRangeThroughput", "keyrange"),
+        ("ProvisionedThroughput", "provisioned"),
+        ("AccountLimit", "account"),
+        ("MaxOnDemandThroughput", "ondemand"),
+    ):
         for op in ("Read", "Write"):
             driver = f"{prefix}_{op.lower()}_throttles"
-            specs.append(Spec(ns, f"{op}{reason}ThrottleEvents", "Count", "events",
-                              lambda d, r, drv=driver: {"count": d[drv]}))
+            specs.append(
+                Spec(ns, f"{op}{reason}ThrottleEvents", "Count", "events", lambda d, r, drv=driver: {"count": d[drv]})
+            )
     if res["billing"] == "PROVISIONED":
         specs += [
-            Spec(ns, "ProvisionedReadCapacityUnits", "Count", "gauge",
-                 lambda d, r: {"value": np.full(d["read_units"].shape, float(r["read_capacity"]))}),
-            Spec(ns, "ProvisionedWriteCapacityUnits", "Count", "gauge",
-                 lambda d, r: {"value": np.full(d["write_units"].shape, float(r["write_capacity"]))}),
+            Spec(
+                ns,
+                "ProvisionedReadCapacityUnits",
+                "Count",
+                "gauge",
+                lambda d, r: {"value": np.full(d["read_units"].shape, float(r["read_capacity"]))},
+            ),
+            Spec(
+                ns,
+                "ProvisionedWriteCapacityUnits",
+                "Count",
+                "gauge",
+                lambda d, r: {"value": np.full(d["write_units"].shape, float(r["write_capacity"]))},
+            ),
         ]
     return specs
 
@@ -154,11 +225,34 @@ def _operation_specs(res: Resource) -> list[tuple[Spec, tuple[tuple[str, str], .
     out = []
     for op, kind in (("GetItem", "read"), ("Query", "read"), ("PutItem", "write"), ("UpdateItem", "write")):
         share = 0.5
-        out.append((Spec(ns, "ThrottledRequests", "Count", "events",
-                         lambda d, r, k=kind, s=share: {"count": _throttles(d, k) * s}), (("Operation", op),)))
-        out.append((Spec(ns, "SuccessfulRequestLatency", "Milliseconds", "lognormal",
-                         lambda d, r, k=kind, s=share: {"n": d[f"{k}_units"] * 60 * s, "median": d["latency_ms"], "sigma": 0.3}),
-                    (("Operation", op),)))
+        out.append(
+            (
+                Spec(
+                    ns,
+                    "ThrottledRequests",
+                    "Count",
+                    "events",
+                    lambda d, r, k=kind, s=share: {"count": _throttles(d, k) * s},
+                ),
+                (("Operation", op),),
+            )
+        )
+        out.append(
+            (
+                Spec(
+                    ns,
+                    "SuccessfulRequestLatency",
+                    "Milliseconds",
+                    "lognormal",
+                    lambda d, r, k=kind, s=share: {
+                        "n": d[f"{k}_units"] * 60 * s,
+                        "median": d["latency_ms"],
+                        "sigma": 0.3,
+                    },
+                ),
+                (("Operation", op),),
+            )
+        )
     return out
 
 
@@ -174,18 +268,40 @@ def _index_specs(res: Resource, first: bool) -> list[Spec]:
     ns = "AWS/DynamoDB"
     none = lambda d: np.zeros(d["write_units"].shape)  # noqa: E731
     specs = [
-        Spec(ns, "ConsumedReadCapacityUnits", "Count", "statset",
-             lambda d, r: {"n": d["read_units"] * 6, "total": d["read_units"] * 6}),
-        Spec(ns, "ConsumedWriteCapacityUnits", "Count", "statset",
-             lambda d, r: {"n": d["write_units"] * 60, "total": d["write_units"] * 60}),
-        Spec(ns, "ReadThrottleEvents", "Count", "events",
-             lambda d, r: {"count": d["index_read_throttles"] if first else none(d)}),
-        Spec(ns, "WriteThrottleEvents", "Count", "events",
-             lambda d, r: {"count": d["index_write_throttles"] if first else none(d)}),
+        Spec(
+            ns,
+            "ConsumedReadCapacityUnits",
+            "Count",
+            "statset",
+            lambda d, r: {"n": d["read_units"] * 6, "total": d["read_units"] * 6},
+        ),
+        Spec(
+            ns,
+            "ConsumedWriteCapacityUnits",
+            "Count",
+            "statset",
+            lambda d, r: {"n": d["write_units"] * 60, "total": d["write_units"] * 60},
+        ),
+        Spec(
+            ns,
+            "ReadThrottleEvents",
+            "Count",
+            "events",
+            lambda d, r: {"count": d["index_read_throttles"] if first else none(d)},
+        ),
+        Spec(
+            ns,
+            "WriteThrottleEvents",
+            "Count",
+            "events",
+            lambda d, r: {"count": d["index_write_throttles"] if first else none(d)},
+        ),
     ]
     if res["billing"] == "PROVISIONED":
-        specs += [Spec(ns, f"Provisioned{op}CapacityUnits", "Count", "gauge", _provisioned(f"{op.lower()}_capacity"))
-                  for op in ("Read", "Write")]
+        specs += [
+            Spec(ns, f"Provisioned{op}CapacityUnits", "Count", "gauge", _provisioned(f"{op.lower()}_capacity"))
+            for op in ("Read", "Write")
+        ]
     return specs
 
 
@@ -206,14 +322,34 @@ def _proxy_specs(res: Resource) -> list[Spec]:
     return [
         Spec(ns, "ClientConnections", "Count", "gauge", lambda d, r: {"value": d["clients"]}),
         Spec(ns, "DatabaseConnections", "Count", "gauge", lambda d, r: {"value": d["db_connections"]}),
-        Spec(ns, "MaxDatabaseConnectionsAllowed", "Count", "gauge",
-             lambda d, r: {"value": np.full(d["clients"].shape, float(r.facts["max_allowed"]))}),
-        Spec(ns, "DatabaseConnectionsCurrentlyBorrowed", "Count", "gauge",
-             lambda d, r: {"value": np.round(d["db_connections"] * 0.6)}),
-        Spec(ns, "DatabaseConnectionsCurrentlySessionPinned", "Count", "gauge",
-             lambda d, r: {"value": np.round(d["db_connections"] * np.clip(d["pinned_share"], 0, 1))}),
-        Spec(ns, "DatabaseConnectionsBorrowLatency", "Microseconds", "lognormal",
-             lambda d, r: {"n": d["clients"], "median": d["borrow_us"], "sigma": 0.5}),
+        Spec(
+            ns,
+            "MaxDatabaseConnectionsAllowed",
+            "Count",
+            "gauge",
+            lambda d, r: {"value": np.full(d["clients"].shape, float(r.facts["max_allowed"]))},
+        ),
+        Spec(
+            ns,
+            "DatabaseConnectionsCurrentlyBorrowed",
+            "Count",
+            "gauge",
+            lambda d, r: {"value": np.round(d["db_connections"] * 0.6)},
+        ),
+        Spec(
+            ns,
+            "DatabaseConnectionsCurrentlySessionPinned",
+            "Count",
+            "gauge",
+            lambda d, r: {"value": np.round(d["db_connections"] * np.clip(d["pinned_share"], 0, 1))},
+        ),
+        Spec(
+            ns,
+            "DatabaseConnectionsBorrowLatency",
+            "Microseconds",
+            "lognormal",
+            lambda d, r: {"n": d["clients"], "median": d["borrow_us"], "sigma": 0.5},
+        ),
         Spec(ns, "DatabaseConnectionsSetupFailed", "Count", "events", lambda d, r: {"count": d["setup_failed"]}),
     ]
 
@@ -226,10 +362,24 @@ def _api_specs(res: Resource) -> list[Spec]:
         Spec(ns, "Count", "Count", "events", lambda d, r: {"count": d["requests"]}),
         Spec(ns, e5, "Count", "binary", lambda d, r: {"n": d["requests"], "rate": d["error5"]}),
         Spec(ns, e4, "Count", "binary", lambda d, r: {"n": d["requests"], "rate": d["error4"]}),
-        Spec(ns, "Latency", "Milliseconds", "lognormal",
-             lambda d, r: {"n": d["requests"], "median": d["latency_ms"], "sigma": r["latency_sigma"]}),
-        Spec(ns, "IntegrationLatency", "Milliseconds", "lognormal",
-             lambda d, r: {"n": d["requests"], "median": np.maximum(d["latency_ms"] - 6.0, 1.0), "sigma": r["latency_sigma"]}),
+        Spec(
+            ns,
+            "Latency",
+            "Milliseconds",
+            "lognormal",
+            lambda d, r: {"n": d["requests"], "median": d["latency_ms"], "sigma": r["latency_sigma"]},
+        ),
+        Spec(
+            ns,
+            "IntegrationLatency",
+            "Milliseconds",
+            "lognormal",
+            lambda d, r: {
+                "n": d["requests"],
+                "median": np.maximum(d["latency_ms"] - 6.0, 1.0),
+                "sigma": r["latency_sigma"],
+            },
+        ),
     ]
 
 
@@ -265,26 +415,54 @@ def _ses_specs(res: Resource) -> list[Spec]:
         # account with no bounces (complaints) yet has no rate to publish: absent, not 0
         # (issue 17 item 13; the account's rates need mail that bounced or drew complaints, SES
         # "Reputation metrics", https://docs.aws.amazon.com/ses/latest/dg/reputation-dashboard-dg.html).
-        Spec(ns, "Reputation.BounceRate", "None", "gauge",
-             lambda d, r: {"value": d["reputation_bounce"], "present": d["reputation_bounce"] > 0}),
-        Spec(ns, "Reputation.ComplaintRate", "None", "gauge",
-             lambda d, r: {"value": d["reputation_complaint"], "present": d["reputation_complaint"] > 0}),
+        Spec(
+            ns,
+            "Reputation.BounceRate",
+            "None",
+            "gauge",
+            lambda d, r: {"value": d["reputation_bounce"], "present": d["reputation_bounce"] > 0},
+        ),
+        Spec(
+            ns,
+            "Reputation.ComplaintRate",
+            "None",
+            "gauge",
+            lambda d, r: {"value": d["reputation_complaint"], "present": d["reputation_complaint"] > 0},
+        ),
     ]
 
 
 LAMBDA_ACCOUNT_SPECS = [
     Spec("AWS/Lambda", "ConcurrentExecutions", "Count", "gauge", lambda d, r: {"value": d["concurrency"]}),
-    Spec("AWS/Lambda", "UnreservedConcurrentExecutions", "Count", "gauge", lambda d, r: {"value": d["unreserved_concurrency"]}),
+    Spec(
+        "AWS/Lambda",
+        "UnreservedConcurrentExecutions",
+        "Count",
+        "gauge",
+        lambda d, r: {"value": d["unreserved_concurrency"]},
+    ),
     Spec("AWS/Lambda", "ClaimedAccountConcurrency", "Count", "gauge", lambda d, r: {"value": d["claimed"]}),
     Spec("AWS/Lambda", "Invocations", "Count", "events", lambda d, r: {"count": d["invocations"]}),
     Spec("AWS/Lambda", "Errors", "Count", "binary", lambda d, r: {"n": d["invocations"], "k": d["errors"]}),
-    Spec("AWS/Lambda", "Throttles", "Count", "binary", lambda d, r: {"n": d["invocations"] + d["throttles"], "k": d["throttles"]}),
+    Spec(
+        "AWS/Lambda",
+        "Throttles",
+        "Count",
+        "binary",
+        lambda d, r: {"n": d["invocations"] + d["throttles"], "k": d["throttles"]},
+    ),
 ]
 
 
 # The one dimension each kind's metrics are published under (SES: account-wide, no dimension).
-_DIMENSION = {"lambda": "FunctionName", "sqs": "QueueName", "dynamodb": "TableName", "rds": "DBInstanceIdentifier",
-              "rds_proxy": "ProxyName", "schedule": "RuleName"}
+_DIMENSION = {
+    "lambda": "FunctionName",
+    "sqs": "QueueName",
+    "dynamodb": "TableName",
+    "rds": "DBInstanceIdentifier",
+    "rds_proxy": "ProxyName",
+    "schedule": "RuleName",
+}
 
 
 def rest_api_name_dimension(res: Resource) -> str:
@@ -301,7 +479,11 @@ def rest_api_name_dimension(res: Resource) -> str:
 def _dims(res: Resource) -> list[tuple[tuple[str, str], ...]]:
     if res.kind == "api":
         # REST APIs publish by ApiName; HTTP APIs by the ApiId assigned when they are created.
-        name, value = ("ApiName", rest_api_name_dimension(res)) if res["type"] == "REST" else ("ApiId", res.facts.get("api_id", res.name))
+        name, value = (
+            ("ApiName", rest_api_name_dimension(res))
+            if res["type"] == "REST"
+            else ("ApiId", res.facts.get("api_id", res.name))
+        )
         return [((name, value),), ((name, value), ("Stage", res["stage"]))]
     if res.kind == "ses":
         return [()]
@@ -317,13 +499,24 @@ def _dims(res: Resource) -> list[tuple[tuple[str, str], ...]]:
 # latest/monitoring/Lambda-Insights-example-event.html). The emulator publishes it by function_name
 # from cold starts only, and only while the function is in the `lambda_insights` mode (the layer
 # installed; see cloudwatch.series_values).
-INSIGHTS_INIT = Spec("LambdaInsights", "init_duration", "Milliseconds", "lognormal",
-                     lambda d, r: {"n": d["invocations"] * d["cold_share"], "median": d["init_ms"], "sigma": 0.15})
+INSIGHTS_INIT = Spec(
+    "LambdaInsights",
+    "init_duration",
+    "Milliseconds",
+    "lognormal",
+    lambda d, r: {"n": d["invocations"] * d["cold_share"], "median": d["init_ms"], "sigma": 0.15},
+)
 
 
 _SPECS: dict[str, Callable[[Resource], list[Spec]]] = {
-    "lambda": _lambda_specs, "sqs": _sqs_specs, "dynamodb": _dynamodb_specs, "rds": _rds_specs,
-    "rds_proxy": _proxy_specs, "api": _api_specs, "schedule": _schedule_specs, "ses": _ses_specs,
+    "lambda": _lambda_specs,
+    "sqs": _sqs_specs,
+    "dynamodb": _dynamodb_specs,
+    "rds": _rds_specs,
+    "rds_proxy": _proxy_specs,
+    "api": _api_specs,
+    "schedule": _schedule_specs,
+    "ses": _ses_specs,
 }
 
 
@@ -333,15 +526,26 @@ def series_for(res: Resource) -> list[SeriesDef]:
         for spec in _SPECS[res.kind](res):
             out.append(SeriesDef(spec.namespace, spec.name, tuple(sorted(dims)), spec, res, res.account, res.region))
     if res.kind == "lambda":
-        out.append(SeriesDef(INSIGHTS_INIT.namespace, INSIGHTS_INIT.name, (("function_name", res.name),), INSIGHTS_INIT, res,
-                             res.account, res.region))
+        out.append(
+            SeriesDef(
+                INSIGHTS_INIT.namespace,
+                INSIGHTS_INIT.name,
+                (("function_name", res.name),),
+                INSIGHTS_INIT,
+                res,
+                res.account,
+                res.region,
+            )
+        )
     if res.kind == "dynamodb":
         for spec, extra in _operation_specs(res):
             dims = tuple(sorted((("TableName", res.name), *extra)))
             out.append(SeriesDef(spec.namespace, spec.name, dims, spec, res, res.account, res.region))
         for i, index in enumerate(res["indexes"] or []):
             dims = tuple(sorted((("TableName", res.name), ("GlobalSecondaryIndexName", str(index)))))
-            out += [SeriesDef(s.namespace, s.name, dims, s, res, res.account, res.region) for s in _index_specs(res, i == 0)]
+            out += [
+                SeriesDef(s.namespace, s.name, dims, s, res, res.account, res.region) for s in _index_specs(res, i == 0)
+            ]
     return out
 
 
@@ -350,6 +554,7 @@ def account_series(account: str, region: str) -> list[SeriesDef]:
 
 
 # -- statistics ---------------------------------------------------------------------------------
+
 
 @dataclass
 class MinuteStats:

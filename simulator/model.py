@@ -29,8 +29,14 @@ LAMBDA_ACCOUNT_DRIVERS = ("concurrency", "unreserved_concurrency", "claimed", "i
 # - callers: function -> the function that invokes it, so its traces hold both functions.
 # - logs_query_status: the status Logs Insights queries end in ("" = Complete; Failed, Timeout,
 #   Cancelled as AWS can answer).
-MODES = {"untraced": list, "transaction_search": list, "lambda_insights": list, "snap_start": list, "callers": dict,
-         "logs_query_status": str}
+MODES = {
+    "untraced": list,
+    "transaction_search": list,
+    "lambda_insights": list,
+    "snap_start": list,
+    "callers": dict,
+    "logs_query_status": str,
+}
 
 
 def default_modes() -> dict[str, Any]:
@@ -94,7 +100,9 @@ class FleetModel:
 
     # -- drivers --------------------------------------------------------------------------------
 
-    def _memo(self, cache_key: tuple[str, int, int], compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    def _memo(
+        self, cache_key: tuple[str, int, int], compute: Callable[[], dict[str, np.ndarray]]
+    ) -> dict[str, np.ndarray]:
         """A bounded LRU of evaluated windows: the many queries of one call share their work."""
         with self._lock:
             hit = self._cache.get(cache_key)
@@ -112,7 +120,9 @@ class FleetModel:
         """Driver arrays of one resource over a contiguous run of epoch minutes (cached)."""
         return self._memo((res.uid, int(m[0]), len(m)), lambda: drv.evaluate(self, res, m))
 
-    def apply_effects(self, res: Resource, d: dict[str, np.ndarray], m: np.ndarray, which: Callable[[str], bool]) -> None:
+    def apply_effects(
+        self, res: Resource, d: dict[str, np.ndarray], m: np.ndarray, which: Callable[[str], bool]
+    ) -> None:
         t = m.astype(np.float64) * 60.0
         for eff in self._effects.get(res.uid, ()):
             if eff.driver is None or not which(eff.driver):
@@ -154,8 +164,11 @@ class FleetModel:
 
     def deployed(self, res: Resource, t: float) -> tuple[str, float] | None:
         """(version, when) of the newest code deployed by a scenario and live at time t."""
-        live = [(str(e.value), float(self.anchor + e.start)) for e in self._effects.get(res.uid, ())
-                if e.fact == "version" and self.anchor + e.start <= t < self.anchor + e.end]
+        live = [
+            (str(e.value), float(self.anchor + e.start))
+            for e in self._effects.get(res.uid, ())
+            if e.fact == "version" and self.anchor + e.start <= t < self.anchor + e.end
+        ]
         return max(live, key=lambda v: v[1]) if live else None
 
     def proxy_max_allowed(self, proxy: Resource) -> int:
@@ -167,8 +180,9 @@ class FleetModel:
 
     def lambda_account(self, account: str, region: str, m: np.ndarray) -> dict[str, np.ndarray]:
         """Account-wide Lambda figures: the sums AWS publishes with no dimension."""
-        return self._memo((f"lambda_account:{account}/{region}", int(m[0]), len(m)),
-                          lambda: self._lambda_account(account, region, m))
+        return self._memo(
+            (f"lambda_account:{account}/{region}", int(m[0]), len(m)), lambda: self._lambda_account(account, region, m)
+        )
 
     def _lambda_account(self, account: str, region: str, m: np.ndarray) -> dict[str, np.ndarray]:
         total = {name: np.zeros(m.shape) for name in LAMBDA_ACCOUNT_DRIVERS}

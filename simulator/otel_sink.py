@@ -101,8 +101,17 @@ class OtelSink:
             res = attributes(rs.resource.attributes)
             for ss in rs.scope_spans:
                 for s in ss.spans:
-                    got.append(ReceivedSpan(s.name, s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(),
-                                            attributes(s.attributes), res, s.status.code))
+                    got.append(
+                        ReceivedSpan(
+                            s.name,
+                            s.trace_id.hex(),
+                            s.span_id.hex(),
+                            s.parent_span_id.hex(),
+                            attributes(s.attributes),
+                            res,
+                            s.status.code,
+                        )
+                    )
         with self._lock:
             self._spans.extend(got)
             self.requests["traces"] += 1
@@ -135,8 +144,10 @@ class OtelSink:
     def summary(self) -> str:
         spans, points = Counter(s.name for s in self.spans()), Counter(p.metric for p in self.points())
         top = ", ".join(f"{name} {n}" for name, n in spans.most_common(6))
-        return (f"{sum(spans.values())} spans ({top}) and {sum(points.values())} metric points of {len(points)} metrics "
-                f"({', '.join(sorted(points))})")
+        return (
+            f"{sum(spans.values())} spans ({top}) and {sum(points.values())} metric points of {len(points)} metrics "
+            f"({', '.join(sorted(points))})"
+        )
 
     def __enter__(self) -> OtelSink:
         self._thread = threading.Thread(target=self.server.serve_forever, name="otel-sink", daemon=True)

@@ -46,7 +46,10 @@ class PagerDutyStandIn(JsonStandIn):
 
     def fault_body(self, status: int) -> Any:
         if status == 429:
-            return {"status": "throttle event", "message": "Requests for this service are arriving too quickly. Please retry later."}
+            return {
+                "status": "throttle event",
+                "message": "Requests for this service are arriving too quickly. Please retry later.",
+            }
         return {"status": "Internal Server Error", "message": "An error occurred processing the event", "errors": []}
 
     def answer(self, got: Received) -> tuple[int, Any, dict[str, str]]:
@@ -55,8 +58,15 @@ class PagerDutyStandIn(JsonStandIn):
         try:
             event = json.loads(got.body)
         except ValueError:
-            return 400, {"status": "Unrecognized object", "message": "Event object format is unrecognized",
-                         "errors": ["JSON parse error"]}, {}
+            return (
+                400,
+                {
+                    "status": "Unrecognized object",
+                    "message": "Event object format is unrecognized",
+                    "errors": ["JSON parse error"],
+                },
+                {},
+            )
         errors = self._invalid(event) if isinstance(event, dict) else ["Event object is not a JSON object"]
         if errors:
             return 400, {"status": "invalid event", "message": "Event object is invalid", "errors": errors}, {}
@@ -75,7 +85,9 @@ class PagerDutyStandIn(JsonStandIn):
             errors.append("Unknown routing_key: no Events API v2 integration has it")
         action = e.get("event_action")
         if action not in ("trigger", "acknowledge", "resolve"):
-            errors.append("'event_action' is invalid (must be one of the following: 'trigger', 'acknowledge' or 'resolve')")
+            errors.append(
+                "'event_action' is invalid (must be one of the following: 'trigger', 'acknowledge' or 'resolve')"
+            )
         dedup = e.get("dedup_key")
         if dedup is not None and (not isinstance(dedup, str) or len(dedup) > 255):
             errors.append("'dedup_key' must be a string of at most 255 characters")
@@ -93,8 +105,10 @@ class PagerDutyStandIn(JsonStandIn):
                 if not isinstance(p.get("source"), str) or not p["source"]:
                     errors.append("'payload.source' is missing or blank")
                 if p.get("severity") not in SEVERITIES:
-                    errors.append("'payload.severity' is invalid (must be one of the following: 'critical', 'warning', "
-                                  "'error' or 'info')")
+                    errors.append(
+                        "'payload.severity' is invalid (must be one of the following: 'critical', 'warning', "
+                        "'error' or 'info')"
+                    )
             for link in e.get("links") or []:
                 if not isinstance(link, dict) or not link.get("href"):
                     errors.append("each of 'links' needs an 'href'")
@@ -105,8 +119,14 @@ class PagerDutyStandIn(JsonStandIn):
         open_one = next((i for i in self.incidents if i["dedup_key"] == key and i["status"] != "resolved"), None)
         if action == "trigger":
             if open_one is None:
-                open_one = {"dedup_key": key, "status": "triggered", "summary": e["payload"]["summary"],
-                            "severity": e["payload"]["severity"], "links": e.get("links") or [], "log": []}
+                open_one = {
+                    "dedup_key": key,
+                    "status": "triggered",
+                    "summary": e["payload"]["summary"],
+                    "severity": e["payload"]["severity"],
+                    "links": e.get("links") or [],
+                    "log": [],
+                }
                 self.incidents.append(open_one)
             else:
                 open_one["summary"], open_one["severity"] = e["payload"]["summary"], e["payload"]["severity"]
@@ -129,19 +149,39 @@ class PagerDutyStandIn(JsonStandIn):
             return {"incidents": [dict(i) for i in self.incidents], "events": list(self.events)}
 
     @staticmethod
-    def webhook(incident_key: str, who: str, secret: str = WEBHOOK_SECRET,
-                event_type: str = "incident.acknowledged") -> tuple[bytes, dict[str, str]]:
+    def webhook(
+        incident_key: str, who: str, secret: str = WEBHOOK_SECRET, event_type: str = "incident.acknowledged"
+    ) -> tuple[bytes, dict[str, str]]:
         """The body and headers of the V3 webhook PagerDuty sends when `who` acknowledges the
         incident whose incident_key is `incident_key` (shape from PagerDuty's webhooks overview)."""
-        body = json.dumps({"event": {
-            "id": "01STANDIN0000000000000000", "event_type": event_type, "resource_type": "incident",
-            "occurred_at": "2026-01-01T00:00:00.000Z",
-            "agent": {"id": "PSTAND1", "type": "user_reference", "summary": who,
-                      "html_url": "https://standin.pagerduty.com/users/PSTAND1"},
-            "client": {"name": "PagerDuty"},
-            "data": {"id": "QSTAND1", "type": "incident", "number": 1, "status": "acknowledged",
-                     "incident_key": incident_key, "title": "stand-in incident",
-                     "html_url": "https://standin.pagerduty.com/incidents/QSTAND1"}}}).encode()
-        return body, {"Content-Type": "application/json", "User-Agent": "PagerDuty-Webhook/V3.0",
-                      "X-PagerDuty-Signature": sign(body, secret)}
-
+        body = json.dumps(
+            {
+                "event": {
+                    "id": "01STANDIN0000000000000000",
+                    "event_type": event_type,
+                    "resource_type": "incident",
+                    "occurred_at": "2026-01-01T00:00:00.000Z",
+                    "agent": {
+                        "id": "PSTAND1",
+                        "type": "user_reference",
+                        "summary": who,
+                        "html_url": "https://standin.pagerduty.com/users/PSTAND1",
+                    },
+                    "client": {"name": "PagerDuty"},
+                    "data": {
+                        "id": "QSTAND1",
+                        "type": "incident",
+                        "number": 1,
+                        "status": "acknowledged",
+                        "incident_key": incident_key,
+                        "title": "stand-in incident",
+                        "html_url": "https://standin.pagerduty.com/incidents/QSTAND1",
+                    },
+                }
+            }
+        ).encode()
+        return body, {
+            "Content-Type": "application/json",
+            "User-Agent": "PagerDuty-Webhook/V3.0",
+            "X-PagerDuty-Signature": sign(body, secret),
+        }

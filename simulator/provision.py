@@ -22,10 +22,26 @@ from simulator.fleet import DEFAULT_ACCOUNT, Fleet, Resource
 ALIAS = re.compile(r"^[a-z0-9]([a-z0-9]|-(?!-)){1,61}[a-z0-9]$")
 
 _CFG = Config(retries={"max_attempts": 1}, read_timeout=120, connect_timeout=5)
-_TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
-_READER_TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{DEFAULT_ACCOUNT}:root"}, "Action": "sts:AssumeRole"}]})
+_TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
+_READER_TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{DEFAULT_ACCOUNT}:root"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
 
 
 def _code() -> bytes:
@@ -60,10 +76,14 @@ def _credentials(endpoint: str, fleet: Fleet) -> dict[str, dict[str, str]]:
         if acct.id == DEFAULT_ACCOUNT:
             out[acct.id] = base
             continue
-        c = sts.assume_role(RoleArn=f"arn:aws:iam::{acct.id}:role/OrganizationAccountAccessRole",
-                            RoleSessionName="fleet-provisioner")["Credentials"]
-        out[acct.id] = {"aws_access_key_id": c["AccessKeyId"], "aws_secret_access_key": c["SecretAccessKey"],
-                        "aws_session_token": c["SessionToken"]}
+        c = sts.assume_role(
+            RoleArn=f"arn:aws:iam::{acct.id}:role/OrganizationAccountAccessRole", RoleSessionName="fleet-provisioner"
+        )["Credentials"]
+        out[acct.id] = {
+            "aws_access_key_id": c["AccessKeyId"],
+            "aws_secret_access_key": c["SecretAccessKey"],
+            "aws_session_token": c["SessionToken"],
+        }
     return out
 
 
@@ -101,16 +121,28 @@ def _environment(fn: Resource, fleet: Fleet, region: str) -> dict[str, str]:
     return env
 
 
-def _create_region(place: _Place, here: list[Resource], fleet: Fleet, exec_role: str, code: bytes,
-                   progress: Callable[[str], None]) -> None:
-    kinds = {k: [r for r in here if r.kind == k] for k in ("lambda", "sqs", "dynamodb", "rds", "rds_proxy", "ses", "schedule", "api")}
+def _create_region(
+    place: _Place, here: list[Resource], fleet: Fleet, exec_role: str, code: bytes, progress: Callable[[str], None]
+) -> None:
+    kinds = {
+        k: [r for r in here if r.kind == k]
+        for k in ("lambda", "sqs", "dynamodb", "rds", "rds_proxy", "ses", "schedule", "api")
+    }
     functions = kinds["lambda"]
 
     def make_function(fn: Resource) -> None:
         client = place("lambda")
-        client.create_function(FunctionName=fn.name, Runtime=fn["runtime"], Role=exec_role, Handler="handler.handler",
-                               Code={"ZipFile": code}, MemorySize=fn["memory"], Timeout=fn["timeout"], Tags=fn.tags,
-                               Environment={"Variables": _environment(fn, fleet, place.region)})
+        client.create_function(
+            FunctionName=fn.name,
+            Runtime=fn["runtime"],
+            Role=exec_role,
+            Handler="handler.handler",
+            Code={"ZipFile": code},
+            MemorySize=fn["memory"],
+            Timeout=fn["timeout"],
+            Tags=fn.tags,
+            Environment={"Variables": _environment(fn, fleet, place.region)},
+        )
         if fn["alias"]:  # released by alias: version 1 published, the alias invoking it
             version = client.publish_version(FunctionName=fn.name)["Version"]
             client.create_alias(FunctionName=fn.name, Name=fn["alias"], FunctionVersion=version)
@@ -128,13 +160,19 @@ def _create_region(place: _Place, here: list[Resource], fleet: Fleet, exec_role:
     for q in sorted(kinds["sqs"], key=lambda r: r["dlq"] is not None):  # DLQs first
         attrs = {"MessageRetentionPeriod": str(q["retention"]), "VisibilityTimeout": str(q["visibility_timeout"])}
         if q["dlq"]:
-            attrs["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": queue_arns[q["dlq"]], "maxReceiveCount": q["max_receive"]})
+            attrs["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": queue_arns[q["dlq"]], "maxReceiveCount": q["max_receive"]}
+            )
         url = sqs.create_queue(QueueName=q.name, Attributes=attrs, tags=q.tags)["QueueUrl"]
-        queue_arns[q.name] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue_arns[q.name] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         q.facts["queue_url"] = url
     for q in kinds["sqs"]:
         if q["consumer"]:
-            place("lambda").create_event_source_mapping(EventSourceArn=queue_arns[q.name], FunctionName=q["consumer"], BatchSize=10)
+            place("lambda").create_event_source_mapping(
+                EventSourceArn=queue_arns[q.name], FunctionName=q["consumer"], BatchSize=10
+            )
 
     ddb = place("dynamodb")
     cw = place("cloudwatch")
@@ -146,24 +184,53 @@ def _create_region(place: _Place, here: list[Resource], fleet: Fleet, exec_role:
             attrs.append({"AttributeName": "sk", "AttributeType": "S"})
         extra: dict[str, Any] = {"BillingMode": "PAY_PER_REQUEST"}
         if t["billing"] == "PROVISIONED":
-            extra = {"BillingMode": "PROVISIONED", "ProvisionedThroughput": {
-                "ReadCapacityUnits": t["read_capacity"], "WriteCapacityUnits": t["write_capacity"]}}
+            extra = {
+                "BillingMode": "PROVISIONED",
+                "ProvisionedThroughput": {
+                    "ReadCapacityUnits": t["read_capacity"],
+                    "WriteCapacityUnits": t["write_capacity"],
+                },
+            }
         indexes = []
         for index in t["indexes"] or []:  # each keyed on an attribute of its own, projecting every attribute
             attrs.append({"AttributeName": f"{index}-key", "AttributeType": "S"})
-            indexes.append({"IndexName": index, "KeySchema": [{"AttributeName": f"{index}-key", "KeyType": "HASH"}],
-                            "Projection": {"ProjectionType": "ALL"}, **({"ProvisionedThroughput": extra["ProvisionedThroughput"]}
-                                                                       if "ProvisionedThroughput" in extra else {})})
+            indexes.append(
+                {
+                    "IndexName": index,
+                    "KeySchema": [{"AttributeName": f"{index}-key", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "ALL"},
+                    **(
+                        {"ProvisionedThroughput": extra["ProvisionedThroughput"]}
+                        if "ProvisionedThroughput" in extra
+                        else {}
+                    ),
+                }
+            )
         if indexes:
             extra["GlobalSecondaryIndexes"] = indexes
-        arn = ddb.create_table(TableName=t.name, KeySchema=schema, AttributeDefinitions=attrs,
-                               Tags=[{"Key": k, "Value": v} for k, v in t.tags.items()], **extra)["TableDescription"]["TableArn"]
+        arn = ddb.create_table(
+            TableName=t.name,
+            KeySchema=schema,
+            AttributeDefinitions=attrs,
+            Tags=[{"Key": k, "Value": v} for k, v in t.tags.items()],
+            **extra,
+        )["TableDescription"]["TableArn"]
         t.facts["arn"] = arn
         for rule in insight_rule_names(t):
             # DynamoDB creates these managed rules itself; moto only stores them.
-            cw.put_insight_rule(RuleName=rule, RuleState="ENABLED", RuleDefinition=json.dumps(
-                {"Schema": {"Name": "CloudWatchLogRule", "Version": 1}, "AggregateOn": "Sum",
-                 "Contribution": {"Keys": ["$.pk"], "Filters": []}, "LogFormat": "JSON", "LogGroupNames": []}))
+            cw.put_insight_rule(
+                RuleName=rule,
+                RuleState="ENABLED",
+                RuleDefinition=json.dumps(
+                    {
+                        "Schema": {"Name": "CloudWatchLogRule", "Version": 1},
+                        "AggregateOn": "Sum",
+                        "Contribution": {"Keys": ["$.pk"], "Filters": []},
+                        "LogFormat": "JSON",
+                        "LogGroupNames": [],
+                    }
+                ),
+            )
 
     rds = place("rds")
     for db in kinds["rds"]:
@@ -171,28 +238,56 @@ def _create_region(place: _Place, here: list[Resource], fleet: Fleet, exec_role:
         if db["max_connections"]:
             group = f"{db.name}-params"
             family = {"postgres": "postgres16", "mysql": "mysql8.0", "mariadb": "mariadb10.11"}[db["engine"]]
-            rds.create_db_parameter_group(DBParameterGroupName=group, DBParameterGroupFamily=family,
-                                          Description=f"parameters for {db.name}")
-            rds.modify_db_parameter_group(DBParameterGroupName=group, Parameters=[
-                {"ParameterName": "max_connections", "ParameterValue": str(db["max_connections"]), "ApplyMethod": "pending-reboot"}])
+            rds.create_db_parameter_group(
+                DBParameterGroupName=group, DBParameterGroupFamily=family, Description=f"parameters for {db.name}"
+            )
+            rds.modify_db_parameter_group(
+                DBParameterGroupName=group,
+                Parameters=[
+                    {
+                        "ParameterName": "max_connections",
+                        "ParameterValue": str(db["max_connections"]),
+                        "ApplyMethod": "pending-reboot",
+                    }
+                ],
+            )
             extra["DBParameterGroupName"] = group
-        rds.create_db_instance(DBInstanceIdentifier=db.name, DBInstanceClass=db["instance_class"], Engine=db["engine"],
-                               EngineVersion=db["engine_version"], AllocatedStorage=100, MasterUsername="app",
-                               MasterUserPassword="not-a-real-password-1", Tags=[{"Key": k, "Value": v} for k, v in db.tags.items()],
-                               **extra)
+        rds.create_db_instance(
+            DBInstanceIdentifier=db.name,
+            DBInstanceClass=db["instance_class"],
+            Engine=db["engine"],
+            EngineVersion=db["engine_version"],
+            AllocatedStorage=100,
+            MasterUsername="app",
+            MasterUserPassword="not-a-real-password-1",
+            Tags=[{"Key": k, "Value": v} for k, v in db.tags.items()],
+            **extra,
+        )
     if kinds["rds_proxy"]:
         ec2 = place("ec2")
         vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
         azs = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]][:2]
-        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=az)["Subnet"]["SubnetId"]
-                   for i, az in enumerate(azs)]
-        secret = place("secretsmanager").create_secret(Name="fleet-db-credentials", SecretString='{"username":"app"}')["ARN"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=az)["Subnet"]["SubnetId"]
+            for i, az in enumerate(azs)
+        ]
+        secret = place("secretsmanager").create_secret(Name="fleet-db-credentials", SecretString='{"username":"app"}')[
+            "ARN"
+        ]
         for proxy in kinds["rds_proxy"]:
-            rds.create_db_proxy(DBProxyName=proxy.name, EngineFamily=proxy["engine_family"], RoleArn=exec_role,
-                                VpcSubnetIds=subnets, Auth=[{"AuthScheme": "SECRETS", "SecretArn": secret, "IAMAuth": "DISABLED"}],
-                                Tags=[{"Key": k, "Value": v} for k, v in proxy.tags.items()])
-            rds.modify_db_proxy_target_group(DBProxyName=proxy.name, TargetGroupName="default", ConnectionPoolConfig={
-                "MaxConnectionsPercent": proxy["max_connections_percent"]})
+            rds.create_db_proxy(
+                DBProxyName=proxy.name,
+                EngineFamily=proxy["engine_family"],
+                RoleArn=exec_role,
+                VpcSubnetIds=subnets,
+                Auth=[{"AuthScheme": "SECRETS", "SecretArn": secret, "IAMAuth": "DISABLED"}],
+                Tags=[{"Key": k, "Value": v} for k, v in proxy.tags.items()],
+            )
+            rds.modify_db_proxy_target_group(
+                DBProxyName=proxy.name,
+                TargetGroupName="default",
+                ConnectionPoolConfig={"MaxConnectionsPercent": proxy["max_connections_percent"]},
+            )
             rds.register_db_proxy_targets(DBProxyName=proxy.name, DBInstanceIdentifiers=[proxy["target"]])
 
     for ses in kinds["ses"]:
@@ -205,26 +300,41 @@ def _create_region(place: _Place, here: list[Resource], fleet: Fleet, exec_role:
         if rule["service"] == "scheduler":
             _create_scheduler_schedule(place, rule, target, exec_role, groups)
             continue
-        events.put_rule(Name=rule.name, ScheduleExpression=rule["expression"], State="ENABLED",
-                        Tags=[{"Key": k, "Value": v} for k, v in rule.tags.items()])
+        events.put_rule(
+            Name=rule.name,
+            ScheduleExpression=rule["expression"],
+            State="ENABLED",
+            Tags=[{"Key": k, "Value": v} for k, v in rule.tags.items()],
+        )
         events.put_targets(Rule=rule.name, Targets=[{"Id": "target", "Arn": target.arn}])
 
     for api in kinds["api"]:
         _create_api(place, api, fleet)
 
 
-def _create_scheduler_schedule(place: _Place, schedule: Resource, target: Resource, role: str, groups: set[str]) -> None:
+def _create_scheduler_schedule(
+    place: _Place, schedule: Resource, target: Resource, role: str, groups: set[str]
+) -> None:
     """An EventBridge Scheduler schedule; its tags go on its group (Scheduler tags only groups)."""
     client = place("scheduler")
     group = schedule["group"]
     if group != "default" and group not in groups:
         client.create_schedule_group(Name=group, Tags=[{"Key": k, "Value": v} for k, v in schedule.tags.items()])
         groups.add(group)
-    window = ({"Mode": "FLEXIBLE", "MaximumWindowInMinutes": int(schedule["flexible_window"])} if schedule["flexible_window"]
-              else {"Mode": "OFF"})
-    client.create_schedule(Name=schedule.name, GroupName=group, ScheduleExpression=schedule["expression"],
-                           ScheduleExpressionTimezone="UTC", FlexibleTimeWindow=window, State="ENABLED",
-                           Target={"Arn": target.arn, "RoleArn": role})
+    window = (
+        {"Mode": "FLEXIBLE", "MaximumWindowInMinutes": int(schedule["flexible_window"])}
+        if schedule["flexible_window"]
+        else {"Mode": "OFF"}
+    )
+    client.create_schedule(
+        Name=schedule.name,
+        GroupName=group,
+        ScheduleExpression=schedule["expression"],
+        ScheduleExpressionTimezone="UTC",
+        FlexibleTimeWindow=window,
+        State="ENABLED",
+        Target={"Arn": target.arn, "RoleArn": role},
+    )
 
 
 def _create_api(place: _Place, api: Resource, fleet: Fleet) -> None:
@@ -238,9 +348,14 @@ def _create_api(place: _Place, api: Resource, fleet: Fleet) -> None:
             res_id = client.create_resource(restApiId=rest["id"], parentId=root, pathPart=path.strip("/"))["id"]
             client.put_method(restApiId=rest["id"], resourceId=res_id, httpMethod=method, authorizationType="NONE")
             fn = fleet.get(f"lambda:{fn_name}")
-            client.put_integration(restApiId=rest["id"], resourceId=res_id, httpMethod=method, type="AWS_PROXY",
-                                   integrationHttpMethod="POST",
-                                   uri=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{fn.arn}/invocations")
+            client.put_integration(
+                restApiId=rest["id"],
+                resourceId=res_id,
+                httpMethod=method,
+                type="AWS_PROXY",
+                integrationHttpMethod="POST",
+                uri=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{fn.arn}/invocations",
+            )
         client.create_deployment(restApiId=rest["id"], stageName=api["stage"])
         api.facts["api_id"] = rest["id"]
         return
@@ -248,8 +363,11 @@ def _create_api(place: _Place, api: Resource, fleet: Fleet) -> None:
     created = client.create_api(Name=api.name, ProtocolType="HTTP", Tags=api.tags)
     for route, fn_name in api["routes"].items():
         fn = fleet.get(f"lambda:{fn_name}")
-        integration = client.create_integration(ApiId=created["ApiId"], IntegrationType="AWS_PROXY", IntegrationUri=fn.arn,
-                                                PayloadFormatVersion="2.0")
-        client.create_route(ApiId=created["ApiId"], RouteKey=route, Target=f"integrations/{integration['IntegrationId']}")
+        integration = client.create_integration(
+            ApiId=created["ApiId"], IntegrationType="AWS_PROXY", IntegrationUri=fn.arn, PayloadFormatVersion="2.0"
+        )
+        client.create_route(
+            ApiId=created["ApiId"], RouteKey=route, Target=f"integrations/{integration['IntegrationId']}"
+        )
     client.create_stage(ApiId=created["ApiId"], StageName=api["stage"], AutoDeploy=True)
     api.facts["api_id"] = created["ApiId"]

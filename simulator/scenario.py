@@ -25,9 +25,20 @@ from simulator.fleet import Fleet, FleetError, load_fleet
 
 SCENARIOS_DIR = Path(__file__).parent / "scenarios"
 OPS = ("set", "scale", "add", "grow")
-INCIDENT_KINDS = ("cold_start", "hot_partition", "table_capacity", "connection_exhaustion", "queue_growth",
-                  "queue_consumer_stopped", "dlq", "ses_sandbox", "ses_reputation", "lambda_concurrency",
-                  "schedule_missed", "schedule_failed")
+INCIDENT_KINDS = (
+    "cold_start",
+    "hot_partition",
+    "table_capacity",
+    "connection_exhaustion",
+    "queue_growth",
+    "queue_consumer_stopped",
+    "dlq",
+    "ses_sandbox",
+    "ses_reputation",
+    "lambda_concurrency",
+    "schedule_missed",
+    "schedule_failed",
+)
 _OFFSET = re.compile(r"([+-]?)((?:\d+[dhms])+)$")
 _PART = re.compile(r"(\d+)([dhms])")
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -70,8 +81,15 @@ class Incident:
     visible: list[dict[str, Any]] = field(default_factory=list)
 
     def label(self, anchor: int) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "resource": self.resource, "outcome": self.outcome,
-                "start": anchor + self.start, "end": anchor + self.end, "summary": self.summary}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "resource": self.resource,
+            "outcome": self.outcome,
+            "start": anchor + self.start,
+            "end": anchor + self.end,
+            "summary": self.summary,
+        }
 
 
 @dataclass
@@ -122,7 +140,9 @@ def load_scenario(name: str, fleet: Fleet | None = None, _shift: int = 0, _stack
         beside = path.parent / f"{inc['scenario']}.toml"  # a scenario in another folder includes its neighbours first
         sub = load_scenario(str(beside) if beside.exists() else inc["scenario"], fleet, _shift + shift, (*_stack, name))
         if sub.fleet_name != fleet_name:
-            raise FleetError(f"{path}: included scenario {inc['scenario']!r} uses fleet {sub.fleet_name!r}, not {fleet_name!r}")
+            raise FleetError(
+                f"{path}: included scenario {inc['scenario']!r} uses fleet {sub.fleet_name!r}, not {fleet_name!r}"
+            )
         if "duration" in inc:  # cut short (the demo's tour): its effects that lasted to its end end with it
             cut = parse_offset(inc["duration"])
             if cut <= 0:
@@ -136,13 +156,22 @@ def load_scenario(name: str, fleet: Fleet | None = None, _shift: int = 0, _stack
         incidents.append(_incident(raw, fleet, f"{path}: incidents[{i}]", _shift))
     for i, raw in enumerate(data.get("lookalikes", [])):
         if "kind" in raw:
-            raise FleetError(f"{path}: lookalikes[{i}] has a kind; a look-alike is not an incident (move it to [[incidents]])")
+            raise FleetError(
+                f"{path}: lookalikes[{i}] has a kind; a look-alike is not an incident (move it to [[incidents]])"
+            )
         lookalikes.append(_incident({**raw, "kind": "lookalike"}, fleet, f"{path}: lookalikes[{i}]", _shift))
     ids = [inc.id for inc in (*incidents, *lookalikes)]
     if len(ids) != len(set(ids)):
         raise FleetError(f"{path}: incident ids must be unique, got {ids}")
-    return Scenario(data.get("name", path.stem), data.get("description", ""), fleet_name, int(data.get("seed", 1)), incidents,
-                    str(path), lookalikes)
+    return Scenario(
+        data.get("name", path.stem),
+        data.get("description", ""),
+        fleet_name,
+        int(data.get("seed", 1)),
+        incidents,
+        str(path),
+        lookalikes,
+    )
 
 
 def _cut(inc: Incident, duration: int) -> Incident:
@@ -150,9 +179,14 @@ def _cut(inc: Incident, duration: int) -> Incident:
     began at its end (what ended it: access granted, a fix deployed) begins then."""
     end = min(inc.end, inc.start + duration)
     early = inc.end - end
-    effects = [dataclasses.replace(e, end=min(e.end, end)) if e.end == inc.end
-               else dataclasses.replace(e, start=e.start - early, end=e.end - early) if e.start == inc.end else e
-               for e in inc.effects]
+    effects = [
+        dataclasses.replace(e, end=min(e.end, end))
+        if e.end == inc.end
+        else dataclasses.replace(e, start=e.start - early, end=e.end - early)
+        if e.start == inc.end
+        else e
+        for e in inc.effects
+    ]
     return dataclasses.replace(inc, end=end, effects=[e for e in effects if e.start < e.end])
 
 
@@ -169,8 +203,17 @@ def _incident(raw: dict[str, Any], fleet: Fleet, where: str, shift: int) -> Inci
         if raw.get("outcome"):
             fleet.get(raw["outcome"])
         effects = [_effect(e, fleet, f"{where}.effects[{j}]", start, end) for j, e in enumerate(raw.get("effects", []))]
-        return Incident(raw["id"], kind, raw["resource"], start, end, raw.get("summary", ""), raw.get("outcome"),
-                        effects, list(raw.get("visible", [])))
+        return Incident(
+            raw["id"],
+            kind,
+            raw["resource"],
+            start,
+            end,
+            raw.get("summary", ""),
+            raw.get("outcome"),
+            effects,
+            list(raw.get("visible", [])),
+        )
     except KeyError as exc:
         raise FleetError(f"{where}: missing required key {exc.args[0]!r}") from None
     except ValueError as exc:
@@ -188,8 +231,19 @@ def _effect(raw: dict[str, Any], fleet: Fleet, where: str, inc_start: int, inc_e
         raise FleetError(f"{where}: an effect changes exactly one driver or one fact")
 
     if "driver" in raw and raw["driver"] not in DRIVERS[target.kind]:
-        raise FleetError(f"{where}: {target.kind} has no driver {raw['driver']!r}; it has {sorted(DRIVERS[target.kind])}")
+        raise FleetError(
+            f"{where}: {target.kind} has no driver {raw['driver']!r}; it has {sorted(DRIVERS[target.kind])}"
+        )
     start = inc_start + parse_offset(raw["from"]) if "from" in raw else inc_start
     end = inc_start + parse_offset(raw["until"]) if "until" in raw else inc_end
-    return Effect(target.uid, raw.get("driver"), raw.get("fact"), op, raw["value"], start, end,
-                  parse_offset(raw.get("ramp", 0)), raw.get("of"))
+    return Effect(
+        target.uid,
+        raw.get("driver"),
+        raw.get("fact"),
+        op,
+        raw["value"],
+        start,
+        end,
+        parse_offset(raw.get("ramp", 0)),
+        raw.get("of"),
+    )

@@ -40,11 +40,20 @@ CODE_AGE = 30 * 86400  # how long before the scenario anchor the fleet's code wa
 LIST_FUNCTIONS_PAGE = 50  # Lambda ListFunctions returns at most 50 functions a page
 MAX_FAULT_DELAY = 30.0
 # What each service answers when it throttles: (error code, HTTP status).
-THROTTLE = {"monitoring": ("Throttling", 400), "lambda": ("TooManyRequestsException", 429),
-             "xray": ("ThrottledException", 429), "sqs": ("RequestThrottled", 400),
-             "dynamodb": ("ThrottlingException", 400), "ses": ("Throttling", 400), "rds": ("Throttling", 400),
-             "apigateway": ("TooManyRequestsException", 429), "events": ("ThrottlingException", 400),
-             "sts": ("Throttling", 400), "logs": ("ThrottlingException", 400), "tagging": ("ThrottledException", 400)}
+THROTTLE = {
+    "monitoring": ("Throttling", 400),
+    "lambda": ("TooManyRequestsException", 429),
+    "xray": ("ThrottledException", 429),
+    "sqs": ("RequestThrottled", 400),
+    "dynamodb": ("ThrottlingException", 400),
+    "ses": ("Throttling", 400),
+    "rds": ("Throttling", 400),
+    "apigateway": ("TooManyRequestsException", 429),
+    "events": ("ThrottlingException", 400),
+    "sts": ("Throttling", 400),
+    "logs": ("ThrottlingException", 400),
+    "tagging": ("ThrottledException", 400),
+}
 
 Handler = Callable[["Call"], Any]
 
@@ -84,8 +93,11 @@ class Call:
         if self.service == "ses" and self.method == "GET" and self.path.rstrip("/") == "/v2/email/account":
             return "GetAccount"
         if self.service == "xray" and self.method == "POST":
-            return {"/TraceSummaries": "GetTraceSummaries", "/Traces": "BatchGetTraces",
-                    "/GetTraceSegmentDestination": "GetTraceSegmentDestination"}.get(self.path, f"POST {self.path}")
+            return {
+                "/TraceSummaries": "GetTraceSummaries",
+                "/Traces": "BatchGetTraces",
+                "/GetTraceSegmentDestination": "GetTraceSegmentDestination",
+            }.get(self.path, f"POST {self.path}")
         parts = [p for p in self.path.split("/") if p][:2]
         return f"{self.method} /{'/'.join(parts)}"
 
@@ -142,14 +154,23 @@ class Usage:
             metrics = sum(self.metrics.values())
             return {
                 "total_calls": sum(self.calls.values()),
-                "calls": [{"account": a, "region": r, "service": s, "operation": o, "count": n}
-                          for (a, r, s, o), n in sorted(self.calls.items())],
+                "calls": [
+                    {"account": a, "region": r, "service": s, "operation": o, "count": n}
+                    for (a, r, s, o), n in sorted(self.calls.items())
+                ],
                 "cloudwatch_metrics_requested": metrics,
                 "cloudwatch_cost_usd": round(metrics * COST_PER_METRIC, 6),
                 "xray_traces_retrieved": sum(self.traces.values()),
                 "logs_insights_bytes_scanned": sum(self.scanned.values()),
-                "by_place": [{"account": a, "region": r, "cloudwatch_metrics_requested": n,
-                              "cloudwatch_cost_usd": round(n * COST_PER_METRIC, 6)} for (a, r), n in sorted(self.metrics.items())],
+                "by_place": [
+                    {
+                        "account": a,
+                        "region": r,
+                        "cloudwatch_metrics_requested": n,
+                        "cloudwatch_cost_usd": round(n * COST_PER_METRIC, 6),
+                    }
+                    for (a, r), n in sorted(self.metrics.items())
+                ],
             }
 
 
@@ -171,22 +192,45 @@ class Emulator:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._handlers: dict[tuple[str, str], Handler] = {
-            ("monitoring", "GetMetricData"): lambda c: cloudwatch.get_metric_data(self.model, self.registry, c.account, c.region, c.json()),
-            ("monitoring", "ListMetrics"): lambda c: cloudwatch.list_metrics(self.registry, c.account, c.region, c.json()),
-            ("monitoring", "GetInsightRuleReport"): lambda c: cloudwatch.get_insight_rule_report(self.model, c.account, c.region, c.json()),
+            ("monitoring", "GetMetricData"): lambda c: cloudwatch.get_metric_data(
+                self.model, self.registry, c.account, c.region, c.json()
+            ),
+            ("monitoring", "ListMetrics"): lambda c: cloudwatch.list_metrics(
+                self.registry, c.account, c.region, c.json()
+            ),
+            ("monitoring", "GetInsightRuleReport"): lambda c: cloudwatch.get_insight_rule_report(
+                self.model, c.account, c.region, c.json()
+            ),
             ("ses", "GetAccount"): lambda c: services.sesv2_get_account(self.model, self.registry, c.account, c.region),
-            ("ses", "GetSendQuota"): lambda c: services.ses_v1_xml("GetSendQuota", self.model, self.registry, c.account, c.region),
-            ("ses", "GetAccountSendingEnabled"): lambda c: services.ses_v1_xml("GetAccountSendingEnabled", self.model, self.registry, c.account, c.region),
-            ("lambda", "GetAccountSettings"): lambda c: services.lambda_account_settings(self.model, c.account, c.region),
+            ("ses", "GetSendQuota"): lambda c: services.ses_v1_xml(
+                "GetSendQuota", self.model, self.registry, c.account, c.region
+            ),
+            ("ses", "GetAccountSendingEnabled"): lambda c: services.ses_v1_xml(
+                "GetAccountSendingEnabled", self.model, self.registry, c.account, c.region
+            ),
+            ("lambda", "GetAccountSettings"): lambda c: services.lambda_account_settings(
+                self.model, c.account, c.region
+            ),
             ("lambda", "ListProvisionedConcurrencyConfigs"): lambda c: services.lambda_provisioned_configs(
-                self.model, c.account, c.region, _PROVISIONED.match(c.path).group(1)),  # type: ignore[union-attr]
-            ("xray", "GetTraceSummaries"): lambda c: xray.get_trace_summaries(self.model, c.account, c.region, c.json()),
+                self.model, c.account, c.region, _PROVISIONED.match(c.path).group(1)
+            ),  # type: ignore[union-attr]
+            ("xray", "GetTraceSummaries"): lambda c: xray.get_trace_summaries(
+                self.model, c.account, c.region, c.json()
+            ),
             ("xray", "BatchGetTraces"): lambda c: xray.batch_get_traces(self.model, c.account, c.region, c.json()),
             ("xray", "GetTraceSegmentDestination"): lambda c: xray.get_trace_segment_destination(self.model, c.account),
-            ("logs", "StartQuery"): lambda c: logs_insights.start_query(self.model, self.queries, c.account, c.region, c.json()),
-            ("logs", "GetQueryResults"): lambda c: logs_insights.get_query_results(self.queries, c.account, c.region, c.json()),
-            ("dynamodb", "DescribeContributorInsights"): lambda c: services.describe_contributor_insights(self.model, c.account, c.region, c.json()),
-            ("dynamodb", "ListContributorInsights"): lambda c: services.list_contributor_insights(self.model, c.account, c.region, c.json()),
+            ("logs", "StartQuery"): lambda c: logs_insights.start_query(
+                self.model, self.queries, c.account, c.region, c.json()
+            ),
+            ("logs", "GetQueryResults"): lambda c: logs_insights.get_query_results(
+                self.queries, c.account, c.region, c.json()
+            ),
+            ("dynamodb", "DescribeContributorInsights"): lambda c: services.describe_contributor_insights(
+                self.model, c.account, c.region, c.json()
+            ),
+            ("dynamodb", "ListContributorInsights"): lambda c: services.list_contributor_insights(
+                self.model, c.account, c.region, c.json()
+            ),
         }
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -230,7 +274,9 @@ class Emulator:
         path = environ.get("PATH_INFO", "/")
         if path.startswith("/__fleet__/"):
             status, payload = self._control(environ.get("REQUEST_METHOD", "GET"), path, body)
-            return _respond(start_response, status, {"Content-Type": "application/json"}, json.dumps(payload, default=str).encode())
+            return _respond(
+                start_response, status, {"Content-Type": "application/json"}, json.dumps(payload, default=str).encode()
+            )
         call = Call(environ, body)
         fault = self.faults.take(call)
         if fault is not None:
@@ -242,9 +288,15 @@ class Emulator:
         handler = self._handlers.get((call.service, call.operation))
         if call.service == "monitoring" and call.protocol == "query" and handler is not None:
             self.usage.count(call)
-            return self._error(start_response, call, ApiError(
-                "InvalidAction", "The fleetwatch emulator serves CloudWatch over the AWS JSON protocol that botocore "
-                "1.37+ uses; upgrade the SDK or use boto3 from fleetwatch's environment."))
+            return self._error(
+                start_response,
+                call,
+                ApiError(
+                    "InvalidAction",
+                    "The fleetwatch emulator serves CloudWatch over the AWS JSON protocol that botocore "
+                    "1.37+ uses; upgrade the SDK or use boto3 from fleetwatch's environment.",
+                ),
+            )
         if handler is None:
             self.usage.count(call)
             return self._to_moto(environ, body, start_response, call)
@@ -259,12 +311,20 @@ class Emulator:
         content_type = "application/x-amz-json-1.0" if call.protocol == "json" else "application/json"
         return _respond(start_response, 200, {"Content-Type": content_type}, json.dumps(result).encode())
 
-    def _to_moto(self, environ: dict[str, Any], body: bytes, start_response: Callable[..., Any], call: Call) -> Iterable[bytes]:
+    def _to_moto(
+        self, environ: dict[str, Any], body: bytes, start_response: Callable[..., Any], call: Call
+    ) -> Iterable[bytes]:
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-        list_functions = call.service == "lambda" and call.method == "GET" and call.path.rstrip("/") == "/2015-03-31/functions"
+        list_functions = (
+            call.service == "lambda" and call.method == "GET" and call.path.rstrip("/") == "/2015-03-31/functions"
+        )
         list_aliases = call.service == "lambda" and call.operation == "ListAliases"
-        if not (call.service == "sqs" and call.operation == "GetQueueAttributes") and not list_functions and not list_aliases:
+        if (
+            not (call.service == "sqs" and call.operation == "GetQueueAttributes")
+            and not list_functions
+            and not list_aliases
+        ):
             return self.moto_app(environ, start_response)
         if list_functions:
             # moto returns every function on one page and ignores Marker; AWS pages by 50.
@@ -272,13 +332,19 @@ class Emulator:
                 offset = int(call.query.get("Marker", ["0"])[0] or 0)
                 size = min(int(call.query.get("MaxItems", [LIST_FUNCTIONS_PAGE])[0]), LIST_FUNCTIONS_PAGE)
             except ValueError:
-                return self._error(start_response, call, ApiError("InvalidParameterValueException", "Marker and MaxItems must be numbers."))
+                return self._error(
+                    start_response,
+                    call,
+                    ApiError("InvalidParameterValueException", "Marker and MaxItems must be numbers."),
+                )
             environ["QUERY_STRING"] = ""
         if list_functions and offset > 0 and (call.account, call.region) in self._listed_functions:
             # A later page of a listing: cut from the one moto gave for its first page, as AWS
             # pages one listing (moto serialises every function for every page: a 20,000-function
             # listing of 400 pages would be quadratic).
-            return self._functions_page(start_response, call, self._listed_functions[(call.account, call.region)], offset, size)
+            return self._functions_page(
+                start_response, call, self._listed_functions[(call.account, call.region)], offset, size
+            )
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
@@ -294,19 +360,27 @@ class Emulator:
             self._listed_functions[(call.account, call.region)] = listed
             return self._functions_page(start_response, call, listed, offset, size)
         if captured["status"].startswith("200") and list_aliases:
-            raw = json.dumps(services.patch_aliases(self.model, call.account, call.region, _ALIASES.match(call.path).group(1),
-                                                       json.loads(raw))).encode()
+            raw = json.dumps(
+                services.patch_aliases(
+                    self.model, call.account, call.region, _ALIASES.match(call.path).group(1), json.loads(raw)
+                )
+            ).encode()
         elif captured["status"].startswith("200"):
             raw = services.patch_queue_attributes(self.model, call.account, call.region, call.json(), raw)
-        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"] + [("Content-Length", str(len(raw)))]
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"] + [
+            ("Content-Length", str(len(raw)))
+        ]
         start_response(captured["status"], headers)
         return [raw]
 
-    def _functions_page(self, start_response: Callable[..., Any], call: Call, listed: list[dict[str, Any]], offset: int,
-                        size: int) -> Iterable[bytes]:
+    def _functions_page(
+        self, start_response: Callable[..., Any], call: Call, listed: list[dict[str, Any]], offset: int, size: int
+    ) -> Iterable[bytes]:
         """One ListFunctions page of `listed` (moto's whole listing): AWS pages by 50, with NextMarker."""
         step = max(size, 1)
-        page: dict[str, Any] = {"Functions": [self._observed(call, self._deployed(call, fn)) for fn in listed[offset:offset + step]]}
+        page: dict[str, Any] = {
+            "Functions": [self._observed(call, self._deployed(call, fn)) for fn in listed[offset : offset + step]]
+        }
         if offset + step < len(listed):
             page["NextMarker"] = str(offset + step)
         return _respond(start_response, 200, {"Content-Type": "application/json"}, json.dumps(page).encode())
@@ -335,10 +409,15 @@ class Emulator:
         res = self.model.fleet.by_uid.get(f"lambda:{name}")
         if res is None or res.account != call.account or res.region != call.region:
             return fn
-        out = {**fn, "TracingConfig": {"Mode": "PassThrough" if in_mode(self.model, "untraced", name) else "Active"},
-               "LoggingConfig": {"LogFormat": "Text", "LogGroup": logs_insights.log_group(res)},
-               "SnapStart": {"ApplyOn": "PublishedVersions" if in_mode(self.model, "snap_start", name) else "None",
-                             "OptimizationStatus": "On" if in_mode(self.model, "snap_start", name) else "Off"}}
+        out = {
+            **fn,
+            "TracingConfig": {"Mode": "PassThrough" if in_mode(self.model, "untraced", name) else "Active"},
+            "LoggingConfig": {"LogFormat": "Text", "LogGroup": logs_insights.log_group(res)},
+            "SnapStart": {
+                "ApplyOn": "PublishedVersions" if in_mode(self.model, "snap_start", name) else "None",
+                "OptimizationStatus": "On" if in_mode(self.model, "snap_start", name) else "Off",
+            },
+        }
         if in_mode(self.model, "lambda_insights", name):
             arn = f"arn:aws:lambda:{res.region}:580247275435:layer:LambdaInsightsExtension:53"
             out["Layers"] = [*(fn.get("Layers") or []), {"Arn": arn, "CodeSize": 5236034}]
@@ -354,11 +433,24 @@ class Emulator:
         model = self.model
         by_kind: Counter[str] = Counter(r.kind for r in model.fleet.resources)
         return {
-            "endpoint": self.endpoint, "fleet": model.fleet.name, "scenario": model.scenario.name,
-            "description": model.scenario.description, "seed": model.seed, "anchor": model.anchor, "now": model.now(),
+            "endpoint": self.endpoint,
+            "fleet": model.fleet.name,
+            "scenario": model.scenario.name,
+            "description": model.scenario.description,
+            "seed": model.seed,
+            "anchor": model.anchor,
+            "now": model.now(),
             "fake_clock": isinstance(model.clock, FakeClock),
-            "accounts": [{"id": a.id, "name": a.name, "regions": a.regions, "concurrency_limit": a.concurrency_limit,
-                          "reader_role_arn": a.reader_role_arn} for a in model.fleet.accounts],
+            "accounts": [
+                {
+                    "id": a.id,
+                    "name": a.name,
+                    "regions": a.regions,
+                    "concurrency_limit": a.concurrency_limit,
+                    "reader_role_arn": a.reader_role_arn,
+                }
+                for a in model.fleet.accounts
+            ],
             "resources": dict(sorted(by_kind.items())),
             "incidents": model.incident_labels(),
         }
@@ -371,8 +463,19 @@ class Emulator:
         if path == "/__fleet__/info":
             return 200, self.info()
         if path == "/__fleet__/resources":
-            return 200, [{"uid": r.uid, "kind": r.kind, "name": r.name, "account": r.account, "region": r.region,
-                          "arn": r.arn, "tags": r.tags, "facts": r.facts} for r in self.model.fleet.resources]
+            return 200, [
+                {
+                    "uid": r.uid,
+                    "kind": r.kind,
+                    "name": r.name,
+                    "account": r.account,
+                    "region": r.region,
+                    "arn": r.arn,
+                    "tags": r.tags,
+                    "facts": r.facts,
+                }
+                for r in self.model.fleet.resources
+            ]
         if path == "/__fleet__/faults":
             if method == "POST":
                 try:
@@ -395,14 +498,16 @@ class Emulator:
             clock = self.model.clock
             if method == "POST":
                 if not isinstance(clock, FakeClock):
-                    return 409, {"error": "the emulator runs on the real clock; start it with --fake-clock to move time"}
+                    return 409, {
+                        "error": "the emulator runs on the real clock; start it with --fake-clock to move time"
+                    }
                 try:
                     if "advance" in data:
                         clock.advance(float(data["advance"]))
                     elif "set" in data:
                         clock.set(float(data["set"]))
                     else:
-                        return 400, {"error": "POST {\"advance\": seconds} or {\"set\": epoch_seconds}"}
+                        return 400, {"error": 'POST {"advance": seconds} or {"set": epoch_seconds}'}
                 except (TypeError, ValueError) as exc:
                     return 400, {"error": str(exc)}
             return 200, {"now": clock.now()}
@@ -424,7 +529,10 @@ class Emulator:
             except ValueError as exc:
                 return 400, {"error": str(exc)}
             if scenario.fleet_name != self.model.scenario.fleet_name:
-                return 400, {"error": f"scenario {scenario.name} uses fleet {scenario.fleet_name}; " f"this emulator serves {self.model.scenario.fleet_name}"}
+                return 400, {
+                    "error": f"scenario {scenario.name} uses fleet {scenario.fleet_name}; "
+                    f"this emulator serves {self.model.scenario.fleet_name}"
+                }
             self.model.set_scenario(scenario, data.get("seed"))
             return 200, self.info()
         return 404, {"error": f"no control endpoint {method} {path}"}
@@ -446,7 +554,18 @@ class Faults:
         for i, rule in enumerate(rules):
             if not isinstance(rule, dict) or rule.get("mode") not in self.MODES:
                 raise ValueError(f"fault rule {i}: mode must be one of {', '.join(self.MODES)}")
-            unknown = set(rule) - {"service", "operation", "account", "region", "mode", "times", "code", "status", "message", "seconds"}
+            unknown = set(rule) - {
+                "service",
+                "operation",
+                "account",
+                "region",
+                "mode",
+                "times",
+                "code",
+                "status",
+                "message",
+                "seconds",
+            }
             if unknown:
                 raise ValueError(f"fault rule {i}: unknown keys {sorted(unknown)}")
             checked.append(dict(rule))
@@ -479,11 +598,16 @@ def error_reply(call: Call, exc: ApiError) -> tuple[int, dict[str, str], bytes]:
     """An AWS error as the call's protocol carries it: (HTTP status, headers, body)."""
     request_id = str(uuid.uuid4())
     if call.protocol == "query":
-        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{exc.code}</Code><Message>{_xml(exc.message)}</Message>"
-                f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>").encode()
+        body = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{exc.code}</Code><Message>{_xml(exc.message)}</Message>"
+            f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        ).encode()
         return exc.status, {"Content-Type": "text/xml", "x-amzn-RequestId": request_id}, body
-    headers = {"Content-Type": "application/x-amz-json-1.0" if call.protocol == "json" else "application/json",
-               "x-amzn-ErrorType": exc.code, "x-amzn-RequestId": request_id}
+    headers = {
+        "Content-Type": "application/x-amz-json-1.0" if call.protocol == "json" else "application/json",
+        "x-amzn-ErrorType": exc.code,
+        "x-amzn-RequestId": request_id,
+    }
     if call.service in ("monitoring", "sqs"):
         headers["x-amzn-query-error"] = f"{exc.code};Sender"  # CloudWatch's and SQS's JSON is query-compatible
     return exc.status, headers, json.dumps({"__type": exc.code, "message": exc.message}).encode()
@@ -492,7 +616,9 @@ def error_reply(call: Call, exc: ApiError) -> tuple[int, dict[str, str], bytes]:
 def _fault_error(call: Call, fault: dict[str, Any]) -> ApiError:
     if fault["mode"] == "throttle":
         return throttle_error(call, fault.get("message", "Rate exceeded"))
-    return ApiError(fault.get("code", "InternalFailure"), fault.get("message", "injected failure"), int(fault.get("status", 500)))
+    return ApiError(
+        fault.get("code", "InternalFailure"), fault.get("message", "injected failure"), int(fault.get("status", 500))
+    )
 
 
 def _billable(call: Call, result: Any) -> dict[str, int]:
@@ -509,8 +635,16 @@ def _billable(call: Call, result: Any) -> dict[str, int]:
 
 
 def _respond(start_response: Callable[..., Any], status: int, headers: dict[str, str], body: bytes) -> list[bytes]:
-    reason = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 429: "Too Many Requests",
-              500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "")
+    reason = {
+        200: "OK",
+        400: "Bad Request",
+        403: "Forbidden",
+        404: "Not Found",
+        409: "Conflict",
+        429: "Too Many Requests",
+        500: "Internal Server Error",
+        503: "Service Unavailable",
+    }.get(status, "")
     start_response(f"{status} {reason}", [*headers.items(), ("Content-Length", str(len(body)))])
     return [body]
 

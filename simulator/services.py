@@ -30,15 +30,27 @@ def ses_quota(model: FleetModel, registry: Registry, account: str, region: str) 
     res = _ses(model, account, region)
     now = model.now()
     if res is None:  # a region nobody configured: a fresh sandbox account
-        return {"production": False, "max24": 200.0, "rate": 1.0, "sent": 0.0, "enforcement": "HEALTHY", "enabled": True}
+        return {
+            "production": False,
+            "max24": 200.0,
+            "rate": 1.0,
+            "sent": 0.0,
+            "enforcement": "HEALTHY",
+            "enabled": True,
+        }
     facts = model.facts_at(res, now)
     _, index = registry.place(account, region)
     sdef = index[("AWS/SES", "Send", ())]
     _, values = series_values(model, sdef, "Sum", 60, now - 86400, now)
     sent = min(float(sum(values)), float(facts["max_24h"]))
-    return {"production": bool(facts["production_access"]), "max24": float(facts["max_24h"]), "rate": float(facts["max_rate"]),
-            "sent": sent, "enforcement": str(facts.get("EnforcementStatus", "HEALTHY")),
-            "enabled": bool(facts.get("SendingEnabled", True))}
+    return {
+        "production": bool(facts["production_access"]),
+        "max24": float(facts["max_24h"]),
+        "rate": float(facts["max_rate"]),
+        "sent": sent,
+        "enforcement": str(facts.get("EnforcementStatus", "HEALTHY")),
+        "enabled": bool(facts.get("SendingEnabled", True)),
+    }
 
 
 def sesv2_get_account(model: FleetModel, registry: Registry, account: str, region: str) -> dict[str, Any]:
@@ -52,30 +64,42 @@ def sesv2_get_account(model: FleetModel, registry: Registry, account: str, regio
         "SuppressionAttributes": {"SuppressedReasons": ["BOUNCE", "COMPLAINT"]},
     }
     if q["production"]:
-        out["Details"] = {"MailType": "TRANSACTIONAL", "WebsiteURL": "https://shop.example.com", "ContactLanguage": "EN",
-                          "ReviewDetails": {"Status": "GRANTED", "CaseId": "1234567890"}}
+        out["Details"] = {
+            "MailType": "TRANSACTIONAL",
+            "WebsiteURL": "https://shop.example.com",
+            "ContactLanguage": "EN",
+            "ReviewDetails": {"Status": "GRANTED", "CaseId": "1234567890"},
+        }
     return out
 
 
 def ses_v1_xml(action: str, model: FleetModel, registry: Registry, account: str, region: str) -> str:
     q = ses_quota(model, registry, account, region)
     if action == "GetSendQuota":
-        result = (f"<Max24HourSend>{q['max24']}</Max24HourSend><MaxSendRate>{q['rate']}</MaxSendRate>"
-                  f"<SentLast24Hours>{q['sent']}</SentLast24Hours>")
+        result = (
+            f"<Max24HourSend>{q['max24']}</Max24HourSend><MaxSendRate>{q['rate']}</MaxSendRate>"
+            f"<SentLast24Hours>{q['sent']}</SentLast24Hours>"
+        )
     else:  # GetAccountSendingEnabled
         result = f"<Enabled>{'true' if q['enabled'] else 'false'}</Enabled>"
-    return (f'<{action}Response xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><{action}Result>{result}</{action}Result>'
-            f"<ResponseMetadata><RequestId>{escape(str(int(time.time() * 1000)))}</RequestId></ResponseMetadata>"
-            f"</{action}Response>")
+    return (
+        f'<{action}Response xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><{action}Result>{result}</{action}Result>'
+        f"<ResponseMetadata><RequestId>{escape(str(int(time.time() * 1000)))}</RequestId></ResponseMetadata>"
+        f"</{action}Response>"
+    )
 
 
 def lambda_account_settings(model: FleetModel, account: str, region: str) -> dict[str, Any]:
     limit = model.account_concurrency_limit(account)
     count = len(model.fleet.of_kind("lambda", account, region))
     return {
-        "AccountLimit": {"TotalCodeSize": 80_530_636_800, "CodeSizeUnzipped": 262_144_000, "CodeSizeZipped": 52_428_800,
-                         "ConcurrentExecutions": limit,
-                         "UnreservedConcurrentExecutions": limit - model.reserved_total(account, region)},
+        "AccountLimit": {
+            "TotalCodeSize": 80_530_636_800,
+            "CodeSizeUnzipped": 262_144_000,
+            "CodeSizeZipped": 52_428_800,
+            "ConcurrentExecutions": limit,
+            "UnreservedConcurrentExecutions": limit - model.reserved_total(account, region),
+        },
         "AccountUsage": {"TotalCodeSize": count * CODE_SIZE, "FunctionCount": count},
     }
 
@@ -84,7 +108,9 @@ def _function(model: FleetModel, account: str, region: str, name: str) -> Resour
     name = name.rsplit(":", 1)[-1] if name.startswith("arn:") else name
     res = model.fleet.by_uid.get(f"lambda:{name}")
     if res is None or res.account != account or res.region != region:
-        raise ApiError("ResourceNotFoundException", f"Function not found: arn:aws:lambda:{region}:{account}:function:{name}", 404)
+        raise ApiError(
+            "ResourceNotFoundException", f"Function not found: arn:aws:lambda:{region}:{account}:function:{name}", 404
+        )
     return res
 
 
@@ -109,9 +135,16 @@ def lambda_provisioned_configs(model: FleetModel, account: str, region: str, nam
     configs = []
     if fn["provisioned"]:
         n = int(fn["provisioned"])
-        configs.append({"FunctionArn": f"{fn.arn}:live", "RequestedProvisionedConcurrentExecutions": n,
-                        "AvailableProvisionedConcurrentExecutions": n, "AllocatedProvisionedConcurrentExecutions": n,
-                        "Status": "READY", "LastModified": "2026-01-01T00:00:00.000+0000"})
+        configs.append(
+            {
+                "FunctionArn": f"{fn.arn}:live",
+                "RequestedProvisionedConcurrentExecutions": n,
+                "AvailableProvisionedConcurrentExecutions": n,
+                "AllocatedProvisionedConcurrentExecutions": n,
+                "Status": "READY",
+                "LastModified": "2026-01-01T00:00:00.000+0000",
+            }
+        )
     return {"ProvisionedConcurrencyConfigs": configs}
 
 
@@ -125,8 +158,11 @@ def _table(model: FleetModel, account: str, region: str, name: str) -> Resource:
 def describe_contributor_insights(model: FleetModel, account: str, region: str, body: dict[str, Any]) -> dict[str, Any]:
     table = _table(model, account, region, body.get("TableName", ""))
     enabled = table["contributor_insights"] != "off"
-    out: dict[str, Any] = {"TableName": table.name, "ContributorInsightsStatus": "ENABLED" if enabled else "DISABLED",
-                           "ContributorInsightsRuleList": insight_rule_names(table)}
+    out: dict[str, Any] = {
+        "TableName": table.name,
+        "ContributorInsightsStatus": "ENABLED" if enabled else "DISABLED",
+        "ContributorInsightsRuleList": insight_rule_names(table),
+    }
     if enabled:
         out["ContributorInsightsMode"] = table["contributor_insights"]
         out["LastUpdateDateTime"] = table.facts.get("insights_created_ms", 1767225600000) / 1000
@@ -145,23 +181,36 @@ def list_contributor_insights(model: FleetModel, account: str, region: str, body
         tables = [_table(model, account, region, body["TableName"])]
     limit = body.get("MaxResults", CONTRIBUTOR_INSIGHTS_PAGE)
     if not isinstance(limit, int) or not 1 <= limit <= CONTRIBUTOR_INSIGHTS_PAGE:
-        raise ApiError("ValidationException", f"1 validation error detected: Value '{limit}' at 'maxResults' failed to satisfy "
-                                              f"constraint: Member must have value less than or equal to {CONTRIBUTOR_INSIGHTS_PAGE}")
+        raise ApiError(
+            "ValidationException",
+            f"1 validation error detected: Value '{limit}' at 'maxResults' failed to satisfy "
+            f"constraint: Member must have value less than or equal to {CONTRIBUTOR_INSIGHTS_PAGE}",
+        )
     token = str(body.get("NextToken") or "")
     start = int(token) if token.isdigit() else 0
     if token and (not token.isdigit() or start >= len(tables)):
         raise ApiError("ValidationException", "Invalid NextToken")
-    page = tables[start:start + limit]
-    out: dict[str, Any] = {"ContributorInsightsSummaries": [
-        {"TableName": t.name, "ContributorInsightsStatus": "ENABLED" if t["contributor_insights"] != "off" else "DISABLED",
-         **({"ContributorInsightsMode": t["contributor_insights"]} if t["contributor_insights"] != "off" else {})}
-        for t in page]}
+    page = tables[start : start + limit]
+    out: dict[str, Any] = {
+        "ContributorInsightsSummaries": [
+            {
+                "TableName": t.name,
+                "ContributorInsightsStatus": "ENABLED" if t["contributor_insights"] != "off" else "DISABLED",
+                **(
+                    {"ContributorInsightsMode": t["contributor_insights"]} if t["contributor_insights"] != "off" else {}
+                ),
+            }
+            for t in page
+        ]
+    }
     if start + limit < len(tables):
         out["NextToken"] = str(start + limit)
     return out
 
 
-def patch_queue_attributes(model: FleetModel, account: str, region: str, request: dict[str, Any], response: bytes) -> bytes:
+def patch_queue_attributes(
+    model: FleetModel, account: str, region: str, request: dict[str, Any], response: bytes
+) -> bytes:
     """moto's queues are empty; the fleet's are not. Overwrite the live depth with the model's."""
     name = str(request.get("QueueUrl", "")).rstrip("/").rsplit("/", 1)[-1]
     res = model.fleet.by_uid.get(f"sqs:{name}")
@@ -176,8 +225,11 @@ def patch_queue_attributes(model: FleetModel, account: str, region: str, request
         return response
     minute = int(model.now() // 60) - 1
     d = model.drivers(res, np.array([minute], dtype=np.int64))
-    live = {"ApproximateNumberOfMessages": d["backlog"][0], "ApproximateNumberOfMessagesNotVisible": d["inflight"][0],
-            "ApproximateNumberOfMessagesDelayed": 0.0}
+    live = {
+        "ApproximateNumberOfMessages": d["backlog"][0],
+        "ApproximateNumberOfMessagesNotVisible": d["inflight"][0],
+        "ApproximateNumberOfMessagesDelayed": 0.0,
+    }
     for attr, value in live.items():
         if attr in attrs:
             attrs[attr] = str(int(round(float(value))))
@@ -219,8 +271,11 @@ def revise_lambda_functions() -> None:
 
     if getattr(LambdaFunction, "_fleetwatch_revised", False):
         return
-    configuration, update_configuration, update_code = (LambdaFunction.get_configuration, LambdaFunction.update_configuration,
-                                                        LambdaFunction.update_function_code)
+    configuration, update_configuration, update_code = (
+        LambdaFunction.get_configuration,
+        LambdaFunction.update_configuration,
+        LambdaFunction.update_function_code,
+    )
 
     def revise(fn: Any) -> None:
         fn.last_modified = iso_8601_datetime_with_nanoseconds()

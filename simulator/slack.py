@@ -109,8 +109,12 @@ class _Handler(BaseHTTPRequestHandler):
             return "ok"
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             return {"ok": False, "error": "invalid_auth"}
-        handler = {"chat.postMessage": self._post, "chat.update": self._update, "conversations.history": self._history,
-                   "conversations.replies": self._replies}.get(method)
+        handler = {
+            "chat.postMessage": self._post,
+            "chat.update": self._update,
+            "conversations.history": self._history,
+            "conversations.replies": self._replies,
+        }.get(method)
         return handler(body) if handler else {"ok": False, "error": "unknown_method"}
 
     @staticmethod
@@ -124,9 +128,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not body.get("text") and not body.get("blocks"):
             return {"ok": False, "error": "no_text"}
         with self.state.lock:
-            msg = {"via": "api", "channel": channel, "ts": self.state.next_ts(), "text": body.get("text", ""),
-                   "blocks": body.get("blocks", []), "thread_ts": body.get("thread_ts"), "metadata": body.get("metadata"),
-                   "updates": [], "at": self.state.clock()}
+            msg = {
+                "via": "api",
+                "channel": channel,
+                "ts": self.state.next_ts(),
+                "text": body.get("text", ""),
+                "blocks": body.get("blocks", []),
+                "thread_ts": body.get("thread_ts"),
+                "metadata": body.get("metadata"),
+                "updates": [],
+                "at": self.state.clock(),
+            }
             self.state.messages.append(msg)
         return {"ok": True, "channel": channel, "ts": msg["ts"], "message": {"text": msg["text"]}}
 
@@ -134,21 +146,30 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             for msg in self.state.messages:
                 if msg["channel"] == body.get("channel") and msg["ts"] == body.get("ts"):
-                    msg["updates"].append({"text": body.get("text", ""), "blocks": body.get("blocks", []), "at": self.state.clock()})
+                    msg["updates"].append(
+                        {"text": body.get("text", ""), "blocks": body.get("blocks", []), "at": self.state.clock()}
+                    )
                     return {"ok": True, "channel": msg["channel"], "ts": msg["ts"]}
         return {"ok": False, "error": "message_not_found"}
 
     def _history(self, body: dict[str, Any]) -> dict[str, Any]:
         oldest = float(body.get("oldest") or 0)
         with self.state.lock:
-            found = [m for m in self.state.messages if m["channel"] == body.get("channel") and not m.get("thread_ts")
-                     and float(m["ts"]) >= oldest]
+            found = [
+                m
+                for m in self.state.messages
+                if m["channel"] == body.get("channel") and not m.get("thread_ts") and float(m["ts"]) >= oldest
+            ]
         return {"ok": True, "messages": [self._shape(m) for m in reversed(found)], "has_more": False}
 
     def _replies(self, body: dict[str, Any]) -> dict[str, Any]:
         with self.state.lock:
-            found = [m for m in self.state.messages if m["channel"] == body.get("channel")
-                     and (m["ts"] == body.get("ts") or m.get("thread_ts") == body.get("ts"))]
+            found = [
+                m
+                for m in self.state.messages
+                if m["channel"] == body.get("channel")
+                and (m["ts"] == body.get("ts") or m.get("thread_ts") == body.get("ts"))
+            ]
         return {"ok": True, "messages": [self._shape(m) for m in found], "has_more": False}
 
     @staticmethod
@@ -177,7 +198,9 @@ class SlackStandIn:
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}{WEBHOOK_PATH}"
 
-    def fail(self, method: str, status: int = 500, retry_after: int | None = None, delay: float = 0.0, times: int = 1) -> None:
+    def fail(
+        self, method: str, status: int = 500, retry_after: int | None = None, delay: float = 0.0, times: int = 1
+    ) -> None:
         with self.state.lock:
             self.state.faults.append(Fault(method, status, retry_after, delay, times))
 

@@ -16,7 +16,9 @@ from typing import Any
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulator.standins", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("slack", "smtp", "pagerduty", "webhook"))
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 in a container)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 in a container)"
+    )
     parser.add_argument("--port", type=int, default=0, help="port (default: any free one)")
     args = parser.parse_args(argv)
     stop = threading.Event()
@@ -38,8 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"PagerDuty Events API v2 stand-in on {server.url} (routing key {ROUTING_KEY})", flush=True)
 
         def seen() -> list[str]:
-            return [f"pagerduty {e['event_action']} {e.get('dedup_key', '')}: " f"{(e.get('payload') or {}).get('summary', '')[:200]}"
-                    for e in server.snapshot()["events"]]
+            return [
+                f"pagerduty {e['event_action']} {e.get('dedup_key', '')}: "
+                f"{(e.get('payload') or {}).get('summary', '')[:200]}"
+                for e in server.snapshot()["events"]
+            ]
     elif args.what == "webhook":
         from simulator.webhook import WebhookReceiver
 
@@ -47,8 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"webhook receiver on {server.url('/')}", flush=True)
 
         def seen() -> list[str]:
-            return [f"webhook {p.get('receiver')} {p.get('status')}: "
-                    f"{(p.get('commonAnnotations') or {}).get('incident_title', '')[:200]}" for p in server.payloads()]
+            return [
+                f"webhook {p.get('receiver')} {p.get('status')}: "
+                f"{(p.get('commonAnnotations') or {}).get('incident_title', '')[:200]}"
+                for p in server.payloads()
+            ]
     else:
         from simulator.mail import SmtpSink
 
@@ -57,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def seen() -> list[str]:
             return [f"mail to {', '.join(rcpt)}: {msg['Subject']}" for rcpt, msg in server.messages()]
+
     shown = 0
     while not stop.wait(1.0):  # a real process printing what arrived, once a second
         lines = seen()

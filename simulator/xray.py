@@ -46,14 +46,22 @@ def _minute_counts(model: FleetModel, fn: Resource, m: np.ndarray) -> dict[str, 
     sampled = np.minimum(sampled, 9999)
     cold = np.minimum(stochastic_round(sampled * d["cold_share"], model.noise(fn, "xray:cold", m)), sampled)
     errors = np.minimum(stochastic_round(sampled * d["error_rate"], model.noise(fn, "xray:errors", m)), sampled - cold)
-    return {"sampled": sampled, "cold": cold, "errors": errors, "duration_ms": d["duration_ms"], "init_ms": d["init_ms"]}
+    return {
+        "sampled": sampled,
+        "cold": cold,
+        "errors": errors,
+        "duration_ms": d["duration_ms"],
+        "init_ms": d["init_ms"],
+    }
 
 
 def _check(model: FleetModel, fn: Resource, minute: int, idx: int) -> int:
     return int(key(model.seed, fn.uid, minute, idx)) & 0xFFFFFFFFFFFF
 
 
-def _trace(model: FleetModel, fn: Resource, findex: int, minute: int, idx: int, counts: dict[str, float]) -> dict[str, Any]:
+def _trace(
+    model: FleetModel, fn: Resource, findex: int, minute: int, idx: int, counts: dict[str, float]
+) -> dict[str, Any]:
     """One sampled invocation: cold ones come first in the minute, then errors."""
     u = float(uniform(key(model.seed, fn.uid, "xray:trace", idx), np.array([minute]))[0])
     start = minute * 60 + (idx + u) * 60.0 / max(counts["sampled"], 1)
@@ -69,12 +77,22 @@ def _summary(fn: Resource, t: dict[str, Any]) -> dict[str, Any]:
     seconds = (t["duration_ms"] + t["init_ms"]) / 1000.0
     service = {"Name": fn.name, "Names": [fn.name], "AccountId": fn.account, "Type": "AWS::Lambda::Function"}
     return {
-        "Id": t["id"], "StartTime": t["start"], "Duration": round(seconds + 0.004, 3), "ResponseTime": round(seconds + 0.004, 3),
-        "HasFault": t["error"], "HasError": False, "HasThrottle": False, "IsPartial": False,
-        "Http": {}, "Annotations": {}, "Users": [],
+        "Id": t["id"],
+        "StartTime": t["start"],
+        "Duration": round(seconds + 0.004, 3),
+        "ResponseTime": round(seconds + 0.004, 3),
+        "HasFault": t["error"],
+        "HasError": False,
+        "HasThrottle": False,
+        "IsPartial": False,
+        "Http": {},
+        "Annotations": {},
+        "Users": [],
         "ServiceIds": [service, {**service, "Type": "AWS::Lambda"}],
-        "ResourceARNs": [{"ARN": fn.arn}], "EntryPoint": {**service, "Type": "AWS::Lambda"},
-        "Revision": 1, "MatchedEventTime": t["start"],
+        "ResourceARNs": [{"ARN": fn.arn}],
+        "EntryPoint": {**service, "Type": "AWS::Lambda"},
+        "Revision": 1,
+        "MatchedEventTime": t["start"],
     }
 
 
@@ -87,8 +105,9 @@ def get_trace_summaries(model: FleetModel, account: str, region: str, body: dict
     if expression:
         match = _SERVICE.match(expression)
         if not match:
-            raise ApiError("InvalidRequestException",
-                           "The fleetwatch emulator evaluates only service(\"name\") filter expressions.")
+            raise ApiError(
+                "InvalidRequestException", 'The fleetwatch emulator evaluates only service("name") filter expressions.'
+            )
         wanted = match.group(1) or match.group(2)
         selected = [i for i, fn in enumerate(functions) if fn.name == wanted and _traced(model, fn)]
     else:
@@ -165,8 +184,12 @@ def _rebuild(model: FleetModel, functions: list[Resource], tid: str) -> dict[str
     segments = _segments(fn, t, "Restore" if in_mode(model, "snap_start", fn.name) else "Initialization")
     if caller is not None:
         segments = _caller_segments(caller, t) + segments
-    return {"Id": tid, "Duration": round((t["duration_ms"] + t["init_ms"]) / 1000 + 0.004, 3), "LimitExceeded": False,
-            "Segments": segments}
+    return {
+        "Id": tid,
+        "Duration": round((t["duration_ms"] + t["init_ms"]) / 1000 + 0.004, 3),
+        "LimitExceeded": False,
+        "Segments": segments,
+    }
 
 
 def _traced(model: FleetModel, fn: Resource) -> bool:
@@ -186,11 +209,27 @@ def _caller_segments(caller: Resource, t: dict[str, Any]) -> list[dict[str, str]
     s0 = t["start"] - 0.002
     end = t["start"] + (t["duration_ms"] + t["init_ms"]) / 1000 + 0.010
     sid, fid = t["id"][-16:-1] + "d", t["id"][-24:-9] + "e"
-    service = {"id": sid, "name": caller.name, "start_time": s0, "end_time": end, "trace_id": t["id"], "origin": "AWS::Lambda",
-               "aws": {"account_id": caller.account, "resource_names": [caller.name]}}
-    function = {"id": fid, "name": caller.name, "start_time": s0, "end_time": end, "trace_id": t["id"], "parent_id": sid,
-                "origin": "AWS::Lambda::Function", "resource_arn": caller.arn, "aws": {"account_id": caller.account},
-                "subsegments": [{"id": f"{fid[:8]}0000000b", "name": "Invocation", "start_time": s0, "end_time": end}]}
+    service = {
+        "id": sid,
+        "name": caller.name,
+        "start_time": s0,
+        "end_time": end,
+        "trace_id": t["id"],
+        "origin": "AWS::Lambda",
+        "aws": {"account_id": caller.account, "resource_names": [caller.name]},
+    }
+    function = {
+        "id": fid,
+        "name": caller.name,
+        "start_time": s0,
+        "end_time": end,
+        "trace_id": t["id"],
+        "parent_id": sid,
+        "origin": "AWS::Lambda::Function",
+        "resource_arn": caller.arn,
+        "aws": {"account_id": caller.account},
+        "subsegments": [{"id": f"{fid[:8]}0000000b", "name": "Invocation", "start_time": s0, "end_time": end}],
+    }
     return [{"Id": sid, "Document": json.dumps(service)}, {"Id": fid, "Document": json.dumps(function)}]
 
 
@@ -203,14 +242,46 @@ def _segments(fn: Resource, t: dict[str, Any], start_name: str = "Initialization
     end = inv_end + 0.004
     subsegments = []
     if t["cold"]:
-        subsegments.append({"id": f"{fid[:8]}0000000a", "name": start_name, "start_time": s0, "end_time": init_end,
-                            "aws": {"function_arn": fn.arn}})
-    subsegments.append({"id": f"{fid[:8]}0000000b", "name": "Invocation", "start_time": init_end, "end_time": inv_end,
-                        **({"fault": True} if t["error"] else {})})
+        subsegments.append(
+            {
+                "id": f"{fid[:8]}0000000a",
+                "name": start_name,
+                "start_time": s0,
+                "end_time": init_end,
+                "aws": {"function_arn": fn.arn},
+            }
+        )
+    subsegments.append(
+        {
+            "id": f"{fid[:8]}0000000b",
+            "name": "Invocation",
+            "start_time": init_end,
+            "end_time": inv_end,
+            **({"fault": True} if t["error"] else {}),
+        }
+    )
     subsegments.append({"id": f"{fid[:8]}0000000c", "name": "Overhead", "start_time": inv_end, "end_time": end})
-    service = {"id": sid, "name": fn.name, "start_time": s0, "end_time": end, "trace_id": t["id"], "origin": "AWS::Lambda",
-               "http": {"response": {"status": 200}}, "aws": {"account_id": fn.account, "resource_names": [fn.name]}}
-    function = {"id": fid, "name": fn.name, "start_time": s0, "end_time": end, "trace_id": t["id"], "parent_id": sid,
-                "origin": "AWS::Lambda::Function", "resource_arn": fn.arn, "subsegments": subsegments,
-                "aws": {"account_id": fn.account}, **({"fault": True} if t["error"] else {})}
+    service = {
+        "id": sid,
+        "name": fn.name,
+        "start_time": s0,
+        "end_time": end,
+        "trace_id": t["id"],
+        "origin": "AWS::Lambda",
+        "http": {"response": {"status": 200}},
+        "aws": {"account_id": fn.account, "resource_names": [fn.name]},
+    }
+    function = {
+        "id": fid,
+        "name": fn.name,
+        "start_time": s0,
+        "end_time": end,
+        "trace_id": t["id"],
+        "parent_id": sid,
+        "origin": "AWS::Lambda::Function",
+        "resource_arn": fn.arn,
+        "subsegments": subsegments,
+        "aws": {"account_id": fn.account},
+        **({"fault": True} if t["error"] else {}),
+    }
     return [{"Id": sid, "Document": json.dumps(service)}, {"Id": fid, "Document": json.dumps(function)}]

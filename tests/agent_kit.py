@@ -24,10 +24,21 @@ ROOT = Path(__file__).resolve().parent.parent
 def agent_env(emulator: Any, store_path: Path, **extra: str) -> dict[str, str]:
     """The home account (123456789012, where plain credentials land) in us-east-1, backfilling
     an hour, with incidents firing after a minute."""
-    where = {"FLEETWATCH_STORE_URL": store_path} if isinstance(store_path, str) else {"FLEETWATCH_STORE_PATH": str(store_path)}
-    env = {**where, "FLEETWATCH_AWS_ENDPOINT_URL": emulator.endpoint,
-           "FLEETWATCH_AWS_REGIONS": "us-east-1", "FLEETWATCH_POLL_BACKFILL": "1h", "FLEETWATCH_ALERTS_FOR": "1m",
-           "FLEETWATCH_ALERTS_GROUP_WAIT": "0", "FLEETWATCH_AWS_MAX_ATTEMPTS": "3", "FLEETWATCH_LOG_FORMAT": "json"}
+    where = (
+        {"FLEETWATCH_STORE_URL": store_path}
+        if isinstance(store_path, str)
+        else {"FLEETWATCH_STORE_PATH": str(store_path)}
+    )
+    env = {
+        **where,
+        "FLEETWATCH_AWS_ENDPOINT_URL": emulator.endpoint,
+        "FLEETWATCH_AWS_REGIONS": "us-east-1",
+        "FLEETWATCH_POLL_BACKFILL": "1h",
+        "FLEETWATCH_ALERTS_FOR": "1m",
+        "FLEETWATCH_ALERTS_GROUP_WAIT": "0",
+        "FLEETWATCH_AWS_MAX_ATTEMPTS": "3",
+        "FLEETWATCH_LOG_FORMAT": "json",
+    }
     env.update(extra)
     return env
 
@@ -58,12 +69,26 @@ def make_agent(emulator: Any, cfg: Any, *, boto_session: boto3.session.Session |
 def spawn_run(env: dict[str, str], *args: str, stderr: Any = subprocess.PIPE, **popen: Any) -> subprocess.Popen[str]:
     """`fleetwatch run` as its own process, as production runs it; stderr carries its JSON logs
     (to a file, for a child that may log more than a pipe holds before it is read)."""
-    full = {**os.environ, "AWS_ACCESS_KEY_ID": CREDS["aws_access_key_id"], "AWS_SECRET_ACCESS_KEY": CREDS["aws_secret_access_key"],
-            "PYTHONPATH": str(ROOT), **env}
+    full = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": CREDS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": CREDS["aws_secret_access_key"],
+        "PYTHONPATH": str(ROOT),
+        **env,
+    }
     for k in [k for k in full if k.startswith(("OTEL_", "FLEETWATCH_")) and k not in env]:
-        del full[k]  # the developer's own settings (and the Makefile's FLEETWATCH_CHROMIUM) stay out of the agent under test
-    return subprocess.Popen([sys.executable, "-m", "fleetwatch.cli", "run", *args], env=full, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=stderr, text=True, **popen)
+        del full[
+            k
+        ]  # the developer's own settings (and the Makefile's FLEETWATCH_CHROMIUM) stay out of the agent under test
+    return subprocess.Popen(
+        [sys.executable, "-m", "fleetwatch.cli", "run", *args],
+        env=full,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        **popen,
+    )
 
 
 class LogLines:

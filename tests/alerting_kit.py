@@ -30,22 +30,52 @@ def rid(kind: str, name: str) -> str:
 
 
 RESOURCES = [
-    Resource(rid("api", "checkout-api"), "api", "checkout-api", ACCOUNT, REGION, {"functions": ["checkout-fn"]}, {"service": "checkout"}),
-    Resource(rid("lambda", "checkout-fn"), "lambda", "checkout-fn", ACCOUNT, REGION, {"uses": ["rds:orders-db"]}, {"service": "checkout"}),
+    Resource(
+        rid("api", "checkout-api"),
+        "api",
+        "checkout-api",
+        ACCOUNT,
+        REGION,
+        {"functions": ["checkout-fn"]},
+        {"service": "checkout"},
+    ),
+    Resource(
+        rid("lambda", "checkout-fn"),
+        "lambda",
+        "checkout-fn",
+        ACCOUNT,
+        REGION,
+        {"uses": ["rds:orders-db"]},
+        {"service": "checkout"},
+    ),
     Resource(rid("rds", "orders-db"), "rds", "orders-db", ACCOUNT, REGION, {}, {"service": "orders"}),
     Resource(rid("sqs", "jobs"), "sqs", "jobs", ACCOUNT, REGION, {"consumers": []}, {"service": "jobs"}),
 ]
 
 
 def api_errors(rate: float = 0.12) -> Observation:
-    return Observation("outcomes", rid("api", "checkout-api"), "5xx", "finding", "critical",
-                       f"checkout-api: {rate:.0%} of requests failing", evidence={"series": {"5xx_rate": [[T0, rate]]}, "limit": 0.01})
+    return Observation(
+        "outcomes",
+        rid("api", "checkout-api"),
+        "5xx",
+        "finding",
+        "critical",
+        f"checkout-api: {rate:.0%} of requests failing",
+        evidence={"series": {"5xx_rate": [[T0, rate]]}, "limit": 0.01},
+    )
 
 
 def storm(severity: str = "critical") -> Observation:
-    return Observation("connections", rid("rds", "orders-db"), "connections", "finding", severity,
-                       "orders-db at 98% of max_connections", cause="storm: checkout-fn scaled to 600 concurrent",
-                       fix="Put RDS Proxy between the functions and the database.")
+    return Observation(
+        "connections",
+        rid("rds", "orders-db"),
+        "connections",
+        "finding",
+        severity,
+        "orders-db at 98% of max_connections",
+        cause="storm: checkout-fn scaled to 600 concurrent",
+        fix="Put RDS Proxy between the functions and the database.",
+    )
 
 
 def queue_growth() -> Observation:
@@ -80,12 +110,28 @@ class World:
 
     def reconfigure(self, **settings: Any) -> None:
         self.settings.update(settings)
-        values = {"slack.bot_token": TOKEN, "slack.api_url": self.slack.api_url, "slack.channel": "C0ALERTS",
-                  "alerts.for": 120, "alerts.keep_firing_for": 300, "alerts.group_wait": 30, "alerts.cause_wait": 300,
-                  "alerts.group_interval": 300, "alerts.repeat_interval": 3600, "alerts.max_attempts": 4, "alerts.timeout": 2}
+        values = {
+            "slack.bot_token": TOKEN,
+            "slack.api_url": self.slack.api_url,
+            "slack.channel": "C0ALERTS",
+            "alerts.for": 120,
+            "alerts.keep_firing_for": 300,
+            "alerts.group_wait": 30,
+            "alerts.cause_wait": 300,
+            "alerts.group_interval": 300,
+            "alerts.repeat_interval": 3600,
+            "alerts.max_attempts": 4,
+            "alerts.timeout": 2,
+        }
         if self.smtp is not None:
-            values.update({"smtp.host": "127.0.0.1", "smtp.port": self.smtp.port, "smtp.security": "none",
-                           "email.to": ["oncall@example.com"]})
+            values.update(
+                {
+                    "smtp.host": "127.0.0.1",
+                    "smtp.port": self.smtp.port,
+                    "smtp.security": "none",
+                    "email.to": ["oncall@example.com"],
+                }
+            )
         values.update(self.settings)
         lines = []
         for key, value in values.items():
@@ -101,7 +147,11 @@ class World:
     @property
     def store_env(self) -> dict[str, str]:
         """The environment that points the CLI at this world's store."""
-        return {"FLEETWATCH_STORE_URL": self.where} if isinstance(self.where, str) else {"FLEETWATCH_STORE_PATH": str(self.where)}
+        return (
+            {"FLEETWATCH_STORE_URL": self.where}
+            if isinstance(self.where, str)
+            else {"FLEETWATCH_STORE_PATH": str(self.where)}
+        )
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)

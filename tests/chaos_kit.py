@@ -17,9 +17,20 @@ from typing import Any
 
 FULL = os.environ.get("CHAOS_FULL") == "1"
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACT = ROOT / "test-artifacts" / ("chaos-full.json" if FULL else "chaos.json")  # a quick run never overwrites a full one
-COLUMNS = ("faults injected", "incidents expected", "detected", "notified", "notifications duplicated", "samples lost",
-           "restarts survived", "bad inputs tried", "handled")
+ARTIFACT = (
+    ROOT / "test-artifacts" / ("chaos-full.json" if FULL else "chaos.json")
+)  # a quick run never overwrites a full one
+COLUMNS = (
+    "faults injected",
+    "incidents expected",
+    "detected",
+    "notified",
+    "notifications duplicated",
+    "samples lost",
+    "restarts survived",
+    "bad inputs tried",
+    "handled",
+)
 ROWS: list[dict[str, Any]] = []
 
 
@@ -30,7 +41,9 @@ def size(quick: Any, full: Any) -> Any:
 def record(experiment: str, group: str = "", **figures: Any) -> None:
     """One row of the chaos table; keys are COLUMNS with '_' for ' ' (others go to the JSON only).
     Rows with the same `group` (one per case of a parametrised test) share a line of the table."""
-    ROWS.append({"experiment": experiment, "group": group or experiment, "scale": "full" if FULL else "quick", **figures})
+    ROWS.append(
+        {"experiment": experiment, "group": group or experiment, "scale": "full" if FULL else "quick", **figures}
+    )
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -55,12 +68,16 @@ def write_artifact() -> None:
 
 # -- comparisons ---------------------------------------------------------------------------------
 
+
 def samples(path: Path, until: int | None = None) -> dict[tuple[str, int], float]:
     """Every stored sample, by (series key, timestamp), read straight from the file."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = conn.execute("SELECT s.key, x.ts, x.value FROM samples x JOIN series s ON s.id = x.series_id"
-                            + (" WHERE x.ts <= ?" if until is not None else ""), [until] if until is not None else []).fetchall()
+        rows = conn.execute(
+            "SELECT s.key, x.ts, x.value FROM samples x JOIN series s ON s.id = x.series_id"
+            + (" WHERE x.ts <= ?" if until is not None else ""),
+            [until] if until is not None else [],
+        ).fetchall()
     finally:
         conn.close()
     return {(k, ts): v for k, ts, v in rows}
@@ -73,8 +90,12 @@ def breakdown(keys: list[tuple[str, int]]) -> dict[str, Any]:
         parts = k.split("|")
         name = f"{parts[1]}|{parts[2]}|{parts[-1]}"
         by[name] = by.get(name, 0) + 1
-    return {"count": len(keys), "by_series": dict(sorted(by.items(), key=lambda x: -x[1])[:10]),
-            "newest": max((ts for _, ts in keys), default=None), "oldest": min((ts for _, ts in keys), default=None)}
+    return {
+        "count": len(keys),
+        "by_series": dict(sorted(by.items(), key=lambda x: -x[1])[:10]),
+        "newest": max((ts for _, ts in keys), default=None),
+        "oldest": min((ts for _, ts in keys), default=None),
+    }
 
 
 def integrity(path: Path) -> str:
@@ -112,7 +133,9 @@ def target(emulator: Any, label: dict[str, Any]) -> str:
     return f"{kind}/{res.account}/{res.region}/{name}"
 
 
-def outcomes(path: Path, emulator: Any, labels: list[dict[str, Any]], slack_keys: set[str], notify_within: int = 1200) -> list[dict[str, Any]]:
+def outcomes(
+    path: Path, emulator: Any, labels: list[dict[str, Any]], slack_keys: set[str], notify_within: int = 1200
+) -> list[dict[str, Any]]:
     """Per labelled incident: detected (a paging finding on its resource during it, or up to 20
     minutes after it ended) and notified (a notification about an incident holding that
     resource's alert was delivered by `notify_within` seconds after it ended, and the Slack
@@ -123,15 +146,22 @@ def outcomes(path: Path, emulator: Any, labels: list[dict[str, Any]], slack_keys
         for label in labels:
             rid = target(emulator, label)
             detected = conn.execute(
-                "SELECT MIN(ts) FROM findings WHERE resource_id = ? AND " "severity IN ('warning', 'critical') AND ts BETWEEN ? AND ?",
-                [rid, label["start"] - 600, label["end"] + 1200]).fetchone()[0]
-            keys = {k for (k,) in conn.execute(
-                "SELECT n.key FROM notifications n JOIN incidents i ON i.id = n.incident_id "
-                "WHERE n.status = 'sent' AND n.sent_at BETWEEN ? AND ? AND EXISTS (SELECT 1 FROM alerts a "
-                "WHERE a.resource_id = ? AND i.members LIKE '%' || a.fingerprint || '%')",
-                [label["start"] - 600, label["end"] + notify_within, rid])}
-            out.append({"id": label["id"], "resource": rid, "detected_at": detected,
-                        "notified": bool(keys & slack_keys)})
+                "SELECT MIN(ts) FROM findings WHERE resource_id = ? AND "
+                "severity IN ('warning', 'critical') AND ts BETWEEN ? AND ?",
+                [rid, label["start"] - 600, label["end"] + 1200],
+            ).fetchone()[0]
+            keys = {
+                k
+                for (k,) in conn.execute(
+                    "SELECT n.key FROM notifications n JOIN incidents i ON i.id = n.incident_id "
+                    "WHERE n.status = 'sent' AND n.sent_at BETWEEN ? AND ? AND EXISTS (SELECT 1 FROM alerts a "
+                    "WHERE a.resource_id = ? AND i.members LIKE '%' || a.fingerprint || '%')",
+                    [label["start"] - 600, label["end"] + notify_within, rid],
+                )
+            }
+            out.append(
+                {"id": label["id"], "resource": rid, "detected_at": detected, "notified": bool(keys & slack_keys)}
+            )
     finally:
         conn.close()
     return out

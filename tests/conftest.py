@@ -49,7 +49,9 @@ def control(emulator: Any, path: str, body: dict[str, Any] | None = None) -> Any
 
 
 def client(emulator: Any, service: str, region: str = "us-east-1", **creds: str) -> Any:
-    return boto3.client(service, endpoint_url=emulator.endpoint, region_name=region, config=NO_RETRY, **(creds or CREDS))
+    return boto3.client(
+        service, endpoint_url=emulator.endpoint, region_name=region, config=NO_RETRY, **(creds or CREDS)
+    )
 
 
 ROLES = ["arn:aws:iam::123456789012:role/fleetwatch-reader", "arn:aws:iam::210987654321:role/fleetwatch-reader"]
@@ -62,16 +64,32 @@ def set_clock(emulator: Any, t: float) -> None:
     emulator.model.clock._now = float(t)
 
 
-def make_collector(emulator: Any, store: Any, *, regions: list[str] | None = None, roles: list[str] | None = None,
-                   max_attempts: int = 3, read_timeout: int = 60, endpoint: str = "", **kw: Any) -> Any:
+def make_collector(
+    emulator: Any,
+    store: Any,
+    *,
+    regions: list[str] | None = None,
+    roles: list[str] | None = None,
+    max_attempts: int = 3,
+    read_timeout: int = 60,
+    endpoint: str = "",
+    **kw: Any,
+) -> Any:
     """A collector against the emulated fleet (or `endpoint`, a proxy in front of it), on the
     emulator's own fake clock."""
     from collector.aws import Aws
     from collector.poll import Collector
 
     session = boto3.session.Session(**CREDS)
-    aws = Aws(regions=regions or REGIONS, role_arns=ROLES if roles is None else roles, endpoint_url=endpoint or emulator.endpoint,
-              session=session, max_attempts=max_attempts, read_timeout=read_timeout, connect_timeout=5)
+    aws = Aws(
+        regions=regions or REGIONS,
+        role_arns=ROLES if roles is None else roles,
+        endpoint_url=endpoint or emulator.endpoint,
+        session=session,
+        max_attempts=max_attempts,
+        read_timeout=read_timeout,
+        connect_timeout=5,
+    )
     kw.setdefault("backfill", 3600)
     if "pacer" not in kw:
         # Discovery's pacing waits move a fake clock of their own, not the emulator's: tests assert
@@ -132,6 +150,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 # -- the dashboard: one store built from the emulated fleet per session, copied for each test
 # that changes it.
+
 
 @pytest.fixture(scope="session")
 def web_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
@@ -194,6 +213,7 @@ def aws_calls() -> Iterator[Counter[str]]:
 
 
 # -- the store's two backends: SQLite (a file) and PostgreSQL (a real server, tests/pg_kit.py)
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Any]:

@@ -61,18 +61,30 @@ class Contract:
             # botocore's own response validation, as a Stubber applies it to a stubbed answer.
             Stubber(client)._validate_operation_response(operation, answer)
         except ParamValidationError as exc:
-            lines = [line for line in str(exc.kwargs.get("report", exc)).splitlines()
-                     if not any(service == s and text in line for s, text in DOCUMENTED_EXCEPTIONS)]
+            lines = [
+                line
+                for line in str(exc.kwargs.get("report", exc)).splitlines()
+                if not any(service == s and text in line for s, text in DOCUMENTED_EXCEPTIONS)
+            ]
             if lines:
-                self.report(f"{service}.{operation}{how}: the answer does not match the output shape: " + "; ".join(lines))
+                self.report(
+                    f"{service}.{operation}{how}: the answer does not match the output shape: " + "; ".join(lines)
+                )
 
     def served(self, client: Any, model: OperationModel, http: Any) -> None:
         """The answer as the emulator served it over HTTP, before rest-json's coercion."""
         shape = model.output_shape
-        if (http.status_code >= 300 or shape is None or not isinstance(client._response_parser, RestJSONParser)
-                or shape.serialization.get("payload") or any(m.serialization.get("location") for m in shape.members.values())):
+        if (
+            http.status_code >= 300
+            or shape is None
+            or not isinstance(client._response_parser, RestJSONParser)
+            or shape.serialization.get("payload")
+            or any(m.serialization.get("location") for m in shape.members.values())
+        ):
             return  # JSON and query protocols are parsed without coercion already; located members need the REST parser
-        raw = JSONParser().parse({"status_code": http.status_code, "headers": dict(http.headers), "body": http.content}, shape)
+        raw = JSONParser().parse(
+            {"status_code": http.status_code, "headers": dict(http.headers), "body": http.content}, shape
+        )
         raw.pop("ResponseMetadata", None)
         self.validate(client, model.name, raw, " (as served)")
 
@@ -135,11 +147,15 @@ class _Tracked(dict):  # type: ignore[type-arg]
         shape = self._shape
         if shape.type_name == "structure":
             if key not in shape.members:
-                self._contract.report(f"{self._path}: the collector reads {key!r}, which the output shape "
-                                      f"{shape.name} does not define (members: {sorted(shape.members)})")
+                self._contract.report(
+                    f"{self._path}: the collector reads {key!r}, which the output shape "
+                    f"{shape.name} does not define (members: {sorted(shape.members)})"
+                )
         elif shape.key is not None and shape.key.enum and key not in shape.key.enum:
-            self._contract.report(f"{self._path}: the collector reads map key {key!r}, not one of {shape.key.name}'s "
-                                  f"values {shape.key.enum}")
+            self._contract.report(
+                f"{self._path}: the collector reads map key {key!r}, not one of {shape.key.name}'s "
+                f"values {shape.key.enum}"
+            )
 
     def __getitem__(self, key: Any) -> Any:
         self._read(key)
@@ -164,8 +180,11 @@ def every_call(fleet: Any, store: Any, account: str = "123456789012") -> int:
 
     collector = make_collector(fleet, store)
     collector.poll()
-    control(fleet, "/__fleet__/faults", [{"operation": "GetAccount", "mode": "error", "code": "UnknownOperationException",
-                                          "status": 404}])
+    control(
+        fleet,
+        "/__fleet__/faults",
+        [{"operation": "GetAccount", "mode": "error", "code": "UnknownOperationException", "status": 404}],
+    )
     try:
         collector.poll(tiers=("fast",))  # the SES v1 fallback
     finally:
@@ -178,6 +197,13 @@ def every_call(fleet: Any, store: Any, account: str = "123456789012") -> int:
     feed = f"lambda/{account}/us-east-1/feed-fn"
     _, traces = probes.cold_starts(clients, [(feed, "feed-fn")], ANCHOR - 300, ANCHOR, 10)
     coldstart_sources.segment_destination(clients)
-    coldstart_sources.report_lines(clients, [(feed, "/aws/lambda/feed-fn")], ANCHOR - 300, ANCHOR,
-                                   now=fleet.model.clock.now, wait=fleet.model.clock.sleep, timeout=30)
+    coldstart_sources.report_lines(
+        clients,
+        [(feed, "/aws/lambda/feed-fn")],
+        ANCHOR - 300,
+        ANCHOR,
+        now=fleet.model.clock.now,
+        wait=fleet.model.clock.sleep,
+        timeout=30,
+    )
     return traces

@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-FIX = ("install Debian's postgresql (`make test` does: apt-get install postgresql), or point FLEETWATCH_PG_BINDIR "
-       "at a folder holding PostgreSQL's initdb and postgres")
+FIX = (
+    "install Debian's postgresql (`make test` does: apt-get install postgresql), or point FLEETWATCH_PG_BINDIR "
+    "at a folder holding PostgreSQL's initdb and postgres"
+)
 
 
 class PgUnavailable(Exception):
@@ -57,22 +59,59 @@ class PgServer:
             try:
                 pw = pwd.getpwnam("postgres")
             except KeyError:
-                raise PgUnavailable(f"running as root, initdb needs the 'postgres' user, which does not exist: {FIX}") from None
+                raise PgUnavailable(
+                    f"running as root, initdb needs the 'postgres' user, which does not exist: {FIX}"
+                ) from None
             self.as_user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
             for path in (self.root, self.sock):
                 os.chown(path, pw.pw_uid, pw.pw_gid)
 
     def start(self, timeout: float = 60.0) -> PgServer:
-        init = subprocess.run([str(self.bin / "initdb"), "-D", str(self.data), "-U", "fleetwatch", "-A", "trust",
-                               "-E", "UTF8", "--no-locale", "--no-sync"], capture_output=True, text=True, **self.as_user)
+        init = subprocess.run(
+            [
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "fleetwatch",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            **self.as_user,
+        )
         if init.returncode:
             raise PgUnavailable(f"initdb failed ({init.stderr.strip()[-500:]}): {FIX}")
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [str(self.bin / "postgres"), "-D", str(self.data), "-k", str(self.sock), "-c", "listen_addresses=",
-                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                 "-c", "shared_buffers=16MB", "-c", "max_connections=60"],
-                stdout=log, stderr=subprocess.STDOUT, **self.as_user)
+                [
+                    str(self.bin / "postgres"),
+                    "-D",
+                    str(self.data),
+                    "-k",
+                    str(self.sock),
+                    "-c",
+                    "listen_addresses=",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "shared_buffers=16MB",
+                    "-c",
+                    "max_connections=60",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                **self.as_user,
+            )
         # Waiting for a real server to come up: wall-clock time is what it takes, no test clock.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -82,7 +121,9 @@ class PgServer:
                 return self
             time.sleep(0.1)
         self.stop()
-        raise PgUnavailable(f"postgres did not accept connections within {timeout:.0f} s: {self.log.read_text()[-800:]}")
+        raise PgUnavailable(
+            f"postgres did not accept connections within {timeout:.0f} s: {self.log.read_text()[-800:]}"
+        )
 
     def _ready(self) -> bool:
         import psycopg

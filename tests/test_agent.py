@@ -35,6 +35,7 @@ def _storm_start(fleet: Any) -> int:
 
 # -- the schedule ---------------------------------------------------------------------------------
 
+
 def test_polls_never_overlap_and_an_overrun_starts_the_next_one_late_once(fleet: Any, tmp_path: Path) -> None:
     clock = fleet.model.clock
     # AWS is slow on some polls: each poll makes one GetMetricData call, and these are how many
@@ -96,6 +97,7 @@ def test_a_failing_cycle_is_recorded_and_the_loop_goes_on(fleet: Any, store_targ
 
 # -- stopping ---------------------------------------------------------------------------------------
 
+
 def _metric_calls(fleet: Any) -> int:
     return sum(n for (_, _, _, op), n in fleet.usage.calls.items() if op == "GetMetricData")
 
@@ -104,7 +106,11 @@ def test_sigterm_mid_poll_abandons_it_within_seconds_and_the_next_start_carries_
     db = tmp_path / "fw.db"
     env = agent_env(fleet, db, FLEETWATCH_POLL_BACKFILL="1d", FLEETWATCH_WEB_PORT="0")
     # Real latency: every GetMetricData answers after 0.4 s, so the day's backfill takes seconds.
-    control(fleet, "/__fleet__/faults", [{"service": "monitoring", "operation": "GetMetricData", "mode": "delay", "seconds": 0.4}])
+    control(
+        fleet,
+        "/__fleet__/faults",
+        [{"service": "monitoring", "operation": "GetMetricData", "mode": "delay", "seconds": 0.4}],
+    )
     try:
         proc = spawn_run(env, "--emulated-clock")
         lines = LogLines(proc)
@@ -145,8 +151,13 @@ def test_stopping_during_delivery_leaves_the_notification_owed(fleet: Any, tmp_p
     set_clock(fleet, start + 4 * 60)
     db = tmp_path / "fw.db"
     with SlackStandIn() as slack:
-        cfg = agent_config(fleet, db, FLEETWATCH_SLACK_BOT_TOKEN=SLACK_TOKEN, FLEETWATCH_SLACK_API_URL=slack.api_url,
-                           FLEETWATCH_SLACK_CHANNEL="C0AGENT")
+        cfg = agent_config(
+            fleet,
+            db,
+            FLEETWATCH_SLACK_BOT_TOKEN=SLACK_TOKEN,
+            FLEETWATCH_SLACK_API_URL=slack.api_url,
+            FLEETWATCH_SLACK_CHANNEL="C0AGENT",
+        )
         slack.fail("chat.postMessage", status=500, times=1000)
         with open_store(db) as store:
             agent = make_agent(fleet, cfg, store=store, polls=12)
@@ -169,15 +180,19 @@ def test_stopping_during_delivery_leaves_the_notification_owed(fleet: Any, tmp_p
         posted_before = len(slack.messages(top_level_only=True))
         with open_store(db) as store:
             make_agent(fleet, cfg, store=store, polls=1).run()
-            sent = store.db.execute("SELECT incident_id FROM notifications WHERE status = 'sent' AND kind = 'firing'").fetchall()
+            sent = store.db.execute(
+                "SELECT incident_id FROM notifications WHERE status = 'sent' AND kind = 'firing'"
+            ).fetchall()
         assert sent, "the notification owed before the stop was sent after the restart"
         assert len(slack.messages(top_level_only=True)) - posted_before == len(sent)
 
 
 # -- one agent per store ------------------------------------------------------------------------------
 
+
 def test_a_second_agent_refuses_and_names_the_holder_and_a_killed_holder_leaves_no_stale_lock(
-        fleet: Any, tmp_path: Path) -> None:
+    fleet: Any, tmp_path: Path
+) -> None:
     db = tmp_path / "fw.db"
     env = agent_env(fleet, db, FLEETWATCH_WEB_PORT="0")
     first = spawn_run(env, "--emulated-clock", "--no-dashboard")
@@ -202,6 +217,7 @@ def test_a_second_agent_refuses_and_names_the_holder_and_a_killed_holder_leaves_
 
 # -- structured logs -------------------------------------------------------------------------------------
 
+
 def test_json_logs_carry_the_poll_and_incident_correlation_ids(fleet: Any, tmp_path: Path) -> None:
     start = _storm_start(fleet)
     set_clock(fleet, start + 4 * 60)
@@ -217,7 +233,9 @@ def test_json_logs_carry_the_poll_and_incident_correlation_ids(fleet: Any, tmp_p
     entries = [json.loads(line) for line in stream.getvalue().splitlines()]
     finished = [e for e in entries if e["message"].startswith("poll finished")]
     assert {e["poll_id"] for e in finished} == polls and len(polls) == 5
-    assert all(e["level"] == "info" and e["logger"] == "fleetwatch.agent.loop" and e["time"].endswith("Z") for e in finished)
+    assert all(
+        e["level"] == "info" and e["logger"] == "fleetwatch.agent.loop" and e["time"].endswith("Z") for e in finished
+    )
     about = [e for e in entries if e["message"].startswith("incident ")]
     assert about, "no incident was logged"
     for e in about:
@@ -252,7 +270,10 @@ def test_log_lines_follow_an_emulated_clock() -> None:
 
     from fleetwatch.logs import follow_clock
 
-    for fmt, expected in (("text", "Fri 08:17 INFO    incident 3 fired"), ("json", '"time": "2027-01-15T08:17:00.000Z"')):
+    for fmt, expected in (
+        ("text", "Fri 08:17 INFO    incident 3 fired"),
+        ("json", '"time": "2027-01-15T08:17:00.000Z"'),
+    ):
         stream = io.StringIO()
         handler = setup(fmt, "info", stream)
         try:

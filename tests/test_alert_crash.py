@@ -27,8 +27,21 @@ def run(tmp: Path, slack: SlackStandIn, smtp: SmtpSink, crash: bool, seed: int) 
     aimed = ["after send", "before save", "before begin_send"] if crash else []
     for _ in range(40):
         crash_at = (aimed.pop(0) if aimed else str(rng.randint(1, 10))) if crash and killed < 20 else "0"
-        proc = subprocess.run([sys.executable, "-m", "tests.crash_driver", str(tmp / "alerts.db"), slack.api_url, str(smtp.port),
-                               crash_at], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.crash_driver",
+                str(tmp / "alerts.db"),
+                slack.api_url,
+                str(smtp.port),
+                crash_at,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if proc.returncode == 0:
             return killed
         assert proc.returncode == -9, proc.stderr[-2000:]
@@ -49,7 +62,9 @@ def test_killed_at_random_points_nothing_lost_nothing_twice(tmp_path: Path) -> N
     with SlackStandIn() as slack, SmtpSink() as smtp:
         assert run(tmp_path / "calm", slack, smtp, crash=False, seed=0) == 0
         expected_slack, expected_mail = delivered(slack, smtp)
-    assert len(expected_slack) >= 5 and len(expected_mail) >= 5, "the timeline opens, changes and resolves several incidents"
+    assert len(expected_slack) >= 5 and len(expected_mail) >= 5, (
+        "the timeline opens, changes and resolves several incidents"
+    )
     with SlackStandIn() as slack, SmtpSink() as smtp:
         killed = run(tmp_path / "crashy", slack, smtp, crash=True, seed=7)
         got_slack, got_mail = delivered(slack, smtp)

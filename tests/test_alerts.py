@@ -55,8 +55,15 @@ def test_group_wait_still_gathers_what_fires_at_once(world: World) -> None:
 
 
 def limit_breach(limit: bool = True) -> Observation:
-    return Observation("connections", rid("rds", "orders-db"), "utilisation", "finding", "critical",
-                       "orders-db at 100% of max_connections (500 of 500)", limit=limit)
+    return Observation(
+        "connections",
+        rid("rds", "orders-db"),
+        "utilisation",
+        "finding",
+        "critical",
+        "orders-db at 100% of max_connections (500 of 500)",
+        limit=limit,
+    )
 
 
 @pytest.mark.parametrize("limit, pages_at", [(True, 1), (False, 2)])
@@ -183,7 +190,9 @@ def test_findings_that_arrive_together_are_one_page_led_by_the_symptom(world: Wo
     (msg,) = top(world)
     incidents = [i for i in world.incidents() if i.resolved_at is None]
     assert len(incidents) == 1
-    assert msg["text"].startswith("[FIRING] CRITICAL: checkout-api: 12% of requests failing — orders-db at 98% of max_connections")
+    assert msg["text"].startswith(
+        "[FIRING] CRITICAL: checkout-api: 12% of requests failing — orders-db at 98% of max_connections"
+    )
     assert "storm: checkout-fn scaled to 600 concurrent" in msg["text"]
     body = str(msg["blocks"])
     assert "Put RDS Proxy" in body and "/incidents/" in body
@@ -200,7 +209,9 @@ def test_a_warning_cause_waits_for_its_symptom_and_they_are_one_incident(world: 
     for _ in range(4):
         world.tick(storm("warning"), api_errors())
     (msg,) = top(world)
-    assert msg["text"].startswith("[FIRING] CRITICAL: checkout-api: 12% of requests failing — orders-db at 98% of max_connections")
+    assert msg["text"].startswith(
+        "[FIRING] CRITICAL: checkout-api: 12% of requests failing — orders-db at 98% of max_connections"
+    )
     (inc,) = world.incidents()
     assert inc.group_key == rid("rds", "orders-db"), "keyed by the cause: it came first"
     assert sorted(world.alerts.alert_rows(inc.members), key=lambda a: a.detector)[0].incident_id == inc.id
@@ -222,8 +233,9 @@ def test_a_critical_cause_pages_at_once_and_its_symptom_joins_the_same_thread(wo
     for _ in range(8):
         world.tick(storm(), api_errors())
     (first,) = top(world)
-    assert first["updates"][-1]["text"].startswith("[UPDATED] CRITICAL: checkout-api: 12% of requests failing — orders-db"), \
-        "the thread's head now leads with what users feel"
+    assert first["updates"][-1]["text"].startswith(
+        "[UPDATED] CRITICAL: checkout-api: 12% of requests failing — orders-db"
+    ), "the thread's head now leads with what users feel"
     assert [m for m in thread(world, first) if "UPDATED" in m["text"]]
     for _ in range(8):
         world.tick()
@@ -264,11 +276,38 @@ def test_a_symptom_that_outlives_its_cause_keeps_the_incident(world: World) -> N
 def test_staggered_findings_of_one_problem_are_one_thread_that_resolves(world: World) -> None:
     """The cold-start deploy as it failed: five findings of one problem opened and ended within
     eight minutes, were absorbed into each other, and nothing was sent at all."""
-    latency = Observation("outcomes", rid("api", "checkout-api"), "latency", "finding", "warning", "checkout-api: p95 latency 2.1× usual")
-    cold = Observation("coldstarts", rid("lambda", "checkout-fn"), "coldstarts", "finding", "critical", "checkout-fn: 40% started cold")
-    errors = Observation("outcomes", rid("lambda", "checkout-fn"), "errors", "finding", "warning", "checkout-fn: 6% failed")
-    timeline = [[cold], [cold], [cold, latency], [cold, latency, errors], [latency, errors], [latency], [cold, latency],
-                [cold, latency], [latency], [latency], [latency], [], [], [], [], [], [], [], [], [], []]
+    latency = Observation(
+        "outcomes", rid("api", "checkout-api"), "latency", "finding", "warning", "checkout-api: p95 latency 2.1× usual"
+    )
+    cold = Observation(
+        "coldstarts", rid("lambda", "checkout-fn"), "coldstarts", "finding", "critical", "checkout-fn: 40% started cold"
+    )
+    errors = Observation(
+        "outcomes", rid("lambda", "checkout-fn"), "errors", "finding", "warning", "checkout-fn: 6% failed"
+    )
+    timeline = [
+        [cold],
+        [cold],
+        [cold, latency],
+        [cold, latency, errors],
+        [latency, errors],
+        [latency],
+        [cold, latency],
+        [cold, latency],
+        [latency],
+        [latency],
+        [latency],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+    ]
     for observed in timeline:
         world.tick(*observed)
     (first,) = top(world)
@@ -311,8 +350,10 @@ def test_an_errored_detector_does_not_resolve_its_alerts(world: World) -> None:
     for _ in range(4):
         world.tick(api_errors())
     for _ in range(10):  # outcomes errors: its alerts keep their state
-        world.tick(Observation("outcomes", "", "", "error", "warning", "detector outcomes failed"),
-                   ran_ok={"connections", "queues"})
+        world.tick(
+            Observation("outcomes", "", "", "error", "warning", "detector outcomes failed"),
+            ran_ok={"connections", "queues"},
+        )
     assert any(i.state == FIRING and i.group_key == rid("api", "checkout-api") for i in world.incidents())
     assert not [m for m in world.slack.messages() if "RESOLVED" in m["text"]]
 
@@ -324,7 +365,9 @@ def test_identity_is_the_labels_not_the_text(world: World) -> None:
 
 
 def test_routes_send_by_labels_and_fall_back_to_defaults(world: World) -> None:
-    world.reconfigure(**{"alerts.routes": ['service="checkout" severity="critical" -> slack:C0CHECKOUT slack:#payments']})
+    world.reconfigure(
+        **{"alerts.routes": ['service="checkout" severity="critical" -> slack:C0CHECKOUT slack:#payments']}
+    )
     for _ in range(4):
         world.tick(api_errors(), queue_growth())
     channels = sorted(m["channel"] for m in top(world))
@@ -346,7 +389,9 @@ def test_rule_languages_give_clear_errors() -> None:
     assert window.active(sat_2330) and window.active(sat_2330 + 3600) and not window.active(sat_2330 + 7200)
 
 
-@pytest.mark.parametrize("value", ["café-ünï", 'a"b\\c', "x\ny", "<script>alert(1)</script>", "api/1/us-east-1/checkout"])
+@pytest.mark.parametrize(
+    "value", ["café-ünï", 'a"b\\c', "x\ny", "<script>alert(1)</script>", "api/1/us-east-1/checkout"]
+)
 def test_a_quoted_value_reads_back_unchanged(value: str) -> None:
     (m,) = parse_matchers("resource=" + quote(value))
     assert m.value == value and m.matches({"resource": value})
@@ -375,7 +420,9 @@ def test_cli_lists_acknowledges_and_silences(world: World, capsys: pytest.Captur
 
 
 def test_info_findings_show_but_page_nobody(world: World) -> None:
-    info = Observation("queues", rid("sqs", "jobs"), "dlq-retention", "finding", "info", "jobs-dlq: expires before its source")
+    info = Observation(
+        "queues", rid("sqs", "jobs"), "dlq-retention", "finding", "info", "jobs-dlq: expires before its source"
+    )
     for _ in range(10):
         world.tick(info)
     assert world.incidents()[0].state == FIRING and world.slack.messages() == []
@@ -388,19 +435,39 @@ def test_an_account_wide_cause_joins_only_what_it_reaches(world: World) -> None:
     from tests.alerting_kit import ACCOUNT, REGION
 
     world.resources = [
-        Resource(rid("lambda_account", "account"), "lambda_account", "account", ACCOUNT, REGION,
-                 {"concurrency_holders": [{"name": "thumbnail-fn", "peak": 860, "reserved": None},
-                                          {"name": "email-fn", "peak": 3, "reserved": None}]}),
+        Resource(
+            rid("lambda_account", "account"),
+            "lambda_account",
+            "account",
+            ACCOUNT,
+            REGION,
+            {
+                "concurrency_holders": [
+                    {"name": "thumbnail-fn", "peak": 860, "reserved": None},
+                    {"name": "email-fn", "peak": 3, "reserved": None},
+                ]
+            },
+        ),
         Resource(rid("ses", "account"), "ses", "account", ACCOUNT, REGION, {}),
         Resource(rid("lambda", "thumbnail-fn"), "lambda", "thumbnail-fn", ACCOUNT, REGION, {}),
         Resource(rid("lambda", "email-fn"), "lambda", "email-fn", ACCOUNT, REGION, {"uses": ["ses:account"]}),
         Resource(rid("sqs", "images-queue"), "sqs", "images-queue", ACCOUNT, REGION, {"consumers": ["thumbnail-fn"]}),
         Resource(rid("sqs", "email-queue"), "sqs", "email-queue", ACCOUNT, REGION, {"consumers": ["email-fn"]}),
     ]
-    sandbox = Observation("ses_account", rid("ses", "account"), "quota", "finding", "critical", "SES: 89% of the sandbox quota")
-    backlog = Observation("queues", rid("sqs", "email-queue"), "growth", "finding", "warning", "email-queue: backlog rising")
-    throttles = Observation("lambda_account", rid("lambda_account", "account"), "throttles", "finding", "critical",
-                            "Lambda: 153 invocations throttled — held by thumbnail-fn")
+    sandbox = Observation(
+        "ses_account", rid("ses", "account"), "quota", "finding", "critical", "SES: 89% of the sandbox quota"
+    )
+    backlog = Observation(
+        "queues", rid("sqs", "email-queue"), "growth", "finding", "warning", "email-queue: backlog rising"
+    )
+    throttles = Observation(
+        "lambda_account",
+        rid("lambda_account", "account"),
+        "throttles",
+        "finding",
+        "critical",
+        "Lambda: 153 invocations throttled — held by thumbnail-fn",
+    )
     for _ in range(4):
         world.tick(sandbox, backlog)
     for _ in range(4):
@@ -411,7 +478,9 @@ def test_an_account_wide_cause_joins_only_what_it_reaches(world: World) -> None:
 def test_the_title_keeps_naming_the_cause_it_named_after_that_cause_ended(world: World) -> None:
     """The connection storm as it read at the end: once orders-db recovered, the head named
     checkout-fn's own error rate, a consequence, instead of the storm that caused it."""
-    fn_errors = Observation("outcomes", rid("lambda", "checkout-fn"), "errors", "finding", "warning", "checkout-fn: 6% failed")
+    fn_errors = Observation(
+        "outcomes", rid("lambda", "checkout-fn"), "errors", "finding", "warning", "checkout-fn: 6% failed"
+    )
     for _ in range(6):
         world.tick(api_errors(), storm(), fn_errors)
     (inc,) = world.incidents()
@@ -423,14 +492,22 @@ def test_the_title_keeps_naming_the_cause_it_named_after_that_cause_ended(world:
     for _ in range(10):
         world.tick()
     (first,) = top(world)
-    assert first["updates"][-1]["text"].startswith("[RESOLVED] checkout-api: 12% of requests failing — orders-db at 98%")
+    assert first["updates"][-1]["text"].startswith(
+        "[RESOLVED] checkout-api: 12% of requests failing — orders-db at 98%"
+    )
 
 
 def test_a_symptom_joins_the_incident_whose_first_alert_ended_as_it_began(world: World) -> None:
     """The connection storm in the tour: orders-db's forecast alert opened the incident and ended
     in the pass checkout-api began failing; the API opened an incident of its own."""
-    forecast = Observation("connections", rid("rds", "orders-db"), "forecast", "finding", "warning",
-                           "orders-db at 78% of max_connections and rising")
+    forecast = Observation(
+        "connections",
+        rid("rds", "orders-db"),
+        "forecast",
+        "finding",
+        "warning",
+        "orders-db at 78% of max_connections and rising",
+    )
     for _ in range(2):
         world.tick(forecast)  # pending: not yet held for `for`
     for _ in range(6):  # the forecast ends (the limit is reached) just as users start to fail
@@ -441,7 +518,9 @@ def test_a_symptom_joins_the_incident_whose_first_alert_ended_as_it_began(world:
 def test_a_standing_info_incident_is_no_home_for_a_new_page(world: World) -> None:
     """'email-dlq keeps messages no longer than its source' is open for as long as the setting
     stays; a backlog on a related queue days later is a new incident, not that one's update."""
-    info = Observation("queues", rid("sqs", "jobs"), "dlq-retention", "finding", "info", "jobs-dlq: expires before its source")
+    info = Observation(
+        "queues", rid("sqs", "jobs"), "dlq-retention", "finding", "info", "jobs-dlq: expires before its source"
+    )
     for _ in range(10):
         world.tick(info)
     for _ in range(4):
@@ -455,7 +534,9 @@ def test_a_standing_info_incident_is_no_home_for_a_new_page(world: World) -> Non
 def test_a_standing_risk_does_not_hold_a_page_open(world: World) -> None:
     """The tour's SES sandbox: 'email-dlq expires before its source' (info, standing) was related
     to the sandbox page and kept it open, at info, for ever after the sandbox ended."""
-    info = Observation("queues", rid("sqs", "jobs"), "dlq-retention", "finding", "info", "jobs-dlq: expires before its source")
+    info = Observation(
+        "queues", rid("sqs", "jobs"), "dlq-retention", "finding", "info", "jobs-dlq: expires before its source"
+    )
     for _ in range(4):
         world.tick(queue_growth(), info)
     for _ in range(12):
@@ -464,4 +545,6 @@ def test_a_standing_risk_does_not_hold_a_page_open(world: World) -> None:
     assert "[RESOLVED]" in first["updates"][-1]["text"]
     paged = next(i for i in world.incidents() if "backlog" in i.title)
     assert paged.state == RESOLVED and paged.severity == "warning"
-    assert [i.severity for i in world.incidents() if i.resolved_at is None] == ["info"], "the risk is still shown, on its own"
+    assert [i.severity for i in world.incidents() if i.resolved_at is None] == ["info"], (
+        "the risk is still shown, on its own"
+    )

@@ -32,7 +32,7 @@ def daily(hours: int, jump_at: int | None = None, jump: float = 0.0) -> list[tup
 
 def test_the_daily_cycle_is_learnt_and_a_jump_is_flagged() -> None:
     quiet = score_series(daily(24 * 10))
-    assert not any(a for _, a in quiet[24 * 5:])  # after a few days the cycle itself is normal
+    assert not any(a for _, a in quiet[24 * 5 :])  # after a few days the cycle itself is normal
     flagged = score_series(daily(24 * 10, jump_at=24 * 8 + 5, jump=400))
     first = next(i for i, (_, a) in enumerate(flagged) if a)
     assert first == 24 * 8 + 5
@@ -155,16 +155,22 @@ def test_replay_gaps_are_missing_not_zero() -> None:
     assert len(out) == 121 and {r[3] for r in out[1:]} == {"0"}
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "the file is empty"),
-    ("1767225600,10\n1767225660,11\n", "must be a header"),
-    ("t,v\n1767225600,10\n1767225660,ten\n", "line 3: value 'ten' is not a number"),
-    ("t,v\nyesterday,10\n1767225660,11\n", "line 2: 'yesterday' is neither"),
-    ("t,v\n1767225660,10\n1767225600,11\n", "earlier than the row before it"),
-    ("t,v\n1767225600,10\n1767225610,11\n1767225620,12\n", "replay handles a regular step from 60 s to 1 day"),
-    ("t,v\n1767225600,10\n", "at least two rows"),
-    ("t,v\n" + "".join(f"{1767225600 + i * 60 + (i % 3) * 17},1\n" for i in range(50)), "the step is irregular: 16 of 49 gaps are not a whole number of 77 s steps"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the file is empty"),
+        ("1767225600,10\n1767225660,11\n", "must be a header"),
+        ("t,v\n1767225600,10\n1767225660,ten\n", "line 3: value 'ten' is not a number"),
+        ("t,v\nyesterday,10\n1767225660,11\n", "line 2: 'yesterday' is neither"),
+        ("t,v\n1767225660,10\n1767225600,11\n", "earlier than the row before it"),
+        ("t,v\n1767225600,10\n1767225610,11\n1767225620,12\n", "replay handles a regular step from 60 s to 1 day"),
+        ("t,v\n1767225600,10\n", "at least two rows"),
+        (
+            "t,v\n" + "".join(f"{1767225600 + i * 60 + (i % 3) * 17},1\n" for i in range(50)),
+            "the step is irregular: 16 of 49 gaps are not a whole number of 77 s steps",
+        ),
+    ],
+)
 def test_replay_errors_name_the_problem(text: str, message: str) -> None:
     with pytest.raises(ReplayError, match=message):
         list(replay(csv_rows(text)))
@@ -173,17 +179,22 @@ def test_replay_errors_name_the_problem(text: str, message: str) -> None:
 def test_replay_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "series.csv"
     r = random.Random(9)
-    f.write_text("timestamp,value\n" + "".join(f"{1767225600 + h * 3600},{100 + (h % 24) + r.random():.2f}\n" for h in range(24 * 8))
-                 + "".join(f"{1767225600 + h * 3600},900\n" for h in range(24 * 8, 24 * 8 + 3))
-                 + f"{1767225600 + (24 * 8 + 3) * 3600 + 1800},120\n")  # one row off the hourly grid
+    f.write_text(
+        "timestamp,value\n"
+        + "".join(f"{1767225600 + h * 3600},{100 + (h % 24) + r.random():.2f}\n" for h in range(24 * 8))
+        + "".join(f"{1767225600 + h * 3600},900\n" for h in range(24 * 8, 24 * 8 + 3))
+        + f"{1767225600 + (24 * 8 + 3) * 3600 + 1800},120\n"
+    )  # one row off the hourly grid
     assert cli.main(["replay", str(f)], environ={}) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert lines[0] == "timestamp,value,score,anomaly,episode" and len(lines) == 24 * 8 + 5
     assert [row.split(",")[3] for row in lines[-4:]] == ["1", "0", "0", "0"]  # the onset only
     assert [row.split(",")[4] for row in lines[-4:]] == ["1", "1", "1", "1"]  # its rows (the fall too), numbered
-    assert captured.err.strip() == ("fleetwatch replay: 196 points, step 3600 s, 1 gap(s) not a whole number of steps; "
-                                    "1 episode(s), 4 point(s) flagged at threshold 3")
+    assert captured.err.strip() == (
+        "fleetwatch replay: 196 points, step 3600 s, 1 gap(s) not a whole number of steps; "
+        "1 episode(s), 4 point(s) flagged at threshold 3"
+    )
     assert cli.main(["replay", str(f), "--detector", "dip"], environ={}) == 0
     captured = capsys.readouterr()
     assert all(row.split(",")[3] == "0" for row in captured.out.splitlines()[1:])  # a rise is not a dip

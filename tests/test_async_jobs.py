@@ -35,15 +35,25 @@ def bucket(minutes_ago: int) -> int:
     return (NOW - t // 300 * 300) // M
 
 
-def job_inputs(series: dict[tuple[str, str, str], Series], rule: dict[str, Any] | None = None, fn: dict[str, Any] | None = None,
-               extra: list[Any] | None = None, last_seen: dict[tuple[str, str, str], int] | None = None) -> Inputs:
+def job_inputs(
+    series: dict[tuple[str, str, str], Series],
+    rule: dict[str, Any] | None = None,
+    fn: dict[str, Any] | None = None,
+    extra: list[Any] | None = None,
+    last_seen: dict[tuple[str, str, str], int] | None = None,
+) -> Inputs:
     resources = [res("schedule", "job", rule or RULE), res("lambda", "job-fn", fn or JOB_FN), *(extra or [])]
     by_name = {r.name: r.id for r in resources}
-    return Inputs(NOW, resources, {(by_name[n], m, s): v for (n, m, s), v in series.items()},
-                  last_seen={(by_name[n], m, s): t for (n, m, s), t in (last_seen or {}).items()})
+    return Inputs(
+        NOW,
+        resources,
+        {(by_name[n], m, s): v for (n, m, s), v in series.items()},
+        last_seen={(by_name[n], m, s): t for (n, m, s), t in (last_seen or {}).items()},
+    )
 
 
 # -- a missed run: corroborated by the target function, or not ----------------------------------
+
 
 def missed(inp: Inputs) -> list[Finding]:
     return [f for f in outcomes(inp) if isinstance(f, Finding) and f.key == "missed"]
@@ -63,33 +73,48 @@ def test_one_missing_triggeredrules_point_of_an_hourly_job_is_a_warning_until_co
 
 
 def test_a_missed_run_is_not_corroborated_before_the_target_s_points_can_have_landed() -> None:
-    runs = {("job", "TriggeredRules", "Sum"): at((66, 1.0))}  # due 6 min ago: the function's 5-minute point may not be in yet
+    runs = {
+        ("job", "TriggeredRules", "Sum"): at((66, 1.0))
+    }  # due 6 min ago: the function's 5-minute point may not be in yet
     (f,) = missed(job_inputs(runs, last_seen={("job-fn", "Invocations", "Sum"): NOW - 66 * M}))
     assert f.severity == WARNING
 
 
 # -- a scheduled run whose function failed --------------------------------------------------------
 
+
 def ran_at(minutes_ago: int, errors: float, invocations: float, **more: float) -> dict[tuple[str, str, str], Series]:
     b = bucket(minutes_ago)
-    out = {("job", "TriggeredRules", "Sum"): at((minutes_ago, 1.0)),
-           ("job-fn", "Errors", "Sum"): at((b, errors), period=300),
-           ("job-fn", "Invocations", "Sum"): at((b, invocations), period=300)}
+    out = {
+        ("job", "TriggeredRules", "Sum"): at((minutes_ago, 1.0)),
+        ("job-fn", "Errors", "Sum"): at((b, errors), period=300),
+        ("job-fn", "Invocations", "Sum"): at((b, invocations), period=300),
+    }
     for metric, v in more.items():
         out[("job-fn", metric, "Sum")] = at((b, v), period=300)
     return out
 
 
-@pytest.mark.parametrize(("label", "series", "expected"), [
-    ("every attempt errored (three: the default two retries)", ran_at(12, 3, 3), {("target-failed", CRITICAL)}),
-    ("one attempt errored and its retry succeeded: the job ran", ran_at(12, 1, 2), set()),
-    ("one error, retries not in yet: not decided", ran_at(6, 1, 1), set()),
-    ("one error, all attempts had time to land (MaximumRetryAttempts 0)", ran_at(40, 1, 1), {("target-failed", CRITICAL)}),
-    ("the event was dropped", ran_at(12, 3, 3, AsyncEventsDropped=1), {("target-failed", CRITICAL)}),
-    ("throttled, never invoked", ran_at(40, 0, 0, Throttles=4), {("target-throttled", WARNING)}),
-    ("ran fine", ran_at(12, 0, 1), set()),
-], ids=lambda x: x if isinstance(x, str) else "")
-def test_scheduled_run_outcomes(label: str, series: dict[tuple[str, str, str], Series], expected: set[tuple[str, str]]) -> None:
+@pytest.mark.parametrize(
+    ("label", "series", "expected"),
+    [
+        ("every attempt errored (three: the default two retries)", ran_at(12, 3, 3), {("target-failed", CRITICAL)}),
+        ("one attempt errored and its retry succeeded: the job ran", ran_at(12, 1, 2), set()),
+        ("one error, retries not in yet: not decided", ran_at(6, 1, 1), set()),
+        (
+            "one error, all attempts had time to land (MaximumRetryAttempts 0)",
+            ran_at(40, 1, 1),
+            {("target-failed", CRITICAL)},
+        ),
+        ("the event was dropped", ran_at(12, 3, 3, AsyncEventsDropped=1), {("target-failed", CRITICAL)}),
+        ("throttled, never invoked", ran_at(40, 0, 0, Throttles=4), {("target-throttled", WARNING)}),
+        ("ran fine", ran_at(12, 0, 1), set()),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "",
+)
+def test_scheduled_run_outcomes(
+    label: str, series: dict[tuple[str, str, str], Series], expected: set[tuple[str, str]]
+) -> None:
     findings, _ = results(async_jobs, job_inputs(series))
     assert keys(findings) == expected
 
@@ -109,20 +134,53 @@ def test_a_shared_target_is_judged_by_its_drops_only() -> None:
 
 # -- the rule's DLQ, Lambda's async queue, streams -----------------------------------------------
 
-@pytest.mark.parametrize(("label", "series", "expected"), [
-    ("sent to the rule's DLQ", {("job", "InvocationsSentToDlq", "Sum"): at((10, 1.0))}, {("dlq", CRITICAL)}),
-    ("not even the DLQ took it", {("job", "InvocationsFailedToBeSentToDlq", "Sum"): at((10, 1.0))}, {("dlq-lost", CRITICAL)}),
-    ("two async events dropped", {("job-fn", "AsyncEventsDropped", "Sum"): at((5, 2.0), period=300)}, {("async-dropped", WARNING)}),
-    ("forty dropped", {("job-fn", "AsyncEventsDropped", "Sum"): at((5, 40.0), period=300)}, {("async-dropped", CRITICAL)}),
-    ("the DLQ refused failed events", {("job-fn", "DeadLetterErrors", "Sum"): at((5, 3.0), period=300)}, {("async-lost", WARNING)}),
-    ("event age rising past 10 min", {("job-fn", "AsyncEventAge", "Maximum"): ramp(60_000, 1_500_000, 30, every=5)},
-     {("async-age", WARNING)}),
-    ("event age 20 min but falling: draining", {("job-fn", "AsyncEventAge", "Maximum"): ramp(2_400_000, 1_200_000, 30, every=5)},
-     set()),
-    ("event age at 4 h", {("job-fn", "AsyncEventAge", "Maximum"): flat(4 * 3600_000, 30, every=5)}, {("async-age", CRITICAL)}),
-    ("a second of event age: quiet", {("job-fn", "AsyncEventAge", "Maximum"): flat(1000, 30, every=5)}, set()),
-], ids=lambda x: x if isinstance(x, str) else "")
-def test_dlq_and_async_queue_cases(label: str, series: dict[tuple[str, str, str], Series], expected: set[tuple[str, str]]) -> None:
+
+@pytest.mark.parametrize(
+    ("label", "series", "expected"),
+    [
+        ("sent to the rule's DLQ", {("job", "InvocationsSentToDlq", "Sum"): at((10, 1.0))}, {("dlq", CRITICAL)}),
+        (
+            "not even the DLQ took it",
+            {("job", "InvocationsFailedToBeSentToDlq", "Sum"): at((10, 1.0))},
+            {("dlq-lost", CRITICAL)},
+        ),
+        (
+            "two async events dropped",
+            {("job-fn", "AsyncEventsDropped", "Sum"): at((5, 2.0), period=300)},
+            {("async-dropped", WARNING)},
+        ),
+        (
+            "forty dropped",
+            {("job-fn", "AsyncEventsDropped", "Sum"): at((5, 40.0), period=300)},
+            {("async-dropped", CRITICAL)},
+        ),
+        (
+            "the DLQ refused failed events",
+            {("job-fn", "DeadLetterErrors", "Sum"): at((5, 3.0), period=300)},
+            {("async-lost", WARNING)},
+        ),
+        (
+            "event age rising past 10 min",
+            {("job-fn", "AsyncEventAge", "Maximum"): ramp(60_000, 1_500_000, 30, every=5)},
+            {("async-age", WARNING)},
+        ),
+        (
+            "event age 20 min but falling: draining",
+            {("job-fn", "AsyncEventAge", "Maximum"): ramp(2_400_000, 1_200_000, 30, every=5)},
+            set(),
+        ),
+        (
+            "event age at 4 h",
+            {("job-fn", "AsyncEventAge", "Maximum"): flat(4 * 3600_000, 30, every=5)},
+            {("async-age", CRITICAL)},
+        ),
+        ("a second of event age: quiet", {("job-fn", "AsyncEventAge", "Maximum"): flat(1000, 30, every=5)}, set()),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "",
+)
+def test_dlq_and_async_queue_cases(
+    label: str, series: dict[tuple[str, str, str], Series], expected: set[tuple[str, str]]
+) -> None:
     findings, _ = results(async_jobs, job_inputs(series))
     assert keys(findings) == expected
 
@@ -130,14 +188,31 @@ def test_dlq_and_async_queue_cases(label: str, series: dict[tuple[str, str, str]
 STREAM = {"event_sources": [{"source_arn": "arn:aws:kinesis:us-east-1:111111111111:stream/clicks", "state": "Enabled"}]}
 
 
-@pytest.mark.parametrize(("label", "fn", "age", "expected"), [
-    ("stream consumer falling behind", STREAM, join(shift(flat(2000, 15, every=5), 15), ramp(2000, 900_000, 15, every=5)),
-     {("iterator-age", WARNING)}),
-    ("13 h behind: records near the 24 h retention", STREAM, flat(13 * 3600_000, 30, every=5), {("iterator-age", CRITICAL)}),
-    ("keeping up", STREAM, flat(800, 30, every=5), set()),
-    ("an SQS consumer has no iterator", {"event_sources": [{"source_arn": "arn:aws:sqs:us-east-1:111111111111:q"}]},
-     flat(13 * 3600_000, 30, every=5), set()),
-], ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize(
+    ("label", "fn", "age", "expected"),
+    [
+        (
+            "stream consumer falling behind",
+            STREAM,
+            join(shift(flat(2000, 15, every=5), 15), ramp(2000, 900_000, 15, every=5)),
+            {("iterator-age", WARNING)},
+        ),
+        (
+            "13 h behind: records near the 24 h retention",
+            STREAM,
+            flat(13 * 3600_000, 30, every=5),
+            {("iterator-age", CRITICAL)},
+        ),
+        ("keeping up", STREAM, flat(800, 30, every=5), set()),
+        (
+            "an SQS consumer has no iterator",
+            {"event_sources": [{"source_arn": "arn:aws:sqs:us-east-1:111111111111:q"}]},
+            flat(13 * 3600_000, 30, every=5),
+            set(),
+        ),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "",
+)
 def test_iterator_age_cases(label: str, fn: dict[str, Any], age: Series, expected: set[tuple[str, str]]) -> None:
     inp = job_inputs({("job-fn", "IteratorAge", "Maximum"): age}, fn=fn)
     findings, _ = results(async_jobs, inp)
@@ -147,6 +222,7 @@ def test_iterator_age_cases(label: str, fn: dict[str, Any], age: Series, expecte
 
 
 # -- the emulator plays it as AWS does --------------------------------------------------------------
+
 
 def test_the_emulator_retries_a_failing_scheduled_function_twice_then_drops_the_event(tmp_path: Any) -> None:
     """EventBridge hands report-every-15m's runs to report-fn asynchronously: with report-fn
@@ -161,8 +237,11 @@ def test_the_emulator_retries_a_failing_scheduled_function_twice_then_drops_the_
     from simulator.scenario import load_scenario
 
     path = tmp_path / "erroring.toml"
-    path.write_text('fleet = "shop"\n[[lookalikes]]\nid = "report-fn-erroring"\nresource = "lambda:report-fn"\n'
-                    'start = "-2h"\nend = "+1h"\neffects = [{ target = "lambda:report-fn", ' 'driver = "error_rate", op = "set", value = 1.0 }]\n')
+    path.write_text(
+        'fleet = "shop"\n[[lookalikes]]\nid = "report-fn-erroring"\nresource = "lambda:report-fn"\n'
+        'start = "-2h"\nend = "+1h"\neffects = [{ target = "lambda:report-fn", '
+        'driver = "error_rate", op = "set", value = 1.0 }]\n'
+    )
     fleet = load_fleet("shop")
     anchor = 1_800_000_000 // 3600 * 3600
     model = FleetModel(fleet, load_scenario(str(path), fleet), anchor, FakeClock(anchor))
@@ -181,12 +260,17 @@ def test_discovery_marks_schedule_targets_async_and_stream_consumers() -> None:
     from collector.catalog import CATALOG
     from collector.discovery import _STREAM_ARN, Found, _mark_async_targets
 
-    found = [Found("schedule", "job", facts={"target_functions": ["job-fn"]}), Found("lambda", "job-fn", facts={}),
-             Found("lambda", "api-fn", facts={})]
+    found = [
+        Found("schedule", "job", facts={"target_functions": ["job-fn"]}),
+        Found("lambda", "job-fn", facts={}),
+        Found("lambda", "api-fn", facts={}),
+    ]
     _mark_async_targets(found)
     assert [f.facts.get("async_invoked") for f in found[1:]] == [True, None]
     assert _STREAM_ARN.match("arn:aws:dynamodb:us-east-1:111111111111:table/t/stream/2026-01-01T00:00:00.000")
     assert not _STREAM_ARN.match("arn:aws:sqs:us-east-1:111111111111:q")
     specs = {s.metric: s for s in CATALOG["lambda"]}
     assert specs["AsyncEventsDropped"].applies({"async_invoked": True}) and not specs["AsyncEventsDropped"].applies({})
-    assert specs["IteratorAge"].applies({"stream_consumer": True}) and not specs["IteratorAge"].applies({"async_invoked": True})
+    assert specs["IteratorAge"].applies({"stream_consumer": True}) and not specs["IteratorAge"].applies(
+        {"async_invoked": True}
+    )

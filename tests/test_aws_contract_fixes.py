@@ -16,26 +16,32 @@ from collector import limits
 # https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/AuroraPostgreSQL.Managing.html
 
 GIB = 1 << 30
-AURORA_MYSQL_FORMULA = "GREATEST({log(DBInstanceClassMemory/805306368)*45},{log(DBInstanceClassMemory/8187281408)*1000})"
+AURORA_MYSQL_FORMULA = (
+    "GREATEST({log(DBInstanceClassMemory/805306368)*45},{log(DBInstanceClassMemory/8187281408)*1000})"
+)
 
 
-@pytest.mark.parametrize(("engine", "klass", "parameter", "expected", "estimated"), [
-    ("aurora-mysql", "db.t3.medium", None, 90, False),
-    ("aurora-mysql", "db.t4g.medium", None, 90, False),
-    ("aurora-mysql", "db.t4g.large", None, 135, False),
-    ("aurora-mysql", "db.r6g.large", None, 1000, False),
-    ("aurora-mysql", "db.r5.24xlarge", None, 7000, False),
-    ("aurora", "db.r4.16xlarge", None, 6000, False),  # Aurora MySQL 5.6-compatible's engine name
-    # The default parameter group's own formula (log) is not evaluated: the table stands.
-    ("aurora-mysql", "db.t3.medium", AURORA_MYSQL_FORMULA, 90, False),
-    ("aurora-mysql", "db.r6g.large", "2500", 2500, False),
-    # Not in AWS's table: unknown, never the RDS for MySQL formula.
-    ("aurora-mysql", "db.m5.large", None, None, True),
-    ("aurora-postgresql", "db.r6g.large", None, min(int(16 * GIB * 0.9) // 9531392, 5000), True),
-    ("mysql", "db.t3.medium", None, int(4 * GIB * 0.9) // 12582880, True),  # RDS for MySQL keeps its formula
-])
-def test_aurora_mysql_max_connections(engine: str, klass: str, parameter: str | None, expected: int | None,
-                                      estimated: bool) -> None:
+@pytest.mark.parametrize(
+    ("engine", "klass", "parameter", "expected", "estimated"),
+    [
+        ("aurora-mysql", "db.t3.medium", None, 90, False),
+        ("aurora-mysql", "db.t4g.medium", None, 90, False),
+        ("aurora-mysql", "db.t4g.large", None, 135, False),
+        ("aurora-mysql", "db.r6g.large", None, 1000, False),
+        ("aurora-mysql", "db.r5.24xlarge", None, 7000, False),
+        ("aurora", "db.r4.16xlarge", None, 6000, False),  # Aurora MySQL 5.6-compatible's engine name
+        # The default parameter group's own formula (log) is not evaluated: the table stands.
+        ("aurora-mysql", "db.t3.medium", AURORA_MYSQL_FORMULA, 90, False),
+        ("aurora-mysql", "db.r6g.large", "2500", 2500, False),
+        # Not in AWS's table: unknown, never the RDS for MySQL formula.
+        ("aurora-mysql", "db.m5.large", None, None, True),
+        ("aurora-postgresql", "db.r6g.large", None, min(int(16 * GIB * 0.9) // 9531392, 5000), True),
+        ("mysql", "db.t3.medium", None, int(4 * GIB * 0.9) // 12582880, True),  # RDS for MySQL keeps its formula
+    ],
+)
+def test_aurora_mysql_max_connections(
+    engine: str, klass: str, parameter: str | None, expected: int | None, estimated: bool
+) -> None:
     value, is_estimate, how = limits.max_connections(engine, klass, parameter)
     assert (value, is_estimate) == (expected, estimated)
     if value is None:
@@ -72,15 +78,37 @@ def test_proxy_gauges_are_read_per_minute_and_borrow_latency_as_average(fleet: A
     cw = client(fleet, "cloudwatch")
     start, end = ANCHOR - 1800, ANCHOR - 300
     for metric in ("ClientConnections", "DatabaseConnectionsCurrentlySessionPinned"):
-        stored = store.series_samples(SeriesKey(rid, "AWS/RDS", metric, (("ProxyName", "catalog-proxy"),), "Sum", 60), start, end)
+        stored = store.series_samples(
+            SeriesKey(rid, "AWS/RDS", metric, (("ProxyName", "catalog-proxy"),), "Sum", 60), start, end
+        )
         assert stored, f"{metric} is read at its one-minute period"
-        got = cw.get_metric_data(StartTime=start, EndTime=end, MetricDataQueries=[{"Id": "m", "MetricStat": {
-            "Metric": {"Namespace": "AWS/RDS", "MetricName": metric, "Dimensions": [{"Name": "ProxyName", "Value": "catalog-proxy"}]},
-            "Period": 60, "Stat": "Sum"}}])["MetricDataResults"][0]
+        got = cw.get_metric_data(
+            StartTime=start,
+            EndTime=end,
+            MetricDataQueries=[
+                {
+                    "Id": "m",
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": "AWS/RDS",
+                            "MetricName": metric,
+                            "Dimensions": [{"Name": "ProxyName", "Value": "catalog-proxy"}],
+                        },
+                        "Period": 60,
+                        "Stat": "Sum",
+                    },
+                }
+            ],
+        )["MetricDataResults"][0]
         published = dict(zip((int(t.timestamp()) for t in got["Timestamps"]), got["Values"], strict=True))
         assert all(published[ts] == v for ts, v in stored), f"{metric}: the gauge as published, not five minutes summed"
-    borrow = store.series_samples(SeriesKey(rid, "AWS/RDS", "DatabaseConnectionsBorrowLatency", (("ProxyName", "catalog-proxy"),),
-                                            "Average", 300), start, end)
+    borrow = store.series_samples(
+        SeriesKey(
+            rid, "AWS/RDS", "DatabaseConnectionsBorrowLatency", (("ProxyName", "catalog-proxy"),), "Average", 300
+        ),
+        start,
+        end,
+    )
     assert borrow
 
 
@@ -90,18 +118,28 @@ def test_proxy_gauges_are_read_per_minute_and_borrow_latency_as_average(fleet: A
 # rds.amazonaws.com` (writer), `mydbcluster.cluster-ro-c7tj4example...` (reader); the China
 # regions' endpoints end in `.amazonaws.com.cn`.
 
-@pytest.mark.parametrize(("env", "uses"), [
-    ({"DB_HOST": "orders.cluster-c7tj4example.us-east-1.rds.amazonaws.com"}, ["rds_cluster:orders"]),
-    ({"READER": "postgres://app:pw@orders.cluster-ro-c7tj4example.us-east-1.rds.amazonaws.com:5432/shop"}, ["rds_cluster:orders"]),
-    ({"DB_HOST": "orders-db.c7tj4example.cn-north-1.rds.amazonaws.com.cn"}, ["rds:orders-db"]),
-    ({"DB_HOST": "orders.cluster-c7tj4example.cn-north-1.rds.amazonaws.com.cn"}, ["rds_cluster:orders"]),
-    ({"PROXY": "catalog-proxy.proxy-c7tj4example.us-east-1.rds.amazonaws.com"}, ["rds_proxy:catalog-proxy"]),
-    ({"ANALYTICS": "reports.cluster-custom-c7tj4example.us-east-1.rds.amazonaws.com"}, []),  # named after the endpoint
-    ({"JOBS": "https://sqs.cn-north-1.amazonaws.com.cn/123456789012/jobs-queue"}, ["sqs:jobs-queue"]),
-    ({"JOBS": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs.fifo"}, ["sqs:jobs.fifo"]),
-    ({"JOBS": "https://queue.amazonaws.com/123456789012/legacy-queue"}, ["sqs:legacy-queue"]),
-    ({"JOBS": "arn:aws-cn:sqs:cn-north-1:123456789012:jobs-queue"}, ["sqs:jobs-queue"]),
-])
+
+@pytest.mark.parametrize(
+    ("env", "uses"),
+    [
+        ({"DB_HOST": "orders.cluster-c7tj4example.us-east-1.rds.amazonaws.com"}, ["rds_cluster:orders"]),
+        (
+            {"READER": "postgres://app:pw@orders.cluster-ro-c7tj4example.us-east-1.rds.amazonaws.com:5432/shop"},
+            ["rds_cluster:orders"],
+        ),
+        ({"DB_HOST": "orders-db.c7tj4example.cn-north-1.rds.amazonaws.com.cn"}, ["rds:orders-db"]),
+        ({"DB_HOST": "orders.cluster-c7tj4example.cn-north-1.rds.amazonaws.com.cn"}, ["rds_cluster:orders"]),
+        ({"PROXY": "catalog-proxy.proxy-c7tj4example.us-east-1.rds.amazonaws.com"}, ["rds_proxy:catalog-proxy"]),
+        (
+            {"ANALYTICS": "reports.cluster-custom-c7tj4example.us-east-1.rds.amazonaws.com"},
+            [],
+        ),  # named after the endpoint
+        ({"JOBS": "https://sqs.cn-north-1.amazonaws.com.cn/123456789012/jobs-queue"}, ["sqs:jobs-queue"]),
+        ({"JOBS": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs.fifo"}, ["sqs:jobs.fifo"]),
+        ({"JOBS": "https://queue.amazonaws.com/123456789012/legacy-queue"}, ["sqs:legacy-queue"]),
+        ({"JOBS": "arn:aws-cn:sqs:cn-north-1:123456789012:jobs-queue"}, ["sqs:jobs-queue"]),
+    ],
+)
 def test_uses_from_environment_reads_aurora_clusters_and_china_endpoints(env: dict[str, str], uses: list[str]) -> None:
     from collector.discovery import uses_from_environment
 
@@ -112,8 +150,13 @@ def test_a_cluster_endpoint_links_the_function_to_the_cluster_instances() -> Non
     from collector.discovery import Found, link_clusters
 
     fn = Found("lambda", "orders-fn", facts={"uses": ["rds_cluster:orders", "sqs:jobs"]})
-    found = [fn, Found("rds", "orders-1", facts={"cluster": "orders"}), Found("rds", "orders-2", facts={"cluster": "orders"}),
-             Found("rds", "billing-1", facts={"cluster": "billing"}), Found("rds", "solo-db", facts={"cluster": None})]
+    found = [
+        fn,
+        Found("rds", "orders-1", facts={"cluster": "orders"}),
+        Found("rds", "orders-2", facts={"cluster": "orders"}),
+        Found("rds", "billing-1", facts={"cluster": "billing"}),
+        Found("rds", "solo-db", facts={"cluster": None}),
+    ]
     link_clusters(found)
     assert fn.facts["uses"] == ["rds:orders-1", "rds:orders-2", "rds_cluster:orders", "sqs:jobs"]
 
@@ -122,6 +165,7 @@ def test_a_cluster_endpoint_links_the_function_to_the_cluster_instances() -> Non
 # "Monitor CloudWatch metrics for HTTP APIs in API Gateway" (https://docs.aws.amazon.com/apigateway/
 # latest/developerguide/http-api-metrics.html) names 4xx / 5xx; REST APIs publish 4XXError /
 # 5XXError ("Amazon API Gateway dimensions and metrics", api-gateway-metrics-and-dimensions.html).
+
 
 def test_the_overview_shows_the_error_rate_of_http_apis_too(web_copy: dict[str, Any]) -> None:
     from web import data
@@ -143,14 +187,41 @@ MINI_TABLES = 105  # more than one ListContributorInsights page
 
 
 def _mini_fleet() -> str:
-    lines = ['name = "mini"', 'description = "non-ASCII API names and more than 100 tables"', "",
-             "[[accounts]]", f'id = "{MINI_ACCOUNT}"', 'name = "mini"', f'regions = ["{MINI_REGION}"]', "",
-             "[[resources]]", 'kind = "lambda"', 'name = "hello-fn"', "",
-             "[[resources]]", 'kind = "api"', 'name = "Café API"', 'type = "REST"', 'routes = { "GET /menu" = "hello-fn" }', "",
-             "[[resources]]", 'kind = "api"', 'name = "目录"', 'type = "REST"', 'routes = { "GET /list" = "hello-fn" }', ""]
+    lines = [
+        'name = "mini"',
+        'description = "non-ASCII API names and more than 100 tables"',
+        "",
+        "[[accounts]]",
+        f'id = "{MINI_ACCOUNT}"',
+        'name = "mini"',
+        f'regions = ["{MINI_REGION}"]',
+        "",
+        "[[resources]]",
+        'kind = "lambda"',
+        'name = "hello-fn"',
+        "",
+        "[[resources]]",
+        'kind = "api"',
+        'name = "Café API"',
+        'type = "REST"',
+        'routes = { "GET /menu" = "hello-fn" }',
+        "",
+        "[[resources]]",
+        'kind = "api"',
+        'name = "目录"',
+        'type = "REST"',
+        'routes = { "GET /list" = "hello-fn" }',
+        "",
+    ]
     for i in range(MINI_TABLES):
         insights = "THROTTLED_KEYS" if i >= MINI_TABLES - 3 else "off"  # the last ones are on the second page
-        lines += ["[[resources]]", 'kind = "dynamodb"', f'name = "t-{i:03d}"', f'contributor_insights = "{insights}"', ""]
+        lines += [
+            "[[resources]]",
+            'kind = "dynamodb"',
+            f'name = "t-{i:03d}"',
+            f'contributor_insights = "{insights}"',
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -162,9 +233,12 @@ def mini(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     folder = tmp_path_factory.mktemp("mini")
     (folder / "mini.toml").write_text(_mini_fleet(), encoding="utf-8")
-    (folder / "mini-healthy.toml").write_text('name = "mini-healthy"\ndescription = "quiet"\nfleet = "mini"\nseed = 1\n',
-                                             encoding="utf-8")
-    emu = start_emulator(str(folder / "mini-healthy.toml"), clock=FakeClock(ANCHOR), anchor=ANCHOR, fleet_dirs=(folder,))
+    (folder / "mini-healthy.toml").write_text(
+        'name = "mini-healthy"\ndescription = "quiet"\nfleet = "mini"\nseed = 1\n', encoding="utf-8"
+    )
+    emu = start_emulator(
+        str(folder / "mini-healthy.toml"), clock=FakeClock(ANCHOR), anchor=ANCHOR, fleet_dirs=(folder,)
+    )
     yield emu
     emu.stop()
 
@@ -181,13 +255,16 @@ def _mini_collector(mini: Any, store: Any) -> Any:
 # ApiName." ("Amazon API Gateway dimensions and metrics", https://docs.aws.amazon.com/apigateway/
 # latest/developerguide/api-gateway-metrics-and-dimensions.html)
 
+
 def test_a_non_ascii_rest_api_gets_its_metrics(mini: Any, store: Any) -> None:
     from collector.catalog import dimension_sets
 
-    assert dimension_sets("api", "Café API", {"type": "REST", "api_id": "a1b2c3", "stages": ["prod"]}) == \
-        [(("ApiName", "Caf API"), ("Stage", "prod"))]
-    assert dimension_sets("api", "目录", {"type": "REST", "api_id": "a1b2c3", "stages": ["prod"]}) == \
-        [(("ApiName", "a1b2c3"), ("Stage", "prod"))]
+    assert dimension_sets("api", "Café API", {"type": "REST", "api_id": "a1b2c3", "stages": ["prod"]}) == [
+        (("ApiName", "Caf API"), ("Stage", "prod"))
+    ]
+    assert dimension_sets("api", "目录", {"type": "REST", "api_id": "a1b2c3", "stages": ["prod"]}) == [
+        (("ApiName", "a1b2c3"), ("Stage", "prod"))
+    ]
     report = _mini_collector(mini, store).poll(force_discovery=True)
     assert not report.errors, [e.error for e in report.errors]
     for name in ("Café API", "目录"):
@@ -198,13 +275,17 @@ def test_a_non_ascii_rest_api_gets_its_metrics(mini: Any, store: Any) -> None:
 
 # -- Contributor Insights beyond the first 100 tables (item 3) ---------------------------------------
 
+
 def test_contributor_insights_of_tables_past_the_first_page(mini: Any, store: Any) -> None:
     report = _mini_collector(mini, store).discover()
     assert all(r.status == "ok" for r in report), [r.error for r in report]
     tables = {r["name"]: r["facts"] for r in store.resources(kinds=["dynamodb"], account=MINI_ACCOUNT)}
     assert len(tables) == MINI_TABLES
     last = f"t-{MINI_TABLES - 1:03d}"
-    assert tables[last]["contributor_insights"] == "ENABLED" and tables[last]["contributor_insights_mode"] == "THROTTLED_KEYS"
+    assert (
+        tables[last]["contributor_insights"] == "ENABLED"
+        and tables[last]["contributor_insights_mode"] == "THROTTLED_KEYS"
+    )
     assert tables[last]["contributor_insights_rules"], "its rules were described, so its hot keys can be named"
     assert tables["t-000"]["contributor_insights"] == "DISABLED"
 
@@ -213,6 +294,7 @@ def test_contributor_insights_of_tables_past_the_first_page(mini: Any, store: An
 # botocore cloudwatch 2010-08-01 service-2.json, MetricDataResult.StatusCode: "InternalError
 # indicates that an error occurred. Retry your request"; "PartialData means that an incomplete set
 # of data points were returned".
+
 
 @pytest.mark.parametrize("code", ["InternalError", "PartialData"])
 def test_a_series_answered_with_an_error_is_read_again_next_poll(fleet: Any, store: Any, code: str) -> None:
@@ -229,8 +311,12 @@ def test_a_series_answered_with_an_error_is_read_again_next_poll(fleet: Any, sto
     spoilt = SeriesKey(rid, "AWS/Lambda", "ClaimedAccountConcurrency", (), "Maximum", 60)
     healthy = SeriesKey(rid, "AWS/Lambda", "Throttles", (), "Sum", 60)
     with FaultProxy(fleet.endpoint) as proxy:
-        proxy.set_rules([Rule(mode="rewrite", service="monitoring", operation="GetMetricData", rewrite=json_rewrite(spoil))])
-        collector = make_collector(fleet, store, regions=["us-east-1"], roles=[], endpoint=proxy.endpoint, backfill=3600)
+        proxy.set_rules(
+            [Rule(mode="rewrite", service="monitoring", operation="GetMetricData", rewrite=json_rewrite(spoil))]
+        )
+        collector = make_collector(
+            fleet, store, regions=["us-east-1"], roles=[], endpoint=proxy.endpoint, backfill=3600
+        )
         first = collector.poll()
         assert proxy.stats().get("injected", 0) >= 1
         proxy.set_rules([])
@@ -254,6 +340,7 @@ def test_a_series_answered_with_an_error_is_read_again_next_poll(fleet: Any, sto
 # both TableName and GlobalSecondaryIndexName" (likewise WriteThrottleEvents), "DynamoDB Metrics
 # and dimensions", https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/metrics-dimensions.html
 
+
 def test_index_throttles_are_read_under_the_index_and_reported_naming_it() -> None:
     from collector import plan
     from detectors.base import Inputs
@@ -262,14 +349,27 @@ def test_index_throttles_are_read_under_the_index_and_reported_naming_it() -> No
     from tests.test_detectors import NOW, flat, res, results
 
     table = res("dynamodb", "orders", {"indexes": ["by-customer"], "billing": "PROVISIONED", "write_capacity": 100})
-    queries = plan.resource_queries({"id": table.id, "kind": "dynamodb", "name": "orders", "facts": table.facts}, ["fast"])
+    queries = plan.resource_queries(
+        {"id": table.id, "kind": "dynamodb", "name": "orders", "facts": table.facts}, ["fast"]
+    )
     index_keys = [q.key for q in queries if ("GlobalSecondaryIndexName", "by-customer") in q.key.dimensions]
     assert {(k.metric, k.dimensions, k.resource_id) for k in index_keys} == {
-        (m, (("GlobalSecondaryIndexName", "by-customer"), ("TableName", "orders")), index_resource_id(table.id, "by-customer"))
-        for m in ("ReadThrottleEvents", "WriteThrottleEvents")}
+        (
+            m,
+            (("GlobalSecondaryIndexName", "by-customer"), ("TableName", "orders")),
+            index_resource_id(table.id, "by-customer"),
+        )
+        for m in ("ReadThrottleEvents", "WriteThrottleEvents")
+    }
 
-    inp = Inputs(NOW, [table], {(index_resource_id(table.id, "by-customer"), "WriteThrottleEvents", "Sum"): flat(40, 6)})
+    inp = Inputs(
+        NOW, [table], {(index_resource_id(table.id, "by-customer"), "WriteThrottleEvents", "Sum"): flat(40, 6)}
+    )
     (finding,), _ = results(tables, inp)
-    assert finding.resource_id == table.id and "index by-customer" in finding.title and finding.key == "index-by-customer-write"
+    assert (
+        finding.resource_id == table.id
+        and "index by-customer" in finding.title
+        and finding.key == "index-by-customer-write"
+    )
     quiet = Inputs(NOW, [table], {(table.id, "WriteThrottleEvents", "Sum"): flat(0, 6)})
     assert results(tables, quiet)[0] == []

@@ -47,23 +47,59 @@ def document(values: dict[str, Any]) -> str:
         section, _, name = key.rpartition(".")
         sections.setdefault(section, []).append(f"{json.dumps(name)} = {toml_value(v)}")
     header = lambda section: ".".join(json.dumps(part, ensure_ascii=False) for part in section.split("."))  # noqa: E731
-    return "\n".join(f"[{header(s)}]\n" + "\n".join(lines) + "\n" for s, lines in sections.items() if s) + \
-        "\n".join(sections.get("", []))
+    return "\n".join(f"[{header(s)}]\n" + "\n".join(lines) + "\n" for s, lines in sections.items() if s) + "\n".join(
+        sections.get("", [])
+    )
 
 
 def valid(tmp: Path) -> dict[str, Any]:
     """Every setting at its default, except what must point somewhere real."""
-    values = {s.key: format_duration(s.default) if s.kind == "duration" else s.default
-              for s in SETTINGS if not s.secret and s.default not in ("", None)}
+    values = {
+        s.key: format_duration(s.default) if s.kind == "duration" else s.default
+        for s in SETTINGS
+        if not s.secret and s.default not in ("", None)
+    }
     values["store.path"] = str(tmp / "fw.db")
     return values
 
 
-WRONG = [0, -1, 2**63 - 1, -(2**63), 1.5, math.nan, math.inf, -math.inf, True, "", "x" * 5000, "\u202e\u0000evil",
-         "0", "5 fortnights", [], ["a", 1], [[1]], {"a": 1}, "1979-05-27T07:32:00Z", "1000000000d", "0s", "-5m"]
-ABSURD = [("objectives.api_error_rate", math.nan), ("poll.fast_interval", 0), ("poll.fast_interval", "0s"), ("store.raw_retention", "365000000000d"),
-          ("store.history_retention", 10**18), ("store.incident_retention", "1000000y"), ("web.port", 70000),
-          ("web.port", -1), ("aws.max_attempts", 0), ("aws.read_timeout", 10**9), ("alerts.for", -60)]
+WRONG = [
+    0,
+    -1,
+    2**63 - 1,
+    -(2**63),
+    1.5,
+    math.nan,
+    math.inf,
+    -math.inf,
+    True,
+    "",
+    "x" * 5000,
+    "\u202e\u0000evil",
+    "0",
+    "5 fortnights",
+    [],
+    ["a", 1],
+    [[1]],
+    {"a": 1},
+    "1979-05-27T07:32:00Z",
+    "1000000000d",
+    "0s",
+    "-5m",
+]
+ABSURD = [
+    ("objectives.api_error_rate", math.nan),
+    ("poll.fast_interval", 0),
+    ("poll.fast_interval", "0s"),
+    ("store.raw_retention", "365000000000d"),
+    ("store.history_retention", 10**18),
+    ("store.incident_retention", "1000000y"),
+    ("web.port", 70000),
+    ("web.port", -1),
+    ("aws.max_attempts", 0),
+    ("aws.read_timeout", 10**9),
+    ("alerts.for", -60),
+]
 
 
 def check(path: Path) -> tuple[int | str, str]:
@@ -86,11 +122,14 @@ def cases(rng: random.Random, n: int, tmp: Path) -> list[tuple[str, str, str]]:
     for i in range(n):
         kind = ("truncated", "bytes", "wrong type", "unknown key", "absurd")[i % 5]
         if kind == "truncated":
-            out.append((kind, base[:rng.randrange(len(base))], "?"))
+            out.append((kind, base[: rng.randrange(len(base))], "?"))
         elif kind == "bytes":
             text = list(base)
             for _ in range(rng.randint(1, 8)):
-                text.insert(rng.randrange(len(text)), rng.choice(["\x00", "\x1b", "=", "[", "]", '"', "\n", "\ufffd", "{", "'''"]))
+                text.insert(
+                    rng.randrange(len(text)),
+                    rng.choice(["\x00", "\x1b", "=", "[", "]", '"', "\n", "\ufffd", "{", "'''"]),
+                )
             out.append((kind, "".join(text), "?"))
         elif kind == "wrong type":
             key, value = rng.choice(keys), rng.choice(WRONG)
@@ -99,8 +138,19 @@ def cases(rng: random.Random, n: int, tmp: Path) -> list[tuple[str, str, str]]:
             ok = _acceptable(s, value)
             out.append((kind, document(values), "" if ok else key))
         elif kind == "unknown key":
-            key = rng.choice(["aws.regoins", "poll.fast", "nonsense.key", "web.port.extra", "slack", "a.b.c.d.e",
-                              "store.path2", "\u00e9t\u00e9.x", "alerts.routes.x"])
+            key = rng.choice(
+                [
+                    "aws.regoins",
+                    "poll.fast",
+                    "nonsense.key",
+                    "web.port.extra",
+                    "slack",
+                    "a.b.c.d.e",
+                    "store.path2",
+                    "\u00e9t\u00e9.x",
+                    "alerts.routes.x",
+                ]
+            )
             # A key under an existing value ([web.port] extra) is a TOML error: the message names the line.
             clash = key.rpartition(".")[0] in BY_KEY
             out.append((kind, document({**valid(tmp), key: rng.choice(WRONG)}), "line" if clash else key))
@@ -141,7 +191,7 @@ def test_fuzzed_configurations_give_a_clear_message_and_never_a_traceback(tmp_pa
             failures.append(f"{kind} #{n}: exit {code}, unclear message: {err[-300:]}")
         elif names not in ("", "?") and names not in err:
             failures.append(f"{kind} #{n}: the message does not name {names}: {err[-300:]}")
-        elif names == "" :
+        elif names == "":
             failures.append(f"{kind} #{n}: a valid document refused: {err[-300:]}")
     assert not failures, f"{len(failures)} of {tried}:\n" + "\n".join(failures[:10])
     chaos_kit.record("configuration fuzzing", bad_inputs_tried=tried, handled=tried - len(failures), by_kind=kinds)
@@ -150,13 +200,25 @@ def test_fuzzed_configurations_give_a_clear_message_and_never_a_traceback(tmp_pa
 def test_fleetwatch_run_with_a_broken_configuration_says_what_and_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[poll]\nfast_interval = 0\n[store]\nraw_retention = "365000000000d"\n[web\nport = 1\n')
-    proc = subprocess.run([sys.executable, "-m", "fleetwatch.cli", "run", "--config", str(bad)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "fleetwatch.cli", "run", "--config", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "is not valid TOML" in proc.stderr and "line 5" in proc.stderr
     bad.write_text('[poll]\nfast_interval = 0\n[store]\nraw_retention = "365000000000d"\npath = 7\n')
-    proc = subprocess.run([sys.executable, "-m", "fleetwatch.cli", "run", "--config", str(bad)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "fleetwatch.cli", "run", "--config", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     for key in ("poll.fast_interval", "store.raw_retention", "store.path"):
         assert key in proc.stderr, proc.stderr

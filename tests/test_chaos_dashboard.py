@@ -45,7 +45,13 @@ class Client:
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> int:
         for attempt in range(2):
             try:
-                self.conn.request(method, path, body=body, headers=headers or {}, encode_chunked=body is not None and not isinstance(body, bytes))
+                self.conn.request(
+                    method,
+                    path,
+                    body=body,
+                    headers=headers or {},
+                    encode_chunked=body is not None and not isinstance(body, bytes),
+                )
                 resp = self.conn.getresponse()
                 resp.read()
                 if resp.getheader("connection", "").lower() == "close":
@@ -60,17 +66,43 @@ class Client:
 
 
 def attack(client: Client, rng: random.Random, incident: int) -> tuple[str, int]:
-    kind = rng.choice(["password", "password", "token", "declared huge", "streamed huge", "long url", "missing",
-                       "overview", "digest", "api"])
+    kind = rng.choice(
+        [
+            "password",
+            "password",
+            "token",
+            "declared huge",
+            "streamed huge",
+            "long url",
+            "missing",
+            "overview",
+            "digest",
+            "api",
+        ]
+    )
     if kind == "password":
-        return kind, client.request("POST", f"/incidents/{incident}/ack", b"csrf=x",
-                                    {"Authorization": basic(USER, f"guess-{rng.random()}"), "Content-Type": "application/x-www-form-urlencoded"})
+        return kind, client.request(
+            "POST",
+            f"/incidents/{incident}/ack",
+            b"csrf=x",
+            {
+                "Authorization": basic(USER, f"guess-{rng.random()}"),
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        )
     if kind == "token":
-        return kind, client.request("POST", f"/api/incidents/{incident}/ack", b"{}", {"Authorization": f"Bearer guess{rng.random()}"})
+        return kind, client.request(
+            "POST", f"/api/incidents/{incident}/ack", b"{}", {"Authorization": f"Bearer guess{rng.random()}"}
+        )
     if kind == "declared huge":
         return kind, client.request("POST", "/silences", b"x" * 1024, {"Content-Length": str(50 * 2**20)})
     if kind == "streamed huge":
-        return kind, client.request("POST", "/api/silences", iter([b"x" * 65536] * 4), {"Transfer-Encoding": "chunked", "Content-Type": "application/json"})
+        return kind, client.request(
+            "POST",
+            "/api/silences",
+            iter([b"x" * 65536] * 4),
+            {"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
+        )
     if kind == "long url":
         return kind, client.request("GET", "/resources/" + "a" * 60_000)
     if kind == "missing":
@@ -84,14 +116,28 @@ def attack(client: Client, rng: random.Random, incident: int) -> tuple[str, int]
 
 @pytest.mark.slow
 def test_the_overview_keeps_answering_under_a_flood_of_bad_requests(web_store: dict[str, Any]) -> None:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "FLEETWATCH_STORE_PATH": str(web_store["path"]),
-           "FLEETWATCH_WEB_TOKEN": TOKEN, "FLEETWATCH_WEB_USERNAME": USER, "FLEETWATCH_WEB_PASSWORD": PASSWORD}
-    proc = subprocess.Popen([sys.executable, "-m", "fleetwatch.cli", "serve", "--port", "0"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "FLEETWATCH_STORE_PATH": str(web_store["path"]),
+        "FLEETWATCH_WEB_TOKEN": TOKEN,
+        "FLEETWATCH_WEB_USERNAME": USER,
+        "FLEETWATCH_WEB_PASSWORD": PASSWORD,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetwatch.cli", "serve", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # printed once it listens
-        assert line.startswith("dashboard: "), line + (proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+        assert line.startswith("dashboard: "), line + (
+            proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+        )
         url = urlsplit(line.split()[1])
         host, port = url.hostname or "127.0.0.1", int(url.port or 0)
         requests, workers, limit_s = chaos_kit.size(1500, 15000), chaos_kit.size(16, 48), chaos_kit.size(60.0, 300.0)
@@ -129,8 +175,12 @@ def test_the_overview_keeps_answering_under_a_flood_of_bad_requests(web_store: d
         # lockout may have run out as it ended): refused too, until the window passes.
         guesser = Client(host, port)
         for i in range(MAX_FAILURES):
-            guesser.request("POST", f"/api/incidents/{web_store['storm']}/ack", b"{}", {"Authorization": f"Bearer wrong{i}"})
-        locked = guesser.request("POST", f"/api/incidents/{web_store['storm']}/ack", b"{}", {"Authorization": f"Bearer {TOKEN}"})
+            guesser.request(
+                "POST", f"/api/incidents/{web_store['storm']}/ack", b"{}", {"Authorization": f"Bearer wrong{i}"}
+            )
+        locked = guesser.request(
+            "POST", f"/api/incidents/{web_store['storm']}/ack", b"{}", {"Authorization": f"Bearer {TOKEN}"}
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -151,16 +201,33 @@ def test_the_overview_keeps_answering_under_a_flood_of_bad_requests(web_store: d
     for kind in ("declared huge", "streamed huge"):
         assert set(by_kind.get(kind, {})) <= {413, 0}, (kind, by_kind.get(kind))
     assert set(by_kind.get("long url", {})) <= {400, 404, 414, 431, 0}, by_kind.get("long url")
-    unanswered = sum(n for (kind, status), n in results.items() if status == 0 and kind not in ("streamed huge", "declared huge"))
+    unanswered = sum(
+        n for (kind, status), n in results.items() if status == 0 and kind not in ("streamed huge", "declared huge")
+    )
     assert unanswered == 0, by_kind
-    chaos_kit.record("dashboard flood from loopback", bad_inputs_tried=sent, handled=sent - unanswered,
-                     overview_requests=len(latencies), overview_median_s=round(statistics.median(latencies), 3),
-                     overview_p95_s=round(p95, 3), seconds=round(elapsed, 1), by_kind={k: dict(v) for k, v in by_kind.items()})
+    chaos_kit.record(
+        "dashboard flood from loopback",
+        bad_inputs_tried=sent,
+        handled=sent - unanswered,
+        overview_requests=len(latencies),
+        overview_median_s=round(statistics.median(latencies), 3),
+        overview_p95_s=round(p95, 3),
+        seconds=round(elapsed, 1),
+        by_kind={k: dict(v) for k, v in by_kind.items()},
+    )
 
 
 def _request(auth_header: str, client: str = "127.0.0.1") -> Request:
-    return Request({"type": "http", "method": "POST", "path": "/", "headers": [(b"authorization", auth_header.encode())],
-                    "client": (client, 5000), "query_string": b""})
+    return Request(
+        {
+            "type": "http",
+            "method": "POST",
+            "path": "/",
+            "headers": [(b"authorization", auth_header.encode())],
+            "client": (client, 5000),
+            "query_string": b"",
+        }
+    )
 
 
 def test_failed_sign_ins_lock_an_address_out_for_the_window_only() -> None:

@@ -43,8 +43,13 @@ def _as_unprivileged() -> None:
 def minutes(db: Path, metric: str) -> set[int]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return {ts for (ts,) in conn.execute("SELECT x.ts FROM samples x JOIN series s ON s.id = x.series_id "
-                                             "WHERE s.metric = ? AND s.period = 60", [metric])}
+        return {
+            ts
+            for (ts,) in conn.execute(
+                "SELECT x.ts FROM samples x JOIN series s ON s.id = x.series_id WHERE s.metric = ? AND s.period = 60",
+                [metric],
+            )
+        }
     finally:
         conn.close()
 
@@ -56,7 +61,9 @@ def test_disk_full_under_a_running_agent_a_clear_error_no_corruption_and_recover
     db = tmp_path / "fw.db"
     env = agent_env(fleet, db, FLEETWATCH_SCOPE_INCLUDE_TAGS="service=orders,service=checkout")
     full_polls = chaos_kit.size(3, 10)
-    proc = spawn_run(env, "--emulated-clock", "--no-dashboard", "--polls", str(4 + full_polls + 4), preexec_fn=_ignore_sigxfsz)
+    proc = spawn_run(
+        env, "--emulated-clock", "--no-dashboard", "--polls", str(4 + full_polls + 4), preexec_fn=_ignore_sigxfsz
+    )
     try:
         lines = LogLines(proc)
         for _ in range(4):
@@ -67,7 +74,9 @@ def test_disk_full_under_a_running_agent_a_clear_error_no_corruption_and_recover
         errors = [lines.wait_for("cycle failed") for _ in range(full_polls)]
         assert proc.poll() is None, "the agent kept running"
         full_until = int(fleet.model.clock.now())
-        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))  # space returns
+        resource.prlimit(
+            proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+        )  # space returns
         lines.wait_for("poll finished", timeout=120)
         assert proc.wait(timeout=120) == 0
     finally:
@@ -85,8 +94,13 @@ def test_disk_full_under_a_running_agent_a_clear_error_no_corruption_and_recover
     statuses = [s for (s,) in conn.execute("SELECT status FROM agent_cycles ORDER BY id")]
     conn.close()
     assert statuses[-1] == "ok"
-    chaos_kit.record("disk full under the agent", faults_injected=full_polls, samples_lost=len(gap - after),
-                     failed_cycles_logged=len(errors), minutes_backfilled=len(gap))
+    chaos_kit.record(
+        "disk full under the agent",
+        faults_injected=full_polls,
+        samples_lost=len(gap - after),
+        failed_cycles_logged=len(errors),
+        minutes_backfilled=len(gap),
+    )
 
 
 def test_a_read_only_store_is_refused_at_start_untouched_and_used_once_writable(fleet: Any, tmp_path: Path) -> None:

@@ -43,9 +43,15 @@ LEASE = 3 * INTERVAL  # fleetwatch.cluster.Cluster: lease and heartbeat TTL of 3
 def _samples(store: Any, until: int, probes: bool = False) -> set[tuple[str, str, str, str, int]]:
     """CloudWatch's samples (a window re-read from cursors), or the probes' gauges (what an API
     answered at the minute of a poll: a minute no agent polled has none, as after a restart)."""
-    return {tuple(r) for r in store.db.execute(  # type: ignore[misc]
-        "SELECT s.resource_id, s.metric, s.stat, s.dimensions, m.ts FROM samples m JOIN series s ON s.id = m.series_id "
-        f"WHERE m.ts <= ? AND s.namespace {'=' if probes else '!='} ?", [until, PROBE_NS])}
+    return {
+        tuple(r)
+        for r in store.db.execute(  # type: ignore[misc]
+            "SELECT s.resource_id, s.metric, s.stat, s.dimensions, m.ts "
+            "FROM samples m JOIN series s ON s.id = m.series_id "
+            f"WHERE m.ts <= ? AND s.namespace {'=' if probes else '!='} ?",
+            [until, PROBE_NS],
+        )
+    }
 
 
 def _kill(admin: psycopg.Connection[Any], agent: Any) -> None:
@@ -80,12 +86,25 @@ def test_three_agents_one_leader_failover_no_gap_nothing_twice(fleet: Any, pg_se
     t0 = int(label["start"]) // 60 * 60 - 3 * 60
     ticks = (int(label["end"]) + 12 * 60 - t0) // INTERVAL
     url = pg_server.new_database()
-    with SlackStandIn() as slack, SmtpSink() as smtp, psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
-        cfg = agent_config(fleet, url, FLEETWATCH_AWS_REGIONS="us-east-1,eu-west-1", FLEETWATCH_AWS_ROLE_ARNS=",".join(ROLES),
-                           FLEETWATCH_SLACK_BOT_TOKEN=SLACK_TOKEN, FLEETWATCH_SLACK_API_URL=slack.api_url,
-                           FLEETWATCH_SLACK_CHANNEL="C0FAILOVER", FLEETWATCH_POLL_BACKFILL="15m",
-                           FLEETWATCH_EMAIL_TO="oncall@example.com", FLEETWATCH_SMTP_HOST="127.0.0.1",
-                           FLEETWATCH_SMTP_PORT=str(smtp.port), FLEETWATCH_SMTP_SECURITY="none")
+    with (
+        SlackStandIn() as slack,
+        SmtpSink() as smtp,
+        psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin,
+    ):
+        cfg = agent_config(
+            fleet,
+            url,
+            FLEETWATCH_AWS_REGIONS="us-east-1,eu-west-1",
+            FLEETWATCH_AWS_ROLE_ARNS=",".join(ROLES),
+            FLEETWATCH_SLACK_BOT_TOKEN=SLACK_TOKEN,
+            FLEETWATCH_SLACK_API_URL=slack.api_url,
+            FLEETWATCH_SLACK_CHANNEL="C0FAILOVER",
+            FLEETWATCH_POLL_BACKFILL="15m",
+            FLEETWATCH_EMAIL_TO="oncall@example.com",
+            FLEETWATCH_SMTP_HOST="127.0.0.1",
+            FLEETWATCH_SMTP_PORT=str(smtp.port),
+            FLEETWATCH_SMTP_SECURITY="none",
+        )
         places = {(a, r) for a in ("123456789012", "210987654321") for r in ("us-east-1", "eu-west-1")}
         sends: list[tuple[str, int | None, str]] = []
         agents: dict[str, Any] = {}
@@ -120,7 +139,9 @@ def test_three_agents_one_leader_failover_no_gap_nothing_twice(fleet: Any, pg_se
                 if "at" in cut and "handed" not in cut:
                     # Another agent takes the lead at once (else the cut one may win it back
                     # with a new session, which would be legitimate too).
-                    cut["handed"] = next(name for name in sorted(agents) if name != cut["who"] and agents[name].cluster.lead())
+                    cut["handed"] = next(
+                        name for name in sorted(agents) if name != cut["who"] and agents[name].cluster.lead()
+                    )
                 if "at" not in cut and cut.get("who") not in agents:
                     cut.clear()  # armed on a leader killed since: armed again on the next one
                 if not cut and any(a.cluster.leading for a in agents.values()) and sends:
@@ -137,8 +158,11 @@ def test_three_agents_one_leader_failover_no_gap_nothing_twice(fleet: Any, pg_se
                     cut.update(who=victim, pid=pid)
                 elif len(killed) < kills and n >= 2 and (n - 2) % every == 0:
                     # Kill a collector first, then whoever leads; a fresh agent joins in its place.
-                    pool = sorted(name for name, a in agents.items() if a.cluster.leading) if len(killed) % 2 else \
-                        sorted(name for name, a in agents.items() if not a.cluster.leading)
+                    pool = (
+                        sorted(name for name, a in agents.items() if a.cluster.leading)
+                        if len(killed) % 2
+                        else sorted(name for name, a in agents.items() if not a.cluster.leading)
+                    )
                     victim = rng.choice(pool or sorted(agents))
                     if agents[victim].cluster.leading:
                         killed_leaders.append(victim)
@@ -150,11 +174,25 @@ def test_three_agents_one_leader_failover_no_gap_nothing_twice(fleet: Any, pg_se
                 got = _samples(store, end - 15 * 60)
                 probed = {p[:4] for p in _samples(store, end, probes=True) if p[4] >= end - 5 * 60}
                 sending = store.db.execute("SELECT COUNT(*) FROM notifications WHERE status = 'sending'").fetchone()[0]
-                sent_keys = {k for (k,) in store.db.execute("SELECT key FROM notifications WHERE status = 'sent' AND target LIKE 'slack%'")}
-                mail_sent = {message_id(k) for (k,) in store.db.execute(
-                    "SELECT key FROM notifications WHERE status = 'sent' AND target LIKE 'email%'")}
-                incidents = [tuple(r) for r in store.db.execute("SELECT id, resolved_at, state, severity, title FROM incidents")]
-                kinds = {(i, kind) for i, kind in store.db.execute("SELECT incident_id, kind FROM notifications WHERE status = 'sent'")}
+                sent_keys = {
+                    k
+                    for (k,) in store.db.execute(
+                        "SELECT key FROM notifications WHERE status = 'sent' AND target LIKE 'slack%'"
+                    )
+                }
+                mail_sent = {
+                    message_id(k)
+                    for (k,) in store.db.execute(
+                        "SELECT key FROM notifications WHERE status = 'sent' AND target LIKE 'email%'"
+                    )
+                }
+                incidents = [
+                    tuple(r) for r in store.db.execute("SELECT id, resolved_at, state, severity, title FROM incidents")
+                ]
+                kinds = {
+                    (i, kind)
+                    for i, kind in store.db.execute("SELECT incident_id, kind FROM notifications WHERE status = 'sent'")
+                }
         finally:
             for s in stores:
                 try:
@@ -187,7 +225,9 @@ def test_three_agents_one_leader_failover_no_gap_nothing_twice(fleet: Any, pg_se
             collector.poll()
         want = _samples(ref, end - 15 * 60)
         want_probed = {p[:4] for p in _samples(ref, end, probes=True) if p[4] >= end - 5 * 60}
-    assert want and not want - got, f"{len(want - got)} samples missing: {Counter((m[0].split('/')[0], m[1], m[2]) for m in want - got)}"
+    assert want and not want - got, (
+        f"{len(want - got)} samples missing: {Counter((m[0].split('/')[0], m[1], m[2]) for m in want - got)}"
+    )
 
     assert want_probed and want_probed <= probed, "every probe goes on after the takeovers"  # (in its last 5 min)
 
@@ -207,10 +247,20 @@ def test_three_agents_one_leader_failover_no_gap_nothing_twice(fleet: Any, pg_se
     # and the next leader found it by its key), and nothing after.
     assert cut, "the leader was cut off during a send"
     assert "at" in cut and "handed" in cut
-    assert [k for _, pid, k in sends[cut["at"]:] if pid == cut["pid"]] == [], "the cut leader sent after the cut"
+    assert [k for _, pid, k in sends[cut["at"] :] if pid == cut["pid"]] == [], "the cut leader sent after the cut"
     handovers = sum(1 for x, y in itertools.pairwise(leaders) if x != y)
     assert handovers >= 2 and killed_leaders, f"the lead passed on at the cut and at the leader's kill: {leaders}"
-    chaos_kit.record("agents on PostgreSQL killed and cut off", faults_injected=len(killed) + 1, agents=3,
-                     places=len(places), cycles=ticks, leader_handovers=handovers, leaders_killed=len(killed_leaders), slack_messages=sum(slack_keys.values()),
-                     notifications_duplicated=sum(v - 1 for v in slack_keys.values()), samples_lost=len(want - got),
-                     mails=sum(mail_ids.values()), mails_resent_same_message_id=sum(v - 1 for v in mail_ids.values()))
+    chaos_kit.record(
+        "agents on PostgreSQL killed and cut off",
+        faults_injected=len(killed) + 1,
+        agents=3,
+        places=len(places),
+        cycles=ticks,
+        leader_handovers=handovers,
+        leaders_killed=len(killed_leaders),
+        slack_messages=sum(slack_keys.values()),
+        notifications_duplicated=sum(v - 1 for v in slack_keys.values()),
+        samples_lost=len(want - got),
+        mails=sum(mail_ids.values()),
+        mails_resent_same_message_id=sum(v - 1 for v in mail_ids.values()),
+    )

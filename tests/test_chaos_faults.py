@@ -36,8 +36,11 @@ def fault_rules() -> list[dict[str, Any]]:
     # overall 10 % throttled, 1 % 500 and 1 % 503.
     r500 = SERVER_ERRORS / 2 / (1 - THROTTLE)
     r503 = SERVER_ERRORS / 2 / ((1 - THROTTLE) * (1 - r500))
-    return [{"mode": "throttle", "rate": THROTTLE}, {"mode": "error", "status": 500, "rate": r500},
-            {"mode": "error", "status": 503, "rate": r503}]
+    return [
+        {"mode": "throttle", "rate": THROTTLE},
+        {"mode": "error", "status": 500, "rate": r500},
+        {"mode": "error", "status": 503, "rate": r503},
+    ]
 
 
 class ProbingWaiter(FakeWaiter):
@@ -71,8 +74,12 @@ class ProbingWaiter(FakeWaiter):
 def run_stretch(fleet: Any, db: Path, start: int, polls: int, proxy: FaultProxy | None) -> dict[str, Any]:
     set_clock(fleet, start)
     with SlackStandIn() as slack:
-        env = {"FLEETWATCH_SCOPE_INCLUDE_TAGS": "service=orders,service=checkout", "FLEETWATCH_SLACK_BOT_TOKEN": SLACK_TOKEN,
-               "FLEETWATCH_SLACK_API_URL": slack.api_url, "FLEETWATCH_SLACK_CHANNEL": "C0CHAOS"}
+        env = {
+            "FLEETWATCH_SCOPE_INCLUDE_TAGS": "service=orders,service=checkout",
+            "FLEETWATCH_SLACK_BOT_TOKEN": SLACK_TOKEN,
+            "FLEETWATCH_SLACK_API_URL": slack.api_url,
+            "FLEETWATCH_SLACK_CHANNEL": "C0CHAOS",
+        }
         if proxy is not None:
             env["FLEETWATCH_AWS_ENDPOINT_URL"] = proxy.endpoint
         cfg = agent_config(fleet, db, **env)
@@ -95,8 +102,14 @@ def run_stretch(fleet: Any, db: Path, start: int, polls: int, proxy: FaultProxy 
             errored = store.db.execute("SELECT COUNT(*) FROM poll_log WHERE status = 'error'").fetchone()[0]
         keys = {m["metadata"]["event_payload"]["key"] for m in slack.messages() if m.get("metadata")}
         sent = [m["metadata"]["event_payload"]["key"] for m in slack.messages() if m.get("metadata")]
-    return {"keys": keys, "duplicated": len(sent) - len(set(sent)), "probes": probes, "cycles": dict(cycles),
-            "errored_sources": errored, "end": int(fleet.model.clock.now())}
+    return {
+        "keys": keys,
+        "duplicated": len(sent) - len(set(sent)),
+        "probes": probes,
+        "cycles": dict(cycles),
+        "errored_sources": errored,
+        "end": int(fleet.model.clock.now()),
+    }
 
 
 @pytest.mark.slow
@@ -118,7 +131,9 @@ def test_a_day_of_throttling_and_server_errors_loses_nothing(fleet: Any, tmp_pat
     injected = stats.get("injected", 0)
     share = injected / (injected + stats["forwarded"])
     assert 0.09 <= share <= 0.15, share
-    assert any(k.startswith("throttle:monitoring:") for k in stats) and any(k.startswith("throttle:lambda:") for k in stats)
+    assert any(k.startswith("throttle:monitoring:") for k in stats) and any(
+        k.startswith("throttle:lambda:") for k in stats
+    )
     assert any(k.startswith("error:") for k in stats)
     # Nothing lost: every sample the clean run stored is in the faulty run's store, with the same
     # value. Compared up to the lookback before the end (the newest minutes are still re-read, and
@@ -144,9 +159,20 @@ def test_a_day_of_throttling_and_server_errors_loses_nothing(fleet: Any, tmp_pat
     seconds = sorted(t for _, t in faulty["probes"])
     assert statuses and set(statuses) == {200}, set(statuses)
     p95 = seconds[int(len(seconds) * 0.95) - 1] if len(seconds) > 1 else seconds[0]
-    chaos_kit.record("AWS throttling 10 % + 5xx 2 %", faults_injected=injected, incidents_expected=len(labels),
-                     detected=sum(bool(o["detected_at"]) for o in found), notified=sum(o["notified"] for o in found),
-                     notifications_duplicated=faulty["duplicated"], samples_lost=len(lost) + len(differ),
-                     polls=polls, simulated_hours=round(polls / 60, 1), probe_snapshots_clean_vs_faulty=snapshots, sources_failed_after_retries=faulty["errored_sources"],
-                     dashboard_probes=len(statuses), dashboard_p95_s=round(p95, 3),
-                     dashboard_median_s=round(statistics.median(seconds), 3), cycles=faulty["cycles"])
+    chaos_kit.record(
+        "AWS throttling 10 % + 5xx 2 %",
+        faults_injected=injected,
+        incidents_expected=len(labels),
+        detected=sum(bool(o["detected_at"]) for o in found),
+        notified=sum(o["notified"] for o in found),
+        notifications_duplicated=faulty["duplicated"],
+        samples_lost=len(lost) + len(differ),
+        polls=polls,
+        simulated_hours=round(polls / 60, 1),
+        probe_snapshots_clean_vs_faulty=snapshots,
+        sources_failed_after_retries=faulty["errored_sources"],
+        dashboard_probes=len(statuses),
+        dashboard_p95_s=round(p95, 3),
+        dashboard_median_s=round(statistics.median(seconds), 3),
+        cycles=faulty["cycles"],
+    )

@@ -36,14 +36,23 @@ HOSTILE = {
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 
 
-
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_hostile_text_reaches_slack_and_mail_escaped_and_cut(world: World, case: str) -> None:
     text = HOSTILE[case]
-    world.resources = [r if r.name != "checkout-api" else type(r)(r.id, r.kind, text, r.account, r.region, r.facts, {"team": text})
-                       for r in world.resources]
-    obs = Observation("outcomes", rid("api", "checkout-api"), "5xx", "finding", "critical", f"{text}: 12% failing",
-                      cause=f"cause {text}", fix=f"fix {text}")
+    world.resources = [
+        r if r.name != "checkout-api" else type(r)(r.id, r.kind, text, r.account, r.region, r.facts, {"team": text})
+        for r in world.resources
+    ]
+    obs = Observation(
+        "outcomes",
+        rid("api", "checkout-api"),
+        "5xx",
+        "finding",
+        "critical",
+        f"{text}: 12% failing",
+        cause=f"cause {text}",
+        fix=f"fix {text}",
+    )
     for _ in range(4):
         world.tick(obs)
     (msg,) = world.slack.messages(top_level_only=True)
@@ -57,7 +66,9 @@ def test_hostile_text_reaches_slack_and_mail_escaped_and_cut(world: World, case:
         for part in [block.get("text")] + list(block.get("elements") or []) + list(block.get("fields") or []):
             if isinstance(part, dict) and isinstance(part.get("text"), str):
                 assert part["type"] == "plain_text" or part["text"] == part["text"].replace("<!", ""), part
-                assert len(part["text"]) <= (150 if block["type"] == "header" else 3000) and not CONTROL.search(part["text"])
+                assert len(part["text"]) <= (150 if block["type"] == "header" else 3000) and not CONTROL.search(
+                    part["text"]
+                )
     # Mail: one message to the one recipient, a subject on one line, HTML escaped, bounded size.
     ((to, mail),) = world.smtp.messages()
     assert to == ["oncall@example.com"] and mail["Bcc"] is None
@@ -68,7 +79,9 @@ def test_hostile_text_reaches_slack_and_mail_escaped_and_cut(world: World, case:
     assert "<script" not in html and "<img" not in html and not re.search(r"<[^>]*onerror", html)
     assert not CONTROL.search(plain.replace("\n", "").replace("\r", ""))
     assert len(mail.as_bytes()) < 100_000
-    chaos_kit.record(f"hostile text to Slack and mail: {case}", group="hostile text to Slack and mail", bad_inputs_tried=1, handled=1)
+    chaos_kit.record(
+        f"hostile text to Slack and mail: {case}", group="hostile text to Slack and mail", bad_inputs_tried=1, handled=1
+    )
 
 
 def test_hostile_names_and_messages_from_aws_reach_the_dashboard_escaped(fleet: Any, tmp_path: Path) -> None:
@@ -81,10 +94,22 @@ def test_hostile_names_and_messages_from_aws_reach_the_dashboard_escaped(fleet: 
 
     set_clock(fleet, ANCHOR + 3600)
     with FaultProxy(fleet.endpoint) as proxy, open_store(tmp_path / "fw.db") as store:
-        proxy.set_rules([Rule(mode="rewrite", service="apigateway", operation="GET /restapis", rewrite=json_rewrite(rename)),
-                         Rule(mode="error", service="lambda", operation="GetAccountSettings", status=500, code="InternalFailure",
-                              message=hostile)])
-        collector = make_collector(fleet, store, regions=["us-east-1"], roles=[], endpoint=proxy.endpoint, max_attempts=1)
+        proxy.set_rules(
+            [
+                Rule(mode="rewrite", service="apigateway", operation="GET /restapis", rewrite=json_rewrite(rename)),
+                Rule(
+                    mode="error",
+                    service="lambda",
+                    operation="GetAccountSettings",
+                    status=500,
+                    code="InternalFailure",
+                    message=hostile,
+                ),
+            ]
+        )
+        collector = make_collector(
+            fleet, store, regions=["us-east-1"], roles=[], endpoint=proxy.endpoint, max_attempts=1
+        )
         report = collector.poll()
         names = [r["name"] for r in store.resources() if r["kind"] == "api"]
     assert hostile in names, "the name was stored as AWS sent it"
@@ -93,18 +118,29 @@ def test_hostile_names_and_messages_from_aws_reach_the_dashboard_escaped(fleet: 
     pages = {}
     with DashboardServer(cfg, tmp_path / "fw.db", fleet.model.clock, port=0) as dash:
         api_id = f"api/123456789012/us-east-1/{hostile}"
-        for path in ("/", "/resources?kind=api", "/resources/" + urllib.parse.quote(api_id, safe=""), "/resources/" + urllib.parse.quote(api_id)):
+        for path in (
+            "/",
+            "/resources?kind=api",
+            "/resources/" + urllib.parse.quote(api_id, safe=""),
+            "/resources/" + urllib.parse.quote(api_id),
+        ):
             req = urllib.request.Request(dash.url + path, headers={"Accept": "text/html"})
             try:
                 with urllib.request.urlopen(req, timeout=30) as resp:
                     pages[path] = (resp.status, resp.read().decode())
             except urllib.error.HTTPError as exc:
                 pages[path] = (exc.code, exc.read().decode())
-    assert any(status == 200 and "&lt;script&gt;" in html for status, html in pages.values()), {p: s for p, (s, _) in pages.items()}
+    assert any(status == 200 and "&lt;script&gt;" in html for status, html in pages.values()), {
+        p: s for p, (s, _) in pages.items()
+    }
     for path, (_status, html) in pages.items():
         assert "<script>alert" not in html and "<img src=x" not in html and "<!channel>" not in html, path
         assert not CONTROL.search(html.replace("\n", "").replace("\r", "").replace("\t", "")), path
     overview = pages["/"][1]
     assert "&lt;script&gt;" in overview, "the errored source's message is shown, escaped"
-    chaos_kit.record("hostile API name and AWS error message to the dashboard", bad_inputs_tried=2, handled=2,
-                     pages_checked=len(pages))
+    chaos_kit.record(
+        "hostile API name and AWS error message to the dashboard",
+        bad_inputs_tried=2,
+        handled=2,
+        pages_checked=len(pages),
+    )

@@ -39,11 +39,13 @@ def snapshot(db: Path) -> dict[str, Any]:
         def rows(table: str, sql: str) -> list[Any]:
             return conn.execute(sql).fetchall() if table in tables else []
 
-        return {"integrity": conn.execute("PRAGMA integrity_check").fetchone()[0],
-                "samples": set(rows("samples", "SELECT series_id, ts FROM samples")),
-                "sent": {k for (k,) in rows("notifications", "SELECT key FROM notifications WHERE status = 'sent'")},
-                "incidents": {i for (i,) in rows("incidents", "SELECT id FROM incidents")},
-                "cycles": (rows("agent_cycles", "SELECT COUNT(*) FROM agent_cycles") or [(0,)])[0][0]}
+        return {
+            "integrity": conn.execute("PRAGMA integrity_check").fetchone()[0],
+            "samples": set(rows("samples", "SELECT series_id, ts FROM samples")),
+            "sent": {k for (k,) in rows("notifications", "SELECT key FROM notifications WHERE status = 'sent'")},
+            "incidents": {i for (i,) in rows("incidents", "SELECT id FROM incidents")},
+            "cycles": (rows("agent_cycles", "SELECT COUNT(*) FROM agent_cycles") or [(0,)])[0][0],
+        }
     finally:
         conn.close()
 
@@ -76,10 +78,19 @@ def test_killed_a_hundred_times_nothing_lost_nothing_sent_twice(fleet: Any, tmp_
     where: Counter[str] = Counter()
     with SlackStandIn() as slack, SmtpSink() as smtp:
         slack.fail("chat.postMessage", delay=SLACK_LATENCY, times=10**6)
-        env = agent_env(fleet, db, FLEETWATCH_SCOPE_INCLUDE_TAGS="service=orders,service=checkout", FLEETWATCH_LOG_LEVEL="DEBUG",
-                        FLEETWATCH_SLACK_BOT_TOKEN=SLACK_TOKEN, FLEETWATCH_SLACK_API_URL=slack.api_url,
-                        FLEETWATCH_SLACK_CHANNEL="C0KILL", FLEETWATCH_EMAIL_TO="oncall@example.com",
-                        FLEETWATCH_SMTP_HOST="127.0.0.1", FLEETWATCH_SMTP_PORT=str(smtp.port), FLEETWATCH_SMTP_SECURITY="none")
+        env = agent_env(
+            fleet,
+            db,
+            FLEETWATCH_SCOPE_INCLUDE_TAGS="service=orders,service=checkout",
+            FLEETWATCH_LOG_LEVEL="DEBUG",
+            FLEETWATCH_SLACK_BOT_TOKEN=SLACK_TOKEN,
+            FLEETWATCH_SLACK_API_URL=slack.api_url,
+            FLEETWATCH_SLACK_CHANNEL="C0KILL",
+            FLEETWATCH_EMAIL_TO="oncall@example.com",
+            FLEETWATCH_SMTP_HOST="127.0.0.1",
+            FLEETWATCH_SMTP_PORT=str(smtp.port),
+            FLEETWATCH_SMTP_SECURITY="none",
+        )
         before = None
         for n in range(kills):
             log = tmp_path / f"run{n}.log"
@@ -107,7 +118,9 @@ def test_killed_a_hundred_times_nothing_lost_nothing_sent_twice(fleet: Any, tmp_
                 continue
             assert now["integrity"] == "ok", (n, now["integrity"])
             if before is not None:
-                assert before["samples"] <= now["samples"], f"kill {n}: {len(before['samples'] - now['samples'])} samples lost"
+                assert before["samples"] <= now["samples"], (
+                    f"kill {n}: {len(before['samples'] - now['samples'])} samples lost"
+                )
                 assert before["sent"] <= now["sent"] and before["incidents"] <= now["incidents"]
             before = now
         # Then it runs undisturbed to the end of the incidents, and delivers everything still owed.
@@ -124,15 +137,20 @@ def test_killed_a_hundred_times_nothing_lost_nothing_sent_twice(fleet: Any, tmp_
     assert last["integrity"] == "ok" and before is not None and before["samples"] <= last["samples"]
     conn = sqlite3.connect(db)
     sending = conn.execute("SELECT COUNT(*) FROM notifications WHERE status = 'sending'").fetchone()[0]
-    slack_sent = {k for (k,) in conn.execute("SELECT key FROM notifications WHERE status = 'sent' AND target LIKE 'slack%'")}
-    mail_sent = {message_id(k) for (k,) in conn.execute("SELECT key FROM notifications WHERE status = 'sent' AND target LIKE 'email%'")}
+    slack_sent = {
+        k for (k,) in conn.execute("SELECT key FROM notifications WHERE status = 'sent' AND target LIKE 'slack%'")
+    }
+    mail_sent = {
+        message_id(k)
+        for (k,) in conn.execute("SELECT key FROM notifications WHERE status = 'sent' AND target LIKE 'email%'")
+    }
     conn.close()
     seen = [x for x in labels if x["start"] < fleet.model.clock.now() - 20 * 60]
     found = chaos_kit.outcomes(db, fleet, seen, set(slack_keys))
     # Nothing lost, nothing twice: every Slack notification recorded as sent reached Slack exactly
     # once, and nothing is left half-sent.
     assert sending == 0
-    assert slack_sent and set(slack_keys) == slack_sent, (set(slack_keys) ^ slack_sent)
+    assert slack_sent and set(slack_keys) == slack_sent, set(slack_keys) ^ slack_sent
     assert max(slack_keys.values()) == 1, [k for k, v in slack_keys.items() if v > 1]
     # Every mail recorded as sent arrived. Mail cannot be looked up after a crash: one killed
     # after the server took it and before the agent recorded it goes again with the same
@@ -145,10 +163,19 @@ def test_killed_a_hundred_times_nothing_lost_nothing_sent_twice(fleet: Any, tmp_
     # The kills did land inside sends and inside polls (a third are aimed at sends; an aimed one
     # falls back to a random moment when nothing is sent for 20 s).
     assert where["sending (message at Slack, not yet recorded)"] >= kills // 10 and where["polling and storing"] >= 1
-    chaos_kit.record("agent SIGKILLed at random", faults_injected=kills, incidents_expected=len(seen),
-                     detected=sum(bool(o["detected_at"]) for o in found), notified=sum(o["notified"] for o in found),
-                     notifications_duplicated=sum(v - 1 for v in slack_keys.values()), samples_lost=0,
-                     restarts_survived=kills, killed_while=dict(where), slack_messages=sum(slack_keys.values()),
-                     mails=sum(mail_ids.values()), mails_resent_same_message_id=sum(v - 1 for v in mail_ids.values()),
-                     mails_delivered_unrecorded=len(unrecorded),
-                     cycles_recorded=last["cycles"])
+    chaos_kit.record(
+        "agent SIGKILLed at random",
+        faults_injected=kills,
+        incidents_expected=len(seen),
+        detected=sum(bool(o["detected_at"]) for o in found),
+        notified=sum(o["notified"] for o in found),
+        notifications_duplicated=sum(v - 1 for v in slack_keys.values()),
+        samples_lost=0,
+        restarts_survived=kills,
+        killed_while=dict(where),
+        slack_messages=sum(slack_keys.values()),
+        mails=sum(mail_ids.values()),
+        mails_resent_same_message_id=sum(v - 1 for v in mail_ids.values()),
+        mails_delivered_unrecorded=len(unrecorded),
+        cycles_recorded=last["cycles"],
+    )

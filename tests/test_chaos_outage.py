@@ -74,25 +74,43 @@ def test_slack_and_smtp_down_for_an_hour_everything_owed_arrives_once(fleet: Any
     outage = Outage(down, up)
     slack_port, smtp_port = outage.ports
     try:
-        cfg = agent_config(fleet, tmp_path / "fw.db", FLEETWATCH_SCOPE_INCLUDE_TAGS="service=orders,service=checkout",
-                           FLEETWATCH_SLACK_BOT_TOKEN=SLACK_TOKEN, FLEETWATCH_SLACK_API_URL=outage.slack[0].api_url,
-                           FLEETWATCH_SLACK_CHANNEL="C0OUT", FLEETWATCH_EMAIL_TO="oncall@example.com",
-                           FLEETWATCH_SMTP_HOST="127.0.0.1", FLEETWATCH_SMTP_PORT=str(smtp_port),
-                           FLEETWATCH_SMTP_SECURITY="none", FLEETWATCH_ALERTS_TIMEOUT="2s")
+        cfg = agent_config(
+            fleet,
+            tmp_path / "fw.db",
+            FLEETWATCH_SCOPE_INCLUDE_TAGS="service=orders,service=checkout",
+            FLEETWATCH_SLACK_BOT_TOKEN=SLACK_TOKEN,
+            FLEETWATCH_SLACK_API_URL=outage.slack[0].api_url,
+            FLEETWATCH_SLACK_CHANNEL="C0OUT",
+            FLEETWATCH_EMAIL_TO="oncall@example.com",
+            FLEETWATCH_SMTP_HOST="127.0.0.1",
+            FLEETWATCH_SMTP_PORT=str(smtp_port),
+            FLEETWATCH_SMTP_SECURITY="none",
+            FLEETWATCH_ALERTS_TIMEOUT="2s",
+        )
         with open_store(cfg["store.path"]) as store:
             stop = threading.Event()
-            agent = make_agent(fleet, cfg, store=store, waiter=OutageWaiter(fleet.model.clock, stop, outage), stop=stop,
-                               polls=(up - start) // 60 + 30)
+            agent = make_agent(
+                fleet,
+                cfg,
+                store=store,
+                waiter=OutageWaiter(fleet.model.clock, stop, outage),
+                stop=stop,
+                polls=(up - start) // 60 + 30,
+            )
             assert agent.run() == 0
             assert outage.state == "back"
-            failures = store.db.execute("SELECT target, COUNT(*) FROM notification_failures WHERE failed_at BETWEEN ? AND ? "
-                                        "GROUP BY target", [down, up]).fetchall()
+            failures = store.db.execute(
+                "SELECT target, COUNT(*) FROM notification_failures WHERE failed_at BETWEEN ? AND ? GROUP BY target",
+                [down, up],
+            ).fetchall()
             sent = list(store.db.query("SELECT key, target, sent_at FROM notifications WHERE status = 'sent'"))
             leftover = agent.pipeline.deliver().outcomes  # anything still owed would go now
     finally:
         outage.close()
     during = [s for s in outage.slack[0].messages() if s.get("metadata")]
-    slack_keys = Counter(m["metadata"]["event_payload"]["key"] for s in outage.slack for m in s.messages() if m.get("metadata"))
+    slack_keys = Counter(
+        m["metadata"]["event_payload"]["key"] for s in outage.slack for m in s.messages() if m.get("metadata")
+    )
     mail_ids = Counter(m["Message-ID"] for s in outage.smtp for _, m in s.messages())
     # Down for the whole storm: nothing could be sent, and every failed attempt was recorded.
     assert not during and not outage.smtp[0].messages()
@@ -105,6 +123,13 @@ def test_slack_and_smtp_down_for_an_hour_everything_owed_arrives_once(fleet: Any
     assert leftover == []
     (found,) = chaos_kit.outcomes(tmp_path / "fw.db", fleet, [label], set(slack_keys), notify_within=2 * HOUR)
     assert found["detected_at"] and found["notified"]
-    chaos_kit.record("Slack and SMTP down for an hour", faults_injected=sum(n for _, n in failures), incidents_expected=1,
-                     detected=int(bool(found["detected_at"])), notified=int(found["notified"]), notifications_duplicated=0,
-                     slack_messages_after=sum(slack_keys.values()), mails_after=sum(mail_ids.values()))
+    chaos_kit.record(
+        "Slack and SMTP down for an hour",
+        faults_injected=sum(n for _, n in failures),
+        incidents_expected=1,
+        detected=int(bool(found["detected_at"])),
+        notified=int(found["notified"]),
+        notifications_duplicated=0,
+        slack_messages_after=sum(slack_keys.values()),
+        mails_after=sum(mail_ids.values()),
+    )

@@ -47,13 +47,18 @@ def _env(emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATESTFLEETWATCH01")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return {"FLEETWATCH_STORE_PATH": str(tmp_path / "fw.db"), "FLEETWATCH_AWS_ENDPOINT_URL": emulator.endpoint,
-            "FLEETWATCH_AWS_REGIONS": "us-east-1,eu-west-1", "FLEETWATCH_AWS_ROLE_ARNS": ",".join(ROLES),
-            "FLEETWATCH_POLL_BACKFILL": "1h"}
+    return {
+        "FLEETWATCH_STORE_PATH": str(tmp_path / "fw.db"),
+        "FLEETWATCH_AWS_ENDPOINT_URL": emulator.endpoint,
+        "FLEETWATCH_AWS_REGIONS": "us-east-1,eu-west-1",
+        "FLEETWATCH_AWS_ROLE_ARNS": ",".join(ROLES),
+        "FLEETWATCH_POLL_BACKFILL": "1h",
+    }
 
 
-def test_plan_prints_the_plan_calls_and_cost(fleet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_prints_the_plan_calls_and_cost(
+    fleet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["plan"], environ=_env(fleet, tmp_path, monkeypatch)) == 0
     out = capsys.readouterr().out
     assert "discovery 210987654321/us-east-1:" in out and "AWS/DynamoDB WriteKeyRangeThroughputThrottleEvents" in out
@@ -64,13 +69,20 @@ def test_plan_prints_the_plan_calls_and_cost(fleet: Any, tmp_path: Path, monkeyp
     assert re.search(r"GetMetricData calls per poll: 4 on fast-only polls", out)  # one per account and region
 
 
-def test_collect_once_prints_the_poll_and_fails_on_errored_sources(fleet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_collect_once_prints_the_poll_and_fails_on_errored_sources(
+    fleet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     env = _env(fleet, tmp_path, monkeypatch)
     assert cli.main(["collect", "--once"], environ=env) == 0
     out = capsys.readouterr().out
-    assert re.search(r"poll \S+ \(\w+\): \d+ API calls, \d+ metrics requested \(\$[\d.]+\), \d+ samples stored, 0 errored", out)
-    control(fleet, "/__fleet__/faults", [{"account": "210987654321", "mode": "error", "code": "AccessDeniedException", "status": 403}])
+    assert re.search(
+        r"poll \S+ \(\w+\): \d+ API calls, \d+ metrics requested \(\$[\d.]+\), \d+ samples stored, 0 errored", out
+    )
+    control(
+        fleet,
+        "/__fleet__/faults",
+        [{"account": "210987654321", "mode": "error", "code": "AccessDeniedException", "status": 403}],
+    )
     try:
         assert cli.main(["collect", "--once"], environ=env) == 1
     finally:
@@ -88,9 +100,27 @@ def test_demo_runs_the_agent_with_its_telemetry_on(tmp_path: Path) -> None:
 
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "FLEETWATCH_CHROMIUM": "ignored by the demo"}  # a stray setting must not break it
-    proc = subprocess.run([sys.executable, "-m", "fleetwatch.cli", "demo", "--port", "0", "--polls", "3", "--dashboard-port", "0",
-                           "--store", str(tmp_path / "demo" / "fleetwatch.db")], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fleetwatch.cli",
+            "demo",
+            "--port",
+            "0",
+            "--polls",
+            "3",
+            "--dashboard-port",
+            "0",
+            "--store",
+            str(tmp_path / "demo" / "fleetwatch.db"),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fleetwatch run --config" in proc.stdout and "--emulated-clock" in proc.stdout
     assert proc.stderr.count("poll finished") == 4, proc.stderr[-3000:]
@@ -100,5 +130,9 @@ def test_demo_runs_the_agent_with_its_telemetry_on(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "fleetwatch.toml").is_file() and (tmp_path / "demo" / "slack-messages.json").is_file()
     pager = json.loads((tmp_path / "demo" / "pagerduty-events.json").read_text())
     assert set(pager) == {"events", "incidents"}, "what the PagerDuty stand-in received is kept"
-    assert 'url = "http://127.0.0.1:' in (tmp_path / "demo" / "fleetwatch.toml").read_text(), "PagerDuty points at the stand-in"
-    assert "routing_key" not in (tmp_path / "demo" / "fleetwatch.toml").read_text(), "the key comes from the environment"
+    assert 'url = "http://127.0.0.1:' in (tmp_path / "demo" / "fleetwatch.toml").read_text(), (
+        "PagerDuty points at the stand-in"
+    )
+    assert "routing_key" not in (tmp_path / "demo" / "fleetwatch.toml").read_text(), (
+        "the key comes from the environment"
+    )

@@ -43,7 +43,9 @@ def test_discovers_every_kind_in_every_account_and_region(fleet: Any, store: Any
     assert fns["feed-fn"]["facts"]["memory"] == 2048
 
     queues = by_name(store, "sqs", account=PROD)
-    assert queues["orders-queue"]["facts"]["dlq"] == "orders-dlq" and queues["orders-queue"]["facts"]["consumers"] == ["orders-fn"]
+    assert queues["orders-queue"]["facts"]["dlq"] == "orders-dlq" and queues["orders-queue"]["facts"]["consumers"] == [
+        "orders-fn"
+    ]
     assert queues["orders-dlq"]["facts"]["dlq_of"] == ["orders-queue"]
     assert queues["images-queue"]["facts"]["retention"] == 3600
     assert queues["email-dlq"]["facts"]["retention_shorter_than_source"] is True
@@ -53,14 +55,20 @@ def test_discovers_every_kind_in_every_account_and_region(fleet: Any, store: Any
     assert tables["posts"]["facts"]["contributor_insights_mode"] == "ACCESSED_AND_THROTTLED_KEYS"
     assert any("-PKT-posts-" in r for r in tables["posts"]["facts"]["contributor_insights_rules"])
     assert tables["inventory"]["facts"]["contributor_insights_mode"] == "THROTTLED_KEYS"
-    assert tables["sessions"]["facts"]["billing"] == "PAY_PER_REQUEST" and tables["sessions"]["facts"]["sort_key"] is True
+    assert (
+        tables["sessions"]["facts"]["billing"] == "PAY_PER_REQUEST" and tables["sessions"]["facts"]["sort_key"] is True
+    )
     assert tables["posts"]["facts"]["write_capacity"] == 4000
 
     dbs = by_name(store, "rds")
-    assert dbs["orders-db"]["facts"]["max_connections"] == 500 and not dbs["orders-db"]["facts"]["max_connections_estimated"]
+    assert (
+        dbs["orders-db"]["facts"]["max_connections"] == 500
+        and not dbs["orders-db"]["facts"]["max_connections_estimated"]
+    )
     catalog = dbs["catalog-db"]["facts"]
     assert catalog["max_connections_estimated"] and catalog["max_connections"] == fleet.model.fleet.max_connections(
-        fleet.model.fleet.get("rds:catalog-db"))
+        fleet.model.fleet.get("rds:catalog-db")
+    )
     proxy = by_name(store, "rds_proxy")["catalog-proxy"]["facts"]
     assert proxy["targets"] == ["catalog-db"] and proxy["max_connections_percent"] == 50
 
@@ -70,7 +78,9 @@ def test_discovers_every_kind_in_every_account_and_region(fleet: Any, store: Any
 
     apis = by_name(store, "api")
     assert apis["checkout-api"]["facts"]["type"] == "REST" and apis["checkout-api"]["facts"]["stages"] == ["prod"]
-    assert apis["storefront-api"]["facts"]["type"] == "HTTP" and apis["storefront-api"]["facts"]["stages"] == ["$default"]
+    assert apis["storefront-api"]["facts"]["type"] == "HTTP" and apis["storefront-api"]["facts"]["stages"] == [
+        "$default"
+    ]
     assert apis["storefront-api"]["facts"]["functions"] == ["catalog-fn", "feed-fn", "likes-fn"]
     assert apis["eu-checkout-api"]["region"] == "eu-west-1"
 
@@ -84,9 +94,19 @@ def test_scope_filters_and_vanished_resources_are_marked_gone(fleet: Any, store:
     sqs = client(fleet, "sqs")
     url = sqs.create_queue(QueueName="tmp-vanishing-queue", tags={"service": "tmp"})["QueueUrl"]
     try:
-        scoped = make_collector(fleet, store, regions=["us-east-1"], scope=Scope.from_config({
-            "scope.include_tags": [], "scope.exclude_tags": ["env=staging"],
-            "scope.include_names": [], "scope.exclude_names": ["*-dlq"]}))
+        scoped = make_collector(
+            fleet,
+            store,
+            regions=["us-east-1"],
+            scope=Scope.from_config(
+                {
+                    "scope.include_tags": [],
+                    "scope.exclude_tags": ["env=staging"],
+                    "scope.include_names": [],
+                    "scope.exclude_names": ["*-dlq"],
+                }
+            ),
+        )
         scoped.discover()
         names = {r["name"] for r in store.resources()}
         assert "tmp-vanishing-queue" in names and "orders-queue" in names
@@ -94,7 +114,9 @@ def test_scope_filters_and_vanished_resources_are_marked_gone(fleet: Any, store:
         assert {"ses", "lambda_account"} <= {r["kind"] for r in store.resources(account=STAGING)}  # always watched
 
         rid = f"sqs/{PROD}/us-east-1/tmp-vanishing-queue"
-        key = SeriesKey(rid, "AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", "tmp-vanishing-queue"),), "Maximum", 60)
+        key = SeriesKey(
+            rid, "AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", "tmp-vanishing-queue"),), "Maximum", 60
+        )
         store.write_samples([(key, [(ANCHOR - 120, 4.0)])])
         sqs.delete_queue(QueueUrl=url)
         url = ""
@@ -104,10 +126,17 @@ def test_scope_filters_and_vanished_resources_are_marked_gone(fleet: Any, store:
         assert rid not in {r["id"] for r in store.resources()}
         assert store.series_samples(key, 0, ANCHOR) == [(ANCHOR - 120, 4.0)]  # history kept
 
-        narrow = make_collector(fleet, store, regions=["us-east-1"], roles=[], scope=Scope(include_names=("checkout-*",)))
+        narrow = make_collector(
+            fleet, store, regions=["us-east-1"], roles=[], scope=Scope(include_names=("checkout-*",))
+        )
         narrow.discover()
         watched = {(r["kind"], r["name"]) for r in store.resources(account=PROD, region="us-east-1")}
-        assert watched == {("lambda", "checkout-fn"), ("api", "checkout-api"), ("ses", "account"), ("lambda_account", "account")}
+        assert watched == {
+            ("lambda", "checkout-fn"),
+            ("api", "checkout-api"),
+            ("ses", "account"),
+            ("lambda_account", "account"),
+        }
     finally:
         if url:
             sqs.delete_queue(QueueUrl=url)
@@ -125,7 +154,9 @@ def test_all_pages_of_functions_and_exactly_ceil_queries_over_500_calls(fleet: A
 
     code = _code()
     for name in names:
-        lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="handler.handler", Code={"ZipFile": code})
+        lam.create_function(
+            FunctionName=name, Runtime="python3.12", Role=role, Handler="handler.handler", Code={"ZipFile": code}
+        )
     try:
         collector = make_collector(fleet, store, regions=["eu-west-1"], roles=[ROLE_STAGING])
         report = collector.poll()
@@ -151,15 +182,26 @@ ROLE_STAGING = "arn:aws:iam::210987654321:role/fleetwatch-reader"
 def control_creds(fleet: Any) -> dict[str, str]:
     sts = client(fleet, "sts")
     c = sts.assume_role(RoleArn=ROLE_STAGING, RoleSessionName="test")["Credentials"]
-    return {"aws_access_key_id": c["AccessKeyId"], "aws_secret_access_key": c["SecretAccessKey"], "aws_session_token": c["SessionToken"]}
+    return {
+        "aws_access_key_id": c["AccessKeyId"],
+        "aws_secret_access_key": c["SecretAccessKey"],
+        "aws_session_token": c["SessionToken"],
+    }
 
 
 def _watch_calls(collector: Any, place: Any) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
     cw = collector.aws.client(place, "cloudwatch")
-    cw.meta.events.register("before-parameter-build.cloudwatch.GetMetricData",
-                            lambda params, **_: seen.append({"start": int(params["StartTime"]), "end": int(params["EndTime"]),
-                                                             "queries": len(params["MetricDataQueries"])}))
+    cw.meta.events.register(
+        "before-parameter-build.cloudwatch.GetMetricData",
+        lambda params, **_: seen.append(
+            {
+                "start": int(params["StartTime"]),
+                "end": int(params["EndTime"]),
+                "queries": len(params["MetricDataQueries"]),
+            }
+        ),
+    )
     return seen
 
 
@@ -227,16 +269,28 @@ def test_missing_datapoints_are_never_stored_as_zero(fleet: Any, store: Any) -> 
     assert len(samples(f"schedule/{PROD}/us-east-1/cleanup-every-5m", "TriggeredRules")) >= 10
     # An idle DLQ is inactive: CloudWatch publishes nothing for it, which is not a depth of 0.
     assert samples(f"sqs/{PROD}/us-east-1/orders-dlq", "ApproximateNumberOfMessagesVisible") == []
-    failed = store.db.execute("SELECT COUNT(*) FROM samples m JOIN series s ON s.id = m.series_id "
-                              "WHERE s.metric = 'FailedInvocations'").fetchone()[0]
+    failed = store.db.execute(
+        "SELECT COUNT(*) FROM samples m JOIN series s ON s.id = m.series_id WHERE s.metric = 'FailedInvocations'"
+    ).fetchone()[0]
     assert failed == 0  # for any schedule
 
 
 def test_a_failing_account_is_an_errored_source_and_its_window_is_fetched_next_poll(fleet: Any, store: Any) -> None:
     collector = make_collector(fleet, store, regions=["us-east-1"])
     collector.poll()
-    control(fleet, "/__fleet__/faults", [{"account": STAGING, "mode": "error", "code": "AccessDeniedException", "status": 403,
-                                          "message": "not authorized to perform cloudwatch:GetMetricData"}])
+    control(
+        fleet,
+        "/__fleet__/faults",
+        [
+            {
+                "account": STAGING,
+                "mode": "error",
+                "code": "AccessDeniedException",
+                "status": 403,
+                "message": "not authorized to perform cloudwatch:GetMetricData",
+            }
+        ],
+    )
     try:
         set_clock(fleet, ANCHOR + 600)
         report = collector.poll()
@@ -249,7 +303,9 @@ def test_a_failing_account_is_an_errored_source_and_its_window_is_fetched_next_p
     prod = next(r for r in report.sources if r.place.account == PROD and r.source == "cloudwatch")
     assert prod.status == "ok" and prod.samples > 0
     assert store.cursor(STAGING, "us-east-1", "fast") == ANCHOR  # did not move past what it missed
-    rows = store.db.execute("SELECT account, source, status, error FROM poll_log WHERE poll_id = ?", [report.poll_id]).fetchall()
+    rows = store.db.execute(
+        "SELECT account, source, status, error FROM poll_log WHERE poll_id = ?", [report.poll_id]
+    ).fetchall()
     assert any(a == STAGING and st == "error" and "AccessDenied" in err for a, _, st, err in rows)
 
     set_clock(fleet, ANCHOR + 1200)
@@ -261,7 +317,11 @@ def test_a_failing_account_is_an_errored_source_and_its_window_is_fetched_next_p
 
 def test_throttling_slows_the_poll_and_loses_nothing(fleet: Any, store: Any) -> None:
     collector = make_collector(fleet, store, regions=["us-east-1"], roles=[], max_attempts=4)
-    control(fleet, "/__fleet__/faults", [{"service": "monitoring", "operation": "GetMetricData", "mode": "throttle", "times": 2}])
+    control(
+        fleet,
+        "/__fleet__/faults",
+        [{"service": "monitoring", "operation": "GetMetricData", "mode": "throttle", "times": 2}],
+    )
     try:
         report = collector.poll()
     finally:
@@ -294,12 +354,25 @@ def test_state_probes_and_ses_v1_fallback(fleet: Any, store: Any) -> None:
     assert ses_eu["production_access"] is True and ses_eu["enforcement_status"] == "HEALTHY"
     assert store.resource(f"lambda_account/{PROD}/us-east-1/account")["facts"]["concurrency_limit"] == 1000
     assert store.resource(f"lambda_account/{STAGING}/us-east-1/account")["facts"]["concurrency_limit"] == 10
-    live = SeriesKey(f"sqs/{PROD}/us-east-1/orders-queue", "fleetwatch/Probe", "SQS.ApproximateNumberOfMessages", (), "Value", 60)
+    live = SeriesKey(
+        f"sqs/{PROD}/us-east-1/orders-queue", "fleetwatch/Probe", "SQS.ApproximateNumberOfMessages", (), "Value", 60
+    )
     assert len(store.series_samples(live, 0, ANCHOR + 60)) == 1
 
     # Where SESv2 is unavailable, SES v1's quota and statistics stand in.
-    control(fleet, "/__fleet__/faults", [{"operation": "GetAccount", "mode": "error", "code": "UnknownOperationException",
-                                          "status": 404, "message": "Unknown operation"}])
+    control(
+        fleet,
+        "/__fleet__/faults",
+        [
+            {
+                "operation": "GetAccount",
+                "mode": "error",
+                "code": "UnknownOperationException",
+                "status": 404,
+                "message": "Unknown operation",
+            }
+        ],
+    )
     try:
         set_clock(fleet, ANCHOR + 60)
         report = collector.poll()
@@ -307,7 +380,9 @@ def test_state_probes_and_ses_v1_fallback(fleet: Any, store: Any) -> None:
         control(fleet, "/__fleet__/faults", [])
     assert not report.errors, report.summary()
     ses_us = store.resource(f"ses/{PROD}/us-east-1/account")["facts"]
-    assert ses_us["source"] == "ses-v1" and ses_us["production_access"] is False and ses_us["production_access_inferred"]
+    assert (
+        ses_us["source"] == "ses-v1" and ses_us["production_access"] is False and ses_us["production_access_inferred"]
+    )
     assert ses_us["sending_enabled"] is True and "UnknownOperation" in ses_us["v2_error"]
     assert report.calls["ses:GetSendQuota"] == 4 and report.calls["ses:GetSendStatistics"] == 4
 
@@ -325,10 +400,18 @@ def test_costly_detail_only_when_a_cheaper_signal_asks(fleet: Any, store: Any, t
     collector.poll()  # the cheap WriteThrottleEvents land in the store...
     set_clock(fleet, ANCHOR - 29 * 60)
     report = collector.poll()  # ...so this poll asks for the throttle reasons, and the next names the key
-    key = SeriesKey(f"dynamodb/{PROD}/us-east-1/posts", "AWS/DynamoDB", "WriteKeyRangeThroughputThrottleEvents",
-                    (("TableName", "posts"),), "Sum", 60)
+    key = SeriesKey(
+        f"dynamodb/{PROD}/us-east-1/posts",
+        "AWS/DynamoDB",
+        "WriteKeyRangeThroughputThrottleEvents",
+        (("TableName", "posts"),),
+        "Sum",
+        60,
+    )
     assert sum(v for _, v in store.series_samples(key, ANCHOR - 45 * 60, ANCHOR)) > 300
-    provisioned = SeriesKey(key.resource_id, key.namespace, "WriteProvisionedThroughputThrottleEvents", key.dimensions, "Sum", 60)
+    provisioned = SeriesKey(
+        key.resource_id, key.namespace, "WriteProvisionedThroughputThrottleEvents", key.dimensions, "Sum", 60
+    )
     assert store.series_samples(provisioned, 0, ANCHOR) == []  # not under-capacity: that reason never fired
     set_clock(fleet, ANCHOR - 28 * 60)
     report = collector.poll()
@@ -349,7 +432,9 @@ def test_costly_detail_only_when_a_cheaper_signal_asks(fleet: Any, store: Any, t
     cold = SeriesKey(f"lambda/{PROD}/us-east-1/feed-fn", "fleetwatch/XRay", "ColdStarts", (), "Sum", 60)
     sampled = SeriesKey(cold.resource_id, cold.namespace, "SampledInvocations", (), "Sum", 60)
     assert sum(v for _, v in store.series_samples(cold, 0, ANCHOR)) >= 5
-    assert sum(v for _, v in store.series_samples(sampled, 0, ANCHOR)) > sum(v for _, v in store.series_samples(cold, 0, ANCHOR))
+    assert sum(v for _, v in store.series_samples(sampled, 0, ANCHOR)) > sum(
+        v for _, v in store.series_samples(cold, 0, ANCHOR)
+    )
     init = SeriesKey(cold.resource_id, cold.namespace, "InitDuration", (), "Maximum", 60)
     assert all(v > 100 for _, v in store.series_samples(init, 0, ANCHOR))
 
@@ -363,8 +448,17 @@ def test_next_token_pages_are_followed_and_each_page_is_a_billed_call(fleet: Any
     place = Place(PROD, "us-east-1")
     functions = ["checkout-fn", "orders-fn", "feed-fn", "catalog-fn", "likes-fn"]
     # 100 distinct series (the same metric under several statistics and series ids).
-    queries = [Query(SeriesKey(f"lambda/{PROD}/us-east-1/{fn}#{i}", "AWS/Lambda", "Invocations", (("FunctionName", fn),), stat, 60), "slow")
-               for i in range(5) for fn in functions for stat in ("Sum", "SampleCount", "Maximum", "Minimum")]
+    queries = [
+        Query(
+            SeriesKey(
+                f"lambda/{PROD}/us-east-1/{fn}#{i}", "AWS/Lambda", "Invocations", (("FunctionName", fn),), stat, 60
+            ),
+            "slow",
+        )
+        for i in range(5)
+        for fn in functions
+        for stat in ("Sum", "SampleCount", "Maximum", "Minimum")
+    ]
     seen = _watch_calls(collector, place)
     with collector.aws.log.source("test"):
         points, problems = fetch(collector.aws.client(place, "cloudwatch"), queries, ANCHOR - 1200 * 60, ANCHOR - 300)
@@ -379,7 +473,9 @@ def test_next_token_pages_are_followed_and_each_page_is_a_billed_call(fleet: Any
 def test_a_call_that_times_out_is_an_errored_source(fleet: Any, store: Any) -> None:
     collector = make_collector(fleet, store, regions=["us-east-1"], read_timeout=1, max_attempts=1)
     collector.discover()
-    control(fleet, "/__fleet__/faults", [{"account": STAGING, "operation": "GetMetricData", "mode": "delay", "seconds": 2}])
+    control(
+        fleet, "/__fleet__/faults", [{"account": STAGING, "operation": "GetMetricData", "mode": "delay", "seconds": 2}]
+    )
     try:
         report = collector.poll()
     finally:
@@ -395,36 +491,57 @@ class _Recent:
     def __init__(self, series: dict[tuple[str, str, str], list[tuple[int, float]]]) -> None:
         self.series = series
 
-    def recent_values(self, ids: Any, metrics: Any, since: int, until: int | None = None) -> dict[tuple[str, str, str], list[tuple[int, float]]]:
+    def recent_values(
+        self, ids: Any, metrics: Any, since: int, until: int | None = None
+    ) -> dict[tuple[str, str, str], list[tuple[int, float]]]:
         until = 2**62 if until is None else until
-        return {k: [(t, v) for t, v in pts if since <= t < until] for k, pts in self.series.items()
-                if k[0] in ids and k[1] in metrics}
+        return {
+            k: [(t, v) for t, v in pts if since <= t < until]
+            for k, pts in self.series.items()
+            if k[0] in ids and k[1] in metrics
+        }
 
 
-@pytest.mark.parametrize("label, requests, latency, traced", [
-    # The cold-start-burst scenario at 1.4× latency, as the pages bench stored it: storefront-api's
-    # requests doubled in the burst's first minute and its p95 went 135 → 192 ms. Today the only
-    # trigger left is feed-fn's own ConcurrentExecutions, a 5-minute series that landed 6 minutes
-    # in, when the 5 minutes of cold starts were over (two findings, no page).
-    ("burst: requests ×2 and p95 ×1.4 in one minute", 3184.0, 192.0, True),
-    ("a surge that scales cleanly: requests ×3, latency flat", 4800.0, 138.0, False),
-    ("latency alone ×1.3, traffic flat", 1650.0, 176.0, False),
-])
-def test_a_burst_behind_an_api_asks_for_its_functions_traces_within_a_minute(label: str, requests: float, latency: float,
-                                                                              traced: bool) -> None:
+@pytest.mark.parametrize(
+    "label, requests, latency, traced",
+    [
+        # The cold-start-burst scenario at 1.4× latency, as the pages bench stored it: storefront-api's
+        # requests doubled in the burst's first minute and its p95 went 135 → 192 ms. Today the only
+        # trigger left is feed-fn's own ConcurrentExecutions, a 5-minute series that landed 6 minutes
+        # in, when the 5 minutes of cold starts were over (two findings, no page).
+        ("burst: requests ×2 and p95 ×1.4 in one minute", 3184.0, 192.0, True),
+        ("a surge that scales cleanly: requests ×3, latency flat", 4800.0, 138.0, False),
+        ("latency alone ×1.3, traffic flat", 1650.0, 176.0, False),
+    ],
+)
+def test_a_burst_behind_an_api_asks_for_its_functions_traces_within_a_minute(
+    label: str, requests: float, latency: float, traced: bool
+) -> None:
     from collector import plan
 
     now = ANCHOR
-    api = {"id": "api/1/us-east-1/storefront-api", "kind": "api", "name": "storefront-api",
-           "facts": {"functions": ["feed-fn", "catalog-fn"]}}
-    fns = [{"id": f"lambda/1/us-east-1/{n}", "kind": "lambda", "name": n, "facts": {}} for n in ("feed-fn", "catalog-fn", "orders-fn")]
+    api = {
+        "id": "api/1/us-east-1/storefront-api",
+        "kind": "api",
+        "name": "storefront-api",
+        "facts": {"functions": ["feed-fn", "catalog-fn"]},
+    }
+    fns = [
+        {"id": f"lambda/1/us-east-1/{n}", "kind": "lambda", "name": n, "facts": {}}
+        for n in ("feed-fn", "catalog-fn", "orders-fn")
+    ]
     before = range(now - 1800, now - 60, 60)
     wobble = [1.0, 0.93, 1.06, 0.97, 1.04]
     series = {
-        (api["id"], "Count", "Sum"): [(t, 1620.0 * wobble[i % 5]) for i, t in enumerate(before)] + [(now - 60, requests)],
-        (api["id"], "Latency", "p95"): [(t, 136.0 * wobble[i % 5]) for i, t in enumerate(before)] + [(now - 60, latency)],
+        (api["id"], "Count", "Sum"): [(t, 1620.0 * wobble[i % 5]) for i, t in enumerate(before)]
+        + [(now - 60, requests)],
+        (api["id"], "Latency", "p95"): [(t, 136.0 * wobble[i % 5]) for i, t in enumerate(before)]
+        + [(now - 60, latency)],
         # feed-fn's slow-tier series have not moved yet: their 5-minute bucket lands later.
-        **{(f["id"], "ConcurrentExecutions", "Maximum"): [(t, 2.0) for t in range(now - 3600, now - 300, 300)] for f in fns},
+        **{
+            (f["id"], "ConcurrentExecutions", "Maximum"): [(t, 2.0) for t in range(now - 3600, now - 300, 300)]
+            for f in fns
+        },
         **{(f["id"], "Invocations", "Sum"): [(t, 4800.0) for t in range(now - 3600, now - 300, 300)] for f in fns},
     }
     got = plan.triggers(_Recent(series), [api, *fns], now, 900)

@@ -33,7 +33,9 @@ def test_every_setting_is_documented_and_its_default_is_valid() -> None:
 def test_generated_reference_is_current() -> None:
     committed = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert committed == reference_markdown(), "run `make docs`"
-    assert "(docs/configuration.md)" in (ROOT / "README.md").read_text(encoding="utf-8"), "the README links the reference"
+    assert "(docs/configuration.md)" in (ROOT / "README.md").read_text(encoding="utf-8"), (
+        "the README links the reference"
+    )
     for s in SETTINGS:
         assert f"`{s.key}`" in committed
 
@@ -46,7 +48,9 @@ def test_defaults_without_a_file() -> None:
 
 
 def test_file_values_durations_and_env_overrides(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [store]
 path = "/var/lib/fleetwatch/store.db"
 raw_retention = "7d"
@@ -57,8 +61,11 @@ role_arns = ["arn:aws:iam::210987654321:role/fleetwatch-reader"]
 
 [poll]
 fast_interval = "2m"
-""")
-    cfg = load_config(path, environ={"FLEETWATCH_POLL_SLOW_INTERVAL": "15m", "FLEETWATCH_AWS_REGIONS": "ap-southeast-2, us-west-2"})
+""",
+    )
+    cfg = load_config(
+        path, environ={"FLEETWATCH_POLL_SLOW_INTERVAL": "15m", "FLEETWATCH_AWS_REGIONS": "ap-southeast-2, us-west-2"}
+    )
     assert cfg["store.raw_retention"] == 7 * 86400
     assert cfg["poll.fast_interval"] == 120
     assert cfg["poll.slow_interval"] == 900
@@ -68,7 +75,7 @@ fast_interval = "2m"
 
 
 def test_unknown_key_names_file_key_and_suggestion(tmp_path: Path) -> None:
-    path = write(tmp_path, "[store]\nraw_retension = \"7d\"\n")
+    path = write(tmp_path, '[store]\nraw_retension = "7d"\n')
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={})
     text = str(err.value)
@@ -77,14 +84,17 @@ def test_unknown_key_names_file_key_and_suggestion(tmp_path: Path) -> None:
 
 
 def test_wrong_type_and_range_are_reported_together(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [poll]
 fast_interval = 0
 lookback = true
 
 [aws]
 regions = ["us-east-1", "Mars"]
-""")
+""",
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={})
     problems = {p.key: p for p in err.value.problems}
@@ -92,7 +102,7 @@ regions = ["us-east-1", "Mars"]
     assert "below the minimum 1m" in problems["poll.fast_interval"].message
     assert "expected a duration" in problems["poll.lookback"].message
     assert "'Mars' is not valid" in problems["aws.regions"].message
-    assert "fast_interval = \"1m\"" in problems["poll.fast_interval"].suggestion
+    assert 'fast_interval = "1m"' in problems["poll.fast_interval"].suggestion
 
 
 def test_invalid_toml_reports_line(tmp_path: Path) -> None:
@@ -108,7 +118,9 @@ def test_unknown_env_override_is_refused() -> None:
     assert "did you mean FLEETWATCH_STORE_PATH?" in str(err.value)
 
 
-def test_check_prints_effective_config_with_secrets_redacted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_prints_effective_config_with_secrets_redacted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     token = "xoxb-1111-2222-secretsecret"
     path = write(tmp_path, f'[slack]\nbot_token = "{token}"\n[smtp]\npassword = "hunter2-very-secret"\n')
     code = cli.main(["config", "check", str(path)], environ={"FLEETWATCH_LOG_LEVEL": "debug"})

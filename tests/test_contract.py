@@ -34,13 +34,32 @@ def test_every_answer_the_collector_gets_matches_botocores_models(fleet: Any, tm
     assert traces > 0, "no trace was read, so BatchGetTraces went unchecked"
     # Every operation the collector uses was answered and checked (a guard against the check
     # silently seeing nothing).
-    for op in ("lambda.ListFunctions", "lambda.ListProvisionedConcurrencyConfigs", "lambda.GetAccountSettings",
-               "sqs.GetQueueAttributes", "dynamodb.DescribeTable", "dynamodb.DescribeContributorInsights",
-               "rds.DescribeDBInstances", "rds.DescribeDBProxies", "events.ListRules", "apigateway.GetRestApis",
-               "apigatewayv2.GetApis", "cloudwatch.GetMetricData", "cloudwatch.GetInsightRuleReport", "sesv2.GetAccount",
-               "ses.GetSendQuota", "ses.GetSendStatistics", "xray.GetTraceSummaries", "xray.BatchGetTraces",
-               "sts.AssumeRole", "scheduler.ListSchedules", "scheduler.GetSchedule", "logs.StartQuery", "logs.GetQueryResults",
-               "xray.GetTraceSegmentDestination"):
+    for op in (
+        "lambda.ListFunctions",
+        "lambda.ListProvisionedConcurrencyConfigs",
+        "lambda.GetAccountSettings",
+        "sqs.GetQueueAttributes",
+        "dynamodb.DescribeTable",
+        "dynamodb.DescribeContributorInsights",
+        "rds.DescribeDBInstances",
+        "rds.DescribeDBProxies",
+        "events.ListRules",
+        "apigateway.GetRestApis",
+        "apigatewayv2.GetApis",
+        "cloudwatch.GetMetricData",
+        "cloudwatch.GetInsightRuleReport",
+        "sesv2.GetAccount",
+        "ses.GetSendQuota",
+        "ses.GetSendStatistics",
+        "xray.GetTraceSummaries",
+        "xray.BatchGetTraces",
+        "sts.AssumeRole",
+        "scheduler.ListSchedules",
+        "scheduler.GetSchedule",
+        "logs.StartQuery",
+        "logs.GetQueryResults",
+        "xray.GetTraceSegmentDestination",
+    ):
         assert contract.calls[op] > 0, (op, sorted(contract.calls))
     assert contract.problems == [], "\n".join(sorted(set(contract.problems)))
 
@@ -72,8 +91,7 @@ def as_parsed(client: Any, operation: str, body: dict[str, Any]) -> dict[str, An
     # The parser of the protocol the client speaks (CloudWatch's model lists several).
     parser = type(client._response_parser)(timestamp_parser=_timestamp)
     shape = client.meta.service_model.operation_model(operation).output_shape
-    parsed = parser.parse(
-        {"status_code": 200, "headers": {}, "body": json.dumps(body).encode()}, shape)
+    parsed = parser.parse({"status_code": 200, "headers": {}, "body": json.dumps(body).encode()}, shape)
     parsed.pop("ResponseMetadata", None)
     return parsed
 
@@ -90,11 +108,21 @@ def test_documented_sesv2_get_account_of_a_sandboxed_account() -> None:
     with Contract().installed() as contract, stub:
         got = probes.ses_account(lambda svc: client, "ses/123456789012/us-east-1/account", 1795014000)
     facts = got.facts["ses/123456789012/us-east-1/account"]
-    assert facts == {"source": "sesv2", "production_access": False, "sending_enabled": True, "enforcement_status": "HEALTHY",
-                     "max_24h_send": 200.0, "max_send_rate": 1.0, "sent_last_24h": 37.0, "review_status": "PENDING"}
-    assert {k.metric: pts for k, pts in got.points} == {"SES.SentLast24Hours": [(1795014000, 37.0)],
-                                                         "SES.Max24HourSend": [(1795014000, 200.0)],
-                                                         "SES.MaxSendRate": [(1795014000, 1.0)]}
+    assert facts == {
+        "source": "sesv2",
+        "production_access": False,
+        "sending_enabled": True,
+        "enforcement_status": "HEALTHY",
+        "max_24h_send": 200.0,
+        "max_send_rate": 1.0,
+        "sent_last_24h": 37.0,
+        "review_status": "PENDING",
+    }
+    assert {k.metric: pts for k, pts in got.points} == {
+        "SES.SentLast24Hours": [(1795014000, 37.0)],
+        "SES.Max24HourSend": [(1795014000, 200.0)],
+        "SES.MaxSendRate": [(1795014000, 1.0)],
+    }
     assert contract.problems == []
 
 
@@ -105,8 +133,11 @@ def test_documented_dynamodb_contributor_insights_rule_report() -> None:
     rid = "dynamodb/123456789012/us-east-1/posts"
     with Contract().installed() as contract, stub:
         got = probes.hot_keys(lambda svc: client, [(rid, doc["rule"])], doc["start"], doc["end"])
-    assert got.facts[rid]["hot_keys"] == {"rule": doc["rule"], "window": [doc["start"], doc["end"]],
-                                          "top": [{"key": "user#8841", "value": 4100.0}, {"key": "user#17", "value": 610.0}]}
+    assert got.facts[rid]["hot_keys"] == {
+        "rule": doc["rule"],
+        "window": [doc["start"], doc["end"]],
+        "top": [{"key": "user#8841", "value": 4100.0}, {"key": "user#17", "value": 610.0}],
+    }
     [(key, points)] = got.points
     assert key.metric == "MaxContributorValue" and key.dimensions == (("Rule", doc["rule"]),)
     assert points == [(1795014000, 1300.0), (1795014060, 1400.0), (1795014120, 1400.0)]
@@ -117,14 +148,26 @@ def test_documented_get_metric_data_with_partial_data_and_an_internal_error() ->
     doc = fixture("cloudwatch-get-metric-data-partial.json")
     client, stub = stubbed("cloudwatch")
     answer(client, stub, "GetMetricData", doc["response"])
-    queries = [Query(SeriesKey("lambda/123456789012/us-east-1/my-function", "AWS/Lambda", metric,
-                               (("FunctionName", "my-function"),), "Sum", 60), "fast")
-               for metric in ("Invocations", "Errors", "Throttles")]
+    queries = [
+        Query(
+            SeriesKey(
+                "lambda/123456789012/us-east-1/my-function",
+                "AWS/Lambda",
+                metric,
+                (("FunctionName", "my-function"),),
+                "Sum",
+                60,
+            ),
+            "fast",
+        )
+        for metric in ("Invocations", "Errors", "Throttles")
+    ]
     with Contract().installed() as contract, stub:
         points, problems = fetch(client, queries, doc["start"], doc["end"])
     assert {k.metric: pts for k, pts in points} == {
         "Invocations": [(1795014000, 120.0), (1795014060, 131.0), (1795014120, 118.0)],
-        "Errors": [(1795014000, 2.0), (1795014060, 0.0)]}  # no datapoint for Throttles: nothing stored, not a zero
+        "Errors": [(1795014000, 2.0), (1795014060, 0.0)],
+    }  # no datapoint for Throttles: nothing stored, not a zero
     assert problems == ["Throttles InternalError: An internal error occurred while retrieving this metric."]
     assert contract.problems == []
 
@@ -140,13 +183,22 @@ def test_documented_sqs_queue_attributes_in_discovery_and_live_depth() -> None:
     answer(client, stub, "GetQueueAttributes", {"Attributes": {k: attrs[k] for k in probes.LIVE_ATTRIBUTES}})
     with Contract().installed() as contract, stub:
         [found] = discovery.queues(lambda svc: client, Place("123456789012", "us-east-1"))
-        depth, errors = probes.queue_depth(lambda svc: client, [("sqs/123456789012/us-east-1/orders-queue", url)], 1795014000)
+        depth, errors = probes.queue_depth(
+            lambda svc: client, [("sqs/123456789012/us-east-1/orders-queue", url)], 1795014000
+        )
     assert (found.name, found.arn, found.tags) == ("orders-queue", attrs["QueueArn"], {"team": "payments"})
     assert {k: found.facts[k] for k in ("retention", "visibility_timeout", "fifo", "dlq", "max_receive_count")} == {
-        "retention": 345600, "visibility_timeout": 60, "fifo": False, "dlq": "orders-dlq", "max_receive_count": 5}
+        "retention": 345600,
+        "visibility_timeout": 60,
+        "fifo": False,
+        "dlq": "orders-dlq",
+        "max_receive_count": 5,
+    }
     assert errors == [] and {k.metric: pts for k, pts in depth.points} == {
-        "SQS.ApproximateNumberOfMessages": [(1795014000, 41.0)], "SQS.ApproximateNumberOfMessagesNotVisible": [(1795014000, 3.0)],
-        "SQS.ApproximateNumberOfMessagesDelayed": [(1795014000, 0.0)]}
+        "SQS.ApproximateNumberOfMessages": [(1795014000, 41.0)],
+        "SQS.ApproximateNumberOfMessagesNotVisible": [(1795014000, 3.0)],
+        "SQS.ApproximateNumberOfMessagesDelayed": [(1795014000, 0.0)],
+    }
     assert contract.problems == []
 
 
@@ -154,8 +206,15 @@ def test_documented_lambda_trace_with_an_initialization_subsegment() -> None:
     doc = fixture("xray-batch-get-traces-lambda.json")
     client, stub = stubbed("xray")
     answer(client, stub, "GetTraceSummaries", doc["summaries"])
-    traces = [{"Id": t["Id"], "Duration": t["Duration"], "LimitExceeded": t["LimitExceeded"],
-               "Segments": [{"Id": s["id"], "Document": json.dumps(s)} for s in t["segments"]]} for t in doc["traces"]]
+    traces = [
+        {
+            "Id": t["Id"],
+            "Duration": t["Duration"],
+            "LimitExceeded": t["LimitExceeded"],
+            "Segments": [{"Id": s["id"], "Document": json.dumps(s)} for s in t["segments"]],
+        }
+        for t in doc["traces"]
+    ]
     answer(client, stub, "BatchGetTraces", {"Traces": traces, "UnprocessedTraceIds": []})
     rid = "lambda/123456789012/us-east-1/my-function"
     with Contract().installed() as contract, stub:

@@ -39,7 +39,9 @@ def test_a_timeout_is_retried_without_posting_twice(world: World) -> None:
     world.slack.fail("chat.postMessage", delay=1.5, times=1)
     fire(world)
     calls = [m for _, m in world.slack.state.calls]
-    assert calls.count("chat.postMessage") == 1 and "conversations.history" in calls, "the retry looked before posting again"
+    assert calls.count("chat.postMessage") == 1 and "conversations.history" in calls, (
+        "the retry looked before posting again"
+    )
     (msg,) = world.slack.messages()
     (sent,) = world.alerts.history(world.incidents()[0].id, "slack:C0ALERTS")
     assert sent.external_id == msg["ts"], "the message found is the one logged, so updates go to it"
@@ -91,11 +93,21 @@ HOSTILE = "<script>alert(1)</script> <!channel> *bold* `x` \x1b[31m\u202e" + "a"
 
 
 def test_hostile_names_are_escaped_and_cut_to_size(world: World) -> None:
-    world.resources = [r if r.name != "checkout-api" else type(r)(r.id, r.kind, HOSTILE, r.account, r.region, r.facts,
-                                                                  {"service": "<b>checkout</b>"})
-                       for r in world.resources]
-    obs = Observation("outcomes", rid("api", "checkout-api"), "5xx", "finding", "critical", f"{HOSTILE}: 12% failing",
-                      cause="<@U123> did it & <https://evil.example|click>")
+    world.resources = [
+        r
+        if r.name != "checkout-api"
+        else type(r)(r.id, r.kind, HOSTILE, r.account, r.region, r.facts, {"service": "<b>checkout</b>"})
+        for r in world.resources
+    ]
+    obs = Observation(
+        "outcomes",
+        rid("api", "checkout-api"),
+        "5xx",
+        "finding",
+        "critical",
+        f"{HOSTILE}: 12% failing",
+        cause="<@U123> did it & <https://evil.example|click>",
+    )
     fire(world, obs)
     (msg,) = world.slack.messages(top_level_only=True)
     assert "<script>" not in msg["text"] and "&lt;script&gt;" in msg["text"]
@@ -121,7 +133,9 @@ def test_mail_is_multipart_threaded_and_stable(world: World) -> None:
     assert "checkout-api: 12% of requests failing" in first.get_body(("plain",)).get_content()
     assert resolved["In-Reply-To"] == first["Message-ID"]
     inc = world.incidents()[0]
-    assert first["Message-ID"] == message_id(f"{inc.id}/email:oncall@example.com/1/firing"), "a resend would carry the same id"
+    assert first["Message-ID"] == message_id(f"{inc.id}/email:oncall@example.com/1/firing"), (
+        "a resend would carry the same id"
+    )
 
 
 def test_smtp_transient_error_is_retried(world: World) -> None:
@@ -147,7 +161,10 @@ def test_smtp_authentication(tmp_path: Path) -> None:
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 def test_smtp_over_tls_with_authentication(tmp_path: Path, security: str) -> None:
     ca, cert, key = make_certs(tmp_path)
-    with SlackStandIn() as slack, SmtpSink(username="fleet", password="s3cret", security=security, cert=(str(cert), str(key))) as smtp:
+    with (
+        SlackStandIn() as slack,
+        SmtpSink(username="fleet", password="s3cret", security=security, cert=(str(cert), str(key))) as smtp,
+    ):
         settings = {"smtp.security": security, "smtp.username": "fleet", "smtp.password": "s3cret"}
         w = World(tmp_path / "untrusted", slack, smtp, settings=settings)
         fire(w)
@@ -178,7 +195,9 @@ class Killed(BaseException):
     """Stands in for the process dying: raised after the server took the message, before the log."""
 
 
-def test_a_send_cut_short_after_slack_took_it_is_found_not_resent(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_send_cut_short_after_slack_took_it_is_found_not_resent(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from alerts import delivery
 
     original = delivery.SlackBot.send
@@ -209,11 +228,23 @@ def test_mail_through_ses_on_the_emulated_aws(emulator: Any, tmp_path: Path) -> 
     from fleetwatch.agent.alerting import ses_client
     from tests.conftest import CREDS, client
 
-    client(emulator, "sesv2").create_email_identity(EmailIdentity="fleetwatch@example.com")  # SES sends only from verified senders
+    client(emulator, "sesv2").create_email_identity(
+        EmailIdentity="fleetwatch@example.com"
+    )  # SES sends only from verified senders
     with SlackStandIn() as slack:
-        w = World(tmp_path, slack, settings={"email.transport": "ses", "email.from": "fleetwatch@example.com",
-                                             "email.to": ["oncall@example.com"], "aws.endpoint_url": emulator.endpoint})
-        w.ses = ses_client(w.cfg, session=boto3.session.Session(**CREDS))  # the factory the agent uses, with test credentials
+        w = World(
+            tmp_path,
+            slack,
+            settings={
+                "email.transport": "ses",
+                "email.from": "fleetwatch@example.com",
+                "email.to": ["oncall@example.com"],
+                "aws.endpoint_url": emulator.endpoint,
+            },
+        )
+        w.ses = ses_client(
+            w.cfg, session=boto3.session.Session(**CREDS)
+        )  # the factory the agent uses, with test credentials
         w.reconfigure()
         before = len(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages)
         fire(w)

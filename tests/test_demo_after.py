@@ -19,11 +19,25 @@ from web.app import create_app
 def test_the_dashboard_after_the_demo_is_the_agents_and_says_it_stopped(emulator: Any, tmp_path: Path) -> None:
     store_path = str(tmp_path / "fleetwatch.db")
     cfg_file = tmp_path / "fleetwatch.toml"
-    cfg_file.write_text(demo_toml(emulator, store_path, "http://127.0.0.1:9/slack", 2525, 8123, "http://127.0.0.1:9/pd"))
+    cfg_file.write_text(
+        demo_toml(emulator, store_path, "http://127.0.0.1:9/slack", 2525, 8123, "http://127.0.0.1:9/pd")
+    )
     ended = 1_800_000_000
     with open_store(store_path) as store:
-        store.record_polls([{"started_at": ended - 70, "finished_at": ended - 60, "source": "cloudwatch", "account": "123456789012",
-                             "region": "us-east-1", "status": "ok", "api_calls": 4, "cost_usd": 0.001}])
+        store.record_polls(
+            [
+                {
+                    "started_at": ended - 70,
+                    "finished_at": ended - 60,
+                    "source": "cloudwatch",
+                    "account": "123456789012",
+                    "region": "us-east-1",
+                    "status": "ok",
+                    "api_calls": 4,
+                    "cost_usd": 0.001,
+                }
+            ]
+        )
     ticks = [100.0]  # the monotonic clock the dashboard's clock runs on, moved by the test
     cfg, note = after_demo(store_path, ended, cfg_file, 270, "pw-for-the-test")
     client = TestClient(create_app(cfg, store_path, ResumedClock(ended, lambda: ticks[0]), cache_ttl=0, stopped=note))

@@ -51,12 +51,16 @@ def test_every_image_built_from_this_repository_has_its_dockerfile_and_target(co
     for name, build in built.items():
         build = {"context": build} if isinstance(build, str) else build
         context = (ROOT / build.get("context", ".")).resolve()
-        assert context.is_dir() and ROOT in (context, *context.parents), f"{name}: context {context} is not in the repository"
+        assert context.is_dir() and ROOT in (context, *context.parents), (
+            f"{name}: context {context} is not in the repository"
+        )
         dockerfile = context / build.get("dockerfile", "Dockerfile")
         assert dockerfile.is_file(), f"{name}: {dockerfile} does not exist"
         stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile.read_text(), re.MULTILINE | re.IGNORECASE)
         if "target" in build:
-            assert build["target"] in stages, f"{name}: target {build['target']} is not a stage of {dockerfile.name} ({stages})"
+            assert build["target"] in stages, (
+                f"{name}: target {build['target']} is not a stage of {dockerfile.name} ({stages})"
+            )
         for src in re.findall(r"^COPY\s+(?:--\S+\s+)*(.+)\s+\S+$", dockerfile.read_text(), re.MULTILINE):
             for path in src.split():
                 assert (context / path).exists(), f"{dockerfile.name} copies {path}, which does not exist"
@@ -92,12 +96,17 @@ def test_the_cluster_profile_runs_three_agents_on_one_postgresql(compose: dict[s
     assert all(a["depends_on"]["postgres"]["condition"] == "service_healthy" for a in agents)
     assert services["agent"]["depends_on"]["postgres"]["required"] is False, "the default profile has no PostgreSQL"
     ports = [p for a in agents for p in a["ports"]]
-    assert len(ports) == 3 == len({p.rsplit(":", 1)[0] for p in ports}) and all(p.startswith("127.0.0.1:") for p in ports)
+    assert len(ports) == 3 == len({p.rsplit(":", 1)[0] for p in ports}) and all(
+        p.startswith("127.0.0.1:") for p in ports
+    )
     pg = services["postgres"]
     assert re.fullmatch(r"postgres:\d+\.\d+", pg["image"]) and "ports" not in pg, "pinned, and not published"
     assert "pg_isready" in pg["healthcheck"]["test"] and any(v.startswith("fleetwatch-pg:") for v in pg["volumes"])
-    env = dict(line.split("=", 1) for line in (ROOT / "deploy/cluster.env").read_text().splitlines()
-               if line and not line.startswith("#"))
+    env = dict(
+        line.split("=", 1)
+        for line in (ROOT / "deploy/cluster.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     assert env["COMPOSE_PROFILES"] == "cluster"
     url = env["FLEETWATCH_STORE_URL"]
     assert url.startswith("postgresql://fleetwatch:") and "@postgres:5432/fleetwatch" in url
@@ -110,14 +119,19 @@ def test_every_mounted_file_exists_and_the_shipped_configurations_load(compose: 
         assert (ROOT / config["file"]).is_file(), f"config {name}: {config['file']} does not exist"
     otel = yaml.safe_load((ROOT / "deploy/otel-collector.yaml").read_text())
     for pipeline in otel["service"]["pipelines"].values():
-        assert set(pipeline["receivers"]) <= set(otel["receivers"]) and set(pipeline["exporters"]) <= set(otel["exporters"])
+        assert set(pipeline["receivers"]) <= set(otel["receivers"]) and set(pipeline["exporters"]) <= set(
+            otel["exporters"]
+        )
     assert {"traces", "metrics"} <= set(otel["service"]["pipelines"])
     for toml in ("deploy/fleetwatch.toml", "deploy/demo.toml"):
         load_config(ROOT / toml, environ={})  # raises ConfigError naming the problem
     demo = load_config(ROOT / "deploy/demo.toml", environ={})
     assert demo["aws.endpoint_url"] == "http://emulator:4590" and demo["smtp.host"] == "smtp"
-    env = dict(line.split("=", 1) for line in (ROOT / "deploy/demo.env").read_text().splitlines()
-               if line and not line.startswith("#"))
+    env = dict(
+        line.split("=", 1)
+        for line in (ROOT / "deploy/demo.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     assert env["COMPOSE_PROFILES"] == "demo" and env["FLEETWATCH_CONFIG_FILE"] == "demo.toml"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
 
@@ -136,8 +150,12 @@ def test_the_demo_profiles_slack_and_smtp_stand_ins_run_as_processes_and_print_w
     from simulator.slack import TOKEN
 
     def start(what: str) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
-        proc = subprocess.Popen([sys.executable, "-m", "simulator.standins", what, "--port", "0"], cwd=ROOT,
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "simulator.standins", what, "--port", "0"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         lines: queue.Queue[str] = queue.Queue()
         assert proc.stdout is not None
         out = proc.stdout
@@ -148,11 +166,17 @@ def test_the_demo_profiles_slack_and_smtp_stand_ins_run_as_processes_and_print_w
     smtp, smtp_lines = start("smtp")
     try:
         url = slack_lines.get(timeout=30).split(" on ", 1)[1].split()[0]
-        WebClient(token=TOKEN, base_url=url).chat_postMessage(channel="C0DEMO", text="orders-db at 98% of max_connections")
+        WebClient(token=TOKEN, base_url=url).chat_postMessage(
+            channel="C0DEMO", text="orders-db at 98% of max_connections"
+        )
         assert slack_lines.get(timeout=10).strip() == "slack C0DEMO: orders-db at 98% of max_connections"
         port = int(smtp_lines.get(timeout=30).rsplit(":", 1)[1])
         mail = EmailMessage()
-        mail["From"], mail["To"], mail["Subject"] = "fleetwatch@example.com", "oncall@example.com", "[fleetwatch] checkout-api"
+        mail["From"], mail["To"], mail["Subject"] = (
+            "fleetwatch@example.com",
+            "oncall@example.com",
+            "[fleetwatch] checkout-api",
+        )
         mail.set_content("body")
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             client.send_message(mail)

@@ -25,8 +25,14 @@ def until(s: Series, t: int) -> Series:
     return Series(tuple(p for p in s.points if p[0] <= t), s.period)
 
 
-def cold_at(now: int, cold: Series, sampled: Series, facts: dict[str, Any] | None = None, held: dict[str, Any] | None = None,
-            **extra: Series) -> Inputs:
+def cold_at(
+    now: int,
+    cold: Series,
+    sampled: Series,
+    facts: dict[str, Any] | None = None,
+    held: dict[str, Any] | None = None,
+    **extra: Series,
+) -> Inputs:
     fn = res("lambda", "fn", facts or {})
     series = {(fn.id, "ColdStarts", "Sum"): until(cold, now), (fn.id, "SampledInvocations", "Sum"): until(sampled, now)}
     resources = [fn]
@@ -116,14 +122,23 @@ def test_the_first_requests_after_an_idle_gap_are_held_against_the_floor_however
         assert finding.cause.startswith("idle gap") and "(idle before; floor 1.0%)" in finding.title
 
 
-@pytest.mark.parametrize(("label", "cold", "sampled", "expected"), [
-    ("40 % in the last minutes", [(NOW - 2 * M, 8.0), (NOW - M, 8.0)], [(NOW - 2 * M, 20.0), (NOW - M, 20.0)], True),
-    ("usual 0.3 %", [(NOW - 2 * M, 1.0)], [(NOW - m * M, 30.0) for m in range(1, 11)], False),
-    ("two cold of twenty: too few to keep reading", [(NOW - M, 2.0)], [(NOW - M, 20.0)], False),
-    ("elevated, but more than ten minutes ago", [(NOW - 12 * M, 8.0)], [(NOW - 12 * M, 20.0)], False),
-])
-def test_traces_go_on_being_read_while_cold_starts_stay_elevated(label: str, cold: list[tuple[int, float]],
-                                                                 sampled: list[tuple[int, float]], expected: bool) -> None:
+@pytest.mark.parametrize(
+    ("label", "cold", "sampled", "expected"),
+    [
+        (
+            "40 % in the last minutes",
+            [(NOW - 2 * M, 8.0), (NOW - M, 8.0)],
+            [(NOW - 2 * M, 20.0), (NOW - M, 20.0)],
+            True,
+        ),
+        ("usual 0.3 %", [(NOW - 2 * M, 1.0)], [(NOW - m * M, 30.0) for m in range(1, 11)], False),
+        ("two cold of twenty: too few to keep reading", [(NOW - M, 2.0)], [(NOW - M, 20.0)], False),
+        ("elevated, but more than ten minutes ago", [(NOW - 12 * M, 8.0)], [(NOW - 12 * M, 20.0)], False),
+    ],
+)
+def test_traces_go_on_being_read_while_cold_starts_stay_elevated(
+    label: str, cold: list[tuple[int, float]], sampled: list[tuple[int, float]], expected: bool
+) -> None:
     assert still_cold(cold, sampled, NOW) is expected
 
 
@@ -139,21 +154,38 @@ def wobble(i: int, spread: float) -> float:
     return 1.0 + spread * (((i * 7919) % 101) / 50.0 - 1.0)
 
 
-def queue_at(now: int, visible: dict[int, float], age: dict[int, float], sent: dict[int, float], deleted: dict[int, float],
-             resources: list[Resource] | None = None, extra: dict[tuple[str, str, str], Series] | None = None) -> Inputs:
+def queue_at(
+    now: int,
+    visible: dict[int, float],
+    age: dict[int, float],
+    sent: dict[int, float],
+    deleted: dict[int, float],
+    resources: list[Resource] | None = None,
+    extra: dict[tuple[str, str, str], Series] | None = None,
+) -> Inputs:
     """Series keyed by minute relative to NOW; sends and deletes summed per 5 minutes (the slow tier)."""
+
     def s(points: dict[int, float], every: int = 1) -> Series:
-        return Series(tuple((NOW + m * M, v) for m, v in sorted(points.items()) if NOW + m * M <= now and NOW + m * M > now - 75 * M),
-                      every * M)
+        return Series(
+            tuple(
+                (NOW + m * M, v) for m, v in sorted(points.items()) if NOW + m * M <= now and NOW + m * M > now - 75 * M
+            ),
+            every * M,
+        )
 
     def five(points: dict[int, float]) -> dict[int, float]:
-        return {m: sum(points.get(m + k, 0.0) for k in range(5)) for m in points if m % 5 == 0 and NOW + (m + 4) * M <= now}
+        return {
+            m: sum(points.get(m + k, 0.0) for k in range(5)) for m in points if m % 5 == 0 and NOW + (m + 4) * M <= now
+        }
 
     resources = resources or [res("sqs", "q", QUEUE), res("lambda", "worker-fn")]
     q = next(r for r in resources if r.kind == "sqs")
-    series = {(q.id, "ApproximateNumberOfMessagesVisible", "Maximum"): s(visible),
-              (q.id, "ApproximateAgeOfOldestMessage", "Maximum"): s(age),
-              (q.id, "NumberOfMessagesSent", "Sum"): s(five(sent), 5), (q.id, "NumberOfMessagesDeleted", "Sum"): s(five(deleted), 5)}
+    series = {
+        (q.id, "ApproximateNumberOfMessagesVisible", "Maximum"): s(visible),
+        (q.id, "ApproximateAgeOfOldestMessage", "Maximum"): s(age),
+        (q.id, "NumberOfMessagesSent", "Sum"): s(five(sent), 5),
+        (q.id, "NumberOfMessagesDeleted", "Sum"): s(five(deleted), 5),
+    }
     by_name = {r.name: r.id for r in resources}
     series.update({(by_name[n], m, st): v for (n, m, st), v in (extra or {}).items()})
     return Inputs(now, resources, series)
@@ -165,7 +197,12 @@ def burst(minute: int) -> tuple[float, float, float, float]:
     sent = (400.0 if surge else 100.0) * wobble(minute, 0.02)
     backlog = 60 * minute if surge else max(300 - 37.5 * (minute - 5), 0) if 5 <= minute < 13 else 0
     deleted = sent - (60 if surge else -37.5 if 5 <= minute < 13 else 0)
-    return 5 + backlog, 20 + (12 * minute if surge else max(60 - 7 * (minute - 5), 0) if 5 <= minute < 13 else 0), sent, deleted
+    return (
+        5 + backlog,
+        20 + (12 * minute if surge else max(60 - 7 * (minute - 5), 0) if 5 <= minute < 13 else 0),
+        sent,
+        deleted,
+    )
 
 
 def test_a_queue_that_bursts_and_drains_in_eight_minutes_is_not_a_finding() -> None:
@@ -188,13 +225,20 @@ def leak(minute: int) -> tuple[float, float, float, float]:
 def test_a_slow_leak_of_three_a_minute_for_three_hours_is_a_finding_on_every_pass_after_half_an_hour() -> None:
     rows = {m: leak(m) for m in range(-80, 180)}
     vis, age, sent, deleted = ({m: r[i] for m, r in rows.items()} for i in range(4))
-    quiet = [m for m in range(30, 180, 3) if not [f for f in results(queues, queue_at(NOW + m * M, vis, age, sent, deleted))[0]
-                                                    if f.key == "growth"]]
+    quiet = [
+        m
+        for m in range(30, 180, 3)
+        if not [f for f in results(queues, queue_at(NOW + m * M, vis, age, sent, deleted))[0] if f.key == "growth"]
+    ]
     assert quiet == []
     early = [f for f in results(queues, queue_at(NOW + 10 * M, vis, age, sent, deleted))[0] if f.key == "growth"]
     assert early == []  # ten minutes of +3 a minute is noise, not yet a leak
     (f,) = results(queues, queue_at(NOW + 120 * M, vis, age, sent, deleted))[0]
-    assert f.severity == WARNING and "rising 3.0/min for 60 min" in f.title and "time to drain never at this rate" in f.title
+    assert (
+        f.severity == WARNING
+        and "rising 3.0/min for 60 min" in f.title
+        and "time to drain never at this rate" in f.title
+    )
 
 
 def test_the_drain_estimate_follows_the_backlog_not_the_counts() -> None:
@@ -208,13 +252,21 @@ def test_the_drain_estimate_follows_the_backlog_not_the_counts() -> None:
     assert _drain(Series(tuple((NOW + m * M, 10.0 + m) for m in range(-10, 0))), NOW) == "never at this rate"
 
 
-SES_FACTS = {"production_access": False, "max_24h_send": 200.0, "sent_last_24h": 150.0, "sending_enabled": True,
-             "enforcement_status": "HEALTHY"}
+SES_FACTS = {
+    "production_access": False,
+    "max_24h_send": 200.0,
+    "sent_last_24h": 150.0,
+    "sending_enabled": True,
+    "enforcement_status": "HEALTHY",
+}
 
 
 def mail_fleet(ses_facts: dict[str, Any], uses: list[str]) -> list[Resource]:
-    return [res("sqs", "email-queue", {"retention": 345600, "consumers": ["email-fn"]}), res("lambda", "email-fn", {"uses": uses}),
-            res("ses", "account", ses_facts)]
+    return [
+        res("sqs", "email-queue", {"retention": 345600, "consumers": ["email-fn"]}),
+        res("lambda", "email-fn", {"uses": uses}),
+        res("ses", "account", ses_facts),
+    ]
 
 
 def test_a_mail_queue_backed_up_behind_the_ses_sandbox_blames_ses_not_its_consumer() -> None:
@@ -223,9 +275,13 @@ def test_a_mail_queue_backed_up_behind_the_ses_sandbox_blames_ses_not_its_consum
     sent = {m: 0.5 for m in range(-70, 1)}
     deleted = {m: 0.0 for m in range(-70, 1)}
     errors = Series(tuple((NOW - m * M, 1.0) for m in range(15, 0, -1)))
-    inp = queue_at(NOW, vis, age, sent, deleted, mail_fleet(SES_FACTS, ["ses:account"]), {("email-fn", "Errors", "Sum"): errors})
+    inp = queue_at(
+        NOW, vis, age, sent, deleted, mail_fleet(SES_FACTS, ["ses:account"]), {("email-fn", "Errors", "Sum"): errors}
+    )
     (f,) = [f for f in results(queues, inp)[0] if f.key in ("stopped", "growth")]
-    assert "SES us-east-1 refuses email-fn's mail (15 failed invocations in 15 min): still in the SES sandbox" in f.cause
+    assert (
+        "SES us-east-1 refuses email-fn's mail (15 failed invocations in 15 min): still in the SES sandbox" in f.cause
+    )
     assert "stopped consuming" not in f.title and "re-enable" not in f.fix.lower().replace("do not re-enable", "")
     assert "production access" in f.fix
     # The same backlog with a consumer that does not send mail: the consumer is blamed.
@@ -235,7 +291,9 @@ def test_a_mail_queue_backed_up_behind_the_ses_sandbox_blames_ses_not_its_consum
     # Production access just came (ses-sandbox in bench/pages.py): nothing deleted in the window
     # yet, but email-fn ran and failed in it; it did not stop consuming.
     granted = {**SES_FACTS, "production_access": True, "max_24h_send": 50000.0}
-    inp = queue_at(NOW, vis, age, sent, deleted, mail_fleet(granted, ["ses:account"]), {("email-fn", "Errors", "Sum"): errors})
+    inp = queue_at(
+        NOW, vis, age, sent, deleted, mail_fleet(granted, ["ses:account"]), {("email-fn", "Errors", "Sum"): errors}
+    )
     (f,) = [f for f in results(queues, inp)[0] if f.key in ("stopped", "growth")]
     assert "email-fn failing (15 errors in 15 min)" in f.title and "stopped consuming" not in f.title
 
@@ -248,32 +306,57 @@ from detectors.limits import lambda_account, ses_account  # noqa: E402
 
 
 def test_the_account_concurrency_finding_names_the_top_three_consumers_with_their_reservations() -> None:
-    fleet = [res("lambda_account", "account", {"concurrency_limit": 1000}), res("lambda", "thumbnail-fn"),
-             res("lambda", "orders-fn"), res("lambda", "report-fn", {"reserved_concurrency": 5}), res("lambda", "feed-fn"),
-             res("lambda", "other-account-fn", account="222222222222")]
-    inp = inputs(fleet, {("account", "ClaimedAccountConcurrency", "Maximum"): flat(880, 30),
-                         ("thumbnail-fn", "ConcurrentExecutions", "Maximum"): flat(860, 30),
-                         ("orders-fn", "ConcurrentExecutions", "Maximum"): flat(12, 30),
-                         ("report-fn", "ConcurrentExecutions", "Maximum"): flat(5, 30),
-                         ("feed-fn", "ConcurrentExecutions", "Maximum"): flat(3, 30)})
+    fleet = [
+        res("lambda_account", "account", {"concurrency_limit": 1000}),
+        res("lambda", "thumbnail-fn"),
+        res("lambda", "orders-fn"),
+        res("lambda", "report-fn", {"reserved_concurrency": 5}),
+        res("lambda", "feed-fn"),
+        res("lambda", "other-account-fn", account="222222222222"),
+    ]
+    inp = inputs(
+        fleet,
+        {
+            ("account", "ClaimedAccountConcurrency", "Maximum"): flat(880, 30),
+            ("thumbnail-fn", "ConcurrentExecutions", "Maximum"): flat(860, 30),
+            ("orders-fn", "ConcurrentExecutions", "Maximum"): flat(12, 30),
+            ("report-fn", "ConcurrentExecutions", "Maximum"): flat(5, 30),
+            ("feed-fn", "ConcurrentExecutions", "Maximum"): flat(3, 30),
+        },
+    )
     (finding,), _ = results(lambda_account, inp)
-    assert finding.title == ("Lambda us-east-1 (111111111111): 880 of 1000 account concurrency claimed (88%) — held by "
-                             "thumbnail-fn 860 (unreserved), orders-fn 12 (unreserved), report-fn 5 (reserved 5)")
+    assert finding.title == (
+        "Lambda us-east-1 (111111111111): 880 of 1000 account concurrency claimed (88%) — held by "
+        "thumbnail-fn 860 (unreserved), orders-fn 12 (unreserved), report-fn 5 (reserved 5)"
+    )
     assert "upstream" not in finding.title and "thumbnail-fn" in finding.cause
 
 
 def test_a_database_names_the_caller_that_scaled_through_its_uses_not_its_service_tag() -> None:
-    fleet = [res("rds", "orders-db", {"max_connections": 500}, {"service": "orders"}),
-             res("lambda", "checkout-fn", {"uses": ["rds:orders-db"]}, {"service": "checkout"}),
-             res("lambda", "orders-fn", {"uses": ["rds:orders-db"]}, {"service": "orders"}),
-             res("lambda", "feed-fn", {}, {"service": "orders"})]
+    fleet = [
+        res("rds", "orders-db", {"max_connections": 500}, {"service": "orders"}),
+        res("lambda", "checkout-fn", {"uses": ["rds:orders-db"]}, {"service": "checkout"}),
+        res("lambda", "orders-fn", {"uses": ["rds:orders-db"]}, {"service": "orders"}),
+        res("lambda", "feed-fn", {}, {"service": "orders"}),
+    ]
     conns = join(shift(flat(40, 60), 10), ramp(40, 490, 10))
-    inp = inputs(fleet, {("orders-db", "DatabaseConnections", "Maximum"): conns,
-                         ("checkout-fn", "ConcurrentExecutions", "Maximum"): join(shift(flat(4, 60, every=5), 10), ramp(4, 600, 10, every=5)),
-                         ("orders-fn", "ConcurrentExecutions", "Maximum"): flat(3, 70, every=5),
-                         ("feed-fn", "ConcurrentExecutions", "Maximum"): join(shift(flat(2, 60, every=5), 10), ramp(2, 900, 10, every=5))})
+    inp = inputs(
+        fleet,
+        {
+            ("orders-db", "DatabaseConnections", "Maximum"): conns,
+            ("checkout-fn", "ConcurrentExecutions", "Maximum"): join(
+                shift(flat(4, 60, every=5), 10), ramp(4, 600, 10, every=5)
+            ),
+            ("orders-fn", "ConcurrentExecutions", "Maximum"): flat(3, 70, every=5),
+            ("feed-fn", "ConcurrentExecutions", "Maximum"): join(
+                shift(flat(2, 60, every=5), 10), ramp(2, 900, 10, every=5)
+            ),
+        },
+    )
     (finding,), _ = results(connections, inp)
-    assert finding.title == "orders-db at 98% of max_connections (490 of 500) since checkout-fn scaled to 600 concurrent"
+    assert (
+        finding.title == "orders-db at 98% of max_connections (490 of 500) since checkout-fn scaled to 600 concurrent"
+    )
     assert "feed-fn" not in finding.cause  # it scaled too, and shares the tag, but never names the database
 
 
@@ -288,21 +371,32 @@ def test_a_sandboxed_account_at_three_quarters_of_its_quota_with_its_mail_failin
     errors = Series(tuple((NOW - m * M, 1.0) for m in range(15, 0, -1)))
     (finding,), _ = results(ses_account, inputs(fleet, {("email-fn", "Errors", "Sum"): errors}))
     assert finding.severity == CRITICAL and finding.key == "sandbox-refusing"
-    assert "still in the SES sandbox (150 of 200 daily sends used) while email-fn (15 errors) fail to send" in finding.title
+    assert (
+        "still in the SES sandbox (150 of 200 daily sends used) while email-fn (15 errors) fail to send"
+        in finding.title
+    )
     findings, _ = results(ses_account, inputs(mail_fleet({**SES_FACTS, "sent_last_24h": 150.0}, ["ses:account"]), {}))
     assert findings == []  # sandboxed, mail flowing to verified recipients: nothing refused yet
 
 
 def topology_fleet(holders: list[dict[str, Any]] | None) -> list[Resource]:
-    account_facts = {"concurrency_limit": 1000} if holders is None else {"concurrency_limit": 1000, "concurrency_holders": holders}
-    return [res("lambda_account", "account", account_facts), res("ses", "account"),
-            res("api", "checkout-api", {"functions": ["checkout-fn"]}),
-            res("lambda", "checkout-fn", {"uses": ["rds:orders-db"]}), res("lambda", "thumbnail-fn"),
-            res("lambda", "report-fn", {"reserved_concurrency": 5}), res("lambda", "email-fn", {"uses": ["ses:account"]}),
-            res("schedule", "report-every-15m", {"target_functions": ["report-fn"]}),
-            res("sqs", "images-queue", {"consumers": ["thumbnail-fn"], "dlq": "images-dlq"}),
-            res("sqs", "images-dlq", {"is_dlq": True, "dlq_of": ["images-queue"]}),
-            res("sqs", "email-queue", {"consumers": ["email-fn"]}), res("rds", "orders-db")]
+    account_facts = (
+        {"concurrency_limit": 1000} if holders is None else {"concurrency_limit": 1000, "concurrency_holders": holders}
+    )
+    return [
+        res("lambda_account", "account", account_facts),
+        res("ses", "account"),
+        res("api", "checkout-api", {"functions": ["checkout-fn"]}),
+        res("lambda", "checkout-fn", {"uses": ["rds:orders-db"]}),
+        res("lambda", "thumbnail-fn"),
+        res("lambda", "report-fn", {"reserved_concurrency": 5}),
+        res("lambda", "email-fn", {"uses": ["ses:account"]}),
+        res("schedule", "report-every-15m", {"target_functions": ["report-fn"]}),
+        res("sqs", "images-queue", {"consumers": ["thumbnail-fn"], "dlq": "images-dlq"}),
+        res("sqs", "images-dlq", {"is_dlq": True, "dlq_of": ["images-queue"]}),
+        res("sqs", "email-queue", {"consumers": ["email-fn"]}),
+        res("rds", "orders-db"),
+    ]
 
 
 def rid(kind: str, name: str) -> str:

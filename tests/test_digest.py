@@ -21,31 +21,67 @@ from tests.alerting_kit import T0, World, api_errors, rid, storm
 @pytest.fixture()
 def world(tmp_path: Path, store_target: Any) -> Iterator[World]:
     with SlackStandIn() as slack, SmtpSink() as smtp:
-        w = World(tmp_path, slack, smtp, settings={"digest.targets": ["email:team@example.com", "slack:C0DIGEST"]},
-                  where=store_target)
+        w = World(
+            tmp_path,
+            slack,
+            smtp,
+            settings={"digest.targets": ["email:team@example.com", "slack:C0DIGEST"]},
+            where=store_target,
+        )
         yield w
         w.close()
 
 
 def seed(world: World) -> None:
     s = world.store
-    rows = [{"id": r.id, "account": r.account, "region": r.region, "kind": r.kind, "name": r.name, "facts": r.facts, "tags": r.tags}
-            for r in world.resources]
+    rows = [
+        {
+            "id": r.id,
+            "account": r.account,
+            "region": r.region,
+            "kind": r.kind,
+            "name": r.name,
+            "facts": r.facts,
+            "tags": r.tags,
+        }
+        for r in world.resources
+    ]
     rows[2]["facts"] = {"max_connections": 500}
     rows[1]["facts"] = {"uses": ["rds:orders-db"], "reserved_concurrency": None}
-    rows.append({"id": rid("sqs", "jobs-dlq"), "account": "111111111111", "region": "us-east-1", "kind": "sqs", "name": "jobs-dlq<b>",
-                 "facts": {"retention": 345600, "retention_shorter_than_source": True, "dlq_of": ["jobs"]}, "tags": {}})
+    rows.append(
+        {
+            "id": rid("sqs", "jobs-dlq"),
+            "account": "111111111111",
+            "region": "us-east-1",
+            "kind": "sqs",
+            "name": "jobs-dlq<b>",
+            "facts": {"retention": 345600, "retention_shorter_than_source": True, "dlq_of": ["jobs"]},
+            "tags": {},
+        }
+    )
     s.upsert_resources(rows, T0)
     api = rid("api", "checkout-api")
     dim = (("ApiName", "checkout-api"),)
     count = SeriesKey(api, "AWS/ApiGateway", "Count", dim, "Sum", 3600)
     err = SeriesKey(api, "AWS/ApiGateway", "5XXError", dim, "Average", 3600)
-    conns = SeriesKey(rid("rds", "orders-db"), "AWS/RDS", "DatabaseConnections", (("DBInstanceIdentifier", "orders-db"),), "Maximum", 3600)
+    conns = SeriesKey(
+        rid("rds", "orders-db"),
+        "AWS/RDS",
+        "DatabaseConnections",
+        (("DBInstanceIdentifier", "orders-db"),),
+        "Maximum",
+        3600,
+    )
     now = T0 + 3600  # the week gathered below ends here
     this = [(now - WEEK + h * 3600, 100.0) for h in range(168)]
     last = [(now - 2 * WEEK + h * 3600, 50.0) for h in range(168)]
-    s.write_samples([(count, last + this), (err, [(t, 0.02) for t, _ in this] + [(t, 0.01) for t, _ in last]),
-                     (conns, [(T0 - 3600, 490.0)])])
+    s.write_samples(
+        [
+            (count, last + this),
+            (err, [(t, 0.02) for t, _ in this] + [(t, 0.01) for t, _ in last]),
+            (conns, [(T0 - 3600, 490.0)]),
+        ]
+    )
 
 
 def test_gather_compares_weeks_and_reports_headroom_hygiene(world: World) -> None:
@@ -106,8 +142,14 @@ def test_digest_that_fails_is_owed_again_only_where_it_failed(world: World) -> N
 
 def test_digest_in_slack_is_block_kit_with_names_escaped(world: World) -> None:
     seed(world)
-    world.reconfigure(**{"digest.day": "fri", "digest.hour": 8, "digest.timezone": "UTC",
-                         "web.public_url": "https://fleetwatch.example.com"})
+    world.reconfigure(
+        **{
+            "digest.day": "fri",
+            "digest.hour": 8,
+            "digest.timezone": "UTC",
+            "web.public_url": "https://fleetwatch.example.com",
+        }
+    )
     world.clock.advance(3600)
     send_due(world.cfg, world.store, world.clock, world.sleep)
     (msg,) = world.slack.messages()
@@ -127,4 +169,7 @@ def test_cli_preview_writes_html_and_text(world: World, tmp_path: Path) -> None:
     seed(world)
     out = tmp_path / "digest.html"
     assert main(["digest", "--preview", str(out)], environ=world.store_env) == 0
-    assert re.search(r"<h1 style=[^>]*>Weekly health digest", out.read_text()) and "WHAT USERS FELT" in out.with_suffix(".txt").read_text()
+    assert (
+        re.search(r"<h1 style=[^>]*>Weekly health digest", out.read_text())
+        and "WHAT USERS FELT" in out.with_suffix(".txt").read_text()
+    )

@@ -26,7 +26,15 @@ def _rid(kind: str, name: str) -> str:
 
 
 def _resource(kind: str, name: str, **facts: Any) -> dict[str, Any]:
-    return {"id": _rid(kind, name), "account": ACCOUNT, "region": REGION, "kind": kind, "name": name, "facts": facts, "tags": {}}
+    return {
+        "id": _rid(kind, name),
+        "account": ACCOUNT,
+        "region": REGION,
+        "kind": kind,
+        "name": name,
+        "facts": facts,
+        "tags": {},
+    }
 
 
 def _hourly(start: int, end: int, value: Any) -> list[tuple[int, float]]:
@@ -37,25 +45,62 @@ def _hourly(start: int, end: int, value: Any) -> list[tuple[int, float]]:
 @pytest.fixture()
 def store(tmp_path: Path) -> Any:
     s = open_store(tmp_path / "digest.db")
-    s.upsert_resources([_resource("api", "checkout-api"), _resource("api", "new-api"), _resource("ses", "account"),
-                        _resource("lambda", "fn-cold"), _resource("lambda", "fn-warm")], END - 10 * WEEK)
+    s.upsert_resources(
+        [
+            _resource("api", "checkout-api"),
+            _resource("api", "new-api"),
+            _resource("ses", "account"),
+            _resource("lambda", "fn-cold"),
+            _resource("lambda", "fn-warm"),
+        ],
+        END - 10 * WEEK,
+    )
     dim = (("ApiName", "checkout-api"),)
     old = END - 5 * WEEK - 4 * 86400  # checkout-api's history: 4 whole weeks before this one, and 3 days of a 5th
-    s.write_samples([
-        (SeriesKey(_rid("api", "checkout-api"), "AWS/ApiGateway", "Count", dim, "Sum", 3600), _hourly(old, END, lambda k: 10 * (k + 1))),
-        (SeriesKey(_rid("api", "checkout-api"), "AWS/ApiGateway", "5XXError", dim, "Average", 3600),
-         _hourly(old, END, lambda k: 0.01 * (k + 1))),
-        # new-api: two days of history, all in this week
-        (SeriesKey(_rid("api", "new-api"), "AWS/ApiGateway", "Count", (("ApiName", "new-api"),), "Sum", 3600),
-         _hourly(END - 2 * 86400, END, lambda k: 5)),
-        (SeriesKey(_rid("ses", "account"), "AWS/SES", "Send", (), "Sum", 3600), _hourly(END - 3 * WEEK, END, lambda k: 2)),
-    ])
+    s.write_samples(
+        [
+            (
+                SeriesKey(_rid("api", "checkout-api"), "AWS/ApiGateway", "Count", dim, "Sum", 3600),
+                _hourly(old, END, lambda k: 10 * (k + 1)),
+            ),
+            (
+                SeriesKey(_rid("api", "checkout-api"), "AWS/ApiGateway", "5XXError", dim, "Average", 3600),
+                _hourly(old, END, lambda k: 0.01 * (k + 1)),
+            ),
+            # new-api: two days of history, all in this week
+            (
+                SeriesKey(_rid("api", "new-api"), "AWS/ApiGateway", "Count", (("ApiName", "new-api"),), "Sum", 3600),
+                _hourly(END - 2 * 86400, END, lambda k: 5),
+            ),
+            (
+                SeriesKey(_rid("ses", "account"), "AWS/SES", "Send", (), "Sum", 3600),
+                _hourly(END - 3 * WEEK, END, lambda k: 2),
+            ),
+        ]
+    )
     for fn, cold in (("fn-cold", 5.0), ("fn-warm", 0.0)):
         rid, dims = _rid("lambda", fn), (("FunctionName", fn),)
-        s.write_samples([(SeriesKey(rid, "fleetwatch/XRay", "SampledInvocations", dims, "Sum", 300), [(END - 7200, 50.0)]),
-                         (SeriesKey(rid, "fleetwatch/XRay", "ColdStarts", dims, "Sum", 300), [(END - 7200, cold)])])
-    s.write_samples([(SeriesKey(_rid("lambda", "fn-cold"), "fleetwatch/XRay", "InitDuration", (("FunctionName", "fn-cold"),),
-                                "Maximum", 300), [(END - 7200, 812.0)])])
+        s.write_samples(
+            [
+                (SeriesKey(rid, "fleetwatch/XRay", "SampledInvocations", dims, "Sum", 300), [(END - 7200, 50.0)]),
+                (SeriesKey(rid, "fleetwatch/XRay", "ColdStarts", dims, "Sum", 300), [(END - 7200, cold)]),
+            ]
+        )
+    s.write_samples(
+        [
+            (
+                SeriesKey(
+                    _rid("lambda", "fn-cold"),
+                    "fleetwatch/XRay",
+                    "InitDuration",
+                    (("FunctionName", "fn-cold"),),
+                    "Maximum",
+                    300,
+                ),
+                [(END - 7200, 812.0)],
+            )
+        ]
+    )
     yield s
     s.close()
 
@@ -102,8 +147,10 @@ def test_every_row_is_named_and_only_cold_functions_are_slowest(store: Any) -> N
         assert "ses:account" not in out and "ses:" not in out and "api:" not in out
         words = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", out))
         assert re.search(rf"SES sending \(?payments-prod \({ACCOUNT}\)", words)
-    assert [c["resource"] for c in d.coldstarts] == ["function fn-cold"], "fn-warm started cold 0 times: not a slow cold start"
-    cold = html[html.index("Slowest cold starts"):html.index(">Hygiene<")]
+    assert [c["resource"] for c in d.coldstarts] == ["function fn-cold"], (
+        "fn-warm started cold 0 times: not a slow cold start"
+    )
+    cold = html[html.index("Slowest cold starts") : html.index(">Hygiene<")]
     assert "812 ms" in cold and "10%" in cold and "fn-warm" not in cold and not re.search(r">0(\.0)?\s?%<", cold)
 
 
@@ -141,6 +188,7 @@ def test_the_mail_html_has_inline_styles_no_script_and_no_external_asset(store: 
 
 # -- one polling cost -----------------------------------------------------------------------------
 
+
 def test_overview_digest_and_plan_state_the_same_polling_cost(fleet: Any, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
@@ -173,10 +221,21 @@ def test_overview_digest_and_plan_state_the_same_polling_cost(fleet: Any, tmp_pa
 
 
 def test_headroom_shows_only_limits_that_came_close_and_counts_the_rest(store: Any) -> None:
-    store.upsert_resources([_resource("rds", "orders-db", max_connections=500), _resource("rds", "quiet-db", max_connections=500)],
-                           END - 3600)
-    store.write_samples([(SeriesKey(_rid("rds", db), "AWS/RDS", "DatabaseConnections", (("DBInstanceIdentifier", db),), "Maximum", 60),
-                          [(END - 7200, peak)]) for db, peak in (("orders-db", 400.0), ("quiet-db", 100.0))])
+    store.upsert_resources(
+        [_resource("rds", "orders-db", max_connections=500), _resource("rds", "quiet-db", max_connections=500)],
+        END - 3600,
+    )
+    store.write_samples(
+        [
+            (
+                SeriesKey(
+                    _rid("rds", db), "AWS/RDS", "DatabaseConnections", (("DBInstanceIdentifier", db),), "Maximum", 60
+                ),
+                [(END - 7200, peak)],
+            )
+            for db, peak in (("orders-db", 400.0), ("quiet-db", 100.0))
+        ]
+    )
     d = gather(store, END, names=NAMES)
     assert [(h["resource"], h["used"]) for h in d.headroom] == [("database orders-db", 0.8)]
     assert d.headroom_others == 3, "quiet-db at 20 %, and SES's two reputation rates not yet published"

@@ -19,7 +19,12 @@ from fleetwatch.store import open_store
 from tests.conftest import ANCHOR, client, make_collector, set_clock
 
 PROD = "123456789012"
-DETAIL = {"lambda:ListTags", "lambda:GetFunctionConcurrency", "lambda:ListProvisionedConcurrencyConfigs", "lambda:ListAliases"}
+DETAIL = {
+    "lambda:ListTags",
+    "lambda:GetFunctionConcurrency",
+    "lambda:ListProvisionedConcurrencyConfigs",
+    "lambda:ListAliases",
+}
 
 
 @pytest.fixture()
@@ -34,15 +39,21 @@ def calls(aws_calls: Counter[str]) -> Counter[str]:
 
 
 def one_place(emulator: Any, store: Any, **kw: Any) -> Any:
-    return make_collector(emulator, store, regions=["us-east-1"], roles=[f"arn:aws:iam::{PROD}:role/fleetwatch-reader"], **kw)
+    return make_collector(
+        emulator, store, regions=["us-east-1"], roles=[f"arn:aws:iam::{PROD}:role/fleetwatch-reader"], **kw
+    )
 
 
 def test_pacer_releases_calls_from_many_threads_no_faster_than_the_configured_rate() -> None:
     clock = FakeClock(0)
     released: list[tuple[str, float]] = []
     names = {"lambda": "ListTags", "apigateway:GetResources": "GetResources"}
-    pacer = Pacer(clock.now, clock.sleep, fraction=0.4,
-                  on_release=lambda key, t: names.get(key[2]) and released.append((names[key[2]], t)))
+    pacer = Pacer(
+        clock.now,
+        clock.sleep,
+        fraction=0.4,
+        on_release=lambda key, t: names.get(key[2]) and released.append((names[key[2]], t)),
+    )
 
     def worker(op: str) -> None:
         for _ in range(30):
@@ -60,7 +71,10 @@ def test_pacer_releases_calls_from_many_threads_no_faster_than_the_configured_ra
         assert len(times) == (180 if op == "ListTags" else 60)
         assert all(b - a >= 1 / rate - 1e-9 for a, b in pairwise(times)), op
         busiest = max(sum(1 for t in times if s <= t < s + 1 - 1e-9) for s in times)
-        assert busiest <= math.ceil(rate) and busiest < QUOTAS["lambda" if op == "ListTags" else "apigateway:GetResources"].per_second / 2 + 1
+        assert (
+            busiest <= math.ceil(rate)
+            and busiest < QUOTAS["lambda" if op == "ListTags" else "apigateway:GetResources"].per_second / 2 + 1
+        )
     stats = pacer.stats()
     assert stats[(PROD, "us-east-1", "lambda")] == (180, 6)
     assert stats[(PROD, "us-east-1", "apigateway:GetResources")][0] == 60
@@ -87,7 +101,9 @@ def test_discovery_is_paced_per_service_on_the_injected_clock(fleet: Any, store:
     assert result.tally.calls["lambda:ListTags"] == calls["lambda:ListTags"] > 0
 
 
-def test_an_unchanged_function_gets_no_detail_calls_and_a_changed_one_does(fleet: Any, store: Any, calls: Counter[str]) -> None:
+def test_an_unchanged_function_gets_no_detail_calls_and_a_changed_one_does(
+    fleet: Any, store: Any, calls: Counter[str]
+) -> None:
     collector = one_place(fleet, store)
     collector.discover()
     first = {a: n for a, n in calls.items() if a in DETAIL}
@@ -118,7 +134,9 @@ def test_an_unchanged_function_gets_no_detail_calls_and_a_changed_one_does(fleet
         lam.update_function_configuration(FunctionName="orders-fn", Timeout=before)
 
 
-def test_tags_are_refreshed_after_the_detail_age_even_without_a_change(fleet: Any, store: Any, calls: Counter[str]) -> None:
+def test_tags_are_refreshed_after_the_detail_age_even_without_a_change(
+    fleet: Any, store: Any, calls: Counter[str]
+) -> None:
     collector = one_place(fleet, store, detail_refresh=6 * 3600)
     collector.discover()
     functions = len(store.resources(kinds=["lambda"], account=PROD, region="us-east-1"))
@@ -136,14 +154,18 @@ def _tags_refresh_after_the_age(fleet: Any, store: Any, collector: Any, calls: C
     set_clock(fleet, ANCHOR + 3 * 3600 - 60)  # under half the age: nothing is due
     collector.discover()
     assert calls["lambda:ListTags"] == 0
-    orders = next(r for r in store.resources(kinds=["lambda"], account=PROD, region="us-east-1") if r["name"] == "orders-fn")
+    orders = next(
+        r for r in store.resources(kinds=["lambda"], account=PROD, region="us-east-1") if r["name"] == "orders-fn"
+    )
     assert "owner" not in orders["tags"]
 
     calls.clear()
     set_clock(fleet, ANCHOR + 6 * 3600)  # the full age: every function's detail is asked again
     collector.discover()
     assert calls["lambda:ListTags"] == functions
-    orders = next(r for r in store.resources(kinds=["lambda"], account=PROD, region="us-east-1") if r["name"] == "orders-fn")
+    orders = next(
+        r for r in store.resources(kinds=["lambda"], account=PROD, region="us-east-1") if r["name"] == "orders-fn"
+    )
     assert orders["tags"]["owner"] == "checkout"
 
 

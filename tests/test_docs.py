@@ -37,11 +37,25 @@ def test_the_readme_stays_a_readme() -> None:
 # check honest: the real docs build in strict mode, and the same configuration refuses a link to
 # a page or an anchor that does not exist.
 
+
 def _build(root: Path, site: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(root / "mkdocs.yml"),
-         "--site-dir", str(site)],
-        capture_output=True, text=True, timeout=120, cwd=root)
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(root / "mkdocs.yml"),
+            "--site-dir",
+            str(site),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+    )
 
 
 @pytest.fixture

@@ -44,10 +44,19 @@ CALLS = {
 }
 
 
-@pytest.mark.parametrize(("service", "code", "status"), [
-    ("cloudwatch", "Throttling", 400), ("dynamodb", "ThrottlingException", 400), ("lambda", "TooManyRequestsException", 429),
-    ("xray", "ThrottledException", 429), ("sqs", "RequestThrottled", 400), ("ses", "Throttling", 400),
-    ("rds", "Throttling", 400), ("logs", "ThrottlingException", 400)])
+@pytest.mark.parametrize(
+    ("service", "code", "status"),
+    [
+        ("cloudwatch", "Throttling", 400),
+        ("dynamodb", "ThrottlingException", 400),
+        ("lambda", "TooManyRequestsException", 429),
+        ("xray", "ThrottledException", 429),
+        ("sqs", "RequestThrottled", 400),
+        ("ses", "Throttling", 400),
+        ("rds", "Throttling", 400),
+        ("logs", "ThrottlingException", 400),
+    ],
+)
 def test_each_service_throttles_with_its_own_error(proxy: FaultProxy, service: str, code: str, status: int) -> None:
     proxy.set_rules([{"mode": "throttle", "times": 1}])
     with pytest.raises(ClientError) as err:
@@ -71,7 +80,10 @@ def test_botocore_retries_throttles_and_server_errors_until_its_attempts_run_out
     proxy.set_rules([{"mode": "error", "times": 1}])
     with pytest.raises(ClientError) as err:
         via(proxy, "sqs").list_queues()
-    assert (err.value.response["Error"]["Code"], err.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("InternalFailure", 500)
+    assert (err.value.response["Error"]["Code"], err.value.response["ResponseMetadata"]["HTTPStatusCode"]) == (
+        "InternalFailure",
+        500,
+    )
 
 
 def test_a_slow_answer_past_the_read_timeout_and_a_dropped_connection_are_retried(proxy: FaultProxy) -> None:
@@ -145,7 +157,10 @@ def test_bad_rules_are_refused_with_the_reason(proxy: FaultProxy) -> None:
         except urllib.error.HTTPError as exc:
             return exc.code, json.load(exc)
 
-    assert post([{"mode": "explode"}]) == (400, {"error": "rule 0: mode must be one of throttle, error, slow, drop, rewrite, not 'explode'"})
+    assert post([{"mode": "explode"}]) == (
+        400,
+        {"error": "rule 0: mode must be one of throttle, error, slow, drop, rewrite, not 'explode'"},
+    )
     assert post([{"mode": "throttle", "rate": 2}])[1]["error"] == "rule 0: rate must be between 0 and 1, not 2"
     assert post([{"mode": "throttle", "colour": "red"}])[1]["error"] == "rule 0: unknown keys ['colour']"
     assert post([{"mode": "rewrite"}])[1]["error"].startswith("rule 0: a rewrite rule needs a rewrite function")

@@ -56,6 +56,9 @@ def _reaches(shape: Any, names: set[str], seen: set[str] | None = None) -> set[s
         return set()
     seen.add(shape.name)
     found = {shape.name} & names
-    for child in (list(getattr(shape, "members", {}).values()) + [getattr(shape, "member", None), getattr(shape, "value", None)]):
+    for child in list(getattr(shape, "members", {}).values()) + [
+        getattr(shape, "member", None),
+        getattr(shape, "value", None),
+    ]:
         found |= _reaches(child, names, seen)
     return found

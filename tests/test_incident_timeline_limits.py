@@ -22,9 +22,13 @@ from simulator.slack import SlackStandIn
 from tests.alerting_kit import ACCOUNT, REGION, T0, World, rid
 
 M = 60
-DB = Resource(rid("rds", "orders-db"), "rds", "orders-db", ACCOUNT, REGION, {"max_connections": 500}, {"service": "orders"})
+DB = Resource(
+    rid("rds", "orders-db"), "rds", "orders-db", ACCOUNT, REGION, {"max_connections": 500}, {"service": "orders"}
+)
 PROXY = Resource(rid("rds_proxy", "catalog-proxy"), "rds_proxy", "catalog-proxy", ACCOUNT, REGION, {}, {})
-ACCT = Resource(rid("lambda_account", "account"), "lambda_account", "account", ACCOUNT, REGION, {"concurrency_limit": 1000}, {})
+ACCT = Resource(
+    rid("lambda_account", "account"), "lambda_account", "account", ACCOUNT, REGION, {"concurrency_limit": 1000}, {}
+)
 # The connection storm as the emulator published it: flat near 65, then a five-minute ramp.
 STORM = [62, 65, 66, 61, 70, 65, 62, 147, 238, 320, 406, 500, 498, 500, 487, 482]
 RAMP_STARTS = 7  # STORM[7] is the first minute of the ramp
@@ -42,8 +46,23 @@ def db_findings(values: list[float], minute: int) -> list[Finding]:
 
 
 def observed(findings: list[Finding]) -> list[Observation]:
-    return [Observation(f.detector, f.resource_id, f.key, "finding", f.severity, f.title, f.cause, f.fix, f.evidence,
-                        f.started_at, f.limit, f.sustained) for f in findings]
+    return [
+        Observation(
+            f.detector,
+            f.resource_id,
+            f.key,
+            "finding",
+            f.severity,
+            f.title,
+            f.cause,
+            f.fix,
+            f.evidence,
+            f.started_at,
+            f.limit,
+            f.sustained,
+        )
+        for f in findings
+    ]
 
 
 @pytest.fixture()
@@ -66,14 +85,20 @@ def test_the_climb_helper_reads_the_slowest_of_three_consecutive_rises() -> None
     assert imminent(series([65, 147, 238, 320], 4), 500, T0 + 9 * M) is None, "four minutes old: not now"
 
 
-@pytest.mark.parametrize(("label", "values", "pages_by"), [
-    # The storm: 64 % and climbing ~82 a minute three minutes into the ramp -> full in ~2 min.
-    ("a storm to 98%", STORM, RAMP_STARTS + 3),
-    # A storm that stops at 85 %: never reaches 90 % (critical) and is warning at 80 % after `for`;
-    # its climb pages a minute before it reaches 80 %.
-    ("a storm to 85%", [65] * 7 + [137, 209, 281, 353, 425, 423, 426, 421, 425, 424], RAMP_STARTS + 4),
-], ids=lambda x: x if isinstance(x, str) else "")
-def test_a_climb_to_max_connections_pages_before_the_limit(world: World, label: str, values: list[float], pages_by: int) -> None:
+@pytest.mark.parametrize(
+    ("label", "values", "pages_by"),
+    [
+        # The storm: 64 % and climbing ~82 a minute three minutes into the ramp -> full in ~2 min.
+        ("a storm to 98%", STORM, RAMP_STARTS + 3),
+        # A storm that stops at 85 %: never reaches 90 % (critical) and is warning at 80 % after `for`;
+        # its climb pages a minute before it reaches 80 %.
+        ("a storm to 85%", [65] * 7 + [137, 209, 281, 353, 425, 423, 426, 421, 425, 424], RAMP_STARTS + 4),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "",
+)
+def test_a_climb_to_max_connections_pages_before_the_limit(
+    world: World, label: str, values: list[float], pages_by: int
+) -> None:
     pages, states = [], []
     for minute in range(1, len(values) + 1):
         world.tick(*observed(db_findings(values, minute)))
@@ -86,16 +111,20 @@ def test_a_climb_to_max_connections_pages_before_the_limit(world: World, label: 
     assert len(world.incidents()) == 1, "the climb and the limit are one alert, one incident"
 
 
-@pytest.mark.parametrize(("label", "values"), [
-    # lookalike-db-steady: a ten-minute ramp to a busy but steady 60 %.
-    ("a ten-minute ramp to 60%", [65] * 7 + [round(65 + (300 - 65) * k / 10) for k in range(1, 11)] + [300] * 10),
-    # The same level reached in five minutes: at 60 % its slowest rise (47 a minute) needs over
-    # four minutes for the last 200: not about to be full.
-    ("a five-minute ramp to 60%", [65] * 7 + [112, 159, 206, 253, 300] + [300] * 12),
-    # A jump to 60 % in two minutes and flat: one rise is not a climb.
-    ("a jump to 60%", [65] * 7 + [182, 300] + [302, 298, 301, 300, 299, 300, 303, 300, 298, 301]),
-    ("steady at 60%", [300] * 20),
-], ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize(
+    ("label", "values"),
+    [
+        # lookalike-db-steady: a ten-minute ramp to a busy but steady 60 %.
+        ("a ten-minute ramp to 60%", [65] * 7 + [round(65 + (300 - 65) * k / 10) for k in range(1, 11)] + [300] * 10),
+        # The same level reached in five minutes: at 60 % its slowest rise (47 a minute) needs over
+        # four minutes for the last 200: not about to be full.
+        ("a five-minute ramp to 60%", [65] * 7 + [112, 159, 206, 253, 300] + [300] * 12),
+        # A jump to 60 % in two minutes and flat: one rise is not a climb.
+        ("a jump to 60%", [65] * 7 + [182, 300] + [302, 298, 301, 300, 299, 300, 303, 300, 298, 301]),
+        ("steady at 60%", [300] * 20),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "",
+)
 def test_a_database_that_levels_off_below_its_limit_never_pages(world: World, label: str, values: list[float]) -> None:
     for minute in range(1, len(values) + 1):
         findings = db_findings(values, minute)
@@ -107,8 +136,17 @@ def test_a_database_that_levels_off_below_its_limit_never_pages(world: World, la
 def test_a_sustained_finding_fires_on_its_first_pass_and_is_not_held_by_group_wait(world: World) -> None:
     # The detector's data shows the climb over three minutes: `for_limits` (1 min) counts from its
     # onset, and so does group_wait (30 s): the page goes in the pass that first saw it.
-    climb = Observation("connections", DB.id, "utilisation", "finding", CRITICAL, "orders-db at 64% of max_connections and rising",
-                        started_at=T0 - 3 * M, limit=True, sustained=True)
+    climb = Observation(
+        "connections",
+        DB.id,
+        "utilisation",
+        "finding",
+        CRITICAL,
+        "orders-db at 64% of max_connections and rising",
+        started_at=T0 - 3 * M,
+        limit=True,
+        sustained=True,
+    )
     world.tick(climb)
     (inc,) = world.incidents()
     assert inc.state == FIRING and inc.started_at == T0 - 3 * M
@@ -125,14 +163,24 @@ def test_a_sustained_finding_fires_on_its_first_pass_and_is_not_held_by_group_wa
 
 
 def test_a_sustained_onset_never_lies_in_the_future_nor_makes_a_pending_alert_younger(world: World) -> None:
-    ahead = Observation("connections", DB.id, "utilisation", "finding", WARNING, "orders-db at 81% of max_connections",
-                        started_at=T0 + 10 * M, limit=True, sustained=True)
+    ahead = Observation(
+        "connections",
+        DB.id,
+        "utilisation",
+        "finding",
+        WARNING,
+        "orders-db at 81% of max_connections",
+        started_at=T0 + 10 * M,
+        limit=True,
+        sustained=True,
+    )
     world.tick(ahead)
     (inc,) = world.incidents()
     assert inc.state == PENDING and inc.started_at == T0, "an onset after `now` counts from now"
 
 
 # -- the same rule on the account's concurrency and a proxy's pool ---------------------------------
+
 
 def account_findings(values: list[float], minute: int) -> list[Finding]:
     now = T0 + minute * M
@@ -143,7 +191,9 @@ def account_findings(values: list[float], minute: int) -> list[Finding]:
 def test_account_concurrency_climbing_to_its_limit_is_critical_before_80_percent() -> None:
     # lambda-concurrency: thumbnail-fn's flood, claimed concurrency 20 -> 195 -> 364 -> 529 -> 689 -> 858.
     flood = [20, 21, 19, 20, 195, 364, 529, 689, 858, 895, 873]
-    got = {minute: [(f.key, f.severity, f.sustained) for f in account_findings(flood, minute)] for minute in range(6, 10)}
+    got = {
+        minute: [(f.key, f.severity, f.sustained) for f in account_findings(flood, minute)] for minute in range(6, 10)
+    }
     assert got[6] == [] and got[7] == []  # 36 %, 53 %: not near yet
     assert got[8] == [("headroom", CRITICAL, True)]  # 69 % and rising 160 a minute: used up in ~2 min
     assert got[9] == [("headroom", WARNING, False)] or got[9][0][1] == CRITICAL
@@ -159,8 +209,14 @@ def test_account_concurrency_climbing_to_its_limit_is_critical_before_80_percent
 def test_a_proxy_pool_climbing_to_its_limit_is_critical() -> None:
     used = [20, 20, 21, 60, 80, 100]  # 67 % and rising 20 a minute: full in ~2 min; 70 % is its warning
     now = T0 + 6 * M
-    inp = Inputs(now, [PROXY], {(PROXY.id, "DatabaseConnections", "Sum"): series(used, 6),
-                                (PROXY.id, "MaxDatabaseConnectionsAllowed", "Sum"): series([150] * 6, 6)})
+    inp = Inputs(
+        now,
+        [PROXY],
+        {
+            (PROXY.id, "DatabaseConnections", "Sum"): series(used, 6),
+            (PROXY.id, "MaxDatabaseConnectionsAllowed", "Sum"): series([150] * 6, 6),
+        },
+    )
     (finding,) = [f for f in connections(inp) if isinstance(f, Finding)]
     assert (finding.key, finding.severity, finding.sustained) == ("pool", CRITICAL, True)
     assert finding.title.endswith("and rising 20/min: full in ~2 min")
@@ -168,7 +224,9 @@ def test_a_proxy_pool_climbing_to_its_limit_is_critical() -> None:
 
 # -- a hot partition judged by its pace, not by a five-minute window it has yet to fill ------------
 
-POSTS = Resource(rid("dynamodb", "posts"), "dynamodb", "posts", ACCOUNT, REGION, {"write_capacity": 4000}, {"service": "storefront"})
+POSTS = Resource(
+    rid("dynamodb", "posts"), "dynamodb", "posts", ACCOUNT, REGION, {"write_capacity": 4000}, {"service": "storefront"}
+)
 
 
 def test_a_hot_partition_two_minutes_in_is_critical_and_pages_without_cause_wait(world: World) -> None:
@@ -182,11 +240,16 @@ def test_a_hot_partition_two_minutes_in_is_critical_and_pages_without_cause_wait
     arrived = {1: [196], 2: [196, 403], 3: [196, 403], 4: [196, 403, 588, 594], 5: [196, 403, 588, 594, 589]}
     pages = []
     for minute in range(1, 6):
-        inp = Inputs(T0 + minute * M, [POSTS], {(POSTS.id, "WriteKeyRangeThroughputThrottleEvents", "Sum"):
-                                                   series(arrived[minute], minute)})
+        inp = Inputs(
+            T0 + minute * M,
+            [POSTS],
+            {(POSTS.id, "WriteKeyRangeThroughputThrottleEvents", "Sum"): series(arrived[minute], minute)},
+        )
         found = [f for f in tables(inp) if isinstance(f, Finding)]
         if minute == 2:
-            assert [(f.key, f.severity) for f in found] == [("hot-write", CRITICAL)], "300 a minute: 1,500 in 5 min at this pace"
+            assert [(f.key, f.severity) for f in found] == [("hot-write", CRITICAL)], (
+                "300 a minute: 1,500 in 5 min at this pace"
+            )
         world.tick(*observed(found))
         pages.append(len(world.slack.messages(top_level_only=True)))
     assert pages.index(1) == 2, f"paged at minute {pages.index(1) + 1} of throttling: {pages}"
@@ -203,8 +266,12 @@ def test_a_flood_is_not_said_to_be_held_by_the_functions_whose_points_have_not_c
     def title(thumbnail: float) -> str:
         five["thumbnail-fn"] = [thumbnail]
         series_ = {(ACCT.id, "ClaimedAccountConcurrency", "Maximum"): series(flood, 8)}
-        series_.update({(rid("lambda", n), "ConcurrentExecutions", "Maximum"): Series(((now - 5 * M, v[0]),), 300)
-                        for n, v in five.items()})
+        series_.update(
+            {
+                (rid("lambda", n), "ConcurrentExecutions", "Maximum"): Series(((now - 5 * M, v[0]),), 300)
+                for n, v in five.items()
+            }
+        )
         (f,) = [f for f in lambda_account(Inputs(now, [ACCT, *fns], series_)) if isinstance(f, Finding)]
         return f.title
 

@@ -31,9 +31,18 @@ def test_the_title_moves_from_a_forecast_that_ended_to_the_limit_on_the_same_dat
     # The storm in bench/pages.py: orders-db's 15-minute forecast ("64% and rising: full in ~8
     # min") opened the incident, ended as orders-db reached 100 %, and the head kept saying 64 %
     # beside "Cause: orders-db at 100%" to the end.
-    forecast = Observation("connections", DB_ID, "forecast", "finding", WARNING, "orders-db at 64% of max_connections and rising")
-    full = Observation("connections", DB_ID, "utilisation", "finding", CRITICAL, "orders-db at 100% of max_connections (500 of 500)",
-                       limit=True)
+    forecast = Observation(
+        "connections", DB_ID, "forecast", "finding", WARNING, "orders-db at 64% of max_connections and rising"
+    )
+    full = Observation(
+        "connections",
+        DB_ID,
+        "utilisation",
+        "finding",
+        CRITICAL,
+        "orders-db at 100% of max_connections (500 of 500)",
+        limit=True,
+    )
     world.tick(forecast)
     world.tick(forecast)
     for _ in range(4):
@@ -47,10 +56,14 @@ def r(kind: str, name: str, facts: dict | None = None, tags: dict | None = None)
 
 
 MAIL_AND_ORDERS = [
-    r("ses", "account"), r("lambda", "email-fn", {"uses": ["ses:account"]}),
+    r("ses", "account"),
+    r("lambda", "email-fn", {"uses": ["ses:account"]}),
     r("sqs", "email-queue", {"consumers": ["email-fn"]}),
-    r("lambda", "orders-fn"), r("sqs", "orders-queue", {"consumers": ["orders-fn"], "dlq": "orders-dlq"}), r("sqs", "orders-dlq"),
-    r("lambda", "feed-fn"), r("api", "storefront-api", {"functions": ["feed-fn"]}),
+    r("lambda", "orders-fn"),
+    r("sqs", "orders-queue", {"consumers": ["orders-fn"], "dlq": "orders-dlq"}),
+    r("sqs", "orders-dlq"),
+    r("lambda", "feed-fn"),
+    r("api", "storefront-api", {"functions": ["feed-fn"]}),
 ]
 
 
@@ -65,8 +78,14 @@ def test_the_ses_sandbox_and_the_mail_queue_behind_it_lead_with_the_queue(world:
     # ses-sandbox in bench/pages.py: the SES quota paged first, the queue joined, and the head
     # stayed "SES us-east-1 ...: 200 of 200 daily sends used" to the end, never naming email-queue.
     world.resources = MAIL_AND_ORDERS
-    ses = finding("ses", "account", "quota", CRITICAL, "SES us-east-1: 200 of 200 daily sends used (100%) — still in the SES sandbox",
-                  limit=True)
+    ses = finding(
+        "ses",
+        "account",
+        "quota",
+        CRITICAL,
+        "SES us-east-1: 200 of 200 daily sends used (100%) — still in the SES sandbox",
+        limit=True,
+    )
     queue = finding("sqs", "email-queue", "stopped", CRITICAL, "email-queue: 96 waiting, none deleted in 15 min")
     for _ in range(3):
         world.tick(ses)
@@ -75,8 +94,10 @@ def test_the_ses_sandbox_and_the_mail_queue_behind_it_lead_with_the_queue(world:
     for _ in range(8):
         world.tick(ses, queue)
     (inc,) = world.incidents()
-    assert inc.title == ("email-queue: 96 waiting, none deleted in 15 min — SES us-east-1: 200 of 200 daily sends used (100%) — "
-                         "still in the SES sandbox")
+    assert inc.title == (
+        "email-queue: 96 waiting, none deleted in 15 min — SES us-east-1: 200 of 200 daily sends used (100%) — "
+        "still in the SES sandbox"
+    )
     for _ in range(10):
         world.tick()
     (inc,) = world.incidents()
@@ -113,5 +134,3 @@ def test_a_function_alone_is_titled_with_the_api_it_serves(world: World) -> None
     felt = finding("lambda", "feed-fn", "spike", WARNING, "feed-fn: 9% cold; storefront-api p95 latency 137 → 236 ms")
     world.tick(felt)
     assert world.incidents()[0].title == felt.title, "named once is enough"
-
-

@@ -31,8 +31,12 @@ PACKAGES = ("fleetwatch", "collector", "detectors", "alerts", "web", "simulator"
 GROUND, DOMAIN, AGENT, CLI, TOOL = "ground", "domain", "agent", "cli", "simulator"
 RANK = {GROUND: 0, DOMAIN: 1, AGENT: 2, CLI: 3}
 # Within the domain, who may read whom (the data flows collector → store → detectors → alerts → web).
-DOMAIN_READS = {"collector": set(), "detectors": set(), "alerts": {"detectors", "collector"},
-                "web": {"alerts", "detectors", "collector"}}
+DOMAIN_READS = {
+    "collector": set(),
+    "detectors": set(),
+    "alerts": {"detectors", "collector"},
+    "web": {"alerts", "detectors", "collector"},
+}
 
 
 def layer(module: str) -> str:
@@ -112,27 +116,31 @@ def test_the_layers_cover_every_module() -> None:
 
 
 def test_imports_run_downward_only() -> None:
-    wrong = sorted(f"{s} imports {t}: {why}" for s, targets in GRAPH.items() for t, late in targets
-                   if (why := upward(s, t, late)))
+    wrong = sorted(
+        f"{s} imports {t}: {why}" for s, targets in GRAPH.items() for t, late in targets if (why := upward(s, t, late))
+    )
     assert wrong == [], "\n".join(wrong)
 
 
-@pytest.mark.parametrize("source,target,late,allowed", [
-    ("fleetwatch.store.db", "alerts.store", False, False),
-    ("fleetwatch.config.settings", "detectors.base", True, False),
-    ("detectors.tables", "collector.catalog", False, False),
-    ("collector.poll", "web.app", True, False),
-    ("alerts.digest", "fleetwatch.agent.alerting", True, False),
-    ("fleetwatch.agent.loop", "fleetwatch.cli.run", True, False),
-    ("fleetwatch.agent.loop", "simulator.model", True, False),
-    ("fleetwatch.cli", "simulator.cli", False, False),
-    ("fleetwatch.cli", "simulator.cli", True, True),
-    ("simulator.cli", "web.server", True, False),
-    ("web.data", "collector.catalog", False, True),
-    ("alerts.topology", "detectors.base", False, True),
-    ("alerts.digest", "web.data", True, False),
-    ("collector.poll", "fleetwatch.store", False, True),
-])
+@pytest.mark.parametrize(
+    "source,target,late,allowed",
+    [
+        ("fleetwatch.store.db", "alerts.store", False, False),
+        ("fleetwatch.config.settings", "detectors.base", True, False),
+        ("detectors.tables", "collector.catalog", False, False),
+        ("collector.poll", "web.app", True, False),
+        ("alerts.digest", "fleetwatch.agent.alerting", True, False),
+        ("fleetwatch.agent.loop", "fleetwatch.cli.run", True, False),
+        ("fleetwatch.agent.loop", "simulator.model", True, False),
+        ("fleetwatch.cli", "simulator.cli", False, False),
+        ("fleetwatch.cli", "simulator.cli", True, True),
+        ("simulator.cli", "web.server", True, False),
+        ("web.data", "collector.catalog", False, True),
+        ("alerts.topology", "detectors.base", False, True),
+        ("alerts.digest", "web.data", True, False),
+        ("collector.poll", "fleetwatch.store", False, True),
+    ],
+)
 def test_the_rule_itself(source: str, target: str, late: bool, allowed: bool) -> None:
     # The rule must refuse each kind of upward import, or the test above proves nothing.
     assert (upward(source, target, late) is None) is allowed
@@ -146,7 +154,7 @@ def _cycles(graph: dict[str, list[tuple[str, bool]]]) -> list[list[str]]:
         stack.append(node)
         for target, _ in graph.get(node, []):
             if state.get(target) == 1:
-                found.append(stack[stack.index(target):] + [target])
+                found.append(stack[stack.index(target) :] + [target])
             elif target not in state:
                 visit(target)
         stack.pop()
@@ -160,8 +168,10 @@ def _cycles(graph: dict[str, list[tuple[str, bool]]]) -> list[list[str]]:
 
 def test_no_module_imports_itself_through_others() -> None:
     # Package __init__ files that re-export their own modules are not circles of design.
-    graph = {s: [(t, late) for t, late in ts if not s.startswith(t + ".") and not t.startswith(s + ".")]
-             for s, ts in GRAPH.items()}
+    graph = {
+        s: [(t, late) for t, late in ts if not s.startswith(t + ".") and not t.startswith(s + ".")]
+        for s, ts in GRAPH.items()
+    }
     assert _cycles(graph) == []
 
 

@@ -35,9 +35,25 @@ DLQ_VISIBLE = ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
 
 def _dlq_points(fleet: Any, start: int, end: int) -> list[int]:
     cw = client(fleet, "cloudwatch")
-    got = cw.get_metric_data(MetricDataQueries=[{"Id": "v", "MetricStat": {"Metric": {
-        "Namespace": DLQ_VISIBLE[0], "MetricName": DLQ_VISIBLE[1], "Dimensions": [{"Name": "QueueName", "Value": "orders-dlq"}]},
-        "Period": 60, "Stat": "Maximum"}}], StartTime=start, EndTime=end, ScanBy="TimestampAscending")
+    got = cw.get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "v",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": DLQ_VISIBLE[0],
+                        "MetricName": DLQ_VISIBLE[1],
+                        "Dimensions": [{"Name": "QueueName", "Value": "orders-dlq"}],
+                    },
+                    "Period": 60,
+                    "Stat": "Maximum",
+                },
+            }
+        ],
+        StartTime=start,
+        EndTime=end,
+        ScanBy="TimestampAscending",
+    )
     return [int(t.timestamp()) for t in got["MetricDataResults"][0]["Timestamps"]]
 
 
@@ -68,7 +84,9 @@ def test_a_waking_dlq_is_read_from_its_live_depth_not_called_inactive() -> None:
     findings, nodata = results(queues, _inputs([q], {(q.id, "SQS.ApproximateNumberOfMessages", "Value"): live}))
     assert (findings, nodata) == ([], [])
     # Empty by its live depth too: still the inactive queue it was.
-    findings, nodata = results(queues, _inputs([q], {(q.id, "SQS.ApproximateNumberOfMessages", "Value"): flat(0, 10, 5)}))
+    findings, nodata = results(
+        queues, _inputs([q], {(q.id, "SQS.ApproximateNumberOfMessages", "Value"): flat(0, 10, 5)})
+    )
     assert findings == [] and len(nodata) == 1
 
 
@@ -115,7 +133,7 @@ def test_a_waking_dlq_is_reported_end_to_end_before_cloudwatch_has_it(fleet: Any
 # complaints (issue 17 item 13; SES "Reputation metrics", https://docs.aws.amazon.com/ses/latest/dg/
 # reputation-dashboard-dg.html): absent is "not published (no bounces yet)", never NoData, an alarm or 0 %.
 
-NO_BOUNCES = '''name = "ses-no-bounces"
+NO_BOUNCES = """name = "ses-no-bounces"
 description = "A sandbox account that has sent only to verified recipients: nothing bounced, nothing complained."
 fleet = "shop"
 seed = 7
@@ -130,7 +148,7 @@ effects = [
   { target = "ses:ses-prod-us-east-1", driver = "reputation_bounce", op = "set", value = 0 },
   { target = "ses:ses-prod-us-east-1", driver = "reputation_complaint", op = "set", value = 0 },
 ]
-'''
+"""
 
 
 def test_reputation_not_published_is_shown_as_such(fleet: Any, store: Any, tmp_path: Any) -> None:
@@ -143,9 +161,20 @@ def test_reputation_not_published_is_shown_as_such(fleet: Any, store: Any, tmp_p
     scenario.write_text(NO_BOUNCES, encoding="utf-8")
     control(fleet, "/__fleet__/scenario", {"name": str(scenario)})
     cw = client(fleet, "cloudwatch")
-    got = cw.get_metric_data(MetricDataQueries=[{"Id": "b", "MetricStat": {"Metric": {
-        "Namespace": "AWS/SES", "MetricName": "Reputation.BounceRate"}, "Period": 300, "Stat": "Maximum"}}],
-        StartTime=ANCHOR - 3600, EndTime=ANCHOR)
+    got = cw.get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "b",
+                "MetricStat": {
+                    "Metric": {"Namespace": "AWS/SES", "MetricName": "Reputation.BounceRate"},
+                    "Period": 300,
+                    "Stat": "Maximum",
+                },
+            }
+        ],
+        StartTime=ANCHOR - 3600,
+        EndTime=ANCHOR,
+    )
     assert got["MetricDataResults"][0]["Values"] == [], "no bounces: no rate published, not a rate of 0"
 
     make_collector(fleet, store, regions=["us-east-1", "eu-west-1"], roles=[], backfill=3600).poll(force_discovery=True)
@@ -172,14 +201,18 @@ def test_reputation_not_published_is_shown_as_such(fleet: Any, store: Any, tmp_p
 # $0.40 per million requests, every API action a request. Free tiers are shared with the account's
 # own use, so not deducted.
 
+
 def test_cost_counts_xray_traces_and_sqs_requests() -> None:
     from collections import Counter
 
     from collector.aws import CallTally
     from collector.pollreport import cost_of
 
-    tally = CallTally(calls=Counter({"sqs:GetQueueAttributes": 900_000, "sqs:ListQueues": 100_000, "xray:BatchGetTraces": 5}),
-                      metrics=1000, traces=2_000_000)
+    tally = CallTally(
+        calls=Counter({"sqs:GetQueueAttributes": 900_000, "sqs:ListQueues": 100_000, "xray:BatchGetTraces": 5}),
+        metrics=1000,
+        traces=2_000_000,
+    )
     assert cost_of(tally) == pytest.approx(1000 * 0.01 / 1000 + 1_000_000 * 0.40 / 1e6 + 2_000_000 * 0.50 / 1e6)
 
 
@@ -204,8 +237,10 @@ def test_xray_traces_scanned_are_counted_with_those_read(fleet: Any) -> None:
     from collector import probes
 
     xray = client(fleet, "xray")
-    got, read = probes.cold_starts(lambda svc: xray, [("lambda/x/us-east-1/checkout-fn", "checkout-fn")],
-                                   ANCHOR - 600, ANCHOR, 5)
-    summaries = xray.get_trace_summaries(StartTime=ANCHOR - 600, EndTime=ANCHOR, Sampling=False,
-                                         FilterExpression='service("checkout-fn")')
+    got, read = probes.cold_starts(
+        lambda svc: xray, [("lambda/x/us-east-1/checkout-fn", "checkout-fn")], ANCHOR - 600, ANCHOR, 5
+    )
+    summaries = xray.get_trace_summaries(
+        StartTime=ANCHOR - 600, EndTime=ANCHOR, Sampling=False, FilterExpression='service("checkout-fn")'
+    )
     assert read <= 5 and got.scanned >= summaries["TracesProcessedCount"] > read

@@ -18,10 +18,32 @@ from tests.alerting_kit import T0
 URL = "https://fleetwatch.example.com/incidents/7"
 
 
-def notice(kind: str, title: str = "checkout-api: 12% of requests failing", ev: dict[str, Any] | None = None, **kw: Any) -> Notice:
-    inc = Incident("f", "g", kw.pop("state", "firing"), kw.pop("severity", "critical"), title, T0, T0 + 60, id=7, firing_at=T0 + 120, **kw)
-    alert = Alert("a1", "outcomes", "api/x", "5xx", "finding", "firing", "critical", title,
-                  evidence=ev if ev is not None else {"series": {"5xx_rate": [[T0, 0.12]]}, "limit": 0.01})
+def notice(
+    kind: str, title: str = "checkout-api: 12% of requests failing", ev: dict[str, Any] | None = None, **kw: Any
+) -> Notice:
+    inc = Incident(
+        "f",
+        "g",
+        kw.pop("state", "firing"),
+        kw.pop("severity", "critical"),
+        title,
+        T0,
+        T0 + 60,
+        id=7,
+        firing_at=T0 + 120,
+        **kw,
+    )
+    alert = Alert(
+        "a1",
+        "outcomes",
+        "api/x",
+        "5xx",
+        "finding",
+        "firing",
+        "critical",
+        title,
+        evidence=ev if ev is not None else {"series": {"5xx_rate": [[T0, 0.12]]}, "limit": 0.01},
+    )
     extra = {"into": 9, "into_url": "https://fleetwatch.example.com/incidents/9"} if kind == "absorbed" else {}
     return Notice(inc, kind, [alert], URL, extra)
 
@@ -64,7 +86,11 @@ def test_merged_links_the_incident_it_joined() -> None:
     msg = slack_message(n)
     assert "now part of incident #9" in header(msg)
     assert buttons(msg)["Open incident #9"] == "https://fleetwatch.example.com/incidents/9"
-    assert any("https://fleetwatch.example.com/incidents/9" in b["text"]["text"] for b in msg["blocks"] if b["type"] == "section")
+    assert any(
+        "https://fleetwatch.example.com/incidents/9" in b["text"]["text"]
+        for b in msg["blocks"]
+        if b["type"] == "section"
+    )
     subject, text, html = email_message(n)
     assert subject.endswith("— into #9") and 'href="https://fleetwatch.example.com/incidents/9"' in html
 
@@ -80,11 +106,14 @@ def test_acknowledged_is_one_line_in_the_thread() -> None:
 
 @pytest.mark.parametrize("kind", ["firing", "resolved", "absorbed", "changed"])
 def test_mail_subjects_stay_under_100_characters_cut_at_a_word(kind: str) -> None:
-    title = "checkout-api: 12% of requests failing for 8 min — orders-db " "at 98% of max_connections since orders-fn scaled to 600"
+    title = (
+        "checkout-api: 12% of requests failing for 8 min — orders-db "
+        "at 98% of max_connections since orders-fn scaled to 600"
+    )
     n = notice(kind, title=title, resolved_at=T0 + 3 * 3600, absorbed_into=9)
     subject, _, _ = email_message(n)
     assert len(subject) < 100 and subject.endswith(("…", "after 3 h", "into #9")) and "\n" not in subject
-    cut = subject[subject.index("checkout-api"):].split("…")[0]
+    cut = subject[subject.index("checkout-api") :].split("…")[0]
     assert title.startswith(cut) and title[len(cut)] == " ", "cut at a word, nothing invented"
 
 
@@ -92,9 +121,14 @@ def test_evidence_in_units_a_person_reads() -> None:
     storm = evidence(limit=345600, age=Series(((T0, 5400.0),)))
     assert notice("firing", ev=storm).evidence_lines()[0].endswith("— age 1 h 30 min, limit 4 d")
     api = evidence(limit=0.01, baseline=0.00055, error_rate=Series(((T0, 0.12),)), requests=Series(((T0, 123456.0),)))
-    assert notice("firing", ev=api).evidence_lines()[0].endswith("— error rate 12%, requests 123,456, limit 1%, usually 0.055%")
-    latency = evidence(limit=1000, latency_p95=Series(((T0, 2300.0),)), borrow=Series(((T0, 1500.0),)),
-                       units={"borrow": "us"})
+    assert (
+        notice("firing", ev=api)
+        .evidence_lines()[0]
+        .endswith("— error rate 12%, requests 123,456, limit 1%, usually 0.055%")
+    )
+    latency = evidence(
+        limit=1000, latency_p95=Series(((T0, 2300.0),)), borrow=Series(((T0, 1500.0),)), units={"borrow": "us"}
+    )
     assert "latency p95 2.3 s, borrow 1.5 ms, limit 1 s" in notice("firing", ev=latency).evidence_lines()[0]
 
 
@@ -108,11 +142,27 @@ def test_evidence_without_units_still_reads() -> None:
         evidence(units={"x": "furlongs"}, x=Series())
 
 
-@pytest.mark.parametrize(("value", "unit", "text"), [
-    (0.12, "ratio", "12%"), (0.015, "ratio", "1.5%"), (0.00055, "ratio", "0.055%"), (0, "ratio", "0%"), (45, "percent", "45%"),
-    (42, "s", "42 s"), (2040, "s", "34 min"), (7500, "s", "2 h 5 min"), (345600, "s", "4 d"), (1.5 * 86400, "s", "1.5 d"),
-    (850, "ms", "850 ms"), (2300, "ms", "2.3 s"), (1234567, "count", "1,234,567"), (0.5, "count", "0.5"), (46, "count", "46"),
-    (float("nan"), "count", "nan"), ("n/a", "s", "n/a"),
-])
+@pytest.mark.parametrize(
+    ("value", "unit", "text"),
+    [
+        (0.12, "ratio", "12%"),
+        (0.015, "ratio", "1.5%"),
+        (0.00055, "ratio", "0.055%"),
+        (0, "ratio", "0%"),
+        (45, "percent", "45%"),
+        (42, "s", "42 s"),
+        (2040, "s", "34 min"),
+        (7500, "s", "2 h 5 min"),
+        (345600, "s", "4 d"),
+        (1.5 * 86400, "s", "1.5 d"),
+        (850, "ms", "850 ms"),
+        (2300, "ms", "2.3 s"),
+        (1234567, "count", "1,234,567"),
+        (0.5, "count", "0.5"),
+        (46, "count", "46"),
+        (float("nan"), "count", "nan"),
+        ("n/a", "s", "n/a"),
+    ],
+)
 def test_human(value: Any, unit: str, text: str) -> None:
     assert human(value, unit) == text

@@ -30,9 +30,18 @@ def linked(fleet: Any) -> Iterator[Any]:
 
 
 def _query(qid: str, fn: str, account: str = "") -> dict[str, Any]:
-    q: dict[str, Any] = {"Id": qid, "MetricStat": {"Metric": {"Namespace": "AWS/Lambda", "MetricName": "Invocations",
-                                                              "Dimensions": [{"Name": "FunctionName", "Value": fn}]},
-                                                   "Period": 60, "Stat": "Sum"}}
+    q: dict[str, Any] = {
+        "Id": qid,
+        "MetricStat": {
+            "Metric": {
+                "Namespace": "AWS/Lambda",
+                "MetricName": "Invocations",
+                "Dimensions": [{"Name": "FunctionName", "Value": fn}],
+            },
+            "Period": 60,
+            "Stat": "Sum",
+        },
+    }
     if account:
         q["AccountId"] = account
     return q
@@ -40,41 +49,68 @@ def _query(qid: str, fn: str, account: str = "") -> dict[str, Any]:
 
 def _staging_client(fleet: Any, service: str) -> Any:
     creds = client(fleet, "sts").assume_role(RoleArn=ROLES[1], RoleSessionName="test")["Credentials"]
-    return client(fleet, service, aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                  aws_session_token=creds["SessionToken"])
+    return client(
+        fleet,
+        service,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
 
 
 def test_get_metric_data_serves_a_linked_account_and_refuses_an_unlinked_one(linked: Any) -> None:
     window = {"StartTime": ANCHOR - 1800, "EndTime": ANCHOR}
-    own = _staging_client(linked, "cloudwatch").get_metric_data(MetricDataQueries=[_query("a", "staging-checkout-fn")], **window)
-    hub = client(linked, "cloudwatch").get_metric_data(MetricDataQueries=[
-        _query("a", "staging-checkout-fn", STAGING), _query("b", "staging-checkout-fn"), _query("c", "checkout-fn", PROD)], **window)
+    own = _staging_client(linked, "cloudwatch").get_metric_data(
+        MetricDataQueries=[_query("a", "staging-checkout-fn")], **window
+    )
+    hub = client(linked, "cloudwatch").get_metric_data(
+        MetricDataQueries=[
+            _query("a", "staging-checkout-fn", STAGING),
+            _query("b", "staging-checkout-fn"),
+            _query("c", "checkout-fn", PROD),
+        ],
+        **window,
+    )
     by_id = {r["Id"]: r for r in hub["MetricDataResults"]}
     assert by_id["a"]["Values"] and by_id["a"]["Values"] == own["MetricDataResults"][0]["Values"]
     assert by_id["b"]["Values"] == []  # without AccountId: the caller's own account, which has no such function
     assert by_id["c"]["Values"] and by_id["c"]["StatusCode"] == "Complete"
     # Staging is not a monitoring account: it cannot read prod.
-    refused = _staging_client(linked, "cloudwatch").get_metric_data(MetricDataQueries=[_query("a", "checkout-fn", PROD)], **window)
-    assert refused["MetricDataResults"][0]["StatusCode"] == "Forbidden" and refused["MetricDataResults"][0]["Values"] == []
+    refused = _staging_client(linked, "cloudwatch").get_metric_data(
+        MetricDataQueries=[_query("a", "checkout-fn", PROD)], **window
+    )
+    assert (
+        refused["MetricDataResults"][0]["StatusCode"] == "Forbidden" and refused["MetricDataResults"][0]["Values"] == []
+    )
 
 
 def test_list_metrics_include_linked_accounts_and_owning_account(linked: Any) -> None:
     cw = client(linked, "cloudwatch")
     plain = cw.list_metrics(Namespace="AWS/Lambda", MetricName="Invocations", Dimensions=[{"Name": "FunctionName"}])
     assert "OwningAccounts" not in plain or not plain["OwningAccounts"]
-    both = cw.list_metrics(Namespace="AWS/Lambda", MetricName="Invocations", Dimensions=[{"Name": "FunctionName"}],
-                           IncludeLinkedAccounts=True)
+    both = cw.list_metrics(
+        Namespace="AWS/Lambda",
+        MetricName="Invocations",
+        Dimensions=[{"Name": "FunctionName"}],
+        IncludeLinkedAccounts=True,
+    )
     owners = dict(zip((m["Dimensions"][0]["Value"] for m in both["Metrics"]), both["OwningAccounts"], strict=True))
     assert owners["staging-checkout-fn"] == STAGING and owners["checkout-fn"] == PROD
-    only = cw.list_metrics(Namespace="AWS/Lambda", MetricName="Invocations", IncludeLinkedAccounts=True, OwningAccount=STAGING)
+    only = cw.list_metrics(
+        Namespace="AWS/Lambda", MetricName="Invocations", IncludeLinkedAccounts=True, OwningAccount=STAGING
+    )
     assert set(only["OwningAccounts"]) == {STAGING}
     assert sorted(tuple(d["Value"] for d in m["Dimensions"]) for m in only["Metrics"]) == [(), ("staging-checkout-fn",)]
 
 
 def _samples(path: Path) -> set[tuple[Any, ...]]:
     with sqlite3.connect(path) as db:
-        return set(db.execute("SELECT s.resource_id, s.namespace, s.metric, s.stat, s.period, s.dimensions, p.ts, p.value "
-                              "FROM samples p JOIN series s ON s.id = p.series_id"))
+        return set(
+            db.execute(
+                "SELECT s.resource_id, s.namespace, s.metric, s.stat, s.period, s.dimensions, p.ts, p.value "
+                "FROM samples p JOIN series s ON s.id = p.series_id"
+            )
+        )
 
 
 def test_monitoring_account_mode_gets_the_same_samples_in_fewer_calls(linked: Any, tmp_path: Path) -> None:
@@ -102,7 +138,9 @@ def test_plan_shows_the_call_saving_and_the_same_cost() -> None:
     def res(i: int) -> dict[str, Any]:
         return {"id": f"lambda/a/r/f{i}", "kind": "lambda", "name": f"f{i}", "facts": {}}
 
-    by_place = {f"{acct}/us-east-1": [res(i) for i in range(30)] for acct in ("111111111111", "222222222222", "333333333333")}
+    by_place = {
+        f"{acct}/us-east-1": [res(i) for i in range(30)] for acct in ("111111111111", "222222222222", "333333333333")
+    }
     p = report.project(by_place, 60, 300)
     # 30 functions × 7 slow metrics = 210 a place: three calls per account, one for the three.
     assert (p.slow_poll_calls, p.monitoring_slow_poll_calls) == (3, 2)

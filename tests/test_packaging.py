@@ -26,8 +26,24 @@ def test_the_wheel_holds_the_data_folders_and_builds_without_warnings(tmp_path: 
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     # -v: pip shows the build backend's output (setuptools' warnings) only when asked.
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--disable-pip-version-check", str(src),
-                           "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-v",
+            "--no-deps",
+            "--disable-pip-version-check",
+            str(src),
+            "-w",
+            str(tmp_path / "dist"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     assert "Package would be ignored" not in output and "SetuptoolsDeprecationWarning" not in output, output[-3000:]
@@ -35,17 +51,29 @@ def test_the_wheel_holds_the_data_folders_and_builds_without_warnings(tmp_path: 
     names = set(zipfile.ZipFile(wheel).namelist())
 
     def shipped(folder: str, pattern: str = "*") -> None:
-        files = [p.relative_to(ROOT).as_posix() for p in (ROOT / folder).glob(pattern)
-                 if p.is_file() and not p.name.startswith(".")]  # (.uplot.pinned: web.assets' own record)
+        files = [
+            p.relative_to(ROOT).as_posix()
+            for p in (ROOT / folder).glob(pattern)
+            if p.is_file() and not p.name.startswith(".")
+        ]  # (.uplot.pinned: web.assets' own record)
         assert files, f"{folder} has no {pattern} in the source tree"
         assert set(files) <= names, f"missing from the wheel: {sorted(set(files) - names)}"
 
-    for folder, pattern in [("alerts/templates", "*"), ("web/templates", "*"), ("web/static", "*"),
-                            ("simulator/fleets", "*.toml"), ("simulator/scenarios", "*.toml")]:
+    for folder, pattern in [
+        ("alerts/templates", "*"),
+        ("web/templates", "*"),
+        ("web/static", "*"),
+        ("simulator/fleets", "*.toml"),
+        ("simulator/scenarios", "*.toml"),
+    ]:
         shipped(folder, pattern)
     if (ROOT / "web/static/vendor").is_dir():  # fetched by `make setup` (python -m web.assets uplot)
         shipped("web/static/vendor")
-    assert "fleetwatch/cli/__init__.py" in names and "fleetwatch/config/settings.py" in names and "fleetwatch/store/db.py" in names
+    assert (
+        "fleetwatch/cli/__init__.py" in names
+        and "fleetwatch/config/settings.py" in names
+        and "fleetwatch/store/db.py" in names
+    )
     assert not any("__pycache__" in n or n.startswith(("tests/", "bench/")) for n in names)
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "fleetwatch = fleetwatch.cli:main" in entry_points

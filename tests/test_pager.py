@@ -40,8 +40,17 @@ def hook() -> Iterator[WebhookReceiver]:
 @pytest.fixture()
 def world(tmp_path: Path, pd: PagerDutyStandIn, hook: WebhookReceiver) -> Iterator[World]:
     with SlackStandIn() as slack, SmtpSink() as smtp:
-        w = World(tmp_path, slack, smtp, settings={"pagerduty.routing_key": ROUTING_KEY, "pagerduty.url": pd.url,
-                                                   "webhook.urls": [f"bot={hook.url('/alerts')}"], "webhook.token": HOOK_TOKEN})
+        w = World(
+            tmp_path,
+            slack,
+            smtp,
+            settings={
+                "pagerduty.routing_key": ROUTING_KEY,
+                "pagerduty.url": pd.url,
+                "webhook.urls": [f"bot={hook.url('/alerts')}"],
+                "webhook.token": HOOK_TOKEN,
+            },
+        )
         yield w
         w.close()
 
@@ -61,17 +70,22 @@ def failures(world: World, target_prefix: str) -> list[dict[str, Any]]:
 
 # -- PagerDuty out -----------------------------------------------------------------------------
 
+
 def test_trigger_acknowledge_resolve_share_one_dedup_key(world: World, pd: PagerDutyStandIn) -> None:
     fire(world)
     (inc,) = world.incidents()
     key = key_of(world, inc.id)
     (trigger,) = pd.snapshot()["events"]
-    assert trigger["event_action"] == "trigger" and trigger["dedup_key"] == key and trigger["routing_key"] == ROUTING_KEY
+    assert (
+        trigger["event_action"] == "trigger" and trigger["dedup_key"] == key and trigger["routing_key"] == ROUTING_KEY
+    )
     p = trigger["payload"]
     assert p["severity"] == "critical" and p["summary"].startswith("CRITICAL: checkout-api: 12% of requests failing")
     assert len(p["summary"]) <= 1024 and p["source"].endswith("/checkout-api") and p["class"] == "outcomes"
     assert p["custom_details"]["evidence"] == ["checkout-api: 12% of requests failing — 5xx rate 12%, limit 1%"]
-    assert trigger["links"] == [{"href": f"http://127.0.0.1:8000/incidents/{inc.id}", "text": f"fleetwatch incident #{inc.id}"}]
+    assert trigger["links"] == [
+        {"href": f"http://127.0.0.1:8000/incidents/{inc.id}", "text": f"fleetwatch incident #{inc.id}"}
+    ]
     assert pd.incident(key)["status"] == "triggered"
 
     assert world.alerts.acknowledge(inc.id, "alice", int(world.clock.now()))
@@ -136,8 +150,13 @@ def test_two_installations_never_share_a_dedup_key(tmp_path: Path) -> None:
 
 # -- routing -------------------------------------------------------------------------------------
 
-def test_routes_send_each_incident_only_where_it_is_routed(world: World, pd: PagerDutyStandIn, hook: WebhookReceiver) -> None:
-    world.reconfigure(**{"alerts.routes": ["severity=critical -> pagerduty:default", "severity=warning -> webhook:bot"]})
+
+def test_routes_send_each_incident_only_where_it_is_routed(
+    world: World, pd: PagerDutyStandIn, hook: WebhookReceiver
+) -> None:
+    world.reconfigure(
+        **{"alerts.routes": ["severity=critical -> pagerduty:default", "severity=warning -> webhook:bot"]}
+    )
     fire(world, api_errors(), queue_growth())
     (trigger,) = pd.snapshot()["events"]
     assert "checkout-api" in trigger["payload"]["summary"]
@@ -147,14 +166,20 @@ def test_routes_send_each_incident_only_where_it_is_routed(world: World, pd: Pag
 
 
 def test_a_routing_key_and_webhooks_join_the_default_targets(world: World) -> None:
-    assert alert_settings(world.cfg).defaults == ("slack:C0ALERTS", "email:oncall@example.com", "pagerduty:default", "webhook:bot")
+    assert alert_settings(world.cfg).defaults == (
+        "slack:C0ALERTS",
+        "email:oncall@example.com",
+        "pagerduty:default",
+        "webhook:bot",
+    )
     world.reconfigure(**{"pagerduty.routing_key": "", "webhook.urls": []})
     assert alert_settings(world.cfg).defaults == ("slack:C0ALERTS", "email:oncall@example.com")
 
 
 def test_a_target_with_no_channel_says_what_to_set(world: World) -> None:
-    world.reconfigure(**{"pagerduty.routing_key": "", "webhook.urls": [],
-                         "alerts.routes": ["* -> pagerduty:default webhook:ops"]})
+    world.reconfigure(
+        **{"pagerduty.routing_key": "", "webhook.urls": [], "alerts.routes": ["* -> pagerduty:default webhook:ops"]}
+    )
     fire(world)
     errors = {f["target"]: f["error"] for f in failures(world, "")}
     assert "FLEETWATCH_PAGERDUTY_ROUTING_KEY" in errors["pagerduty:default"]
@@ -165,11 +190,16 @@ def test_a_pagerduty_name_without_a_key_says_so(world: World, pd: PagerDutyStand
     world.reconfigure(**{"alerts.routes": ["* -> pagerduty:payments"]})
     fire(world)
     (failure,) = failures(world, "pagerduty:")
-    assert failure["attempts"] == 1 and "pagerduty:payments" in failure["error"] and "pagerduty.routing_key" in failure["error"]
+    assert (
+        failure["attempts"] == 1
+        and "pagerduty:payments" in failure["error"]
+        and "pagerduty.routing_key" in failure["error"]
+    )
     assert pd.requests() == []
 
 
 # -- the generic webhook -------------------------------------------------------------------------
+
 
 def test_webhook_payload_is_alertmanagers_shape(world: World, hook: WebhookReceiver) -> None:
     fire(world)
@@ -177,17 +207,32 @@ def test_webhook_payload_is_alertmanagers_shape(world: World, hook: WebhookRecei
     firing, resolved = hook.payloads()
     (inc,) = world.incidents()
     for p in (firing, resolved):
-        assert set(p) == {"version", "groupKey", "truncatedAlerts", "receiver", "status", "alerts", "groupLabels",
-                          "commonLabels", "commonAnnotations", "externalURL"}
+        assert set(p) == {
+            "version",
+            "groupKey",
+            "truncatedAlerts",
+            "receiver",
+            "status",
+            "alerts",
+            "groupLabels",
+            "commonLabels",
+            "commonAnnotations",
+            "externalURL",
+        }
         assert p["version"] == "4" and p["receiver"] == "bot" and p["truncatedAlerts"] == 0
-        assert p["groupKey"] == f'{{}}:{{fleetwatch_incident="{inc.id}"}}' and p["groupLabels"] == {"fleetwatch_incident": str(inc.id)}
+        assert p["groupKey"] == f'{{}}:{{fleetwatch_incident="{inc.id}"}}' and p["groupLabels"] == {
+            "fleetwatch_incident": str(inc.id)
+        }
         assert p["externalURL"] == "http://127.0.0.1:8000"
         (alert,) = p["alerts"]
         assert set(alert) == {"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"}
         assert alert["labels"]["alertname"] == "outcomes" and alert["labels"]["severity"] == "critical"
         assert alert["annotations"]["summary"] == "checkout-api: 12% of requests failing"
         assert alert["generatorURL"] == f"http://127.0.0.1:8000/incidents/{inc.id}"
-        assert p["commonLabels"]["fleetwatch_incident"] == str(inc.id) and p["commonAnnotations"]["incident_url"] == alert["generatorURL"]
+        assert (
+            p["commonLabels"]["fleetwatch_incident"] == str(inc.id)
+            and p["commonAnnotations"]["incident_url"] == alert["generatorURL"]
+        )
     assert firing["status"] == "firing" and firing["alerts"][0]["endsAt"] == "0001-01-01T00:00:00Z"
     assert firing["alerts"][0]["startsAt"].endswith("Z")
     assert resolved["status"] == "resolved" and resolved["alerts"][0]["status"] == "resolved"
@@ -210,9 +255,20 @@ def test_webhook_5xx_and_429_are_retried_a_401_is_not(world: World, hook: Webhoo
 
 # -- acknowledgements ----------------------------------------------------------------------------
 
+
 def _incident(**kw: Any) -> Incident:
-    base = dict(fingerprint="f", group_key="g", state=FIRING, severity="critical", title="t", started_at=T0, updated_at=T0,
-                id=1, version="v1", firing_at=T0)
+    base = dict(
+        fingerprint="f",
+        group_key="g",
+        state=FIRING,
+        severity="critical",
+        title="t",
+        started_at=T0,
+        updated_at=T0,
+        id=1,
+        version="v1",
+        firing_at=T0,
+    )
     base.update(kw)
     return Incident(**base)  # type: ignore[arg-type]
 
@@ -245,14 +301,20 @@ def _client(world: World, secret: str = WEBHOOK_SECRET) -> TestClient:
     return TestClient(create_app(world.cfg, world.tmp / "alerts.db", world.clock), base_url="http://127.0.0.1:8000")
 
 
-def test_an_acknowledge_in_pagerduty_reaches_fleetwatch_and_the_slack_thread(world: World, pd: PagerDutyStandIn) -> None:
+def test_an_acknowledge_in_pagerduty_reaches_fleetwatch_and_the_slack_thread(
+    world: World, pd: PagerDutyStandIn
+) -> None:
     fire(world)
     (inc,) = world.incidents()
     key = key_of(world, inc.id)
     client = _client(world)
     body, headers = pd.webhook(key, "Bob Oncall")
     got = client.post("/hooks/pagerduty", content=body, headers=headers)
-    assert got.status_code == 200 and got.json() == {"acknowledged": True, "incident_id": inc.id, "by": "Bob Oncall (PagerDuty)"}
+    assert got.status_code == 200 and got.json() == {
+        "acknowledged": True,
+        "incident_id": inc.id,
+        "by": "Bob Oncall (PagerDuty)",
+    }
     acked = world.alerts.incident(inc.id)
     assert acked.acked_by == "Bob Oncall (PagerDuty)" and acked.acked_at == int(world.clock.now())
     world.tick(api_errors())
@@ -278,7 +340,10 @@ def test_the_pagerduty_webhook_is_authenticated_by_its_signature(world: World, p
     tampered = body.replace(b"Mallory", b"Mallorz")
     assert client.post("/hooks/pagerduty", content=tampered, headers=headers).status_code == 403
     # The dashboard's own credentials do not stand in for a signature.
-    assert client.post("/hooks/pagerduty", content=body, headers={**unsigned, "Authorization": "Bearer x"}).status_code == 400
+    assert (
+        client.post("/hooks/pagerduty", content=body, headers={**unsigned, "Authorization": "Bearer x"}).status_code
+        == 400
+    )
     assert world.alerts.incident(inc.id).acked_at is None
     # A rotation: two signatures, the second one ours.
     rotating = {**headers, "X-PagerDuty-Signature": sign(body, "old-secret") + "," + sign(body, WEBHOOK_SECRET)}
@@ -286,7 +351,9 @@ def test_the_pagerduty_webhook_is_authenticated_by_its_signature(world: World, p
     assert signature_valid(body, rotating["X-PagerDuty-Signature"], WEBHOOK_SECRET)
 
 
-def test_the_pagerduty_webhook_ignores_what_is_not_ours_and_is_off_without_a_secret(world: World, pd: PagerDutyStandIn) -> None:
+def test_the_pagerduty_webhook_ignores_what_is_not_ours_and_is_off_without_a_secret(
+    world: World, pd: PagerDutyStandIn
+) -> None:
     fire(world)
     (inc,) = world.incidents()
     client = _client(world)
@@ -313,27 +380,46 @@ def test_the_pagerduty_stand_in_runs_as_a_process_and_prints_what_it_gets() -> N
     from alerts.http import post_json
 
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen([sys.executable, "-m", "simulator.standins", "pagerduty", "--port", "0"], cwd=root,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simulator.standins", "pagerduty", "--port", "0"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None
     out = proc.stdout
     threading.Thread(target=lambda: [lines.put(line) for line in out], daemon=True).start()
     try:
         url = lines.get(timeout=30).split(" on ", 1)[1].split()[0]
-        event = {"routing_key": ROUTING_KEY, "event_action": "trigger", "dedup_key": "fleetwatch-0123abcd-1",
-                 "payload": {"summary": "orders-db at 98% of max_connections", "source": "rds/orders-db", "severity": "critical"}}
+        event = {
+            "routing_key": ROUTING_KEY,
+            "event_action": "trigger",
+            "dedup_key": "fleetwatch-0123abcd-1",
+            "payload": {
+                "summary": "orders-db at 98% of max_connections",
+                "source": "rds/orders-db",
+                "severity": "critical",
+            },
+        }
         got = post_json(url, event, 10)
-        assert got.status == 202 and got.json() == {"status": "success", "message": "Event processed",
-                                                    "dedup_key": "fleetwatch-0123abcd-1"}
-        assert lines.get(timeout=10).strip() == "pagerduty trigger fleetwatch-0123abcd-1: orders-db at 98% of max_connections"
+        assert got.status == 202 and got.json() == {
+            "status": "success",
+            "message": "Event processed",
+            "dedup_key": "fleetwatch-0123abcd-1",
+        }
+        assert (
+            lines.get(timeout=10).strip()
+            == "pagerduty trigger fleetwatch-0123abcd-1: orders-db at 98% of max_connections"
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
 
 
-def test_an_acknowledge_on_the_dashboard_reaches_pagerduty_slack_mail_and_webhooks(world: World, pd: PagerDutyStandIn,
-                                                                                   hook: WebhookReceiver) -> None:
+def test_an_acknowledge_on_the_dashboard_reaches_pagerduty_slack_mail_and_webhooks(
+    world: World, pd: PagerDutyStandIn, hook: WebhookReceiver
+) -> None:
     fire(world)
     (inc,) = world.incidents()
     world.reconfigure(**{"web.token": "dash-token-0123456789"})
@@ -343,10 +429,15 @@ def test_an_acknowledge_on_the_dashboard_reaches_pagerduty_slack_mail_and_webhoo
     world.tick(api_errors())
     assert pd.incident(key_of(world, inc.id))["status"] == "acknowledged"
     (first,) = world.slack.messages(top_level_only=True)
-    assert [m["text"] for m in world.slack.messages() if m.get("thread_ts") == first["ts"]] == [":eyes: Acknowledged by api-token"]
+    assert [m["text"] for m in world.slack.messages() if m.get("thread_ts") == first["ts"]] == [
+        ":eyes: Acknowledged by api-token"
+    ]
     assert "[ACKNOWLEDGED]" in first["updates"][-1]["text"], "the top message shows it too"
     mails = [m for _, m in world.smtp.messages()]
-    assert str(mails[-1]["Subject"]).strip().startswith("[fleetwatch] [ACKNOWLEDGED]") and mails[-1]["In-Reply-To"] == mails[0]["Message-ID"]
+    assert (
+        str(mails[-1]["Subject"]).strip().startswith("[fleetwatch] [ACKNOWLEDGED]")
+        and mails[-1]["In-Reply-To"] == mails[0]["Message-ID"]
+    )
     last = hook.payloads()[-1]
     assert last["status"] == "firing" and last["commonAnnotations"]["notification"] == "acknowledged"
     assert last["commonAnnotations"]["acknowledged_by"] == "api-token"

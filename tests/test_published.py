@@ -59,7 +59,9 @@ def test_list_metrics_pages_of_500_and_only_series_with_data_in_two_weeks(regist
 
 def test_list_metrics_dimension_filters_recently_active_and_validation(registry: cloudwatch.Registry) -> None:
     # A filter by name returns metrics with that dimension and others too (ApiName + Stage).
-    by_name = {_key(m)[2] for m in _all(registry, {"Namespace": "AWS/ApiGateway", "Dimensions": [{"Name": "ApiName"}]})[0]}
+    by_name = {
+        _key(m)[2] for m in _all(registry, {"Namespace": "AWS/ApiGateway", "Dimensions": [{"Name": "ApiName"}]})[0]
+    }
     assert (("ApiName", "checkout-api"),) in by_name
     assert any(len(d) == 2 and ("ApiName", "checkout-api") in d for d in by_name)
     assert all(any(k == "ApiName" for k, _ in d) for d in by_name)
@@ -79,7 +81,9 @@ def test_list_metrics_dimension_filters_recently_active_and_validation(registry:
 
 def _pacer() -> published.Pacer:
     clock = [0.0]
-    return published.Pacer(published.RATE, sleep=lambda s: clock.__setitem__(0, clock[0] + s), monotonic=lambda: clock[0])
+    return published.Pacer(
+        published.RATE, sleep=lambda s: clock.__setitem__(0, clock[0] + s), monotonic=lambda: clock[0]
+    )
 
 
 def test_reasons_for_a_wrong_error_metric_and_a_non_ascii_api_name(fleet: Any) -> None:
@@ -91,7 +95,10 @@ def test_reasons_for_a_wrong_error_metric_and_a_non_ascii_api_name(fleet: Any) -
     dims = (("ApiId", api_id), ("Stage", "$default"))
     storefront = {"kind": "api", "name": "storefront-api", "facts": {"type": "HTTP"}}
     assert ("5xx", dims) in seen and ("5XXError", dims) not in seen
-    assert published.reason(storefront, "5XXError", dims, seen, {d for _, d in seen}) == "HTTP APIs publish 5xx, not 5XXError"
+    assert (
+        published.reason(storefront, "5XXError", dims, seen, {d for _, d in seen})
+        == "HTTP APIs publish 5xx, not 5XXError"
+    )
     # A REST API whose name AWS cannot carry in ApiName: nothing is listed under it.
     cafe = {"id": "api/x/café", "kind": "api", "name": "café-api", "facts": {"type": "REST", "stages": ["prod"]}}
     got = published.verify(cw, [cafe], _pacer())
@@ -125,7 +132,9 @@ def test_discovery_stores_what_is_not_published_and_why_and_polling_goes_on(flee
         report = collector.poll(tiers=("fast",), poll_id="p1")
         expected = sum(len(plan.resource_queries(r, ["fast"])) for r in store.resources())
         assert report.queries == expected == report.metrics
-        assert any(q.key.metric == "ReadThrottleEvents" for q in plan.resource_queries(store.resource(posts["id"]), ["fast"]))
+        assert any(
+            q.key.metric == "ReadThrottleEvents" for q in plan.resource_queries(store.resource(posts["id"]), ["fast"])
+        )
         # A second discovery keeps the fact (it is replaced only by a new verification).
         collector.discover()
         assert store.resource(posts["id"])["facts"][published.FACT] == posts["facts"][published.FACT]

@@ -26,7 +26,9 @@ CHECKOUT = f"lambda/{PROD}/us-east-1/checkout-fn"
 
 
 def _one_place(fleet: Any, store: Any, **kw: Any) -> Any:
-    return make_collector(fleet, store, regions=["us-east-1"], roles=[f"arn:aws:iam::{PROD}:role/fleetwatch-reader"], **kw)
+    return make_collector(
+        fleet, store, regions=["us-east-1"], roles=[f"arn:aws:iam::{PROD}:role/fleetwatch-reader"], **kw
+    )
 
 
 def test_an_alias_release_is_a_deploy_canary_first(fleet: Any, tmp_path: Path, aws_calls: Counter[str]) -> None:
@@ -68,7 +70,9 @@ def test_an_alias_release_is_a_deploy_canary_first(fleet: Any, tmp_path: Path, a
     assert aws_calls["lambda:ListAliases"] == functions + slow_polls
 
 
-def test_the_probe_checks_canaries_and_just_deployed_functions_first_within_its_budget_paced(fleet: Any, tmp_path: Path) -> None:
+def test_the_probe_checks_canaries_and_just_deployed_functions_first_within_its_budget_paced(
+    fleet: Any, tmp_path: Path
+) -> None:
     with open_store(tmp_path / "fw.db") as store:
         collector = _one_place(fleet, store)
         collector.discover()
@@ -78,7 +82,10 @@ def test_the_probe_checks_canaries_and_just_deployed_functions_first_within_its_
     aliased = {  # stored facts as discovery would leave them
         "orders-fn": (rows["orders-fn"]["id"], {"aliases": one, "aliases_at": ANCHOR - 600, "deployed_at": 0}),
         "feed-fn": (rows["feed-fn"]["id"], {"aliases": one, "aliases_at": ANCHOR - 120, "deployed_at": ANCHOR - 300}),
-        "checkout-fn": (CHECKOUT, {"aliases": {"live": {"version": "1", "weights": {"2": 0.5}}}, "aliases_at": ANCHOR - 120}),
+        "checkout-fn": (
+            CHECKOUT,
+            {"aliases": {"live": {"version": "1", "weights": {"2": 0.5}}}, "aliases_at": ANCHOR - 120},
+        ),
         "catalog-fn": (rows["catalog-fn"]["id"], {"aliases": one, "aliases_at": ANCHOR - 3600, "deployed_at": 0}),
         "search-fn": (rows["search-fn"]["id"], {"aliases": one, "aliases_at": ANCHOR - 30}),  # read a moment ago
     }
@@ -90,8 +97,14 @@ def test_the_probe_checks_canaries_and_just_deployed_functions_first_within_its_
     hook = lambda params, **_: asked.append(params["FunctionName"])  # noqa: E731
     lam.meta.events.register("provide-client-params.lambda.ListAliases", hook)
     try:
-        got = probes.deploys(lambda svc: collector.aws.client(Place(PROD, "us-east-1"), svc), known, aliased, ANCHOR, 3,
-                             lambda: pacer.acquire(PROD, "us-east-1", "lambda", "ListAliases"))
+        got = probes.deploys(
+            lambda svc: collector.aws.client(Place(PROD, "us-east-1"), svc),
+            known,
+            aliased,
+            ANCHOR,
+            3,
+            lambda: pacer.acquire(PROD, "us-east-1", "lambda", "ListAliases"),
+        )
     finally:
         lam.meta.events.unregister("provide-client-params.lambda.ListAliases", hook)
     # A canary in progress first, then the most recently deployed, then the longest unchecked.
@@ -114,9 +127,15 @@ def test_alias_readings_make_releases_as_aws_routes_traffic() -> None:
     assert "release" not in probes.release_facts({"live": canary}, {"live": one}, 50)  # canary called off
     assert "release" not in probes.release_facts({"live": one}, {"live": one, "beta": two}, 50)  # a new alias
     # A discovery that read the aliases before a probe did keeps the probe's newer reading.
-    stored = {"aliases": {"live": two}, "aliases_at": 200, "release": moved["release"] | {"at": 200}, "last_modified": ""}
-    facts = probes.deploy_facts({"aliases": {"live": one}, "aliases_at": 150, "last_modified": "1970-01-01T00:02:00.000+0000"},
-                                stored, 260)
+    stored = {
+        "aliases": {"live": two},
+        "aliases_at": 200,
+        "release": moved["release"] | {"at": 200},
+        "last_modified": "",
+    }
+    facts = probes.deploy_facts(
+        {"aliases": {"live": one}, "aliases_at": 150, "last_modified": "1970-01-01T00:02:00.000+0000"}, stored, 260
+    )
     assert facts["aliases"] == {"live": two} and facts["release"]["at"] == 200 and facts["deployed_at"] == 200
 
 
@@ -150,6 +169,7 @@ def test_a_throttled_global_secondary_index_is_reported_by_name(fleet: Any, tmp_
 
 # -- fleetwatch plan: the Logs Insights budget priced (issue 17, "priced in the cost figures") ----------
 
+
 def test_plan_prices_the_logs_insights_budget_as_a_monthly_ceiling() -> None:
     from collector.report import project, render
 
@@ -164,6 +184,7 @@ def test_plan_prices_the_logs_insights_budget_as_a_monthly_ceiling() -> None:
 
 
 # -- Lambda Insights end to end (issue 17, cold starts "best first") -----------------------------------
+
 
 def test_cold_starts_come_from_lambda_insights_where_the_extension_is_installed(fleet: Any, tmp_path: Path) -> None:
     from collector import coldstart_sources
@@ -180,8 +201,12 @@ def test_cold_starts_come_from_lambda_insights_where_the_extension_is_installed(
             reports.append(collector.poll())
         assert store.resource(CHECKOUT)["facts"]["lambda_insights"] is True
         detection = detect(store, start + 3 * 60)
-        namespaces = {ns for (ns,) in store.db.execute(
-            "SELECT DISTINCT namespace FROM series WHERE resource_id = ? AND metric = 'ColdStarts'", [CHECKOUT]).fetchall()}
+        namespaces = {
+            ns
+            for (ns,) in store.db.execute(
+                "SELECT DISTINCT namespace FROM series WHERE resource_id = ? AND metric = 'ColdStarts'", [CHECKOUT]
+            ).fetchall()
+        }
         got = store.recent_values([CHECKOUT], ["ColdStarts", "SampledInvocations"], start, start + 3 * 60)
     found = [f for f in detection.findings if f.detector == "coldstarts" and f.resource_id == CHECKOUT]
     assert found and "deploy" in found[0].cause, detection.summary()

@@ -17,7 +17,10 @@ from tests.agent_kit import agent_config, make_agent, session
 
 # -- each cycle's real duration and stage times ----------------------------------------------------
 
-def test_a_cycle_records_its_real_duration_and_stage_times_and_warns_before_it_falls_behind(fleet: Any, tmp_path: Path) -> None:
+
+def test_a_cycle_records_its_real_duration_and_stage_times_and_warns_before_it_falls_behind(
+    fleet: Any, tmp_path: Path
+) -> None:
     # The emulated clock does not move during a cycle (as under --emulated-clock), but real time
     # does: on an injected timer, the first poll's GetMetricData takes 5 s, the second's 50 s of
     # the 60 s interval.
@@ -33,8 +36,15 @@ def test_a_cycle_records_its_real_duration_and_stage_times_and_warns_before_it_f
     try:
         cfg = agent_config(fleet, tmp_path / "fw.db")
         with open_store(cfg["store.path"]) as store:
-            agent = make_agent(fleet, cfg, store=store, boto_session=session(**{"before-send.cloudwatch.GetMetricData": slow_call}),
-                               polls=2, timer=real.now, cpu_timer=cpu.now)
+            agent = make_agent(
+                fleet,
+                cfg,
+                store=store,
+                boto_session=session(**{"before-send.cloudwatch.GetMetricData": slow_call}),
+                polls=2,
+                timer=real.now,
+                cpu_timer=cpu.now,
+            )
             assert agent.run() == 0
             rows = list(store.db.query("SELECT seconds, stages, started_at, finished_at FROM agent_cycles ORDER BY id"))
     finally:
@@ -53,7 +63,10 @@ def test_a_cycle_records_its_real_duration_and_stage_times_and_warns_before_it_f
 
 # -- discovery and the emulator at scale -------------------------------------------------------------
 
-def test_the_plan_is_verified_against_list_metrics_at_most_daily_not_at_each_discovery(fleet: Any, tmp_path: Path) -> None:
+
+def test_the_plan_is_verified_against_list_metrics_at_most_daily_not_at_each_discovery(
+    fleet: Any, tmp_path: Path
+) -> None:
     from collector.poll import VERIFY_INTERVAL
     from tests.conftest import make_collector, set_clock
 
@@ -63,7 +76,9 @@ def test_the_plan_is_verified_against_list_metrics_at_most_daily_not_at_each_dis
         collector.sleep, collector.monotonic = (lambda s: None), (lambda: 0.0)
 
         def listed() -> int:
-            return sum(r.tally.calls["cloudwatch:ListMetrics"] for r in collector.discover() if r.source == "listmetrics")
+            return sum(
+                r.tally.calls["cloudwatch:ListMetrics"] for r in collector.discover() if r.source == "listmetrics"
+            )
 
         assert listed() > 0, "the first discovery verifies the plan"
         set_clock(fleet, start + 3600)
@@ -81,12 +96,18 @@ def test_list_functions_and_list_metrics_pages_do_not_rescan_the_whole_place(fle
     monkeypatch.setattr(cloudwatch, "LIST_PAGE", 7)  # the session fleet is small: pages of 7, not 500
     moto_calls, scans = [], []
     moto_app, place = fleet.moto_app, fleet.registry.place
-    fleet.moto_app = lambda environ, start_response: (moto_calls.append(environ.get("PATH_INFO")), moto_app(environ, start_response))[1]
+    fleet.moto_app = lambda environ, start_response: (
+        moto_calls.append(environ.get("PATH_INFO")),
+        moto_app(environ, start_response),
+    )[1]
     fleet.registry.place = lambda *a: (scans.append(a), place(*a))[1]
     try:
         lam = client(fleet, "lambda")
-        names = [f["FunctionName"] for page in lam.get_paginator("list_functions").paginate(PaginationConfig={"PageSize": 2})
-                 for f in page["Functions"]]
+        names = [
+            f["FunctionName"]
+            for page in lam.get_paginator("list_functions").paginate(PaginationConfig={"PageSize": 2})
+            for f in page["Functions"]
+        ]
         cw = client(fleet, "cloudwatch")
         pages = list(cw.get_paginator("list_metrics").paginate(Namespace="AWS/Lambda"))
     finally:
@@ -97,6 +118,7 @@ def test_list_functions_and_list_metrics_pages_do_not_rescan_the_whole_place(fle
 
 
 # -- live SQS depth only where a backlog grows ----------------------------------------------------------
+
 
 def test_live_queue_depth_is_read_only_for_queues_whose_backlog_or_age_is_rising(fleet: Any, tmp_path: Path) -> None:
     from tests.conftest import control, make_collector, set_clock
@@ -115,7 +137,11 @@ def test_live_queue_depth_is_read_only_for_queues_whose_backlog_or_age_is_rising
         set_clock(fleet, fleet.model.clock.now() + 300)
         second = collector.poll(tiers=("fast", "slow"))
         probe = next(s for s in second.sources if s.source == "probe:sqs")
-        now = {r["name"]: r["facts"]["live_at"] for r in store.resources() if r["kind"] == "sqs" and r["account"] == "123456789012"}
+        now = {
+            r["name"]: r["facts"]["live_at"]
+            for r in store.resources()
+            if r["kind"] == "sqs" and r["account"] == "123456789012"
+        }
     assert now["images-queue"] > read_at["images-queue"], "the growing backlog is read live again"
     steady = [name for name in now if now[name] == read_at[name]]
     assert probe.tally.calls["sqs:GetQueueAttributes"] == len(queues) - len(steady) < len(queues)
@@ -125,14 +151,28 @@ def test_live_queue_depth_is_read_only_for_queues_whose_backlog_or_age_is_rising
 
 # -- samples that did not change are not rewritten --------------------------------------------------------
 
+
 def test_a_re_read_sample_that_did_not_change_is_not_rewritten(tmp_path: Path) -> None:
     from fleetwatch.store import SeriesKey
 
-    key = SeriesKey("lambda/123456789012/us-east-1/orders-fn", "AWS/Lambda", "Invocations", (("FunctionName", "orders-fn"),), "Sum", 60)
+    key = SeriesKey(
+        "lambda/123456789012/us-east-1/orders-fn",
+        "AWS/Lambda",
+        "Invocations",
+        (("FunctionName", "orders-fn"),),
+        "Sum",
+        60,
+    )
     points = [(1_800_000_000 + 60 * i, float(i)) for i in range(15)]
     with open_store(tmp_path / "fw.db") as store:
-        store.upsert_resource(id=key.resource_id, account="123456789012", region="us-east-1", kind="lambda", name="orders-fn",
-                              seen_at=points[0][0])
+        store.upsert_resource(
+            id=key.resource_id,
+            account="123456789012",
+            region="us-east-1",
+            kind="lambda",
+            name="orders-fn",
+            seen_at=points[0][0],
+        )
         store.write_samples([(key, points)])
         before = store.db.conn.total_changes
         store.write_samples([(key, points[:-1] + [(points[-1][0], 99.0)])])  # re-read: one point moved
@@ -143,13 +183,16 @@ def test_a_re_read_sample_that_did_not_change_is_not_rewritten(tmp_path: Path) -
 
 # -- a short re-read on most polls, the full window when the slow tier is due ------------------------------
 
+
 def test_fast_polls_re_read_a_short_window_and_slow_polls_the_full_one(fleet: Any, tmp_path: Path) -> None:
     from collector.catalog import ALIGN
     from tests.conftest import make_collector, set_clock
 
     start = int(fleet.model.clock.now()) // 60 * 60
     with open_store(tmp_path / "fw.db") as store:
-        collector = make_collector(fleet, store, regions=["us-east-1"], roles=[], backfill=900, lookback=900, short_lookback=180)
+        collector = make_collector(
+            fleet, store, regions=["us-east-1"], roles=[], backfill=900, lookback=900, short_lookback=180
+        )
         collector.discover()
         place = collector.aws.places()[0]
         windows: list[tuple[int, int]] = []
@@ -157,7 +200,9 @@ def test_fast_polls_re_read_a_short_window_and_slow_polls_the_full_one(fleet: An
         def seen(params: dict[str, Any], **_: Any) -> None:
             windows.append((int(params["StartTime"]), int(params["EndTime"])))
 
-        collector.aws.client(place, "cloudwatch").meta.events.register("provide-client-params.cloudwatch.GetMetricData", seen)
+        collector.aws.client(place, "cloudwatch").meta.events.register(
+            "provide-client-params.cloudwatch.GetMetricData", seen
+        )
         spans = []
         for minute in range(1, 7):  # the slow tier falls due again five minutes after the first poll
             set_clock(fleet, start + 60 * minute)
@@ -175,8 +220,10 @@ def test_fast_polls_re_read_a_short_window_and_slow_polls_the_full_one(fleet: An
 
 # -- GetMetricData batches of a place fetched concurrently, bounded ----------------------------------------
 
+
 def test_a_places_get_metric_data_batches_are_fetched_concurrently_at_most_metric_threads_at_once(
-        fleet: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    fleet: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
     import threading
 
     from collector import plan, poll
@@ -219,7 +266,9 @@ def test_a_few_messages_moving_up_and_down_is_not_a_rising_backlog() -> None:
 
     queues = [("sqs/a", "url-a"), ("sqs/b", "url-b"), ("sqs/c", "url-c")]
     facts = {rid: {"live_at": 1, "live_messages": 0} for rid, _ in queues}
-    recent = {("sqs/a", "ApproximateNumberOfMessagesVisible", "Maximum"): [(0, 1.0), (60, 3.0)],  # a busy queue's noise
-              ("sqs/b", "ApproximateNumberOfMessagesVisible", "Maximum"): [(0, 10.0), (60, 40.0)],  # a backlog
-              ("sqs/c", "ApproximateAgeOfOldestMessage", "Maximum"): [(0, 100.0), (60, 160.0)]}  # an ageing message
+    recent = {
+        ("sqs/a", "ApproximateNumberOfMessagesVisible", "Maximum"): [(0, 1.0), (60, 3.0)],  # a busy queue's noise
+        ("sqs/b", "ApproximateNumberOfMessagesVisible", "Maximum"): [(0, 10.0), (60, 40.0)],  # a backlog
+        ("sqs/c", "ApproximateAgeOfOldestMessage", "Maximum"): [(0, 100.0), (60, 160.0)],
+    }  # an ageing message
     assert queues_to_probe(queues, facts, recent) == [("sqs/b", "url-b"), ("sqs/c", "url-c")]

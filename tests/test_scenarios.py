@@ -20,9 +20,20 @@ SCENARIOS = [n for n in scenario_names() if load_scenario(n).incidents and n not
 
 def test_every_failure_mode_has_a_scenario() -> None:
     kinds = {inc.kind for n in SCENARIOS for inc in load_scenario(n).incidents}
-    assert kinds == {"cold_start", "hot_partition", "table_capacity", "connection_exhaustion", "queue_growth",
-                     "queue_consumer_stopped", "dlq", "ses_sandbox", "ses_reputation", "lambda_concurrency",
-                     "schedule_missed", "schedule_failed"}
+    assert kinds == {
+        "cold_start",
+        "hot_partition",
+        "table_capacity",
+        "connection_exhaustion",
+        "queue_growth",
+        "queue_consumer_stopped",
+        "dlq",
+        "ses_sandbox",
+        "ses_reputation",
+        "lambda_concurrency",
+        "schedule_missed",
+        "schedule_failed",
+    }
     causes = {inc.id: inc.summary for n in SCENARIOS for inc in load_scenario(n).incidents if inc.kind == "cold_start"}
     assert {"feed-cold-after-idle", "checkout-cold-after-deploy", "feed-cold-on-burst"} <= set(causes)
 
@@ -47,7 +58,9 @@ def test_checks_fail_on_the_healthy_fleet(fleet: Any, name: str) -> None:
     control(fleet, "/__fleet__/scenario", {"name": "healthy"})
     for label, inc in zip(labels, scenario.incidents, strict=True):
         results = [run_check(fleet, label, check) for check in inc.visible]
-        assert not all(ok for ok, _ in results), f"{name}/{inc.id}: every check also holds on a healthy fleet: {results}"
+        assert not all(ok for ok, _ in results), (
+            f"{name}/{inc.id}: every check also holds on a healthy fleet: {results}"
+        )
 
 
 def test_the_soak_week_repeats_the_orders_failures_daily() -> None:
@@ -65,8 +78,17 @@ def test_lookalikes_play_their_effects_but_are_not_incidents(fleet: Any) -> None
     assert info["incidents"] == []
     (burst,) = surge.lookalikes
     label = burst.label(fleet.model.anchor)
-    ok, detail = run_check(fleet, label, {"type": "metric", "resource": "sqs:orders-queue", "metric": "ApproximateNumberOfMessagesVisible",
-                                          "stat": "Maximum", "rise": 3})
+    ok, detail = run_check(
+        fleet,
+        label,
+        {
+            "type": "metric",
+            "resource": "sqs:orders-queue",
+            "metric": "ApproximateNumberOfMessagesVisible",
+            "stat": "Maximum",
+            "rise": 3,
+        },
+    )
     assert ok, detail
     control(fleet, "/__fleet__/scenario", {"name": "healthy"})
 
@@ -75,8 +97,10 @@ def test_a_lookalike_with_a_kind_is_refused(tmp_path: Any) -> None:
     from simulator.fleet import FleetError
 
     bad = tmp_path / "bad.toml"
-    bad.write_text('fleet = "shop"\n[[lookalikes]]\nid = "x"\nkind = "hot_partition"\nresource = "dynamodb:posts"\n'
-                   'start = "-10m"\nend = "-5m"\n')
+    bad.write_text(
+        'fleet = "shop"\n[[lookalikes]]\nid = "x"\nkind = "hot_partition"\nresource = "dynamodb:posts"\n'
+        'start = "-10m"\nend = "-5m"\n'
+    )
     with pytest.raises(FleetError, match="a look-alike is not an incident"):
         load_scenario(str(bad))
 
@@ -89,8 +113,12 @@ def test_tour_stages_every_failure_mode_inside_the_demo() -> None:
     # Subtler variants (-subtle) are for the pages benchmark; the tour has each failure mode once.
     # Variants of a mode the tour has, for the collector's paths end to end (tests/test_releases_and_indexes.py).
     variants = {"cold-start-alias-release", "gsi-throttled"}
-    assert {inc.id for inc in tour.incidents} == {inc.id for n in SCENARIOS if n != "schedule-missed-daily" and not n.endswith("-subtle")
-                                                  and n not in variants for inc in load_scenario(n).incidents}
+    assert {inc.id for inc in tour.incidents} == {
+        inc.id
+        for n in SCENARIOS
+        if n != "schedule-missed-daily" and not n.endswith("-subtle") and n not in variants
+        for inc in load_scenario(n).incidents
+    }
     assert {i.kind for i in tour.incidents} == set(INCIDENT_KINDS)
     from simulator.cli import DEMO_LEAD
 

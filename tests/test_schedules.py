@@ -30,25 +30,33 @@ def utc(text: str) -> int:
 # (rate(): singular unit for 1, plural above — .../eb-rate-expressions.html). Expected times
 # worked out by hand from a calendar of November-December 2026 (Nov 1 is a Sunday).
 
-@pytest.mark.parametrize(("expression", "after", "due"), [
-    ("cron(0 * * * ? *)", "2026-11-18 15:07", ["2026-11-18 16:00", "2026-11-18 17:00"]),
-    ("cron(30 3 * * ? *)", "2026-11-18 15:07", ["2026-11-19 03:30", "2026-11-20 03:30"]),
-    ("cron(0/15 * * * ? *)", "2026-11-18 15:07", ["2026-11-18 15:15", "2026-11-18 15:30"]),
-    ("cron(1/10 * * * ? *)", "2026-11-18 15:07", ["2026-11-18 15:11", "2026-11-18 15:21"]),  # AWS's own example
-    ("cron(5,35 14 * * ? *)", "2026-11-18 14:10", ["2026-11-18 14:35", "2026-11-19 14:05"]),
-    ("cron(0 18 ? * MON-FRI *)", "2026-11-20 18:00", ["2026-11-23 18:00", "2026-11-24 18:00"]),  # Friday -> Monday
-    ("cron(0 8 1 * ? *)", "2026-11-18 00:00", ["2026-12-01 08:00", "2027-01-01 08:00"]),
-    ("cron(0 12 L * ? *)", "2026-11-18 00:00", ["2026-11-30 12:00", "2026-12-31 12:00"]),  # last day of the month
-    ("cron(0 12 ? * 6L *)", "2026-11-18 00:00", ["2026-11-27 12:00", "2026-12-25 12:00"]),  # last Friday
-    ("cron(0 12 ? * L *)", "2026-11-18 00:00", ["2026-11-21 12:00", "2026-11-28 12:00"]),  # last day of the week: Saturday
-    ("cron(0 9 ? * 3#2 *)", "2026-11-18 00:00", ["2026-12-08 09:00", "2027-01-12 09:00"]),  # second Tuesday
-    ("cron(0 9 15W * ? *)", "2026-11-01 00:00", ["2026-11-16 09:00", "2026-12-15 09:00"]),  # Sun 15th -> Mon 16th
-    ("cron(0 9 1W * ? *)", "2026-10-31 00:00", ["2026-11-02 09:00", "2026-12-01 09:00"]),  # Sun 1st -> Mon 2nd
-    ("cron(15 10 ? * FRI-MON *)", "2026-11-16 11:00", ["2026-11-20 10:15", "2026-11-21 10:15"]),
-    ("cron(0 0 1 1 ? 2027-2028)", "2026-11-18 00:00", ["2027-01-01 00:00", "2028-01-01 00:00"]),
-    ("rate(5 minutes)", "2026-11-18 15:07", ["2026-11-18 15:12", "2026-11-18 15:17"]),  # counted from the last run
-    ("rate(1 day)", "2026-11-18 15:07", ["2026-11-19 15:07", "2026-11-20 15:07"]),
-])
+
+@pytest.mark.parametrize(
+    ("expression", "after", "due"),
+    [
+        ("cron(0 * * * ? *)", "2026-11-18 15:07", ["2026-11-18 16:00", "2026-11-18 17:00"]),
+        ("cron(30 3 * * ? *)", "2026-11-18 15:07", ["2026-11-19 03:30", "2026-11-20 03:30"]),
+        ("cron(0/15 * * * ? *)", "2026-11-18 15:07", ["2026-11-18 15:15", "2026-11-18 15:30"]),
+        ("cron(1/10 * * * ? *)", "2026-11-18 15:07", ["2026-11-18 15:11", "2026-11-18 15:21"]),  # AWS's own example
+        ("cron(5,35 14 * * ? *)", "2026-11-18 14:10", ["2026-11-18 14:35", "2026-11-19 14:05"]),
+        ("cron(0 18 ? * MON-FRI *)", "2026-11-20 18:00", ["2026-11-23 18:00", "2026-11-24 18:00"]),  # Friday -> Monday
+        ("cron(0 8 1 * ? *)", "2026-11-18 00:00", ["2026-12-01 08:00", "2027-01-01 08:00"]),
+        ("cron(0 12 L * ? *)", "2026-11-18 00:00", ["2026-11-30 12:00", "2026-12-31 12:00"]),  # last day of the month
+        ("cron(0 12 ? * 6L *)", "2026-11-18 00:00", ["2026-11-27 12:00", "2026-12-25 12:00"]),  # last Friday
+        (
+            "cron(0 12 ? * L *)",
+            "2026-11-18 00:00",
+            ["2026-11-21 12:00", "2026-11-28 12:00"],
+        ),  # last day of the week: Saturday
+        ("cron(0 9 ? * 3#2 *)", "2026-11-18 00:00", ["2026-12-08 09:00", "2027-01-12 09:00"]),  # second Tuesday
+        ("cron(0 9 15W * ? *)", "2026-11-01 00:00", ["2026-11-16 09:00", "2026-12-15 09:00"]),  # Sun 15th -> Mon 16th
+        ("cron(0 9 1W * ? *)", "2026-10-31 00:00", ["2026-11-02 09:00", "2026-12-01 09:00"]),  # Sun 1st -> Mon 2nd
+        ("cron(15 10 ? * FRI-MON *)", "2026-11-16 11:00", ["2026-11-20 10:15", "2026-11-21 10:15"]),
+        ("cron(0 0 1 1 ? 2027-2028)", "2026-11-18 00:00", ["2027-01-01 00:00", "2028-01-01 00:00"]),
+        ("rate(5 minutes)", "2026-11-18 15:07", ["2026-11-18 15:12", "2026-11-18 15:17"]),  # counted from the last run
+        ("rate(1 day)", "2026-11-18 15:07", ["2026-11-19 15:07", "2026-11-20 15:07"]),
+    ],
+)
 def test_due_times(expression: str, after: str, due: list[str]) -> None:
     schedule = schedule_times.parse(expression)
     assert schedule is not None
@@ -57,12 +65,21 @@ def test_due_times(expression: str, after: str, due: list[str]) -> None:
     assert [first, schedule.next_after(first)] == [utc(d) for d in due]
 
 
-@pytest.mark.parametrize("expression", [
-    "cron(0 * * * *)",  # five fields: Unix cron, not AWS
-    "cron(0 * * * * *)",  # `*` in both day fields
-    "cron(61 * * * ? *)", "cron(0 0 ? * 3#1,6#3 *)", "cron(0 9 LW * ? *)",
-    "rate(1 minutes)", "rate(5 minute)", "rate(0 minutes)", "at(2026-01-01T00:00:00)", "",
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "cron(0 * * * *)",  # five fields: Unix cron, not AWS
+        "cron(0 * * * * *)",  # `*` in both day fields
+        "cron(61 * * * ? *)",
+        "cron(0 0 ? * 3#1,6#3 *)",
+        "cron(0 9 LW * ? *)",
+        "rate(1 minutes)",
+        "rate(5 minute)",
+        "rate(0 minutes)",
+        "at(2026-01-01T00:00:00)",
+        "",
+    ],
+)
 def test_expressions_that_cannot_be_evaluated(expression: str) -> None:
     assert schedule_times.parse(expression) is None
 
@@ -81,16 +98,26 @@ NOW = utc("2026-11-18 15:07")
 
 
 def rule(expression: str, **facts: Any) -> Resource:
-    return Resource(f"schedule/{ACCOUNT}/{REGION}/job", "schedule", "job", ACCOUNT, REGION,
-                    {"expression": expression, "target_functions": ["job-fn"], **facts})
+    return Resource(
+        f"schedule/{ACCOUNT}/{REGION}/job",
+        "schedule",
+        "job",
+        ACCOUNT,
+        REGION,
+        {"expression": expression, "target_functions": ["job-fn"], **facts},
+    )
 
 
 def schedule_inputs(res: Resource, runs: list[int], now: int = NOW, first_seen: int | None = None) -> Inputs:
     """Runs older than the 75-minute window are known only through last_seen, as in the pass."""
     window = tuple((t, 1.0) for t in runs if t >= now - 75 * M)
-    return Inputs(now, [res], {(res.id, "TriggeredRules", "Sum"): Series(window)},
-                  last_seen={(res.id, "TriggeredRules", "Sum"): max(runs)} if runs else {},
-                  first_seen={res.id: first_seen} if first_seen is not None else {})
+    return Inputs(
+        now,
+        [res],
+        {(res.id, "TriggeredRules", "Sum"): Series(window)},
+        last_seen={(res.id, "TriggeredRules", "Sum"): max(runs)} if runs else {},
+        first_seen={res.id: first_seen} if first_seen is not None else {},
+    )
 
 
 def missed(inp: Inputs) -> list[Finding]:
@@ -117,7 +144,9 @@ def test_a_daily_schedule_is_missed_a_day_after_its_last_run() -> None:
     assert f.started_at == utc("2026-11-18 03:30") and "no run for 24 h 6 min" in f.title
     (f,) = missed(schedule_inputs(res, runs, utc("2026-11-19 12:00")))
     assert f.started_at == utc("2026-11-18 03:30") and "2 scheduled runs missed since Nov 18 03:30 UTC" in f.title
-    assert not missed(schedule_inputs(res, [*runs, utc("2026-11-19 03:31")], utc("2026-11-19 12:00"))), "a run is seen: over"
+    assert not missed(schedule_inputs(res, [*runs, utc("2026-11-19 03:31")], utc("2026-11-19 12:00"))), (
+        "a run is seen: over"
+    )
 
 
 def test_a_new_schedule_is_not_missed_before_its_first_due_run() -> None:
@@ -152,14 +181,27 @@ def test_a_disabled_schedule_is_not_an_incident() -> None:
 
 # -- the pass's inputs from the store ---------------------------------------------------------
 
+
 def write_runs(store: Any, res: Resource, runs: list[int]) -> None:
     key = SeriesKey(res.id, "AWS/Events", "TriggeredRules", (("RuleName", res.name),), "Sum", 60)
     store.write_samples([(key, [(t, 1.0) for t in runs])])
 
 
 def add_rule(store: Any, res: Resource, at: int) -> None:
-    store.upsert_resources([{"id": res.id, "account": res.account, "region": res.region, "kind": res.kind, "name": res.name,
-                             "facts": res.facts, "tags": {"service": "reports"}}], at)
+    store.upsert_resources(
+        [
+            {
+                "id": res.id,
+                "account": res.account,
+                "region": res.region,
+                "kind": res.kind,
+                "name": res.name,
+                "facts": res.facts,
+                "tags": {"service": "reports"},
+            }
+        ],
+        at,
+    )
 
 
 def test_last_seen_reads_samples_and_rollups_and_not_the_future(world: World) -> None:
@@ -170,11 +212,14 @@ def test_last_seen_reads_samples_and_rollups_and_not_the_future(world: World) ->
     assert last_seen(store, {("TriggeredRules", "Sum")}, NOW) == {(res.id, "TriggeredRules", "Sum"): NOW - 4 * H}
     store.db.execute("DELETE FROM samples")
     sid = store.db.execute("SELECT id FROM series").fetchone()[0]
-    store.db.execute("INSERT INTO rollups (series_id, ts, count, sum, min, max) VALUES (?, ?, 1, 1, 1, 1)", [sid, NOW - 30 * H])
+    store.db.execute(
+        "INSERT INTO rollups (series_id, ts, count, sum, min, max) VALUES (?, ?, 1, 1, 1, 1)", [sid, NOW - 30 * H]
+    )
     assert last_seen(store, {("TriggeredRules", "Sum")}, NOW) == {(res.id, "TriggeredRules", "Sum"): NOW - 30 * H}
 
 
 # -- a dead schedule through the detection pass and the alert pipeline ------------------------
+
 
 def test_a_dead_hourly_job_stays_one_open_incident_for_hours_and_resolves_when_it_runs(world: World) -> None:
     store = world.store
@@ -214,16 +259,28 @@ def test_a_dead_hourly_job_stays_one_open_incident_for_hours_and_resolves_when_i
 
 # -- baselines held at onset ------------------------------------------------------------------
 
-API = Resource(f"api/{ACCOUNT}/{REGION}/shop-api", "api", "shop-api", ACCOUNT, REGION, {"type": "REST", "functions": ["fn"]})
+API = Resource(
+    f"api/{ACCOUNT}/{REGION}/shop-api", "api", "shop-api", ACCOUNT, REGION, {"type": "REST", "functions": ["fn"]}
+)
 
 
-def api_at(now: int, onset: int, failing: float, usual: float = 0.001, until: int | None = None,
-           held: dict[str, dict[str, Any]] | None = None) -> Inputs:
+def api_at(
+    now: int,
+    onset: int,
+    failing: float,
+    usual: float = 0.001,
+    until: int | None = None,
+    held: dict[str, dict[str, Any]] | None = None,
+) -> Inputs:
     """Per-minute 5XX rates: `usual` before the onset, `failing` from it (until `until`, then usual)."""
     rates = tuple((t, failing if onset <= t < (until or 2**62) else usual) for t in range(now - 75 * M, now, M))
     counts = tuple((t, 300.0) for t, _ in rates)
-    return Inputs(now, [API], {(API.id, "5XXError", "Average"): Series(rates), (API.id, "Count", "Sum"): Series(counts)},
-                  held=held or {})
+    return Inputs(
+        now,
+        [API],
+        {(API.id, "5XXError", "Average"): Series(rates), (API.id, "Count", "Sum"): Series(counts)},
+        held=held or {},
+    )
 
 
 def test_a_steady_failure_stays_a_finding_for_hours_against_the_pre_incident_baseline() -> None:
@@ -255,10 +312,21 @@ def test_held_baselines_come_from_open_alerts_only(world: World) -> None:
     api, queue = rid("api", "checkout-api"), rid("sqs", "jobs")
 
     def observed(rate_alert: bool = True) -> list[Observation]:
-        out = [Observation("queues", queue, "growth", "finding", "warning", "jobs: backlog rising", evidence={"limit": 5})]
+        out = [
+            Observation("queues", queue, "growth", "finding", "warning", "jobs: backlog rising", evidence={"limit": 5})
+        ]
         if rate_alert:
-            out.append(Observation("outcomes", api, "errors", "finding", "critical", "checkout-api: 15% failing",
-                                   evidence={"baseline": 0.002, "baseline_since": 100}))
+            out.append(
+                Observation(
+                    "outcomes",
+                    api,
+                    "errors",
+                    "finding",
+                    "critical",
+                    "checkout-api: 15% failing",
+                    evidence={"baseline": 0.002, "baseline_since": 100},
+                )
+            )
         return out
 
     world.tick(*observed())
@@ -270,20 +338,39 @@ def test_held_baselines_come_from_open_alerts_only(world: World) -> None:
 
 # -- the emulator publishes a cron schedule's TriggeredRules only at its due minutes ----------
 
-@pytest.mark.parametrize(("rule_name", "hours", "minute_of_day"), [
-    ("export-hourly", 6, lambda t: t % H == 0),
-    ("backup-daily", 50, lambda t: t % D == 3 * H + 30 * M),
-])
-def test_the_emulator_triggers_cron_rules_only_when_due(fleet: Any, rule_name: str, hours: int, minute_of_day: Any) -> None:
+
+@pytest.mark.parametrize(
+    ("rule_name", "hours", "minute_of_day"),
+    [
+        ("export-hourly", 6, lambda t: t % H == 0),
+        ("backup-daily", 50, lambda t: t % D == 3 * H + 30 * M),
+    ],
+)
+def test_the_emulator_triggers_cron_rules_only_when_due(
+    fleet: Any, rule_name: str, hours: int, minute_of_day: Any
+) -> None:
     # EventBridge sends TriggeredRules for the minutes a rule fired; nothing in between (SIGNALS.md §6).
     from tests.conftest import ANCHOR, client
 
     cw = client(fleet, "cloudwatch", "us-east-1")
     got = cw.get_metric_data(
-        MetricDataQueries=[{"Id": "q", "MetricStat": {"Metric": {"Namespace": "AWS/Events", "MetricName": "TriggeredRules",
-                                                              "Dimensions": [{"Name": "RuleName", "Value": rule_name}]},
-                                                   "Period": 60, "Stat": "Sum"}}],
-        StartTime=ANCHOR - hours * H, EndTime=ANCHOR)["MetricDataResults"][0]
+        MetricDataQueries=[
+            {
+                "Id": "q",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/Events",
+                        "MetricName": "TriggeredRules",
+                        "Dimensions": [{"Name": "RuleName", "Value": rule_name}],
+                    },
+                    "Period": 60,
+                    "Stat": "Sum",
+                },
+            }
+        ],
+        StartTime=ANCHOR - hours * H,
+        EndTime=ANCHOR,
+    )["MetricDataResults"][0]
     stamps = [int(t.timestamp()) for t in got["Timestamps"]]
     assert stamps and all(minute_of_day(t) for t in stamps), stamps
     assert len(stamps) == (hours if rule_name == "export-hourly" else 2)
@@ -308,6 +395,7 @@ def test_an_hourly_job_dead_for_hours_is_found_through_the_collector(fleet: Any,
 
 # -- EventBridge Scheduler schedules ------------------------------------------------------------
 
+
 def test_a_scheduler_cron_runs_in_its_time_zone_across_daylight_saving() -> None:
     # ScheduleExpressionTimezone (botocore scheduler 2021-06-30, GetScheduleOutput): the cron fields
     # are that zone's wall-clock time. Berlin moves to CEST on 2026-03-29: 03:30 local is 02:30 UTC
@@ -316,14 +404,30 @@ def test_a_scheduler_cron_runs_in_its_time_zone_across_daylight_saving() -> None
     assert schedule is not None
     first = schedule.next_after(utc("2026-03-27 12:00"))
     assert [first, schedule.next_after(first), schedule.next_after(schedule.next_after(first))] == [
-        utc("2026-03-28 02:30"), utc("2026-03-29 01:30"), utc("2026-03-30 01:30")]
+        utc("2026-03-28 02:30"),
+        utc("2026-03-29 01:30"),
+        utc("2026-03-30 01:30"),
+    ]
     assert schedule_times.parse("cron(30 3 * * ? *)", "Mars/Olympus_Mons") is None
 
 
 def scheduler(expression: str, **facts: Any) -> Resource:
-    return Resource(f"schedule/{ACCOUNT}/{REGION}/invoices", "schedule", "invoices", ACCOUNT, REGION,
-                    {"scheduler": True, "group": "billing", "expression": expression, "state": "ENABLED",
-                     "target_functions": ["invoice-fn"], **facts}, {})
+    return Resource(
+        f"schedule/{ACCOUNT}/{REGION}/invoices",
+        "schedule",
+        "invoices",
+        ACCOUNT,
+        REGION,
+        {
+            "scheduler": True,
+            "group": "billing",
+            "expression": expression,
+            "state": "ENABLED",
+            "target_functions": ["invoice-fn"],
+            **facts,
+        },
+        {},
+    )
 
 
 def test_a_scheduler_schedule_alone_in_its_group_is_read_from_the_group() -> None:
@@ -375,6 +479,10 @@ def test_a_stopped_scheduler_schedule_is_found_through_the_collector(fleet: Any,
         set_clock(fleet, now)
         make_collector(fleet, store, backfill=4 * H).poll()
         (res,) = [r for r in store.resources() if r["kind"] == "schedule" and r["facts"].get("scheduler")]
-        assert res["name"] == "billing:invoices-every-30m" and res["facts"]["group_alone"] and res["tags"] == {"service": "billing"}
+        assert (
+            res["name"] == "billing:invoices-every-30m"
+            and res["facts"]["group_alone"]
+            and res["tags"] == {"service": "billing"}
+        )
         found = [f for f in detect(store, now).findings if f.key == "missed"]
         assert [f.resource_id for f in found] == [res["id"]] and "no run for" in found[0].title

@@ -32,8 +32,19 @@ from tests.agent_kit import ROOT, agent_config, make_agent
 pytestmark = pytest.mark.soak
 DAY = 86400
 START = 1_800_000_000 // 3600 * 3600  # the scenario's anchor: the week starts here
-TABLES = ("samples", "rollups", "series", "poll_log", "findings", "detector_runs", "agent_cycles", "incidents",
-          "incident_events", "notifications", "alerts")
+TABLES = (
+    "samples",
+    "rollups",
+    "series",
+    "poll_log",
+    "findings",
+    "detector_runs",
+    "agent_cycles",
+    "incidents",
+    "incident_events",
+    "notifications",
+    "alerts",
+)
 
 
 def rss_mib() -> float:
@@ -53,9 +64,25 @@ class _Emulator:
 
     def __init__(self, scenario: str, anchor: int) -> None:
         iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(anchor))
-        self.proc = subprocess.Popen([sys.executable, "-m", "fleetwatch.cli", "emulate", "--scenario", scenario, "--fake-clock",
-                                      "--anchor", iso, "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fleetwatch.cli",
+                "emulate",
+                "--scenario",
+                scenario,
+                "--fake-clock",
+                "--anchor",
+                iso,
+                "--port",
+                "0",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert self.proc.stdout is not None
         for line in self.proc.stdout:  # it prints its endpoint once the fleet is provisioned
             if line.startswith("endpoint: "):
@@ -77,11 +104,18 @@ def test_a_week_of_polls_keeps_memory_flat_and_the_store_bounded_by_its_retentio
         clock = EmulatedClock(emulator.endpoint)
         assert clock.now() == START
         with SlackStandIn() as slack:
-            cfg = agent_config(emulator, db, FLEETWATCH_SCOPE_INCLUDE_TAGS="service=orders,service=checkout",
-                               FLEETWATCH_STORE_RAW_RETENTION="1d", FLEETWATCH_STORE_ROLLUP_RETENTION="2d",
-                               FLEETWATCH_STORE_HISTORY_RETENTION="1d", FLEETWATCH_STORE_INCIDENT_RETENTION="8d",
-                               FLEETWATCH_SLACK_BOT_TOKEN=SLACK_TOKEN, FLEETWATCH_SLACK_API_URL=slack.api_url,
-                               FLEETWATCH_SLACK_CHANNEL="C0SOAK")
+            cfg = agent_config(
+                emulator,
+                db,
+                FLEETWATCH_SCOPE_INCLUDE_TAGS="service=orders,service=checkout",
+                FLEETWATCH_STORE_RAW_RETENTION="1d",
+                FLEETWATCH_STORE_ROLLUP_RETENTION="2d",
+                FLEETWATCH_STORE_HISTORY_RETENTION="1d",
+                FLEETWATCH_STORE_INCIDENT_RETENTION="8d",
+                FLEETWATCH_SLACK_BOT_TOKEN=SLACK_TOKEN,
+                FLEETWATCH_SLACK_API_URL=slack.api_url,
+                FLEETWATCH_SLACK_CHANNEL="C0SOAK",
+            )
             with open_store(db) as store:
                 agent = make_agent(emulator, cfg, store=store, clock=clock)
                 agent.polls = 60  # the first hour: backfill and settle, before memory is first read
@@ -94,9 +128,19 @@ def test_a_week_of_polls_keeps_memory_flat_and_the_store_bounded_by_its_retentio
                     agent.run()
                     polls += 1440
                     counts = {t: store.db[t].count for t in TABLES}
-                    days.append({"day": day, "polls": polls, "rss_mib": round(rss_mib(), 1), "store_bytes": store_bytes(db),
-                                 "incidents_opened": store.db.execute("SELECT COALESCE(MAX(id), 0) FROM incidents").fetchone()[0],
-                                 "slack_messages": len(slack.messages()), **counts})
+                    days.append(
+                        {
+                            "day": day,
+                            "polls": polls,
+                            "rss_mib": round(rss_mib(), 1),
+                            "store_bytes": store_bytes(db),
+                            "incidents_opened": store.db.execute(
+                                "SELECT COALESCE(MAX(id), 0) FROM incidents"
+                            ).fetchone()[0],
+                            "slack_messages": len(slack.messages()),
+                            **counts,
+                        }
+                    )
                     print(json.dumps(days[-1]), flush=True)
                 errors = store.db.execute("SELECT COUNT(*) FROM agent_cycles WHERE status != 'ok'").fetchone()[0]
     finally:
@@ -104,8 +148,17 @@ def test_a_week_of_polls_keeps_memory_flat_and_the_store_bounded_by_its_retentio
     out = ROOT / "test-artifacts" / "soak.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"start": start, "days": days}, indent=2))
-    print(json.dumps({"soak_polls": polls, "rss_start_mib": start["rss_mib"], "rss_end_mib": days[-1]["rss_mib"],
-                      "store_bytes_day2": days[1]["store_bytes"], "store_bytes_day7": days[-1]["store_bytes"]}))
+    print(
+        json.dumps(
+            {
+                "soak_polls": polls,
+                "rss_start_mib": start["rss_mib"],
+                "rss_end_mib": days[-1]["rss_mib"],
+                "store_bytes_day2": days[1]["store_bytes"],
+                "store_bytes_day7": days[-1]["store_bytes"],
+            }
+        )
+    )
 
     assert polls >= 10_000 and errors == 0
     # Incidents happened all week and were notified.
@@ -115,7 +168,9 @@ def test_a_week_of_polls_keeps_memory_flat_and_the_store_bounded_by_its_retentio
     # full, from day 3 on, nothing grows from day to day.
     settled = days[2]
     for table in ("samples", "rollups", "poll_log", "findings", "detector_runs", "agent_cycles"):
-        assert days[-1][table] <= settled[table] * 1.1 + 50, f"{table} kept growing: {settled[table]} -> {days[-1][table]}"
+        assert days[-1][table] <= settled[table] * 1.1 + 50, (
+            f"{table} kept growing: {settled[table]} -> {days[-1][table]}"
+        )
     assert days[-1]["series"] == settled["series"]
     assert days[-1]["store_bytes"] <= settled["store_bytes"] * 1.25
     # Memory is flat: the last five days add less than a few MiB (nothing is kept per poll).

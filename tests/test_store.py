@@ -17,10 +17,19 @@ def digest(path: Path) -> str:
 
 
 def new_series(store, name: str = "Errors") -> int:
-    store.upsert_resource(id="lambda/123456789012/us-east-1/orders-fn", account="123456789012",
-                          region="us-east-1", kind="lambda", name="orders-fn", seen_at=1000)
-    return store.ensure_series(SeriesKey("lambda/123456789012/us-east-1/orders-fn", "AWS/Lambda", name,
-                                         (("FunctionName", "orders-fn"),), "Sum", 60))
+    store.upsert_resource(
+        id="lambda/123456789012/us-east-1/orders-fn",
+        account="123456789012",
+        region="us-east-1",
+        kind="lambda",
+        name="orders-fn",
+        seen_at=1000,
+    )
+    return store.ensure_series(
+        SeriesKey(
+            "lambda/123456789012/us-east-1/orders-fn", "AWS/Lambda", name, (("FunctionName", "orders-fn"),), "Sum", 60
+        )
+    )
 
 
 def test_new_store_has_all_migrations_recorded(store_target) -> None:
@@ -29,8 +38,17 @@ def test_new_store_has_all_migrations_recorded(store_target) -> None:
             assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.schema_version == SCHEMA_VERSION
         assert store.applied_migrations() == [m.name for m in MIGRATIONS]
-        for table in ("resources", "series", "samples", "findings", "incidents", "notifications",
-                      "silences", "poll_log", "rollups"):
+        for table in (
+            "resources",
+            "series",
+            "samples",
+            "findings",
+            "incidents",
+            "notifications",
+            "silences",
+            "poll_log",
+            "rollups",
+        ):
             assert table in store.db.table_names()
 
 
@@ -114,8 +132,14 @@ def test_points_repeated_in_one_batch_apply_in_order(store_target) -> None:
     a point repeated within a batch lands as SQLite's one-by-one upserts leave it."""
     with open_store(store_target) as store:
         sid = new_series(store)
-        key = SeriesKey("lambda/123456789012/us-east-1/orders-fn", "AWS/Lambda", "Errors",
-                        (("FunctionName", "orders-fn"),), "Sum", 60)
+        key = SeriesKey(
+            "lambda/123456789012/us-east-1/orders-fn",
+            "AWS/Lambda",
+            "Errors",
+            (("FunctionName", "orders-fn"),),
+            "Sum",
+            60,
+        )
         store.write_samples([(key, [(60, 1.0), (60, 5.0), (120, 2.0)])])
         assert store.samples(sid, 0, 1000) == [(60, 5.0), (120, 2.0)]
         store.merge_samples([(key, [(60, 1.0), (60, 2.0), (180, 3.0), (180, 4.0)], "add")])
@@ -167,15 +191,31 @@ def test_same_hour_of_the_week_reads_raw_samples_and_rollups(store_target) -> No
     now = 1_800_000_000 // 3600 * 3600 + 1500  # 25 minutes into an hour
     hour = now // 3600 * 3600
     with open_store(store_target) as store:
-        store.upsert_resources([{"id": fn, "account": "111111111111", "region": "us-east-1", "kind": "lambda", "name": "fn",
-                                 "facts": {}, "tags": {}}], now)
+        store.upsert_resources(
+            [
+                {
+                    "id": fn,
+                    "account": "111111111111",
+                    "region": "us-east-1",
+                    "kind": "lambda",
+                    "name": "fn",
+                    "facts": {},
+                    "tags": {},
+                }
+            ],
+            now,
+        )
         cold = SeriesKey(fn, "fleetwatch/XRay", "ColdStarts", (("FunctionName", "fn"),), "Sum", 60)
         sampled = SeriesKey(fn, "fleetwatch/XRay", "SampledInvocations", (("FunctionName", "fn"),), "Sum", 60)
         one_week = [(hour - WEEK + m * 60, 1.0) for m in range(60)]
         outside = [(hour - WEEK - 60, 99.0), (hour - WEEK + 3600, 99.0)]  # the minutes either side of that hour
         three_weeks = [(hour - 3 * WEEK + m * 60, 2.0) for m in range(60)]
-        store.write_samples([(cold, one_week + outside + three_weeks), (sampled, [(t, 10.0) for t, _ in one_week + three_weeks])])
-        store.prune(now=hour - 2 * WEEK, raw_retention=86400, rollup_retention=400 * 86400)  # three weeks ago: rollups only
+        store.write_samples(
+            [(cold, one_week + outside + three_weeks), (sampled, [(t, 10.0) for t, _ in one_week + three_weeks])]
+        )
+        store.prune(
+            now=hour - 2 * WEEK, raw_retention=86400, rollup_retention=400 * 86400
+        )  # three weeks ago: rollups only
         inp = load_inputs(store, now)
     assert inp.weekly[(fn, "ColdStarts", "Sum")] == (60.0 + 120.0, 2)
     assert inp.weekly[(fn, "SampledInvocations", "Sum")] == (1200.0, 2)

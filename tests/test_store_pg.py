@@ -14,9 +14,13 @@ DAY = 86400
 
 
 def partitions(store) -> list[str]:
-    return [r[0] for r in store.db.execute(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'samples'::regclass ORDER BY c.relname")]
+    return [
+        r[0]
+        for r in store.db.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'samples'::regclass ORDER BY c.relname"
+        )
+    ]
 
 
 def test_samples_go_to_day_partitions_and_retention_drops_them(pg_server) -> None:
@@ -30,10 +34,18 @@ def test_samples_go_to_day_partitions_and_retention_drops_them(pg_server) -> Non
         result = store.prune(now=base + 3 * DAY + 12 * 3600, raw_retention=DAY, rollup_retention=30 * DAY)
         assert result["samples_deleted"] == 5
         assert partitions(store) == ["samples_20241006", "samples_20241007"]
-        assert store.samples(sid, 0, base + 10 * DAY) == [(base + 2 * DAY + 12 * 3600, 2.0), (base + 3 * DAY, 3.0),
-                                                          (base + 3 * DAY + 12 * 3600, 3.0)]
+        assert store.samples(sid, 0, base + 10 * DAY) == [
+            (base + 2 * DAY + 12 * 3600, 2.0),
+            (base + 3 * DAY, 3.0),
+            (base + 3 * DAY + 12 * 3600, 3.0),
+        ]
         assert [(r["ts"], r["sum"]) for r in store.rollups(sid, 0, base + 10 * DAY)] == [
-            (base, 0.0), (base + 12 * 3600, 0.0), (base + DAY, 1.0), (base + DAY + 12 * 3600, 1.0), (base + 2 * DAY, 2.0)]
+            (base, 0.0),
+            (base + 12 * 3600, 0.0),
+            (base + DAY, 1.0),
+            (base + DAY + 12 * 3600, 1.0),
+            (base + 2 * DAY, 2.0),
+        ]
         # A day written again after its partition was dropped gets a new one.
         store.upsert_samples(sid, [(base + 30, 7.0)])
         assert store.samples(sid, base, base + 60) == [(base + 30, 7.0)]
@@ -56,7 +68,9 @@ def test_store_from_newer_fleetwatch_is_refused_untouched(pg_server) -> None:
     url = pg_server.new_database()
     open_store(url).close()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO fleetwatch_migrations VALUES (%s, '9999_from_the_future', 'now')", [SCHEMA_VERSION + 1])
+        conn.execute(
+            "INSERT INTO fleetwatch_migrations VALUES (%s, '9999_from_the_future', 'now')", [SCHEMA_VERSION + 1]
+        )
     with pytest.raises(StoreError, match=f"newer fleetwatch \\(store schema {SCHEMA_VERSION + 1}.*store.url"):
         open_store(url)
 
@@ -112,27 +126,52 @@ def test_store_copy_moves_every_row_and_the_dashboard_answers_the_same(web_copy,
         assert pg.db["samples"].count > 1000 and partitions(pg)
         assert installation_id(pg, "https://fw.example") == installation_id(lite, "https://fw.example")
         top = pg.db.execute("SELECT MAX(id) FROM incident_events").fetchone()[0]
-        made = pg.db["incident_events"].insert({"incident_id": web_copy["storm"], "ts": web_copy["now"], "event": "note", "detail": "x"})
+        made = pg.db["incident_events"].insert(
+            {"incident_id": web_copy["storm"], "ts": web_copy["now"], "event": "note", "detail": "x"}
+        )
         assert made.last_pk == top + 1
         pg.db.execute("DELETE FROM incident_events WHERE id = ?", [top + 1])
 
-    clients = [TestClient(create_app(web_config(web_copy["path"]), where, FakeClock(web_copy["now"]), cache_ttl=0),
-                          base_url="http://127.0.0.1:8000") for where in (web_copy["path"], url)]
+    clients = [
+        TestClient(
+            create_app(web_config(web_copy["path"]), where, FakeClock(web_copy["now"]), cache_ttl=0),
+            base_url="http://127.0.0.1:8000",
+        )
+        for where in (web_copy["path"], url)
+    ]
     db_id = "rds/123456789012/us-east-1/orders-db"
-    paths = ["/api/incidents", "/api/incidents?state=open", "/api/incidents?detector=outcomes&severity=critical",
-             "/api/incidents?service=checkout", f"/api/incidents/{web_copy['storm']}", f"/api/incidents/{web_copy['hostile']}",
-             "/api/findings", "/api/resources", "/api/resources?kind=rds", "/api/resources?q=ORDERS", f"/api/resources/{db_id}",
-             f"/api/series?resource={db_id}&metric=DatabaseConnections", "/api/silences"]
+    paths = [
+        "/api/incidents",
+        "/api/incidents?state=open",
+        "/api/incidents?detector=outcomes&severity=critical",
+        "/api/incidents?service=checkout",
+        f"/api/incidents/{web_copy['storm']}",
+        f"/api/incidents/{web_copy['hostile']}",
+        "/api/findings",
+        "/api/resources",
+        "/api/resources?kind=rds",
+        "/api/resources?q=ORDERS",
+        f"/api/resources/{db_id}",
+        f"/api/series?resource={db_id}&metric=DatabaseConnections",
+        "/api/silences",
+    ]
     for path in paths:
-        lite_json, pg_json = (c.get(path, headers={"Authorization": f"Bearer {web_config(url)['web.token']}"}).json() for c in clients)
+        lite_json, pg_json = (
+            c.get(path, headers={"Authorization": f"Bearer {web_config(url)['web.token']}"}).json() for c in clients
+        )
         assert pg_json == lite_json, path
     assert clients[0].get("/api/resources?q=ORDERS").json()["total"] >= 1, "a name search ignores case"
     lite_conn = sqlite3.connect(web_copy["path"])
     lite_conn.row_factory = sqlite3.Row
     pg_conn = data.Reader(url).conn()
     now = web_copy["now"]
-    for read in (lambda c: data.headroom(c, now), lambda c: data.incident_facets(c), lambda c: data.agent_health(c, now),
-                 lambda c: data.entries(c, now, data.incidents(c, {"state": "open"})), lambda c: data.last_digest(c)):
+    for read in (
+        lambda c: data.headroom(c, now),
+        lambda c: data.incident_facets(c),
+        lambda c: data.agent_health(c, now),
+        lambda c: data.entries(c, now, data.incidents(c, {"state": "open"})),
+        lambda c: data.last_digest(c),
+    ):
         assert read(pg_conn) == read(lite_conn)
     lite_conn.close()
     pg_conn.close()

@@ -48,7 +48,9 @@ def errors(burst_at: int | None, burst_minutes: int = 60, until: int = T0 + 4 * 
 
 def store_with(tmp: Path, series: list[tuple[SeriesKey, list[tuple[int, float]]]]) -> Any:
     store = open_store(tmp / "fw.db")
-    store.upsert_resource(id=FN, account="111111111111", region="us-east-1", kind="lambda", name="pay-fn", seen_at=START)
+    store.upsert_resource(
+        id=FN, account="111111111111", region="us-east-1", kind="lambda", name="pay-fn", seen_at=START
+    )
     store.write_samples(series)
     return store
 
@@ -64,8 +66,9 @@ def test_the_track_kept_in_the_store_is_the_one_fed_every_bucket_at_once(tmp_pat
         end = START + DAY + 6 * 3600
         for _ in passes(store, START + DAY, end, step=7 * 60):  # passes that do not fall on bucket edges
             pass
-        last_t, stored = store.db.execute("SELECT last_t, state FROM anomaly_state WHERE resource_id = ? AND metric = 'Errors'",
-                                          [FN]).fetchone()
+        last_t, stored = store.db.execute(
+            "SELECT last_t, state FROM anomaly_state WHERE resource_id = ? AND metric = 'Errors'", [FN]
+        ).fetchone()
     # The same buckets fed to one track in one go: the first pass learnt a day of stored history.
     first = START + DAY - DAY
     whole = Track()
@@ -80,8 +83,14 @@ def test_the_track_kept_in_the_store_is_the_one_fed_every_bucket_at_once(tmp_pat
 def test_an_hour_long_burst_is_one_episode_reported_once(tmp_path: Path) -> None:
     burst = T0 + 3600
     with store_with(tmp_path, [(errors_key(), errors(burst))]) as store:
-        seen = [(f.fingerprint, f.started_at, f.evidence["episode"]) for d in passes(store, START + DAY, T0 + 4 * 3600) for f in d.findings]
-    assert {(fp, at) for fp, at, _ in seen} == {(f"unusual:{FN}:Errors:Sum", burst)}, "one episode, from the burst's first bucket"
+        seen = [
+            (f.fingerprint, f.started_at, f.evidence["episode"])
+            for d in passes(store, START + DAY, T0 + 4 * 3600)
+            for f in d.findings
+        ]
+    assert {(fp, at) for fp, at, _ in seen} == {(f"unusual:{FN}:Errors:Sum", burst)}, (
+        "one episode, from the burst's first bucket"
+    )
     last = seen[-1][2]
     assert last["peak"] >= burst and last["end"] == burst + 3600, "its end: the last elevated bucket's"
     # Reported while it lasts (so its alert stands) and not long after: QUIET buckets plus settling.
@@ -125,6 +134,7 @@ def test_an_unreadable_stored_track_is_learnt_afresh_not_an_error(tmp_path: Path
 
 # -- beside a rule on the same resource: one incident -----------------------------------------------
 
+
 @pytest.fixture()
 def world(tmp_path: Path) -> Iterator[World]:
     with SlackStandIn() as slack:
@@ -134,8 +144,14 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 
 def unusual_api() -> Observation:
-    return Observation("unusual", rid("api", "checkout-api"), "5xx:Average", "finding", "warning",
-                       "checkout-api: unusual 5XX error rate — 3.0% (usually 0.1%) since 08:00 UTC")
+    return Observation(
+        "unusual",
+        rid("api", "checkout-api"),
+        "5xx:Average",
+        "finding",
+        "warning",
+        "checkout-api: unusual 5XX error rate — 3.0% (usually 0.1%) since 08:00 UTC",
+    )
 
 
 def tops(world: World) -> list[dict[str, Any]]:
@@ -210,8 +226,12 @@ def test_a_5xx_rate_needs_five_failed_requests_weighted_by_requests() -> None:
 def test_the_tracks_of_resources_long_gone_are_pruned_the_others_kept(tmp_path: Path) -> None:
     other = "lambda/111111111111/us-east-1/other-fn"
     with store_with(tmp_path, [(errors_key(), errors(None))]) as store:
-        store.upsert_resource(id=other, account="111111111111", region="us-east-1", kind="lambda", name="other-fn", seen_at=START)
-        store.record_detection([], [], [(FN, "Errors", "Sum", T0, False, "x"), (other, "Errors", "Sum", T0, False, "y")])
+        store.upsert_resource(
+            id=other, account="111111111111", region="us-east-1", kind="lambda", name="other-fn", seen_at=START
+        )
+        store.record_detection(
+            [], [], [(FN, "Errors", "Sum", T0, False, "x"), (other, "Errors", "Sum", T0, False, "y")]
+        )
         store.mark_gone([FN], START)
         store.prune_history(T0, history_retention=30 * DAY, incident_retention=30 * DAY, gone_retention=DAY)
         assert store.db.execute("SELECT resource_id FROM anomaly_state").fetchall() == [(other,)]
@@ -241,4 +261,6 @@ def test_unusual_outliving_the_rule_does_not_hold_the_incident_open_nor_page_aga
     texts = [m["text"][:60] for m in world.slack.messages()]
     assert not [t for t in texts if "UPDATED" in t], texts
     assert len([t for t in texts if t.startswith("[FIRING]")]) == 1, texts
-    assert incidents[0].resolved_at <= T0 + 4 * 60 + 8 * 60, "resolved with the rule, not when the unusual episode closed"
+    assert incidents[0].resolved_at <= T0 + 4 * 60 + 8 * 60, (
+        "resolved with the rule, not when the unusual episode closed"
+    )

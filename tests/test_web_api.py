@@ -63,13 +63,17 @@ def test_api_serves_the_fleet_incidents_resources_series(api: TestClient, web_co
     conn.row_factory = sqlite3.Row
     limits = data.headroom(conn, web_copy["now"])
     proxy = next(h for h in limits if h["name"] == "catalog-proxy")
-    assert proxy["limit"] == "pooled connections" and proxy["value"] is not None, "a proxy's headroom comes from its metrics"
+    assert proxy["limit"] == "pooled connections" and proxy["value"] is not None, (
+        "a proxy's headroom comes from its metrics"
+    )
     # The overview shows only the limits close to full, fullest first, each in its own unit.
     near = data.near_limits(limits)["near"]
     assert near and all(max(h["used"] or 0, h["peak_used"] or 0) >= 0.5 for h in near) and len(near) < len(limits)
     page_html = api.get("/", headers=HTML).text
     assert "500 of 500" in page_html and "database connections" in page_html, "orders-db at its max_connections"
-    assert "catalog-proxy" not in page_html.split("Close to a limit")[1].split("fleetwatch itself")[0], "far from its limit"
+    assert "catalog-proxy" not in page_html.split("Close to a limit")[1].split("fleetwatch itself")[0], (
+        "far from its limit"
+    )
     assert api.get("/api/resources/" + db["id"]).json()["series"]
     assert api.get("/api/incidents/99999").status_code == 404
 
@@ -109,23 +113,38 @@ def test_browser_credentials_also_need_the_csrf_token(api: TestClient, web_copy:
     assert forged.status_code == 403
     # A cross-site Origin is refused even with a valid token.
     token = csrf_of(api, f"/incidents/{inc}")
-    cross = api.post(path, headers={**BASIC, "Origin": "https://evil.example"}, data={"csrf": token}, follow_redirects=False)
+    cross = api.post(
+        path, headers={**BASIC, "Origin": "https://evil.example"}, data={"csrf": token}, follow_redirects=False
+    )
     assert cross.status_code == 403
     assert api.get(f"/api/incidents/{inc}").json()["acked_by"] is None
-    good = api.post(path, headers={**BASIC, "Origin": "http://127.0.0.1:8000"}, data={"csrf": token}, follow_redirects=False)
+    good = api.post(
+        path, headers={**BASIC, "Origin": "http://127.0.0.1:8000"}, data={"csrf": token}, follow_redirects=False
+    )
     assert good.status_code == 303
     assert api.get(f"/api/incidents/{inc}").json()["acked_by"] == USER
 
 
 def test_a_trusted_proxy_header_names_the_user_only_from_the_proxy(web_copy: dict[str, Any]) -> None:
     inc = web_copy["storm"]
-    with make_client(web_copy, FLEETWATCH_WEB_USER_HEADER="X-Forwarded-User", FLEETWATCH_WEB_TRUSTED_PROXIES="10.0.0.1") as c:
+    with make_client(
+        web_copy, FLEETWATCH_WEB_USER_HEADER="X-Forwarded-User", FLEETWATCH_WEB_TRUSTED_PROXIES="10.0.0.1"
+    ) as c:
         token = csrf_of(c, f"/incidents/{inc}")
-        r = c.post(f"/incidents/{inc}/ack", headers={"X-Forwarded-User": "mallory"}, data={"csrf": token}, follow_redirects=False)
+        r = c.post(
+            f"/incidents/{inc}/ack",
+            headers={"X-Forwarded-User": "mallory"},
+            data={"csrf": token},
+            follow_redirects=False,
+        )
         assert r.status_code == 401, "the test client is not the trusted proxy"
-    with make_client(web_copy, FLEETWATCH_WEB_USER_HEADER="X-Forwarded-User", FLEETWATCH_WEB_TRUSTED_PROXIES="testclient") as c:
+    with make_client(
+        web_copy, FLEETWATCH_WEB_USER_HEADER="X-Forwarded-User", FLEETWATCH_WEB_TRUSTED_PROXIES="testclient"
+    ) as c:
         token = csrf_of(c, f"/incidents/{inc}")
-        r = c.post(f"/incidents/{inc}/ack", headers={"X-Forwarded-User": "dana"}, data={"csrf": token}, follow_redirects=False)
+        r = c.post(
+            f"/incidents/{inc}/ack", headers={"X-Forwarded-User": "dana"}, data={"csrf": token}, follow_redirects=False
+        )
         assert r.status_code == 303 and c.get(f"/api/incidents/{inc}").json()["acked_by"] == "dana"
 
 
@@ -146,8 +165,11 @@ def test_read_auth_closes_reading_too(web_copy: dict[str, Any]) -> None:
 def test_silences_through_the_api(api: TestClient) -> None:
     bad = api.post("/api/silences", json={"matchers": "nolabel=1"}, headers=BEARER)
     assert bad.status_code == 422 and "unknown label" in bad.json()["detail"]
-    made = api.post("/api/silences", json={"matchers": 'service="checkout"', "duration_seconds": 600, "comment": "deploy"},
-                    headers=BEARER)
+    made = api.post(
+        "/api/silences",
+        json={"matchers": 'service="checkout"', "duration_seconds": 600, "comment": "deploy"},
+        headers=BEARER,
+    )
     assert made.status_code == 201
     s = made.json()
     assert s["active"] and s["author"] == "api-token" and s["ends_at"] - s["starts_at"] == 600
@@ -159,7 +181,13 @@ def test_silences_through_the_api(api: TestClient) -> None:
 
 def test_hostile_names_are_escaped_everywhere(api: TestClient, web_copy: dict[str, Any]) -> None:
     escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
-    for path in ("/", "/incidents", f"/incidents/{web_copy['hostile']}", "/resources?kind=api", "/resources/" + HOSTILE_ID):
+    for path in (
+        "/",
+        "/incidents",
+        f"/incidents/{web_copy['hostile']}",
+        "/resources?kind=api",
+        "/resources/" + HOSTILE_ID,
+    ):
         body = api.get(path, headers=HTML).text
         assert HOSTILE not in body, path
         assert escaped in body, path
@@ -178,7 +206,9 @@ def test_security_headers_and_limits(api: TestClient) -> None:
     assert huge.status_code == 413
     assert api.get("/resources", params={"q": "x" * 500}).status_code == 422
     assert api.get("/settings", headers=HTML).text.count("********") >= 2, "secrets are redacted"
-    assert TOKEN not in api.get("/settings", headers=HTML).text and PASSWORD not in api.get("/settings", headers=HTML).text
+    assert (
+        TOKEN not in api.get("/settings", headers=HTML).text and PASSWORD not in api.get("/settings", headers=HTML).text
+    )
 
 
 def test_search_is_literal(api: TestClient) -> None:
@@ -194,13 +224,28 @@ def test_incidents_list_the_worst_open_ones_first(tmp_path: Any) -> None:
     from web import data
 
     rows = [  # id: (state, severity, resolved)
-        (1, "firing", "info", None), (2, "firing", "critical", None), (3, "resolved", "critical", 500),
-        (4, "pending", "critical", None), (5, "firing", "warning", None), (6, "firing", "critical", None)]
+        (1, "firing", "info", None),
+        (2, "firing", "critical", None),
+        (3, "resolved", "critical", 500),
+        (4, "pending", "critical", None),
+        (5, "firing", "warning", None),
+        (6, "firing", "critical", None),
+    ]
     with open_store(tmp_path / "order.db") as store:
         for i, state, severity, resolved in rows:
-            store.db["incidents"].insert({"id": i, "fingerprint": f"fp{i}", "group_key": f"g{i}", "state": state, "severity": severity,
-                                          "title": f"incident {i}", "started_at": 100 + i, "updated_at": 100 + i,
-                                          "resolved_at": resolved})
+            store.db["incidents"].insert(
+                {
+                    "id": i,
+                    "fingerprint": f"fp{i}",
+                    "group_key": f"g{i}",
+                    "state": state,
+                    "severity": severity,
+                    "title": f"incident {i}",
+                    "started_at": 100 + i,
+                    "updated_at": 100 + i,
+                    "resolved_at": resolved,
+                }
+            )
     conn = sqlite3.connect(tmp_path / "order.db")
     conn.row_factory = sqlite3.Row
     assert [i["id"] for i in data.incidents(conn)] == [6, 2, 4, 5, 1, 3]
@@ -213,16 +258,54 @@ def test_a_resource_page_shows_its_nodata_state_and_the_incidents_it_took_part_i
 
     queue, api = "sqs/123456789012/us-east-1/jobs-dlq", "api/123456789012/us-east-1/checkout-api"
     with open_store(tmp_path / "res.db") as store:
-        store.upsert_resources([{"id": queue, "account": "123456789012", "region": "us-east-1", "kind": "sqs", "name": "jobs-dlq",
-                                 "facts": {}, "tags": {}}], 1000)
-        store.db["incidents"].insert({"id": 4, "fingerprint": "fp4", "group_key": api, "state": "firing", "severity": "critical",
-                                      "title": "checkout-api failing — jobs-dlq filling", "started_at": 900, "updated_at": 900,
-                                      "labels": f'{{"resource": "{api}"}}'})
-        for fp, state, kind, title, inc in (("a1", "nodata", "nodata", "no data: an inactive queue", None),
-                                            ("a2", "firing", "finding", "jobs-dlq: 40 messages dead-lettered", 4)):
-            store.db["alerts"].insert({"fingerprint": fp, "detector": "queues", "resource_id": queue, "key": fp, "kind": kind,
-                                       "state": state, "severity": "info" if kind == "nodata" else "warning", "title": title,
-                                       "evidence": "{}", "labels": "{}", "last_seen": 1000, "incident_id": inc, "updated_at": 1000})
+        store.upsert_resources(
+            [
+                {
+                    "id": queue,
+                    "account": "123456789012",
+                    "region": "us-east-1",
+                    "kind": "sqs",
+                    "name": "jobs-dlq",
+                    "facts": {},
+                    "tags": {},
+                }
+            ],
+            1000,
+        )
+        store.db["incidents"].insert(
+            {
+                "id": 4,
+                "fingerprint": "fp4",
+                "group_key": api,
+                "state": "firing",
+                "severity": "critical",
+                "title": "checkout-api failing — jobs-dlq filling",
+                "started_at": 900,
+                "updated_at": 900,
+                "labels": f'{{"resource": "{api}"}}',
+            }
+        )
+        for fp, state, kind, title, inc in (
+            ("a1", "nodata", "nodata", "no data: an inactive queue", None),
+            ("a2", "firing", "finding", "jobs-dlq: 40 messages dead-lettered", 4),
+        ):
+            store.db["alerts"].insert(
+                {
+                    "fingerprint": fp,
+                    "detector": "queues",
+                    "resource_id": queue,
+                    "key": fp,
+                    "kind": kind,
+                    "state": state,
+                    "severity": "info" if kind == "nodata" else "warning",
+                    "title": title,
+                    "evidence": "{}",
+                    "labels": "{}",
+                    "last_seen": 1000,
+                    "incident_id": inc,
+                    "updated_at": 1000,
+                }
+            )
     app = create_app(web_config(tmp_path / "res.db"), tmp_path / "res.db", FakeClock(1060), cache_ttl=0)
     with TestClient(app, base_url="http://127.0.0.1:8000") as client:
         page = client.get("/resources/" + quote(queue, safe=""), headers=HTML)

@@ -25,8 +25,16 @@ from web.server import DashboardServer
 CHROMIUM = os.environ.get("FLEETWATCH_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 # As root, without a sandbox; and without the background traffic a closed network refuses.
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +50,10 @@ def server(web_store: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium), "
-                    "or point FLEETWATCH_CHROMIUM at a Chromium binary")
+        pytest.fail(
+            f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium), "
+            "or point FLEETWATCH_CHROMIUM at a Chromium binary"
+        )
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         yield b
@@ -103,9 +113,14 @@ def test_every_page_renders_the_fleet_without_console_errors(page: Page, web_sto
         shot(page, name)
     page.goto(f"/incidents/{storm}")
     assert page.locator("figure.chart .uplot canvas").count() >= 3, "uPlot drew the evidence"
-    specs = {s["label"]: s for s in page.eval_on_selector_all("figure.chart", "fs => fs.map(f => JSON.parse(f.dataset.chart))")}
+    specs = {
+        s["label"]: s
+        for s in page.eval_on_selector_all("figure.chart", "fs => fs.map(f => JSON.parse(f.dataset.chart))")
+    }
     # Each limit in its series' unit, on that series only: 500 connections, a 1 % error rate.
-    assert [m["label"] for m in specs["connections"]["marks"]] == ["limit 500"] and specs["connections"]["unit"] == "count"
+    assert [m["label"] for m in specs["connections"]["marks"]] == ["limit 500"] and specs["connections"][
+        "unit"
+    ] == "count"
     assert specs["error rate"]["unit"] == "ratio" and "limit 1%" in [m["label"] for m in specs["error rate"]["marks"]]
     assert specs["requests"]["marks"] == [], "no limit on the request count"
     assert all(s["window"] and s["now"] == web_store["now"] for s in specs.values()), "incident window and now on each"
@@ -120,7 +135,9 @@ def test_every_page_renders_the_fleet_without_console_errors(page: Page, web_sto
     assert problems == []
 
 
-def test_acknowledge_and_silence_through_the_ui(browser: Browser, server: DashboardServer, web_store: dict[str, Any]) -> None:
+def test_acknowledge_and_silence_through_the_ui(
+    browser: Browser, server: DashboardServer, web_store: dict[str, Any]
+) -> None:
     context = browser.new_context(base_url=server.url, http_credentials={"username": USER, "password": PASSWORD})
     pg = context.new_page()
     problems = watch(pg)
@@ -147,7 +164,9 @@ def test_acknowledge_and_silence_through_the_ui(browser: Browser, server: Dashbo
     assert problems == []
 
 
-def test_a_change_without_credentials_is_refused(page: Page, server: DashboardServer, web_store: dict[str, Any]) -> None:
+def test_a_change_without_credentials_is_refused(
+    page: Page, server: DashboardServer, web_store: dict[str, Any]
+) -> None:
     # With no credentials to give, the browser answers the Basic challenge with nothing: the
     # server's 401 is what refuses the change, and the store is unchanged.
     inc = web_store["storm"]
@@ -164,10 +183,14 @@ def test_a_change_without_credentials_is_refused(page: Page, server: DashboardSe
     assert httpx.get(f"{server.url}/api/silences").json() == []
 
 
-def test_a_refused_sign_in_leaves_a_page_for_people(browser: Browser, server: DashboardServer, web_store: dict[str, Any]) -> None:
+def test_a_refused_sign_in_leaves_a_page_for_people(
+    browser: Browser, server: DashboardServer, web_store: dict[str, Any]
+) -> None:
     # The browser answers the challenge with a wrong password: the server refuses the sign-in,
     # and what the person is left looking at is a page that says so, not raw JSON or nothing.
-    context = browser.new_context(base_url=server.url, http_credentials={"username": USER, "password": "not the password"})
+    context = browser.new_context(
+        base_url=server.url, http_credentials={"username": USER, "password": "not the password"}
+    )
     pg = context.new_page()
     inc = web_store["storm"]
     pg.goto(f"/incidents/{inc}")
@@ -183,7 +206,12 @@ def test_a_refused_sign_in_leaves_a_page_for_people(browser: Browser, server: Da
 
 def test_hostile_names_render_as_text(page: Page, web_store: dict[str, Any]) -> None:
     problems = watch(page)
-    for path in (f"/incidents/{web_store['hostile']}", "/resources/" + quote(HOSTILE_ID, safe=""), "/resources?kind=api", "/"):
+    for path in (
+        f"/incidents/{web_store['hostile']}",
+        "/resources/" + quote(HOSTILE_ID, safe=""),
+        "/resources?kind=api",
+        "/",
+    ):
         page.goto(path)
         expect(page.locator("main")).to_contain_text(HOSTILE)
         assert page.locator("main script").count() == 0, path
@@ -227,10 +255,18 @@ BROKEN_WORDS = """() => {
 
 def every_page(web_store: dict[str, Any]) -> list[tuple[str, str]]:
     db = "rds/123456789012/us-east-1/orders-db"
-    return [("overview", "/"), ("incidents", "/incidents?state="), ("incident", f"/incidents/{web_store['storm']}"),
-            ("resources", "/resources"), ("resource", "/resources/" + quote(db, safe="")),
-            ("resource-fn", "/resources/" + quote("lambda/123456789012/us-east-1/orders-fn", safe="")),
-            ("silences", "/silences"), ("digest", "/digest"), ("settings", "/settings"), ("missing", "/incidents/999999")]
+    return [
+        ("overview", "/"),
+        ("incidents", "/incidents?state="),
+        ("incident", f"/incidents/{web_store['storm']}"),
+        ("resources", "/resources"),
+        ("resource", "/resources/" + quote(db, safe="")),
+        ("resource-fn", "/resources/" + quote("lambda/123456789012/us-east-1/orders-fn", safe="")),
+        ("silences", "/silences"),
+        ("digest", "/digest"),
+        ("settings", "/settings"),
+        ("missing", "/incidents/999999"),
+    ]
 
 
 def axe_violations(pg: Page) -> list[str]:
@@ -242,13 +278,17 @@ def axe_violations(pg: Page) -> list[str]:
         fetch("axe-core")
     pg.evaluate(AXE.read_text())  # through the DevTools protocol, so the page's CSP does not apply
     result = pg.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
-    return [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
-            for v in result if v["impact"] in ("serious", "critical")]
+    return [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
+        for v in result
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_every_page_fits_the_screen_reads_whole_words_and_passes_axe(browser: Browser, server: DashboardServer,
-                                                                    web_store: dict[str, Any], width: int) -> None:
+def test_every_page_fits_the_screen_reads_whole_words_and_passes_axe(
+    browser: Browser, server: DashboardServer, web_store: dict[str, Any], width: int
+) -> None:
     context = browser.new_context(base_url=server.url, viewport={"width": width, "height": 900})
     pg = context.new_page()
     pg.set_default_timeout(15_000)

@@ -14,8 +14,12 @@ T0 = 1_795_000_000
 
 def test_a_limit_is_drawn_on_the_series_held_against_it_in_its_unit() -> None:
     # A table's consumed capacity against its 1,000 WCU, with the throttle count beside it.
-    ev = evidence(limit=1000, consumed_wcu=Series([(T0 + 60 * i, 900.0 + i) for i in range(5)]),
-                  throttles=Series([(T0 + 60 * i, float(i)) for i in range(5)]), units={"consumed_wcu": "count"})
+    ev = evidence(
+        limit=1000,
+        consumed_wcu=Series([(T0 + 60 * i, 900.0 + i) for i in range(5)]),
+        throttles=Series([(T0 + 60 * i, float(i)) for i in range(5)]),
+        units={"consumed_wcu": "count"},
+    )
     consumed, throttles = evidence_charts(ev, window=(T0 + 120, T0 + 600), now=T0 + 600, x_range=(T0, T0 + 600))
     assert [m["label"] for m in json.loads(consumed["spec"])["marks"]] == ["limit 1,000"]
     assert json.loads(throttles["spec"])["marks"] == [], "no 1,000 WCU line on the throttle count"
@@ -29,7 +33,9 @@ def test_a_limit_is_drawn_on_the_series_held_against_it_in_its_unit() -> None:
 def test_missing_samples_break_the_line_and_one_sample_is_still_a_chart() -> None:
     pts = [(T0 + 60 * i, 1.0) for i in range(5)] + [(T0 + 3600 + 60 * i, 2.0) for i in range(3)]
     ts, vs = with_gaps(pts)
-    assert vs.count(None) == 1 and vs[5] is None and ts[5] == T0 + 300, "one break, just after the last sample before the gap"
+    assert vs.count(None) == 1 and vs[5] is None and ts[5] == T0 + 300, (
+        "one break, just after the last sample before the gap"
+    )
     hourly = [(T0 + 3600 * i, 1.0) for i in range(4)] + [(T0 + 3 * 3600 + 60 * i, 1.0) for i in range(1, 4)]
     assert None not in with_gaps(hourly)[1], "hourly rollups followed by minute samples are not a gap"
     single = chart("throttles", [(T0, 606.0)], "count", x_range=(T0 - 3600, T0 + 3600), now=T0 + 3600)
@@ -48,4 +54,6 @@ def test_numbers_and_facts_in_a_persons_units() -> None:
     assert fact("stages", ["prod", "beta"]) == "prod, beta", "not a Python list repr"
     assert fact("retention", 345600) == "4 d" and fact("total_code_size", 4718592) == "4.5 MiB"
     assert fact("detail_at", T0) == "2026-11-18 11:06 UTC" and fact("cluster", None) == "–"
-    assert fact("concurrency_holders", [{"name": "orders-fn", "peak": 611.2, "reserved": None}]) == "orders-fn (peak 611)"
+    assert (
+        fact("concurrency_holders", [{"name": "orders-fn", "peak": 611.2, "reserved": None}]) == "orders-fn (peak 611)"
+    )

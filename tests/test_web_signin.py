@@ -21,7 +21,9 @@ def _basic(user: str, password: str) -> dict[str, str]:
 
 
 def _client(web_copy: dict[str, Any], **settings: str) -> TestClient:
-    app = create_app(web_config(web_copy["path"], **settings), web_copy["path"], FakeClock(web_copy["now"]), cache_ttl=0)
+    app = create_app(
+        web_config(web_copy["path"], **settings), web_copy["path"], FakeClock(web_copy["now"]), cache_ttl=0
+    )
     return TestClient(app, base_url="http://127.0.0.1:8000")
 
 
@@ -35,13 +37,20 @@ def test_a_refused_sign_in_is_a_page_for_people_and_json_for_the_api(web_copy: d
     wrong = _basic(USER, "not the password")
     with _client(web_copy, FLEETWATCH_WEB_READ_AUTH="true") as c:
         page = c.get("/", headers={**BROWSER, **wrong})
-        assert page.status_code == 401 and page.headers["www-authenticate"].startswith("Basic"), "the browser asks again"
+        assert page.status_code == 401 and page.headers["www-authenticate"].startswith("Basic"), (
+            "the browser asks again"
+        )
         _is_page(page, "Not signed in")
         assert "Go back and try again, signing in" in page.text and "web.username" in page.text
         api = c.get("/api/incidents", headers={**BROWSER, **wrong})
         assert api.status_code == 401 and api.headers["content-type"] == "application/json" and "detail" in api.json()
     with _client(web_copy) as c:
-        form = c.post(f"/incidents/{web_copy['storm']}/ack", headers={**BROWSER, **wrong}, data={"csrf": ""}, follow_redirects=False)
+        form = c.post(
+            f"/incidents/{web_copy['storm']}/ack",
+            headers={**BROWSER, **wrong},
+            data={"csrf": ""},
+            follow_redirects=False,
+        )
         assert form.status_code in (401, 403)
         _is_page(form, "Not signed in" if form.status_code == 401 else "Refused")
 

@@ -27,9 +27,14 @@ ACCOUNT_NAMES = "123456789012=shop-prod,210987654321=shop-staging"
 
 
 def web_config(store_path: Path, **extra: str) -> Any:
-    env = {"FLEETWATCH_STORE_PATH": str(store_path), "FLEETWATCH_WEB_TOKEN": TOKEN, "FLEETWATCH_WEB_USERNAME": USER,
-           "FLEETWATCH_WEB_PASSWORD": PASSWORD, "FLEETWATCH_WEB_REFRESH": "5s",
-           "FLEETWATCH_AWS_ACCOUNT_NAMES": ACCOUNT_NAMES}
+    env = {
+        "FLEETWATCH_STORE_PATH": str(store_path),
+        "FLEETWATCH_WEB_TOKEN": TOKEN,
+        "FLEETWATCH_WEB_USERNAME": USER,
+        "FLEETWATCH_WEB_PASSWORD": PASSWORD,
+        "FLEETWATCH_WEB_REFRESH": "5s",
+        "FLEETWATCH_AWS_ACCOUNT_NAMES": ACCOUNT_NAMES,
+    }
     env.update(extra)
     return load_config(None, environ=env)
 
@@ -44,23 +49,61 @@ def build_web_store(emulator: Any, folder: Path) -> dict[str, Any]:
     (label,) = emulator.model.incident_labels()
     try:
         with SlackStandIn() as slack, open_store(path) as store:
-            cfg = load_config(None, environ={"FLEETWATCH_SLACK_BOT_TOKEN": SLACK_TOKEN, "FLEETWATCH_SLACK_API_URL": slack.api_url,
-                                             "FLEETWATCH_SLACK_CHANNEL": "C0WEB", "FLEETWATCH_ALERTS_FOR": "1m",
-                                             "FLEETWATCH_ALERTS_GROUP_WAIT": "0"})
+            cfg = load_config(
+                None,
+                environ={
+                    "FLEETWATCH_SLACK_BOT_TOKEN": SLACK_TOKEN,
+                    "FLEETWATCH_SLACK_API_URL": slack.api_url,
+                    "FLEETWATCH_SLACK_CHANNEL": "C0WEB",
+                    "FLEETWATCH_ALERTS_FOR": "1m",
+                    "FLEETWATCH_ALERTS_GROUP_WAIT": "0",
+                },
+            )
             clock = emulator.model.clock
             pipeline = build_pipeline(cfg, store, clock, sleep=lambda s: None)
             collector = make_collector(emulator, store, backfill=2 * 3600)
-            store.upsert_resources([{"id": HOSTILE_ID, "account": "123456789012", "region": "us-east-1", "kind": "api",
-                                     "name": HOSTILE, "facts": {"note": HOSTILE}, "tags": {"team": HOSTILE}}],
-                                   int(label["start"]))
-            hostile = Observation("outcomes", HOSTILE_ID, "5xx", "finding", "warning", f"{HOSTILE}: 9% of requests failing",
-                                  cause=f"cause {HOSTILE}", fix=f"fix {HOSTILE}")
+            store.upsert_resources(
+                [
+                    {
+                        "id": HOSTILE_ID,
+                        "account": "123456789012",
+                        "region": "us-east-1",
+                        "kind": "api",
+                        "name": HOSTILE,
+                        "facts": {"note": HOSTILE},
+                        "tags": {"team": HOSTILE},
+                    }
+                ],
+                int(label["start"]),
+            )
+            hostile = Observation(
+                "outcomes",
+                HOSTILE_ID,
+                "5xx",
+                "finding",
+                "warning",
+                f"{HOSTILE}: 9% of requests failing",
+                cause=f"cause {HOSTILE}",
+                fix=f"fix {HOSTILE}",
+            )
             for m in range(4, 12):
                 now = int(label["start"] + m * 60)
                 set_clock(emulator, now)
                 collector.poll()
-                store.upsert_resources([{"id": HOSTILE_ID, "account": "123456789012", "region": "us-east-1", "kind": "api",
-                                         "name": HOSTILE, "facts": {"note": HOSTILE}, "tags": {"team": HOSTILE}}], now)
+                store.upsert_resources(
+                    [
+                        {
+                            "id": HOSTILE_ID,
+                            "account": "123456789012",
+                            "region": "us-east-1",
+                            "kind": "api",
+                            "name": HOSTILE,
+                            "facts": {"note": HOSTILE},
+                            "tags": {"team": HOSTILE},
+                        }
+                    ],
+                    now,
+                )
                 observed, ran_ok = observations(detect(store, now))
                 pipeline.observe([*observed, hostile], ran_ok, resources(store), now)
                 pipeline.deliver()

@@ -82,7 +82,9 @@ class SeriesOut(BaseModel):
 
 
 class SilenceIn(BaseModel):
-    matchers: str = Field(..., min_length=1, max_length=2000, description='Alertmanager matchers, e.g. service="checkout"')
+    matchers: str = Field(
+        ..., min_length=1, max_length=2000, description='Alertmanager matchers, e.g. service="checkout"'
+    )
     duration_seconds: int = Field(3600, ge=60, le=90 * 86400)
     comment: str = Field("", max_length=2000)
 

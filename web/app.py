@@ -43,13 +43,21 @@ NAMES_TTL = 60.0  # seconds between reads of the account names (aliases change a
 # Row ids as SQLite stores them: a larger number is refused with a 422, not an overflow.
 Id = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 DURATIONS = {"1h": 3600, "4h": 4 * 3600, "1d": 86400, "1w": 7 * 86400}
-ERRORS = {401: "Not signed in", 403: "Refused", 404: "Not found", 413: "Too large", 422: "Not understood",
-          429: "Too many failed sign-ins"}
+ERRORS = {
+    401: "Not signed in",
+    403: "Refused",
+    404: "Not found",
+    413: "Too large",
+    422: "Not understood",
+    429: "Too many failed sign-ins",
+}
 # What a person can do next, under the error's own words.
-HINTS = {401: "Go back and try again, signing in with the user name and password set as web.username and web.password "
-              "(ask whoever runs fleetwatch).",
-         403: "Go back, reload the page and try again from this dashboard.",
-         429: "Wait until the time above has passed, then reload this page and sign in with the right password."}
+HINTS = {
+    401: "Go back and try again, signing in with the user name and password set as web.username and web.password "
+    "(ask whoever runs fleetwatch).",
+    403: "Go back, reload the page and try again from this dashboard.",
+    429: "Wait until the time above has passed, then reload this page and sign in with the right password.",
+}
 
 
 def _when(ts: Any) -> str:
@@ -103,7 +111,9 @@ def silence_matchers(inc: dict[str, Any]) -> str:
 class Dashboard:
     """The state the routes share: the store, the read connections, the auth, the clock."""
 
-    def __init__(self, cfg: Any, store_path: Path | str, clock: Any, auth: Auth | None = None, cache_ttl: float | None = None) -> None:
+    def __init__(
+        self, cfg: Any, store_path: Path | str, clock: Any, auth: Auth | None = None, cache_ttl: float | None = None
+    ) -> None:
         self.cfg, self.clock = cfg, clock
         self.store: Store = open_store(store_path)  # migrates a new store, so the reads below find their tables
         self.alerts = AlertStore(self.store)
@@ -156,31 +166,61 @@ class Dashboard:
         self.store.close()
 
 
-def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None = None, cache_ttl: float | None = None,
-               stopped: str = "") -> FastAPI:
+def create_app(
+    cfg: Any,
+    store_path: str | Path,
+    clock: Any,
+    auth: Auth | None = None,
+    cache_ttl: float | None = None,
+    stopped: str = "",
+) -> FastAPI:
     """`stopped`: the agent that filled the store is no longer running (the demo once its polls
     are done); every page says so in these words."""
     dash = Dashboard(cfg, store_path if is_url(store_path) else Path(store_path), clock, auth, cache_ttl)
-    app = FastAPI(title="fleetwatch", version="1", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
-                  description="What is hurting users now, why, and what to do. Reads are open unless web.read_auth is "
-                              "set; changes need a bearer token, basic credentials or a trusted proxy's user header.")
+    app = FastAPI(
+        title="fleetwatch",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        description="What is hurting users now, why, and what to do. Reads are open unless web.read_auth is "
+        "set; changes need a bearer token, basic credentials or a trusted proxy's user header.",
+    )
     app.state.dash = dash
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    env = Environment(loader=PackageLoader("web", "templates"), autoescape=select_autoescape(["html"]),
-                      trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(when=_when, at=_at, num=_num, fmt=fmt, clean=clean, fact=lambda k, v: clean(fact(str(k), v), 800),
-                       account_name=lambda a: dash.account_names().get(str(a), ""),
-                       # an account-wide resource by what it is ("SES sending"), not its discovery name "account"
-                       shown_name=lambda kind, name: ACCOUNT_KINDS.get(str(kind), name))
+    env = Environment(
+        loader=PackageLoader("web", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(
+        when=_when,
+        at=_at,
+        num=_num,
+        fmt=fmt,
+        clean=clean,
+        fact=lambda k, v: clean(fact(str(k), v), 800),
+        account_name=lambda a: dash.account_names().get(str(a), ""),
+        # an account-wide resource by what it is ("SES sending"), not its discovery name "account"
+        shown_name=lambda kind, name: ACCOUNT_KINDS.get(str(kind), name),
+    )
     env.globals["stopped"] = stopped
     env.filters["nobreak"] = _nobreak
     templates = Jinja2Templates(env=env)
 
     def view_of(request: Request, csrf: str, view: dict[str, Any]) -> dict[str, Any]:
         now = dash.now()
-        return {**view, "request": request, "csrf": csrf, "now": now, "ago": lambda ts: _ago(ts, now),
-                "refresh": dash.cfg["web.refresh"], "can_change": dash.auth.configured}
+        return {
+            **view,
+            "request": request,
+            "csrf": csrf,
+            "now": now,
+            "ago": lambda ts: _ago(ts, now),
+            "refresh": dash.cfg["web.refresh"],
+            "can_change": dash.auth.configured,
+        }
 
     def page(request: Request, name: str, status: int = 200, **view: Any) -> HTMLResponse:
         token = request.cookies.get(CSRF_COOKIE, "")
@@ -189,13 +229,15 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
             token = dash.auth.new_csrf()
         response = templates.TemplateResponse(request, name, view_of(request, token, view), status_code=status)
         if fresh:
-            response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", path="/",
-                                secure=request.url.scheme == "https")
+            response.set_cookie(
+                CSRF_COOKIE, token, httponly=True, samesite="strict", path="/", secure=request.url.scheme == "https"
+            )
         return response
 
     async def shared_page(request: Request, key: str, name: str, make: Callable[[], dict[str, Any]]) -> HTMLResponse:
         """A page with no form that changes anything, so no CSRF token: the rendered HTML is
         shared by everyone who asks within web.cache."""
+
         def render() -> str:
             return env.get_template(name).render(view_of(request, "", make()))
 
@@ -222,10 +264,20 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         if exc.status_code == 405:
             # Starlette names only the first route whose path matched; list every method of the path.
             headers["Allow"] = ", ".join(_methods_for(app, request))
-        if request.url.path.startswith("/api") or request.url.path == "/healthz" or "text/html" not in request.headers.get("accept", ""):
+        if (
+            request.url.path.startswith("/api")
+            or request.url.path == "/healthz"
+            or "text/html" not in request.headers.get("accept", "")
+        ):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
-        response = page(request, "error.html", status=exc.status_code, title=ERRORS.get(exc.status_code, "Error"),
-                        detail=str(exc.detail), hint=HINTS.get(exc.status_code, ""))
+        response = page(
+            request,
+            "error.html",
+            status=exc.status_code,
+            title=ERRORS.get(exc.status_code, "Error"),
+            detail=str(exc.detail),
+            hint=HINTS.get(exc.status_code, ""),
+        )
         response.headers.update(headers)
         return response
 
@@ -237,14 +289,26 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         return await shared_page(request, "overview", "overview.html", lambda: {"o": data.overview(conn(), dash.now())})
 
     @app.get("/incidents", response_class=HTMLResponse, include_in_schema=False)
-    async def incidents_page(request: Request, state: str = Query("open", max_length=40), severity: str = Query("", max_length=40),
-                             service: str = Query("", max_length=200), account: str = Query("", max_length=40),
-                             detector: str = Query("", max_length=80)) -> Response:
+    async def incidents_page(
+        request: Request,
+        state: str = Query("open", max_length=40),
+        severity: str = Query("", max_length=40),
+        service: str = Query("", max_length=200),
+        account: str = Query("", max_length=40),
+        detector: str = Query("", max_length=80),
+    ) -> Response:
         dash.auth.require_reader(request)
         filters = {"state": state, "severity": severity, "service": service, "account": account, "detector": detector}
-        return await shared_page(request, "incidents?" + urlencode(filters), "incidents.html",
-                                 lambda: {"incidents": data.incidents(conn(), filters), "filters": filters,
-                                          "facets": data.incident_facets(conn())})
+        return await shared_page(
+            request,
+            "incidents?" + urlencode(filters),
+            "incidents.html",
+            lambda: {
+                "incidents": data.incidents(conn(), filters),
+                "filters": filters,
+                "facets": data.incident_facets(conn()),
+            },
+        )
 
     @app.get("/incidents/{incident_id}", response_class=HTMLResponse, include_in_schema=False)
     def incident_page(request: Request, incident_id: Id) -> Response:
@@ -255,8 +319,15 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         x_range = evidence_range([a["evidence"] for a in inc["alerts"]], window[0], window[1])
         charts = [(a, evidence_charts(a["evidence"], window=window, now=now, x_range=x_range)) for a in inc["alerts"]]
         paged = any(str(n["target"]).startswith("pagerduty") for n in inc["notifications"])
-        return page(request, "incident.html", inc=inc, charts=charts, silence=silence_matchers(inc), durations=DURATIONS,
-                    paged=paged)
+        return page(
+            request,
+            "incident.html",
+            inc=inc,
+            charts=charts,
+            silence=silence_matchers(inc),
+            durations=DURATIONS,
+            paged=paged,
+        )
 
     @app.post("/incidents/{incident_id}/ack", include_in_schema=False)
     def incident_ack_form(request: Request, incident_id: Id, csrf: str = Form("")) -> Response:
@@ -265,8 +336,9 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
 
     @app.post("/incidents/{incident_id}/silence", include_in_schema=False)
-    def incident_silence_form(request: Request, incident_id: Id, csrf: str = Form(""), duration: str = Form("1h"),
-                              comment: str = Form("")) -> Response:
+    def incident_silence_form(
+        request: Request, incident_id: Id, csrf: str = Form(""), duration: str = Form("1h"), comment: str = Form("")
+    ) -> Response:
         who = dash.auth.require_writer(request, csrf)
         matchers = silence_matchers(incident_or_404(incident_id))
         if not matchers:
@@ -275,12 +347,26 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
 
     @app.get("/resources", response_class=HTMLResponse, include_in_schema=False)
-    def resources_page(request: Request, kind: str = "", q: str = Query("", max_length=200), page_no: int = Query(0, alias="page", ge=0)) -> Response:
+    def resources_page(
+        request: Request,
+        kind: str = "",
+        q: str = Query("", max_length=200),
+        page_no: int = Query(0, alias="page", ge=0),
+    ) -> Response:
         dash.auth.require_reader(request)
         rows, total = data.resources(conn(), kind, q, page_no)
         kinds = data.resource_kinds(conn())
-        return page(request, "resources.html", resources=rows, total=total, kind=kind, q=q, page_no=page_no, kinds=kinds,
-                    per_page=data.PAGE)
+        return page(
+            request,
+            "resources.html",
+            resources=rows,
+            total=total,
+            kind=kind,
+            q=q,
+            page_no=page_no,
+            kinds=kinds,
+            per_page=data.PAGE,
+        )
 
     @app.get("/resources/{resource_id:path}", response_class=HTMLResponse, include_in_schema=False)
     def resource_page(request: Request, resource_id: str, hours: int = Query(24, ge=1, le=24 * 90)) -> Response:
@@ -289,27 +375,51 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         now = dash.now()
         start = now - hours * 3600
         window = data.incident_window(r["incidents"], start, now)
-        charts = [chart(f"{s['metric']} ({s['stat']})", data.series_points(conn(), s["id"], start, now + 1),
-                        metric_unit(s["metric"], s["stat"]), x_range=(start, now), now=now, window=window,
-                        limit=data.limit_of(r, s["metric"]))
-                  for s in r["series"][:24]]
+        charts = [
+            chart(
+                f"{s['metric']} ({s['stat']})",
+                data.series_points(conn(), s["id"], start, now + 1),
+                metric_unit(s["metric"], s["stat"]),
+                x_range=(start, now),
+                now=now,
+                window=window,
+                limit=data.limit_of(r, s["metric"]),
+            )
+            for s in r["series"][:24]
+        ]
         return page(request, "resource.html", r=r, charts=charts, hours=hours)
 
     @app.get("/silences", response_class=HTMLResponse, include_in_schema=False)
     def silences_page(request: Request, error: str = "") -> Response:
         dash.auth.require_reader(request)
-        return page(request, "silences.html", silences=data.silences(conn(), dash.now(), include_expired=True),
-                    durations=DURATIONS, error=error)
+        return page(
+            request,
+            "silences.html",
+            silences=data.silences(conn(), dash.now(), include_expired=True),
+            durations=DURATIONS,
+            error=error,
+        )
 
     @app.post("/silences", include_in_schema=False)
-    def silence_form(request: Request, csrf: str = Form(""), matchers: str = Form(..., max_length=2000),
-                     duration: str = Form("1h"), comment: str = Form("", max_length=2000)) -> Response:
+    def silence_form(
+        request: Request,
+        csrf: str = Form(""),
+        matchers: str = Form(..., max_length=2000),
+        duration: str = Form("1h"),
+        comment: str = Form("", max_length=2000),
+    ) -> Response:
         who = dash.auth.require_writer(request, csrf)
         try:
             _silence(matchers, DURATIONS.get(duration, 3600), who.user, comment)
         except ValueError as exc:
-            return page(request, "silences.html", status=422, silences=data.silences(conn(), dash.now(), include_expired=True),
-                        durations=DURATIONS, error=str(exc))
+            return page(
+                request,
+                "silences.html",
+                status=422,
+                silences=data.silences(conn(), dash.now(), include_expired=True),
+                durations=DURATIONS,
+                error=str(exc),
+            )
         return RedirectResponse("/silences", status_code=303)
 
     @app.post("/silences/{silence_id}/expire", include_in_schema=False)
@@ -335,8 +445,12 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
             digest = gather(dash.store, dash.now(), names=configured(dash.cfg), url=dash.cfg["web.public_url"])
         html = render_html(digest)
         # The digest's own HTML is mail HTML: inline styles, no scripts at all.
-        return HTMLResponse(html, headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                                                      "frame-ancestors 'self'"})
+        return HTMLResponse(
+            html,
+            headers={
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'"
+            },
+        )
 
     @app.get("/settings", response_class=HTMLResponse, include_in_schema=False)
     def settings_page(request: Request) -> Response:
@@ -363,16 +477,26 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         return JSONResponse(body.model_dump(), status_code=503 if ready and not is_ready else 200)
 
     @app.get("/api/incidents", response_model=list[IncidentOut], tags=["incidents"])
-    def api_incidents(request: Request, state: str = Query("", max_length=40), severity: str = Query("", max_length=40),
-                      service: str = Query("", max_length=200), account: str = Query("", max_length=40),
-                      detector: str = Query("", max_length=80), limit: int = Query(200, ge=1, le=1000)) -> Any:
+    def api_incidents(
+        request: Request,
+        state: str = Query("", max_length=40),
+        severity: str = Query("", max_length=40),
+        service: str = Query("", max_length=200),
+        account: str = Query("", max_length=40),
+        detector: str = Query("", max_length=80),
+        limit: int = Query(200, ge=1, le=1000),
+    ) -> Any:
         """Incidents, newest open first. `state=open` for every incident not yet resolved."""
         dash.auth.require_reader(request)
         filters = {"state": state, "severity": severity, "service": service, "account": account, "detector": detector}
         return data.incidents(conn(), filters, limit)
 
-    @app.get("/api/incidents/{incident_id}", response_model=IncidentDetail, tags=["incidents"],
-             responses={404: {"description": "no such incident"}})
+    @app.get(
+        "/api/incidents/{incident_id}",
+        response_model=IncidentDetail,
+        tags=["incidents"],
+        responses={404: {"description": "no such incident"}},
+    )
     def api_incident(request: Request, incident_id: Id) -> Any:
         dash.auth.require_reader(request)
         return incident_or_404(incident_id)
@@ -391,26 +515,40 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         return data.findings(conn(), limit)
 
     @app.get("/api/resources", response_model=Page, tags=["resources"])
-    def api_resources(request: Request, kind: str = Query("", max_length=40), q: str = Query("", max_length=200),
-                      page_no: int = Query(0, alias="page", ge=0, le=100000)) -> Any:
+    def api_resources(
+        request: Request,
+        kind: str = Query("", max_length=40),
+        q: str = Query("", max_length=200),
+        page_no: int = Query(0, alias="page", ge=0, le=100000),
+    ) -> Any:
         dash.auth.require_reader(request)
         rows, total = data.resources(conn(), kind, q, page_no)
         return {"total": total, "page": page_no, "per_page": data.PAGE, "items": rows}
 
-    @app.get("/api/resources/{resource_id:path}", response_model=ResourceDetail, tags=["resources"],
-             responses={404: {"description": "no such resource"}})
+    @app.get(
+        "/api/resources/{resource_id:path}",
+        response_model=ResourceDetail,
+        tags=["resources"],
+        responses={404: {"description": "no such resource"}},
+    )
     def api_resource(request: Request, resource_id: str) -> Any:
         dash.auth.require_reader(request)
         return resource_or_404(resource_id)
 
     @app.get("/api/series", response_model=list[SeriesOut], tags=["resources"])
-    def api_series(request: Request, resource: str = Query(..., max_length=600), metric: str = Query("", max_length=200),
-                   hours: int = Query(24, ge=1, le=24 * 90)) -> Any:
+    def api_series(
+        request: Request,
+        resource: str = Query(..., max_length=600),
+        metric: str = Query("", max_length=200),
+        hours: int = Query(24, ge=1, le=24 * 90),
+    ) -> Any:
         """The samples of a resource's series over the last `hours`."""
         dash.auth.require_reader(request)
         now = dash.now()
-        return [{**s, "points": data.series_points(conn(), s["id"], now - hours * 3600, now + 1)}
-                for s in data.series_of(conn(), resource, metric)]
+        return [
+            {**s, "points": data.series_points(conn(), s["id"], now - hours * 3600, now + 1)}
+            for s in data.series_of(conn(), resource, metric)
+        ]
 
     @app.get("/api/silences", response_model=list[SilenceOut], tags=["silences"])
     def api_silences(request: Request, expired: bool = False) -> Any:
@@ -446,8 +584,11 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         not by the dashboard's sign-in."""
         secret = dash.cfg["pagerduty.webhook_secret"]
         if not secret:
-            raise HTTPException(404, "the PagerDuty webhook is off: set pagerduty.webhook_secret "
-                                     "(FLEETWATCH_PAGERDUTY_WEBHOOK_SECRET) to the subscription's signing secret")
+            raise HTTPException(
+                404,
+                "the PagerDuty webhook is off: set pagerduty.webhook_secret "
+                "(FLEETWATCH_PAGERDUTY_WEBHOOK_SECRET) to the subscription's signing secret",
+            )
         body = await request.body()
         header = request.headers.get("x-pagerduty-signature", "")
         if not header:
@@ -459,11 +600,15 @@ def create_app(cfg: Any, store_path: str | Path, clock: Any, auth: Auth | None =
         except ValueError:
             raise HTTPException(400, "the body is not JSON") from None
         if got is None:
-            return JSONResponse({"acknowledged": False, "reason": "not an incident.acknowledged event"}, status_code=202)
+            return JSONResponse(
+                {"acknowledged": False, "reason": "not an incident.acknowledged event"}, status_code=202
+            )
         key, who = got
         incident_id = pagerduty.incident_of(key, pagerduty.installation_id(dash.store, dash.cfg["web.public_url"]))
         if incident_id is None:
-            return JSONResponse({"acknowledged": False, "reason": "not an incident of this fleetwatch"}, status_code=202)
+            return JSONResponse(
+                {"acknowledged": False, "reason": "not an incident of this fleetwatch"}, status_code=202
+            )
         done = await run_in_threadpool(_acknowledge, incident_id, who)
         return {"acknowledged": done, "incident_id": incident_id, "by": who}
 
@@ -502,6 +647,10 @@ def _methods_for(app: FastAPI, request: Request) -> list[str]:
 
 
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "a body that cannot be parsed"}, 413: {"description": "a body over 64 KiB"}, 401: {"description": "not signed in"}, 403: {"description": "cross-site, or missing CSRF token"},
-    404: {"description": "no such incident or silence"}, 422: {"description": "invalid input"},
+    400: {"description": "a body that cannot be parsed"},
+    413: {"description": "a body over 64 KiB"},
+    401: {"description": "not signed in"},
+    403: {"description": "cross-site, or missing CSRF token"},
+    404: {"description": "no such incident or silence"},
+    422: {"description": "invalid input"},
 }

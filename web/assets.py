@@ -49,12 +49,25 @@ class Asset:
 
 ASSETS = {
     # uPlot: fast time series (thousands of points on a canvas), MIT.
-    "uplot": Asset("uplot", "1.6.32", "sha512-KIMVnG68zvu5XXUbC4LQEPnhwOxBuLyW1AHtpm6IKTXImkbLgkMy+jabjLgSLMasNuGGzQm/ep3tOkyTxpiQIw==",
-                   (("package/dist/uPlot.iife.min.js", "uPlot.iife.min.js"), ("package/dist/uPlot.min.css", "uPlot.min.css"),
-                    ("package/LICENSE", "uPlot.LICENSE")), VENDOR),
+    "uplot": Asset(
+        "uplot",
+        "1.6.32",
+        "sha512-KIMVnG68zvu5XXUbC4LQEPnhwOxBuLyW1AHtpm6IKTXImkbLgkMy+jabjLgSLMasNuGGzQm/ep3tOkyTxpiQIw==",
+        (
+            ("package/dist/uPlot.iife.min.js", "uPlot.iife.min.js"),
+            ("package/dist/uPlot.min.css", "uPlot.min.css"),
+            ("package/LICENSE", "uPlot.LICENSE"),
+        ),
+        VENDOR,
+    ),
     # axe-core: Deque's accessibility rules engine, MPL-2.0; for the tests only.
-    "axe-core": Asset("axe-core", "4.14.1", "sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==",
-                      (("package/axe.min.js", "axe.min.js"), ("package/LICENSE", "axe-core.LICENSE")), TEST_VENDOR),
+    "axe-core": Asset(
+        "axe-core",
+        "4.14.1",
+        "sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==",
+        (("package/axe.min.js", "axe.min.js"), ("package/LICENSE", "axe-core.LICENSE")),
+        TEST_VENDOR,
+    ),
 }
 
 
@@ -69,15 +82,23 @@ def _pin(asset: Asset) -> Path:
 def present(asset: Asset) -> bool:
     """The files are there, from the pinned tarball (a changed pin fetches again)."""
     pin = _pin(asset)
-    return (pin.is_file() and pin.read_text() == asset.integrity
-            and all(p.is_file() and p.stat().st_size > 0 for p in asset.paths()))
+    return (
+        pin.is_file()
+        and pin.read_text() == asset.integrity
+        and all(p.is_file() and p.stat().st_size > 0 for p in asset.paths())
+    )
 
 
 def _download(asset: Asset) -> bytes:
     if shutil.which("npm"):
         with tempfile.TemporaryDirectory() as tmp:
-            done = subprocess.run(["npm", "pack", f"{asset.name}@{asset.version}", "--silent", "--pack-destination", tmp],
-                                  capture_output=True, text=True, timeout=300, check=False)
+            done = subprocess.run(
+                ["npm", "pack", f"{asset.name}@{asset.version}", "--silent", "--pack-destination", tmp],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
             tgz = Path(tmp) / f"{asset.name}-{asset.version}.tgz"
             if done.returncode == 0 and tgz.is_file():
                 return tgz.read_bytes()
@@ -85,17 +106,21 @@ def _download(asset: Asset) -> bytes:
         with urllib.request.urlopen(asset.tarball, timeout=120) as r:  # noqa: S310 - a fixed https address
             return r.read()
     except OSError as exc:
-        raise AssetError(f"could not fetch {asset.name}@{asset.version} from the npm registry ({asset.tarball}): {exc}; "
-                         "the dashboard's charts need it: check the network to the npm registry and run "
-                         "`python -m web.assets` again") from None
+        raise AssetError(
+            f"could not fetch {asset.name}@{asset.version} from the npm registry ({asset.tarball}): {exc}; "
+            "the dashboard's charts need it: check the network to the npm registry and run "
+            "`python -m web.assets` again"
+        ) from None
 
 
 def _check(asset: Asset, blob: bytes) -> None:
     algo, _, want = asset.integrity.partition("-")
     got = base64.b64encode(hashlib.new(algo, blob).digest()).decode()
     if got != want:
-        raise AssetError(f"{asset.name}@{asset.version}: the tarball's {algo} is {got}, not the pinned {want}: "
-                         "refusing to unpack it (a changed or corrupted download)")
+        raise AssetError(
+            f"{asset.name}@{asset.version}: the tarball's {algo} is {got}, not the pinned {want}: "
+            "refusing to unpack it (a changed or corrupted download)"
+        )
 
 
 def fetch(name: str) -> list[Path]:

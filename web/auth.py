@@ -56,8 +56,14 @@ class Auth:
 
     @classmethod
     def from_config(cls, cfg: Any) -> Auth:
-        return cls(cfg["web.token"], cfg["web.username"], cfg["web.password"], cfg["web.user_header"],
-                   tuple(cfg["web.trusted_proxies"]), cfg["web.read_auth"])
+        return cls(
+            cfg["web.token"],
+            cfg["web.username"],
+            cfg["web.password"],
+            cfg["web.user_header"],
+            tuple(cfg["web.trusted_proxies"]),
+            cfg["web.read_auth"],
+        )
 
     @property
     def configured(self) -> bool:
@@ -70,8 +76,11 @@ class Auth:
         client = request.client.host if request.client else "?"
         wait = self._locked_out(client)
         if wait:
-            raise HTTPException(429, f"too many failed sign-ins from {client}; try again in {math.ceil(wait)} s",
-                                headers={"Retry-After": str(math.ceil(wait))})
+            raise HTTPException(
+                429,
+                f"too many failed sign-ins from {client}; try again in {math.ceil(wait)} s",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
         who = self._credentials(header)
         if who is None:
             self._failed(client)
@@ -99,7 +108,11 @@ class Auth:
 
     def _credentials(self, header: str) -> Who | None:
         scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and self.token and hmac.compare_digest(value.strip().encode(), self.token.encode()):
+        if (
+            scheme.lower() == "bearer"
+            and self.token
+            and hmac.compare_digest(value.strip().encode(), self.token.encode())
+        ):
             return Who("api-token", ambient=False)
         if scheme.lower() == "basic" and self.username and self.password:
             try:
@@ -131,14 +144,19 @@ class Auth:
         if origin and origin != "null" and _host_of(origin) != request.headers.get("host", ""):
             raise HTTPException(403, "cross-site request refused")
         if not self.configured:
-            raise HTTPException(401, "changes are turned off: set web.token, web.username and web.password, or "
-                                     "web.user_header in the configuration")
+            raise HTTPException(
+                401,
+                "changes are turned off: set web.token, web.username and web.password, or "
+                "web.user_header in the configuration",
+            )
         who = self.who(request)
         if who is None:
             raise HTTPException(401, "sign in to make changes", headers=self.challenge())
         if who.ambient:
             given = csrf or request.headers.get("x-csrf-token", "")
-            if not (given and self.csrf_valid(given) and hmac.compare_digest(given, request.cookies.get(CSRF_COOKIE, ""))):
+            if not (
+                given and self.csrf_valid(given) and hmac.compare_digest(given, request.cookies.get(CSRF_COOKIE, ""))
+            ):
                 raise HTTPException(403, "missing or stale CSRF token: reload the page and try again")
         return who
 

@@ -33,9 +33,16 @@ UNIT_WORDS = {"ratio": "%", "percent": "%", "ms": "ms", "us": "µs", "s": "time"
 # (DatabaseConnectionsBorrowLatency in µs), SES https://docs.aws.amazon.com/ses/latest/dg/reputation-dashboard-dg.html
 # (Reputation.BounceRate and ComplaintRate as fractions). Everything else is a count.
 METRIC_UNITS = {
-    "Duration": "ms", "IteratorAge": "ms", "AsyncEventAge": "ms", "Latency": "ms", "IntegrationLatency": "ms",
-    "ApproximateAgeOfOldestMessage": "s", "CPUUtilization": "percent", "DatabaseConnectionsBorrowLatency": "us",
-    "Reputation.BounceRate": "ratio", "Reputation.ComplaintRate": "ratio",
+    "Duration": "ms",
+    "IteratorAge": "ms",
+    "AsyncEventAge": "ms",
+    "Latency": "ms",
+    "IntegrationLatency": "ms",
+    "ApproximateAgeOfOldestMessage": "s",
+    "CPUUtilization": "percent",
+    "DatabaseConnectionsBorrowLatency": "us",
+    "Reputation.BounceRate": "ratio",
+    "Reputation.ComplaintRate": "ratio",
 }
 RATE_WHEN_AVERAGED = {"4XXError", "5XXError", "4xx", "5xx"}
 
@@ -63,9 +70,19 @@ def fmt(value: Any, unit: str = "count") -> str:
 # The unit of a resource fact, by its name (collector/discovery.py stores them): sizes in bytes
 # (Lambda's code sizes, https://docs.aws.amazon.com/lambda/latest/api/API_AccountLimit.html), memory
 # in MB, durations in seconds (SQS retention and visibility, Lambda timeout), times as epoch seconds.
-FACT_UNITS = {"memory": "MB", "memory_size": "MB", "timeout": "s", "retention": "s", "visibility_timeout": "s",
-              "delay": "s", "code_size_limit": "bytes", "total_code_size": "bytes", "code_size": "bytes",
-              "ephemeral_storage": "MB", "max_message_size": "bytes"}
+FACT_UNITS = {
+    "memory": "MB",
+    "memory_size": "MB",
+    "timeout": "s",
+    "retention": "s",
+    "visibility_timeout": "s",
+    "delay": "s",
+    "code_size_limit": "bytes",
+    "total_code_size": "bytes",
+    "code_size": "bytes",
+    "ephemeral_storage": "MB",
+    "max_message_size": "bytes",
+}
 
 
 def fact(name: str, value: Any) -> str:
@@ -83,6 +100,7 @@ def fact(name: str, value: Any) -> str:
         unit = FACT_UNITS.get(name)
         if name.endswith("_at") or name.endswith("_date"):
             from datetime import datetime
+
             return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M UTC") if value > 10**8 else str(value)
         if unit == "MB":
             return f"{value:,.0f} MB"
@@ -105,7 +123,7 @@ def downsample(points: Sequence[tuple[float, float]], limit: int = MAX_POINTS) -
     if len(pts) <= limit:
         return pts
     size = math.ceil(len(pts) / limit)
-    return [max(pts[i:i + size], key=lambda p: p[1]) for i in range(0, len(pts), size)]
+    return [max(pts[i : i + size], key=lambda p: p[1]) for i in range(0, len(pts), size)]
 
 
 def with_gaps(pts: Sequence[tuple[float, float]]) -> tuple[list[float], list[float | None]]:
@@ -125,26 +143,55 @@ def with_gaps(pts: Sequence[tuple[float, float]]) -> tuple[list[float], list[flo
     return ts, vs
 
 
-def chart(title: str, points: Sequence[tuple[float, float]], unit: str = "count", *, x_range: tuple[float, float] | None = None,
-          limit: float | None = None, baseline: float | None = None, window: tuple[float, float] | None = None,
-          now: float | None = None) -> dict[str, Any]:
+def chart(
+    title: str,
+    points: Sequence[tuple[float, float]],
+    unit: str = "count",
+    *,
+    x_range: tuple[float, float] | None = None,
+    limit: float | None = None,
+    baseline: float | None = None,
+    window: tuple[float, float] | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
     pts = downsample(points)
     ts, vs = with_gaps(pts)
-    marks = {name: value for name, value in (("limit", limit), ("baseline", baseline))
-             if value is not None and math.isfinite(value)}
+    marks = {
+        name: value
+        for name, value in (("limit", limit), ("baseline", baseline))
+        if value is not None and math.isfinite(value)
+    }
     peak = max(pts, key=lambda p: p[1]) if pts else None
-    spec = {"unit": unit, "t": ts, "v": vs, "label": title,
-            "x": list(x_range) if x_range else ([pts[0][0], pts[-1][0]] if pts else None),
-            "marks": [{"name": k, "value": v, "label": f"{k} {fmt(v, unit)}"} for k, v in marks.items()],
-            "window": list(window) if window else None, "now": now}
-    return {"title": title, "unit": unit, "unit_word": UNIT_WORDS.get(unit, unit), "empty": not pts,
-            "points": len(pts), "latest": pts[-1] if pts else None, "latest_text": fmt(pts[-1][1], unit) if pts else "",
-            "peak_text": fmt(peak[1], unit) if peak else "", "marks": {k: fmt(v, unit) for k, v in marks.items()},
-            "spec": json.dumps(spec, separators=(",", ":"), allow_nan=False)}
+    spec = {
+        "unit": unit,
+        "t": ts,
+        "v": vs,
+        "label": title,
+        "x": list(x_range) if x_range else ([pts[0][0], pts[-1][0]] if pts else None),
+        "marks": [{"name": k, "value": v, "label": f"{k} {fmt(v, unit)}"} for k, v in marks.items()],
+        "window": list(window) if window else None,
+        "now": now,
+    }
+    return {
+        "title": title,
+        "unit": unit,
+        "unit_word": UNIT_WORDS.get(unit, unit),
+        "empty": not pts,
+        "points": len(pts),
+        "latest": pts[-1] if pts else None,
+        "latest_text": fmt(pts[-1][1], unit) if pts else "",
+        "peak_text": fmt(peak[1], unit) if peak else "",
+        "marks": {k: fmt(v, unit) for k, v in marks.items()},
+        "spec": json.dumps(spec, separators=(",", ":"), allow_nan=False),
+    }
 
 
-def evidence_charts(evidence: dict[str, Any], window: tuple[float, float] | None = None, now: float | None = None,
-                    x_range: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+def evidence_charts(
+    evidence: dict[str, Any],
+    window: tuple[float, float] | None = None,
+    now: float | None = None,
+    x_range: tuple[float, float] | None = None,
+) -> list[dict[str, Any]]:
     """One chart per series in a finding's evidence, each in its own unit. The limit and baseline
     are held against the first series (detectors.base.evidence), so they are drawn on that one
     only, in its unit: a 1,000 WCU limit never lands on a throttle-count chart."""
@@ -157,16 +204,30 @@ def evidence_charts(evidence: dict[str, Any], window: tuple[float, float] | None
             continue
         unit = unit_of(evidence, str(name))
         first = i == 0
-        out.append(chart(str(name).replace("_", " "), pts, unit, x_range=x_range, window=window, now=now,
-                         limit=limit if first and unit_of(evidence, "limit") == unit else None,
-                         baseline=baseline if first and unit_of(evidence, "baseline") == unit else None))
+        out.append(
+            chart(
+                str(name).replace("_", " "),
+                pts,
+                unit,
+                x_range=x_range,
+                window=window,
+                now=now,
+                limit=limit if first and unit_of(evidence, "limit") == unit else None,
+                baseline=baseline if first and unit_of(evidence, "baseline") == unit else None,
+            )
+        )
     return out
 
 
 def evidence_range(evidences: Sequence[dict[str, Any]], start: float, end: float) -> tuple[float, float]:
     """One time range for every chart of an incident: its evidence and its window, up to now."""
-    times = [float(p[0]) for ev in evidences for pts in (ev.get("series") or {}).values() for p in pts
-             if isinstance(p, (list, tuple)) and p and isinstance(p[0], (int, float))]
+    times = [
+        float(p[0])
+        for ev in evidences
+        for pts in (ev.get("series") or {}).values()
+        for p in pts
+        if isinstance(p, (list, tuple)) and p and isinstance(p[0], (int, float))
+    ]
     lo = min([*times, start])
     hi = max([*times, end])
     pad = max(60.0, (hi - lo) * 0.03)

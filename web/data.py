@@ -20,11 +20,15 @@ ENTRY_KINDS = ("api", "schedule", "ses", "sqs")
 # web/charts.METRIC_UNITS). "{5xx}" is 5XXError for a REST API and 5xx for an HTTP API
 # (collector.catalog.api_metric). A queue is an entry point when users wait on what it carries:
 # one that is not a dead-letter queue.
-ENTRY_SIGNALS = {"api": (("{5xx}", "Average", "5xx rate", "ratio"), ("Latency", "p95", "p95 latency", "ms")),
-                 "schedule": (("FailedInvocations", "Sum", "failed runs", "count"), ("TriggeredRules", "Sum", "runs", "count")),
-                 "ses": (("Bounce", "Sum", "bounced", "count"), ("Send", "Sum", "sent", "count")),
-                 "sqs": (("ApproximateAgeOfOldestMessage", "Maximum", "oldest message", "s"),
-                         ("ApproximateNumberOfMessagesVisible", "Maximum", "waiting", "count"))}
+ENTRY_SIGNALS = {
+    "api": (("{5xx}", "Average", "5xx rate", "ratio"), ("Latency", "p95", "p95 latency", "ms")),
+    "schedule": (("FailedInvocations", "Sum", "failed runs", "count"), ("TriggeredRules", "Sum", "runs", "count")),
+    "ses": (("Bounce", "Sum", "bounced", "count"), ("Send", "Sum", "sent", "count")),
+    "sqs": (
+        ("ApproximateAgeOfOldestMessage", "Maximum", "oldest message", "s"),
+        ("ApproximateNumberOfMessagesVisible", "Maximum", "waiting", "count"),
+    ),
+}
 PAGE = 100
 
 
@@ -76,16 +80,32 @@ INCIDENT_FILTERS = ("state", "severity", "service", "account", "detector")
 
 def _incident(row: dict[str, Any]) -> dict[str, Any]:
     labels = _loads(row.get("labels"), {})
-    return {"id": row["id"], "state": row["state"], "severity": row["severity"], "title": row["title"] or "",
-            "symptom": row["symptom"] or "", "cause": row["cause"] or "", "fix": row["fix"] or "",
-            "detector": labels.get("detector", ""), "service": labels.get("service", ""), "account": labels.get("account", ""),
-            "resource": labels.get("resource", ""), "labels": labels,
-            "started_at": row["started_at"], "firing_at": row["firing_at"], "updated_at": row["updated_at"],
-            "resolved_at": row["resolved_at"], "acked_by": row["acked_by"], "acked_at": row["acked_at"],
-            "absorbed_into": row["absorbed_into"]}
+    return {
+        "id": row["id"],
+        "state": row["state"],
+        "severity": row["severity"],
+        "title": row["title"] or "",
+        "symptom": row["symptom"] or "",
+        "cause": row["cause"] or "",
+        "fix": row["fix"] or "",
+        "detector": labels.get("detector", ""),
+        "service": labels.get("service", ""),
+        "account": labels.get("account", ""),
+        "resource": labels.get("resource", ""),
+        "labels": labels,
+        "started_at": row["started_at"],
+        "firing_at": row["firing_at"],
+        "updated_at": row["updated_at"],
+        "resolved_at": row["resolved_at"],
+        "acked_by": row["acked_by"],
+        "acked_at": row["acked_at"],
+        "absorbed_into": row["absorbed_into"],
+    }
 
 
-def incidents(conn: sqlite3.Connection, filters: dict[str, str] | None = None, limit: int = 200) -> list[dict[str, Any]]:
+def incidents(
+    conn: sqlite3.Connection, filters: dict[str, str] | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
     """Open ones first, the worst first (critical, warning, info; firing before pending), newest
     first within that; then the ended ones, newest first. `state` is a stored state, or 'open'
     (not resolved, not absorbed)."""
@@ -100,10 +120,13 @@ def incidents(conn: sqlite3.Connection, filters: dict[str, str] | None = None, l
             sql, args = sql + f" AND {key} = ?", [*args, value]
         elif key in ("service", "account", "detector"):
             sql, args = sql + f" AND {_dialect(conn).json_text('labels', key)} = ?", [*args, value]
-    sql += (" ORDER BY (resolved_at IS NULL) DESC,"
-            " CASE WHEN resolved_at IS NULL THEN CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END END,"
-            " CASE WHEN resolved_at IS NULL THEN CASE state WHEN 'firing' " "THEN 0 WHEN 'recovering' THEN 1 WHEN 'pending' THEN 2"
-            " ELSE 3 END END, id DESC LIMIT ?")
+    sql += (
+        " ORDER BY (resolved_at IS NULL) DESC,"
+        " CASE WHEN resolved_at IS NULL THEN CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END END,"
+        " CASE WHEN resolved_at IS NULL THEN CASE state WHEN 'firing' "
+        "THEN 0 WHEN 'recovering' THEN 1 WHEN 'pending' THEN 2"
+        " ELSE 3 END END, id DESC LIMIT ?"
+    )
     return [_incident(r) for r in _rows(conn, sql, [*args, limit])]
 
 
@@ -113,8 +136,13 @@ def incident_facets(conn: sqlite3.Connection) -> dict[str, list[str]]:
     out["state"] += [r[0] for r in conn.execute("SELECT DISTINCT state FROM incidents ORDER BY state")]
     out["severity"] = [r[0] for r in conn.execute("SELECT DISTINCT severity FROM incidents ORDER BY severity")]
     for key in ("service", "account", "detector"):
-        out[key] = [r[0] for r in conn.execute(f"SELECT DISTINCT v FROM (SELECT {_dialect(conn).json_text('labels', key)} AS v "
-                                               "FROM incidents) l WHERE v IS NOT NULL AND v != '' ORDER BY v")]
+        out[key] = [
+            r[0]
+            for r in conn.execute(
+                f"SELECT DISTINCT v FROM (SELECT {_dialect(conn).json_text('labels', key)} AS v "
+                "FROM incidents) l WHERE v IS NOT NULL AND v != '' ORDER BY v"
+            )
+        ]
     return out
 
 
@@ -123,29 +151,56 @@ def incident(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | Non
     if not rows:
         return None
     inc = _incident(rows[0])
-    inc["events"] = _rows(conn, "SELECT ts, event, detail FROM incident_events WHERE incident_id = ? ORDER BY id", [incident_id])
-    inc["notifications"] = _rows(conn, "SELECT target, kind, status, sent_at FROM notifications WHERE incident_id = ? ORDER BY id",
-                                 [incident_id])
-    inc["failures"] = _rows(conn, "SELECT target, kind, attempts, error, failed_at FROM notification_failures "
-                                  "WHERE incident_id = ? ORDER BY id", [incident_id])
+    inc["events"] = _rows(
+        conn, "SELECT ts, event, detail FROM incident_events WHERE incident_id = ? ORDER BY id", [incident_id]
+    )
+    inc["notifications"] = _rows(
+        conn, "SELECT target, kind, status, sent_at FROM notifications WHERE incident_id = ? ORDER BY id", [incident_id]
+    )
+    inc["failures"] = _rows(
+        conn,
+        "SELECT target, kind, attempts, error, failed_at FROM notification_failures WHERE incident_id = ? ORDER BY id",
+        [incident_id],
+    )
     members = _loads(rows[0]["members"], [])
-    alerts = _rows(conn, f"SELECT * FROM alerts WHERE fingerprint IN ({','.join('?' * len(members))}) ORDER BY fingerprint",
-                   members) if members else []
-    inc["alerts"] = [{"detector": a["detector"], "resource": a["resource_id"], "state": a["state"], "severity": a["severity"],
-                      "title": a["title"] or "", "cause": a["cause"] or "", "evidence": _loads(a["evidence"], {})}
-                     for a in alerts]
+    alerts = (
+        _rows(
+            conn,
+            f"SELECT * FROM alerts WHERE fingerprint IN ({','.join('?' * len(members))}) ORDER BY fingerprint",
+            members,
+        )
+        if members
+        else []
+    )
+    inc["alerts"] = [
+        {
+            "detector": a["detector"],
+            "resource": a["resource_id"],
+            "state": a["state"],
+            "severity": a["severity"],
+            "title": a["title"] or "",
+            "cause": a["cause"] or "",
+            "evidence": _loads(a["evidence"], {}),
+        }
+        for a in alerts
+    ]
     return inc
 
 
 # -- findings ----------------------------------------------------------------------------------
+
 
 def findings(conn: sqlite3.Connection, limit: int = 200) -> list[dict[str, Any]]:
     """The findings of the latest detection pass that produced any, most severe first."""
     last = conn.execute("SELECT MAX(ts) FROM findings").fetchone()[0]
     if last is None:
         return []
-    rows = _rows(conn, "SELECT ts, detector, resource_id, severity, title, evidence FROM findings WHERE ts = ? "
-                       "ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, id LIMIT ?", [last, limit])
+    rows = _rows(
+        conn,
+        "SELECT ts, detector, resource_id, severity, title, evidence FROM findings WHERE ts = ? "
+        "ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, id LIMIT ?",
+        [last, limit],
+    )
     for r in rows:
         r["evidence"] = _loads(r["evidence"], {})
     return rows
@@ -153,14 +208,27 @@ def findings(conn: sqlite3.Connection, limit: int = 200) -> list[dict[str, Any]]
 
 # -- resources and series ----------------------------------------------------------------------
 
+
 def _resource(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "kind": row["kind"], "name": row["name"], "account": row["account"], "region": row["region"],
-            "arn": row.get("arn") or "", "facts": _loads(row.get("facts"), {}), "tags": _loads(row.get("tags"), {}),
-            "first_seen": row.get("first_seen"), "last_seen": row.get("last_seen")}
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "name": row["name"],
+        "account": row["account"],
+        "region": row["region"],
+        "arn": row.get("arn") or "",
+        "facts": _loads(row.get("facts"), {}),
+        "tags": _loads(row.get("tags"), {}),
+        "first_seen": row.get("first_seen"),
+        "last_seen": row.get("last_seen"),
+    }
 
 
 def resource_kinds(conn: sqlite3.Connection) -> dict[str, int]:
-    return {r[0]: r[1] for r in conn.execute("SELECT kind, COUNT(*) FROM resources WHERE gone_at IS NULL GROUP BY kind ORDER BY kind")}
+    return {
+        r[0]: r[1]
+        for r in conn.execute("SELECT kind, COUNT(*) FROM resources WHERE gone_at IS NULL GROUP BY kind ORDER BY kind")
+    }
 
 
 def resources(conn: sqlite3.Connection, kind: str = "", q: str = "", page: int = 0) -> tuple[list[dict[str, Any]], int]:
@@ -171,9 +239,16 @@ def resources(conn: sqlite3.Connection, kind: str = "", q: str = "", page: int =
         where, args = where + " AND kind = ?", [*args, kind]
     if q:
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where, args = where + " AND (LOWER(name) LIKE LOWER(?) ESCAPE '\\' OR LOWER(id) LIKE LOWER(?) ESCAPE '\\')", [*args, f"%{escaped}%", f"%{escaped}%"]
+        where, args = (
+            where + " AND (LOWER(name) LIKE LOWER(?) ESCAPE '\\' OR LOWER(id) LIKE LOWER(?) ESCAPE '\\')",
+            [*args, f"%{escaped}%", f"%{escaped}%"],
+        )
     total = conn.execute("SELECT COUNT(*) FROM resources" + where, args).fetchone()[0]
-    rows = _rows(conn, "SELECT * FROM resources" + where + " ORDER BY kind, name, id LIMIT ? OFFSET ?", [*args, PAGE, page * PAGE])
+    rows = _rows(
+        conn,
+        "SELECT * FROM resources" + where + " ORDER BY kind, name, id LIMIT ? OFFSET ?",
+        [*args, PAGE, page * PAGE],
+    )
     return [_resource(r) for r in rows], int(total)
 
 
@@ -182,14 +257,22 @@ def resource(conn: sqlite3.Connection, resource_id: str) -> dict[str, Any] | Non
     if not rows:
         return None
     r = _resource(rows[0])
-    r["series"] = _rows(conn, "SELECT id, namespace, metric, stat, period, dimensions FROM series WHERE resource_id = ? "
-                              "ORDER BY metric, stat", [resource_id])
+    r["series"] = _rows(
+        conn,
+        "SELECT id, namespace, metric, stat, period, dimensions FROM series WHERE resource_id = ? "
+        "ORDER BY metric, stat",
+        [resource_id],
+    )
     r["incidents"] = incidents_for(conn, resource_id)
     r["unpublished"] = unpublished(r["facts"])
     # Its state now, as each detector sees it: NoData (an idle queue publishes nothing) is shown
     # here, on the resource, rather than as an incident.
-    r["alerts"] = _rows(conn, "SELECT detector, state, severity, title, last_seen FROM alerts WHERE resource_id = ? AND state != 'resolved' "
-                              "ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, detector", [resource_id])
+    r["alerts"] = _rows(
+        conn,
+        "SELECT detector, state, severity, title, last_seen FROM alerts WHERE resource_id = ? AND state != 'resolved' "
+        "ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, detector",
+        [resource_id],
+    )
     return r
 
 
@@ -203,24 +286,39 @@ def unpublished(facts: dict[str, Any]) -> list[dict[str, str]]:
     for row in rows:
         if isinstance(row, dict) and row.get("metric"):
             stats = row["stats"] if isinstance(row.get("stats"), list) else []
-            out.append({"metric": str(row["metric"]), "stats": ", ".join(str(s) for s in stats),
-                        "dimensions": str(row.get("dimensions", "")), "reason": str(row.get("reason", ""))})
+            out.append(
+                {
+                    "metric": str(row["metric"]),
+                    "stats": ", ".join(str(s) for s in stats),
+                    "dimensions": str(row.get("dimensions", "")),
+                    "reason": str(row.get("reason", "")),
+                }
+            )
     return out
 
 
 def incidents_for(conn: sqlite3.Connection, resource_id: str, limit: int = 20) -> list[dict[str, Any]]:
     """Incidents led by the resource, or that any of its alerts took part in."""
-    return [_incident(r) for r in _rows(
-        conn, f"SELECT * FROM incidents WHERE {_dialect(conn).json_text('labels', 'resource')} = ? "
-              "OR id IN (SELECT incident_id FROM alerts WHERE resource_id = ? AND incident_id IS NOT NULL) "
-              "ORDER BY id DESC LIMIT ?", [resource_id, resource_id, limit])]
+    return [
+        _incident(r)
+        for r in _rows(
+            conn,
+            f"SELECT * FROM incidents WHERE {_dialect(conn).json_text('labels', 'resource')} = ? "
+            "OR id IN (SELECT incident_id FROM alerts WHERE resource_id = ? AND incident_id IS NOT NULL) "
+            "ORDER BY id DESC LIMIT ?",
+            [resource_id, resource_id, limit],
+        )
+    ]
 
 
 # The limit a resource's series is held against, from its facts, in the series' own unit:
 # max_connections (count), retention (s), the account's concurrency (count).
-SERIES_LIMITS = {("rds", "DatabaseConnections"): "max_connections", ("sqs", "ApproximateAgeOfOldestMessage"): "retention",
-                 ("lambda_account", "ClaimedAccountConcurrency"): "concurrency_limit",
-                 ("lambda_account", "ConcurrentExecutions"): "concurrency_limit"}
+SERIES_LIMITS = {
+    ("rds", "DatabaseConnections"): "max_connections",
+    ("sqs", "ApproximateAgeOfOldestMessage"): "retention",
+    ("lambda_account", "ClaimedAccountConcurrency"): "concurrency_limit",
+    ("lambda_account", "ConcurrentExecutions"): "concurrency_limit",
+}
 
 
 def limit_of(r: dict[str, Any], metric: str) -> float | None:
@@ -240,17 +338,29 @@ def incident_window(incs: list[dict[str, Any]], start: int, end: int) -> tuple[i
 
 def series_points(conn: sqlite3.Connection, series_id: int, start: int, end: int) -> list[tuple[int, float]]:
     """Raw samples in [start, end), and hourly rollup averages where raw samples were pruned."""
-    raw = [(int(t), float(v)) for t, v in conn.execute("SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? "
-                                                       "ORDER BY ts", [series_id, start, end])]
+    raw = [
+        (int(t), float(v))
+        for t, v in conn.execute(
+            "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
+            [series_id, start, end],
+        )
+    ]
     first = raw[0][0] if raw else end
-    rolled = [(int(t), float(s) / n) for t, s, n in conn.execute(
-        "SELECT ts, sum, count FROM rollups WHERE series_id = ? AND ts >= ? AND ts < ? AND count > 0 ORDER BY ts",
-        [series_id, start, min(first, end)])]
+    rolled = [
+        (int(t), float(s) / n)
+        for t, s, n in conn.execute(
+            "SELECT ts, sum, count FROM rollups WHERE series_id = ? AND ts >= ? AND ts < ? AND count > 0 ORDER BY ts",
+            [series_id, start, min(first, end)],
+        )
+    ]
     return rolled + raw
 
 
 def series_of(conn: sqlite3.Connection, resource_id: str, metric: str = "") -> list[dict[str, Any]]:
-    sql, args = "SELECT id, resource_id, namespace, metric, stat, period FROM series WHERE resource_id = ?", [resource_id]
+    sql, args = (
+        "SELECT id, resource_id, namespace, metric, stat, period FROM series WHERE resource_id = ?",
+        [resource_id],
+    )
     if metric:
         sql, args = sql + " AND metric = ?", [*args, metric]
     return _rows(conn, sql + " ORDER BY metric, stat", args)
@@ -258,28 +368,36 @@ def series_of(conn: sqlite3.Connection, resource_id: str, metric: str = "") -> l
 
 # -- overview ----------------------------------------------------------------------------------
 
-def _latest(conn: sqlite3.Connection, reads: list[tuple[str, str, str]], since: int) -> dict[tuple[str, str, str], float]:
+
+def _latest(
+    conn: sqlite3.Connection, reads: list[tuple[str, str, str]], since: int
+) -> dict[tuple[str, str, str], float]:
     """The latest value since `since` of (resource, metric, stat) series, in one query."""
     if not reads:
         return {}
     out: dict[tuple[str, str, str], float] = {}
     for i in range(0, len(reads), 300):
-        chunk = reads[i:i + 300]
+        chunk = reads[i : i + 300]
         cond = " OR ".join("(s.resource_id = ? AND s.metric = ? AND s.stat = ?)" for _ in chunk)
         args = [x for r in chunk for x in r]
-        sql = (f"SELECT s.resource_id, s.metric, s.stat, x.value FROM series s JOIN samples x ON x.series_id = s.id "
-               f"WHERE ({cond}) AND x.ts = (SELECT MAX(ts) FROM samples WHERE series_id = s.id AND ts >= ?)")
+        sql = (
+            f"SELECT s.resource_id, s.metric, s.stat, x.value FROM series s JOIN samples x ON x.series_id = s.id "
+            f"WHERE ({cond}) AND x.ts = (SELECT MAX(ts) FROM samples WHERE series_id = s.id AND ts >= ?)"
+        )
         for rid, metric, stat, value in conn.execute(sql, [*args, since]):
             out[(rid, metric, stat)] = float(value)
     return out
 
 
-def _windows(conn: sqlite3.Connection, kinds: tuple[str, ...], metric: str, stat: str,
-             since: int) -> dict[str, tuple[float, float, float]]:
+def _windows(
+    conn: sqlite3.Connection, kinds: tuple[str, ...], metric: str, stat: str, since: int
+) -> dict[str, tuple[float, float, float]]:
     """(peak, first, latest) of a metric per resource of `kinds` since `since`."""
-    sql = (f"SELECT s.resource_id, x.ts, x.value FROM series s JOIN resources r ON r.id = s.resource_id "
-           f"JOIN samples x ON x.series_id = s.id WHERE r.kind IN ({','.join('?' * len(kinds))}) AND r.gone_at IS NULL "
-           f"AND s.metric = ? AND s.stat = ? AND x.ts >= ? ORDER BY x.ts")
+    sql = (
+        f"SELECT s.resource_id, x.ts, x.value FROM series s JOIN resources r ON r.id = s.resource_id "
+        f"JOIN samples x ON x.series_id = s.id WHERE r.kind IN ({','.join('?' * len(kinds))}) AND r.gone_at IS NULL "
+        f"AND s.metric = ? AND s.stat = ? AND x.ts >= ? ORDER BY x.ts"
+    )
     out: dict[str, tuple[float, float, float]] = {}
     for rid, _, v in conn.execute(sql, [*kinds, metric, stat, since]):
         v = float(v)
@@ -297,8 +415,11 @@ def headroom(conn: sqlite3.Connection, now: int) -> list[dict[str, Any]]:
     connections, queue age against retention; each with its latest value, the last hour's peak
     and trend, in its own unit (None with a note where AWS publishes nothing), fullest first."""
     since = now - 3600
-    rows = _rows(conn, "SELECT id, kind, name, account, region, facts FROM resources WHERE gone_at IS NULL "
-                       "AND kind IN ('lambda_account', 'ses', 'rds', 'rds_proxy', 'sqs') ORDER BY id")
+    rows = _rows(
+        conn,
+        "SELECT id, kind, name, account, region, facts FROM resources WHERE gone_at IS NULL "
+        "AND kind IN ('lambda_account', 'ses', 'rds', 'rds_proxy', 'sqs') ORDER BY id",
+    )
     claimed = _windows(conn, ("lambda_account",), "ClaimedAccountConcurrency", "Maximum", since)
     conns = _windows(conn, ("rds",), "DatabaseConnections", "Maximum", since)
     # A proxy reports its pool and the pool's ceiling as metrics (Sum per minute), not as facts.
@@ -309,16 +430,37 @@ def headroom(conn: sqlite3.Connection, now: int) -> list[dict[str, Any]]:
     complaint = _windows(conn, ("ses",), "Reputation.ComplaintRate", "Maximum", since)
     out: list[dict[str, Any]] = []
 
-    def add(r: dict[str, Any], limit: str, unit: str, seen: tuple[float, float, float] | None, of: Any, absent: str = "") -> None:
+    def add(
+        r: dict[str, Any], limit: str, unit: str, seen: tuple[float, float, float] | None, of: Any, absent: str = ""
+    ) -> None:
         if not of or not isinstance(of, (int, float)):
             return
         of = float(of)
-        row = {"resource": r["id"], "kind": r["kind"], "name": r["name"], "account": r["account"], "region": r["region"],
-               "limit": limit, "unit": unit, "of": of, "value": None, "peak": None, "used": None, "peak_used": None,
-               "trend": "", "note": absent}
+        row = {
+            "resource": r["id"],
+            "kind": r["kind"],
+            "name": r["name"],
+            "account": r["account"],
+            "region": r["region"],
+            "limit": limit,
+            "unit": unit,
+            "of": of,
+            "value": None,
+            "peak": None,
+            "used": None,
+            "peak_used": None,
+            "trend": "",
+            "note": absent,
+        }
         if seen is not None:
             peak, first, latest = seen
-            trend = "rising" if latest > first * 1.1 + of * 0.01 else "falling" if latest < first * 0.9 - of * 0.01 else "steady"
+            trend = (
+                "rising"
+                if latest > first * 1.1 + of * 0.01
+                else "falling"
+                if latest < first * 0.9 - of * 0.01
+                else "steady"
+            )
             row.update(value=latest, peak=peak, used=latest / of, peak_used=peak / of, trend=trend, note="")
         out.append(row)
 
@@ -328,11 +470,29 @@ def headroom(conn: sqlite3.Connection, now: int) -> list[dict[str, Any]]:
             add(r, "account concurrency", "count", claimed.get(r["id"]), f.get("concurrency_limit"))
         elif r["kind"] == "ses":
             sent = f.get("sent_last_24h")
-            add(r, "24-hour send quota", "count", (sent, sent, sent) if isinstance(sent, (int, float)) else None,
-                f.get("max_24h_send"))
-            add(r, "bounce rate (review at 5%)", "ratio", bounce.get(r["id"]), 0.05, REPUTATION_ABSENT["Reputation.BounceRate"])
-            add(r, "complaint rate (review at 0.1%)", "ratio", complaint.get(r["id"]), 0.001,
-                REPUTATION_ABSENT["Reputation.ComplaintRate"])
+            add(
+                r,
+                "24-hour send quota",
+                "count",
+                (sent, sent, sent) if isinstance(sent, (int, float)) else None,
+                f.get("max_24h_send"),
+            )
+            add(
+                r,
+                "bounce rate (review at 5%)",
+                "ratio",
+                bounce.get(r["id"]),
+                0.05,
+                REPUTATION_ABSENT["Reputation.BounceRate"],
+            )
+            add(
+                r,
+                "complaint rate (review at 0.1%)",
+                "ratio",
+                complaint.get(r["id"]),
+                0.001,
+                REPUTATION_ABSENT["Reputation.ComplaintRate"],
+            )
         elif r["kind"] == "rds":
             add(r, "database connections", "count", conns.get(r["id"]), f.get("max_connections"))
         elif r["kind"] == "rds_proxy":
@@ -350,55 +510,87 @@ def near_limits(rows: list[dict[str, Any]], close: float = CLOSE) -> dict[str, A
     return {"near": near, "checked": len(rows), "close": close}
 
 
-def entries(conn: sqlite3.Connection, now: int, open_incidents: list[dict[str, Any]], limit: int = 50) -> list[dict[str, Any]]:
+def entries(
+    conn: sqlite3.Connection, now: int, open_incidents: list[dict[str, Any]], limit: int = 50
+) -> list[dict[str, Any]]:
     """The user-facing entry points and whether they hurt now: those with an open incident first."""
     hurting: dict[str, dict[str, Any]] = {}
     for inc in open_incidents:
         hurting.setdefault(inc["resource"], inc)
     rows = []
-    for r in _rows(conn, f"SELECT id, kind, name, account, region, facts FROM resources "
-                         f"WHERE gone_at IS NULL AND kind IN ({','.join('?' * len(ENTRY_KINDS))}) ORDER BY kind, name, id", ENTRY_KINDS):
+    for r in _rows(
+        conn,
+        f"SELECT id, kind, name, account, region, facts FROM resources "
+        f"WHERE gone_at IS NULL AND kind IN ({','.join('?' * len(ENTRY_KINDS))}) ORDER BY kind, name, id",
+        ENTRY_KINDS,
+    ):
         facts = _loads(r.pop("facts"), {})
         if r["kind"] == "sqs" and facts.get("dlq_of"):  # a dead-letter queue: nobody waits on what it holds
             continue
         rows.append({**r, "api_type": facts.get("type")})
     rank = {"critical": 0, "warning": 1, "info": 2}
-    rows.sort(key=lambda r: (rank.get(hurting[r["id"]]["severity"], 3) if r["id"] in hurting else 9, r["kind"], r["name"]))
+    rows.sort(
+        key=lambda r: (rank.get(hurting[r["id"]]["severity"], 3) if r["id"] in hurting else 9, r["kind"], r["name"])
+    )
     rows = rows[:limit]
     reads = [(r["id"], api_metric(m, r["api_type"]), s) for r in rows for m, s, _, _ in ENTRY_SIGNALS[r["kind"]]]
     latest = _latest(conn, reads, now - 1800)
     for r in rows:
         hurt = hurting.get(r["id"])
         r["incident"] = {"id": hurt["id"], "title": hurt["title"], "severity": hurt["severity"]} if hurt else None
-        r["signals"] = [{"label": label, "unit": unit, "value": latest.get((r["id"], api_metric(m, r["api_type"]), s))}
-                        for m, s, label, unit in ENTRY_SIGNALS[r["kind"]]]
+        r["signals"] = [
+            {"label": label, "unit": unit, "value": latest.get((r["id"], api_metric(m, r["api_type"]), s))}
+            for m, s, label, unit in ENTRY_SIGNALS[r["kind"]]
+        ]
         del r["api_type"]
     return rows
 
 
 def agent_health(conn: sqlite3.Connection, now: int) -> dict[str, Any]:
     last = conn.execute("SELECT MAX(finished_at) FROM poll_log").fetchone()[0]
-    errored = _rows(conn, "SELECT p.source, p.account, p.region, p.status, p.error, p.started_at FROM poll_log p "
-                          "JOIN (SELECT source, account, region, MAX(id) AS id FROM poll_log WHERE started_at >= ? "
-                          "GROUP BY source, account, region) l ON l.id = p.id WHERE p.status != 'ok' ORDER BY p.source",
-                    [now - 86400])
+    errored = _rows(
+        conn,
+        "SELECT p.source, p.account, p.region, p.status, p.error, p.started_at FROM poll_log p "
+        "JOIN (SELECT source, account, region, MAX(id) AS id FROM poll_log WHERE started_at >= ? "
+        "GROUP BY source, account, region) l ON l.id = p.id WHERE p.status != 'ok' ORDER BY p.source",
+        [now - 86400],
+    )
     cost = polling_cost(conn, now)  # the figure the digest and `fleetwatch plan` state too
-    late = conn.execute("SELECT COUNT(*), COALESCE(MAX(overrun), 0) FROM agent_cycles WHERE scheduled_at >= ? AND overrun > 0",
-                        [now - 86400]).fetchone()
-    runs = _rows(conn, "SELECT detector, status, error, ts FROM detector_runs WHERE pass_id = "
-                       "(SELECT pass_id FROM detector_runs ORDER BY id DESC LIMIT 1) AND status != 'ok' ORDER BY detector")
-    return {"last_poll": last, "last_poll_age": (now - last) if last else None, "errored_sources": errored,
-            "errored_detectors": runs, "cost_per_month_usd": round(cost.usd_per_month, 2),
-            "api_calls_last_7d": cost.api_calls, "cost": cost.sentence(), "overruns_24h": int(late[0]), "worst_overrun_s": float(late[1])}
+    late = conn.execute(
+        "SELECT COUNT(*), COALESCE(MAX(overrun), 0) FROM agent_cycles WHERE scheduled_at >= ? AND overrun > 0",
+        [now - 86400],
+    ).fetchone()
+    runs = _rows(
+        conn,
+        "SELECT detector, status, error, ts FROM detector_runs WHERE pass_id = "
+        "(SELECT pass_id FROM detector_runs ORDER BY id DESC LIMIT 1) AND status != 'ok' ORDER BY detector",
+    )
+    return {
+        "last_poll": last,
+        "last_poll_age": (now - last) if last else None,
+        "errored_sources": errored,
+        "errored_detectors": runs,
+        "cost_per_month_usd": round(cost.usd_per_month, 2),
+        "api_calls_last_7d": cost.api_calls,
+        "cost": cost.sentence(),
+        "overruns_24h": int(late[0]),
+        "worst_overrun_s": float(late[1]),
+    }
 
 
 def overview(conn: sqlite3.Connection, now: int) -> dict[str, Any]:
     open_incs = incidents(conn, {"state": "open"}, limit=50)
-    return {"now": now, "entries": entries(conn, now, open_incs), "incidents": open_incs, "headroom": near_limits(headroom(conn, now)),
-            "agent": agent_health(conn, now)}
+    return {
+        "now": now,
+        "entries": entries(conn, now, open_incs),
+        "incidents": open_incs,
+        "headroom": near_limits(headroom(conn, now)),
+        "agent": agent_health(conn, now),
+    }
 
 
 # -- silences and digests ----------------------------------------------------------------------
+
 
 def silences(conn: sqlite3.Connection, now: int, include_expired: bool = False) -> list[dict[str, Any]]:
     sql = "SELECT id, matchers, starts_at, ends_at, author, comment, created_at, expired_at FROM silences"
@@ -412,5 +604,7 @@ def silences(conn: sqlite3.Connection, now: int, include_expired: bool = False) 
 
 
 def last_digest(conn: sqlite3.Connection) -> dict[str, Any] | None:
-    rows = _rows(conn, "SELECT period, due_at, sent_at, targets, status, error FROM digests ORDER BY due_at DESC LIMIT 1")
+    rows = _rows(
+        conn, "SELECT period, due_at, sent_at, targets, status, error FROM digests ORDER BY due_at DESC LIMIT 1"
+    )
     return rows[0] if rows else None

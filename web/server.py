@@ -13,11 +13,23 @@ from web.app import create_app
 class DashboardServer:
     """uvicorn on a thread; `url` once started. Stop with stop() (or the context manager)."""
 
-    def __init__(self, cfg: Any, store_path: str | Path, clock: Any, host: str | None = None, port: int | None = None,
-                 **app_args: Any) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        store_path: str | Path,
+        clock: Any,
+        host: str | None = None,
+        port: int | None = None,
+        **app_args: Any,
+    ) -> None:
         self.app = create_app(cfg, store_path, clock, **app_args)
-        self.http = UvicornThread(self.app, host or cfg["web.host"], cfg["web.port"] if port is None else port,
-                                  name="dashboard", setting="web.port")
+        self.http = UvicornThread(
+            self.app,
+            host or cfg["web.host"],
+            cfg["web.port"] if port is None else port,
+            name="dashboard",
+            setting="web.port",
+        )
         self.server = self.http.server
 
     @property
@@ -47,8 +59,15 @@ class DashboardServer:
         self.stop()
 
 
-def serve_forever(cfg: Any, store_path: str | Path, clock: Any, host: str | None = None, port: int | None = None,
-                  banner: str = "", **app_args: Any) -> int:
+def serve_forever(
+    cfg: Any,
+    store_path: str | Path,
+    clock: Any,
+    host: str | None = None,
+    port: int | None = None,
+    banner: str = "",
+    **app_args: Any,
+) -> int:
     server = DashboardServer(cfg, store_path, clock, host, port, **app_args)
     server.start()
     print(f"dashboard: {server.url}/ {banner}".rstrip() + " (Ctrl-C to stop)", flush=True)

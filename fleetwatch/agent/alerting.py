@@ -55,15 +55,23 @@ def delivery_warnings(cfg: Any) -> list[str]:
     whose channel is not set up (they would fail at every incident)."""
     named = list(default_targets(cfg)) + [t for r in cfg["alerts.routes"] for t in parse_route(r).targets]
     can = sending_channels(cfg)
-    how = {"slack": "slack.bot_token (FLEETWATCH_SLACK_BOT_TOKEN) or slack.webhook_url (FLEETWATCH_SLACK_WEBHOOK_URL)",
-           "email": "smtp.host (or email.transport = \"ses\")"}
-    out = [f"{t} is a target, but nothing sends to {kind}: set {how[kind]}"
-           for kind in ("slack", "email") if kind not in can
-           for t in dict.fromkeys(t for t in named if t.startswith(kind + ":"))]
+    how = {
+        "slack": "slack.bot_token (FLEETWATCH_SLACK_BOT_TOKEN) or slack.webhook_url (FLEETWATCH_SLACK_WEBHOOK_URL)",
+        "email": 'smtp.host (or email.transport = "ses")',
+    }
+    out = [
+        f"{t} is a target, but nothing sends to {kind}: set {how[kind]}"
+        for kind in ("slack", "email")
+        if kind not in can
+        for t in dict.fromkeys(t for t in named if t.startswith(kind + ":"))
+    ]
     if not any(t.split(":", 1)[0] in can for t in named):
-        out.insert(0, "this configuration notifies nobody: incidents show on the dashboard only. Name a target and its "
-                      "channel: slack.channel with slack.bot_token, email.to with smtp.host, pagerduty.routing_key "
-                      "(FLEETWATCH_PAGERDUTY_ROUTING_KEY), webhook.urls, or alerts.routes")
+        out.insert(
+            0,
+            "this configuration notifies nobody: incidents show on the dashboard only. Name a target and its "
+            "channel: slack.channel with slack.bot_token, email.to with smtp.host, pagerduty.routing_key "
+            "(FLEETWATCH_PAGERDUTY_ROUTING_KEY), webhook.urls, or alerts.routes",
+        )
     return out
 
 
@@ -71,20 +79,34 @@ def alert_settings(cfg: Any) -> AlertSettings:
     defaults = default_targets(cfg)
     return AlertSettings(
         policy=Policy(cfg["alerts.for"], cfg["alerts.keep_firing_for"], cfg["alerts.for_limits"]),
-        timers=Timers(cfg["alerts.group_wait"], cfg["alerts.cause_wait"], cfg["alerts.group_interval"], cfg["alerts.repeat_interval"],
-                      cfg["alerts.notify_nodata"], cfg["alerts.notify_errors"]),
+        timers=Timers(
+            cfg["alerts.group_wait"],
+            cfg["alerts.cause_wait"],
+            cfg["alerts.group_interval"],
+            cfg["alerts.repeat_interval"],
+            cfg["alerts.notify_nodata"],
+            cfg["alerts.notify_errors"],
+        ),
         routes=tuple(parse_route(r) for r in cfg["alerts.routes"]),
         windows=tuple(parse_window(w) for w in cfg["alerts.maintenance"]),
         wiring=tuple(parse_wire(w) for w in cfg["alerts.wiring"]),
-        defaults=tuple(defaults), public_url=cfg["web.public_url"], max_attempts=cfg["alerts.max_attempts"],
+        defaults=tuple(defaults),
+        public_url=cfg["web.public_url"],
+        max_attempts=cfg["alerts.max_attempts"],
     )
 
 
-def channels(cfg: Any, clock: Clock, sleep: Callable[[float], None], ses: Any = None, installation: str = "") -> dict[str, Channel]:
+def channels(
+    cfg: Any, clock: Clock, sleep: Callable[[float], None], ses: Any = None, installation: str = ""
+) -> dict[str, Channel]:
     out: dict[str, Channel] = {}
     if cfg["pagerduty.routing_key"]:
-        out["pagerduty"] = PagerDuty({"default": cfg["pagerduty.routing_key"]}, cfg["pagerduty.url"], cfg["alerts.timeout"],
-                                     installation or installation_id(None, cfg["web.public_url"]))
+        out["pagerduty"] = PagerDuty(
+            {"default": cfg["pagerduty.routing_key"]},
+            cfg["pagerduty.url"],
+            cfg["alerts.timeout"],
+            installation or installation_id(None, cfg["web.public_url"]),
+        )
     if cfg["webhook.urls"]:
         out["webhook"] = Webhook(webhook_urls(cfg), cfg["webhook.token"], cfg["alerts.timeout"], cfg["web.public_url"])
     pacer = Pacer(clock.now, sleep)
@@ -95,8 +117,16 @@ def channels(cfg: Any, clock: Clock, sleep: Callable[[float], None], ses: Any = 
     if cfg["email.transport"] == "ses":
         out["email"] = Ses(ses, cfg["email.from"], factory=lambda: ses_client(cfg))
     elif cfg["email.transport"] == "smtp" and cfg["smtp.host"]:
-        out["email"] = Smtp(cfg["smtp.host"], cfg["smtp.port"], cfg["smtp.security"], cfg["smtp.username"], cfg["smtp.password"],
-                            cfg["email.from"], cfg["alerts.timeout"], ca_file=cfg["smtp.ca_file"])
+        out["email"] = Smtp(
+            cfg["smtp.host"],
+            cfg["smtp.port"],
+            cfg["smtp.security"],
+            cfg["smtp.username"],
+            cfg["smtp.password"],
+            cfg["email.from"],
+            cfg["alerts.timeout"],
+            ca_file=cfg["smtp.ca_file"],
+        )
     return out
 
 
@@ -110,12 +140,26 @@ def ses_client(cfg: Any, session: Any = None) -> Any:
     return aws.client(Place(aws.home_account(), cfg["aws.regions"][0]), "sesv2")
 
 
-def build_pipeline(cfg: Any, store: Store, clock: Clock, sleep: Callable[[float], None] = time.sleep,
-                   ses: Any = None, rng: random.Random | None = None, fence: Callable[[Any], None] | None = None,
-                   **kw: Any) -> Pipeline:
+def build_pipeline(
+    cfg: Any,
+    store: Store,
+    clock: Clock,
+    sleep: Callable[[float], None] = time.sleep,
+    ses: Any = None,
+    rng: random.Random | None = None,
+    fence: Callable[[Any], None] | None = None,
+    **kw: Any,
+) -> Pipeline:
     """kw: the pipeline's `stopping` and `tracer`, for the agent. `fence`: see AlertStore."""
-    return Pipeline(AlertStore(store, fence), alert_settings(cfg), channels(cfg, clock, sleep, ses, installation_id(store, cfg["web.public_url"])),
-                    clock.now, sleep, rng, **kw)
+    return Pipeline(
+        AlertStore(store, fence),
+        alert_settings(cfg),
+        channels(cfg, clock, sleep, ses, installation_id(store, cfg["web.public_url"])),
+        clock.now,
+        sleep,
+        rng,
+        **kw,
+    )
 
 
 def observations(detection: DetectionPass) -> tuple[list[Observation], set[str]]:
@@ -126,15 +170,32 @@ def observations(detection: DetectionPass) -> tuple[list[Observation], set[str]]
             out.append(Observation(run.name, "", "", "error", "warning", f"detector {run.name} failed: {run.error}"))
             continue
         for f in run.findings:
-            out.append(Observation(f.detector, f.resource_id, f.key, "finding", f.severity, f.title, f.cause, f.fix, f.evidence,
-                                   f.started_at, f.limit, f.sustained))
+            out.append(
+                Observation(
+                    f.detector,
+                    f.resource_id,
+                    f.key,
+                    "finding",
+                    f.severity,
+                    f.title,
+                    f.cause,
+                    f.fix,
+                    f.evidence,
+                    f.started_at,
+                    f.limit,
+                    f.sustained,
+                )
+            )
         for n in run.nodata:
             out.append(Observation(run.name, n.resource_id, "", "nodata", "info", f"no data: {n.why}"))
     return out, {r.name for r in detection.runs if r.status == "ok"}
 
 
 def resources(store: Store) -> list[Resource]:
-    return [Resource(r["id"], r["kind"], r["name"], r["account"], r["region"], r["facts"], r["tags"]) for r in store.resources()]
+    return [
+        Resource(r["id"], r["kind"], r["name"], r["account"], r["region"], r["facts"], r["tags"])
+        for r in store.resources()
+    ]
 
 
 def alert(pipeline: Pipeline, store: Store, detection: DetectionPass) -> DeliveryReport:
@@ -151,5 +212,14 @@ def send_due_digest(cfg: Any, store: Store, clock: Any, sleep: Any) -> tuple[str
         return None
     period, when = owed
     d = digest.gather(store, when, period, configured(cfg), digest.digest_url(cfg))
-    return period, digest.send_digest(store, d, digest.digest_targets(cfg), channels(cfg, clock, sleep), cfg["email.from"], int(clock.now()),
-                               sleep, cfg["alerts.max_attempts"], cfg["web.public_url"])
+    return period, digest.send_digest(
+        store,
+        d,
+        digest.digest_targets(cfg),
+        channels(cfg, clock, sleep),
+        cfg["email.from"],
+        int(clock.now()),
+        sleep,
+        cfg["alerts.max_attempts"],
+        cfg["web.public_url"],
+    )

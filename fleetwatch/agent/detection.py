@@ -24,8 +24,16 @@ WINDOW = 75 * 60  # what the detectors see: trends, run starts and hour-long bas
 # Per-function series are most of a large fleet's points; the detectors need 40 minutes of them.
 FUNCTION_WINDOW = 45 * 60
 WEEK, WEEKS_BACK = 7 * 86400, 4  # "same hour of the week": the last four weeks, from raw samples or rollups
-FUNCTION_SERIES = frozenset({("Invocations", "Sum"), ("Errors", "Sum"), ("Throttles", "Sum"), ("ConcurrentExecutions", "Maximum"),
-                             ("ProvisionedConcurrencySpilloverInvocations", "Sum"), ("Duration", "p95")})
+FUNCTION_SERIES = frozenset(
+    {
+        ("Invocations", "Sum"),
+        ("Errors", "Sum"),
+        ("Throttles", "Sum"),
+        ("ConcurrentExecutions", "Maximum"),
+        ("ProvisionedConcurrencySpilloverInvocations", "Sum"),
+        ("Duration", "p95"),
+    }
+)
 SEED_PER_PASS = 500  # first-seen outcome series the `unusual` detector learns a day of history for, per pass
 
 
@@ -70,15 +78,25 @@ def detector_settings(cfg: Any) -> dict[str, Any]:
 
 def load_inputs(store: Store, now: int, window: int = WINDOW, settings: dict[str, Any] | None = None) -> Inputs:
     rows = store.resources()
-    resources = [Resource(r["id"], r["kind"], r["name"], r["account"], r["region"], r["facts"], r["tags"]) for r in rows]
+    resources = [
+        Resource(r["id"], r["kind"], r["name"], r["account"], r["region"], r["facts"], r["tags"]) for r in rows
+    ]
     starts = {read: now - (min(window, FUNCTION_WINDOW) if read in FUNCTION_SERIES else window) for read in READS}
     points, periods = store.window(now, starts)
     series = {k: Series(v, periods.get(k, 60)) for k, v in points.items()}
     hour = now // 3600 * 3600
     weekly = store.hour_sums(WEEKLY, [hour - k * WEEK for k in range(1, WEEKS_BACK + 1)]) if WEEKLY else {}
-    inputs = Inputs(now, resources, series, settings or {}, loaded=READS, weekly=weekly,
-                    last_seen=last_seen(store, LAST_SEEN, now), first_seen={r["id"]: int(r["first_seen"]) for r in rows},
-                    held=held_baselines(store))
+    inputs = Inputs(
+        now,
+        resources,
+        series,
+        settings or {},
+        loaded=READS,
+        weekly=weekly,
+        last_seen=last_seen(store, LAST_SEEN, now),
+        first_seen={r["id"]: int(r["first_seen"]) for r in rows},
+        held=held_baselines(store),
+    )
     if unusual.enabled(inputs.settings):
         load_states(store, inputs)
     return inputs
@@ -90,23 +108,37 @@ def load_states(store: Store, inputs: Inputs) -> None:
     until = (inputs.now - unusual.SETTLE) // unusual.STEP * unusual.STEP
     # Every stored track's key and last bucket; the track itself only where a bucket is due or
     # an episode is open (between bucket edges that is next to nothing).
-    inputs.states = {(rid, metric, stat): (int(last_t), state) for rid, metric, stat, last_t, state in store.db.execute(
-        "SELECT resource_id, metric, stat, last_t, CASE WHEN last_t " "< ? OR episode_open = 1 THEN state END FROM anomaly_state",
-        [until - unusual.STEP])}
-    new = sorted({(r.id, s.metric, s.stat) for r in inputs.resources for s in unusual.BY_KIND.get(r.kind, ())
-                  if (r.id, s.metric, s.stat) in inputs.series and (r.id, s.metric, s.stat) not in inputs.states})[:SEED_PER_PASS]
+    inputs.states = {
+        (rid, metric, stat): (int(last_t), state)
+        for rid, metric, stat, last_t, state in store.db.execute(
+            "SELECT resource_id, metric, stat, last_t, CASE WHEN last_t "
+            "< ? OR episode_open = 1 THEN state END FROM anomaly_state",
+            [until - unusual.STEP],
+        )
+    }
+    new = sorted(
+        {
+            (r.id, s.metric, s.stat)
+            for r in inputs.resources
+            for s in unusual.BY_KIND.get(r.kind, ())
+            if (r.id, s.metric, s.stat) in inputs.series and (r.id, s.metric, s.stat) not in inputs.states
+        }
+    )[:SEED_PER_PASS]
     if not new:
         return
     weights = {s.weight for s in unusual.SIGNALS if s.weight}
-    history = store.recent_values(sorted({k[0] for k in new}), sorted({k[1] for k in new} | weights), inputs.now - unusual.SEED,
-                                  inputs.now)
+    history = store.recent_values(
+        sorted({k[0] for k in new}), sorted({k[1] for k in new} | weights), inputs.now - unusual.SEED, inputs.now
+    )
     for key in new:
         inputs.seed[key] = Series(tuple(history.get(key, ())), inputs.series[key].period)
         for w in weights:  # a weighted rate's requests
             inputs.seed.setdefault((key[0], w, "Sum"), Series(tuple(history.get((key[0], w, "Sum"), ())), 60))
 
 
-def last_seen(store: Store, reads: frozenset[tuple[str, str]] | set[tuple[str, str]], now: int) -> dict[tuple[str, str, str], int]:
+def last_seen(
+    store: Store, reads: frozenset[tuple[str, str]] | set[tuple[str, str]], now: int
+) -> dict[tuple[str, str, str], int]:
     """When the newest point up to `now` of each series whose (metric, stat) is in `reads` was, from
     raw samples or (once those are pruned) hourly rollups, however old. One query: each
     correlated MAX is a seek on the (series_id, ts) primary key, so it costs a few page reads per
@@ -119,7 +151,9 @@ def last_seen(store: Store, reads: frozenset[tuple[str, str]] | set[tuple[str, s
         "SELECT s.resource_id, s.metric, s.stat, "
         "(SELECT MAX(ts) FROM samples WHERE series_id = s.id AND ts <= ?), "
         "(SELECT MAX(ts) FROM rollups WHERE series_id = s.id AND ts <= ?) "
-        f"FROM series s WHERE s.metric IN ({','.join('?' * len(metrics))})", [now, now, *metrics]).fetchall()
+        f"FROM series s WHERE s.metric IN ({','.join('?' * len(metrics))})",
+        [now, now, *metrics],
+    ).fetchall()
     out: dict[tuple[str, str, str], int] = {}
     for rid, metric, stat, raw, rolled in rows:
         if (metric, stat) not in wanted or (raw is None and rolled is None):
@@ -135,8 +169,10 @@ def held_baselines(store: Store) -> dict[str, dict[str, Any]]:
     ({"baseline": x, "since": t}): "usually" stays what it was before the incident. Read-only;
     the alerts table belongs to the alert pipeline (an older store without it holds nothing)."""
     try:
-        rows = store.db.execute("SELECT detector, resource_id, key, evidence, started_at FROM alerts WHERE state != 'resolved' "
-                                "AND kind = 'finding' AND evidence LIKE '%\"baseline_since\"%'").fetchall()
+        rows = store.db.execute(
+            "SELECT detector, resource_id, key, evidence, started_at FROM alerts WHERE state != 'resolved' "
+            "AND kind = 'finding' AND evidence LIKE '%\"baseline_since\"%'"
+        ).fetchall()
     except sqlite3.OperationalError:
         return {}
     out: dict[str, dict[str, Any]] = {}
@@ -152,8 +188,12 @@ def held_baselines(store: Store) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run(inputs: Inputs, detectors: dict[str, Detector] | None = None, names: Iterable[str] | None = None,
-        tracer: trace.Tracer | None = None) -> DetectionPass:
+def run(
+    inputs: Inputs,
+    detectors: dict[str, Detector] | None = None,
+    names: Iterable[str] | None = None,
+    tracer: trace.Tracer | None = None,
+) -> DetectionPass:
     chosen = detectors if detectors is not None else REGISTRY
     wanted = set(names) if names is not None else None
     tracer = tracer or trace.NoOpTracer()
@@ -172,7 +212,10 @@ def run(inputs: Inputs, detectors: dict[str, Detector] | None = None, names: Ite
                         result.findings.append(item)
             except Exception as exc:  # noqa: BLE001 - one broken detector must not silence the others
                 frame = traceback.extract_tb(exc.__traceback__)[-1]
-                result.status, result.error = "error", f"{type(exc).__name__}: {exc} (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
+                result.status, result.error = (
+                    "error",
+                    f"{type(exc).__name__}: {exc} (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})",
+                )
                 result.findings, result.nodata = [], []
                 span.set_status(Status(StatusCode.ERROR, result.error[:200]))
             span.set_attribute("fleetwatch.findings", len(result.findings))
@@ -181,8 +224,13 @@ def run(inputs: Inputs, detectors: dict[str, Detector] | None = None, names: Ite
     return DetectionPass(uuid.uuid4().hex, inputs.now, runs)
 
 
-def detect(store: Store, now: int, names: Iterable[str] | None = None, settings: dict[str, Any] | None = None,
-           tracer: trace.Tracer | None = None) -> DetectionPass:
+def detect(
+    store: Store,
+    now: int,
+    names: Iterable[str] | None = None,
+    settings: dict[str, Any] | None = None,
+    tracer: trace.Tracer | None = None,
+) -> DetectionPass:
     tracer = tracer or trace.NoOpTracer()
     with tracer.start_as_current_span("fleetwatch.detect") as span:
         inputs = load_inputs(store, now, settings=settings)
@@ -196,14 +244,40 @@ def detect(store: Store, now: int, names: Iterable[str] | None = None, settings:
 def record(store: Store, detection: DetectionPass, inputs: Inputs | None = None) -> None:
     """The pass's findings and runs, and the state detectors left in `inputs.new_states` (only
     when the detector that keeps it ran cleanly: a half-fed track is not stored)."""
-    findings = [{"ts": detection.at, "pass_id": detection.pass_id, "detector": f.detector, "resource_id": f.resource_id,
-                 "severity": f.severity, "title": f.title, "fingerprint": f.fingerprint, "started_at": f.started_at,
-                 "cause": f.cause, "fix": f.fix, "evidence": json.dumps(f.evidence), "labels": json.dumps({"key": f.key})}
-                for f in detection.findings]
-    runs = [{"pass_id": detection.pass_id, "ts": detection.at, "detector": r.name, "status": r.status, "error": r.error or None,
-             "findings": len(r.findings), "nodata": json.dumps([{"resource_id": n.resource_id, "why": n.why} for n in r.nodata]),
-             "seconds": round(r.seconds, 6)} for r in detection.runs]
+    findings = [
+        {
+            "ts": detection.at,
+            "pass_id": detection.pass_id,
+            "detector": f.detector,
+            "resource_id": f.resource_id,
+            "severity": f.severity,
+            "title": f.title,
+            "fingerprint": f.fingerprint,
+            "started_at": f.started_at,
+            "cause": f.cause,
+            "fix": f.fix,
+            "evidence": json.dumps(f.evidence),
+            "labels": json.dumps({"key": f.key}),
+        }
+        for f in detection.findings
+    ]
+    runs = [
+        {
+            "pass_id": detection.pass_id,
+            "ts": detection.at,
+            "detector": r.name,
+            "status": r.status,
+            "error": r.error or None,
+            "findings": len(r.findings),
+            "nodata": json.dumps([{"resource_id": n.resource_id, "why": n.why} for n in r.nodata]),
+            "seconds": round(r.seconds, 6),
+        }
+        for r in detection.runs
+    ]
     ok = {r.name for r in detection.runs if r.status == "ok"}
-    states = [(*key, t, is_open, text) for key, (t, is_open, text) in inputs.new_states.items()] \
-        if inputs is not None and "unusual" in ok else []
+    states = (
+        [(*key, t, is_open, text) for key, (t, is_open, text) in inputs.new_states.items()]
+        if inputs is not None and "unusual" in ok
+        else []
+    )
     store.record_detection(findings, runs, states)

@@ -122,27 +122,50 @@ class Cycle:
         return max(self.started_at - self.scheduled_at, 0.0)
 
     def row(self) -> dict[str, Any]:
-        return {"poll_id": self.poll_id, "scheduled_at": int(self.scheduled_at), "started_at": int(self.started_at),
-                "finished_at": int(self.finished_at), "status": self.status, "error": self.error or None,
-                "lag": round(self.lag, 3), "seconds": round(self.seconds, 3),
-                "stages": json.dumps(self.stages, sort_keys=True),
-                "overrun": round(self.overrun, 3), "skipped": self.skipped, "findings": self.findings, "sent": self.sent,
-                "failed": self.failed}
+        return {
+            "poll_id": self.poll_id,
+            "scheduled_at": int(self.scheduled_at),
+            "started_at": int(self.started_at),
+            "finished_at": int(self.finished_at),
+            "status": self.status,
+            "error": self.error or None,
+            "lag": round(self.lag, 3),
+            "seconds": round(self.seconds, 3),
+            "stages": json.dumps(self.stages, sort_keys=True),
+            "overrun": round(self.overrun, 3),
+            "skipped": self.skipped,
+            "findings": self.findings,
+            "sent": self.sent,
+            "failed": self.failed,
+        }
 
 
 class Agent:
-    def __init__(self, cfg: Any, store: Store, aws: Aws, clock: Clock, *, waiter: Waiter | None = None,
-                 stop: threading.Event | None = None, telemetry: Telemetry | None = None, polls: int | None = None,
-                 ses: Any = None, timer: Callable[[], float] = time.perf_counter,
-                 cpu_timer: Callable[[], float] = time.process_time, must_read_at_start: bool = False,
-                 agent_id: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        store: Store,
+        aws: Aws,
+        clock: Clock,
+        *,
+        waiter: Waiter | None = None,
+        stop: threading.Event | None = None,
+        telemetry: Telemetry | None = None,
+        polls: int | None = None,
+        ses: Any = None,
+        timer: Callable[[], float] = time.perf_counter,
+        cpu_timer: Callable[[], float] = time.process_time,
+        must_read_at_start: bool = False,
+        agent_id: str | None = None,
+    ) -> None:
         self.cfg, self.store, self.clock = cfg, store, clock
         # Real elapsed time and this process's CPU time, for each cycle's stage times (injected:
         # the tests give counters of their own).
         self.timer, self.cpu_timer = timer, cpu_timer
         self.stop_event = stop or threading.Event()
-        self.waiter = waiter or (FakeWaiter(clock, self.stop_event) if isinstance(clock, FakeClock)
-                                 else RealWaiter(clock, self.stop_event))
+        self.waiter = waiter or (
+            FakeWaiter(clock, self.stop_event) if isinstance(clock, FakeClock) else RealWaiter(clock, self.stop_event)
+        )
         self.telemetry = telemetry or Telemetry.off()
         self.polls = polls
         # `fleetwatch run`: a first poll that reads nothing at all (no credentials, no access, no
@@ -152,17 +175,29 @@ class Agent:
         self.interval = float(cfg["poll.fast_interval"])
         # Re-discovery off the poll cycle, on its own thread; on a fake clock (tests, the demo)
         # it stays in the cycle so that runs are reproducible.
-        self.collector = Collector.from_config(cfg, store, aws, clock, should_stop=self.stopping,
-                                               background_discovery=not isinstance(clock, FakeClock))
+        self.collector = Collector.from_config(
+            cfg, store, aws, clock, should_stop=self.stopping, background_discovery=not isinstance(clock, FakeClock)
+        )
         # On PostgreSQL, several agents share the store (fleetwatch.cluster): this one polls the
         # places it holds the lease of, and alerts only while it is the leader. On SQLite there
         # is one agent, and it is the leader.
-        self.cluster = (Cluster(store, getattr(store, "url", ""), self.interval, agent_id=agent_id)
-                        if store.dialect is POSTGRESQL else None)  # PgStore.url: the database's URL
+        self.cluster = (
+            Cluster(store, getattr(store, "url", ""), self.interval, agent_id=agent_id)
+            if store.dialect is POSTGRESQL
+            else None
+        )  # PgStore.url: the database's URL
         if self.cluster is not None:
             self.collector.only = self.cluster.own
-        self.pipeline = build_pipeline(cfg, store, clock, sleep=self.waiter.sleep, ses=ses, stopping=self.stopping,
-                                       tracer=self.telemetry.tracer, fence=self.cluster.fence if self.cluster else None)
+        self.pipeline = build_pipeline(
+            cfg,
+            store,
+            clock,
+            sleep=self.waiter.sleep,
+            ses=ses,
+            stopping=self.stopping,
+            tracer=self.telemetry.tracer,
+            fence=self.cluster.fence if self.cluster else None,
+        )
         self.settings = detector_settings(cfg)
         self._pruned_at = 0.0
         self._digest_failed_at: float | None = None
@@ -177,8 +212,11 @@ class Agent:
 
     def run(self) -> int:
         """Cycle until stopped (or `polls` cycles). Returns 0, or 1 if the last cycle failed."""
-        log.info("agent started: polling every %ss", int(self.interval),
-                 extra={"store": str(self.store.path), "regions": self.cfg["aws.regions"]})
+        log.info(
+            "agent started: polling every %ss",
+            int(self.interval),
+            extra={"store": str(self.store.path), "regions": self.cfg["aws.regions"]},
+        )
         due, done, last = self.clock.now(), 0, None
         while self.polls is None or done < self.polls:
             if not self.waiter.wait_until(due):
@@ -186,8 +224,11 @@ class Agent:
             last = self.cycle(due)
             done += 1
             if done == 1 and last.unread and self.must_read_at_start:
-                log.error("stopping: the first poll could not read anything from AWS: %s. Fix that and start fleetwatch "
-                          "again; once it reads, a source that fails is logged and polled again", last.unread)
+                log.error(
+                    "stopping: the first poll could not read anything from AWS: %s. Fix that and start fleetwatch "
+                    "again; once it reads, a source that fails is logged and polled again",
+                    last.unread,
+                )
                 return 2
             if last.status == "stopped" or self.stopping():
                 break
@@ -197,9 +238,13 @@ class Agent:
                 last.overrun = last.finished_at - next_due
                 last.skipped = int(last.overrun // self.interval)
                 self.telemetry.overruns.add(1)
-                log.warning("poll overran its %ss interval by %.1f s; the next poll starts late%s", int(self.interval),
-                            last.overrun, f" ({last.skipped} interval(s) skipped)" if last.skipped else "",
-                            extra={"poll_id": last.poll_id})
+                log.warning(
+                    "poll overran its %ss interval by %.1f s; the next poll starts late%s",
+                    int(self.interval),
+                    last.overrun,
+                    f" ({last.skipped} interval(s) skipped)" if last.skipped else "",
+                    extra={"poll_id": last.poll_id},
+                )
                 self._save(last, update=True)
                 next_due = last.finished_at
             due = next_due
@@ -207,8 +252,11 @@ class Agent:
             try:
                 self.cluster.close()  # its places go to the others at once, and the lead if it held it
             except Exception as exc:  # noqa: BLE001 - the store unreachable: the leases expire on their own
-                log.warning("could not hand this agent's places over on stopping (%s); the other agents take "
-                            "them when its leases expire", exc)
+                log.warning(
+                    "could not hand this agent's places over on stopping (%s); the other agents take "
+                    "them when its leases expire",
+                    exc,
+                )
         log.info("agent stopped after %d poll(s)", done)
         return 1 if last is not None and last.status == "error" else 0
 
@@ -217,8 +265,12 @@ class Agent:
         cycle = Cycle(uuid.uuid4().hex, scheduled_at, self.clock.now())
         began = self.timer()
         tracer = self.telemetry.tracer
-        with correlated(poll_id=cycle.poll_id), tracer.start_as_current_span("fleetwatch.poll", attributes={
-                "fleetwatch.poll.id": cycle.poll_id, "fleetwatch.poll.lag": cycle.lag}) as span:
+        with (
+            correlated(poll_id=cycle.poll_id),
+            tracer.start_as_current_span(
+                "fleetwatch.poll", attributes={"fleetwatch.poll.id": cycle.poll_id, "fleetwatch.poll.lag": cycle.lag}
+            ) as span,
+        ):
             try:
                 self._cycle(cycle)
             except Stopping:
@@ -242,41 +294,69 @@ class Agent:
         try:
             yield
         finally:
-            cycle.stages[name] = {"seconds": round(self.timer() - wall, 3), "cpu_seconds": round(self.cpu_timer() - cpu, 3)}
+            cycle.stages[name] = {
+                "seconds": round(self.timer() - wall, 3),
+                "cpu_seconds": round(self.cpu_timer() - cpu, 3),
+            }
 
     def _warn_if_behind(self, cycle: Cycle) -> None:
         """A cycle that took most of its interval in real time: the next larger fleet, or slower
         AWS, and cycles overrun. Said before it happens, with where the time went."""
         if cycle.seconds <= BEHIND_SHARE * self.interval:
             return
-        where = ", ".join(f"{name} {s['seconds']:.1f} s ({s['cpu_seconds']:.1f} s CPU)" for name, s in cycle.stages.items())
-        log.warning("the cycle took %.1f s of its %ss interval (%.0f %%): the agent is close to falling behind (%s); "
-                    "lengthen poll.fast_interval, narrow what is collected (scope.*), or split the accounts and Regions "
-                    "between agents", cycle.seconds, int(self.interval), 100 * cycle.seconds / self.interval, where,
-                    extra={"poll_id": cycle.poll_id, "cycle_seconds": round(cycle.seconds, 3), "stages": cycle.stages})
+        where = ", ".join(
+            f"{name} {s['seconds']:.1f} s ({s['cpu_seconds']:.1f} s CPU)" for name, s in cycle.stages.items()
+        )
+        log.warning(
+            "the cycle took %.1f s of its %ss interval (%.0f %%): the agent is close to falling behind (%s); "
+            "lengthen poll.fast_interval, narrow what is collected (scope.*), or split the accounts and Regions "
+            "between agents",
+            cycle.seconds,
+            int(self.interval),
+            100 * cycle.seconds / self.interval,
+            where,
+            extra={"poll_id": cycle.poll_id, "cycle_seconds": round(cycle.seconds, 3), "stages": cycle.stages},
+        )
 
     def _cycle(self, cycle: Cycle) -> None:
         log.debug("polling")
         with self._stage(cycle, "poll"):
             report = self.collector.poll(poll_id=cycle.poll_id)
         if report.abandoned:
-            cycle.status, cycle.error = "abandoned", "the agent stopped during the poll; its window is fetched again next time"
+            cycle.status, cycle.error = (
+                "abandoned",
+                "the agent stopped during the poll; its window is fetched again next time",
+            )
             log.info("poll abandoned: the agent is stopping")
             return
         self.telemetry.record_poll(report, cycle.lag)
-        log.info("poll finished in %.1f s: %d API calls, %d metrics ($%.4f), %d samples, %d errored source(s)", report.seconds,
-                 sum(report.calls.values()), report.metrics, report.cost, report.samples, len(report.errors),
-                 extra={"api_calls": sum(report.calls.values()), "samples": report.samples, "lag_s": round(cycle.lag, 3)})
+        log.info(
+            "poll finished in %.1f s: %d API calls, %d metrics ($%.4f), %d samples, %d errored source(s)",
+            report.seconds,
+            sum(report.calls.values()),
+            report.metrics,
+            report.cost,
+            report.samples,
+            len(report.errors),
+            extra={"api_calls": sum(report.calls.values()), "samples": report.samples, "lag_s": round(cycle.lag, 3)},
+        )
         if report.errors and not any(s.status == "ok" and s.source != "sts" for s in report.sources):
             # ("sts" results with status ok are only the tally of calls made outside any source)
             by_error: dict[str, list[str]] = {}
             for s in report.errors:
                 by_error.setdefault(s.error, []).append(f"{s.source} in {s.place}")
-            cycle.unread = "; ".join(f"{', '.join(where[:3])}{f' and {len(where) - 3} more' if len(where) > 3 else ''}: {error}"
-                                     for error, where in by_error.items())
+            cycle.unread = "; ".join(
+                f"{', '.join(where[:3])}{f' and {len(where) - 3} more' if len(where) > 3 else ''}: {error}"
+                for error, where in by_error.items()
+            )
         for s in report.errors:
-            log.warning("source %s in %s failed: %s", s.source, s.place, s.error,
-                        extra={"source": s.source, "account": s.place.account, "region": s.place.region})
+            log.warning(
+                "source %s in %s failed: %s",
+                s.source,
+                s.place,
+                s.error,
+                extra={"source": s.source, "account": s.place.account, "region": s.place.region},
+            )
         if self.stopping():
             return
         if self.cluster is not None and not self.cluster.lead():
@@ -295,8 +375,10 @@ class Agent:
         with self._stage(cycle, "alerts"):
             self.pipeline.observe(observed, ran_ok, resources(self.store), detection.at)
         for inc_id, event, detail, title, state in self.store.db.execute(
-                "SELECT e.incident_id, e.event, e.detail, i.title, i.state FROM incident_events e "
-                "JOIN incidents i ON i.id = e.incident_id WHERE e.id > ? ORDER BY e.id", [seen]):
+            "SELECT e.incident_id, e.event, e.detail, i.title, i.state FROM incident_events e "
+            "JOIN incidents i ON i.id = e.incident_id WHERE e.id > ? ORDER BY e.id",
+            [seen],
+        ):
             with correlated(incident_id=inc_id):
                 if event == "joined":  # what joined, not the title again
                     log.info("incident %s joined by: %s", inc_id, detail, extra={"state": state, "detail": detail})
@@ -309,8 +391,11 @@ class Agent:
         cycle.failed = len(delivery.outcomes) - cycle.sent
         self.telemetry.record_delivery(delivery.outcomes)
         if self.telemetry.plan.metrics:  # the incident query only when someone receives the gauge
-            self.telemetry.record_detection([r.name for r in detection.runs], Counter(f.detector for f in detection.findings),
-                                            self._open_by_detector())
+            self.telemetry.record_detection(
+                [r.name for r in detection.runs],
+                Counter(f.detector for f in detection.findings),
+                self._open_by_detector(),
+            )
         if self.stopping() or (self.cluster is not None and not self.cluster.leadership.held()):
             return
         with self._stage(cycle, "digest_retention"):
@@ -351,18 +436,25 @@ class Agent:
         self._pruned_at = now
         with self.telemetry.tracer.start_as_current_span("fleetwatch.retention"):
             samples = self.store.prune(int(now), self.cfg["store.raw_retention"], self.cfg["store.rollup_retention"])
-            history = self.store.prune_history(int(now), self.cfg["store.history_retention"],
-                                               self.cfg["store.incident_retention"], self.cfg["store.rollup_retention"])
+            history = self.store.prune_history(
+                int(now),
+                self.cfg["store.history_retention"],
+                self.cfg["store.incident_retention"],
+                self.cfg["store.rollup_retention"],
+            )
         removed = {k: v for k, v in {**samples, **history}.items() if v}
         if removed:
-            log.info("retention: %s", ", ".join(f"{k} {v}" for k, v in sorted(removed.items())), extra={"removed": removed})
+            log.info(
+                "retention: %s", ", ".join(f"{k} {v}" for k, v in sorted(removed.items())), extra={"removed": removed}
+            )
 
     # -- records ---------------------------------------------------------------------------------
 
     def _open_by_detector(self) -> Counter[str]:
         rows = self.store.db.execute(
             "SELECT DISTINCT i.id, a.detector FROM incidents i JOIN alerts a ON a.incident_id = i.id "
-            "WHERE i.resolved_at IS NULL").fetchall()
+            "WHERE i.resolved_at IS NULL"
+        ).fetchall()
         return Counter(detector for _, detector in rows)
 
     def _save(self, cycle: Cycle, update: bool = False) -> None:
@@ -370,10 +462,11 @@ class Agent:
         try:
             with self.store.transaction() as db:
                 if update:
-                    db.execute("UPDATE agent_cycles SET overrun = ?, skipped = ? WHERE poll_id = ?",
-                               [row["overrun"], row["skipped"], row["poll_id"]])
+                    db.execute(
+                        "UPDATE agent_cycles SET overrun = ?, skipped = ? WHERE poll_id = ?",
+                        [row["overrun"], row["skipped"], row["poll_id"]],
+                    )
                 else:
                     db.table("agent_cycles").insert(row)
         except Exception as exc:  # noqa: BLE001 - a full disk must not stop the loop; the log says so
             log.error("could not record the cycle: %s", exc)
-

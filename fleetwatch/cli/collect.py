@@ -29,8 +29,15 @@ class Bar:
             from tqdm import tqdm
 
             self.close()
-            self._bar = tqdm(total=total, desc="backfill", unit="call", file=self.stream, leave=True,
-                             dynamic_ncols=True, mininterval=0.5)
+            self._bar = tqdm(
+                total=total,
+                desc="backfill",
+                unit="call",
+                file=self.stream,
+                leave=True,
+                dynamic_ncols=True,
+                mininterval=0.5,
+            )
         self._bar.set_postfix_str(what, refresh=False)
         self._bar.update(done - self._bar.n)
         if done >= total:
@@ -42,8 +49,9 @@ class Bar:
             self._bar = None
 
 
-def plan_command(cfg: Any, store: Store, aws: Aws, clock: Clock, discover: bool, out: TextIO | None = None,
-                 err: TextIO | None = None) -> int:
+def plan_command(
+    cfg: Any, store: Store, aws: Aws, clock: Clock, discover: bool, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     """Exit status 0 when the plan covers the whole fleet; 1 when discovery failed anywhere (the
     plan then covers only what was found, and says so), or nothing was found at all."""
     out, err = out or sys.stdout, err or sys.stderr
@@ -61,23 +69,46 @@ def plan_command(cfg: Any, store: Store, aws: Aws, clock: Clock, discover: bool,
     for row in store.resources():
         by_place.setdefault(f"{row['account']}/{row['region']}", []).append(row)
     if by_place:
-        print(render(by_place, cfg["poll.fast_interval"], cfg["poll.slow_interval"], cfg["poll.logs_insights_gb_per_day"]), file=out)
+        print(
+            render(
+                by_place, cfg["poll.fast_interval"], cfg["poll.slow_interval"], cfg["poll.logs_insights_gb_per_day"]
+            ),
+            file=out,
+        )
         # What polling has cost so far, by the one function the overview and the digest use.
-        print(f"\npolling cost measured from the poll log: {polling_cost(store.db, int(clock.now())).sentence()}", file=out)
+        print(
+            f"\npolling cost measured from the poll log: {polling_cost(store.db, int(clock.now())).sentence()}",
+            file=out,
+        )
     places = sorted({str(r.place) for r in failed})
     if failed:
-        print(f"fleetwatch: discovery failed in {len(places)} place(s) ({', '.join(places)}): "
-              + ("the plan above covers only the resources the store already holds; " if by_place else "")
-              + "see each place's error above for the fix", file=err)
+        print(
+            f"fleetwatch: discovery failed in {len(places)} place(s) ({', '.join(places)}): "
+            + ("the plan above covers only the resources the store already holds; " if by_place else "")
+            + "see each place's error above for the fix",
+            file=err,
+        )
     elif not by_place:
-        print("fleetwatch: no resources discovered yet; run without " "--no-discover, or check aws.regions and aws.role_arns",
-              file=err)
+        print(
+            "fleetwatch: no resources discovered yet; run without "
+            "--no-discover, or check aws.regions and aws.role_arns",
+            file=err,
+        )
     return 1 if failed or not by_place else 0
 
 
-def collect_command(cfg: Any, store: Store, aws: Aws, clock: Clock | None = None, *, polls: int | None = 1,
-                    out: TextIO | None = None, between: Callable[[], None] | None = None,
-                    after: Callable[[PollReport], None] | None = None, brief: bool = False) -> int:
+def collect_command(
+    cfg: Any,
+    store: Store,
+    aws: Aws,
+    clock: Clock | None = None,
+    *,
+    polls: int | None = 1,
+    out: TextIO | None = None,
+    between: Callable[[], None] | None = None,
+    after: Callable[[PollReport], None] | None = None,
+    brief: bool = False,
+) -> int:
     """Run `polls` polls (None: until interrupted), printing each summary. Exit status 1 if the
     last poll had errored sources, so scripts notice. `brief` prints one line per poll after the
     first (errors still in full)."""

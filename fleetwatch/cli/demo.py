@@ -33,8 +33,9 @@ def demo_command(args: argparse.Namespace) -> int:
     emulator.stop()
     if not args.dashboard_port:
         return status
-    return demo_dashboard(args.store, args.dashboard_port, emulator.model.clock.now(),
-                          Path(args.store).parent / "fleetwatch.toml", polls)
+    return demo_dashboard(
+        args.store, args.dashboard_port, emulator.model.clock.now(), Path(args.store).parent / "fleetwatch.toml", polls
+    )
 
 
 def demo_dashboard(store_path: str, port: int, ended_at: float, cfg_file: Path, polls: int) -> int:
@@ -49,8 +50,15 @@ def demo_dashboard(store_path: str, port: int, ended_at: float, cfg_file: Path, 
     password = secrets.token_urlsafe(9)
     cfg, note = after_demo(store_path, ended_at, cfg_file, polls, password)
     try:
-        return serve_forever(cfg, store_path, ResumedClock(ended_at), "127.0.0.1", port, stopped=note,
-                             banner=f"— the agent has stopped; sign in as demo / {password} to acknowledge and silence")
+        return serve_forever(
+            cfg,
+            store_path,
+            ResumedClock(ended_at),
+            "127.0.0.1",
+            port,
+            stopped=note,
+            banner=f"— the agent has stopped; sign in as demo / {password} to acknowledge and silence",
+        )
     except OSError as exc:
         print(f"fleetwatch: {exc.strerror or exc}; or skip the dashboard with --dashboard-port 0", file=sys.stderr)
         return 2
@@ -62,11 +70,19 @@ def after_demo(store_path: str, ended_at: float, cfg_file: Path, polls: int, pas
     from fleetwatch.config import load_config
     from simulator.cli import iso
 
-    cfg = load_config(cfg_file, environ={"FLEETWATCH_STORE_PATH": store_path, "FLEETWATCH_WEB_USERNAME": "demo",
-                                         "FLEETWATCH_WEB_PASSWORD": password})
-    note = (f"The demo's agent ran its {polls} polls and stopped at {iso(ended_at)} (emulated time; the clock runs on "
-            f"from there). Nothing polls or notifies any more: this dashboard shows what the agent stored, and Settings "
-            f"shows the configuration it ran with ({cfg_file}). Run `make demo` again to resume.")
+    cfg = load_config(
+        cfg_file,
+        environ={
+            "FLEETWATCH_STORE_PATH": store_path,
+            "FLEETWATCH_WEB_USERNAME": "demo",
+            "FLEETWATCH_WEB_PASSWORD": password,
+        },
+    )
+    note = (
+        f"The demo's agent ran its {polls} polls and stopped at {iso(ended_at)} (emulated time; the clock runs on "
+        f"from there). Nothing polls or notifies any more: this dashboard shows what the agent stored, and Settings "
+        f"shows the configuration it ran with ({cfg_file}). Run `make demo` again to resume."
+    )
     return cfg, note
 
 
@@ -74,9 +90,12 @@ def demo_config(emulator: Emulator, store_path: str) -> dict[str, str]:
     """The environment a fleetwatch pointed at this emulator would be configured with."""
     fleet = emulator.model.fleet
     regions = sorted({r for a in fleet.accounts for r in a.regions})
-    return {"FLEETWATCH_STORE_PATH": store_path, "FLEETWATCH_AWS_ENDPOINT_URL": emulator.endpoint,
-            "FLEETWATCH_AWS_REGIONS": ",".join(regions),
-            "FLEETWATCH_AWS_ROLE_ARNS": ",".join(a.reader_role_arn for a in fleet.accounts)}
+    return {
+        "FLEETWATCH_STORE_PATH": store_path,
+        "FLEETWATCH_AWS_ENDPOINT_URL": emulator.endpoint,
+        "FLEETWATCH_AWS_REGIONS": ",".join(regions),
+        "FLEETWATCH_AWS_ROLE_ARNS": ",".join(a.reader_role_arn for a in fleet.accounts),
+    }
 
 
 def demo_run(emulator: Emulator, store_path: str, polls: int, dashboard_port: int) -> int:
@@ -103,17 +122,39 @@ def demo_run(emulator: Emulator, store_path: str, polls: int, dashboard_port: in
         # The demo's agent is configured by its file alone: FLEETWATCH_* and OTEL_* set in this
         # shell for a real agent must not point it elsewhere.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("FLEETWATCH_", "OTEL_"))}
-        env = {**inherited, **DEMO_CREDENTIALS, "FLEETWATCH_SLACK_BOT_TOKEN": TOKEN, "FLEETWATCH_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
-               "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_METRIC_EXPORT_INTERVAL": "5000",
-               "OTEL_SERVICE_NAME": "fleetwatch-demo"}
-        command = [sys.executable, "-m", "fleetwatch.cli", "run", "--config", str(cfg_file), "--polls", str(polls + 1),
-                   "--emulated-clock"] + ([] if dashboard_port else ["--no-dashboard"])
-        print(f"notifications go to a Slack stand-in at {slack.api_url} (channel C0DEMO), an SMTP server on "
-              f"127.0.0.1:{smtp.port} and a PagerDuty stand-in at {pager.url};\nthe agent's traces and metrics go to an "
-              f"OTLP receiver at {sink.url}\n", flush=True)
-        print(f"$ OTEL_EXPORTER_OTLP_ENDPOINT={sink.url} fleetwatch run " f"--config {cfg_file} --polls {polls + 1} --emulated-clock\n"
-              f"  (the first poll backfills a day; then {polls} polls one emulated minute apart"
-              + (f"; dashboard on http://127.0.0.1:{dashboard_port} meanwhile)" if dashboard_port else ")"), flush=True)
+        env = {
+            **inherited,
+            **DEMO_CREDENTIALS,
+            "FLEETWATCH_SLACK_BOT_TOKEN": TOKEN,
+            "FLEETWATCH_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url,
+            "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+            "OTEL_SERVICE_NAME": "fleetwatch-demo",
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "fleetwatch.cli",
+            "run",
+            "--config",
+            str(cfg_file),
+            "--polls",
+            str(polls + 1),
+            "--emulated-clock",
+        ] + ([] if dashboard_port else ["--no-dashboard"])
+        print(
+            f"notifications go to a Slack stand-in at {slack.api_url} (channel C0DEMO), an SMTP server on "
+            f"127.0.0.1:{smtp.port} and a PagerDuty stand-in at {pager.url};\nthe agent's traces and metrics go to an "
+            f"OTLP receiver at {sink.url}\n",
+            flush=True,
+        )
+        print(
+            f"$ OTEL_EXPORTER_OTLP_ENDPOINT={sink.url} fleetwatch run "
+            f"--config {cfg_file} --polls {polls + 1} --emulated-clock\n"
+            f"  (the first poll backfills a day; then {polls} polls one emulated minute apart"
+            + (f"; dashboard on http://127.0.0.1:{dashboard_port} meanwhile)" if dashboard_port else ")"),
+            flush=True,
+        )
         child = subprocess.Popen(command, env=env)
         try:
             status = child.wait()
@@ -123,9 +164,12 @@ def demo_run(emulator: Emulator, store_path: str, polls: int, dashboard_port: in
 
         with open_store(store_path) as store:
             incidents = store.db.execute("SELECT COUNT(*), SUM(resolved_at IS NULL) FROM incidents").fetchone()
-            print(f"\nstore {store_path}: {store.db['samples'].count} samples of {store.db['series'].count} series, "
-                  f"{store.db['resources'].count} resources, {incidents[0]} incidents ({incidents[1] or 0} open); "
-                  "run again to see it resume where it ended", flush=True)
+            print(
+                f"\nstore {store_path}: {store.db['samples'].count} samples of {store.db['series'].count} series, "
+                f"{store.db['resources'].count} resources, {incidents[0]} incidents ({incidents[1] or 0} open); "
+                "run again to see it resume where it ended",
+                flush=True,
+            )
         print(f"telemetry received from the agent: {sink.summary()}", flush=True)
     finally:
         sink.__exit__(None, None, None)
@@ -133,22 +177,44 @@ def demo_run(emulator: Emulator, store_path: str, polls: int, dashboard_port: in
     return status
 
 
-def demo_toml(emulator: Emulator, store_path: str, slack_url: str, smtp_port: int, dashboard_port: int, pagerduty_url: str = "") -> str:
+def demo_toml(
+    emulator: Emulator, store_path: str, slack_url: str, smtp_port: int, dashboard_port: int, pagerduty_url: str = ""
+) -> str:
     """The demo's configuration file: what a fleetwatch pointed at this emulator is set up with
     (the bot token and the PagerDuty routing key come from the environment, as secrets should)."""
     env = demo_config(emulator, store_path)
-    lines = ["# Written by `fleetwatch demo`: the agent's configuration for the emulated fleet.",
-             "[store]", f"path = {json.dumps(str(Path(store_path).resolve()))}", "",
-             "[aws]", f"endpoint_url = {json.dumps(env['FLEETWATCH_AWS_ENDPOINT_URL'])}",
-             f"regions = {json.dumps(env['FLEETWATCH_AWS_REGIONS'].split(','))}",
-             f"role_arns = {json.dumps(env['FLEETWATCH_AWS_ROLE_ARNS'].split(','))}", "",
-             "[slack]", f"api_url = {json.dumps(slack_url)}", 'channel = "C0DEMO"', "",
-             "[smtp]", 'host = "127.0.0.1"', f"port = {smtp_port}", 'security = "none"', "",
-             "[email]", 'to = ["oncall@example.com"]', "",
-             *(["[pagerduty]", f"url = {json.dumps(pagerduty_url)}", ""] if pagerduty_url else []),
-             "[log]", 'format = "text"', "",
-             "[web]", 'host = "127.0.0.1"', f"port = {dashboard_port or 8000}", f'public_url = "http://127.0.0.1:{dashboard_port or 8000}"',
-             ""]
+    lines = [
+        "# Written by `fleetwatch demo`: the agent's configuration for the emulated fleet.",
+        "[store]",
+        f"path = {json.dumps(str(Path(store_path).resolve()))}",
+        "",
+        "[aws]",
+        f"endpoint_url = {json.dumps(env['FLEETWATCH_AWS_ENDPOINT_URL'])}",
+        f"regions = {json.dumps(env['FLEETWATCH_AWS_REGIONS'].split(','))}",
+        f"role_arns = {json.dumps(env['FLEETWATCH_AWS_ROLE_ARNS'].split(','))}",
+        "",
+        "[slack]",
+        f"api_url = {json.dumps(slack_url)}",
+        'channel = "C0DEMO"',
+        "",
+        "[smtp]",
+        'host = "127.0.0.1"',
+        f"port = {smtp_port}",
+        'security = "none"',
+        "",
+        "[email]",
+        'to = ["oncall@example.com"]',
+        "",
+        *(["[pagerduty]", f"url = {json.dumps(pagerduty_url)}", ""] if pagerduty_url else []),
+        "[log]",
+        'format = "text"',
+        "",
+        "[web]",
+        'host = "127.0.0.1"',
+        f"port = {dashboard_port or 8000}",
+        f'public_url = "http://127.0.0.1:{dashboard_port or 8000}"',
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -168,7 +234,10 @@ def _keep_notifications(out_dir: Path, slack: Any, smtp: Any, pager: Any = None)
         old.unlink()
     for i, (_, msg) in enumerate(smtp.messages(), 1):
         (mail_dir / f"{i:03d}.eml").write_bytes(msg.as_bytes())
-    print(f"notifications: {len(slack.messages())} Slack messages in " f"{slack_file}, {len(smtp.messages())} mails in {mail_dir}/",
-          flush=True)
+    print(
+        f"notifications: {len(slack.messages())} Slack messages in "
+        f"{slack_file}, {len(smtp.messages())} mails in {mail_dir}/",
+        flush=True,
+    )
     slack.__exit__(None, None, None)
     smtp.__exit__(None, None, None)

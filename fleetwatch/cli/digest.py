@@ -31,8 +31,18 @@ def digest_command(args: Any, cfg: Any, store: Store) -> int:
         if not targets:
             print("fleetwatch digest: nowhere to send it: set digest.targets or email.to", file=sys.stderr)
             return 2
-        errors = digest.send_digest(store, d, targets, channels(cfg, clock, time.sleep), cfg["email.from"], now, time.sleep,
-                             cfg["alerts.max_attempts"], cfg["web.public_url"], scheduled=False)
+        errors = digest.send_digest(
+            store,
+            d,
+            targets,
+            channels(cfg, clock, time.sleep),
+            cfg["email.from"],
+            now,
+            time.sleep,
+            cfg["alerts.max_attempts"],
+            cfg["web.public_url"],
+            scheduled=False,
+        )
         for e in errors:
             print(f"fleetwatch digest: {e}", file=sys.stderr)
         if errors:

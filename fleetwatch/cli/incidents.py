@@ -25,7 +25,9 @@ def incident_command(args: argparse.Namespace, store: Store) -> int:
             print("no open incidents" if not args.all else "no incidents")
         for inc in rows:
             ack = f" acked by {inc.acked_by}" if inc.acked_by else ""
-            print(f"#{inc.id:<5} {inc.state:10} {inc.severity:8} since {_when(inc.started_at)}{ack}\n       {inc.title}")
+            print(
+                f"#{inc.id:<5} {inc.state:10} {inc.severity:8} since {_when(inc.started_at)}{ack}\n       {inc.title}"
+            )
             if inc.cause:
                 print(f"       cause: {inc.cause}")
         return 0
@@ -33,7 +35,10 @@ def incident_command(args: argparse.Namespace, store: Store) -> int:
         if alerts.acknowledge(args.id, args.by, now):
             print(f"incident #{args.id} acknowledged by {args.by}")
             return 0
-        print(f"fleetwatch: incident #{args.id} is not open (or already acknowledged); see `fleetwatch incidents`", file=sys.stderr)
+        print(
+            f"fleetwatch: incident #{args.id} is not open (or already acknowledged); see `fleetwatch incidents`",
+            file=sys.stderr,
+        )
         return 1
     if args.silence_command == "add":
         try:
@@ -47,7 +52,10 @@ def incident_command(args: argparse.Namespace, store: Store) -> int:
     if args.silence_command == "list":
         silences = list(store.db.query("SELECT * FROM silences WHERE ends_at > ? ORDER BY ends_at", [now]))
         for r in silences:
-            print(f"#{r['id']:<4} {r['matchers']}  {_when(r['starts_at'])} -> " f"{_when(r['ends_at'])}  by {r['author']}  {r['comment'] or ''}")
+            print(
+                f"#{r['id']:<4} {r['matchers']}  {_when(r['starts_at'])} -> "
+                f"{_when(r['ends_at'])}  by {r['author']}  {r['comment'] or ''}"
+            )
         if not silences:
             print("no active silences")
         return 0

@@ -67,7 +67,9 @@ def read_points(rows: Iterable[list[str]]) -> list[tuple[int, float | None, str]
         try:
             value = float(raw) if raw else None
         except ValueError:
-            raise ReplayError(f"line {line}: value {raw!r} is not a number (leave it empty for a missing point)") from None
+            raise ReplayError(
+                f"line {line}: value {raw!r} is not a number (leave it empty for a missing point)"
+            ) from None
         if value is not None and not math.isfinite(value):
             value = None
         points.append((parse_time(row[0], line), value, row[0].strip()))
@@ -79,8 +81,11 @@ def read_points(rows: Iterable[list[str]]) -> list[tuple[int, float | None, str]
             raise ReplayError(f"line {i}: time {text} is earlier than the row before it; sort the file by time")
         duplicates += b == a
     if duplicates:
-        print(f"fleetwatch replay: warning: {duplicates} row(s) repeat " "the time of the row before; each is scored as a point",
-              file=sys.stderr)
+        print(
+            f"fleetwatch replay: warning: {duplicates} row(s) repeat "
+            "the time of the row before; each is scored as a point",
+            file=sys.stderr,
+        )
     return points
 
 
@@ -91,8 +96,10 @@ class Summary:
 
     def line(self) -> str:
         odd = f", {self.irregular} gap(s) not a whole number of steps" if self.irregular else ""
-        return (f"fleetwatch replay: {self.points} points, step {self.step} s{odd}; {self.episodes} episode(s), "
-                f"{self.flagged} point(s) flagged at threshold {self.threshold:g}")
+        return (
+            f"fleetwatch replay: {self.points} points, step {self.step} s{odd}; {self.episodes} episode(s), "
+            f"{self.flagged} point(s) flagged at threshold {self.threshold:g}"
+        )
 
 
 def check_step(points: list[tuple[int, float | None, str]], summary: Summary) -> int:
@@ -102,14 +109,21 @@ def check_step(points: list[tuple[int, float | None, str]], summary: Summary) ->
     gaps = [b - a for (a, _, _), (b, _, _) in pairwise(points) if b > a]
     odd = [g for g in gaps if g % step]
     if len(odd) > IRREGULAR_SHARE * len(gaps):
-        raise ReplayError(f"the step is irregular: {len(odd)} of {len(gaps)} gaps are not a whole number of "
-                          f"{step} s steps; resample the series to a fixed period (CloudWatch: one Period) first")
+        raise ReplayError(
+            f"the step is irregular: {len(odd)} of {len(gaps)} gaps are not a whole number of "
+            f"{step} s steps; resample the series to a fixed period (CloudWatch: one Period) first"
+        )
     summary.step, summary.irregular = step, len(odd)
     return step
 
 
-def replay(rows: Iterable[list[str]], direction: str = "anomaly", threshold: float | None = None,
-           profile: str = "default", summary: Summary | None = None) -> Iterator[list[str]]:
+def replay(
+    rows: Iterable[list[str]],
+    direction: str = "anomaly",
+    threshold: float | None = None,
+    profile: str = "default",
+    summary: Summary | None = None,
+) -> Iterator[list[str]]:
     if direction not in DIRECTIONS:
         raise ReplayError(f"unknown --detector {direction!r}; choose one of {', '.join(DIRECTIONS)}")
     if profile not in THRESHOLDS:
@@ -138,16 +152,26 @@ def replay(rows: Iterable[list[str]], direction: str = "anomaly", threshold: flo
         inside = shown and scorer.episodes.current is not None and (score or 0.0) >= summary.threshold / 2
         summary.flagged += inside
         summary.points += 1
-        yield [text, "" if value is None else f"{value:g}", "" if score is None else f"{score:.3f}",
-               "1" if onset and shown else "0", str(summary.episodes) if inside else ""]
+        yield [
+            text,
+            "" if value is None else f"{value:g}",
+            "" if score is None else f"{score:.3f}",
+            "1" if onset and shown else "0",
+            str(summary.episodes) if inside else "",
+        ]
 
 
-def main(path: str, direction: str = "anomaly", threshold: float | None = None, profile: str = "default",
-         out: TextIO | None = None) -> int:
+def main(
+    path: str,
+    direction: str = "anomaly",
+    threshold: float | None = None,
+    profile: str = "default",
+    out: TextIO | None = None,
+) -> int:
     out = out or sys.stdout
     summary = Summary()
     try:
-        with (open(path, newline="", encoding="utf-8") if path != "-" else sys.stdin) as fh:
+        with open(path, newline="", encoding="utf-8") if path != "-" else sys.stdin as fh:
             writer = csv.writer(out, lineterminator="\n")
             for row in replay(csv.reader(fh), direction, threshold, profile, summary):
                 writer.writerow(row)

@@ -45,12 +45,18 @@ class EmulatedClock(FakeClock):
         with urllib.request.urlopen(f"{self.endpoint}/__fleet__/info", timeout=10) as resp:  # noqa: S310 - loopback emulator
             info = json.loads(resp.read())
         if not info.get("fake_clock"):
-            raise ValueError(f"the emulated fleet at {self.endpoint} runs on the real clock; start it with --fake-clock")
+            raise ValueError(
+                f"the emulated fleet at {self.endpoint} runs on the real clock; start it with --fake-clock"
+            )
         return float(info["now"])
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        req = urllib.request.Request(f"{self.endpoint}/__fleet__/clock", data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.endpoint}/__fleet__/clock",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback emulator
             return dict(json.loads(resp.read()))
 
@@ -78,8 +84,15 @@ def config_warnings(cfg: Any) -> list[str]:
     return file_warnings(cfg) + delivery_warnings(cfg)
 
 
-def run_command(cfg: Any, environ: Mapping[str, str], *, polls: int | None = None, dashboard: bool = True,
-                emulated_clock: bool = False, port: int | None = None) -> int:
+def run_command(
+    cfg: Any,
+    environ: Mapping[str, str],
+    *,
+    polls: int | None = None,
+    dashboard: bool = True,
+    emulated_clock: bool = False,
+    port: int | None = None,
+) -> int:
     handler = setup(cfg["log.format"], cfg["log.level"])
     try:
         return _run(cfg, environ, polls, dashboard, emulated_clock, port)
@@ -87,8 +100,14 @@ def run_command(cfg: Any, environ: Mapping[str, str], *, polls: int | None = Non
         teardown(handler)
 
 
-def _run(cfg: Any, environ: Mapping[str, str], polls: int | None, dashboard: bool, emulated_clock: bool,
-         port: int | None = None) -> int:
+def _run(
+    cfg: Any,
+    environ: Mapping[str, str],
+    polls: int | None,
+    dashboard: bool,
+    emulated_clock: bool,
+    port: int | None = None,
+) -> int:
     from collector.aws import Aws, credentials_problem
     from fleetwatch.agent.loop import Agent
 
@@ -113,7 +132,11 @@ def _run(cfg: Any, environ: Mapping[str, str], polls: int | None, dashboard: boo
         log.error("%s", exc)
         return 2
     except OSError as exc:
-        log.error("cannot lock the store %s: %s; check that its folder exists and is writable", store_path, exc.strerror or exc)
+        log.error(
+            "cannot lock the store %s: %s; check that its folder exists and is writable",
+            store_path,
+            exc.strerror or exc,
+        )
         return 2
     try:
         try:
@@ -130,13 +153,22 @@ def _run(cfg: Any, environ: Mapping[str, str], polls: int | None, dashboard: boo
                 try:
                     clock = EmulatedClock(cfg["aws.endpoint_url"])
                 except (OSError, ValueError) as exc:
-                    log.error("--emulated-clock: cannot follow the emulated fleet at %s: %s", cfg["aws.endpoint_url"], exc)
+                    log.error(
+                        "--emulated-clock: cannot follow the emulated fleet at %s: %s", cfg["aws.endpoint_url"], exc
+                    )
                     return 2
                 follow_clock(clock.now)
             else:
                 clock = SystemClock()
-            agent = Agent(cfg, store, Aws.from_config(cfg, tracer=telemetry.tracer), clock, telemetry=telemetry, polls=polls,
-                          must_read_at_start=True)
+            agent = Agent(
+                cfg,
+                store,
+                Aws.from_config(cfg, tracer=telemetry.tracer),
+                clock,
+                telemetry=telemetry,
+                polls=polls,
+                must_read_at_start=True,
+            )
             try:
                 services = _start_services(cfg, store, clock, telemetry, dashboard, port)
             except (OSError, RuntimeError) as exc:
@@ -207,6 +239,7 @@ def _supervise(agent: Any) -> int | None:
         agent.stop()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+
     def loop() -> None:
         try:
             result["status"] = agent.run()
@@ -220,8 +253,11 @@ def _supervise(agent: Any) -> int | None:
         while worker.is_alive():
             worker.join(0.2)  # a short join keeps the main thread free to run signal handlers
             if asked and worker.is_alive() and time.monotonic() - asked[0] > STOP_GRACE:
-                log.error("the agent did not stop within %.0f s (an AWS call is still waiting for its timeout); exiting "
-                          "without it: the poll's window is fetched again at the next start", STOP_GRACE)
+                log.error(
+                    "the agent did not stop within %.0f s (an AWS call is still waiting for its timeout); exiting "
+                    "without it: the poll's window is fetched again at the next start",
+                    STOP_GRACE,
+                )
                 return None
     finally:
         for s, h in previous.items():

@@ -216,11 +216,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([Problem(str(path), "", "file not found", "check the path, or run without --config to use the defaults")]) from None
+        raise ConfigError(
+            [Problem(str(path), "", "file not found", "check the path, or run without --config to use the defaults")]
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError([Problem(str(path), "", "is not UTF-8 text", "save the file as UTF-8")]) from None
     except OSError as exc:
-        raise ConfigError([Problem(str(path), "", f"cannot be read: {exc.strerror}", "check its permissions")]) from None
+        raise ConfigError(
+            [Problem(str(path), "", f"cannot be read: {exc.strerror}", "check its permissions")]
+        ) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -234,12 +238,15 @@ def _toml_problem(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> Proble
     found = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
     if found:
         line, column = int(found.group(1)), int(found.group(2))
-        what, hint = message[:found.start()], "fix the syntax there"
+        what, hint = message[: found.start()], "fix the syntax there"
     else:
         lines = text.rstrip().split("\n")  # the end is where the last line with anything on it ends
         line, column = len(lines), len(lines[-1]) + 1
         what = re.sub(r"\s*\(at end of document\)$", "", message)
-        hint = "something opened earlier (a string, an array, an inline " "table) is never closed, or the last line is cut short"
+        hint = (
+            "something opened earlier (a string, an array, an inline "
+            "table) is never closed, or the last line is cut short"
+        )
     source = text.split("\n")[line - 1] if 0 < line <= text.count("\n") + 1 else ""
     shown = f": {source.strip()[:80]!r}" if source.strip() else ""
     return Problem(str(path), "", f"is not valid TOML: line {line}, column {column}{shown}: {what}", hint)
@@ -275,7 +282,11 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         s = known_env.get(name)
         if s is None:
             close = difflib.get_close_matches(name, list(known_env), n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]}?" if close else "environment overrides are FLEETWATCH_<SECTION>_<KEY>, e.g. FLEETWATCH_STORE_PATH"
+            hint = (
+                f"did you mean {close[0]}?"
+                if close
+                else "environment overrides are FLEETWATCH_<SECTION>_<KEY>, e.g. FLEETWATCH_STORE_PATH"
+            )
             problems.append(Problem("environment", name, "unknown setting", hint))
             continue
         try:
@@ -303,8 +314,10 @@ def config_warnings(cfg: Config) -> list[str]:
         if s.kind == "list[str]" and not any(_carries_secret(v) for v in value):
             continue  # webhook URLs with nothing secret in them (no token, no key, no password)
         form = f"{s.env}='NAME=URL,NAME=URL'" if s.kind == "list[str]" else f"{s.env}=..."
-        out.append(f"{s.key} is written in {cfg.path}: secrets belong in the environment; remove it from the file "
-                   f"and set {form} where the agent runs")
+        out.append(
+            f"{s.key} is written in {cfg.path}: secrets belong in the environment; remove it from the file "
+            f"and set {form} where the agent runs"
+        )
     return out
 
 
@@ -313,8 +326,11 @@ def _carries_secret(entry: str) -> bool:
     long random path segment such as Slack's hooks.slack.com/services/T…/B…/SECRET."""
     url = urlsplit(entry.partition("=")[2].strip())
     segments = [seg for seg in url.path.split("/") if seg]
-    return bool(url.password or url.query or any(len(seg) >= 16 and re.search(r"\d", seg) and re.search(r"[A-Za-z]", seg)
-                                                     for seg in segments))
+    return bool(
+        url.password
+        or url.query
+        or any(len(seg) >= 16 and re.search(r"\d", seg) and re.search(r"[A-Za-z]", seg) for seg in segments)
+    )
 
 
 def _scrub(problem: Problem, secrets: set[str]) -> Problem:
@@ -332,8 +348,8 @@ def _example(s: Setting, raw: Any = None, env: bool = False) -> str:
         if number.isdigit() and int(number):  # a number with no unit: say which units it could have meant
             if env:
                 return f"give it a unit: {s.env}={number}s, {number}m, {number}h or {number}d"
-            return f"give it a unit: {leaf} = \"{number}s\", \"{number}m\", \"{number}h\" or \"{number}d\""
-        return f"for example {leaf} = \"{format_duration(s.default)}\""
+            return f'give it a unit: {leaf} = "{number}s", "{number}m", "{number}h" or "{number}d"'
+        return f'for example {leaf} = "{format_duration(s.default)}"'
     if s.secret:
         return ""
     sample = s.default if s.default != [] else (list(s.examples[:1]) or ["..."])
@@ -350,7 +366,7 @@ def reference_markdown() -> str:
         "Settings live in one TOML file (`fleetwatch config check --config FILE` validates it and prints",
         "the effective values with secrets redacted). Each can be overridden by an environment variable.",
         "",
-        "- Durations take a unit: `\"90s\"`, `\"5m\"`, `\"2h\"`, `\"14d\"` (`backfill = 3` is refused: 3 what?); only",
+        '- Durations take a unit: `"90s"`, `"5m"`, `"2h"`, `"14d"` (`backfill = 3` is refused: 3 what?); only',
         "  `0` may go without one. The same in the environment: `FLEETWATCH_POLL_BACKFILL=3h`.",
         "- Secrets (tokens, passwords, the routing key, webhook URLs that carry a key) belong in the",
         "  environment, e.g. `FLEETWATCH_SLACK_BOT_TOKEN=xoxb-...`; written in the file they are accepted",

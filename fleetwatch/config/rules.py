@@ -55,8 +55,10 @@ def parse_matchers(text: str) -> tuple[Matcher, ...]:
     while pos < len(body):
         m = _MATCHER.match(body, pos)
         if not m or m.end() == pos:
-            raise ValueError(f"cannot read a matcher at {body[pos:pos + 30]!r}: write label=value, label!=value, "
-                             "label=~regex or label!~regex, e.g. service=\"checkout\"")
+            raise ValueError(
+                f"cannot read a matcher at {body[pos : pos + 30]!r}: write label=value, label!=value, "
+                'label=~regex or label!~regex, e.g. service="checkout"'
+            )
         name, op, raw = m.groups()
         if name not in LABELS and not name.startswith("tag_"):
             raise ValueError(f"unknown label {name!r}: match on {', '.join(LABELS)} or a tag as tag_<key>")
@@ -87,6 +89,7 @@ def matches_all(matchers: tuple[Matcher, ...], labels: Mapping[str, str]) -> boo
 
 # -- routes -------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Route:
     matchers: tuple[Matcher, ...]
@@ -113,11 +116,13 @@ def check_target(target: str) -> None:
         return
     if kind in ("pagerduty", "webhook") and re.fullmatch(r"[\w.-]{1,80}", where):
         return
-    raise ValueError(f"target {target!r} is none of slack:#channel, email:address@example.com, pagerduty:default, "
-                     "webhook:NAME")
+    raise ValueError(
+        f"target {target!r} is none of slack:#channel, email:address@example.com, pagerduty:default, webhook:NAME"
+    )
 
 
 # -- maintenance windows --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Window:
@@ -144,7 +149,9 @@ def _days(text: str) -> frozenset[int]:
     for part in text.split(","):
         first, _, last = part.partition("-")
         if first not in DAYS or (last and last not in DAYS):
-            raise ValueError(f"days {text!r}: write daily, a day such as mon, a range such as mon-fri, or a list such as sat,sun")
+            raise ValueError(
+                f"days {text!r}: write daily, a day such as mon, a range such as mon-fri, or a list such as sat,sun"
+            )
         a, b = DAYS.index(first), DAYS.index(last or first)
         out.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
     return frozenset(out)
@@ -183,9 +190,12 @@ def parse_window(text: str) -> Window:
 
 # -- wiring -------------------------------------------------------------------------------------
 
+
 def parse_wire(text: str) -> tuple[str, str]:
     cause, sep, effect = text.partition("->")
     cause, effect = cause.strip(), effect.strip()
     if not sep or not cause or not effect or " " in cause or " " in effect:
-        raise ValueError(f"{text!r}: write CAUSE -> EFFECT, each kind:name or a name, e.g. 'rds:orders-db -> api:checkout-api'")
+        raise ValueError(
+            f"{text!r}: write CAUSE -> EFFECT, each kind:name or a name, e.g. 'rds:orders-db -> api:checkout-api'"
+        )
     return cause, effect

@@ -7,7 +7,16 @@ from fleetwatch.store.db import SeriesKey, Store, StoreError, index_resource_id,
 from fleetwatch.store.dialect import is_url
 from fleetwatch.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SeriesKey", "Store", "StoreError", "index_resource_id", "open_store", "store_location"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SeriesKey",
+    "Store",
+    "StoreError",
+    "index_resource_id",
+    "open_store",
+    "store_location",
+]
 
 
 def open_store(path: str | Path, *, upto: int | None = None) -> Store:
@@ -19,7 +28,9 @@ def open_store(path: str | Path, *, upto: int | None = None) -> Store:
         try:
             from fleetwatch.store.pg import open_pg_store
         except ImportError as exc:
-            raise StoreError(f"store.url names a PostgreSQL database, but its driver cannot be loaded ({exc}). Install it "
-                             "with pip install 'fleetwatch[postgres]', or leave store.url empty to use the SQLite store.path.") from exc
+            raise StoreError(
+                f"store.url names a PostgreSQL database, but its driver cannot be loaded ({exc}). Install it "
+                "with pip install 'fleetwatch[postgres]', or leave store.url empty to use the SQLite store.path."
+            ) from exc
         return open_pg_store(str(path), upto=upto)
     return open_sqlite_store(path, upto=upto)

@@ -15,23 +15,45 @@ from typing import Any
 from fleetwatch.store.db import MIGRATIONS_TABLE, Store, StoreError
 
 # Parents before children (foreign keys); tables a later migration adds are copied after these.
-ORDER = ("resources", "series", "samples", "rollups", "poll_log", "cursors", "findings", "detector_runs", "alerts",
-         "incidents", "incident_events", "notifications", "notification_failures", "silences", "digests", "agent_cycles")
+ORDER = (
+    "resources",
+    "series",
+    "samples",
+    "rollups",
+    "poll_log",
+    "cursors",
+    "findings",
+    "detector_runs",
+    "alerts",
+    "incidents",
+    "incident_events",
+    "notifications",
+    "notification_failures",
+    "silences",
+    "digests",
+    "agent_cycles",
+)
 DAY = 86400
 
 
 def copy_store(src: Store, dst: Any, progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
     """Copy the SQLite store `src` into the empty PostgreSQL store `dst`; rows copied by table."""
     if src.dialect.name != "sqlite" or dst.dialect.name != "postgresql":
-        raise StoreError("fleetwatch store copy moves a SQLite store (store.path) into PostgreSQL (--to postgresql://…)")
+        raise StoreError(
+            "fleetwatch store copy moves a SQLite store (store.path) into PostgreSQL (--to postgresql://…)"
+        )
     if src.applied_migrations() != dst.applied_migrations():
-        raise StoreError(f"the stores' schemas differ ({src.schema_version} and {dst.schema_version} migrations): open "
-                         "both with this fleetwatch first (fleetwatch store info migrates one)")
+        raise StoreError(
+            f"the stores' schemas differ ({src.schema_version} and {dst.schema_version} migrations): open "
+            "both with this fleetwatch first (fleetwatch store info migrates one)"
+        )
     tables = [t for t in src.db.table_names() if t != MIGRATIONS_TABLE]
     held = [t for t in tables if t in dst.db.table_names() and dst.db.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()]
     if held:
-        raise StoreError(f"the {dst.path} already holds data (in {', '.join(held[:5])}); nothing was copied. "
-                         "Copy into a new, empty database (createdb fleetwatch_new).")
+        raise StoreError(
+            f"the {dst.path} already holds data (in {', '.join(held[:5])}); nothing was copied. "
+            "Copy into a new, empty database (createdb fleetwatch_new)."
+        )
     order = [t for t in ORDER if t in tables] + sorted(t for t in tables if t not in ORDER)
     copied: dict[str, int] = {}
     for table in order:
@@ -47,8 +69,11 @@ def copy_store(src: Store, dst: Any, progress: Callable[[str, int], None] | None
                     out.write_row(row)
                     n += 1
             if "id" in columns and cur.execute(f"SELECT pg_get_serial_sequence('{table}', 'id')").fetchone()[0]:
-                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', " "'id'), COALESCE(MAX(id), 1), MAX(id) IS NOT NULL) "
-                            f"FROM {table}")
+                cur.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', "
+                    "'id'), COALESCE(MAX(id), 1), MAX(id) IS NOT NULL) "
+                    f"FROM {table}"
+                )
         copied[table] = n
         if progress:
             progress(table, n)

@@ -23,8 +23,17 @@ from fleetwatch.store.errors import StoreError
 from fleetwatch.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from fleetwatch.store.sqlite import MIGRATIONS_TABLE, _check_writable, _connect, _explain, _inspect
 
-__all__ = ["MIGRATIONS_TABLE", "SeriesKey", "Store", "StoreError", "check_recorded", "index_resource_id", "migrate", "open_sqlite_store",
-           "store_location"]
+__all__ = [
+    "MIGRATIONS_TABLE",
+    "SeriesKey",
+    "Store",
+    "StoreError",
+    "check_recorded",
+    "index_resource_id",
+    "migrate",
+    "open_sqlite_store",
+    "store_location",
+]
 
 
 def index_resource_id(table_id: str, index: str) -> str:
@@ -102,7 +111,8 @@ class Store:
         if MIGRATIONS_TABLE not in db.table_names():
             with self.transaction():
                 db.execute(
-                    f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (id " "INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+                    f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (id "
+                    "INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
                     "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))"
                 )
                 db.execute(f"PRAGMA application_id={APPLICATION_ID}")
@@ -134,8 +144,17 @@ class Store:
     # -- resources -----------------------------------------------------------------------------
 
     def upsert_resource(
-        self, *, id: str, account: str, region: str, kind: str, name: str, arn: str = "",
-        facts: dict[str, Any] | None = None, tags: dict[str, str] | None = None, seen_at: int,
+        self,
+        *,
+        id: str,
+        account: str,
+        region: str,
+        kind: str,
+        name: str,
+        arn: str = "",
+        facts: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        seen_at: int,
     ) -> None:
         with self.transaction() as db:
             db.execute(
@@ -144,8 +163,18 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
                 "ON CONFLICT(id) DO UPDATE SET arn=excluded.arn, facts=excluded.facts, tags=excluded.tags, "
                 "last_seen=excluded.last_seen, gone_at=NULL",
-                [id, account, region, kind, name, arn, json.dumps(facts or {}, sort_keys=True),
-                 json.dumps(tags or {}, sort_keys=True), seen_at, seen_at],
+                [
+                    id,
+                    account,
+                    region,
+                    kind,
+                    name,
+                    arn,
+                    json.dumps(facts or {}, sort_keys=True),
+                    json.dumps(tags or {}, sort_keys=True),
+                    seen_at,
+                    seen_at,
+                ],
             )
 
     def upsert_resources(self, rows: Sequence[dict[str, Any]], seen_at: int) -> None:
@@ -158,13 +187,31 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
                 "ON CONFLICT(id) DO UPDATE SET arn=excluded.arn, facts=excluded.facts, tags=excluded.tags, "
                 "last_seen=excluded.last_seen, gone_at=NULL",
-                [(r["id"], r["account"], r["region"], r["kind"], r["name"], r.get("arn", ""),
-                  json.dumps(r.get("facts") or {}, sort_keys=True, default=str), json.dumps(r.get("tags") or {}, sort_keys=True),
-                  seen_at, seen_at) for r in rows],
+                [
+                    (
+                        r["id"],
+                        r["account"],
+                        r["region"],
+                        r["kind"],
+                        r["name"],
+                        r.get("arn", ""),
+                        json.dumps(r.get("facts") or {}, sort_keys=True, default=str),
+                        json.dumps(r.get("tags") or {}, sort_keys=True),
+                        seen_at,
+                        seen_at,
+                    )
+                    for r in rows
+                ],
             )
 
-    def resources(self, *, account: str | None = None, region: str | None = None, kinds: Iterable[str] | None = None,
-                  include_gone: bool = False) -> list[dict[str, Any]]:
+    def resources(
+        self,
+        *,
+        account: str | None = None,
+        region: str | None = None,
+        kinds: Iterable[str] | None = None,
+        include_gone: bool = False,
+    ) -> list[dict[str, Any]]:
         sql = "SELECT * FROM resources WHERE 1=1"
         args: list[Any] = []
         if account is not None:
@@ -191,11 +238,14 @@ class Store:
             if row is None:
                 return
             facts = {**json.loads(row[0]), **patch}
-            db.execute(f"UPDATE resources SET facts = ?, last_seen = {self.dialect.greatest}(last_seen, ?) WHERE id = ?",
-                       [json.dumps(facts, sort_keys=True, default=str), seen_at, id])
+            db.execute(
+                f"UPDATE resources SET facts = ?, last_seen = {self.dialect.greatest}(last_seen, ?) WHERE id = ?",
+                [json.dumps(facts, sort_keys=True, default=str), seen_at, id],
+            )
 
-    def recent_values(self, resource_ids: Sequence[str], metrics: Sequence[str], since: int,
-                      until: int | None = None) -> dict[tuple[str, str, str], list[tuple[int, float]]]:
+    def recent_values(
+        self, resource_ids: Sequence[str], metrics: Sequence[str], since: int, until: int | None = None
+    ) -> dict[tuple[str, str, str], list[tuple[int, float]]]:
         """Samples in [since, until) of the named metrics of these resources, by (resource, metric, stat)."""
         until = 2**62 if until is None else until
         if not resource_ids or not metrics:
@@ -203,17 +253,22 @@ class Store:
         out: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
         ids = list(resource_ids)
         for i in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
-            chunk = ids[i:i + 500]
+            chunk = ids[i : i + 500]
             rows = self.db.execute(
-                "SELECT s.resource_id, s.metric, s.stat, m.ts, m.value " "FROM series s JOIN samples m ON m.series_id = s.id "
-                f"WHERE s.resource_id IN ({','.join('?' * len(chunk))}) " f"AND s.metric IN ({','.join('?' * len(metrics))}) "
-                f"AND m.ts >= ? AND m.ts < ? ORDER BY m.ts", [*chunk, *metrics, since, until]).fetchall()
+                "SELECT s.resource_id, s.metric, s.stat, m.ts, m.value "
+                "FROM series s JOIN samples m ON m.series_id = s.id "
+                f"WHERE s.resource_id IN ({','.join('?' * len(chunk))}) "
+                f"AND s.metric IN ({','.join('?' * len(metrics))}) "
+                f"AND m.ts >= ? AND m.ts < ? ORDER BY m.ts",
+                [*chunk, *metrics, since, until],
+            ).fetchall()
             for rid, metric, stat, ts, value in rows:
                 out.setdefault((rid, metric, stat), []).append((int(ts), float(value)))
         return out
 
-    def window(self, end: int, starts: dict[tuple[str, str], int]
-               ) -> tuple[dict[tuple[str, str, str], tuple[tuple[int, float], ...]], dict[tuple[str, str, str], int]]:
+    def window(
+        self, end: int, starts: dict[tuple[str, str], int]
+    ) -> tuple[dict[tuple[str, str, str], tuple[tuple[int, float], ...]], dict[tuple[str, str, str], int]]:
         """Samples up to `end` of the series whose (metric, stat) is in `starts`, each from its
         own start, keyed by (resource id, metric, stat), ascending in time; and each series' period.
 
@@ -225,8 +280,10 @@ class Store:
         keys, periods, ranks = {}, {}, {}
         metrics = sorted({m for m, _ in starts})
         for sid, rid, namespace, metric, stat, period in self.db.execute(
-                "SELECT id, resource_id, namespace, metric, stat, period " f"FROM series WHERE metric IN ({','.join('?' * len(metrics))})",
-                metrics):
+            "SELECT id, resource_id, namespace, metric, stat, period "
+            f"FROM series WHERE metric IN ({','.join('?' * len(metrics))})",
+            metrics,
+        ):
             start = starts.get((metric, stat))
             if start is not None:
                 keys[sid] = (rid, metric, stat)
@@ -238,39 +295,52 @@ class Store:
         for start, ids in by_start.items():
             ids.sort()
             for i in range(0, len(ids), 500):  # each chunk reads its series' primary-key ranges
-                chunk = ids[i:i + 500]
+                chunk = ids[i : i + 500]
                 where = f"WHERE series_id IN ({','.join('?' * len(chunk))}) AND ts >= ? AND ts < ?"
                 # Counts first, then bare (ts, value) rows sliced per series: no per-row Python work.
-                counts = self.db.execute(f"SELECT series_id, COUNT(*) FROM samples {where} GROUP BY series_id ORDER BY series_id",
-                                         [*chunk, start, end]).fetchall()
-                rows = self.db.execute(f"SELECT ts, value FROM samples {where} ORDER BY series_id, ts", [*chunk, start, end]).fetchall()
+                counts = self.db.execute(
+                    f"SELECT series_id, COUNT(*) FROM samples {where} GROUP BY series_id ORDER BY series_id",
+                    [*chunk, start, end],
+                ).fetchall()
+                rows = self.db.execute(
+                    f"SELECT ts, value FROM samples {where} ORDER BY series_id, ts", [*chunk, start, end]
+                ).fetchall()
                 at = 0
                 for sid, n in counts:
                     key = keys[sid]
                     if key not in chosen or ranks[sid] < chosen[key]:
-                        out[key], chosen[key] = tuple(rows[at:at + n]), ranks[sid]
+                        out[key], chosen[key] = tuple(rows[at : at + n]), ranks[sid]
                     at += n
         return out, periods
 
-    def hour_sums(self, reads: Iterable[tuple[str, str]], hours: Iterable[int]) -> dict[tuple[str, str, str], tuple[float, int]]:
+    def hour_sums(
+        self, reads: Iterable[tuple[str, str]], hours: Iterable[int]
+    ) -> dict[tuple[str, str, str], tuple[float, int]]:
         """For each series whose (metric, stat) is in `reads`: the sum of its values over the clock
         hours starting at `hours`, from raw samples or, once those are pruned, the hourly
         rollups; and how many of those hours had any data. Keyed by (resource id, metric, stat)."""
         wanted = set(reads)
         metrics = sorted({m for m, _ in wanted})
-        keys = {sid: (rid, metric, stat) for sid, rid, metric, stat in self.db.execute(
-                f"SELECT id, resource_id, metric, stat FROM series WHERE metric IN ({','.join('?' * len(metrics))})", metrics)
-                if (metric, stat) in wanted}
+        keys = {
+            sid: (rid, metric, stat)
+            for sid, rid, metric, stat in self.db.execute(
+                f"SELECT id, resource_id, metric, stat FROM series WHERE metric IN ({','.join('?' * len(metrics))})",
+                metrics,
+            )
+            if (metric, stat) in wanted
+        }
         ids = sorted(keys)
         out: dict[tuple[str, str, str], tuple[float, int]] = {}
         for hour in sorted(set(hours)):
             for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
+                chunk = ids[i : i + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self.db.execute(
-                    "SELECT series_id, SUM(value) FROM samples WHERE series_id " f"IN ({marks}) AND ts >= ? AND ts < ? GROUP BY series_id "
+                    "SELECT series_id, SUM(value) FROM samples WHERE series_id "
+                    f"IN ({marks}) AND ts >= ? AND ts < ? GROUP BY series_id "
                     f"UNION ALL SELECT series_id, sum FROM rollups WHERE series_id IN ({marks}) AND ts = ?",
-                    [*chunk, hour, hour + 3600, *chunk, hour]).fetchall()
+                    [*chunk, hour, hour + 3600, *chunk, hour],
+                ).fetchall()
                 seen: dict[int, float] = {}
                 for sid, value in rows:
                     seen[sid] = seen.get(sid, 0.0) + float(value)
@@ -309,8 +379,16 @@ class Store:
             made = db.execute(
                 "INSERT INTO series (key, resource_id, namespace, metric, dimensions, stat, period, unit) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING RETURNING id",
-                [key.key, key.resource_id, key.namespace, key.metric,
-                 json.dumps(dict(sorted(key.dimensions))), key.stat, key.period, key.unit],
+                [
+                    key.key,
+                    key.resource_id,
+                    key.namespace,
+                    key.metric,
+                    json.dumps(dict(sorted(key.dimensions))),
+                    key.stat,
+                    key.period,
+                    key.unit,
+                ],
             ).fetchone()
             if made:
                 return int(made[0])
@@ -342,13 +420,19 @@ class Store:
         """How a point meets the one stored at its timestamp, as the upsert's new value. A point
         re-read unchanged (most of each poll's re-read window) is not rewritten: valid SQL for
         SQLite and PostgreSQL both."""
-        return {"replace": "excluded.value WHERE samples.value <> excluded.value", "add": "samples.value + excluded.value",
-                "max": f"{self.dialect.greatest}(samples.value, excluded.value)"}[how]
+        return {
+            "replace": "excluded.value WHERE samples.value <> excluded.value",
+            "add": "samples.value + excluded.value",
+            "max": f"{self.dialect.greatest}(samples.value, excluded.value)",
+        }[how]
 
     def _put_samples(self, db: Any, rows: list[tuple[int, int, float]], how: str) -> None:
         """Upsert (series id, ts, value) rows inside the caller's transaction."""
-        db.conn.executemany("INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) "
-                            f"ON CONFLICT(series_id, ts) DO UPDATE SET value = {self._merge_sql(how)}", rows)
+        db.conn.executemany(
+            "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?) "
+            f"ON CONFLICT(series_id, ts) DO UPDATE SET value = {self._merge_sql(how)}",
+            rows,
+        )
 
     def merge_samples(self, batch: Sequence[tuple[SeriesKey, Sequence[tuple[int, float]], str]]) -> int:
         """Like write_samples, but each series says how a point meets one already stored at its
@@ -373,11 +457,22 @@ class Store:
     def _series_id_in(self, db: sqlite_utils.Database, key: SeriesKey) -> int:
         found = db.execute("SELECT id FROM series WHERE key = ?", [key.key]).fetchone()
         if found is None:
-            sid = int(db.execute(
-                "INSERT INTO series (key, resource_id, namespace, metric, dimensions, stat, period, unit) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                [key.key, key.resource_id, key.namespace, key.metric, json.dumps(dict(sorted(key.dimensions))),
-                 key.stat, key.period, key.unit]).fetchone()[0])
+            sid = int(
+                db.execute(
+                    "INSERT INTO series (key, resource_id, namespace, metric, dimensions, stat, period, unit) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    [
+                        key.key,
+                        key.resource_id,
+                        key.namespace,
+                        key.metric,
+                        json.dumps(dict(sorted(key.dimensions))),
+                        key.stat,
+                        key.period,
+                        key.unit,
+                    ],
+                ).fetchone()[0]
+            )
         else:
             sid = int(found[0])
         self._series_ids[key.key] = sid
@@ -404,10 +499,12 @@ class Store:
         return [(int(ts), float(v)) for ts, v in rows]
 
     def rollups(self, series_id: int, start: int, end: int) -> list[dict[str, Any]]:
-        return list(self.db.query(
-            "SELECT ts, count, sum, min, max FROM rollups WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
-            [series_id, start, end],
-        ))
+        return list(
+            self.db.query(
+                "SELECT ts, count, sum, min, max FROM rollups WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
+                [series_id, start, end],
+            )
+        )
 
     # -- retention -----------------------------------------------------------------------------
 
@@ -433,7 +530,9 @@ class Store:
     def _drop_samples_before(self, db: Any, cutoff: int) -> int:
         return int(db.execute("DELETE FROM samples WHERE ts < ?", [cutoff]).rowcount)
 
-    def prune_history(self, now: int, history_retention: int, incident_retention: int, gone_retention: int) -> dict[str, int]:
+    def prune_history(
+        self, now: int, history_retention: int, incident_retention: int, gone_retention: int
+    ) -> dict[str, int]:
         """Delete the agent's own records older than history_retention, resolved incidents (with
         their timeline and notification log) older than incident_retention, and series and
         resources gone for longer than gone_retention once no sample or rollup is left. One
@@ -441,24 +540,41 @@ class Store:
         cut, inc_cut, gone_cut = now - history_retention, now - incident_retention, now - gone_retention
         out: dict[str, int] = {}
         with self.transaction() as db:
-            for table, column in (("poll_log", "started_at"), ("findings", "ts"), ("detector_runs", "ts"),
-                                  ("notification_failures", "failed_at"), ("agent_cycles", "scheduled_at")):
+            for table, column in (
+                ("poll_log", "started_at"),
+                ("findings", "ts"),
+                ("detector_runs", "ts"),
+                ("notification_failures", "failed_at"),
+                ("agent_cycles", "scheduled_at"),
+            ):
                 out[table] = db.execute(f"DELETE FROM {table} WHERE {column} < ?", [cut]).rowcount
             old = "SELECT id FROM incidents WHERE resolved_at IS NOT NULL AND resolved_at < ?"
-            out["notifications"] = db.execute(f"DELETE FROM notifications WHERE incident_id IN ({old})", [inc_cut]).rowcount
-            out["incident_events"] = db.execute(f"DELETE FROM incident_events WHERE incident_id IN ({old})", [inc_cut]).rowcount
+            out["notifications"] = db.execute(
+                f"DELETE FROM notifications WHERE incident_id IN ({old})", [inc_cut]
+            ).rowcount
+            out["incident_events"] = db.execute(
+                f"DELETE FROM incident_events WHERE incident_id IN ({old})", [inc_cut]
+            ).rowcount
             out["incidents"] = db.execute(old.replace("SELECT id FROM", "DELETE FROM"), [inc_cut]).rowcount
             out["digests"] = db.execute("DELETE FROM digests WHERE due_at < ?", [inc_cut]).rowcount
             out["series"] = db.execute(
-                "DELETE FROM series WHERE resource_id IN (SELECT id FROM " "resources WHERE gone_at IS NOT NULL AND gone_at < ?) "
+                "DELETE FROM series WHERE resource_id IN (SELECT id FROM "
+                "resources WHERE gone_at IS NOT NULL AND gone_at < ?) "
                 "AND NOT EXISTS (SELECT 1 FROM samples WHERE series_id = series.id) "
-                "AND NOT EXISTS (SELECT 1 FROM rollups WHERE series_id = series.id)", [gone_cut]).rowcount
+                "AND NOT EXISTS (SELECT 1 FROM rollups WHERE series_id = series.id)",
+                [gone_cut],
+            ).rowcount
             # The unusual detector's tracks of resources long gone (derived state: nothing is lost).
-            out["anomaly_state"] = db.execute("DELETE FROM anomaly_state WHERE resource_id IN (SELECT id FROM resources "
-                                              "WHERE gone_at IS NOT NULL AND gone_at < ?)", [gone_cut]).rowcount
+            out["anomaly_state"] = db.execute(
+                "DELETE FROM anomaly_state WHERE resource_id IN (SELECT id FROM resources "
+                "WHERE gone_at IS NOT NULL AND gone_at < ?)",
+                [gone_cut],
+            ).rowcount
             out["resources"] = db.execute(
                 "DELETE FROM resources WHERE gone_at IS NOT NULL AND gone_at < ? "
-                "AND NOT EXISTS (SELECT 1 FROM series WHERE resource_id = resources.id)", [gone_cut]).rowcount
+                "AND NOT EXISTS (SELECT 1 FROM series WHERE resource_id = resources.id)",
+                [gone_cut],
+            ).rowcount
         if out["series"]:
             self._series_ids.clear()
         return {k: v for k, v in out.items() if v}
@@ -466,8 +582,10 @@ class Store:
     # -- poll log ------------------------------------------------------------------------------
 
     def last_poll(self, source: str, account: str, region: str, status: str = "ok") -> int | None:
-        row = self.db.execute("SELECT MAX(started_at) FROM poll_log WHERE source = ? AND account = ? AND region = ? AND status = ?",
-                              [source, account, region, status]).fetchone()
+        row = self.db.execute(
+            "SELECT MAX(started_at) FROM poll_log WHERE source = ? AND account = ? AND region = ? AND status = ?",
+            [source, account, region, status],
+        ).fetchone()
         return int(row[0]) if row and row[0] is not None else None
 
     def record_polls(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -475,16 +593,22 @@ class Store:
             with self.transaction() as db:
                 db.table("poll_log").insert_all(rows, alter=False)
 
-    def record_detection(self, findings: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]],
-                         states: Sequence[tuple[str, str, str, int, bool, str]] = ()) -> None:
+    def record_detection(
+        self,
+        findings: Sequence[dict[str, Any]],
+        runs: Sequence[dict[str, Any]],
+        states: Sequence[tuple[str, str, str, int, bool, str]] = (),
+    ) -> None:
         """A pass's findings, its detector runs and the detectors' state, in one transaction."""
         with self.transaction() as db:
             if states:
                 db.conn.executemany(
-                    "INSERT INTO anomaly_state (resource_id, metric, stat, " "last_t, episode_open, state) VALUES (?, ?, ?, ?, ?, ?) "
+                    "INSERT INTO anomaly_state (resource_id, metric, stat, "
+                    "last_t, episode_open, state) VALUES (?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (resource_id, metric, stat) DO UPDATE SET last_t = excluded.last_t, "
                     "episode_open = excluded.episode_open, state = excluded.state",
-                    [(r, m, st, t, int(o), text) for r, m, st, t, o, text in states])
+                    [(r, m, st, t, int(o), text) for r, m, st, t, o, text in states],
+                )
             if findings:
                 db.table("findings").insert_all(findings, alter=False)
             if runs:
@@ -493,8 +617,9 @@ class Store:
     # -- collector cursors ---------------------------------------------------------------------
 
     def cursor(self, account: str, region: str, tier: str) -> int | None:
-        row = self.db.execute("SELECT covered_until FROM cursors WHERE account = ? AND region = ? AND tier = ?",
-                              [account, region, tier]).fetchone()
+        row = self.db.execute(
+            "SELECT covered_until FROM cursors WHERE account = ? AND region = ? AND tier = ?", [account, region, tier]
+        ).fetchone()
         return int(row[0]) if row else None
 
     def advance_cursors(self, cursors: Sequence[tuple[str, str, str, int]], at: int) -> None:
@@ -506,9 +631,12 @@ class Store:
         with self.transaction() as db:
             db.conn.executemany(
                 "INSERT INTO cursors (account, region, tier, covered_until, updated_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(account, region, tier) DO UPDATE SET " f"covered_until = {self.dialect.greatest}(cursors.covered_until, "
+                "ON CONFLICT(account, region, tier) DO UPDATE SET "
+                f"covered_until = {self.dialect.greatest}(cursors.covered_until, "
                 "excluded.covered_until), "
-                "updated_at = excluded.updated_at", [(a, r, t, until, at) for a, r, t, until in cursors])
+                "updated_at = excluded.updated_at",
+                [(a, r, t, until, at) for a, r, t, until in cursors],
+            )
 
 
 def store_location(cfg: Any) -> str | Path:
@@ -527,7 +655,9 @@ def open_sqlite_store(path: str | Path, *, upto: int | None = None) -> Store:
         app_id, version, recorded = _inspect(path)
         check_recorded(str(path), version, recorded, "store.path to a different file")
     elif not path.parent.exists():
-        raise StoreError(f"cannot create the store {path}: the folder {path.parent} does not exist. Create it, or change store.path.")
+        raise StoreError(
+            f"cannot create the store {path}: the folder {path.parent} does not exist. Create it, or change store.path."
+        )
     try:
         db = _connect(path)
     except sqlite3.OperationalError as exc:

@@ -34,20 +34,38 @@ def is_postgres(db: object) -> bool:
 def _initial(db: sqlite_utils.Database) -> None:
     db.table("resources").create(
         {
-            "id": str, "account": str, "region": str, "kind": str, "name": str, "arn": str,
-            "facts": str, "tags": str, "first_seen": int, "last_seen": int, "gone_at": int,
+            "id": str,
+            "account": str,
+            "region": str,
+            "kind": str,
+            "name": str,
+            "arn": str,
+            "facts": str,
+            "tags": str,
+            "first_seen": int,
+            "last_seen": int,
+            "gone_at": int,
         },
-        pk="id", not_null={"account", "region", "kind", "name", "first_seen", "last_seen"},
+        pk="id",
+        not_null={"account", "region", "kind", "name", "first_seen", "last_seen"},
         defaults={"facts": "{}", "tags": "{}"},
     )
     db.table("resources").create_index(["kind"])
     db.table("resources").create_index(["account", "region"])
     db.table("series").create(
         {
-            "id": int, "key": str, "resource_id": str, "namespace": str, "metric": str,
-            "dimensions": str, "stat": str, "period": int, "unit": str,
+            "id": int,
+            "key": str,
+            "resource_id": str,
+            "namespace": str,
+            "metric": str,
+            "dimensions": str,
+            "stat": str,
+            "period": int,
+            "unit": str,
         },
-        pk="id", not_null={"key", "namespace", "metric", "stat", "period"},
+        pk="id",
+        not_null={"key", "namespace", "metric", "stat", "period"},
         foreign_keys=[("resource_id", "resources", "id")],
     )
     db.table("series").create_index(["key"], unique=True)
@@ -68,11 +86,21 @@ def _initial(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX samples_ts ON samples(ts)")
     db.table("poll_log").create(
         {
-            "id": int, "started_at": int, "finished_at": int, "source": str, "account": str,
-            "region": str, "status": str, "error": str, "api_calls": int,
-            "metrics_requested": int, "cost_usd": float, "samples_written": int,
+            "id": int,
+            "started_at": int,
+            "finished_at": int,
+            "source": str,
+            "account": str,
+            "region": str,
+            "status": str,
+            "error": str,
+            "api_calls": int,
+            "metrics_requested": int,
+            "cost_usd": float,
+            "samples_written": int,
         },
-        pk="id", not_null={"started_at", "source", "status"},
+        pk="id",
+        not_null={"started_at", "source", "status"},
         defaults={"api_calls": 0, "metrics_requested": 0, "cost_usd": 0.0, "samples_written": 0},
     )
     db.table("poll_log").create_index(["started_at"])
@@ -81,20 +109,38 @@ def _initial(db: sqlite_utils.Database) -> None:
 def _alerting(db: sqlite_utils.Database) -> None:
     db.table("findings").create(
         {
-            "id": int, "ts": int, "detector": str, "resource_id": str, "severity": str,
-            "title": str, "fingerprint": str, "evidence": str, "labels": str,
+            "id": int,
+            "ts": int,
+            "detector": str,
+            "resource_id": str,
+            "severity": str,
+            "title": str,
+            "fingerprint": str,
+            "evidence": str,
+            "labels": str,
         },
-        pk="id", not_null={"ts", "detector", "severity", "title", "fingerprint"},
+        pk="id",
+        not_null={"ts", "detector", "severity", "title", "fingerprint"},
         defaults={"evidence": "{}", "labels": "{}"},
     )
     db.table("findings").create_index(["fingerprint", "ts"])
     db.table("incidents").create(
         {
-            "id": int, "fingerprint": str, "state": str, "severity": str, "title": str,
-            "cause": str, "labels": str, "started_at": int, "updated_at": int,
-            "resolved_at": int, "acked_by": str, "acked_at": int,
+            "id": int,
+            "fingerprint": str,
+            "state": str,
+            "severity": str,
+            "title": str,
+            "cause": str,
+            "labels": str,
+            "started_at": int,
+            "updated_at": int,
+            "resolved_at": int,
+            "acked_by": str,
+            "acked_at": int,
         },
-        pk="id", not_null={"fingerprint", "state", "severity", "title", "started_at", "updated_at"},
+        pk="id",
+        not_null={"fingerprint", "state", "severity", "title", "started_at", "updated_at"},
         defaults={"labels": "{}"},
     )
     db.table("incidents").create_index(["fingerprint"], unique=True)
@@ -102,19 +148,32 @@ def _alerting(db: sqlite_utils.Database) -> None:
     # The notification log: a row is written only after a send succeeded.
     db.table("notifications").create(
         {
-            "id": int, "incident_id": int, "channel": str, "kind": str, "sent_at": int,
-            "digest": str, "external_id": str,
+            "id": int,
+            "incident_id": int,
+            "channel": str,
+            "kind": str,
+            "sent_at": int,
+            "digest": str,
+            "external_id": str,
         },
-        pk="id", not_null={"incident_id", "channel", "kind", "sent_at"},
+        pk="id",
+        not_null={"incident_id", "channel", "kind", "sent_at"},
         foreign_keys=[("incident_id", "incidents", "id")],
     )
     db.table("notifications").create_index(["incident_id", "channel"])
     db.table("silences").create(
         {
-            "id": int, "matchers": str, "starts_at": int, "ends_at": int, "author": str,
-            "comment": str, "created_at": int, "expired_at": int,
+            "id": int,
+            "matchers": str,
+            "starts_at": int,
+            "ends_at": int,
+            "author": str,
+            "comment": str,
+            "created_at": int,
+            "expired_at": int,
         },
-        pk="id", not_null={"matchers", "starts_at", "ends_at", "author", "created_at"},
+        pk="id",
+        not_null={"matchers", "starts_at", "ends_at", "author", "created_at"},
     )
 
 
@@ -134,7 +193,8 @@ def _cursors(db: sqlite_utils.Database) -> None:
     # without fetching again what is stored. A backfill chunk and its cursor commit together.
     db.table("cursors").create(
         {"account": str, "region": str, "tier": str, "covered_until": int, "updated_at": int},
-        pk=("account", "region", "tier"), not_null={"covered_until", "updated_at"},
+        pk=("account", "region", "tier"),
+        not_null={"covered_until", "updated_at"},
     )
     db.table("poll_log").add_column("detail", str)
     db.table("poll_log").add_column("poll_id", str)
@@ -148,9 +208,20 @@ def _detector_runs(db: sqlite_utils.Database) -> None:
     db.table("findings").add_column("pass_id", str)
     # One row per detector and pass: ok or errored (with the message), and its NoData resources.
     db.table("detector_runs").create(
-        {"id": int, "pass_id": str, "ts": int, "detector": str, "status": str, "error": str, "findings": int,
-         "nodata": str, "seconds": float},
-        pk="id", not_null={"pass_id", "ts", "detector", "status"}, defaults={"findings": 0, "nodata": "[]"},
+        {
+            "id": int,
+            "pass_id": str,
+            "ts": int,
+            "detector": str,
+            "status": str,
+            "error": str,
+            "findings": int,
+            "nodata": str,
+            "seconds": float,
+        },
+        pk="id",
+        not_null={"pass_id", "ts", "detector", "status"},
+        defaults={"findings": 0, "nodata": "[]"},
     )
     db.table("detector_runs").create_index(["ts"])
 
@@ -162,21 +233,61 @@ def _incidents(db: sqlite_utils.Database) -> None:
         db.table(table).drop(ignore=True)
     # One row per alert: a finding's identity (detector, resource, key) and its state machine.
     db.table("alerts").create(
-        {"fingerprint": str, "detector": str, "resource_id": str, "key": str, "kind": str, "labels": str, "state": str,
-         "severity": str, "title": str, "cause": str, "fix": str, "evidence": str, "started_at": int,
-         "active_since": int, "firing_since": int, "recovering_since": int, "last_seen": int, "resolved_at": int,
-         "flaps": int, "incident_id": int, "updated_at": int},
-        pk="fingerprint", not_null={"detector", "state", "severity", "title", "updated_at"},
+        {
+            "fingerprint": str,
+            "detector": str,
+            "resource_id": str,
+            "key": str,
+            "kind": str,
+            "labels": str,
+            "state": str,
+            "severity": str,
+            "title": str,
+            "cause": str,
+            "fix": str,
+            "evidence": str,
+            "started_at": int,
+            "active_since": int,
+            "firing_since": int,
+            "recovering_since": int,
+            "last_seen": int,
+            "resolved_at": int,
+            "flaps": int,
+            "incident_id": int,
+            "updated_at": int,
+        },
+        pk="fingerprint",
+        not_null={"detector", "state", "severity", "title", "updated_at"},
         defaults={"labels": "{}", "evidence": "{}", "flaps": 0, "kind": "finding"},
     )
     db.table("alerts").create_index(["state"])
     # One row per incident episode; its fingerprint is the hash of its group's labels, and only
     # one episode per fingerprint is open at a time.
     db.table("incidents").create(
-        {"id": int, "fingerprint": str, "group_key": str, "state": str, "severity": str, "title": str, "symptom": str,
-         "cause": str, "fix": str, "labels": str, "members": str, "version": str, "started_at": int, "firing_at": int,
-         "updated_at": int, "resolved_at": int, "acked_by": str, "acked_at": int, "absorbed_into": int, "joinable": int},
-        pk="id", not_null={"fingerprint", "group_key", "state", "severity", "title", "started_at", "updated_at"},
+        {
+            "id": int,
+            "fingerprint": str,
+            "group_key": str,
+            "state": str,
+            "severity": str,
+            "title": str,
+            "symptom": str,
+            "cause": str,
+            "fix": str,
+            "labels": str,
+            "members": str,
+            "version": str,
+            "started_at": int,
+            "firing_at": int,
+            "updated_at": int,
+            "resolved_at": int,
+            "acked_by": str,
+            "acked_at": int,
+            "absorbed_into": int,
+            "joinable": int,
+        },
+        pk="id",
+        not_null={"fingerprint", "group_key", "state", "severity", "title", "started_at", "updated_at"},
         defaults={"labels": "{}", "members": "[]", "joinable": 0},
     )
     db.execute("CREATE UNIQUE INDEX incidents_open ON incidents(fingerprint) WHERE resolved_at IS NULL")
@@ -184,29 +295,44 @@ def _incidents(db: sqlite_utils.Database) -> None:
     db.table("incidents").create_index(["resolved_at"])
     db.table("incident_events").create(
         {"id": int, "incident_id": int, "ts": int, "event": str, "detail": str},
-        pk="id", not_null={"incident_id", "ts", "event"}, foreign_keys=[("incident_id", "incidents", "id")],
+        pk="id",
+        not_null={"incident_id", "ts", "event"},
+        foreign_keys=[("incident_id", "incidents", "id")],
     )
     db.table("incident_events").create_index(["incident_id", "ts"])
     # The notification log. A row is written as 'sending' just before a send and becomes 'sent'
     # only after the send succeeded; a failed send deletes it. What is owed is computed from the
     # incidents and the 'sent' rows, so a restart neither repeats nor drops anything.
     db.table("notifications").create(
-        {"id": int, "key": str, "incident_id": int, "target": str, "kind": str, "version": str, "status": str,
-         "sent_at": int, "external_id": str, "thread_id": str},
-        pk="id", not_null={"key", "incident_id", "target", "kind", "status", "sent_at"},
+        {
+            "id": int,
+            "key": str,
+            "incident_id": int,
+            "target": str,
+            "kind": str,
+            "version": str,
+            "status": str,
+            "sent_at": int,
+            "external_id": str,
+            "thread_id": str,
+        },
+        pk="id",
+        not_null={"key", "incident_id", "target", "kind", "status", "sent_at"},
         foreign_keys=[("incident_id", "incidents", "id")],
     )
     db.table("notifications").create_index(["key"], unique=True)
     db.table("notifications").create_index(["incident_id", "target"])
     db.table("notification_failures").create(
         {"id": int, "incident_id": int, "target": str, "kind": str, "attempts": int, "error": str, "failed_at": int},
-        pk="id", not_null={"target", "kind", "attempts", "error", "failed_at"},
+        pk="id",
+        not_null={"target", "kind", "attempts", "error", "failed_at"},
     )
     db.table("notification_failures").create_index(["failed_at"])
     db.table("silences").create_index(["ends_at"])
     db.table("digests").create(
         {"id": int, "period": str, "due_at": int, "sent_at": int, "targets": str, "status": str, "error": str},
-        pk="id", not_null={"period", "due_at", "status"},
+        pk="id",
+        not_null={"period", "due_at", "status"},
     )
     db.table("digests").create_index(["period"], unique=True)
 
@@ -215,9 +341,25 @@ def _agent_cycles(db: sqlite_utils.Database) -> None:
     # One row per cycle of `fleetwatch run` (poll, detect, alert): when it was due, when it ran,
     # how it ended, and whether it overran its interval (the next one then starts late).
     db.table("agent_cycles").create(
-        {"id": int, "poll_id": str, "scheduled_at": int, "started_at": int, "finished_at": int, "status": str, "error": str,
-         "lag": float, "seconds": float, "overrun": float, "skipped": int, "findings": int, "sent": int, "failed": int},
-        pk="id", not_null={"scheduled_at", "started_at", "status"}, defaults={"overrun": 0.0, "skipped": 0},
+        {
+            "id": int,
+            "poll_id": str,
+            "scheduled_at": int,
+            "started_at": int,
+            "finished_at": int,
+            "status": str,
+            "error": str,
+            "lag": float,
+            "seconds": float,
+            "overrun": float,
+            "skipped": int,
+            "findings": int,
+            "sent": int,
+            "failed": int,
+        },
+        pk="id",
+        not_null={"scheduled_at", "started_at", "status"},
+        defaults={"overrun": 0.0, "skipped": 0},
     )
     db.table("agent_cycles").create_index(["scheduled_at"])
 
@@ -234,10 +376,16 @@ def _incident_lead(db: sqlite_utils.Database) -> None:
 def _agents(db: sqlite_utils.Database) -> None:
     # Several agents on one (PostgreSQL) store, fleetwatch.cluster: each live agent's heartbeat,
     # and which agent holds each place (account, region) until when.
-    db.table("agents").create({"id": str, "host": str, "pid": int, "started_at": int, "heartbeat_at": int},
-                        pk="id", not_null={"started_at", "heartbeat_at"})
-    db.table("place_leases").create({"account": str, "region": str, "agent_id": str, "expires_at": int},
-                              pk=("account", "region"), not_null={"agent_id", "expires_at"})
+    db.table("agents").create(
+        {"id": str, "host": str, "pid": int, "started_at": int, "heartbeat_at": int},
+        pk="id",
+        not_null={"started_at", "heartbeat_at"},
+    )
+    db.table("place_leases").create(
+        {"account": str, "region": str, "agent_id": str, "expires_at": int},
+        pk=("account", "region"),
+        not_null={"agent_id", "expires_at"},
+    )
 
 
 def _cycle_stages(db: sqlite_utils.Database) -> None:
@@ -249,9 +397,11 @@ def _anomaly_state(db: sqlite_utils.Database) -> None:
     # The `unusual` detector's state, one row per outcome series: the last 5-minute bucket fed,
     # whether an episode is open (those rows are loaded every pass), and the model as JSON text.
     # Plain SQL types, so any backend takes it.
-    db.execute("CREATE TABLE anomaly_state (resource_id TEXT NOT NULL, metric TEXT NOT NULL, stat TEXT NOT NULL, "
-               "last_t BIGINT NOT NULL, episode_open INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL, "
-               "PRIMARY KEY (resource_id, metric, stat))")
+    db.execute(
+        "CREATE TABLE anomaly_state (resource_id TEXT NOT NULL, metric TEXT NOT NULL, stat TEXT NOT NULL, "
+        "last_t BIGINT NOT NULL, episode_open INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL, "
+        "PRIMARY KEY (resource_id, metric, stat))"
+    )
 
 
 MIGRATIONS: tuple[Migration, ...] = (

@@ -56,12 +56,16 @@ class PgStore(Store):
         return super().applied_migrations()
 
     def prepare_migrations(self) -> None:
-        self.db.execute(f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (id BIGINT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
-                        "applied_at TEXT NOT NULL)")
+        self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (id BIGINT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+            "applied_at TEXT NOT NULL)"
+        )
 
     def record_migration(self, number: int, name: str) -> None:
-        self.db.execute(f"INSERT INTO {MIGRATIONS_TABLE} (id, name, applied_at) VALUES (?, ?, ?)",
-                        [number, name, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")])
+        self.db.execute(
+            f"INSERT INTO {MIGRATIONS_TABLE} (id, name, applied_at) VALUES (?, ?, ?)",
+            [number, name, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")],
+        )
 
     def _reconnect_if_lost(self) -> None:
         if self.db.reconnect_if_lost():
@@ -91,8 +95,10 @@ class PgStore(Store):
     def _partitions(self) -> dict[int, str]:
         if self._days is None:
             rows = self.db.execute(
-                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) " "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = 'samples'::regclass").fetchall()
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) "
+                "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'samples'::regclass"
+            ).fetchall()
             self._days = {}
             for name, bound in rows:  # FOR VALUES FROM ('1800000000') TO ('1800086400')
                 start = int(bound.split("(")[1].split(")")[0].strip("'"))
@@ -109,8 +115,10 @@ class PgStore(Store):
             with self._lock:
                 self._reconnect_if_lost()
                 try:
-                    self.db.execute(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF samples "
-                                    f"FOR VALUES FROM ({day * DAY}) TO ({(day + 1) * DAY})")
+                    self.db.execute(
+                        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF samples "
+                        f"FOR VALUES FROM ({day * DAY}) TO ({(day + 1) * DAY})"
+                    )
                 except (pgerrors.DuplicateTable, pgerrors.UniqueViolation):
                     pass
                 except psycopg.Error as exc:
@@ -133,10 +141,14 @@ class PgStore(Store):
         return write()
 
     def write_samples(self, batch: Sequence[tuple[SeriesKey, Sequence[tuple[int, float]]]]) -> int:
-        return self._with_days((ts for _, points in batch for ts, _ in points), lambda: super(PgStore, self).write_samples(batch))
+        return self._with_days(
+            (ts for _, points in batch for ts, _ in points), lambda: super(PgStore, self).write_samples(batch)
+        )
 
     def merge_samples(self, batch: Sequence[tuple[SeriesKey, Sequence[tuple[int, float]], str]]) -> int:
-        return self._with_days((ts for _, points, _ in batch for ts, _ in points), lambda: super(PgStore, self).merge_samples(batch))
+        return self._with_days(
+            (ts for _, points, _ in batch for ts, _ in points), lambda: super(PgStore, self).merge_samples(batch)
+        )
 
     def upsert_samples(self, series_id: int, points: Sequence[tuple[int, float]]) -> int:
         return self._with_days((ts for ts, _ in points), lambda: super(PgStore, self).upsert_samples(series_id, points))
@@ -150,15 +162,21 @@ class PgStore(Store):
         folded: dict[tuple[int, int], float] = {}
         for sid, ts, value in rows:
             old = folded.get((sid, ts))
-            folded[(sid, ts)] = value if old is None or how == "replace" else old + value if how == "add" else max(old, value)
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS samples_in (series_id BIGINT, ts BIGINT, value DOUBLE PRECISION) "
-                   "ON COMMIT DELETE ROWS")
+            folded[(sid, ts)] = (
+                value if old is None or how == "replace" else old + value if how == "add" else max(old, value)
+            )
+        db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS samples_in (series_id BIGINT, ts BIGINT, value DOUBLE PRECISION) "
+            "ON COMMIT DELETE ROWS"
+        )
         with db.raw.cursor() as cur:
             with cur.copy("COPY samples_in (series_id, ts, value) FROM STDIN") as copy:
                 for (sid, ts), value in folded.items():
                     copy.write_row((sid, ts, value))
-            cur.execute("INSERT INTO samples (series_id, ts, value) SELECT series_id, ts, value FROM samples_in "
-                        f"ON CONFLICT (series_id, ts) DO UPDATE SET value = {self._merge_sql(how)}")
+            cur.execute(
+                "INSERT INTO samples (series_id, ts, value) SELECT series_id, ts, value FROM samples_in "
+                f"ON CONFLICT (series_id, ts) DO UPDATE SET value = {self._merge_sql(how)}"
+            )
             cur.execute("DELETE FROM samples_in")
 
     def _drop_samples_before(self, db: Any, cutoff: int) -> int:
@@ -182,7 +200,8 @@ def _inspect(db: PgDatabase, url: str) -> list[str]:
             raise StoreError(
                 f"the {where(url)} is not a fleetwatch store (its schema holds tables {', '.join(tables[:5])}"
                 f"{'…' if len(tables) > 5 else ''}). fleetwatch has not touched it. Point store.url at an empty "
-                "database (createdb fleetwatch) or at an existing fleetwatch store.")
+                "database (createdb fleetwatch) or at an existing fleetwatch store."
+            )
         return []
     return [r[0] for r in db.execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY id")]
 
@@ -195,7 +214,8 @@ def open_pg_store(url: str, *, upto: int | None = None) -> PgStore:
         raise StoreError(
             f"cannot connect to the {where(url)}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}. "
             "Nothing was written. Start PostgreSQL and check store.url (postgresql://user:password@host:5432/dbname; "
-            "the database must exist: createdb fleetwatch).") from exc
+            "the database must exist: createdb fleetwatch)."
+        ) from exc
     db = PgDatabase(url, raw)
     store = PgStore(url, db)
     try:
@@ -240,8 +260,12 @@ class PgStoreLock:
         from fleetwatch.store.errors import LockHeld
 
         try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10,
-                                   application_name=f"fleetwatch pid {os.getpid()} on {socket.gethostname()}"[:63])
+            conn = psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=10,
+                application_name=f"fleetwatch pid {os.getpid()} on {socket.gethostname()}"[:63],
+            )
         except psycopg.Error as exc:
             raise explain(self.url, exc) from exc
         take = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
@@ -249,15 +273,25 @@ class PgStoreLock:
         assert locked is not None  # a SELECT of a function answers one row
         if not locked[0]:
             row = conn.execute(
-                "SELECT a.application_name, a.client_addr::text, " "EXTRACT(EPOCH FROM a.backend_start)::bigint FROM pg_locks l "
+                "SELECT a.application_name, a.client_addr::text, "
+                "EXTRACT(EPOCH FROM a.backend_start)::bigint FROM pg_locks l "
                 "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted "
                 "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                [RUN_LOCK & 0xFFFFFFFF]).fetchone()
+                [RUN_LOCK & 0xFFFFFFFF],
+            ).fetchone()
             conn.close()
             name = (row[0] if row else "") or "another fleetwatch"
             pid, _, host = name.removeprefix("fleetwatch pid ").partition(" on ")
-            raise LockHeld(where(self.url), {"pid": pid if host else "?", "host": host or (row[1] if row else "?"),
-                                             "since": row[2] if row else None, "command": ""}, setting="store.url")
+            raise LockHeld(
+                where(self.url),
+                {
+                    "pid": pid if host else "?",
+                    "host": host or (row[1] if row else "?"),
+                    "since": row[2] if row else None,
+                    "command": "",
+                },
+                setting="store.url",
+            )
         self._conn = conn
         return self
 

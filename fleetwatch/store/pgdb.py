@@ -55,8 +55,9 @@ class _NumericLoader(Loader):
 
 
 def connect(url: str, *, read_only: bool = False, timeout: int = 10) -> psycopg.Connection[Any]:
-    conn = psycopg.connect(url, autocommit=True, connect_timeout=timeout, row_factory=_row_factory,
-                           application_name="fleetwatch")
+    conn = psycopg.connect(
+        url, autocommit=True, connect_timeout=timeout, row_factory=_row_factory, application_name="fleetwatch"
+    )
     conn.adapters.register_loader("numeric", _NumericLoader)
     if read_only:
         conn.execute("SET default_transaction_read_only = on")
@@ -78,15 +79,21 @@ def explain(url: str, exc: BaseException) -> StoreError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     place = where(url)
     if isinstance(exc, pgerrors.DiskFull):
-        return StoreError(f"cannot write to the {place}: its disk is full ({text}). This write was rolled back and "
-                          "nothing stored was lost; free space on the database server (or lower store.raw_retention).")
+        return StoreError(
+            f"cannot write to the {place}: its disk is full ({text}). This write was rolled back and "
+            "nothing stored was lost; free space on the database server (or lower store.raw_retention)."
+        )
     if isinstance(exc, pgerrors.ReadOnlySqlTransaction | pgerrors.InsufficientPrivilege):
-        return StoreError(f"cannot write to the {place}: {text}. Nothing was changed; connect as a user that owns the "
-                          "store's tables, to the primary (not a read replica).")
+        return StoreError(
+            f"cannot write to the {place}: {text}. Nothing was changed; connect as a user that owns the "
+            "store's tables, to the primary (not a read replica)."
+        )
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return StoreError(f"cannot reach the {place}: {text}. Whatever this write had begun was rolled back by the server, "
-                          "so nothing stored was lost. Start PostgreSQL (or fix store.url: "
-                          "postgresql://user:password@host:5432/dbname); fleetwatch reconnects on its next write.")
+        return StoreError(
+            f"cannot reach the {place}: {text}. Whatever this write had begun was rolled back by the server, "
+            "so nothing stored was lost. Start PostgreSQL (or fix store.url: "
+            "postgresql://user:password@host:5432/dbname); fleetwatch reconnects on its next write."
+        )
     return StoreError(f"{place}: {text}")
 
 
@@ -158,9 +165,13 @@ class PgDatabase:
             yield dict(row)
 
     def table_names(self) -> list[str]:
-        return [r[0] for r in self.raw.execute(
-            "SELECT c.relname FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace "
-            "AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY c.relname")]
+        return [
+            r[0]
+            for r in self.raw.execute(
+                "SELECT c.relname FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace "
+                "AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY c.relname"
+            )
+        ]
 
     def table(self, name: str) -> PgTable:
         """sqlite_utils' `db.table(name)`: typed as a Table, where `db[name]` may be a View."""
@@ -185,8 +196,14 @@ class PgTable:
 
     # -- schema --------------------------------------------------------------------------------
 
-    def create(self, columns: dict[str, type], pk: str | tuple[str, ...] = "rowid", not_null: Iterable[str] = (),
-               defaults: dict[str, Any] | None = None, foreign_keys: Iterable[tuple[str, str, str]] = ()) -> PgTable:
+    def create(
+        self,
+        columns: dict[str, type],
+        pk: str | tuple[str, ...] = "rowid",
+        not_null: Iterable[str] = (),
+        defaults: dict[str, Any] | None = None,
+        foreign_keys: Iterable[tuple[str, str, str]] = (),
+    ) -> PgTable:
         fks = {col: (table, ref) for col, table, ref in foreign_keys}
         nn, defaults = set(not_null), defaults or {}
         parts = []
@@ -209,11 +226,14 @@ class PgTable:
         self.db.execute(f"CREATE TABLE {self.name} ({', '.join(parts)})")
         return self
 
-    def create_index(self, columns: Sequence[str], index_name: str | None = None, unique: bool = False,
-                     if_not_exists: bool = False) -> PgTable:
+    def create_index(
+        self, columns: Sequence[str], index_name: str | None = None, unique: bool = False, if_not_exists: bool = False
+    ) -> PgTable:
         name = index_name or f"idx_{self.name}_{'_'.join(columns)}"  # sqlite_utils' name
-        self.db.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX {'IF NOT EXISTS ' if if_not_exists else ''}{name} "
-                        f"ON {self.name} ({', '.join(columns)})")
+        self.db.execute(
+            f"CREATE {'UNIQUE ' if unique else ''}INDEX {'IF NOT EXISTS ' if if_not_exists else ''}{name} "
+            f"ON {self.name} ({', '.join(columns)})"
+        )
         return self
 
     def add_column(self, col_name: str, col_type: type = str, not_null_default: Any = None) -> PgTable:
@@ -234,8 +254,10 @@ class PgTable:
         if replace and "key" in record:
             self.db.execute(f"DELETE FROM {self.name} WHERE key = ?", [record["key"]])
         returning = " RETURNING id" if self._has_id() else ""
-        row = self.db.execute(f"INSERT INTO {self.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}){returning}",
-                              [record[c] for c in cols])
+        row = self.db.execute(
+            f"INSERT INTO {self.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}){returning}",
+            [record[c] for c in cols],
+        )
         if returning:
             inserted = row.fetchone()
             assert inserted is not None  # INSERT … RETURNING of one row answers one row
@@ -248,8 +270,10 @@ class PgTable:
         records = list(records)
         if records:
             cols = list(dict.fromkeys(c for r in records for c in r))
-            self.db.conn.executemany(f"INSERT INTO {self.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                                     [[r.get(c) for c in cols] for r in records])
+            self.db.conn.executemany(
+                f"INSERT INTO {self.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [[r.get(c) for c in cols] for r in records],
+            )
         return self
 
     def upsert_all(self, records: Iterable[dict[str, Any]], pk: str, **_: Any) -> PgTable:
@@ -259,19 +283,29 @@ class PgTable:
             sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c != pk)
             self.db.conn.executemany(
                 f"INSERT INTO {self.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-                f"ON CONFLICT ({pk}) DO UPDATE SET {sets}", [[r.get(c) for c in cols] for r in records])
+                f"ON CONFLICT ({pk}) DO UPDATE SET {sets}",
+                [[r.get(c) for c in cols] for r in records],
+            )
         return self
 
     def update(self, pk_value: Any, updates: dict[str, Any], **_: Any) -> PgTable:
         cols = list(updates)
-        self.db.execute(f"UPDATE {self.name} SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
-                        [*(updates[c] for c in cols), pk_value])
+        self.db.execute(
+            f"UPDATE {self.name} SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+            [*(updates[c] for c in cols), pk_value],
+        )
         return self
 
     def _has_id(self) -> bool:
         if self.name not in self.db.has_id:
-            self.db.has_id[self.name] = self.db.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
-                               "AND table_name = ? AND column_name = 'id'", [self.name]).fetchone() is not None
+            self.db.has_id[self.name] = (
+                self.db.execute(
+                    "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                    "AND table_name = ? AND column_name = 'id'",
+                    [self.name],
+                ).fetchone()
+                is not None
+            )
         return self.db.has_id[self.name]
 
 

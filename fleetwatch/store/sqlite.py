@@ -82,11 +82,13 @@ def _check_writable(path: Path) -> None:
         if part.exists() and not os.access(part, os.W_OK):
             raise StoreError(
                 f"cannot write to the store {path}: {part.name} is read-only for this user. Nothing was changed; "
-                f"make it writable (chmod u+w {part}) or run fleetwatch as the user that owns the store.")
+                f"make it writable (chmod u+w {part}) or run fleetwatch as the user that owns the store."
+            )
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise StoreError(
             f"cannot write beside the store {path}: its folder {path.parent} is read-only for this user, and the "
-            "store keeps its write-ahead log and lock file there. Make the folder writable, or change store.path.")
+            "store keeps its write-ahead log and lock file there. Make the folder writable, or change store.path."
+        )
 
 
 def _connect(path: Path) -> sqlite_utils.Database:
@@ -95,7 +97,9 @@ def _connect(path: Path) -> sqlite_utils.Database:
     db.execute("PRAGMA foreign_keys=ON")
     mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
-        raise StoreError(f"the store {path} could not be switched to WAL mode (got {mode}); is it on a network filesystem?")
+        raise StoreError(
+            f"the store {path} could not be switched to WAL mode (got {mode}); is it on a network filesystem?"
+        )
     db.execute("PRAGMA synchronous=NORMAL")
     # The write-ahead log is truncated back to this after checkpoints, so a burst of writes
     # (a backfill) does not leave a large -wal file behind for months.
