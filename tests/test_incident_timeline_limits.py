@@ -18,6 +18,7 @@ from alerts.state import FIRING, PENDING, Observation
 from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series, imminent
 from detectors.connections import connections
 from detectors.limits import lambda_account
+from fleetwatch.agent.alerting import observation
 from simulator.slack import SlackStandIn
 from tests.alerting_kit import ACCOUNT, REGION, T0, World, rid
 
@@ -46,23 +47,7 @@ def db_findings(values: list[float], minute: int) -> list[Finding]:
 
 
 def observed(findings: list[Finding]) -> list[Observation]:
-    return [
-        Observation(
-            f.detector,
-            f.resource_id,
-            f.key,
-            "finding",
-            f.severity,
-            f.title,
-            f.cause,
-            f.fix,
-            f.evidence,
-            f.started_at,
-            f.limit,
-            f.sustained,
-        )
-        for f in findings
-    ]
+    return [observation(f) for f in findings]
 
 
 @pytest.fixture()

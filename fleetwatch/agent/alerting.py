@@ -16,7 +16,7 @@ from alerts.pipeline import AlertSettings, DeliveryReport, Pipeline
 from alerts.state import Observation, Policy
 from alerts.store import AlertStore
 from alerts.webhook import Webhook
-from detectors.base import Resource
+from detectors.base import Finding, Resource
 from fleetwatch.accounts import configured
 from fleetwatch.agent.detection import DetectionPass
 from fleetwatch.clock import Clock
@@ -162,6 +162,24 @@ def build_pipeline(
     )
 
 
+def observation(f: Finding) -> Observation:
+    """What the pipeline observes of one detector finding."""
+    return Observation(
+        f.detector,
+        f.resource_id,
+        f.key,
+        "finding",
+        f.severity,
+        f.title,
+        f.cause,
+        f.fix,
+        f.evidence,
+        f.started_at,
+        f.limit,
+        f.sustained,
+    )
+
+
 def observations(detection: DetectionPass) -> tuple[list[Observation], set[str]]:
     """A pass's findings, NoData entries and errored detectors, and which detectors ran cleanly."""
     out = []
@@ -169,23 +187,7 @@ def observations(detection: DetectionPass) -> tuple[list[Observation], set[str]]
         if run.status != "ok":
             out.append(Observation(run.name, "", "", "error", "warning", f"detector {run.name} failed: {run.error}"))
             continue
-        for f in run.findings:
-            out.append(
-                Observation(
-                    f.detector,
-                    f.resource_id,
-                    f.key,
-                    "finding",
-                    f.severity,
-                    f.title,
-                    f.cause,
-                    f.fix,
-                    f.evidence,
-                    f.started_at,
-                    f.limit,
-                    f.sustained,
-                )
-            )
+        out.extend(observation(f) for f in run.findings)
         for n in run.nodata:
             out.append(Observation(run.name, n.resource_id, "", "nodata", "info", f"no data: {n.why}"))
     return out, {r.name for r in detection.runs if r.status == "ok"}
