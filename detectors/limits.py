@@ -167,8 +167,12 @@ def _mail_failing(inp: Inputs, ses: Resource) -> list[tuple[Resource, float]]:
 
 
 # SES publishes Reputation.BounceRate / Reputation.ComplaintRate only once the account has
-# mail that bounced / drew complaints (issue 17 item 13): their absence is neither missing data
-# nor an alarm, and not a rate of 0 % either. What the dashboard and digest show instead:
+# mail that bounced / drew complaints (issue 17 item 13). AWS, "Creating reputation monitoring
+# alarms using CloudWatch" (https://docs.aws.amazon.com/ses/latest/DeveloperGuide/
+# reputationdashboard-cloudwatch-alarm.html): "The reputation metrics might not appear in
+# CloudWatch if your account hasn't had any bounces or complaints"; their values are "decimal
+# numbers between 0 and 1". Their absence is neither missing data nor an alarm, and not a rate of
+# 0 % either. What the dashboard and digest show instead:
 REPUTATION_ABSENT = {
     "Reputation.BounceRate": "not published (no bounces yet)",
     "Reputation.ComplaintRate": "not published (no complaints yet)",

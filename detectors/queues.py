@@ -5,10 +5,13 @@ that stopped, a DLQ that received messages, and a DLQ that expires messages befo
 SQS publishes metrics only while a queue is active, so absent datapoints mean an idle queue,
 never a depth of zero. A queue that wakes publishes its first metrics up to 15 minutes late
 (SQS Developer Guide, "Monitoring Amazon SQS queues using CloudWatch",
-https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/monitoring-using-cloudwatch.html:
-a queue inactive for six hours stops sending metrics, and there is a delay of up to 15 minutes
-once it is activated; SIGNALS.md §4): while CloudWatch is silent, the live depth the collector
-reads with GetQueueAttributes (fleetwatch/Probe SQS.ApproximateNumberOfMessages) decides."""
+https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/monitoring-using-cloudwatch.html,
+read in its zh_TW edition at docs.aws.haqm.com: a queue inactive for more than six hours is
+considered asleep and stops delivering metrics; its notes say CloudWatch metrics are delayed by up
+to 15 minutes when a queue is activated from an inactive state, and that a GetQueueAttributes
+request activates a queue; SIGNALS.md §4): while CloudWatch is silent, the live depth the collector
+reads with GetQueueAttributes (fleetwatch/Probe SQS.ApproximateNumberOfMessages) decides, and that
+read itself keeps the queue active, so CloudWatch resumes publishing."""
 
 from __future__ import annotations
 
