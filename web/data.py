@@ -370,9 +370,11 @@ def series_of(conn: sqlite3.Connection, resource_id: str, metric: str = "") -> l
 
 
 def _latest(
-    conn: sqlite3.Connection, reads: list[tuple[str, str, str]], since: int
+    conn: sqlite3.Connection, reads: list[tuple[str, str, str]], since: int, until: int
 ) -> dict[tuple[str, str, str], float]:
-    """The latest value since `since` of (resource, metric, stat) series, in one query."""
+    """The latest value between `since` and `until` (the page's now: a store can hold later
+    samples, e.g. one replayed or shown at an earlier time) of (resource, metric, stat) series,
+    in one query."""
     if not reads:
         return {}
     out: dict[tuple[str, str, str], float] = {}
@@ -382,9 +384,9 @@ def _latest(
         args = [x for r in chunk for x in r]
         sql = (
             f"SELECT s.resource_id, s.metric, s.stat, x.value FROM series s JOIN samples x ON x.series_id = s.id "
-            f"WHERE ({cond}) AND x.ts = (SELECT MAX(ts) FROM samples WHERE series_id = s.id AND ts >= ?)"
+            f"WHERE ({cond}) AND x.ts = (SELECT MAX(ts) FROM samples WHERE series_id = s.id AND ts >= ? AND ts <= ?)"
         )
-        for rid, metric, stat, value in conn.execute(sql, [*args, since]):
+        for rid, metric, stat, value in conn.execute(sql, [*args, since, until]):
             out[(rid, metric, stat)] = float(value)
     return out
 
@@ -534,7 +536,7 @@ def entries(
     )
     rows = rows[:limit]
     reads = [(r["id"], api_metric(m, r["api_type"]), s) for r in rows for m, s, _, _ in ENTRY_SIGNALS[r["kind"]]]
-    latest = _latest(conn, reads, now - 1800)
+    latest = _latest(conn, reads, now - 1800, now)
     for r in rows:
         hurt = hurting.get(r["id"])
         r["incident"] = {"id": hurt["id"], "title": hurt["title"], "severity": hurt["severity"]} if hurt else None

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetwatch.clock import ResumedClock
+from fleetwatch.store.dialect import is_url
 
 # simulator.server.Emulator; not imported here, as the emulator is an optional extra.
 Emulator = Any
@@ -22,6 +23,13 @@ def demo_command(args: argparse.Namespace) -> int:
     emulator = launch(args, demo=True)
     if isinstance(emulator, int):
         return emulator
+    moved = set_aside(args.store)
+    if moved:
+        print(
+            f"the last demo's store is kept as {moved} (each demo starts on an empty store: "
+            "its emulated clock starts again where the last one started)",
+            flush=True,
+        )
     try:
         polls = args.polls if args.polls is not None else (DEMO_LEAD + DEMO_TAIL) // 60
         status = demo_run(emulator, args.store, polls, args.dashboard_port)
@@ -36,6 +44,24 @@ def demo_command(args: argparse.Namespace) -> int:
     return demo_dashboard(
         args.store, args.dashboard_port, emulator.model.clock.now(), Path(args.store).parent / "fleetwatch.toml", polls
     )
+
+
+def set_aside(store_path: str) -> Path | None:
+    """Move a previous demo's SQLite store (with its -wal and -shm files) to `<name>.previous`,
+    replacing an older one, and say where; None when there is none. The emulated clock of every
+    demo starts at the same time of day, so a store left by the last demo holds samples from this
+    one's future and cursors past its clock: the agent would skip what the fleet now publishes and
+    the dashboard would show the last run's values."""
+    path = Path(store_path)
+    if is_url(store_path) or not path.exists():
+        return None
+    kept = path.with_name(path.name + ".previous")
+    for suffix in ("", "-wal", "-shm"):
+        src, dst = Path(f"{path}{suffix}"), Path(f"{kept}{suffix}")
+        dst.unlink(missing_ok=True)
+        if src.exists():
+            src.rename(dst)
+    return kept
 
 
 def demo_dashboard(store_path: str, port: int, ended_at: float, cfg_file: Path, polls: int) -> int:
