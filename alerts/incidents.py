@@ -346,7 +346,10 @@ def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int, where: 
     symptom_title, cause_title = inc.symptom, inc.cause_title
     others = [c for c in causes if c is not named_cause]
     if symptom_title:
-        cause = "; ".join(_describe_cause(c) for c in ([named_cause] if named_cause else []) + others[:2]) or inc.cause
+        # The named cause leads the cause line as it leads the title; once its alert has ended
+        # (the database recovered before the API's errors cleared), in its last words.
+        named = [_describe_cause(named_cause)] if named_cause else [cause_title] if cause_title else []
+        cause = "; ".join(named + [_describe_cause(c) for c in others[:2]]) or inc.cause
     else:
         cause = lead.cause or "; ".join(_describe_cause(c) for c in others[:2])
     if supporting:

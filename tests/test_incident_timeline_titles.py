@@ -134,3 +134,36 @@ def test_a_function_alone_is_titled_with_the_api_it_serves(world: World) -> None
     felt = finding("lambda", "feed-fn", "spike", WARNING, "feed-fn: 9% cold; storefront-api p95 latency 137 → 236 ms")
     world.tick(felt)
     assert world.incidents()[0].title == felt.title, "named once is enough"
+
+
+def test_the_cause_line_keeps_the_named_cause_after_it_ended(world: World) -> None:
+    # The storm in `make demo`: orders-db recovered while checkout-api still failed; the head went
+    # on naming orders-db, but the RESOLVED message's "Cause:" named only checkout-fn's errors.
+    full = Observation(
+        "connections",
+        DB_ID,
+        "utilisation",
+        "finding",
+        CRITICAL,
+        "orders-db at 100% of max_connections (500 of 500)",
+        limit=True,
+    )
+    fn_errors = Observation(
+        "outcomes",
+        rid("lambda", "checkout-fn"),
+        "errors",
+        "finding",
+        WARNING,
+        "checkout-fn: 12% of invocations failed in 10 min",
+    )
+    for _ in range(4):
+        world.tick(full, api_errors(), fn_errors)
+    for _ in range(8):  # the database is back; users still fail for a while, then recover
+        world.tick(api_errors(), fn_errors)
+    for _ in range(10):
+        world.tick()
+    (inc,) = world.incidents()
+    assert inc.state == "resolved"
+    assert "checkout-fn: 12% of invocations failed" in inc.cause
+    assert inc.title.endswith("— orders-db at 100% of max_connections (500 of 500)")
+    assert inc.cause.startswith("orders-db at 100% of max_connections (500 of 500)"), inc.cause
