@@ -269,13 +269,18 @@ def _finding(resource: Any, signal: Signal, track: Track, points: Series) -> Fin
     from datetime import datetime
 
     onset = datetime.fromtimestamp(ep.onset, tz=UTC).strftime("%H:%M UTC")
-    shown = _show(track.last_value, signal.unit)
+    # The episode's worst bucket, not the last: an episode stays open for QUIET buckets after it
+    # calms down, and "rose to 2 per 5 min (usually 2)" in a RESOLVED message says nothing.
+    worst = _bucket(points, ep.peak, signal.stat == "Sum")
+    shown = _show(worst if worst is not None else track.last_value, signal.unit)
     usual = _show(track.usual, signal.unit)
     movement = "fell" if signal.direction < 0 else "rose"
+    peak = datetime.fromtimestamp(ep.peak, tz=UTC).strftime("%H:%M")
+    at = f" at {peak}" if worst is not None and ep.peak != ep.end else ""
     title = (
-        f"{resource.name}: unusual {signal.what} — {movement} to {shown} per 5 min (usually {usual}) since {onset}"
+        f"{resource.name}: unusual {signal.what} — {movement} to {shown} per 5 min{at} (usually {usual}) since {onset}"
         if signal.unit == "count"
-        else f"{resource.name}: unusual {signal.what} — {shown} (usually {usual}) since {onset}"
+        else f"{resource.name}: unusual {signal.what} — {shown}{at} (usually {usual}) since {onset}"
     )
     ev = series_evidence(
         {signal.metric: points}, units={signal.metric: signal.unit, "baseline": signal.unit}, baseline=track.usual
@@ -300,6 +305,15 @@ def _finding(resource: Any, signal: Signal, track: Track, points: Series) -> Fin
         "set unusual.enabled = false to turn this detector off.",
         key=f"{signal.metric}:{signal.stat}",
     )
+
+
+def _bucket(points: Series, start: int, summed: bool) -> float | None:
+    """The value of the bucket starting at `start` (the sum or mean of its points), if the
+    points loaded still reach back to it."""
+    vals = [v for t, v in points.points if start <= t < start + STEP]
+    if not vals:
+        return None
+    return sum(vals) if summed else sum(vals) / len(vals)
 
 
 def _show(value: float | None, unit: str) -> str:

@@ -97,6 +97,17 @@ def test_an_hour_long_burst_is_one_episode_reported_once(tmp_path: Path) -> None
     assert len(seen) <= 60 // 5 + 3 + 2
 
 
+def test_the_title_states_the_episodes_worst_bucket_while_it_calms_down(tmp_path: Path) -> None:
+    # In `make demo`, the RESOLVED message carried "checkout-fn: unusual errors — rose to 2 per 5
+    # min (usually 2)": the episode stays open for QUIET calm buckets, and the title said the last.
+    burst = T0 + 3600
+    with store_with(tmp_path, [(errors_key(), errors(burst, burst_minutes=20))]) as store:
+        titles = [f.title for d in passes(store, START + DAY, T0 + 4 * 3600) for f in d.findings]
+    assert titles, "the burst is an episode"
+    assert all("rose to 40 per 5 min" in t for t in titles), titles
+    assert "at " in titles[-1].split("per 5 min", 1)[1], "once calmer, it says when the worst was"
+
+
 def test_one_elevated_bucket_alone_is_no_finding(tmp_path: Path) -> None:
     with store_with(tmp_path, [(errors_key(), errors(T0 + 3600, burst_minutes=5))]) as store:
         found = [f for d in passes(store, START + DAY, T0 + 3 * 3600) for f in d.findings]
