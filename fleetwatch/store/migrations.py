@@ -404,6 +404,14 @@ def _anomaly_state(db: sqlite_utils.Database) -> None:
     )
 
 
+def _live_resources(db: sqlite_utils.Database) -> None:
+    # The dashboard's resource list: a page of the resources not gone, by kind then name, with
+    # their count and the count per kind. This partial index holds them in that order, so a page
+    # is its first rows instead of a sort of every resource, and the counts read only the index.
+    # Partial indexes are plain SQL on both backends.
+    db.execute("CREATE INDEX resources_live ON resources(kind, name, id) WHERE gone_at IS NULL")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_resources_series_samples_poll_log", _initial),
     Migration("0002_findings_incidents_notifications_silences", _alerting),
@@ -416,5 +424,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0009_agents_and_place_leases", _agents),
     Migration("0010_agent_cycle_stages", _cycle_stages),
     Migration("0011_anomaly_state", _anomaly_state),
+    Migration("0012_live_resources_index", _live_resources),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
