@@ -3,10 +3,11 @@
     python bench/dashboard.py --functions 10000 --incidents 200 [--clients 20] [--seconds 10]
 
 Builds a store directly (as bench/detect_speed.py does: --functions Lambda functions with their
-series over --hours, plus APIs, queues, databases, SES and the account, and --incidents incidents
-of which a fifth are open), starts `fleetwatch serve` on it in its own process on a free loopback
-port, and for --seconds has --clients concurrent clients (keep-alive connections, one thread
-each, at most --requests requests each) ask for the overview (/) and the incident list
+series over --hours, plus APIs, queues, databases, SES and the account, --incidents incidents
+of which a fifth are open, and a week of poll log: a poll a minute, six sources), starts
+`fleetwatch serve` on it in its own process on a free loopback port, and for --seconds has
+--clients concurrent clients (keep-alive connections, one thread each, at most --requests
+requests each) ask for the overview (/) and the incident list
 (/incidents) in turn, each sending its next request when the last is answered. It does this
 twice in the same run: with the default web.cache (2 s; the run spans several expiries, so the
 requests that wait for a fresh page are counted) and with web.cache = 0, where every request
@@ -132,6 +133,29 @@ def add_fleet(store: Any, now: int, incidents: int) -> None:
                 )
             )
     store.write_samples(series)
+    # A week of the agent's own poll log, as `fleetwatch run` leaves it: one poll a minute, six
+    # sources in the one place (the overview states its polling cost and last poll from it).
+    sources = ("cloudwatch", "discovery", "listmetrics", "sqs", "rds", "ses")
+    for hour in range(now - 7 * 86400, now, 3600):
+        store.record_polls(
+            [
+                {
+                    "poll_id": f"poll-{t}",
+                    "started_at": t,
+                    "finished_at": t + 5,
+                    "source": source,
+                    "account": ACCOUNT,
+                    "region": REGION,
+                    "status": "ok",
+                    "api_calls": 3,
+                    "metrics_requested": 500,
+                    "cost_usd": 0.0015,
+                    "samples_written": 1000,
+                }
+                for t in range(hour, min(hour + 3600, now), 60)
+                for source in sources
+            ]
+        )
     with store.transaction() as db:
         for i in range(incidents):
             det = DETECTORS[i % len(DETECTORS)]

@@ -106,6 +106,7 @@ class PollReport:
 # -- the polling cost every surface states --------------------------------------------------------
 
 WEEK = 7 * 86400
+HOUR = 3600  # poll_hours (fleetwatch.store) sums the poll log per UTC hour
 MIN_COVERED = 3600  # a rate over less than an hour of polls says little; at least an hour is assumed
 
 
@@ -145,11 +146,35 @@ def polling_cost(db: Any, end: int, window: int = WEEK) -> PollingCost:
     """The poll log over [end - window, end): its cost, calls and polls (rows sharing a poll_id
     are one poll; older rows without one count one each), and where it starts. `db` is a sqlite3
     connection or sqlite_utils Database. The log may cover less than the window (a new agent, or
-    store.history_retention), so the monthly rate is over the time it does cover."""
-    usd, calls, polls, since = db.execute(
+    store.history_retention), so the monthly rate is over the time it does cover.
+
+    The whole hours inside the window are read from poll_hours (the store keeps the log's sums
+    per hour as it writes and prunes the log); only the partial hours at the window's two edges
+    are summed from the log itself. A poll's rows share its started_at, so no poll is in two hours."""
+    start = end - window
+    first_hour, last_hour = -(-start // HOUR) * HOUR, end // HOUR * HOUR
+    raw = (
         "SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(api_calls), 0), "
         "COUNT(DISTINCT COALESCE(poll_id, 'row' || id)), MIN(started_at) FROM poll_log "
-        "WHERE started_at >= ? AND started_at < ?",
-        [end - window, end],
-    ).fetchone()
-    return PollingCost(float(usd), int(calls), int(polls), int(since) if since is not None else end, end)
+        "WHERE started_at >= ? AND started_at < ?"
+    )
+    if first_hour >= last_hour:
+        parts = [db.execute(raw, [start, end]).fetchone()]
+    else:
+        parts = [
+            db.execute(raw, [start, first_hour]).fetchone(),
+            db.execute(
+                "SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(api_calls), 0), COALESCE(SUM(polls), 0), "
+                "MIN(first_at) FROM poll_hours WHERE hour >= ? AND hour < ?",
+                [first_hour, last_hour],
+            ).fetchone(),
+            db.execute(raw, [last_hour, end]).fetchone(),
+        ]
+    starts = [int(p[3]) for p in parts if p[3] is not None]
+    return PollingCost(
+        sum(float(p[0]) for p in parts),
+        sum(int(p[1]) for p in parts),
+        sum(int(p[2]) for p in parts),
+        min(starts) if starts else end,
+        end,
+    )

@@ -394,18 +394,34 @@ def _latest(
 def _windows(
     conn: sqlite3.Connection, kinds: tuple[str, ...], metric: str, stat: str, since: int
 ) -> dict[str, tuple[float, float, float]]:
-    """(peak, first, latest) of a metric per resource of `kinds` since `since`."""
+    """(peak, first, latest) of a metric per resource of `kinds` since `since`.
+
+    Each series is read through the samples' (series_id, ts) key: its peak, and its first and
+    latest sample, by three small subqueries, so the cost grows with the number of series and
+    not with the samples in the window. A resource with several such series (none today) gets
+    the peak of all, the first sample of all and the latest of all; on equal times the series
+    stored first wins."""
+    window = "FROM samples WHERE series_id = s.id AND ts >= ?"
     sql = (
-        f"SELECT s.resource_id, x.ts, x.value FROM series s JOIN resources r ON r.id = s.resource_id "
-        f"JOIN samples x ON x.series_id = s.id WHERE r.kind IN ({','.join('?' * len(kinds))}) AND r.gone_at IS NULL "
-        f"AND s.metric = ? AND s.stat = ? AND x.ts >= ? ORDER BY x.ts"
+        f"SELECT s.resource_id, (SELECT MAX(value) {window}), "
+        f"(SELECT ts {window} ORDER BY ts LIMIT 1), (SELECT value {window} ORDER BY ts LIMIT 1), "
+        f"(SELECT ts {window} ORDER BY ts DESC LIMIT 1), (SELECT value {window} ORDER BY ts DESC LIMIT 1) "
+        f"FROM series s JOIN resources r ON r.id = s.resource_id "
+        f"WHERE r.kind IN ({','.join('?' * len(kinds))}) AND r.gone_at IS NULL AND s.metric = ? AND s.stat = ? "
+        f"ORDER BY s.id"
     )
-    out: dict[str, tuple[float, float, float]] = {}
-    for rid, _, v in conn.execute(sql, [*kinds, metric, stat, since]):
-        v = float(v)
-        peak, first, _ = out.get(rid, (v, v, v))
-        out[rid] = (max(peak, v), first, v)
-    return out
+    seen: dict[str, tuple[float, int, float, int, float]] = {}  # peak, first ts, first, latest ts, latest
+    for rid, peak, t0, v0, t1, v1 in conn.execute(sql, [since] * 5 + [*kinds, metric, stat]):
+        if peak is None:  # no sample in the window
+            continue
+        peak, t0, v0, t1, v1 = float(peak), int(t0), float(v0), int(t1), float(v1)
+        had = seen.get(rid)
+        if had is not None:
+            peak = max(peak, had[0])
+            t0, v0 = (had[1], had[2]) if had[1] <= t0 else (t0, v0)
+            t1, v1 = (had[3], had[4]) if had[3] >= t1 else (t1, v1)
+        seen[rid] = (peak, t0, v0, t1, v1)
+    return {rid: (peak, first, latest) for rid, (peak, _, first, _, latest) in seen.items()}
 
 
 # How full a limit must be, now or at its peak of the last hour, to be shown on the overview.

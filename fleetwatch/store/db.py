@@ -70,6 +70,7 @@ OTEL_NAMESPACE = "fleetwatch/OTel"
 # Sources that see every invocation rank with the spans: REPORT lines through Logs Insights, and
 # Lambda Insights (collector.coldstart_sources); X-Ray's are sampled.
 COMPLETE_NAMESPACES = (OTEL_NAMESPACE, "fleetwatch/Logs", "fleetwatch/LambdaInsights")
+HOUR = 3600  # poll_hours sums the poll log per UTC hour
 
 
 def source_rank(namespace: str) -> int:
@@ -548,6 +549,10 @@ class Store:
                 ("agent_cycles", "scheduled_at"),
             ):
                 out[table] = db.execute(f"DELETE FROM {table} WHERE {column} < ?", [cut]).rowcount
+            # The poll log's hourly sums go with it: hours wholly before the cut, and the hour it
+            # falls in summed again from what is left of that hour.
+            db.execute("DELETE FROM poll_hours WHERE hour < ?", [cut // HOUR * HOUR])
+            self._sum_poll_hour(db, cut // HOUR * HOUR)
             old = "SELECT id FROM incidents WHERE resolved_at IS NOT NULL AND resolved_at < ?"
             out["notifications"] = db.execute(
                 f"DELETE FROM notifications WHERE incident_id IN ({old})", [inc_cut]
@@ -589,9 +594,24 @@ class Store:
         return int(row[0]) if row and row[0] is not None else None
 
     def record_polls(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append to the poll log, and sum again the hours of poll_hours the rows fall in."""
         if rows:
             with self.transaction() as db:
                 db.table("poll_log").insert_all(rows, alter=False)
+                for hour in sorted({int(r["started_at"]) // HOUR * HOUR for r in rows}):
+                    self._sum_poll_hour(db, hour)
+
+    @staticmethod
+    def _sum_poll_hour(db: Any, hour: int) -> None:
+        """poll_hours' row for [hour, hour + 1 h), summed again from the poll log (none if empty)."""
+        db.execute("DELETE FROM poll_hours WHERE hour = ?", [hour])
+        db.execute(
+            "INSERT INTO poll_hours (hour, cost_usd, api_calls, polls, first_at) "
+            "SELECT started_at / 3600 * 3600, COALESCE(SUM(cost_usd), 0), COALESCE(SUM(api_calls), 0), "
+            "COUNT(DISTINCT COALESCE(poll_id, 'row' || id)), MIN(started_at) FROM poll_log "
+            "WHERE started_at >= ? AND started_at < ? GROUP BY started_at / 3600 * 3600",
+            [hour, hour + HOUR],
+        )
 
     def record_detection(
         self,
