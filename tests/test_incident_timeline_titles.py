@@ -167,3 +167,28 @@ def test_the_cause_line_keeps_the_named_cause_after_it_ended(world: World) -> No
     assert "checkout-fn: 12% of invocations failed" in inc.cause
     assert inc.title.endswith("— orders-db at 100% of max_connections (500 of 500)")
     assert inc.cause.startswith("orders-db at 100% of max_connections (500 of 500)"), inc.cause
+
+
+def test_the_incident_page_shows_what_users_feel_first_then_the_named_cause(world: World) -> None:
+    # In `make demo`, the storm's page opened its evidence on checkout-fn's errors (a warning),
+    # with checkout-api's 12% of failing requests and orders-db below it, in fingerprint order.
+    import sqlite3
+
+    from web import data
+
+    full = Observation(
+        "connections", DB_ID, "utilisation", "finding", CRITICAL, "orders-db at 100% of max_connections", limit=True
+    )
+    fn_errors = Observation(
+        "outcomes", rid("lambda", "checkout-fn"), "errors", "finding", WARNING, "checkout-fn: 12% failed"
+    )
+    for _ in range(4):
+        world.tick(fn_errors, full, api_errors())
+    (inc,) = world.incidents()
+    conn = sqlite3.connect(world.tmp / "alerts.db")
+    conn.row_factory = sqlite3.Row
+    shown = data.incident(conn, inc.id)
+    assert shown is not None
+    assert [a["fingerprint"] for a in shown["alerts"][:2]] == [inc.symptom_alert, inc.cause_alert]
+    assert shown["alerts"][0]["resource"] == rid("api", "checkout-api")
+    assert shown["alerts"][1]["resource"] == DB_ID

@@ -172,8 +172,21 @@ def incident(conn: sqlite3.Connection, incident_id: int) -> dict[str, Any] | Non
         if members
         else []
     )
+    # What users feel first, then the cause the title names, then the rest most severe first; the
+    # statistical findings (unusual), which only back a rule up, last.
+    lead = {rows[0].get("symptom_alert") or "": 0, rows[0].get("cause_alert") or "": 1}
+    lead.pop("", None)
+    alerts.sort(
+        key=lambda a: (
+            a["detector"] == "unusual",
+            lead.get(a["fingerprint"], 2),
+            {"critical": 0, "warning": 1, "info": 2}.get(a["severity"], 3),
+            a["fingerprint"],
+        )
+    )
     inc["alerts"] = [
         {
+            "fingerprint": a["fingerprint"],
             "detector": a["detector"],
             "resource": a["resource_id"],
             "state": a["state"],
