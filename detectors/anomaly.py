@@ -17,8 +17,11 @@ series' quantum, so a count that moves by one is not a storm):
 Each answer becomes a tail probability from the series' own history of answers: a
 peaks-over-threshold fit (above a running 90th percentile the tail is exponential, its mean
 excess learnt online), so a series whose big moves are routine gets small surprises and a
-placid one large ones. The score is the surprise -log10(p) of the rarest answer, less
-log10(number of questions) for asking several, capped at 12 ("one point in a thousand" is 3).
+placid one large ones. The point question is also checked against the series' own count of
+points the fit called that rare: a burst it makes every few hundred points is not "one in
+10^12" however the fit extrapolates, while the first such point keeps its full surprise.
+The score is the surprise -log10(p) of the rarest answer, less log10(number of questions) for
+asking several, capped at 12 ("one point in a thousand" is 3).
 
 That surprise alone could not tell NAB's labelled windows from routine bursts, so a point is
 also asked whether it (or the mean of its last 6 points) is NEW: beyond the range the series
@@ -55,6 +58,11 @@ NOVEL_SURPRISE = 0.5  # ...and only when the point is this surprising by the cal
 RANGE_DECAY = 1e-4  # the remembered range relaxes toward the level by this fraction a point
 RANGE_HOLD = 100  # points an extreme is held after the series last came near it
 SURPRISE_PER_SCORE = 3.5  # a calibrated surprise of 10.5 alone scores 3
+RARE = 10.0  # a surprise a checked tail counts: about what alarms alone (10.5, less log10(questions))
+RARE_MEMORY = 10_000  # points over which those are remembered (e-folding: 35 days at 5-minute steps)
+# Which questions' tails are checked: the point's (bursts); checking the means' too lost NAB's
+# artificial daily-shape windows (docs/anomaly.md).
+CHECKED = (True, False, False)
 DEFAULT_THRESHOLD = 3.0
 # Chosen on NAB's development split (docs/anomaly.md): the best standard, low-FP and low-FN score.
 PROFILES = {"default": DEFAULT_THRESHOLD, "low-fp": 3.5, "low-fn": 2.5}
@@ -62,24 +70,44 @@ PROFILES = {"default": DEFAULT_THRESHOLD, "low-fp": 3.5, "low-fn": 2.5}
 
 class Tail:
     """Running tail probability of a statistic >= 0: a stochastic-approximation quantile u
-    (TAIL_Q) and the mean excess beta above it (an exponential tail, the GPD of shape 0)."""
+    (TAIL_Q) and the mean excess beta above it (an exponential tail, the GPD of shape 0).
 
-    __slots__ = ("u", "beta", "n")
+    A `checked` tail also counts the answers its fit called rare (a surprise >= RARE), decayed
+    over RARE_MEMORY points. Once the series has given one, no surprise is taken as rarer than
+    the rate at which it gives them: -log10(count / points). The fit clips each excess (so one
+    outlier does not flatten it), so on a bursty series every routine burst scores "one in
+    10^12"; the count says "the 3rd in 5,000 points" instead. A series that never gave one is
+    unaffected: its first extreme point keeps its full surprise."""
 
-    def __init__(self) -> None:
+    __slots__ = ("u", "beta", "n", "rare", "checked")
+
+    def __init__(self, checked: bool = False) -> None:
         self.u = 1.0
         self.beta = 1.0
         self.n = 0
+        self.rare = 0.0
+        self.checked = checked
 
-    def surprise(self, z: float) -> float:
-        """-log10 P(Z >= z); 0 until WARMUP answers are learnt."""
+    def fit(self, z: float) -> float:
+        """-log10 P(Z >= z) by the fitted tail; 0 until WARMUP answers are learnt."""
         if z <= 0 or self.n < WARMUP:
             return 0.0
         if z <= self.u:
             return -math.log10(1.0 - TAIL_Q * z / self.u)
         return min(MAX_SCORE, -math.log10(1.0 - TAIL_Q) + (z - self.u) / self.beta / math.log(10))
 
+    def surprise(self, z: float) -> float:
+        """The fit's surprise, no more than the series' own rate of rare answers allows."""
+        s = self.fit(z)
+        if self.rare > 0:
+            s = min(s, -math.log10(self.rare / min(self.n, RARE_MEMORY)))
+        return s
+
     def learn(self, z: float) -> None:
+        if self.checked:
+            self.rare *= 1.0 - 1.0 / RARE_MEMORY
+            if self.fit(z) >= RARE:
+                self.rare += 1.0
         self.n += 1
         rate = 2.0 / min(self.n + 1, TAIL_MEMORY)
         step = rate * max(self.u, 0.05)
@@ -160,7 +188,7 @@ class Model:
         self.noise = 0.0  # mean absolute change between neighbouring points
         self.quantum = math.inf  # smallest non-zero change seen
         self.prev: float | None = None
-        self.tails = (Tail(), Tail(), Tail())
+        self.tails = (Tail(CHECKED[0]), Tail(CHECKED[1]), Tail(CHECKED[2]))
         self.period = daily_slots(step)
         self.slots = array("d", bytes(8 * self.period))
         self.snoise = 0.0  # mean absolute departure from the learnt day
@@ -245,7 +273,7 @@ class Model:
         self.n += 1
 
 
-STATE_HEAD = 27  # numbers before the variable parts in model_state's layout
+STATE_HEAD = 30  # numbers before the variable parts in model_state's layout
 
 
 def model_numbers(m: Model) -> array:
@@ -267,7 +295,7 @@ def model_numbers(m: Model) -> array:
         ],
     )
     for t in m.tails:
-        nums.extend((t.u, t.beta, t.n))
+        nums.extend((t.u, t.beta, t.n, t.rare))
     for r in (m.values, m.means):
         nums.extend((r.hi, r.lo, r.since_hi, r.since_lo))
     nums.extend(m.recent)
@@ -294,13 +322,13 @@ def model_from_numbers(nums: array) -> Model:
     m.prev = None if math.isnan(nums[6]) else nums[6]
     m.snoise = nums[7]
     for i, t in enumerate(m.tails):
-        t.u, t.beta, t.n = nums[10 + 3 * i], nums[11 + 3 * i], int(nums[12 + 3 * i])
+        t.u, t.beta, t.n, t.rare = nums[10 + 4 * i], nums[11 + 4 * i], int(nums[12 + 4 * i]), nums[13 + 4 * i]
     for i, r in enumerate((m.values, m.means)):
         r.hi, r.lo, r.since_hi, r.since_lo = (
-            nums[19 + 4 * i],
-            nums[20 + 4 * i],
-            int(nums[21 + 4 * i]),
-            int(nums[22 + 4 * i]),
+            nums[22 + 4 * i],
+            nums[23 + 4 * i],
+            int(nums[24 + 4 * i]),
+            int(nums[25 + 4 * i]),
         )
     at = STATE_HEAD
     m.recent.extend(nums[at : at + nr])

@@ -98,6 +98,17 @@ def test_a_single_point_spike_is_flagged_and_the_next_row_is_not_a_dip() -> None
     assert (score_series(points)[801][0] or 0.0) < 1
 
 
+def test_a_spike_the_series_makes_routinely_is_flagged_once() -> None:
+    # The same spike every 150 points. The tail fit clips each excess (one outlier must not flatten
+    # it), so it keeps calling such a spike "one in 10^12" (the layer before flagged 800 and 1100);
+    # the series' own count of them says one in a few hundred points after the first.
+    values = noisy(3000, 100, 5, 4)
+    for i in range(800, 3000, 150):
+        values[i] = 180
+    points = [(T0 + i * 60, v) for i, v in enumerate(values)]
+    assert onsets(points) == [800]
+
+
 def test_a_quiet_hour_after_a_busy_one_yesterday_is_not_news() -> None:
     r = random.Random(5)
     day = 288  # five-minute points
