@@ -33,6 +33,10 @@ from collector.scope import Scope
 from fleetwatch.clock import Clock
 from fleetwatch.store import SeriesKey, Store, open_store
 
+# Not a tier: a cursor row saying until when a place last read its full re-read window (the
+# short window on the polls between), so whichever agent holds the place keeps that rhythm.
+FULL = "full"
+
 Progress = Callable[[int, int, str], None]  # (done, total, what) for long backfills
 FAILURES = (ClientError, BotoCoreError, AssumeRoleError, probes.ProbeError, *discovery.UNREADABLE)
 PLACE_THREADS = 4
@@ -125,8 +129,8 @@ class Collector:
         self._background_calls: dict[Place, CallTally] = {}
         # Series whose window came back InternalError / PartialData: the start of what is still
         # to be read. Their tier's cursor moves on for the other series; these are asked again
-        # from here until an answer is Complete (at most 15 days back, as a cursor).
-        self._reread: dict[tuple[Place, SeriesKey], int] = {}
+        # from there until an answer is Complete (at most 15 days back, as a cursor). Kept in the
+        # store (Store.note_rereads), not here: the next agent to hold the place reads them too.
         # How ListMetrics is paced (collector/published.py): on the injected clock, as discovery's
         # pacer (a fake or emulated clock moves instead of sleeping); tests may replace both.
         self.sleep: Callable[[float], None] = self.pacer.sleep
@@ -245,6 +249,15 @@ class Collector:
                 ],
             )
             results += self._each(list(plans), lambda p: self._collect(p, plans[p][0], plans[p][1], now, metrics=False))
+        read = {r.place for r in results if r.source == "cloudwatch" and r.status == "ok"}
+        fulls = [
+            (p.account, p.region, FULL, pp.full_end)
+            for p, (pp, _) in plans.items()
+            if pp.full_end is not None and (p if monitoring is None else Place(monitoring[0], p.region)) in read
+        ]
+        if fulls:
+            with self._db:
+                self.store.advance_cursors(fulls, now)
 
         tallies = self.aws.log.take()
         results += self._background_results(tallies)
@@ -461,7 +474,8 @@ class Collector:
         end = now // 60 * 60
         resources = self._resources(place)
         with self._db:
-            cursors = {t: self.store.cursor(place.account, place.region, t) for t in (FAST, SLOW)}
+            cursors = {t: self.store.cursor(place.account, place.region, t) for t in (FAST, SLOW, FULL)}
+            rereads = self.store.rereads(place.account, place.region)
             triggered = plan.triggers(self.store, resources, end, self.lookback)
         if forced is not None:
             tiers = [t for t in (FAST, SLOW) if t in forced]
@@ -475,12 +489,12 @@ class Collector:
         # The full re-read window once every slow_interval (and always without a short window),
         # a short one on the polls between: late datapoints land within a slow interval, and a
         # fast poll parses and stores a few minutes a series instead of the whole lookback.
-        full = (
-            self.short_lookback >= self.lookback
-            or end - self._full_at.get(place, -plan.MAX_HISTORY) >= self.slow_interval - 30
-        )
+        # When the place last read its full window is a cursor in the store (tier FULL), so an
+        # agent taking the place over keeps the place's rhythm rather than its own.
+        full_at = max(self._full_at.get(place, -plan.MAX_HISTORY), cursors[FULL] or -plan.MAX_HISTORY)
+        full = self.short_lookback >= self.lookback or end - full_at >= self.slow_interval - 30
         if full:
-            self._full_at[place] = end
+            self._full_at[place] = end  # in the store once its window is stored (see poll)
         lookback = self.lookback if full else self.short_lookback
         starts: dict[str, int] = {}
         for tier in tiers:
@@ -501,13 +515,13 @@ class Collector:
                 )
         for q in place_plan.queries:
             start = starts[q.tier]
-            pending = self._reread.get((place, q.key))
+            pending = rereads.get(q.key.key)
             if pending is not None and max(pending, oldest) < start:
                 by_start.setdefault((max(pending, oldest), True), []).append((place, q))
             else:
                 by_start.setdefault((start, False), []).append((place, q))
         chunks = windows(by_start, end)
-        return _PlacePoll(place_plan, tiers, triggered, resources), chunks
+        return _PlacePoll(place_plan, tiers, triggered, resources, end if full else None), chunks
 
     # -- collection ------------------------------------------------------------------------------
 
@@ -676,13 +690,10 @@ class Collector:
         """A series whose answer was not Complete is read again from `start` next poll; one that
         came back Complete from (or before) its pending start is caught up. Chunks are fetched
         oldest first, so a later chunk's failure is noted after an earlier chunk's success."""
+        pending = [(p.account, p.region, q.key.key, start) for p, q in batch if q.key in incomplete]
+        done = [(p.account, p.region, q.key.key, start) for p, q in batch if q.key not in incomplete]
         with self._db:
-            for place, q in batch:
-                key = (place, q.key)
-                if q.key in incomplete:
-                    self._reread[key] = min(self._reread.get(key, start), start)
-                elif key in self._reread and start <= self._reread[key]:
-                    del self._reread[key]
+            self.store.note_rereads(pending, done)
 
     def _write(self, points: list[tuple[SeriesKey, list[tuple[int, float]]]]) -> int:
         with self._db:
@@ -736,6 +747,7 @@ class _PlacePoll:
     tiers: list[str]
     triggered: Triggered
     resources: list[dict[str, Any]]  # read once per poll: a 10,000-function place is a large read
+    full_end: int | None = None  # this poll reads the full re-read window, up to here
 
 
 def _span(start: int, end: int) -> str:

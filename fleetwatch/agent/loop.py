@@ -458,7 +458,7 @@ class Agent:
         return Counter(detector for _, detector in rows)
 
     def _save(self, cycle: Cycle, update: bool = False) -> None:
-        row = cycle.row()
+        row = {**cycle.row(), "agent_id": self.cluster.agent_id if self.cluster is not None else ""}
         try:
             with self.store.transaction() as db:
                 if update:

@@ -642,6 +642,38 @@ class Store:
         ).fetchone()
         return int(row[0]) if row else None
 
+    def rereads(self, account: str, region: str) -> dict[str, int]:
+        """A place's series still to be read again (SeriesKey.key -> from when): see note_rereads."""
+        return {
+            str(k): int(since)
+            for k, since in self.db.execute(
+                "SELECT series_key, since FROM reread_pending WHERE account = ? AND region = ?", [account, region]
+            )
+        }
+
+    def note_rereads(
+        self, pending: Sequence[tuple[str, str, str, int]], done: Sequence[tuple[str, str, str, int]]
+    ) -> None:
+        """Series whose answer was not Complete, (account, region, SeriesKey.key, start): read
+        again from the earliest such start; and series answered Complete from `start`, whose
+        pending re-read starting at or after it is settled. Kept in the store so that whichever
+        agent polls the place next reads them (fleetwatch.cluster)."""
+        if not pending and not done:
+            return
+        with self.transaction() as db:
+            if pending:
+                db.conn.executemany(
+                    "INSERT INTO reread_pending (account, region, series_key, since) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(account, region, series_key) DO UPDATE SET "
+                    f"since = {self.dialect.least}(reread_pending.since, excluded.since)",
+                    list(pending),
+                )
+            if done:
+                db.conn.executemany(
+                    "DELETE FROM reread_pending WHERE account = ? AND region = ? AND series_key = ? AND since >= ?",
+                    list(done),
+                )
+
     def advance_cursors(self, cursors: Sequence[tuple[str, str, str, int]], at: int) -> None:
         """Move (account, region, tier) cursors forward to `covered_until` (never back). Call it
         only after the samples it covers are committed: after a crash a cursor may lag (and the

@@ -432,6 +432,23 @@ def _poll_hours(db: sqlite_utils.Database) -> None:
     db.table("poll_log").create_index(["finished_at"])
 
 
+def _reread_pending(db: sqlite_utils.Database) -> None:
+    # The collector's series still to be read again (a GetMetricData answer that was not
+    # Complete: InternalError, PartialData), from `since`, until an answer is. In the store rather
+    # than in one process, so that when a place changes hands (fleetwatch.cluster: an agent
+    # killed, one joining) its next owner reads them again too, and leaves no gap.
+    # Plain SQL types, so any backend takes it.
+    db.execute(
+        "CREATE TABLE reread_pending (account TEXT NOT NULL, region TEXT NOT NULL, series_key TEXT NOT NULL, "
+        "since BIGINT NOT NULL, PRIMARY KEY (account, region, series_key))"
+    )
+
+
+def _cycle_agent(db: sqlite_utils.Database) -> None:
+    # Which agent ran each cycle (fleetwatch.cluster's agent id; empty on a SQLite store's one agent).
+    db.table("agent_cycles").add_column("agent_id", str, not_null_default="")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_resources_series_samples_poll_log", _initial),
     Migration("0002_findings_incidents_notifications_silences", _alerting),
@@ -446,5 +463,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0011_anomaly_state", _anomaly_state),
     Migration("0012_live_resources_index", _live_resources),
     Migration("0013_poll_hours_and_last_poll_index", _poll_hours),
+    Migration("0014_reread_pending", _reread_pending),
+    Migration("0015_agent_cycle_agent", _cycle_agent),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
