@@ -141,6 +141,12 @@ def _parser() -> argparse.ArgumentParser:
         help="follow the emulated fleet's frozen clock at aws.endpoint_url, moving it forward instead of "
         "waiting (the demo; never with real AWS)",
     )
+    run.add_argument(
+        "--follow-clock",
+        action="store_true",
+        help="follow the emulated fleet's frozen clock without moving it: wait for whatever moves it (several "
+        "agents on one emulated fleet, moved a minute at a time by a test; never with real AWS)",
+    )
 
     serve = sub.add_parser("serve", help="serve the dashboard and JSON API on web.host:web.port")
     _config(serve)
@@ -285,6 +291,7 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str]) -> int:
                 polls=args.polls,
                 dashboard=not args.no_dashboard,
                 emulated_clock=args.emulated_clock,
+                follow_clock=args.follow_clock,
                 port=args.port,
             )
         if args.command == "serve":

@@ -75,6 +75,48 @@ class EmulatedClock(FakeClock):
             return now
 
 
+class FollowedClock(EmulatedClock):
+    """The emulated fleet's frozen clock when something else moves it (`run --follow-clock`):
+    several agents on one emulated fleet, which a test or a script moves a minute at a time once
+    every agent's cycle is done. Waiting until a time waits, on the wall clock, for the emulated
+    fleet to reach it; a pause inside a cycle (a retry's backoff, discovery's pacing) moves only
+    this agent's own reading on. Never for real AWS."""
+
+    POLL_SECONDS = 0.02  # how often the emulated fleet's clock is read while waiting
+
+    def __init__(self, endpoint: str, stopping: Any = lambda: False) -> None:
+        super().__init__(endpoint)
+        self.stopping = stopping
+
+    def set(self, epoch_seconds: float) -> float:
+        while self._info() < epoch_seconds and not self.stopping():
+            time.sleep(self.POLL_SECONDS)
+        # In step with the emulated fleet again: what pauses moved this agent's reading on
+        # inside the last cycle is given back, so the agents' clocks agree at each cycle's start.
+        with self._lock:
+            self._now = float(epoch_seconds)
+            return self._now
+
+    def advance(self, seconds: float) -> float:
+        return FakeClock.advance(self, seconds)
+
+
+def following_waiter(clock: FollowedClock, stop: threading.Event) -> Any:
+    """The agent's waiter on a followed clock: every wait for a cycle's time waits for the
+    emulated fleet to reach it and takes its time again, even when pauses inside the last cycle
+    moved this agent's reading past it (otherwise the agent would run ahead of the others)."""
+    from fleetwatch.agent.loop import FakeWaiter
+
+    class FollowingWaiter(FakeWaiter):
+        def wait_until(self, due: float) -> bool:
+            if self.stop.is_set():
+                return False
+            clock.set(due)
+            return not self.stop.is_set()
+
+    return FollowingWaiter(clock, stop)
+
+
 def config_warnings(cfg: Any) -> list[str]:
     """What is allowed but probably a mistake: secrets in the file, nobody notified. `config check`
     prints them; `run` logs them at start."""
@@ -92,10 +134,12 @@ def run_command(
     dashboard: bool = True,
     emulated_clock: bool = False,
     port: int | None = None,
+    follow_clock: bool = False,
 ) -> int:
+    """`follow_clock`: wait for the emulated fleet's clock to be moved rather than move it."""
     handler = setup(cfg["log.format"], cfg["log.level"])
     try:
-        return _run(cfg, environ, polls, dashboard, emulated_clock, port)
+        return _run(cfg, environ, polls, dashboard, emulated_clock or follow_clock, port, followed=follow_clock)
     finally:
         teardown(handler)
 
@@ -107,6 +151,7 @@ def _run(
     dashboard: bool,
     emulated_clock: bool,
     port: int | None = None,
+    followed: bool = False,
 ) -> int:
     from collector.aws import Aws, credentials_problem
     from fleetwatch.agent.loop import Agent
@@ -151,7 +196,9 @@ def _run(
                     log.error("--emulated-clock follows the emulated fleet at aws.endpoint_url, which is not set")
                     return 2
                 try:
-                    clock = EmulatedClock(cfg["aws.endpoint_url"])
+                    clock = (
+                        FollowedClock(cfg["aws.endpoint_url"]) if followed else EmulatedClock(cfg["aws.endpoint_url"])
+                    )
                 except (OSError, ValueError) as exc:
                     log.error(
                         "--emulated-clock: cannot follow the emulated fleet at %s: %s", cfg["aws.endpoint_url"], exc
@@ -160,15 +207,20 @@ def _run(
                 follow_clock(clock.now)
             else:
                 clock = SystemClock()
+            stop = threading.Event()
             agent = Agent(
                 cfg,
                 store,
                 Aws.from_config(cfg, tracer=telemetry.tracer),
                 clock,
+                stop=stop,
+                waiter=following_waiter(clock, stop) if isinstance(clock, FollowedClock) else None,
                 telemetry=telemetry,
                 polls=polls,
                 must_read_at_start=True,
             )
+            if isinstance(clock, FollowedClock):
+                clock.stopping = agent.stopping
             try:
                 services = _start_services(cfg, store, clock, telemetry, dashboard, port)
             except (OSError, RuntimeError) as exc:
