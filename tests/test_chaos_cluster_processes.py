@@ -9,14 +9,15 @@ run with `--follow-clock`, so each waits for the minute and runs its cycle, and 
 on once every live agent has recorded its cycle for that minute (agent_cycles.agent_id). A kill
 lands a random fraction of a second into a minute's cycles (whatever the victim is doing then).
 
-Asserted: no place is polled by two agents in one minute (no double fetch: the poll log's
-GetMetricData calls by agent); a killed agent's places go unpolled only until its lease expires, then another agent
-takes them over; every CloudWatch series has one sample for every minute from its first to the
-end (no gap: samples counted per series per minute); every notification the store says was sent
-reached the Slack stand-in exactly once, nothing is left half-sent, and the storm's incident
-paged when it opened and when it resolved.
+Asserted: no place is fetched by two agents in one minute (no double fetch: the poll log's
+GetMetricData calls by agent); a killed agent's places go unpolled only until its lease expires
+(longer only when the next holder is killed too), then another agent takes them over; every
+CloudWatch series has one sample for every minute from its first to 15 minutes before the end
+(no gap: samples counted per series per minute); every notification the store holds was sent,
+and reached the Slack stand-in exactly once; the storm's incident paged when it opened and when
+it resolved.
 
-`make test`: 4 accounts (8 places), 2 kills. `make chaos` (CHAOS_FULL=1): 12 accounts (24
+`make test`: 2 accounts (4 places), 2 kills. `make chaos` (CHAOS_FULL=1): 12 accounts (24
 places), 20 kills, one every other minute."""
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ from tests.estate_kit import REGIONS, account_ids, role_arns
 
 INTERVAL = 60
 LEASE = 3 * INTERVAL  # fleetwatch.cluster.Cluster: lease and heartbeat TTL of 3 poll intervals
+# The last minutes of a run are not checked for gaps: CloudWatch publishes some datapoints minutes
+# late (the emulator up to 3 min, simulator/cloudwatch.py), and the full re-read window
+# (poll.lookback, 15 min) picks them up.
+SETTLED = 15 * 60
 CYCLE_TIMEOUT = 120.0  # wall seconds to wait for a minute's cycles before failing with the agents' logs
 
 
@@ -134,12 +139,15 @@ class Fleetwatch:
 
 @pytest.mark.slow
 def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server: Any, tmp_path: Path) -> None:
-    accounts, kills, every = chaos_kit.size((2, 2, 4), (12, 20, 2))
+    accounts, kills, every = chaos_kit.size((2, 2, 2), (12, 20, 2))
     rng = random.Random(2020)
     places = {(a, r) for a in account_ids(accounts) for r in REGIONS}
     storm_start, storm_end = ANCHOR - 14 * 60, ANCHOR - 8 * 60
     t0 = storm_start - 3 * 60
-    ticks = max((storm_end + 12 * 60 - t0) // INTERVAL, 2 + kills * every + LEASE // INTERVAL + 2)
+    # Until the storm has resolved, and long enough after the last kill and its takeover that
+    # those minutes are SETTLED (late datapoints re-read) and checked for gaps.
+    last_kill = 2 + (kills - 1) * every
+    ticks = max((storm_end + 12 * 60 - t0) // INTERVAL, last_kill + (LEASE + SETTLED) // INTERVAL + 2)
     emu = Estate(tmp_path, accounts, t0)
     url = pg_server.new_database()
     open_store(url).close()  # migrated once, before the agents race to
@@ -194,7 +202,7 @@ def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server:
                 fw.db.execute(
                     "SELECT s.key, m.ts FROM samples m JOIN series s ON s.id = m.series_id "
                     "WHERE s.namespace LIKE 'AWS/%%' AND s.period = 60 AND m.ts <= %s",
-                    [end - 15 * 60],
+                    [end - SETTLED],
                 )
             )
             statuses = dict(fw.db.execute("SELECT status, COUNT(*) FROM notifications GROUP BY status").fetchall())
@@ -222,23 +230,35 @@ def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server:
         f"{[p for p in polls if (int(p[0]) // 60 * 60, p[1], p[2]) in twice]}"
     )
 
-    # Takeover after the lease: a place goes unpolled for at most the lease (plus the minute of
-    # the kill) after its agent dies, and every place is polled in the last minute.
+    # Takeover after the lease: a place goes unpolled for at most the lease plus the minute of the
+    # kill, for each agent killed meanwhile (the agent about to take it over may be the next one
+    # killed: then its own heartbeat has to expire first); without a kill, for at most the minute
+    # a joining agent waits for the place's holder to let it go. Every place is polled in the
+    # last minute.
+    kill_minutes = [t0 + n * INTERVAL for n, _, _ in killed]
+    gaps: list[int] = []
     for account, region in sorted(places):
         minutes = sorted(t for (t, a, r) in by_minute if (a, r) == (account, region))
         assert minutes and minutes[0] == t0 and minutes[-1] == end, (account, region, minutes[:3], minutes[-3:])
-        gaps = [(b - a) // INTERVAL - 1 for a, b in zip(minutes, minutes[1:], strict=False)]
-        assert max(gaps, default=0) <= LEASE // INTERVAL + 1, (account, region, gaps)
-    victims = {pid for _, pid, _ in killed}
-    taken_over = sum(
-        1
-        for (t, a, r), who in by_minute.items()
-        if who - victims
-        and any(
-            (t2, a, r) in by_minute and by_minute[(t2, a, r)] & victims for t2 in range(t - 4 * INTERVAL, t, INTERVAL)
-        )
-    )
-    assert len(killed) == kills and taken_over, killed
+        for before, after in zip(minutes, minutes[1:], strict=False):
+            gap = (after - before) // INTERVAL - 1
+            during = sum(1 for k in kill_minutes if before <= k <= after)  # (killed after its fetch, too)
+            assert gap <= max(1, (LEASE // INTERVAL + 1) * during), (account, region, before, after, during)
+            gaps.append(gap)
+    # Each victim's places (fetched by it the minute before its kill) are fetched by another
+    # agent by the time its lease has expired at the latest.
+    takeovers: list[int] = []
+    for n, victim, _ in killed:
+        at = t0 + n * INTERVAL
+        held = {(a, r) for (t, a, r), who in by_minute.items() if t == at - INTERVAL and victim in who}
+        for a, r in sorted(held):
+            after = sorted(
+                t for (t, a2, r2), who in by_minute.items() if (a2, r2) == (a, r) and t >= at and who - {victim}
+            )
+            meanwhile = sum(1 for k in kill_minutes if at < k <= after[0]) if after else 0
+            assert after and after[0] <= at + (LEASE + INTERVAL) * (1 + meanwhile), (victim, a, r, at, after[:3])
+            takeovers.append((after[0] - at) // INTERVAL)
+    assert len(killed) == kills and takeovers, killed
 
     # No gap, nothing twice: each series has exactly one sample a minute, first to last.
     per_minute: dict[str, Counter[int]] = defaultdict(Counter)
@@ -247,7 +267,7 @@ def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server:
     assert len(per_minute) >= 4 * len(places), len(per_minute)
     holes = {}
     for key, counts in per_minute.items():
-        want = range(min(counts), end - 15 * 60 + 1, 60)
+        want = range(min(counts), end - SETTLED + 1, 60)
         if any(counts[m] != 1 for m in want):
             holes[key] = [m for m in want if counts[m] != 1][:5]
     assert not holes, f"{len(holes)} series with a missing or doubled minute: {dict(list(holes.items())[:5])}"
@@ -282,4 +302,7 @@ def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server:
         leaders_killed=sum(1 for *_, lead in killed if lead),
         series_checked=len(per_minute),
         place_minutes_polled=len(by_minute),
+        places_taken_over=len(takeovers),
+        takeover_minutes_max=max(takeovers),
+        unpolled_minutes_max=max(gaps, default=0),
     )
