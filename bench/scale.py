@@ -28,6 +28,7 @@ CPU seconds linearly over the two largest sizes and divides the worst at 50,000 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import math
 import resource
@@ -122,8 +123,8 @@ def run(
             "FLEETWATCH_STORE_PATH": str(path),
             "FLEETWATCH_AWS_ENDPOINT_URL": endpoint,
             "FLEETWATCH_AWS_REGIONS": "us-east-1",
-            "FLEETWATCH_AWS_READ_TIMEOUT": "300",
-            "FLEETWATCH_POLL_BACKFILL": "900",
+            "FLEETWATCH_AWS_READ_TIMEOUT": "300s",
+            "FLEETWATCH_POLL_BACKFILL": "900s",
             "FLEETWATCH_LOG_LEVEL": "warning",
         },
     )
@@ -163,8 +164,13 @@ def run(
             reports: list[Any] = []
             poll = collector.poll
             collector.poll = _recording(poll, reports)  # type: ignore[method-assign]
+            profiler = cProfile.Profile() if args.profile and i > 0 else None
             with Timed(emulator_pid) as t:
+                if profiler is not None:
+                    profiler.enable()
                 cycle = agent.cycle(due)
+                if profiler is not None:
+                    profiler.disable()
             collector.poll = poll  # type: ignore[method-assign]
             report = reports[0]
             tiers = sorted({tier for ts in report.tiers.values() for tier in ts})
@@ -184,6 +190,9 @@ def run(
                 f"stages {row['stages']}",
                 flush=True,
             )
+            if profiler is not None:
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
+                profiler.dump_stats(Path(args.profile) / f"cycle-{functions}-{i + 1}-{kind}.prof")
             due += 60
 
         # An hourly discovery: incremental, most of the fleet unchanged.
@@ -248,6 +257,9 @@ def main() -> None:
     parser.add_argument("--tables", type=int, default=50)
     parser.add_argument("--databases", type=int, default=5)
     parser.add_argument("--cycles", type=int, default=10, help="agent cycles per size (every fifth has the slow tier)")
+    parser.add_argument(
+        "--profile", help="write a cProfile of each cycle after the first to this folder (the main thread's calls)"
+    )
     parser.add_argument("--save", help="also write each size's figures to this file (JSON lines)")
     parser.add_argument(
         "--load", nargs="*", default=[], help="report on figures saved by earlier runs instead of measuring"
