@@ -35,7 +35,25 @@ from fleetwatch.store import SeriesKey, Store, open_store
 
 Progress = Callable[[int, int, str], None]  # (done, total, what) for long backfills
 FAILURES = (ClientError, BotoCoreError, AssumeRoleError, probes.ProbeError, *discovery.UNREADABLE)
-PLACE_THREADS = 4
+# Places polled at once: as many as there are, up to PLACE_THREADS (the pool is sized to the
+# fleet at each poll; a single place polls on the caller's thread). CloudWatch's GetMetricData
+# quota is 50 transactions per second per account and Region (CloudWatch service quotas,
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_limits.html), and a
+# place IS one account and Region: one worker holds a place for the whole poll, so a place never
+# has more than METRIC_THREADS calls in flight however large the pool (a monitoring account's hub
+# per Region likewise; with several agents, each place is leased to one). The pool therefore
+# spends no place's quota faster; it is bounded for this process instead: each worker holds its
+# place's boto3 clients and up to METRIC_THREADS connections, and the parsing and the store's
+# writes share one interpreter lock and one SQLite connection, so past ~16 workers a poll of
+# many small places gains nothing (100 accounts x 10 Regions: 1,000 places, 63 a worker).
+PLACE_THREADS = 16
+
+
+def place_threads(places: int) -> int:
+    """Workers for a poll of `places` places: one each, up to PLACE_THREADS."""
+    return max(1, min(PLACE_THREADS, places))
+
+
 # Namespaces whose datapoints can land later than poll.lookback re-reads: an SQS queue that wakes
 # after six inactive hours publishes its first metrics up to 15 minutes late (SQS Developer Guide,
 # "Monitoring Amazon SQS queues using CloudWatch"; SIGNALS.md §4). Their series are re-read over
@@ -308,7 +326,7 @@ class Collector:
             finally:
                 otel_context.detach(token)
 
-        with ThreadPoolExecutor(max_workers=min(PLACE_THREADS, len(places))) as pool:
+        with ThreadPoolExecutor(max_workers=place_threads(len(places))) as pool:
             return [r for rs in pool.map(traced, places) for r in rs]
 
     def _resources(self, place: Place) -> list[dict[str, Any]]:

@@ -370,3 +370,60 @@ def test_a_few_messages_moving_up_and_down_is_not_a_rising_backlog() -> None:
     }  # an ageing message
     assert queues_to_probe(queues, facts, recent) == [("sqs/b", "url-b"), ("sqs/c", "url-c")]
 
+
+# -- the place pool sized to the fleet, each place within its GetMetricData quota ------------------------
+
+
+def test_the_place_pool_grows_with_the_places_up_to_its_bound() -> None:
+    from collector import poll
+
+    assert [poll.place_threads(n) for n in (0, 1, 3, 16, 1000)] == [1, 1, 3, 16, poll.PLACE_THREADS]
+    assert poll.PLACE_THREADS == 16
+
+
+def test_every_place_is_polled_at_once_and_none_has_more_than_metric_threads_calls_in_flight(
+    fleet: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """CloudWatch's GetMetricData quota is per account and Region (50 TPS, CloudWatch service
+    quotas, https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_limits.html):
+    a larger pool polls more places at once, never one place faster."""
+    import threading
+
+    from collector import plan, poll
+    from tests.conftest import make_collector
+
+    monkeypatch.setattr(plan, "MAX_QUERIES", 10)  # many batches a place on the small session fleet
+    lock = threading.Lock()
+    in_flight: dict[Any, int] = {}
+    most: dict[Any, int] = {}
+    places_at_once = {"now": set(), "most": 0}  # type: dict[str, Any]
+
+    with open_store(tmp_path / "fw.db") as store:
+        collector = make_collector(fleet, store, backfill=900)  # two accounts x two Regions
+        collector.discover()
+        places = collector.aws.places()
+        assert len(places) == 4 and poll.place_threads(len(places)) == 4
+
+        for place in places:
+
+            def before(place: Any = place, **_: Any) -> None:
+                with lock:
+                    in_flight[place] = in_flight.get(place, 0) + 1
+                    most[place] = max(most.get(place, 0), in_flight[place])
+                    places_at_once["now"].add(place)
+                    places_at_once["most"] = max(places_at_once["most"], len(places_at_once["now"]))
+
+            def after(place: Any = place, **_: Any) -> None:
+                with lock:
+                    in_flight[place] -= 1
+                    if not in_flight[place]:
+                        places_at_once["now"].discard(place)
+
+            cw = collector.aws.client(place, "cloudwatch")
+            cw.meta.events.register("before-send.cloudwatch.GetMetricData", before)
+            cw.meta.events.register("after-call.cloudwatch.GetMetricData", after)
+        report = collector.poll(tiers=("fast", "slow"))
+    assert not report.errors, report.summary()
+    assert set(most) == set(places)
+    assert max(most.values()) <= poll.METRIC_THREADS, most
+    assert places_at_once["most"] >= 2, places_at_once  # places are polled concurrently
