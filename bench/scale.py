@@ -15,19 +15,27 @@ to the re-read window) on the emulator's clock, as `fleetwatch run --emulated-cl
 - a cold discovery, and an hourly (incremental) one after the cycles. Discovery's pacer runs on a
   fake clock of its own: its waits are counted ("paced seconds", how long it takes against AWS),
   not slept, and every call it lets go is recorded for the quota figures;
-- --cycles cycles of poll, detect and alert, the emulated clock moving a minute each; every fifth
-  is a slow-tier cycle.
+- --cycles cycles of poll, detect and alert, the emulated clock moving a minute each; the first
+  reads the whole slow tier, each later one the fifth of it whose turn it is ("slow" cycles,
+  with the whole tier, are what an agent without the spread ran every fifth minute).
 
 The agent's CPU is this process's CPU time (all threads; time.process_time), the primary figure on
 a machine shared with other work; wall seconds include the emulator's answers. The emulator's own
-CPU is read from /proc so that the two can be told apart. The projection fits each cycle kind's
-CPU seconds linearly over the two largest sizes and divides the worst at 50,000 functions by the
-60 s a cycle may take (one core per agent). Its last line is JSON.
+CPU is read from /proc so that the two can be told apart. Every fifth cycle used to carry the
+whole slow tier; the agent now spreads it over the cycles of its interval, so each size also
+reports the cycles' spread (the worst steady cycle's CPU over the median's).
+
+The projection (see project()) splits each size's worst steady cycle into its poll, which several
+agents share, and the rest (detection, alerts, retention), which the alerting leader does for the
+whole fleet; fits each as c * functions**b over all the sizes measured; and finds the fewest agents
+whose poll of 50,000 / a functions plus the leader's part stays within 45 s of CPU (the 75 % of
+the 60 s interval where an agent warns that it is falling behind). Its last line is JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import math
 import resource
@@ -47,13 +55,16 @@ from bench.fleetbench import CREDS, process_cpu_seconds, quota_use, start_fleet 
 from collector.aws import Aws  # noqa: E402
 from collector.pacing import Pacer  # noqa: E402
 from collector.probes import ALIAS_FRACTION  # noqa: E402
-from fleetwatch.agent.loop import Agent  # noqa: E402
+from fleetwatch.agent.loop import BEHIND_SHARE, Agent  # noqa: E402
 from fleetwatch.cli.run import EmulatedClock  # noqa: E402
 from fleetwatch.clock import FakeClock  # noqa: E402
 from fleetwatch.config import load_config  # noqa: E402
 from fleetwatch.store import open_store  # noqa: E402
 
 CYCLE_CPU_BUDGET = 60.0  # agent CPU seconds one cycle may take (its interval, on one core)
+# What an agent is sized to: the share of the interval at which it warns that it is falling
+# behind (fleetwatch.agent.loop.BEHIND_SHARE), not all of it.
+AGENT_CPU_TARGET = CYCLE_CPU_BUDGET * BEHIND_SHARE
 TARGET_FUNCTIONS, TARGET_QUEUES = 50_000, 20_000
 
 
@@ -122,8 +133,8 @@ def run(
             "FLEETWATCH_STORE_PATH": str(path),
             "FLEETWATCH_AWS_ENDPOINT_URL": endpoint,
             "FLEETWATCH_AWS_REGIONS": "us-east-1",
-            "FLEETWATCH_AWS_READ_TIMEOUT": "300",
-            "FLEETWATCH_POLL_BACKFILL": "900",
+            "FLEETWATCH_AWS_READ_TIMEOUT": "300s",
+            "FLEETWATCH_POLL_BACKFILL": "900s",
             "FLEETWATCH_LOG_LEVEL": "warning",
         },
     )
@@ -163,8 +174,13 @@ def run(
             reports: list[Any] = []
             poll = collector.poll
             collector.poll = _recording(poll, reports)  # type: ignore[method-assign]
+            profiler = cProfile.Profile() if args.profile and i > 0 else None
             with Timed(emulator_pid) as t:
+                if profiler is not None:
+                    profiler.enable()
                 cycle = agent.cycle(due)
+                if profiler is not None:
+                    profiler.disable()
             collector.poll = poll  # type: ignore[method-assign]
             report = reports[0]
             tiers = sorted({tier for ts in report.tiers.values() for tier in ts})
@@ -184,6 +200,9 @@ def run(
                 f"stages {row['stages']}",
                 flush=True,
             )
+            if profiler is not None:
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
+                profiler.dump_stats(Path(args.profile) / f"cycle-{functions}-{i + 1}-{kind}.prof")
             due += 60
 
         # An hourly discovery: incremental, most of the fleet unchanged.
@@ -220,24 +239,76 @@ def run(
                 "wall_seconds": round(statistics.median(walls), 2),
             }
     out["max_cycle_agent_cpu_seconds"] = max(c["agent_cpu_seconds"] for c in cycles)
+    out["cycle_spread"] = spread(cycles)
     return out
 
 
-def project(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each cycle kind's agent CPU, linear in the fleet's size over the two largest sizes measured,
-    at 50,000 functions (and 20,000 queues: the same 40 %), against the 60 s a cycle may take."""
-    pts = sorted(results, key=lambda r: r["functions"])[-2:]
-    worst = 0.0
-    for key in ("max_cycle_agent_cpu_seconds",):
-        if len(pts) == 1:
-            at = pts[0][key] * TARGET_FUNCTIONS / pts[0]["functions"]
-        else:
-            (x0, y0), (x1, y1) = [(p["functions"], p[key]) for p in pts]
-            at = y1 + (y1 - y0) / (x1 - x0) * (TARGET_FUNCTIONS - x1)
-        worst = max(worst, at)
+def spread(cycles: list[dict[str, Any]]) -> dict[str, float] | None:
+    """How evenly the work falls on the cycles: the worst steady cycle (every one after the
+    first) against the median one, in agent CPU."""
+    steady = [c["agent_cpu_seconds"] for c in cycles if c["kind"] != "first"]
+    if not steady:
+        return None
     return {
-        "cycle_agent_cpu_seconds_at_50k": round(worst, 1),
-        "agents_for_50k": max(1, math.ceil(worst / CYCLE_CPU_BUDGET)),
+        "max_agent_cpu_seconds": max(steady),
+        "median_agent_cpu_seconds": round(statistics.median(steady), 2),
+        "max_over_median": round(max(steady) / max(statistics.median(steady), 1e-9), 2),
+    }
+
+
+def power_fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """y = c * x**b by least squares in log-log space over (x, y) points (b = 1 through the one
+    point when there is only one, or when a figure is zero)."""
+    pts = [(x, y) for x, y in points if x > 0 and y > 0]
+    if len(pts) < 2 or len({x for x, _ in pts}) < 2:
+        x, y = pts[-1] if pts else (1.0, 0.0)
+        return y / x, 1.0
+    lx, ly = [math.log(x) for x, _ in pts], [math.log(y) for _, y in pts]
+    mx, my = statistics.fmean(lx), statistics.fmean(ly)
+    b = sum((a - mx) * (c - my) for a, c in zip(lx, ly, strict=True)) / sum((a - mx) ** 2 for a in lx)
+    return math.exp(my - b * mx), b
+
+
+def worst_cycle_split(r: dict[str, Any]) -> tuple[float, float]:
+    """The worst steady cycle's agent CPU (every cycle after the first) split into what several
+    agents share (the poll: each agent polls only the places it holds) and what they do not
+    (detection, alerts, delivery, digest and retention: the alerting leader's, over the whole
+    fleet, in issue 20's stage 1)."""
+    steady = [c for c in r["cycles"] if c["kind"] != "first"] or r["cycles"]
+    worst = max(steady, key=lambda c: c["agent_cpu_seconds"])
+    poll = float(worst.get("stages", {}).get("poll", {}).get("cpu_seconds", worst["agent_cpu_seconds"]))
+    poll = min(poll, worst["agent_cpu_seconds"])
+    return poll, worst["agent_cpu_seconds"] - poll
+
+
+def project(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Agents for 50,000 functions and 20,000 queues (the same 40 %), from the figures measured.
+
+    Each size's worst steady cycle (agent CPU, all threads) is split into its poll, which several
+    agents share (each polls the places it holds), and the rest, which the alerting leader does
+    over the whole fleet. Each part is fitted as c * functions**b over every size measured (b is
+    printed: 1 is linear), and the projection is the fewest agents a such that
+    poll(50,000 / a) + rest(50,000) stays within AGENT_CPU_TARGET: the share of the 60 s interval
+    at which the agent warns that it is falling behind. None when the leader's part alone is over
+    it: more agents would not help."""
+    rows = sorted(results, key=lambda r: r["functions"])
+    split = [(r["functions"], *worst_cycle_split(r)) for r in rows]
+    pc, pb = power_fit([(n, p) for n, p, _ in split])
+    lc, lb = power_fit([(n, rest) for n, _, rest in split])
+    leader = lc * TARGET_FUNCTIONS**lb
+    agents = None
+    for a in range(1, 101):
+        if pc * (TARGET_FUNCTIONS / a) ** pb + leader <= AGENT_CPU_TARGET:
+            agents = a
+            break
+    one = pc * TARGET_FUNCTIONS**pb + leader
+    return {
+        "cycle_agent_cpu_seconds_at_50k": round(one, 1),
+        "poll_cpu_fit": {"c": pc, "exponent": round(pb, 2)},
+        "leader_cpu_fit": {"c": lc, "exponent": round(lb, 2)},
+        "leader_cpu_seconds_at_50k": round(leader, 1),
+        "agent_cpu_target_seconds": AGENT_CPU_TARGET,
+        "agents_for_50k": agents,
     }
 
 
@@ -247,7 +318,12 @@ def main() -> None:
     parser.add_argument("--queue-share", type=float, default=0.4, help="queues per function")
     parser.add_argument("--tables", type=int, default=50)
     parser.add_argument("--databases", type=int, default=5)
-    parser.add_argument("--cycles", type=int, default=10, help="agent cycles per size (every fifth has the slow tier)")
+    parser.add_argument(
+        "--cycles", type=int, default=10, help="agent cycles per size (the first reads the whole slow tier)"
+    )
+    parser.add_argument(
+        "--profile", help="write a cProfile of each cycle after the first to this folder (the main thread's calls)"
+    )
     parser.add_argument("--save", help="also write each size's figures to this file (JSON lines)")
     parser.add_argument(
         "--load", nargs="*", default=[], help="report on figures saved by earlier runs instead of measuring"
@@ -275,10 +351,28 @@ def main() -> None:
             f"(peak {r['agent_peak_rss_mib']} MiB), discovery at most {share:.0%} of any quota",
             flush=True,
         )
+    for r in results:
+        poll, rest = worst_cycle_split(r)
+        print(
+            f"{r['functions']:,} functions: worst steady cycle {poll + rest:.1f} s agent CPU (poll {poll:.1f} s, "
+            f"detection/alerts/retention {rest:.1f} s); cycles' spread {spread(r['cycles'])}",
+            flush=True,
+        )
     projection = project(results)
+    agents = projection["agents_for_50k"]
     print(
-        f"projected: {projection['cycle_agent_cpu_seconds_at_50k']} agent CPU seconds for the worst cycle at "
-        f"{TARGET_FUNCTIONS:,} functions and {TARGET_QUEUES:,} queues -> {projection['agents_for_50k']} agent(s)",
+        f"projected from {len(results)} size(s): poll CPU ~ functions^{projection['poll_cpu_fit']['exponent']}, "
+        f"the rest ~ functions^{projection['leader_cpu_fit']['exponent']} (least squares in log-log; 1 is linear). "
+        f"At {TARGET_FUNCTIONS:,} functions and {TARGET_QUEUES:,} queues one agent's worst cycle would take "
+        f"{projection['cycle_agent_cpu_seconds_at_50k']} s CPU, of which {projection['leader_cpu_seconds_at_50k']} s "
+        f"is the alerting leader's (detection, alerts, retention: not shared). Agents are sized to "
+        f"{AGENT_CPU_TARGET:.0f} s ({BEHIND_SHARE:.0%} of the {CYCLE_CPU_BUDGET:.0f} s interval, where an agent warns "
+        f"that it is falling behind): the fewest a with poll(50,000/a) + leader(50,000) <= {AGENT_CPU_TARGET:.0f} s -> "
+        + (
+            f"{agents} agent(s)"
+            if agents
+            else "none suffices: the leader's part alone is over it (make detection incremental first)"
+        ),
         flush=True,
     )
     print(

@@ -32,11 +32,12 @@ class Chunk:
 
     @property
     def advances(self) -> list[tuple[Place, str]]:
-        """The (place, tier) cursors this window moves once stored (detail has no cursor; a
+        """The (place, cursor) rows (a tier's, or a slow-tier slice's) this window moves once
+        stored (detail has no cursor; a
         re-read covers a few series only and never moves their tier's cursor)."""
         if self.reread:
             return []
-        return sorted({(p, q.tier) for p, q in self.items if q.tier != DETAIL}, key=lambda pt: (str(pt[0]), pt[1]))
+        return sorted({(p, q.cursor) for p, q in self.items if q.tier != DETAIL}, key=lambda pt: (str(pt[0]), pt[1]))
 
 
 def windows(by_start: dict[tuple[int, bool], list[tuple[Place, plan.Query]]], end: int) -> list[Chunk]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,12 @@ GSI_THROTTLES = ("ReadThrottleEvents", "WriteThrottleEvents")  # read per global
 class Query:
     key: SeriesKey
     tier: str
+    slice: str = ""  # a slow-tier query's slice (slice_cursor): the cursor it moves; "": its tier's
+
+    @property
+    def cursor(self) -> str:
+        """The (account, region, cursor) row this query's window moves once stored."""
+        return self.slice or self.tier
 
     def request(self, qid: str, account: str = "") -> dict[str, Any]:
         """One MetricDataQuery; `account` sets AccountId, the source account a monitoring
@@ -118,19 +125,60 @@ def resource_queries(resource: dict[str, Any], tiers: Iterable[str]) -> list[Que
     return out
 
 
+# -- the slow tier, spread over its interval ------------------------------------------------------
+#
+# With `slices` > 1 (poll.slow_interval / poll.fast_interval: 5 by default), a resource's slow-tier
+# series are read in one slice of the slow tier, chosen by a stable hash of its id, and each fast
+# poll reads the slice whose turn it is (collector.poll.Collector._slices_due): every slow series
+# is still read once per slow interval, but no poll carries the whole slow tier. One resource's
+# series stay together (a function's Invocations and Errors are read in the same poll). Each
+# slice has its own cursor, so a slice whose turn was missed (an overrun) is read at the next poll.
+
+
+def slow_slice(resource_id: str, slices: int) -> int:
+    """The slice of the slow tier a resource is read in: CRC-32 of its id, the same in every
+    process and on every agent (Python's hash() is salted per process)."""
+    return zlib.crc32(resource_id.encode()) % slices if slices > 1 else 0
+
+
+def slice_cursor(index: int, slices: int) -> str:
+    """The cursor row of one slice of the slow tier: 'slow' itself when the tier is not spread."""
+    return SLOW if slices <= 1 else f"{SLOW}/{index}"
+
+
 def build(
-    place: Place, resources: list[dict[str, Any]], tiers: Iterable[str], triggered: Triggered | None = None
+    place: Place,
+    resources: list[dict[str, Any]],
+    tiers: Iterable[str],
+    triggered: Triggered | None = None,
+    slices: int = 1,
+    due: set[int] | None = None,
 ) -> PlacePlan:
+    """The place's queries for `tiers`. With the slow tier spread over `slices`, only the
+    resources whose slice is in `due` (None: all) have their slow-tier series and live queue
+    depth in this plan; the deploy probe (one ListFunctions over the whole place) goes with
+    slice 0."""
     tiers = list(tiers)
     plan = PlacePlan(place)
     triggered = triggered or Triggered()
+    slow = SLOW in tiers
     for res in resources:
-        plan.queries.extend(resource_queries(res, tiers))
+        index = slow_slice(res["id"], slices)
+        mine = slow and (due is None or index in due)
+        if slow and not mine:
+            plan.queries.extend(resource_queries(res, [t for t in tiers if t != SLOW]))
+        elif slices > 1:
+            label = slice_cursor(index, slices)
+            plan.queries.extend(
+                Query(q.key, q.tier, label) if q.tier == SLOW else q for q in resource_queries(res, tiers)
+            )
+        else:
+            plan.queries.extend(resource_queries(res, tiers))
         if res["id"] in triggered.detail:
             plan.queries.extend(resource_queries(res, [DETAIL]))
-        if SLOW in tiers and res["kind"] == "sqs" and res["facts"].get("url"):
+        if mine and res["kind"] == "sqs" and res["facts"].get("url"):
             plan.queues.append((res["id"], res["facts"]["url"]))
-        if SLOW in tiers and res["kind"] == "lambda":
+        if slow and (due is None or 0 in due) and res["kind"] == "lambda":
             plan.functions[res["name"]] = (res["id"], str(res["facts"].get("last_modified", "")))
             if res["facts"].get("aliases"):
                 plan.aliased[res["name"]] = (res["id"], res["facts"])

@@ -39,7 +39,25 @@ FULL = "full"
 
 Progress = Callable[[int, int, str], None]  # (done, total, what) for long backfills
 FAILURES = (ClientError, BotoCoreError, AssumeRoleError, probes.ProbeError, *discovery.UNREADABLE)
-PLACE_THREADS = 4
+# Places polled at once: as many as there are, up to PLACE_THREADS (the pool is sized to the
+# fleet at each poll; a single place polls on the caller's thread). CloudWatch's GetMetricData
+# quota is 50 transactions per second per account and Region (CloudWatch service quotas,
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_limits.html), and a
+# place IS one account and Region: one worker holds a place for the whole poll, so a place never
+# has more than METRIC_THREADS calls in flight however large the pool (a monitoring account's hub
+# per Region likewise; with several agents, each place is leased to one). The pool therefore
+# spends no place's quota faster; it is bounded for this process instead: each worker holds its
+# place's boto3 clients and up to METRIC_THREADS connections, and the parsing and the store's
+# writes share one interpreter lock and one SQLite connection, so past ~16 workers a poll of
+# many small places gains nothing (100 accounts x 10 Regions: 1,000 places, 63 a worker).
+PLACE_THREADS = 16
+
+
+def place_threads(places: int) -> int:
+    """Workers for a poll of `places` places: one each, up to PLACE_THREADS."""
+    return max(1, min(PLACE_THREADS, places))
+
+
 # Namespaces whose datapoints can land later than poll.lookback re-reads: an SQS queue that wakes
 # after six inactive hours publishes its first metrics up to 15 minutes late (SQS Developer Guide,
 # "Monitoring Amazon SQS queues using CloudWatch"; SIGNALS.md §4). Their series are re-read over
@@ -70,6 +88,8 @@ class Collector:
         backfill: int = 86400,
         short_lookback: int | None = None,
         slow_interval: int = 300,
+        fast_interval: int = 60,
+        spread_slow: bool = False,
         discovery_interval: int = 3600,
         xray_max_traces: int = 100,
         scope: Scope | None = None,
@@ -91,6 +111,10 @@ class Collector:
         self.short_lookback = min(short_lookback, lookback) if short_lookback else lookback
         self._full_at: dict[Place, int] = {}  # when each place last re-read the full lookback
         self.slow_interval, self.discovery_interval = slow_interval, discovery_interval
+        # The slow tier spread over the fast polls of its interval (collector.plan.slow_slice):
+        # each poll reads 1/k of it. Off (k = 1, the whole tier every slow_interval) unless asked.
+        self.fast_interval = max(1, fast_interval)
+        self.slow_slices = max(1, slow_interval // self.fast_interval) if spread_slow else 1
         self.xray_max_traces = xray_max_traces
         self.scope = scope or Scope()
         self.progress = progress
@@ -158,6 +182,8 @@ class Collector:
             backfill=cfg["poll.backfill"],
             short_lookback=cfg["poll.short_lookback"],
             slow_interval=cfg["poll.slow_interval"],
+            fast_interval=int(cfg["poll.fast_interval"]),
+            spread_slow=True,
             discovery_interval=cfg["discovery.interval"],
             xray_max_traces=cfg["poll.xray_max_traces"],
             scope=Scope.from_config(cfg),
@@ -313,7 +339,7 @@ class Collector:
             finally:
                 otel_context.detach(token)
 
-        with ThreadPoolExecutor(max_workers=min(PLACE_THREADS, len(places))) as pool:
+        with ThreadPoolExecutor(max_workers=place_threads(len(places))) as pool:
             return [r for rs in pool.map(traced, places) for r in rs]
 
     def _resources(self, place: Place) -> list[dict[str, Any]]:
@@ -473,18 +499,29 @@ class Collector:
     def _plan(self, place: Place, now: int, forced: tuple[str, ...] | None) -> tuple[_PlacePoll, list[Chunk]]:
         end = now // 60 * 60
         resources = self._resources(place)
+        k = self.slow_slices
+        names = [plan.slice_cursor(j, k) for j in range(k)]
         with self._db:
-            cursors = {t: self.store.cursor(place.account, place.region, t) for t in (FAST, SLOW, FULL)}
+            cursors = {t: self.store.cursor(place.account, place.region, t) for t in (FAST, FULL, *names)}
+            if k > 1 and any(cursors[n] is None for n in names):
+                # A store polled before the slow tier was spread: its slices start from the tier's cursor.
+                legacy = self.store.cursor(place.account, place.region, SLOW)
+                cursors.update({n: legacy for n in names if cursors[n] is None})
             rereads = self.store.rereads(place.account, place.region)
             triggered = plan.triggers(self.store, resources, end, self.lookback)
         if forced is not None:
             tiers = [t for t in (FAST, SLOW) if t in forced]
+            due = set(range(k)) if SLOW in tiers else set()
         else:
-            slow_cursor = cursors[SLOW]
-            tiers = [FAST] + ([SLOW] if slow_cursor is None or end - slow_cursor >= self.slow_interval - 30 else [])
+            due = {j for j in range(k) if self._slice_due(j, cursors[names[j]], end)}
+            tiers = [FAST] + ([SLOW] if due else [])
         if forced is not None and DETAIL not in forced:
             triggered = Triggered()
-        place_plan = plan.build(place, resources, tiers, triggered)
+        place_plan = plan.build(place, resources, tiers, triggered, k, due)
+        # What the poll report shows: "slow" when the whole slow tier is read, else its slices.
+        labels = [t for t in tiers if t != SLOW] + (
+            [SLOW] if len(due) == k else [f"{SLOW} {','.join(map(str, sorted(due)))}/{k}"] if due else []
+        )
 
         # The full re-read window once every slow_interval (and always without a short window),
         # a short one on the polls between: late datapoints land within a slow interval, and a
@@ -496,32 +533,47 @@ class Collector:
         if full:
             self._full_at[place] = end  # in the store once its window is stored (see poll)
         lookback = self.lookback if full else self.short_lookback
+        # Each slow series is read once per slow interval, so always over the full window (the
+        # slow tier used to be read on the full re-read's poll; a slice is read on any poll).
+        reads = [(FAST, lookback)] if FAST in tiers else []
+        reads += [(names[j], self.lookback) for j in sorted(due)]
         starts: dict[str, int] = {}
-        for tier in tiers:
-            cursor = cursors[tier]
-            start = end - max(self.backfill, self.lookback) if cursor is None else min(cursor, end - lookback)
-            starts[tier] = max(start, end - plan.MAX_HISTORY) // ALIGN * ALIGN
+        for name, back in reads:
+            cursor = cursors[name]
+            start = end - max(self.backfill, self.lookback) if cursor is None else min(cursor, end - back)
+            starts[name] = max(start, end - plan.MAX_HISTORY) // ALIGN * ALIGN
         starts[DETAIL] = (end - lookback) // ALIGN * ALIGN
         # A re-read goes back as far as a tier's cursor may: CloudWatch's 15 days of one-minute
         # data. One series over 15 days is one call, so a series that keeps failing stays cheap.
         oldest = (end - plan.MAX_HISTORY) // ALIGN * ALIGN
         by_start: dict[tuple[int, bool], list[tuple[Place, plan.Query]]] = {}
         for q in place_plan.queries:
-            late = LATE_SECONDS.get(q.key.namespace, 0) if full else 0
+            late = LATE_SECONDS.get(q.key.namespace, 0) if full or q.tier == SLOW else 0
             if late:  # points published late: the whole tier reads that far back, so it stays one call
                 # (GetMetricData bills per metric requested, not per datapoint, so this costs nothing)
-                starts[q.tier] = min(
-                    starts[q.tier], max(end - late - q.key.period, end - plan.MAX_HISTORY) // ALIGN * ALIGN
+                starts[q.cursor] = min(
+                    starts[q.cursor], max(end - late - q.key.period, end - plan.MAX_HISTORY) // ALIGN * ALIGN
                 )
         for q in place_plan.queries:
-            start = starts[q.tier]
+            start = starts[q.cursor]
             pending = rereads.get(q.key.key)
             if pending is not None and max(pending, oldest) < start:
                 by_start.setdefault((max(pending, oldest), True), []).append((place, q))
             else:
                 by_start.setdefault((start, False), []).append((place, q))
         chunks = windows(by_start, end)
-        return _PlacePoll(place_plan, tiers, triggered, resources, end if full else None), chunks
+        return _PlacePoll(place_plan, labels, triggered, resources, end if full else None), chunks
+
+    def _slice_due(self, index: int, cursor: int | None, end: int) -> bool:
+        """Is slice `index` of the slow tier read by the poll ending at `end`? Never read; or a
+        slow interval since it was (one slice: the slow tier as it always was; spread: a turn
+        missed, say by an overrun); or its turn, one fast poll in each slow interval by the
+        minute, and not read within this fast interval (the first polls of a new place, whose
+        slices were all read at once)."""
+        if cursor is None or end - cursor >= self.slow_interval - 30:
+            return True
+        k = self.slow_slices
+        return k > 1 and (end // self.fast_interval) % k == index and end - cursor >= self.fast_interval - 30
 
     # -- collection ------------------------------------------------------------------------------
 

@@ -82,10 +82,7 @@ def _in(series: Series, start: int, end: int) -> float:
 
 
 def targets(inp: Inputs, rule: Resource) -> list[Resource]:
-    names = set(rule.facts.get("target_functions") or [])
-    return [
-        r for r in inp.of_kind("lambda") if r.name in names and r.account == rule.account and r.region == rule.region
-    ]
+    return inp.named("lambda", rule.account, rule.region, rule.facts.get("target_functions") or [])
 
 
 def dedicated(inp: Inputs, rule: Resource, fn: Resource) -> bool:

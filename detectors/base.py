@@ -176,8 +176,32 @@ class Inputs:
     seed: dict[tuple[str, str, str], Series] = field(default_factory=dict)
     new_states: dict[tuple[str, str, str], tuple[int, bool, str]] = field(default_factory=dict)
 
+    # Indexes of `resources` (by kind, by id, by place and name), built on first use and again
+    # whenever `resources` is replaced or grows: detectors ask per queue or per function, so a
+    # scan of the whole fleet each time made a pass O(fleet²) (bench/scale.py, issue 20).
+    _index: tuple[Any, ...] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _indexes(self) -> tuple[dict[str, list[Resource]], dict[str, Resource], dict[tuple[str, ...], list[int]]]:
+        stamp = (id(self.resources), len(self.resources))
+        if self._index is None or self._index[0] != stamp:
+            kinds: dict[str, list[Resource]] = {}
+            ids: dict[str, Resource] = {}
+            named: dict[tuple[str, ...], list[int]] = {}
+            for i, r in enumerate(self.resources):
+                kinds.setdefault(r.kind, []).append(r)
+                ids.setdefault(r.id, r)
+                named.setdefault((r.kind, r.account, r.region, r.name), []).append(i)
+            self._index = (stamp, kinds, ids, named)
+        return self._index[1], self._index[2], self._index[3]
+
     def of_kind(self, kind: str) -> list[Resource]:
-        return [r for r in self.resources if r.kind == kind]
+        return list(self._indexes()[0].get(kind, ()))
+
+    def named(self, kind: str, account: str, region: str, names: Iterable[str]) -> list[Resource]:
+        """The resources of `kind` in one place whose name is one of `names`, in fleet order."""
+        index = self._indexes()[2]
+        at = sorted({i for n in set(names) for i in index.get((kind, account, region, n), ())})
+        return [self.resources[i] for i in at]
 
     def get(self, resource_id: str, metric: str, stat: str) -> Series:
         if self.loaded is not None and (metric, stat) not in self.loaded:
@@ -189,7 +213,7 @@ class Inputs:
         return self.weekly.get((resource_id, metric, stat), (0.0, 0))[0]
 
     def resource(self, resource_id: str) -> Resource | None:
-        return next((r for r in self.resources if r.id == resource_id), None)
+        return self._indexes()[1].get(resource_id)
 
 
 @dataclass

@@ -143,7 +143,7 @@ def _spent_before(inp: Inputs, q: Resource) -> tuple[float, float] | None:
     if not q.facts.get("is_dlq") or q.facts.get("fifo"):
         return None
     names = set(q.facts.get("dlq_of") or [])
-    sources = [r for r in inp.of_kind("sqs") if r.name in names and r.account == q.account and r.region == q.region]
+    sources = inp.named("sqs", q.account, q.region, names)
     if not sources:
         return 0.0, 345600.0  # sources not known: SQS's default retention (4 days) as the bound
     least = min(
@@ -201,7 +201,7 @@ MIN_CONSUMER_ERRORS = 3  # failed invocations in the window that make a consumer
 
 def _consumers(inp: Inputs, q: Resource) -> list[Resource]:
     names = set(q.facts.get("consumers") or [])
-    return [r for r in inp.of_kind("lambda") if r.name in names and r.account == q.account and r.region == q.region]
+    return inp.named("lambda", q.account, q.region, names)
 
 
 def _ses_refusing(inp: Inputs, q: Resource, consumers: list[Resource]) -> tuple[str, str] | None:

@@ -25,10 +25,15 @@ def test_a_cycle_records_its_real_duration_and_stage_times_and_warns_before_it_f
     # does: on an injected timer, the first poll's GetMetricData takes 5 s, the second's 50 s of
     # the 60 s interval.
     real, cpu = FakeClock(0), FakeClock(0)
-    took = iter([5, 50])
+    took = [5, 50]
+    # GetMetricData calls of each poll: the second also reads a slice of the slow tier over its
+    # own window (collector.plan.slow_slice), a second call; the poll's first call takes the time.
+    calls: list[int] = []
 
     def slow_call(**_: Any) -> None:
-        real.advance(next(took, 5))
+        if calls[-1] == 0:
+            real.advance(took[len(calls) - 1])
+        calls[-1] += 1
         cpu.advance(1)
 
     stream = io.StringIO()
@@ -45,6 +50,13 @@ def test_a_cycle_records_its_real_duration_and_stage_times_and_warns_before_it_f
                 timer=real.now,
                 cpu_timer=cpu.now,
             )
+            poll = agent.collector.poll
+
+            def counted(**kw: Any) -> Any:
+                calls.append(0)
+                return poll(**kw)
+
+            agent.collector.poll = counted  # type: ignore[method-assign]
             assert agent.run() == 0
             rows = list(store.db.query("SELECT seconds, stages, started_at, finished_at FROM agent_cycles ORDER BY id"))
     finally:
@@ -54,7 +66,8 @@ def test_a_cycle_records_its_real_duration_and_stage_times_and_warns_before_it_f
     for row, st in zip(rows, stages, strict=True):
         assert {"poll", "detect", "alerts", "deliver"} <= set(st), st
         assert row["seconds"] == sum(s["seconds"] for s in st.values()) > 0
-        assert st["poll"]["cpu_seconds"] == 1  # one GetMetricData, one injected CPU second
+    for st, n in zip(stages, calls, strict=True):
+        assert st["poll"]["cpu_seconds"] == n >= 1  # an injected CPU second a GetMetricData call
     assert [st["poll"]["seconds"] for st in stages] == [5, 50]
     warnings = [json.loads(line) for line in stream.getvalue().splitlines() if "close to falling behind" in line]
     assert len(warnings) == 1 and warnings[0]["level"] == "warning" and warnings[0]["poll_id"], warnings
@@ -218,6 +231,103 @@ def test_fast_polls_re_read_a_short_window_and_slow_polls_the_full_one(fleet: An
     assert "slow" in tiers and span >= 15 * 60 + 60, spans  # the full window (SQS's: 15 minutes late and one period)
 
 
+# -- the slow tier spread over the minutes of its interval ---------------------------------------------
+
+
+def test_the_slow_tier_is_spread_over_its_interval_and_every_slow_series_is_still_read_once_an_interval(
+    fleet: Any, tmp_path: Path
+) -> None:
+    from collector import plan
+    from collector.catalog import SLOW
+    from tests.conftest import make_collector, set_clock
+
+    start = int(fleet.model.clock.now()) // 60 * 60
+    with open_store(tmp_path / "fw.db") as store:
+        collector = make_collector(
+            fleet,
+            store,
+            regions=["us-east-1"],
+            roles=[],
+            backfill=900,
+            lookback=900,
+            short_lookback=180,
+            slow_interval=300,
+            fast_interval=60,
+            spread_slow=True,
+        )
+        assert collector.slow_slices == 5
+        collector.discover()
+        place = collector.aws.places()[0]
+        every_slow = {
+            q.key for q in plan.build(place, collector._resources(place), ["fast", SLOW]).queries if q.tier == SLOW
+        }
+        asked: list[set[tuple[str, str]]] = []
+
+        def seen(params: dict[str, Any], **_: Any) -> None:
+            for q in params["MetricDataQueries"]:
+                m = q["MetricStat"]
+                dims = tuple(sorted((d["Name"], d["Value"]) for d in m["Metric"]["Dimensions"]))
+                if m["Period"] == 300:  # the slow tier's period (collector.catalog.PERIODS)
+                    asked[-1].add((m["Metric"]["MetricName"], repr(dims) + m["Stat"]))
+
+        collector.aws.client(place, "cloudwatch").meta.events.register(
+            "provide-client-params.cloudwatch.GetMetricData", seen
+        )
+        labels = []
+        for minute in range(16):
+            set_clock(fleet, start + 60 * minute)
+            asked.append(set())
+            report = collector.poll()
+            assert not report.errors, report.summary()
+            labels.append(report.tiers[str(place)])
+    slow_series = {(k.metric, repr(tuple(sorted(k.dimensions))) + k.stat) for k in every_slow if k.period == 300}
+    assert len(slow_series) >= 50, len(slow_series)
+    # The first poll of a new place reads the whole slow tier (every slice's cursor is empty)...
+    assert labels[0] == ["fast", SLOW] and asked[0] == slow_series
+    # ...then each poll reads the slice whose turn it is: one fifth, by a stable hash of the resource.
+    for polled in labels[1:]:
+        assert len(polled) == 2 and polled[1].startswith(f"{SLOW} ") and polled[1].endswith("/5"), labels
+    for i in range(1, 12):
+        five = asked[i : i + 5]
+        # Every slow series read in every five consecutive minutes, and once only.
+        assert set().union(*five) == slow_series, i
+        assert sum(len(a) for a in five) == len(slow_series), i
+    # No poll carries the whole tier: the largest slice is near a fifth of it.
+    assert max(len(a) for a in asked[1:]) < len(slow_series) / 2, [len(a) for a in asked]
+    assert min(len(a) for a in asked[1:]) > 0, [len(a) for a in asked]
+
+
+def test_a_slice_whose_turn_was_missed_is_read_at_the_next_poll(fleet: Any, tmp_path: Path) -> None:
+    from collector import plan
+    from tests.conftest import make_collector, set_clock
+
+    start = int(fleet.model.clock.now()) // 60 * 60
+    with open_store(tmp_path / "fw.db") as store:
+        collector = make_collector(
+            fleet, store, regions=["us-east-1"], roles=[], backfill=900, slow_interval=300, spread_slow=True
+        )
+        collector.discover()
+        place = collector.aws.places()[0]
+        got = {}
+        # Minutes 0 to 7 polled (the first reads every slice, the rest one each), minute 8 skipped
+        # (an overrun), then 9 and 10.
+        for minute in (0, 1, 2, 3, 4, 5, 6, 7, 9, 10):
+            set_clock(fleet, start + 60 * minute)
+            got[minute] = collector.poll().tiers[str(place)]
+        cursors = {j: store.cursor(place.account, place.region, plan.slice_cursor(j, 5)) for j in range(5)}
+
+    def read(minute: int) -> set[int]:
+        label = got[minute][1]  # "slow 1,3/5"
+        return {int(j) for j in label.split()[1].split("/")[0].split(",")}
+
+    missed, turn = (start + 8 * 60) // 60 % 5, (start + 9 * 60) // 60 % 5
+    assert read(9) == {missed, turn}, got  # caught up at the next poll, with the slice whose turn it is
+    assert read(10) == {(start + 10 * 60) // 60 % 5}, got  # and back to one a poll
+    # Every slice was read within the last slow interval.
+    assert all(start + 10 * 60 - c < 300 for c in cursors.values() if c is not None), cursors
+    assert all(c is not None for c in cursors.values())
+
+
 # -- GetMetricData batches of a place fetched concurrently, bounded ----------------------------------------
 
 
@@ -272,3 +382,61 @@ def test_a_few_messages_moving_up_and_down_is_not_a_rising_backlog() -> None:
         ("sqs/c", "ApproximateAgeOfOldestMessage", "Maximum"): [(0, 100.0), (60, 160.0)],
     }  # an ageing message
     assert queues_to_probe(queues, facts, recent) == [("sqs/b", "url-b"), ("sqs/c", "url-c")]
+
+
+# -- the place pool sized to the fleet, each place within its GetMetricData quota ------------------------
+
+
+def test_the_place_pool_grows_with_the_places_up_to_its_bound() -> None:
+    from collector import poll
+
+    assert [poll.place_threads(n) for n in (0, 1, 3, 16, 1000)] == [1, 1, 3, 16, poll.PLACE_THREADS]
+    assert poll.PLACE_THREADS == 16
+
+
+def test_every_place_is_polled_at_once_and_none_has_more_than_metric_threads_calls_in_flight(
+    fleet: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """CloudWatch's GetMetricData quota is per account and Region (50 TPS, CloudWatch service
+    quotas, https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_limits.html):
+    a larger pool polls more places at once, never one place faster."""
+    import threading
+
+    from collector import plan, poll
+    from tests.conftest import make_collector
+
+    monkeypatch.setattr(plan, "MAX_QUERIES", 10)  # many batches a place on the small session fleet
+    lock = threading.Lock()
+    in_flight: dict[Any, int] = {}
+    most: dict[Any, int] = {}
+    places_at_once = {"now": set(), "most": 0}  # type: dict[str, Any]
+
+    with open_store(tmp_path / "fw.db") as store:
+        collector = make_collector(fleet, store, backfill=900)  # two accounts x two Regions
+        collector.discover()
+        places = collector.aws.places()
+        assert len(places) == 4 and poll.place_threads(len(places)) == 4
+
+        for place in places:
+
+            def before(place: Any = place, **_: Any) -> None:
+                with lock:
+                    in_flight[place] = in_flight.get(place, 0) + 1
+                    most[place] = max(most.get(place, 0), in_flight[place])
+                    places_at_once["now"].add(place)
+                    places_at_once["most"] = max(places_at_once["most"], len(places_at_once["now"]))
+
+            def after(place: Any = place, **_: Any) -> None:
+                with lock:
+                    in_flight[place] -= 1
+                    if not in_flight[place]:
+                        places_at_once["now"].discard(place)
+
+            cw = collector.aws.client(place, "cloudwatch")
+            cw.meta.events.register("before-send.cloudwatch.GetMetricData", before)
+            cw.meta.events.register("after-call.cloudwatch.GetMetricData", after)
+        report = collector.poll(tiers=("fast", "slow"))
+    assert not report.errors, report.summary()
+    assert set(most) == set(places)
+    assert max(most.values()) <= poll.METRIC_THREADS, most
+    assert places_at_once["most"] >= 2, places_at_once  # places are polled concurrently
