@@ -3,7 +3,9 @@ restart every notification owed is delivered, and none twice."""
 
 from __future__ import annotations
 
+import json
 import random
+import select
 import subprocess
 import sys
 from collections import Counter
@@ -25,27 +27,37 @@ def run(tmp: Path, slack: SlackStandIn, smtp: SmtpSink, crash: bool, seed: int) 
     rng = random.Random(seed)
     killed = 0
     aimed = ["after send", "before save", "before begin_send"] if crash else []
-    for _ in range(40):
-        crash_at = (aimed.pop(0) if aimed else str(rng.randint(1, 10))) if crash and killed < 20 else "0"
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tests.crash_driver",
-                str(tmp / "alerts.db"),
-                slack.api_url,
-                str(smtp.port),
-                crash_at,
-            ],
+    # Each run is a process of its own, forked by the driver from its imported self (see
+    # tests/crash_driver.py --serve), and killed with SIGKILL as a started one would be.
+    with (
+        open(tmp / "driver.err", "w+") as err,
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.crash_driver", "--serve"],
             cwd=ROOT,
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
             text=True,
-            timeout=120,
-        )
-        if proc.returncode == 0:
-            return killed
-        assert proc.returncode == -9, proc.stderr[-2000:]
-        killed += 1
+        ) as driver,
+    ):
+        assert driver.stdin and driver.stdout
+        try:
+            for _ in range(40):
+                crash_at = (aimed.pop(0) if aimed else str(rng.randint(1, 10))) if crash and killed < 20 else "0"
+                args = [str(tmp / "alerts.db"), slack.api_url, str(smtp.port), crash_at]
+                driver.stdin.write(json.dumps(args) + "\n")
+                driver.stdin.flush()
+                ready, _, _ = select.select([driver.stdout], [], [], 120)
+                assert ready, "a run took over 120 s"
+                returncode = int(driver.stdout.readline())
+                if returncode == 0:
+                    return killed
+                err.seek(0)
+                assert returncode == -9, err.read()[-2000:]
+                killed += 1
+        finally:
+            driver.stdin.close()
+            driver.kill()
     raise AssertionError("the timeline never finished")
 
 
@@ -55,7 +67,7 @@ def delivered(slack: SlackStandIn, smtp: SmtpSink) -> tuple[Counter, Counter]:
     return slack_keys, mail_ids
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=50)
 def test_killed_at_random_points_nothing_lost_nothing_twice(tmp_path: Path) -> None:
     (tmp_path / "calm").mkdir()
     (tmp_path / "crashy").mkdir()
