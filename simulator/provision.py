@@ -238,9 +238,12 @@ def _create_region(
         if db["max_connections"]:
             group = f"{db.name}-params"
             family = {"postgres": "postgres16", "mysql": "mysql8.0", "mariadb": "mariadb10.11"}[db["engine"]]
-            rds.create_db_parameter_group(
-                DBParameterGroupName=group, DBParameterGroupFamily=family, Description=f"parameters for {db.name}"
-            )
+            try:
+                rds.create_db_parameter_group(
+                    DBParameterGroupName=group, DBParameterGroupFamily=family, Description=f"parameters for {db.name}"
+                )
+            except rds.exceptions.DBParameterGroupAlreadyExistsFault:
+                pass  # botocore retried a create the emulator had already done (a slow answer under load)
             rds.modify_db_parameter_group(
                 DBParameterGroupName=group,
                 Parameters=[
