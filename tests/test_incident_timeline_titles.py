@@ -150,7 +150,6 @@ def _mail_inputs(minute: int) -> tuple[list[Resource], dict[tuple[str, str, str]
     email-queue backs up (sends 3 per 5 min, none deleted) and drains once mail is accepted. Sends and
     deletes are slow-tier 5-minute buckets, stored a bucket late; the SES probe's quota gauges and
     the queue's depth and age come every minute."""
-    now = T0 + minute * M
     granted = minute >= ACCESS_AT
     ses = r(
         "ses",
