@@ -176,6 +176,13 @@ def build(
             plan.queries.extend(resource_queries(res, tiers))
         if res["id"] in triggered.detail:
             plan.queries.extend(resource_queries(res, [DETAIL]))
+        if res["id"] in triggered.concurrency and not mine:
+            # The slow tier's own series (same key, 5-minute period), read on this fast poll as
+            # detail (no cursor of its own) unless its slow slice is read now anyway: its newest
+            # bucket comes back with the minutes so far.
+            plan.queries.extend(
+                Query(q.key, DETAIL) for q in resource_queries(res, [SLOW]) if q.key.metric == "ConcurrentExecutions"
+            )
         if mine and res["kind"] == "sqs" and res["facts"].get("url"):
             plan.queues.append((res["id"], res["facts"]["url"]))
         if slow and (due is None or 0 in due) and res["kind"] == "lambda":
@@ -213,6 +220,9 @@ class Triggered:
     detail: set[str] = field(default_factory=set)  # tables whose per-reason throttle metrics are needed
     insights: set[str] = field(default_factory=set)  # tables whose hot keys should be named
     xray: set[str] = field(default_factory=set)  # functions whose cold starts should be counted (by any source)
+    # Functions whose own ConcurrentExecutions is read on every fast poll while their account's
+    # concurrency is high or climbing (see `_holders_to_read`): the page names who holds it.
+    concurrency: set[str] = field(default_factory=set)
     reasons: dict[str, str] = field(default_factory=dict)
 
 
@@ -289,7 +299,80 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
         if why:
             out.xray.add(rid)
             out.reasons[rid] = why
+    for rid, why in _holders_to_read(store, resources, functions, recent, now).items():
+        out.concurrency.add(rid)
+        out.reasons.setdefault(rid, why)
     return out
+
+
+# Who holds the account's concurrency, read while it matters. A function's own
+# ConcurrentExecutions ("the number of active concurrent invocations at a given point in time",
+# emitted for every function, one-minute granularity, viewed with MAX — AWS Lambda Developer
+# Guide, "Monitoring concurrency", https://docs.aws.amazon.com/lambda/latest/dg/monitoring-concurrency.html)
+# is a slow-tier series: read every poll.slow_interval. The account's ClaimedAccountConcurrency and
+# regional ConcurrentExecutions (same page: "ClaimedAccountConcurrency ... equals
+# UnreservedConcurrentExecutions plus allocated concurrency"; both MAX) are fast-tier. When the
+# account's climbs, the functions' points that would name the holders are up to five minutes
+# stale and the page goes out naming nobody. So while the account's newest value is at least
+# HOLDERS_FRACTION of its limit, or just jumped (HOLDERS_JUMP × its last half hour's median, and
+# HOLDERS_CLIMB of the limit above it), at most HOLDERS_READ functions of that place have their
+# ConcurrentExecutions read on every fast poll: those whose own concurrency or invocations just
+# jumped first, then the highest by their last hour's peak.
+#
+# Cost: GetMetricData bills $0.01 per 1,000 metrics requested (PRICE_PER_METRIC), so this adds at
+# most HOLDERS_READ metrics a minute per place while the account is under pressure:
+# 10 × $0.00001 = $0.0001 a minute, $0.006 an hour; an account that sat above half its limit for a
+# whole month would pay 10 × 43,200 × $0.00001 = $4.32 more. Bounded by HOLDERS_READ whatever
+# the fleet's size. A flooding function outside the top HOLDERS_READ (a large fleet, a function
+# idle until the flood) is read at its next slow poll, and from then on every minute.
+HOLDERS_READ = 10  # functions a place reads every fast poll while its account is pressed
+HOLDERS_FRACTION = 0.5  # of the account's concurrency limit
+HOLDERS_JUMP, HOLDERS_CLIMB = 1.5, 0.1  # × the last half hour's median, and this share of the limit above it
+HOLDERS_FRESH = 600  # the account's newest point must be this recent (seconds) to count
+
+
+def _account_pressed(store: Any, accounts: list[dict[str, Any]], now: int) -> str:
+    """Why the account's concurrency is worth naming holders for now ("" when it is not)."""
+    recent = store.recent_values(
+        [a["id"] for a in accounts], ["ClaimedAccountConcurrency", "ConcurrentExecutions"], now - 1800, now
+    )
+    for acct in accounts:
+        limit = float(acct["facts"].get("concurrency_limit") or 0)
+        for metric in ("ClaimedAccountConcurrency", "ConcurrentExecutions"):
+            points = recent.get((acct["id"], metric, "Maximum"), [])
+            if not points or points[-1][0] < now - HOLDERS_FRESH:
+                continue
+            last = points[-1][1]
+            if limit and last >= HOLDERS_FRACTION * limit:
+                return f"account concurrency {last:.0f} of {limit:.0f}"
+            if limit and _latest_jump(points, HOLDERS_JUMP, HOLDERS_CLIMB * limit):
+                return f"account concurrency jumped to {last:.0f} of {limit:.0f}"
+    return ""
+
+
+def _holders_to_read(
+    store: Any,
+    resources: list[dict[str, Any]],
+    functions: list[dict[str, Any]],
+    recent: dict[tuple[str, str, str], list[tuple[int, float]]],
+    now: int,
+) -> dict[str, str]:
+    """Function id -> why, for the functions whose ConcurrentExecutions this fast poll reads."""
+    accounts = [r for r in resources if r["kind"] == "lambda_account"]
+    if not accounts or not functions:
+        return {}
+    why = _account_pressed(store, accounts, now)
+    if not why:
+        return {}
+
+    def rank(fn: dict[str, Any]) -> tuple[int, float, str]:
+        conc = recent.get((fn["id"], "ConcurrentExecutions", "Maximum"), [])
+        jumped = _latest_jump(conc, 1.5, 5.0) or _latest_jump(
+            recent.get((fn["id"], "Invocations", "Sum"), []), 2.0, 50.0
+        )
+        return (0 if jumped else 1, -max((v for _, v in conc), default=0.0), fn["name"])
+
+    return {fn["id"]: f"{why}: naming its holders" for fn in sorted(functions, key=rank)[:HOLDERS_READ]}
 
 
 # A burst behind an API: its requests jumped within a minute while its latency rose, less than

@@ -281,8 +281,10 @@ def _holders(inp: Inputs, account: Resource, claimed: float | None = None) -> li
     for fn in inp.of_kind("lambda"):
         if fn.account != account.account or fn.region != account.region:
             continue
-        # Per-function concurrency is a slow-tier series (5-minute points that land a poll late):
-        # the last five minutes often hold none of it yet.
+        # Per-function concurrency is a slow-tier series (5-minute points). While the account's
+        # concurrency is high or climbing the collector reads the top functions' every fast poll
+        # (collector/plan.py, `_holders_to_read`): their newest bucket holds the minutes so far.
+        # Outside that set, the last five minutes may hold none of it yet.
         peak = inp.get(fn.id, "ConcurrentExecutions", "Maximum").since(inp.now - HOLDERS_WINDOW).max()
         if peak:
             peaks.append((peak, fn))

@@ -42,6 +42,10 @@ READS = {
     ("Errors", "Sum"),
     ("Throttles", "Sum"),
     ("SQS.ApproximateNumberOfMessages", "Value"),
+    # The SES account's quota gauges (GetAccount SendQuota, stored by the collector's SES probe on
+    # every poll): whether SES was refusing mail in the last minutes, after its facts have changed.
+    ("SES.SentLast24Hours", "Value"),
+    ("SES.Max24HourSend", "Value"),
 }
 LIVE = ("SQS.ApproximateNumberOfMessages", "Value")  # GetQueueAttributes, stored by the collector's SQS probe
 
@@ -222,9 +226,21 @@ def _ses_refusing(inp: Inputs, q: Resource, consumers: list[Resource]) -> tuple[
         why.append(f"{sent:.0f} of {quota:.0f} daily sends used")
     if f.get("sending_enabled") is False or f.get("enforcement_status") == "SHUTDOWN":
         why.append("sending paused for the account")
-    if not why:
-        return None
     names = ", ".join(c.name for c in senders)
+    if not why:
+        until = _ses_refused_until(inp, ses)
+        if until is None:
+            return None
+        # SES stopped refusing minutes ago (production access came, or the quota was raised), but
+        # the queue's sends and deletes land a slow-tier poll late and still read "none deleted":
+        # the backlog is still SES's doing, and the consumer is draining it now.
+        ago = max(0, (inp.now - until) // 60)
+        return (
+            f"SES {ses.region} refused {names}'s mail until {ago} min ago (sandbox or daily quota); it accepts mail "
+            f"now ({quota:.0f} a day) and the backlog drains as {names} retries",
+            f"Nothing to do on {names}: it is working. Watch {q.name} drain; if it does not within "
+            f"{STOPPED // 60} min, read {names}'s errors for SES refusals.",
+        )
     errors = sum(
         inp.get(c.id, "Errors", "Sum").since(inp.now - TREND).sum()
         + inp.get(c.id, "Throttles", "Sum").since(inp.now - TREND).sum()
@@ -236,6 +252,26 @@ def _ses_refusing(inp: Inputs, q: Resource, consumers: list[Resource]) -> tuple[
         "Request SES production access (or a higher sending quota) for this region; the queue drains once mail is "
         f"accepted. Do not re-enable or scale {names}: it is working.",
     )
+
+
+# The SES sandbox: "You can send a maximum of 200 messages per 24-hour period", to verified
+# addresses only (SES Developer Guide, "Request production access",
+# https://docs.aws.amazon.com/ses/latest/dg/request-production-access.html). A quota gauge at or
+# under it reads as the sandbox; production quotas are larger.
+SANDBOX_QUOTA = 200
+SES_RECENT = STOPPED + 5 * 60  # the stopped window, plus the slow tier's lag on sends and deletes
+
+
+def _ses_refused_until(inp: Inputs, ses: Resource) -> int | None:
+    """When SES last refused mail in the last SES_RECENT seconds, from its stored quota gauges:
+    the sandbox's quota, or the daily quota used up (SES_QUOTA_USED); None if it did not."""
+    since = inp.now - SES_RECENT
+    quota = dict(inp.get(ses.id, "SES.Max24HourSend", "Value").since(since).points)
+    sent = dict(inp.get(ses.id, "SES.SentLast24Hours", "Value").since(since).points)
+    refused = [
+        t for t, q in quota.items() if 0 < q <= SANDBOX_QUOTA or (q > 0 and sent.get(t, 0.0) / q >= SES_QUOTA_USED)
+    ]
+    return max(refused) if refused else None
 
 
 def _trend(vis: Series, age: Series, span: int, now: int) -> tuple[float, float] | None:

@@ -262,3 +262,157 @@ def test_a_flood_is_not_said_to_be_held_by_the_functions_whose_points_have_not_c
 
     assert "held by" not in title(2.0)
     assert "held by thumbnail-fn 640 (unreserved), checkout-fn 2 (unreserved)" in title(640.0)
+
+
+# -- who holds the account's concurrency, named in the first page -----------------------------------
+
+# lambda-concurrency as the emulator published it, one point a minute from T0: thumbnail-fn floods
+# the account from minute 4 (claimed 195 -> 364 -> 529 -> 689 -> 858), the others idle at 2.
+FLOOD_CLAIMED = [20, 21, 19, 20, 195, 364, 529, 689, 858, 895, 873, 880]
+FLOOD_FNS = {
+    "thumbnail-fn": [2, 2, 2, 2, 190, 360, 520, 680, 850, 880, 860, 870],
+    "checkout-fn": [2] * 12,
+    "feed-fn": [2] * 12,
+}
+SLOW_AT = 4  # the slow tier's poll falls on minutes 4, 9, ... (every 5th): the unlucky phase
+
+
+class _Stored:
+    """What the collector has stored, as `plan.triggers` reads it."""
+
+    def __init__(self) -> None:
+        self.points: dict[tuple[str, str, str], dict[int, float]] = {}
+
+    @classmethod
+    def of(cls, series: dict[tuple[str, str, str], list[tuple[int, float]]]) -> _Stored:
+        out = cls()
+        for key, points in series.items():
+            for ts, value in points:
+                out.put(key, ts, value)
+        return out
+
+    def put(self, key: tuple[str, str, str], ts: int, value: float) -> None:
+        self.points.setdefault(key, {})[ts] = value
+
+    def series(self, key: tuple[str, str, str], period: int) -> Series:
+        return Series(tuple(sorted(self.points.get(key, {}).items())), period)
+
+    def recent_values(
+        self, ids: list[str], metrics: list[str], since: int, until: int | None = None
+    ) -> dict[tuple[str, str, str], list[tuple[int, float]]]:
+        until = 2**62 if until is None else until
+        return {
+            k: [(t, v) for t, v in sorted(pts.items()) if since <= t < until]
+            for k, pts in self.points.items()
+            if k[0] in ids and k[1] in metrics
+        }
+
+
+def _flood_pages(world: World, promote: bool) -> list[tuple[int, str]]:
+    """Poll and detect minute by minute on the fake clock: the account's claimed concurrency every
+    poll (fast tier), each function's ConcurrentExecutions as 5-minute buckets on the slow poll and,
+    with `promote`, on every poll for the functions `plan.triggers` names (the newest bucket holding
+    the minutes so far, as CloudWatch answers a period that has not ended)."""
+    from collector import plan
+    from collector.catalog import DETAIL, FAST, SLOW
+
+    fns = [Resource(rid("lambda", n), "lambda", n, ACCOUNT, REGION, {}, {}) for n in FLOOD_FNS]
+    world.resources = [*world.resources, ACCT, *fns]
+    as_dicts = [
+        {"id": r.id, "kind": r.kind, "name": r.name, "account": r.account, "region": r.region, "facts": r.facts}
+        for r in (ACCT, *fns)
+    ]
+    stored, pages = _Stored(), []
+    for minute in range(1, len(FLOOD_CLAIMED) + 1):
+        now = T0 + minute * M
+        tiers = [FAST, SLOW] if minute % 5 == SLOW_AT else [FAST]
+        triggered = plan.triggers(stored, as_dicts, now, 900) if promote else plan.Triggered()
+        built = plan.build(None, as_dicts, tiers, triggered)  # type: ignore[arg-type]
+        per_fn = [q for q in built.queries if q.key.metric == "ConcurrentExecutions" and q.key.resource_id != ACCT.id]
+        read = {q.key.resource_id for q in per_fn}
+        assert all(q.tier == (SLOW if SLOW in tiers else DETAIL) for q in per_fn), "read once a poll, never twice"
+        for m in range(minute):  # a minute's point is visible once the minute is over
+            stored.put((ACCT.id, "ClaimedAccountConcurrency", "Maximum"), T0 + m * M, FLOOD_CLAIMED[m])
+        for fn in fns:
+            if fn.id in read:
+                for bucket in range(0, minute, 5):
+                    peak = max(FLOOD_FNS[fn.name][bucket:minute])
+                    stored.put((fn.id, "ConcurrentExecutions", "Maximum"), T0 + bucket * M, peak)
+        inp = Inputs(
+            now,
+            [ACCT, *fns],
+            {
+                (ACCT.id, "ClaimedAccountConcurrency", "Maximum"): stored.series(
+                    (ACCT.id, "ClaimedAccountConcurrency", "Maximum"), M
+                ),
+                **{
+                    (fn.id, "ConcurrentExecutions", "Maximum"): stored.series(
+                        (fn.id, "ConcurrentExecutions", "Maximum"), 300
+                    )
+                    for fn in fns
+                },
+            },
+        )
+        world.tick(*observed([f for f in lambda_account(inp) if isinstance(f, Finding)]))
+        sent = world.slack.messages()
+        pages += [(minute, m["text"]) for m in sent[len(pages) :]]
+    return pages
+
+
+def test_the_first_concurrency_page_names_the_function_holding_it(world: World) -> None:
+    # lambda-concurrency paged 4 minutes into the flood naming nobody and named thumbnail-fn 5
+    # minutes later (9 min): its own ConcurrentExecutions, a slow-tier series, had not been read.
+    # While the account climbs, the top functions' series are read every fast poll.
+    world.reconfigure(**{"alerts.for_limits": 60})
+    pages = _flood_pages(world, promote=True)
+    first_minute, first = pages[0]
+    assert first_minute == 8, pages  # the climb is seen at 69 %, four minutes after the flood began
+    assert "held by thumbnail-fn 680 (unreserved)" in first, first
+    assert "by thumbnail-fn" in first, "the cause names it too"
+
+
+def test_without_reading_the_holders_every_poll_the_first_page_names_nobody(tmp_path: Path) -> None:
+    # The same flood with the per-function series read on the slow tier only: what the bench saw.
+    with SlackStandIn() as slack:
+        w = World(tmp_path, slack)
+        w.reconfigure(**{"alerts.for_limits": 60})
+        try:
+            pages = _flood_pages(w, promote=False)
+        finally:
+            w.close()
+    assert pages[0][0] == 8
+    assert "thumbnail-fn" not in pages[0][1], pages[0][1]
+
+
+def test_holders_are_read_every_fast_poll_only_while_the_account_is_pressed_and_at_most_ten() -> None:
+    from collector import plan
+    from collector.catalog import DETAIL, FAST
+
+    now = T0 + 60 * M
+    acct = {"id": ACCT.id, "kind": "lambda_account", "name": "account", "facts": {"concurrency_limit": 1000}}
+    fns = [
+        {"id": rid("lambda", f"fn-{i:02d}"), "kind": "lambda", "name": f"fn-{i:02d}", "facts": {}} for i in range(30)
+    ]
+    busy = {  # fn-07 held the most in the last hour; fn-23's invocations just jumped
+        (fns[7]["id"], "ConcurrentExecutions", "Maximum"): [(now - 1800, 40.0)],
+        (fns[23]["id"], "Invocations", "Sum"): [(now - 1500 + 300 * k, 100.0) for k in range(4)] + [(now - 60, 900.0)],
+    }
+
+    def claimed(values: list[float]) -> dict[tuple[str, str, str], list[tuple[int, float]]]:
+        return {
+            (ACCT.id, "ClaimedAccountConcurrency", "Maximum"): [
+                (now - (len(values) - i) * M, v) for i, v in enumerate(values)
+            ]
+        }
+
+    calm = plan.triggers(_Stored.of({**busy, **claimed([300.0] * 10)}), [acct, *fns], now, 900)
+    assert calm.concurrency == set(), "30 % and flat: the slow tier is enough"
+    for label, values in [("at half the limit", [300.0] * 9 + [520.0]), ("jumped", [100.0] * 9 + [260.0])]:
+        got = plan.triggers(_Stored.of({**busy, **claimed(values)}), [acct, *fns], now, 900)
+        assert len(got.concurrency) == plan.HOLDERS_READ == 10, label
+        assert {fns[7]["id"], fns[23]["id"]} <= got.concurrency, label
+        built = plan.build(None, [acct, *fns], [FAST], got)  # type: ignore[arg-type]
+        extra = [q for q in built.queries if q.tier == DETAIL]
+        assert len(extra) == 10 and {(q.key.metric, q.key.period) for q in extra} == {("ConcurrentExecutions", 300)}
+    stale = {(ACCT.id, "ClaimedAccountConcurrency", "Maximum"): [(now - 20 * M, 900.0)]}
+    assert plan.triggers(_Stored.of(stale), [acct, *fns], now, 900).concurrency == set(), "an old point: not now"

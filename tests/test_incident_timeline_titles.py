@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 
 from alerts.state import Observation
-from detectors.base import CRITICAL, WARNING, Resource
+from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series
+from fleetwatch.agent.alerting import observation
 from simulator.slack import SlackStandIn
-from tests.alerting_kit import ACCOUNT, REGION, World, api_errors, rid
+from tests.alerting_kit import ACCOUNT, REGION, T0, World, api_errors, rid
+
+M = 60
 
 
 @pytest.fixture()
@@ -192,3 +195,84 @@ def test_the_incident_page_shows_what_users_feel_first_then_the_named_cause(worl
     assert [a["fingerprint"] for a in shown["alerts"][:2]] == [inc.symptom_alert, inc.cause_alert]
     assert shown["alerts"][0]["resource"] == rid("api", "checkout-api")
     assert shown["alerts"][1]["resource"] == DB_ID
+
+
+# -- the mail queue behind the SES sandbox, told as SES's doing to the end ---------------------------
+
+ACCESS_AT = 30  # the minute AWS grants production access (ses-sandbox: the incident's end)
+
+
+def _mail_inputs(minute: int) -> tuple[list[Resource], dict[tuple[str, str, str], Series]]:
+    """ses-sandbox as the emulator publishes it, minute by minute from T0: SES in the sandbox with
+    195 of its 200 daily sends used until ACCESS_AT, then production access (50,000 a day);
+    email-queue backs up (sends 3 per 5 min, none deleted) and drains once mail is accepted. Sends and
+    deletes are slow-tier 5-minute buckets, stored a bucket late; the SES probe's quota gauges and
+    the queue's depth and age come every minute."""
+    granted = minute >= ACCESS_AT
+    ses = r(
+        "ses",
+        "account",
+        {
+            "production_access": granted,
+            "max_24h_send": 50000.0 if granted else 200.0,
+            "sent_last_24h": 195.0,
+            "sending_enabled": True,
+        },
+    )
+    email_fn = r("lambda", "email-fn", {"uses": ["ses:account"]})
+    queue = r("sqs", "email-queue", {"consumers": ["email-fn"]})
+    minutes = range(minute)  # a minute's point is visible once the minute is over
+    depth = [5 + m if m < ACCESS_AT else max(0, 5 + ACCESS_AT - 10 * (m - ACCESS_AT)) for m in minutes]
+    buckets = [b for b in range(0, minute, 5) if b + 10 <= minute]  # a 5-minute bucket lands 5 min after it ends
+
+    def s(points: list[tuple[int, float]], period: int) -> Series:
+        return Series(tuple(points), period)
+
+    series = {
+        (ses.id, "SES.Max24HourSend", "Value"): s(
+            [(T0 + m * M, 50000.0 if m >= ACCESS_AT else 200.0) for m in minutes], M
+        ),
+        (ses.id, "SES.SentLast24Hours", "Value"): s([(T0 + m * M, 195.0) for m in minutes], M),
+        (queue.id, "ApproximateNumberOfMessagesVisible", "Maximum"): s(
+            [(T0 + m * M, float(v)) for m, v in zip(minutes, depth, strict=True)], M
+        ),
+        (queue.id, "ApproximateAgeOfOldestMessage", "Maximum"): s(
+            [(T0 + m * M, 60.0 * (m + 5) if v else 0.0) for m, v in zip(minutes, depth, strict=True)], M
+        ),
+        (queue.id, "NumberOfMessagesSent", "Sum"): s([(T0 + b * M, 3.0) for b in buckets], 300),
+        (queue.id, "NumberOfMessagesDeleted", "Sum"): s(
+            [(T0 + b * M, 40.0 if b >= ACCESS_AT else 0.0) for b in buckets], 300
+        ),
+    }
+    return [ses, email_fn, queue], series
+
+
+def test_the_mail_queue_behind_the_ses_sandbox_never_blames_its_consumer(world: World) -> None:
+    # ses-sandbox in bench/pages.py: the thread ended "[RESOLVED] email-queue: 9 messages sent and
+    # none deleted in 15 min — email-fn stopped consuming": once production access came, the SES
+    # facts no longer refused mail while the queue's deletes, a slow-tier series, still read none.
+    from detectors.limits import ses_account
+    from detectors.queues import queues
+
+    texts = []
+    for minute in range(1, 70):
+        resources, series = _mail_inputs(minute)
+        world.resources = resources
+        inp = Inputs(T0 + minute * M, resources, series)
+        found = [f for f in (*queues(inp), *ses_account(inp)) if isinstance(f, Finding)]
+        texts += [(minute, f.title, f.fix) for f in found if f.key == "stopped"]
+        world.tick(*[observation(f) for f in found])
+    assert any(m < ACCESS_AT for m, _, _ in texts) and any(m >= ACCESS_AT for m, _, _ in texts), (
+        "the queue reads none deleted on both sides of production access"
+    )
+    for minute, title, fix in texts:
+        assert "SES us-east-1 refuse" in title and "stopped consuming" not in title, (minute, title)
+        assert "re-enable or fix" not in fix and "event source mapping" not in fix, (minute, fix)
+    after = [title for m, title, _ in texts if m >= ACCESS_AT]
+    assert "refused email-fn's mail until" in after[0] and "it accepts mail now" in after[0], after[0]
+    (head,) = world.slack.messages(top_level_only=True)
+    thread = [head["text"], *(u["text"] for u in head["updates"])]
+    assert thread[-1].startswith("[RESOLVED]"), thread
+    for text in thread:
+        assert "stopped consuming" not in text and "re-enable or fix" not in text, text
+        assert "SES us-east-1" in text, text
