@@ -269,19 +269,32 @@ def _finding(resource: Any, signal: Signal, track: Track, points: Series) -> Fin
     from datetime import datetime
 
     onset = datetime.fromtimestamp(ep.onset, tz=UTC).strftime("%H:%M UTC")
-    # The episode's worst bucket, not the last: an episode stays open for QUIET buckets after it
-    # calms down, and "rose to 2 per 5 min (usually 2)" in a RESOLVED message says nothing.
-    worst = _bucket(points, ep.peak, signal.stat == "Sum")
-    shown = _show(worst if worst is not None else track.last_value, signal.unit)
-    usual = _show(track.usual, signal.unit)
-    movement = "fell" if signal.direction < 0 else "rose"
-    peak = datetime.fromtimestamp(ep.peak, tz=UTC).strftime("%H:%M")
-    at = f" at {peak}" if worst is not None and ep.peak != ep.end else ""
-    title = (
-        f"{resource.name}: unusual {signal.what} — {movement} to {shown} per 5 min{at} (usually {usual}) since {onset}"
-        if signal.unit == "count"
-        else f"{resource.name}: unusual {signal.what} — {shown}{at} (usually {usual}) since {onset}"
+    # The episode's most extreme bucket, not the last (an episode stays open for QUIET buckets
+    # after it calms down: "rose to 2 per 5 min (usually 2)" in a RESOLVED message says nothing),
+    # nor the one that scored highest (the model adapts, so that is often the onset, below what
+    # followed: "2.6%" for an outage that reached 12%).
+    summed = signal.stat == "Sum"
+    seen = [(t, v) for t in range(ep.onset, ep.end + STEP, STEP) if (v := _bucket(points, t, summed)) is not None]
+    # The latest of equal extremes: a plateau still at its worst is told as now.
+    worst_t, worst = (
+        (
+            max(seen, key=lambda tv: (tv[1], tv[0]))
+            if signal.direction > 0
+            else min(seen, key=lambda tv: (tv[1], -tv[0]))
+        )
+        if seen
+        else (ep.end, track.last_value)
     )
+    shown = _show(worst, signal.unit)
+    usual = _show(track.usual, signal.unit)
+    per = " per 5 min" if signal.unit == "count" else ""
+    if worst_t >= (track.last_t if track.last_t is not None else ep.end):  # as far out as it has been, now
+        movement = ("fell to " if signal.direction < 0 else "rose to ") if per else ""
+        said = f"{movement}{shown}{per}"
+    else:
+        at = datetime.fromtimestamp(worst_t, tz=UTC).strftime("%H:%M")
+        said = f"{'fell as low as' if signal.direction < 0 else 'peaked at'} {shown}{per} at {at}"
+    title = f"{resource.name}: unusual {signal.what} — {said} (usually {usual}) since {onset}"
     ev = series_evidence(
         {signal.metric: points}, units={signal.metric: signal.unit, "baseline": signal.unit}, baseline=track.usual
     )
