@@ -234,12 +234,18 @@ def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server:
     # kill, for each agent killed meanwhile (the agent about to take it over may be the next one
     # killed: then its own heartbeat has to expire first); without a kill, for at most the minute
     # a joining agent waits for the place's holder to let it go. Every place is polled in the
-    # last minute.
+    # last minute or, moving between agents then (that same wait; seen once in make test under
+    # load), the one before.
     kill_minutes = [t0 + n * INTERVAL for n, _, _ in killed]
     gaps: list[int] = []
     for account, region in sorted(places):
         minutes = sorted(t for (t, a, r) in by_minute if (a, r) == (account, region))
-        assert minutes and minutes[0] == t0 and minutes[-1] == end, (account, region, minutes[:3], minutes[-3:])
+        assert minutes and minutes[0] == t0 and minutes[-1] >= end - INTERVAL, (
+            account,
+            region,
+            minutes[:3],
+            minutes[-3:],
+        )
         for before, after in zip(minutes, minutes[1:], strict=False):
             gap = (after - before) // INTERVAL - 1
             during = sum(1 for k in kill_minutes if before <= k <= after)  # (killed after its fetch, too)
