@@ -28,6 +28,15 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 
 DB_ID = rid("rds", "orders-db")
+DB_FULL = Observation(
+    "connections",
+    DB_ID,
+    "utilisation",
+    "finding",
+    CRITICAL,
+    "orders-db at 100% of max_connections (500 of 500)",
+    limit=True,
+)
 
 
 def test_the_title_moves_from_a_forecast_that_ended_to_the_limit_on_the_same_database(world: World) -> None:
@@ -37,15 +46,7 @@ def test_the_title_moves_from_a_forecast_that_ended_to_the_limit_on_the_same_dat
     forecast = Observation(
         "connections", DB_ID, "forecast", "finding", WARNING, "orders-db at 64% of max_connections and rising"
     )
-    full = Observation(
-        "connections",
-        DB_ID,
-        "utilisation",
-        "finding",
-        CRITICAL,
-        "orders-db at 100% of max_connections (500 of 500)",
-        limit=True,
-    )
+    full = DB_FULL
     world.tick(forecast)
     world.tick(forecast)
     for _ in range(4):
@@ -142,15 +143,7 @@ def test_a_function_alone_is_titled_with_the_api_it_serves(world: World) -> None
 def test_the_cause_line_keeps_the_named_cause_after_it_ended(world: World) -> None:
     # The storm in `make demo`: orders-db recovered while checkout-api still failed; the head went
     # on naming orders-db, but the RESOLVED message's "Cause:" named only checkout-fn's errors.
-    full = Observation(
-        "connections",
-        DB_ID,
-        "utilisation",
-        "finding",
-        CRITICAL,
-        "orders-db at 100% of max_connections (500 of 500)",
-        limit=True,
-    )
+    full = DB_FULL
     fn_errors = Observation(
         "outcomes",
         rid("lambda", "checkout-fn"),
