@@ -1,5 +1,5 @@
-"""A second `make demo` on the store the first one left: its emulated clock starts at the same time
-of day again, so the old store holds samples from the new run's future. Seen on a new user's
+"""A second `make demo` on the store the first one left: its emulated clock starts 4 h before the
+hour again, so the old store holds samples from the new run's future. Seen on a new user's
 second run: the overview's "last 30 min" beside a critical checkout-api incident read "5xx rate 0%"
 (the previous run's value from four hours later) while the incident said 12%."""
 

@@ -27,7 +27,7 @@ def demo_command(args: argparse.Namespace) -> int:
     if moved:
         print(
             f"the last demo's store is kept as {moved} (each demo starts on an empty store: "
-            "its emulated clock starts again where the last one started)",
+            "its emulated clock starts 4 h before the hour again, inside what the last demo stored)",
             flush=True,
         )
     try:
@@ -48,10 +48,10 @@ def demo_command(args: argparse.Namespace) -> int:
 
 def set_aside(store_path: str) -> Path | None:
     """Move a previous demo's SQLite store (with its -wal and -shm files) to `<name>.previous`,
-    replacing an older one, and say where; None when there is none. The emulated clock of every
-    demo starts at the same time of day, so a store left by the last demo holds samples from this
-    one's future and cursors past its clock: the agent would skip what the fleet now publishes and
-    the dashboard would show the last run's values."""
+    replacing an older one, and say where; None when there is none. Every demo's emulated clock
+    starts 4 h before the current hour (simulator/cli.py), so a store left by a demo of the last
+    few hours holds samples from this one's future and cursors past its clock: the agent would skip
+    what the fleet now publishes and the dashboard would show the last run's values."""
     path = Path(store_path)
     if is_url(store_path) or not path.exists():
         return None
