@@ -675,10 +675,21 @@ class Store:
                     list(pending),
                 )
             if done:
-                db.conn.executemany(
-                    "DELETE FROM reread_pending WHERE account = ? AND region = ? AND series_key = ? AND since >= ?",
-                    list(done),
-                )
+                # Every series answered Complete is in `done`, a poll's whole plan; the table is
+                # nearly always empty, so one read a place spares a DELETE a series a poll.
+                owed = {
+                    (a, r, str(k))
+                    for a, r in {(a, r) for a, r, _, _ in done}
+                    for (k,) in db.execute(
+                        "SELECT series_key FROM reread_pending WHERE account = ? AND region = ?", [a, r]
+                    ).fetchall()
+                }
+                settled = [d for d in done if (d[0], d[1], d[2]) in owed]
+                if settled:
+                    db.conn.executemany(
+                        "DELETE FROM reread_pending WHERE account = ? AND region = ? AND series_key = ? AND since >= ?",
+                        settled,
+                    )
 
     def advance_cursors(self, cursors: Sequence[tuple[str, str, str, int]], at: int) -> None:
         """Move (account, region, tier) cursors forward to `covered_until` (never back). Call it
