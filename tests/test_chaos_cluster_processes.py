@@ -113,11 +113,13 @@ class Fleetwatch:
         self.procs[pid].wait()
 
     def cycled(self, at: int) -> dict[int, bool]:
-        """pid -> whether it led, of the agents that recorded their cycle due at `at`."""
+        """pid -> whether it led, of the agents that recorded their cycle due at `at`: ran detection
+        and kept the lock to the end (a leader cut off mid-cycle records `not_leader`, and its
+        fenced incident and notification writes never happened)."""
         return {
-            int(pid): "detect" in json.loads(stages)
-            for pid, stages in self.db.execute(
-                "SELECT a.pid, c.stages FROM agent_cycles c JOIN agents a ON a.id = c.agent_id "
+            int(pid): "detect" in json.loads(stages) and status != "not_leader"
+            for pid, stages, status in self.db.execute(
+                "SELECT a.pid, c.stages, c.status FROM agent_cycles c JOIN agents a ON a.id = c.agent_id "
                 "WHERE c.scheduled_at = %s",
                 [at],
             )
@@ -264,7 +266,9 @@ def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server:
                 int(at)
                 for (at,) in fw.db.execute(
                     "SELECT c.scheduled_at FROM agent_cycles c JOIN agents a ON a.id = c.agent_id "
-                    "WHERE a.pid = %s AND c.scheduled_at > %s AND c.stages LIKE '%%detect%%' ORDER BY 1",
+                    "WHERE a.pid = %s AND c.scheduled_at > %s AND c.stages LIKE '%%detect%%' "
+                    "AND c.status <> 'not_leader' "
+                    "ORDER BY 1",
                     [cut[1], t0 + cut[0] * INTERVAL],
                 )
             ]
@@ -283,12 +287,16 @@ def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server:
 
     # No double fetch: one agent per place per minute.
     by_minute: dict[tuple[int, str, str], set[int]] = defaultdict(set)
+    elsewhere = []
     for ts, account, region, pid, *_, detail, _calls in polls:
-        # A fetch is a GetMetricData call: an agent's poll also tallies under "cloudwatch" an
-        # AssumeRole into an account whose place it does not hold (credentials, no samples).
-        if "cloudwatch:GetMetricData" not in json.loads(detail)["calls"]:
-            continue
-        by_minute[(int(ts) // 60 * 60, account, region)].add(pid)
+        calls = json.loads(detail)["calls"]
+        if "cloudwatch:GetMetricData" in calls:  # a fetch
+            by_minute[(int(ts) // 60 * 60, account, region)].add(pid)
+        elif calls:
+            elsewhere.append((ts, account, region, pid, calls))
+    # An agent calls AWS only for the places it holds: its AssumeRole into an account is tallied
+    # under the place that needed the credentials (collector/aws.py), not the account's first Region.
+    assert not elsewhere, f"calls tallied under places not fetched that minute: {elsewhere[:5]}"
     twice = {k: v for k, v in by_minute.items() if len(v) > 1}
     assert not twice, (
         f"places polled by two agents in one minute: {twice}; kills (minute, pid, leader) "
