@@ -25,13 +25,16 @@ asking several, capped at 12 ("one point in a thousand" is 3).
 
 That surprise alone could not tell NAB's labelled windows from routine bursts, so a point is
 also asked whether it (or the mean of its last 6 points) is NEW: beyond the range the series
-has shown (`Range`), by 3 % of its width and half a noise scale (CAD OSE's idea of novelty).
+has shown (`Range`), by 3 % of its width and half a noise scale (CAD OSE's idea of novelty);
+and whether its departure from the daily shape is new (the mean of the last 6 departures beyond
+the range of such means, by 10 % of its width: an afternoon at the night's level).
 The score is the largest of the novelty scores and surprise / SURPRISE_PER_SCORE, so the
 default threshold 3 means "new to this series" or "a surprise of 10.5" on every series.
 
 `Episodes` turns scores into episodes: one opens at the first point whose score reaches the
 threshold and closes after `quiet` points in a row below half of it; it is reported once, with
-its onset, peak and end. See docs/anomaly.md for the choices and the figures.
+its onset, peak and end. One reopening the same way soon after (flapping) needs twice the
+threshold. See docs/anomaly.md for the choices and the figures.
 """
 
 from __future__ import annotations
