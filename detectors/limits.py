@@ -43,20 +43,23 @@ COMPLAINT_WARN, COMPLAINT_REVIEW, COMPLAINT_PAUSE = 0.0005, 0.001, 0.005
 DEFAULT_CONCURRENCY = 1000
 HEADROOM_WARN, HEADROOM_CRIT = 0.80, 0.90
 # A concurrency storm: the account's claimed concurrency has climbed at least STORM_RISE of its
-# limit in each of its last three one-minute points and stands at STORM_LEVEL of it or more. At
-# that pace the rest is used up within (1 - STORM_LEVEL) / STORM_RISE = 5 minutes, and nothing on
-# AWS's side slows the climb before the limit: "every 10 seconds, Lambda can allocate at most
-# 1,000 additional execution environment instances ... to each of your functions", and while a
-# function keeps receiving more requests Lambda keeps scaling it at that rate up to the account's
-# concurrency limit (AWS Lambda Developer Guide, "Lambda scaling behavior",
-# https://docs.aws.amazon.com/lambda/latest/dg/scaling-behavior.html). So the shared NEAR (60 %)
-# and IMMINENT (150 s) of detectors/base.py cost the minute in which the account goes from half
-# its limit to throttling. A busy hour that climbs a few percent of the limit a minute, or a climb
-# that levels off (its slowest recent rise is what counts), stays below STORM_RISE; a fan-out
-# burst that stops under half the limit stays below STORM_LEVEL. Figures: in the
-# lambda-concurrency scenario the account goes 2 % → 20 % → 36 % → 53 % of its limit in the first
-# three minutes (+16 % a minute); the shared rule fired a minute later, at 69 %.
-STORM_LEVEL, STORM_RISE = 0.50, 0.10
+# limit in each of its last three one-minute points, to STORM_LEVEL of it or more and STORM_FACTOR
+# times what it was before those three minutes. At that pace the rest is used up within
+# (1 - STORM_LEVEL) / STORM_RISE = 5 minutes, and nothing on AWS's side slows the climb before the
+# limit: "every 10 seconds, Lambda can allocate at most 1,000 additional execution environment
+# instances ... to each of your functions", and while a function keeps receiving more requests
+# Lambda keeps scaling it at that rate up to the account's concurrency limit (AWS Lambda Developer
+# Guide, "Lambda scaling behavior", https://docs.aws.amazon.com/lambda/latest/dg/scaling-behavior.html).
+# So the shared NEAR (60 %) and IMMINENT (150 s) of detectors/base.py cost the minute in which the
+# account goes from half its limit to throttling. The pace alone cannot tell a flood from a busy
+# account whose traffic triples (20 % -> 60 % in three minutes is the same ~3 minutes from the
+# limit as 2 % -> 53 %); the multiple can: a surge of traffic scales the account's concurrency
+# by what the traffic grew (3x), a flood (a fan-out, a retry storm, a backlog replayed) from next
+# to nothing. A climb that levels off (its slowest recent rise is what counts) stays below
+# STORM_RISE; a burst that stops under half the limit stays below STORM_LEVEL. Figures: in the
+# lambda-concurrency scenario the account goes 2 % -> 20 % -> 36 % -> 53 % of its limit in the
+# first three minutes (+16 % a minute, x26); the shared rule fired a minute later, at 69 %.
+STORM_LEVEL, STORM_RISE, STORM_FACTOR = 0.50, 0.10, 5.0
 RECENT_MAIL, MIN_MAIL_ERRORS = 15 * 60, 3
 
 PRODUCTION_FIX = (
@@ -290,13 +293,17 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
 
 def _storm(claimed: Series, limit: float, now: int) -> Approach | None:
     """The climb of the account's claimed concurrency if it is a storm (see STORM_LEVEL,
-    STORM_RISE): at least half the limit claimed, each of the last three minutes up a tenth of
-    it or more; None otherwise, or if the newest point is more than a few minutes old."""
+    STORM_RISE, STORM_FACTOR): at least half the limit claimed, each of the last three minutes up
+    a tenth of it or more, five times what it was before them; None otherwise, or if the newest
+    point is more than a few minutes old."""
     latest = claimed.latest
     if latest is None or latest[0] < now - 3 * claimed.period or latest[1] < STORM_LEVEL * limit:
         return None
     climb = claimed.rising_to(limit)
-    return climb if climb is not None and climb.per_minute >= STORM_RISE * limit else None
+    if climb is None or climb.per_minute < STORM_RISE * limit:
+        return None
+    before = dict(claimed.points)[climb.since]
+    return climb if latest[1] >= STORM_FACTOR * max(before, 1.0) else None
 
 
 def _holders(inp: Inputs, account: Resource, claimed: float | None = None) -> list[str]:

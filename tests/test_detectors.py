@@ -376,6 +376,11 @@ def account_inputs(
             {("headroom", CRITICAL)},
         ),
         (
+            "traffic x3 from 20% to 60% at +13% a minute: quiet",
+            account_inputs(1000, join(shift(flat(200, 30), 3), ramp(333, 600, 3))),
+            set(),
+        ),
+        (
             "fan-out burst that stops at 45%: quiet",
             account_inputs(1000, join(shift(flat(20, 30), 3), ramp(180, 450, 3))),
             set(),
