@@ -311,7 +311,7 @@ class _Stored:
         }
 
 
-def _flood_pages(world: World, promote: bool) -> list[tuple[int, str]]:
+def _flood_pages(world: World, promote: bool, flood_fns: dict[str, list[float]] = FLOOD_FNS) -> list[tuple[int, str]]:
     """Poll and detect minute by minute on the fake clock: the account's claimed concurrency every
     poll (fast tier), each function's ConcurrentExecutions as 5-minute buckets on the slow poll and,
     with `promote`, on every poll for the functions `plan.triggers` names (the newest bucket holding
@@ -319,7 +319,7 @@ def _flood_pages(world: World, promote: bool) -> list[tuple[int, str]]:
     from collector import plan
     from collector.catalog import DETAIL, FAST, SLOW
 
-    fns = [Resource(rid("lambda", n), "lambda", n, ACCOUNT, REGION, {}, {}) for n in FLOOD_FNS]
+    fns = [Resource(rid("lambda", n), "lambda", n, ACCOUNT, REGION, {}, {}) for n in flood_fns]
     world.resources = [*world.resources, ACCT, *fns]
     as_dicts = [
         {"id": r.id, "kind": r.kind, "name": r.name, "account": r.account, "region": r.region, "facts": r.facts}
@@ -339,8 +339,9 @@ def _flood_pages(world: World, promote: bool) -> list[tuple[int, str]]:
         for fn in fns:
             if fn.id in read:
                 for bucket in range(0, minute, 5):
-                    peak = max(FLOOD_FNS[fn.name][bucket:minute])
-                    stored.put((fn.id, "ConcurrentExecutions", "Maximum"), T0 + bucket * M, peak)
+                    ran = [v for v in flood_fns[fn.name][bucket:minute] if v is not None]
+                    if ran:  # an idle function publishes no datapoints at all
+                        stored.put((fn.id, "ConcurrentExecutions", "Maximum"), T0 + bucket * M, max(ran))
         inp = Inputs(
             now,
             [ACCT, *fns],
@@ -388,6 +389,20 @@ def test_without_reading_the_holders_every_poll_the_first_page_names_nobody(tmp_
     assert "thumbnail-fn" not in pages[0][1], pages[0][1]
 
 
+def test_a_function_idle_before_its_flood_is_named_in_the_first_page(world: World) -> None:
+    # Twelve functions busier than thumbnail-fn before the flood, thumbnail-fn idle (no datapoints):
+    # the top ten read every fast poll were the wrong ones, and thumbnail-fn's own series came at
+    # the slow poll of minute 9. The holders read explain 24 of the 195 claimed at minute 5, so
+    # that poll reads every function (collector/plan.py HOLDERS_EXPLAINED).
+    world.reconfigure(**{"alerts.for_limits": 60})
+    busy = {f"busy-{i:02d}-fn": [2.0] * 12 for i in range(12)}
+    idle: list[float | None] = [None] * 4 + FLOOD_FNS["thumbnail-fn"][4:]
+    pages = _flood_pages(world, promote=True, flood_fns={**busy, "thumbnail-fn": idle})
+    first_minute, first = pages[0]
+    assert first_minute == 7, pages
+    assert "held by thumbnail-fn 520 (unreserved)" in first, first
+
+
 def test_holders_are_read_every_fast_poll_only_while_the_account_is_pressed_and_at_most_ten() -> None:
     from collector import plan
     from collector.catalog import DETAIL, FAST
@@ -397,8 +412,8 @@ def test_holders_are_read_every_fast_poll_only_while_the_account_is_pressed_and_
     fns = [
         {"id": rid("lambda", f"fn-{i:02d}"), "kind": "lambda", "name": f"fn-{i:02d}", "facts": {}} for i in range(30)
     ]
-    busy = {  # fn-07 held the most in the last hour; fn-23's invocations just jumped
-        (fns[7]["id"], "ConcurrentExecutions", "Maximum"): [(now - 1800, 40.0)],
+    busy = {  # fn-07 held the most in the last hour, and holds most of the account now; fn-23's invocations just jumped
+        (fns[7]["id"], "ConcurrentExecutions", "Maximum"): [(now - 1800, 40.0), (now - 300, 280.0)],
         (fns[23]["id"], "Invocations", "Sum"): [(now - 1500 + 300 * k, 100.0) for k in range(4)] + [(now - 60, 900.0)],
     }
 
@@ -418,5 +433,14 @@ def test_holders_are_read_every_fast_poll_only_while_the_account_is_pressed_and_
         built = plan.build(None, [acct, *fns], [FAST], got)  # type: ignore[arg-type]
         extra = [q for q in built.queries if q.tier == DETAIL]
         assert len(extra) == 10 and {(q.key.metric, q.key.period) for q in extra} == {("ConcurrentExecutions", 300)}
+    # The same account with nobody among the ranked ones holding it (fn-07's last point is an hour
+    # old; fn-29 idle until now has none): every function is read on this poll.
+    unexplained = {(fns[7]["id"], "ConcurrentExecutions", "Maximum"): [(now - 1800, 40.0)]}
+    got = plan.triggers(_Stored.of({**unexplained, **claimed([100.0] * 9 + [520.0])}), [acct, *fns], now, 900)
+    assert got.concurrency == {fn["id"] for fn in fns}
+    assert "0 of it held by the 10 busiest: reading every function" in got.reasons[fns[29]["id"]]
+    many = [{**fns[0], "id": rid("lambda", f"x-{i:03d}"), "name": f"x-{i:03d}"} for i in range(600)]
+    got = plan.triggers(_Stored.of(claimed([100.0] * 9 + [520.0])), [acct, *many], now, 900)
+    assert len(got.concurrency) == plan.HOLDERS_SWEEP == 490, "one GetMetricData call's worth at most"
     stale = {(ACCT.id, "ClaimedAccountConcurrency", "Maximum"): [(now - 20 * M, 900.0)]}
     assert plan.triggers(_Stored.of(stale), [acct, *fns], now, 900).concurrency == set(), "an old point: not now"
