@@ -437,6 +437,9 @@ def _rate_capped(sends_per_min: float, errors_per_min: float, growing: bool) -> 
     deleted = {m: sends_per_min if m >= -12 else 0.5 for m in range(-40, 1)}
     sends = Series(tuple((NOW + m * M, sends_per_min if m >= -12 else 0.5) for m in range(-40, 0)))
     errors = Series(tuple((NOW + m * M, errors_per_min if m >= -12 else 0.0) for m in range(-40, 0)))
+    calls = Series(
+        tuple((NOW + m * M, max(sends_per_min + errors_per_min, 1500.0) if m >= -12 else 0.5) for m in range(-40, 0))
+    )
     inp = queue_at(
         NOW,
         vis,
@@ -444,7 +447,11 @@ def _rate_capped(sends_per_min: float, errors_per_min: float, growing: bool) -> 
         sent,
         deleted,
         mail_fleet(RATE_FACTS, ["ses:account"]),
-        {("email-fn", "Errors", "Sum"): errors, ("account", "Send", "Sum"): sends},
+        {
+            ("email-fn", "Errors", "Sum"): errors,
+            ("email-fn", "Invocations", "Sum"): calls,
+            ("account", "Send", "Sum"): sends,
+        },
     )
     return inp
 
@@ -467,6 +474,8 @@ def test_mail_throttled_at_the_ses_send_rate_pages_on_ses_and_the_queue_names_it
     [
         # A sender pacing itself at the cap: nothing refused, nothing waits (its queue keeps up).
         ("at the cap, nothing failing, nothing waiting", 840.0, 0.0, False),
+        # lookalike-ses-campaign: a healthy sender's 0.1 % of errors at 750 a minute is not throttling.
+        ("at 90 % of the rate, 0.1 % of sends failing", 750.0, 1.5, False),
         # Failing at 60 % of the rate is something else than the rate (the consumer's own errors).
         ("60 % of the rate while email-fn fails", 500.0, 660.0, True),
     ],
