@@ -15,6 +15,7 @@ from typing import Any
 from collector import probes
 from collector.aws import Place
 from collector.catalog import CATALOG, DETAIL, FAST, SLOW, dimension_sets, metric_name
+from detectors.limits import RATE_CAPPED, RATE_RECENT
 from fleetwatch.store import SeriesKey, index_resource_id
 
 MAX_QUERIES = 500  # GetMetricData: at most 500 queries a call
@@ -183,6 +184,10 @@ def build(
             plan.queries.extend(
                 Query(q.key, DETAIL) for q in resource_queries(res, [SLOW]) if q.key.metric == "ConcurrentExecutions"
             )
+        if res["id"] in triggered.mail and not mine:
+            plan.queries.extend(
+                Query(q.key, DETAIL) for q in resource_queries(res, [SLOW]) if q.key.metric in ("Errors", "Invocations")
+            )
         if mine and res["kind"] == "sqs" and res["facts"].get("url"):
             plan.queues.append((res["id"], res["facts"]["url"]))
         if slow and (due is None or 0 in due) and res["kind"] == "lambda":
@@ -223,6 +228,9 @@ class Triggered:
     # Functions whose own ConcurrentExecutions is read on every fast poll while their account's
     # concurrency is high or climbing (see `_holders_to_read`): the page names who holds it.
     concurrency: set[str] = field(default_factory=set)
+    # Functions that send mail through SES whose Errors and Invocations are read on every fast poll
+    # while SES accepts sends at its maximum rate (see `_mail_senders_to_read`).
+    mail: set[str] = field(default_factory=set)
     reasons: dict[str, str] = field(default_factory=dict)
 
 
@@ -302,7 +310,33 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
     for rid, why in _holders_to_read(store, resources, functions, recent, now).items():
         out.concurrency.add(rid)
         out.reasons.setdefault(rid, why)
+    for rid, why in _mail_senders_to_read(store, resources, functions, now).items():
+        out.mail.add(rid)
+        out.reasons.setdefault(rid, why)
     return out
+
+
+# SES at its maximum send rate (detectors/limits.py RATE_CAPPED, from AWS/SES Send, a fast-tier
+# series, against the account's MaxSendRate): whether its senders fail is in their Errors and
+# Invocations, slow-tier series up to five minutes stale. While sends are at the cap, the functions
+# that send through SES (`uses`, from their environment) have both read on every fast poll, so the
+# throttled sends show within the minute. Cost: 2 metrics a sender a minute while SES is at its
+# cap, $0.00002 a sender a minute.
+def _mail_senders_to_read(
+    store: Any, resources: list[dict[str, Any]], functions: list[dict[str, Any]], now: int
+) -> dict[str, str]:
+    accounts = [r for r in resources if r["kind"] == "ses" and float(r["facts"].get("max_send_rate") or 0) > 0]
+    senders = [f for f in functions if any(str(u).startswith("ses:") for u in f["facts"].get("uses") or [])]
+    if not accounts or not senders:
+        return {}
+    recent = store.recent_values([a["id"] for a in accounts], ["Send"], now - RATE_RECENT, now)
+    for ses in accounts:
+        cap = float(ses["facts"]["max_send_rate"])
+        per_second = max((v / 60 for _, v in recent.get((ses["id"], "Send", "Sum"), [])), default=0.0)
+        if per_second >= RATE_CAPPED * cap:
+            why = f"SES sending {per_second:.1f} of its {cap:g} mails a second: reading its senders' errors"
+            return {f["id"]: why for f in senders}
+    return {}
 
 
 # Who holds the account's concurrency, read while it matters. A function's own

@@ -444,3 +444,25 @@ def test_holders_are_read_every_fast_poll_only_while_the_account_is_pressed_and_
     assert len(got.concurrency) == plan.HOLDERS_SWEEP == 490, "one GetMetricData call's worth at most"
     stale = {(ACCT.id, "ClaimedAccountConcurrency", "Maximum"): [(now - 20 * M, 900.0)]}
     assert plan.triggers(_Stored.of(stale), [acct, *fns], now, 900).concurrency == set(), "an old point: not now"
+
+
+def test_mail_senders_errors_are_read_every_fast_poll_while_ses_sends_at_its_maximum_rate() -> None:
+    # ses-send-rate: SES accepts 14 mails a second (840 a minute, AWS/SES Send, fast tier); whether
+    # email-fn fails is in its Errors, a slow-tier series up to five minutes stale.
+    from collector import plan
+    from collector.catalog import DETAIL, FAST
+
+    now = T0 + 60 * M
+    ses = {"id": rid("ses", "account"), "kind": "ses", "name": "account", "facts": {"max_send_rate": 14.0}}
+    email = {"id": rid("lambda", "email-fn"), "kind": "lambda", "name": "email-fn", "facts": {"uses": ["ses:account"]}}
+    other = {"id": rid("lambda", "feed-fn"), "kind": "lambda", "name": "feed-fn", "facts": {}}
+
+    def sends(per_minute: float) -> _Stored:
+        return _Stored.of({(ses["id"], "Send", "Sum"): [(now - k * M, per_minute) for k in range(3, 0, -1)]})
+
+    got = plan.triggers(sends(840.0), [ses, email, other], now, 900)
+    assert got.mail == {email["id"]} and "SES sending 14.0 of its 14 mails a second" in got.reasons[email["id"]]
+    built = plan.build(None, [ses, email, other], [FAST], got)  # type: ignore[arg-type]
+    extra = {(q.key.resource_id, q.key.metric, q.key.period) for q in built.queries if q.tier == DETAIL}
+    assert extra == {(email["id"], "Errors", 300), (email["id"], "Invocations", 300)}
+    assert plan.triggers(sends(300.0), [ses, email, other], now, 900).mail == set(), "5 a second of 14: slow tier"
