@@ -56,7 +56,7 @@ EXTRAS := .[emulator,test,docs]
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@if $(PY) -m pip install --quiet --disable-pip-version-check '$(UV_PIN)'; then \
+	@if $(PY) -m pip install --quiet --disable-pip-version-check '$(UV_PIN)' 2>/dev/null; then \
 	  echo "$(VENV)/bin/uv pip install -e '$(EXTRAS)'"; \
 	  $(VENV)/bin/uv pip install --quiet --python $(PY) -e '$(EXTRAS)'; \
 	else \
