@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
-
 from functools import cache
+from typing import Any
 
 from alerts.incidents import Incident
 from alerts.state import Alert
@@ -246,6 +245,7 @@ def _plain(text: str) -> dict[str, Any]:
 
 
 # -- mail --------------------------------------------------------------------------------------
+
 
 @cache
 def _env() -> Any:
