@@ -236,7 +236,11 @@ def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server:
                     pids.append(fw.spawn())  # a fresh agent joins at this minute
                     done = fw.wait(now, pids)
                 leading = [pid for pid, lead in done.items() if lead and pid in pids]
-                assert len(leading) <= 1, f"minute {n}: two leaders {leading}"
+                # At the cut, its victim may have finished the minute under its lock before the cut
+                # ended it (every write done, nothing left to fence); the next leader then runs the
+                # same minute after it, one after the other. Otherwise one leader a minute.
+                alone = [pid for pid in leading if cut is None or n != cut[0] or pid != cut[1]]
+                assert len(alone) <= 1, f"minute {n}: two leaders {leading}"
                 leaders += leading
             end = t0 + (ticks - 1) * INTERVAL
             polls = list(
