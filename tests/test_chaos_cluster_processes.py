@@ -142,7 +142,7 @@ class Fleetwatch:
         """Terminate every session the agent holds on the server (fleetwatch.store.pgdb's
         session_name says whose a session is); the process itself lives on. Returns how many."""
         rows = self.db.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name LIKE %s",
             [f"fleetwatch pid {pid} on %"],
         ).fetchall()
         return len(rows)
