@@ -102,6 +102,26 @@ def test_headroom_reads_one_row_per_series_not_the_hours_samples(conn: Any) -> N
     assert sum(fetched) == 4, f"rows per read: {fetched} (three live queues' four series, holding 10 samples this hour)"
 
 
+def test_overview_reads_whole_windows_only_of_limits_near_full(conn: Any) -> None:
+    """The overview's limits are near_limits(headroom()) at any threshold, but the first and
+    latest samples are read only for the limits whose hour's peak comes to the threshold."""
+    for close in (0.0, 0.3, 0.5, 0.95, 0.98, 1.5):
+        assert data.overview_limits(conn, NOW, close) == data.near_limits(data.headroom(conn, NOW), close), close
+    edges: list[int] = []
+    real = conn.execute
+
+    class Counting:
+        def execute(self, sql: str, args: Any = ()) -> Any:
+            rows = real(sql, args).fetchall()
+            if "ORDER BY ts LIMIT 1" in sql:
+                edges.append(len(rows))
+            return iter(rows)
+
+    near = data.overview_limits(Counting(), NOW, 0.95)  # type: ignore[arg-type]
+    assert [h["name"] for h in near["near"]] == ["twice"] and near["checked"] == 4
+    assert sum(edges) == 2, f"rows per whole-window read: {edges} (only the near queue's two series)"
+
+
 def test_resource_list_pages_in_order_from_the_live_index(conn: Any) -> None:
     rows, total = data.resources(conn, "sqs")
     assert [r["name"] for r in rows] == ["peaked", "quiet", "rising", "twice"] and total == 4

@@ -12,8 +12,13 @@ from typing import Any
 
 from collector.catalog import api_metric
 from collector.pollreport import polling_cost
-from detectors.limits import REPUTATION_ABSENT
 from fleetwatch.store.dialect import Dialect, dialect_of, is_url, json_loaded
+
+# What the overview shows of the limits; headroom and near_limits are read from here too.
+from web.limits import CLOSE as CLOSE
+from web.limits import headroom as headroom
+from web.limits import near_limits as near_limits
+from web.limits import overview_limits
 
 ENTRY_KINDS = ("api", "schedule", "ses", "sqs")
 # Signals shown first for an entry point: what its users feel, with the unit of each (see
@@ -404,147 +409,6 @@ def _latest(
     return out
 
 
-def _windows(
-    conn: sqlite3.Connection, kinds: tuple[str, ...], metric: str, stat: str, since: int
-) -> dict[str, tuple[float, float, float]]:
-    """(peak, first, latest) of a metric per resource of `kinds` since `since`.
-
-    Each series is read through the samples' (series_id, ts) key: its peak, and its first and
-    latest sample, by three small subqueries, so the cost grows with the number of series and
-    not with the samples in the window. A resource with several such series (none today) gets
-    the peak of all, the first sample of all and the latest of all; on equal times the series
-    stored first wins."""
-    window = "FROM samples WHERE series_id = s.id AND ts >= ?"
-    sql = (
-        f"SELECT s.resource_id, (SELECT MAX(value) {window}), "
-        f"(SELECT ts {window} ORDER BY ts LIMIT 1), (SELECT value {window} ORDER BY ts LIMIT 1), "
-        f"(SELECT ts {window} ORDER BY ts DESC LIMIT 1), (SELECT value {window} ORDER BY ts DESC LIMIT 1) "
-        f"FROM series s JOIN resources r ON r.id = s.resource_id "
-        f"WHERE r.kind IN ({','.join('?' * len(kinds))}) AND r.gone_at IS NULL AND s.metric = ? AND s.stat = ? "
-        f"ORDER BY s.id"
-    )
-    seen: dict[str, tuple[float, int, float, int, float]] = {}  # peak, first ts, first, latest ts, latest
-    for rid, peak, t0, v0, t1, v1 in conn.execute(sql, [since] * 5 + [*kinds, metric, stat]):
-        if peak is None:  # no sample in the window
-            continue
-        peak, t0, v0, t1, v1 = float(peak), int(t0), float(v0), int(t1), float(v1)
-        had = seen.get(rid)
-        if had is not None:
-            peak = max(peak, had[0])
-            t0, v0 = (had[1], had[2]) if had[1] <= t0 else (t0, v0)
-            t1, v1 = (had[3], had[4]) if had[3] >= t1 else (t1, v1)
-        seen[rid] = (peak, t0, v0, t1, v1)
-    return {rid: (peak, first, latest) for rid, (peak, _, first, _, latest) in seen.items()}
-
-
-# How full a limit must be, now or at its peak of the last hour, to be shown on the overview.
-CLOSE = 0.5
-# The facts headroom() holds series against.
-HEADROOM_FACTS = ("concurrency_limit", "max_24h_send", "sent_last_24h", "max_connections", "retention")
-
-
-def headroom(conn: sqlite3.Connection, now: int) -> list[dict[str, Any]]:
-    """Every known limit: account concurrency, SES quota and reputation, database and pool
-    connections, queue age against retention; each with its latest value, the last hour's peak
-    and trend, in its own unit (None with a note where AWS publishes nothing), fullest first."""
-    since = now - 3600
-    # The limits among the facts, taken out in SQL (numbers come back as numbers from either
-    # backend) rather than every row's whole facts parsed here.
-    limits = ", ".join(f"{_dialect(conn).json_value('facts', k)} AS {k}" for k in HEADROOM_FACTS)
-    rows = _rows(
-        conn,
-        f"SELECT id, kind, name, account, region, {limits} FROM resources WHERE gone_at IS NULL "
-        "AND kind IN ('lambda_account', 'ses', 'rds', 'rds_proxy', 'sqs') ORDER BY id",
-    )
-    claimed = _windows(conn, ("lambda_account",), "ClaimedAccountConcurrency", "Maximum", since)
-    conns = _windows(conn, ("rds",), "DatabaseConnections", "Maximum", since)
-    # A proxy reports its pool and the pool's ceiling as metrics (Sum per minute), not as facts.
-    pooled = _windows(conn, ("rds_proxy",), "DatabaseConnections", "Sum", since)
-    ceiling = _windows(conn, ("rds_proxy",), "MaxDatabaseConnectionsAllowed", "Sum", since)
-    age = _windows(conn, ("sqs",), "ApproximateAgeOfOldestMessage", "Maximum", since)
-    bounce = _windows(conn, ("ses",), "Reputation.BounceRate", "Maximum", since)
-    complaint = _windows(conn, ("ses",), "Reputation.ComplaintRate", "Maximum", since)
-    out: list[dict[str, Any]] = []
-
-    def add(
-        r: dict[str, Any], limit: str, unit: str, seen: tuple[float, float, float] | None, of: Any, absent: str = ""
-    ) -> None:
-        if not of or not isinstance(of, (int, float)):
-            return
-        of = float(of)
-        row = {
-            "resource": r["id"],
-            "kind": r["kind"],
-            "name": r["name"],
-            "account": r["account"],
-            "region": r["region"],
-            "limit": limit,
-            "unit": unit,
-            "of": of,
-            "value": None,
-            "peak": None,
-            "used": None,
-            "peak_used": None,
-            "trend": "",
-            "note": absent,
-        }
-        if seen is not None:
-            peak, first, latest = seen
-            trend = (
-                "rising"
-                if latest > first * 1.1 + of * 0.01
-                else "falling"
-                if latest < first * 0.9 - of * 0.01
-                else "steady"
-            )
-            row.update(value=latest, peak=peak, used=latest / of, peak_used=peak / of, trend=trend, note="")
-        out.append(row)
-
-    for r in rows:
-        if r["kind"] == "lambda_account":
-            add(r, "account concurrency", "count", claimed.get(r["id"]), r.get("concurrency_limit"))
-        elif r["kind"] == "ses":
-            sent = r.get("sent_last_24h")
-            add(
-                r,
-                "24-hour send quota",
-                "count",
-                (sent, sent, sent) if isinstance(sent, (int, float)) else None,
-                r.get("max_24h_send"),
-            )
-            add(
-                r,
-                "bounce rate (review at 5%)",
-                "ratio",
-                bounce.get(r["id"]),
-                0.05,
-                REPUTATION_ABSENT["Reputation.BounceRate"],
-            )
-            add(
-                r,
-                "complaint rate (review at 0.1%)",
-                "ratio",
-                complaint.get(r["id"]),
-                0.001,
-                REPUTATION_ABSENT["Reputation.ComplaintRate"],
-            )
-        elif r["kind"] == "rds":
-            add(r, "database connections", "count", conns.get(r["id"]), r.get("max_connections"))
-        elif r["kind"] == "rds_proxy":
-            top = ceiling.get(r["id"])
-            add(r, "pooled connections", "count", pooled.get(r["id"]), top[2] if top else None)
-        elif r["kind"] == "sqs":
-            add(r, "oldest message against retention", "s", age.get(r["id"]), r.get("retention"))
-    return sorted(out, key=lambda h: -max(h["used"] or -1.0, h["peak_used"] or -1.0))
-
-
-def near_limits(rows: list[dict[str, Any]], close: float = CLOSE) -> dict[str, Any]:
-    """What the overview shows of headroom(): the limits at least `close` full now or at the
-    hour's peak, and how many others were checked."""
-    near = [h for h in rows if max(h["used"] or 0.0, h["peak_used"] or 0.0) >= close]
-    return {"near": near, "checked": len(rows), "close": close}
-
-
 def entries(
     conn: sqlite3.Connection, now: int, open_incidents: list[dict[str, Any]], limit: int = 50
 ) -> list[dict[str, Any]]:
@@ -630,7 +494,7 @@ def overview(conn: sqlite3.Connection, now: int) -> dict[str, Any]:
         "now": now,
         "entries": entries(conn, now, open_incs),
         "incidents": open_incs,
-        "headroom": near_limits(headroom(conn, now)),
+        "headroom": overview_limits(conn, now),
         "agent": agent_health(conn, now),
     }
 
