@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2.runtime import Context
 from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -141,11 +142,38 @@ def silence_matchers(inc: dict[str, Any]) -> str:
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
+class _Call(Context):
+    """Jinja's context, calling the pages' own functions (_Pages.plain) straight away: Jinja asks
+    each callable, on every call, whether it wants the context, the evaluation context or the
+    environment passed in (three attribute lookups and a pop of its loop variables), some 600
+    times on one overview. Anything else (macros, Jinja's own) is called as Jinja calls it."""
+
+    def call(__self, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's own signature
+        if id(__obj) in __self.environment.plain:  # type: ignore[attr-defined]
+            kwargs.pop("_loop_vars", None)
+            kwargs.pop("_block_vars", None)
+            return __obj(*args, **kwargs)
+        return super().call(__obj, *args, **kwargs)
+
+
 class _Pages(Environment):
     """Jinja's environment, reading a dict's keys first: the pages' rows are dicts, and Jinja
     asks for `row.field` as an attribute before a key, so each field read raised and caught an
     AttributeError (some 1,500 on one overview). A name dict itself has (items, get, …) is still
     its attribute, as in Jinja."""
+
+    context_class = _Call
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # id -> function: the functions here hold no Jinja marker (pass_context and the like); the
+        # dict keeps each alive, so no other object takes its id.
+        self.plain: dict[int, Callable[..., Any]] = {}
+
+    def add_functions(self, **functions: Callable[..., Any]) -> None:
+        """Globals the pages call that need no context (plain Python functions)."""
+        self.globals.update(functions)
+        self.plain.update((id(f), f) for f in functions.values())
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
@@ -264,7 +292,7 @@ def create_app(
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(
+    env.add_functions(
         when=_when,
         at=_at,
         num=_num,
