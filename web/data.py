@@ -416,36 +416,45 @@ def entries(
     hurting: dict[str, dict[str, Any]] = {}
     for inc in open_incidents:
         hurting.setdefault(inc["resource"], inc)
-    rows = []
-    # Of the facts, only the two this reads, taken out in SQL rather than every row's whole facts
-    # parsed here (a queue's list its consumers, an API its functions and stages).
+    # Of the facts, only the two this reads, each from the kind that has it, taken out in SQL
+    # rather than every row's whole facts parsed here (a queue's list its consumers, an API its
+    # functions and stages); the rows as the connection gives them until the page's few are kept.
     d = _dialect(conn)
-    for r in _rows(
-        conn,
-        f"SELECT id, kind, name, account, region, {d.json_text('facts', 'type')} AS api_type, "
-        f"{d.json_value('facts', 'dlq_of')} AS dlq_of FROM resources "
-        f"WHERE gone_at IS NULL AND kind IN ({','.join('?' * len(ENTRY_KINDS))}) ORDER BY kind, name, id",
-        ENTRY_KINDS,
-    ):
-        if r["kind"] == "sqs" and json_loaded(r.pop("dlq_of")):  # a dead-letter queue: nobody waits on what it holds
-            continue
-        r.pop("dlq_of", None)
-        rows.append(r)
+    found = [
+        r
+        for r in conn.execute(
+            f"SELECT id, kind, name, account, region, CASE WHEN kind = 'api' THEN {d.json_text('facts', 'type')} "
+            f"END AS api_type, CASE WHEN kind = 'sqs' THEN {d.json_value('facts', 'dlq_of')} END AS dlq_of "
+            f"FROM resources WHERE gone_at IS NULL AND kind IN ({','.join('?' * len(ENTRY_KINDS))}) "
+            "ORDER BY kind, name, id",
+            ENTRY_KINDS,
+        )
+        if not json_loaded(r["dlq_of"])  # a dead-letter queue: nobody waits on what it holds
+    ]
     rank = {"critical": 0, "warning": 1, "info": 2}
-    rows.sort(
+    found.sort(
         key=lambda r: (rank.get(hurting[r["id"]]["severity"], 3) if r["id"] in hurting else 9, r["kind"], r["name"])
     )
-    rows = rows[:limit]
-    reads = [(r["id"], api_metric(m, r["api_type"]), s) for r in rows for m, s, _, _ in ENTRY_SIGNALS[r["kind"]]]
+    found = found[:limit]
+    reads = [(r["id"], api_metric(m, r["api_type"]), s) for r in found for m, s, _, _ in ENTRY_SIGNALS[r["kind"]]]
     latest = _latest(conn, reads, now - 1800, now)
-    for r in rows:
+    rows = []
+    for r in found:
         hurt = hurting.get(r["id"])
-        r["incident"] = {"id": hurt["id"], "title": hurt["title"], "severity": hurt["severity"]} if hurt else None
-        r["signals"] = [
-            {"label": label, "unit": unit, "value": latest.get((r["id"], api_metric(m, r["api_type"]), s))}
-            for m, s, label, unit in ENTRY_SIGNALS[r["kind"]]
-        ]
-        del r["api_type"]
+        rows.append(
+            {
+                "id": r["id"],
+                "kind": r["kind"],
+                "name": r["name"],
+                "account": r["account"],
+                "region": r["region"],
+                "incident": {"id": hurt["id"], "title": hurt["title"], "severity": hurt["severity"]} if hurt else None,
+                "signals": [
+                    {"label": label, "unit": unit, "value": latest.get((r["id"], api_metric(m, r["api_type"]), s))}
+                    for m, s, label, unit in ENTRY_SIGNALS[r["kind"]]
+                ],
+            }
+        )
     return rows
 
 
