@@ -86,6 +86,17 @@ def _sev(s: Any) -> Markup:
     return Markup(f'<span class="sev sev-{escape(s)}">{escape(s)}</span>')
 
 
+def _signals(signals: list[dict[str, Any]]) -> Markup:
+    """An entry point's last 30 minutes (web/data.entries): each signal's label and value, each
+    kept on one line. Python, not the template's loop: fifty rows of it on the overview."""
+    return Markup(
+        " · ".join(
+            f'<span class="nowrap">{escape(s["label"])} <b>{escape(fmt(s["value"], s["unit"]))}</b></span>'
+            for s in signals
+        )
+    )
+
+
 def _state(s: Any) -> Markup:
     return Markup(f'<span class="state state-{escape(s)}">{escape(s)}</span>')
 
@@ -303,6 +314,9 @@ def create_app(
         account=dash.account,
         sev=_sev,
         state=_state,
+        signals=_signals,
+        # where a resource is: "kind · account · Region", on each row of the overview's tables
+        where=lambda kind, a, region: Markup(f"{escape(kind)} · {dash.account(a)} · {_nobreak(region)}"),
         # an account-wide resource by what it is ("SES sending"), not its discovery name "account"
         shown_name=lambda kind, name: ACCOUNT_KINDS.get(str(kind), name),
     )
