@@ -82,23 +82,30 @@ def test_headroom_is_latest_peak_and_trend_of_the_last_hour(conn: Any) -> None:
     assert [h["name"] for h in near["near"]] == ["twice", "peaked", "rising"] and near["checked"] == 4
 
 
+class _Recording:
+    """A connection that answers as `conn` does and keeps each read: its SQL, arguments and rows."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.reads: list[tuple[str, Any, list[Any]]] = []
+
+    def execute(self, sql: str, args: Any = ()) -> Any:
+        rows = self.conn.execute(sql, args).fetchall()
+        self.reads.append((sql, args, rows))
+        return iter(rows)
+
+
 def test_headroom_reads_one_row_per_series_not_the_hours_samples(conn: Any) -> None:
     """Each series' peak, first and latest sample are taken in SQL through samples' (series_id,
     ts) key: the reads hand Python one row per series, never every sample of the hour (on
     10,000 functions and 200 queues at one sample a minute, tens of thousands of rows)."""
-    fetched: list[int] = []
-    real = conn.execute
-
-    class Counting:
-        def execute(self, sql: str, args: Any = ()) -> Any:
-            rows = real(sql, args).fetchall()
-            if "samples" in sql:
-                fetched.append(len(rows))
-                plan = " | ".join(r[3] for r in real("EXPLAIN QUERY PLAN " + sql, args))
-                assert "samples_ts" not in plan and "PRIMARY KEY (series_id=? AND ts>?)" in plan, plan
-            return iter(rows)
-
-    assert data.headroom(Counting(), NOW) == data.headroom(conn, NOW)  # type: ignore[arg-type]
+    recording = _Recording(conn)
+    assert data.headroom(recording, NOW) == data.headroom(conn, NOW)  # type: ignore[arg-type]
+    fetched = [len(rows) for sql, _, rows in recording.reads if "samples" in sql]
+    for sql, args, _ in recording.reads:
+        if "samples" in sql:
+            plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+            assert "samples_ts" not in plan and "PRIMARY KEY (series_id=? AND ts>?)" in plan, plan
     assert sum(fetched) == 4, f"rows per read: {fetched} (three live queues' four series, holding 10 samples this hour)"
 
 
@@ -107,17 +114,9 @@ def test_overview_reads_whole_windows_only_of_limits_near_full(conn: Any) -> Non
     latest samples are read only for the limits whose hour's peak comes to the threshold."""
     for close in (0.0, 0.3, 0.5, 0.95, 0.98, 1.5):
         assert data.overview_limits(conn, NOW, close) == data.near_limits(data.headroom(conn, NOW), close), close
-    edges: list[int] = []
-    real = conn.execute
-
-    class Counting:
-        def execute(self, sql: str, args: Any = ()) -> Any:
-            rows = real(sql, args).fetchall()
-            if "ORDER BY ts LIMIT 1" in sql:
-                edges.append(len(rows))
-            return iter(rows)
-
-    near = data.overview_limits(Counting(), NOW, 0.95)  # type: ignore[arg-type]
+    recording = _Recording(conn)
+    near = data.overview_limits(recording, NOW, 0.95)  # type: ignore[arg-type]
+    edges = [len(rows) for sql, _, rows in recording.reads if "ORDER BY ts LIMIT 1" in sql]
     assert [h["name"] for h in near["near"]] == ["twice"] and near["checked"] == 4
     assert sum(edges) == 2, f"rows per whole-window read: {edges} (only the near queue's two series)"
 
