@@ -69,30 +69,33 @@ def main() -> None:
     auth = app.state.dash.auth
     auth.new_csrf = lambda: "fixed-csrf-token"  # type: ignore[method-assign]
     auth.csrf_valid = lambda token: token == "fixed-csrf-token"  # type: ignore[method-assign]
-    client = TestClient(app)
-
-    def get(path: str) -> bytes:
-        resp = client.get(path, headers={"Accept": "text/html"})
-        if resp.status_code != 200:
-            raise SystemExit(f"{path}: HTTP {resp.status_code}")
-        return resp.content
-
-    if args.requests is not None:
-        for _ in range(3):
-            get(args.path)
-        if os.environ.get("FLEETWATCH_GC_FREEZE") == "1":
-            gc.freeze()
-        for _ in range(args.requests):
-            get(args.path)
-        return
     sys.path.insert(0, str(ROOT / "bench"))  # after the app's imports: bench/collector.py is not the package
     from dashboard import page_paths
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [p for ps in page_paths(store).values() for p in ps] + list(MORE)
-    for i, path in enumerate(paths):
-        (out / f"{i:02d}.html").write_bytes(path.encode() + b"\n" + get(path))
+    # One event loop for every request, as under uvicorn: its worker threads, and so their read
+    # connections and the statements prepared on them, last from one request to the next (a
+    # TestClient outside `with` starts a loop, threads and connections for each request).
+    with TestClient(app) as client:
+
+        def get(path: str) -> bytes:
+            resp = client.get(path, headers={"Accept": "text/html"})
+            if resp.status_code != 200:
+                raise SystemExit(f"{path}: HTTP {resp.status_code}")
+            return resp.content
+
+        if args.requests is not None:
+            for _ in range(3):
+                get(args.path)
+            if os.environ.get("FLEETWATCH_GC_FREEZE") == "1":
+                gc.freeze()
+            for _ in range(args.requests):
+                get(args.path)
+            return
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [p for ps in page_paths(store).values() for p in ps] + list(MORE)
+        for i, path in enumerate(paths):
+            (out / f"{i:02d}.html").write_bytes(path.encode() + b"\n" + get(path))
     print(f"{len(paths)} pages in {out}")
 
 
