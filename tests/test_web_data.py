@@ -251,3 +251,40 @@ def test_entry_points_read_their_api_type_and_skip_dead_letter_queues(store_targ
     assert [s["value"] for s in got[1]["signals"]] == [0.25, None], "an HTTP API's is its 5xx"
     assert set(got[2]) == {"id", "kind", "name", "account", "region", "incident", "signals"}
     conn.close()
+
+
+def test_shared_pages_are_computed_two_at_a_time(tmp_path: Path) -> None:
+    """With the GIL, pages computed on many threads at once take turns and each waits for all:
+    the dashboard computes at most web.app.RENDERS shared pages at once, the rest wait their turn."""
+    import asyncio
+    import threading
+
+    import anyio
+
+    from fleetwatch.clock import FakeClock
+    from fleetwatch.config import load_config
+    from web.app import RENDERS, Dashboard
+
+    path = tmp_path / "pages.db"
+    dash = Dashboard(load_config(None, environ={"FLEETWATCH_STORE_PATH": str(path)}), path, FakeClock(NOW), cache_ttl=0)
+    inside, go = threading.Semaphore(0), threading.Event()
+
+    def make() -> str:
+        inside.release()
+        go.wait(timeout=60)
+        return "page"
+
+    async def ask() -> list[str]:
+        asked = [asyncio.create_task(dash.cached("overview", make)) for _ in range(5)]
+        await anyio.to_thread.run_sync(lambda: [inside.acquire(timeout=60) for _ in range(RENDERS)])
+        limiter = dash._renders
+        assert limiter is not None
+        stats = limiter.statistics()
+        assert (stats.borrowed_tokens, stats.tasks_waiting) == (RENDERS, 5 - RENDERS), stats
+        go.set()
+        return list(await asyncio.gather(*asked))
+
+    try:
+        assert RENDERS == 2 and asyncio.run(ask()) == ["page"] * 5
+    finally:
+        dash.close()
