@@ -330,12 +330,12 @@ def test_rows_render_their_account_severity_and_state_escaped(web_copy: dict[str
 
 
 def test_pages_read_a_rows_keys_as_jinja_does() -> None:
-    """web/app._Pages reads a dict's keys before asking for an attribute (faster); what a
+    """web/render.Pages reads a dict's keys before asking for an attribute (faster); what a
     template gets is what Jinja gives: a dict's own methods stay methods, a missing key is
     undefined, anything not a dict is read as before."""
     from jinja2 import Environment
 
-    from web.app import _Pages
+    from web.render import Pages
 
     source = (
         "{{ r.name }}|{{ r.missing is undefined }}|{{ r.items is callable }}|{{ r['items'] }}|"
@@ -344,4 +344,4 @@ def test_pages_read_a_rows_keys_as_jinja_does() -> None:
     row = {"name": "orders", "items": "a tag called items"}
     view = {"r": row, "n": 3 + 4j}
     plain = Environment().from_string(source).render(view)
-    assert _Pages().from_string(source).render(view) == plain == "orders|True|True|a tag called items|orders|3.0|ORDERS"
+    assert Pages().from_string(source).render(view) == plain == "orders|True|True|a tag called items|orders|3.0|ORDERS"

@@ -5,9 +5,7 @@ and silences, each as the signed-in user (see web/auth.py)."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,8 +19,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, PackageLoader, select_autoescape
-from jinja2.runtime import Context
+from jinja2 import PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -34,7 +31,7 @@ from fleetwatch.accounts import ACCOUNT_KINDS, account_names, configured
 from fleetwatch.config.rules import quote
 from fleetwatch.store import Store, open_store
 from fleetwatch.store.dialect import is_url
-from web import data
+from web import data, render
 from web.api import Ack, Health, IncidentDetail, IncidentOut, Page, ResourceDetail, SeriesOut, SilenceIn, SilenceOut
 from web.auth import CSRF_COOKIE, Auth
 from web.charts import chart, evidence_charts, evidence_range, fact, fmt, metric_unit
@@ -63,138 +60,9 @@ HINTS = {
 }
 
 
-def _when(ts: Any) -> str:
-    # time.strftime on a struct from gmtime: a twentieth of the cost of datetime's strftime, and
-    # the overview shows two times on each of up to 50 incidents.
-    if not ts:
-        return "–"
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(ts)))
-
-
-def _at(ts: Any) -> Markup:
-    """A time for people: UTC on the server, rewritten in the viewer's time zone by charts.js."""
-    if not ts:
-        return Markup("–")
-    t = time.gmtime(int(ts))
-    # Only digits and the format's own characters: nothing to escape.
-    return Markup(
-        f'<time datetime="{time.strftime("%Y-%m-%dT%H:%M:%SZ", t)}" data-ts="{int(ts)}">'
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', t)}</time>"
-    )
-
-
-def _sev(s: Any) -> Markup:
-    """A severity as the pages mark it up (web/static/app.css colours it by class)."""
-    return Markup(f'<span class="sev sev-{escape(s)}">{escape(s)}</span>')
-
-
-def _signals(signals: list[dict[str, Any]]) -> Markup:
-    """An entry point's last 30 minutes (web/data.entries): each signal's label and value, each
-    kept on one line. Python, not the template's loop: fifty rows of it on the overview."""
-    return Markup(
-        " · ".join(
-            f'<span class="nowrap">{escape(s["label"])} <b>{escape(fmt(s["value"], s["unit"]))}</b></span>'
-            for s in signals
-        )
-    )
-
-
-def _state(s: Any) -> Markup:
-    return Markup(f'<span class="state state-{escape(s)}">{escape(s)}</span>')
-
-
-_BREAKABLE = re.compile(r"\S*[-/:(\u2013\u2014]\S*")
-
-
-def _nobreak(text: Any) -> Markup:
-    """Text whose words never split across lines: each word a browser could break inside (at a
-    hyphen, a slash, a colon: "orders-db", "us-east-1") is kept whole; lines still wrap between words."""
-    if type(text) is str:  # not Markup (already escaped), which must not share the plain text's entry
-        return _nobreak_text(text)
-    return _whole_words(str(escape(text)))
-
-
-@functools.lru_cache(maxsize=4096)
-def _nobreak_text(text: str) -> Markup:
-    """_nobreak of plain text, kept: the pages show the same Regions, names and titles on many
-    rows and again on every refresh."""
-    return _whole_words(str(escape(text)))
-
-
-def _whole_words(escaped: str) -> Markup:
-    return Markup(_BREAKABLE.sub(lambda m: f'<span class="nowrap">{m.group(0)}</span>', escaped))
-
-
-def _ago(ts: Any, now: float) -> str:
-    if not ts:
-        return "never"
-    s = int(now - int(ts))
-    if s < 0:
-        return "in the future"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if s >= size:
-            return f"{s // size} {unit} ago"
-    return f"{s} s ago"
-
-
-def _num(v: Any) -> str:
-    if v is None:
-        return "–"
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return clean(v, 40)
-    return f"{f:,.0f}" if abs(f) >= 100 else f"{f:.3g}"
-
-
 def silence_matchers(inc: dict[str, Any]) -> str:
     """What the Silence button of an incident mutes: its resource and detector."""
     return f"resource={quote(inc['resource'])} detector={quote(inc['detector'])}" if inc["resource"] else ""
-
-
-_DICT_ATTRIBUTES = frozenset(dir(dict))
-
-
-class _Call(Context):
-    """Jinja's context, calling the pages' own functions (_Pages.plain) straight away: Jinja asks
-    each callable, on every call, whether it wants the context, the evaluation context or the
-    environment passed in (three attribute lookups and a pop of its loop variables), some 600
-    times on one overview. Anything else (macros, Jinja's own) is called as Jinja calls it."""
-
-    def call(__self, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's own signature
-        if id(__obj) in __self.environment.plain:  # type: ignore[attr-defined]
-            kwargs.pop("_loop_vars", None)
-            kwargs.pop("_block_vars", None)
-            return __obj(*args, **kwargs)
-        return super().call(__obj, *args, **kwargs)
-
-
-class _Pages(Environment):
-    """Jinja's environment, reading a dict's keys first: the pages' rows are dicts, and Jinja
-    asks for `row.field` as an attribute before a key, so each field read raised and caught an
-    AttributeError (some 1,500 on one overview). A name dict itself has (items, get, …) is still
-    its attribute, as in Jinja."""
-
-    context_class = _Call
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        # id -> function: the functions here hold no Jinja marker (pass_context and the like); the
-        # dict keeps each alive, so no other object takes its id.
-        self.plain: dict[int, Callable[..., Any]] = {}
-
-    def add_functions(self, **functions: Callable[..., Any]) -> None:
-        """Globals the pages call that need no context (plain Python functions)."""
-        self.globals.update(functions)
-        self.plain.update((id(f), f) for f in functions.values())
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
-            try:
-                return obj[attribute]
-            except KeyError:
-                return self.undefined(obj=obj, name=attribute)
-        return super().getattr(obj, attribute)
 
 
 class Dashboard:
@@ -310,31 +178,31 @@ def create_app(
     app.state.dash = dash
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    env = _Pages(
+    env = render.Pages(
         loader=PackageLoader("web", "templates"),
         autoescape=select_autoescape(["html"]),
         trim_blocks=True,
         lstrip_blocks=True,
     )
     env.add_functions(
-        when=_when,
-        at=_at,
-        num=_num,
+        when=render.when,
+        at=render.at,
+        num=render.num,
         fmt=fmt,
         clean=clean,
         fact=lambda k, v: clean(fact(str(k), v), 800),
         account_name=lambda a: dash.account_names().get(str(a), ""),
         account=dash.account,
-        sev=_sev,
-        state=_state,
-        signals=_signals,
+        sev=render.sev,
+        state=render.state,
+        signals=render.signals,
         # where a resource is: "kind · account · Region", on each row of the overview's tables
-        where=lambda kind, a, region: Markup(f"{escape(kind)} · {dash.account(a)} · {_nobreak(region)}"),
+        where=lambda kind, a, region: Markup(f"{escape(kind)} · {dash.account(a)} · {render.nobreak(region)}"),
         # an account-wide resource by what it is ("SES sending"), not its discovery name "account"
         shown_name=lambda kind, name: ACCOUNT_KINDS.get(str(kind), name),
     )
     env.globals["stopped"] = stopped
-    env.filters["nobreak"] = _nobreak
+    env.filters["nobreak"] = render.nobreak
     templates = Jinja2Templates(env=env)
 
     def view_of(request: Request, csrf: str, view: dict[str, Any]) -> dict[str, Any]:
@@ -344,7 +212,7 @@ def create_app(
             "request": request,
             "csrf": csrf,
             "now": now,
-            "ago": lambda ts: _ago(ts, now),
+            "ago": lambda ts: render.ago(ts, now),
             "refresh": dash.cfg["web.refresh"],
             "can_change": dash.auth.configured,
         }
