@@ -265,6 +265,17 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
     by_detector: dict[str, list[dict[str, Any]]] = {}
     for inc in incidents:
         by_detector.setdefault(json.loads(inc["labels"]).get("detector", "?"), []).append(inc)
+    # Paged: someone was told. A firing info incident (a low account limit, a short DLQ retention)
+    # notifies nobody, nor does a silenced one: make demo's digest said "20 paged" of 20 incidents
+    # when 17 had been sent.
+    paged_ids = {
+        r[0]
+        for r in store.db.execute(
+            "SELECT DISTINCT incident_id FROM notifications WHERE status = 'sent' AND kind = 'firing' "
+            "AND sent_at >= ? AND sent_at < ?",
+            [start, end],
+        ).fetchall()
+    }
     for det, items in sorted(by_detector.items()):
         fired = [i for i in items if i["firing_at"]]
         impact = sum(((i["resolved_at"] or end) - i["firing_at"]) for i in fired) / 60
@@ -274,7 +285,7 @@ def gather(store: Store, end: int, period: str = "", names: dict[str, str] | Non
             {
                 "detector": det,
                 "incidents": len(items),
-                "fired": len(fired),
+                "paged": sum(1 for i in items if i["id"] in paged_ids),
                 "impact_minutes": round(impact),
                 "median_minutes_to_ack": round(statistics.median(ack), 1) if ack else None,
                 "median_minutes_to_resolve": round(statistics.median(res), 1) if res else None,
@@ -460,7 +471,7 @@ def _view(d: Digest) -> dict[str, Any]:
     def change(c: float | None) -> str:
         return "" if c is None else ("+" if c > 0 else "") + human(c, "ratio")
 
-    paged = sum(i["fired"] for i in d.incidents)
+    paged = sum(i["paged"] for i in d.incidents)
     return {"d": d, "day": day, "short": short, "value": value, "change": change, "paged": paged}
 
 

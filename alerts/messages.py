@@ -139,7 +139,8 @@ class Notice:
             parts = []
             for name, points in (ev.get("series") or {}).items():
                 if points:
-                    parts.append(f"{clean(name, 60).replace('_', ' ')} {human(points[-1][1], unit_of(ev, name))}")
+                    unit = unit_of(ev, name)
+                    parts.append(f"{_label(clean(name, 60), unit)} {human(points[-1][1], unit)}")
             if "limit" in ev:
                 parts.append(f"limit {human(ev['limit'], unit_of(ev, 'limit'))}")
             if "baseline" in ev:
@@ -149,6 +150,20 @@ class Notice:
                 line += " — " + clean(", ".join(parts[:6]), 300)
             out.append(line)
         return out
+
+
+# A series named for its unit (init_ms, age_seconds) is told without it: human() writes the value
+# in the unit that reads best ("init 2.98 s", not "init ms 2.98 s").
+_TIME_SUFFIXES = ("_seconds", "_ms", "_us", "_s")
+
+
+def _label(name: str, unit: str) -> str:
+    if unit in ("s", "ms", "us"):
+        for suffix in _TIME_SUFFIXES:
+            if name.endswith(suffix) and len(name) > len(suffix):
+                name = name[: -len(suffix)]
+                break
+    return name.replace("_", " ")
 
 
 def _num(v: Any) -> str:

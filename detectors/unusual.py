@@ -277,19 +277,26 @@ def _finding(resource: Any, signal: Signal, track: Track, points: Series) -> Fin
     # followed: "2.6%" for an outage that reached 12%).
     summed = signal.stat == "Sum"
     seen = [(t, v) for t in range(ep.onset, ep.end + STEP, STEP) if (v := _bucket(points, t, summed)) is not None]
-    # The latest of equal extremes: a plateau still at its worst is told as now.
-    worst_t, worst = (
-        (
-            max(seen, key=lambda tv: (tv[1], tv[0]))
-            if signal.direction > 0
-            else min(seen, key=lambda tv: (tv[1], -tv[0]))
-        )
-        if seen
-        else (ep.end, track.last_value)
-    )
-    shown = _show(worst, signal.unit)
+    # Only a bucket as far from the usual as the detector calls unusual can be the worst: a count
+    # that fell to nothing has no datapoints in its idle buckets, and once the loaded window no
+    # longer reaches them, the lowest bucket left is one after traffic came back ("fell as low as
+    # 4,888 per 5 min (usually 4,446)" in `make demo`).
+    unusual_buckets = [(t, v) for t, v in seen if track.matters(v, signal)]
+    if not seen and track.last_value is not None and track.matters(track.last_value, signal):
+        unusual_buckets = [(ep.end, track.last_value)]  # a count without datapoints: 0, as fed
     usual = _show(track.usual, signal.unit)
     per = " per 5 min" if signal.unit == "count" else ""
+    if not unusual_buckets:  # its worst is out of the points loaded: no number rather than a wrong one
+        side = "below" if signal.direction < 0 else "above"
+        title = f"{resource.name}: unusual {signal.what} — {side} its usual {usual}{per} since {onset}"
+        return _with_evidence(resource, signal, track, points, ep, title)
+    # The latest of equal extremes: a plateau still at its worst is told as now.
+    worst_t, worst = (
+        max(unusual_buckets, key=lambda tv: (tv[1], tv[0]))
+        if signal.direction > 0
+        else min(unusual_buckets, key=lambda tv: (tv[1], -tv[0]))
+    )
+    shown = _show(worst, signal.unit)
     if worst_t >= (track.last_t if track.last_t is not None else ep.end):  # as far out as it has been, now
         movement = ("fell to " if signal.direction < 0 else "rose to ") if per else ""
         said = f"{movement}{shown}{per}"
@@ -297,6 +304,10 @@ def _finding(resource: Any, signal: Signal, track: Track, points: Series) -> Fin
         at = datetime.fromtimestamp(worst_t, tz=UTC).strftime("%H:%M")
         said = f"{'fell as low as' if signal.direction < 0 else 'peaked at'} {shown}{per} at {at}"
     title = f"{resource.name}: unusual {signal.what} — {said} (usually {usual}) since {onset}"
+    return _with_evidence(resource, signal, track, points, ep, title)
+
+
+def _with_evidence(resource: Any, signal: Signal, track: Track, points: Series, ep: Any, title: str) -> Finding:
     ev = series_evidence(
         {signal.metric: points}, units={signal.metric: signal.unit, "baseline": signal.unit}, baseline=track.usual
     )

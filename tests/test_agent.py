@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from fleetwatch.agent.loop import FakeWaiter
+from fleetwatch.agent.loop import FakeWaiter, incident_event_line
 from fleetwatch.clock import FakeClock
 from fleetwatch.lock import LockHeld, StoreLock, holder
 from fleetwatch.logs import setup, teardown
@@ -309,3 +309,17 @@ def test_the_emulated_clock_moves_forward_when_many_threads_wait_at_once(fleet: 
         list(pool.map(lambda _: [clock.sleep(0.25) for _ in range(10)], range(8)))
     assert clock.now() == pytest.approx(start + 8 * 10 * 0.25)
     assert fleet.model.clock.now() == pytest.approx(clock.now())
+
+
+def test_an_incidents_severity_change_is_logged_from_and_to() -> None:
+    # make demo's log: "incident 4 severity: storefront-api: p95 latency 301 ms …", neither which
+    # severity it left nor which it took. alerts/incidents.py records the event's detail as
+    # "critical -> warning".
+    title = "storefront-api: p95 latency 301 ms over 5 min"
+    assert incident_event_line(4, "severity", "critical -> warning", title) == (
+        f"incident 4 severity critical → warning: {title}"
+    )
+    assert incident_event_line(5, "joined", "checkout-fn: 7.0% of invocations failed", title) == (
+        "incident 5 joined by: checkout-fn: 7.0% of invocations failed"
+    )
+    assert incident_event_line(6, "resolved", "", title) == f"incident 6 resolved: {title}"

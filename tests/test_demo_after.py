@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from fleetwatch.cli.demo import after_demo, demo_toml
+from fleetwatch.cli.demo import after_demo, demo_toml, rerun_note, set_aside
 from fleetwatch.clock import ResumedClock
 from fleetwatch.store import open_store
 from web.app import create_app
@@ -54,3 +54,20 @@ def test_the_dashboard_after_the_demo_is_the_agents_and_says_it_stopped(emulator
     later = client.get("/").text
     clock = lambda page: page.split('<span class="clock"', 1)[1].split("</span>", 1)[0]  # noqa: E731
     assert clock(first) != clock(later)
+
+
+def test_what_the_demo_says_of_a_second_run_is_what_set_aside_does(tmp_path: Path) -> None:
+    # `make demo` ended with "run again to see it resume where it ended" and its banner with "Run
+    # `make demo` again to resume", while a second demo sets this store aside and starts afresh.
+    store_path = str(tmp_path / "fleetwatch.db")
+    with open_store(store_path):
+        pass
+    cfg_file = tmp_path / "fleetwatch.toml"
+    cfg_file.write_text(f"[store]\npath = {store_path!r}\n")
+    _, note = after_demo(store_path, 1_800_000_000, cfg_file, 270, "pw-for-the-test")
+    said = rerun_note(store_path)
+    assert said in note and "resume" not in note.lower()
+    assert "a day's backfill and 270 polls" in note, "the agent's log says 271 polls: the backfill is one"
+    assert f"{store_path}.previous" in said
+    kept = set_aside(store_path)
+    assert kept is not None and str(kept) in said and not Path(store_path).exists()

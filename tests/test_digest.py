@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,7 +101,7 @@ def test_gather_compares_weeks_and_reports_headroom_hygiene(world: World) -> Non
     assert any("jobs-dlq<b> keeps messages no longer than its source" in h for h in d.hygiene)
     assert any("checkout-fn calls a database and has no reserved concurrency" in h for h in d.hygiene)
     (inc,) = d.incidents
-    assert inc["detector"] == "outcomes" and inc["fired"] == 1 and inc["median_minutes_to_ack"] == 2.0
+    assert inc["detector"] == "outcomes" and inc["paged"] == 1 and inc["median_minutes_to_ack"] == 2.0
     assert d.noise["notifications"] >= 2 and d.noise["incidents"] == 1
     html = render_html(d)
     assert "jobs-dlq&lt;b&gt;" in html and "jobs-dlq<b>" not in html
@@ -173,3 +174,25 @@ def test_cli_preview_writes_html_and_text(world: World, tmp_path: Path) -> None:
         re.search(r"<h1 style=[^>]*>Weekly health digest", out.read_text())
         and "WHAT USERS FELT" in out.with_suffix(".txt").read_text()
     )
+
+
+def test_an_incident_that_fired_but_told_nobody_is_not_counted_as_paged(world: World) -> None:
+    # make demo's digest: "20 incidents this week, 20 paged", "lambda_account 3 paged", while the
+    # three info incidents (a staging account's low concurrency limit, a short DLQ retention)
+    # fired and notified nobody: 17 had been sent.
+    seed(world)
+    for _ in range(4):
+        world.tick(api_errors(), storm())  # one incident, paged
+    labels = json.dumps({"detector": "lambda_account", "severity": "info", "state": "firing"})
+    world.store.db.execute(
+        "INSERT INTO incidents (fingerprint, group_key, state, severity, title, labels, members, started_at, "
+        "firing_at, updated_at, cause_title, symptom_alert, cause_alert) "
+        "VALUES ('fp-info', 'lambda_account/x', 'firing', 'info', 'account concurrency limit is 10', ?, '[]', ?, ?, ?, "
+        "'', '', '')",
+        [labels, T0, T0 + 60, T0 + 60],
+    )
+    d = gather(world.store, T0 + 3600)
+    by = {i["detector"]: i for i in d.incidents}
+    assert by["lambda_account"]["paged"] == 0 and by["outcomes"]["paged"] == 1, by
+    assert "2 incident(s) this week, 1 paged;" in render_text(d)
+    assert "<b>2</b> incidents this week, <b>1</b> paged;" in render_html(d)

@@ -166,3 +166,10 @@ def test_evidence_without_units_still_reads() -> None:
 )
 def test_human(value: Any, unit: str, text: str) -> None:
     assert human(value, unit) == text
+
+
+def test_a_series_named_for_its_unit_is_labelled_without_it_as_its_value_carries_one() -> None:
+    # `make demo`'s cold-start pages read "init ms 2.98 s": the name's unit beside another one.
+    cold = evidence(limit=10_000, init_ms=Series(((T0, 2980.0),)), age_seconds=Series(((T0, 90.0),)))
+    line = notice("firing", ev=cold).evidence_lines()[0]
+    assert line.endswith(f"— init 2.98 s, age {human(90, 's')}, limit 10 s"), line

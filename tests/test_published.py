@@ -155,3 +155,28 @@ def test_the_resource_page_says_not_published_and_why(fleet: Any, tmp_path: Path
     assert "Not published" in page.text and "ReadThrottleEvents" in page.text
     assert "not published — " + published.NONZERO_ONLY in page.text.replace("&#39;", "'")
     assert "Not published" not in fn.text
+
+
+def test_a_series_stored_since_listmetrics_was_read_is_not_called_unpublished(fleet: Any, tmp_path: Path) -> None:
+    # make demo's posts page: "WriteThrottleEvents … not published — AWS sends it only when it is
+    # not zero" above its own chart of 613 throttles, ListMetrics having been read before the hot
+    # partition (it is read at most daily).
+    from fleetwatch.store import SeriesKey
+    from tests.test_web_api import HTML, make_client
+
+    path = tmp_path / "fw.db"
+    table = f"dynamodb/{PROD}/{EAST}/posts"
+    with open_store(path) as store:
+        collector = make_collector(fleet, store, regions=[EAST], roles=[])
+        collector.sleep, collector.monotonic = (lambda s: None), (lambda: 0.0)
+        collector.discover()
+        rows = (store.resource(table) or {})["facts"]["unpublished"]
+        assert any(r["metric"] == "WriteThrottleEvents" and r["dimensions"] == "TableName=posts" for r in rows)
+        key = SeriesKey(table, "AWS/DynamoDB", "WriteThrottleEvents", (("TableName", "posts"),), "Sum", 60)
+        store.write_samples([(key, [(ANCHOR - 120, 613.0)])])
+    with make_client({"path": path, "now": ANCHOR}) as web:
+        page = web.get(f"/resources/{table}", headers=HTML).text
+    unpublished = page.split("<h2>Not published</h2>", 1)[1].split("</table>", 1)[0]
+    assert "ReadThrottleEvents" in unpublished, "what AWS still has not sent stays listed"
+    table_level = [row for row in unpublished.split("<tr>") if "WriteThrottleEvents" in row and "Index" not in row]
+    assert table_level == [], table_level

@@ -4,6 +4,7 @@ an episode reported once, off by setting, and beside a rule on the same resource
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -276,3 +277,22 @@ def test_unusual_outliving_the_rule_does_not_hold_the_incident_open_nor_page_aga
     assert incidents[0].resolved_at <= T0 + 4 * 60 + 8 * 60, (
         "resolved with the rule, not when the unusual episode closed"
     )
+
+
+def test_a_fall_told_after_traffic_returns_never_names_a_usual_value_as_the_low(tmp_path: Path) -> None:
+    # In `make demo`, feed-fn idle for 2 h then busy again: "unusual invocations — fell as low as
+    # 4,888 per 5 min at 17:10 (usually 4,446)". The idle buckets have no datapoints and the
+    # loaded window no longer reaches them, so the lowest bucket left was one after the return.
+    rng = random.Random(5)
+    stop, back = T0 + 3600, T0 + 3 * 3600
+    calls = [(t, float(rng.randint(80, 120))) for t in range(START, T0 + 5 * 3600, STEP) if not stop <= t < back]
+    errs = [(t, 0.0) for t in range(START, T0 + 5 * 3600, STEP)]  # the tier is still collected
+    with store_with(tmp_path, [(invocations_key(), calls), (errors_key(), errs)]) as store:
+        told = [(d, f.title) for d in passes(store, START + DAY, T0 + 5 * 3600) for f in d.findings]
+    assert told, "the fall is an episode"
+    titles = [t for _, t in told]
+    assert any("fell to 0" in t for t in titles), "while it lasts, as it is now"
+    lows = [int(m.group(1).replace(",", "")) for t in titles if (m := re.search(r"as low as ([\d,]+)", t))]
+    assert all(low < 80 for low in lows), titles
+    after = [t for t in titles if "fell" not in t]
+    assert after and all("below its usual 100 per 5 min since" in t for t in after), titles

@@ -48,6 +48,8 @@ def test_numbers_and_facts_in_a_persons_units() -> None:
     assert metric_unit("5XXError", "Average") == "ratio" and metric_unit("5XXError", "Sum") == "count"
     assert metric_unit("ApproximateAgeOfOldestMessage", "Maximum") == "s" and metric_unit("Latency", "p95") == "ms"
     assert metric_unit("DatabaseConnectionsBorrowLatency", "Average") == "us"
+    # make demo's function page charted "InitDuration (Maximum) (count)", latest 1,179: milliseconds
+    assert metric_unit("InitDuration", "Maximum") == "ms"
     assert fmt(345600, "s") == "4 d" and fmt(0.1444, "ratio") == "14%" and fmt(None) == "–"
     assert fmt(80530636800, "bytes") == "75 GiB" and fmt(512, "bytes") == "512 B"
     assert fact("production_access", True) == "yes" and fact("sending_enabled", False) == "no"

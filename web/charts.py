@@ -31,9 +31,12 @@ UNIT_WORDS = {"ratio": "%", "percent": "%", "ms": "ms", "us": "µs", "s": "time"
 # https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-metrics.html (CPUUtilization in %),
 # RDS Proxy https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-proxy.monitoring.html
 # (DatabaseConnectionsBorrowLatency in µs), SES https://docs.aws.amazon.com/ses/latest/dg/reputation-dashboard-dg.html
-# (Reputation.BounceRate and ComplaintRate as fractions). Everything else is a count.
+# (Reputation.BounceRate and ComplaintRate as fractions). InitDuration is the collector's own
+# series, in milliseconds like the REPORT line's "Init Duration" and Lambda Insights' init_duration
+# it is read from (collector/coldstart_sources.py cites them). Everything else is a count.
 METRIC_UNITS = {
     "Duration": "ms",
+    "InitDuration": "ms",
     "IteratorAge": "ms",
     "AsyncEventAge": "ms",
     "Latency": "ms",

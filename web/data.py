@@ -13,6 +13,7 @@ from typing import Any
 from collector.catalog import api_metric
 from collector.pollreport import polling_cost
 from fleetwatch.store.dialect import Dialect, dialect_of, is_url, json_loaded
+from web.unpublished import not_published
 
 # What the overview shows of the limits; headroom and near_limits are read from here too.
 from web.limits import CLOSE as CLOSE
@@ -282,7 +283,7 @@ def resource(conn: sqlite3.Connection, resource_id: str) -> dict[str, Any] | Non
         [resource_id],
     )
     r["incidents"] = incidents_for(conn, resource_id)
-    r["unpublished"] = unpublished(r["facts"])
+    r["unpublished"] = not_published(conn, r["facts"], r["series"])
     # Its state now, as each detector sees it: NoData (an idle queue publishes nothing) is shown
     # here, on the resource, rather than as an incident.
     r["alerts"] = _rows(
@@ -292,27 +293,6 @@ def resource(conn: sqlite3.Connection, resource_id: str) -> dict[str, Any] | Non
         [resource_id],
     )
     return r
-
-
-def unpublished(facts: dict[str, Any]) -> list[dict[str, str]]:
-    """The planned series AWS does not publish for a resource, and why (collector/published.py
-    stores them as the `unpublished` fact after each discovery); malformed rows are skipped."""
-    rows = facts.get("unpublished")
-    if not isinstance(rows, list):
-        return []
-    out = []
-    for row in rows:
-        if isinstance(row, dict) and row.get("metric"):
-            stats = row["stats"] if isinstance(row.get("stats"), list) else []
-            out.append(
-                {
-                    "metric": str(row["metric"]),
-                    "stats": ", ".join(str(s) for s in stats),
-                    "dimensions": str(row.get("dimensions", "")),
-                    "reason": str(row.get("reason", "")),
-                }
-            )
-    return out
 
 
 def incidents_for(conn: sqlite3.Connection, resource_id: str, limit: int = 20) -> list[dict[str, Any]]:

@@ -140,6 +140,16 @@ class Cycle:
         }
 
 
+def incident_event_line(inc_id: int, event: str, detail: str, title: str) -> str:
+    """The log line of one incident event: what joined (not the title again), a severity change
+    from and to ("incident 4 severity: storefront-api: …" said neither), else the event and title."""
+    if event == "joined":
+        return f"incident {inc_id} joined by: {detail}"
+    if event == "severity" and detail:
+        return f"incident {inc_id} severity {detail.replace(' -> ', ' → ')}: {title}"
+    return f"incident {inc_id} {event}: {title}"
+
+
 class Agent:
     def __init__(
         self,
@@ -383,10 +393,9 @@ class Agent:
             [seen],
         ):
             with correlated(incident_id=inc_id):
-                if event == "joined":  # what joined, not the title again
-                    log.info("incident %s joined by: %s", inc_id, detail, extra={"state": state, "detail": detail})
-                else:
-                    log.info("incident %s %s: %s", inc_id, event, title, extra={"state": state, "detail": detail})
+                log.info(
+                    "%s", incident_event_line(inc_id, event, detail, title), extra={"state": state, "detail": detail}
+                )
         log.debug("delivering")
         with self.telemetry.tracer.start_as_current_span("fleetwatch.deliver"), self._stage(cycle, "deliver"):
             delivery = self.pipeline.deliver()

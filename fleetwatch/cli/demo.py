@@ -105,11 +105,19 @@ def after_demo(store_path: str, ended_at: float, cfg_file: Path, polls: int, pas
         },
     )
     note = (
-        f"The demo's agent ran its {polls} polls and stopped at {iso(ended_at)} (emulated time; the clock runs on "
-        f"from there). Nothing polls or notifies any more: this dashboard shows what the agent stored, and Settings "
-        f"shows the configuration it ran with ({cfg_file}). Run `make demo` again to resume."
+        f"The demo's agent ran a day's backfill and {polls} polls and stopped at {iso(ended_at)} (emulated time; the "
+        f"clock runs on from there). Nothing polls or notifies any more: this dashboard shows what the agent stored, "
+        f"and Settings shows the configuration it ran with ({cfg_file}). {rerun_note(store_path)}"
     )
     return cfg, note
+
+
+def rerun_note(store_path: str) -> str:
+    """What running the demo again does with this store: set_aside keeps it beside the new one, and
+    the new demo starts afresh (it used to say the next run would resume where this one ended)."""
+    if is_url(store_path):
+        return "Running `make demo` again starts a new run on the same database."
+    return f"Running `make demo` again starts afresh and keeps this store as {store_path}.previous."
 
 
 def demo_config(emulator: Emulator, store_path: str) -> dict[str, str]:
@@ -192,8 +200,8 @@ def demo_run(emulator: Emulator, store_path: str, polls: int, dashboard_port: in
             incidents = store.db.execute("SELECT COUNT(*), SUM(resolved_at IS NULL) FROM incidents").fetchone()
             print(
                 f"\nstore {store_path}: {store.db['samples'].count} samples of {store.db['series'].count} series, "
-                f"{store.db['resources'].count} resources, {incidents[0]} incidents ({incidents[1] or 0} open); "
-                "run again to see it resume where it ended",
+                f"{store.db['resources'].count} resources, {incidents[0]} incidents ({incidents[1] or 0} open). "
+                + rerun_note(store_path),
                 flush=True,
             )
         print(f"telemetry received from the agent: {sink.summary()}", flush=True)
