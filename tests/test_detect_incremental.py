@@ -7,7 +7,6 @@ Without the detectors' horizons it would not be the same, which is what shows th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from fleetwatch.agent import incremental
-from fleetwatch.agent.detection import DetectionPass, load_inputs, run
+from fleetwatch.agent.detection import load_inputs, run
 from fleetwatch.agent.incremental import IncrementalDetection
 from fleetwatch.store import SeriesKey, open_store
 
@@ -90,21 +89,6 @@ def write_minute(store: Any, now: int) -> None:
         store.upsert_resources([waking], now)
 
 
-def said(detection: DetectionPass) -> list[Any]:
-    return [
-        (
-            r.name,
-            r.status,
-            [
-                (f.fingerprint, f.severity, f.title, f.started_at, f.cause, json.dumps(f.evidence, sort_keys=True))
-                for f in r.findings
-            ],
-            [(n.resource_id, n.why) for n in r.nodata],
-        )
-        for r in detection.runs
-    ]
-
-
 def timeline(path: Path, restart_at: int = 40) -> Iterator[tuple[int, list[Any], list[Any], dict[str, Any]]]:
     """Minute by minute: (minute, the full pass, the incremental pass, what the engine did)."""
     with open_store(path) as store:
@@ -120,7 +104,7 @@ def timeline(path: Path, restart_at: int = 40) -> Iterator[tuple[int, list[Any],
                 engine = IncrementalDetection(store)
             full = run(load_inputs(store, now))
             inc = engine.detect(now)
-            yield m, said(full), said(inc), dict(engine.last)
+            yield m, full.said(), inc.said(), dict(engine.last)
 
 
 def test_the_incremental_pass_says_what_the_full_pass_says_every_minute(tmp_path: Path) -> None:
@@ -212,8 +196,8 @@ def test_the_tour_through_the_real_collector_is_the_same_incremental_or_full(fle
             if m == minutes // 2:
                 engine.close()
                 engine = IncrementalDetection(store)
-            full = said(run(load_inputs(store, now)))
-            inc = said(engine.detect(now))
+            full = run(load_inputs(store, now)).said()
+            inc = engine.detect(now).said()
             assert inc == full, f"minute {m}: the incremental pass ({engine.last}) differs from the full pass"
             titles |= {f[0].split(":")[0] for _, _, findings, _ in full for f in findings}
     assert {"connections", "queues", "outcomes"} <= titles, titles

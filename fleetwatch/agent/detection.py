@@ -57,6 +57,22 @@ class DetectionPass:
     def findings(self) -> list[Finding]:
         return [f for r in self.runs for f in r.findings]
 
+    def said(self) -> list[Any]:
+        """Everything the pass said, in order, comparable between passes (no pass id): per
+        detector its status, findings (with evidence, as JSON) and NoData."""
+        return [
+            (
+                r.name,
+                r.status,
+                [
+                    (f.fingerprint, f.severity, f.title, f.started_at, f.cause, json.dumps(f.evidence, sort_keys=True))
+                    for f in r.findings
+                ],
+                [(n.resource_id, n.why) for n in r.nodata],
+            )
+            for r in self.runs
+        ]
+
     def summary(self) -> str:
         lines = []
         for f in sorted(self.findings, key=lambda f: ({"critical": 0, "warning": 1}.get(f.severity, 2), f.detector)):
