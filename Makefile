@@ -47,10 +47,23 @@ postgresql:
 	    || { echo "make: could not install Debian's postgresql; install it (apt-get install postgresql) or set FLEETWATCH_PG_BINDIR"; exit 1; }; \
 	fi
 
+# The environment is installed with uv (from PyPI, pinned to a minor release like ruff below): it
+# resolves the same versions as pip and installs them about 6x faster (measured on 2 loaded cores,
+# a fresh venv, load average ~12: pip 3:26 wall and 58 CPU-s, uv 0:31 and 10 CPU-s). pip is the
+# fallback when uv cannot be installed (no wheel for the platform, say).
+UV_PIN := uv>=0.13,<0.14
+EXTRAS := .[emulator,test,docs]
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[emulator,test,docs]'
+	@if $(PY) -m pip install --quiet --disable-pip-version-check '$(UV_PIN)' 2>/dev/null; then \
+	  echo "$(VENV)/bin/uv pip install -e '$(EXTRAS)'"; \
+	  $(VENV)/bin/uv pip install --quiet --python $(PY) -e '$(EXTRAS)'; \
+	else \
+	  echo "make: uv could not be installed; installing with pip instead (slower)"; \
+	  $(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip \
+	    && $(PY) -m pip install --quiet --disable-pip-version-check -e '$(EXTRAS)'; \
+	fi
 	@touch $(STAMP)
 
 # pytest-xdist workers for `make test`: one more than the cores by default (tests/conftest.py

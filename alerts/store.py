@@ -130,8 +130,11 @@ class AlertStore:
 
     def save(self, alerts: dict[str, Alert], incidents: Sequence[Incident], now: int) -> None:
         """Alerts and incidents of one evaluation, with the incidents' new timeline events, in one
-        transaction. New incidents get their ids here, and so do the alerts that opened them."""
+        transaction. New incidents get their ids here, and so do the alerts that opened them.
+        Fenced like the notification log: a leader whose lock session ended mid-cycle must not write
+        incidents beside the next leader's (two passes over one minute would open one problem twice)."""
         with self.store.transaction() as db:
+            self.fence(db)
             for inc in incidents:
                 row = {c: getattr(inc, c) for c in _INCIDENT_COLUMNS if c != "id"}
                 row.update(

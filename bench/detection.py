@@ -43,12 +43,18 @@ LIMITS = {
     "lambda_concurrency",
     "ses_sandbox",
     "ses_reputation",
+    "ses_send_rate",
     "table_capacity",
     "hot_partition",
     "dlq",
     "schedule_failed",
 }
-ACCOUNT_LEVEL = {"lambda_concurrency": "lambda_account", "ses_sandbox": "ses", "ses_reputation": "ses"}
+ACCOUNT_LEVEL = {
+    "lambda_concurrency": "lambda_account",
+    "ses_sandbox": "ses",
+    "ses_reputation": "ses",
+    "ses_send_rate": "ses",
+}
 PAGING = ("warning", "critical")
 DETECTOR_OF = {
     "connection_exhaustion": "connections",
@@ -60,6 +66,7 @@ DETECTOR_OF = {
     "lambda_concurrency": "lambda_account",
     "ses_sandbox": "ses_account",
     "ses_reputation": "ses_account",
+    "ses_send_rate": "ses_account",
     "cold_start": "coldstarts",
     "schedule_missed": "outcomes",
     "schedule_failed": "outcomes",

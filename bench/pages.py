@@ -50,7 +50,14 @@ LEAD, TAIL = 3600, 40 * 60  # polled before the first incident starts, and after
 MATCH_BEFORE, MATCH_AFTER = 10 * 60, 20 * 60
 COMPOSITE = {"tour", "soak-week"}  # made of the others, which are run one by one
 # Failure modes measured against a hard limit, paged within 3 minutes; the others are trends (10).
-LIMIT_KINDS = {"connection_exhaustion", "hot_partition", "table_capacity", "ses_sandbox", "lambda_concurrency"}
+LIMIT_KINDS = {
+    "connection_exhaustion",
+    "hot_partition",
+    "table_capacity",
+    "ses_sandbox",
+    "ses_send_rate",
+    "lambda_concurrency",
+}
 CREDS = {"aws_access_key_id": "AKIAFLEETWATCHBENCH1", "aws_secret_access_key": "emulated-secret-key"}
 
 

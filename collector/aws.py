@@ -291,7 +291,8 @@ class Aws:
     def places(self) -> list[Place]:
         return [Place(account, region) for account, _ in self.accounts() for region in self.regions]
 
-    def _session(self, account: str) -> boto3.session.Session:
+    def _session(self, place: Place) -> boto3.session.Session:
+        account = place.account
         with self._lock:
             found = self._sessions.get(account)
         if found is not None:
@@ -300,13 +301,16 @@ class Aws:
         monitoring = self.monitoring()
         if role is None and monitoring is not None and monitoring[0] == account:
             role = monitoring[1]
-        session = self._base if role is None else self._assumed(account, role)
+        session = self._base if role is None else self._assumed(place, role)
         with self._lock:
             self._sessions.setdefault(account, session)
             return self._sessions[account]
 
-    def _assumed(self, account: str, role_arn: str) -> boto3.session.Session:
-        place = Place(account, self.regions[0])
+    def _assumed(self, place: Place, role_arn: str) -> boto3.session.Session:
+        # One session per account, its credentials shared by the account's Regions. The STS call
+        # goes to the first Region's endpoint as before, but is tallied under the place that first
+        # needed the credentials: an agent holding only another Region of the account must not
+        # appear to call into a place it does not hold (tests/test_chaos_cluster_processes.py).
         sts = self._instrument(
             self._base.client("sts", region_name=self.regions[0], endpoint_url=self.endpoint_url, config=self._config),
             place,
@@ -346,7 +350,7 @@ class Aws:
             found = self._clients.get(key)
         if found is not None:
             return found
-        session = self._session(place.account)
+        session = self._session(place)
         with self._lock:
             if key not in self._clients:
                 raw = session.client(

@@ -220,7 +220,9 @@ CATALOG: dict[str, tuple[MetricSpec, ...]] = {
     "ses": (
         _m(S, "Bounce", "Sum", FAST, "mail not delivered"),
         _m(S, "Reject", "Sum", FAST, "mail SES refused to send because it found a virus (not a sandbox refusal)"),
-        _m(S, "Send", "Sum", SLOW, "mail sent, against the 24-hour quota"),
+        # Every minute: sends pressed against the per-second MaxSendRate are a limit (detectors/limits.py
+        # RATE_CAPPED); one series a place, $0.00001 a minute, $0.43 a month.
+        _m(S, "Send", "Sum", FAST, "mail sent, against the per-second send rate and the 24-hour quota"),
         _m(S, "Delivery", "Sum", SLOW, "mail delivered"),
         _m(S, "Complaint", "Sum", SLOW, "recipients marking mail as spam"),
         _m(S, "Reputation.BounceRate", "Maximum", SLOW, "review at 5%, pause at 10%"),

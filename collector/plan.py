@@ -183,6 +183,10 @@ def build(
             plan.queries.extend(
                 Query(q.key, DETAIL) for q in resource_queries(res, [SLOW]) if q.key.metric == "ConcurrentExecutions"
             )
+        if res["id"] in triggered.mail and not mine:
+            plan.queries.extend(
+                Query(q.key, DETAIL) for q in resource_queries(res, [SLOW]) if q.key.metric in ("Errors", "Invocations")
+            )
         if mine and res["kind"] == "sqs" and res["facts"].get("url"):
             plan.queues.append((res["id"], res["facts"]["url"]))
         if slow and (due is None or 0 in due) and res["kind"] == "lambda":
@@ -223,6 +227,9 @@ class Triggered:
     # Functions whose own ConcurrentExecutions is read on every fast poll while their account's
     # concurrency is high or climbing (see `_holders_to_read`): the page names who holds it.
     concurrency: set[str] = field(default_factory=set)
+    # Functions that send mail through SES whose Errors and Invocations are read on every fast poll
+    # while SES accepts sends at its maximum rate (see `_mail_senders_to_read`).
+    mail: set[str] = field(default_factory=set)
     reasons: dict[str, str] = field(default_factory=dict)
 
 
@@ -302,7 +309,38 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
     for rid, why in _holders_to_read(store, resources, functions, recent, now).items():
         out.concurrency.add(rid)
         out.reasons.setdefault(rid, why)
+    for rid, why in _mail_senders_to_read(store, resources, functions, now).items():
+        out.mail.add(rid)
+        out.reasons.setdefault(rid, why)
     return out
+
+
+# The collector may not import the detectors (tests/test_layers.py): these two equal
+# detectors/limits.py's RATE_CAPPED and RATE_RECENT, and tests/test_layers.py asserts that they do.
+RATE_CAPPED, RATE_RECENT = 0.8, 5 * 60
+
+
+# SES at its maximum send rate (detectors/limits.py RATE_CAPPED, from AWS/SES Send, a fast-tier
+# series, against the account's MaxSendRate): whether its senders fail is in their Errors and
+# Invocations, slow-tier series up to five minutes stale. While sends are at the cap, the functions
+# that send through SES (`uses`, from their environment) have both read on every fast poll, so the
+# throttled sends show within the minute. Cost: 2 metrics a sender a minute while SES is at its
+# cap, $0.00002 a sender a minute.
+def _mail_senders_to_read(
+    store: Any, resources: list[dict[str, Any]], functions: list[dict[str, Any]], now: int
+) -> dict[str, str]:
+    accounts = [r for r in resources if r["kind"] == "ses" and float(r["facts"].get("max_send_rate") or 0) > 0]
+    senders = [f for f in functions if any(str(u).startswith("ses:") for u in f["facts"].get("uses") or [])]
+    if not accounts or not senders:
+        return {}
+    recent = store.recent_values([a["id"] for a in accounts], ["Send"], now - RATE_RECENT, now)
+    for ses in accounts:
+        cap = float(ses["facts"]["max_send_rate"])
+        per_second = max((v / 60 for _, v in recent.get((ses["id"], "Send", "Sum"), [])), default=0.0)
+        if per_second >= RATE_CAPPED * cap:
+            why = f"SES sending {per_second:.1f} of its {cap:g} mails a second: reading its senders' errors"
+            return {f["id"]: why for f in senders}
+    return {}
 
 
 # Who holds the account's concurrency, read while it matters. A function's own
@@ -323,16 +361,33 @@ def triggers(store: Any, resources: list[dict[str, Any]], now: int, lookback: in
 # most HOLDERS_READ metrics a minute per place while the account is under pressure:
 # 10 × $0.00001 = $0.0001 a minute, $0.006 an hour; an account that sat above half its limit for a
 # whole month would pay 10 × 43,200 × $0.00001 = $4.32 more. Bounded by HOLDERS_READ whatever
-# the fleet's size. A flooding function outside the top HOLDERS_READ (a large fleet, a function
-# idle until the flood) is read at its next slow poll, and from then on every minute.
+# the fleet's size.
+#
+# A function idle until it floods is outside that top ten (its last hour's peak is nothing, and its
+# own Invocations are slow-tier too, so no jump shows yet); it would be read at its next slow poll,
+# up to five minutes into the flood. So when the functions ranked first held, at their newest
+# points, under HOLDERS_EXPLAINED of what the account claims now, the concurrency is held by
+# functions not among them: that poll reads the ConcurrentExecutions of every function of the
+# place, up to HOLDERS_SWEEP (one GetMetricData call holds 500 queries, MAX_QUERIES). The next
+# poll ranks the flooder first by its peak, the holders read explain the account, and the read
+# is back to HOLDERS_READ. Cost: at most HOLDERS_SWEEP × $0.00001 = $0.0049 a poll, only while
+# the account is pressed and unexplained (one or two polls at a flood's start; every poll for an
+# account whose concurrency is spread thin over more than ten functions, $7 a day while pressed).
+# CloudWatch Metrics Insights (one query, "SELECT MAX(ConcurrentExecutions) FROM
+# SCHEMA("AWS/Lambda", FunctionName) GROUP BY FunctionName ORDER BY MAX() DESC LIMIT 10", AWS
+# "Metrics Insights query components and syntax") would name the top ten in one query whatever
+# the fleet's size; the emulator does not evaluate it yet.
 HOLDERS_READ = 10  # functions a place reads every fast poll while its account is pressed
+HOLDERS_EXPLAINED = 0.5  # of the account's newest value: held by the functions ranked first, or read them all
+HOLDERS_SWEEP = MAX_QUERIES - 10  # functions read on a poll where the ranked ones do not explain the account
 HOLDERS_FRACTION = 0.5  # of the account's concurrency limit
 HOLDERS_JUMP, HOLDERS_CLIMB = 1.5, 0.1  # × the last half hour's median, and this share of the limit above it
 HOLDERS_FRESH = 600  # the account's newest point must be this recent (seconds) to count
 
 
-def _account_pressed(store: Any, accounts: list[dict[str, Any]], now: int) -> str:
-    """Why the account's concurrency is worth naming holders for now ("" when it is not)."""
+def _account_pressed(store: Any, accounts: list[dict[str, Any]], now: int) -> tuple[str, float]:
+    """Why the account's concurrency is worth naming holders for now ("" when it is not), and its
+    newest value (concurrent executions)."""
     recent = store.recent_values(
         [a["id"] for a in accounts], ["ClaimedAccountConcurrency", "ConcurrentExecutions"], now - 1800, now
     )
@@ -344,10 +399,10 @@ def _account_pressed(store: Any, accounts: list[dict[str, Any]], now: int) -> st
                 continue
             last = points[-1][1]
             if limit and last >= HOLDERS_FRACTION * limit:
-                return f"account concurrency {last:.0f} of {limit:.0f}"
+                return f"account concurrency {last:.0f} of {limit:.0f}", last
             if limit and _latest_jump(points, HOLDERS_JUMP, HOLDERS_CLIMB * limit):
-                return f"account concurrency jumped to {last:.0f} of {limit:.0f}"
-    return ""
+                return f"account concurrency jumped to {last:.0f} of {limit:.0f}", last
+    return "", 0.0
 
 
 def _holders_to_read(
@@ -361,7 +416,7 @@ def _holders_to_read(
     accounts = [r for r in resources if r["kind"] == "lambda_account"]
     if not accounts or not functions:
         return {}
-    why = _account_pressed(store, accounts, now)
+    why, claimed = _account_pressed(store, accounts, now)
     if not why:
         return {}
 
@@ -372,7 +427,19 @@ def _holders_to_read(
         )
         return (0 if jumped else 1, -max((v for _, v in conc), default=0.0), fn["name"])
 
-    return {fn["id"]: f"{why}: naming its holders" for fn in sorted(functions, key=rank)[:HOLDERS_READ]}
+    ranked = sorted(functions, key=rank)
+    held = sum(
+        _newest(recent.get((fn["id"], "ConcurrentExecutions", "Maximum"), []), now) for fn in ranked[:HOLDERS_READ]
+    )
+    if held >= HOLDERS_EXPLAINED * claimed:
+        return {fn["id"]: f"{why}: naming its holders" for fn in ranked[:HOLDERS_READ]}
+    sweep = f"{why}, {held:.0f} of it held by the {min(len(ranked), HOLDERS_READ)} busiest: reading every function"
+    return {fn["id"]: sweep for fn in ranked[:HOLDERS_SWEEP]}
+
+
+def _newest(points: list[tuple[int, float]], now: int) -> float:
+    """The newest value if it is fresh (HOLDERS_FRESH), else 0."""
+    return points[-1][1] if points and points[-1][0] >= now - HOLDERS_FRESH else 0.0
 
 
 # A burst behind an API: its requests jumped within a minute while its latency rose, less than

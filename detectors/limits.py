@@ -9,10 +9,12 @@ from detectors.base import (
     CRITICAL,
     INFO,
     WARNING,
+    Approach,
     Finding,
     Inputs,
     NoData,
     Resource,
+    Series,
     detector,
     evidence,
     imminent,
@@ -30,6 +32,9 @@ READS = {
     ("Throttles", "Sum"),
     ("ConcurrentExecutions", "Maximum"),
     ("Errors", "Sum"),
+    ("Send", "Sum"),
+    ("Invocations", "Sum"),
+    ("ApproximateAgeOfOldestMessage", "Maximum"),
 }
 TOP = 3  # consumers of account concurrency named in a finding
 
@@ -40,10 +45,46 @@ BOUNCE_WARN, BOUNCE_REVIEW, BOUNCE_PAUSE = 0.025, 0.05, 0.10
 COMPLAINT_WARN, COMPLAINT_REVIEW, COMPLAINT_PAUSE = 0.0005, 0.001, 0.005
 DEFAULT_CONCURRENCY = 1000
 HEADROOM_WARN, HEADROOM_CRIT = 0.80, 0.90
+# A concurrency storm: the account's claimed concurrency has climbed at least STORM_RISE of its
+# limit in each of its last three one-minute points, to STORM_LEVEL of it or more and STORM_FACTOR
+# times what it was before those three minutes. At that pace the rest is used up within
+# (1 - STORM_LEVEL) / STORM_RISE = 5 minutes, and nothing on AWS's side slows the climb before the
+# limit: "every 10 seconds, Lambda can allocate at most 1,000 additional execution environment
+# instances ... to each of your functions", and while a function keeps receiving more requests
+# Lambda keeps scaling it at that rate up to the account's concurrency limit (AWS Lambda Developer
+# Guide, "Lambda scaling behavior", https://docs.aws.amazon.com/lambda/latest/dg/scaling-behavior.html).
+# So the shared NEAR (60 %) and IMMINENT (150 s) of detectors/base.py cost the minute in which the
+# account goes from half its limit to throttling. The pace alone cannot tell a flood from a busy
+# account whose traffic triples (20 % -> 60 % in three minutes is the same ~3 minutes from the
+# limit as 2 % -> 53 %); the multiple can: a surge of traffic scales the account's concurrency
+# by what the traffic grew (3x), a flood (a fan-out, a retry storm, a backlog replayed) from next
+# to nothing. A climb that levels off (its slowest recent rise is what counts) stays below
+# STORM_RISE; a burst that stops under half the limit stays below STORM_LEVEL. Figures: in the
+# lambda-concurrency scenario the account goes 2 % -> 20 % -> 36 % -> 53 % of its limit in the
+# first three minutes (+16 % a minute, x26); the shared rule fired a minute later, at 69 %.
+STORM_LEVEL, STORM_RISE, STORM_FACTOR = 0.50, 0.10, 5.0
 RECENT_MAIL, MIN_MAIL_ERRORS = 15 * 60, 3
+# SES's maximum send rate: "the maximum number of emails that Amazon SES can accept from the
+# user's account per second" (GetSendQuota MaxSendRate, SES API Reference; sesv2 GetAccount
+# SendQuota.MaxSendRate). A send above it is refused with a ThrottlingException "Maximum sending
+# rate exceeded", and SES asks the sender to wait and retry (SES Developer Guide, "Errors related
+# to the sending quotas", https://docs.aws.amazon.com/ses/latest/dg/manage-sending-quotas-errors.html).
+# SES publishes no metric for refused sends: its CloudWatch metrics (Send, Delivery, Bounce,
+# Complaint, Reject, ...) count mail it accepted. What fleetwatch sees is the accepted sends pressed
+# against the cap (AWS/SES Send, a sum a period, over the period's seconds: RATE_CAPPED of
+# MaxSendRate or more — "the rate at which Amazon SES accepts the user's messages might be less than
+# the maximum send rate", so not all of it) while the functions that send through SES fail (the
+# refused sends raised and retried) or the mail queue behind them waits MAIL_DELAY and longer.
+# Sending at the cap with nothing failing and nothing waiting is a sender pacing itself: quiet.
+RATE_CAPPED, RATE_RECENT = 0.8, 5 * 60
+MAIL_DELAY = 5 * 60  # seconds the oldest mail of a sender's queue has waited, and still rising
+# A sender failing because SES throttles it fails a share of its sends, not a few: at 750 mails a
+# minute a healthy sender's 0.1 % of errors is ~11 in 15 minutes (lookalike-ses-campaign paged on
+# MIN_MAIL_ERRORS alone). THROTTLED_SHARE of its invocations, twenty times that.
+THROTTLED_SHARE = 0.02
 # How far back from `now` these detectors look (incremental pass; `imminent`'s three periods are
 # added per series by the pass).
-HORIZONS = frozenset({RECENT, HOLDERS_WINDOW, RECENT_MAIL, 3600})
+HORIZONS = frozenset({RECENT, HOLDERS_WINDOW, RECENT_MAIL, RATE_RECENT, 600, 3600})  # 600: a mail queue's age
 
 PRODUCTION_FIX = (
     "Request production access for SES in this region (SES console → Account dashboard → Request "
@@ -125,7 +166,54 @@ def ses_account(inp: Inputs) -> Iterator[Finding | NoData]:
                 key="sandbox-refusing",
                 limit=True,
             )
+        yield from _send_rate(inp, res, where)
         yield from _reputation(inp, res.id, where)
+
+
+def send_rate(inp: Inputs, ses: Resource) -> tuple[float, float] | None:
+    """(mails SES accepted a second in the busiest period of the last RATE_RECENT, the account's
+    MaxSendRate) when that is at least RATE_CAPPED of it; None otherwise. The busiest period, not
+    the newest: the newest may be a period still filling."""
+    cap = float(ses.facts.get("max_send_rate") or 0)
+    sends = inp.get(ses.id, "Send", "Sum").since(inp.now - RATE_RECENT)
+    if cap <= 0 or not sends:
+        return None
+    rate = max(v for _, v in sends.points) / sends.period
+    return (rate, cap) if rate >= RATE_CAPPED * cap else None
+
+
+def _send_rate(inp: Inputs, res: Resource, where: str) -> Iterator[Finding]:
+    """Mail held back by SES's maximum send rate (see RATE_CAPPED): sends at the cap while the
+    senders fail or their queue's mail waits."""
+    capped = send_rate(inp, res)
+    if capped is None:
+        return
+    rate, cap = capped
+    failing = [
+        (fn, n)
+        for fn, n in _mail_failing(inp, res)
+        if n >= THROTTLED_SHARE * inp.get(fn.id, "Invocations", "Sum").since(inp.now - RECENT_MAIL).sum()
+    ]
+    waiting = _mail_waiting(inp, res)
+    if not failing and not waiting:
+        return
+    sends = inp.get(res.id, "Send", "Sum").since(inp.now - 3600)
+    felt = [f"{q.name}'s oldest mail waiting {age / 60:.0f} min" for q, age in waiting]
+    felt += [f"{fn.name} failing ({n:.0f} errors in 15 min)" for fn, n in failing]
+    yield Finding(
+        "ses_account",
+        res.id,
+        CRITICAL,
+        f"{where}: mail delayed at SES's maximum send rate ({rate:.1f} of {cap:g} mails a second) — " + "; ".join(felt),
+        sends.run_start(reaching(RATE_CAPPED, of=cap * sends.period)) or inp.now,
+        evidence(limit=cap * sends.period, sends=sends, units={"sends": "count", "limit": "count"}),
+        cause=f"SES refuses sends above the account's maximum send rate of {cap:g} a second "
+        "(Throttling: Maximum sending rate exceeded); the refused mail is retried and waits",
+        fix="Ask AWS for a higher maximum send rate (SES console → Account dashboard → Request a sending quota "
+        "increase), and pace the senders at or under it (the SDK's retry with backoff, or fewer consumers).",
+        key="send-rate",
+        limit=True,
+    )
 
 
 def _virus_rejects(inp: Inputs, res: Resource, where: str) -> Iterator[Finding]:
@@ -166,6 +254,28 @@ def _mail_failing(inp: Inputs, ses: Resource) -> list[tuple[Resource, float]]:
         errors = inp.get(fn.id, "Errors", "Sum").since(inp.now - RECENT_MAIL).sum()
         if errors >= MIN_MAIL_ERRORS:
             out.append((fn, errors))
+    return out
+
+
+def _mail_waiting(inp: Inputs, ses: Resource) -> list[tuple[Resource, float]]:
+    """Queues in the SES account's place consumed by a function that sends mail through it, whose
+    oldest message has waited MAIL_DELAY or more and rose in each of its last three minutes: mail
+    users wait for. (queue, age in seconds)."""
+    senders = {
+        fn.name
+        for fn in inp.of_kind("lambda")
+        if fn.account == ses.account
+        and fn.region == ses.region
+        and any(str(u).startswith("ses:") for u in fn.facts.get("uses") or [])
+    }
+    out = []
+    for q in inp.of_kind("sqs"):
+        if q.account != ses.account or q.region != ses.region or not senders & set(q.facts.get("consumers") or []):
+            continue
+        age = inp.get(q.id, "ApproximateAgeOfOldestMessage", "Maximum").since(inp.now - 600)
+        latest = age.latest
+        if latest is not None and latest[1] >= MAIL_DELAY and age.rising_to(latest[1] + 1) is not None:
+            out.append((q, latest[1]))
     return out
 
 
@@ -224,7 +334,7 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
         where = f"Lambda {res.region} ({res.account})"
         recent = claimed.since(inp.now - RECENT)
         peak = recent.max()
-        climb = imminent(claimed, limit, inp.now)
+        climb = imminent(claimed, limit, inp.now) or _storm(claimed, limit, inp.now)
         hot = peak is not None and (peak / limit >= HEADROOM_WARN or climb is not None)
         throttles = _unreserved_throttles(inp, res)
         # Who holds it: every function's concurrency read, so only when a finding names them.
@@ -274,6 +384,21 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
                 fix="Request the default 1,000 (Service Quotas, L-B99A9384).",
                 key="low-limit",
             )
+
+
+def _storm(claimed: Series, limit: float, now: int) -> Approach | None:
+    """The climb of the account's claimed concurrency if it is a storm (see STORM_LEVEL,
+    STORM_RISE, STORM_FACTOR): at least half the limit claimed, each of the last three minutes up
+    a tenth of it or more, five times what it was before them; None otherwise, or if the newest
+    point is more than a few minutes old."""
+    latest = claimed.latest
+    if latest is None or latest[0] < now - 3 * claimed.period or latest[1] < STORM_LEVEL * limit:
+        return None
+    climb = claimed.rising_to(limit)
+    if climb is None or climb.per_minute < STORM_RISE * limit:
+        return None
+    before = dict(claimed.points)[climb.since]
+    return climb if latest[1] >= STORM_FACTOR * max(before, 1.0) else None
 
 
 def _holders(inp: Inputs, account: Resource, claimed: float | None = None) -> list[str]:

@@ -32,6 +32,7 @@ from detectors.base import (
     pct,
     series_evidence,
 )
+from detectors.limits import send_rate
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {
@@ -46,6 +47,7 @@ READS = {
     # every poll): whether SES was refusing mail in the last minutes, after its facts have changed.
     ("SES.SentLast24Hours", "Value"),
     ("SES.Max24HourSend", "Value"),
+    ("Send", "Sum"),  # SES's accepted sends against its maximum send rate (limits.send_rate)
 }
 LIVE = ("SQS.ApproximateNumberOfMessages", "Value")  # GetQueueAttributes, stored by the collector's SQS probe
 
@@ -226,6 +228,12 @@ def _ses_refusing(inp: Inputs, q: Resource, consumers: list[Resource]) -> tuple[
         why.append(f"{sent:.0f} of {quota:.0f} daily sends used")
     if f.get("sending_enabled") is False or f.get("enforcement_status") == "SHUTDOWN":
         why.append("sending paused for the account")
+    capped = send_rate(inp, ses)
+    if capped is not None:
+        why.append(
+            f"sending at its maximum send rate ({capped[0]:.1f} of {capped[1]:g} mails a second): "
+            "SES throttles the rest"
+        )
     names = ", ".join(c.name for c in senders)
     if not why:
         until = _ses_refused_until(inp, ses)
@@ -249,8 +257,13 @@ def _ses_refusing(inp: Inputs, q: Resource, consumers: list[Resource]) -> tuple[
     failing = f" ({errors:.0f} failed invocations in 15 min)" if errors else ""
     return (
         f"SES {ses.region} refuses {names}'s mail{failing}: " + "; ".join(why),
-        "Request SES production access (or a higher sending quota) for this region; the queue drains once mail is "
-        f"accepted. Do not re-enable or scale {names}: it is working.",
+        (
+            f"Ask AWS for a higher maximum send rate for this region and pace {names} at or under it; the queue "
+            f"drains at the rate SES accepts. Do not scale {names} up: more senders are throttled more."
+            if capped is not None and len(why) == 1
+            else "Request SES production access (or a higher sending quota) for this region; the queue drains once "
+            f"mail is accepted. Do not re-enable or scale {names}: it is working."
+        ),
     )
 
 
@@ -411,12 +424,16 @@ def _growth(inp: Inputs, q: Resource, visible: Series, age: Series) -> Iterator[
             else "inflow above outflow with no errors anywhere: the consumer is too slow or too few"
         )
         fix = f"Scale {q.name}'s consumer (batch size, concurrency) or fix what slows it."
+    oldest = _fmt_duration(age.latest[1]) if age.latest else "?"
+    # Behind SES, what users feel is their mail arriving late: the title says so first.
+    felt = f"mail delayed, oldest waiting {oldest}: " if ses is not None else ""
     yield Finding(
         "queues",
         q.id,
         WARNING,
-        f"{q.name}: backlog {latest[1]:.0f} and rising {slope:.1f}/min for {span // 60} min, oldest message "
-        f"{_fmt_duration(age.latest[1]) if age.latest else '?'}; time to drain {_drain(visible, inp.now)}",
+        f"{q.name}: {felt}backlog {latest[1]:.0f} and rising {slope:.1f}/min for {span // 60} min"
+        + ("" if felt else f", oldest message {oldest}")
+        + f"; time to drain {_drain(visible, inp.now)}",
         window.run_start(lambda v: v >= window.points[0][1]) or window.points[0][0],
         _ev(
             visible=window,

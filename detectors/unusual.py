@@ -42,7 +42,7 @@ SEED = 86400  # a series seen for the first time is fed this much stored history
 HOLD = 6 * 3600  # an episode is held open by buckets still past the floors for at most this long
 QUIET = 3  # buckets below half the threshold that end an episode (15 minutes)
 DEFAULT_ENABLED = True  # the setting unusual.enabled's default (fleetwatch/config/settings.py)
-TRACK_HEAD = 10  # a stored track's own numbers before its model's
+TRACK_HEAD = 12  # a stored track's own numbers before its model's
 MEAN_MEMORY = 288  # buckets in the usual level shown to people and held against the floors (about a day)
 
 
@@ -115,6 +115,8 @@ class Track:
             self.seen,
             self.episodes.below,
             *((1.0, ep.onset, ep.peak, ep.peak_score, ep.end, ep.direction) if ep else (0.0,) + (math.nan,) * 5),
+            self.episodes.since,  # how long since the last episode closed, and its direction: a
+            self.episodes.last_dir,  # flapping reopen needs more (anomaly.REOPEN_WITHIN)
         ]
         nums = array("d", head)
         nums.extend(model_numbers(self.model))
@@ -133,7 +135,7 @@ class Track:
         model = model_from_numbers(nums[TRACK_HEAD:])
         if model.step != STEP:
             raise ValueError(f"a track stored at a step of {model.step} s, not {STEP} s")
-        episodes = Episodes(threshold, quiet=QUIET, below=int(nums[3]))
+        episodes = Episodes(threshold, quiet=QUIET, below=int(nums[3]), since=int(nums[10]), last_dir=int(nums[11]))
         if nums[4]:
             episodes.current = Episode(int(nums[5]), int(nums[6]), nums[7], int(nums[8]), int(nums[9]))
         track = cls(model, last_t, nums[1], int(nums[2]), episodes)

@@ -161,7 +161,17 @@ class Leadership:
         return [LEADER_LOCK, self.key & 0xFFFFFFFF, pid]
 
     def close(self) -> None:
+        """Give the lock up and end the session. The unlock is explicit because the server frees
+        a closed session's locks only once its backend has read the goodbye, a moment after
+        close() returns; another agent asking in that moment would find the lock still held."""
+        import psycopg
+
         if self.conn is not None:
+            if not self.conn.closed:
+                try:
+                    self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", [LEADER_LOCK, self.key])
+                except psycopg.Error:
+                    pass  # the session is already gone, and its locks with it
             self.conn.close()
             self.conn = None
 

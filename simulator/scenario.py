@@ -35,6 +35,7 @@ INCIDENT_KINDS = (
     "dlq",
     "ses_sandbox",
     "ses_reputation",
+    "ses_send_rate",
     "lambda_concurrency",
     "schedule_missed",
     "schedule_failed",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from detectors.anomaly import MAX_SCORE, Scorer, score_series
+from detectors.anomaly import MAX_SCORE, REOPEN_WITHIN, Episodes, Scorer, score_series
 from fleetwatch import cli
 from fleetwatch.cli.replay import ReplayError, replay
 
@@ -235,3 +235,36 @@ def test_routine_bursts_are_not_news_and_a_bigger_one_is() -> None:
     # A routine burst that happens to be a new high (of plain noise on top) may be news once;
     # the layer before flagged five of them (in its first day, before it had seen a burst).
     assert found[-1] == 288 * 4 + 100 and len(found) <= 2
+
+
+def test_an_afternoon_at_the_nights_level_is_a_new_departure_from_the_day() -> None:
+    # Five-minute points of a daily cycle from 100 (night) to 300 (afternoon). On the sixth day the
+    # afternoon falls to 130: a value the series shows every night (never beyond its range) and a
+    # mean it passes every evening, but a departure from the day larger than any so far.
+    r = random.Random(12)
+    day = 288
+    values = [200 - 100 * math.cos(2 * math.pi * (i % day) / day) + r.gauss(0, 4) for i in range(day * 7)]
+    quiet = onsets([(T0 + i * 300, v) for i, v in enumerate(values)])
+    assert quiet == []
+    drop = 5 * day + 130
+    for i in range(drop, drop + 24):
+        values[i] = 130 + r.gauss(0, 4)
+    found = onsets([(T0 + i * 300, v) for i, v in enumerate(values)])
+    assert len(found) == 1 and drop <= found[0] < drop + 6, found
+
+
+def test_an_episode_flapping_the_same_way_needs_more_to_reopen() -> None:
+    eps = Episodes(threshold=3.0, quiet=2)
+    assert eps.feed(0, 4.0, 1) == (True, None)
+    eps.feed(1, 0.0, 0)
+    assert eps.feed(2, 0.0, 0)[1] is not None  # closed after 2 quiet points
+    assert eps.feed(10, 4.0, 1)[0] is False  # the same way soon after: not news at 4 (< 2 x 3)
+    assert eps.feed(11, 4.0, -1)[0] is True  # the other way is
+    for i in range(12, 14):
+        eps.feed(i, 0.0, 0)
+    assert eps.feed(20, 7.0, -1)[0] is True  # the same way, twice the threshold
+    for i in range(21, 23):
+        eps.feed(i, 0.0, 0)
+    for i in range(23, 23 + REOPEN_WITHIN):
+        eps.feed(i, 0.0, 0)
+    assert eps.feed(23 + REOPEN_WITHIN, 4.0, -1)[0] is True  # after a longer calm, the usual threshold

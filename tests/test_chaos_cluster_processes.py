@@ -9,13 +9,20 @@ run with `--follow-clock`, so each waits for the minute and runs its cycle, and 
 on once every live agent has recorded its cycle for that minute (agent_cycles.agent_id). A kill
 lands a random fraction of a second into a minute's cycles (whatever the victim is doing then).
 
+After the kills, the agent leading then is cut off from the database instead: every session it
+holds (its leader lock's among them) is terminated on the server (pg_terminate_backend), what a
+network partition or a restarted server does to a live process. It lives on: it must reconnect
+and keep cycling, and it must send nothing after the cut unless it has won the lock again in a
+new session.
+
 Asserted: no place is fetched by two agents in one minute (no double fetch: the poll log's
 GetMetricData calls by agent); a killed agent's places go unpolled only until its lease expires
 (longer only when the next holder is killed too), then another agent takes them over; every
 CloudWatch series has one sample for every minute from its first to 15 minutes before the end
 (no gap: samples counted per series per minute); every notification the store holds was sent,
-and reached the Slack stand-in exactly once; the storm's incident paged when it opened and when
-it resolved.
+and reached the Slack stand-in exactly once, and the mail sink (a real SMTP server on loopback)
+at most twice with one Message-ID (mail cannot be looked up after a cut mid-send); the storm's
+incident paged when it opened and when it resolved.
 
 `make test`: 2 accounts (4 places), 2 kills. `make chaos` (CHAOS_FULL=1): 12 accounts (24
 places), 20 kills, one every other minute."""
@@ -36,7 +43,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from alerts.delivery import message_id
 from fleetwatch.store import open_store
+from simulator.mail import SmtpSink
 from simulator.slack import TOKEN as SLACK_TOKEN
 from simulator.slack import SlackStandIn
 from tests import chaos_kit
@@ -104,11 +113,13 @@ class Fleetwatch:
         self.procs[pid].wait()
 
     def cycled(self, at: int) -> dict[int, bool]:
-        """pid -> whether it led, of the agents that recorded their cycle due at `at`."""
+        """pid -> whether it led, of the agents that recorded their cycle due at `at`: ran detection
+        and kept the lock to the end (a leader cut off mid-cycle records `not_leader`, and its
+        fenced incident and notification writes never happened)."""
         return {
-            int(pid): "detect" in json.loads(stages)
-            for pid, stages in self.db.execute(
-                "SELECT a.pid, c.stages FROM agent_cycles c JOIN agents a ON a.id = c.agent_id "
+            int(pid): "detect" in json.loads(stages) and status != "not_leader"
+            for pid, stages, status in self.db.execute(
+                "SELECT a.pid, c.stages, c.status FROM agent_cycles c JOIN agents a ON a.id = c.agent_id "
                 "WHERE c.scheduled_at = %s",
                 [at],
             )
@@ -127,9 +138,32 @@ class Fleetwatch:
         missing = set(pids) - set(self.cycled(at))
         raise AssertionError(f"no cycle at {at} from {missing} in {CYCLE_TIMEOUT} s: {self.tail(next(iter(missing)))}")
 
+    def cut(self, pid: int) -> int:
+        """Terminate every session the agent holds on the server (fleetwatch.store.pgdb's
+        session_name says whose a session is); the process itself lives on. Returns how many."""
+        rows = self.db.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name LIKE %s",
+            [f"fleetwatch pid {pid} on %"],
+        ).fetchall()
+        return len(rows)
+
+    def log_size(self, pid: int) -> int:
+        return self.log_path(pid).stat().st_size
+
+    def sends_since(self, pid: int, offset: int) -> list[dict[str, Any]]:
+        """The sends the agent logged (alerts.pipeline: "sent <kind> of incident <id> to <target>")
+        from a byte offset of its JSON log on."""
+        with self.log_path(pid).open("rb") as f:
+            f.seek(offset)
+            lines = f.read().decode(errors="replace").splitlines()
+        records = [json.loads(line) for line in lines if line.startswith("{")]
+        return [r for r in records if str(r.get("message", "")).startswith("sent ")]
+
+    def log_path(self, pid: int) -> Path:
+        return self.logs / f"agent-{list(self.procs).index(pid)}.log"
+
     def tail(self, pid: int) -> str:
-        n = list(self.procs).index(pid)
-        return (self.logs / f"agent-{n}.log").read_text()[-1500:]
+        return self.log_path(pid).read_text()[-1500:]
 
     def close(self) -> None:
         for pid in self.live():
@@ -147,11 +181,12 @@ def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server:
     # Until the storm has resolved, and long enough after the last kill and its takeover that
     # those minutes are SETTLED (late datapoints re-read) and checked for gaps.
     last_kill = 2 + (kills - 1) * every
-    ticks = max((storm_end + 12 * 60 - t0) // INTERVAL, last_kill + (LEASE + SETTLED) // INTERVAL + 2)
+    cut_at = last_kill + every  # the leader then is cut off from the database
+    ticks = max((storm_end + 12 * 60 - t0) // INTERVAL, cut_at + (LEASE + SETTLED) // INTERVAL + 2)
     emu = Estate(tmp_path, accounts, t0)
     url = pg_server.new_database()
     open_store(url).close()  # migrated once, before the agents race to
-    with SlackStandIn() as slack:
+    with SlackStandIn() as slack, SmtpSink() as smtp:
         env = agent_env(
             emu,
             url,
@@ -161,10 +196,15 @@ def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server:
             FLEETWATCH_SLACK_BOT_TOKEN=SLACK_TOKEN,
             FLEETWATCH_SLACK_API_URL=slack.api_url,
             FLEETWATCH_SLACK_CHANNEL="C0PROCESSES",
+            FLEETWATCH_EMAIL_TO="oncall@example.com",
+            FLEETWATCH_SMTP_HOST="127.0.0.1",
+            FLEETWATCH_SMTP_PORT=str(smtp.port),
+            FLEETWATCH_SMTP_SECURITY="none",
         )
         fw = Fleetwatch(env, url, tmp_path)
         killed: list[tuple[int, int, bool]] = []  # (tick, pid, was the leader)
         leaders: list[int] = []
+        cut: tuple[int, int, int, int] | None = None  # (tick, pid, its log's size then, sessions ended)
         try:
             for _ in range(3):
                 fw.spawn()
@@ -182,12 +222,25 @@ def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server:
                     fw.kill(victim)
                     killed.append((n, victim, victim in led))
                     pids.remove(victim)
-                done = fw.wait(now, pids)
+                if n == cut_at:
+                    led = [pid for pid, lead in fw.cycled(now - INTERVAL).items() if lead and pid in pids]
+                    assert led, f"no leader in the minute before the cut: {fw.cycled(now - INTERVAL)}"
+                    time.sleep(rng.uniform(0.0, 0.6))  # somewhere in its cycle (or between two)
+                    offset = fw.log_size(led[0])
+                    cut = (n, led[0], offset, fw.cut(led[0]))
+                    # Its cycle that minute may have died with its sessions: the others' must not.
+                    done = fw.wait(now, [pid for pid in pids if pid != led[0]])
+                else:
+                    done = fw.wait(now, pids)
                 if victim is not None:
                     pids.append(fw.spawn())  # a fresh agent joins at this minute
                     done = fw.wait(now, pids)
                 leading = [pid for pid, lead in done.items() if lead and pid in pids]
-                assert len(leading) <= 1, f"minute {n}: two leaders {leading}"
+                # At the cut, its victim may have finished the minute under its lock before the cut
+                # ended it (every write done, nothing left to fence); the next leader then runs the
+                # same minute after it, one after the other. Otherwise one leader a minute.
+                alone = [pid for pid in leading if cut is None or n != cut[0] or pid != cut[1]]
+                assert len(alone) <= 1, f"minute {n}: two leaders {leading}"
                 leaders += leading
             end = t0 + (ticks - 1) * INTERVAL
             polls = list(
@@ -206,22 +259,48 @@ def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server:
                 )
             )
             statuses = dict(fw.db.execute("SELECT status, COUNT(*) FROM notifications GROUP BY status").fetchall())
-            sent_keys = {k for (k,) in fw.db.execute("SELECT key FROM notifications WHERE status = 'sent'")}
+            sent = "SELECT key FROM notifications WHERE status = 'sent' AND target LIKE %s"
+            sent_keys = {k for (k,) in fw.db.execute(sent, ["slack:%"])}
             incidents = list(fw.db.execute("SELECT id, resolved_at, severity, title FROM incidents"))
             kinds = set(fw.db.execute("SELECT incident_id, kind FROM notifications WHERE status = 'sent'"))
+            mail_sent = {message_id(k) for (k,) in fw.db.execute(sent, ["email:%"])}
+            assert cut is not None
+            # When (if ever) the agent cut off led again: it won the lock anew, in a new session.
+            led_again = [
+                int(at)
+                for (at,) in fw.db.execute(
+                    "SELECT c.scheduled_at FROM agent_cycles c JOIN agents a ON a.id = c.agent_id "
+                    "WHERE a.pid = %s AND c.scheduled_at > %s AND c.stages LIKE '%%detect%%' "
+                    "AND c.status <> 'not_leader' "
+                    "ORDER BY 1",
+                    [cut[1], t0 + cut[0] * INTERVAL],
+                )
+            ]
+            cycled_after_cut = fw.db.execute(
+                "SELECT COUNT(*) FROM agent_cycles c JOIN agents a ON a.id = c.agent_id "
+                "WHERE a.pid = %s AND c.scheduled_at > %s",
+                [cut[1], t0 + cut[0] * INTERVAL],
+            ).fetchone()[0]
+            sends_after_cut = fw.sends_since(cut[1], cut[2])
+            cut_alive = fw.procs[cut[1]].poll() is None
         finally:
             fw.close()
             emu.stop()
         slack_keys = Counter(m["metadata"]["event_payload"]["key"] for m in slack.messages() if m.get("metadata"))
+        mail_ids = Counter(m["Message-ID"] for _, m in smtp.messages())
 
     # No double fetch: one agent per place per minute.
     by_minute: dict[tuple[int, str, str], set[int]] = defaultdict(set)
+    elsewhere = []
     for ts, account, region, pid, *_, detail, _calls in polls:
-        # A fetch is a GetMetricData call: an agent's poll also tallies under "cloudwatch" an
-        # AssumeRole into an account whose place it does not hold (credentials, no samples).
-        if "cloudwatch:GetMetricData" not in json.loads(detail)["calls"]:
-            continue
-        by_minute[(int(ts) // 60 * 60, account, region)].add(pid)
+        calls = json.loads(detail)["calls"]
+        if "cloudwatch:GetMetricData" in calls:  # a fetch
+            by_minute[(int(ts) // 60 * 60, account, region)].add(pid)
+        elif calls:
+            elsewhere.append((ts, account, region, pid, calls))
+    # An agent calls AWS only for the places it holds: its AssumeRole into an account is tallied
+    # under the place that needed the credentials (collector/aws.py), not the account's first Region.
+    assert not elsewhere, f"calls tallied under places not fetched that minute: {elsewhere[:5]}"
     twice = {k: v for k, v in by_minute.items() if len(v) > 1}
     assert not twice, (
         f"places polled by two agents in one minute: {twice}; kills (minute, pid, leader) "
@@ -289,6 +368,15 @@ def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server:
     assert all((i, "resolved") in kinds for i, resolved, *_ in paged if resolved), (incidents, kinds)
     assert sent_keys and set(slack_keys) == sent_keys, set(slack_keys) ^ sent_keys
     assert max(slack_keys.values()) == 1, [k for k, v in slack_keys.items() if v > 1]
+    # Mail cannot be looked up: one in flight at a cut goes again with the same Message-ID.
+    assert mail_sent and mail_sent <= set(mail_ids) and max(mail_ids.values()) <= 2, mail_ids
+
+    # The leader cut off: its sessions ended, it lived on and reconnected (it cycled again), and
+    # sent nothing after the cut until it had won the lock again in a new session.
+    _, cut_pid, _, sessions_ended = cut
+    assert sessions_ended >= 1, "the leader held sessions on the server when it was cut off"
+    assert cut_alive and cycled_after_cut >= 2, (cut_alive, cycled_after_cut, fw.tail(cut_pid))
+    assert not sends_after_cut or led_again, sends_after_cut
     handovers = sum(1 for x, y in zip(leaders, leaders[1:], strict=False) if x != y)
     assert any(lead for *_, lead in killed) and handovers >= 1, (killed, leaders)
     chaos_kit.record(
@@ -306,6 +394,10 @@ def test_agent_processes_sigkilled_one_at_a_time_no_gap_nothing_twice(pg_server:
         minutes=ticks,
         leader_handovers=handovers,
         leaders_killed=sum(1 for *_, lead in killed if lead),
+        leader_cut_off_sessions_ended=sessions_ended,
+        sends_by_cut_leader_before_leading_again=0 if led_again else len(sends_after_cut),
+        mails=sum(mail_ids.values()),
+        mails_resent_same_message_id=sum(v - 1 for v in mail_ids.values()),
         series_checked=len(per_minute),
         place_minutes_polled=len(by_minute),
         places_taken_over=len(takeovers),

@@ -59,7 +59,7 @@ def _kill(admin: psycopg.Connection[Any], agent: Any) -> None:
     pids = [agent.store.db.raw.info.backend_pid, agent.cluster.leadership.backend_pid]
     for pid in pids:
         if pid is not None:
-            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
 
 
 def _spy_sends(agent: Any, log: list[tuple[str, int | None, str]], before: Callable[[], None] | None = None) -> None:
@@ -152,7 +152,7 @@ def test_three_agents_one_leader_failover_no_gap_nothing_twice(fleet: Any, pg_se
                     def terminate(pid: int | None = pid) -> None:
                         if "at" not in cut:
                             cut["at"] = len(sends) + 1  # the send in flight was begun before the cut
-                            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+                            admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
 
                     _spy_sends(agents[victim], sends, before=terminate)
                     cut.update(who=victim, pid=pid)

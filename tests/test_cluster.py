@@ -51,7 +51,7 @@ def test_one_alerting_leader_and_a_cut_off_leader_knows_it(pg_server: Any) -> No
     assert first.try_lead() and first.held()
     assert not second.try_lead() and not second.held()
     with psycopg.connect(url, autocommit=True) as admin:  # the leader's session is ended by the server
-        admin.execute("SELECT pg_terminate_backend(%s)", [first.conn.info.backend_pid])
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", [first.conn.info.backend_pid])
     assert not first.held(), "a leader cut off from the database must not go on as leader"
     assert second.try_lead() and second.held()
     assert not first.try_lead(), "the old leader cannot take it back while the new one holds it"

@@ -105,8 +105,8 @@ def test_projection_costs_a_third_of_the_naive_plan_or_less() -> None:
         + [_res("rds", "db"), _res("lambda_account", "account"), _res("ses", "account")]
     )
     p = project({"1/r": resources}, 60, 300)
-    fast = 20 * 2 + 15 * 2 + 1 + 3 + 2
-    slow = 100 * 6 + 20 * 3 + 15 * 4 + 1 + 3 + 5
+    fast = 20 * 2 + 15 * 2 + 1 + 3 + 3  # SES: Bounce, Reject, Send (against MaxSendRate)
+    slow = 100 * 6 + 20 * 3 + 15 * 4 + 1 + 3 + 4
     assert (p.fast_queries, p.slow_queries, p.detail_queries) == (fast, slow, 15 * 8)
     assert p.monthly_cost_usd == pytest.approx((fast * 43200 + slow * 8640) * 1e-5)
     assert p.naive_monthly_cost_usd == pytest.approx((fast + slow + 15 * 8) * 43200 * 1e-5)

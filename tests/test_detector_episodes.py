@@ -415,3 +415,73 @@ def test_topology_joins_ses_to_the_mail_queue_a_dlq_to_its_source_and_the_accoun
     topo = Topology(topology_fleet(None))
     assert rid("schedule", "report-every-15m") not in topo.entries(rid("lambda_account", "account"))
     assert rid("api", "checkout-api") in topo.entries(rid("lambda_account", "account"))
+
+
+# -- SES's maximum send rate: throttled sends, the mail queue behind them ---------------------------
+
+RATE_FACTS = {  # out of the sandbox long ago: 50,000 a day at 14 a second (sesv2 GetAccount SendQuota)
+    "production_access": True,
+    "max_24h_send": 50000.0,
+    "max_send_rate": 14.0,
+    "sent_last_24h": 12000.0,
+    "sending_enabled": True,
+    "enforcement_status": "HEALTHY",
+}
+
+
+def _rate_capped(sends_per_min: float, errors_per_min: float, growing: bool) -> Inputs:
+    """A promotion from minute -12: 1,500 mails a minute arrive; SES accepts `sends_per_min`."""
+    vis = {m: 2.0 + (660.0 * (m + 12) if growing and m >= -12 else 0.0) for m in range(-40, 1)}
+    age = {m: 30.0 + (60.0 * (m + 12) if growing and m >= -12 else 0.0) for m in range(-40, 1)}
+    sent = {m: 1500.0 if m >= -12 else 0.5 for m in range(-40, 1)}
+    deleted = {m: sends_per_min if m >= -12 else 0.5 for m in range(-40, 1)}
+    sends = Series(tuple((NOW + m * M, sends_per_min if m >= -12 else 0.5) for m in range(-40, 0)))
+    errors = Series(tuple((NOW + m * M, errors_per_min if m >= -12 else 0.0) for m in range(-40, 0)))
+    calls = Series(
+        tuple((NOW + m * M, max(sends_per_min + errors_per_min, 1500.0) if m >= -12 else 0.5) for m in range(-40, 0))
+    )
+    inp = queue_at(
+        NOW,
+        vis,
+        age,
+        sent,
+        deleted,
+        mail_fleet(RATE_FACTS, ["ses:account"]),
+        {
+            ("email-fn", "Errors", "Sum"): errors,
+            ("email-fn", "Invocations", "Sum"): calls,
+            ("account", "Send", "Sum"): sends,
+        },
+    )
+    return inp
+
+
+def test_mail_throttled_at_the_ses_send_rate_pages_on_ses_and_the_queue_names_it() -> None:
+    inp = _rate_capped(840.0, 660.0, growing=True)  # 14 a second accepted, the rest throttled and retried
+    (f,) = [f for f in results(ses_account, inp)[0] if f.key == "send-rate"]
+    assert f.severity == CRITICAL and f.limit
+    assert "mail delayed at SES's maximum send rate (14.0 of 14 mails a second)" in f.title, f.title
+    assert "email-queue's oldest mail waiting 12 min" in f.title and "email-fn failing" in f.title, f.title
+    assert "Maximum sending rate exceeded" in f.cause
+    (q,) = [q for q in results(queues, inp)[0] if q.key in ("growth", "stopped")]
+    assert q.title.startswith("email-queue: mail delayed, oldest waiting 12 min: backlog"), q.title
+    assert "sending at its maximum send rate (14.0 of 14 mails a second)" in q.cause, q.cause
+    assert "pace email-fn" in q.fix and "re-enable" not in q.fix
+
+
+@pytest.mark.parametrize(
+    ("label", "sends", "errors", "growing"),
+    [
+        # A sender pacing itself at the cap: nothing refused, nothing waits (its queue keeps up).
+        ("at the cap, nothing failing, nothing waiting", 840.0, 0.0, False),
+        # lookalike-ses-campaign: a healthy sender's 0.1 % of errors at 750 a minute is not throttling.
+        ("at 90 % of the rate, 0.1 % of sends failing", 750.0, 1.5, False),
+        # Failing at 60 % of the rate is something else than the rate (the consumer's own errors).
+        ("60 % of the rate while email-fn fails", 500.0, 660.0, True),
+    ],
+)
+def test_the_ses_send_rate_is_quiet_unless_sends_are_capped_and_mail_waits_or_fails(
+    label: str, sends: float, errors: float, growing: bool
+) -> None:
+    inp = _rate_capped(sends, errors, growing)
+    assert [f for f in results(ses_account, inp)[0] if f.key == "send-rate"] == [], label

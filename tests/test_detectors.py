@@ -368,12 +368,45 @@ def account_inputs(
             {("throttles", CRITICAL)},
         ),
         ("a limit of 10 is a risk to show, not to page", account_inputs(10, flat(1, 30)), {("low-limit", INFO)}),
+        # A storm (detectors/limits.py STORM_LEVEL, STORM_RISE): 2 % → 53 % in three minutes is
+        # paged at 53 %, before the shared 60 % / 150 s rule would see it.
+        (
+            "storm: 53% after +16% of the limit a minute for 3 min",
+            account_inputs(1000, join(shift(flat(20, 30), 3), ramp(195, 528, 3))),
+            {("headroom", CRITICAL)},
+        ),
+        (
+            "traffic x3 from 20% to 60% at +13% a minute: quiet",
+            account_inputs(1000, join(shift(flat(200, 30), 3), ramp(333, 600, 3))),
+            set(),
+        ),
+        (
+            "fan-out burst that stops at 45%: quiet",
+            account_inputs(1000, join(shift(flat(20, 30), 3), ramp(180, 450, 3))),
+            set(),
+        ),
+        (
+            "busy climb to 55% at +3% a minute: quiet",
+            account_inputs(1000, join(shift(flat(250, 30), 10), ramp(280, 550, 10))),
+            set(),
+        ),
+        (
+            "steep climb to 55% that levels off in its last minute: quiet",
+            account_inputs(1000, join(shift(flat(20, 30), 3), shift(ramp(200, 500, 2), 1), flat(550, 1))),
+            set(),
+        ),
     ],
     ids=lambda x: x if isinstance(x, str) else "",
 )
 def test_lambda_account_cases(label: str, inp: Inputs, expected: set[tuple[str, str]]) -> None:
     findings, _ = results(lambda_account, inp)
     assert keys(findings) == expected
+
+
+def test_storm_title_says_how_soon_the_limit_is_used_up() -> None:
+    (finding,), _ = results(lambda_account, account_inputs(1000, join(shift(flat(20, 30), 3), ramp(195, 528, 3))))
+    assert finding.title.startswith("Lambda us-east-1 (111111111111): 528 of 1000 account concurrency claimed (53")
+    assert "and rising 166/min: used up in ~3 min" in finding.title, finding.title
 
 
 def ses_inputs(facts: dict[str, Any], **series: Series) -> Inputs:

@@ -179,14 +179,17 @@ def test_account_concurrency_climbing_to_its_limit_is_critical_before_80_percent
     got = {
         minute: [(f.key, f.severity, f.sustained) for f in account_findings(flood, minute)] for minute in range(6, 10)
     }
-    assert got[6] == [] and got[7] == []  # 36 %, 53 %: not near yet
+    assert got[6] == []  # 36 %: not near yet
+    # 53 %, +16 % of the limit a minute for three minutes, x26: a storm (limits.py STORM_*), paged
+    # a minute before the shared 60 % / 150 s rule sees it
+    assert got[7] == [("headroom", CRITICAL, True)]
     assert got[8] == [("headroom", CRITICAL, True)]  # 69 % and rising 160 a minute: used up in ~2 min
     assert got[9] == [("headroom", WARNING, False)] or got[9][0][1] == CRITICAL
     (finding,) = account_findings(flood, 8)
     assert "689 of 1000 account concurrency claimed (69%) and rising 160/min: used up in ~2 min" in finding.title
     assert finding.started_at == T0 + 4 * M
     # A 3x surge scaling cleanly from 20 % to 60 % over three minutes: ~3 minutes to the limit at
-    # its pace, not about to be used up.
+    # its pace, not about to be used up, and not a storm (x3, not STORM_FACTOR x5).
     surge = [200] * 5 + [333, 466, 600, 600, 600]
     assert all(account_findings(surge, minute) == [] for minute in range(1, len(surge) + 1))
 
@@ -308,7 +311,7 @@ class _Stored:
         }
 
 
-def _flood_pages(world: World, promote: bool) -> list[tuple[int, str]]:
+def _flood_pages(world: World, promote: bool, flood_fns: dict[str, list[float]] = FLOOD_FNS) -> list[tuple[int, str]]:
     """Poll and detect minute by minute on the fake clock: the account's claimed concurrency every
     poll (fast tier), each function's ConcurrentExecutions as 5-minute buckets on the slow poll and,
     with `promote`, on every poll for the functions `plan.triggers` names (the newest bucket holding
@@ -316,7 +319,7 @@ def _flood_pages(world: World, promote: bool) -> list[tuple[int, str]]:
     from collector import plan
     from collector.catalog import DETAIL, FAST, SLOW
 
-    fns = [Resource(rid("lambda", n), "lambda", n, ACCOUNT, REGION, {}, {}) for n in FLOOD_FNS]
+    fns = [Resource(rid("lambda", n), "lambda", n, ACCOUNT, REGION, {}, {}) for n in flood_fns]
     world.resources = [*world.resources, ACCT, *fns]
     as_dicts = [
         {"id": r.id, "kind": r.kind, "name": r.name, "account": r.account, "region": r.region, "facts": r.facts}
@@ -336,8 +339,9 @@ def _flood_pages(world: World, promote: bool) -> list[tuple[int, str]]:
         for fn in fns:
             if fn.id in read:
                 for bucket in range(0, minute, 5):
-                    peak = max(FLOOD_FNS[fn.name][bucket:minute])
-                    stored.put((fn.id, "ConcurrentExecutions", "Maximum"), T0 + bucket * M, peak)
+                    ran = [v for v in flood_fns[fn.name][bucket:minute] if v is not None]
+                    if ran:  # an idle function publishes no datapoints at all
+                        stored.put((fn.id, "ConcurrentExecutions", "Maximum"), T0 + bucket * M, max(ran))
         inp = Inputs(
             now,
             [ACCT, *fns],
@@ -366,8 +370,9 @@ def test_the_first_concurrency_page_names_the_function_holding_it(world: World) 
     world.reconfigure(**{"alerts.for_limits": 60})
     pages = _flood_pages(world, promote=True)
     first_minute, first = pages[0]
-    assert first_minute == 8, pages  # the climb is seen at 69 %, four minutes after the flood began
-    assert "held by thumbnail-fn 680 (unreserved)" in first, first
+    # the storm is seen at 53 %, three minutes after the flood began (limits.py STORM_*)
+    assert first_minute == 7, pages
+    assert "held by thumbnail-fn 520 (unreserved)" in first, first
     assert "by thumbnail-fn" in first, "the cause names it too"
 
 
@@ -380,8 +385,22 @@ def test_without_reading_the_holders_every_poll_the_first_page_names_nobody(tmp_
             pages = _flood_pages(w, promote=False)
         finally:
             w.close()
-    assert pages[0][0] == 8
+    assert pages[0][0] == 7
     assert "thumbnail-fn" not in pages[0][1], pages[0][1]
+
+
+def test_a_function_idle_before_its_flood_is_named_in_the_first_page(world: World) -> None:
+    # Twelve functions busier than thumbnail-fn before the flood, thumbnail-fn idle (no datapoints):
+    # the top ten read every fast poll were the wrong ones, and thumbnail-fn's own series came at
+    # the slow poll of minute 9. The holders read explain 24 of the 195 claimed at minute 5, so
+    # that poll reads every function (collector/plan.py HOLDERS_EXPLAINED).
+    world.reconfigure(**{"alerts.for_limits": 60})
+    busy = {f"busy-{i:02d}-fn": [2.0] * 12 for i in range(12)}
+    idle: list[float | None] = [None] * 4 + FLOOD_FNS["thumbnail-fn"][4:]
+    pages = _flood_pages(world, promote=True, flood_fns={**busy, "thumbnail-fn": idle})
+    first_minute, first = pages[0]
+    assert first_minute == 7, pages
+    assert "held by thumbnail-fn 520 (unreserved)" in first, first
 
 
 def test_holders_are_read_every_fast_poll_only_while_the_account_is_pressed_and_at_most_ten() -> None:
@@ -393,8 +412,8 @@ def test_holders_are_read_every_fast_poll_only_while_the_account_is_pressed_and_
     fns = [
         {"id": rid("lambda", f"fn-{i:02d}"), "kind": "lambda", "name": f"fn-{i:02d}", "facts": {}} for i in range(30)
     ]
-    busy = {  # fn-07 held the most in the last hour; fn-23's invocations just jumped
-        (fns[7]["id"], "ConcurrentExecutions", "Maximum"): [(now - 1800, 40.0)],
+    busy = {  # fn-07 held the most in the last hour, and holds most of the account now; fn-23's invocations just jumped
+        (fns[7]["id"], "ConcurrentExecutions", "Maximum"): [(now - 1800, 40.0), (now - 300, 280.0)],
         (fns[23]["id"], "Invocations", "Sum"): [(now - 1500 + 300 * k, 100.0) for k in range(4)] + [(now - 60, 900.0)],
     }
 
@@ -414,5 +433,36 @@ def test_holders_are_read_every_fast_poll_only_while_the_account_is_pressed_and_
         built = plan.build(None, [acct, *fns], [FAST], got)  # type: ignore[arg-type]
         extra = [q for q in built.queries if q.tier == DETAIL]
         assert len(extra) == 10 and {(q.key.metric, q.key.period) for q in extra} == {("ConcurrentExecutions", 300)}
+    # The same account with nobody among the ranked ones holding it (fn-07's last point is an hour
+    # old; fn-29 idle until now has none): every function is read on this poll.
+    unexplained = {(fns[7]["id"], "ConcurrentExecutions", "Maximum"): [(now - 1800, 40.0)]}
+    got = plan.triggers(_Stored.of({**unexplained, **claimed([100.0] * 9 + [520.0])}), [acct, *fns], now, 900)
+    assert got.concurrency == {fn["id"] for fn in fns}
+    assert "0 of it held by the 10 busiest: reading every function" in got.reasons[fns[29]["id"]]
+    many = [{**fns[0], "id": rid("lambda", f"x-{i:03d}"), "name": f"x-{i:03d}"} for i in range(600)]
+    got = plan.triggers(_Stored.of(claimed([100.0] * 9 + [520.0])), [acct, *many], now, 900)
+    assert len(got.concurrency) == plan.HOLDERS_SWEEP == 490, "one GetMetricData call's worth at most"
     stale = {(ACCT.id, "ClaimedAccountConcurrency", "Maximum"): [(now - 20 * M, 900.0)]}
     assert plan.triggers(_Stored.of(stale), [acct, *fns], now, 900).concurrency == set(), "an old point: not now"
+
+
+def test_mail_senders_errors_are_read_every_fast_poll_while_ses_sends_at_its_maximum_rate() -> None:
+    # ses-send-rate: SES accepts 14 mails a second (840 a minute, AWS/SES Send, fast tier); whether
+    # email-fn fails is in its Errors, a slow-tier series up to five minutes stale.
+    from collector import plan
+    from collector.catalog import DETAIL, FAST
+
+    now = T0 + 60 * M
+    ses = {"id": rid("ses", "account"), "kind": "ses", "name": "account", "facts": {"max_send_rate": 14.0}}
+    email = {"id": rid("lambda", "email-fn"), "kind": "lambda", "name": "email-fn", "facts": {"uses": ["ses:account"]}}
+    other = {"id": rid("lambda", "feed-fn"), "kind": "lambda", "name": "feed-fn", "facts": {}}
+
+    def sends(per_minute: float) -> _Stored:
+        return _Stored.of({(ses["id"], "Send", "Sum"): [(now - k * M, per_minute) for k in range(3, 0, -1)]})
+
+    got = plan.triggers(sends(840.0), [ses, email, other], now, 900)
+    assert got.mail == {email["id"]} and "SES sending 14.0 of its 14 mails a second" in got.reasons[email["id"]]
+    built = plan.build(None, [ses, email, other], [FAST], got)  # type: ignore[arg-type]
+    extra = {(q.key.resource_id, q.key.metric, q.key.period) for q in built.queries if q.tier == DETAIL}
+    assert extra == {(email["id"], "Errors", 300), (email["id"], "Invocations", 300)}
+    assert plan.triggers(sends(300.0), [ses, email, other], now, 900).mail == set(), "5 a second of 14: slow tier"

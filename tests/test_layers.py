@@ -177,3 +177,12 @@ def test_no_module_imports_itself_through_others() -> None:
 
 def test_the_cycle_check_finds_a_circle() -> None:
     assert _cycles({"a": [("b", False)], "b": [("c", True)], "c": [("a", False)]}) == [["a", "b", "c", "a"]]
+
+
+def test_the_collectors_copy_of_the_ses_send_rate_thresholds_equals_the_detectors():
+    """collector/plan.py reads mail senders every minute while SES is at its cap, by the same
+    thresholds detectors/limits.py pages on; it keeps its own copy (it may not import detectors)."""
+    from collector import plan
+    from detectors import limits
+
+    assert (plan.RATE_CAPPED, plan.RATE_RECENT) == (limits.RATE_CAPPED, limits.RATE_RECENT)

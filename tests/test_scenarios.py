@@ -30,6 +30,7 @@ def test_every_failure_mode_has_a_scenario() -> None:
         "dlq",
         "ses_sandbox",
         "ses_reputation",
+        "ses_send_rate",
         "lambda_concurrency",
         "schedule_missed",
         "schedule_failed",
@@ -113,13 +114,16 @@ def test_tour_stages_every_failure_mode_inside_the_demo() -> None:
     # Subtler variants (-subtle) are for the pages benchmark; the tour has each failure mode once.
     # Variants of a mode the tour has, for the collector's paths end to end (tests/test_releases_and_indexes.py).
     variants = {"cold-start-alias-release", "gsi-throttled"}
+    # Not in the tour yet: SES's send rate needs an account out of the sandbox, and the tour's SES
+    # is in it until ses-sandbox's grant, 30 min before the anchor (no room for 30 min after it).
+    later = {"ses-send-rate"}
     assert {inc.id for inc in tour.incidents} == {
         inc.id
         for n in SCENARIOS
-        if n != "schedule-missed-daily" and not n.endswith("-subtle") and n not in variants
+        if n != "schedule-missed-daily" and not n.endswith("-subtle") and n not in variants | later
         for inc in load_scenario(n).incidents
     }
-    assert {i.kind for i in tour.incidents} == set(INCIDENT_KINDS)
+    assert {i.kind for i in tour.incidents} == set(INCIDENT_KINDS) - {"ses_send_rate"}
     from simulator.cli import DEMO_LEAD
 
     for inc in tour.incidents:

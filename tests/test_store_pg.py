@@ -92,7 +92,7 @@ def test_connection_lost_mid_write_rolls_back_and_reconnects(pg_server) -> None:
             with store.transaction() as db:
                 db.execute("INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)", [sid, 120, 2.0])
                 with psycopg.connect(url, autocommit=True) as other:
-                    other.execute("SELECT pg_terminate_backend(%s)", [pid])
+                    other.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
                 db.execute("INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)", [sid, 180, 3.0])
         store.upsert_samples(sid, [(240, 4.0)])
         assert store.samples(sid, 0, 1000) == [(60, 1.0), (240, 4.0)]
@@ -224,7 +224,7 @@ def test_dashboard_reader_is_read_only_and_reconnects(pg_server) -> None:
         assert data.resource_kinds(conn) == {"lambda": 1}
         pid = conn.raw.info.backend_pid
         with psycopg.connect(url, autocommit=True) as other:
-            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+            other.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
         assert data.resource_kinds(conn) == {"lambda": 1}  # asked again on a new session
         assert conn.raw.info.backend_pid != pid
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):

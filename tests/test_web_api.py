@@ -312,3 +312,36 @@ def test_a_resource_page_shows_its_nodata_state_and_the_incidents_it_took_part_i
     assert page.status_code == 200
     assert "no data: an inactive queue" in page.text and "nodata" in page.text
     assert "#4 checkout-api failing" in page.text, "an incident led by another resource that this one took part in"
+
+
+def test_rows_render_their_account_severity_and_state_escaped(web_copy: dict[str, Any]) -> None:
+    """The cells every row repeats (web/app.py renders them in Python, not as macros): an
+    account's name beside its id, escaped; a severity and a state marked up by class."""
+    with make_client(web_copy, FLEETWATCH_AWS_ACCOUNT_NAMES="123456789012=<i>shop</i>") as c:
+        for path in ("/", "/incidents", f"/incidents/{web_copy['storm']}"):
+            body = c.get(path, headers=HTML).text
+            assert (
+                '<span class="nowrap" title="account 123456789012">&lt;i&gt;shop&lt;/i&gt; '
+                '<span class="muted">(123456789012)</span></span>'
+            ) in body, path
+            assert "<i>shop</i>" not in body, path
+            assert re.search(r'<span class="sev sev-(critical|warning|info)">\1</span>', body), path
+            assert re.search(r'<span class="state state-(firing|pending|recovering|resolved)">\1</span>', body), path
+
+
+def test_pages_read_a_rows_keys_as_jinja_does() -> None:
+    """web/app._Pages reads a dict's keys before asking for an attribute (faster); what a
+    template gets is what Jinja gives: a dict's own methods stay methods, a missing key is
+    undefined, anything not a dict is read as before."""
+    from jinja2 import Environment
+
+    from web.app import _Pages
+
+    source = (
+        "{{ r.name }}|{{ r.missing is undefined }}|{{ r.items is callable }}|{{ r['items'] }}|"
+        "{{ r.get('name') }}|{{ n.real }}|{{ r.name.upper() }}"
+    )
+    row = {"name": "orders", "items": "a tag called items"}
+    view = {"r": row, "n": 3 + 4j}
+    plain = Environment().from_string(source).render(view)
+    assert _Pages().from_string(source).render(view) == plain == "orders|True|True|a tag called items|orders|3.0|ORDERS"

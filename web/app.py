@@ -5,12 +5,12 @@ and silences, each as the signed-in user (see web/auth.py)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -61,24 +61,54 @@ HINTS = {
 
 
 def _when(ts: Any) -> str:
+    # time.strftime on a struct from gmtime: a twentieth of the cost of datetime's strftime, and
+    # the overview shows two times on each of up to 50 incidents.
     if not ts:
         return "–"
-    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(ts)))
 
 
 def _at(ts: Any) -> Markup:
     """A time for people: UTC on the server, rewritten in the viewer's time zone by charts.js."""
     if not ts:
         return Markup("–")
-    iso = datetime.fromtimestamp(int(ts), UTC).isoformat().replace("+00:00", "Z")
-    return Markup('<time datetime="{}" data-ts="{}">{}</time>').format(iso, int(ts), _when(ts))
+    t = time.gmtime(int(ts))
+    # Only digits and the format's own characters: nothing to escape.
+    return Markup(
+        f'<time datetime="{time.strftime("%Y-%m-%dT%H:%M:%SZ", t)}" data-ts="{int(ts)}">'
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', t)}</time>"
+    )
+
+
+def _sev(s: Any) -> Markup:
+    """A severity as the pages mark it up (web/static/app.css colours it by class)."""
+    return Markup(f'<span class="sev sev-{escape(s)}">{escape(s)}</span>')
+
+
+def _state(s: Any) -> Markup:
+    return Markup(f'<span class="state state-{escape(s)}">{escape(s)}</span>')
+
+
+_BREAKABLE = re.compile(r"\S*[-/:(\u2013\u2014]\S*")
 
 
 def _nobreak(text: Any) -> Markup:
     """Text whose words never split across lines: each word a browser could break inside (at a
     hyphen, a slash, a colon: "orders-db", "us-east-1") is kept whole; lines still wrap between words."""
-    out = re.sub(r"\S*[-/:(\u2013\u2014]\S*", lambda m: f'<span class="nowrap">{m.group(0)}</span>', str(escape(text)))
-    return Markup(out)
+    if type(text) is str:  # not Markup (already escaped), which must not share the plain text's entry
+        return _nobreak_text(text)
+    return _whole_words(str(escape(text)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _nobreak_text(text: str) -> Markup:
+    """_nobreak of plain text, kept: the pages show the same Regions, names and titles on many
+    rows and again on every refresh."""
+    return _whole_words(str(escape(text)))
+
+
+def _whole_words(escaped: str) -> Markup:
+    return Markup(_BREAKABLE.sub(lambda m: f'<span class="nowrap">{m.group(0)}</span>', escaped))
 
 
 def _ago(ts: Any, now: float) -> str:
@@ -108,6 +138,24 @@ def silence_matchers(inc: dict[str, Any]) -> str:
     return f"resource={quote(inc['resource'])} detector={quote(inc['detector'])}" if inc["resource"] else ""
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class _Pages(Environment):
+    """Jinja's environment, reading a dict's keys first: the pages' rows are dicts, and Jinja
+    asks for `row.field` as an attribute before a key, so each field read raised and caught an
+    AttributeError (some 1,500 on one overview). A name dict itself has (items, get, …) is still
+    its attribute, as in Jinja."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
 class Dashboard:
     """The state the routes share: the store, the read connections, the auth, the clock."""
 
@@ -124,6 +172,7 @@ class Dashboard:
         self._cache: dict[str, tuple[float, Any]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._names: tuple[float, dict[str, str]] = (float("-inf"), {})
+        self._accounts: dict[Any, Markup] = {}
 
     def now(self) -> int:
         return int(self.clock.now())
@@ -135,7 +184,27 @@ class Dashboard:
         if time.monotonic() - at > NAMES_TTL:
             names = account_names(self.reader.conn(), configured(self.cfg))
             self._names = (time.monotonic(), names)
+            self._accounts = {}
         return names
+
+    def account(self, a: Any) -> Markup:
+        """An account as the pages show it: its name with the id beside it, or the id alone.
+        Kept per id until the names are read again: a page names the same few accounts on
+        every row."""
+        names = self.account_names()
+        shown = self._accounts.get(a)
+        if shown is None:
+            name = names.get(str(a), "")
+            shown = (
+                Markup(
+                    f'<span class="nowrap" title="account {escape(a)}">{escape(name)} '
+                    f'<span class="muted">({escape(a)})</span></span>'
+                )
+                if name
+                else escape(a)
+            )
+            self._accounts[a] = shown
+        return shown
 
     async def cached(self, key: str, make: Callable[[], Any]) -> Any:
         """Pages that every client opens at once (the overview, the incident list) are computed at
@@ -189,7 +258,7 @@ def create_app(
     app.state.dash = dash
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    env = Environment(
+    env = _Pages(
         loader=PackageLoader("web", "templates"),
         autoescape=select_autoescape(["html"]),
         trim_blocks=True,
@@ -203,6 +272,9 @@ def create_app(
         clean=clean,
         fact=lambda k, v: clean(fact(str(k), v), 800),
         account_name=lambda a: dash.account_names().get(str(a), ""),
+        account=dash.account,
+        sev=_sev,
+        state=_state,
         # an account-wide resource by what it is ("SES sending"), not its discovery name "account"
         shown_name=lambda kind, name: ACCOUNT_KINDS.get(str(kind), name),
     )

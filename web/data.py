@@ -13,7 +13,7 @@ from typing import Any
 from collector.catalog import api_metric
 from collector.pollreport import polling_cost
 from detectors.limits import REPUTATION_ABSENT
-from fleetwatch.store.dialect import Dialect, dialect_of, is_url
+from fleetwatch.store.dialect import Dialect, dialect_of, is_url, json_loaded
 
 ENTRY_KINDS = ("api", "schedule", "ses", "sqs")
 # Signals shown first for an entry point: what its users feel, with the unit of each (see
@@ -439,6 +439,8 @@ def _windows(
 
 # How full a limit must be, now or at its peak of the last hour, to be shown on the overview.
 CLOSE = 0.5
+# The facts headroom() holds series against.
+HEADROOM_FACTS = ("concurrency_limit", "max_24h_send", "sent_last_24h", "max_connections", "retention")
 
 
 def headroom(conn: sqlite3.Connection, now: int) -> list[dict[str, Any]]:
@@ -446,9 +448,12 @@ def headroom(conn: sqlite3.Connection, now: int) -> list[dict[str, Any]]:
     connections, queue age against retention; each with its latest value, the last hour's peak
     and trend, in its own unit (None with a note where AWS publishes nothing), fullest first."""
     since = now - 3600
+    # The limits among the facts, taken out in SQL (numbers come back as numbers from either
+    # backend) rather than every row's whole facts parsed here.
+    limits = ", ".join(f"{_dialect(conn).json_value('facts', k)} AS {k}" for k in HEADROOM_FACTS)
     rows = _rows(
         conn,
-        "SELECT id, kind, name, account, region, facts FROM resources WHERE gone_at IS NULL "
+        f"SELECT id, kind, name, account, region, {limits} FROM resources WHERE gone_at IS NULL "
         "AND kind IN ('lambda_account', 'ses', 'rds', 'rds_proxy', 'sqs') ORDER BY id",
     )
     claimed = _windows(conn, ("lambda_account",), "ClaimedAccountConcurrency", "Maximum", since)
@@ -496,17 +501,16 @@ def headroom(conn: sqlite3.Connection, now: int) -> list[dict[str, Any]]:
         out.append(row)
 
     for r in rows:
-        f = _loads(r["facts"], {})
         if r["kind"] == "lambda_account":
-            add(r, "account concurrency", "count", claimed.get(r["id"]), f.get("concurrency_limit"))
+            add(r, "account concurrency", "count", claimed.get(r["id"]), r.get("concurrency_limit"))
         elif r["kind"] == "ses":
-            sent = f.get("sent_last_24h")
+            sent = r.get("sent_last_24h")
             add(
                 r,
                 "24-hour send quota",
                 "count",
                 (sent, sent, sent) if isinstance(sent, (int, float)) else None,
-                f.get("max_24h_send"),
+                r.get("max_24h_send"),
             )
             add(
                 r,
@@ -525,12 +529,12 @@ def headroom(conn: sqlite3.Connection, now: int) -> list[dict[str, Any]]:
                 REPUTATION_ABSENT["Reputation.ComplaintRate"],
             )
         elif r["kind"] == "rds":
-            add(r, "database connections", "count", conns.get(r["id"]), f.get("max_connections"))
+            add(r, "database connections", "count", conns.get(r["id"]), r.get("max_connections"))
         elif r["kind"] == "rds_proxy":
             top = ceiling.get(r["id"])
             add(r, "pooled connections", "count", pooled.get(r["id"]), top[2] if top else None)
         elif r["kind"] == "sqs":
-            add(r, "oldest message against retention", "s", age.get(r["id"]), f.get("retention"))
+            add(r, "oldest message against retention", "s", age.get(r["id"]), r.get("retention"))
     return sorted(out, key=lambda h: -max(h["used"] or -1.0, h["peak_used"] or -1.0))
 
 
@@ -549,16 +553,20 @@ def entries(
     for inc in open_incidents:
         hurting.setdefault(inc["resource"], inc)
     rows = []
+    # Of the facts, only the two this reads, taken out in SQL rather than every row's whole facts
+    # parsed here (a queue's list its consumers, an API its functions and stages).
+    d = _dialect(conn)
     for r in _rows(
         conn,
-        f"SELECT id, kind, name, account, region, facts FROM resources "
+        f"SELECT id, kind, name, account, region, {d.json_text('facts', 'type')} AS api_type, "
+        f"{d.json_value('facts', 'dlq_of')} AS dlq_of FROM resources "
         f"WHERE gone_at IS NULL AND kind IN ({','.join('?' * len(ENTRY_KINDS))}) ORDER BY kind, name, id",
         ENTRY_KINDS,
     ):
-        facts = _loads(r.pop("facts"), {})
-        if r["kind"] == "sqs" and facts.get("dlq_of"):  # a dead-letter queue: nobody waits on what it holds
+        if r["kind"] == "sqs" and json_loaded(r.pop("dlq_of")):  # a dead-letter queue: nobody waits on what it holds
             continue
-        rows.append({**r, "api_type": facts.get("type")})
+        r.pop("dlq_of", None)
+        rows.append(r)
     rank = {"critical": 0, "warning": 1, "info": 2}
     rows.sort(
         key=lambda r: (rank.get(hurting[r["id"]]["severity"], 3) if r["id"] in hurting else 9, r["kind"], r["name"])
@@ -579,12 +587,19 @@ def entries(
 
 def agent_health(conn: sqlite3.Connection, now: int) -> dict[str, Any]:
     last = conn.execute("SELECT MAX(finished_at) FROM poll_log").fetchone()[0]
+    # Each source and place whose latest poll of the last day failed: the failed rows of the day
+    # (the poll_log_failed index holds only them, migration 0016) that no later row of the same
+    # source and place follows. A failed row's successor is a poll or so later, so each check
+    # reads a few rows forward by id; reading every row of the day to keep each place's latest, as
+    # this once did, cost more than the rest of the overview's reads together.
     errored = _rows(
         conn,
         "SELECT p.source, p.account, p.region, p.status, p.error, p.started_at FROM poll_log p "
-        "JOIN (SELECT source, account, region, MAX(id) AS id FROM poll_log WHERE started_at >= ? "
-        "GROUP BY source, account, region) l ON l.id = p.id WHERE p.status != 'ok' ORDER BY p.source",
-        [now - 86400],
+        "WHERE p.status != 'ok' AND p.started_at >= ? AND NOT EXISTS (SELECT 1 FROM poll_log q "
+        "WHERE q.id > p.id AND q.started_at >= ? AND q.source = p.source "
+        "AND COALESCE(q.account, '') = COALESCE(p.account, '') AND COALESCE(q.region, '') = COALESCE(p.region, '')) "
+        "ORDER BY p.source, p.account, p.region",
+        [now - 86400, now - 86400],
     )
     cost = polling_cost(conn, now)  # the figure the digest and `fleetwatch plan` state too
     late = conn.execute(

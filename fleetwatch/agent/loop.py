@@ -33,7 +33,7 @@ from fleetwatch.agent.alerting import build_pipeline, observations, resources
 from fleetwatch.agent.detection import detect, detector_settings
 from fleetwatch.agent.incremental import IncrementalDetection
 from fleetwatch.clock import Clock, FakeClock
-from fleetwatch.cluster import Cluster
+from fleetwatch.cluster import Cluster, NotLeader
 from fleetwatch.logs import correlated
 from fleetwatch.store import Store
 from fleetwatch.store.dialect import POSTGRESQL
@@ -105,7 +105,7 @@ class Cycle:
     scheduled_at: float
     started_at: float
     finished_at: float = 0.0
-    status: str = "ok"  # ok, abandoned, stopped, error
+    status: str = "ok"  # ok, abandoned, stopped, not_leader (lost the alerting lock mid-cycle), error
     error: str = ""
     findings: int = 0
     sent: int = 0
@@ -281,6 +281,9 @@ class Agent:
             except Stopping:
                 cycle.status, cycle.error = "stopped", "the agent stopped during delivery; what was not sent stays owed"
                 log.info("stopping: %s", cycle.error)
+            except NotLeader as exc:  # the lock's session ended mid-cycle: nothing more is written or sent
+                cycle.status, cycle.error = "not_leader", str(exc)
+                log.warning("%s", exc)
             except Exception as exc:  # noqa: BLE001 - a failed cycle is logged and recorded; the loop goes on
                 cycle.status, cycle.error = "error", f"{type(exc).__name__}: {exc}"
                 log.error("cycle failed: %s", cycle.error, extra={"traceback": traceback.format_exc(limit=8)})

@@ -254,17 +254,15 @@ class PgStoreLock:
         self._conn: psycopg.Connection[Any] | None = None
 
     def acquire(self) -> PgStoreLock:
-        import os
-        import socket
-
         from fleetwatch.store.errors import LockHeld
+        from fleetwatch.store.pgdb import session_name
 
         try:
             conn = psycopg.connect(
                 self.url,
                 autocommit=True,
                 connect_timeout=10,
-                application_name=f"fleetwatch pid {os.getpid()} on {socket.gethostname()}"[:63],
+                application_name=session_name(),
             )
         except psycopg.Error as exc:
             raise explain(self.url, exc) from exc

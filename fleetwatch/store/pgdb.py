@@ -8,6 +8,8 @@ updates with sqlite_utils' signatures. Sums of integers come back as int, not De
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -54,9 +56,16 @@ class _NumericLoader(Loader):
         return int(text) if text.lstrip("-").isdigit() else float(text)
 
 
+def session_name() -> str:
+    """What every session of this process is called on the server (pg_stat_activity's
+    application_name, at most 63 bytes): an operator, or a test cutting one agent off, can tell
+    which process and host a session belongs to."""
+    return f"fleetwatch pid {os.getpid()} on {socket.gethostname()}"[:63]
+
+
 def connect(url: str, *, read_only: bool = False, timeout: int = 10) -> psycopg.Connection[Any]:
     conn = psycopg.connect(
-        url, autocommit=True, connect_timeout=timeout, row_factory=_row_factory, application_name="fleetwatch"
+        url, autocommit=True, connect_timeout=timeout, row_factory=_row_factory, application_name=session_name()
     )
     conn.adapters.register_loader("numeric", _NumericLoader)
     if read_only:
