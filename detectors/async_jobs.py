@@ -66,6 +66,9 @@ MIN_DROPPED_CRIT = 10
 AGE_WARN_MS, AGE_CRIT_MS = 10 * 60 * 1000, 3 * 3600 * 1000  # half of the default 6-hour maximum event age
 ITERATOR_WARN_MS, ITERATOR_CRIT_MS = 5 * 60 * 1000, 12 * 3600 * 1000  # half of a stream's default 24 h retention
 MIN_R2 = 0.6
+# How far back from `now` the evaluation of a function looks (the incremental pass re-runs a
+# resource when one of its points crosses one of these; schedules are re-run every pass).
+HORIZONS = frozenset({RECENT, TREND, 3600, SETTLED})
 
 
 def _at(t: int) -> str:
@@ -115,17 +118,24 @@ def target_ran(inp: Inputs, rule: Resource, last: int | None, first_due: int) ->
     return False if inp.now >= first_due + SETTLED else None
 
 
+def _all_targets(inp: Inputs) -> set[str]:
+    """Every enabled schedule's target functions: a function's dropped events are told by its
+    schedule's finding when one blames it (`blamed` below), so in an incremental pass a target is
+    evaluated whenever its schedule is (every pass), whether or not it is blamed this time."""
+    return {fn.id for rule in inp.of_kind("schedule") for fn in targets(inp, rule)}
+
+
 @detector("async_jobs")
 def async_jobs(inp: Inputs) -> Iterator[Finding | NoData]:
     blamed: set[str] = set()
-    for rule in inp.of_kind("schedule"):
+    for rule in inp.due("schedule"):
         if str(rule.facts.get("state", "ENABLED")).upper() != "ENABLED":
             continue
         for finding in _scheduled_run(inp, rule):
             blamed.update(finding.evidence.get("functions", []))
             yield finding
         yield from _rule_dlq(inp, rule)
-    for fn in inp.of_kind("lambda"):
+    for fn in inp.due("lambda", always=_all_targets(inp)):
         yield from _async_queue(inp, fn, skip_dropped=fn.id in blamed)
         yield from _iterator_age(inp, fn)
 

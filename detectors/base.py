@@ -8,7 +8,7 @@ why)` entries: a resource whose signals are absent is its own state, not an alar
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -175,6 +175,11 @@ class Inputs:
     states: dict[tuple[str, str, str], tuple[int, str | None]] = field(default_factory=dict)
     seed: dict[tuple[str, str, str], Series] = field(default_factory=dict)
     new_states: dict[tuple[str, str, str], tuple[int, bool, str]] = field(default_factory=dict)
+    # The incremental pass (fleetwatch/agent/incremental.py): the ids of the resources to
+    # evaluate this pass (None: all), and what each evaluation read (see Tracking). Detectors
+    # iterate the resources they report on with `due`, and look up others with of_kind/named/get.
+    only: frozenset[str] | set[str] | None = None
+    track: Tracking | None = None
 
     # Indexes of `resources` (by kind, by id, by place and name), built on first use and again
     # whenever `resources` is replaced or grows: detectors ask per queue or per function, so a
@@ -194,26 +199,73 @@ class Inputs:
             self._index = (stamp, kinds, ids, named)
         return self._index[1], self._index[2], self._index[3]
 
+    def due(self, kind: str, always: Iterable[str] = ()) -> Iterator[Resource]:
+        """The resources of `kind` a detector reports on this pass, in fleet order: all of them,
+        or in an incremental pass those in `only` (and `always`, ids whose answer depends on
+        what other resources' evaluation found in this same pass). What the detector reads and
+        yields while one is current is that resource's (Tracking)."""
+        track = self.track
+        if track is not None:
+            track.loop += 1
+        extra = set(always) if self.only is not None else set()
+        for r in self._indexes()[0].get(kind, ()):
+            if self.only is not None and r.id not in self.only and r.id not in extra:
+                continue
+            if track is not None:
+                track.current = r.id
+                track.reads.setdefault(r.id, set())  # evaluated, even if it reads nothing
+            yield r
+        if track is not None:
+            track.current = None
+
     def of_kind(self, kind: str) -> list[Resource]:
+        if self.track is not None:
+            self.track.read(("k", kind))
         return list(self._indexes()[0].get(kind, ()))
 
     def named(self, kind: str, account: str, region: str, names: Iterable[str]) -> list[Resource]:
         """The resources of `kind` in one place whose name is one of `names`, in fleet order."""
         index = self._indexes()[2]
         at = sorted({i for n in set(names) for i in index.get((kind, account, region, n), ())})
-        return [self.resources[i] for i in at]
+        found = [self.resources[i] for i in at]
+        if self.track is not None:
+            for r in found:
+                self.track.read(("r", r.id))
+        return found
 
     def get(self, resource_id: str, metric: str, stat: str) -> Series:
         if self.loaded is not None and (metric, stat) not in self.loaded:
             raise KeyError(f"{metric} {stat} was not loaded: add it to the detector module's READS")
+        if self.track is not None:
+            self.track.read(resource_id)
         return self.series.get((resource_id, metric, stat), Series())
 
     def same_hour(self, resource_id: str, metric: str, stat: str) -> float:
         """The sum of a series over the same clock hour of the week in earlier weeks (0 if none)."""
+        if self.track is not None:
+            self.track.read(resource_id)
         return self.weekly.get((resource_id, metric, stat), (0.0, 0))[0]
 
     def resource(self, resource_id: str) -> Resource | None:
+        if self.track is not None:
+            self.track.read(("r", resource_id))
         return self._indexes()[1].get(resource_id)
+
+
+@dataclass
+class Tracking:
+    """What a detector's evaluation of each resource read, for the incremental pass: the ids
+    whose series it read (a str), the resources it looked up (("r", id)) and the kinds it
+    scanned (("k", kind)); and which `due` loop of the detector's run is going on, so a finding
+    yielded while a resource is current is that resource's."""
+
+    loop: int = -1
+    current: str | None = None
+    reads: dict[str, set[Any]] = field(default_factory=dict)
+
+    def read(self, token: Any) -> None:
+        if self.current is not None:
+            self.reads.setdefault(self.current, set()).add(token)
 
 
 @dataclass

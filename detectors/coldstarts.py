@@ -58,13 +58,15 @@ XRAY = "fleetwatch/XRay"
 IDLE = 1800  # no invocation for this long: environments are likely reclaimed
 IDLE_SEEN = 40 * 60  # how far back per-function series reach (see fleetwatch.agent.detection)
 IDLE_UNSEEN = 10 * 60  # nothing before the onset in what is loaded, this long or more: idle
+# How far back from `now` a function's evaluation looks (incremental pass).
+HORIZONS = frozenset({RECENT, 2 * RECENT, IDLE_SEEN})
 
 Minutes = list[tuple[int, float, float]]  # (minute, cold, sampled), ascending, sampled > 0
 
 
 @detector("coldstarts")
 def coldstarts(inp: Inputs) -> Iterator[Finding]:
-    for fn in inp.of_kind("lambda"):
+    for fn in inp.due("lambda"):
         cold = inp.get(fn.id, "ColdStarts", "Sum")
         sampled = inp.get(fn.id, "SampledInvocations", "Sum")
         if not sampled:

@@ -41,6 +41,9 @@ PROXY_WARN, PROXY_CRIT = 0.70, 0.90  # AWS asks for 30% headroom above recent pe
 # (a morning's traffic) projects "full in ~26 min" on its way up and then levels off.
 FORECAST_FROM, FORECAST_HORIZON = 0.60, 15 * 60
 SCALE_OUT = 2.0
+# How far back from `now` a database's or proxy's evaluation looks (incremental pass; `imminent`'s
+# three periods are added per series by the pass).
+HORIZONS = frozenset({RECENT, 600, 900})
 
 
 def _callers(inp: Inputs, db: Resource, since: int) -> list[tuple[Resource, float, float]]:
@@ -110,7 +113,7 @@ STORM_FIX = (
 
 @detector("connections")
 def connections(inp: Inputs) -> Iterator[Finding | NoData]:
-    for db in inp.of_kind("rds"):
+    for db in inp.due("rds"):
         limit = db.facts.get("max_connections")
         conns = inp.get(db.id, "DatabaseConnections", "Maximum")
         recent = conns.since(inp.now - RECENT)
@@ -154,7 +157,7 @@ def connections(inp: Inputs) -> Iterator[Finding | NoData]:
                 fix=STORM_FIX,
                 key="forecast",
             )
-    for proxy in inp.of_kind("rds_proxy"):
+    for proxy in inp.due("rds_proxy"):
         yield from _proxy(inp, proxy)
 
 

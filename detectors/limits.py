@@ -82,6 +82,9 @@ MAIL_DELAY = 5 * 60  # seconds the oldest mail of a sender's queue has waited, a
 # minute a healthy sender's 0.1 % of errors is ~11 in 15 minutes (lookalike-ses-campaign paged on
 # MIN_MAIL_ERRORS alone). THROTTLED_SHARE of its invocations, twenty times that.
 THROTTLED_SHARE = 0.02
+# How far back from `now` these detectors look (incremental pass; `imminent`'s three periods are
+# added per series by the pass).
+HORIZONS = frozenset({RECENT, HOLDERS_WINDOW, RECENT_MAIL, RATE_RECENT, 600, 3600})  # 600: a mail queue's age
 
 PRODUCTION_FIX = (
     "Request production access for SES in this region (SES console → Account dashboard → Request "
@@ -91,7 +94,7 @@ PRODUCTION_FIX = (
 
 @detector("ses_account")
 def ses_account(inp: Inputs) -> Iterator[Finding | NoData]:
-    for res in inp.of_kind("ses"):
+    for res in inp.due("ses"):
         f = res.facts
         if f.get("max_24h_send") is None:
             yield NoData(res.id, "the SES account has not been probed yet")
@@ -322,7 +325,7 @@ def _reputation(inp: Inputs, rid: str, where: str) -> Iterator[Finding]:
 
 @detector("lambda_account")
 def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
-    for res in inp.of_kind("lambda_account"):
+    for res in inp.due("lambda_account"):
         limit = res.facts.get("concurrency_limit")
         claimed = inp.get(res.id, "ClaimedAccountConcurrency", "Maximum").since(inp.now - 3600)
         if not limit:
@@ -331,10 +334,13 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
         where = f"Lambda {res.region} ({res.account})"
         recent = claimed.since(inp.now - RECENT)
         peak = recent.max()
-        holders = _holders(inp, res, peak)
-        held_by = " — held by " + ", ".join(holders) if holders else ""
         climb = imminent(claimed, limit, inp.now) or _storm(claimed, limit, inp.now)
-        if peak is not None and (peak / limit >= HEADROOM_WARN or climb is not None):
+        hot = peak is not None and (peak / limit >= HEADROOM_WARN or climb is not None)
+        throttles = _unreserved_throttles(inp, res)
+        # Who holds it: every function's concurrency read, so only when a finding names them.
+        holders = _holders(inp, res, peak) if hot or throttles > 0 else []
+        held_by = " — held by " + ", ".join(holders) if holders else ""
+        if peak is not None and hot:
             severity = CRITICAL if peak / limit >= HEADROOM_CRIT or climb else WARNING
             rising = climb.told("used up") if climb and peak / limit < HEADROOM_CRIT else ""
             yield Finding(
@@ -351,7 +357,6 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
                 limit=True,
                 sustained=climb is not None,
             )
-        throttles = _unreserved_throttles(inp, res)
         if throttles > 0:
             yield Finding(
                 "lambda_account",

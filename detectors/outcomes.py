@@ -36,6 +36,9 @@ MIN_ERRORS = 5  # failed requests or invocations: two failures of thirty are noi
 GRACE = 5 * 60  # a missed run is reported this long after it was due: EventBridge metrics are best-effort and may lag
 LAG = 2 * 60  # a due run's TriggeredRules point is expected in the store this long after it (CloudWatch latency, poll)
 _REFERENCE = 1_800_000_000  # any fixed time, for a cron expression's usual interval
+# How far back from `now` an API's or function's evaluation looks (incremental pass; schedules,
+# whose answer moves with `now` alone, are re-run every pass).
+HORIZONS = frozenset({RECENT, 2 * RECENT, BASELINE, FUNCTION_BASELINE})
 # Baselines: a finding enters at ENTER× the recent baseline and, once an alert holds the
 # pre-incident baseline, stays while the rate is at least HOLD× that baseline (and the objective).
 ENTER, HOLD = 3.0, 2.0
@@ -53,11 +56,11 @@ def _weighted_rate(rate: Series, count: Series) -> tuple[float, float]:
 
 @detector("outcomes")
 def outcomes(inp: Inputs) -> Iterator[Finding | NoData]:
-    for api in inp.of_kind("api"):
+    for api in inp.due("api"):
         yield from _api(inp, api)
-    for fn in inp.of_kind("lambda"):
+    for fn in inp.due("lambda"):
         yield from _function_errors(inp, fn)
-    for rule in inp.of_kind("schedule"):
+    for rule in inp.due("schedule"):
         yield from _schedule(inp, rule)
 
 

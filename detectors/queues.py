@@ -76,7 +76,7 @@ def _fmt_duration(seconds: float) -> str:
 
 @detector("queues")
 def queues(inp: Inputs) -> Iterator[Finding | NoData]:
-    for q in inp.of_kind("sqs"):
+    for q in inp.due("sqs"):
         visible = inp.get(q.id, "ApproximateNumberOfMessagesVisible", "Maximum")
         age = inp.get(q.id, "ApproximateAgeOfOldestMessage", "Maximum")
         retention = float(q.facts.get("retention") or 345600)
@@ -273,6 +273,10 @@ def _ses_refusing(inp: Inputs, q: Resource, consumers: list[Resource]) -> tuple[
 # under it reads as the sandbox; production quotas are larger.
 SANDBOX_QUOTA = 200
 SES_RECENT = STOPPED + 5 * 60  # the stopped window, plus the slow tier's lag on sends and deletes
+# How far back from `now` a queue's evaluation looks (incremental pass), and the one time in its
+# facts it holds against `now` (the live depth's reading, used for TREND after it).
+HORIZONS = frozenset({TREND, STOPPED, 3600, SES_RECENT, *LEAK_SPANS, DRAINING, DRAIN_FROM})
+FACT_TIMES = {"sqs": lambda facts: [int(facts["live_at"])] if facts.get("live_at") is not None else []}
 
 
 def _ses_refused_until(inp: Inputs, ses: Resource) -> int | None:

@@ -32,6 +32,10 @@ LOUD = 1000  # throttle events in 5 minutes that make it critical
 # Minutes with throttles (of 5) before a finding: two, so one burst minute is not one; with the
 # hard-limit rule's one minute of `for` (alerts.for_limits) a page needs three minutes of them.
 MIN_MINUTES = 2
+# How far back from `now` a table's evaluation looks (incremental pass), and the one time in its
+# facts it holds against `now` (the Contributor Insights report's end, stale after 30 min).
+HORIZONS = frozenset({RECENT, 600, 1800})
+FACT_TIMES = {"dynamodb": lambda facts: [int(((facts.get("hot_keys") or {}).get("window") or [0, 0])[1])]}
 
 REASONS = {
     "ProvisionedThroughput": (
@@ -68,7 +72,7 @@ def _loud(recent: Series) -> bool:
 
 @detector("tables")
 def tables(inp: Inputs) -> Iterator[Finding]:
-    for t in inp.of_kind("dynamodb"):
+    for t in inp.due("dynamodb"):
         for op, unit in (("Read", "RCU"), ("Write", "WCU")):
             yield from _table_op(inp, t, op, unit)
             for index in t.facts.get("indexes") or []:

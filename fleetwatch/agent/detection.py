@@ -57,6 +57,22 @@ class DetectionPass:
     def findings(self) -> list[Finding]:
         return [f for r in self.runs for f in r.findings]
 
+    def said(self) -> list[Any]:
+        """Everything the pass said, in order, comparable between passes (no pass id): per
+        detector its status, findings (with evidence, as JSON) and NoData."""
+        return [
+            (
+                r.name,
+                r.status,
+                [
+                    (f.fingerprint, f.severity, f.title, f.started_at, f.cause, json.dumps(f.evidence, sort_keys=True))
+                    for f in r.findings
+                ],
+                [(n.resource_id, n.why) for n in r.nodata],
+            )
+            for r in self.runs
+        ]
+
     def summary(self) -> str:
         lines = []
         for f in sorted(self.findings, key=lambda f: ({"critical": 0, "warning": 1}.get(f.severity, 2), f.detector)):
@@ -76,13 +92,29 @@ def detector_settings(cfg: Any) -> dict[str, Any]:
     return {s.key: cfg[s.key] for s in SETTINGS if s.key.startswith(("objectives.", "unusual."))}
 
 
-def load_inputs(store: Store, now: int, window: int = WINDOW, settings: dict[str, Any] | None = None) -> Inputs:
-    rows = store.resources()
-    resources = [
-        Resource(r["id"], r["kind"], r["name"], r["account"], r["region"], r["facts"], r["tags"]) for r in rows
-    ]
-    starts = {read: now - (min(window, FUNCTION_WINDOW) if read in FUNCTION_SERIES else window) for read in READS}
-    points, periods = store.window(now, starts)
+def window_starts(now: int, window: int = WINDOW) -> dict[tuple[str, str], int]:
+    """Where each (metric, stat) the detectors read starts being loaded."""
+    return {read: now - (min(window, FUNCTION_WINDOW) if read in FUNCTION_SERIES else window) for read in READS}
+
+
+def to_resource(r: dict[str, Any]) -> Resource:
+    return Resource(r["id"], r["kind"], r["name"], r["account"], r["region"], r["facts"], r["tags"])
+
+
+def load_inputs(
+    store: Store,
+    now: int,
+    window: int = WINDOW,
+    settings: dict[str, Any] | None = None,
+    rows: list[dict[str, Any]] | None = None,
+    catalog: list[tuple[int, str, str, str, str, int]] | None = None,
+) -> Inputs:
+    """The detectors' inputs at `now`; `rows` (Store.resources) and `catalog`
+    (Store.series_catalog) when the caller already read them."""
+    rows = store.resources() if rows is None else rows
+    resources = [to_resource(r) for r in rows]
+    starts = window_starts(now, window)
+    points, periods = store.window(now, starts, catalog)
     series = {k: Series(v, periods.get(k, 60)) for k, v in points.items()}
     hour = now // 3600 * 3600
     weekly = store.hour_sums(WEEKLY, [hour - k * WEEK for k in range(1, WEEKS_BACK + 1)]) if WEEKLY else {}
@@ -137,23 +169,30 @@ def load_states(store: Store, inputs: Inputs) -> None:
 
 
 def last_seen(
-    store: Store, reads: frozenset[tuple[str, str]] | set[tuple[str, str]], now: int
+    store: Store, reads: frozenset[tuple[str, str]] | set[tuple[str, str]], now: int, sids: Iterable[int] | None = None
 ) -> dict[tuple[str, str, str], int]:
     """When the newest point up to `now` of each series whose (metric, stat) is in `reads` was, from
     raw samples or (once those are pruned) hourly rollups, however old. One query: each
     correlated MAX is a seek on the (series_id, ts) primary key, so it costs a few page reads per
-    series whatever the history holds."""
+    series whatever the history holds. `sids`: only those series (in chunks of 500)."""
     wanted = set(reads)
     if not wanted:
         return {}
-    metrics = sorted({m for m, _ in wanted})
-    rows = store.db.execute(
+    select = (
         "SELECT s.resource_id, s.metric, s.stat, "
         "(SELECT MAX(ts) FROM samples WHERE series_id = s.id AND ts <= ?), "
-        "(SELECT MAX(ts) FROM rollups WHERE series_id = s.id AND ts <= ?) "
-        f"FROM series s WHERE s.metric IN ({','.join('?' * len(metrics))})",
-        [now, now, *metrics],
-    ).fetchall()
+        "(SELECT MAX(ts) FROM rollups WHERE series_id = s.id AND ts <= ?) FROM series s WHERE "
+    )
+    if sids is None:
+        metrics = sorted({m for m, _ in wanted})
+        rows = store.db.execute(
+            select + f"s.metric IN ({','.join('?' * len(metrics))})", [now, now, *metrics]
+        ).fetchall()
+    else:
+        ids, rows = sorted(sids), []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            rows += store.db.execute(select + f"s.id IN ({','.join('?' * len(chunk))})", [now, now, *chunk]).fetchall()
     out: dict[tuple[str, str, str], int] = {}
     for rid, metric, stat, raw, rolled in rows:
         if (metric, stat) not in wanted or (raw is None and rolled is None):

@@ -31,6 +31,7 @@ from collector.aws import Aws
 from collector.poll import Collector
 from fleetwatch.agent.alerting import build_pipeline, observations, resources
 from fleetwatch.agent.detection import detect, detector_settings
+from fleetwatch.agent.incremental import IncrementalDetection
 from fleetwatch.clock import Clock, FakeClock
 from fleetwatch.cluster import Cluster, NotLeader
 from fleetwatch.logs import correlated
@@ -209,6 +210,10 @@ class Agent:
             fence=self.cluster.fence if self.cluster else None,
         )
         self.settings = detector_settings(cfg)
+        # The detection pass, incremental between full ones (fleetwatch/agent/incremental.py). It
+        # learns what changed from this process's writes, so not while several agents write the
+        # store (PostgreSQL with a cluster): there every pass is full.
+        self.detection = IncrementalDetection(store) if self.cluster is None else None
         self._pruned_at = 0.0
         self._digest_failed_at: float | None = None
 
@@ -377,7 +382,13 @@ class Agent:
 
         log.debug("detecting")
         with self._stage(cycle, "detect"):
-            detection = detect(self.store, report.started_at, settings=self.settings, tracer=self.telemetry.tracer)
+            if self.detection is not None:
+                detection = self.detection.detect(
+                    report.started_at, settings=self.settings, tracer=self.telemetry.tracer
+                )
+                log.debug("detection pass: %s", self.detection.last, extra={"pass": self.detection.last})
+            else:
+                detection = detect(self.store, report.started_at, settings=self.settings, tracer=self.telemetry.tracer)
         cycle.findings = len(detection.findings)
         for r in detection.runs:
             if r.status != "ok":

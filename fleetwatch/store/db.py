@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
+from fleetwatch.store import watch
 from fleetwatch.store.dialect import SQLITE
 from fleetwatch.store.errors import StoreError
 from fleetwatch.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
@@ -93,6 +94,18 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def watch_writes(self) -> watch.Watch:
+        """What every later write to this store by this process touches (fleetwatch.store.watch)."""
+        return watch.watch(str(self.path))
+
+    def unwatch_writes(self, seen: watch.Watch) -> None:
+        watch.unwatch(str(self.path), seen)
+
+    @property
+    def prunes(self) -> int:
+        """How many times this process pruned this store's samples."""
+        return watch.prunes(str(self.path))
 
     def __enter__(self) -> Store:
         return self
@@ -177,6 +190,7 @@ class Store:
                     seen_at,
                 ],
             )
+        watch.note_resources(str(self.path), [id])
 
     def upsert_resources(self, rows: Sequence[dict[str, Any]], seen_at: int) -> None:
         """Insert or refresh many discovered resources in one transaction; a resource seen again
@@ -204,6 +218,7 @@ class Store:
                     for r in rows
                 ],
             )
+        watch.note_resources(str(self.path), [r["id"] for r in rows])
 
     def resources(
         self,
@@ -243,6 +258,7 @@ class Store:
                 f"UPDATE resources SET facts = ?, last_seen = {self.dialect.greatest}(last_seen, ?) WHERE id = ?",
                 [json.dumps(facts, sort_keys=True, default=str), seen_at, id],
             )
+        watch.note_resources(str(self.path), [id])
 
     def recent_values(
         self, resource_ids: Sequence[str], metrics: Sequence[str], since: int, until: int | None = None
@@ -273,8 +289,28 @@ class Store:
                 out.setdefault((rid, metric, stat), []).append((int(ts), float(value)))
         return out
 
+    def series_catalog(self, starts: Iterable[tuple[str, str]]) -> list[tuple[int, str, str, str, str, int]]:
+        """(series id, resource id, namespace, metric, stat, period) of every series whose
+        (metric, stat) is in `starts`."""
+        wanted = set(starts)
+        metrics = sorted({m for m, _ in wanted})
+        if not metrics:
+            return []
+        return [
+            (int(sid), rid, namespace, metric, stat, int(period))
+            for sid, rid, namespace, metric, stat, period in self.db.execute(
+                "SELECT id, resource_id, namespace, metric, stat, period "
+                f"FROM series WHERE metric IN ({','.join('?' * len(metrics))})",
+                metrics,
+            )
+            if (metric, stat) in wanted
+        ]
+
     def window(
-        self, end: int, starts: dict[tuple[str, str], int]
+        self,
+        end: int,
+        starts: dict[tuple[str, str], int],
+        catalog: Iterable[tuple[int, str, str, str, str, int]] | None = None,
     ) -> tuple[dict[tuple[str, str, str], tuple[tuple[int, float], ...]], dict[tuple[str, str, str], int]]:
         """Samples up to `end` of the series whose (metric, stat) is in `starts`, each from its
         own start, keyed by (resource id, metric, stat), ascending in time; and each series' period.
@@ -282,14 +318,12 @@ class Store:
         Two sources can feed the same key: a function's cold starts come from X-Ray traces or
         from its OpenTelemetry spans (fleetwatch/OTel), its errors from CloudWatch or from spans.
         The first source by SOURCE_RANK with samples in the window wins; they are not added up,
-        since both count the same invocations."""
+        since both count the same invocations. `catalog` (rows of series_catalog) reads only
+        those series: every source of a key must be in it for the choice to be the same."""
         by_start: dict[int, list[int]] = {}
         keys, periods, ranks = {}, {}, {}
-        metrics = sorted({m for m, _ in starts})
-        for sid, rid, namespace, metric, stat, period in self.db.execute(
-            "SELECT id, resource_id, namespace, metric, stat, period "
-            f"FROM series WHERE metric IN ({','.join('?' * len(metrics))})",
-            metrics,
+        for sid, rid, namespace, metric, stat, period in (
+            catalog if catalog is not None else self.series_catalog(starts)
         ):
             start = starts.get((metric, stat))
             if start is not None:
@@ -365,7 +399,8 @@ class Store:
                 f"UPDATE resources SET gone_at=? WHERE gone_at IS NULL AND id IN ({','.join('?' * len(ids))})",
                 [at, *ids],
             )
-            return cur.rowcount
+        watch.note_resources(str(self.path), ids)
+        return int(cur.rowcount)
 
     def resource(self, id: str) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM resources WHERE id = ?", [id]))
@@ -419,6 +454,7 @@ class Store:
         except BaseException:
             self._series_ids.clear()  # ids created in the rolled-back transaction do not exist
             raise
+        watch.note_samples(str(self.path), rows)
         return len(rows)
 
     MERGES = ("replace", "add", "max")
@@ -459,6 +495,8 @@ class Store:
         except BaseException:
             self._series_ids.clear()
             raise
+        for rows in by_merge.values():
+            watch.note_samples(str(self.path), rows)
         return sum(len(r) for r in by_merge.values())
 
     def _series_id_in(self, db: sqlite_utils.Database, key: SeriesKey) -> int:
@@ -494,8 +532,10 @@ class Store:
         datapoint is simply absent: never pass a zero for it."""
         if not points:
             return 0
+        rows = [(series_id, int(ts), float(v)) for ts, v in points]
         with self.transaction() as db:
-            self._put_samples(db, [(series_id, int(ts), float(v)) for ts, v in points], "replace")
+            self._put_samples(db, rows, "replace")
+        watch.note_samples(str(self.path), rows)
         return len(points)
 
     def samples(self, series_id: int, start: int, end: int) -> list[tuple[int, float]]:
@@ -520,6 +560,7 @@ class Store:
         rollups older than rollup_retention; one transaction, so a crash loses nothing."""
         raw_cutoff = (now - raw_retention) // 3600 * 3600
         rollup_cutoff = now - rollup_retention
+        watch.note_prune(str(self.path))
         with self.transaction() as db:
             rolled = db.execute(
                 "INSERT INTO rollups (series_id, ts, count, sum, min, max) "
