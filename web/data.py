@@ -13,13 +13,13 @@ from typing import Any
 from collector.catalog import api_metric
 from collector.pollreport import polling_cost
 from fleetwatch.store.dialect import Dialect, dialect_of, is_url, json_loaded
-from web.unpublished import not_published
 
 # What the overview shows of the limits; headroom and near_limits are read from here too.
 from web.limits import CLOSE as CLOSE
 from web.limits import headroom as headroom
 from web.limits import near_limits as near_limits
 from web.limits import overview_limits
+from web.unpublished import not_published
 
 ENTRY_KINDS = ("api", "schedule", "ses", "sqs")
 # Signals shown first for an entry point: what its users feel, with the unit of each (see
