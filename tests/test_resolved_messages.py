@@ -78,3 +78,19 @@ def test_resolved_tells_the_peak_and_its_time_not_the_last_numbers_as_current(wo
     assert mails[-1]["Subject"].startswith("[fleetwatch] [RESOLVED]")
     assert "How it went:" in body and told in body and "\nEvidence:" not in body, body
     assert "Cause, at its last alert: orders-db at" in body, body
+
+
+def test_a_resolved_incident_is_labelled_resolved(world: World) -> None:
+    # make demo's resolved incidents showed state=recovering among their labels (the dashboard's
+    # labels row, what routes and silences match on): the labels were last set while it recovered.
+    for _ in range(4):
+        world.tick(api_errors())
+    states = []
+    while world.incidents()[0].state != "resolved":
+        assert len(states) < 20, states
+        world.tick()
+        states.append(world.incidents()[0].labels["state"])
+    assert "recovering" in states, "it recovered before it resolved"
+    (inc,) = world.incidents()
+    assert inc.labels["state"] == "resolved", inc.labels
+    assert inc.labels["resource"] == rid("api", "checkout-api"), "the other labels stay"
