@@ -9,7 +9,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from detectors.base import unit_for
+from detectors.base import count_text, unit_for
 
 
 def human(value: Any, unit: str = "count") -> str:
@@ -71,7 +71,7 @@ def _duration(s: float) -> str:
 
 def _count(v: float) -> str:
     if abs(v) >= 100 or v == int(v):
-        return f"{v:,.0f}"
+        return count_text(v)
     return _sig(v)
 
 
