@@ -170,19 +170,24 @@ class Notice:
 
     def ended_lines(self) -> list[str]:
         """For a RESOLVED notice, one line per alert, every number with the time it was read:
-        "orders-db connections peaked at 478 at 17:25 UTC (limit 500); latest 61 at 17:58 UTC".
+        "orders-db connections peaked at 478 at 17:25 UTC (limit 500); latest 61 at 17:58 UTC;
+        clear since 18:01 UTC".
         The peak is the one carried over the alert's life (alerts.state.with_peak); "latest" is
         the last reading its last finding held (not a reading taken as it resolved, which the
-        pipeline does not have). An alert with no series held against a limit or a baseline is
-        told as its last alert, with that alert's time."""
+        pipeline does not have). An alert with no series held against a limit is told as its
+        last alert, with that alert's time."""
         out = []
         for a in self.alerts[:8]:
             ev = a.evidence or {}
             peak = ev.get("peak") if isinstance(ev.get("peak"), dict) else None
             name = clean(a.labels.get("name") or a.resource_id.rsplit("/", 1)[-1], 80)
+            # The first pass that no longer found it (recovering_since; resolved_at if it never
+            # recovered first): what the agent knows of "now".
+            clear = a.recovering_since or a.resolved_at
+            since = f"clear since {utc_time(clear)}" if clear else ""
             if peak is None:
                 when = f" at {utc_time(a.last_seen)}" if a.last_seen else ""
-                out.append(f"last alerted{when}: {clean(a.title, 300)}")
+                out.append(", ".join(x for x in (since, f"last alerted{when}: {clean(a.title, 300)}") if x))
                 continue
             series = str(peak.get("series", ""))
             unit = unit_of(ev, series)
@@ -190,13 +195,11 @@ class Notice:
             line = f"{what} peaked at {human(peak['value'], unit)} at {utc_time(peak['at'])}"
             if "limit" in ev:
                 line += f" (limit {human(ev['limit'], unit_of(ev, 'limit'))})"
-            elif "baseline" in ev:
-                line += f" (usually {human(ev['baseline'], unit_of(ev, 'baseline'))})"
             points = (ev.get("series") or {}).get(series) or []
             last = points[-1] if points else None
             if last is not None and last[0] > peak["at"]:
                 line += f"; latest {human(last[1], unit)} at {utc_time(last[0])}"
-            out.append(line)
+            out.append(line + (f"; {since}" if since else ""))
         return out
 
 

@@ -100,10 +100,11 @@ def with_peak(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     """A finding's evidence with the highest point its held series reached over the alert's life
     (`peak`: series, at, value), carried from pass to pass: each pass's evidence holds only its
     last 30 points, so the RESOLVED notice would otherwise know only the end of the climb. Kept
-    only for a series held against a limit or a baseline (the first one, detectors.base.evidence),
-    where higher is worse; a count such as "runs triggered" has no peak worth telling."""
+    only for a series held against a limit (the first one, detectors.base.evidence), where higher
+    is worse. Not against a baseline alone: an unusual drop is worse the lower it goes, and a
+    count such as "runs triggered" has no peak worth telling."""
     series = new.get("series") or {}
-    if not series or ("limit" not in new and "baseline" not in new):
+    if not series or "limit" not in new:
         return new
     name, points = next(iter(series.items()))
     values = [(p[0], float(p[1])) for p in points if isinstance(p[1], (int, float)) and math.isfinite(p[1])]

@@ -44,8 +44,15 @@ def hhmm(minute: int) -> str:
     return time.strftime("%H:%M UTC", time.gmtime(at(minute)))
 
 
+# Held against its usual level only, which a drop is worse the further below: no peak to tell.
 FN_ERRORS = Observation(
-    "outcomes", rid("lambda", "checkout-fn"), "errors", "finding", "warning", "checkout-fn: 6% failed"
+    "outcomes",
+    rid("lambda", "checkout-fn"),
+    "errors",
+    "finding",
+    "warning",
+    "checkout-fn: 6% failed",
+    evidence={"series": {"invocations": [[T0, 4446.0], [T0 + M, 100.0]]}, "baseline": 4446.0},
 )
 
 
@@ -61,16 +68,19 @@ def test_resolved_tells_the_peak_and_its_time_not_the_last_numbers_as_current(wo
     assert resolved["text"].startswith("[RESOLVED] checkout-api: 12% of requests failing — orders-db at")
     # The last finding's evidence held its last 30 minutes only: the peak at minute 4 is carried
     # from the pass that saw it.
-    told = f"orders-db connections peaked at 478 at {hhmm(4)} (limit 500); latest 61 at {hhmm(end)}"
+    # ...and the first pass that no longer found it, the minute after its last finding.
+    told = f"orders-db connections peaked at 478 at {hhmm(4)} (limit 500); latest 61 at {hhmm(end)}; "
+    told += f"clear since {hhmm(end + 1)}"
     assert told in resolved["text"], resolved["text"]
     assert "Cause: " not in resolved["text"], "the cause's last numbers are not told as current"
     sections = [b["text"]["text"] for b in resolved["blocks"] if b["type"] == "section"]
     (went,) = [s for s in sections if s.startswith("How it went:")]
     assert told in went, went
     # The API's one reading, at minute 0, is its peak; nothing later to tell beside it.
-    assert f"checkout-api 5xx rate peaked at 12% at {hhmm(0)} (limit 1%)\n" in went + "\n", went
+    assert f"checkout-api 5xx rate peaked at 12% at {hhmm(0)} (limit 1%); clear since {hhmm(end + 1)}\n" in went, went
     # checkout-fn's finding held no series against a limit: told as its last alert, with that time.
-    assert f"last alerted at {hhmm(end)}: checkout-fn: 6% failed" in went, went
+    assert f"clear since {hhmm(end + 1)}, last alerted at {hhmm(end)}: checkout-fn: 6% failed" in went, went
+    assert "4,446" not in went and "invocations peaked" not in went, went
     assert not any(s.startswith(("Evidence:", "Cause: ", "What users feel: ")) for s in sections), sections
     assert any(s.startswith("Cause, at its last alert: orders-db at") for s in sections), sections
     mails = [m for _, m in world.smtp.messages()]
