@@ -2,7 +2,7 @@
 on disk, Slack stand-in over HTTP, SMTP sink): `make demo` ended incident 5 with "[RESOLVED]
 ... orders-db at 96% of max_connections (478 of 500) ... connections 61", the last alarming
 numbers told as if current. The RESOLVED message tells what each alert peaked at and when, and
-the reading its last finding held, with its time."""
+the reading its last finding held, with its time, and since when it has been clear."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.alerting_kit import T0, World, api_errors, rid, world_fixture  # noqa
 
 M = 60
 DB = rid("rds", "orders-db")
-# orders-db's connections each minute: up to 478 of 500 at minute 5, down to 61 by minute 40.
+# orders-db's connections each minute: up to 478 of 500 at minute 4, down to 61 at minute 39.
 CONNECTIONS = [300, 380, 440, 470, 478, 470, 460, 455, 450, 450] + [445] * 25 + [400, 300, 200, 100, 61]
 
 
@@ -67,8 +67,7 @@ def test_resolved_tells_the_peak_and_its_time_not_the_last_numbers_as_current(wo
     resolved = head["updates"][-1]
     assert resolved["text"].startswith("[RESOLVED] checkout-api: 12% of requests failing — orders-db at")
     # The last finding's evidence held its last 30 minutes only: the peak at minute 4 is carried
-    # from the pass that saw it.
-    # ...and the first pass that no longer found it, the minute after its last finding.
+    # from the pass that saw it. "clear since": the first pass that no longer found it.
     told = f"orders-db connections peaked at 478 at {hhmm(4)} (limit 500); latest 61 at {hhmm(end)}; "
     told += f"clear since {hhmm(end + 1)}"
     assert told in resolved["text"], resolved["text"]
