@@ -208,6 +208,8 @@ def reconcile(
         members = [alerts[fp] for fp in inc.live]
         if not members:
             inc.state, inc.updated_at, inc.resolved_at = RESOLVED, now, now
+            # Its labels were last set while it recovered: they say what it is now.
+            inc.labels = {**inc.labels, "state": RESOLVED}
             inc.events.append((RESOLVED, ""))
         else:
             _fill(inc, members, topo, now, where)

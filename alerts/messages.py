@@ -16,7 +16,7 @@ from typing import Any
 
 from alerts.incidents import Incident
 from alerts.state import Alert
-from alerts.units import duration_words, human, unit_of
+from alerts.units import duration_words, human, unit_of, utc_time
 
 # Slack's documented limits: header text 150 characters, section text 3,000, 50 blocks a message;
 # `text` is truncated past 40,000 and Slack advises keeping it far shorter.
@@ -130,9 +130,26 @@ class Notice:
     def into_url(self) -> str:
         return str(self.extra.get("into_url") or "") if self.kind == "absorbed" else ""
 
+    # Once resolved, the symptom's and the cause's words are their last alert's, numbers and all:
+    # labelled so, lest they read as current.
+    @property
+    def evidence_heading(self) -> str:
+        return "How it went" if self.kind == "resolved" else "Evidence"
+
+    @property
+    def symptom_label(self) -> str:
+        return "What users felt at its last alert" if self.kind == "resolved" else "What users feel"
+
+    @property
+    def cause_label(self) -> str:
+        return "Cause, at its last alert" if self.kind == "resolved" else "Cause"
+
     def evidence_lines(self) -> list[str]:
         """One line per alert: its title and the numbers it was held against, in the units a
-        person reads (12%, 34 min, 1,234)."""
+        person reads (12%, 34 min, 1,234). Once resolved, what each peaked at and when instead
+        (ended_lines): the last numbers of a finding read as current under RESOLVED."""
+        if self.kind == "resolved":
+            return self.ended_lines()
         out = []
         for a in self.alerts[:8]:
             ev = a.evidence or {}
@@ -149,6 +166,40 @@ class Notice:
             if parts:
                 line += " — " + clean(", ".join(parts[:6]), 300)
             out.append(line)
+        return out
+
+    def ended_lines(self) -> list[str]:
+        """For a RESOLVED notice, one line per alert, every number with the time it was read:
+        "orders-db connections peaked at 478 at 17:25 UTC (limit 500); latest 61 at 17:58 UTC;
+        clear since 18:01 UTC".
+        The peak is the one carried over the alert's life (alerts.state.with_peak); "latest" is
+        the last reading its last finding held (not a reading taken as it resolved, which the
+        pipeline does not have). An alert with no series held against a limit is told as its
+        last alert, with that alert's time."""
+        out = []
+        for a in self.alerts[:8]:
+            ev = a.evidence or {}
+            peak = ev.get("peak") if isinstance(ev.get("peak"), dict) else None
+            name = clean(a.labels.get("name") or a.resource_id.rsplit("/", 1)[-1], 80)
+            # The first pass that no longer found it (recovering_since; resolved_at if it never
+            # recovered first): what the agent knows of "now".
+            clear = a.recovering_since or a.resolved_at
+            since = f"clear since {utc_time(clear)}" if clear else ""
+            if peak is None:
+                when = f" at {utc_time(a.last_seen)}" if a.last_seen else ""
+                out.append(", ".join(x for x in (since, f"last alerted{when}: {clean(a.title, 300)}") if x))
+                continue
+            series = str(peak.get("series", ""))
+            unit = unit_of(ev, series)
+            what = f"{name} {_label(clean(series, 60), unit)}"
+            line = f"{what} peaked at {human(peak['value'], unit)} at {utc_time(peak['at'])}"
+            if "limit" in ev:
+                line += f" (limit {human(ev['limit'], unit_of(ev, 'limit'))})"
+            points = (ev.get("series") or {}).get(series) or []
+            last = points[-1] if points else None
+            if last is not None and last[0] > peak["at"]:
+                line += f"; latest {human(last[1], unit)} at {utc_time(last[0])}"
+            out.append(line + (f"; {since}" if since else ""))
         return out
 
 
@@ -183,27 +234,28 @@ def slack_message(n: Notice, reply: bool = False) -> dict[str, Any]:
     inc = n.incident
     if reply and n.kind == "acknowledged":
         return slack_ack_reply(n)
+    ended = n.kind == "resolved"
     text = mrkdwn_escape(clean(n.headline, TEXT_MAX))
-    if inc.cause:
+    lines = n.evidence_lines()
+    if ended and lines:
+        # Not the cause's last numbers, which read as current: what it peaked at, and when.
+        text += "\n" + mrkdwn_escape(clean("\n".join(lines[:3]), 600))
+    elif inc.cause:
         text += "\nCause: " + mrkdwn_escape(clean(inc.cause, 600))
     text = clean(text, TEXT_MAX)
     blocks: list[dict[str, Any]] = [
-        {
-            "type": "header",
-            "text": {"type": "plain_text", "text": clean(f"{n.emoji} {n.headline}", HEADER_MAX), "emoji": True},
-        },
+        {"type": "header", "text": {"type": "plain_text", "text": _header(n), "emoji": True}},
     ]
     if n.kind == "resolved" and n.lasted:
         blocks.append(_plain(f"Resolved after {n.lasted}."))
     if n.kind == "acknowledged" and inc.acked_by:
         blocks.append(_plain(f"Acknowledged by {inc.acked_by}."))
     if inc.symptom:
-        blocks.append(_plain("What users feel: " + inc.symptom))
+        blocks.append(_plain(f"{n.symptom_label}: {inc.symptom}"))
     if inc.cause:
-        blocks.append(_plain("Cause: " + inc.cause))
-    lines = n.evidence_lines()
+        blocks.append(_plain(f"{n.cause_label}: {inc.cause}"))
     if lines:
-        blocks.append(_plain("Evidence:\n" + "\n".join("• " + line for line in lines)))
+        blocks.append(_plain(f"{n.evidence_heading}:\n" + "\n".join("• " + line for line in lines)))
     if inc.fix and n.kind not in ("resolved", "absorbed"):
         blocks.append(_plain("Fix: " + inc.fix))
     if n.kind == "absorbed" and n.extra.get("into"):
@@ -221,6 +273,16 @@ def slack_message(n: Notice, reply: bool = False) -> dict[str, Any]:
         buttons.append(_button(f"Open incident #{n.extra.get('into')}", n.into_url))
     blocks.append({"type": "actions", "elements": buttons})
     return {"text": text, "blocks": blocks[:BLOCKS_MAX]}
+
+
+def _header(n: Notice) -> str:
+    """The header block, within Slack's 150 characters: once resolved, the title gives way so
+    that "resolved after 34 min" stays in sight."""
+    text = f"{n.emoji} {n.headline}"
+    if n.kind != "resolved" or len(text) <= HEADER_MAX or not n.lasted:
+        return clean(text, HEADER_MAX)
+    head, tail = f"{n.emoji} [RESOLVED] ", f" — resolved after {n.lasted}"
+    return head + cut_words(n.incident.title, HEADER_MAX - len(head) - len(tail)) + tail
 
 
 def slack_ack_reply(n: Notice) -> dict[str, Any]:

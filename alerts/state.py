@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +96,25 @@ def _held_since(ob: Observation, since: int, now: int) -> int:
     return since
 
 
+def with_peak(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """A finding's evidence with the highest point its held series reached over the alert's life
+    (`peak`: series, at, value), carried from pass to pass: each pass's evidence holds only its
+    last 30 points, so the RESOLVED notice would otherwise know only the end of the climb. Kept
+    only for a series held against a limit (the first one, detectors.base.evidence), where higher
+    is worse. Not against a baseline alone: an unusual drop is worse the lower it goes, and a
+    count such as "runs triggered" has no peak worth telling."""
+    series = new.get("series") or {}
+    if not series or "limit" not in new:
+        return new
+    name, points = next(iter(series.items()))
+    values = [(p[0], float(p[1])) for p in points if isinstance(p[1], (int, float)) and math.isfinite(p[1])]
+    best = max(values, key=lambda p: p[1], default=None)
+    prev = old.get("peak") if isinstance(old.get("peak"), dict) else None
+    if prev is not None and prev.get("series") == name and (best is None or prev["value"] >= best[1]):
+        return {**new, "peak": prev}
+    return {**new, "peak": {"series": name, "at": best[0], "value": best[1]}} if best is not None else new
+
+
 def step(
     alerts: dict[str, Alert], observed: list[Observation], ran_ok: set[str], now: int, policy: Policy
 ) -> list[Transition]:
@@ -126,7 +146,7 @@ def step(
             ob.title,
             ob.cause,
             ob.fix,
-            ob.evidence,
+            with_peak(ob.evidence, alert.evidence) if ob.kind == "finding" else ob.evidence,
         )
         alert.last_seen, alert.resolved_at = now, None
         if ob.kind != "finding":

@@ -6,9 +6,10 @@ existed is read by the series' name (detectors.base.unit_for)."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
-from detectors.base import unit_for
+from detectors.base import count_text, unit_for
 
 
 def human(value: Any, unit: str = "count") -> str:
@@ -70,7 +71,7 @@ def _duration(s: float) -> str:
 
 def _count(v: float) -> str:
     if abs(v) >= 100 or v == int(v):
-        return f"{v:,.0f}"
+        return count_text(v)
     return _sig(v)
 
 
@@ -82,3 +83,8 @@ def _sig(v: float) -> str:
 def duration_words(seconds: float) -> str:
     """How long something lasted, in words: "34 min", "2 h 5 min", "3 d"."""
     return _duration(max(0.0, seconds)) if seconds >= 60 else f"{max(0, int(seconds))} s"
+
+
+def utc_time(ts: float) -> str:
+    """A moment within the last day as a person reads it in a notification: "17:25 UTC"."""
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%H:%M UTC")

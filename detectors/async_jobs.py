@@ -35,6 +35,7 @@ from detectors.base import (
     NoData,
     Resource,
     Series,
+    count_text,
     detector,
     evidence,
     series_evidence,
@@ -185,7 +186,7 @@ def _scheduled_run(inp: Inputs, rule: Resource) -> Iterator[Finding]:
                 how = (
                     f"{fn.name} dropped the event after its retries"
                     if dropped > 0
-                    else f"every attempt of {fn.name} failed ({failed:.0f} of {ran:.0f})"
+                    else f"every attempt of {fn.name} failed ({count_text(failed)} of {count_text(ran)})"
                 )
                 yield Finding(
                     "async_jobs",
@@ -206,7 +207,7 @@ def _scheduled_run(inp: Inputs, rule: Resource) -> Iterator[Finding]:
                     rule.id,
                     WARNING,
                     f"{rule.name}: the run at {_at(run)} has not started "
-                    f"— {fn.name} throttled {throttled:.0f} times{every}",
+                    f"— {fn.name} throttled {count_text(throttled)} times{every}",
                     run,
                     ev,
                     cause=f"{fn.name} has no concurrency free (reserved concurrency or the account's limit); "
@@ -229,7 +230,7 @@ def _rule_dlq(inp: Inputs, rule: Resource) -> Iterator[Finding]:
             "async_jobs",
             rule.id,
             CRITICAL,
-            f"{rule.name}: {lost.sum():.0f} runs could not invoke {targets_named} nor be saved to the rule's "
+            f"{rule.name}: {count_text(lost.sum())} runs could not invoke {targets_named} nor be saved to the rule's "
             "dead-letter queue in the last hour — lost",
             lost.points[0][0],
             evidence(lost=lost, units={"lost": "count"}),
@@ -242,7 +243,7 @@ def _rule_dlq(inp: Inputs, rule: Resource) -> Iterator[Finding]:
             "async_jobs",
             rule.id,
             CRITICAL,
-            f"{rule.name}: {sent.sum():.0f} runs could not invoke {targets_named} and went to the rule's "
+            f"{rule.name}: {count_text(sent.sum())} runs could not invoke {targets_named} and went to the rule's "
             "dead-letter queue in the last hour",
             sent.points[0][0],
             evidence(sent=sent, units={"sent": "count"}),
@@ -261,7 +262,7 @@ def _async_queue(inp: Inputs, fn: Resource, skip_dropped: bool = False) -> Itera
             "async_jobs",
             fn.id,
             CRITICAL if n >= MIN_DROPPED_CRIT else WARNING,
-            f"{fn.name}: {n:.0f} asynchronous events dropped in 10 min without running",
+            f"{fn.name}: {count_text(n)} asynchronous events dropped in 10 min without running",
             dropped.points[0][0],
             evidence(dropped=dropped, units={"dropped": "count"}),
             cause="events failed every retry or waited past their maximum age (or the function has reserved "
@@ -277,7 +278,7 @@ def _async_queue(inp: Inputs, fn: Resource, skip_dropped: bool = False) -> Itera
             "async_jobs",
             fn.id,
             WARNING,
-            f"{fn.name}: {total:.0f} failed events could not be "
+            f"{fn.name}: {count_text(total)} failed events could not be "
             "saved to its dead-letter queue or destination in 10 min",
             min(s.points[0][0] for s in lost.values() if s),
             evidence(

@@ -29,7 +29,7 @@ class Approach:
 
     def told(self, reached: str = "full") -> str:
         """ " and rising 82/min: full in ~2 min", for a title."""
-        return f" and rising {self.per_minute:,.0f}/min: {reached} in ~{max(self.eta / 60, 1):.0f} min"
+        return f" and rising {count_text(self.per_minute)}/min: {reached} in ~{max(self.eta / 60, 1):.0f} min"
 
 
 @dataclass(frozen=True)
@@ -368,6 +368,12 @@ def series_evidence(
                 shown[key] = unit
     out["units"] = shown
     return out
+
+
+def count_text(n: float) -> str:
+    """A count in a title, whole and with thousands separators: "4,888 messages", "of its 4,000
+    WCU" (alerts.units writes the counts in evidence the same way)."""
+    return f"{n:,.0f}"
 
 
 def pct(x: float) -> str:

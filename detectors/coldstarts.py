@@ -21,7 +21,7 @@ import statistics
 from collections.abc import Iterator
 from typing import Any
 
-from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series, detector, evidence, pct
+from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series, count_text, detector, evidence, pct
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 # `Duration` p99 (AWS/Lambda, FunctionName; percentiles supported — Lambda "Types of metrics"
@@ -272,12 +272,14 @@ def _cause(inp: Inputs, fn: Resource, started: int) -> str:
         return f"deploy: new code at {_hhmm(deployed)}; every environment starts cold"
     spill = inp.get(fn.id, "ProvisionedConcurrencySpilloverInvocations", "Sum").since(started - 600)
     if spill.sum() > 0:
-        return f"provisioned concurrency spillover: {spill.sum():.0f} invocations ran on on-demand environments"
+        return f"provisioned concurrency spillover: {count_text(spill.sum())} invocations ran on on-demand environments"
     conc = inp.get(fn.id, "ConcurrentExecutions", "Maximum")
     before = conc.before(started - 120).since(started - 1800).median()
     peak = conc.since(started - 300).max()
     if before is not None and peak is not None and peak >= max(2 * before, before + 5):
-        return f"burst: concurrency rose from {before:.0f} to {peak:.0f}; each new environment starts cold"
+        return (
+            f"burst: concurrency rose from {count_text(before)} to {count_text(peak)}; each new environment starts cold"
+        )
     invocations = inp.get(fn.id, "Invocations", "Sum")
     earlier = [t for t, v in invocations.before(started - 60).points if v > 0]
     idle_since = earlier[-1] if earlier else None

@@ -17,6 +17,7 @@ from detectors.base import (
     NoData,
     Resource,
     Series,
+    count_text,
     detector,
     evidence,
     imminent,
@@ -80,10 +81,11 @@ def _storm(inp: Inputs, db: Resource, since: int) -> tuple[str, str]:
     if not callers:
         return "", ""
     fn, before, now = callers[0]
-    others = "".join(f"; {o.name} from {b:.0f} to {n:.0f}" for o, b, n in callers[1:3])
+    others = "".join(f"; {o.name} from {count_text(b)} to {count_text(n)}" for o, b, n in callers[1:3])
     return (
-        f"{fn.name} scaled from {before:.0f} to {now:.0f} concurrent{others}, each instance opening its own connection",
-        f" since {fn.name} scaled to {now:.0f} concurrent",
+        f"{fn.name} scaled from {count_text(before)} to {count_text(now)} concurrent{others}, "
+        "each instance opening its own connection",
+        f" since {fn.name} scaled to {count_text(now)} concurrent",
     )
 
 
@@ -135,8 +137,8 @@ def connections(inp: Inputs) -> Iterator[Finding | NoData]:
                 "connections",
                 db.id,
                 CRITICAL if share >= DB_CRIT or climb else WARNING,
-                f"{db.name} at {pct(share)} of max_connections ({peak:.0f} "
-                f"of {limit}{est}){_rising(climb, share)}{suffix}",
+                f"{db.name} at {pct(share)} of max_connections ({count_text(peak)} "
+                f"of {count_text(limit)}{est}){_rising(climb, share)}{suffix}",
                 since,
                 evidence(limit=limit, connections=conns),
                 cause=cause or "connections near the database's limit",
@@ -193,7 +195,7 @@ def _proxy(inp: Inputs, proxy: Resource) -> Iterator[Finding | NoData]:
             "connections",
             proxy.id,
             CRITICAL,
-            f"{proxy.name}: {failed.sum():.0f} database connection setups failed in 5 min",
+            f"{proxy.name}: {count_text(failed.sum())} database connection setups failed in 5 min",
             failed.points[0][0],
             evidence(failed=failed),
             cause="the database refused new connections",

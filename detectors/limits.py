@@ -15,6 +15,7 @@ from detectors.base import (
     NoData,
     Resource,
     Series,
+    count_text,
     detector,
     evidence,
     imminent,
@@ -152,12 +153,13 @@ def ses_account(inp: Inputs) -> Iterator[Finding | NoData]:
         # senders' failures (SendEmail answers MessageRejected for unverified recipients), never
         # from the Reject metric: Reject counts mail with a virus (see _virus_rejects).
         if sandbox and failing and used < QUOTA_WARN:
-            names = ", ".join(f"{fn.name} ({n:.0f} errors)" for fn, n in failing)
+            names = ", ".join(f"{fn.name} ({count_text(n)} errors)" for fn, n in failing)
             yield Finding(
                 "ses_account",
                 res.id,
                 CRITICAL,
-                f"{where}: still in the SES sandbox ({sent:.0f} of {quota:.0f} daily sends used) while {names} "
+                f"{where}: still in the SES sandbox ({count_text(sent)} of {count_text(quota)} daily sends used) "
+                f"while {names} "
                 f"fail to send in 15 min",
                 inp.now - RECENT_MAIL,
                 evidence(limit=quota, sent_last_24h=sent_series),
@@ -199,7 +201,7 @@ def _send_rate(inp: Inputs, res: Resource, where: str) -> Iterator[Finding]:
         return
     sends = inp.get(res.id, "Send", "Sum").since(inp.now - 3600)
     felt = [f"{q.name}'s oldest mail waiting {age / 60:.0f} min" for q, age in waiting]
-    felt += [f"{fn.name} failing ({n:.0f} errors in 15 min)" for fn, n in failing]
+    felt += [f"{fn.name} failing ({count_text(n)} errors in 15 min)" for fn, n in failing]
     yield Finding(
         "ses_account",
         res.id,
@@ -230,7 +232,7 @@ def _virus_rejects(inp: Inputs, res: Resource, where: str) -> Iterator[Finding]:
         "ses_account",
         res.id,
         WARNING,
-        f"{where}: {rejects.sum():.0f} mails rejected in the last hour: virus detected",
+        f"{where}: {count_text(rejects.sum())} mails rejected in the last hour: virus detected",
         rejects.points[0][0],
         evidence(reject=rejects, units={"reject": "count"}),
         cause="SES found a virus in mail it accepted and did not send it",
@@ -347,7 +349,8 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
                 "lambda_account",
                 res.id,
                 severity,
-                f"{where}: {peak:.0f} of {limit} account concurrency claimed ({pct(peak / limit)}){rising}{held_by}",
+                f"{where}: {count_text(peak)} of {count_text(limit)} account concurrency claimed "
+                f"({pct(peak / limit)}){rising}{held_by}",
                 min(claimed.run_start(reaching(HEADROOM_WARN, of=limit)) or inp.now, climb.since if climb else inp.now),
                 evidence(limit=limit, claimed=claimed),
                 cause="account concurrency nearly used up" + (f" by {holders[0].split(' ')[0]}" if holders else ""),
@@ -362,7 +365,7 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
                 "lambda_account",
                 res.id,
                 CRITICAL,
-                f"{where}: {throttles:.0f} invocations throttled in 5 min{held_by}",
+                f"{where}: {count_text(throttles)} invocations throttled in 5 min{held_by}",
                 inp.now - RECENT,
                 evidence(
                     limit=limit, claimed=claimed, throttles=inp.get(res.id, "Throttles", "Sum").since(inp.now - 3600)
@@ -377,7 +380,8 @@ def lambda_account(inp: Inputs) -> Iterator[Finding | NoData]:
                 "lambda_account",
                 res.id,
                 INFO,
-                f"{where}: account concurrency limit is {limit}, far below the default {DEFAULT_CONCURRENCY}",
+                f"{where}: account concurrency limit is {count_text(limit)}, "
+                f"far below the default {count_text(DEFAULT_CONCURRENCY)}",
                 inp.now,
                 evidence(limit=limit, claimed=claimed),
                 cause="a new account's low default quota",
@@ -424,7 +428,7 @@ def _holders(inp: Inputs, account: Resource, claimed: float | None = None) -> li
     out = []
     for peak, fn in peaks[:TOP]:
         reserved = fn.facts.get("reserved_concurrency")
-        out.append(f"{fn.name} {peak:.0f} ({f'reserved {reserved}' if reserved else 'unreserved'})")
+        out.append(f"{fn.name} {count_text(peak)} ({f'reserved {reserved}' if reserved else 'unreserved'})")
     return out
 
 

@@ -9,7 +9,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from detectors import async_jobs, schedule_times
-from detectors.base import CRITICAL, WARNING, Finding, Inputs, NoData, Resource, Series, detector, evidence, pct
+from detectors.base import (
+    CRITICAL,
+    WARNING,
+    Finding,
+    Inputs,
+    NoData,
+    Resource,
+    Series,
+    count_text,
+    detector,
+    evidence,
+    pct,
+)
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
 READS = {
@@ -305,8 +317,8 @@ def _schedule(inp: Inputs, rule: Resource) -> Iterator[Finding | NoData]:
             "outcomes",
             rule.id,
             CRITICAL,
-            f"{rule.name}: {recent_failed.sum():.0f} of "
-            f"{max(runs, recent_failed.sum()):.0f} scheduled runs failed to invoke "
+            f"{rule.name}: {count_text(recent_failed.sum())} of "
+            f"{count_text(max(runs, recent_failed.sum()))} scheduled runs failed to invoke "
             f"{targets}",
             recent_failed.points[0][0],
             evidence(failed=failed, triggered=triggered),

@@ -27,6 +27,7 @@ from detectors.base import (
     NoData,
     Resource,
     Series,
+    count_text,
     detector,
     evidence,
     pct,
@@ -225,7 +226,7 @@ def _ses_refusing(inp: Inputs, q: Resource, consumers: list[Resource]) -> tuple[
     if f.get("production_access") is False:
         why.append("still in the SES sandbox (verified recipients only)")
     if quota and sent / quota >= SES_QUOTA_USED:
-        why.append(f"{sent:.0f} of {quota:.0f} daily sends used")
+        why.append(f"{count_text(sent)} of {count_text(quota)} daily sends used")
     if f.get("sending_enabled") is False or f.get("enforcement_status") == "SHUTDOWN":
         why.append("sending paused for the account")
     capped = send_rate(inp, ses)
@@ -245,7 +246,7 @@ def _ses_refusing(inp: Inputs, q: Resource, consumers: list[Resource]) -> tuple[
         ago = max(0, (inp.now - until) // 60)
         return (
             f"SES {ses.region} refused {names}'s mail until {ago} min ago (sandbox or daily quota); it accepts mail "
-            f"now ({quota:.0f} a day) and the backlog drains as {names} retries",
+            f"now ({count_text(quota)} a day) and the backlog drains as {names} retries",
             f"Nothing to do on {names}: it is working. Watch {q.name} drain; if it does not within "
             f"{STOPPED // 60} min, read {names}'s errors for SES refusals.",
         )
@@ -254,7 +255,7 @@ def _ses_refusing(inp: Inputs, q: Resource, consumers: list[Resource]) -> tuple[
         + inp.get(c.id, "Throttles", "Sum").since(inp.now - TREND).sum()
         for c in senders
     )
-    failing = f" ({errors:.0f} failed invocations in 15 min)" if errors else ""
+    failing = f" ({count_text(errors)} failed invocations in 15 min)" if errors else ""
     return (
         f"SES {ses.region} refuses {names}'s mail{failing}: " + "; ".join(why),
         (
@@ -357,8 +358,8 @@ def _growth(inp: Inputs, q: Resource, visible: Series, age: Series) -> Iterator[
         who = ", ".join(c.name for c in consumers) or "its consumer"
         if ses is not None:
             title = (
-                f"{q.name}: {recent_sent:.0f} messages sent and none "
-                f"deleted in 15 min — {ses[0]}; {latest[1]:.0f} waiting"
+                f"{q.name}: {count_text(recent_sent)} messages sent and none "
+                f"deleted in 15 min — {ses[0]}; {count_text(latest[1])} waiting"
             )
             cause, fix = ses
         else:
@@ -366,11 +367,13 @@ def _growth(inp: Inputs, q: Resource, visible: Series, age: Series) -> Iterator[
             # behind SES, the minutes after production access came, still reads none deleted).
             failing = sum(inp.get(c.id, "Errors", "Sum").since(stopped_window).sum() for c in consumers)
             doing = (
-                f"failing ({failing:.0f} errors in 15 min)" if failing >= MIN_CONSUMER_ERRORS else "stopped consuming"
+                f"failing ({count_text(failing)} errors in 15 min)"
+                if failing >= MIN_CONSUMER_ERRORS
+                else "stopped consuming"
             )
             title = (
-                f"{q.name}: {recent_sent:.0f} messages sent and none "
-                f"deleted in 15 min — {who} {doing}; {latest[1]:.0f} waiting"
+                f"{q.name}: {count_text(recent_sent)} messages sent and none "
+                f"deleted in 15 min — {who} {doing}; {count_text(latest[1])} waiting"
             )
             cause = f"{who} is not deleting messages (disabled trigger, crashed poller, or every batch failing)"
             fix = f"Check {who}'s event source mapping state and errors; re-enable or fix it."
@@ -431,7 +434,7 @@ def _growth(inp: Inputs, q: Resource, visible: Series, age: Series) -> Iterator[
         "queues",
         q.id,
         WARNING,
-        f"{q.name}: {felt}backlog {latest[1]:.0f} and rising {slope:.1f}/min for {span // 60} min"
+        f"{q.name}: {felt}backlog {count_text(latest[1])} and rising {slope:.1f}/min for {span // 60} min"
         + ("" if felt else f", oldest message {oldest}")
         + f"; time to drain {_drain(visible, inp.now)}",
         window.run_start(lambda v: v >= window.points[0][1]) or window.points[0][0],
@@ -467,8 +470,8 @@ def _dlq(inp: Inputs, q: Resource, visible: Series, source: str = "") -> Iterato
         "queues",
         q.id,
         CRITICAL if latest[1] >= 10_000 else WARNING,
-        f"{q.name}: {grew:.0f} messages dead-lettered from {sources} in 15 min ({latest[1]:.0f} waiting)"
-        + (f", read from its {source}" if source else ""),
+        f"{q.name}: {count_text(grew)} messages dead-lettered from {sources} in 15 min "
+        f"({count_text(latest[1])} waiting)" + (f", read from its {source}" if source else ""),
         window.run_start(lambda v: v > baseline) or latest[0],
         _ev(visible=visible.since(inp.now - 3600)) | ({"source": source} if source else {}),
         cause=f"{sources}'s consumer keeps failing on these messages",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series, detector, evidence, pct
+from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series, count_text, detector, evidence, pct
 from fleetwatch.store import index_resource_id
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
@@ -92,7 +92,7 @@ def _index_op(inp: Inputs, t: Resource, index: str, op: str) -> Iterator[Finding
         "tables",
         t.id,
         CRITICAL if _loud(recent) else WARNING,
-        f"{t.name}: index {index} — {recent.sum():.0f} {op.lower()} throttles in 5 min",
+        f"{t.name}: index {index} — {count_text(recent.sum())} {op.lower()} throttles in 5 min",
         series.run_start(lambda v: v > 0) or recent.points[0][0],
         evidence(throttles=series),
         cause=f"the global secondary index {index} is short of {op.lower()} capacity"
@@ -124,7 +124,7 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
         keys = _hot_keys(t, inp.now)
         named = f"; hottest key {keys[0]}" if keys else ""
         load = (
-            f"while the table uses {pct(share)} of its {capacity:.0f} {unit}"
+            f"while the table uses {pct(share)} of its {count_text(capacity or 0)} {unit}"
             if share is not None
             else "on an on-demand table"
         )
@@ -132,7 +132,7 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
             "tables",
             t.id,
             CRITICAL if _loud(hot) else WARNING,
-            f"{t.name}: hot partition — {hot.sum():.0f} {op.lower()} throttles in 5 min {load}{named}",
+            f"{t.name}: hot partition — {count_text(hot.sum())} {op.lower()} throttles in 5 min {load}{named}",
             key_range.run_start(lambda v: v > 0) or hot.points[0][0],
             evidence(limit=3000 if op == "Read" else 1000, key_range_throttles=key_range, consumed=consumed),
             cause=f"one partition key takes more than the per-partition {'3,000 RCU' if op == 'Read' else '1,000 WCU'}"
@@ -157,8 +157,8 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
             "tables",
             t.id,
             CRITICAL if _loud(recent) else WARNING,
-            f"{t.name}: {recent.sum():.0f} {op.lower()} throttles in 5 min — {cause}"
-            + (f" ({pct(share)} of {capacity:.0f} {unit} used)" if share is not None else ""),
+            f"{t.name}: {count_text(recent.sum())} {op.lower()} throttles in 5 min — {cause}"
+            + (f" ({pct(share)} of {count_text(capacity or 0)} {unit} used)" if share is not None else ""),
             series.run_start(lambda v: v > 0) or recent.points[0][0],
             evidence(limit=capacity, throttles=series, consumed=consumed),
             cause=cause,

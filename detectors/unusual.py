@@ -33,7 +33,7 @@ from datetime import UTC
 from typing import Any
 
 from detectors.anomaly import DEFAULT_THRESHOLD, Episode, Episodes, Model, model_from_numbers, model_numbers
-from detectors.base import WARNING, Finding, Inputs, Series, detector, series_evidence
+from detectors.base import WARNING, Finding, Inputs, Series, count_text, detector, series_evidence
 
 STEP = 300  # seconds a bucket covers: the slow tier's period (collector/catalog.py PERIODS)
 SETTLE = 300  # a bucket is fed this long after it ends, once late CloudWatch datapoints are in
@@ -350,5 +350,5 @@ def _show(value: float | None, unit: str) -> str:
 
         return pct(value)
     if unit == "ms":
-        return f"{value:,.0f} ms"
-    return f"{value:,.0f}"
+        return f"{count_text(value)} ms"
+    return count_text(value)

@@ -326,7 +326,7 @@ def test_the_account_concurrency_finding_names_the_top_three_consumers_with_thei
     )
     (finding,), _ = results(lambda_account, inp)
     assert finding.title == (
-        "Lambda us-east-1 (111111111111): 880 of 1000 account concurrency claimed (88%) — held by "
+        "Lambda us-east-1 (111111111111): 880 of 1,000 account concurrency claimed (88%) — held by "
         "thumbnail-fn 860 (unreserved), orders-fn 12 (unreserved), report-fn 5 (reserved 5)"
     )
     assert "upstream" not in finding.title and "thumbnail-fn" in finding.cause

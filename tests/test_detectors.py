@@ -161,6 +161,25 @@ def test_queue_growth_names_the_erroring_consumer_and_time_to_drain() -> None:
     assert finding.evidence["series"]["visible"][-1][1] == 400
 
 
+def test_counts_in_titles_have_thousands_separators() -> None:
+    # make demo: "orders-queue: 1965 messages sent and none deleted in 15 min — orders-fn stopped
+    # consuming; 2222 waiting" beside "(39 of 1,498)" in the same thread.
+    stopped = {
+        ("q", "ApproximateNumberOfMessagesVisible", "Maximum"): ramp(0, 6015, 15),
+        ("q", "ApproximateAgeOfOldestMessage", "Maximum"): ramp(0, 900, 15),
+        ("q", "NumberOfMessagesSent", "Sum"): flat(700, 15, every=5),
+        ("q", "NumberOfMessagesDeleted", "Sum"): flat(0, 15, every=5),
+    }
+    (finding,), _ = results(queues, inputs([res("sqs", "q", QUEUE), WORKER], stopped))
+    assert finding.key == "stopped" and finding.title.startswith("q: 2,100 messages sent and none deleted"), (
+        finding.title
+    )
+    assert finding.title.endswith("; 6,015 waiting"), finding.title
+    growing = {**QUEUE_CASES[0][1], ("q", "ApproximateNumberOfMessagesVisible", "Maximum"): ramp(1000, 4000, 20)}
+    (finding,), _ = results(queues, inputs([res("sqs", "q", QUEUE), WORKER], growing))
+    assert "backlog 4,000 and rising" in finding.title, finding.title
+
+
 def test_an_inactive_queue_is_nodata_not_an_empty_queue() -> None:
     findings, nodata = results(queues, inputs([res("sqs", "q", QUEUE)], {}))
     assert findings == [] and [n.resource_id for n in nodata] == ["sqs/111111111111/us-east-1/q"]
@@ -405,7 +424,7 @@ def test_lambda_account_cases(label: str, inp: Inputs, expected: set[tuple[str, 
 
 def test_storm_title_says_how_soon_the_limit_is_used_up() -> None:
     (finding,), _ = results(lambda_account, account_inputs(1000, join(shift(flat(20, 30), 3), ramp(195, 528, 3))))
-    assert finding.title.startswith("Lambda us-east-1 (111111111111): 528 of 1000 account concurrency claimed (53")
+    assert finding.title.startswith("Lambda us-east-1 (111111111111): 528 of 1,000 account concurrency claimed (53")
     assert "and rising 166/min: used up in ~3 min" in finding.title, finding.title
 
 
@@ -627,7 +646,8 @@ def test_hot_partition_names_the_key_and_suggests_sharding() -> None:
         tables,
         table_inputs(WriteKeyRangeThroughputThrottleEvents=flat(300, 5), ConsumedWriteCapacityUnits=flat(300 * 60, 10)),
     )
-    assert "hottest key post#1#likes" in finding.title and "30% of its 1000 WCU" in finding.title
+    assert "hottest key post#1#likes" in finding.title and "30% of its 1,000 WCU" in finding.title
+    assert "hot partition — 1,500 write throttles in 5 min" in finding.title, finding.title
     assert "sharded counter" in finding.fix and finding.evidence["limit"] == 1000
     stale = {**TABLE, "hot_keys": {"window": [NOW - 7200, NOW - 3600], "top": [{"key": "old#key", "value": 1.0}]}}
     (finding,), _ = results(tables, table_inputs(stale, WriteKeyRangeThroughputThrottleEvents=flat(300, 5)))

@@ -186,7 +186,7 @@ def test_account_concurrency_climbing_to_its_limit_is_critical_before_80_percent
     assert got[8] == [("headroom", CRITICAL, True)]  # 69 % and rising 160 a minute: used up in ~2 min
     assert got[9] == [("headroom", WARNING, False)] or got[9][0][1] == CRITICAL
     (finding,) = account_findings(flood, 8)
-    assert "689 of 1000 account concurrency claimed (69%) and rising 160/min: used up in ~2 min" in finding.title
+    assert "689 of 1,000 account concurrency claimed (69%) and rising 160/min: used up in ~2 min" in finding.title
     assert finding.started_at == T0 + 4 * M
     # A 3x surge scaling cleanly from 20 % to 60 % over three minutes: ~3 minutes to the limit at
     # its pace, not about to be used up, and not a storm (x3, not STORM_FACTOR x5).

@@ -68,6 +68,19 @@ def test_resolved_is_green_says_how_long_and_drops_the_severity() -> None:
     assert "Resolved after 34 min." in text and "#2e7d32" in html and "#c62828" not in html
 
 
+def test_a_long_resolved_header_keeps_saying_it_is_resolved() -> None:
+    # make demo's incident 5: the 150-character header cut "resolved after 38 min" off, leaving
+    # "... orders-db at 96% of max_co…" under a small [RESOLVED] to read as still going.
+    title = (
+        "checkout-api: 2.6% of requests failing (5XX) over 5 min (39 of 1,498), usually 0.12% — "
+        "orders-db at 96% of max_connections (478 of 500)"
+    )
+    text = header(slack_message(notice("resolved", title=title, state="resolved", resolved_at=T0 + 38 * 60)))
+    assert len(text) <= 150 and text.endswith("… — resolved after 38 min"), text
+    cut = text.removeprefix(":large_green_circle: [RESOLVED] ").split("…")[0]
+    assert title.startswith(cut) and title[len(cut)] == " ", "cut at a word, nothing invented"
+
+
 def test_firing_is_red_with_an_acknowledge_link_until_acknowledged() -> None:
     n = notice("firing")
     msg = slack_message(n)
