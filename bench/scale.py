@@ -243,6 +243,20 @@ def run(
     return out
 
 
+def slow_text(r: dict[str, Any]) -> str:
+    """The slow tier's figure in words: a whole-tier cycle if the agent ran one, else the first
+    cycle (which reads all of it) and a note that steady cycles each carry a fifth of it."""
+    if r.get("slow_cycle"):
+        return f"slow cycle {r['slow_cycle']}"
+    first = next((c for c in r["cycles"] if c["kind"] == "first"), None)
+    if first is None:
+        return "no slow-tier cycle measured"
+    return (
+        f"slow tier spread over its interval (each steady cycle reads a fifth of it; the first cycle, "
+        f"which reads all of it, took {first['agent_cpu_seconds']} s agent CPU, {first['wall_seconds']} s wall)"
+    )
+
+
 def spread(cycles: list[dict[str, Any]]) -> dict[str, float] | None:
     """How evenly the work falls on the cycles: the worst steady cycle (every one after the
     first) against the median one, in agent CPU."""
@@ -345,7 +359,7 @@ def main() -> None:
         share = max(q["peak_share_of_quota"] for q in r["discovery_quota"].values())
         print(
             f"{r['functions']:,} functions / {r['queues']:,} queues: fast "
-            f"cycle {r.get('fast_cycle')}, slow cycle {r.get('slow_cycle')}, "
+            f"cycle {r.get('fast_cycle')}, {slow_text(r)}, "
             f"cold discovery {r['cold_discovery']}, hourly discovery {r['hourly_discovery']}, "
             f"{r['store_bytes_per_sample']} store bytes a sample, agent {r['agent_rss_mib']} MiB "
             f"(peak {r['agent_peak_rss_mib']} MiB), discovery at most {share:.0%} of any quota",
