@@ -6,7 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from detectors.base import CRITICAL, WARNING, Finding, Inputs, Resource, Series, count_text, detector, evidence, pct
+from detectors.base import (
+    CRITICAL,
+    WARNING,
+    Finding,
+    Inputs,
+    Resource,
+    Series,
+    count_text,
+    detector,
+    evidence,
+    pct,
+    series_evidence,
+)
 from fleetwatch.store import index_resource_id
 
 # The (metric, statistic) series this detector reads; the pass loads only declared series.
@@ -113,6 +125,10 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
     if provisioned.latest:
         capacity = provisioned.latest[1]
     used = (consumed.max() or 0.0) / consumed.period  # Sum per period → units per second
+    # Consumed capacity in the unit capacity is provisioned in (units a second), the series a
+    # capacity limit is held against: a throttle count is never drawn or told against WCU.
+    per_second = Series(tuple((t_, v / consumed.period) for t_, v in consumed.points), consumed.period)
+    consumed_name = f"consumed_{unit.lower()}"
     share = used / capacity if capacity else None
     others = {reason: inp.get(t.id, f"{op}{reason}ThrottleEvents", "Sum") for reason in REASONS}
     hot = key_range.since(since)
@@ -134,7 +150,9 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
             CRITICAL if _loud(hot) else WARNING,
             f"{t.name}: hot partition — {count_text(hot.sum())} {op.lower()} throttles in 5 min {load}{named}",
             key_range.run_start(lambda v: v > 0) or hot.points[0][0],
-            evidence(limit=3000 if op == "Read" else 1000, key_range_throttles=key_range, consumed=consumed),
+            # No limit in the evidence: the per-partition 3,000 RCU / 1,000 WCU is not comparable
+            # with anything CloudWatch reports (consumption is per table), so it is told in the cause.
+            series_evidence({"key_range_throttles": key_range, consumed_name: per_second}),
             cause=f"one partition key takes more than the per-partition {'3,000 RCU' if op == 'Read' else '1,000 WCU'}"
             + (f" ({', '.join(keys[:3])})" if keys else ""),
             fix=(
@@ -160,7 +178,9 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
             f"{t.name}: {count_text(recent.sum())} {op.lower()} throttles in 5 min — {cause}"
             + (f" ({pct(share)} of {count_text(capacity or 0)} {unit} used)" if share is not None else ""),
             series.run_start(lambda v: v > 0) or recent.points[0][0],
-            evidence(limit=capacity, throttles=series, consumed=consumed),
+            series_evidence({consumed_name: per_second, "throttles": series}, limit=capacity)
+            if capacity
+            else series_evidence({"throttles": series, consumed_name: per_second}),
             cause=cause,
             fix=fix,
             key=f"{key}-{op.lower()}",

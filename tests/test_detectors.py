@@ -641,6 +641,21 @@ def test_table_cases(label: str, inp: Inputs, expected: set[tuple[str, str]]) ->
     assert keys(findings) == expected
 
 
+def test_capacity_throttles_hold_consumed_capacity_against_the_limit_not_the_throttle_count() -> None:
+    # The limit lands on the chart and in the messages beside the first series: that must be the
+    # consumption in WCU a second (ConsumedWriteCapacityUnits is a Sum over the period), never the
+    # throttle count ("throttles peaked at 615 (limit 1,000)" compared a count with WCU).
+    (finding,), _ = results(
+        tables,
+        table_inputs(
+            WriteProvisionedThroughputThrottleEvents=flat(400, 5), ConsumedWriteCapacityUnits=flat(1000 * 60, 10)
+        ),
+    )
+    ev = finding.evidence
+    assert list(ev["series"]) == ["consumed_wcu", "throttles"] and ev["limit"] == 1000
+    assert {v for _, v in ev["series"]["consumed_wcu"]} == {1000.0}
+
+
 def test_hot_partition_names_the_key_and_suggests_sharding() -> None:
     (finding,), _ = results(
         tables,
@@ -648,7 +663,12 @@ def test_hot_partition_names_the_key_and_suggests_sharding() -> None:
     )
     assert "hottest key post#1#likes" in finding.title and "30% of its 1,000 WCU" in finding.title
     assert "hot partition — 1,500 write throttles in 5 min" in finding.title, finding.title
-    assert "sharded counter" in finding.fix and finding.evidence["limit"] == 1000
+    assert "sharded counter" in finding.fix
+    # The per-partition 1,000 WCU is told in the cause, not held against a series: CloudWatch
+    # has no per-partition consumption, and a throttle count is not in WCU.
+    assert "limit" not in finding.evidence and "1,000 WCU" in (finding.cause or "")
+    assert list(finding.evidence["series"]) == ["key_range_throttles", "consumed_wcu"]
+    assert {v for _, v in finding.evidence["series"]["consumed_wcu"]} == {300.0}, "Sum a minute → WCU a second"
     stale = {**TABLE, "hot_keys": {"window": [NOW - 7200, NOW - 3600], "top": [{"key": "old#key", "value": 1.0}]}}
     (finding,), _ = results(tables, table_inputs(stale, WriteKeyRangeThroughputThrottleEvents=flat(300, 5)))
     assert "old#key" not in finding.title
