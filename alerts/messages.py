@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any
 
 from alerts.incidents import Incident
-from alerts.state import Alert
+from alerts.state import RESOLVED, Alert
 from alerts.units import duration_words, human, unit_of, utc_time
 
 # Slack's documented limits: header text 150 characters, section text 3,000, 50 blocks a message;
@@ -187,6 +187,11 @@ class Notice:
             since = f"clear since {utc_time(clear)}" if clear else ""
             if peak is None:
                 when = f" at {utc_time(a.last_seen)}" if a.last_seen else ""
+                if not clear and a.state != RESOLVED:
+                    # Supporting evidence (an `unusual` episode) still found as the rules that held
+                    # the incident ended: said so, lest "last alerted" read as over, or as not.
+                    out.append(f"still seen{when}, supporting only: {clean(a.title, 300)}")
+                    continue
                 out.append(", ".join(x for x in (since, f"last alerted{when}: {clean(a.title, 300)}") if x))
                 continue
             series = str(peak.get("series", ""))

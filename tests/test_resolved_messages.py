@@ -103,3 +103,35 @@ def test_a_resolved_incident_is_labelled_resolved(world: World) -> None:
     (inc,) = world.incidents()
     assert inc.labels["state"] == "resolved", inc.labels
     assert inc.labels["resource"] == rid("api", "checkout-api"), "the other labels stay"
+
+
+def test_supporting_evidence_still_found_at_the_end_is_said_to_be(world: World) -> None:
+    # make demo's storm thread ended "[RESOLVED] …" with "last alerted at 04:01 UTC: checkout-fn:
+    # unusual errors — peaked at 151 …" for episodes still found when the rules ended (an
+    # `unusual` finding supports an incident but does not hold it open): it read as over.
+    fn = rid("lambda", "checkout-fn")
+    unusual = Observation(
+        "unusual",
+        fn,
+        "errors",
+        "finding",
+        "warning",
+        "checkout-fn: unusual errors — peaked at 151 per 5 min",
+        evidence={"series": {"errors": [[T0, 151.0]]}, "baseline": 1.0},
+    )
+    ran = {"outcomes", "unusual"}
+    for _ in range(5):
+        world.tick(api_errors(), unusual, ran_ok=ran)
+    passes = 0
+    while world.incidents()[0].state != "resolved":
+        passes += 1
+        assert passes < 40, "it resolves within keep_firing_for of the rule's last finding"
+        world.tick(unusual, ran_ok=ran)
+    last = int(world.clock.now()) - M  # the pass that resolved it, where the episode was still found
+    (head,) = world.slack.messages(top_level_only=True)
+    went = head["updates"][-1]["text"]
+    assert went.startswith("[RESOLVED]"), went
+    stamp = time.strftime("%H:%M UTC", time.gmtime(last))
+    assert f"still seen at {stamp}, supporting only: checkout-fn: unusual errors" in went, went
+    assert "last alerted at" not in went.split("still seen")[1], "not told as if it had ended"
+    assert "checkout-api 5xx rate peaked at 12%" in went and "clear since" in went, went
