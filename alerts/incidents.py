@@ -381,9 +381,10 @@ def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int, where: 
         labels = resource_labels(topo.resources.get(lead.resource_id), lead.resource_id)
     labels.update(detector=lead.detector, severity=severity, state=state)
     inc.labels = labels
-    inc.version = hashlib.sha256(
-        json.dumps([severity, sorted(a.fingerprint for a in members if a.state in (FIRING, RECOVERING))]).encode()
-    ).hexdigest()[:12]
+    # What a notification told: the alerts firing, then the severity (alerts.notify.milder_only
+    # reads it back). A version of the older form (a hash of both) differs once, after an upgrade.
+    firing = sorted(a.fingerprint for a in members if a.state in (FIRING, RECOVERING))
+    inc.version = f"{hashlib.sha256(json.dumps(firing).encode()).hexdigest()[:12]}:{severity}"
     if state == FIRING and inc.firing_at is None:
         inc.firing_at = now
         inc.events.append((FIRING, title))

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from alerts.incidents import ABSORBED, Incident
-from alerts.state import ERROR, FIRING, NODATA, RESOLVED
+from alerts.state import ERROR, FIRING, NODATA, RESOLVED, SEVERITY_RANK
 from fleetwatch.config.rules import Route, Window, matches_all
 
 ACKNOWLEDGED = "acknowledged"
@@ -82,6 +82,16 @@ def muted(
     return sorted(set(reasons))[0]
 
 
+def milder_only(last: Sent, inc: Incident) -> bool:
+    """The same alerts firing as when the target was last told, at a milder severity: no update.
+    A rate crossing its critical line back and forth sent make demo's orders-dlq thread four
+    UPDATEDs in 20 minutes, CRITICAL, WARNING, CRITICAL, WARNING. Going back up to the severity
+    told is then no change at all; a new alert or a worse severity is."""
+    told, _, told_severity = last.version.partition(":")
+    now, _, severity = inc.version.partition(":")
+    return bool(told_severity) and told == now and SEVERITY_RANK.get(severity, 3) > SEVERITY_RANK.get(told_severity, 3)
+
+
 def owed(
     inc: Incident, history: Sequence[Sent], now: int, timers: Timers, mute: str = "", missed: bool = False
 ) -> str | None:
@@ -120,7 +130,7 @@ def owed(
         # group_wait gathers what arrives together; it runs from the incident's opening, so the
         # pending time under `for` counts towards it and a page is not held a pass longer.
         return FIRING if now - inc.started_at >= timers.group_wait else None
-    if last.version != inc.version and now - last.sent_at >= timers.group_interval:
+    if last.version != inc.version and now - last.sent_at >= timers.group_interval and not milder_only(last, inc):
         return "changed"
     if inc.acked_at is None and now - last.sent_at >= timers.repeat_interval:
         return "repeat"

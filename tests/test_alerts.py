@@ -184,6 +184,30 @@ def test_group_interval_spaces_changes_and_severity_change_is_sent(world: World)
     assert len(updates) == 1 and "CRITICAL" in updates[0]["text"]
 
 
+def test_a_severity_crossing_its_line_back_and_forth_is_not_an_update_each_time(world: World) -> None:
+    # make demo's orders-dlq thread: orders-fn's failure rate crossed its critical line back and
+    # forth, and each crossing (five minutes apart, past group_interval) was an UPDATED:
+    # CRITICAL, WARNING, CRITICAL, WARNING. Milder than told is not worth waking anyone; a new
+    # alert joining is, and so is getting worse than told.
+    def growth(severity: str) -> Observation:
+        return Observation("queues", rid("sqs", "jobs"), "growth", "finding", severity, "jobs: backlog rising")
+
+    for _ in range(4):
+        world.tick(growth("critical"))
+    (head,) = top(world)
+    assert head["text"].startswith("[FIRING] CRITICAL")
+    for severity in ["warning"] * 6 + ["critical"] * 6 + ["warning"] * 6:
+        world.tick(growth(severity))
+    assert not [m for m in world.slack.messages() if "UPDATED" in m["text"]], "only the severity went up and down"
+    # A second alert in the same incident is news, told at once past group_interval.
+    age = Observation("queues", rid("sqs", "jobs"), "age", "finding", "warning", "jobs: oldest message 20 min")
+    for _ in range(6):
+        world.tick(growth("warning"), age)
+    updates = [m for m in world.slack.messages() if "UPDATED" in m["text"]]
+    assert len(updates) == 1 and "oldest message 20 min" in str(updates[0]), [u["text"][:80] for u in updates]
+    assert len(top(world)) == 1
+
+
 def test_findings_that_arrive_together_are_one_page_led_by_the_symptom(world: World) -> None:
     for _ in range(4):
         world.tick(api_errors(), storm())
