@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from alerts.incidents import Incident
+from alerts.incidents import SUPPORTING, Incident
 from alerts.state import RESOLVED, Alert
 from alerts.units import duration_words, human, unit_of, utc_time
 
@@ -187,7 +187,7 @@ class Notice:
             since = f"clear since {utc_time(clear)}" if clear else ""
             if peak is None:
                 when = f" at {utc_time(a.last_seen)}" if a.last_seen else ""
-                if not clear and a.state != RESOLVED:
+                if not clear and a.state != RESOLVED and a.detector in SUPPORTING:
                     # Supporting evidence (an `unusual` episode) still found as the rules that held
                     # the incident ended: said so, lest "last alerted" read as over, or as not.
                     out.append(f"still seen{when}, supporting only: {clean(a.title, 300)}")
