@@ -381,10 +381,13 @@ def _fill(inc: Incident, members: list[Alert], topo: Topology, now: int, where: 
         labels = resource_labels(topo.resources.get(lead.resource_id), lead.resource_id)
     labels.update(detector=lead.detector, severity=severity, state=state)
     inc.labels = labels
-    # What a notification told: the alerts firing, then the severity (alerts.notify.milder_only
-    # reads it back). A version of the older form (a hash of both) differs once, after an upgrade.
+    # What a notification told: the alerts firing, the severity (alerts.notify reads both back),
+    # and the version in the form stored before 2026-12-03 (one hash of the two), so that a
+    # notification told in that form is not told again just because the form changed.
     firing = sorted(a.fingerprint for a in members if a.state in (FIRING, RECOVERING))
-    inc.version = f"{hashlib.sha256(json.dumps(firing).encode()).hexdigest()[:12]}:{severity}"
+    told = hashlib.sha256(json.dumps(firing).encode()).hexdigest()[:12]
+    legacy = hashlib.sha256(json.dumps([severity, firing]).encode()).hexdigest()[:12]
+    inc.version = f"{told}:{severity}:{legacy}"
     if state == FIRING and inc.firing_at is None:
         inc.firing_at = now
         inc.events.append((FIRING, title))

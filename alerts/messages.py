@@ -177,6 +177,7 @@ class Notice:
         pipeline does not have). An alert with no series held against a limit is told as its
         last alert, with that alert's time."""
         out = []
+        ruled = any(a.detector not in SUPPORTING for a in self.alerts)
         for a in self.alerts[:8]:
             ev = a.evidence or {}
             peak = ev.get("peak") if isinstance(ev.get("peak"), dict) else None
@@ -187,10 +188,11 @@ class Notice:
             since = f"clear since {utc_time(clear)}" if clear else ""
             if peak is None:
                 when = f" at {utc_time(a.last_seen)}" if a.last_seen else ""
-                if not clear and a.state != RESOLVED and a.detector in SUPPORTING:
-                    # Supporting evidence (an `unusual` episode) still found as the rules that held
-                    # the incident ended: said so, lest "last alerted" read as over, or as not.
-                    out.append(f"still seen{when}, supporting only: {clean(a.title, 300)}")
+                if not clear and a.state != RESOLVED and a.kind == "finding":
+                    # Still found as the incident ended: supporting evidence (an `unusual` episode)
+                    # outliving the rules it supported, said so lest "last alerted" read as over.
+                    role = ", supporting only" if a.detector in SUPPORTING and ruled else ""
+                    out.append(f"still seen{when}{role}: {clean(a.title, 300)}")
                     continue
                 out.append(", ".join(x for x in (since, f"last alerted{when}: {clean(a.title, 300)}") if x))
                 continue

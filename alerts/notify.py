@@ -3,7 +3,8 @@
 
 - first (`firing`): once the incident fires and `group_wait` has passed since it opened
   (`cause_wait` since it fired, for a cause that may yet be joined by its symptom);
-- `changed`: its severity or its firing alerts changed, at most once per `group_interval`;
+- `changed`: its firing alerts changed or its severity got worse than last told, at most once per
+  `group_interval` (a severity only milder than last told is not sent: milder_only);
 - `repeat`: unchanged and unacknowledged for `repeat_interval`;
 - `acknowledged`: once, when someone acknowledged it (on the dashboard, with `fleetwatch ack`, or
   in PagerDuty) after a page reached this target and nothing has said so since;
@@ -87,9 +88,11 @@ def milder_only(last: Sent, inc: Incident) -> bool:
     A rate crossing its critical line back and forth sent make demo's orders-dlq thread four
     UPDATEDs in 20 minutes, CRITICAL, WARNING, CRITICAL, WARNING. Going back up to the severity
     told is then no change at all; a new alert or a worse severity is."""
-    told, _, told_severity = last.version.partition(":")
-    now, _, severity = inc.version.partition(":")
-    return bool(told_severity) and told == now and SEVERITY_RANK.get(severity, 3) > SEVERITY_RANK.get(told_severity, 3)
+    told = last.version.split(":")
+    now = inc.version.split(":")
+    if len(told) < 2 or len(now) < 2 or told[0] != now[0]:
+        return False
+    return SEVERITY_RANK.get(now[1], 3) > SEVERITY_RANK.get(told[1], 3)
 
 
 def owed(
@@ -130,7 +133,10 @@ def owed(
         # group_wait gathers what arrives together; it runs from the incident's opening, so the
         # pending time under `for` counts towards it and a page is not held a pass longer.
         return FIRING if now - inc.started_at >= timers.group_wait else None
-    if last.version != inc.version and now - last.sent_at >= timers.group_interval and not milder_only(last, inc):
+    # Told in the form stored before 2026-12-03 (the version's last part) is told all the same.
+    same = last.version == inc.version or (inc.version.count(":") == 2 and last.version == inc.version.split(":")[2])
+    changed = not same and not milder_only(last, inc)
+    if changed and now - last.sent_at >= timers.group_interval:
         return "changed"
     if inc.acked_at is None and now - last.sent_at >= timers.repeat_interval:
         return "repeat"

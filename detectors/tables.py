@@ -182,7 +182,7 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
             + (f" ({pct(share)} of {count_text(capacity or 0)} {unit} used)" if share is not None else ""),
             series.run_start(lambda v: v > 0) or recent.points[0][0],
             series_evidence({consumed_name: per_second, "throttles": series}, limit=capacity)
-            if capacity
+            if capacity and per_second
             else series_evidence({"throttles": series, consumed_name: per_second}),
             cause=cause,
             fix=fix,

@@ -3,6 +3,8 @@ Slack stand-in over HTTP. Each test plays a sequence of detection passes a minut
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,6 +208,26 @@ def test_a_severity_crossing_its_line_back_and_forth_is_not_an_update_each_time(
     updates = [m for m in world.slack.messages() if "UPDATED" in m["text"]]
     assert len(updates) == 1 and "oldest message 20 min" in str(updates[0]), [u["text"][:80] for u in updates]
     assert len(top(world)) == 1
+
+
+def test_an_incident_told_before_the_version_form_changed_is_not_told_again(world: World) -> None:
+    # Until 2026-12-03 a notification's version was one hash of the severity and the firing
+    # alerts; now it is the alerts' hash, then the severity. An agent upgraded under an open
+    # incident must not send every open incident an UPDATED that says nothing new.
+    for _ in range(4):
+        world.tick(queue_growth())
+    (head,) = top(world)
+    (inc,) = world.incidents()
+    legacy = hashlib.sha256(json.dumps(["warning", sorted(inc.members)]).encode()).hexdigest()[:12]
+    with world.store.transaction() as db:
+        db.execute("UPDATE notifications SET version = ?", [legacy])
+    for _ in range(8):
+        world.tick(queue_growth())
+    assert not [m for m in world.slack.messages() if "UPDATED" in m["text"]], "nothing changed but the form"
+    escalated = Observation("queues", rid("sqs", "jobs"), "growth", "finding", "critical", "jobs: backlog rising")
+    for _ in range(6):
+        world.tick(escalated)
+    assert [m["text"][:20] for m in world.slack.messages() if "UPDATED" in m["text"]] == ["[UPDATED] CRITICAL: "]
 
 
 def test_findings_that_arrive_together_are_one_page_led_by_the_symptom(world: World) -> None:

@@ -654,6 +654,17 @@ def test_capacity_throttles_hold_consumed_capacity_against_the_limit_not_the_thr
     ev = finding.evidence
     assert list(ev["series"]) == ["consumed_wcu", "throttles"] and ev["limit"] == 1000
     assert {v for _, v in ev["series"]["consumed_wcu"]} == {1000.0}
+    # In production consumed capacity is a slow-tier series of 5-minute Sums: 300,000 in five
+    # minutes is 1,000 WCU a second.
+    five = Series(tuple((NOW - 300 * k, 1000.0 * 300) for k in (1, 0)), 300)
+    (finding,), _ = results(
+        tables, table_inputs(WriteProvisionedThroughputThrottleEvents=flat(400, 5), ConsumedWriteCapacityUnits=five)
+    )
+    assert {v for _, v in finding.evidence["series"]["consumed_wcu"]} == {1000.0}
+    # No consumption read in the last ten minutes (a slow poll, a gap): no limit at all, rather
+    # than the limit beside the throttle count.
+    (finding,), _ = results(tables, table_inputs(WriteProvisionedThroughputThrottleEvents=flat(400, 5)))
+    assert "limit" not in finding.evidence and list(finding.evidence["series"])[0] == "throttles"
 
 
 def test_hot_partition_names_the_key_and_suggests_sharding() -> None:

@@ -135,3 +135,30 @@ def test_supporting_evidence_still_found_at_the_end_is_said_to_be(world: World) 
     assert f"still seen at {stamp}, supporting only: checkout-fn: unusual errors" in went, went
     assert "last alerted at" not in went.split("still seen")[1], "not told as if it had ended"
     assert "checkout-api 5xx rate peaked at 12%" in went and "clear since" in went, went
+
+
+def test_an_incident_of_unusual_findings_alone_calls_none_of_them_supporting(world: World) -> None:
+    # "supporting only" is said of an `unusual` finding beside a rule's: in an incident made of
+    # `unusual` findings alone there is no rule for it to support. (Such an incident still ends
+    # when one of its episodes ends: the older behaviour this message only reports.)
+    def unusual(kind: str, name: str, what: str) -> Observation:
+        return Observation(
+            "unusual",
+            rid(kind, name),
+            what,
+            "finding",
+            "warning",
+            f"{name}: unusual {what}",
+            evidence={"series": {what: [[T0, 5.0]]}, "baseline": 1.0},
+        )
+
+    fn, api = unusual("lambda", "checkout-fn", "errors"), unusual("api", "checkout-api", "latency")
+    ran = {"unusual"}
+    for _ in range(5):
+        world.tick(fn, api, ran_ok=ran)
+    for _ in range(12):
+        world.tick(api, ran_ok=ran)
+    heads = world.slack.messages(top_level_only=True)
+    ended = [u["text"] for h in heads for u in h.get("updates", []) if u["text"].startswith("[RESOLVED]")]
+    assert ended, [h["text"][:80] for h in heads]
+    assert all("supporting only" not in t for t in ended), ended
