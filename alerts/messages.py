@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any
 
 from alerts.incidents import SUPPORTING, Incident
-from alerts.state import RESOLVED, Alert
+from alerts.state import Alert
 from alerts.units import duration_words, human, unit_of, utc_time
 
 # Slack's documented limits: header text 150 characters, section text 3,000, 50 blocks a message;
@@ -188,7 +188,7 @@ class Notice:
             since = f"clear since {utc_time(clear)}" if clear else ""
             if peak is None:
                 when = f" at {utc_time(a.last_seen)}" if a.last_seen else ""
-                if not clear and a.state != RESOLVED and a.kind == "finding":
+                if not clear and a.kind == "finding":  # a resolved alert has resolved_at: clear
                     # Still found as the incident ended: supporting evidence (an `unusual` episode)
                     # outliving the rules it supported, said so lest "last alerted" read as over.
                     role = ", supporting only" if a.detector in SUPPORTING and ruled else ""

@@ -134,7 +134,7 @@ def owed(
         # pending time under `for` counts towards it and a page is not held a pass longer.
         return FIRING if now - inc.started_at >= timers.group_wait else None
     # Told in the form stored before 2026-12-03 (the version's last part) is told all the same.
-    same = last.version == inc.version or (inc.version.count(":") == 2 and last.version == inc.version.split(":")[2])
+    same = last.version in (inc.version, inc.version.rsplit(":", 1)[-1])
     changed = not same and not milder_only(last, inc)
     if changed and now - last.sent_at >= timers.group_interval:
         return "changed"

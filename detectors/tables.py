@@ -124,13 +124,13 @@ def _table_op(inp: Inputs, t: Resource, op: str, unit: str) -> Iterator[Finding]
     provisioned = inp.get(t.id, f"Provisioned{op}CapacityUnits", "Maximum")
     if provisioned.latest:
         capacity = provisioned.latest[1]
-    used = (consumed.max() or 0.0) / consumed.period  # Sum per period → units per second
     # Consumed capacity in the unit capacity is provisioned in (units a second), the series a
     # capacity limit is held against: a throttle count is never drawn or told against WCU.
     # AWS: "Use the Sum statistic … and divide it by the number of seconds" to compare with the
     # provisioned throughput (DynamoDB developer guide, metrics-dimensions.html,
     # ConsumedWriteCapacityUnits / ConsumedReadCapacityUnits).
     per_second = Series(tuple((t_, v / consumed.period) for t_, v in consumed.points), consumed.period)
+    used = per_second.max() or 0.0
     consumed_name = f"consumed_{unit.lower()}"
     share = used / capacity if capacity else None
     others = {reason: inp.get(t.id, f"{op}{reason}ThrottleEvents", "Sum") for reason in REASONS}
